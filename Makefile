@@ -1,0 +1,36 @@
+# auditwatch — make targets. `make demo` and `make test` are the README's two commands.
+GO ?= go
+BIN := bin/auditwatch
+
+.PHONY: build demo test lint fuzz fuzz-smoke bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/auditwatch
+
+# The main job on the embedded default, over the bundled demo data.
+demo: build
+	scripts/demo.sh
+
+# Installs and starts what the tests need, then runs every test (race detector) and a fuzz smoke run.
+test:
+	scripts/test.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+# Long fuzzing: every fuzz target for FUZZTIME each.
+FUZZTIME ?= 60s
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+fuzz-smoke:
+	scripts/fuzz.sh 8s
+
+# Full benchmarks (one core, as the targets are stated).
+BENCHTIME ?= 1x
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -cpu=1 ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,3 @@
+module auditwatch
+
+go 1.26.8

@@ -1,0 +1,109 @@
+// Package schema owns the data types that flow between auditwatch's stages:
+// the normalized audit Event that every source produces, and the Finding that
+// every detector raises. It is a leaf package: it imports nothing of ours.
+//
+// The JSON forms of Event and Finding are stable: field names never change
+// once released; new fields may be added.
+package schema
+
+import "time"
+
+// Sources an Event can come from.
+const (
+	SourceCloudTrail = "cloudtrail"
+	SourceVault      = "vault"
+)
+
+// Outcomes of an Event.
+const (
+	OutcomeSuccess = "success"
+	OutcomeFailure = "failure"
+)
+
+// Failure kinds: a coarse, source-independent classification of why a
+// request failed. Detectors key on these rather than on error text.
+const (
+	FailureNone               = ""
+	FailureInvalidCredentials = "invalid_credentials" // wrong password, unknown user, bad role/secret id, MFA failure
+	FailureInvalidToken       = "invalid_token"       // Vault: unknown/expired token (auth block carries no identity)
+	FailurePermissionDenied   = "permission_denied"   // authenticated identity, refused by policy (AccessDenied, UnauthorizedOperation)
+	FailureLockedOut          = "locked_out"          // user lockout
+	FailureThrottled          = "throttled"           // rate limited by the service
+	FailureNotFound           = "not_found"           // NoSuch*, ResourceNotFound
+	FailureOther              = "other"
+)
+
+// Principal types that are not taken verbatim from the source.
+const (
+	PrincipalTypeAnonymous = "anonymous" // no identity at all (failed login of an unknown user, invalid token)
+)
+
+// Event is one normalized audit record: one client request as the secret
+// store saw it. For Vault, a request entry and its response entry make one
+// Event.
+type Event struct {
+	// Time is the event time in UTC.
+	Time time.Time `json:"time"`
+	// Source is SourceCloudTrail or SourceVault.
+	Source string `json:"source"`
+	// ID is CloudTrail's eventID or Vault's request.id.
+	ID string `json:"id"`
+
+	// Principal is the stable identity: an IAM user or role ARN (for an
+	// assumed-role session, the role's ARN), Vault's auth.entity_id, else
+	// display_name, else the HMAC'd token accessor.
+	Principal     string `json:"principal"`
+	PrincipalName string `json:"principal_name"`
+	PrincipalType string `json:"principal_type"`
+	// Session is the assumed-role session name (CloudTrail) when there is one.
+	Session string `json:"session,omitempty"`
+	Account string `json:"account"`
+	// AccessKey is CloudTrail's userIdentity.accessKeyId.
+	AccessKey string `json:"access_key,omitempty"`
+	// Policies are Vault's token policies (auth.policies).
+	Policies []string `json:"policies,omitempty"`
+	// TokenHMAC links uses of one Vault token (request.client_token, HMAC'd).
+	TokenHMAC string `json:"token_hmac,omitempty"`
+	// AuthMethod is the Vault auth mount type used by a login (userpass,
+	// approle, …) or the CloudTrail login kind (console, sts).
+	AuthMethod string `json:"auth_method,omitempty"`
+
+	// Action is "<service>:<eventName>" for CloudTrail (service being the
+	// first label of eventSource, e.g. secretsmanager:GetSecretValue) and
+	// "vault:<operation>" for Vault.
+	Action string `json:"action"`
+	// Resource is the secret ARN or id (CloudTrail) or request.path (Vault).
+	Resource  string `json:"resource"`
+	Mount     string `json:"mount"`
+	MountType string `json:"mount_type,omitempty"`
+	Namespace string `json:"namespace"`
+	Region    string `json:"region"`
+
+	// SourceIP is a canonical IP string (netip.Addr.String()), or empty when
+	// the record carries no IP address.
+	SourceIP string `json:"source_ip"`
+	// SourceIPRaw is what the log said (service name, "AWS Internal",
+	// "1.2.3.4:5678", a comma list, …).
+	SourceIPRaw string `json:"source_ip_raw"`
+	// SourceIsService is true when the call was made by an AWS service on
+	// the principal's behalf (sourceIPAddress is a service name or
+	// "AWS Internal"); such calls carry no client address.
+	SourceIsService bool `json:"source_is_service,omitempty"`
+
+	UserAgent string `json:"user_agent"`
+	Outcome   string `json:"outcome"`
+	// Error is the error code (CloudTrail errorCode) or message (Vault error).
+	Error string `json:"error"`
+	// FailureKind is one of the Failure* constants; empty on success.
+	FailureKind string `json:"failure_kind,omitempty"`
+	// Auth is true for authentication attempts: console logins, Vault
+	// auth/*/login, STS token calls.
+	Auth bool `json:"auth"`
+	// ReadOnly is CloudTrail's readOnly flag; for Vault, true for read and list.
+	ReadOnly bool `json:"read_only,omitempty"`
+	// HTTPStatus is known for some Vault records; 0 when unknown.
+	HTTPStatus int `json:"http_status,omitempty"`
+}
+
+// Failed reports whether the event's outcome is a failure.
+func (e *Event) Failed() bool { return e.Outcome == OutcomeFailure }
