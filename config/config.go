@@ -50,10 +50,10 @@ type Config struct {
 	Detectors yaml.Node `yaml:"detectors"`
 	Alerts    yaml.Node `yaml:"alerts"`
 	Storage   yaml.Node `yaml:"storage"`
-	// Findings configures the findings file sink.
-	Findings Findings `yaml:"findings"`
-	HTTP     HTTP     `yaml:"http"`
-	Logging  Logging  `yaml:"logging"`
+	// Files configures the JSON Lines file sinks.
+	Files   Files   `yaml:"files"`
+	HTTP    HTTP    `yaml:"http"`
+	Logging Logging `yaml:"logging"`
 	// ShutdownTimeout bounds a graceful stop after SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -83,11 +83,13 @@ type State struct {
 	CheckpointEvents   int           `yaml:"checkpoint_events"`
 }
 
-// Findings is the findings file sink: every finding as one JSON line,
-// deduplicated by finding id across restarts.
-type Findings struct {
-	// Path of the JSON Lines file; empty disables the sink.
-	Path string `yaml:"path"`
+// Files are the JSON Lines file sinks; an empty path disables one.
+type Files struct {
+	// Findings gets every finding once (deduplicated by id across restarts).
+	Findings string `yaml:"findings"`
+	// Events gets every event handed to the detectors (at least once: a
+	// restart may repeat the events after the last checkpoint).
+	Events string `yaml:"events"`
 }
 
 // HTTP serves /metrics, /healthz and /readyz.
