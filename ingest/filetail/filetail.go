@@ -226,6 +226,15 @@ func (t *Tail) Run(ctx context.Context, pub source.Publisher) error {
 			}
 		}
 		if cur != nil {
+			// Truncation first: reading on from the old offset of a
+			// truncated and rewritten file would yield torn records.
+			nf, err := t.truncated(ctx, cur, pub)
+			if err != nil {
+				return err
+			}
+			cur = nf
+		}
+		if cur != nil {
 			n, err := t.pump(ctx, cur, pub)
 			if err != nil {
 				return err
@@ -355,6 +364,15 @@ func (t *Tail) check(ctx context.Context, cur *file, pub source.Publisher) (*fil
 			return nil, nil
 		}
 		return nf, nil
+	}
+	return cur, nil
+}
+
+// truncated reopens cur from its start when the file was truncated.
+func (t *Tail) truncated(ctx context.Context, cur *file, pub source.Publisher) (*file, error) {
+	fi, err := os.Stat(t.cfg.Path)
+	if err != nil || inode(fi) != cur.ino {
+		return cur, nil // rotation: handled after draining
 	}
 	// Same inode: truncated (copytruncate or truncate) when it is shorter
 	// than what was read, or when its leading bytes changed.
