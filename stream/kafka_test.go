@@ -192,5 +192,5 @@ func TestKafkaFindingsRoundTrip(t *testing.T) {
 type handlerFunc func(ctx context.Context, p int, recs []Record) error
 
 func (f handlerFunc) Assigned(context.Context, Assignment) (map[int]int64, error) { return nil, nil }
-func (f handlerFunc) Handle(ctx context.Context, p int, recs []Record) error    { return f(ctx, p, recs) }
-func (f handlerFunc) Revoked(context.Context, []int) error                      { return nil }
+func (f handlerFunc) Handle(ctx context.Context, p int, recs []Record) error      { return f(ctx, p, recs) }
+func (f handlerFunc) Revoked(context.Context, []int) error                        { return nil }
