@@ -37,7 +37,10 @@ type Reader struct {
 	safe  int64
 	stats Stats
 	done  bool
-	evbuf []schema.Event
+	// readErrShown: the read error was already reported with the record
+	// it cut short
+	readErrShown bool
+	evbuf        []schema.Event
 }
 
 // NewReader returns a Reader over r; name identifies the input in errors.
@@ -159,7 +162,7 @@ func (r *Reader) Next() (schema.Event, error) {
 			for _, ev := range r.pair.Flush(nil) {
 				r.push(item{ev: ev, after: end})
 			}
-			if err != io.EOF {
+			if err != io.EOF && !r.readErrShown {
 				r.push(item{err: &RecordError{Input: r.name, Record: int(r.stats.Records) + 1, Offset: end, Err: err}, after: end})
 			}
 			if len(r.queue) > 0 {
@@ -190,6 +193,7 @@ func (r *Reader) record(rec jsonx.Record) {
 		if errors.Is(err, jsonx.ErrTruncated) {
 			if rerr := r.sc.Err(); rerr != nil {
 				err = rerr
+				r.readErrShown = true
 			}
 		}
 		r.recErr(rec, err)

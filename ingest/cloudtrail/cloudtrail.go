@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -101,6 +102,9 @@ func Parse(v *fastjson.Value, fb Fallback, ev *schema.Event) error {
 
 	eventSource := str(v, "eventSource")
 	eventName := str(v, "eventName")
+	if eventName == "" {
+		return fmt.Errorf("%w: no eventName", ErrNotRecord)
+	}
 	service := eventSource
 	if i := strings.IndexByte(service, '.'); i >= 0 {
 		service = service[:i]
