@@ -3,6 +3,7 @@ package ingest
 import (
 	"bufio"
 	"bytes"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"regexp"
 	"testing"
 )
+
+var benchOut = flag.String("bench-out", "", "also write a ~100k-record benchmark input to this file")
 
 var (
 	ctIDRe    = regexp.MustCompile(`"eventID":"([0-9a-f-]{36})"`)
@@ -67,6 +70,12 @@ func benchInput(tb testing.TB, n int) (data []byte, events int) {
 // CloudTrail/Vault stream, reporting events/s and MB/s.
 func BenchmarkNormalize(b *testing.B) {
 	data, want := benchInput(b, 20000)
+	if *benchOut != "" {
+		big, _ := benchInput(b, 100000)
+		if err := os.WriteFile(*benchOut, big, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
 	opts := DefaultOptions()
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()

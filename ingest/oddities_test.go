@@ -40,10 +40,14 @@ func TestCloudTrailOddities(t *testing.T) {
 			}},
 		{"AWS Internal",
 			`{"eventName":"Describe","eventSource":"ec2.amazonaws.com","eventID":"e4","sourceIPAddress":"AWS Internal"}`,
-			func(e schema.Event) bool { return e.SourceIsService && e.SourceIP == "" && e.SourceIPRaw == "AWS Internal" }},
+			func(e schema.Event) bool {
+				return e.SourceIsService && e.SourceIP == "" && e.SourceIPRaw == "AWS Internal"
+			}},
 		{"comma list takes the first address",
 			`{"eventName":"X","eventSource":"s3.amazonaws.com","eventID":"e5","sourceIPAddress":"81.2.69.142, 192.168.10.10"}`,
-			func(e schema.Event) bool { return e.SourceIP == "81.2.69.142" && e.SourceIPRaw == "81.2.69.142, 192.168.10.10" }},
+			func(e schema.Event) bool {
+				return e.SourceIP == "81.2.69.142" && e.SourceIPRaw == "81.2.69.142, 192.168.10.10"
+			}},
 		{"leading-zero IPv4 is canonicalized",
 			`{"eventName":"X","eventSource":"s3.amazonaws.com","eventID":"e6","sourceIPAddress":"06.237.252.245"}`,
 			func(e schema.Event) bool { return e.SourceIP == "6.237.252.245" && !e.SourceIsService }},
@@ -96,7 +100,9 @@ func TestCloudTrailOddities(t *testing.T) {
 			}},
 		{"LookupEvents output, record as a JSON string",
 			`{"Events":[{"EventId":"e18","EventTime":"2021-11-18T09:41:02-08:00","CloudTrailEvent":"{\"eventName\":\"ConsoleLogin\",\"eventSource\":\"signin.amazonaws.com\",\"eventID\":\"e18\",\"responseElements\":{\"ConsoleLogin\":\"Success\"}}"}],"NextToken":"abc"}`,
-			func(e schema.Event) bool { return e.ID == "e18" && e.Auth && e.Time.Equal(time.Date(2021, 11, 18, 17, 41, 2, 0, time.UTC)) }},
+			func(e schema.Event) bool {
+				return e.ID == "e18" && e.Auth && e.Time.Equal(time.Date(2021, 11, 18, 17, 41, 2, 0, time.UTC))
+			}},
 		{"S3 delivery object",
 			`{"Records":[{"eventName":"X","eventSource":"s3.amazonaws.com","eventID":"e19"}]}`,
 			func(e schema.Event) bool { return e.ID == "e19" }},
@@ -162,13 +168,17 @@ func TestVaultOddities(t *testing.T) {
 			}},
 		{"ip:port",
 			vaultPair("r4", full, "192.168.0.10:36776", "", "", ""),
-			func(e schema.Event) bool { return e.SourceIP == "192.168.0.10" && e.SourceIPRaw == "192.168.0.10:36776" }},
+			func(e schema.Event) bool {
+				return e.SourceIP == "192.168.0.10" && e.SourceIPRaw == "192.168.0.10:36776"
+			}},
 		{"[v6]:port",
 			vaultPair("r5", full, "[2001:db8::10]:36778", "", "", ""),
 			func(e schema.Event) bool { return e.SourceIP == "2001:db8::10" }},
 		{"request-only denied entry",
 			strings.SplitN(vaultPair("r6", bare, "10.6.8.34", `,"error":"permission denied"`, "", ""), "\n", 2)[0],
-			func(e schema.Event) bool { return e.ID == "r6" && e.Outcome == "failure" && e.FailureKind == "invalid_token" }},
+			func(e schema.Event) bool {
+				return e.ID == "r6" && e.Outcome == "failure" && e.FailureKind == "invalid_token"
+			}},
 		{"missing remote_address",
 			`{"time":"2026-01-01T00:00:00Z","type":"request","auth":{"display_name":"root","policies":["root"]},"request":{"id":"r7","operation":"update","path":"sys/audit/test"}}`,
 			func(e schema.Event) bool {
@@ -200,7 +210,9 @@ func TestVaultOddities(t *testing.T) {
 			}},
 		{"pretty-printed Jackson-style entry",
 			"{\n  \"request\" : {\n    \"path\" : \"sys/policies/acl/admin\",\n    \"id\" : \"r11\",\n    \"operation\" : \"update\"\n  },\n  \"auth\" : {\n    \"policies\" : [ \"root\" ],\n    \"display_name\" : \"root\"\n  },\n  \"time\" : \"2019-11-05T00:40:27.638711Z\",\n  \"type\" : \"request\"\n}\n",
-			func(e schema.Event) bool { return e.ID == "r11" && e.Principal == "root" && e.Resource == "sys/policies/acl/admin" }},
+			func(e schema.Event) bool {
+				return e.ID == "r11" && e.Principal == "root" && e.Resource == "sys/policies/acl/admin"
+			}},
 		{"KMIP pair",
 			`{"request":{"client_certificate_serial_number":"793","data":{"kmip_request":{"tag":"RequestMessage","value":[{"tag":"BatchItem","value":[{"tag":"Operation","type":"Enumeration","value":"0x0000000a"}]}]}},"remote_address":"192.168.0.10:36776"},"time":"2026-05-20T13:49:00Z","type":"kmip-request"}` + "\n" +
 				`{"request":{"client_certificate_serial_number":"793","data":{"kmip_request":{"tag":"RequestMessage","value":[{"tag":"BatchItem","value":[{"tag":"Operation","type":"Enumeration","value":"0x0000000a"}]}]}},"remote_address":"192.168.0.10:36776"},"response":{"data":{"kmip_response":{"tag":"ResponseMessage","value":[{"tag":"BatchItem","value":[{"tag":"Operation","type":"Enumeration","value":"0x0000000a"},{"tag":"ResultStatus","type":"Enumeration","value":"0x00000001"},{"tag":"ResultReason","type":"Enumeration","value":"0x0000000C"}]}]}}},"time":"2026-05-20T13:49:01Z","type":"kmip-response"}`,
