@@ -2,6 +2,8 @@ module auditwatch
 
 go 1.26.8
 
+require github.com/valyala/fastjson v1.6.10
+
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0
 	github.com/aws/aws-sdk-go-v2/config v1.33.18
