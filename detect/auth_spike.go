@@ -1,0 +1,228 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"auditwatch/schema"
+)
+
+// authSpike counts failed authentications and denied calls in a sliding
+// event-time window per principal and/or per source IP (config keys), and
+// raises a finding when a key's count reaches the fixed threshold or is far
+// above the key's own learned rate (an EWMA of failures per window, with a
+// minimum count). A burst is one finding: later failures update it (same
+// DedupeKey, higher Revision and Count) each time the count doubles, until
+// the key has been quiet for the cool-down.
+type authSpike struct {
+	e       *Engine
+	cfg     *AuthFailureSpikeConfig
+	kinds   map[string]bool
+	byPrinc bool
+	byIP    bool
+	t       *table[spikeState]
+	h       hasher
+	bucket  int64 // ns per bucket
+}
+
+const spikeBuckets = 12
+
+type spikeState struct {
+	Newest int64                `json:"n"` // index of the newest bucket
+	Counts [spikeBuckets]uint32 `json:"c"`
+	Win    int64                `json:"w"`  // current tumbling window index (rate learning)
+	WinCnt uint32               `json:"wc"` // failures in it
+	EWMA   float64              `json:"e"`  // learned failures per window
+	Recent []string             `json:"r,omitempty"`
+	B      burst                `json:"b"`
+}
+
+func newAuthSpike(e *Engine) *authSpike {
+	cfg := &e.cfg.AuthFailureSpike
+	d := &authSpike{e: e, cfg: cfg, kinds: map[string]bool{},
+		t:      newTable(schema.DetectorAuthFailureSpike, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[spikeState](jsonCodec[spikeState]{}), e.log, e.m),
+		bucket: cfg.Window.D().Nanoseconds() / spikeBuckets}
+	if d.bucket <= 0 {
+		d.bucket = 1
+	}
+	for _, k := range cfg.FailureKinds {
+		d.kinds[k] = true
+	}
+	for _, k := range cfg.Keys {
+		switch k {
+		case "principal":
+			d.byPrinc = true
+		case "ip":
+			d.byIP = true
+		}
+	}
+	return d
+}
+
+func (d *authSpike) tables() []tableStats { return []tableStats{d.t} }
+
+func (d *authSpike) counts(ev *schema.Event) bool {
+	if !ev.Failed() {
+		return false
+	}
+	if ev.Auth {
+		return ev.FailureKind != schema.FailureThrottled
+	}
+	return d.kinds[ev.FailureKind]
+}
+
+func (d *authSpike) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []schema.Finding {
+	if !d.counts(ev) {
+		return out
+	}
+	if d.byPrinc && c.hasPrincipal {
+		out = d.key(ev, c, "principal", ev.Principal, out)
+	}
+	if d.byIP && ev.SourceIP != "" && !ev.SourceIsService {
+		out = d.key(ev, c, "ip", ev.SourceIP, out)
+	}
+	return out
+}
+
+func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []schema.Finding) []schema.Finding {
+	n, _ := d.t.get(d.h.sum(kind, val), true)
+	s := &n.v
+	d.t.touch(n)
+	t := ev.Time.UnixNano()
+	win := d.cfg.Window.D().Nanoseconds()
+	max := d.e.cfg.MaxEvidence
+
+	// Learned rate: fold finished tumbling windows into the EWMA.
+	w := t / win
+	if s.Win == 0 && s.WinCnt == 0 && s.EWMA == 0 {
+		s.Win = w
+	}
+	if w > s.Win {
+		a := d.cfg.EWMAAlpha
+		s.EWMA = a*float64(s.WinCnt) + (1-a)*s.EWMA
+		if gap := w - s.Win - 1; gap > 0 {
+			s.EWMA *= math.Pow(1-a, float64(min(gap, 10000)))
+		}
+		s.Win, s.WinCnt = w, 0
+	}
+	if w == s.Win {
+		s.WinCnt++
+	}
+
+	// Sliding window count.
+	bi := t / d.bucket
+	inWindow := true
+	switch {
+	case s.Newest == 0 && s.Counts == [spikeBuckets]uint32{}:
+		s.Newest = bi
+	case bi > s.Newest:
+		shift := bi - s.Newest
+		if shift >= spikeBuckets {
+			s.Counts = [spikeBuckets]uint32{}
+		} else {
+			for i := int64(1); i <= shift; i++ {
+				s.Counts[(s.Newest+i)%spikeBuckets] = 0
+			}
+		}
+		s.Newest = bi
+	case bi <= s.Newest-spikeBuckets:
+		inWindow = false // late beyond the window
+	}
+	count := 0
+	if inWindow {
+		s.Counts[bi%spikeBuckets]++
+		for _, x := range s.Counts {
+			count += int(x)
+		}
+	}
+	if len(s.Recent) >= max {
+		s.Recent = append(s.Recent[:0], s.Recent[1:]...)
+	}
+	s.Recent = append(s.Recent, ev.ID)
+
+	b := &s.B
+	if b.open(t, d.cfg.Cooldown.D()) {
+		b.Count++
+		if t > b.Last {
+			b.Last = t
+		}
+		b.addID(ev.ID, max)
+		b.addItem(principalOrAnon(ev), max)
+		if c.history || b.Count < 2*b.Reported {
+			return out
+		}
+		b.Rev++
+		b.Reported = b.Count
+		return append(out, d.finding(ev, c, kind, val, s, count, "update"))
+	}
+	if c.history || !inWindow {
+		return out
+	}
+	rate := s.EWMA
+	fixed := count >= d.cfg.Threshold
+	dynamic := count >= d.cfg.MinCount && float64(count) > d.cfg.Factor*rate
+	if !fixed && !dynamic {
+		return out
+	}
+	*b = burst{Key: schema.MakeID(schema.DetectorAuthFailureSpike, kind, val, ev.ID), Count: count, Reported: count, Last: t}
+	b.First = t
+	for _, id := range s.Recent {
+		b.addID(id, max)
+	}
+	b.addItem(principalOrAnon(ev), max)
+	reason := fmt.Sprintf("%d failures in %s reached the threshold %d", count, d.cfg.Window.D(), d.cfg.Threshold)
+	if !fixed {
+		reason = fmt.Sprintf("%d failures in %s is more than %g x this %s's learned rate of %.2f per window (minimum %d)",
+			count, d.cfg.Window.D(), d.cfg.Factor, kind, rate, d.cfg.MinCount)
+	}
+	f := d.finding(ev, c, kind, val, s, count, reason)
+	// The burst started within the window before this event.
+	f.FirstTime = time.Unix(0, max64(t-d.cfg.Window.D().Nanoseconds(), 0)).UTC()
+	return append(out, f)
+}
+
+func (d *authSpike) finding(ev *schema.Event, c *evalCtx, kind, val string, s *spikeState, inWindow int, reason string) schema.Finding {
+	b := &s.B
+	f := d.e.finding(schema.DetectorAuthFailureSpike, d.cfg.Severity, ev, c)
+	b.fill(&f, schema.DetectorAuthFailureSpike, ev.ID)
+	if reason == "update" {
+		reason = fmt.Sprintf("burst continues: %d failures since it began (%d in the last %s)", b.Count, inWindow, d.cfg.Window.D())
+	}
+	f.Reason = reason
+	who := "principal " + nameOf(ev)
+	if kind == "ip" {
+		who = "source address " + val
+		f.SourceIP = val
+		if len(b.Items) > 1 {
+			// Many identities from one address: no single principal.
+			f.Principal, f.PrincipalName = "", ""
+		}
+	}
+	f.Summary = fmt.Sprintf("%d failed authentications or denied calls by %s", b.Count, who)
+	f.Attributes["key"] = kind
+	f.Attributes["failure_kind"] = ev.FailureKind
+	f.Attributes["in_window"] = fmt.Sprint(inWindow)
+	f.Attributes["learned_rate"] = fmt.Sprintf("%.3f", s.EWMA)
+	if len(b.Items) > 0 {
+		f.Attributes["principals"] = fmt.Sprint(len(b.Items))
+	}
+	return f
+}
+
+func principalOrAnon(ev *schema.Event) string {
+	if identity(ev) {
+		return ev.Principal
+	}
+	if ev.PrincipalName != "" {
+		return "anonymous:" + ev.PrincipalName
+	}
+	return "anonymous"
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
