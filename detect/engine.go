@@ -400,5 +400,5 @@ func (e *Engine) newPrincipalTable() *table[principalState] {
 // jsonCodec persists a value as JSON.
 type jsonCodec[V any] struct{}
 
-func (jsonCodec[V]) encode(v *V) ([]byte, error)  { return json.Marshal(v) }
+func (jsonCodec[V]) encode(v *V) ([]byte, error) { return json.Marshal(v) }
 func (jsonCodec[V]) decode(b []byte, v *V) error { return json.Unmarshal(b, v) }

@@ -26,7 +26,7 @@ func (a *bufItem) less(b *bufItem) bool {
 // boxing.
 type evHeap struct{ items []bufItem }
 
-func (h *evHeap) len() int        { return len(h.items) }
+func (h *evHeap) len() int       { return len(h.items) }
 func (h *evHeap) peek() *bufItem { return &h.items[0] }
 
 func (h *evHeap) push(it bufItem) {
