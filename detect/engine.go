@@ -161,12 +161,14 @@ func (e *Engine) Config() Config { return e.cfg }
 // Process takes one event. Events within the allowed lateness of the
 // newest event seen wait in the reorder buffer and are evaluated in
 // event-time order; the findings returned are those of the events this call
-// released. An event older than what was already released is evaluated at
-// once and its findings are marked Late.
+// released. An event older than the newest event seen minus the allowed
+// lateness is evaluated at once and its findings are marked Late.
 func (e *Engine) Process(ev schema.Event) []schema.Finding {
 	e.stats.Events++
 	e.m.events.Inc()
-	if e.hasReleased && ev.Time.Before(e.released) {
+	if !e.maxSeen.IsZero() && ev.Time.Before(e.maxSeen.Add(-e.cfg.AllowedLateness.D())) {
+		// Beyond the allowed lateness: everything it would precede within
+		// the lateness has been (or is being) released; evaluate it now.
 		e.stats.Late++
 		e.m.late.Inc()
 		return e.evaluate(&ev, true, nil)
