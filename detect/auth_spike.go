@@ -3,6 +3,7 @@ package detect
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"auditwatch/schema"
@@ -149,12 +150,19 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 		}
 		b.addID(ev.ID, max)
 		b.addItem(principalOrAnon(ev), max)
-		if c.history || b.Count < 2*b.Reported {
+		// A new kind of failure (bad passwords, then made-up tokens) is
+		// news; so is a doubled count.
+		newKind := b.addItem("kind:"+ev.FailureKind, max)
+		if c.history || (!newKind && b.Count < 2*b.Reported) {
 			return out
 		}
 		b.Rev++
 		b.Reported = b.Count
-		return append(out, d.finding(ev, c, kind, val, s, count, "update"))
+		reason := "update"
+		if newKind {
+			reason = fmt.Sprintf("burst continues with a new kind of failure (%s): %d failures since it began", ev.FailureKind, b.Count)
+		}
+		return append(out, d.finding(ev, c, kind, val, s, count, reason))
 	}
 	if c.history || !inWindow {
 		return out
@@ -171,6 +179,7 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 		b.addID(id, max)
 	}
 	b.addItem(principalOrAnon(ev), max)
+	b.addItem("kind:"+ev.FailureKind, max)
 	reason := fmt.Sprintf("%d failures in %s reached the threshold %d", count, d.cfg.Window.D(), d.cfg.Threshold)
 	if !fixed {
 		reason = fmt.Sprintf("%d failures in %s is more than %g x this %s's learned rate of %.2f per window (minimum %d)",
@@ -194,8 +203,8 @@ func (d *authSpike) finding(ev *schema.Event, c *evalCtx, kind, val string, s *s
 	if kind == "ip" {
 		who = "source address " + val
 		f.SourceIP = val
-		if len(b.Items) > 1 {
-			// Many identities from one address: no single principal.
+		if !identity(ev) || b.principals() > 1 {
+			// Unknown or many identities from one address: no single principal.
 			f.Principal, f.PrincipalName = "", ""
 		}
 	}
@@ -204,9 +213,7 @@ func (d *authSpike) finding(ev *schema.Event, c *evalCtx, kind, val string, s *s
 	f.Attributes["failure_kind"] = ev.FailureKind
 	f.Attributes["in_window"] = fmt.Sprint(inWindow)
 	f.Attributes["learned_rate"] = fmt.Sprintf("%.3f", s.EWMA)
-	if len(b.Items) > 0 {
-		f.Attributes["principals"] = fmt.Sprint(len(b.Items))
-	}
+	f.Attributes["principals"] = fmt.Sprint(b.principals())
 	return f
 }
 
@@ -225,4 +232,15 @@ func max64(a, b int64) int64 {
 		return a
 	}
 	return b
+}
+
+// principals counts the distinct identities in a burst's items.
+func (b *burst) principals() int {
+	n := 0
+	for _, x := range b.Items {
+		if !strings.HasPrefix(x, "kind:") {
+			n++
+		}
+	}
+	return n
 }

@@ -76,6 +76,9 @@ func (b *burst) fill(f *schema.Finding, det string, triggerID string) {
 	f.Revision = b.Rev
 	f.Count = b.Count
 	f.EventIDs = append([]string(nil), b.IDs...)
+	if !contains(f.EventIDs, triggerID) {
+		f.EventIDs = append(f.EventIDs, triggerID)
+	}
 	f.FirstTime = time.Unix(0, b.First).UTC()
 	f.LastTime = time.Unix(0, b.Last).UTC()
 	f.ID = schema.MakeID(det, b.Key, strconv.Itoa(b.Rev), strconv.Itoa(b.Count), triggerID)
