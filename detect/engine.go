@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,10 +25,7 @@ const (
 	spacePrincipals = "principals"
 )
 
-var (
-	keyClock  = []byte("clock")
-	keyBuffer = []byte("buffer")
-)
+var keyClock = []byte("clock")
 
 // detector is one detection rule over in-order events.
 type detector interface {
@@ -45,14 +43,21 @@ type Engine struct {
 	m   *metrics
 
 	principals *table[principalState]
+	scope      scope
 	dets       []detector
 	h          hasher
 
-	buf         evHeap
-	seq         uint64
-	maxSeen     time.Time
-	released    time.Time
-	hasReleased bool
+	buf          evHeap
+	seq          uint64
+	maxSeen      time.Time
+	released     time.Time // event time of the last released event
+	relSeq       uint64    // and its seq
+	hasReleased  bool
+	persistedSeq uint64       // events up to this seq are in saved segments
+	segments     []segment    // saved segments of the reorder buffer
+	scratch      schema.Event // the event being released
+	in           schema.Event // the event being taken in (keeps ev off the heap)
+	ctx          evalCtx
 
 	stats Stats
 }
@@ -81,10 +86,30 @@ type TableStats struct {
 }
 
 type clock struct {
-	MaxSeen     time.Time `json:"max_seen"`
-	Released    time.Time `json:"released"`
-	HasReleased bool      `json:"has_released"`
-	Seq         uint64    `json:"seq"`
+	MaxSeen      time.Time `json:"max_seen"`
+	Released     time.Time `json:"released"`
+	RelSeq       uint64    `json:"rel_seq"`
+	HasReleased  bool      `json:"has_released"`
+	Seq          uint64    `json:"seq"`
+	PersistedSeq uint64    `json:"persisted_seq"`
+	Segments     []segment `json:"segments"`
+}
+
+// segment is a saved run of buffered events, in seq order. The reorder
+// buffer is saved incrementally: a checkpoint writes the events that
+// arrived since the previous one as one segment and deletes segments whose
+// events have all been released, so a checkpoint costs what arrived since,
+// not the whole buffer.
+type segment struct {
+	First uint64 `json:"first"`
+	Last  uint64 `json:"last"`
+}
+
+func (s segment) key() []byte {
+	k := make([]byte, 12)
+	copy(k, "seg/")
+	binary.BigEndian.PutUint64(k[4:], s.First)
+	return k
 }
 
 // New builds an Engine over st, restoring the detector state, clock and
@@ -104,6 +129,7 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	e := &Engine{cfg: cfg, st: st, log: logger, m: newMetrics(reg)}
 	e.stats.Findings = make(map[string]uint64)
 	e.principals = e.newPrincipalTable()
+	e.scope = scope{rules: cfg.FirstTimeAccess.Scope}
 	if on(cfg.UnexpectedIP.Enabled) {
 		e.dets = append(e.dets, newUnexpectedIP(e))
 	}
@@ -130,24 +156,35 @@ func (e *Engine) restore() error {
 	if err != nil {
 		return fmt.Errorf("detect: restore clock: %w", err)
 	}
-	if raw != nil {
-		var c clock
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return fmt.Errorf("detect: restore clock: %w", err)
-		}
-		e.maxSeen, e.released, e.hasReleased, e.seq = c.MaxSeen, c.Released, c.HasReleased, c.Seq
+	if raw == nil {
+		return nil
 	}
-	raw, err = e.st.Get(spaceEngine, keyBuffer)
-	if err != nil {
-		return fmt.Errorf("detect: restore reorder buffer: %w", err)
+	var c clock
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return fmt.Errorf("detect: restore clock: %w", err)
 	}
-	if raw != nil {
-		var items []bufItem
-		if err := json.Unmarshal(raw, &items); err != nil {
+	e.maxSeen, e.released, e.hasReleased, e.seq = c.MaxSeen, c.Released, c.HasReleased, c.Seq
+	e.relSeq, e.persistedSeq, e.segments = c.RelSeq, c.PersistedSeq, c.Segments
+	for _, sg := range e.segments {
+		raw, err := e.st.Get(spaceEngine, sg.key())
+		if err != nil {
 			return fmt.Errorf("detect: restore reorder buffer: %w", err)
 		}
-		for _, it := range items {
-			e.buf.push(it)
+		if raw == nil {
+			return fmt.Errorf("detect: restore reorder buffer: segment %d missing", sg.First)
+		}
+		d := decoder{b: raw}
+		for len(d.b) > 0 {
+			var ev schema.Event
+			seq := d.readEvent(&ev)
+			if d.err != nil {
+				return fmt.Errorf("detect: restore reorder buffer: segment %d: %w", sg.First, d.err)
+			}
+			t := ev.Time.UnixNano()
+			if e.hasReleased && (t < e.released.UnixNano() || t == e.released.UnixNano() && seq <= e.relSeq) {
+				continue // released before the checkpoint
+			}
+			e.buf.push(seq, &ev)
 		}
 	}
 	e.stats.Buffered = e.buf.len()
@@ -171,37 +208,36 @@ func (e *Engine) Process(ev schema.Event) []schema.Finding {
 		// the lateness has been (or is being) released; evaluate it now.
 		e.stats.Late++
 		e.m.late.Inc()
-		return e.evaluate(&ev, true, nil)
+		e.in = ev
+		return e.evaluate(&e.in, true, nil)
 	}
 	e.seq++
-	e.buf.push(bufItem{Seq: e.seq, Event: ev})
+	e.in = ev
+	e.buf.push(e.seq, &e.in)
 	if ev.Time.After(e.maxSeen) {
 		e.maxSeen = ev.Time
 	}
-	wm := e.maxSeen.Add(-e.cfg.AllowedLateness.D())
+	wm := e.maxSeen.Add(-e.cfg.AllowedLateness.D()).UnixNano()
 	var out []schema.Finding
 	for e.buf.len() > 0 {
-		top := e.buf.peek()
-		if top.Event.Time.After(wm) {
+		if e.buf.peekTime() > wm {
 			if e.buf.len() <= e.cfg.MaxBuffered {
 				break
 			}
 			e.stats.ReorderOverflow++
 			e.m.overflow.Inc()
 		}
-		it := e.buf.pop()
-		out = e.release(&it.Event, out)
+		seq := e.buf.pop(&e.scratch)
+		out = e.release(seq, &e.scratch, out)
 	}
 	e.stats.Buffered = e.buf.len()
 	e.m.buffered.Set(float64(e.buf.len()))
 	return out
 }
 
-func (e *Engine) release(ev *schema.Event, out []schema.Finding) []schema.Finding {
-	if !e.hasReleased || ev.Time.After(e.released) {
-		e.released = ev.Time
-		e.hasReleased = true
-	}
+func (e *Engine) release(seq uint64, ev *schema.Event, out []schema.Finding) []schema.Finding {
+	// Releases happen in (time, seq) order, so this is the release frontier.
+	e.released, e.relSeq, e.hasReleased = ev.Time, seq, true
 	return e.evaluate(ev, false, out)
 }
 
@@ -209,8 +245,8 @@ func (e *Engine) release(ev *schema.Event, out []schema.Finding) []schema.Findin
 func (e *Engine) Drain() []schema.Finding {
 	var out []schema.Finding
 	for e.buf.len() > 0 {
-		it := e.buf.pop()
-		out = e.release(&it.Event, out)
+		seq := e.buf.pop(&e.scratch)
+		out = e.release(seq, &e.scratch, out)
 	}
 	e.stats.Buffered = 0
 	e.m.buffered.Set(0)
@@ -225,7 +261,8 @@ func identity(ev *schema.Event) bool {
 }
 
 func (e *Engine) evaluate(ev *schema.Event, late bool, out []schema.Finding) []schema.Finding {
-	c := evalCtx{e: e, late: late}
+	e.ctx = evalCtx{e: e, late: late}
+	c := &e.ctx
 	c.history = !e.cfg.LearnUntil.IsZero() && ev.Time.Before(e.cfg.LearnUntil)
 	if identity(ev) {
 		n, _ := e.principals.get(e.h.sum("p", ev.Principal), true)
@@ -239,7 +276,7 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, out []schema.Finding) []s
 	}
 	start := len(out)
 	for _, d := range e.dets {
-		out = d.process(ev, &c, out)
+		out = d.process(ev, c, out)
 	}
 	for i := start; i < len(out); i++ {
 		e.stats.Findings[out[i].Detector]++
@@ -255,6 +292,20 @@ type evalCtx struct {
 	late         bool
 	hasPrincipal bool
 	first        time.Time // principal first seen (event time)
+
+	scoped   bool // resource/inScope computed
+	inScope  bool
+	resource string // canonical resource when inScope
+}
+
+// scope returns the event's canonical resource and whether it is a secret
+// access (first_time_access scope), computed once per event.
+func (c *evalCtx) scope(ev *schema.Event) (string, bool) {
+	if !c.scoped {
+		c.resource, c.inScope = c.e.scope.match(ev)
+		c.scoped = true
+	}
+	return c.resource, c.inScope
 }
 
 // learned reports whether the event's principal is past period at t: its
@@ -302,17 +353,35 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 			return fmt.Errorf("detect: checkpoint %s: %w", t.name(), err)
 		}
 	}
-	cl, err := json.Marshal(clock{MaxSeen: e.maxSeen, Released: e.released, HasReleased: e.hasReleased, Seq: e.seq})
+	// Reorder buffer: a new segment for what arrived since the last
+	// checkpoint; drop segments with nothing left in the buffer.
+	segs := append([]segment(nil), e.segments...)
+	if blob, first, last := e.buf.appendSince(nil, e.persistedSeq); first != 0 {
+		sg := segment{First: first, Last: last}
+		b.Put(spaceEngine, sg.key(), blob)
+		segs = append(segs, sg)
+	}
+	live := make([]bool, len(segs))
+	for _, seq := range e.buf.seqs() {
+		i := sort.Search(len(segs), func(i int) bool { return segs[i].Last >= seq })
+		if i < len(segs) && segs[i].First <= seq {
+			live[i] = true
+		}
+	}
+	kept := segs[:0]
+	for i, sg := range segs {
+		if live[i] {
+			kept = append(kept, sg)
+		} else {
+			b.Delete(spaceEngine, sg.key())
+		}
+	}
+	cl, err := json.Marshal(clock{MaxSeen: e.maxSeen, Released: e.released, RelSeq: e.relSeq, HasReleased: e.hasReleased,
+		Seq: e.seq, PersistedSeq: e.seq, Segments: kept})
 	if err != nil {
 		return fmt.Errorf("detect: checkpoint clock: %w", err)
 	}
 	b.Put(spaceEngine, keyClock, cl)
-	items := e.buf.sorted()
-	bb, err := json.Marshal(items)
-	if err != nil {
-		return fmt.Errorf("detect: checkpoint reorder buffer: %w", err)
-	}
-	b.Put(spaceEngine, keyBuffer, bb)
 	b.Reset(spaceMeta)
 	keys := make([]string, 0, len(meta))
 	for k := range meta {
@@ -329,6 +398,7 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 	for _, t := range tabs {
 		t.committed()
 	}
+	e.segments, e.persistedSeq = kept, e.seq
 	e.m.checkpoints.Inc()
 	e.m.checkpointSeconds.Observe(time.Since(start).Seconds())
 	return nil

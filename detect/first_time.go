@@ -16,7 +16,6 @@ import (
 type firstTime struct {
 	e      *Engine
 	cfg    *FirstTimeAccessConfig
-	scope  scope
 	pairs  *table[pairState]
 	groups *table[groupState]
 	h      hasher
@@ -90,7 +89,7 @@ type groupState struct {
 
 func newFirstTime(e *Engine) *firstTime {
 	cfg := &e.cfg.FirstTimeAccess
-	return &firstTime{e: e, cfg: cfg, scope: scope{rules: cfg.Scope},
+	return &firstTime{e: e, cfg: cfg,
 		pairs:  newTable(schema.DetectorFirstTimeAccess+".pairs", cfg.MaxPairs, e.cfg.MaxSpill, e.st, codec[pairState](pairCodec{}), e.log, e.m),
 		groups: newTable(schema.DetectorFirstTimeAccess+".groups", e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[groupState](jsonCodec[groupState]{}), e.log, e.m)}
 }
@@ -104,7 +103,7 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	if ev.Failed() && (!on(d.cfg.IncludeDenied) || ev.FailureKind != schema.FailurePermissionDenied) {
 		return out
 	}
-	res, ok := d.scope.match(ev)
+	res, ok := c.scope(ev)
 	if !ok {
 		return out
 	}

@@ -14,11 +14,10 @@ import (
 // Denied reads count. One finding per burst; updates when the count grows
 // by half.
 type volume struct {
-	e     *Engine
-	cfg   *AccessVolumeSpikeConfig
-	scope scope
-	t     *table[volState]
-	h     hasher
+	e   *Engine
+	cfg *AccessVolumeSpikeConfig
+	t   *table[volState]
+	h   hasher
 }
 
 type seenRes struct {
@@ -34,7 +33,7 @@ type volState struct {
 
 func newVolume(e *Engine) *volume {
 	cfg := &e.cfg.AccessVolumeSpike
-	return &volume{e: e, cfg: cfg, scope: scope{rules: e.cfg.FirstTimeAccess.Scope},
+	return &volume{e: e, cfg: cfg,
 		t: newTable(schema.DetectorAccessVolumeSpike, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[volState](jsonCodec[volState]{}), e.log, e.m)}
 }
 
@@ -47,7 +46,7 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	if ev.Failed() && ev.FailureKind != schema.FailurePermissionDenied {
 		return out
 	}
-	res, ok := d.scope.match(ev)
+	res, ok := c.scope(ev)
 	if !ok {
 		return out
 	}
