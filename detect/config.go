@@ -1,8 +1,10 @@
 package detect
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"path"
 	"strconv"
@@ -219,6 +221,14 @@ type AccessVolumeSpikeConfig struct {
 	// MinBaseline keeps a near-zero baseline from alerting on a handful.
 	MinBaseline float64  `yaml:"min_baseline"`
 	Cooldown    Duration `yaml:"cooldown"`
+	// BulkActions read many secrets in one call without naming them
+	// (BatchGetSecretValue by filter): each call counts as BulkWeight
+	// distinct secrets.
+	BulkActions []string `yaml:"bulk_actions"`
+	BulkWeight  int      `yaml:"bulk_weight"`
+	// LearningFloor: a principal still in its learning period has no
+	// baseline; it alerts only at this many distinct secrets.
+	LearningFloor int `yaml:"learning_floor"`
 	// MaxTracked bounds distinct secrets remembered per principal window.
 	MaxTracked    int `yaml:"max_tracked"`
 	MaxPrincipals int `yaml:"max_principals"`
@@ -254,7 +264,8 @@ func DefaultTamperActions() []string {
 // Defaults fills every unset field. It is the only place defaults live.
 func (c *Config) Defaults() {
 	if c.AllowedLateness == 0 {
-		c.AllowedLateness = Duration(5 * time.Minute)
+		// CloudTrail delivers most events within 5 minutes, some in 15.
+		c.AllowedLateness = Duration(15 * time.Minute)
 	}
 	if c.MaxBuffered == 0 {
 		c.MaxBuffered = 200_000
@@ -406,6 +417,15 @@ func (c *Config) Defaults() {
 	if v.Cooldown == 0 {
 		v.Cooldown = Duration(15 * time.Minute)
 	}
+	if v.BulkActions == nil {
+		v.BulkActions = []string{"secretsmanager:BatchGetSecretValue", "ssm:GetParametersByPath"}
+	}
+	if v.BulkWeight == 0 {
+		v.BulkWeight = 10
+	}
+	if v.LearningFloor == 0 {
+		v.LearningFloor = 30
+	}
 	if v.MaxTracked == 0 {
 		v.MaxTracked = 1024
 	}
@@ -440,6 +460,8 @@ func (c *Config) Validate() error {
 		{"privileged_use.max_keys", c.PrivilegedUse.MaxKeys, 16},
 		{"access_volume_spike.floor", c.AccessVolumeSpike.Floor, 1},
 		{"access_volume_spike.max_tracked", c.AccessVolumeSpike.MaxTracked, 1},
+		{"access_volume_spike.bulk_weight", c.AccessVolumeSpike.BulkWeight, 1},
+		{"access_volume_spike.learning_floor", c.AccessVolumeSpike.LearningFloor, 1},
 		{"access_volume_spike.max_principals", c.AccessVolumeSpike.MaxPrincipals, 16},
 	} {
 		if x.v < x.min {
@@ -593,8 +615,38 @@ func (c *Config) Validate() error {
 	if v.EWMAAlpha <= 0 || v.EWMAAlpha > 1 {
 		bad("access_volume_spike.ewma_alpha", "must be in (0,1], got %g", v.EWMAAlpha)
 	}
+	for i, g := range v.BulkActions {
+		if _, err := path.Match(g, ""); err != nil {
+			bad(fmt.Sprintf("access_volume_spike.bulk_actions[%d]", i), "bad pattern %q", g)
+		}
+	}
 	if v.MinBaseline < 0 {
 		bad("access_volume_spike.min_baseline", "must not be negative")
 	}
 	return errors.Join(errs...)
+}
+
+// DecodeConfig strictly decodes the `detectors:` section of the root
+// configuration (an unknown key is an error naming its line), fills the
+// defaults and validates. A nil or empty node gives the defaults.
+func DecodeConfig(n *yaml.Node) (Config, error) {
+	var c Config
+	if n != nil && n.Kind != 0 {
+		// yaml.Node.Decode cannot reject unknown keys: re-encode the node
+		// and decode it strictly.
+		b, err := yaml.Marshal(n)
+		if err != nil {
+			return c, fmt.Errorf("detectors: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("detectors: %w", err)
+		}
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	return c, nil
 }

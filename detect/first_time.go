@@ -3,6 +3,7 @@ package detect
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"auditwatch/schema"
@@ -12,7 +13,8 @@ import (
 // touches an in-scope resource (canonicalised) it has never touched, or not
 // within forget_after. New pairs of one principal within group_window are
 // one incident: later ones update the first finding (same DedupeKey, higher
-// Revision and Count) instead of opening new ones.
+// Revision and Count) each time the number of new resources doubles,
+// instead of opening new ones.
 type firstTime struct {
 	e      *Engine
 	cfg    *FirstTimeAccessConfig
@@ -122,18 +124,25 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	max := d.e.cfg.MaxEvidence
 	g, _ := d.groups.get(d.h.sum(ev.Principal), true)
 	b := &g.v.B
+	d.groups.touch(g)
 	if b.open(t, d.cfg.GroupWindow.D()) {
+		b.Count++
+		if t > b.Last {
+			b.Last = t
+		}
+		b.addID(ev.ID, max)
+		b.addItem(res, max)
+		// One incident: an update when the count of new resources doubles.
+		if b.Count < 2*b.Reported {
+			return out
+		}
 		b.Rev++
 	} else {
-		*b = burst{Key: schema.MakeID(schema.DetectorFirstTimeAccess, ev.Principal, res, ev.ID), First: t}
+		*b = burst{Key: schema.MakeID(schema.DetectorFirstTimeAccess, ev.Principal, res, ev.ID), First: t, Last: t, Count: 1}
+		b.addID(ev.ID, max)
+		b.addItem(res, max)
 	}
-	b.Count++
-	if t > b.Last {
-		b.Last = t
-	}
-	b.addID(ev.ID, max)
-	b.addItem(res, max)
-	d.groups.touch(g)
+	b.Reported = b.Count
 	f := d.e.finding(schema.DetectorFirstTimeAccess, d.cfg.Severity, ev, c)
 	b.fill(&f, schema.DetectorFirstTimeAccess, ev.ID)
 	f.Resource = res
@@ -144,7 +153,8 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	f.Summary = fmt.Sprintf("%s %s %s for the first time", nameOf(ev), verb, res)
 	f.Reason = fmt.Sprintf("no %s by this principal on this resource since learning began %s", "access", c.first.Format(time.RFC3339))
 	if b.Count > 1 {
-		f.Reason += fmt.Sprintf("; %d new resources within %s", b.Count, d.cfg.GroupWindow.D())
+		f.Summary = fmt.Sprintf("%s touched %d resources for the first time, latest %s", nameOf(ev), b.Count, res)
+		f.Reason += fmt.Sprintf("; %d new resources, none more than %s apart (first ones: %s)", b.Count, d.cfg.GroupWindow.D(), strings.Join(b.Items, ", "))
 	}
 	f.Attributes["outcome"] = ev.Outcome
 	f.Attributes["logged_resource"] = ev.Resource

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"auditwatch/schema"
@@ -11,8 +12,10 @@ import (
 // reads far more distinct secrets within a short window than it usually
 // does: at least floor and more than factor x its baseline (an EWMA of the
 // distinct secrets it had read within the window, sampled at each read).
-// Denied reads count. One finding per burst; updates when the count grows
-// by half.
+// A principal still learning has no baseline and alerts only at
+// learning_floor. Denied reads count; a bulk call (BatchGetSecretValue by
+// filter) counts as bulk_weight secrets. One finding per burst; updates
+// when the count grows by half.
 type volume struct {
 	e   *Engine
 	cfg *AccessVolumeSpikeConfig
@@ -55,37 +58,57 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	n, _ := d.t.get(d.h.sum(ev.Principal), true)
 	d.t.touch(n)
 	s := &n.v
-	// Drop reads that left the window; refresh or add this one.
-	k := d.h.sum(res)
-	kept := s.Seen[:0]
-	have := false
-	for _, x := range s.Seen {
-		if t-x.T > win {
-			continue
-		}
-		if x.K == k {
-			have = true
-			if t > x.T {
-				x.T = t
-			}
-		}
-		kept = append(kept, x)
+	// A bulk call reads an unknown number of secrets: it weighs BulkWeight
+	// distinct ones (keys derived from its event id).
+	weight := 1
+	if globAny(d.cfg.BulkActions, ev.Action) {
+		weight = d.cfg.BulkWeight
 	}
-	s.Seen = kept
-	if !have {
-		if len(s.Seen) >= d.cfg.MaxTracked {
-			s.Seen = append(s.Seen[:0], s.Seen[1:]...)
+	// Drop reads that left the window; refresh or add this one.
+	have := false
+	for w := 0; w < weight; w++ {
+		var k key
+		if weight == 1 {
+			k = d.h.sum(res)
+		} else {
+			k = d.h.sum(res, ev.ID, strconv.Itoa(w))
 		}
-		s.Seen = append(s.Seen, seenRes{K: k, T: t})
+		kept := s.Seen[:0]
+		found := false
+		for _, x := range s.Seen {
+			if t-x.T > win {
+				continue
+			}
+			if x.K == k {
+				found = true
+				if t > x.T {
+					x.T = t
+				}
+			}
+			kept = append(kept, x)
+		}
+		s.Seen = kept
+		if !found {
+			if len(s.Seen) >= d.cfg.MaxTracked {
+				s.Seen = append(s.Seen[:0], s.Seen[1:]...)
+			}
+			s.Seen = append(s.Seen, seenRes{K: k, T: t})
+		}
+		have = have || found
 	}
 	distinct := len(s.Seen)
 	base := max(s.EWMA, d.cfg.MinBaseline)
 	limit := max(float64(d.cfg.Floor), d.cfg.Factor*base)
+	learning := c.history || !c.learned(ev.Time, d.cfg.LearningPeriod.D())
+	if learning && !c.history {
+		// No baseline of its own yet: only a bulk read this large counts.
+		limit = float64(d.cfg.LearningFloor)
+	}
 	max := d.e.cfg.MaxEvidence
 	b := &s.B
 	if b.open(t, d.cfg.Cooldown.D()) {
 		if !have {
-			b.Count++
+			b.Count += weight
 			b.addID(ev.ID, max)
 			b.addItem(res, max)
 		}
@@ -99,8 +122,7 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 		b.Reported = b.Count
 		return append(out, d.finding(ev, c, s, distinct, fmt.Sprintf("burst continues: %d distinct secrets since it began", b.Count)))
 	}
-	learning := c.history || !c.learned(ev.Time, d.cfg.LearningPeriod.D())
-	if learning || float64(distinct) < limit {
+	if c.history || float64(distinct) < limit {
 		a := d.cfg.EWMAAlpha
 		s.EWMA = a*float64(distinct) + (1-a)*s.EWMA
 		return out
@@ -115,6 +137,13 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	b.addItem(res, max)
 	reason := fmt.Sprintf("%d distinct secrets within %s; the principal's baseline is %.2f (alert at %.0f: floor %d, %g x baseline)",
 		distinct, d.cfg.Window.D(), s.EWMA, limit, d.cfg.Floor, d.cfg.Factor)
+	if learning {
+		reason = fmt.Sprintf("%d distinct secrets within %s by a principal still in its learning period (alert at %d)",
+			distinct, d.cfg.Window.D(), d.cfg.LearningFloor)
+	}
+	if weight > 1 {
+		reason += fmt.Sprintf("; each %s call counts as %d secrets", ev.Action, weight)
+	}
 	return append(out, d.finding(ev, c, s, distinct, reason))
 }
 
