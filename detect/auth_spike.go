@@ -15,7 +15,9 @@ import (
 // above the key's own learned rate (an EWMA of failures per window, with a
 // minimum count). A burst is one finding: later failures update it (same
 // DedupeKey, higher Revision and Count) each time the count doubles, until
-// the key has been quiet for the cool-down.
+// the key has been quiet for the cool-down. With both keys, an address
+// burst opens only for anonymous failures or for two or more identities
+// failing from the address: one identity's failures are its own burst.
 type authSpike struct {
 	e       *Engine
 	cfg     *AuthFailureSpikeConfig
@@ -36,7 +38,45 @@ type spikeState struct {
 	WinCnt uint32               `json:"wc"` // failures in it
 	EWMA   float64              `json:"e"`  // learned failures per window
 	Recent []string             `json:"r,omitempty"`
-	B      burst                `json:"b"`
+	// Who: identities failing from this address within the window (ip
+	// keys only, bounded).
+	Who []whoSeen `json:"h,omitempty"`
+	B   burst     `json:"b"`
+}
+
+type whoSeen struct {
+	K key   `json:"k"`
+	T int64 `json:"t"`
+}
+
+const maxWho = 8
+
+// identities records ev's principal in s.Who and returns how many distinct
+// identities failed within the window (anonymous failures count none).
+func (d *authSpike) identities(s *spikeState, ev *schema.Event, t, win int64) int {
+	kept := s.Who[:0]
+	for _, w := range s.Who {
+		if t-w.T <= win {
+			kept = append(kept, w)
+		}
+	}
+	s.Who = kept
+	if identity(ev) {
+		k := d.h.sum("who", ev.Principal)
+		found := false
+		for i := range s.Who {
+			if s.Who[i].K == k {
+				s.Who[i].T, found = max(s.Who[i].T, t), true
+			}
+		}
+		if !found {
+			if len(s.Who) >= maxWho {
+				s.Who = append(s.Who[:0], s.Who[1:]...)
+			}
+			s.Who = append(s.Who, whoSeen{K: k, T: t})
+		}
+	}
+	return len(s.Who)
 }
 
 func newAuthSpike(e *Engine) *authSpike {
@@ -165,6 +205,12 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 		return append(out, d.finding(ev, c, kind, val, s, count, reason))
 	}
 	if c.history || !inWindow {
+		return out
+	}
+	if kind == "ip" && d.byPrinc && identity(ev) && d.identities(s, ev, t, win) < 2 {
+		// One identity failing from one address is that identity's burst,
+		// reported by its principal key; the address key speaks for
+		// anonymous failures and for many identities from one address.
 		return out
 	}
 	rate := s.EWMA
