@@ -249,7 +249,7 @@ func (d *authSpike) finding(ev *schema.Event, c *evalCtx, kind, val string, s *s
 	if kind == "ip" {
 		who = "source address " + val
 		f.SourceIP = val
-		if !identity(ev) || b.principals() > 1 {
+		if !identity(ev) || b.principals() > 1 || len(s.Who) > 1 {
 			// Unknown or many identities from one address: no single principal.
 			f.Principal, f.PrincipalName = "", ""
 		}
