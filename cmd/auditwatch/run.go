@@ -94,6 +94,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 		Events:             events,
 		CheckpointEvents:   cfg.State.CheckpointEvents,
 		CheckpointInterval: cfg.State.CheckpointInterval,
+		IdleDrain:          cfg.State.IdleDrain,
 		Logger:             d.log,
 		Registerer:         d.reg,
 	})

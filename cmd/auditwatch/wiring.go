@@ -2,8 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 
+	"auditwatch/detect"
+	"auditwatch/detect/state"
 	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 	"auditwatch/pipeline"
@@ -19,9 +25,54 @@ func auditParser(format string) (source.Parser, error) {
 	return source.AuditParser(opts), nil
 }
 
-// detectorOpener opens detector engines under the state directory.
+// detectConfig decodes, defaults and validates the `detectors:` section.
+func (d *daemon) detectConfig() (detect.Config, error) {
+	c, err := detect.DecodeConfig(&d.cfg.Detectors)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// engine is a detector engine with the state store it owns.
+type engine struct {
+	*detect.Engine
+	st *state.Store
+}
+
+// Close closes the engine, then its store.
+func (e engine) Close() error {
+	return errors.Join(e.Engine.Close(), e.st.Close())
+}
+
+var _ pipeline.Drainer = engine{}
+
+// detectorOpener opens detector engines under the state directory: one
+// store per partition at <state.dir>/detect/<key>/<partition>, so each
+// partition's state moves and is rebuilt on its own.
 func (d *daemon) detectorOpener(key string) (pipeline.OpenDetector, error) {
-	return nil, fmt.Errorf("no detector engine in this build")
+	dcfg, err := d.detectConfig()
+	if err != nil {
+		return nil, err
+	}
+	return func(p int, fresh bool) (pipeline.Detector, error) {
+		dir := d.stateDir("detect", key, strconv.Itoa(p))
+		if fresh {
+			if err := os.Remove(filepath.Join(dir, state.FileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("reset detector state: %w", err)
+			}
+		}
+		st, err := state.Open(state.Config{Dir: dir, Partition: strconv.Itoa(p)})
+		if err != nil {
+			return nil, err
+		}
+		eng, err := detect.New(dcfg, st, d.log.With("partition", p), d.reg)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		return engine{Engine: eng, st: st}, nil
+	}, nil
 }
 
 // outputSinks opens the alert router as a finding sink.
