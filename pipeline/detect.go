@@ -94,8 +94,8 @@ type partition struct {
 
 type detectMetrics struct {
 	events, suppressed, checkpoints, rebuilds, drains prometheus.Counter
-	findings                                  *prometheus.CounterVec
-	partitions                                prometheus.Gauge
+	findings                                          *prometheus.CounterVec
+	partitions                                        prometheus.Gauge
 }
 
 // NewDetectStage returns a DetectStage.
