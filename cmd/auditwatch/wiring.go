@@ -55,6 +55,11 @@ func (d *daemon) detectorOpener(key string) (pipeline.OpenDetector, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.detectorOpenerFor(key, dcfg), nil
+}
+
+// detectorOpenerFor is detectorOpener with an explicit configuration.
+func (d *daemon) detectorOpenerFor(key string, dcfg detect.Config) pipeline.OpenDetector {
 	return func(p int, fresh bool) (pipeline.Detector, error) {
 		dir := d.stateDir("detect", key, strconv.Itoa(p))
 		if fresh {
@@ -72,7 +77,7 @@ func (d *daemon) detectorOpener(key string) (pipeline.OpenDetector, error) {
 			return nil, err
 		}
 		return engine{Engine: eng, st: st}, nil
-	}, nil
+	}
 }
 
 // outputSinks opens the alert router as a finding sink.
