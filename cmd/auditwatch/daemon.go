@@ -20,6 +20,7 @@ import (
 	"auditwatch/config"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/filetail"
+	"auditwatch/ingest/s3sqs"
 	"auditwatch/ingest/socket"
 	"auditwatch/ingest/source"
 )
@@ -123,6 +124,8 @@ func buildSources(cfg *config.Config, cp source.Checkpoints, log *slog.Logger, r
 			s, err = filetail.New(*sc.FileTail, sc.Name, parse, cp, log, m)
 		case config.SourceSocket:
 			s, err = socket.New(*sc.Socket, sc.Name, parse, cp, log, m, reg)
+		case config.SourceS3SQS:
+			s, err = s3sqs.New(*sc.S3SQS, sc.Name, parse, log, m, reg)
 		default:
 			err = fmt.Errorf("unknown type %q", sc.Type)
 		}
