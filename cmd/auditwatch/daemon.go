@@ -20,6 +20,7 @@ import (
 	"auditwatch/config"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/filetail"
+	"auditwatch/ingest/lookup"
 	"auditwatch/ingest/s3sqs"
 	"auditwatch/ingest/socket"
 	"auditwatch/ingest/source"
@@ -124,6 +125,8 @@ func buildSources(cfg *config.Config, cp source.Checkpoints, log *slog.Logger, r
 			s, err = filetail.New(*sc.FileTail, sc.Name, parse, cp, log, m)
 		case config.SourceSocket:
 			s, err = socket.New(*sc.Socket, sc.Name, parse, cp, log, m, reg)
+		case config.SourceLookup:
+			s, err = lookup.New(*sc.Lookup, sc.Name, parse, cp, log, m, reg)
 		case config.SourceS3SQS:
 			s, err = s3sqs.New(*sc.S3SQS, sc.Name, parse, log, m, reg)
 		default:
