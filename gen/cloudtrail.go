@@ -1,5 +1,7 @@
 package gen
 
+import "time"
+
 // CloudTrail rendering: one record as AWS delivers it (compact JSON, keys in
 // CloudTrail's order), written straight into a byte slice.
 
@@ -55,6 +57,10 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 	pr := o.p
 	acc := pr.acct
 	r := g.r
+	if o.kind == ctDecrypt {
+		// Secrets Manager decrypts the secret with KMS on the caller's behalf.
+		o.viaService = true
+	}
 	name, src, readOnly := ctEvent(o.kind)
 	region := acc.region
 	if o.kind == ctConsoleLogin {
@@ -101,8 +107,7 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 		dst = append(dst, pr.name...)
 		dst = append(dst, `"}`...)
 	case o.viaService:
-		dst = append(dst, pr.identity[:len(pr.identity)-1]...)
-		dst = append(dst, `,"invokedBy":"secretsmanager.amazonaws.com"}`...)
+		dst = g.appendInvokedIdentity(dst, pr, o)
 	default:
 		dst = append(dst, pr.identity...)
 	}
@@ -277,9 +282,7 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 	if o.viaService {
 		dst = append(dst, `,"vpcEndpointId":"vpce-0`...)
 		dst = append(dst, acc.id[:8]...)
-		dst = append(dst, `a1b2c3d4","vpcEndpointAccountId":"`...)
-		dst = append(dst, acc.id...)
-		dst = append(dst, `","eventCategory":"Management"}`...)
+		dst = append(dst, `a1b2c3d4","eventCategory":"Management"}`...)
 		return dst
 	}
 	dst = append(dst, `,"eventCategory":"Management","tlsDetails":`...)
@@ -328,4 +331,52 @@ func splitRoleARN(arn string) (acct, name string) {
 		name = name[5:]
 	}
 	return acct, name
+}
+
+// appendInvokedIdentity renders the userIdentity of a call Secrets Manager
+// makes to KMS on the principal's behalf: for an IAM user a forward-access
+// session (temporary key, empty sessionIssuer), for a role its session
+// without the caller's key.
+func (g *Generator) appendInvokedIdentity(dst []byte, pr *principal, o *op) []byte {
+	acc := pr.acct
+	if pr.isRole {
+		dst = append(dst, `{"type":"AssumedRole","principalId":"`...)
+		dst = append(dst, pr.principalID...)
+		dst = append(dst, ':')
+		dst = append(dst, pr.sessName...)
+		dst = append(dst, `","arn":"arn:aws:sts::`...)
+		dst = append(dst, acc.id...)
+		dst = append(dst, `:assumed-role/`...)
+		dst = append(dst, pr.name...)
+		dst = append(dst, '/')
+		dst = append(dst, pr.sessName...)
+		dst = append(dst, `","accountId":"`...)
+		dst = append(dst, acc.id...)
+		dst = append(dst, `","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"`...)
+		dst = append(dst, pr.principalID...)
+		dst = append(dst, `","arn":"`...)
+		dst = append(dst, pr.arn...)
+		dst = append(dst, `","accountId":"`...)
+		dst = append(dst, acc.id...)
+		dst = append(dst, `","userName":"`...)
+		dst = append(dst, pr.name...)
+		dst = append(dst, `"},"webIdFederationData":{},"attributes":{"creationDate":"`...)
+		dst = g.tc.appendSeconds(dst, pr.sessStart)
+		dst = append(dst, `","mfaAuthenticated":"false"}},"invokedBy":"secretsmanager.amazonaws.com"}`...)
+		return dst
+	}
+	dst = append(dst, `{"type":"IAMUser","principalId":"`...)
+	dst = append(dst, pr.principalID...)
+	dst = append(dst, `","arn":"`...)
+	dst = append(dst, pr.arn...)
+	dst = append(dst, `","accountId":"`...)
+	dst = append(dst, acc.id...)
+	dst = append(dst, `","accessKeyId":"ASIA`...)
+	dst = g.r.appendUpper(dst, 16)
+	dst = append(dst, `","userName":"`...)
+	dst = append(dst, pr.arn[len("arn:aws:iam::")+13+len("user/"):]...)
+	dst = append(dst, `","sessionContext":{"sessionIssuer":{},"webIdFederationData":{},"attributes":{"creationDate":"`...)
+	dst = g.tc.appendSeconds(dst, o.t.Add(-2*time.Second))
+	dst = append(dst, `","mfaAuthenticated":"false"}},"invokedBy":"secretsmanager.amazonaws.com"}`...)
+	return dst
 }

@@ -465,7 +465,7 @@ func (pr *principal) userIdentity(dst []byte) []byte {
 	dst = append(dst, pr.name...)
 	dst = append(dst, `"},"webIdFederationData":{},"attributes":{"creationDate":"`...)
 	dst = pr.sessStart.UTC().AppendFormat(dst, "2006-01-02T15:04:05Z")
-	dst = append(dst, `","mfaAuthenticated":"false"}},"ec2RoleDelivery":"2.0"}`...)
+	dst = append(dst, `","mfaAuthenticated":"false"},"ec2RoleDelivery":"2.0"}}`...)
 	return dst
 }
 
