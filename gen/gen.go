@@ -123,6 +123,15 @@ func (g *Generator) planWarmup(r *rng) {
 			it := &pr.routine[j%len(pr.routine)]
 			g.warmup = append(g.warmup, op{p: pr, kind: it.kind, res: it.res, aux: it.extra, ip: pr.ips[j%len(pr.ips)]})
 		}
+		// Humans mistype their password now and then, always from their
+		// first address: show that once too.
+		if pr.human {
+			k := ctConsoleLogin
+			if pr.src == srcVault {
+				k = vLoginUserpass
+			}
+			g.warmup = append(g.warmup, op{p: pr, kind: k, fail: failCredentials, user: pr.login, ip: pr.ips[0]})
+		}
 	}
 	for i := len(g.warmup) - 1; i > 0; i-- {
 		j := r.intn(i + 1)
@@ -154,14 +163,20 @@ func (g *Generator) nextOp() bool {
 	if k%g.wStride == 0 && k/g.wStride < len(g.warmup) {
 		g.cur = g.warmup[k/g.wStride]
 		g.cur.t = t
+		if g.cur.fail != failNone {
+			g.cur.p.lastFail = t
+		}
 		return true
 	}
-	g.normalOp(t)
+	g.normalOp(t, k >= len(g.warmup)*g.wStride)
 	return true
 }
 
 // normalOp picks a principal by rate and one of its routine requests.
-func (g *Generator) normalOp(t time.Time) {
+// Normal failures happen only once the warm-up routine is done
+// (mayFail), never two within FailureGap for one principal, and a failed
+// login always comes from the principal's first address.
+func (g *Generator) normalOp(t time.Time, mayFail bool) {
 	pop := g.pop
 	x := g.r.float() * pop.cum[len(pop.cum)-1]
 	i := sort.SearchFloat64s(pop.cum, x)
@@ -171,12 +186,12 @@ func (g *Generator) normalOp(t time.Time) {
 	pr := pop.all[i]
 	it := pr.pick(g.r)
 	g.cur = op{t: t, p: pr, kind: it.kind, res: it.res, aux: it.extra, ip: pr.ips[g.r.intn(len(pr.ips))]}
-	// Rare normal failures, never two within FailureGap for one principal.
-	if g.r.intn(200) == 0 && (pr.lastFail.IsZero() || t.Sub(pr.lastFail) >= g.cfg.FailureGap) {
+	if g.r.intn(200) == 0 && mayFail && (pr.lastFail.IsZero() || t.Sub(pr.lastFail) >= g.cfg.FailureGap) {
 		switch it.kind {
 		case ctConsoleLogin, vLoginUserpass:
 			g.cur.fail = failCredentials
 			g.cur.user = pr.login
+			g.cur.ip = pr.ips[0]
 		case ctGetSecretValue:
 			g.cur.fail = failThrottled
 		case ctAssumeRole:

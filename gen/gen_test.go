@@ -89,8 +89,7 @@ func TestCounts(t *testing.T) {
 }
 
 func TestCloudTrailRecordSize(t *testing.T) {
-	cfg := small(5)
-	cfg.CloudTrailShare = 1
+	cfg := Config{Seed: 5, Events: 20_000, CloudTrailShare: 1, Anomalies: true} // default population
 	out := generate(t, cfg)
 	ls := lines(out.ct)
 	total := 0
@@ -218,7 +217,11 @@ func TestNormalTrafficIsQuiet(t *testing.T) {
 			t.Errorf("normal event %s is privileged (%s by %s)", e.id, e.action, e.principal)
 		}
 		if e.failed {
-			for _, k := range []string{"p:" + e.principal, "ip:" + e.ip} {
+			who := "p:" + e.principal
+			if e.principal == "" {
+				who = "login:" + e.login // a failed login carries no identity
+			}
+			for _, k := range []string{who, "ip:" + e.ip} {
 				if last, ok := lastFail[k]; ok && e.t.Sub(last) < cfg.Defaults().FailureGap {
 					t.Errorf("normal failures of %s %s apart", k, e.t.Sub(last))
 				}
@@ -249,7 +252,6 @@ func TestNormalTrafficIsQuiet(t *testing.T) {
 func TestS3Output(t *testing.T) {
 	cfg := small(4)
 	cfg.CloudTrailShare = 1
-	cfg.Events = 12_000
 	ref := generate(t, cfg)
 	g, err := New(cfg)
 	if err != nil {

@@ -54,7 +54,7 @@ func sharedTestdata(t testing.TB) string {
 
 // small is a quick configuration with both sources.
 func small(seed int64) Config {
-	return Config{Seed: seed, Events: 20_000, CloudTrailShare: 0.5, Anomalies: true, Duration: 6 * time.Hour}
+	return Config{Seed: seed, Events: 8_000, Machines: 24, Humans: 10, CloudTrailShare: 0.5, Anomalies: true, Duration: 6 * time.Hour}
 }
 
 type output struct {
@@ -91,6 +91,7 @@ func lines(b []byte) [][]byte {
 // project's parsers.
 type ev struct {
 	id, source, principal, ip, resource, action string
+	login                                       string // user named by a login attempt
 	t                                           time.Time
 	failed, privileged                          bool
 }
@@ -134,6 +135,9 @@ func ctEv(t testing.TB, line []byte) ev {
 		}
 	}
 	e.failed = str(m, "errorCode") != "" || str(m, "responseElements", "ConsoleLogin") == "Failure"
+	if e.action == "ConsoleLogin" {
+		e.login = str(m, "userIdentity", "userName")
+	}
 	if rp, ok := m["requestParameters"].(map[string]any); ok {
 		if s, _ := rp["secretId"].(string); s != "" {
 			e.resource = s
@@ -178,6 +182,9 @@ func vaultEvs(t testing.TB, b []byte) []ev {
 		e.failed = str(m, "error") != "" || str(m, "response", "data", "error") != ""
 		e.privileged = e.principal == "root" || strings.HasPrefix(e.resource, "sys/audit")
 		if strings.HasPrefix(e.resource, "auth/") && strings.Contains(e.resource, "/login") {
+			if i := strings.Index(e.resource, "/login/"); i >= 0 {
+				e.login = e.resource[i+len("/login/"):]
+			}
 			e.resource = ""
 		}
 	}

@@ -375,6 +375,7 @@ func (p *population) newCTPrincipal(r *rng, human bool, n int) *principal {
 			pr.identity = pr.userIdentity(nil)
 		}
 	}
+	pr.login = pr.name
 	return pr
 }
 
