@@ -334,8 +334,8 @@ func (ap *anomalyPlanner) planBruteForce(src source, at time.Time, sec func(int)
 	humans = pickDistinct(r, humans, 3, nil)
 	names := pickDistinct(r, unknownUsers, 4, nil)
 	var ops []op
-	var principals []string
-	seenP := map[string]bool{}
+	var principals, users []string
+	seenP, seenU := map[string]bool{}, map[string]bool{}
 	n := ap.g.cfg.BruteForceAttempts
 	for i := 0; i < n; i++ {
 		t := at.Add(time.Duration(i)*time.Second + time.Duration(r.intn(700))*time.Millisecond)
@@ -361,10 +361,18 @@ func (ap *anomalyPlanner) planBruteForce(src source, at time.Time, sec func(int)
 		} else {
 			o.kind = vLoginUserpass
 		}
+		shown := o.user
+		if src == srcCloudTrail && o.fail == failUnknownUser {
+			shown = "HIDDEN_DUE_TO_SECURITY_REASONS"
+		}
+		if !seenU[shown] {
+			seenU[shown] = true
+			users = append(users, shown)
+		}
 		ops = append(ops, o)
 	}
 	_ = sec
-	ap.add(Label{Detector: schema.DetectorAuthFailureSpike, Kind: "brute_force", Source: src.String(), Key: "source_ip", Principals: principals, Account: accountOf(anchor), SourceIP: ip,
+	ap.add(Label{Detector: schema.DetectorAuthFailureSpike, Kind: "brute_force", Source: src.String(), Key: "source_ip", Principals: principals, Users: users, Account: accountOf(anchor), SourceIP: ip,
 		AlsoMatches: []string{schema.DetectorUnexpectedIP},
 		Description: fmt.Sprintf("%d failed logins from %s in about %d s, cycling over %d existing and %d unknown users", n, ip, n, len(humans), len(names))}, ops)
 }

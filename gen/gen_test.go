@@ -159,6 +159,15 @@ func TestLabels(t *testing.T) {
 			if l.Key == "principal" && e.principal != l.Principal {
 				t.Errorf("%s: event %s by %q, label says %q", l.ID, id, e.principal, l.Principal)
 			}
+			if l.Key == "source_ip" {
+				shown := e.login
+				if e.principal != "" && e.principal != l.Principal && !containsStr(l.Principals, e.principal) {
+					t.Errorf("%s: attempt %s on identity %q, not among the label's %v", l.ID, id, e.principal, l.Principals)
+				}
+				if !containsStr(l.Users, shown) {
+					t.Errorf("%s: attempt %s names %q, not among the label's users %v", l.ID, id, shown, l.Users)
+				}
+			}
 			if e.failed {
 				failed++
 			}
@@ -459,4 +468,13 @@ func FuzzGenerate(f *testing.F) {
 			}
 		}
 	})
+}
+
+func containsStr(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
