@@ -26,7 +26,7 @@ func ctEvent(k opKind) (name, src string, readOnly bool) {
 		return "DescribeSecret", ctSrcSecrets, true
 	case ctListSecrets:
 		return "ListSecrets", ctSrcSecrets, true
-	case ctDecrypt:
+	case ctDecrypt, ctDecryptSSM:
 		return "Decrypt", ctSrcKMS, true
 	case ctGenerateDataKey:
 		return "GenerateDataKey", ctSrcKMS, true
@@ -57,9 +57,15 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 	pr := o.p
 	acc := pr.acct
 	r := g.r
-	if o.kind == ctDecrypt {
+	invoker := "secretsmanager.amazonaws.com"
+	switch o.kind {
+	case ctDecrypt:
 		// Secrets Manager decrypts the secret with KMS on the caller's behalf.
 		o.viaService = true
+	case ctDecryptSSM:
+		// Parameter Store decrypts a SecureString; CloudTrail names no service.
+		o.viaService = true
+		invoker = "AWS Internal"
 	}
 	name, src, readOnly := ctEvent(o.kind)
 	region := acc.region
@@ -67,7 +73,7 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 		region = "us-east-1"
 	}
 	version := "1.09"
-	if o.kind == ctDecrypt || o.kind == ctGenerateDataKey {
+	if o.kind == ctDecrypt || o.kind == ctDecryptSSM || o.kind == ctGenerateDataKey {
 		version = "1.08"
 	}
 	pr.ensureSession(r, o.t)
@@ -107,7 +113,7 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 		dst = append(dst, pr.name...)
 		dst = append(dst, `"}`...)
 	case o.viaService:
-		dst = g.appendInvokedIdentity(dst, pr, o)
+		dst = g.appendInvokedIdentity(dst, pr, o, invoker)
 	default:
 		dst = append(dst, pr.identity...)
 	}
@@ -121,7 +127,10 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 	dst = append(dst, region...)
 	dst = append(dst, `","sourceIPAddress":"`...)
 	if o.viaService {
-		dst = append(dst, `secretsmanager.amazonaws.com","userAgent":"secretsmanager.amazonaws.com"`...)
+		dst = append(dst, invoker...)
+		dst = append(dst, `","userAgent":"`...)
+		dst = append(dst, invoker...)
+		dst = append(dst, '"')
 	} else {
 		dst = append(dst, o.ip...)
 		dst = append(dst, `","userAgent":"`...)
@@ -178,6 +187,10 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 		dst = append(dst, `"},"responseElements":null`...)
 	case ctListSecrets:
 		dst = append(dst, `,"requestParameters":{"maxResults":100,"sortOrder":"asc"},"responseElements":null`...)
+	case ctDecryptSSM:
+		dst = append(dst, `,"requestParameters":{"encryptionAlgorithm":"SYMMETRIC_DEFAULT","encryptionContext":{"PARAMETER_ARN":"`...)
+		dst = append(dst, o.aux...)
+		dst = append(dst, `"}},"responseElements":null`...)
 	case ctDecrypt:
 		dst = append(dst, `,"requestParameters":{"encryptionAlgorithm":"SYMMETRIC_DEFAULT","encryptionContext":{"SecretARN":"`...)
 		dst = append(dst, o.aux...)
@@ -257,7 +270,7 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 		dst = append(dst, "false"...)
 	}
 	switch {
-	case o.kind == ctDecrypt || o.kind == ctGenerateDataKey:
+	case o.kind == ctDecrypt || o.kind == ctDecryptSSM || o.kind == ctGenerateDataKey:
 		dst = append(dst, `,"resources":[{"accountId":"`...)
 		dst = append(dst, acc.id...)
 		dst = append(dst, `","type":"AWS::KMS::Key","ARN":"`...)
@@ -279,6 +292,9 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 	dst = append(dst, `,"managementEvent":true,"recipientAccountId":"`...)
 	dst = append(dst, acc.id...)
 	dst = append(dst, '"')
+	if o.viaService && o.kind == ctDecryptSSM {
+		return append(dst, `,"eventCategory":"Management"}`...)
+	}
 	if o.viaService {
 		dst = append(dst, `,"vpcEndpointId":"vpce-0`...)
 		dst = append(dst, acc.id[:8]...)
@@ -337,7 +353,7 @@ func splitRoleARN(arn string) (acct, name string) {
 // makes to KMS on the principal's behalf: for an IAM user a forward-access
 // session (temporary key, empty sessionIssuer), for a role its session
 // without the caller's key.
-func (g *Generator) appendInvokedIdentity(dst []byte, pr *principal, o *op) []byte {
+func (g *Generator) appendInvokedIdentity(dst []byte, pr *principal, o *op, invoker string) []byte {
 	acc := pr.acct
 	if pr.isRole {
 		dst = append(dst, `{"type":"AssumedRole","principalId":"`...)
@@ -362,8 +378,9 @@ func (g *Generator) appendInvokedIdentity(dst []byte, pr *principal, o *op) []by
 		dst = append(dst, pr.name...)
 		dst = append(dst, `"},"webIdFederationData":{},"attributes":{"creationDate":"`...)
 		dst = g.tc.appendSeconds(dst, pr.sessStart)
-		dst = append(dst, `","mfaAuthenticated":"false"}},"invokedBy":"secretsmanager.amazonaws.com"}`...)
-		return dst
+		dst = append(dst, `","mfaAuthenticated":"false"}},"invokedBy":"`...)
+		dst = append(dst, invoker...)
+		return append(dst, `"}`...)
 	}
 	dst = append(dst, `{"type":"IAMUser","principalId":"`...)
 	dst = append(dst, pr.principalID...)
@@ -377,6 +394,7 @@ func (g *Generator) appendInvokedIdentity(dst []byte, pr *principal, o *op) []by
 	dst = append(dst, pr.arn[len("arn:aws:iam::")+13+len("user/"):]...)
 	dst = append(dst, `","sessionContext":{"sessionIssuer":{},"webIdFederationData":{},"attributes":{"creationDate":"`...)
 	dst = g.tc.appendSeconds(dst, o.t.Add(-2*time.Second))
-	dst = append(dst, `","mfaAuthenticated":"false"}},"invokedBy":"secretsmanager.amazonaws.com"}`...)
-	return dst
+	dst = append(dst, `","mfaAuthenticated":"false"}},"invokedBy":"`...)
+	dst = append(dst, invoker...)
+	return append(dst, `"}`...)
 }

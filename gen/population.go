@@ -29,7 +29,8 @@ const (
 	ctGetSecretValue opKind = iota
 	ctDescribeSecret
 	ctListSecrets
-	ctDecrypt // KMS Decrypt invoked by Secrets Manager on the caller's behalf
+	ctDecrypt    // KMS Decrypt invoked by Secrets Manager on the caller's behalf
+	ctDecryptSSM // KMS Decrypt of an SSM SecureString parameter ("AWS Internal")
 	ctGenerateDataKey
 	ctAssumeRole
 	ctGetCallerIdentity
@@ -64,9 +65,11 @@ type account struct {
 	region string
 	// smKeyARN is the AWS-managed key aws/secretsmanager of the account.
 	smKeyARN string
-	secrets  []ctSecret
-	teamKeys map[string]string // team -> customer managed key ARN
-	trail    string
+	// ssmKeyARN is the AWS-managed key aws/ssm of the account.
+	ssmKeyARN string
+	secrets   []ctSecret
+	teamKeys  map[string]string // team -> customer managed key ARN
+	trail     string
 }
 
 type ctSecret struct {
@@ -199,6 +202,7 @@ func newPopulation(cfg Config, r *rng) *population {
 				teamKeys: map[string]string{},
 			}
 			acc.smKeyARN = "arn:aws:kms:" + acc.region + ":" + acc.id + ":key/" + string(r.appendUUID(nil))
+			acc.ssmKeyARN = "arn:aws:kms:" + acc.region + ":" + acc.id + ":key/" + string(r.appendUUID(nil))
 			for _, t := range teams {
 				acc.teamKeys[t] = "arn:aws:kms:" + acc.region + ":" + acc.id + ":key/" + string(r.appendUUID(nil))
 			}
@@ -367,6 +371,10 @@ func (p *population) newCTPrincipal(r *rng, human bool, n int) *principal {
 			routineItem{kind: ctDescribeSecret, res: secrets[0].arn, weight: 0.5},
 			routineItem{kind: ctGenerateDataKey, res: acc.teamKeys[team], weight: 1.5},
 			routineItem{kind: ctGetCallerIdentity, weight: 0.5})
+		if r.intn(3) == 0 {
+			param := "arn:aws:ssm:" + acc.region + ":" + acc.id + ":parameter/" + team + "/" + pr.name + "/config"
+			pr.routine = append(pr.routine, routineItem{kind: ctDecryptSSM, res: acc.ssmKeyARN, extra: param, weight: 1})
+		}
 		if r.intn(3) == 0 {
 			target := p.accounts[r.intn(len(p.accounts))]
 			pr.routine = append(pr.routine, routineItem{kind: ctAssumeRole, res: "arn:aws:iam::" + target.id + ":role/" + team + "-deploy", weight: 0.5})
