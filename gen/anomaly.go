@@ -42,6 +42,18 @@ func (g *Generator) planAnomalies(r *rng) error {
 	if spacing <= 0 || time.Duration(cfg.AnomalyCount)*spacing > span {
 		return fmt.Errorf("%w: generate.anomaly_spacing: %d anomalies %s apart do not fit in the %s after the learning period", ErrInvalidConfig, cfg.AnomalyCount, spacing, span)
 	}
+	// The longest burst lasts about one second per request; keep at least
+	// twice that between anomaly starts so that no two overlap.
+	burst := cfg.BruteForceAttempts
+	if cfg.BulkReads+1 > burst {
+		burst = cfg.BulkReads + 1
+	}
+	if 2*cfg.DeniedBurst > burst {
+		burst = 2 * cfg.DeniedBurst
+	}
+	if minGap := 2 * time.Duration(burst+1) * time.Second; spacing < minGap {
+		return fmt.Errorf("%w: generate.anomaly_count: %d anomalies would start only %s apart, less than %s (twice the longest burst); lower the count or lengthen the duration", ErrInvalidConfig, cfg.AnomalyCount, spacing, minGap)
+	}
 	if cfg.AnomalyCount > 500 {
 		return fmt.Errorf("%w: generate.anomaly_count: at most 500, got %d", ErrInvalidConfig, cfg.AnomalyCount)
 	}
