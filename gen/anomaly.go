@@ -169,6 +169,9 @@ func (ap *anomalyPlanner) add(l Label, ops []op) {
 	l.ID = fmt.Sprintf("anomaly-%03d", ap.labelSeq)
 	l.Time = ops[0].t
 	l.EndTime = ops[len(ops)-1].t
+	if l.Source == SourceCloudTrail { // eventTime has whole seconds
+		l.Time, l.EndTime = l.Time.Truncate(time.Second), l.EndTime.Truncate(time.Second)
+	}
 	seen := map[string]bool{}
 	for i := range ops {
 		o := &ops[i]

@@ -364,8 +364,27 @@ func TestRunNeedsOutputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Run(context.Background(), Output{Vault: io.Discard}); !errors.Is(err, ErrNoOutput) {
+	if _, err := g.WriteVault(context.Background(), io.Discard); !errors.Is(err, ErrNoOutput) {
 		t.Fatalf("err = %v, want ErrNoOutput", err)
+	}
+	cfg := small(1)
+	cfg.CloudTrailShare = 0
+	if g, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	st, err := g.WriteVault(context.Background(), &b)
+	if err != nil || st.VaultEvents != cfg.Events || len(lines(b.Bytes())) != 2*cfg.Events {
+		t.Fatalf("WriteVault: %+v, %v", st, err)
+	}
+	cfg.CloudTrailShare = 1
+	if g, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	st, err = g.WriteCloudTrail(context.Background(), &b)
+	if err != nil || st.CloudTrailEvents != cfg.Events || len(lines(b.Bytes())) != cfg.Events {
+		t.Fatalf("WriteCloudTrail: %+v, %v", st, err)
 	}
 }
 
@@ -407,6 +426,11 @@ func TestConfigValidate(t *testing.T) {
 	c.Events = 1000
 	if _, err := New(c); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "generate.events") {
 		t.Fatalf("New with 1000 events: %v", err)
+	}
+	c = small(1)
+	c.Duration = 10 * time.Minute // 20 anomalies in 8 minutes would overlap
+	if _, err := New(c); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "generate.anomaly_count") {
+		t.Fatalf("New with overlapping anomalies: %v", err)
 	}
 	c = small(1)
 	c.AnomalySpacing = 10 * time.Hour

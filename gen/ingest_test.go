@@ -61,6 +61,9 @@ func TestGeneratedRecordsNormalize(t *testing.T) {
 		byID[ev.ID] = ev
 	}
 	for _, l := range g.Labels() {
+		if first := byID[l.EventIDs[0]]; !first.Time.Equal(l.Time) {
+			t.Errorf("%s (%s): label time %s, first event at %s", l.ID, l.Kind, l.Time, first.Time)
+		}
 		failed := 0
 		resources := map[string]bool{}
 		for _, id := range l.EventIDs {

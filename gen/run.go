@@ -31,6 +31,18 @@ func (g *Generator) Next(dst []byte) (out []byte, src string, ok bool) {
 	return append(dst, '\n'), SourceCloudTrail, true
 }
 
+// WriteVault writes every request to w as Vault/OpenBao audit lines; the
+// population must have no AWS principals (Config.CloudTrailShare 0).
+func (g *Generator) WriteVault(ctx context.Context, w io.Writer) (Stats, error) {
+	return g.Run(ctx, Output{Vault: w})
+}
+
+// WriteCloudTrail writes every request to w as CloudTrail records, one per
+// line; the population must have no Vault principals (CloudTrailShare 1).
+func (g *Generator) WriteCloudTrail(ctx context.Context, w io.Writer) (Stats, error) {
+	return g.Run(ctx, Output{CloudTrail: w})
+}
+
 // Output says where Run writes. A source whose writer is nil is an error
 // when the population has principals of that source.
 type Output struct {
