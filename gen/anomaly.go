@@ -278,7 +278,7 @@ func (ap *anomalyPlanner) plan(det string, src source, variant int, at time.Time
 
 	case schema.DetectorAuthFailureSpike:
 		if variant%2 == 0 {
-			ap.planBruteForce(src, at, sec)
+			ap.planBruteForce(src, at)
 			return
 		}
 		pr := ap.pick(src, isMachine)
@@ -332,7 +332,7 @@ func (ap *anomalyPlanner) plan(det string, src source, variant int, at time.Time
 	}
 }
 
-func (ap *anomalyPlanner) planBruteForce(src source, at time.Time, sec func(int) time.Duration) {
+func (ap *anomalyPlanner) planBruteForce(src source, at time.Time) {
 	r := ap.r
 	ip := ap.newIP(false)
 	list := ap.g.pop.ct
@@ -352,6 +352,10 @@ func (ap *anomalyPlanner) planBruteForce(src source, at time.Time, sec func(int)
 	var principals, users []string
 	seenP, seenU := map[string]bool{}, map[string]bool{}
 	n := ap.g.cfg.BruteForceAttempts
+	probes := 0
+	if src == srcVault {
+		probes = n / 5
+	}
 	for i := 0; i < n; i++ {
 		t := at.Add(time.Duration(i)*time.Second + time.Duration(r.intn(700))*time.Millisecond)
 		slot := i % (len(humans) + len(names))
@@ -376,6 +380,12 @@ func (ap *anomalyPlanner) planBruteForce(src source, at time.Time, sec func(int)
 		} else {
 			o.kind = vLoginUserpass
 		}
+		if src == srcVault && i >= n-probes {
+			// then probes secrets with made-up tokens
+			vs := ap.g.pop.vaultSecrets
+			ops = append(ops, op{t: t, ip: ip, kind: vRead, res: vs[r.intn(len(vs))].path, fail: failInvalidToken})
+			continue
+		}
 		shown := o.user
 		if src == srcCloudTrail && o.fail == failUnknownUser {
 			shown = "HIDDEN_DUE_TO_SECURITY_REASONS"
@@ -386,10 +396,9 @@ func (ap *anomalyPlanner) planBruteForce(src source, at time.Time, sec func(int)
 		}
 		ops = append(ops, o)
 	}
-	_ = sec
 	ap.add(Label{Detector: schema.DetectorAuthFailureSpike, Kind: "brute_force", Source: src.String(), Key: "source_ip", Principals: principals, Users: users, Account: accountOf(anchor), SourceIP: ip,
 		AlsoMatches: []string{schema.DetectorUnexpectedIP},
-		Description: fmt.Sprintf("%d failed logins from %s in about %d s, cycling over %d existing and %d unknown users", n, ip, n, len(humans), len(names))}, ops)
+		Description: fmt.Sprintf("%d failed logins from %s in about %d s, cycling over %d existing and %d unknown users, then %d reads with made-up tokens", n-probes, ip, n, len(humans), len(names), probes)}, ops)
 }
 
 func (ap *anomalyPlanner) planPrivileged(src source, variant int, at time.Time, sec func(int) time.Duration) {

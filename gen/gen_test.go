@@ -164,7 +164,8 @@ func TestLabels(t *testing.T) {
 				if e.principal != "" && e.principal != l.Principal && !containsStr(l.Principals, e.principal) {
 					t.Errorf("%s: attempt %s on identity %q, not among the label's %v", l.ID, id, e.principal, l.Principals)
 				}
-				if !containsStr(l.Users, shown) {
+				probe := shown == "" && e.principal == "" && e.action == "read" // a read with a made-up token
+				if !probe && !containsStr(l.Users, shown) {
 					t.Errorf("%s: attempt %s names %q, not among the label's users %v", l.ID, id, shown, l.Users)
 				}
 			}

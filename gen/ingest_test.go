@@ -80,7 +80,10 @@ func TestGeneratedRecordsNormalize(t *testing.T) {
 			if l.Key == "principal" && ev.Principal != l.Principal {
 				t.Errorf("%s (%s): event %s principal %q, label %q", l.ID, l.Kind, id, ev.Principal, l.Principal)
 			}
-			if l.Key == "source_ip" && !contains(l.Users, ev.PrincipalName) {
+			if l.Key == "source_ip" && !ev.Auth && (ev.FailureKind != schema.FailureInvalidToken || ev.Principal != "") {
+				t.Errorf("%s (%s): event %s is neither a login nor an invalid-token probe: %+v", l.ID, l.Kind, id, ev)
+			}
+			if l.Key == "source_ip" && ev.Auth && !contains(l.Users, ev.PrincipalName) {
 				t.Errorf("%s (%s): event %s principal_name %q not among the label's users %v", l.ID, l.Kind, id, ev.PrincipalName, l.Users)
 			}
 			if ev.Failed() {
@@ -101,7 +104,7 @@ func TestGeneratedRecordsNormalize(t *testing.T) {
 		if l.Detector == schema.DetectorAuthFailureSpike {
 			for _, id := range l.EventIDs {
 				ev := byID[id]
-				if ev.FailureKind == "" || (l.Kind == "brute_force" && !ev.Auth) {
+				if ev.FailureKind == "" {
 					t.Errorf("%s (%s): event %s failure_kind %q auth %v", l.ID, l.Kind, id, ev.FailureKind, ev.Auth)
 				}
 			}
