@@ -167,8 +167,8 @@ func runGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 			runErr = err
 		}
 	}
-	fmt.Fprintf(stderr, "auditwatch generate: %d events (%d cloudtrail, %d vault requests), %d bytes, %d anomalies\n",
-		st.Events, st.CloudTrailEvents, st.VaultEvents, st.Bytes, len(g.Labels()))
+	fmt.Fprintf(stderr, "auditwatch generate: %d events (%d cloudtrail, %d vault requests), %d bytes, %d anomalies, learning period ends %s\n",
+		st.Events, st.CloudTrailEvents, st.VaultEvents, st.Bytes, len(g.Labels()), g.LearningEnd().Format(time.RFC3339Nano))
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return fail(runErr)
 	}
