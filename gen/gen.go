@@ -50,10 +50,12 @@ type Generator struct {
 	warmup   []op
 	wStride  int
 
-	emitted int // normal slots used
-	ai      int // next anomaly op
-	count   int // requests rendered
-	cur     op
+	emitted     int // normal slots used
+	pendingT    time.Time
+	havePending bool
+	ai          int // next anomaly op
+	count       int // requests rendered
+	cur         op
 	// vault root token (display_name root)
 	rootToken, rootAccessor, rootClientID string
 	hmacs                                 vaultHMACs
@@ -145,11 +147,14 @@ func (g *Generator) nextOp() bool {
 	if g.count >= g.cfg.Events {
 		return false
 	}
-	var slotT time.Time
-	if g.emitted < g.nNormal {
-		slotT = g.cfg.Start.Add(time.Duration(g.emitted) * g.step)
+	// The next normal request's time is drawn ahead so that anomalies merge
+	// in strict time order.
+	if g.emitted < g.nNormal && !g.havePending {
+		slotT := g.cfg.Start.Add(time.Duration(g.emitted) * g.step)
+		g.pendingT = slotT.Add(time.Duration(g.r.pcg.Uint64() % uint64(g.step)))
+		g.havePending = true
 	}
-	if g.ai < len(g.anoms) && (g.emitted >= g.nNormal || !g.anoms[g.ai].t.After(slotT)) {
+	if g.ai < len(g.anoms) && (g.emitted >= g.nNormal || !g.anoms[g.ai].t.After(g.pendingT)) {
 		g.cur = g.anoms[g.ai]
 		g.ai++
 		return true
@@ -157,7 +162,8 @@ func (g *Generator) nextOp() bool {
 	if g.emitted >= g.nNormal {
 		return false
 	}
-	t := slotT.Add(time.Duration(g.r.pcg.Uint64() % uint64(g.step)))
+	t := g.pendingT
+	g.havePending = false
 	k := g.emitted
 	g.emitted++
 	if k%g.wStride == 0 && k/g.wStride < len(g.warmup) {

@@ -503,3 +503,46 @@ func containsStr(list []string, s string) bool {
 	}
 	return false
 }
+
+// A combined stream holds the same records as the two split streams, in
+// event-time order.
+func TestCombinedOutput(t *testing.T) {
+	cfg := small(6)
+	ref := generate(t, cfg)
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := g.Run(context.Background(), Output{Combined: &b}); err != nil {
+		t.Fatal(err)
+	}
+	var v, c []byte
+	var last time.Time
+	for _, l := range lines(b.Bytes()) {
+		m := mustJSON(t, l)
+		var ts time.Time
+		if str(m, "eventTime") != "" {
+			c = append(append(c, l...), '\n')
+			ts, _ = time.Parse(time.RFC3339, str(m, "eventTime"))
+		} else {
+			v = append(append(v, l...), '\n')
+			ts, _ = time.Parse(time.RFC3339Nano, str(m, "time"))
+			if str(m, "type") == "response" {
+				continue
+			}
+		}
+		if ts.Before(last.Truncate(time.Second)) {
+			t.Fatalf("record at %s after one at %s", ts, last)
+		}
+		if ts.After(last) {
+			last = ts
+		}
+	}
+	if !bytes.Equal(v, ref.vault) || !bytes.Equal(c, ref.ct) {
+		t.Fatal("combined stream differs from the split streams")
+	}
+	if _, err := g.Run(context.Background(), Output{Combined: &b, Vault: &b}); err == nil {
+		t.Fatal("Combined with Vault accepted")
+	}
+}

@@ -21,8 +21,8 @@ func TestGenerateMixed(t *testing.T) {
 	dirs := []string{t.TempDir(), t.TempDir()}
 	var vault, ct, labels [2][]byte
 	for i, dir := range dirs {
-		lf := filepath.Join(dir, "labels.jsonl")
 		out := filepath.Join(dir, "out")
+		lf := filepath.Join(out, "labels.jsonl") // inside the output directory, made by the command
 		code, _, stderr := runCmd(t, append([]string{"generate", "--format", "mixed", "--seed", "5", "--out", out, "--labels", lf}, genSmall...)...)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
@@ -58,6 +58,12 @@ func TestGenerateStdoutAndS3(t *testing.T) {
 	if code != 0 || bytes.Count([]byte(stdout), []byte("\n")) != 18000 || !strings.Contains(stderr, "0 anomalies") {
 		t.Fatalf("vault to stdout: exit %d, %d lines, %s", code, strings.Count(stdout, "\n"), stderr)
 	}
+	code, stdout, stderr = runCmd(t, append([]string{"generate", "--format", "mixed"}, genSmall...)...)
+	nct := strings.Count(stdout, `"eventVersion"`)
+	nv := strings.Count(stdout, `"type":"request"`)
+	if code != 0 || nct == 0 || nv == 0 || nct+nv != 9000 || strings.Count(stdout, "\n") != nct+2*nv {
+		t.Fatalf("mixed to stdout: exit %d, %d cloudtrail, %d vault requests, %s", code, nct, nv, stderr)
+	}
 	dir := t.TempDir()
 	code, _, stderr = runCmd(t, append([]string{"generate", "--format", "cloudtrail", "--s3", "--out", dir}, genSmall...)...)
 	if code != 0 {
@@ -92,7 +98,6 @@ func TestGenerateBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--format", "syslog"}, `--format "syslog"`},
-		{[]string{"--format", "mixed"}, "give a directory"},
 		{[]string{"--format", "vault", "--s3", "--out", "x"}, "--s3 needs"},
 		{[]string{"--format", "vault", "--start", "yesterday"}, `--start "yesterday"`},
 		{[]string{"--format", "vault", "--events", "10"}, "generate.events"},
