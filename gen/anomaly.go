@@ -232,7 +232,7 @@ func (ap *anomalyPlanner) plan(det string, src source, variant int, at time.Time
 		if pr == nil {
 			pr = ap.pick(src, nil)
 		}
-		ip := ap.newIP(variant%3 == 2)
+		ip := ap.newIP(variant%2 == 1) // humans come back over IPv6
 		var ops []op
 		if src == srcCloudTrail {
 			if pr.human {
