@@ -16,7 +16,6 @@ type anomalyPlanner struct {
 	nextIP   int
 	used     map[*principal]bool
 	touched  map[string]bool // principal idx + resource pairs used by earlier anomalies
-	rr       map[string]int  // round-robin cursors
 	ops      []op
 	labelSeq int
 }
@@ -57,7 +56,7 @@ func (g *Generator) planAnomalies(r *rng) error {
 	if cfg.AnomalyCount > 500 {
 		return fmt.Errorf("%w: generate.anomaly_count: at most 500, got %d", ErrInvalidConfig, cfg.AnomalyCount)
 	}
-	ap := &anomalyPlanner{g: g, r: r, used: map[*principal]bool{}, touched: map[string]bool{}, rr: map[string]int{}}
+	ap := &anomalyPlanner{g: g, r: r, used: map[*principal]bool{}, touched: map[string]bool{}}
 	dets := schema.Detectors
 	for k := 0; k < cfg.AnomalyCount; k++ {
 		det := dets[k%len(dets)]
@@ -74,15 +73,22 @@ func (g *Generator) planAnomalies(r *rng) error {
 
 // newIP returns an address no principal of the population uses.
 func (ap *anomalyPlanner) newIP(v6 bool) string {
-	k := ap.nextIP
-	ap.nextIP++
-	if v6 {
-		return fmt.Sprintf("2001:db8:bad:%x::%x", k+1, 0x10+k%200)
+	for {
+		k := ap.nextIP
+		ap.nextIP++
+		var ip string
+		switch {
+		case v6:
+			ip = fmt.Sprintf("2001:db8:bad:%x::%x", k+1, 0x10+k%200)
+		case k < 250:
+			ip = fmt.Sprintf("203.0.113.%d", k+1)
+		default:
+			ip = fmt.Sprintf("192.0.2.%d", k-250+1)
+		}
+		if !ap.g.pop.usedIPs[ip] {
+			return ip
+		}
 	}
-	if k < 250 {
-		return fmt.Sprintf("203.0.113.%d", k+1)
-	}
-	return fmt.Sprintf("192.0.2.%d", k-250+1)
 }
 
 // pick returns a principal of src matching want, preferring ones no earlier
