@@ -52,9 +52,15 @@ func sdName(s string) string {
 
 var sdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`)
 
-// EscapeSDValue escapes an SD-PARAM value (\ " and ] are escaped; other
-// characters as CleanValue leaves them, CR and LF included).
-func EscapeSDValue(s string) string { return sdEscaper.Replace(CleanValue(s)) }
+// SDValue is what an SD-PARAM value carries of s: CleanValue's result with
+// CR and LF also turned into U+FFFD, so a frame never holds a raw line
+// break for receivers that split on them.
+func SDValue(s string) string { return sdLineBreaks.Replace(CleanValue(s)) }
+
+var sdLineBreaks = strings.NewReplacer("\r", "\uFFFD", "\n", "\uFFFD")
+
+// EscapeSDValue escapes an SD-PARAM value: \ " and ] are escaped after SDValue.
+func EscapeSDValue(s string) string { return sdEscaper.Replace(SDValue(s)) }
 
 // AppendMessage appends one RFC 5424 message (no framing) to b.
 func AppendMessage(b []byte, h Header, sdID string, params []SDParam, msg string) []byte {
