@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -159,33 +160,21 @@ func (c *Config) ApplyDefaults() {
 }
 
 // ParseYAML strictly decodes a document whose top level has an `alerts:`
-// key (other top-level keys are ignored, so the root config file can be
-// read directly) and applies defaults. Unknown keys inside the section are
-// errors naming their line.
+// key (other top-level keys are left to their owners, so the root config
+// file can be read directly) and applies defaults. Unknown keys inside the
+// section are errors naming their line.
 func ParseYAML(data []byte) (Config, error) {
-	var doc struct {
-		Alerts yaml.Node `yaml:"alerts"`
-	}
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return Config{}, fmt.Errorf("alerts config: %w", err)
-	}
-	cfg := Defaults()
-	if doc.Alerts.Kind == 0 {
-		return cfg, nil
-	}
-	// Re-encode the section and decode it strictly.
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	if err := enc.Encode(&doc.Alerts); err != nil {
-		return Config{}, fmt.Errorf("alerts config: %w", err)
-	}
-	dec := yaml.NewDecoder(&buf)
+	doc := struct {
+		Alerts Config               `yaml:"alerts"`
+		Rest   map[string]yaml.Node `yaml:",inline"`
+	}{Alerts: Defaults()}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("alerts config: %w", err)
 	}
-	cfg.ApplyDefaults()
-	return cfg, nil
+	doc.Alerts.ApplyDefaults()
+	return doc.Alerts, nil
 }
 
 // LoadFile reads and strictly decodes the `alerts:` section of a YAML file.

@@ -98,7 +98,10 @@ func (n *Notifier) Notify(ctx context.Context, a notify.Alert) error {
 	m := render(a, n.cfg.MaxFieldChars)
 	opts := []slack.MsgOption{slack.MsgOptionBlocks(m.Blocks...), slack.MsgOptionText(m.Text, false),
 		slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl()}
-	reply := a.Update && haveThread
+	// A repeat within the group window, or a later revision of an incident
+	// whose thread exists (e.g. after a restart emptied the group table),
+	// goes into the thread.
+	reply := haveThread && (a.Update || a.Finding.Revision > 0)
 	if reply {
 		opts = append(opts, slack.MsgOptionTS(ts))
 	}

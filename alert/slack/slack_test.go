@@ -164,7 +164,7 @@ func TestSlackErrors(t *testing.T) {
 			srv := slacktest.New(token)
 			defer srv.Close()
 			if tt.fail != nil {
-				srv.Fail = func(string, int) *slacktest.Failure { return tt.fail }
+				srv.Fail = func(string, int, string) *slacktest.Failure { return tt.fail }
 			}
 			cfg := botConfig(t, srv)
 			if tt.token != "" {

@@ -36,8 +36,9 @@ type Server struct {
 	*httptest.Server
 	Token string
 	// Fail, when set, is asked before a request is accepted; a non-nil
-	// answer is sent instead. n counts requests from 1.
-	Fail func(method string, n int) *Failure
+	// answer is sent instead. n counts requests from 1; text is the
+	// message's text fallback.
+	Fail func(method string, n int, text string) *Failure
 
 	mu       sync.Mutex
 	n        int
@@ -88,7 +89,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		method = "webhook"
 	}
 	if s.Fail != nil {
-		if f := s.Fail(method, n); f != nil {
+		text := ""
+		if !webhook {
+			_ = r.ParseForm()
+			text = r.PostForm.Get("text")
+		}
+		if f := s.Fail(method, n, text); f != nil {
 			for k, v := range f.Headers {
 				w.Header().Set(k, v)
 			}
