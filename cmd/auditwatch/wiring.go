@@ -1,0 +1,29 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"auditwatch/ingest/source"
+	"auditwatch/pipeline"
+)
+
+// auditParser returns the audit log parser of a format.
+func auditParser(format string) (source.Parser, error) {
+	return nil, fmt.Errorf("format %q: no audit log parser in this build (use format jsonl)", format)
+}
+
+// detectorOpener opens detector engines under the state directory.
+func (d *daemon) detectorOpener(key string) (pipeline.OpenDetector, error) {
+	return nil, fmt.Errorf("no detector engine in this build")
+}
+
+// outputSinks opens the alert router as a finding sink.
+func (d *daemon) outputSinks(ctx context.Context) (pipeline.FindingSinks, func(), error) {
+	return nil, func() {}, nil
+}
+
+// storeSinks opens storage as an event sink.
+func (d *daemon) storeSinks(ctx context.Context) (pipeline.EventSinks, func(), error) {
+	return nil, func() {}, nil
+}
