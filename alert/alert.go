@@ -509,3 +509,26 @@ func (r *Router) Close() error {
 	})
 	return errors.Join(errs...)
 }
+
+// WriteFindings hands every finding of fs to Handle (the pipeline's
+// finding-sink shape). Findings already delivered are skipped by the
+// idempotency ledger, so a batch retried after an error posts nothing
+// twice.
+func (r *Router) WriteFindings(ctx context.Context, fs []schema.Finding) error {
+	var errs []error
+	for _, f := range fs {
+		if err := r.Handle(ctx, f); err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WriteEvents forwards raw events to the event outputs (the pipeline's
+// event-sink shape).
+func (r *Router) WriteEvents(ctx context.Context, evs []schema.Event) error {
+	return r.HandleEvents(ctx, evs)
+}

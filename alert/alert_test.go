@@ -531,3 +531,30 @@ func TestSlackOutageThenExactlyOnce(t *testing.T) {
 	}
 	t.Logf("outage: %v failures over %s of virtual time", failures, clock.Now().Sub(start))
 }
+
+func TestSinkShapes(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a"}
+	cfg.EventOutputs = []string{"b"}
+	outs := map[string]*recorder{"a": {}, "b": {}}
+	r, _ := newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
+	fs := []schema.Finding{finding("w1", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r"), finding("w2", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")}
+	if err := r.WriteFindings(context.Background(), fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteFindings(context.Background(), fs); err != nil { // a retried batch
+		t.Fatal(err)
+	}
+	if got := strings.Join(outs["a"].ids(), ","); got != "w1,w2" {
+		t.Errorf("delivered %s, want w1,w2 once each", got)
+	}
+	if err := r.WriteEvents(context.Background(), []schema.Event{{ID: "e1"}, {ID: "e2"}}); err != nil || len(outs["b"].events) != 2 {
+		t.Errorf("WriteEvents: %v, %d events", err, len(outs["b"].events))
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Handle(context.Background(), fs[0]); !errors.Is(err, ErrClosed) {
+		t.Errorf("Handle after Close = %v", err)
+	}
+}

@@ -177,6 +177,28 @@ func ParseYAML(data []byte) (Config, error) {
 	return doc.Alerts, nil
 }
 
+// FromNode strictly decodes an `alerts:` section already parsed into a
+// yaml.Node (the root config keeps sections as nodes) and applies
+// defaults. Unknown keys are errors; their line numbers count from the
+// start of the section. A zero node gives the defaults.
+func FromNode(n *yaml.Node) (Config, error) {
+	cfg := Defaults()
+	if n == nil || n.Kind == 0 {
+		return cfg, nil
+	}
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return Config{}, fmt.Errorf("alerts config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("alerts config: %w", err)
+	}
+	cfg.ApplyDefaults()
+	return cfg, nil
+}
+
 // LoadFile reads and strictly decodes the `alerts:` section of a YAML file.
 func LoadFile(path string) (Config, error) {
 	b, err := os.ReadFile(path)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func repoRoot(t *testing.T) string {
@@ -154,5 +156,34 @@ func TestGlob(t *testing.T) {
 	long := strings.Repeat("a", 20000)
 	if glob(strings.Repeat("*a", 30)+"b", long) {
 		t.Error("matched")
+	}
+}
+
+func TestFromNode(t *testing.T) {
+	var root struct {
+		Alerts yaml.Node `yaml:"alerts"`
+	}
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "alerts.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := FromNode(&root.Alerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil || len(cfg.Outputs) != 4 {
+		t.Fatalf("FromNode: %d outputs, %v", len(cfg.Outputs), err)
+	}
+	if err := yaml.Unmarshal([]byte("alerts:\n  group_window: 1m\n  bogus: 1\n"), &root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FromNode(&root.Alerts); err == nil || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("unknown key through FromNode: %v", err)
+	}
+	if cfg, err := FromNode(&yaml.Node{}); err != nil || cfg.GroupWindow != time.Hour {
+		t.Errorf("empty node: %v", err)
 	}
 }
