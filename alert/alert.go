@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"sync"
@@ -78,7 +77,10 @@ type Router struct {
 	outputs map[string]*output
 	order   []string
 
-	stripes [64]sync.Mutex // serialise findings of one dedupe key
+	keys *keyLocks // serialise the findings of one dedupe key
+
+	base       context.Context // cancelled by Close: in-flight deliveries stop
+	cancelBase context.CancelFunc
 
 	gmu    sync.Mutex
 	groups map[string]*group
@@ -151,7 +153,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 	if err != nil {
 		return nil, fmt.Errorf("alert metrics: %w", err)
 	}
-	r := &Router{cfg: cfg, log: logger, clock: o.clock, m: m, outputs: map[string]*output{}, groups: map[string]*group{}}
+	r := &Router{cfg: cfg, log: logger, clock: o.clock, m: m, outputs: map[string]*output{}, groups: map[string]*group{},
+		keys: &keyLocks{m: map[string]*keyLock{}}}
+	r.base, r.cancelBase = context.WithCancel(context.Background())
 	if r.ledger, err = ledger.Open(cfg.StatePath, cfg.StateRetention, o.clock.Now()); err != nil {
 		return nil, err
 	}
@@ -254,9 +258,10 @@ func (r *Router) Handle(ctx context.Context, f schema.Finding) error {
 	if key == "" {
 		key = f.ID
 	}
-	stripe := &r.stripes[fnvIndex(key, len(r.stripes))]
-	stripe.Lock()
-	defer stripe.Unlock()
+	ctx, cancel := r.bind(ctx)
+	defer cancel()
+	unlock := r.keys.lock(key)
+	defer unlock()
 
 	a := r.groupAlert(f, key, now)
 	a.Finding = notify.BoundFinding(f, r.cfg.MaxFieldBytes, r.cfg.MaxEvidenceIDs, 32)
@@ -350,6 +355,8 @@ func (r *Router) HandleEvents(ctx context.Context, evs []schema.Event) error {
 	if len(evs) == 0 || len(r.cfg.EventOutputs) == 0 {
 		return nil
 	}
+	ctx, cancel := r.bind(ctx)
+	defer cancel()
 	bounded := make([]schema.Event, len(evs))
 	for i, ev := range evs {
 		bounded[i] = notify.BoundEvent(ev, r.cfg.MaxFieldBytes)
@@ -481,17 +488,54 @@ func (r *Router) evictGroups(now time.Time) {
 	r.gorder = append([]string(nil), kept...)
 }
 
-func fnvIndex(s string, n int) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(s))
-	return int(h.Sum32() % uint32(n))
+// bind returns a context that also ends when the router closes.
+func (r *Router) bind(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(r.base, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
-// Close waits for in-flight Handle calls, then closes every output, the
-// dead-letter file and the ledger.
+// keyLocks is a mutex per dedupe key, dropped when unused, so a finding
+// stuck in retries holds back only later findings of its own incident.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyLocks) lock(key string) func() {
+	k.mu.Lock()
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// Close cancels in-flight deliveries (their Handle calls return
+// ErrNotHandedOff, so the caller redelivers after a restart), waits for
+// them to return, then closes every output, the dead-letter file and the
+// ledger.
 func (r *Router) Close() error {
 	var errs []error
 	r.closeOnce.Do(func() {
+		r.cancelBase()
 		r.cmu.Lock()
 		r.closed = true
 		r.cmu.Unlock()

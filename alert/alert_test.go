@@ -558,3 +558,43 @@ func TestSinkShapes(t *testing.T) {
 		t.Errorf("Handle after Close = %v", err)
 	}
 }
+
+// TestCloseStopsRetries: a delivery retrying against a dead peer ends
+// promptly when the router closes, and is reported as not handed off.
+func TestCloseStopsRetries(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a"}
+	cfg.Retry = notify.Backoff{Initial: 50 * time.Millisecond, Max: time.Second, Multiplier: 2, MaxElapsed: time.Hour, AttemptTimeout: time.Second}
+	started := make(chan struct{}, 1)
+	outs := map[string]*recorder{"a": {fail: func(notify.Alert) error {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		return &notify.StatusError{Code: 503}
+	}}}
+	r, _ := newTestRouter(t, cfg, notify.RealClock{}, outs)
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Handle(context.Background(), finding("x", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r"))
+	}()
+	<-started
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNotHandedOff) {
+			t.Errorf("Handle during Close = %v, want ErrNotHandedOff", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Handle kept retrying after Close")
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return")
+	}
+}

@@ -132,7 +132,14 @@ func (n *Notifier) Notify(ctx context.Context, a notify.Alert) error {
 	return nil
 }
 
+// postWebhook posts a to the incoming webhook. A webhook cannot thread,
+// so to keep a burst from flooding the channel only the first alert of a
+// group and the repeats numbered 2, 4, 8, 16 … are posted; the others are
+// counted in the next posted repeat's totals.
 func (n *Notifier) postWebhook(ctx context.Context, a notify.Alert) error {
+	if a.Update && a.Repeat&(a.Repeat-1) != 0 {
+		return nil
+	}
 	m := render(a, n.cfg.MaxFieldChars)
 	msg := &slack.WebhookMessage{Text: m.Text, Blocks: &slack.Blocks{BlockSet: m.Blocks}}
 	if err := n.wait(ctx, "webhook"); err != nil {
@@ -201,6 +208,12 @@ func classify(op string, err error) error {
 		return notify.Permanent(notify.ReasonRejected, fmt.Errorf("slack %s: %s", op, name))
 	}
 	return fmt.Errorf("slack %s: %w", op, err)
+}
+
+// Close releases idle connections.
+func (n *Notifier) Close() error {
+	n.http.CloseIdleConnections()
+	return nil
 }
 
 type memThreads struct {

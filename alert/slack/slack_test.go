@@ -315,3 +315,29 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("bot mode without token and channel: %v", err)
 	}
 }
+
+func TestWebhookThinsRepeats(t *testing.T) {
+	srv := slacktest.New("hooksecret")
+	defer srv.Close()
+	t.Setenv("AW_TEST_SLACK_HOOK", srv.WebhookURL())
+	n, err := New(Config{Mode: ModeWebhook, WebhookURL: secret.Secret{Env: "AW_TEST_SLACK_HOOK"}}, nil,
+		WithClock(notifytest.NewClock(time.Unix(0, 0))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	for i := 1; i <= 10; i++ {
+		a := notifytest.Alert()
+		a.Update, a.Repeat, a.GroupCount = i > 1, i, 3*i
+		if err := n.Notify(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, m := range srv.Messages() {
+		got = append(got, m.Text[:min(len(m.Text), 9)])
+	}
+	if want := "HIGH secr,Repeat 2 ,Repeat 4 ,Repeat 8 "; strings.Join(got, ",") != want {
+		t.Errorf("webhook posts = %q, want %q", strings.Join(got, ","), want)
+	}
+}
