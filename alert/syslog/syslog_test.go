@@ -308,6 +308,36 @@ func TestRsyslog(t *testing.T) {
 			}
 		})
 	}
+	t.Run("json-tls", func(t *testing.T) {
+		n, err := New(Config{Address: rs.tlsAddr, TLS: &TLSConfig{CAFile: rs.ca}, Format: FormatJSON, Hostname: "aw-test-host"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		before := len(readLines(t, rs.out, 0))
+		hostile := notify.Alert{Finding: notify.BoundFinding(notifytest.HostileFinding(), 2048, 20, 32), Repeat: 1}
+		if err := n.Notify(context.Background(), hostile); err != nil {
+			t.Fatal(err)
+		}
+		r := readLines(t, rs.out, before+1)[before]
+		var body jsonFinding
+		if err := json.Unmarshal([]byte(r.Msg), &body); err != nil {
+			t.Fatalf("rsyslog delivered %q: %v", r.Msg, err)
+		}
+		// JSON escaping grows the hostile fields past max_message_bytes, so
+		// the encoder shortened them: each arrives as a prefix of the
+		// original plus the ellipsis, and the whole message fits.
+		for name, pair := range map[string][2]string{"principal": {body.Finding.Principal, hostile.Finding.Principal},
+			"resource": {body.Finding.Resource, hostile.Finding.Resource}, "reason": {body.Finding.Reason, hostile.Finding.Reason}} {
+			got, orig := pair[0], pair[1]
+			if got != orig && !(strings.HasSuffix(got, notify.Ellipsis) && strings.HasPrefix(orig, strings.TrimSuffix(got, notify.Ellipsis))) {
+				t.Errorf("JSON %s changed on the way: %.100q", name, got)
+			}
+		}
+		if body.Kind != "finding" || body.Finding.ID != hostile.Finding.ID || len(r.Msg) > 8192 {
+			t.Errorf("JSON body: kind %q id %q, %d bytes", body.Kind, body.Finding.ID, len(r.Msg))
+		}
+	})
 	t.Run("tls-unknown-ca", func(t *testing.T) {
 		other := t.TempDir()
 		ca, _, _ := testCA(t, other)
