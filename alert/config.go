@@ -326,7 +326,16 @@ func (c Config) Validate() error {
 	}
 	checkRefs("default_outputs", c.DefaultOutputs)
 	checkRefs("event_outputs", c.EventOutputs)
+	kafkaEvents := map[string]bool{}
+	for _, o := range c.Outputs {
+		if o.Kafka != nil && o.Kafka.EventsTopic != "" {
+			kafkaEvents[o.Name] = true
+		}
+	}
 	for j, n := range c.EventOutputs {
+		if names[n] == TypeKafka && !kafkaEvents[n] {
+			bad(fmt.Sprintf("event_outputs[%d]", j), "kafka output %q has no events_topic", n)
+		}
 		if names[n] == TypeSlack {
 			bad(fmt.Sprintf("event_outputs[%d]", j), "output %q is slack; raw events go to SIEM outputs only (hec, syslog, webhook, kafka)", n)
 		}

@@ -97,7 +97,7 @@ alerts:
     - detectors: [made_up]
       outputs: [nowhere]
     - outputs: []
-  event_outputs: [dup, ghost]
+  event_outputs: [dup, ghost, k]
   silences:
     - principals: ["*"]
 `
@@ -117,7 +117,7 @@ alerts:
 		"alerts.outputs[2].syslog.address", "alerts.outputs[2].syslog.format",
 		"alerts.outputs[3].kafka.brokers", "alerts.outputs[3].kafka.topic",
 		"alerts.outputs[4].type", "alerts.routes[0].detectors[0]", "alerts.routes[0].outputs[0]: unknown output \"nowhere\"",
-		"alerts.routes[1].outputs: required", "alerts.event_outputs[0]", "alerts.event_outputs[1]: unknown output \"ghost\"",
+		"alerts.routes[1].outputs: required", "alerts.event_outputs[0]", "alerts.event_outputs[1]: unknown output \"ghost\"", "alerts.event_outputs[2]: kafka output \"k\" has no events_topic",
 		"alerts.silences[0].until", "alerts.silences[0].reason",
 	} {
 		if !strings.Contains(err.Error(), want) {
