@@ -576,3 +576,69 @@ func (r *Router) WriteFindings(ctx context.Context, fs []schema.Finding) error {
 func (r *Router) WriteEvents(ctx context.Context, evs []schema.Event) error {
 	return r.HandleEvents(ctx, evs)
 }
+
+// ReplayStats counts what Replay did.
+type ReplayStats struct {
+	Findings, Events int // records delivered again
+	Failed           int // records that failed again (and were dead-lettered again)
+	Skipped          int // records naming an output no longer configured
+}
+
+// Replay reads a dead-letter file (usually a copy of the live one, moved
+// aside) and delivers every record again to the output that failed it,
+// through the same retry loop. A finding's idempotency key is forgotten
+// first, so the replay is not skipped as a duplicate; a record that fails
+// again is dead-lettered again (to the router's live file).
+func (r *Router) Replay(ctx context.Context, path string) (ReplayStats, error) {
+	if !r.enter() {
+		return ReplayStats{}, ErrClosed
+	}
+	defer r.cmu.RUnlock()
+	ctx, cancel := r.bind(ctx)
+	defer cancel()
+	var st ReplayStats
+	err := deadletter.ReadFile(path, func(line int, rec deadletter.Record) error {
+		out, ok := r.outputs[rec.Output]
+		if !ok {
+			st.Skipped++
+			r.log.Warn("dead-letter record for an unknown output skipped", "line", line, "output", notify.SanitizeLine(rec.Output, 64))
+			return nil
+		}
+		switch {
+		case rec.Finding != nil:
+			f := *rec.Finding
+			if err := r.ledger.Forget(ledger.Key(out.name, f.ID, f.Revision)); err != nil {
+				return err
+			}
+			a := notify.Alert{Finding: f, Repeat: 1, GroupCount: max(f.Count, 1)}
+			if err := r.deliver(ctx, out, a); err != nil {
+				return fmt.Errorf("line %d: %w", line, err)
+			}
+			if done, how, _ := r.ledger.Done(ledger.Key(out.name, f.ID, f.Revision)); done && how == ledger.Delivered {
+				st.Findings++
+			} else {
+				st.Failed++
+			}
+		case len(rec.Events) > 0 && out.ev == nil:
+			st.Skipped++
+		case len(rec.Events) > 0:
+			attempts, err := out.retry.Do(ctx, func(ctx context.Context) error { return out.ev.SendEvents(ctx, rec.Events) }, r.observe(out.name))
+			if err == nil {
+				st.Events += len(rec.Events)
+				r.m.eventsSent.WithLabelValues(out.name).Add(float64(len(rec.Events)))
+				return nil
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: line %d: %w", ErrNotHandedOff, line, err)
+			}
+			d := notify.Classify(err)
+			st.Failed++
+			if werr := r.dlq.Write(deadletter.Record{Time: r.clock.Now().UTC(), Output: out.name, Reason: string(d.Reason),
+				Error: notify.SanitizeLine(err.Error(), 1024), Attempts: attempts, Events: rec.Events}); werr != nil {
+				return fmt.Errorf("%w: line %d: %w", ErrNotHandedOff, line, werr)
+			}
+		}
+		return nil
+	})
+	return st, err
+}

@@ -598,3 +598,51 @@ func TestCloseStopsRetries(t *testing.T) {
 		t.Fatal("Close did not return")
 	}
 }
+
+func TestReplayDeadLetters(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a"}
+	cfg.EventOutputs = []string{"a"}
+	cfg.Retry.MaxAttempts = 2
+	down := true
+	outs := map[string]*recorder{"a": {fail: func(a notify.Alert) error {
+		if down {
+			return &notify.StatusError{Code: 400}
+		}
+		return nil
+	}}}
+	r, _ := newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
+	ctx := context.Background()
+	for _, id := range []string{"r1", "r2"} {
+		if err := r.Handle(ctx, finding(id, schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved := filepath.Join(t.TempDir(), "replay.jsonl")
+	if err := os.Rename(cfg.DeadLetter.Path, moved); err != nil {
+		t.Fatal(err)
+	}
+	// The live file was moved away while open; reopen it as an operator would (restart).
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
+	down = false
+	st, err := r.Replay(ctx, moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Findings != 2 || st.Failed != 0 || strings.Join(outs["a"].ids(), ",") != "r1,r2" {
+		t.Errorf("replay: %+v, delivered %v", st, outs["a"].ids())
+	}
+	// Replayed findings are now delivered: a redelivery does not post again.
+	_ = r.Handle(ctx, finding("r1", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r"))
+	if len(outs["a"].got()) != 2 {
+		t.Error("a replayed finding posted again on redelivery")
+	}
+	bad := filepath.Join(t.TempDir(), "bad.jsonl")
+	_ = os.WriteFile(bad, []byte("{\"output\":\"a\"}\nnot json\n"), 0o600)
+	if _, err := r.Replay(ctx, bad); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("bad dead-letter file: %v, want an error naming line 2", err)
+	}
+}

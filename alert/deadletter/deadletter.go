@@ -7,6 +7,7 @@
 package deadletter
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -63,3 +64,33 @@ func (d *File) Write(r Record) error {
 
 // Close closes the file.
 func (d *File) Close() error { return d.f.Close() }
+
+// ReadFile calls fn for every record of the file at path, in order. A line
+// that is not a record is an error naming its line number.
+func ReadFile(path string, fn func(line int, r Record) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("dead-letter file: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return fmt.Errorf("dead-letter %s line %d: %w", path, n, err)
+		}
+		if err := fn(n, r); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("dead-letter %s after line %d: %w", path, n, err)
+	}
+	return nil
+}

@@ -119,6 +119,20 @@ func (l *Ledger) Mark(key string, outcome byte, now time.Time) error {
 	return nil
 }
 
+// Forget removes key, so the delivery it records can be made again.
+func (l *Ledger) Forget(key string) error {
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.sent, key)
+		return nil
+	}
+	if err := l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSent).Delete([]byte(key)) }); err != nil {
+		return fmt.Errorf("alert ledger: %w", err)
+	}
+	return nil
+}
+
 // Thread returns the thread reference stored for key.
 func (l *Ledger) Thread(key string) (string, bool, error) {
 	if l.db == nil {
