@@ -271,9 +271,15 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 		}
 		pt.since++
 	}
-	if len(recs) > 0 {
-		pt.lastRecord = time.Now()
-	} else if s.cfg.IdleDrain > 0 && time.Since(pt.lastRecord) >= s.cfg.IdleDrain {
+	// Idle means no events: position-only records (a source that polls
+	// and finds nothing new) do not count.
+	for i := range recs {
+		if recs[i].Event != nil {
+			pt.lastRecord = time.Now()
+			break
+		}
+	}
+	if s.cfg.IdleDrain > 0 && time.Since(pt.lastRecord) >= s.cfg.IdleDrain {
 		s.drain(pt)
 	}
 	if pt.since >= s.cfg.CheckpointEvents || (pt.since > 0 || len(pt.findings) > 0) && time.Since(pt.last) >= s.cfg.CheckpointInterval {
