@@ -21,7 +21,7 @@ var tokenPatterns = []struct {
 	// Splunk HEC tokens are UUIDs; so are KMS key ids, which are not secret.
 	{"HEC token", regexp.MustCompile(`(?i)(?:hec|splunk)[^\n]{0,40}?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)},
 	{"private key", regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY-----`)},
-	{"password literal", regexp.MustCompile(`(?i)\bpassword\s*[:=]\s*["']?[^\s"'{$<][^\s"']{5,}`)},
+	{"password literal", regexp.MustCompile(`(?i)\bpassword\s*[:=]\s*["']?[^\s"'{$<./][^\s"']{5,}`)},
 }
 
 // placeholder reports whether a match is an obvious placeholder.
@@ -106,6 +106,7 @@ func TestFindTokens(t *testing.T) {
 		j("SLACK_BOT_TOKEN=xo", "xb-REPLACE-ME"),
 		j("password: {env: KAFKA_PASSWORD}"),
 		j("password: {file: /run/secrets/x}"),
+		j("--from-file=password=./kafka-password"),
 		j("password: ${AUDITWATCH_CLICKHOUSE_PASSWORD:?set}"),
 		j("<password from_env=\"X\"/>"),
 		j("key/00000000-0000-0000-0000-000000000000"),
