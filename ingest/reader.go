@@ -41,6 +41,9 @@ type Reader struct {
 	// it cut short
 	readErrShown bool
 	evbuf        []schema.Event
+	// framed turns the one-object-per-line fast path off (tests compare
+	// both paths)
+	framed bool
 }
 
 // NewReader returns a Reader over r; name identifies the input in errors.
@@ -155,6 +158,20 @@ func (r *Reader) Next() (schema.Event, error) {
 		if r.done {
 			return schema.Event{}, io.EOF
 		}
+		if line, ok := r.sc.PeekLine(); ok && !r.framed {
+			// one object per line: parse it where it lies and skip the
+			// framing scan; anything fastjson refuses is framed again by
+			// Next, which reports it exactly
+			if v, err := r.p.ParseBytes(line); err == nil {
+				rec := r.sc.TakeLine()
+				r.stats.Records++
+				r.object(rec, v)
+				if r.qhead >= len(r.queue) {
+					r.safe = rec.End
+				}
+				continue
+			}
+		}
 		rec, err := r.sc.Next()
 		if err != nil {
 			r.done = true
@@ -208,6 +225,11 @@ func (r *Reader) record(rec jsonx.Record) {
 		r.recErr(rec, fmt.Errorf("%w: %s is not a JSON object", ErrInvalidJSON, v.Type()))
 		return
 	}
+	r.object(rec, v)
+}
+
+// object normalizes one parsed record, a JSON object.
+func (r *Reader) object(rec jsonx.Record, v *fastjson.Value) {
 	fb := cloudtrail.Fallback{Now: r.opts.Now}
 	switch rec.Kind {
 	case jsonx.KindRecords:
