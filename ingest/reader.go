@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"auditwatch/ingest/cloudtrail"
+	"auditwatch/ingest/intern"
 	"auditwatch/ingest/jsonx"
 	"auditwatch/ingest/vault"
 	"auditwatch/schema"
@@ -31,6 +32,9 @@ type Reader struct {
 	inner fastjson.Parser // LookupEvents' CloudTrailEvent strings
 	arena fastjson.Arena
 	pair  *vault.Pairer
+	vp    vault.Parser
+	// strs shares repeated strings between events (bounded)
+	strs *intern.Table
 
 	queue []item
 	qhead int
@@ -56,11 +60,14 @@ func NewReader(r io.Reader, name string, opts Options) *Reader {
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		src = &gzipSource{br: br, limit: opts.MaxGzipBytes}
 	}
+	strs := intern.New(0, 0)
 	return &Reader{
 		name: name,
 		opts: opts,
 		sc:   jsonx.NewScanner(src, jsonx.Limits{MaxRecordBytes: opts.MaxRecordBytes, MaxDepth: opts.MaxDepth}),
 		pair: vault.NewPairer(opts.MaxPending),
+		vp:   vault.Parser{Strings: strs, Now: opts.Now},
+		strs: strs,
 	}
 }
 
@@ -325,7 +332,7 @@ func (r *Reader) vaultEntry(rec jsonx.Record, v *fastjson.Value) {
 		r.recErr(rec, fmt.Errorf("%w: a Vault audit entry, but the format is %q", ErrWrongFormat, r.opts.Format))
 		return
 	}
-	en, err := vault.Parse(v, r.opts.Now)
+	en, err := r.vp.Parse(v)
 	if err != nil {
 		r.recErr(rec, err)
 		return

@@ -6,6 +6,7 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"auditwatch/ingest/intern"
 	"auditwatch/ingest/ipaddr"
+	"auditwatch/ingest/rfc3339"
 	"auditwatch/schema"
 )
 
@@ -60,9 +63,181 @@ func str(v *fastjson.Value, keys ...string) string {
 // Parse normalizes one entry. now is used as the event time when the entry
 // has none (Vault 0.1 wrote no time).
 func Parse(v *fastjson.Value, now func() time.Time) (Entry, error) {
+	p := Parser{Now: now}
+	return p.Parse(v)
+}
+
+// Parser normalizes entries one after another, reusing its scratch space
+// and handing out repeated strings (mounts, paths, principals, addresses)
+// from Strings. The zero value works (no interning, time.Now as clock).
+// Not safe for concurrent use.
+type Parser struct {
+	// Strings, if set, shares strings that repeat across entries.
+	Strings *intern.Table
+	// Now is the clock for entries without a time.
+	Now     func() time.Time
+	scratch []byte
+}
+
+// bytesOf is the string content of v, nil when v is absent or not a
+// string (as fastjson's GetStringBytes).
+func bytesOf(v *fastjson.Value) []byte {
+	if v == nil {
+		return nil
+	}
+	return v.GetStringBytes()
+}
+
+// The *Of functions read the fields an entry's objects are normalized from
+// in one pass over each object's keys (the first of duplicated keys wins);
+// a value that is not an object has none of them.
+type topFields struct{ typ, time, request, auth, response, err *fastjson.Value }
+
+func topOf(v *fastjson.Value) (f topFields) {
+	o := v.GetObject()
+	if o == nil {
+		return f
+	}
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		switch string(k) {
+		case "type":
+			setFirst(&f.typ, e)
+		case "time":
+			setFirst(&f.time, e)
+		case "request":
+			setFirst(&f.request, e)
+		case "auth":
+			setFirst(&f.auth, e)
+		case "response":
+			setFirst(&f.response, e)
+		case "error":
+			setFirst(&f.err, e)
+		}
+	})
+	return f
+}
+
+type requestFields struct {
+	id, path, operation, mountPoint, mountType, namespace, remoteAddress, headers, clientToken, clientTokenAccessor *fastjson.Value
+}
+
+func requestOf(v *fastjson.Value) (f requestFields) {
+	o := v.GetObject()
+	if o == nil {
+		return f
+	}
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		switch string(k) {
+		case "id":
+			setFirst(&f.id, e)
+		case "path":
+			setFirst(&f.path, e)
+		case "operation":
+			setFirst(&f.operation, e)
+		case "mount_point":
+			setFirst(&f.mountPoint, e)
+		case "mount_type":
+			setFirst(&f.mountType, e)
+		case "namespace":
+			setFirst(&f.namespace, e)
+		case "remote_address":
+			setFirst(&f.remoteAddress, e)
+		case "headers":
+			setFirst(&f.headers, e)
+		case "client_token":
+			setFirst(&f.clientToken, e)
+		case "client_token_accessor":
+			setFirst(&f.clientTokenAccessor, e)
+		}
+	})
+	return f
+}
+
+type responseFields struct{ mountType, auth, data *fastjson.Value }
+
+func responseOf(v *fastjson.Value) (f responseFields) {
+	o := v.GetObject()
+	if o == nil {
+		return f
+	}
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		switch string(k) {
+		case "mount_type":
+			setFirst(&f.mountType, e)
+		case "auth":
+			setFirst(&f.auth, e)
+		case "data":
+			setFirst(&f.data, e)
+		}
+	})
+	return f
+}
+
+// authFields are the parts of an auth block identities are made of.
+type authFields struct {
+	entityID, displayName, accessor, clientToken []byte
+	policies, tokenPolicies                      []*fastjson.Value
+	metadata                                     *fastjson.Value
+}
+
+func authOf(v *fastjson.Value) (f authFields) {
+	o := v.GetObject()
+	if o == nil {
+		return f
+	}
+	var entity, display, accessor, token, pol, tpol *fastjson.Value
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		switch string(k) {
+		case "entity_id":
+			setFirst(&entity, e)
+		case "display_name":
+			setFirst(&display, e)
+		case "accessor":
+			setFirst(&accessor, e)
+		case "client_token":
+			setFirst(&token, e)
+		case "policies":
+			setFirst(&pol, e)
+		case "token_policies":
+			setFirst(&tpol, e)
+		case "metadata":
+			setFirst(&f.metadata, e)
+		}
+	})
+	f.entityID, f.displayName, f.accessor, f.clientToken = bytesOf(entity), bytesOf(display), bytesOf(accessor), bytesOf(token)
+	f.policies, f.tokenPolicies = arrayOf(pol), arrayOf(tpol)
+	return f
+}
+
+// identified reports whether an auth block names anyone: an entity, a
+// display name, an accessor, a token or policies.
+func (a *authFields) identified() bool {
+	return len(a.entityID) > 0 || len(a.displayName) > 0 || len(a.accessor) > 0 || len(a.clientToken) > 0 || len(a.policies) > 0
+}
+
+func arrayOf(v *fastjson.Value) []*fastjson.Value {
+	if v == nil || v.Type() != fastjson.TypeArray {
+		return nil
+	}
+	a, _ := v.Array()
+	return a
+}
+
+// setFirst keeps the first of duplicated keys.
+func setFirst(dst **fastjson.Value, v *fastjson.Value) {
+	if *dst == nil {
+		*dst = v
+	}
+}
+
+// str interns the string content of v.
+func (p *Parser) str(v *fastjson.Value) string { return p.Strings.Bytes(bytesOf(v)) }
+
+// Parse normalizes one entry.
+func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 	var en Entry
-	typ := string(v.GetStringBytes("type"))
-	switch typ {
+	top := topOf(v)
+	switch string(bytesOf(top.typ)) {
 	case TypeRequest:
 	case TypeResponse:
 		en.Response = true
@@ -73,175 +248,184 @@ func Parse(v *fastjson.Value, now func() time.Time) (Entry, error) {
 	default:
 		return en, ErrNotEntry
 	}
-	req := v.Get("request")
+	req := top.request
 	if req == nil || req.Type() != fastjson.TypeObject {
 		return en, ErrNotEntry
 	}
 	ev := &en.Event
 	ev.Source = schema.SourceVault
 
-	if tb := v.GetStringBytes("time"); len(tb) > 0 {
-		t, err := time.Parse(time.RFC3339Nano, string(tb))
+	if tb := bytesOf(top.time); len(tb) > 0 {
+		t, err := rfc3339.Parse(tb)
 		if err != nil {
 			return en, ErrBadTime
 		}
-		ev.Time = t.UTC()
+		ev.Time = t
 	} else {
+		now := p.Now
+		if now == nil {
+			now = time.Now
+		}
 		ev.Time = now().UTC()
 	}
 
-	ev.ID = str(req, "id")
+	rq := requestOf(req)
+	ev.ID = string(bytesOf(rq.id))
 	en.HasID = ev.ID != ""
 	if !en.HasID {
 		// request and response entries share the request object: hash it
 		// so both halves of a pair get the same deterministic id
-		h := sha256.Sum256(req.MarshalTo(nil))
+		p.scratch = req.MarshalTo(p.scratch[:0])
+		h := sha256.Sum256(p.scratch)
 		ev.ID = "vault-" + hex.EncodeToString(h[:12])
 	}
 
-	path := str(req, "path")
-	op := str(req, "operation")
+	resp := responseOf(top.response)
+	path := p.str(rq.path)
+	op := bytesOf(rq.operation)
 	ev.Resource = path
-	ev.Mount = str(req, "mount_point")
-	ev.MountType = str(req, "mount_type")
+	ev.Mount = p.str(rq.mountPoint)
+	ev.MountType = p.str(rq.mountType)
 	if ev.MountType == "" {
-		ev.MountType = str(v, "response", "mount_type")
+		ev.MountType = p.str(resp.mountType)
 	}
 	if ev.Mount == "" && path != "" {
-		ev.Mount = mountOf(path)
+		ev.Mount = p.Strings.String(mountOf(path))
 	}
-	if ns := str(req, "namespace", "path"); ns != "" {
-		ev.Namespace = strings.TrimSuffix(ns, "/")
-	} else {
-		ev.Namespace = str(req, "namespace", "id")
-	}
-	ev.SourceIPRaw = str(req, "remote_address")
-	ev.SourceIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
-	if ua := req.Get("headers", "user-agent"); ua != nil {
-		if ua.Type() == fastjson.TypeArray {
-			if a, _ := ua.Array(); len(a) > 0 {
-				ev.UserAgent = string(a[0].GetStringBytes())
-			}
+	if ns := rq.namespace.GetObject(); ns != nil {
+		if nsPath := bytesOf(ns.Get("path")); len(nsPath) > 0 {
+			ev.Namespace = p.Strings.Bytes(bytes.TrimSuffix(nsPath, []byte("/")))
 		} else {
-			ev.UserAgent = string(ua.GetStringBytes())
+			ev.Namespace = p.Strings.Bytes(bytesOf(ns.Get("id")))
 		}
 	}
-	ev.TokenHMAC = str(req, "client_token")
+	ev.SourceIPRaw = p.str(rq.remoteAddress)
+	ev.SourceIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
+	if h := rq.headers.GetObject(); h != nil {
+		if ua := h.Get("user-agent"); ua != nil {
+			if ua.Type() == fastjson.TypeArray {
+				if a, _ := ua.Array(); len(a) > 0 {
+					ev.UserAgent = p.Strings.Bytes(a[0].GetStringBytes())
+				}
+			} else {
+				ev.UserAgent = p.Strings.Bytes(ua.GetStringBytes())
+			}
+		}
+	}
+	ev.TokenHMAC = p.str(rq.clientToken)
 
 	if en.KMIP {
 		parseKMIP(v, req, ev)
 		return en, nil
 	}
 
-	if op == "" {
-		op = "unknown"
+	if len(op) == 0 {
+		op = []byte("unknown")
 	}
-	ev.Action = "vault:" + op
-	ev.ReadOnly = op == "read" || op == "list"
+	p.scratch = append(append(p.scratch[:0], "vault:"...), op...)
+	ev.Action = p.Strings.Bytes(p.scratch)
+	ev.ReadOnly = string(op) == "read" || string(op) == "list"
 	ev.Auth = isLogin(path)
 
 	// identity
-	auth := v.Get("auth")
-	setIdentity(ev, auth, req)
+	auth := authOf(top.auth)
+	p.setIdentity(ev, &auth, &rq)
 	if ev.Auth {
 		ev.AuthMethod = ev.MountType
 		if ev.AuthMethod == "" || ev.AuthMethod == "ns_token" {
-			ev.AuthMethod = loginMethod(path)
+			ev.AuthMethod = p.Strings.String(loginMethod(path))
 		}
-		if ra := v.Get("response", "auth"); ra != nil && ra.Type() == fastjson.TypeObject && hasIdentity(ra) {
-			setIdentity(ev, ra, nil)
-			if tok := str(ra, "client_token"); tok != "" {
-				ev.TokenHMAC = tok
+		var ra authFields
+		if resp.auth != nil && resp.auth.Type() == fastjson.TypeObject {
+			ra = authOf(resp.auth)
+		}
+		if ra.identified() {
+			p.setIdentity(ev, &ra, nil)
+			if len(ra.clientToken) > 0 {
+				ev.TokenHMAC = p.Strings.Bytes(ra.clientToken)
 			}
 		} else if ev.PrincipalType == schema.PrincipalTypeAnonymous {
 			// a failed (or not yet answered) login: keep the user it
 			// claimed
-			ev.PrincipalName = loginUser(path)
+			ev.PrincipalName = p.Strings.String(loginUser(path))
 		}
 	}
 
 	// outcome
-	errText := str(v, "error")
+	errText := bytesOf(top.err)
 	dataErr := ""
-	if de := v.Get("response", "data", "error"); de != nil {
-		if de.Type() == fastjson.TypeString {
-			dataErr = string(de.GetStringBytes())
-		} else if de.Type() != fastjson.TypeNull {
-			dataErr = string(de.MarshalTo(nil))
+	if d := resp.data.GetObject(); d != nil {
+		if de := d.Get("error"); de != nil {
+			if de.Type() == fastjson.TypeString {
+				dataErr = p.Strings.Bytes(de.GetStringBytes())
+			} else if de.Type() != fastjson.TypeNull {
+				dataErr = string(de.MarshalTo(nil))
+			}
 		}
 	}
-	if errText != "" || dataErr != "" {
+	if len(errText) != 0 || dataErr != "" {
 		ev.Outcome = schema.OutcomeFailure
-		if errText != "" {
-			ev.Error = CleanError(errText)
+		errStr := p.Strings.Bytes(errText)
+		if errStr != "" {
+			ev.Error = p.Strings.String(CleanError(errStr))
 		} else {
 			ev.Error = dataErr
 		}
-		ev.FailureKind = failureKind(ev, errText, dataErr, auth)
+		ev.FailureKind = failureKind(ev, errStr, dataErr, &auth)
 	} else {
 		ev.Outcome = schema.OutcomeSuccess
 	}
 	return en, nil
 }
 
-func hasIdentity(a *fastjson.Value) bool {
-	if a == nil {
-		return false
-	}
-	if len(a.GetStringBytes("entity_id")) > 0 || len(a.GetStringBytes("display_name")) > 0 ||
-		len(a.GetStringBytes("accessor")) > 0 || len(a.GetStringBytes("client_token")) > 0 {
-		return true
-	}
-	if p := a.GetArray("policies"); len(p) > 0 {
-		return true
-	}
-	return false
-}
-
-// setIdentity fills the principal fields from an auth block.
-func setIdentity(ev *schema.Event, a, req *fastjson.Value) {
-	if !hasIdentity(a) {
+// setIdentity fills the principal fields from an auth block; rq supplies
+// the token accessor when the block has none (nil: do not look).
+func (p *Parser) setIdentity(ev *schema.Event, a *authFields, rq *requestFields) {
+	if !a.identified() {
 		ev.Principal = ""
 		ev.PrincipalName = ""
 		ev.PrincipalType = schema.PrincipalTypeAnonymous
 		ev.Policies = nil
 		return
 	}
-	entity := str(a, "entity_id")
-	display := str(a, "display_name")
-	accessor := str(a, "accessor")
-	if accessor == "" && req != nil {
-		accessor = str(req, "client_token_accessor")
+	entity := a.entityID
+	display := a.displayName
+	accessor := a.accessor
+	if len(accessor) == 0 && rq != nil {
+		accessor = bytesOf(rq.clientTokenAccessor)
 	}
 	switch {
-	case entity != "":
-		ev.Principal = entity
+	case len(entity) != 0:
+		ev.Principal = p.Strings.Bytes(entity)
 		ev.PrincipalType = "entity"
-	case display != "":
-		ev.Principal = display
+	case len(display) != 0:
+		ev.Principal = p.Strings.Bytes(display)
 		ev.PrincipalType = "token"
-	case accessor != "":
-		ev.Principal = accessor
+	case len(accessor) != 0:
+		ev.Principal = p.Strings.Bytes(accessor)
 		ev.PrincipalType = "token"
 	default:
 		ev.Principal = ""
 		ev.PrincipalType = "token"
 	}
-	ev.PrincipalName = str(a, "metadata", "username")
-	if ev.PrincipalName == "" {
-		ev.PrincipalName = str(a, "metadata", "role_name")
+	ev.PrincipalName = ""
+	if md := a.metadata.GetObject(); md != nil {
+		ev.PrincipalName = p.Strings.Bytes(bytesOf(md.Get("username")))
+		if ev.PrincipalName == "" {
+			ev.PrincipalName = p.Strings.Bytes(bytesOf(md.Get("role_name")))
+		}
 	}
 	if ev.PrincipalName == "" {
-		ev.PrincipalName = display
+		ev.PrincipalName = p.Strings.Bytes(display)
 	}
-	pol := a.GetArray("policies")
+	pol := a.policies
 	if len(pol) == 0 {
-		pol = a.GetArray("token_policies")
+		pol = a.tokenPolicies
 	}
 	ev.Policies = ev.Policies[:0]
-	for _, p := range pol {
-		if s := p.GetStringBytes(); s != nil {
-			ev.Policies = append(ev.Policies, string(s))
+	for _, e := range pol {
+		if s := e.GetStringBytes(); s != nil {
+			ev.Policies = append(ev.Policies, p.Strings.Bytes(s))
 		}
 	}
 	if len(ev.Policies) == 0 {
@@ -327,7 +511,7 @@ func CleanError(s string) string {
 	return strings.Join(msgs, "; ")
 }
 
-func failureKind(ev *schema.Event, errText, dataErr string, auth *fastjson.Value) string {
+func failureKind(ev *schema.Event, errText, dataErr string, auth *authFields) string {
 	e := strings.ToLower(errText)
 	switch {
 	case strings.Contains(e, "locked"):
@@ -354,7 +538,7 @@ func failureKind(ev *schema.Event, errText, dataErr string, auth *fastjson.Value
 	case strings.Contains(e, "invalid token") || strings.Contains(e, "bad token") || strings.Contains(e, "token not found"):
 		return schema.FailureInvalidToken
 	case strings.Contains(e, "permission denied"):
-		if !hasIdentity(auth) && len(auth.GetStringBytes("entity_id")) == 0 {
+		if !auth.identified() && len(auth.entityID) == 0 {
 			return schema.FailureInvalidToken
 		}
 		return schema.FailurePermissionDenied
