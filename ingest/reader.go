@@ -33,6 +33,7 @@ type Reader struct {
 	arena fastjson.Arena
 	pair  *vault.Pairer
 	vp    vault.Parser
+	cp    cloudtrail.Parser
 	// strs shares repeated strings between events (bounded)
 	strs *intern.Table
 
@@ -67,6 +68,7 @@ func NewReader(r io.Reader, name string, opts Options) *Reader {
 		sc:   jsonx.NewScanner(src, jsonx.Limits{MaxRecordBytes: opts.MaxRecordBytes, MaxDepth: opts.MaxDepth}),
 		pair: vault.NewPairer(opts.MaxPending),
 		vp:   vault.Parser{Strings: strs, Now: opts.Now},
+		cp:   cloudtrail.Parser{Strings: strs},
 		strs: strs,
 	}
 }
@@ -277,7 +279,7 @@ func (r *Reader) cloudTrail(rec jsonx.Record, v *fastjson.Value, fb cloudtrail.F
 		return
 	}
 	var ev schema.Event
-	if err := cloudtrail.Parse(v, fb, &ev); err != nil {
+	if err := r.cp.Parse(v, fb, &ev); err != nil {
 		r.recErr(rec, err)
 		return
 	}
