@@ -101,7 +101,7 @@ func refParse(v *fastjson.Value, now func() time.Time) (Entry, error) {
 	}
 	ev.Action = "vault:" + op
 	ev.ReadOnly = op == "read" || op == "list"
-	ev.Auth = isLogin(path)
+	ev.Auth = refIsLogin(path)
 
 	// identity
 	auth := v.Get("auth")
@@ -249,4 +249,22 @@ func refFailureKind(ev *schema.Event, errText, dataErr string, auth *fastjson.Va
 		return schema.FailureOther
 	}
 	return schema.FailureOther
+}
+
+// refIsLogin is isLogin as first written.
+func refIsLogin(path string) bool {
+	if !strings.HasPrefix(path, "auth/") {
+		return false
+	}
+	rest := path[len("auth/"):]
+	segs := strings.Split(rest, "/")
+	for i := 1; i < len(segs); i++ {
+		if segs[i] == "login" {
+			return true
+		}
+		if segs[i] == "callback" && i >= 2 && segs[i-1] == "oidc" {
+			return true
+		}
+	}
+	return false
 }

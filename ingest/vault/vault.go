@@ -77,6 +77,36 @@ type Parser struct {
 	// Now is the clock for entries without a time.
 	Now     func() time.Time
 	scratch []byte
+	// ids holds the ids of recent request entries, so their response
+	// entries reuse the string (bounded: cleared when full)
+	ids map[string]string
+}
+
+// maxIDs bounds Parser.ids.
+const maxIDs = 4096
+
+// requestID returns id as a string: a request entry's id is kept for its
+// response entry, which takes it (and frees its slot).
+func (p *Parser) requestID(id []byte, response bool) string {
+	if len(id) == 0 {
+		return ""
+	}
+	if response {
+		if s, ok := p.ids[string(id)]; ok {
+			delete(p.ids, s)
+			return s
+		}
+		return string(id)
+	}
+	s := string(id)
+	if p.ids == nil {
+		p.ids = make(map[string]string)
+	}
+	if len(p.ids) >= maxIDs {
+		clear(p.ids)
+	}
+	p.ids[s] = s
+	return s
 }
 
 // bytesOf is the string content of v, nil when v is absent or not a
@@ -270,7 +300,7 @@ func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 	}
 
 	rq := requestOf(req)
-	ev.ID = string(bytesOf(rq.id))
+	ev.ID = p.requestID(bytesOf(rq.id), en.Response)
 	en.HasID = ev.ID != ""
 	if !en.HasID {
 		// request and response entries share the request object: hash it
@@ -422,14 +452,22 @@ func (p *Parser) setIdentity(ev *schema.Event, a *authFields, rq *requestFields)
 	if len(pol) == 0 {
 		pol = a.tokenPolicies
 	}
-	ev.Policies = ev.Policies[:0]
+	n := 0
 	for _, e := range pol {
-		if s := e.GetStringBytes(); s != nil {
-			ev.Policies = append(ev.Policies, p.Strings.Bytes(s))
+		if e.GetStringBytes() != nil {
+			n++
 		}
 	}
-	if len(ev.Policies) == 0 {
-		ev.Policies = nil
+	ev.Policies = nil
+	if n > 0 {
+		// a fresh slice of the exact size: an event never shares its
+		// backing array with the block it replaced
+		ev.Policies = make([]string, 0, n)
+		for _, e := range pol {
+			if s := e.GetStringBytes(); s != nil {
+				ev.Policies = append(ev.Policies, p.Strings.Bytes(s))
+			}
+		}
 	}
 }
 
@@ -440,16 +478,26 @@ func isLogin(path string) bool {
 		return false
 	}
 	rest := path[len("auth/"):]
-	segs := strings.Split(rest, "/")
-	for i := 1; i < len(segs); i++ {
-		if segs[i] == "login" {
-			return true
-		}
-		if segs[i] == "callback" && i >= 2 && segs[i-1] == "oidc" {
-			return true
-		}
+	// walk the "/"-separated segments after the first
+	i := strings.IndexByte(rest, '/')
+	if i < 0 {
+		return false
 	}
-	return false
+	prev, idx := "", 1
+	for rest = rest[i+1:]; ; idx++ {
+		seg := rest
+		j := strings.IndexByte(rest, '/')
+		if j >= 0 {
+			seg = rest[:j]
+		}
+		if seg == "login" || (seg == "callback" && idx >= 2 && prev == "oidc") {
+			return true
+		}
+		if j < 0 {
+			return false
+		}
+		prev, rest = seg, rest[j+1:]
+	}
 }
 
 // loginMethod is the mount name of a login path (auth/<name>/login...).

@@ -298,8 +298,13 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"type":"kmip-request","request":{"client_certificate_serial_number":"1","data":{"kmip_request":{"tag":"Operation","value":"0x0a"}}}}`))
 	f.Add([]byte(`{"type":"request","request":{"path":"a\u002fb","remote_address":"1.2.3.4:5"},"auth":{"metadata":{"username":"\u00e9"}}}`))
 	p := Parser{Strings: intern.New(16, 8), Now: fixedNow}
+	f.Add([]byte("auth/oidc/oidc/callback"))
+	f.Add([]byte("auth//login/"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		compare(t, &p, in)
+		if got, want := isLogin(string(in)), refIsLogin(string(in)); got != want {
+			t.Fatalf("isLogin(%q) = %v, reference %v", in, got, want)
+		}
 	})
 }
 
