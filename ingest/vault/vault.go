@@ -77,6 +77,10 @@ type Parser struct {
 	// Now is the clock for entries without a time.
 	Now     func() time.Time
 	scratch []byte
+	// pol holds the policy names of the entry being parsed
+	pol [][]byte
+	// dataErr holds the JSON text of a response.data.error object
+	dataErr []byte
 	// ids holds the ids of recent request entries, so their response
 	// entries reuse the string (bounded: cleared when full)
 	ids map[string]string
@@ -239,12 +243,6 @@ func authOf(v *fastjson.Value) (f authFields) {
 	return f
 }
 
-// identified reports whether an auth block names anyone: an entity, a
-// display name, an accessor, a token or policies.
-func (a *authFields) identified() bool {
-	return len(a.entityID) > 0 || len(a.displayName) > 0 || len(a.accessor) > 0 || len(a.clientToken) > 0 || len(a.policies) > 0
-}
-
 func arrayOf(v *fastjson.Value) []*fastjson.Value {
 	if v == nil || v.Type() != fastjson.TypeArray {
 		return nil
@@ -259,9 +257,6 @@ func setFirst(dst **fastjson.Value, v *fastjson.Value) {
 		*dst = v
 	}
 }
-
-// str interns the string content of v.
-func (p *Parser) str(v *fastjson.Value) string { return p.Strings.Bytes(bytesOf(v)) }
 
 // Parse normalizes one entry.
 func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
@@ -282,11 +277,116 @@ func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 	if req == nil || req.Type() != fastjson.TypeObject {
 		return en, ErrNotEntry
 	}
+	p.pol = p.pol[:0]
+	var r raw
+	r.time = bytesOf(top.time)
+	rq := requestOf(req)
+	r.id = bytesOf(rq.id)
+	if len(r.id) == 0 {
+		// request and response entries share the request object: hash it
+		// (before reading its values, which changes how fastjson writes
+		// them back) so both halves of a pair get the same deterministic
+		// id
+		p.scratch = req.MarshalTo(p.scratch[:0])
+		h := sha256.Sum256(p.scratch)
+		r.hashID = "vault-" + hex.EncodeToString(h[:12])
+	}
+	r.path, r.op = bytesOf(rq.path), bytesOf(rq.operation)
+	r.mountPoint, r.mountType = bytesOf(rq.mountPoint), bytesOf(rq.mountType)
+	r.remote, r.token, r.tokenAccessor = bytesOf(rq.remoteAddress), bytesOf(rq.clientToken), bytesOf(rq.clientTokenAccessor)
+	if ns := rq.namespace.GetObject(); ns != nil {
+		r.nsPath, r.nsID = bytesOf(ns.Get("path")), bytesOf(ns.Get("id"))
+	}
+	if h := rq.headers.GetObject(); h != nil {
+		if ua := h.Get("user-agent"); ua != nil {
+			if ua.Type() == fastjson.TypeArray {
+				if a, _ := ua.Array(); len(a) > 0 {
+					r.ua = a[0].GetStringBytes()
+				}
+			} else {
+				r.ua = ua.GetStringBytes()
+			}
+		}
+	}
+	resp := responseOf(top.response)
+	r.respMountType = bytesOf(resp.mountType)
+	r.errText = bytesOf(top.err)
+	if !en.KMIP {
+		p.gatherAuth(&r.auth, authOf(top.auth))
+		if resp.auth != nil && resp.auth.Type() == fastjson.TypeObject {
+			p.gatherAuth(&r.respAuth, authOf(resp.auth))
+		}
+		if d := resp.data.GetObject(); d != nil {
+			if de := d.Get("error"); de != nil {
+				if de.Type() == fastjson.TypeString {
+					r.dataErr = de.GetStringBytes()
+				} else if de.Type() != fastjson.TypeNull {
+					p.dataErr = de.MarshalTo(p.dataErr[:0])
+					r.dataErr = p.dataErr
+				}
+			}
+		}
+	}
+	return p.normalize(en, &r, v, req)
+}
+
+// raw holds what an entry is normalized from, as read from the record
+// (string contents; nil when absent or not a string).
+type raw struct {
+	time, errText                                             []byte
+	id, path, op, mountPoint, mountType, nsPath, nsID, remote []byte
+	ua, token, tokenAccessor, respMountType                   []byte
+	auth, respAuth                                            rawAuth
+	// dataErr is response.data.error: its string content, or its JSON
+	// text when it is neither a string nor null
+	dataErr []byte
+	// hashID is the content-hash id of an entry without request.id
+	hashID string
+}
+
+// rawAuth is an auth block as read from the record.
+type rawAuth struct {
+	entityID, displayName, accessor, clientToken []byte
+	// nPolicies counts every element of policies; polStr are its string
+	// elements (else token_policies' when policies is empty)
+	nPolicies          int
+	polStr             [][]byte
+	username, roleName []byte
+}
+
+// identified reports whether an auth block names anyone: an entity, a
+// display name, an accessor, a token or policies.
+func (a *rawAuth) identified() bool {
+	return len(a.entityID) > 0 || len(a.displayName) > 0 || len(a.accessor) > 0 || len(a.clientToken) > 0 || a.nPolicies > 0
+}
+
+func (p *Parser) gatherAuth(dst *rawAuth, a authFields) {
+	dst.entityID, dst.displayName, dst.accessor, dst.clientToken = a.entityID, a.displayName, a.accessor, a.clientToken
+	dst.nPolicies = len(a.policies)
+	pol := a.policies
+	if len(pol) == 0 {
+		pol = a.tokenPolicies
+	}
+	start := len(p.pol)
+	for _, e := range pol {
+		if s := e.GetStringBytes(); s != nil {
+			p.pol = append(p.pol, s)
+		}
+	}
+	dst.polStr = p.pol[start:len(p.pol):len(p.pol)]
+	if md := a.metadata.GetObject(); md != nil {
+		dst.username, dst.roleName = bytesOf(md.Get("username")), bytesOf(md.Get("role_name"))
+	}
+}
+
+// normalize makes the event of an entry. v and req are the parsed record
+// and its request object, needed only for KMIP entries.
+func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, error) {
 	ev := &en.Event
 	ev.Source = schema.SourceVault
 
-	if tb := bytesOf(top.time); len(tb) > 0 {
-		t, err := rfc3339.Parse(tb)
+	if len(r.time) > 0 {
+		t, err := rfc3339.Parse(r.time)
 		if err != nil {
 			return en, ErrBadTime
 		}
@@ -299,50 +399,32 @@ func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 		ev.Time = now().UTC()
 	}
 
-	rq := requestOf(req)
-	ev.ID = p.requestID(bytesOf(rq.id), en.Response)
+	ev.ID = p.requestID(r.id, en.Response)
 	en.HasID = ev.ID != ""
 	if !en.HasID {
-		// request and response entries share the request object: hash it
-		// so both halves of a pair get the same deterministic id
-		p.scratch = req.MarshalTo(p.scratch[:0])
-		h := sha256.Sum256(p.scratch)
-		ev.ID = "vault-" + hex.EncodeToString(h[:12])
+		ev.ID = r.hashID
 	}
 
-	resp := responseOf(top.response)
-	path := p.str(rq.path)
-	op := bytesOf(rq.operation)
+	path := p.Strings.Bytes(r.path)
+	op := r.op
 	ev.Resource = path
-	ev.Mount = p.str(rq.mountPoint)
-	ev.MountType = p.str(rq.mountType)
+	ev.Mount = p.Strings.Bytes(r.mountPoint)
+	ev.MountType = p.Strings.Bytes(r.mountType)
 	if ev.MountType == "" {
-		ev.MountType = p.str(resp.mountType)
+		ev.MountType = p.Strings.Bytes(r.respMountType)
 	}
 	if ev.Mount == "" && path != "" {
 		ev.Mount = p.Strings.String(mountOf(path))
 	}
-	if ns := rq.namespace.GetObject(); ns != nil {
-		if nsPath := bytesOf(ns.Get("path")); len(nsPath) > 0 {
-			ev.Namespace = p.Strings.Bytes(bytes.TrimSuffix(nsPath, []byte("/")))
-		} else {
-			ev.Namespace = p.Strings.Bytes(bytesOf(ns.Get("id")))
-		}
+	if len(r.nsPath) > 0 {
+		ev.Namespace = p.Strings.Bytes(bytes.TrimSuffix(r.nsPath, []byte("/")))
+	} else {
+		ev.Namespace = p.Strings.Bytes(r.nsID)
 	}
-	ev.SourceIPRaw = p.str(rq.remoteAddress)
+	ev.SourceIPRaw = p.Strings.Bytes(r.remote)
 	ev.SourceIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
-	if h := rq.headers.GetObject(); h != nil {
-		if ua := h.Get("user-agent"); ua != nil {
-			if ua.Type() == fastjson.TypeArray {
-				if a, _ := ua.Array(); len(a) > 0 {
-					ev.UserAgent = p.Strings.Bytes(a[0].GetStringBytes())
-				}
-			} else {
-				ev.UserAgent = p.Strings.Bytes(ua.GetStringBytes())
-			}
-		}
-	}
-	ev.TokenHMAC = p.str(rq.clientToken)
+	ev.UserAgent = p.Strings.Bytes(r.ua)
+	ev.TokenHMAC = p.Strings.Bytes(r.token)
 
 	if en.KMIP {
 		parseKMIP(v, req, ev)
@@ -358,21 +440,16 @@ func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 	ev.Auth = isLogin(path)
 
 	// identity
-	auth := authOf(top.auth)
-	p.setIdentity(ev, &auth, &rq)
+	p.setIdentity(ev, &r.auth, r.tokenAccessor, true)
 	if ev.Auth {
 		ev.AuthMethod = ev.MountType
 		if ev.AuthMethod == "" || ev.AuthMethod == "ns_token" {
 			ev.AuthMethod = p.Strings.String(loginMethod(path))
 		}
-		var ra authFields
-		if resp.auth != nil && resp.auth.Type() == fastjson.TypeObject {
-			ra = authOf(resp.auth)
-		}
-		if ra.identified() {
-			p.setIdentity(ev, &ra, nil)
-			if len(ra.clientToken) > 0 {
-				ev.TokenHMAC = p.Strings.Bytes(ra.clientToken)
+		if r.respAuth.identified() {
+			p.setIdentity(ev, &r.respAuth, nil, false)
+			if len(r.respAuth.clientToken) > 0 {
+				ev.TokenHMAC = p.Strings.Bytes(r.respAuth.clientToken)
 			}
 		} else if ev.PrincipalType == schema.PrincipalTypeAnonymous {
 			// a failed (or not yet answered) login: keep the user it
@@ -382,35 +459,26 @@ func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 	}
 
 	// outcome
-	errText := bytesOf(top.err)
-	dataErr := ""
-	if d := resp.data.GetObject(); d != nil {
-		if de := d.Get("error"); de != nil {
-			if de.Type() == fastjson.TypeString {
-				dataErr = p.Strings.Bytes(de.GetStringBytes())
-			} else if de.Type() != fastjson.TypeNull {
-				dataErr = string(de.MarshalTo(nil))
-			}
-		}
-	}
-	if len(errText) != 0 || dataErr != "" {
+	dataErr := p.Strings.Bytes(r.dataErr)
+	if len(r.errText) != 0 || dataErr != "" {
 		ev.Outcome = schema.OutcomeFailure
-		errStr := p.Strings.Bytes(errText)
+		errStr := p.Strings.Bytes(r.errText)
 		if errStr != "" {
 			ev.Error = p.Strings.String(CleanError(errStr))
 		} else {
 			ev.Error = dataErr
 		}
-		ev.FailureKind = failureKind(ev, errStr, dataErr, &auth)
+		ev.FailureKind = failureKind(ev, errStr, dataErr, &r.auth)
 	} else {
 		ev.Outcome = schema.OutcomeSuccess
 	}
 	return en, nil
 }
 
-// setIdentity fills the principal fields from an auth block; rq supplies
-// the token accessor when the block has none (nil: do not look).
-func (p *Parser) setIdentity(ev *schema.Event, a *authFields, rq *requestFields) {
+// setIdentity fills the principal fields from an auth block; with
+// useAccessor, accessor (the request's token accessor) stands in when the
+// block has none.
+func (p *Parser) setIdentity(ev *schema.Event, a *rawAuth, accessor []byte, useAccessor bool) {
 	if !a.identified() {
 		ev.Principal = ""
 		ev.PrincipalName = ""
@@ -420,9 +488,8 @@ func (p *Parser) setIdentity(ev *schema.Event, a *authFields, rq *requestFields)
 	}
 	entity := a.entityID
 	display := a.displayName
-	accessor := a.accessor
-	if len(accessor) == 0 && rq != nil {
-		accessor = bytesOf(rq.clientTokenAccessor)
+	if len(a.accessor) != 0 || !useAccessor {
+		accessor = a.accessor
 	}
 	switch {
 	case len(entity) != 0:
@@ -438,35 +505,20 @@ func (p *Parser) setIdentity(ev *schema.Event, a *authFields, rq *requestFields)
 		ev.Principal = ""
 		ev.PrincipalType = "token"
 	}
-	ev.PrincipalName = ""
-	if md := a.metadata.GetObject(); md != nil {
-		ev.PrincipalName = p.Strings.Bytes(bytesOf(md.Get("username")))
-		if ev.PrincipalName == "" {
-			ev.PrincipalName = p.Strings.Bytes(bytesOf(md.Get("role_name")))
-		}
+	ev.PrincipalName = p.Strings.Bytes(a.username)
+	if ev.PrincipalName == "" {
+		ev.PrincipalName = p.Strings.Bytes(a.roleName)
 	}
 	if ev.PrincipalName == "" {
 		ev.PrincipalName = p.Strings.Bytes(display)
 	}
-	pol := a.policies
-	if len(pol) == 0 {
-		pol = a.tokenPolicies
-	}
-	n := 0
-	for _, e := range pol {
-		if e.GetStringBytes() != nil {
-			n++
-		}
-	}
 	ev.Policies = nil
-	if n > 0 {
+	if n := len(a.polStr); n > 0 {
 		// a fresh slice of the exact size: an event never shares its
 		// backing array with the block it replaced
-		ev.Policies = make([]string, 0, n)
-		for _, e := range pol {
-			if s := e.GetStringBytes(); s != nil {
-				ev.Policies = append(ev.Policies, p.Strings.Bytes(s))
-			}
+		ev.Policies = make([]string, n)
+		for i, s := range a.polStr {
+			ev.Policies[i] = p.Strings.Bytes(s)
 		}
 	}
 }
@@ -559,7 +611,7 @@ func CleanError(s string) string {
 	return strings.Join(msgs, "; ")
 }
 
-func failureKind(ev *schema.Event, errText, dataErr string, auth *authFields) string {
+func failureKind(ev *schema.Event, errText, dataErr string, auth *rawAuth) string {
 	e := strings.ToLower(errText)
 	switch {
 	case strings.Contains(e, "locked"):
