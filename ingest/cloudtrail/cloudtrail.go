@@ -93,7 +93,7 @@ type Parser struct {
 // recordFields are the top-level fields a record is normalized from, read
 // in one pass over its keys (the first of duplicated keys wins).
 type recordFields struct {
-	eventTime, pEventTime, eventID, eventSource, eventName, awsRegion, userAgent, userIdentity,
+	eventSource, eventName, awsRegion, userAgent, userIdentity,
 	recipientAccountID, sourceIPAddress, requestParameters, resources, readOnly, errorCode, errorMessage,
 	responseElements *fastjson.Value
 }
@@ -102,12 +102,6 @@ func fieldsOf(o *fastjson.Object) (f recordFields) {
 	o.Visit(func(k []byte, e *fastjson.Value) {
 		var dst **fastjson.Value
 		switch string(k) {
-		case "eventTime":
-			dst = &f.eventTime
-		case "p_event_time":
-			dst = &f.pEventTime
-		case "eventID":
-			dst = &f.eventID
 		case "eventSource":
 			dst = &f.eventSource
 		case "eventName":
@@ -175,12 +169,14 @@ func (p *Parser) Parse(v *fastjson.Value, fb Fallback, ev *schema.Event) error {
 		return ErrNotRecord
 	}
 	*ev = schema.Event{Source: schema.SourceCloudTrail}
-	o, _ := v.Object()
-	f := fieldsOf(o)
 
-	t, ok := parseTime(bytesOf(f.eventTime))
+	// time and id are looked up (not read in the one pass below) so that
+	// a record without eventID is hashed in the state fastjson was in
+	// when ids were first derived: lookups and reads change how it
+	// writes keys and values back
+	t, ok := parseTime(v.GetStringBytes("eventTime"))
 	if !ok {
-		t, ok = parseTime(bytesOf(f.pEventTime))
+		t, ok = parseTime(v.GetStringBytes("p_event_time"))
 	}
 	if !ok {
 		t, ok = fb.Time, !fb.Time.IsZero()
@@ -194,12 +190,14 @@ func (p *Parser) Parse(v *fastjson.Value, fb Fallback, ev *schema.Event) error {
 	}
 	ev.Time = t.UTC()
 
-	ev.ID = string(bytesOf(f.eventID))
+	ev.ID = string(v.GetStringBytes("eventID"))
 	if ev.ID == "" {
 		p.scratch = v.MarshalTo(p.scratch[:0])
 		h := sha256.Sum256(p.scratch)
 		ev.ID = "cloudtrail-" + hex.EncodeToString(h[:12])
 	}
+	o, _ := v.Object()
+	f := fieldsOf(o)
 
 	eventSource := p.Strings.Bytes(bytesOf(f.eventSource))
 	eventName := bytesOf(f.eventName)

@@ -280,17 +280,17 @@ func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 	p.pol = p.pol[:0]
 	var r raw
 	r.time = bytesOf(top.time)
-	rq := requestOf(req)
-	r.id = bytesOf(rq.id)
+	r.id = req.GetStringBytes("id")
 	if len(r.id) == 0 {
 		// request and response entries share the request object: hash it
-		// (before reading its values, which changes how fastjson writes
-		// them back) so both halves of a pair get the same deterministic
-		// id
+		// so both halves of a pair get the same deterministic id. Hashed
+		// before anything else of it is read: reading values and looking
+		// keys up change how fastjson writes them back.
 		p.scratch = req.MarshalTo(p.scratch[:0])
 		h := sha256.Sum256(p.scratch)
 		r.hashID = "vault-" + hex.EncodeToString(h[:12])
 	}
+	rq := requestOf(req)
 	r.path, r.op = bytesOf(rq.path), bytesOf(rq.operation)
 	r.mountPoint, r.mountType = bytesOf(rq.mountPoint), bytesOf(rq.mountType)
 	r.remote, r.token, r.tokenAccessor = bytesOf(rq.remoteAddress), bytesOf(rq.clientToken), bytesOf(rq.clientTokenAccessor)
