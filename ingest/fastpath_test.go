@@ -15,12 +15,16 @@ import (
 // trace is everything a consumer of a Reader can observe: each event's
 // JSON or each error's text, with SafeOffset after it, then the stats.
 func trace(in []byte, opts Options, framed, oneByte bool) string {
+	return traceWith(in, opts, framed, framed, oneByte)
+}
+
+func traceWith(in []byte, opts Options, framed, treeOnly, oneByte bool) string {
 	var src io.Reader = bytes.NewReader(in)
 	if oneByte {
 		src = iotest.OneByteReader(src)
 	}
 	r := NewReader(src, "in", opts)
-	r.framed = framed
+	r.framed, r.treeOnly = framed, treeOnly
 	var b strings.Builder
 	for i := 0; i < 4*len(in)+8; i++ {
 		ev, err := r.Next()
@@ -103,6 +107,9 @@ func TestLineFastPathMatchesFramingOnLogs(t *testing.T) {
 		if got := trace(in, fixedOptions(), false, false); got != want {
 			t.Fatalf("input %d: fast path differs from framing", i)
 		}
+		if got := traceWith(in, fixedOptions(), false, true, false); got != want {
+			t.Fatalf("input %d: fast path without in-place Vault reading differs from framing", i)
+		}
 		if strings.HasPrefix(want, "error ") || strings.Contains(want, "\nerror ") {
 			t.Fatalf("input %d: unexpected errors", i)
 		}
@@ -121,6 +128,12 @@ func FuzzLineFastPath(f *testing.F) {
 		want := trace(in, opts, true, false)
 		if got := trace(in, opts, false, false); got != want {
 			t.Fatalf("fast path differs\n got: %s\nwant: %s", got, want)
+		}
+		for _, format := range []string{FormatVault, FormatCloudTrail} {
+			opts.Format = format
+			if got, want := trace(in, opts, false, false), trace(in, opts, true, false); got != want {
+				t.Fatalf("format %s: fast path differs\n got: %s\nwant: %s", format, got, want)
+			}
 		}
 	})
 }

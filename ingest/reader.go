@@ -46,9 +46,9 @@ type Reader struct {
 	// it cut short
 	readErrShown bool
 	evbuf        []schema.Event
-	// framed turns the one-object-per-line fast path off (tests compare
-	// both paths)
-	framed bool
+	// framed turns the one-object-per-line fast path off, treeOnly its
+	// in-place Vault reading (tests compare the paths)
+	framed, treeOnly bool
 }
 
 // NewReader returns a Reader over r; name identifies the input in errors.
@@ -169,8 +169,24 @@ func (r *Reader) Next() (schema.Event, error) {
 		}
 		if line, ok := r.sc.PeekLine(); ok && !r.framed {
 			// one object per line: parse it where it lies and skip the
-			// framing scan; anything fastjson refuses is framed again by
-			// Next, which reports it exactly
+			// framing scan; anything refused here is framed again by
+			// Next, which reports it exactly. An ordinary Vault entry is
+			// read in place without building a tree.
+			if r.opts.Format != FormatCloudTrail && !r.treeOnly {
+				if en, err, ok := r.vp.ParseLine(line); ok {
+					rec := r.sc.TakeLine()
+					r.stats.Records++
+					if err != nil {
+						r.recErr(rec, err)
+					} else {
+						r.pairVault(rec, en)
+					}
+					if r.qhead >= len(r.queue) {
+						r.safe = rec.End
+					}
+					continue
+				}
+			}
 			if v, err := r.p.ParseBytes(line); err == nil {
 				rec := r.sc.TakeLine()
 				r.stats.Records++
@@ -339,6 +355,12 @@ func (r *Reader) vaultEntry(rec jsonx.Record, v *fastjson.Value) {
 		r.recErr(rec, err)
 		return
 	}
+	r.pairVault(rec, en)
+}
+
+// pairVault hands a parsed entry to the pairer and queues what it
+// completes.
+func (r *Reader) pairVault(rec jsonx.Record, en vault.Entry) {
 	r.evbuf = r.pair.Add(en, rec.Offset, r.evbuf[:0])
 	for i, ev := range r.evbuf {
 		after := rec.Offset

@@ -144,7 +144,8 @@ func Skip(b []byte, i, depth int) int {
 		}
 		break
 	}
-	if j == i {
+	if j == i || (j == i+1 && (b[i] == '-' || b[i] == '+')) {
+		// nothing, or a lone sign (which fastjson refuses too)
 		return -1
 	}
 	return j
@@ -159,7 +160,7 @@ func literal(b []byte, i int, lit string) int {
 
 // Object calls fn for each member of the object starting at b[i] == '{'
 // nested at depth, with the key's raw bytes (between the quotes), whether
-// the key has escapes, and the index of the value's first byte; fn
+// the key has escapes, and the index of the value's first byte (within b); fn
 // returns the index after the value (-1 to give up). Object returns the
 // index after the object, or -1.
 func Object(b []byte, i, depth int, fn func(key []byte, escaped bool, v int) int) int {
@@ -182,13 +183,48 @@ func Object(b []byte, i, depth int, fn func(key []byte, escaped bool, v int) int
 		if i = SkipWS(b, end); i >= len(b) || b[i] != ':' {
 			return -1
 		}
-		if i = fn(key, esc, SkipWS(b, i+1)); i < 0 {
+		if i = SkipWS(b, i+1); i >= len(b) {
+			return -1
+		}
+		if i = fn(key, esc, i); i < 0 {
 			return -1
 		}
 		if i = SkipWS(b, i); i >= len(b) {
 			return -1
 		}
 		if b[i] == '}' {
+			return i + 1
+		}
+		if b[i] != ',' {
+			return -1
+		}
+		i = SkipWS(b, i+1)
+	}
+}
+
+// Array calls fn for each element of the array starting at b[i] == '['
+// nested at depth, with the element's index and the index of its first
+// byte (always within b); fn returns the index after the element (-1 to give up). Array
+// returns the index after the array, or -1.
+func Array(b []byte, i, depth int, fn func(n, v int) int) int {
+	if i >= len(b) || b[i] != '[' || depth > MaxLexDepth {
+		return -1
+	}
+	i = SkipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1
+	}
+	for n := 0; ; n++ {
+		if i >= len(b) {
+			return -1
+		}
+		if i = fn(n, i); i < 0 {
+			return -1
+		}
+		if i = SkipWS(b, i); i >= len(b) {
+			return -1
+		}
+		if b[i] == ']' {
 			return i + 1
 		}
 		if b[i] != ',' {
