@@ -51,6 +51,21 @@ func (t *Table) Bytes(b []byte) string {
 	return s
 }
 
+// Slot remembers the last string one call site got, so that the common
+// case, the same value as last time, costs a comparison instead of a
+// table lookup.
+type Slot struct{ last string }
+
+// Cached is Bytes through a Slot.
+func (t *Table) Cached(sl *Slot, b []byte) string {
+	if len(b) == len(sl.last) && string(b) == sl.last {
+		return sl.last
+	}
+	s := t.Bytes(b)
+	sl.last = s
+	return s
+}
+
 // String returns the table's copy of s (s itself when it was not known).
 // Use it for strings built by the caller, so equal values share memory.
 func (t *Table) String(s string) string {

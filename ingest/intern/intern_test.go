@@ -60,3 +60,21 @@ func TestStringReturnsSharedCopy(t *testing.T) {
 		t.Fatal("String did not return the kept copy")
 	}
 }
+
+func TestCached(t *testing.T) {
+	tab := New(4, 8)
+	var sl Slot
+	a := tab.Cached(&sl, []byte("kv/"))
+	b := tab.Cached(&sl, []byte("kv/"))
+	c := tab.Cached(&sl, []byte("sys/"))
+	d := tab.Cached(&sl, []byte("kv/"))
+	if a != "kv/" || b != "kv/" || c != "sys/" || d != "kv/" {
+		t.Fatalf("got %q %q %q %q", a, b, c, d)
+	}
+	if unsafe.StringData(a) != unsafe.StringData(b) || unsafe.StringData(a) != unsafe.StringData(d) {
+		t.Fatal("repeats were not shared")
+	}
+	if got := tab.Cached(&sl, nil); got != "" {
+		t.Fatalf("empty input gave %q", got)
+	}
+}

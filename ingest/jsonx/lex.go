@@ -25,7 +25,24 @@ func SkipWS(b []byte, i int) int {
 // after its closing quote and whether it contains a backslash (then its
 // content needs unescaping). end is -1 when the string is unterminated.
 func String(b []byte, i int) (end int, escaped bool) {
+	start := i
 	i++
+	// most strings (keys, short values) end within a few bytes: a plain
+	// loop beats two IndexByte calls
+	for lim := min(len(b), i+24); i < lim; i++ {
+		switch b[i] {
+		case '"':
+			return i + 1, false
+		case '\\':
+			return stringFrom(b, start+1)
+		}
+	}
+	return stringFrom(b, i)
+}
+
+// stringFrom finishes String from b[i], all bytes of the string before i
+// being neither quotes nor backslashes.
+func stringFrom(b []byte, i int) (end int, escaped bool) {
 	for {
 		j := bytes.IndexByte(b[i:], '"')
 		if j < 0 {
@@ -53,6 +70,15 @@ func String(b []byte, i int) (end int, escaped bool) {
 // skipString is String without the escape report.
 func skipString(b []byte, i int) int {
 	i++
+	for lim := min(len(b), i+24); i < lim; i++ {
+		switch b[i] {
+		case '"':
+			return i + 1
+		case '\\':
+			end, _ := stringFrom(b, i)
+			return end
+		}
+	}
 	for {
 		j := bytes.IndexByte(b[i:], '"')
 		if j < 0 {

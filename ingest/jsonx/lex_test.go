@@ -55,3 +55,35 @@ func FuzzSkip(f *testing.F) {
 		}
 	})
 }
+
+// naiveString is String written plainly.
+func naiveString(b []byte, i int) (int, bool) {
+	esc := false
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			esc = true
+			i++
+		case '"':
+			return i + 1, esc
+		}
+	}
+	return -1, esc
+}
+
+func FuzzString(f *testing.F) {
+	f.Add([]byte(`"abc"`))
+	f.Add([]byte(`"a\\\"bcdefghijklmnopqrstuvwxyz0123456789"`))
+	f.Add([]byte(`"abcdefghijklmnopqrstuvwxyz0123456789\\"`))
+	f.Fuzz(func(t *testing.T, s []byte) {
+		in := append([]byte{'"'}, s...)
+		wantEnd, wantEsc := naiveString(in, 0)
+		end, esc := String(in, 0)
+		if end != wantEnd || (end >= 0 && esc != wantEsc) {
+			t.Fatalf("String(%q) = %d, %v; want %d, %v", in, end, esc, wantEnd, wantEsc)
+		}
+		if got := skipString(in, 0); got != wantEnd {
+			t.Fatalf("skipString(%q) = %d, want %d", in, got, wantEnd)
+		}
+	})
+}

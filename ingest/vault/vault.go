@@ -77,6 +77,8 @@ type Parser struct {
 	// Now is the clock for entries without a time.
 	Now     func() time.Time
 	scratch []byte
+	// slots remember the last value of each field (see intern.Slot)
+	slots [nSlots]intern.Slot
 	// pol holds the policy names of the entry being parsed
 	pol [][]byte
 	// dataErr holds the JSON text of a response.data.error object
@@ -85,6 +87,28 @@ type Parser struct {
 	// entries reuse the string (bounded: cleared when full)
 	ids map[string]string
 }
+
+// Fields with an intern.Slot.
+const (
+	slPath = iota
+	slMount
+	slMountType
+	slRespMountType
+	slNamespace
+	slRemote
+	slUA
+	slToken
+	slAction
+	slPrincipal
+	slPrincipalName
+	slRespToken
+	slError
+	slPolicy // slPolicy+i for the i-th policy name, up to 4
+	nSlots   = slPolicy + 4
+)
+
+// s interns b through slot i.
+func (p *Parser) s(i int, b []byte) string { return p.Strings.Cached(&p.slots[i], b) }
 
 // maxIDs bounds Parser.ids.
 const maxIDs = 4096
@@ -405,26 +429,26 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 		ev.ID = r.hashID
 	}
 
-	path := p.Strings.Bytes(r.path)
+	path := p.s(slPath, r.path)
 	op := r.op
 	ev.Resource = path
-	ev.Mount = p.Strings.Bytes(r.mountPoint)
-	ev.MountType = p.Strings.Bytes(r.mountType)
+	ev.Mount = p.s(slMount, r.mountPoint)
+	ev.MountType = p.s(slMountType, r.mountType)
 	if ev.MountType == "" {
-		ev.MountType = p.Strings.Bytes(r.respMountType)
+		ev.MountType = p.s(slRespMountType, r.respMountType)
 	}
 	if ev.Mount == "" && path != "" {
 		ev.Mount = p.Strings.String(mountOf(path))
 	}
 	if len(r.nsPath) > 0 {
-		ev.Namespace = p.Strings.Bytes(bytes.TrimSuffix(r.nsPath, []byte("/")))
+		ev.Namespace = p.s(slNamespace, bytes.TrimSuffix(r.nsPath, []byte("/")))
 	} else {
-		ev.Namespace = p.Strings.Bytes(r.nsID)
+		ev.Namespace = p.s(slNamespace, r.nsID)
 	}
-	ev.SourceIPRaw = p.Strings.Bytes(r.remote)
+	ev.SourceIPRaw = p.s(slRemote, r.remote)
 	ev.SourceIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
-	ev.UserAgent = p.Strings.Bytes(r.ua)
-	ev.TokenHMAC = p.Strings.Bytes(r.token)
+	ev.UserAgent = p.s(slUA, r.ua)
+	ev.TokenHMAC = p.s(slToken, r.token)
 
 	if en.KMIP {
 		parseKMIP(v, req, ev)
@@ -435,7 +459,7 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 		op = []byte("unknown")
 	}
 	p.scratch = append(append(p.scratch[:0], "vault:"...), op...)
-	ev.Action = p.Strings.Bytes(p.scratch)
+	ev.Action = p.s(slAction, p.scratch)
 	ev.ReadOnly = string(op) == "read" || string(op) == "list"
 	ev.Auth = isLogin(path)
 
@@ -449,7 +473,7 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 		if r.respAuth.identified() {
 			p.setIdentity(ev, &r.respAuth, nil, false)
 			if len(r.respAuth.clientToken) > 0 {
-				ev.TokenHMAC = p.Strings.Bytes(r.respAuth.clientToken)
+				ev.TokenHMAC = p.s(slRespToken, r.respAuth.clientToken)
 			}
 		} else if ev.PrincipalType == schema.PrincipalTypeAnonymous {
 			// a failed (or not yet answered) login: keep the user it
@@ -462,7 +486,7 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 	dataErr := p.Strings.Bytes(r.dataErr)
 	if len(r.errText) != 0 || dataErr != "" {
 		ev.Outcome = schema.OutcomeFailure
-		errStr := p.Strings.Bytes(r.errText)
+		errStr := p.s(slError, r.errText)
 		if errStr != "" {
 			ev.Error = p.Strings.String(CleanError(errStr))
 		} else {
@@ -493,24 +517,24 @@ func (p *Parser) setIdentity(ev *schema.Event, a *rawAuth, accessor []byte, useA
 	}
 	switch {
 	case len(entity) != 0:
-		ev.Principal = p.Strings.Bytes(entity)
+		ev.Principal = p.s(slPrincipal, entity)
 		ev.PrincipalType = "entity"
 	case len(display) != 0:
-		ev.Principal = p.Strings.Bytes(display)
+		ev.Principal = p.s(slPrincipal, display)
 		ev.PrincipalType = "token"
 	case len(accessor) != 0:
-		ev.Principal = p.Strings.Bytes(accessor)
+		ev.Principal = p.s(slPrincipal, accessor)
 		ev.PrincipalType = "token"
 	default:
 		ev.Principal = ""
 		ev.PrincipalType = "token"
 	}
-	ev.PrincipalName = p.Strings.Bytes(a.username)
+	ev.PrincipalName = p.s(slPrincipalName, a.username)
 	if ev.PrincipalName == "" {
-		ev.PrincipalName = p.Strings.Bytes(a.roleName)
+		ev.PrincipalName = p.s(slPrincipalName, a.roleName)
 	}
 	if ev.PrincipalName == "" {
-		ev.PrincipalName = p.Strings.Bytes(display)
+		ev.PrincipalName = p.s(slPrincipalName, display)
 	}
 	ev.Policies = nil
 	if n := len(a.polStr); n > 0 {
@@ -518,7 +542,11 @@ func (p *Parser) setIdentity(ev *schema.Event, a *rawAuth, accessor []byte, useA
 		// backing array with the block it replaced
 		ev.Policies = make([]string, n)
 		for i, s := range a.polStr {
-			ev.Policies[i] = p.Strings.Bytes(s)
+			if i < nSlots-slPolicy {
+				ev.Policies[i] = p.s(slPolicy+i, s)
+			} else {
+				ev.Policies[i] = p.Strings.Bytes(s)
+			}
 		}
 	}
 }
