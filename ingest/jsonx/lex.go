@@ -1,6 +1,9 @@
 package jsonx
 
-import "bytes"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // MaxLexDepth is the nesting depth beyond which the lexing helpers give
 // up (fastjson's own limit), so a record they refuse still gets
@@ -15,6 +18,9 @@ const MaxLexDepth = 300
 
 // SkipWS returns the index of the first non-whitespace byte at or after i.
 func SkipWS(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i
+	}
 	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
 		i++
 	}
@@ -25,75 +31,50 @@ func SkipWS(b []byte, i int) int {
 // after its closing quote and whether it contains a backslash (then its
 // content needs unescaping). end is -1 when the string is unterminated.
 func String(b []byte, i int) (end int, escaped bool) {
-	start := i
 	i++
-	// most strings (keys, short values) end within a few bytes: a plain
-	// loop beats two IndexByte calls
-	for lim := min(len(b), i+24); i < lim; i++ {
-		switch b[i] {
-		case '"':
-			return i + 1, false
-		case '\\':
-			return stringFrom(b, start+1)
-		}
-	}
-	return stringFrom(b, i)
-}
-
-// stringFrom finishes String from b[i], all bytes of the string before i
-// being neither quotes nor backslashes.
-func stringFrom(b []byte, i int) (end int, escaped bool) {
 	for {
-		j := bytes.IndexByte(b[i:], '"')
+		j := quoteOrBackslash(b, i)
 		if j < 0 {
 			return -1, escaped
 		}
-		j += i
-		if j == i || b[j-1] != '\\' {
-			if !escaped && bytes.IndexByte(b[i:j], '\\') >= 0 {
-				escaped = true
-			}
+		if b[j] == '"' {
 			return j + 1, escaped
 		}
 		escaped = true
-		n := 0
-		for k := j - 1; k >= i && b[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 0 {
-			return j + 1, true
-		}
-		i = j + 1
+		i = j + 2 // the escaped byte cannot end the string
 	}
 }
 
 // skipString is String without the escape report.
 func skipString(b []byte, i int) int {
-	i++
-	for lim := min(len(b), i+24); i < lim; i++ {
-		switch b[i] {
-		case '"':
-			return i + 1
-		case '\\':
-			end, _ := stringFrom(b, i)
-			return end
+	end, _ := String(b, i)
+	return end
+}
+
+const (
+	lows  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// quoteOrBackslash returns the index of the first '"' or '\\' in b at or
+// after i, or -1. It tests eight bytes at a time.
+func quoteOrBackslash(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (lows * '"')
+		s := x ^ (lows * '\\')
+		// a zero byte in q or s marks a match; the lowest marked byte is
+		// exact (borrows only reach bytes above a match)
+		if m := ((q - lows) &^ q & highs) | ((s - lows) &^ s & highs); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
 		}
 	}
-	for {
-		j := bytes.IndexByte(b[i:], '"')
-		if j < 0 {
-			return -1
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' {
+			return i
 		}
-		j += i
-		n := 0
-		for k := j - 1; k >= i && b[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 0 {
-			return j + 1
-		}
-		i = j + 1
 	}
+	return -1
 }
 
 // Skip reads the value starting at b[i] (no leading whitespace) nested at
