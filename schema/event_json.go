@@ -102,6 +102,32 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
+const (
+	lows  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plainPrefix returns how many leading bytes of s, in whole blocks of
+// eight, encoding/json writes unchanged: no control characters, no
+// non-ASCII, none of " \\ < > &.
+func plainPrefix(s string) int {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		m := x & highs                    // non-ASCII
+		m |= (x - lows*0x20) &^ x & highs // below 0x20
+		for _, c := range [...]uint64{'"', '\\', '<', '>', '&'} {
+			y := x ^ (lows * c)
+			m |= (y - lows) &^ y & highs
+		}
+		if m != 0 {
+			break
+		}
+	}
+	return i
+}
+
 // safeASCII[c] is true for ASCII bytes encoding/json writes unescaped
 // (with its default HTML escaping of <, > and &).
 var safeASCII = func() (t [utf8.RuneSelf]bool) {
@@ -120,7 +146,8 @@ const hexDigits = "0123456789abcdef"
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
-	for i := 0; i < len(s); {
+	i := plainPrefix(s)
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if safeASCII[c] {
