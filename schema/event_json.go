@@ -1,9 +1,11 @@
 package schema
 
 import (
+	"encoding/binary"
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // AppendJSON appends the JSON form of e to b and returns the extended
@@ -111,17 +113,22 @@ const (
 // eight, encoding/json writes unchanged: no control characters, no
 // non-ASCII, none of " \\ < > &.
 func plainPrefix(s string) int {
+	if len(s) < 8 {
+		return 0
+	}
+	// a read-only view of the string's bytes, for eight-byte loads
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
 	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		m := x & highs                    // non-ASCII
-		m |= (x - lows*0x20) &^ x & highs // below 0x20
-		for _, c := range [...]uint64{'"', '\\', '<', '>', '&'} {
-			y := x ^ (lows * c)
-			m |= (y - lows) &^ y & highs
-		}
-		if m != 0 {
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (lows * '"')
+		bs := x ^ (lows * '\\')
+		lt := x ^ (lows * '<')
+		gt := x ^ (lows * '>')
+		am := x ^ (lows * '&')
+		m := x | ((x - lows*0x20) &^ x) | // non-ASCII, or below 0x20
+			((q - lows) &^ q) | ((bs - lows) &^ bs) | ((lt - lows) &^ lt) | ((gt - lows) &^ gt) | ((am - lows) &^ am)
+		if m&highs != 0 {
 			break
 		}
 	}
