@@ -83,9 +83,6 @@ type Parser struct {
 	pol [][]byte
 	// dataErr holds the JSON text of a response.data.error object
 	dataErr []byte
-	// ids holds the ids of recent request entries, so their response
-	// entries reuse the string (bounded: cleared when full)
-	ids map[string]string
 }
 
 // Fields with an intern.Slot.
@@ -109,33 +106,6 @@ const (
 
 // s interns b through slot i.
 func (p *Parser) s(i int, b []byte) string { return p.Strings.Cached(&p.slots[i], b) }
-
-// maxIDs bounds Parser.ids.
-const maxIDs = 4096
-
-// requestID returns id as a string: a request entry's id is kept for its
-// response entry, which takes it (and frees its slot).
-func (p *Parser) requestID(id []byte, response bool) string {
-	if len(id) == 0 {
-		return ""
-	}
-	if response {
-		if s, ok := p.ids[string(id)]; ok {
-			delete(p.ids, s)
-			return s
-		}
-		return string(id)
-	}
-	s := string(id)
-	if p.ids == nil {
-		p.ids = make(map[string]string)
-	}
-	if len(p.ids) >= maxIDs {
-		clear(p.ids)
-	}
-	p.ids[s] = s
-	return s
-}
 
 // bytesOf is the string content of v, nil when v is absent or not a
 // string (as fastjson's GetStringBytes).
@@ -423,7 +393,7 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 		ev.Time = now().UTC()
 	}
 
-	ev.ID = p.requestID(r.id, en.Response)
+	ev.ID = string(r.id)
 	en.HasID = ev.ID != ""
 	if !en.HasID {
 		ev.ID = r.hashID
