@@ -7,6 +7,15 @@
 // A Reader yields events in input order; a bad record becomes a
 // *RecordError naming the input and position and the Reader carries on
 // with the next record.
+//
+// Speed: a record alone on its line (the usual case) is not run through
+// the framing scanner; it is parsed where it lies, and an ordinary Vault
+// entry is read in place by vault.Parser.ParseLine, which validates the
+// whole record but builds no tree. Anything those fast paths decline goes
+// the general way (framing, fastjson), which has the last word on errors,
+// so both give the same events, errors and offsets (fastpath_test.go and
+// the packages' fuzz targets check it). Repeated strings are shared
+// through a bounded intern.Table.
 package ingest
 
 import (
