@@ -147,9 +147,13 @@ type Stats struct {
 	Skipped  int64 `json:"skipped"`  // records recognized and deliberately ignored (CloudTrail digests)
 	Unpaired int64 `json:"unpaired"` // Vault request entries emitted without a response
 	Evicted  int64 `json:"evicted"`  // of those, released early because MaxPending were waiting
+	// InternResets counts how often the bounded table of shared strings
+	// was full and started over (many distinct values: high cardinality
+	// or hostile input).
+	InternResets int64 `json:"intern_resets"`
 }
 
 // Add sums two Stats.
 func (s Stats) Add(o Stats) Stats {
-	return Stats{s.Records + o.Records, s.Events + o.Events, s.Rejected + o.Rejected, s.Skipped + o.Skipped, s.Unpaired + o.Unpaired, s.Evicted + o.Evicted}
+	return Stats{s.Records + o.Records, s.Events + o.Events, s.Rejected + o.Rejected, s.Skipped + o.Skipped, s.Unpaired + o.Unpaired, s.Evicted + o.Evicted, s.InternResets + o.InternResets}
 }

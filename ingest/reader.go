@@ -116,6 +116,7 @@ func (r *Reader) Stats() Stats {
 	s := r.stats
 	s.Unpaired = r.pair.Unpaired
 	s.Evicted = r.pair.Evicted
+	s.InternResets = r.strs.Resets
 	return s
 }
 
