@@ -38,7 +38,7 @@ clean:
 # Normalize throughput: the Go benchmark (one core) and the command on a
 # ~100k-record mixed file written to /dev/null.
 bench-normalize: build
-	$(GO) test -run='^$$' -bench=BenchmarkNormalize -benchtime=5x -cpu=1 ./ingest
+	$(GO) test -run='^$$' -bench=BenchmarkNormalize -benchmem -benchtime=5x -cpu=1 ./ingest
 	$(GO) test -run='^$$' -bench=BenchmarkNormalize -benchtime=1x -cpu=1 ./ingest -args -bench-out=$(CURDIR)/bin/bench-input.jsonl >/dev/null
 	time -p env GOMAXPROCS=1 $(BIN) normalize bin/bench-input.jsonl >/dev/null
 
