@@ -107,11 +107,15 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	max := d.e.cfg.MaxEvidence
 	b := &s.B
 	if b.open(t, d.cfg.Cooldown.D()) {
-		if !have {
-			b.Count += weight
-			b.addID(ev.ID, max)
-			b.addItem(res, max)
+		// The burst goes on while reads stay above the alert level; the
+		// principal's routine reads neither extend nor grow it (so it ends
+		// a cool-down after the spike).
+		if have || float64(distinct) < limit {
+			return out
 		}
+		b.Count += weight
+		b.addID(ev.ID, max)
+		b.addItem(res, max)
 		if t > b.Last {
 			b.Last = t
 		}
