@@ -97,4 +97,3 @@ func TestReplayGeneratedAnomalies(t *testing.T) {
 	}
 	t.Logf("%d findings for %d labels", len(fs), len(labels))
 }
-
