@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"auditwatch/detect/state"
 	"auditwatch/schema"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -497,4 +498,32 @@ func FuzzEngineProcess(f *testing.F) {
 			t.Fatalf("meta after restart: %q %v", m["k"], err)
 		}
 	})
+}
+
+func TestOpenOwnsItsStore(t *testing.T) {
+	dir := t.TempDir()
+	sc := state.Config{Dir: dir, Partition: "7"}
+	e, err := Open(testConfig(time.Time{}), sc, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Process(vev("a", 0, "p", "10.0.0.1", "read", "secret/data/x"))
+	if err := e.Checkpoint(map[string][]byte{"offset": []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Closed: the file lock is free for the next owner of partition 7.
+	e, err = Open(testConfig(time.Time{}), sc, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if m, err := e.Meta(); err != nil || string(m["offset"]) != "1" {
+		t.Fatalf("meta %q %v", m, err)
+	}
+	if e.Buffered() != 1 {
+		t.Fatalf("reorder buffer after reopen holds %d events, want 1", e.Buffered())
+	}
 }

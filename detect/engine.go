@@ -59,7 +59,8 @@ type Engine struct {
 	in           schema.Event // the event being taken in (keeps ev off the heap)
 	ctx          evalCtx
 
-	stats Stats
+	stats    Stats
+	ownStore bool
 }
 
 // Stats are the engine's counters since it started.
@@ -418,9 +419,31 @@ func (e *Engine) Meta() (map[string][]byte, error) {
 }
 
 // Close releases the engine. It does not checkpoint: whatever was not
-// checkpointed is replayed after a restart. The store stays open (its owner
-// closes it).
-func (e *Engine) Close() error { return nil }
+// checkpointed is replayed after a restart. A store passed to New stays
+// open (its owner closes it); one opened by Open is closed.
+func (e *Engine) Close() error {
+	if e.ownStore {
+		return e.st.Close()
+	}
+	return nil
+}
+
+// Open opens the state store described by sc and an Engine over it that
+// owns the store (Close closes both). This is how a pipeline opens one
+// engine per stream partition: sc.Partition names its key-space.
+func Open(cfg Config, sc state.Config, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
+	st, err := state.Open(sc)
+	if err != nil {
+		return nil, err
+	}
+	e, err := New(cfg, st, logger, reg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	e.ownStore = true
+	return e, nil
+}
 
 func (e *Engine) allTables() []tableStats {
 	out := []tableStats{e.principals}

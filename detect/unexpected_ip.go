@@ -25,9 +25,8 @@ type ipState struct {
 }
 
 type learnedNet struct {
-	P       netip.Prefix `json:"p"`
-	Last    int64        `json:"l"`
-	Alerted bool         `json:"a,omitempty"`
+	P    netip.Prefix `json:"p"`
+	Last int64        `json:"l"`
 }
 
 func newUnexpectedIP(e *Engine) *unexpectedIP {
@@ -83,7 +82,8 @@ func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Findin
 		return out
 	}
 	known := len(s.Nets)
-	d.add(s, learnedNet{P: pfx, Last: t, Alerted: !learning})
+	// Learned either way: a network is reported once, not on every call.
+	d.add(s, learnedNet{P: pfx, Last: t})
 	d.t.touch(n)
 	if learning {
 		return out
