@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -525,5 +526,45 @@ func TestOpenOwnsItsStore(t *testing.T) {
 	}
 	if e.Buffered() != 1 {
 		t.Fatalf("reorder buffer after reopen holds %d events, want 1", e.Buffered())
+	}
+}
+
+// A full reorder buffer releases early (counted); what arrives behind an
+// early release is late; a restart at any point gives the same findings.
+func TestReorderOverflowAndRestart(t *testing.T) {
+	sc := scenarios()[2] // auth_failure_spike
+	evs := slices.Clone(sc.events[10:]) // the failures, a second apart
+	for i := 0; i+8 <= len(evs); i += 8 {
+		slices.Reverse(evs[i : i+8])
+	}
+	cfg := testConfig(time.Time{})
+	cfg.MaxBuffered = 4
+	cfg.AllowedLateness = Duration(time.Hour) // only the bound forces releases
+	want, e := run(t, cfg, evs)
+	if s := e.Stats(); s.ReorderOverflow == 0 || s.Late == 0 {
+		t.Fatalf("overflow %d, late %d: the buffer bound was not exercised", s.ReorderOverflow, s.Late)
+	}
+	if len(ofDetector(want, sc.detector)) == 0 {
+		t.Fatal("no findings")
+	}
+	for split := 1; split < len(evs); split += 7 {
+		dir := t.TempDir()
+		st := openStore(t, dir)
+		e := newEngine(t, cfg, st, nil)
+		var got []schema.Finding
+		for _, ev := range evs[:split] {
+			got = append(got, e.Process(ev)...)
+		}
+		if err := e.Checkpoint(nil); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		st = openStore(t, dir)
+		e = newEngine(t, cfg, st, nil)
+		got = append(got, runAll(e, evs[split:])...)
+		st.Close()
+		if !slices.Equal(ids(got), ids(want)) {
+			t.Fatalf("split %d: restart changed findings:\n%v\n%v", split, ids(got), ids(want))
+		}
 	}
 }

@@ -204,9 +204,11 @@ func (e *Engine) Config() Config { return e.cfg }
 func (e *Engine) Process(ev schema.Event) []schema.Finding {
 	e.stats.Events++
 	e.m.events.Inc()
-	if !e.maxSeen.IsZero() && ev.Time.Before(e.maxSeen.Add(-e.cfg.AllowedLateness.D())) {
-		// Beyond the allowed lateness: everything it would precede within
-		// the lateness has been (or is being) released; evaluate it now.
+	if !e.maxSeen.IsZero() && ev.Time.Before(e.maxSeen.Add(-e.cfg.AllowedLateness.D())) ||
+		e.hasReleased && ev.Time.Before(e.released) {
+		// Beyond the allowed lateness (or behind an event already released
+		// early from a full buffer): it can no longer be put in order;
+		// evaluate it now.
 		e.stats.Late++
 		e.m.late.Inc()
 		e.in = ev

@@ -3,6 +3,8 @@ package detect
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
 
 	"auditwatch/detect/state"
@@ -13,6 +15,20 @@ import (
 // set compact (no per-entry strings) and cannot be steered into collisions
 // by attacker-chosen principals or resources.
 type key [16]byte
+
+// MarshalText writes a key as hex (compact in JSON state entries).
+func (k key) MarshalText() ([]byte, error) {
+	return hex.AppendEncode(nil, k[:]), nil
+}
+
+// UnmarshalText reads a key written by MarshalText.
+func (k *key) UnmarshalText(b []byte) error {
+	if hex.DecodedLen(len(b)) != len(k) {
+		return fmt.Errorf("state key: want %d hex digits, got %d", 2*len(k), len(b))
+	}
+	_, err := hex.Decode(k[:], b)
+	return err
+}
 
 // hasher builds keys without allocating.
 type hasher struct{ buf []byte }
