@@ -532,7 +532,7 @@ func TestOpenOwnsItsStore(t *testing.T) {
 // A full reorder buffer releases early (counted); what arrives behind an
 // early release is late; a restart at any point gives the same findings.
 func TestReorderOverflowAndRestart(t *testing.T) {
-	sc := scenarios()[2] // auth_failure_spike
+	sc := scenarios()[2]                // auth_failure_spike
 	evs := slices.Clone(sc.events[10:]) // the failures, a second apart
 	for i := 0; i+8 <= len(evs); i += 8 {
 		slices.Reverse(evs[i : i+8])
