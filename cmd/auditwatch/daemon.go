@@ -20,6 +20,7 @@ import (
 	"auditwatch/config"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/filetail"
+	"auditwatch/ingest/socket"
 	"auditwatch/ingest/source"
 )
 
@@ -104,7 +105,8 @@ func parserFor(format string) (source.Parser, error) {
 }
 
 // buildSources builds the configured sources.
-func buildSources(cfg *config.Config, cp source.Checkpoints, log *slog.Logger, m *source.Metrics) ([]source.Source, error) {
+func buildSources(cfg *config.Config, cp source.Checkpoints, log *slog.Logger, reg prometheus.Registerer) ([]source.Source, error) {
+	m := source.NewMetrics(reg)
 	var out []source.Source
 	var errs []error
 	for i, sc := range cfg.Sources {
@@ -119,6 +121,8 @@ func buildSources(cfg *config.Config, cp source.Checkpoints, log *slog.Logger, m
 			s, err = dir.New(*sc.Dir, sc.Name, parse, cp, log, m)
 		case config.SourceFileTail:
 			s, err = filetail.New(*sc.FileTail, sc.Name, parse, cp, log, m)
+		case config.SourceSocket:
+			s, err = socket.New(*sc.Socket, sc.Name, parse, cp, log, m, reg)
 		default:
 			err = fmt.Errorf("unknown type %q", sc.Type)
 		}

@@ -107,7 +107,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srcs, err := buildSources(cfg, positions, d.log, source.NewMetrics(d.reg))
+	srcs, err := buildSources(cfg, positions, d.log, d.reg)
 	if err != nil {
 		return err
 	}

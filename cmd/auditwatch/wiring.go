@@ -4,13 +4,19 @@ import (
 	"context"
 	"fmt"
 
+	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 	"auditwatch/pipeline"
 )
 
 // auditParser returns the audit log parser of a format.
 func auditParser(format string) (source.Parser, error) {
-	return nil, fmt.Errorf("format %q: no audit log parser in this build (use format jsonl)", format)
+	opts := ingest.DefaultOptions()
+	opts.Format = format
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("format %q: %w", format, err)
+	}
+	return source.AuditParser(opts), nil
 }
 
 // detectorOpener opens detector engines under the state directory.

@@ -65,7 +65,28 @@ type file struct {
 	path string
 	ino  uint64
 	fp   []byte
+	cur  source.Cursor
 	tr   *source.Tracked
+	// read is the offset handed to the parser; fileOff the offset read
+	// from the file.
+	read, fileOff int64
+}
+
+// start opens the parser over fw, from the file's cursor.
+func (f *file) start(t *Tail, fw *follow) {
+	f.read, f.fileOff = f.cur.Offset, f.cur.Offset
+	f.tr = source.Track(t.parse, &countRead{fw: fw, f: f}, f.path, f.cur)
+}
+
+type countRead struct {
+	fw *follow
+	f  *file
+}
+
+func (c *countRead) Read(p []byte) (int, error) {
+	n, err := c.fw.Read(p)
+	c.f.read += int64(n)
+	return n, err
 }
 
 func inode(fi os.FileInfo) uint64 {
@@ -117,7 +138,7 @@ func (t *Tail) openAt(path string, pos Position) (*file, error) {
 		f.Close()
 		return nil, err
 	}
-	return &file{f: f, path: path, ino: inode(fi), fp: fp, tr: source.Track(t.parse, f, path, cur)}, nil
+	return &file{f: f, path: path, ino: inode(fi), fp: fp, cur: cur}, nil
 }
 
 // open opens the audit file at the checkpointed position. When the file
@@ -190,6 +211,109 @@ func (t *Tail) findRotated(pos Position) string {
 	return ""
 }
 
+// Stop reasons of a follow reader.
+const (
+	endIdle = iota + 1
+	endRotated
+	endTruncated
+	endStopped
+)
+
+// follow feeds the parser whole lines of a growing file. At the end of
+// the data it does not report EOF (which would make the parser release
+// request entries still waiting for their response) but publishes what is
+// ready and waits for more, until the file is idle for IdleFlush, was
+// rotated or truncated, or the tail stops. A partial last line is held
+// back until its newline is written.
+type follow struct {
+	t       *Tail
+	ctx     context.Context
+	cur     *file
+	buf     []byte // read from the file, not yet handed on
+	waiting func() error
+	end     int
+	err     error
+	slept   bool
+}
+
+func (fw *follow) Read(p []byte) (int, error) {
+	idleSince := time.Now()
+	for {
+		if fw.end != 0 {
+			return 0, io.EOF
+		}
+		if i := bytes.LastIndexByte(fw.buf, '\n'); i >= 0 {
+			n := copy(p, fw.buf[:i+1])
+			fw.buf = fw.buf[n:]
+			return n, nil
+		}
+		if fw.slept {
+			// Truncation first: reading on from the old offset of a
+			// truncated and rewritten file would yield torn records.
+			fw.slept = false
+			if fw.t.isTruncated(fw.cur) {
+				fw.end = endTruncated
+				continue
+			}
+		}
+		chunk := make([]byte, 64<<10)
+		n, err := fw.cur.f.Read(chunk)
+		if n > 0 {
+			fw.cur.fileOff += int64(n)
+			fw.buf = append(fw.buf, chunk[:n]...)
+			idleSince = time.Now()
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			fw.t.m.Errors.WithLabelValues(fw.t.name).Inc()
+			fw.t.log.Error("read audit file", "path", fw.cur.path, "err", err)
+		}
+		// At the end of the data: hand on what is ready, then look around.
+		if fw.waiting != nil {
+			if err := fw.waiting(); err != nil {
+				fw.err, fw.end = err, endStopped
+				continue
+			}
+		}
+		switch {
+		case fw.ctx.Err() != nil:
+			fw.end = endStopped
+		case fw.t.isTruncated(fw.cur):
+			fw.end = endTruncated
+		case fw.t.isRotated(fw.cur):
+			// Everything written before the rename was read above.
+			fw.end = endRotated
+		case time.Since(idleSince) >= fw.t.cfg.IdleFlush:
+			fw.end = endIdle
+		default:
+			select {
+			case <-fw.ctx.Done():
+			case <-time.After(fw.t.cfg.PollInterval):
+			}
+			fw.slept = true
+		}
+	}
+}
+
+func (t *Tail) isRotated(cur *file) bool {
+	fi, err := os.Stat(t.cfg.Path)
+	return err != nil || inode(fi) != cur.ino
+}
+
+// isTruncated: same inode, but shorter than what was read or with other
+// leading bytes (copytruncate followed by quick writes).
+func (t *Tail) isTruncated(cur *file) bool {
+	fi, err := os.Stat(t.cfg.Path)
+	if err != nil || inode(fi) != cur.ino {
+		return false
+	}
+	if fi.Size() < cur.fileOff {
+		return true
+	}
+	fp, err := fingerprint(cur.f, len(cur.fp))
+	return err == nil && !bytes.Equal(fp, cur.fp)
+}
+
 // Run tails the file until ctx ends.
 func (t *Tail) Run(ctx context.Context, pub source.Publisher) error {
 	var pos Position
@@ -202,126 +326,110 @@ func (t *Tail) Run(ctx context.Context, pub source.Publisher) error {
 			return fmt.Errorf("filetail %s: %w", t.name, err)
 		}
 	}
-	var cur *file
-	defer func() {
-		if cur != nil {
-			cur.f.Close()
-		}
-	}()
 	first := true
-	lastData := time.Now()
-	flushed := true
-	tick := time.NewTicker(t.cfg.PollInterval)
-	defer tick.Stop()
-	for {
-		if cur == nil {
-			f, err := t.open(&pos, first)
-			switch {
-			case err == nil:
-				cur, first = f, false
-			case errors.Is(err, os.ErrNotExist):
-			default:
+	for ctx.Err() == nil {
+		cur, err := t.open(&pos, first)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
 				t.m.Errors.WithLabelValues(t.name).Inc()
 				t.log.Error("open audit file", "path", t.cfg.Path, "err", err)
 			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(t.cfg.PollInterval):
+			}
+			continue
 		}
-		if cur != nil {
-			// Truncation first: reading on from the old offset of a
-			// truncated and rewritten file would yield torn records.
-			nf, err := t.truncated(ctx, cur, pub)
-			if err != nil {
-				return err
-			}
-			cur = nf
+		first = false
+		end, err := t.follow(ctx, cur, pub)
+		cur.f.Close()
+		if err != nil {
+			return err
 		}
-		if cur != nil {
-			n, err := t.pump(ctx, cur, pub)
-			if err != nil {
-				return err
-			}
-			if n > 0 {
-				lastData, flushed = time.Now(), false
-			}
-			next, err := t.check(ctx, cur, pub)
-			if err != nil {
-				return err
-			}
-			if next != cur {
-				cur = next
-				if cur != nil {
-					continue
-				}
-			} else if !flushed && time.Since(lastData) >= t.cfg.IdleFlush {
-				if err := t.publish(ctx, pub, cur, cur.tr.Flush()); err != nil {
-					return err
-				}
-				flushed = true
-			}
-			if cur != nil {
-				pos = t.position(cur)
-				t.m.Lag.WithLabelValues(t.name).Set(float64(t.size(cur) - cur.tr.Read()))
-			}
-		}
-		select {
-		case <-ctx.Done():
+		switch end {
+		case endIdle:
+			// Same file again from the safe offset, with a fresh parser.
+			pos = t.position(cur)
+		case endRotated:
+			t.log.Info("audit file rotated", "path", t.cfg.Path)
+			pos = Position{}
+		case endTruncated:
+			t.log.Info("audit file truncated", "path", t.cfg.Path)
+			pos = Position{}
+			first = false
+		case endStopped:
 			return nil
-		case <-tick.C:
 		}
 	}
-}
-
-func (t *Tail) size(cur *file) int64 {
-	fi, err := cur.f.Stat()
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
+	return nil
 }
 
 func (t *Tail) position(cur *file) Position {
 	return Position{Inode: cur.ino, Fingerprint: cur.fp, Cursor: cur.tr.Cursor()}
 }
 
-// pump reads cur to its end, publishing batches; it returns the count of
-// records seen (events plus rejected).
-func (t *Tail) pump(ctx context.Context, cur *file, pub source.Publisher) (int, error) {
+// follow reads cur until its follow reader ends, publishing batches.
+func (t *Tail) follow(ctx context.Context, cur *file, pub source.Publisher) (int, error) {
 	batch := make([]schema.Event, 0, t.cfg.BatchSize)
-	seen := 0
+	dirty := false
+	flush := func() error {
+		if len(batch) == 0 && !dirty {
+			return nil
+		}
+		if err := t.publish(ctx, pub, cur, batch); err != nil {
+			return err
+		}
+		batch = make([]schema.Event, 0, t.cfg.BatchSize)
+		dirty = false
+		return nil
+	}
+	fw := &follow{t: t, ctx: ctx, cur: cur, waiting: flush}
+	cur.start(t, fw)
 	for {
 		ev, err := cur.tr.Next()
 		switch {
 		case err == nil:
-			seen++
 			t.m.Records.WithLabelValues(t.name).Inc()
 			batch = append(batch, ev)
 			if len(batch) >= t.cfg.BatchSize {
-				if err := t.publish(ctx, pub, cur, batch); err != nil {
-					return seen, err
+				if err := flush(); err != nil {
+					return 0, err
 				}
-				batch = make([]schema.Event, 0, t.cfg.BatchSize)
 			}
 			continue
 		case errors.Is(err, io.EOF):
 		case source.IsRecordError(err):
-			seen++
 			t.m.Records.WithLabelValues(t.name).Inc()
 			t.m.Rejected.WithLabelValues(t.name).Inc()
 			t.log.Warn("rejected record", "err", err)
+			dirty = true
 			continue
 		default:
 			t.m.Errors.WithLabelValues(t.name).Inc()
 			t.log.Error("read audit file", "path", cur.path, "err", err)
 		}
-		if len(batch) > 0 || seen > 0 {
-			if err := t.publish(ctx, pub, cur, batch); err != nil {
-				return seen, err
-			}
+		if fw.err != nil {
+			return 0, fw.err
 		}
-		return seen, nil
+		if fw.end == endStopped || ctx.Err() != nil {
+			return endStopped, nil
+		}
+		dirty = true
+		if err := flush(); err != nil {
+			return 0, err
+		}
+		if fi, err := cur.f.Stat(); err == nil {
+			t.m.Lag.WithLabelValues(t.name).Set(float64(fi.Size() - cur.read))
+		}
+		return fw.end, nil
 	}
 }
 
 func (t *Tail) publish(ctx context.Context, pub source.Publisher, cur *file, evs []schema.Event) error {
+	if ctx.Err() != nil {
+		return nil
+	}
 	// The fingerprint grows with a young file until it is full length.
 	if len(cur.fp) < t.cfg.FingerprintBytes {
 		if fp, err := fingerprint(cur.f, t.cfg.FingerprintBytes); err == nil && bytes.HasPrefix(fp, cur.fp) {
@@ -337,58 +445,4 @@ func (t *Tail) publish(ctx context.Context, pub source.Publisher, cur *file, evs
 		return fmt.Errorf("filetail %s: %w", t.name, err)
 	}
 	return nil
-}
-
-// check looks for rotation and truncation at the end of cur. It returns
-// the file to go on with: cur, a new file, or nil when none is there yet.
-func (t *Tail) check(ctx context.Context, cur *file, pub source.Publisher) (*file, error) {
-	fi, statErr := os.Stat(t.cfg.Path)
-	rotated := statErr != nil || inode(fi) != cur.ino
-	if rotated {
-		// Drain what was written before the rename, then release what
-		// waits for a response (its response, if any, is in this file).
-		if _, err := t.pump(ctx, cur, pub); err != nil {
-			return cur, err
-		}
-		if err := t.publish(ctx, pub, cur, cur.tr.Flush()); err != nil {
-			return cur, err
-		}
-		cur.f.Close()
-		if statErr != nil {
-			t.log.Info("audit file moved away; waiting for a new one", "path", t.cfg.Path)
-			return nil, nil
-		}
-		t.log.Info("audit file rotated", "path", t.cfg.Path)
-		nf, err := t.openAt(t.cfg.Path, Position{})
-		if err != nil {
-			return nil, nil
-		}
-		return nf, nil
-	}
-	return cur, nil
-}
-
-// truncated reopens cur from its start when the file was truncated.
-func (t *Tail) truncated(ctx context.Context, cur *file, pub source.Publisher) (*file, error) {
-	fi, err := os.Stat(t.cfg.Path)
-	if err != nil || inode(fi) != cur.ino {
-		return cur, nil // rotation: handled after draining
-	}
-	// Same inode: truncated (copytruncate or truncate) when it is shorter
-	// than what was read, or when its leading bytes changed.
-	size := fi.Size()
-	fp, err := fingerprint(cur.f, len(cur.fp))
-	if size < cur.tr.Read() || (err == nil && !bytes.Equal(fp, cur.fp)) {
-		t.log.Info("audit file truncated", "path", t.cfg.Path, "size", size, "read", cur.tr.Read())
-		if err := t.publish(ctx, pub, cur, cur.tr.Flush()); err != nil {
-			return cur, err
-		}
-		cur.f.Close()
-		nf, err := t.openAt(t.cfg.Path, Position{})
-		if err != nil {
-			return nil, nil
-		}
-		return nf, nil
-	}
-	return cur, nil
 }

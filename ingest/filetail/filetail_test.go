@@ -1,8 +1,11 @@
 package filetail
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 )
 
@@ -221,5 +225,81 @@ func TestRejectsBadLineKeepsNeighbours(t *testing.T) {
 	<-done
 	if got := testutil.ToFloat64(m.Rejected.WithLabelValues("s")); got != 1 {
 		t.Fatalf("rejected = %v, want 1", got)
+	}
+}
+
+// TestVaultLogWrittenInPieces writes a real OpenBao audit log into the
+// tailed file in uneven pieces (splitting lines and request/response
+// pairs) and checks the tail yields exactly the events a one-shot read
+// of the whole file yields.
+func TestVaultLogWrittenInPieces(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "openbao-scenario", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parse := source.AuditParser(ingest.DefaultOptions())
+	want := map[string]int{}
+	rr := parse(bytes.NewReader(raw), "whole")
+	for {
+		ev, err := rr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil {
+			want[ev.ID]++
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("no events in the scenario log")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	cp := source.NewMemCheckpoints(nil)
+	tl, err := New(Config{Path: path, PollInterval: 5 * time.Millisecond, IdleFlush: 300 * time.Millisecond}, "vault", parse, cp, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{cp: cp}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tl.Run(ctx, c) }()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off, i := 0, 0; off < len(raw); i++ {
+		n := 1 + (i*7919)%3000
+		if off+n > len(raw) {
+			n = len(raw) - off
+		}
+		f.Write(raw[off : off+n])
+		off += n
+		if i%5 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	f.Close()
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	got := waitIDs(t, c, total)
+	time.Sleep(400 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got = c.got()
+	counts := map[string]int{}
+	for _, id := range got {
+		counts[id]++
+	}
+	for id, n := range want {
+		if counts[id] != n {
+			t.Errorf("event %s seen %d times, want %d", id, counts[id], n)
+		}
+	}
+	if len(got) != total {
+		t.Errorf("got %d events, want %d", len(got), total)
 	}
 }
