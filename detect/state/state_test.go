@@ -110,3 +110,46 @@ func TestTempStoreRemovedAndClosedErrors(t *testing.T) {
 		t.Fatalf("Validate: %v", err)
 	}
 }
+
+func TestPartitionsShareOneFile(t *testing.T) {
+	dir := t.TempDir()
+	a := open(t, dir, "0")
+	b := open(t, dir, "1")
+	if _, err := Open(Config{Dir: dir, Partition: "1"}); !errors.Is(err, ErrPartitionOpen) {
+		t.Fatalf("second open of partition 1: %v", err)
+	}
+	var bt Batch
+	bt.Put("s", []byte("k"), []byte("b"))
+	if err := b.Commit(&bt); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// b still works after a closed.
+	if v, err := b.Get("s", []byte("k")); err != nil || string(v) != "b" {
+		t.Fatalf("partition 1 after partition 0 closed: %q %v", v, err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Fresh empties only its own partition.
+	var bt0 Batch
+	a = open(t, dir, "0")
+	bt0.Put("s", []byte("k"), []byte("a"))
+	a.Commit(&bt0)
+	a.Close()
+	f, err := Open(Config{Dir: dir, Partition: "1", Fresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := f.Get("s", []byte("k")); v != nil {
+		t.Fatalf("fresh partition kept %q", v)
+	}
+	f.Close()
+	a = open(t, dir, "0")
+	defer a.Close()
+	if v, _ := a.Get("s", []byte("k")); string(v) != "a" {
+		t.Fatalf("fresh open of partition 1 touched partition 0: %q", v)
+	}
+}
