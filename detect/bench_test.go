@@ -131,6 +131,7 @@ func BenchmarkStatePairs(b *testing.B) {
 			// 10,000 principals x 100 secrets each: 1,000,000 distinct pairs.
 			ev.Principal = principalName(n % 10000)
 			ev.Resource = secretName(n)
+			c.scoped = false
 			ft.process(&ev, &c, nil)
 		}
 		runtime.GC()
