@@ -244,6 +244,27 @@ func (e *Engine) release(seq uint64, ev *schema.Event, out []schema.Finding) []s
 	return e.evaluate(ev, false, out)
 }
 
+// Advance moves event time to at least t when input is idle, releasing
+// the buffered events older than t minus the allowed lateness. A live
+// pipeline calls it on a timer with the wall clock so that sparse traffic
+// is not held back until newer events arrive; events then arriving older
+// than that are late, as they would be by event time alone.
+func (e *Engine) Advance(t time.Time) []schema.Finding {
+	if !t.After(e.maxSeen) {
+		return nil
+	}
+	e.maxSeen = t
+	wm := e.maxSeen.Add(-e.cfg.AllowedLateness.D()).UnixNano()
+	var out []schema.Finding
+	for e.buf.len() > 0 && e.buf.peekTime() <= wm {
+		seq := e.buf.pop(&e.scratch)
+		out = e.release(seq, &e.scratch, out)
+	}
+	e.stats.Buffered = e.buf.len()
+	e.m.buffered.Set(float64(e.buf.len()))
+	return out
+}
+
 // Drain evaluates every buffered event (end of input).
 func (e *Engine) Drain() []schema.Finding {
 	var out []schema.Finding
