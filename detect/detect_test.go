@@ -596,3 +596,60 @@ func TestAdvanceReleasesIdleBuffer(t *testing.T) {
 		t.Fatal("event behind an advanced clock not counted late")
 	}
 }
+
+// Saved entries nobody touches again (an attacker's one-off addresses, a
+// pair past forget_after) are deleted at checkpoints: the store stays
+// bounded too, and the deletions are counted.
+func TestStateExpiry(t *testing.T) {
+	cfg := testConfig(time.Time{})
+	cfg.FirstTimeAccess.ForgetAfter = Duration(24 * time.Hour)
+	cfg.AuthFailureSpike.MaxKeys = 100 // most keys live only in the store
+	cfg.FirstTimeAccess.MaxPairs = 16
+	reg := prometheus.NewRegistry()
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	e := newEngine(t, cfg, st, reg)
+	const n = 3000
+	for i := 0; i < n; i++ {
+		ip := fmt.Sprintf("198.18.%d.%d", i/250, i%250+1)
+		e.Process(failed(vev(fmt.Sprint("f", i), time.Duration(i)*time.Millisecond, "", ip, "update", "auth/userpass/login/x"), schema.FailureInvalidCredentials, true))
+	}
+	for i := 0; i < 40; i++ {
+		e.Process(vev(fmt.Sprint("pair", i), time.Minute, fmt.Sprint("app", i), "10.0.0.1", "read", "secret/data/a"))
+	}
+	e.Advance(t0.Add(10 * time.Minute))
+	if err := e.Checkpoint(nil); err != nil {
+		t.Fatal(err)
+	}
+	saved, _ := st.Count(schema.DetectorAuthFailureSpike)
+	if saved < n {
+		t.Fatalf("%d address keys saved, want %d", saved, n)
+	}
+	// Two days later: the addresses never came back, the pair is forgotten.
+	e.Process(vev("later", 48*time.Hour, "other", "10.0.0.2", "read", "sys/health"))
+	e.Advance(t0.Add(49 * time.Hour))
+	for i := 0; i < 3; i++ { // sweeps proceed in batches
+		if err := e.Checkpoint(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	left, _ := st.Count(schema.DetectorAuthFailureSpike)
+	if left > 100 {
+		t.Fatalf("%d address keys left on disk after they expired", left)
+	}
+	// Entries still in memory are left to the LRU; the rest are gone.
+	if c, _ := st.Count(schema.DetectorFirstTimeAccess + ".pairs"); c > 16 {
+		t.Fatalf("%d pairs left past forget_after", c)
+	}
+	s := e.Stats()
+	if s.Expired < uint64(n-100) {
+		t.Fatalf("Stats.Expired = %d", s.Expired)
+	}
+	var metric float64
+	for _, ts := range s.Tables {
+		metric += testutil.ToFloat64(e.m.expired.WithLabelValues(ts.Space))
+	}
+	if uint64(metric) != s.Expired {
+		t.Fatalf("expired metric %v, Stats %d", metric, s.Expired)
+	}
+}

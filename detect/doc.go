@@ -22,6 +22,10 @@
 // evicted entry not yet saved waits for the next Checkpoint, which writes
 // every dirty entry, the reorder buffer and the caller's input positions in
 // one transaction (writes are batched, never one transaction per event).
+// Each checkpoint also sweeps a batch of saved entries and deletes those
+// idle past their retention (forget_after, cool-downs, a decayed failure
+// rate), counted in auditwatch_detect_state_expired_total, so addresses an
+// attacker uses once do not grow the store forever.
 //
 // History: Config.LearnUntil (replay --learn-until) marks events before it
 // as history: baselines learn from them, no finding is raised. A principal

@@ -73,6 +73,7 @@ type Stats struct {
 	Suppressed      uint64 // privileged use inside a maintenance window
 	Evictions       uint64 // sum over Tables
 	SpillDropped    uint64 // sum over Tables
+	Expired         uint64 // sum over Tables
 	Tables          []TableStats
 }
 
@@ -84,6 +85,9 @@ type TableStats struct {
 	SpillDropped uint64
 	Spilled      int
 	LoadErrors   uint64
+	// Expired counts saved entries deleted after idling past their
+	// retention (forget_after, cool-downs): disk stays bounded too.
+	Expired uint64
 }
 
 type clock struct {
@@ -295,6 +299,10 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, out []schema.Finding) []s
 			n.v.First = t
 			e.principals.touch(n)
 		}
+		if t > n.v.Last+int64(time.Hour) {
+			n.v.Last = t
+			e.principals.touch(n)
+		}
 		c.first = time.Unix(0, n.v.First).UTC()
 		c.hasPrincipal = true
 	}
@@ -376,6 +384,11 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		if err := t.flush(&b); err != nil {
 			return fmt.Errorf("detect: checkpoint %s: %w", t.name(), err)
 		}
+		if e.hasReleased {
+			if err := t.sweepInto(&b, e.released.UnixNano()); err != nil {
+				return fmt.Errorf("detect: checkpoint %s: %w", t.name(), err)
+			}
+		}
 	}
 	// Reorder buffer: a new segment for what arrived since the last
 	// checkpoint; drop segments with nothing left in the buffer.
@@ -420,7 +433,11 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		return fmt.Errorf("detect: checkpoint: %w", err)
 	}
 	for _, t := range tabs {
+		before := t.expiredCount()
 		t.committed()
+		if n := t.expiredCount() - before; n > 0 {
+			e.m.expiredN(t.name(), n)
+		}
 	}
 	e.segments, e.persistedSeq = kept, e.seq
 	e.m.checkpoints.Inc()
@@ -484,12 +501,14 @@ func (e *Engine) Stats() Stats {
 		s.Findings[k] = v
 	}
 	s.Tables = nil
-	s.Evictions, s.SpillDropped = 0, 0
+	s.Evictions, s.SpillDropped, s.Expired = 0, 0, 0
 	for _, t := range e.allTables() {
 		size, ev, sd, le, sp := t.stats()
-		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp})
+		ex := t.expiredCount()
+		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp, Expired: ex})
 		s.Evictions += ev
 		s.SpillDropped += sd
+		s.Expired += ex
 	}
 	return s
 }
@@ -497,22 +516,29 @@ func (e *Engine) Stats() Stats {
 // principalState is the engine-wide record of a principal.
 type principalState struct {
 	First int64 // first event, unix ns
+	Last  int64 // last event (refreshed at most hourly), unix ns
 }
 
 type principalCodec struct{}
 
-func (principalCodec) encode(v *principalState) ([]byte, error) { return encodeVarints(v.First), nil }
+func (principalCodec) encode(v *principalState) ([]byte, error) {
+	return encodeVarints(v.First, v.Last), nil
+}
 func (principalCodec) decode(b []byte, v *principalState) error {
-	xs, err := decodeVarints(b, 1)
+	xs, err := decodeVarints(b, 2)
 	if err != nil {
 		return err
 	}
-	v.First = xs[0]
+	v.First, v.Last = xs[0], xs[1]
 	return nil
 }
 
 func (e *Engine) newPrincipalTable() *table[principalState] {
-	return newTable(spacePrincipals, e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[principalState](principalCodec{}), e.log, e.m)
+	c := &e.cfg
+	retain := max(c.UnexpectedIP.ForgetAfter, c.FirstTimeAccess.ForgetAfter, c.UnexpectedIP.LearningPeriod,
+		c.FirstTimeAccess.LearningPeriod, c.AccessVolumeSpike.LearningPeriod).D()
+	return newTable(spacePrincipals, e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[principalState](principalCodec{}), e.log, e.m).
+		expire(retain, func(v *principalState) int64 { return max(v.First, v.Last) })
 }
 
 // jsonCodec persists a value as JSON.

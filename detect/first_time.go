@@ -92,8 +92,10 @@ type groupState struct {
 func newFirstTime(e *Engine) *firstTime {
 	cfg := &e.cfg.FirstTimeAccess
 	return &firstTime{e: e, cfg: cfg,
-		pairs:  newTable(schema.DetectorFirstTimeAccess+".pairs", cfg.MaxPairs, e.cfg.MaxSpill, e.st, codec[pairState](pairCodec{}), e.log, e.m),
-		groups: newTable(schema.DetectorFirstTimeAccess+".groups", e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[groupState](jsonCodec[groupState]{}), e.log, e.m)}
+		pairs: newTable(schema.DetectorFirstTimeAccess+".pairs", cfg.MaxPairs, e.cfg.MaxSpill, e.st, codec[pairState](pairCodec{}), e.log, e.m).
+			expire(cfg.ForgetAfter.D(), func(v *pairState) int64 { return v.Last }),
+		groups: newTable(schema.DetectorFirstTimeAccess+".groups", e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[groupState](jsonCodec[groupState]{}), e.log, e.m).
+			expire(cfg.GroupWindow.D(), func(v *groupState) int64 { return v.B.Last })}
 }
 
 func (d *firstTime) tables() []tableStats { return []tableStats{d.pairs, d.groups} }

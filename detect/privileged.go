@@ -33,7 +33,8 @@ type privState struct {
 func newPrivileged(e *Engine) *privileged {
 	cfg := &e.cfg.PrivilegedUse
 	d := &privileged{e: e, cfg: cfg,
-		t: newTable(schema.DetectorPrivilegedUse, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[privState](jsonCodec[privState]{}), e.log, e.m)}
+		t: newTable(schema.DetectorPrivilegedUse, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[privState](jsonCodec[privState]{}), e.log, e.m).
+			expire(cfg.Cooldown.D(), func(v *privState) int64 { return v.B.Last })}
 	for _, s := range cfg.TamperActions {
 		f := strings.Fields(s)
 		r := tamperRule{action: f[0]}

@@ -32,7 +32,14 @@ type learnedNet struct {
 func newUnexpectedIP(e *Engine) *unexpectedIP {
 	cfg := &e.cfg.UnexpectedIP
 	return &unexpectedIP{e: e, cfg: cfg,
-		t: newTable(schema.DetectorUnexpectedIP, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[ipState](jsonCodec[ipState]{}), e.log, e.m)}
+		t: newTable(schema.DetectorUnexpectedIP, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[ipState](jsonCodec[ipState]{}), e.log, e.m).
+			expire(cfg.ForgetAfter.D(), func(v *ipState) int64 {
+				var last int64
+				for _, n := range v.Nets {
+					last = max(last, n.Last)
+				}
+				return last
+			})}
 }
 
 func (d *unexpectedIP) tables() []tableStats { return []tableStats{d.t} }

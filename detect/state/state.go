@@ -332,3 +332,40 @@ func (s *Store) Has(space string) (bool, error) {
 	})
 	return has, err
 }
+
+// Scan calls fn for up to limit keys of space in key order, starting after
+// the key after (from the first key when nil), and returns the last key
+// visited (nil once the end of the space is reached). Values are valid only
+// during the call.
+func (s *Store) Scan(space string, after []byte, limit int, fn func(k, v []byte)) ([]byte, error) {
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	var last []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := s.space(tx, space)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		var k, v []byte
+		if after == nil {
+			k, v = c.First()
+		} else {
+			k, v = c.Seek(after)
+			if k != nil && string(k) == string(after) {
+				k, v = c.Next()
+			}
+		}
+		for n := 0; k != nil && n < limit; n++ {
+			fn(k, v)
+			last = append(last[:0], k...)
+			k, v = c.Next()
+		}
+		if k == nil {
+			last = nil
+		}
+		return nil
+	})
+	return last, err
+}
