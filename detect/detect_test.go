@@ -628,7 +628,7 @@ func TestStateExpiry(t *testing.T) {
 	// Two days later: the addresses never came back, the pair is forgotten.
 	e.Process(vev("later", 48*time.Hour, "other", "10.0.0.2", "read", "sys/health"))
 	e.Advance(t0.Add(49 * time.Hour))
-	for i := 0; i < 3; i++ { // sweeps proceed in batches
+	for i := 0; i < 3; i++ { // sweeps proceed in batches (of 2,000 entries)
 		if err := e.Checkpoint(nil); err != nil {
 			t.Fatal(err)
 		}

@@ -106,8 +106,9 @@ func (t *table[V]) expire(retain time.Duration, lastActive func(v *V) int64) *ta
 	return t
 }
 
-// sweepBatch is how many saved entries one checkpoint examines per table.
-const sweepBatch = 20_000
+// sweepBatch is how many saved entries one checkpoint examines per table
+// (a live pipeline checkpointing every few seconds sweeps millions a day).
+const sweepBatch = 2_000
 
 // sweep queues into b the deletion of saved entries idle longer than
 // retain at event time now, examining up to sweepBatch entries from where
