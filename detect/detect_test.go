@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"auditwatch/detect/state"
 	"auditwatch/schema"
@@ -652,4 +653,42 @@ func TestStateExpiry(t *testing.T) {
 	if uint64(metric) != s.Expired {
 		t.Fatalf("expired metric %v, Stats %d", metric, s.Expired)
 	}
+}
+
+func TestAttackerStringsAreBounded(t *testing.T) {
+	long := strings.Repeat("é", 5000) // 10 kB, multi-byte
+	var evs []schema.Event
+	for i := 0; i < 30; i++ {
+		e := failed(vev(fmt.Sprint("x", i), time.Duration(i)*time.Second, "", "203.0.113.50", "update", "auth/userpass/login/"+long), schema.FailureInvalidCredentials, true)
+		e.PrincipalName = long + fmt.Sprint(i)
+		evs = append(evs, e)
+	}
+	fs, e := run(t, testConfig(time.Time{}), evs)
+	if len(fs) == 0 {
+		t.Fatal("no findings")
+	}
+	for _, f := range fs {
+		if len(f.Summary) > 4*maxText || len(f.Reason) > 4*maxText {
+			t.Errorf("finding text not bounded: %d / %d bytes", len(f.Summary), len(f.Reason))
+		}
+		if !utf8.ValidString(f.Summary) || !utf8.ValidString(f.Reason) {
+			t.Error("clipping split a rune")
+		}
+	}
+	for _, n := range e.auth().t.m {
+		for _, it := range n.v.B.Items {
+			if len(it) > maxText+len("…") {
+				t.Errorf("state item of %d bytes", len(it))
+			}
+		}
+	}
+}
+
+func (e *Engine) auth() *authSpike {
+	for _, d := range e.dets {
+		if a, ok := d.(*authSpike); ok {
+			return a
+		}
+	}
+	return nil
 }

@@ -55,11 +55,12 @@ func (b *burst) open(now int64, cooldown time.Duration) bool {
 
 func (b *burst) addID(id string, max int) {
 	if len(b.IDs) < max {
-		b.IDs = append(b.IDs, id)
+		b.IDs = append(b.IDs, clip(id))
 	}
 }
 
 func (b *burst) addItem(s string, max int) bool {
+	s = clip(s)
 	for _, x := range b.Items {
 		if x == s {
 			return false
@@ -152,10 +153,10 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	if ev.Failed() {
 		verb = "tried (denied)"
 	}
-	f.Summary = fmt.Sprintf("%s %s %s for the first time", nameOf(ev), verb, res)
+	f.Summary = fmt.Sprintf("%s %s %s for the first time", nameOf(ev), verb, clip(res))
 	f.Reason = fmt.Sprintf("no %s by this principal on this resource since learning began %s", "access", c.first.Format(time.RFC3339))
 	if b.Count > 1 {
-		f.Summary = fmt.Sprintf("%s touched %d resources for the first time, latest %s", nameOf(ev), b.Count, res)
+		f.Summary = fmt.Sprintf("%s touched %d resources for the first time, latest %s", nameOf(ev), b.Count, clip(res))
 		f.Reason += fmt.Sprintf("; %d new resources, none more than %s apart (first ones: %s)", b.Count, d.cfg.GroupWindow.D(), strings.Join(b.Items, ", "))
 	}
 	f.Attributes["outcome"] = ev.Outcome

@@ -95,7 +95,7 @@ func (d *privileged) process(ev *schema.Event, c *evalCtx, out []schema.Finding)
 	b := &n.v.B
 	ip := ev.SourceIP
 	if ip == "" {
-		ip = ev.SourceIPRaw
+		ip = clip(ev.SourceIPRaw)
 	}
 	reason := ""
 	if b.open(t, d.cfg.Cooldown.D()) {
@@ -136,7 +136,7 @@ func (d *privileged) process(ev *schema.Event, c *evalCtx, out []schema.Finding)
 		f.Summary = fmt.Sprintf("Vault root token used from %s: %s", ip, actionOf(ev))
 		f.Reason = "root-token use is always alerted outside a declared maintenance window"
 	case "aws_root":
-		f.Summary = fmt.Sprintf("AWS root account of %s used from %s: %s", ev.Account, ip, actionOf(ev))
+		f.Summary = fmt.Sprintf("AWS root account of %s used from %s: %s", clip(ev.Account), ip, actionOf(ev))
 		f.Reason = "root-account activity is always alerted outside a declared maintenance window"
 	}
 	if reason != "" {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unicode/utf8"
 
 	"auditwatch/schema"
 )
@@ -146,16 +147,32 @@ func (d *unexpectedIP) allowed(ev *schema.Event, addr netip.Addr) bool {
 	return false
 }
 
+// maxText bounds each log-supplied string a finding's text or a state
+// entry repeats (resource paths and user names are attacker-controlled).
+const maxText = 256
+
+// clip shortens s to maxText bytes at a rune boundary, marking the cut.
+func clip(s string) string {
+	if len(s) <= maxText {
+		return s
+	}
+	i := maxText
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
 func nameOf(ev *schema.Event) string {
 	if ev.PrincipalName != "" && ev.PrincipalName != ev.Principal {
-		return fmt.Sprintf("%s (%s)", ev.PrincipalName, ev.Principal)
+		return fmt.Sprintf("%s (%s)", clip(ev.PrincipalName), clip(ev.Principal))
 	}
-	return ev.Principal
+	return clip(ev.Principal)
 }
 
 func actionOf(ev *schema.Event) string {
 	if ev.Resource != "" {
-		return ev.Action + " on " + ev.Resource
+		return clip(ev.Action) + " on " + clip(ev.Resource)
 	}
-	return ev.Action
+	return clip(ev.Action)
 }
