@@ -48,3 +48,10 @@ bench-normalize: build
 	$(GO) test -run='^$$' -bench=BenchmarkNormalize -benchtime=5x -cpu=1 ./ingest
 	$(GO) test -run='^$$' -bench=BenchmarkNormalize -benchtime=1x -cpu=1 ./ingest -args -bench-out=$(CURDIR)/bin/bench-input.jsonl >/dev/null
 	time -p env GOMAXPROCS=1 $(BIN) normalize bin/bench-input.jsonl >/dev/null
+
+# 1,000,000 generated events (CloudTrail and Vault/OpenBao, one time-ordered
+# stream, 24 h of event time) with their anomaly labels, for the replay and
+# pipeline benchmarks. The generator's own speed: BenchmarkGenerate in ./gen.
+.PHONY: bench-data
+bench-data: build
+	$(BIN) generate --format mixed --events 1000000 --seed 1 --out - --labels bin/bench-1m.labels.jsonl > bin/bench-1m.log
