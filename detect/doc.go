@@ -4,9 +4,9 @@
 //
 // Event time: the Engine holds events in a reorder buffer until they are
 // older than the newest event seen minus the allowed lateness, then
-// evaluates them in (time, arrival) order. An event older than what was
-// already evaluated is still evaluated, at once, and its findings carry
-// Late. Learning periods, windows and cool-downs all use event time, so a
+// evaluates them in (time, arrival) order. An event older than that
+// watermark (or than an event a full buffer had to release early) is still
+// evaluated, at once, and its findings carry Late. Learning periods, windows and cool-downs all use event time, so a
 // replay of last month gives the findings live processing gave. A live
 // pipeline calls Advance with the wall clock when input is idle, so that
 // sparse traffic is not held back until newer events arrive.
