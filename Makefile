@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/auditwatch
 
-.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize clean
+.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize bench-detect clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auditwatch
@@ -31,6 +31,13 @@ fuzz-smoke:
 BENCHTIME ?= 1x
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -cpu=1 ./...
+
+# Detection throughput and memory (one core): the engine alone over 1M
+# synthetic events, state memory per 1M tracked pairs, and replay of 1M
+# generated requests against normalize alone.
+bench-detect:
+	$(GO) test -run='^$$' -bench='BenchmarkEngine1M|BenchmarkStatePairs' -benchtime=1x -benchmem -cpu=1 ./detect
+	$(GO) test -run='^$$' -bench=BenchmarkReplay1M -benchtime=1x -benchmem -cpu=1 ./cmd/auditwatch
 
 clean:
 	rm -rf bin
