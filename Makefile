@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/auditwatch
 
-.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize clean
+.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize bench-detect clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auditwatch
@@ -32,13 +32,20 @@ BENCHTIME ?= 1x
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -cpu=1 ./...
 
+# Detection throughput and memory (one core): the engine alone over 1M
+# synthetic events, state memory per 1M tracked pairs, and replay of 1M
+# generated requests against normalize alone.
+bench-detect:
+	$(GO) test -run='^$$' -bench='BenchmarkEngine1M|BenchmarkStatePairs' -benchtime=1x -benchmem -cpu=1 ./detect
+	$(GO) test -run='^$$' -bench=BenchmarkReplay1M -benchtime=1x -benchmem -cpu=1 ./cmd/auditwatch
+
 clean:
 	rm -rf bin
 
 # Normalize throughput: the Go benchmark (one core) and the command on a
 # ~100k-record mixed file written to /dev/null.
 bench-normalize: build
-	$(GO) test -run='^$$' -bench=BenchmarkNormalize -benchtime=5x -cpu=1 ./ingest
+	$(GO) test -run='^$$' -bench=BenchmarkNormalize -benchmem -benchtime=5x -cpu=1 ./ingest
 	$(GO) test -run='^$$' -bench=BenchmarkNormalize -benchtime=1x -cpu=1 ./ingest -args -bench-out=$(CURDIR)/bin/bench-input.jsonl >/dev/null
 	time -p env GOMAXPROCS=1 $(BIN) normalize bin/bench-input.jsonl >/dev/null
 

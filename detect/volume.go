@@ -31,13 +31,15 @@ type seenRes struct {
 type volState struct {
 	Seen []seenRes `json:"s,omitempty"`
 	EWMA float64   `json:"e"`
+	Last int64     `json:"l"` // last in-scope read
 	B    burst     `json:"b"`
 }
 
 func newVolume(e *Engine) *volume {
 	cfg := &e.cfg.AccessVolumeSpike
 	return &volume{e: e, cfg: cfg,
-		t: newTable(schema.DetectorAccessVolumeSpike, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[volState](jsonCodec[volState]{}), e.log, e.m)}
+		t: newTable(schema.DetectorAccessVolumeSpike, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[volState](jsonCodec[volState]{}), e.log, e.m).
+			expire(max(cfg.LearningPeriod, e.cfg.FirstTimeAccess.ForgetAfter).D(), func(v *volState) int64 { return max(v.Last, v.B.Last) })}
 }
 
 func (d *volume) tables() []tableStats { return []tableStats{d.t} }
@@ -58,6 +60,7 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	n, _ := d.t.get(d.h.sum(ev.Principal), true)
 	d.t.touch(n)
 	s := &n.v
+	s.Last = max(s.Last, t)
 	// A bulk call reads an unknown number of secrets: it weighs BulkWeight
 	// distinct ones (keys derived from its event id).
 	weight := 1
@@ -107,11 +110,15 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	max := d.e.cfg.MaxEvidence
 	b := &s.B
 	if b.open(t, d.cfg.Cooldown.D()) {
-		if !have {
-			b.Count += weight
-			b.addID(ev.ID, max)
-			b.addItem(res, max)
+		// The burst goes on while reads stay above the alert level; the
+		// principal's routine reads neither extend nor grow it (so it ends
+		// a cool-down after the spike).
+		if have || float64(distinct) < limit {
+			return out
 		}
+		b.Count += weight
+		b.addID(ev.ID, max)
+		b.addItem(res, max)
 		if t > b.Last {
 			b.Last = t
 		}

@@ -63,6 +63,10 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: auditwatch replay [--config FILE] [--state DIR] [--learn-until RFC3339] PATH...")
 		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors in event-time order and writes findings as JSON lines on stdout.")
+		fmt.Fprintln(stderr, "With --state the detector state, the reorder buffer and each input's progress are checkpointed there:")
+		fmt.Fprintln(stderr, "a later run continues (inputs already replayed are skipped; an interrupted input resumes after its last")
+		fmt.Fprintln(stderr, "checkpoint, and findings re-emitted after it carry the ids already emitted).")
+		fmt.Fprintln(stderr, "Exit status: 0 done, 1 failed, 2 bad usage or config, or some records rejected (named on stderr).")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(args); err != nil {
@@ -217,6 +221,10 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		total.Records, s.Events, s.Late, total.Rejected, nFindings, s.Evictions)
 	if err != nil {
 		return fail(1, "%v", err)
+	}
+	if total.Rejected > 0 {
+		// Like normalize: every good record was used; say some were not.
+		return 2
 	}
 	return 0
 }

@@ -5,6 +5,7 @@
 package cloudtrail
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"auditwatch/ingest/intern"
 	"auditwatch/ingest/ipaddr"
+	"auditwatch/ingest/rfc3339"
 	"auditwatch/schema"
 )
 
@@ -73,14 +76,107 @@ func ParseTime(s string) (time.Time, bool) {
 
 // Parse normalizes one CloudTrail record into ev.
 func Parse(v *fastjson.Value, fb Fallback, ev *schema.Event) error {
+	var p Parser
+	return p.Parse(v, fb, ev)
+}
+
+// Parser normalizes records one after another, reusing its scratch space
+// and handing out repeated strings (actions, regions, user agents,
+// principals, addresses) from Strings. The zero value works (no
+// interning). Not safe for concurrent use.
+type Parser struct {
+	// Strings, if set, shares strings that repeat across records.
+	Strings *intern.Table
+	scratch []byte
+}
+
+// recordFields are the top-level fields a record is normalized from, read
+// in one pass over its keys (the first of duplicated keys wins).
+type recordFields struct {
+	eventSource, eventName, awsRegion, userAgent, userIdentity,
+	recipientAccountID, sourceIPAddress, requestParameters, resources, readOnly, errorCode, errorMessage,
+	responseElements *fastjson.Value
+}
+
+func fieldsOf(o *fastjson.Object) (f recordFields) {
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		var dst **fastjson.Value
+		switch string(k) {
+		case "eventSource":
+			dst = &f.eventSource
+		case "eventName":
+			dst = &f.eventName
+		case "awsRegion":
+			dst = &f.awsRegion
+		case "userAgent":
+			dst = &f.userAgent
+		case "userIdentity":
+			dst = &f.userIdentity
+		case "recipientAccountId":
+			dst = &f.recipientAccountID
+		case "sourceIPAddress":
+			dst = &f.sourceIPAddress
+		case "requestParameters":
+			dst = &f.requestParameters
+		case "resources":
+			dst = &f.resources
+		case "readOnly":
+			dst = &f.readOnly
+		case "errorCode":
+			dst = &f.errorCode
+		case "errorMessage":
+			dst = &f.errorMessage
+		case "responseElements":
+			dst = &f.responseElements
+		default:
+			return
+		}
+		if *dst == nil {
+			*dst = e
+		}
+	})
+	return f
+}
+
+// bytesOf is the string content of v, nil when v is absent or not a
+// string.
+func bytesOf(v *fastjson.Value) []byte {
+	if v == nil {
+		return nil
+	}
+	return v.GetStringBytes()
+}
+
+// str interns the string at keys below v.
+func (p *Parser) str(v *fastjson.Value, keys ...string) string {
+	return p.Strings.Bytes(v.GetStringBytes(keys...))
+}
+
+// parseTime is ParseTime for bytes.
+func parseTime(b []byte) (time.Time, bool) {
+	if len(b) == 0 {
+		return time.Time{}, false
+	}
+	if t, err := rfc3339.Parse(b); err == nil {
+		return t, true
+	}
+	return ParseTime(string(b))
+}
+
+// Parse normalizes one CloudTrail record into ev.
+func (p *Parser) Parse(v *fastjson.Value, fb Fallback, ev *schema.Event) error {
 	if v == nil || v.Type() != fastjson.TypeObject || !IsRecord(v) {
 		return ErrNotRecord
 	}
 	*ev = schema.Event{Source: schema.SourceCloudTrail}
 
-	t, ok := ParseTime(str(v, "eventTime"))
+	// time and id are looked up (not read in the one pass below) so that
+	// a record without eventID is hashed in the state fastjson was in
+	// when ids were first derived: lookups and reads change how it
+	// writes keys and values back
+	t, ok := parseTime(v.GetStringBytes("eventTime"))
 	if !ok {
-		t, ok = ParseTime(str(v, "p_event_time"))
+		t, ok = parseTime(v.GetStringBytes("p_event_time"))
 	}
 	if !ok {
 		t, ok = fb.Time, !fb.Time.IsZero()
@@ -94,58 +190,62 @@ func Parse(v *fastjson.Value, fb Fallback, ev *schema.Event) error {
 	}
 	ev.Time = t.UTC()
 
-	ev.ID = str(v, "eventID")
+	ev.ID = string(v.GetStringBytes("eventID"))
 	if ev.ID == "" {
-		h := sha256.Sum256(v.MarshalTo(nil))
+		p.scratch = v.MarshalTo(p.scratch[:0])
+		h := sha256.Sum256(p.scratch)
 		ev.ID = "cloudtrail-" + hex.EncodeToString(h[:12])
 	}
+	o, _ := v.Object()
+	f := fieldsOf(o)
 
-	eventSource := str(v, "eventSource")
-	eventName := str(v, "eventName")
-	if eventName == "" {
+	eventSource := p.Strings.Bytes(bytesOf(f.eventSource))
+	eventName := bytesOf(f.eventName)
+	if len(eventName) == 0 {
 		return fmt.Errorf("%w: no eventName", ErrNotRecord)
 	}
 	service := eventSource
 	if i := strings.IndexByte(service, '.'); i >= 0 {
 		service = service[:i]
 	}
-	ev.Action = service + ":" + eventName
-	ev.Region = str(v, "awsRegion")
+	p.scratch = append(append(append(p.scratch[:0], service...), ':'), eventName...)
+	ev.Action = p.Strings.Bytes(p.scratch)
+	ev.Region = p.Strings.Bytes(bytesOf(f.awsRegion))
 	if ev.Region == "" {
 		ev.Region = fb.Region
 	}
-	ev.UserAgent = str(v, "userAgent")
+	ev.UserAgent = p.Strings.Bytes(bytesOf(f.userAgent))
 
-	identity(v, ev)
+	p.identity(f.userIdentity, ev)
 	if ev.Account == "" {
-		ev.Account = str(v, "recipientAccountId")
+		ev.Account = p.Strings.Bytes(bytesOf(f.recipientAccountID))
 	}
 	if ev.Account == "" {
 		ev.Account = fb.Account
 	}
 
-	ev.SourceIPRaw = str(v, "sourceIPAddress")
+	ev.SourceIPRaw = p.Strings.Bytes(bytesOf(f.sourceIPAddress))
 	ev.SourceIP, ev.SourceIsService = ipaddr.Canonical(ev.SourceIPRaw)
+	ev.SourceIP = p.Strings.String(ev.SourceIP)
 
-	ev.Resource = resource(v)
-	ev.ReadOnly = readOnly(v.Get("readOnly"))
+	ev.Resource = p.resource(f.requestParameters, f.resources)
+	ev.ReadOnly = readOnly(f.readOnly)
 
-	outcome(v, eventSource, eventName, ev)
+	p.outcome(&f, eventSource, p.Strings.Bytes(eventName), ev)
 	return nil
 }
 
 // identity fills the principal fields from userIdentity.
-func identity(v *fastjson.Value, ev *schema.Event) {
-	ui := v.Get("userIdentity")
+func (p *Parser) identity(ui *fastjson.Value, ev *schema.Event) {
 	if ui == nil || ui.Type() != fastjson.TypeObject {
 		return
 	}
-	typ := str(ui, "type")
-	arn := str(ui, "arn")
-	ev.Account = str(ui, "accountId")
-	ev.AccessKey = str(ui, "accessKeyId")
-	userName := str(ui, "userName")
-	invokedBy := str(ui, "invokedBy")
+	typ := p.str(ui, "type")
+	arn := p.str(ui, "arn")
+	ev.Account = p.str(ui, "accountId")
+	ev.AccessKey = p.str(ui, "accessKeyId")
+	userName := p.str(ui, "userName")
+	invokedBy := p.str(ui, "invokedBy")
 	if typ == "" && arn == "" && invokedBy != "" {
 		// service events (e.g. Secrets Manager rotation) carry only
 		// accountId and invokedBy
@@ -154,25 +254,25 @@ func identity(v *fastjson.Value, ev *schema.Event) {
 	ev.PrincipalType = typ
 	switch typ {
 	case "AssumedRole":
-		issuer := str(ui, "sessionContext", "sessionIssuer", "arn")
+		issuer := p.str(ui, "sessionContext", "sessionIssuer", "arn")
 		ev.Principal = issuer
-		ev.PrincipalName = str(ui, "sessionContext", "sessionIssuer", "userName")
+		ev.PrincipalName = p.str(ui, "sessionContext", "sessionIssuer", "userName")
 		role, session := splitAssumedRole(arn)
 		if ev.Principal == "" {
-			ev.Principal = roleARNFromSession(arn)
+			ev.Principal = p.Strings.String(roleARNFromSession(arn))
 		}
 		if ev.PrincipalName == "" {
 			ev.PrincipalName = role
 		}
 		ev.Session = session
 		if ev.Principal == "" {
-			ev.Principal = str(ui, "principalId")
+			ev.Principal = p.str(ui, "principalId")
 		}
 	case "AWSService":
 		ev.Principal = invokedBy
 		ev.PrincipalName = invokedBy
 		if ev.Principal == "" {
-			ev.Principal = str(ui, "principalId")
+			ev.Principal = p.str(ui, "principalId")
 		}
 	case "Root":
 		ev.Principal = arn
@@ -186,7 +286,7 @@ func identity(v *fastjson.Value, ev *schema.Event) {
 		if i := strings.LastIndexByte(arn, '/'); i >= 0 && ev.PrincipalName == "" {
 			ev.PrincipalName = arn[i+1:]
 		}
-		if issuer := str(ui, "sessionContext", "sessionIssuer", "arn"); issuer != "" {
+		if issuer := p.str(ui, "sessionContext", "sessionIssuer", "arn"); issuer != "" {
 			ev.Principal = issuer
 			ev.Session = ev.PrincipalName
 		}
@@ -194,7 +294,7 @@ func identity(v *fastjson.Value, ev *schema.Event) {
 		ev.Principal = arn
 		ev.PrincipalName = userName
 		if ev.Principal == "" {
-			ev.Principal = str(ui, "principalId")
+			ev.Principal = p.str(ui, "principalId")
 		}
 		if ev.Principal == "" && typ == "AWSAccount" {
 			ev.Principal = ev.Account
@@ -248,31 +348,33 @@ var resourceKeys = []string{"secretId", "name", "keyId", "roleArn", "parameterNa
 // requestParameters secret id when present, else a secret ARN from
 // resources[], else another well-known request parameter, else the first
 // resource ARN.
-func resource(v *fastjson.Value) string {
-	rp := v.Get("requestParameters")
-	if id := str(rp, "secretId"); id != "" {
+func (p *Parser) resource(rp, resources *fastjson.Value) string {
+	if id := p.str(rp, "secretId"); id != "" {
 		return id
 	}
-	res := v.GetArray("resources")
+	var res []*fastjson.Value
+	if resources != nil && resources.Type() == fastjson.TypeArray {
+		res, _ = resources.Array()
+	}
 	for _, r := range res {
-		if a := str(r, "ARN"); strings.Contains(a, ":secret:") {
-			return a
+		if a := r.GetStringBytes("ARN"); bytes.Contains(a, []byte(":secret:")) {
+			return p.Strings.Bytes(a)
 		}
 	}
 	if rp != nil && rp.Type() == fastjson.TypeObject {
 		if l := rp.GetArray("secretIdList"); len(l) > 0 {
-			if s := string(l[0].GetStringBytes()); s != "" {
+			if s := p.Strings.Bytes(l[0].GetStringBytes()); s != "" {
 				return s
 			}
 		}
 		for _, k := range resourceKeys[1:] {
-			if s := str(rp, k); s != "" {
+			if s := p.str(rp, k); s != "" {
 				return s
 			}
 		}
 	}
 	for _, r := range res {
-		if a := str(r, "ARN"); a != "" {
+		if a := p.str(r, "ARN"); a != "" {
 			return a
 		}
 	}
@@ -300,9 +402,9 @@ var stsTokenCalls = map[string]bool{
 	"GetSessionToken": true, "GetFederationToken": true, "AssumeRoot": true, "GetWebIdentityToken": true,
 }
 
-func outcome(v *fastjson.Value, eventSource, eventName string, ev *schema.Event) {
-	code := str(v, "errorCode")
-	msg := str(v, "errorMessage")
+func (p *Parser) outcome(f *recordFields, eventSource, eventName string, ev *schema.Event) {
+	code := p.Strings.Bytes(bytesOf(f.errorCode))
+	msg := p.Strings.Bytes(bytesOf(f.errorMessage))
 	ev.Outcome = schema.OutcomeSuccess
 	switch {
 	case eventName == "ConsoleLogin" || eventSource == "signin.amazonaws.com":
@@ -321,7 +423,7 @@ func outcome(v *fastjson.Value, eventSource, eventName string, ev *schema.Event)
 	// ConsoleLogin and other sign-in events report failure in
 	// responseElements, not errorCode.
 	for _, k := range [...]string{"ConsoleLogin", "CheckMfa", "UserAuthentication", "CredentialVerification"} {
-		if r := str(v, "responseElements", k); r != "" && !strings.EqualFold(r, "Success") {
+		if r := p.str(f.responseElements, k); r != "" && !strings.EqualFold(r, "Success") {
 			ev.Outcome = schema.OutcomeFailure
 			ev.Error = msg
 			if ev.Error == "" {
