@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"auditwatch/alert"
 	"auditwatch/config"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/filetail"
@@ -36,6 +38,10 @@ type daemon struct {
 	srv    *http.Server
 	ln     net.Listener
 	stderr io.Writer
+
+	routerOnce, routerClose sync.Once
+	routerV                 *alert.Router
+	routerErr               error
 }
 
 // newDaemon parses `--config FILE`, loads the config and sets up logging

@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,41 +21,24 @@ import (
 	"auditwatch/schema"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-// auditwatchBinary builds the command once per test binary.
+// auditwatchBinary builds the command into the test's temporary
+// directory (once per test; the build cache makes the second a link).
 func auditwatchBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "auditwatch-bin-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "auditwatch")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	if p, ok := binaries.Load(t.Name()); ok {
+		return p.(string)
 	}
-	return binPath
+	path := filepath.Join(t.TempDir(), "auditwatch")
+	out, err := exec.Command("go", "build", "-o", path, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	binaries.Store(t.Name(), path)
+	t.Cleanup(func() { binaries.Delete(t.Name()) })
+	return path
 }
+
+var binaries sync.Map
 
 // freeAddr returns a free loopback host:port.
 func freeAddr(t *testing.T) string {
@@ -147,12 +133,18 @@ func readFindings(t *testing.T, path string) []schema.Finding {
 
 // waitStable polls path until it holds at least want findings and has not
 // changed for quiet, or fails after limit.
-func waitFindings(t *testing.T, path string, want int, quiet, limit time.Duration) []schema.Finding {
+func waitFindings(t *testing.T, p *process, path string, want int, quiet, limit time.Duration) []schema.Finding {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	var last []schema.Finding
 	changed := time.Now()
 	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("auditwatch exited early (%v):\n%s", err, p.stderr)
+		default:
+		}
 		fs := readFindings(t, path)
 		if len(fs) != len(last) {
 			last, changed = fs, time.Now()
@@ -186,6 +178,22 @@ func TestRunOpenBaoScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	findings := filepath.Join(work, "findings.jsonl")
+	var (
+		hookMu    sync.Mutex
+		hookPosts int
+	)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		hookMu.Lock()
+		hookPosts++
+		hookMu.Unlock()
+	}))
+	defer hook.Close()
+	posts := func() int {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		return hookPosts
+	}
 	cfgPath := filepath.Join(work, "run.yaml")
 	cfg := fmt.Sprintf(`sources:
   - name: scenario
@@ -201,17 +209,21 @@ detectors:
   unexpected_ip: {learning_period: 1m}
   first_time_access: {learning_period: 1m}
   access_volume_spike: {learning_period: 1m}
+alerts:
+  outputs:
+    - {name: hook, type: webhook, webhook: {url: %q}}
+  default_outputs: [hook]
 files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 10s
-`, drop, filepath.Join(work, "vault-audit.log"), filepath.Join(work, "state"), scenarioLearnUntil, findings, freeAddr(t))
+`, drop, filepath.Join(work, "vault-audit.log"), filepath.Join(work, "state"), scenarioLearnUntil, hook.URL, findings, freeAddr(t))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
 	p := startAuditwatch(t, "run", "--config", cfgPath)
-	fs := waitFindings(t, findings, 23, 3*time.Second, 60*time.Second)
+	fs := waitFindings(t, p, findings, 23, 3*time.Second, 60*time.Second)
 	p.stop(t)
 	fs = readFindings(t, findings)
 
@@ -265,12 +277,21 @@ shutdown_timeout: 10s
 		}
 	}
 
+	// The alert router delivered to the webhook.
+	delivered := posts()
+	if delivered == 0 {
+		t.Error("the alert router posted nothing to the webhook")
+	}
+
 	// A restart resumes after the file: nothing new.
 	p = startAuditwatch(t, "run", "--config", cfgPath)
 	time.Sleep(3 * time.Second)
 	p.stop(t)
 	if n := len(readFindings(t, findings)); n != len(fs) {
 		t.Errorf("after restart: %d findings, want %d", n, len(fs))
+	}
+	if n := posts(); n != delivered {
+		t.Errorf("after restart: %d webhook posts, want still %d", n, delivered)
 	}
 	if !strings.Contains(p.stderr.String(), "msg=stopped") {
 		t.Errorf("no clean stop logged:\n%s", p.stderr)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"auditwatch/alert"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
 	"auditwatch/ingest"
@@ -80,12 +81,67 @@ func (d *daemon) detectorOpenerFor(key string, dcfg detect.Config) pipeline.Open
 	}
 }
 
-// outputSinks opens the alert router as a finding sink.
-func (d *daemon) outputSinks(ctx context.Context) (pipeline.FindingSinks, func(), error) {
-	return nil, func() {}, nil
+// router opens the alert router of the `alerts:` section once (nil when
+// the section is absent). Its idempotency ledger defaults to
+// <state.dir>/alert/ledger.db, so a restart that replays findings posts
+// none twice, and its dead-letter file to <state.dir>/alert/dead-letter.jsonl.
+func (d *daemon) router() (*alert.Router, error) {
+	d.routerOnce.Do(func() {
+		if d.cfg.Alerts.Kind == 0 {
+			return
+		}
+		acfg, err := alert.FromNode(&d.cfg.Alerts)
+		if err != nil {
+			d.routerErr = fmt.Errorf("config: %w", err)
+			return
+		}
+		if acfg.StatePath == "" || acfg.DeadLetter.Path == "" {
+			if err := os.MkdirAll(d.stateDir("alert"), 0o700); err != nil {
+				d.routerErr = err
+				return
+			}
+		}
+		if acfg.StatePath == "" {
+			acfg.StatePath = d.stateDir("alert", "ledger.db")
+		}
+		if acfg.DeadLetter.Path == "" && len(acfg.Outputs) > 0 {
+			acfg.DeadLetter.Path = d.stateDir("alert", "dead-letter.jsonl")
+		}
+		d.routerV, d.routerErr = alert.New(acfg, d.log.With("component", "alert"), d.reg)
+	})
+	return d.routerV, d.routerErr
 }
 
-// storeSinks opens storage as an event sink.
+// closeRouter closes the router if it was opened.
+func (d *daemon) closeRouter() {
+	d.routerClose.Do(func() {
+		if d.routerV != nil {
+			if err := d.routerV.Close(); err != nil {
+				d.log.Warn("close alert router", "err", err)
+			}
+		}
+	})
+}
+
+// outputSinks opens the alert router as a finding sink.
+func (d *daemon) outputSinks(ctx context.Context) (pipeline.FindingSinks, func(), error) {
+	r, err := d.router()
+	if err != nil || r == nil {
+		return nil, func() {}, err
+	}
+	return pipeline.FindingSinks{r}, d.closeRouter, nil
+}
+
+// storeSinks opens the event sinks beyond the events file: the alert
+// router's raw-event outputs (SIEM) when it has any.
 func (d *daemon) storeSinks(ctx context.Context) (pipeline.EventSinks, func(), error) {
-	return nil, func() {}, nil
+	r, err := d.router()
+	if err != nil || r == nil {
+		return nil, func() {}, err
+	}
+	acfg, err := alert.FromNode(&d.cfg.Alerts)
+	if err != nil || len(acfg.EventOutputs) == 0 {
+		return nil, func() {}, nil
+	}
+	return pipeline.EventSinks{r}, d.closeRouter, nil
 }
