@@ -1,9 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	chschema "auditwatch/schema/clickhouse"
 	"auditwatch/store/chdb"
@@ -116,4 +120,36 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("storage.query.max_result_rows: must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// LoadConfigFile reads the `storage:` section of a root config file,
+// strictly (unknown keys in it are errors); other sections are ignored
+// here. A missing section gives the defaults.
+func LoadConfigFile(path string) (Config, error) {
+	var c Config
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	var root map[string]yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	node, ok := root["storage"]
+	if ok {
+		sub, err := yaml.Marshal(&node)
+		if err != nil {
+			return c, fmt.Errorf("config %s: storage: %w", path, err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(sub))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("config %s: storage: %w", path, err)
+		}
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
 }

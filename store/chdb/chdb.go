@@ -13,7 +13,8 @@
 // user input reaches the engine as bound {name:Type} parameters and is never
 // spliced into SQL text.
 //
-// The library is found, in order, at: the path given to Load, $CHDB_LIB_PATH,
+// The library is found, in order, at: the path given to Load, $CHDB_LIB_PATH
+// (when set, nothing else is tried),
 // .cache/chdb/<version>/package/libchdb.so under the working directory or any
 // parent (where scripts/fetch-chdb.sh puts it), /usr/local/lib/libchdb.so,
 // and finally the dynamic loader's own search path.
@@ -66,7 +67,12 @@ func FindLibrary(explicit string) string {
 		cands = append(cands, explicit)
 	}
 	if p := os.Getenv("CHDB_LIB_PATH"); p != "" {
-		cands = append(cands, p)
+		// An explicit environment path is the only candidate: no fallback
+		// to another copy of the library.
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		return ""
 	}
 	if wd, err := os.Getwd(); err == nil {
 		for d := wd; ; d = filepath.Dir(d) {
@@ -94,6 +100,10 @@ func Load(path string) error {
 	loadOnce.Do(func() {
 		p := FindLibrary(path)
 		if p == "" {
+			if env := os.Getenv("CHDB_LIB_PATH"); env != "" {
+				loadErr = fmt.Errorf("CHDB_LIB_PATH=%s does not exist: %w", env, ErrLibraryMissing)
+				return
+			}
 			p = "libchdb.so"
 		}
 		h, err := purego.Dlopen(p, purego.RTLD_NOW|purego.RTLD_GLOBAL)
