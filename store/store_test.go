@@ -78,10 +78,10 @@ func known(now time.Time) ([]schema.Event, []schema.Finding) {
 		evs = append(evs, e)
 	}
 	fs := []schema.Finding{
-		{ID: "f1", Detector: schema.DetectorAuthFailureSpike, Severity: schema.SeverityMedium, Time: at(time.Hour), Principal: "entity-alice",
+		{ID: "f1", Detector: schema.DetectorAuthFailureSpike, Severity: schema.SeverityMedium, Time: at(time.Hour), Principal: "entity-alice", Resource: "secret/data/prod/db",
 			SourceIP: "10.0.0.1", Count: 5, DedupeKey: "burst-1", Revision: 0, Summary: "5 failures", EventIDs: []string{"a3"},
 			FirstTime: at(2 * time.Hour), LastTime: at(time.Hour), Attributes: map[string]string{"window": "5m"}},
-		{ID: "f2", Detector: schema.DetectorAuthFailureSpike, Severity: schema.SeverityHigh, Time: at(50 * time.Minute), Principal: "entity-alice",
+		{ID: "f2", Detector: schema.DetectorAuthFailureSpike, Severity: schema.SeverityHigh, Time: at(50 * time.Minute), Principal: "entity-alice", Resource: "secret/data/prod/db",
 			SourceIP: "10.0.0.1", Count: 9, DedupeKey: "burst-1", Revision: 1, Summary: "9 failures", FirstTime: at(2 * time.Hour), LastTime: at(50 * time.Minute)},
 		{ID: "f3", Detector: schema.DetectorUnexpectedIP, Severity: schema.SeverityHigh, Time: at(20 * time.Minute), Principal: "arn:aws:iam::111122223333:user/carol",
 			SourceIP: "203.0.113.9", Count: 1, DedupeKey: "ip-1", Summary: "new IP"},
