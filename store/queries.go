@@ -50,26 +50,22 @@ type QuerySpec struct {
 // Window filters by day partition first (pruning) and then by time.
 const window = `day >= toDate(toDateTime({since:UInt32}, 'UTC')) AND time >= toDateTime({since:UInt32}, 'UTC')`
 
-// blastSQL is the blast-radius query over events_by_principal for one match expression.
+// blastSQL is the blast-radius query over events_by_principal for one
+// match expression: one scan, each event fanned out (arrayJoin) into its
+// resource, address, principal, action and failure, then grouped.
 func blastSQL(match string) string {
-	part := func(kind, value, extra string) string {
-		return `SELECT '` + kind + `' AS kind, ` + value + ` AS value, uniqExact(id) AS events,
-       uniqExactIf(id, outcome = 'failure') AS failures, min(time) AS first_seen, max(time) AS last_seen
-FROM auditwatch.events_by_principal
-WHERE ` + match + ` AND ` + window + extra + `
-GROUP BY value`
-	}
-	return `SELECT kind, value, events, failures, first_seen, last_seen FROM (
-` + part("resource", "resource", "") + `
-UNION ALL
-` + part("source_ip", "source_ip", "") + `
-UNION ALL
-` + part("principal", "principal", "") + `
-UNION ALL
-` + part("action", "action", "") + `
-UNION ALL
-` + part("failure", "concat(action, ' ', resource, ' ', failure_kind, ' ', error)", " AND outcome = 'failure'") + `
+	return `SELECT kind, value, uniqExact(id) AS events, uniqExactIf(id, failed) AS failures,
+       min(time) AS first_seen, max(time) AS last_seen
+FROM (
+    SELECT id, time, outcome = 'failure' AS failed,
+           arrayJoin([('resource', resource), ('source_ip', source_ip), ('principal', principal), ('action', action),
+                      ('failure', if(outcome = 'failure', concat(action, ' ', resource, ' ', failure_kind, ' ', error), ''))]) AS kv,
+           tupleElement(kv, 1) AS kind, tupleElement(kv, 2) AS value
+    FROM auditwatch.events_by_principal
+    WHERE ` + match + ` AND ` + window + `
 )
+WHERE NOT (kind = 'failure' AND value = '')
+GROUP BY kind, value
 ORDER BY kind, events DESC, value
 LIMIT {limit:UInt64}`
 }

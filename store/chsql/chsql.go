@@ -79,6 +79,16 @@ const tsLayout = "2006-01-02 15:04:05"
 
 // AppendEscaped appends s in TabSeparated escaped form.
 func AppendEscaped(b []byte, s string) []byte {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '\\' || c == '\'' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return append(b, s...)
+	}
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
 		case '\\':
@@ -128,12 +138,32 @@ func bool01(v bool) byte {
 	return '0'
 }
 
+func append2(b []byte, v int) []byte { return append(b, byte('0'+v/10), byte('0'+v%10)) }
+
+// appendDayTime appends "YYYY-MM-DD\tYYYY-MM-DD hh:mm:ss" (UTC, clamped).
+func appendDayTime(b []byte, t time.Time) []byte {
+	t = ClampTime(t)
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	start := len(b)
+	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-')
+	b = append2(b, int(mo))
+	b = append(b, '-')
+	b = append2(b, d)
+	day := b[start:]
+	b = append(b, '\t')
+	b = append(b, day...)
+	b = append(b, ' ')
+	b = append2(b, h)
+	b = append(b, ':')
+	b = append2(b, mi)
+	b = append(b, ':')
+	return append2(b, s)
+}
+
 // AppendEventTSV appends ev as one TabSeparated row in EventColumns order.
 func AppendEventTSV(b []byte, ev *schema.Event) []byte {
-	t := ev.Time.UTC()
-	b = t.AppendFormat(b, "2006-01-02")
-	b = append(b, '\t')
-	b = t.AppendFormat(b, tsLayout)
+	b = appendDayTime(b, ev.Time)
 	for _, s := range []string{ev.Source, ev.ID, ev.Principal, ev.PrincipalName, ev.PrincipalType, ev.Session, ev.Account, ev.AccessKey} {
 		b = append(b, '\t')
 		b = AppendEscaped(b, s)
@@ -163,10 +193,7 @@ func AppendEventTSV(b []byte, ev *schema.Event) []byte {
 
 // AppendFindingTSV appends f as one TabSeparated row in FindingColumns order.
 func AppendFindingTSV(b []byte, f *schema.Finding) []byte {
-	t := f.Time.UTC()
-	b = t.AppendFormat(b, "2006-01-02")
-	b = append(b, '\t')
-	b = t.AppendFormat(b, tsLayout)
+	b = appendDayTime(b, f.Time)
 	for _, s := range []string{f.ID, f.Detector, string(f.Severity), f.Principal, f.PrincipalName, f.Resource, f.SourceIP, f.Source, f.Account} {
 		b = append(b, '\t')
 		b = AppendEscaped(b, s)

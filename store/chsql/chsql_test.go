@@ -113,3 +113,14 @@ func TestEventTSVEscapes(t *testing.T) {
 		t.Fatalf("row has %d tabs and %d newlines: %q", strings.Count(line, "\t"), strings.Count(line, "\n"), line)
 	}
 }
+
+func TestAppendDayTime(t *testing.T) {
+	for _, tm := range []time.Time{time.Date(2026, 11, 28, 1, 2, 3, 0, time.UTC), time.Date(1999, 1, 9, 23, 59, 59, 0, time.FixedZone("x", 3600)), time.Unix(-5, 0)} {
+		got := string(appendDayTime(nil, tm))
+		c := ClampTime(tm)
+		want := c.Format("2006-01-02") + "\t" + c.Format(tsLayout)
+		if got != want {
+			t.Errorf("appendDayTime(%v) = %q, want %q", tm, got, want)
+		}
+	}
+}

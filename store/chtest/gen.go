@@ -16,6 +16,14 @@ type Gen struct {
 	start time.Time
 	span  time.Duration
 	n     uint64
+	total uint64
+}
+
+// Sequential makes event times advance through the span over total events
+// (as a live stream delivers them) instead of being spread at random.
+func (g *Gen) Sequential(total int) *Gen {
+	g.total = uint64(total)
+	return g
 }
 
 // NewGen returns a generator of events spread over [start, start+span).
@@ -32,7 +40,7 @@ func (g *Gen) Event() schema.Event {
 	r := g.r
 	p := r.IntN(2000)
 	ev := schema.Event{
-		Time:          g.start.Add(time.Duration(r.Int64N(int64(g.span)))).Truncate(time.Second),
+		Time:          g.time(),
 		ID:            fmt.Sprintf("gen-%016x", g.n),
 		PrincipalType: "entity",
 		Namespace:     "root",
@@ -71,6 +79,14 @@ func (g *Gen) Event() schema.Event {
 		ev.HTTPStatus = 403
 	}
 	return ev
+}
+
+func (g *Gen) time() time.Time {
+	if g.total > 0 {
+		off := time.Duration(float64(g.span) * float64(g.n-1) / float64(g.total))
+		return g.start.Add(off + time.Duration(g.r.Int64N(int64(time.Second)))).Truncate(time.Second)
+	}
+	return g.start.Add(time.Duration(g.r.Int64N(int64(g.span)))).Truncate(time.Second)
 }
 
 // Events returns the next n events.
