@@ -8,7 +8,13 @@ package chtest
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -92,12 +98,21 @@ func freePort() (int, error) {
 type Server struct {
 	Addr string
 	Dir  string
+	// TLSAddr and CAFile are set by StartServerTLS: the native TLS port and
+	// the PEM certificate (self-signed for 127.0.0.1) that verifies it.
+	TLSAddr string
+	CAFile  string
 }
 
 // StartServer starts clickhouse-server with its own config on 127.0.0.1
 // and random free ports, data in a temp dir, and stops it when the test
 // ends. It waits until the native port accepts connections.
-func StartServer(t testing.TB) *Server {
+func StartServer(t testing.TB) *Server { return startServer(t, false) }
+
+// StartServerTLS is StartServer with a TLS native port as well.
+func StartServerTLS(t testing.TB) *Server { return startServer(t, true) }
+
+func startServer(t testing.TB, withTLS bool) *Server {
 	t.Helper()
 	bin, err := ServerBinary()
 	if err != nil {
@@ -117,8 +132,26 @@ func StartServer(t testing.TB) *Server {
 			t.Fatal(err)
 		}
 	}
+	tlsXML, tlsAddr, caFile := "", "", ""
+	if withTLS {
+		tlsPort, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key, err := selfSigned(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tlsAddr, caFile = "127.0.0.1:"+strconv.Itoa(tlsPort), cert
+		tlsXML = fmt.Sprintf(`<tcp_port_secure>%d</tcp_port_secure>
+  <openSSL><server><certificateFile>%s</certificateFile><privateKeyFile>%s</privateKeyFile>
+    <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
+    <cacheSessions>true</cacheSessions><disableProtocols>sslv2,sslv3</disableProtocols><preferServerCiphers>true</preferServerCiphers>
+  </server></openSSL>`, tlsPort, cert, key)
+	}
 	config := fmt.Sprintf(`<?xml version="1.0"?>
 <yandex>
+  %[4]s
   <logger><level>warning</level><log>%[1]s/log/server.log</log><errorlog>%[1]s/log/error.log</errorlog></logger>
   <listen_host>127.0.0.1</listen_host>
   <tcp_port>%[2]d</tcp_port>
@@ -135,7 +168,7 @@ func StartServer(t testing.TB) *Server {
   <uncompressed_cache_size>268435456</uncompressed_cache_size>
   <max_concurrent_queries>20</max_concurrent_queries>
 </yandex>
-`, dir, tcp, httpPort)
+`, dir, tcp, httpPort, tlsXML)
 	users := `<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
@@ -190,5 +223,56 @@ func StartServer(t testing.TB) *Server {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return &Server{Addr: addr, Dir: dir}
+	if tlsAddr != "" {
+		if err := waitListen(tlsAddr, exited, ctx); err != nil {
+			t.Fatalf("clickhouse-server TLS port: %v", err)
+		}
+	}
+	return &Server{Addr: addr, Dir: dir, TLSAddr: tlsAddr, CAFile: caFile}
+}
+
+func waitListen(addr string, exited chan error, ctx context.Context) error {
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("server exited: %v", err)
+		case <-ctx.Done():
+			return fmt.Errorf("%s not listening: %w", addr, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// selfSigned writes a self-signed RSA certificate for 127.0.0.1 into dir.
+func selfSigned(dir string) (certFile, keyFile string, err error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", "", err
+	}
+	tpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return "", "", err
+	}
+	kb := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	return certFile, keyFile, os.WriteFile(keyFile, kb, 0o600)
 }
