@@ -267,3 +267,49 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("defaults: backend %q, Validate() = %v", d.Backend, err)
 	}
 }
+
+func TestRetention(t *testing.T) {
+	for _, bc := range backends {
+		t.Run(bc.name, func(t *testing.T) {
+			dbSeq++
+			db := fmt.Sprintf("aw_ret_%d", dbSeq)
+			cfg := bc.cfg(t, db)
+			cfg.RetentionDays = 30
+			st := openRW(t, cfg)
+			ctx := context.Background()
+			if err := st.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now().UTC()
+			evs := chtest.NewGen(5, now.Add(-100*24*time.Hour), time.Hour).Events(10)
+			evs = append(evs, chtest.NewGen(6, now.Add(-2*time.Hour), time.Hour).Events(10)...)
+			if err := st.InsertEvents(ctx, evs, ""); err != nil {
+				t.Fatal(err)
+			}
+			dropped, err := st.DropExpired(ctx, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(dropped) == 0 {
+				t.Fatal("no partition dropped")
+			}
+			r, err := st.Raw(ctx, "SELECT toUInt64(count()) FROM "+db+".events", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Rows[0][0] != uint64(10) {
+				t.Errorf("%v rows left after retention, want the 10 recent ones (dropped %v)", r.Rows[0][0], dropped)
+			}
+			r, err = st.Raw(ctx, "SELECT toUInt64(count()) FROM "+db+".events_by_principal", nil)
+			if err != nil || r.Rows[0][0] != uint64(10) {
+				t.Errorf("events_by_principal after retention: %v %v", r, err)
+			}
+			if st.Dialect().Modern {
+				r, err := st.Raw(ctx, "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = 'events'", chsql.Params{chsql.Str("db", db)})
+				if err != nil || len(r.Rows) != 1 || !strings.Contains(fmt.Sprint(r.Rows[0][0]), "TTL") {
+					t.Errorf("modern events table has no TTL: %v %v", r, err)
+				}
+			}
+		})
+	}
+}
