@@ -47,7 +47,7 @@ func loadGenerated(tb testing.TB, st *DB, n int) (time.Duration, schema.Event) {
 			}
 		}
 		start := time.Now()
-		if err := st.InsertEvents(ctx, evs, EventsToken(evs)); err != nil {
+		if err := st.InsertEvents(ctx, evs); err != nil {
 			tb.Fatal(err)
 		}
 		spent += time.Since(start)
@@ -96,7 +96,7 @@ func benchQueries(b *testing.B, st *DB, sample schema.Event) {
 }
 
 func runBench(b *testing.B, cfg Config) {
-	st, err := Open(context.Background(), cfg, ReadWrite, nil)
+	st, err := Open(context.Background(), cfg, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

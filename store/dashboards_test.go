@@ -81,10 +81,10 @@ func TestDashboardSQLRunsOnCHDB(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	evs, fs := known(now)
-	if err := st.InsertEvents(ctx, evs, ""); err != nil {
+	if err := st.InsertEvents(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.InsertFindings(ctx, fs, ""); err != nil {
+	if err := st.InsertFindings(ctx, fs); err != nil {
 		t.Fatal(err)
 	}
 	d := loadDashboards(t)["secret-access.json"]

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"auditwatch/schema"
 	chschema "auditwatch/schema/clickhouse"
 	"auditwatch/store/chdb"
@@ -33,8 +35,10 @@ type Result = chsql.Result
 
 // Store keeps events and findings and answers runbook queries.
 type Store interface {
-	InsertEvents(ctx context.Context, evs []schema.Event, token string) error
-	InsertFindings(ctx context.Context, fs []schema.Finding, token string) error
+	// InsertEvents writes one block; its deduplication token is derived
+	// from its rows, so retrying the same block never doubles rows.
+	InsertEvents(ctx context.Context, evs []schema.Event) error
+	InsertFindings(ctx context.Context, fs []schema.Finding) error
 	Migrate(ctx context.Context) error
 	Query(ctx context.Context, name string, args QueryArgs) (*Result, error)
 	Close() error
@@ -68,9 +72,33 @@ type DB struct {
 	logger *slog.Logger
 }
 
-// Open opens the configured backend. cfg gets its defaults applied and is
-// validated first.
-func Open(ctx context.Context, cfg Config, mode Mode, logger *slog.Logger) (Store, error) {
+// Open opens the configured backend for writing (the pipeline, migrations).
+// cfg gets its defaults applied and is validated first. reg, when not nil,
+// gets auditwatch_store_info{backend}.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (Store, error) {
+	st, err := open(ctx, cfg, ReadWrite, logger)
+	if err != nil {
+		return nil, err
+	}
+	if reg != nil {
+		cfg.Defaults()
+		info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_store_info", Help: "The storage backend in use (value 1)."}, []string{"backend"})
+		info.WithLabelValues(cfg.Backend).Set(1)
+		if err := reg.Register(info); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("storage metrics: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// OpenReadOnly opens the configured backend for runbook queries: every
+// statement runs with readonly=1 and the storage.query limits.
+func OpenReadOnly(ctx context.Context, cfg Config, logger *slog.Logger) (Store, error) {
+	return open(ctx, cfg, ReadOnly, logger)
+}
+
+func open(ctx context.Context, cfg Config, mode Mode, logger *slog.Logger) (Store, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -109,14 +137,14 @@ func (d *DB) Dialect() chschema.Dialect {
 	return chschema.Dialect{DB: d.cfg.Database, Modern: d.b.Modern()}
 }
 
-// InsertEvents writes one block. token is its deduplication token.
-func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string) error {
-	return d.b.InsertEvents(ctx, evs, token)
+// InsertEvents writes one block with the deduplication token EventsToken(evs).
+func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event) error {
+	return d.b.InsertEvents(ctx, evs, EventsToken(evs))
 }
 
-// InsertFindings writes one block of findings.
-func (d *DB) InsertFindings(ctx context.Context, fs []schema.Finding, token string) error {
-	return d.b.InsertFindings(ctx, fs, token)
+// InsertFindings writes one block of findings (token FindingsToken(fs)).
+func (d *DB) InsertFindings(ctx context.Context, fs []schema.Finding) error {
+	return d.b.InsertFindings(ctx, fs, FindingsToken(fs))
 }
 
 // Migrate creates the database and applies every migration not yet
@@ -214,8 +242,8 @@ func (d *DB) Close() error { return d.b.Close() }
 // offStore discards writes and refuses queries.
 type offStore struct{}
 
-func (offStore) InsertEvents(context.Context, []schema.Event, string) error     { return nil }
-func (offStore) InsertFindings(context.Context, []schema.Finding, string) error { return nil }
-func (offStore) Migrate(context.Context) error                                  { return nil }
-func (offStore) Query(context.Context, string, QueryArgs) (*Result, error)      { return nil, ErrOff }
-func (offStore) Close() error                                                   { return nil }
+func (offStore) InsertEvents(context.Context, []schema.Event) error        { return nil }
+func (offStore) InsertFindings(context.Context, []schema.Finding) error    { return nil }
+func (offStore) Migrate(context.Context) error                             { return nil }
+func (offStore) Query(context.Context, string, QueryArgs) (*Result, error) { return nil, ErrOff }
+func (offStore) Close() error                                              { return nil }

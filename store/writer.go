@@ -17,18 +17,17 @@ import (
 
 // Inserter is what the Writer writes blocks to (a Store).
 type Inserter interface {
-	InsertEvents(ctx context.Context, evs []schema.Event, token string) error
-	InsertFindings(ctx context.Context, fs []schema.Finding, token string) error
+	InsertEvents(ctx context.Context, evs []schema.Event) error
+	InsertFindings(ctx context.Context, fs []schema.Finding) error
 }
 
 // ErrWriterClosed is returned by Add after Close.
 var ErrWriterClosed = errors.New("store writer is closed")
 
 // Writer batches events and findings into blocks bounded by row count and
-// age. Every block carries a deduplication token derived from its rows'
-// ids; a block that fails is kept and retried as the same block with the
-// same token, so a retry that follows a lost acknowledgement never doubles
-// rows. Flush returns only when every row added before it is durable.
+// age. A block that fails is kept and retried as the same block, so it
+// carries the same deduplication token (derived from its rows' ids) and a
+// retry that follows a lost acknowledgement never doubles rows. Flush returns only when every row added before it is durable.
 type Writer struct {
 	st     Inserter
 	cfg    BatchConfig
@@ -206,7 +205,7 @@ func (w *Writer) writePending(ctx context.Context) error {
 func (w *Writer) tryPending(ctx context.Context) error {
 	if len(w.pendEv) > 0 {
 		start := time.Now()
-		if err := w.st.InsertEvents(ctx, w.pendEv, EventsToken(w.pendEv)); err != nil {
+		if err := w.st.InsertEvents(ctx, w.pendEv); err != nil {
 			w.failures.WithLabelValues("events").Inc()
 			return err
 		}
@@ -215,7 +214,7 @@ func (w *Writer) tryPending(ctx context.Context) error {
 		w.pendEv = nil
 	}
 	if len(w.pendF) > 0 {
-		if err := w.st.InsertFindings(ctx, w.pendF, FindingsToken(w.pendF)); err != nil {
+		if err := w.st.InsertFindings(ctx, w.pendF); err != nil {
 			w.failures.WithLabelValues("findings").Inc()
 			return err
 		}

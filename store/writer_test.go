@@ -24,7 +24,8 @@ type flaky struct {
 	events int
 }
 
-func (f *flaky) InsertEvents(_ context.Context, evs []schema.Event, token string) error {
+func (f *flaky) InsertEvents(_ context.Context, evs []schema.Event) error {
+	token := EventsToken(evs)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.blocks = append(f.blocks, token)
@@ -40,7 +41,7 @@ func (f *flaky) InsertEvents(_ context.Context, evs []schema.Event, token string
 	return nil
 }
 
-func (f *flaky) InsertFindings(context.Context, []schema.Finding, string) error { return nil }
+func (f *flaky) InsertFindings(context.Context, []schema.Finding) error { return nil }
 
 func TestWriterRetriesSameBlock(t *testing.T) {
 	f := &flaky{failN: 2}

@@ -49,7 +49,7 @@ func runLoad(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.Open(ctx, cfg, store.ReadWrite, logger)
+	st, err := store.Open(ctx, cfg, logger, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch load:", err)
 		return 1

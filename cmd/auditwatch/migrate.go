@@ -37,7 +37,7 @@ func runMigrate(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return 0
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.Open(ctx, cfg, store.ReadWrite, logger)
+	st, err := store.Open(ctx, cfg, logger, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch migrate:", err)
 		return 1
