@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/auditwatch
 
-.PHONY: build demo test lint fuzz fuzz-smoke bench bench-store chdb clean
+.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize bench-store chdb clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auditwatch
@@ -46,3 +46,10 @@ bench-store: chdb
 
 clean:
 	rm -rf bin
+
+# Normalize throughput: the Go benchmark (one core) and the command on a
+# ~100k-record mixed file written to /dev/null.
+bench-normalize: build
+	$(GO) test -run='^$$' -bench=BenchmarkNormalize -benchtime=5x -cpu=1 ./ingest
+	$(GO) test -run='^$$' -bench=BenchmarkNormalize -benchtime=1x -cpu=1 ./ingest -args -bench-out=$(CURDIR)/bin/bench-input.jsonl >/dev/null
+	time -p env GOMAXPROCS=1 $(BIN) normalize bin/bench-input.jsonl >/dev/null

@@ -1,0 +1,196 @@
+// Package ledger owns the alert stage's small persistent state: which
+// (output, finding id, revision) deliveries are done, so a redelivered
+// finding never posts twice, and the Slack thread timestamp of each dedupe
+// key, so repeats land in the same thread across restarts. It is a bbolt
+// file; every write is one committed transaction.
+package ledger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketSent    = []byte("sent")
+	bucketThreads = []byte("threads")
+)
+
+// Outcome of a handled delivery.
+const (
+	Delivered    byte = 'd'
+	DeadLettered byte = 'x'
+)
+
+// Ledger is safe for concurrent use. A zero path keeps everything in memory.
+type Ledger struct {
+	db *bolt.DB
+
+	mu      sync.Mutex
+	sent    map[string]byte
+	threads map[string]string
+}
+
+// Open opens (creating) the ledger at path, dropping delivery keys older
+// than retention. An empty path gives an in-memory ledger.
+func Open(path string, retention time.Duration, now time.Time) (*Ledger, error) {
+	l := &Ledger{sent: map[string]byte{}, threads: map[string]string{}}
+	if path == "" {
+		return l, nil
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("alert ledger %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketSent, bucketThreads} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		if retention <= 0 {
+			return nil
+		}
+		cutoff := now.Add(-retention).Unix()
+		b := tx.Bucket(bucketSent)
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(v) == 9 && int64(binary.BigEndian.Uint64(v[1:])) < cutoff {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("alert ledger %s: %w", path, err)
+	}
+	l.db = db
+	return l, nil
+}
+
+// Key is the idempotency key of one finding revision on one output.
+func Key(output, findingID string, revision int) string {
+	return output + "\x00" + findingID + "\x00" + strconv.Itoa(revision)
+}
+
+// Done reports whether key was handled, and how (Delivered or DeadLettered).
+func (l *Ledger) Done(key string) (bool, byte, error) {
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		o, ok := l.sent[key]
+		return ok, o, nil
+	}
+	var out byte
+	err := l.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketSent).Get([]byte(key)); len(v) > 0 {
+			out = v[0]
+		}
+		return nil
+	})
+	if err != nil {
+		return false, 0, fmt.Errorf("alert ledger: %w", err)
+	}
+	return out != 0, out, nil
+}
+
+// Mark records key as handled with outcome at now.
+func (l *Ledger) Mark(key string, outcome byte, now time.Time) error {
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.sent[key] = outcome
+		return nil
+	}
+	v := make([]byte, 9)
+	v[0] = outcome
+	binary.BigEndian.PutUint64(v[1:], uint64(now.Unix()))
+	if err := l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSent).Put([]byte(key), v) }); err != nil {
+		return fmt.Errorf("alert ledger: %w", err)
+	}
+	return nil
+}
+
+// Forget removes key, so the delivery it records can be made again.
+func (l *Ledger) Forget(key string) error {
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.sent, key)
+		return nil
+	}
+	if err := l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSent).Delete([]byte(key)) }); err != nil {
+		return fmt.Errorf("alert ledger: %w", err)
+	}
+	return nil
+}
+
+// Thread returns the thread reference stored for key.
+func (l *Ledger) Thread(key string) (string, bool, error) {
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		ts, ok := l.threads[key]
+		return ts, ok, nil
+	}
+	var ts string
+	err := l.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketThreads).Get([]byte(key)); v != nil {
+			ts = string(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("alert ledger: %w", err)
+	}
+	return ts, ts != "", nil
+}
+
+// SetThread stores the thread reference for key.
+func (l *Ledger) SetThread(key, ts string) error {
+	if ts == "" {
+		return errors.New("alert ledger: empty thread reference")
+	}
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.threads[key] = ts
+		return nil
+	}
+	if err := l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketThreads).Put([]byte(key), []byte(ts)) }); err != nil {
+		return fmt.Errorf("alert ledger: %w", err)
+	}
+	return nil
+}
+
+// Scoped returns a view of the thread table whose keys are prefixed with
+// scope (an output name), as one output's thread store.
+func (l *Ledger) Scoped(scope string) *Threads { return &Threads{l: l, scope: scope + "\x00"} }
+
+// Threads is one output's thread table.
+type Threads struct {
+	l     *Ledger
+	scope string
+}
+
+// Thread returns the thread reference of key.
+func (t *Threads) Thread(key string) (string, bool, error) { return t.l.Thread(t.scope + key) }
+
+// SetThread stores the thread reference of key.
+func (t *Threads) SetThread(key, ts string) error { return t.l.SetThread(t.scope+key, ts) }
+
+// Close closes the file.
+func (l *Ledger) Close() error {
+	if l.db == nil {
+		return nil
+	}
+	return l.db.Close()
+}

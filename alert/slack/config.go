@@ -1,0 +1,103 @@
+package slack
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"auditwatch/internal/secret"
+)
+
+// Modes of the Slack output.
+const (
+	ModeBot     = "bot"     // chat.postMessage with a bot token: threads and count edits
+	ModeWebhook = "webhook" // an incoming webhook: one message per alert, no threads
+)
+
+// Config of one Slack output.
+type Config struct {
+	Mode string `yaml:"mode"`
+	// Token is the bot token (xoxb-…), for ModeBot.
+	Token secret.Secret `yaml:"token"`
+	// WebhookURL is the incoming-webhook URL, for ModeWebhook. It is a
+	// credential, so it is a secret too.
+	WebhookURL secret.Secret `yaml:"webhook_url"`
+	// Channel is the channel id or name to post to (ModeBot).
+	Channel string `yaml:"channel"`
+	// APIURL is Slack's Web API base URL, ending in "/".
+	APIURL string `yaml:"api_url"`
+	// MinInterval between two messages to one channel (Slack allows about
+	// one per second per channel).
+	MinInterval time.Duration `yaml:"min_interval"`
+	// UpdateParent edits the thread's first message with the running count
+	// when a repeat is posted (ModeBot).
+	UpdateParent *bool `yaml:"update_parent"`
+	// MaxFieldChars bounds each value shown (after escaping).
+	MaxFieldChars int `yaml:"max_field_chars"`
+}
+
+// ApplyDefaults fills zero fields.
+func (c *Config) ApplyDefaults() {
+	if c.Mode == "" {
+		c.Mode = ModeBot
+	}
+	if c.APIURL == "" {
+		c.APIURL = "https://slack.com/api/"
+	}
+	if c.MinInterval == 0 {
+		c.MinInterval = time.Second
+	}
+	if c.UpdateParent == nil {
+		t := true
+		c.UpdateParent = &t
+	}
+	if c.MaxFieldChars == 0 {
+		c.MaxFieldChars = 300
+	}
+}
+
+// Validate reports every bad field, each prefixed by path.
+func (c Config) Validate(path string) error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", path, field, fmt.Sprintf(format, args...)))
+	}
+	switch c.Mode {
+	case ModeBot:
+		if c.Token.IsZero() {
+			bad("token", "required in bot mode ({env: NAME} or {file: PATH})")
+		}
+		if c.Channel == "" {
+			bad("channel", "required in bot mode")
+		}
+		if !c.WebhookURL.IsZero() {
+			bad("webhook_url", "only for webhook mode")
+		}
+	case ModeWebhook:
+		if c.WebhookURL.IsZero() {
+			bad("webhook_url", "required in webhook mode ({env: NAME} or {file: PATH})")
+		}
+		if !c.Token.IsZero() {
+			bad("token", "only for bot mode")
+		}
+	default:
+		bad("mode", "unknown mode %q (want bot or webhook)", c.Mode)
+	}
+	if err := c.Token.Validate(); err != nil {
+		bad("token", "%v", err)
+	}
+	if err := c.WebhookURL.Validate(); err != nil {
+		bad("webhook_url", "%v", err)
+	}
+	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("api_url", "must be an http(s) URL, got %q", c.APIURL)
+	}
+	if c.MinInterval < 0 {
+		bad("min_interval", "must not be negative, got %s", c.MinInterval)
+	}
+	if c.MaxFieldChars < 32 || c.MaxFieldChars > 2000 {
+		bad("max_field_chars", "must be within 32..2000, got %d", c.MaxFieldChars)
+	}
+	return errors.Join(errs...)
+}

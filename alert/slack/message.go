@@ -1,0 +1,211 @@
+package slack
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"auditwatch/alert/notify"
+	"auditwatch/schema"
+)
+
+var severityEmoji = map[schema.Severity]string{
+	schema.SeverityCritical: ":red_circle:",
+	schema.SeverityHigh:     ":large_orange_circle:",
+	schema.SeverityMedium:   ":large_yellow_circle:",
+	schema.SeverityLow:      ":large_blue_circle:",
+	schema.SeverityInfo:     ":white_circle:",
+}
+
+// message is what one alert renders to: Block Kit blocks and the plain
+// text fallback (notifications, screen readers, clients without blocks).
+type message struct {
+	Blocks []slack.Block
+	Text   string
+}
+
+// render builds the message for a (every attacker-controlled value goes
+// through Escape). The layout answers, in order: what happened and how bad,
+// who, what resource, from where, why it is unusual, the evidence, and the
+// command to paste to investigate.
+func render(a notify.Alert, maxField int) message {
+	f := a.Finding
+	e := func(s string) string { return Escape(s, maxField) }
+	sev := strings.ToUpper(e(string(f.Severity)))
+	title := fmt.Sprintf("%s %s: %s", severityEmoji[f.Severity], sev, e(detectorTitle(f.Detector)))
+	if a.Update {
+		title = fmt.Sprintf("%s (repeat %d, %d events so far)", title, a.Repeat, a.GroupCount)
+	}
+	who := e(f.Principal)
+	if f.PrincipalName != "" && f.PrincipalName != f.Principal {
+		who = e(f.PrincipalName) + "\n" + code(e(f.Principal))
+	}
+	where := dash(e(f.SourceIP))
+	what := dash(e(f.Resource))
+	when := f.Time.UTC().Format(time.RFC3339)
+	if !f.FirstTime.IsZero() && !f.LastTime.IsZero() && !f.FirstTime.Equal(f.LastTime) {
+		when = f.FirstTime.UTC().Format(time.RFC3339) + " → " + f.LastTime.UTC().Format(time.RFC3339)
+	}
+	origin := e(f.Source)
+	if f.Account != "" {
+		origin += " / " + e(f.Account)
+	}
+	fields := []*slack.TextBlockObject{
+		mrkdwn("*Who*\n" + dash(who)),
+		mrkdwn("*What*\n" + what),
+		mrkdwn("*Where from*\n" + where),
+		mrkdwn("*When*\n" + when),
+		mrkdwn(fmt.Sprintf("*Events*\n%d", max(f.Count, 1))),
+		mrkdwn("*Source*\n" + dash(origin)),
+	}
+	blocks := []slack.Block{
+		slack.NewSectionBlock(mrkdwn("*"+title+"*\n"+dash(e(f.Summary))), nil, nil),
+		slack.NewSectionBlock(nil, fields, nil),
+		slack.NewSectionBlock(mrkdwn("*Why this is unusual*\n"+dash(e(f.Reason))), nil, nil),
+	}
+	if attrs := attributes(f, maxField); attrs != "" {
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn("*Details*\n"+attrs), nil, nil))
+	}
+	blocks = append(blocks,
+		slack.NewSectionBlock(mrkdwn("*Investigate*\n```"+Runbook(f)+"```"), nil, nil),
+		slack.NewContextBlock("", mrkdwn(evidence(f, maxField))),
+	)
+	text := fmt.Sprintf("%s %s: %s — who: %s, from: %s, resource: %s", sev, e(detectorTitle(f.Detector)),
+		dash(e(f.Summary)), dash(e(f.Principal)), where, what)
+	if a.Update {
+		text = fmt.Sprintf("Repeat %d (%d events so far): %s", a.Repeat, a.GroupCount, text)
+	}
+	return message{Blocks: blocks, Text: text}
+}
+
+// renderParentUpdate is the first message of a thread once repeats came
+// in: the original alert with the running count in its title.
+func renderParentUpdate(a notify.Alert, maxField int) message {
+	first := a
+	first.Update = false
+	m := render(first, maxField)
+	note := fmt.Sprintf("%d alerts, %d events since %s — see thread", a.Repeat, a.GroupCount, a.GroupStart.UTC().Format(time.RFC3339))
+	m.Blocks = append(m.Blocks, slack.NewContextBlock("", mrkdwn(note)))
+	m.Text = m.Text + " (" + note + ")"
+	return m
+}
+
+func attributes(f schema.Finding, maxField int) string {
+	keys := notify.SortedAttributeKeys(f.Attributes)
+	if len(keys) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for i, k := range keys {
+		if i == 8 {
+			fmt.Fprintf(&b, "…and %d more", len(keys)-i)
+			break
+		}
+		fmt.Fprintf(&b, "%s: %s\n", Escape(k, 64), code(Escape(f.Attributes[k], maxField)))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func evidence(f schema.Finding, maxField int) string {
+	var b strings.Builder
+	b.WriteString("Evidence: ")
+	if len(f.EventIDs) == 0 {
+		b.WriteString("none listed")
+	}
+	for i, id := range f.EventIDs {
+		if i == 10 {
+			fmt.Fprintf(&b, " …and %d more", len(f.EventIDs)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(code(Escape(id, 80)))
+	}
+	fmt.Fprintf(&b, " · finding %s rev %d", code(Escape(f.ID, 80)), f.Revision)
+	return notify.Truncate(b.String(), 2900)
+}
+
+// Runbook returns the commands an on-call engineer pastes to investigate
+// f, already escaped for a Slack code block. Values are single-quoted for
+// the shell; a value that cannot be quoted safely for both the shell and
+// Slack (control characters, backticks, very long) is replaced by the
+// finding-id query.
+func Runbook(f schema.Finding) string {
+	var lines []string
+	q := func(flag, v string) string {
+		if v == "" {
+			return ""
+		}
+		if qv, ok := shellQuote(v); ok {
+			return " " + flag + " " + qv
+		}
+		return ""
+	}
+	if r := q("--resource", f.Resource); r != "" {
+		lines = append(lines, "auditwatch query who-accessed"+r+" --since 24h")
+	}
+	if p := q("--principal", f.Principal); p != "" {
+		lines = append(lines, "auditwatch query by-principal"+p+" --since 24h")
+	}
+	if ip := q("--ip", f.SourceIP); ip != "" {
+		lines = append(lines, "auditwatch query by-ip"+ip+" --since 24h")
+	}
+	if id, ok := shellQuote(f.ID); ok {
+		lines = append(lines, "auditwatch query finding --id "+id)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// shellQuote single-quotes v for a POSIX shell and escapes it for Slack,
+// refusing values a code block cannot show faithfully.
+func shellQuote(v string) (string, bool) {
+	if len(v) > 512 || strings.ContainsAny(v, "`\r\n") {
+		return "", false
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f || r == 0xfffd || (r >= 0x80 && r <= 0x9f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {
+			return "", false
+		}
+	}
+	q := "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+	return r.Replace(q), true
+}
+
+func detectorTitle(d string) string {
+	switch d {
+	case schema.DetectorUnexpectedIP:
+		return "secret access from an unexpected IP"
+	case schema.DetectorFirstTimeAccess:
+		return "first-time access to a secret"
+	case schema.DetectorAuthFailureSpike:
+		return "authentication failure spike"
+	case schema.DetectorPrivilegedUse:
+		return "privileged operation"
+	case schema.DetectorAccessVolumeSpike:
+		return "secret access volume spike"
+	}
+	return d
+}
+
+func mrkdwn(s string) *slack.TextBlockObject {
+	// verbatim: Slack must not auto-link URLs or names in our text.
+	return slack.NewTextBlockObject(slack.MarkdownType, notify.Truncate(s, 2900), false, true)
+}
+
+func code(s string) string {
+	if s == "" {
+		return s
+	}
+	return "`" + s + "`"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}

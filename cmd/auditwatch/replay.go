@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"auditwatch/config"
+	"auditwatch/detect"
+	"auditwatch/detect/state"
+	"auditwatch/ingest"
+	"auditwatch/internal/termsafe"
+	"auditwatch/schema"
+)
+
+func init() {
+	register("replay", command{
+		summary: "run the detectors over audit log files in event-time order",
+		run:     runReplay,
+	})
+}
+
+// loadReplayConfig reads the detectors section of the root configuration
+// at path (strictly: config.Load rejects unknown keys anywhere, and
+// detect.DecodeConfig unknown keys in detectors:). No path: defaults.
+func loadReplayConfig(path string) (detect.Config, error) {
+	if path == "" {
+		return detect.DecodeConfig(nil)
+	}
+	root, err := config.Load(path)
+	if err != nil {
+		return detect.Config{}, err
+	}
+	c, err := detect.DecodeConfig(&root.Detectors)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// replayPos is the per-input progress stored in checkpoint meta.
+type replayPos struct {
+	Events int64 `json:"events"`
+	Done   bool  `json:"done"`
+}
+
+func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	configPath := fl.String("config", "", "auditwatch config file (its detectors: section is used)")
+	stateDir := fl.String("state", "", "state directory (kept across runs); default a temporary store")
+	learnUntil := fl.String("learn-until", "", "RFC3339 time: events before it build baselines and raise nothing")
+	every := fl.Int("checkpoint-every", 100_000, "checkpoint state every N events")
+	opts := ingest.DefaultOptions()
+	fl.StringVar(&opts.Format, "format", opts.Format, "input format: auto, cloudtrail or vault")
+	fl.Usage = func() {
+		fmt.Fprintln(stderr, "usage: auditwatch replay [--config FILE] [--state DIR] [--learn-until RFC3339] PATH...")
+		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors in event-time order and writes findings as JSON lines on stdout.")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	paths := fl.Args()
+	if len(paths) == 0 {
+		fl.Usage()
+		return 2
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(fmt.Sprintf(format, a...)))
+		return code
+	}
+	dcfg, err := loadReplayConfig(*configPath)
+	if err != nil {
+		return fail(2, "%v", err)
+	}
+	if *learnUntil != "" {
+		t, err := time.Parse(time.RFC3339Nano, *learnUntil)
+		if err != nil {
+			return fail(2, "--learn-until %q: want an RFC3339 time", *learnUntil)
+		}
+		dcfg.LearnUntil = t.UTC()
+	}
+	if *every < 1 {
+		return fail(2, "--checkpoint-every must be at least 1")
+	}
+	if err := opts.Validate(); err != nil {
+		return fail(2, "%v", err)
+	}
+	opts.Stdin = stdin
+
+	// Without --state: a temporary store, removed at exit.
+	st, err := state.Open(state.Config{Dir: *stateDir})
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	defer st.Close()
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	eng, err := detect.New(dcfg, st, logger, nil)
+	if err != nil {
+		return fail(2, "%v", err)
+	}
+	defer eng.Close()
+	meta, err := eng.Meta()
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	pos := map[string]replayPos{}
+	for k, v := range meta {
+		name, ok := strings.CutPrefix(k, "replay/")
+		if !ok {
+			continue
+		}
+		var p replayPos
+		if err := json.Unmarshal(v, &p); err != nil {
+			return fail(1, "state meta %q unreadable: %v", k, err)
+		}
+		pos[name] = p
+	}
+
+	out := bufio.NewWriterSize(stdout, 256<<10)
+	var nFindings, sinceCkpt int64
+	var buf []byte
+	emit := func(fs []schema.Finding) error {
+		for i := range fs {
+			b, err := json.Marshal(&fs[i])
+			if err != nil {
+				return fmt.Errorf("encode finding: %w", err)
+			}
+			buf = append(append(buf[:0], b...), '\n')
+			if _, err := out.Write(buf); err != nil {
+				return fmt.Errorf("write output: %w", err)
+			}
+			nFindings++
+		}
+		return nil
+	}
+	checkpoint := func() error {
+		// Findings are out before the state that no longer raises them is saved.
+		if err := out.Flush(); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		m := make(map[string][]byte, len(pos))
+		for name, p := range pos {
+			b, _ := json.Marshal(p)
+			m["replay/"+name] = b
+		}
+		sinceCkpt = 0
+		return eng.Checkpoint(m)
+	}
+	var total ingest.Stats
+	err = ingest.OpenPaths(paths, opts, func(name string, r *ingest.Reader) error {
+		p := pos[name]
+		if p.Done {
+			fmt.Fprintf(stderr, "replay: %s already replayed into this state; skipped\n", termsafe.String(name))
+			return nil
+		}
+		skip := p.Events
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			ev, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				var re *ingest.RecordError
+				if errors.As(err, &re) {
+					fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(err.Error()))
+					continue
+				}
+				return err
+			}
+			if skip > 0 {
+				skip--
+				continue
+			}
+			if err := emit(eng.Process(ev)); err != nil {
+				return err
+			}
+			p.Events++
+			pos[name] = p
+			sinceCkpt++
+			if sinceCkpt >= int64(*every) {
+				if err := checkpoint(); err != nil {
+					return err
+				}
+			}
+		}
+		total = total.Add(r.Stats())
+		p.Done = true
+		pos[name] = p
+		return nil
+	})
+	if err == nil {
+		err = emit(eng.Drain())
+	}
+	if err == nil {
+		err = checkpoint()
+	}
+	if ferr := out.Flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("write output: %w", ferr)
+	}
+	s := eng.Stats()
+	fmt.Fprintf(stderr, "replay: %d records, %d events (%d late), %d rejected, %d findings, %d state evictions\n",
+		total.Records, s.Events, s.Late, total.Rejected, nFindings, s.Evictions)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	return 0
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"auditwatch/ingest/source"
+	"auditwatch/pipeline"
+	"auditwatch/stream"
+)
+
+func init() {
+	register("run", command{
+		summary: "run every stage in one process on the embedded stream (--config FILE)",
+		run:     runAll,
+	})
+}
+
+// Embedded topic names.
+const embeddedEvents = "events"
+
+func runAll(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
+	d, code := newDaemon("run", args, stderr)
+	if d == nil {
+		return code
+	}
+	if err := d.runAll(ctx); err != nil {
+		d.log.Error("run failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func (d *daemon) runAll(ctx context.Context) error {
+	cfg := d.cfg
+	if err := d.serve(); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		d.close(sctx)
+	}()
+
+	open, err := d.detectorOpener("embedded")
+	if err != nil {
+		return err
+	}
+	// The detector state of the one embedded partition; its checkpoint
+	// metadata holds where each source resumes.
+	det, err := open(0, false)
+	if err != nil {
+		return err
+	}
+	meta, err := det.Meta()
+	if err != nil {
+		det.Close()
+		return err
+	}
+	positions := source.NewMemCheckpoints(pipeline.PositionsFromMeta(meta))
+	handedOut := false
+	opener := func(p int, fresh bool) (pipeline.Detector, error) {
+		if p != 0 || fresh || handedOut {
+			return open(p, fresh)
+		}
+		handedOut = true
+		return det, nil
+	}
+
+	sinks, closeSinks, err := d.findingSinks(ctx)
+	if err != nil {
+		det.Close()
+		return err
+	}
+	defer closeSinks()
+	events, closeEvents, err := d.eventSinks(ctx)
+	if err != nil {
+		det.Close()
+		return err
+	}
+	defer closeEvents()
+
+	emb, err := stream.NewEmbedded(cfg.Stream.Embedded, d.reg)
+	if err != nil {
+		return err
+	}
+	defer emb.Close()
+	stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
+		Open:               opener,
+		Findings:           sinks,
+		Events:             events,
+		CheckpointEvents:   cfg.State.CheckpointEvents,
+		CheckpointInterval: cfg.State.CheckpointInterval,
+		Logger:             d.log,
+		Registerer:         d.reg,
+	})
+	if err != nil {
+		return err
+	}
+	ing, err := pipeline.NewIngest(pipeline.IngestConfig{
+		Stream: emb, EventsTopic: embeddedEvents, CarryPositions: true,
+		Logger: d.log, Registerer: d.reg,
+	})
+	if err != nil {
+		return err
+	}
+	srcs, err := buildSources(cfg, positions, d.log, d.reg)
+	if err != nil {
+		return err
+	}
+
+	detCtx, stopDetect := context.WithCancel(context.Background())
+	defer stopDetect()
+	detDone := make(chan error, 1)
+	go func() { detDone <- emb.Consume(detCtx, embeddedEvents, "detect", stage) }()
+
+	srcCtx, stopSources := context.WithCancel(ctx)
+	defer stopSources()
+	var wg sync.WaitGroup
+	srcErr := make(chan error, len(srcs))
+	for _, s := range srcs {
+		wg.Add(1)
+		go func(s source.Source) {
+			defer wg.Done()
+			if err := s.Run(srcCtx, ing); err != nil {
+				srcErr <- fmt.Errorf("source %s: %w", s.Name(), err)
+			}
+		}(s)
+	}
+	d.ready.Store(true)
+	d.log.Info("running", "sources", len(srcs))
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		d.log.Info("shutting down", "deadline", cfg.ShutdownTimeout)
+	case failure = <-srcErr:
+	case failure = <-detDone:
+		if failure == nil {
+			failure = fmt.Errorf("detect stage stopped")
+		}
+		detDone <- nil
+	}
+	d.ready.Store(false)
+
+	// Stop the sources, then let the detect stage hand on and checkpoint
+	// what it has taken; all within the shutdown deadline.
+	deadline := time.NewTimer(cfg.ShutdownTimeout)
+	defer deadline.Stop()
+	stopSources()
+	srcsDone := make(chan struct{})
+	go func() { wg.Wait(); close(srcsDone) }()
+	select {
+	case <-srcsDone:
+	case <-deadline.C:
+		return fmt.Errorf("sources did not stop within %v", cfg.ShutdownTimeout)
+	}
+	stopDetect()
+	select {
+	case err := <-detDone:
+		if failure == nil {
+			failure = err
+		}
+	case <-deadline.C:
+		return fmt.Errorf("detect stage did not stop within %v", cfg.ShutdownTimeout)
+	}
+	if failure != nil {
+		return failure
+	}
+	d.log.Info("stopped")
+	return nil
+}
+
+// findingSinks opens the configured finding sinks.
+func (d *daemon) findingSinks(ctx context.Context) (pipeline.FindingSinks, func(), error) {
+	var sinks pipeline.FindingSinks
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	if p := d.cfg.Files.Findings; p != "" {
+		f, err := pipeline.OpenFindingsFile(p)
+		if err != nil {
+			return nil, closeAll, err
+		}
+		sinks = append(sinks, f)
+		closers = append(closers, f.Close)
+	}
+	more, closeMore, err := d.outputSinks(ctx)
+	if err != nil {
+		closeAll()
+		return nil, func() {}, err
+	}
+	sinks = append(sinks, more...)
+	closers = append(closers, func() error { closeMore(); return nil })
+	return sinks, closeAll, nil
+}
+
+// eventSinks opens the configured event sinks.
+func (d *daemon) eventSinks(ctx context.Context) (pipeline.EventSink, func(), error) {
+	var sinks pipeline.EventSinks
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	if p := d.cfg.Files.Events; p != "" {
+		f, err := pipeline.OpenEventsFile(p)
+		if err != nil {
+			return nil, closeAll, err
+		}
+		sinks = append(sinks, f)
+		closers = append(closers, f.Close)
+	}
+	more, closeMore, err := d.storeSinks(ctx)
+	if err != nil {
+		closeAll()
+		return nil, func() {}, err
+	}
+	sinks = append(sinks, more...)
+	closers = append(closers, func() error { closeMore(); return nil })
+	if len(sinks) == 0 {
+		return nil, closeAll, nil
+	}
+	return sinks, closeAll, nil
+}

@@ -1,0 +1,292 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"auditwatch/schema"
+)
+
+// authSpike counts failed authentications and denied calls in a sliding
+// event-time window per principal and/or per source IP (config keys), and
+// raises a finding when a key's count reaches the fixed threshold or is far
+// above the key's own learned rate (an EWMA of failures per window, with a
+// minimum count). A burst is one finding: later failures update it (same
+// DedupeKey, higher Revision and Count) each time the count doubles, until
+// the key has been quiet for the cool-down. With both keys, an address
+// burst opens only for anonymous failures or for two or more identities
+// failing from the address: one identity's failures are its own burst.
+type authSpike struct {
+	e       *Engine
+	cfg     *AuthFailureSpikeConfig
+	kinds   map[string]bool
+	byPrinc bool
+	byIP    bool
+	t       *table[spikeState]
+	h       hasher
+	bucket  int64 // ns per bucket
+}
+
+const spikeBuckets = 12
+
+type spikeState struct {
+	Newest int64                `json:"n"` // index of the newest bucket
+	Counts [spikeBuckets]uint32 `json:"c"`
+	Win    int64                `json:"w"`  // current tumbling window index (rate learning)
+	WinCnt uint32               `json:"wc"` // failures in it
+	EWMA   float64              `json:"e"`  // learned failures per window
+	Recent []string             `json:"r,omitempty"`
+	// Who: identities failing from this address within the window (ip
+	// keys only, bounded).
+	Who []whoSeen `json:"h,omitempty"`
+	B   burst     `json:"b"`
+}
+
+type whoSeen struct {
+	K key   `json:"k"`
+	T int64 `json:"t"`
+}
+
+const maxWho = 8
+
+// identities records ev's principal in s.Who and returns how many distinct
+// identities failed within the window (anonymous failures count none).
+func (d *authSpike) identities(s *spikeState, ev *schema.Event, t, win int64) int {
+	kept := s.Who[:0]
+	for _, w := range s.Who {
+		if t-w.T <= win {
+			kept = append(kept, w)
+		}
+	}
+	s.Who = kept
+	if identity(ev) {
+		k := d.h.sum("who", ev.Principal)
+		found := false
+		for i := range s.Who {
+			if s.Who[i].K == k {
+				s.Who[i].T, found = max(s.Who[i].T, t), true
+			}
+		}
+		if !found {
+			if len(s.Who) >= maxWho {
+				s.Who = append(s.Who[:0], s.Who[1:]...)
+			}
+			s.Who = append(s.Who, whoSeen{K: k, T: t})
+		}
+	}
+	return len(s.Who)
+}
+
+func newAuthSpike(e *Engine) *authSpike {
+	cfg := &e.cfg.AuthFailureSpike
+	d := &authSpike{e: e, cfg: cfg, kinds: map[string]bool{},
+		t:      newTable(schema.DetectorAuthFailureSpike, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[spikeState](jsonCodec[spikeState]{}), e.log, e.m),
+		bucket: cfg.Window.D().Nanoseconds() / spikeBuckets}
+	if d.bucket <= 0 {
+		d.bucket = 1
+	}
+	for _, k := range cfg.FailureKinds {
+		d.kinds[k] = true
+	}
+	for _, k := range cfg.Keys {
+		switch k {
+		case "principal":
+			d.byPrinc = true
+		case "ip":
+			d.byIP = true
+		}
+	}
+	return d
+}
+
+func (d *authSpike) tables() []tableStats { return []tableStats{d.t} }
+
+func (d *authSpike) counts(ev *schema.Event) bool {
+	if !ev.Failed() {
+		return false
+	}
+	if ev.Auth {
+		return ev.FailureKind != schema.FailureThrottled
+	}
+	return d.kinds[ev.FailureKind]
+}
+
+func (d *authSpike) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []schema.Finding {
+	if !d.counts(ev) {
+		return out
+	}
+	if d.byPrinc && c.hasPrincipal {
+		out = d.key(ev, c, "principal", ev.Principal, out)
+	}
+	if d.byIP && ev.SourceIP != "" && !ev.SourceIsService {
+		out = d.key(ev, c, "ip", ev.SourceIP, out)
+	}
+	return out
+}
+
+func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []schema.Finding) []schema.Finding {
+	n, _ := d.t.get(d.h.sum(kind, val), true)
+	s := &n.v
+	d.t.touch(n)
+	t := ev.Time.UnixNano()
+	win := d.cfg.Window.D().Nanoseconds()
+	max := d.e.cfg.MaxEvidence
+
+	// Learned rate: fold finished tumbling windows into the EWMA.
+	w := t / win
+	if s.Win == 0 && s.WinCnt == 0 && s.EWMA == 0 {
+		s.Win = w
+	}
+	if w > s.Win {
+		a := d.cfg.EWMAAlpha
+		s.EWMA = a*float64(s.WinCnt) + (1-a)*s.EWMA
+		if gap := w - s.Win - 1; gap > 0 {
+			s.EWMA *= math.Pow(1-a, float64(min(gap, 10000)))
+		}
+		s.Win, s.WinCnt = w, 0
+	}
+	if w == s.Win {
+		s.WinCnt++
+	}
+
+	// Sliding window count.
+	bi := t / d.bucket
+	inWindow := true
+	switch {
+	case s.Newest == 0 && s.Counts == [spikeBuckets]uint32{}:
+		s.Newest = bi
+	case bi > s.Newest:
+		shift := bi - s.Newest
+		if shift >= spikeBuckets {
+			s.Counts = [spikeBuckets]uint32{}
+		} else {
+			for i := int64(1); i <= shift; i++ {
+				s.Counts[(s.Newest+i)%spikeBuckets] = 0
+			}
+		}
+		s.Newest = bi
+	case bi <= s.Newest-spikeBuckets:
+		inWindow = false // late beyond the window
+	}
+	count := 0
+	if inWindow {
+		s.Counts[bi%spikeBuckets]++
+		for _, x := range s.Counts {
+			count += int(x)
+		}
+	}
+	if len(s.Recent) >= max {
+		s.Recent = append(s.Recent[:0], s.Recent[1:]...)
+	}
+	s.Recent = append(s.Recent, ev.ID)
+
+	b := &s.B
+	if b.open(t, d.cfg.Cooldown.D()) {
+		b.Count++
+		if t > b.Last {
+			b.Last = t
+		}
+		b.addID(ev.ID, max)
+		b.addItem(principalOrAnon(ev), max)
+		// A new kind of failure (bad passwords, then made-up tokens) is
+		// news; so is a doubled count.
+		newKind := b.addItem("kind:"+ev.FailureKind, max)
+		if c.history || (!newKind && b.Count < 2*b.Reported) {
+			return out
+		}
+		b.Rev++
+		b.Reported = b.Count
+		reason := "update"
+		if newKind {
+			reason = fmt.Sprintf("burst continues with a new kind of failure (%s): %d failures since it began", ev.FailureKind, b.Count)
+		}
+		return append(out, d.finding(ev, c, kind, val, s, count, reason))
+	}
+	if c.history || !inWindow {
+		return out
+	}
+	if kind == "ip" && d.byPrinc && identity(ev) && d.identities(s, ev, t, win) < 2 {
+		// One identity failing from one address is that identity's burst,
+		// reported by its principal key; the address key speaks for
+		// anonymous failures and for many identities from one address.
+		return out
+	}
+	rate := s.EWMA
+	fixed := count >= d.cfg.Threshold
+	dynamic := count >= d.cfg.MinCount && float64(count) > d.cfg.Factor*rate
+	if !fixed && !dynamic {
+		return out
+	}
+	*b = burst{Key: schema.MakeID(schema.DetectorAuthFailureSpike, kind, val, ev.ID), Count: count, Reported: count, Last: t}
+	b.First = t
+	for _, id := range s.Recent {
+		b.addID(id, max)
+	}
+	b.addItem(principalOrAnon(ev), max)
+	b.addItem("kind:"+ev.FailureKind, max)
+	reason := fmt.Sprintf("%d failures in %s reached the threshold %d", count, d.cfg.Window.D(), d.cfg.Threshold)
+	if !fixed {
+		reason = fmt.Sprintf("%d failures in %s is more than %g x this %s's learned rate of %.2f per window (minimum %d)",
+			count, d.cfg.Window.D(), d.cfg.Factor, kind, rate, d.cfg.MinCount)
+	}
+	f := d.finding(ev, c, kind, val, s, count, reason)
+	// The burst started within the window before this event.
+	f.FirstTime = time.Unix(0, max64(t-d.cfg.Window.D().Nanoseconds(), 0)).UTC()
+	return append(out, f)
+}
+
+func (d *authSpike) finding(ev *schema.Event, c *evalCtx, kind, val string, s *spikeState, inWindow int, reason string) schema.Finding {
+	b := &s.B
+	f := d.e.finding(schema.DetectorAuthFailureSpike, d.cfg.Severity, ev, c)
+	b.fill(&f, schema.DetectorAuthFailureSpike, ev.ID)
+	if reason == "update" {
+		reason = fmt.Sprintf("burst continues: %d failures since it began (%d in the last %s)", b.Count, inWindow, d.cfg.Window.D())
+	}
+	f.Reason = reason
+	who := "principal " + nameOf(ev)
+	if kind == "ip" {
+		who = "source address " + val
+		f.SourceIP = val
+		if !identity(ev) || b.principals() > 1 || len(s.Who) > 1 {
+			// Unknown or many identities from one address: no single principal.
+			f.Principal, f.PrincipalName = "", ""
+		}
+	}
+	f.Summary = fmt.Sprintf("%d failed authentications or denied calls by %s", b.Count, who)
+	f.Attributes["key"] = kind
+	f.Attributes["failure_kind"] = ev.FailureKind
+	f.Attributes["in_window"] = fmt.Sprint(inWindow)
+	f.Attributes["learned_rate"] = fmt.Sprintf("%.3f", s.EWMA)
+	f.Attributes["principals"] = fmt.Sprint(b.principals())
+	return f
+}
+
+func principalOrAnon(ev *schema.Event) string {
+	if identity(ev) {
+		return ev.Principal
+	}
+	if ev.PrincipalName != "" {
+		return "anonymous:" + ev.PrincipalName
+	}
+	return "anonymous"
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// principals counts the distinct identities in a burst's items.
+func (b *burst) principals() int {
+	n := 0
+	for _, x := range b.Items {
+		if !strings.HasPrefix(x, "kind:") {
+			n++
+		}
+	}
+	return n
+}

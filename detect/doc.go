@@ -1,0 +1,29 @@
+// Package detect owns auditwatch's detectors and the engine that runs them:
+// unexpected_ip, first_time_access, auth_failure_spike, privileged_use and
+// access_volume_spike, evaluated over schema.Events in event-time order.
+//
+// Event time: the Engine holds events in a reorder buffer until they are
+// older than the newest event seen minus the allowed lateness, then
+// evaluates them in (time, arrival) order. An event older than what was
+// already evaluated is still evaluated, at once, and its findings carry
+// Late. Learning periods, windows and cool-downs all use event time, so a
+// replay of last month gives the findings live processing gave.
+//
+// Findings: ids are schema.MakeID over the evidence, so the same input
+// always gives the same ids, and a restart that replays events after the
+// last checkpoint re-emits findings with the ids already emitted (downstream
+// dedupes them). Bursts (auth failures, bulk reads, root-token sessions,
+// grouped first-time accesses) are one incident: later findings keep the
+// DedupeKey and raise Revision and Count.
+//
+// State: each detector keeps its baselines in bounded in-memory tables
+// (LRU) over a durable store (package detect/state, bbolt). Evictions are
+// counted in Stats and in auditwatch_detect_state_evictions_total; an
+// evicted entry not yet saved waits for the next Checkpoint, which writes
+// every dirty entry, the reorder buffer and the caller's input positions in
+// one transaction (writes are batched, never one transaction per event).
+//
+// History: Config.LearnUntil (replay --learn-until) marks events before it
+// as history: baselines learn from them, no finding is raised. A principal
+// seen in the history is past its learning period from LearnUntil on.
+package detect

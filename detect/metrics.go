@@ -1,0 +1,90 @@
+package detect
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	events, late, overflow, checkpoints, checkpointErrors prometheus.Counter
+	buffered                                              prometheus.Gauge
+	checkpointSeconds                                     prometheus.Histogram
+	findings                                              *prometheus.CounterVec
+	evictions, spillDrops                                 *prometheus.CounterVec
+	findingBy                                             map[string]prometheus.Counter
+	evictBy, dropBy                                       map[string]prometheus.Counter
+}
+
+// register registers c, or returns the collector already registered under
+// the same name (a second engine in one process shares the series).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
+			}
+		}
+	}
+	return c
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := &metrics{
+		events: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_events_total",
+			Help: "Events given to the detection engine."})),
+		late: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_late_events_total",
+			Help: "Events that arrived later than the allowed lateness (processed, findings marked late)."})),
+		overflow: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_reorder_overflow_total",
+			Help: "Events released early because the reorder buffer was full."})),
+		checkpoints: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_checkpoints_total",
+			Help: "Detector state checkpoints committed."})),
+		checkpointErrors: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_checkpoint_errors_total",
+			Help: "Detector state checkpoints that failed."})),
+		buffered: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_reorder_buffered",
+			Help: "Events waiting in the reorder buffer."})),
+		checkpointSeconds: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "auditwatch_detect_checkpoint_seconds",
+			Help: "Time to commit one checkpoint.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)})),
+		findings: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_findings_total",
+			Help: "Findings raised, by detector."}, []string{"detector"})),
+		evictions: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_state_evictions_total",
+			Help: "Entries evicted from a bounded in-memory state table, by table."}, []string{"table"})),
+		spillDrops: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_state_spill_dropped_total",
+			Help: "Evicted unsaved entries dropped before a checkpoint could save them (state lost), by table."}, []string{"table"})),
+		findingBy: map[string]prometheus.Counter{},
+		evictBy:   map[string]prometheus.Counter{},
+		dropBy:    map[string]prometheus.Counter{},
+	}
+	return m
+}
+
+func (m *metrics) finding(det string) {
+	c := m.findingBy[det]
+	if c == nil {
+		c = m.findings.WithLabelValues(det)
+		m.findingBy[det] = c
+	}
+	c.Inc()
+}
+
+func (m *metrics) evicted(space string) {
+	c := m.evictBy[space]
+	if c == nil {
+		c = m.evictions.WithLabelValues(space)
+		m.evictBy[space] = c
+	}
+	c.Inc()
+}
+
+func (m *metrics) spillDropped(space string) {
+	c := m.dropBy[space]
+	if c == nil {
+		c = m.spillDrops.WithLabelValues(space)
+		m.dropBy[space] = c
+	}
+	c.Inc()
+}

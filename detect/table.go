@@ -1,0 +1,275 @@
+package detect
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"log/slog"
+
+	"auditwatch/detect/state"
+)
+
+// key identifies one entry of a table: a SHA-256 (truncated to 128 bits)
+// of the entry's length-prefixed parts. Fixed-size keys keep the working
+// set compact (no per-entry strings) and cannot be steered into collisions
+// by attacker-chosen principals or resources.
+type key [16]byte
+
+// hasher builds keys without allocating.
+type hasher struct{ buf []byte }
+
+func (h *hasher) sum(parts ...string) key {
+	b := h.buf[:0]
+	for _, p := range parts {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	h.buf = b
+	s := sha256.Sum256(b)
+	var k key
+	copy(k[:], s[:16])
+	return k
+}
+
+// codec persists a table's values.
+type codec[V any] interface {
+	encode(v *V) ([]byte, error)
+	decode(b []byte, v *V) error
+}
+
+type node[V any] struct {
+	k          key
+	v          V
+	prev, next *node[V]
+	dirty      bool
+}
+
+// table is a bounded in-memory working set (LRU) over one space of the
+// durable store. Misses load from the store; dirty entries are written at
+// the next checkpoint; evicted dirty entries wait (encoded) in a spill map
+// until then. Every eviction is counted, and so is every spilled entry
+// dropped because the spill map overflowed before a checkpoint.
+type table[V any] struct {
+	space    string
+	max      int
+	maxSpill int
+	st       *state.Store
+	codec    codec[V]
+	log      *slog.Logger
+	hooks    evictHooks
+
+	m          map[key]*node[V]
+	head, tail *node[V] // head: most recently used
+	free       *node[V]
+	dirty      []key
+	spill      map[key][]byte
+	spillOrder []key
+
+	// persisted: the store may hold entries of this space (false on a
+	// fresh store until the first checkpoint saves one: no misses hit disk).
+	persisted bool
+
+	evictions    uint64
+	spillDropped uint64
+	loadErrors   uint64
+}
+
+// evictHooks counts evictions in metrics.
+type evictHooks interface {
+	evicted(space string)
+	spillDropped(space string)
+}
+
+func newTable[V any](space string, max, maxSpill int, st *state.Store, c codec[V], log *slog.Logger, hooks evictHooks) *table[V] {
+	t := &table[V]{space: space, max: max, maxSpill: maxSpill, st: st, codec: c, log: log, hooks: hooks,
+		m: make(map[key]*node[V]), spill: make(map[key][]byte)}
+	if st != nil {
+		has, err := st.Has(space)
+		t.persisted = err != nil || has
+	}
+	return t
+}
+
+// get returns the entry for k, loading it from spill or store; with create
+// a missing entry is inserted zero-valued. found reports whether it existed.
+// The returned node is valid until the next get on this table.
+func (t *table[V]) get(k key, create bool) (n *node[V], found bool) {
+	if n = t.m[k]; n != nil {
+		t.moveFront(n)
+		return n, true
+	}
+	var raw []byte
+	if b, ok := t.spill[k]; ok {
+		raw = b
+		delete(t.spill, k)
+	} else if t.st != nil && t.persisted {
+		b, err := t.st.Get(t.space, k[:])
+		if err != nil {
+			t.loadErrors++
+			t.log.Error("detect: state read failed", "space", t.space, "err", err)
+		}
+		raw = b
+	}
+	if raw == nil && !create {
+		return nil, false
+	}
+	n = t.insert(k)
+	if raw != nil {
+		if err := t.codec.decode(raw, &n.v); err != nil {
+			t.loadErrors++
+			t.log.Error("detect: state entry unreadable, starting it afresh", "space", t.space, "err", err)
+			var zero V
+			n.v = zero
+			return n, false
+		}
+		return n, true
+	}
+	return n, false
+}
+
+// touch marks n to be written at the next checkpoint.
+func (t *table[V]) touch(n *node[V]) {
+	if !n.dirty {
+		n.dirty = true
+		t.dirty = append(t.dirty, n.k)
+	}
+}
+
+func (t *table[V]) insert(k key) *node[V] {
+	if len(t.m) >= t.max {
+		t.evict()
+	}
+	n := t.free
+	if n != nil {
+		t.free = nil
+		var zero V
+		n.v = zero
+		n.dirty = false
+	} else {
+		n = &node[V]{}
+	}
+	n.k = k
+	t.m[k] = n
+	n.prev, n.next = nil, t.head
+	if t.head != nil {
+		t.head.prev = n
+	}
+	t.head = n
+	if t.tail == nil {
+		t.tail = n
+	}
+	return n
+}
+
+func (t *table[V]) evict() {
+	n := t.tail
+	if n == nil {
+		return
+	}
+	t.unlink(n)
+	delete(t.m, n.k)
+	t.evictions++
+	if t.hooks != nil {
+		t.hooks.evicted(t.space)
+	}
+	if n.dirty {
+		b, err := t.codec.encode(&n.v)
+		if err == nil {
+			t.spill[n.k] = b
+			t.spillOrder = append(t.spillOrder, n.k)
+			for len(t.spill) > t.maxSpill && len(t.spillOrder) > 0 {
+				old := t.spillOrder[0]
+				t.spillOrder = t.spillOrder[1:]
+				if _, ok := t.spill[old]; ok {
+					delete(t.spill, old)
+					t.spillDropped++
+					if t.hooks != nil {
+						t.hooks.spillDropped(t.space)
+					}
+				}
+			}
+		}
+	}
+	t.free = n
+}
+
+func (t *table[V]) unlink(n *node[V]) {
+	if n.prev != nil {
+		n.prev.next = n.next
+	} else {
+		t.head = n.next
+	}
+	if n.next != nil {
+		n.next.prev = n.prev
+	} else {
+		t.tail = n.prev
+	}
+	n.prev, n.next = nil, nil
+}
+
+func (t *table[V]) moveFront(n *node[V]) {
+	if t.head == n {
+		return
+	}
+	t.unlink(n)
+	n.next = t.head
+	if t.head != nil {
+		t.head.prev = n
+	}
+	t.head = n
+	if t.tail == nil {
+		t.tail = n
+	}
+}
+
+// flush queues every dirty and spilled entry into b. Dirty flags are
+// cleared only by committed, so a failed commit loses nothing.
+func (t *table[V]) flush(b *state.Batch) error {
+	for _, k := range t.dirty {
+		n := t.m[k]
+		if n == nil || !n.dirty {
+			continue
+		}
+		v, err := t.codec.encode(&n.v)
+		if err != nil {
+			return err
+		}
+		kk := k
+		b.Put(t.space, kk[:], v)
+	}
+	for k, v := range t.spill {
+		kk := k
+		b.Put(t.space, kk[:], v)
+	}
+	return nil
+}
+
+// committed is called after the batch of flush was committed.
+func (t *table[V]) committed() {
+	if len(t.dirty) > 0 || len(t.spill) > 0 {
+		t.persisted = true
+	}
+	for _, k := range t.dirty {
+		if n := t.m[k]; n != nil {
+			n.dirty = false
+		}
+	}
+	t.dirty = t.dirty[:0]
+	clear(t.spill)
+	t.spillOrder = t.spillOrder[:0]
+}
+
+func (t *table[V]) len() int { return len(t.m) }
+
+// tableStats is what every table reports.
+type tableStats interface {
+	name() string
+	stats() (size int, evictions, spillDropped, loadErrors uint64, spilled int)
+	flush(b *state.Batch) error
+	committed()
+}
+
+func (t *table[V]) name() string { return t.space }
+
+func (t *table[V]) stats() (int, uint64, uint64, uint64, int) {
+	return len(t.m), t.evictions, t.spillDropped, t.loadErrors, len(t.spill)
+}

@@ -1,0 +1,154 @@
+package detect
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"auditwatch/schema"
+)
+
+// unexpectedIP raises a finding when a principal, past its learning
+// period, uses a network that is neither allowlisted (globally, for the
+// principal, a matching principal pattern or one of its Vault policies) nor
+// among the networks it was seen using. Calls made by AWS on a principal's
+// behalf and events without a client address never count.
+type unexpectedIP struct {
+	e   *Engine
+	cfg *UnexpectedIPConfig
+	t   *table[ipState]
+	h   hasher
+}
+
+type ipState struct {
+	Nets []learnedNet `json:"n"`
+}
+
+type learnedNet struct {
+	P       netip.Prefix `json:"p"`
+	Last    int64        `json:"l"`
+	Alerted bool         `json:"a,omitempty"`
+}
+
+func newUnexpectedIP(e *Engine) *unexpectedIP {
+	cfg := &e.cfg.UnexpectedIP
+	return &unexpectedIP{e: e, cfg: cfg,
+		t: newTable(schema.DetectorUnexpectedIP, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[ipState](jsonCodec[ipState]{}), e.log, e.m)}
+}
+
+func (d *unexpectedIP) tables() []tableStats { return []tableStats{d.t} }
+
+func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []schema.Finding {
+	if ev.SourceIsService || ev.SourceIP == "" || !c.hasPrincipal {
+		return out
+	}
+	addr, err := netip.ParseAddr(ev.SourceIP)
+	if err != nil {
+		return out
+	}
+	addr = addr.Unmap().WithZone("")
+	bits := d.cfg.IPv4Prefix
+	if addr.Is6() {
+		bits = d.cfg.IPv6Prefix
+	}
+	pfx, err := addr.Prefix(bits)
+	if err != nil {
+		return out
+	}
+	t := ev.Time.UnixNano()
+	forget := d.cfg.ForgetAfter.D().Nanoseconds()
+	n, _ := d.t.get(d.h.sum(ev.Principal), true)
+	s := &n.v
+	for i := range s.Nets {
+		ln := &s.Nets[i]
+		if ln.P != pfx {
+			continue
+		}
+		if t-ln.Last <= forget {
+			if t > ln.Last {
+				// Refresh at most once a minute: fewer dirty writes.
+				if t-ln.Last > int64(time.Minute) {
+					d.t.touch(n)
+				}
+				ln.Last = t
+			}
+			return out
+		}
+		// Forgotten: drop it and treat the network as new.
+		s.Nets = append(s.Nets[:i], s.Nets[i+1:]...)
+		break
+	}
+	learning := c.history || !c.learned(ev.Time, d.cfg.LearningPeriod.D())
+	if !learning && d.allowed(ev, addr) {
+		return out
+	}
+	known := len(s.Nets)
+	d.add(s, learnedNet{P: pfx, Last: t, Alerted: !learning})
+	d.t.touch(n)
+	if learning {
+		return out
+	}
+	f := d.e.finding(schema.DetectorUnexpectedIP, d.cfg.Severity, ev, c)
+	f.DedupeKey = schema.MakeID(schema.DetectorUnexpectedIP, ev.Principal, pfx.String())
+	f.ID = schema.MakeID(schema.DetectorUnexpectedIP, ev.Principal, pfx.String(), ev.ID)
+	f.Summary = fmt.Sprintf("%s used %s from %s, a network it has not used before", nameOf(ev), actionOf(ev), ev.SourceIP)
+	f.Reason = fmt.Sprintf("network %s is not among the principal's %d learned networks (learning since %s) and no allowlist covers it",
+		pfx, known, c.first.Format(time.RFC3339))
+	f.Attributes["network"] = pfx.String()
+	f.Attributes["learned_networks"] = fmt.Sprint(known)
+	return append(out, f)
+}
+
+func (d *unexpectedIP) add(s *ipState, ln learnedNet) {
+	if len(s.Nets) >= d.cfg.MaxNetworks {
+		oldest := 0
+		for i := range s.Nets {
+			if s.Nets[i].Last < s.Nets[oldest].Last {
+				oldest = i
+			}
+		}
+		s.Nets = append(s.Nets[:oldest], s.Nets[oldest+1:]...)
+	}
+	s.Nets = append(s.Nets, ln)
+}
+
+func (d *unexpectedIP) allowed(ev *schema.Event, addr netip.Addr) bool {
+	for i := range d.cfg.Trusted {
+		tr := &d.cfg.Trusted[i]
+		if (tr.Expires.IsZero() || ev.Time.Before(tr.Expires)) && tr.prefix.Contains(addr) {
+			return true
+		}
+	}
+	for i := range d.cfg.Allow {
+		a := &d.cfg.Allow[i]
+		if !a.Expires.IsZero() && !ev.Time.Before(a.Expires) {
+			continue
+		}
+		if a.Principal != "" && !matchGlob(a.Principal, ev.Principal) && !matchGlob(a.Principal, ev.PrincipalName) {
+			continue
+		}
+		if a.Policy != "" && !contains(ev.Policies, a.Policy) {
+			continue
+		}
+		for _, p := range a.prefixes {
+			if p.Contains(addr) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func nameOf(ev *schema.Event) string {
+	if ev.PrincipalName != "" && ev.PrincipalName != ev.Principal {
+		return fmt.Sprintf("%s (%s)", ev.PrincipalName, ev.Principal)
+	}
+	return ev.Principal
+}
+
+func actionOf(ev *schema.Event) string {
+	if ev.Resource != "" {
+		return ev.Action + " on " + ev.Resource
+	}
+	return ev.Action
+}

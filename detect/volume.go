@@ -1,0 +1,161 @@
+package detect
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"auditwatch/schema"
+)
+
+// volume raises a finding when a principal, past its learning period,
+// reads far more distinct secrets within a short window than it usually
+// does: at least floor and more than factor x its baseline (an EWMA of the
+// distinct secrets it had read within the window, sampled at each read).
+// A principal still learning has no baseline and alerts only at
+// learning_floor. Denied reads count; a bulk call (BatchGetSecretValue by
+// filter) counts as bulk_weight secrets. One finding per burst; updates
+// when the count grows by half.
+type volume struct {
+	e   *Engine
+	cfg *AccessVolumeSpikeConfig
+	t   *table[volState]
+	h   hasher
+}
+
+type seenRes struct {
+	K key   `json:"k"`
+	T int64 `json:"t"`
+}
+
+type volState struct {
+	Seen []seenRes `json:"s,omitempty"`
+	EWMA float64   `json:"e"`
+	B    burst     `json:"b"`
+}
+
+func newVolume(e *Engine) *volume {
+	cfg := &e.cfg.AccessVolumeSpike
+	return &volume{e: e, cfg: cfg,
+		t: newTable(schema.DetectorAccessVolumeSpike, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[volState](jsonCodec[volState]{}), e.log, e.m)}
+}
+
+func (d *volume) tables() []tableStats { return []tableStats{d.t} }
+
+func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []schema.Finding {
+	if !c.hasPrincipal || ev.Action == "vault:list" {
+		return out
+	}
+	if ev.Failed() && ev.FailureKind != schema.FailurePermissionDenied {
+		return out
+	}
+	res, ok := c.scope(ev)
+	if !ok {
+		return out
+	}
+	t := ev.Time.UnixNano()
+	win := d.cfg.Window.D().Nanoseconds()
+	n, _ := d.t.get(d.h.sum(ev.Principal), true)
+	d.t.touch(n)
+	s := &n.v
+	// A bulk call reads an unknown number of secrets: it weighs BulkWeight
+	// distinct ones (keys derived from its event id).
+	weight := 1
+	if globAny(d.cfg.BulkActions, ev.Action) {
+		weight = d.cfg.BulkWeight
+	}
+	// Drop reads that left the window; refresh or add this one.
+	have := false
+	for w := 0; w < weight; w++ {
+		var k key
+		if weight == 1 {
+			k = d.h.sum(res)
+		} else {
+			k = d.h.sum(res, ev.ID, strconv.Itoa(w))
+		}
+		kept := s.Seen[:0]
+		found := false
+		for _, x := range s.Seen {
+			if t-x.T > win {
+				continue
+			}
+			if x.K == k {
+				found = true
+				if t > x.T {
+					x.T = t
+				}
+			}
+			kept = append(kept, x)
+		}
+		s.Seen = kept
+		if !found {
+			if len(s.Seen) >= d.cfg.MaxTracked {
+				s.Seen = append(s.Seen[:0], s.Seen[1:]...)
+			}
+			s.Seen = append(s.Seen, seenRes{K: k, T: t})
+		}
+		have = have || found
+	}
+	distinct := len(s.Seen)
+	base := max(s.EWMA, d.cfg.MinBaseline)
+	limit := max(float64(d.cfg.Floor), d.cfg.Factor*base)
+	learning := c.history || !c.learned(ev.Time, d.cfg.LearningPeriod.D())
+	if learning && !c.history {
+		// No baseline of its own yet: only a bulk read this large counts.
+		limit = float64(d.cfg.LearningFloor)
+	}
+	max := d.e.cfg.MaxEvidence
+	b := &s.B
+	if b.open(t, d.cfg.Cooldown.D()) {
+		if !have {
+			b.Count += weight
+			b.addID(ev.ID, max)
+			b.addItem(res, max)
+		}
+		if t > b.Last {
+			b.Last = t
+		}
+		if c.history || 2*b.Count < 3*b.Reported {
+			return out
+		}
+		b.Rev++
+		b.Reported = b.Count
+		return append(out, d.finding(ev, c, s, distinct, fmt.Sprintf("burst continues: %d distinct secrets since it began", b.Count)))
+	}
+	if c.history || float64(distinct) < limit {
+		a := d.cfg.EWMAAlpha
+		s.EWMA = a*float64(distinct) + (1-a)*s.EWMA
+		return out
+	}
+	*b = burst{Key: schema.MakeID(schema.DetectorAccessVolumeSpike, ev.Principal, ev.ID), Count: distinct, Reported: distinct, First: t, Last: t}
+	for _, x := range s.Seen {
+		if x.T < b.First {
+			b.First = x.T
+		}
+	}
+	b.addID(ev.ID, max)
+	b.addItem(res, max)
+	reason := fmt.Sprintf("%d distinct secrets within %s; the principal's baseline is %.2f (alert at %.0f: floor %d, %g x baseline)",
+		distinct, d.cfg.Window.D(), s.EWMA, limit, d.cfg.Floor, d.cfg.Factor)
+	if learning {
+		reason = fmt.Sprintf("%d distinct secrets within %s by a principal still in its learning period (alert at %d)",
+			distinct, d.cfg.Window.D(), d.cfg.LearningFloor)
+	}
+	if weight > 1 {
+		reason += fmt.Sprintf("; each %s call counts as %d secrets", ev.Action, weight)
+	}
+	return append(out, d.finding(ev, c, s, distinct, reason))
+}
+
+func (d *volume) finding(ev *schema.Event, c *evalCtx, s *volState, distinct int, reason string) schema.Finding {
+	b := &s.B
+	f := d.e.finding(schema.DetectorAccessVolumeSpike, d.cfg.Severity, ev, c)
+	b.fill(&f, schema.DetectorAccessVolumeSpike, ev.ID)
+	f.Resource = ""
+	f.Summary = fmt.Sprintf("%s read %d distinct secrets within %s", nameOf(ev), b.Count, d.cfg.Window.D())
+	f.Reason = reason
+	f.Attributes["in_window"] = fmt.Sprint(distinct)
+	f.Attributes["baseline"] = fmt.Sprintf("%.3f", s.EWMA)
+	f.Attributes["first_seen"] = time.Unix(0, b.First).UTC().Format(time.RFC3339Nano)
+	return f
+}

@@ -1,0 +1,47 @@
+package dir
+
+import (
+	"errors"
+	"time"
+)
+
+// Config is a dir source's section of the config.
+type Config struct {
+	// Path is the folder watched for dropped files (recursive).
+	Path string `yaml:"path"`
+	// Pattern is a filepath.Match pattern for file names; empty takes every
+	// file except hidden ones.
+	Pattern string `yaml:"pattern"`
+	// PollInterval is how often the folder is listed for new files.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// SettleTime is how long a file's size and mtime must stay unchanged
+	// before it is read, so a file still being copied in is not read half.
+	SettleTime time.Duration `yaml:"settle_time"`
+	// Once reads the files present at start, then stops (backfill).
+	Once bool `yaml:"once"`
+}
+
+// SetDefaults fills unset fields.
+func (c *Config) SetDefaults() {
+	if c.PollInterval == 0 {
+		c.PollInterval = 2 * time.Second
+	}
+	if c.SettleTime == 0 {
+		c.SettleTime = time.Second
+	}
+}
+
+// Validate reports every bad field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Path == "" {
+		errs = append(errs, errors.New("path: required"))
+	}
+	if c.PollInterval < 0 {
+		errs = append(errs, errors.New("poll_interval: must not be negative"))
+	}
+	if c.SettleTime < 0 {
+		errs = append(errs, errors.New("settle_time: must not be negative"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,146 @@
+// Package ingest owns turning raw audit-log streams into normalized
+// schema.Events: format auto-detection, framing with limits against
+// hostile input (ingest/jsonx), the CloudTrail (ingest/cloudtrail) and
+// Vault/OpenBao (ingest/vault) parsers, request/response pairing, and
+// opening files, directories, .gz objects and stdin.
+//
+// A Reader yields events in input order; a bad record becomes a
+// *RecordError naming the input and position and the Reader carries on
+// with the next record.
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Formats accepted by Options.Format.
+const (
+	FormatAuto       = "auto"
+	FormatCloudTrail = "cloudtrail"
+	FormatVault      = "vault"
+)
+
+// Sentinel errors wrapped by RecordError.
+var (
+	ErrUnrecognized = errors.New("unrecognized record: neither a CloudTrail record nor a Vault audit entry")
+	ErrWrongFormat  = errors.New("record is not of the requested format")
+	ErrGzipLimit    = errors.New("decompressed size exceeds the limit")
+	ErrInvalidJSON  = errors.New("invalid JSON")
+	ErrServerLog    = errors.New("a Vault server (operational) log line, not an audit entry; read the audit device's output instead")
+)
+
+// Options configures a Reader. Zero fields take the defaults of
+// DefaultOptions.
+type Options struct {
+	// Format is "auto" (detect per record), "cloudtrail" or "vault".
+	Format string `yaml:"format"`
+	// MaxRecordBytes bounds one record (default 1 MiB).
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// MaxDepth bounds JSON nesting (default 64).
+	MaxDepth int `yaml:"max_depth"`
+	// MaxGzipBytes bounds the decompressed size of one .gz object
+	// (default 1 GiB).
+	MaxGzipBytes int64 `yaml:"max_gzip_bytes"`
+	// MaxPending bounds Vault request entries waiting for their
+	// response (default 10000).
+	MaxPending int `yaml:"max_pending"`
+	// Now is the clock used for records that carry no time at all
+	// (Vault 0.1, stripped CloudTrail records). Default time.Now.
+	Now func() time.Time `yaml:"-"`
+	// Stdin is what the path "-" reads (default os.Stdin).
+	Stdin io.Reader `yaml:"-"`
+}
+
+// DefaultOptions returns the defaults.
+func DefaultOptions() Options {
+	return Options{
+		Format:         FormatAuto,
+		MaxRecordBytes: 1 << 20,
+		MaxDepth:       64,
+		MaxGzipBytes:   1 << 30,
+		MaxPending:     10000,
+		Now:            time.Now,
+	}
+}
+
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o.Format == "" {
+		o.Format = d.Format
+	}
+	if o.MaxRecordBytes <= 0 {
+		o.MaxRecordBytes = d.MaxRecordBytes
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = d.MaxDepth
+	}
+	if o.MaxGzipBytes <= 0 {
+		o.MaxGzipBytes = d.MaxGzipBytes
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = d.MaxPending
+	}
+	if o.Now == nil {
+		o.Now = d.Now
+	}
+	return o
+}
+
+// Validate reports every bad field.
+func (o Options) Validate() error {
+	var errs []error
+	switch o.Format {
+	case "", FormatAuto, FormatCloudTrail, FormatVault:
+	default:
+		errs = append(errs, fmt.Errorf("format: %q is not one of auto, cloudtrail, vault", o.Format))
+	}
+	if o.MaxRecordBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_record_bytes: %d is negative", o.MaxRecordBytes))
+	}
+	if o.MaxDepth < 0 || o.MaxDepth > 10000 {
+		errs = append(errs, fmt.Errorf("max_depth: %d is outside 0..10000", o.MaxDepth))
+	}
+	if o.MaxGzipBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_gzip_bytes: %d is negative", o.MaxGzipBytes))
+	}
+	if o.MaxPending < 0 {
+		errs = append(errs, fmt.Errorf("max_pending: %d is negative", o.MaxPending))
+	}
+	return errors.Join(errs...)
+}
+
+// RecordError is a record that could not be normalized.
+type RecordError struct {
+	Input  string // file name, or "-" for stdin
+	Line   int    // 1-based line where the record starts (0 when unknown)
+	Record int    // 1-based ordinal of the record in the input
+	Offset int64  // byte offset of the record in the (decompressed) input
+	Err    error
+}
+
+func (e *RecordError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: record %d: %v", e.Input, e.Line, e.Record, e.Err)
+	}
+	return fmt.Sprintf("%s: record %d: %v", e.Input, e.Record, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// Stats counts what a Reader has seen.
+type Stats struct {
+	Records  int64 `json:"records"`  // records framed (including bad and skipped ones)
+	Events   int64 `json:"events"`   // events returned
+	Rejected int64 `json:"rejected"` // records returned as RecordError
+	Skipped  int64 `json:"skipped"`  // records recognized and deliberately ignored (CloudTrail digests)
+	Unpaired int64 `json:"unpaired"` // Vault request entries emitted without a response
+	Evicted  int64 `json:"evicted"`  // of those, released early because MaxPending were waiting
+}
+
+// Add sums two Stats.
+func (s Stats) Add(o Stats) Stats {
+	return Stats{s.Records + o.Records, s.Events + o.Events, s.Rejected + o.Rejected, s.Skipped + o.Skipped, s.Unpaired + o.Unpaired, s.Evicted + o.Evicted}
+}

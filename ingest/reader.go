@@ -1,0 +1,364 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/valyala/fastjson"
+
+	"auditwatch/ingest/cloudtrail"
+	"auditwatch/ingest/jsonx"
+	"auditwatch/ingest/vault"
+	"auditwatch/schema"
+)
+
+type item struct {
+	ev    schema.Event
+	err   error
+	after int64 // SafeOffset once this item has been returned
+}
+
+// Reader normalizes one input stream. It is not safe for concurrent use.
+type Reader struct {
+	name  string
+	opts  Options
+	sc    *jsonx.Scanner
+	p     fastjson.Parser
+	inner fastjson.Parser // LookupEvents' CloudTrailEvent strings
+	arena fastjson.Arena
+	pair  *vault.Pairer
+
+	queue []item
+	qhead int
+	safe  int64
+	stats Stats
+	done  bool
+	// readErrShown: the read error was already reported with the record
+	// it cut short
+	readErrShown bool
+	evbuf        []schema.Event
+}
+
+// NewReader returns a Reader over r; name identifies the input in errors.
+// A gzip stream (by its magic bytes) is decompressed, bounded by
+// opts.MaxGzipBytes.
+func NewReader(r io.Reader, name string, opts Options) *Reader {
+	opts = opts.withDefaults()
+	br := bufio.NewReaderSize(r, 64<<10)
+	var src io.Reader = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		src = &gzipSource{br: br, limit: opts.MaxGzipBytes}
+	}
+	return &Reader{
+		name: name,
+		opts: opts,
+		sc:   jsonx.NewScanner(src, jsonx.Limits{MaxRecordBytes: opts.MaxRecordBytes, MaxDepth: opts.MaxDepth}),
+		pair: vault.NewPairer(opts.MaxPending),
+	}
+}
+
+// gzipSource decompresses lazily and enforces the decompressed-size cap.
+type gzipSource struct {
+	br    *bufio.Reader
+	zr    *gzip.Reader
+	n     int64
+	limit int64
+}
+
+func (g *gzipSource) Read(p []byte) (int, error) {
+	if g.zr == nil {
+		zr, err := gzip.NewReader(g.br)
+		if err != nil {
+			return 0, fmt.Errorf("gzip: %w", err)
+		}
+		g.zr = zr
+	}
+	if g.n >= g.limit {
+		// distinguish "exactly at the limit" from "beyond it"
+		var one [1]byte
+		if n, _ := g.zr.Read(one[:]); n > 0 {
+			return 0, fmt.Errorf("%w (%d bytes)", ErrGzipLimit, g.limit)
+		}
+		return 0, io.EOF
+	}
+	if rem := g.limit - g.n; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := g.zr.Read(p)
+	g.n += int64(n)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("gzip: %w", err)
+	}
+	return n, err
+}
+
+// Name is the input name given to NewReader.
+func (r *Reader) Name() string { return r.name }
+
+// Stats returns the counts so far.
+func (r *Reader) Stats() Stats {
+	s := r.stats
+	s.Unpaired = r.pair.Unpaired
+	s.Evicted = r.pair.Evicted
+	return s
+}
+
+// SafeOffset is the number of input bytes wholly handled: every record
+// before it has had its events returned by Next. A Vault request entry
+// waiting for its response holds it back. For a gzip input the offset
+// counts decompressed bytes.
+func (r *Reader) SafeOffset() int64 {
+	s := r.safe
+	if off, ok := r.pair.Oldest(); ok && off < s {
+		s = off
+	}
+	return s
+}
+
+// Flush returns the Vault request entries still waiting for a response
+// as request-only events (a live tail calls it when the input is idle).
+func (r *Reader) Flush() []schema.Event {
+	evs := r.pair.Flush(nil)
+	r.stats.Events += int64(len(evs))
+	if r.qhead >= len(r.queue) {
+		r.safe = r.sc.Offset()
+	}
+	return evs
+}
+
+func (r *Reader) push(it item) { r.queue = append(r.queue, it) }
+
+// Next returns the next event, io.EOF at the end of input, or a
+// *RecordError for a bad record (call Next again to go on). Any other
+// error means the input could not be read; Next then returns io.EOF.
+func (r *Reader) Next() (schema.Event, error) {
+	for {
+		if r.qhead < len(r.queue) {
+			it := r.queue[r.qhead]
+			r.queue[r.qhead] = item{}
+			r.qhead++
+			if r.qhead == len(r.queue) {
+				r.queue, r.qhead = r.queue[:0], 0
+			}
+			r.safe = it.after
+			if it.err != nil {
+				r.stats.Rejected++
+				return schema.Event{}, it.err
+			}
+			r.stats.Events++
+			return it.ev, nil
+		}
+		if r.done {
+			return schema.Event{}, io.EOF
+		}
+		rec, err := r.sc.Next()
+		if err != nil {
+			r.done = true
+			end := r.sc.Offset()
+			for _, ev := range r.pair.Flush(nil) {
+				r.push(item{ev: ev, after: end})
+			}
+			if err != io.EOF && !r.readErrShown {
+				r.push(item{err: &RecordError{Input: r.name, Record: int(r.stats.Records) + 1, Offset: end, Err: err}, after: end})
+			}
+			if len(r.queue) > 0 {
+				r.queue[len(r.queue)-1].after = end
+			}
+			r.safe = end
+			continue
+		}
+		r.stats.Records++
+		r.record(rec)
+		if r.qhead >= len(r.queue) {
+			r.safe = rec.End
+		}
+	}
+}
+
+func (r *Reader) recErr(rec jsonx.Record, err error) {
+	r.push(item{err: &RecordError{Input: r.name, Line: rec.Line, Record: rec.Num, Offset: rec.Offset, Err: err}, after: rec.End})
+}
+
+// record normalizes one framed record into queued items.
+func (r *Reader) record(rec jsonx.Record) {
+	if rec.Err != nil {
+		err := rec.Err
+		if errors.Is(err, jsonx.ErrNotJSON) && isServerLog(rec.Data) {
+			err = fmt.Errorf("%w: %q", ErrServerLog, rec.Data)
+		}
+		if errors.Is(err, jsonx.ErrTruncated) {
+			if rerr := r.sc.Err(); rerr != nil {
+				err = rerr
+				r.readErrShown = true
+			}
+		}
+		r.recErr(rec, err)
+		return
+	}
+	v, err := r.p.ParseBytes(rec.Data)
+	if err != nil {
+		r.recErr(rec, fmt.Errorf("%w: %w", ErrInvalidJSON, err))
+		return
+	}
+	if v.Type() != fastjson.TypeObject {
+		r.recErr(rec, fmt.Errorf("%w: %s is not a JSON object", ErrInvalidJSON, v.Type()))
+		return
+	}
+	fb := cloudtrail.Fallback{Now: r.opts.Now}
+	switch rec.Kind {
+	case jsonx.KindRecords:
+		r.cloudTrail(rec, v, fb)
+		return
+	case jsonx.KindEvents:
+		r.lookupEvent(rec, v)
+		return
+	}
+	switch {
+	case v.Get("Records") != nil && v.Get("Records").Type() == fastjson.TypeArray:
+		for _, e := range v.GetArray("Records") {
+			r.cloudTrail(rec, e, fb)
+		}
+	case v.Get("Events") != nil && v.Get("Events").Type() == fastjson.TypeArray:
+		for _, e := range v.GetArray("Events") {
+			r.lookupEvent(rec, e)
+		}
+	case cloudtrail.IsDigest(v):
+		r.stats.Skipped++
+	case v.Get("detail-type") != nil && v.Get("detail") != nil:
+		r.eventBridge(rec, v)
+	case cloudtrail.IsRecord(v):
+		r.cloudTrail(rec, v, fb)
+	case cloudtrail.IsLowercaseRecord(v):
+		r.arena.Reset()
+		r.cloudTrail(rec, cloudtrail.CamelCase(v, &r.arena), fb)
+	case vault.IsEntry(v):
+		r.vaultEntry(rec, v)
+	default:
+		r.recErr(rec, ErrUnrecognized)
+	}
+}
+
+func (r *Reader) cloudTrail(rec jsonx.Record, v *fastjson.Value, fb cloudtrail.Fallback) {
+	if r.opts.Format == FormatVault {
+		r.recErr(rec, fmt.Errorf("%w: a CloudTrail record, but the format is %q", ErrWrongFormat, r.opts.Format))
+		return
+	}
+	var ev schema.Event
+	if err := cloudtrail.Parse(v, fb, &ev); err != nil {
+		r.recErr(rec, err)
+		return
+	}
+	r.push(item{ev: ev, after: rec.End})
+}
+
+// lookupEvent handles one element of LookupEvents output: the record is
+// the JSON string in CloudTrailEvent.
+func (r *Reader) lookupEvent(rec jsonx.Record, v *fastjson.Value) {
+	s := v.GetStringBytes("CloudTrailEvent")
+	if s == nil {
+		r.recErr(rec, fmt.Errorf("%w: LookupEvents entry without a CloudTrailEvent string", ErrUnrecognized))
+		return
+	}
+	if len(s) > r.opts.MaxRecordBytes {
+		r.recErr(rec, fmt.Errorf("%w: CloudTrailEvent of %d bytes", jsonx.ErrTooLarge, len(s)))
+		return
+	}
+	if d := depth(s); d > r.opts.MaxDepth {
+		r.recErr(rec, fmt.Errorf("%w: CloudTrailEvent (limit %d)", jsonx.ErrTooDeep, r.opts.MaxDepth))
+		return
+	}
+	inner, err := r.inner.ParseBytes(s)
+	if err != nil {
+		r.recErr(rec, fmt.Errorf("%w: CloudTrailEvent: %w", ErrInvalidJSON, err))
+		return
+	}
+	fb := cloudtrail.Fallback{Now: r.opts.Now}
+	if t, ok := cloudtrail.ParseTime(string(v.GetStringBytes("EventTime"))); ok {
+		fb.Time = t
+	}
+	r.cloudTrail(rec, inner, fb)
+}
+
+// eventBridge handles an EventBridge envelope carrying a CloudTrail record
+// in "detail".
+func (r *Reader) eventBridge(rec jsonx.Record, v *fastjson.Value) {
+	detail := v.Get("detail")
+	if detail.Type() != fastjson.TypeObject || !cloudtrail.IsRecord(detail) {
+		r.recErr(rec, fmt.Errorf("%w: EventBridge event of detail-type %q carries no CloudTrail record", ErrUnrecognized, v.GetStringBytes("detail-type")))
+		return
+	}
+	fb := cloudtrail.Fallback{Now: r.opts.Now, Account: string(v.GetStringBytes("account")), Region: string(v.GetStringBytes("region"))}
+	if t, ok := cloudtrail.ParseTime(string(v.GetStringBytes("time"))); ok {
+		fb.Time = t
+	}
+	r.cloudTrail(rec, detail, fb)
+}
+
+func (r *Reader) vaultEntry(rec jsonx.Record, v *fastjson.Value) {
+	if r.opts.Format == FormatCloudTrail {
+		r.recErr(rec, fmt.Errorf("%w: a Vault audit entry, but the format is %q", ErrWrongFormat, r.opts.Format))
+		return
+	}
+	en, err := vault.Parse(v, r.opts.Now)
+	if err != nil {
+		r.recErr(rec, err)
+		return
+	}
+	r.evbuf = r.pair.Add(en, rec.Offset, r.evbuf[:0])
+	for i, ev := range r.evbuf {
+		after := rec.Offset
+		if i == len(r.evbuf)-1 {
+			after = rec.End
+		}
+		r.push(item{ev: ev, after: after})
+	}
+	clear(r.evbuf)
+}
+
+// depth is the bracket nesting depth of JSON text (strings skipped).
+func depth(b []byte) int {
+	d, m := 0, 0
+	in, esc := false, false
+	for _, c := range b {
+		switch {
+		case in:
+			if esc {
+				esc = false
+			} else if c == '\\' {
+				esc = true
+			} else if c == '"' {
+				in = false
+			}
+		case c == '"':
+			in = true
+		case c == '{' || c == '[':
+			d++
+			m = max(m, d)
+		case c == '}' || c == ']':
+			d--
+		}
+	}
+	return m
+}
+
+// isServerLog recognizes a Vault/OpenBao server (operational) log line:
+// "2019-12-18T20:26:12.000Z [INFO]  core: ...".
+func isServerLog(b []byte) bool {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' {
+		return false
+	}
+	i := bytes.IndexByte(b, ' ')
+	if i < 0 || i+2 >= len(b) || b[i+1] != '[' {
+		return false
+	}
+	for _, lvl := range [...]string{"[TRACE]", "[DEBUG]", "[INFO]", "[WARN]", "[ERROR]"} {
+		if bytes.HasPrefix(b[i+1:], []byte(lvl)) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,155 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"auditwatch/ingest/source"
+	"auditwatch/schema"
+	"auditwatch/stream"
+)
+
+// IngestConfig configures an Ingest publisher.
+type IngestConfig struct {
+	Stream      stream.Stream
+	EventsTopic string
+	// ByIPTopic, when set, also receives every failed authentication event
+	// keyed by source IP (for the IP-keyed auth-failure detector).
+	ByIPTopic string
+	// CarryPositions puts each batch's source position on its last record
+	// (embedded stream: the detect stage checkpoints it with its state).
+	CarryPositions bool
+	// Checkpoints, when set, saves a source's position once its batch is
+	// durably taken (Kafka: sources keep their own checkpoints).
+	Checkpoints source.Checkpoints
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+}
+
+// Ingest is the source.Publisher that puts source batches on the stream.
+type Ingest struct {
+	cfg  IngestConfig
+	log  *slog.Logger
+	out  *prometheus.CounterVec
+	fail *prometheus.CounterVec
+}
+
+// NewIngest returns an Ingest.
+func NewIngest(cfg IngestConfig) (*Ingest, error) {
+	if cfg.Stream == nil || cfg.EventsTopic == "" {
+		return nil, errors.New("ingest stage: Stream and EventsTopic are required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	g := &Ingest{cfg: cfg, log: log,
+		out: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_ingest_published_events_total",
+			Help: "Events put on the stream, by source."}, []string{"source"}),
+		fail: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_ingest_publish_errors_total",
+			Help: "Batches the stream did not take, by source."}, []string{"source"}),
+	}
+	for _, c := range []prometheus.Collector{g.out, g.fail} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("ingest stage metrics: %w", err)
+		}
+	}
+	return g, nil
+}
+
+// PrincipalKey is the events topic key of ev.
+func PrincipalKey(ev *schema.Event) string {
+	if ev.Principal != "" {
+		return ev.Principal
+	}
+	return "anon|" + ev.SourceIP
+}
+
+// Publish puts b on the stream; b.Done runs once every record is durably
+// held, after the source's checkpoint is saved.
+func (g *Ingest) Publish(ctx context.Context, b source.Batch) error {
+	recs := make([]stream.Record, 0, len(b.Events)+1)
+	var byIP []stream.Record
+	for i := range b.Events {
+		ev := &b.Events[i]
+		recs = append(recs, stream.Record{Key: PrincipalKey(ev), Event: ev})
+		if g.cfg.ByIPTopic != "" && ev.Failed() && ev.SourceIP != "" {
+			byIP = append(byIP, stream.Record{Key: ev.SourceIP, Event: ev})
+		}
+	}
+	if g.cfg.CarryPositions && b.Position != nil {
+		if len(recs) == 0 {
+			recs = append(recs, stream.Record{Key: b.Source})
+		}
+		recs[len(recs)-1].Source = b.Source
+		recs[len(recs)-1].Position = b.Position
+	}
+	parts := 1
+	if len(byIP) > 0 {
+		parts = 2
+	}
+	var (
+		mu      sync.Mutex
+		left    = parts
+		failure error
+	)
+	done := func(err error) {
+		mu.Lock()
+		if err != nil && failure == nil {
+			failure = err
+		}
+		left--
+		last := left == 0
+		ferr := failure
+		mu.Unlock()
+		if !last {
+			return
+		}
+		if ferr == nil && g.cfg.Checkpoints != nil && b.Position != nil {
+			if err := g.cfg.Checkpoints.Save(b.Source, b.Position); err != nil {
+				g.log.Error("save source checkpoint", "source", b.Source, "err", err)
+				ferr = err
+			}
+		}
+		if b.Done != nil {
+			b.Done(ferr)
+		}
+	}
+	if len(recs) == 0 {
+		done(nil)
+		return nil
+	}
+	if len(byIP) > 0 {
+		if err := g.cfg.Stream.Publish(ctx, g.cfg.ByIPTopic, byIP, done); err != nil {
+			g.fail.WithLabelValues(b.Source).Inc()
+			done(err)
+			return fmt.Errorf("publish %s: %w", b.Source, err)
+		}
+	}
+	if err := g.cfg.Stream.Publish(ctx, g.cfg.EventsTopic, recs, done); err != nil {
+		g.fail.WithLabelValues(b.Source).Inc()
+		return fmt.Errorf("publish %s: %w", b.Source, err)
+	}
+	g.out.WithLabelValues(b.Source).Add(float64(len(b.Events)))
+	return nil
+}
+
+// PositionsFromMeta extracts the source positions of a detector checkpoint.
+func PositionsFromMeta(meta map[string][]byte) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range meta {
+		if len(k) > len(MetaSourcePrefix) && k[:len(MetaSourcePrefix)] == MetaSourcePrefix {
+			out[k[len(MetaSourcePrefix):]] = v
+		}
+	}
+	return out
+}

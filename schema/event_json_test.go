@@ -1,0 +1,87 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func sampleEvents() []Event {
+	return []Event{
+		{},
+		{
+			Time: time.Date(2026, 11, 28, 0, 17, 41, 508223756, time.UTC), Source: SourceVault, ID: "52be800f",
+			Principal: "745a11dd", PrincipalName: "payments-api", PrincipalType: "entity", Session: "s",
+			Account: "123", AccessKey: "AKIA", Policies: []string{"default", "payments"}, TokenHMAC: "hmac-sha256:ab",
+			AuthMethod: "approle", Action: "vault:read", Resource: "secret/data/payments/db", Mount: "secret/",
+			MountType: "kv", Namespace: "root", Region: "us-east-1", SourceIP: "2001:db8::1", SourceIPRaw: "[2001:db8::1]:80",
+			SourceIsService: true, UserAgent: "Mozilla/5.0 <script>&amp;", Outcome: OutcomeFailure,
+			Error: "1 error occurred:\n\t* permission denied\n\n", FailureKind: FailurePermissionDenied,
+			Auth: true, ReadOnly: true, HTTPStatus: 403,
+		},
+		{Time: time.Date(2023, 7, 10, 11, 42, 0, 0, time.FixedZone("x", 3600)), Error: "bad \xff utf8 \u2028 \u2029 \x00 \x1f \x7f é 日本 \"q\" \\"},
+		{Policies: []string{}, Error: "\ufffd"},
+	}
+}
+
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	for i, ev := range sampleEvents() {
+		want, err := json.Marshal(&ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ev.AppendJSON(nil)
+		if !bytes.Equal(got, want) {
+			t.Errorf("event %d:\n got %s\nwant %s", i, got, want)
+		}
+		var back Event
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("event %d: output does not decode: %v", i, err)
+		}
+		again := back.AppendJSON(nil)
+		var back2 Event
+		if err := json.Unmarshal(again, &back2); err != nil || !reflect.DeepEqual(back, back2) {
+			t.Errorf("event %d: round trip not stable: %v", i, err)
+		}
+	}
+}
+
+func TestAppendJSONAppends(t *testing.T) {
+	ev := sampleEvents()[1]
+	b := ev.AppendJSON([]byte("prefix"))
+	if !bytes.HasPrefix(b, []byte("prefix{")) {
+		t.Fatalf("AppendJSON did not append: %q", b[:20])
+	}
+}
+
+func FuzzAppendJSON(f *testing.F) {
+	f.Add("vault", "id-1", "alice", "secret/data/x", "10.0.0.1", "permission denied", int64(1700000000123456789), true, 403, "p1")
+	f.Add("", "\xff\xfe", "<>&", "\u2028", "\x00", "\"\\", int64(0), false, 0, "")
+	f.Fuzz(func(t *testing.T, source, id, principal, resource, ip, errText string, nanos int64, auth bool, status int, policy string) {
+		ev := Event{
+			Time: time.Unix(0, nanos).UTC(), Source: source, ID: id, Principal: principal, PrincipalName: principal,
+			Session: policy, Resource: resource, SourceIP: ip, SourceIPRaw: ip, Error: errText, FailureKind: policy,
+			Auth: auth, ReadOnly: !auth, SourceIsService: auth, HTTPStatus: status, UserAgent: errText + id,
+		}
+		if policy != "" {
+			ev.Policies = []string{policy, id}
+		}
+		want, err := json.Marshal(&ev)
+		if err != nil {
+			t.Fatalf("encoding/json: %v", err) // time.Unix(0, n) stays within the years it accepts
+		}
+		got := ev.AppendJSON(nil)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("AppendJSON differs from encoding/json:\n got %s\nwant %s", got, want)
+		}
+		var back Event
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("output does not decode: %v", err)
+		}
+		if !back.Time.Equal(ev.Time) || back.Auth != ev.Auth || back.HTTPStatus != ev.HTTPStatus {
+			t.Fatalf("round trip changed fields: %+v vs %+v", back, ev)
+		}
+	})
+}

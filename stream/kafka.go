@@ -1,0 +1,385 @@
+package stream
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl/plain"
+
+	"auditwatch/schema"
+)
+
+// Record value types, in the "auditwatch-type" header.
+const (
+	headerType  = "auditwatch-type"
+	typeEvent   = "event"
+	typeFinding = "finding"
+)
+
+// Kafka is the Stream on a Kafka cluster.
+type Kafka struct {
+	cfg    KafkaConfig
+	log    *slog.Logger
+	dialer *kafka.Dialer
+	w      *kafka.Writer
+
+	produced, consumed, commits *prometheus.CounterVec
+	lag                         *prometheus.GaugeVec
+}
+
+// NewKafka connects a Kafka stream (lazily: the first request dials).
+func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (*Kafka, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("kafka stream: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	dialer := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, ClientID: cfg.ClientID}
+	transport := &kafka.Transport{ClientID: cfg.ClientID, DialTimeout: 10 * time.Second}
+	if cfg.TLS {
+		dialer.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		transport.TLS = dialer.TLS
+	}
+	if cfg.SASL.Mechanism == "plain" {
+		pw, err := cfg.SASL.Password.Value()
+		if err != nil {
+			return nil, fmt.Errorf("kafka stream: sasl password: %w", err)
+		}
+		m := plain.Mechanism{Username: cfg.SASL.Username, Password: pw}
+		dialer.SASLMechanism = m
+		transport.SASL = m
+	}
+	k := &Kafka{
+		cfg:    cfg,
+		log:    logger,
+		dialer: dialer,
+		w: &kafka.Writer{
+			Addr:         kafka.TCP(cfg.Brokers...),
+			Balancer:     &kafka.Hash{},
+			RequiredAcks: kafka.RequireAll,
+			BatchSize:    cfg.BatchSize,
+			BatchBytes:   16 << 20,
+			BatchTimeout: cfg.BatchTimeout,
+			WriteTimeout: cfg.WriteTimeout,
+			MaxAttempts:  10,
+			Transport:    transport,
+		},
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_stream_produced_total",
+			Help: "Records acknowledged by all in-sync replicas, by topic."}, []string{"topic"}),
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_stream_consumed_total",
+			Help: "Records fetched, by topic."}, []string{"topic"}),
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_stream_commits_total",
+			Help: "Offset commits, by topic."}, []string{"topic"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_stream_lag_records",
+			Help: "Records behind the partition's end, by topic and partition."}, []string{"topic", "partition"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{k.produced, k.consumed, k.commits, k.lag} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("kafka stream metrics: %w", err)
+			}
+		}
+	}
+	return k, nil
+}
+
+// Encode is the Kafka value of a record.
+func Encode(r *Record) ([]byte, string, error) {
+	switch {
+	case r.Event != nil:
+		b, err := json.Marshal(r.Event)
+		return b, typeEvent, err
+	case r.Finding != nil:
+		b, err := json.Marshal(r.Finding)
+		return b, typeFinding, err
+	}
+	return nil, "", errors.New("record carries neither an event nor a finding")
+}
+
+// Decode fills r from a Kafka value of the given type.
+func Decode(r *Record, typ string, v []byte) error {
+	switch typ {
+	case typeFinding:
+		var f schema.Finding
+		if err := json.Unmarshal(v, &f); err != nil {
+			return err
+		}
+		r.Finding = &f
+	default:
+		var ev schema.Event
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return err
+		}
+		r.Event = &ev
+	}
+	return nil
+}
+
+// Publish writes recs to topic and returns once all in-sync replicas have
+// them; done is called before it returns. Position-only records are not
+// written (Kafka sources checkpoint on their own).
+func (k *Kafka) Publish(ctx context.Context, topic string, recs []Record, done func(error)) error {
+	msgs := make([]kafka.Message, 0, len(recs))
+	for i := range recs {
+		r := &recs[i]
+		if r.Event == nil && r.Finding == nil {
+			continue
+		}
+		v, typ, err := Encode(r)
+		if err != nil {
+			err = fmt.Errorf("kafka publish %s: %w", topic, err)
+			if done != nil {
+				done(err)
+			}
+			return err
+		}
+		msgs = append(msgs, kafka.Message{Topic: topic, Key: []byte(r.Key), Value: v,
+			Headers: []kafka.Header{{Key: headerType, Value: []byte(typ)}}})
+	}
+	var err error
+	if len(msgs) > 0 {
+		err = k.w.WriteMessages(ctx, msgs...)
+	}
+	if err != nil {
+		err = fmt.Errorf("kafka publish %s: %w", topic, err)
+	} else {
+		k.produced.WithLabelValues(topic).Add(float64(len(msgs)))
+	}
+	if done != nil {
+		done(err)
+	}
+	return err
+}
+
+// Consume joins group on topic. For each generation it asks h where to
+// start each assigned partition, reads every partition in its own
+// goroutine, and when the generation ends (rebalance, ctx) lets h
+// checkpoint and commit before the partitions are given up.
+func (k *Kafka) Consume(ctx context.Context, topic, group string, h Handler) error {
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                group,
+		Brokers:           k.cfg.Brokers,
+		Dialer:            k.dialer,
+		Topics:            []string{topic},
+		StartOffset:       kafka.FirstOffset,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		JoinGroupBackoff:  200 * time.Millisecond,
+	})
+	if err != nil {
+		return fmt.Errorf("kafka consumer group %s: %w", group, err)
+	}
+	defer cg.Close()
+	for {
+		gen, err := cg.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, kafka.ErrGroupClosed) {
+				return nil
+			}
+			k.log.Warn("consumer group", "group", group, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		if err := k.generation(ctx, topic, gen, h); err != nil {
+			return err
+		}
+	}
+}
+
+func (k *Kafka) generation(ctx context.Context, topic string, gen *kafka.Generation, h Handler) error {
+	assigned := gen.Assignments[topic]
+	if len(assigned) == 0 {
+		// Nothing for us in this generation: wait for the next.
+		wait := make(chan struct{})
+		gen.Start(func(gctx context.Context) {
+			select {
+			case <-gctx.Done():
+			case <-ctx.Done():
+			}
+			close(wait)
+		})
+		<-wait
+		return nil
+	}
+	a := Assignment{Topic: topic, Committed: map[int]int64{}, Oldest: map[int]int64{}}
+	for _, pa := range assigned {
+		off := pa.Offset
+		if off < 0 {
+			off = -1
+		}
+		a.Committed[pa.ID] = off
+		a.Oldest[pa.ID] = kafka.FirstOffset
+	}
+	a.Commit = func(_ context.Context, partition int, next int64) error {
+		if err := gen.CommitOffsets(map[string]map[int]int64{topic: {partition: next}}); err != nil {
+			return err
+		}
+		k.commits.WithLabelValues(topic).Inc()
+		return nil
+	}
+	starts, err := h.Assigned(ctx, a)
+	if err != nil {
+		return fmt.Errorf("kafka assign %s: %w", topic, err)
+	}
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		failure error
+	)
+	for _, pa := range assigned {
+		p := pa.ID
+		start, ok := starts[p]
+		if !ok {
+			start = a.Committed[p]
+			if start < 0 {
+				start = kafka.FirstOffset
+			}
+		}
+		wg.Add(1)
+		gen.Start(func(gctx context.Context) {
+			defer wg.Done()
+			pctx, cancel := context.WithCancel(gctx)
+			defer cancel()
+			stop := context.AfterFunc(ctx, cancel)
+			defer stop()
+			if err := k.partition(pctx, topic, p, start, h); err != nil {
+				errOnce.Do(func() { failure = err })
+			}
+			// Checkpoint and commit before the partition goes.
+			rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer rcancel()
+			if err := h.Revoked(rctx, []int{p}); err != nil {
+				k.log.Warn("revoke partition", "topic", topic, "partition", p, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	return failure
+}
+
+// partition reads one partition from start until ctx ends, feeding h in
+// batches.
+func (k *Kafka) partition(ctx context.Context, topic string, p int, start int64, h Handler) error {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   k.cfg.Brokers,
+		Topic:     topic,
+		Partition: p,
+		Dialer:    k.dialer,
+		MinBytes:  1,
+		MaxBytes:  16 << 20,
+		MaxWait:   100 * time.Millisecond,
+	})
+	defer r.Close()
+	if err := r.SetOffset(start); err != nil {
+		return fmt.Errorf("kafka %s/%d: seek %d: %w", topic, p, start, err)
+	}
+	msgs := make(chan kafka.Message, 4*maxBatch)
+	fetchErr := make(chan error, 1)
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := r.FetchMessage(fctx)
+			if err != nil {
+				if fctx.Err() == nil {
+					fetchErr <- err
+				}
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-fctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		for range msgs {
+		}
+	}()
+	lag := k.lag.WithLabelValues(topic, strconv.Itoa(p))
+	consumed := k.consumed.WithLabelValues(topic)
+	tick := time.NewTicker(IdleTick)
+	defer tick.Stop()
+	batch := make([]Record, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-fetchErr:
+			return fmt.Errorf("kafka %s/%d: fetch: %w", topic, p, err)
+		case m, ok := <-msgs:
+			if !ok {
+				return nil
+			}
+			var err error
+			if batch, err = appendMsg(batch, m); err != nil {
+				k.log.Error("undecodable record skipped", "topic", topic, "partition", p, "offset", m.Offset, "err", err)
+			}
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case m, ok := <-msgs:
+					if !ok {
+						break drain
+					}
+					if batch, err = appendMsg(batch, m); err != nil {
+						k.log.Error("undecodable record skipped", "topic", topic, "partition", p, "offset", m.Offset, "err", err)
+					}
+				default:
+					break drain
+				}
+			}
+			consumed.Add(float64(len(batch)))
+			lag.Set(float64(r.Lag()))
+		case <-tick.C:
+		}
+		if err := h.Handle(ctx, p, batch); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("kafka %s/%d: handle: %w", topic, p, err)
+		}
+	}
+}
+
+// appendMsg decodes m onto batch. An undecodable record becomes a
+// position-only record, so its offset is still committed past.
+func appendMsg(batch []Record, m kafka.Message) ([]Record, error) {
+	r := Record{Key: string(m.Key), Partition: m.Partition, Offset: m.Offset}
+	typ := typeEvent
+	for _, hd := range m.Headers {
+		if hd.Key == headerType {
+			typ = string(hd.Value)
+		}
+	}
+	err := Decode(&r, typ, m.Value)
+	if err != nil {
+		r.Event, r.Finding = nil, nil
+	}
+	return append(batch, r), err
+}
+
+// Close flushes and closes the producer.
+func (k *Kafka) Close() error { return k.w.Close() }
