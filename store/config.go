@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -135,21 +136,30 @@ func LoadConfigFile(path string) (Config, error) {
 	if err := yaml.Unmarshal(raw, &root); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
-	node, ok := root["storage"]
-	if ok {
-		sub, err := yaml.Marshal(&node)
-		if err != nil {
-			return c, fmt.Errorf("config %s: storage: %w", path, err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(sub))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("config %s: storage: %w", path, err)
-		}
-	}
-	c.Defaults()
-	if err := c.Validate(); err != nil {
+	node := root["storage"]
+	c, err = DecodeConfig(&node)
+	if err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// DecodeConfig decodes the `storage:` section (config.Config.Storage)
+// strictly, applies the defaults and validates. An empty node gives the
+// defaults.
+func DecodeConfig(node *yaml.Node) (Config, error) {
+	var c Config
+	if node != nil && node.Kind != 0 {
+		sub, err := yaml.Marshal(node)
+		if err != nil {
+			return c, fmt.Errorf("storage: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(sub))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("storage: %w", err)
+		}
+	}
+	c.Defaults()
+	return c, c.Validate()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -325,5 +326,29 @@ func TestRetention(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestLoadConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("sources: []\nstorage:\n  backend: clickhouse\n  database: audit\n  clickhouse:\n    addr: [db:9440]\n    password: {env: CH_PW}\n    tls: {enabled: true}\n  batch: {max_rows: 1000, max_interval: 2s}\n"), 0o644)
+	c, err := LoadConfigFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Backend != BackendClickHouse || c.ClickHouse.Addr[0] != "db:9440" || c.ClickHouse.Password.Env != "CH_PW" || !c.ClickHouse.TLS.Enabled ||
+		c.Batch.MaxRows != 1000 || c.Batch.MaxInterval != 2*time.Second || c.Query.MaxResultRows == 0 {
+		t.Errorf("decoded %+v", c)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("storage:\n  backend: chdb\n  pasword: x\n"), 0o644)
+	if _, err := LoadConfigFile(bad); err == nil || !strings.Contains(err.Error(), "pasword") || !strings.Contains(err.Error(), bad) {
+		t.Errorf("unknown key: %v", err)
+	}
+	none := filepath.Join(dir, "none.yaml")
+	os.WriteFile(none, []byte("sources: []\n"), 0o644)
+	if c, err := LoadConfigFile(none); err != nil || c.Backend != BackendCHDB {
+		t.Errorf("no storage section: %+v %v", c, err)
 	}
 }

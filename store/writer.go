@@ -258,3 +258,21 @@ func FindingsToken(fs []schema.Finding) string {
 	}
 	return "fi-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
+
+// WriteEvents adds evs and returns once they (and everything added before)
+// are stored: the durable event sink the pipeline hands runs of events to
+// before it acknowledges its input.
+func (w *Writer) WriteEvents(ctx context.Context, evs []schema.Event) error {
+	if err := w.Add(ctx, evs); err != nil {
+		return err
+	}
+	return w.Flush(ctx)
+}
+
+// WriteFindings is WriteEvents for findings (a durable finding sink).
+func (w *Writer) WriteFindings(ctx context.Context, fs []schema.Finding) error {
+	if err := w.AddFindings(ctx, fs); err != nil {
+		return err
+	}
+	return w.Flush(ctx)
+}

@@ -131,3 +131,20 @@ func TestWriterFlushesByTime(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestWriterSinkIsDurable(t *testing.T) {
+	f := &flaky{failN: 1}
+	w, err := NewWriter(f, BatchConfig{MaxRows: 1000, MaxInterval: time.Hour, RetryBackoff: time.Millisecond}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close(context.Background())
+	if err := w.WriteEvents(context.Background(), chtest.NewGen(4, time.Now(), time.Hour).Events(5)); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.blocks) != 2 || f.blocks[0] != f.blocks[1] || f.events != 10 {
+		t.Errorf("WriteEvents returned before the block was stored: blocks %v, rows tried %d", f.blocks, f.events)
+	}
+}
