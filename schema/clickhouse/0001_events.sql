@@ -4,6 +4,10 @@
 -- range. ReplacingMergeTree keyed by the full sort key (which ends in the
 -- event id) removes rows that a retried insert wrote twice; runbook queries
 -- count uniqExact(id) so their answers are exact even before a merge.
+-- No skip index here: sorted by resource, every granule holds events of
+-- most principals, keys and addresses, so a bloom filter on them would skip
+-- nothing and only slow inserts (measured). Principal and access-key lookups
+-- go to events_by_principal, where they do pay.
 -- ip is the source address as 16 bytes (IPv4 mapped into IPv6, zeros when
 -- the record has none), so CIDR queries are byte-range comparisons that
 -- work on every server version.
@@ -37,12 +41,7 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.events (
     failure_kind {{.LC}},
     auth UInt8,
     read_only UInt8,
-    http_status UInt16{{if .Modern}},
-    INDEX idx_principal principal TYPE bloom_filter(0.01) GRANULARITY 4,
-    INDEX idx_access_key access_key TYPE bloom_filter(0.01) GRANULARITY 4,
-    INDEX idx_source_ip source_ip TYPE bloom_filter(0.01) GRANULARITY 4,
-    INDEX idx_ip ip TYPE minmax GRANULARITY 4,
-    INDEX idx_token token_hmac TYPE bloom_filter(0.01) GRANULARITY 4{{end}}
+    http_status UInt16
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(day)
 ORDER BY (resource, time, id){{if .Modern}}

@@ -97,11 +97,11 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 	if len(evs) == 0 {
 		return nil
 	}
-	b := d.insertHead("events", chsql.EventColumns, token, 256*len(evs))
+	b := make([]byte, 0, 256*len(evs))
 	for i := range evs {
-		b = chsql.AppendEventTSV(b, &evs[i])
+		b = chsql.AppendEventRowBinary(b, &evs[i])
 	}
-	return d.insert(ctx, b)
+	return d.insert(ctx, "events", chsql.EventColumns, token, b)
 }
 
 // InsertFindings inserts one block of findings.
@@ -109,35 +109,25 @@ func (d *DB) InsertFindings(ctx context.Context, fs []schema.Finding, token stri
 	if len(fs) == 0 {
 		return nil
 	}
-	b := d.insertHead("findings", chsql.FindingColumns, token, 512*len(fs))
+	b := make([]byte, 0, 512*len(fs))
 	for i := range fs {
-		b = chsql.AppendFindingTSV(b, &fs[i])
+		b = chsql.AppendFindingRowBinary(b, &fs[i])
 	}
-	return d.insert(ctx, b)
+	return d.insert(ctx, "findings", chsql.FindingColumns, token, b)
 }
 
-func (d *DB) insertHead(table string, cols []string, token string, size int) []byte {
-	b := make([]byte, 0, size+512)
-	b = append(b, "INSERT INTO "...)
-	b = append(b, d.db...)
-	b = append(b, '.')
-	b = append(b, table...)
-	b = append(b, " ("...)
-	b = append(b, strings.Join(cols, ", ")...)
-	b = append(b, ')')
-	if token != "" {
-		b = append(b, " SETTINGS insert_deduplication_token = "...)
-		b = append(b, chsql.QuoteString(token)...)
-	}
-	return append(b, " FORMAT TabSeparated\n"...)
-}
-
-func (d *DB) insert(ctx context.Context, q []byte) error {
+// insert streams one RowBinary block into table (chdb_stream_insert: no
+// text escaping, no size limit on the block).
+func (d *DB) insert(ctx context.Context, table string, cols []string, token string, rows []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := d.conn.Query(string(q), "TabSeparated", nil); err != nil {
-		return fmt.Errorf("chdb insert: %w", err)
+	q := "INSERT INTO " + d.db + "." + table + " (" + strings.Join(cols, ", ") + ")"
+	if token != "" {
+		q += " SETTINGS insert_deduplication_token = " + chsql.QuoteString(token)
+	}
+	if err := d.conn.Insert(q, "RowBinary", rows); err != nil {
+		return fmt.Errorf("chdb insert into %s: %w", table, err)
 	}
 	return nil
 }

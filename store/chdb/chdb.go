@@ -52,6 +52,11 @@ var (
 	cQueryN          func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr) unsafe.Pointer
 	cQueryWithParams func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr,
 		names **byte, nameLens *uintptr, values **byte, valueLens *uintptr, count uintptr) unsafe.Pointer
+	cStreamInsert  func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr) unsafe.Pointer
+	cStreamAppend  func(stream unsafe.Pointer, data unsafe.Pointer, n uintptr) int32
+	cStreamDone    func(stream unsafe.Pointer) unsafe.Pointer
+	cStreamError   func(stream unsafe.Pointer) unsafe.Pointer
+	cStreamDestroy func(stream unsafe.Pointer)
 	cResultBuffer  func(res unsafe.Pointer) unsafe.Pointer
 	cResultLength  func(res unsafe.Pointer) uintptr
 	cResultError   func(res unsafe.Pointer) unsafe.Pointer
@@ -121,6 +126,11 @@ func Load(path string) error {
 		purego.RegisterLibFunc(&cCloseConn, h, "chdb_close_conn")
 		purego.RegisterLibFunc(&cQueryN, h, "chdb_query_n")
 		purego.RegisterLibFunc(&cQueryWithParams, h, "chdb_query_with_params_n")
+		purego.RegisterLibFunc(&cStreamInsert, h, "chdb_stream_insert_n")
+		purego.RegisterLibFunc(&cStreamAppend, h, "chdb_stream_append")
+		purego.RegisterLibFunc(&cStreamDone, h, "chdb_stream_done")
+		purego.RegisterLibFunc(&cStreamError, h, "chdb_stream_insert_error")
+		purego.RegisterLibFunc(&cStreamDestroy, h, "chdb_destroy_insert_stream")
 		purego.RegisterLibFunc(&cResultBuffer, h, "chdb_result_buffer")
 		purego.RegisterLibFunc(&cResultLength, h, "chdb_result_length")
 		purego.RegisterLibFunc(&cResultError, h, "chdb_result_error")
@@ -231,6 +241,59 @@ func (c *Conn) Query(sql, format string, params map[string]string) ([]byte, erro
 	copy(out, unsafe.Slice((*byte)(buf), n))
 	return out, nil
 }
+
+// insertChunk is the size of the pieces Insert hands to the engine.
+const insertChunk = 1 << 20
+
+// Insert runs a streaming INSERT: query is "INSERT INTO t (cols)" without
+// FORMAT or data, format names the encoding of data (e.g. "RowBinary"). The
+// rows are committed when Insert returns nil.
+func (c *Conn) Insert(query, format string, data []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return ErrClosed
+	}
+	q, f := []byte(query), []byte(format)
+	if len(q) == 0 || len(f) == 0 {
+		return errors.New("chdb: insert needs a query and a format")
+	}
+	st := cStreamInsert(c.handle(), &q[0], uintptr(len(q)), &f[0], uintptr(len(f)))
+	runtime.KeepAlive(q)
+	runtime.KeepAlive(f)
+	if st == nil {
+		return errors.New("chdb: insert stream could not start")
+	}
+	defer cDestroyStream(st)
+	if e := cString(cStreamError(st)); e != "" {
+		return &QueryError{Msg: e}
+	}
+	for off := 0; off < len(data); off += insertChunk {
+		chunk := data[off:min(off+insertChunk, len(data))]
+		rc := cStreamAppend(st, unsafe.Pointer(&chunk[0]), uintptr(len(chunk)))
+		runtime.KeepAlive(data)
+		if rc != 0 {
+			if e := cString(cStreamError(st)); e != "" {
+				return &QueryError{Msg: e}
+			}
+			return fmt.Errorf("chdb: insert stream append failed (state %d)", rc)
+		}
+	}
+	res := cStreamDone(st)
+	if res == nil {
+		if e := cString(cStreamError(st)); e != "" {
+			return &QueryError{Msg: e}
+		}
+		return nil
+	}
+	defer cDestroyResult(res)
+	if e := cString(cResultError(res)); e != "" {
+		return &QueryError{Msg: e}
+	}
+	return nil
+}
+
+func cDestroyStream(st unsafe.Pointer) { cStreamDestroy(st) }
 
 // Close closes the connection. Closing the last connection of the process
 // shuts the engine down.

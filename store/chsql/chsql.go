@@ -1,5 +1,5 @@
 // Package chsql owns what both storage backends share about talking to
-// ClickHouse: the column lists and the TabSeparated encoding of events and
+// ClickHouse: the column lists and the RowBinary encoding of events and
 // findings, the 16-byte address form used for CIDR queries, bound query
 // parameters and their strict literal form for servers that cannot bind
 // parameters, and the tabular query Result.
@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"auditwatch/schema"
 )
 
 // EventColumns is the explicit column list of every events insert (18.x
@@ -74,151 +72,6 @@ func IPRange(s string) (lo, hi [16]byte, err error) {
 
 // Day returns the UTC day of t as ClickHouse Date text.
 func Day(t time.Time) string { return t.UTC().Format("2006-01-02") }
-
-const tsLayout = "2006-01-02 15:04:05"
-
-// AppendEscaped appends s in TabSeparated escaped form.
-func AppendEscaped(b []byte, s string) []byte {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '\\' || c == '\'' {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return append(b, s...)
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\\':
-			b = append(b, '\\', '\\')
-		case '\t':
-			b = append(b, '\\', 't')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case 0:
-			b = append(b, '\\', '0')
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\f':
-			b = append(b, '\\', 'f')
-		case '\'':
-			b = append(b, '\\', '\'')
-		default:
-			b = append(b, c)
-		}
-	}
-	return b
-}
-
-func appendArray(b []byte, xs []string) []byte {
-	b = append(b, '[')
-	for i, x := range xs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '\'')
-		b = AppendEscaped(b, x) // TSV arrays quote strings with the same escapes as fields
-		b = append(b, '\'')
-	}
-	return append(b, ']')
-}
-
-func appendFixed16(b []byte, ip [16]byte) []byte {
-	return AppendEscaped(b, string(ip[:]))
-}
-
-func bool01(v bool) byte {
-	if v {
-		return '1'
-	}
-	return '0'
-}
-
-func append2(b []byte, v int) []byte { return append(b, byte('0'+v/10), byte('0'+v%10)) }
-
-// appendDayTime appends "YYYY-MM-DD\tYYYY-MM-DD hh:mm:ss" (UTC, clamped).
-func appendDayTime(b []byte, t time.Time) []byte {
-	t = ClampTime(t)
-	y, mo, d := t.Date()
-	h, mi, s := t.Clock()
-	start := len(b)
-	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-')
-	b = append2(b, int(mo))
-	b = append(b, '-')
-	b = append2(b, d)
-	day := b[start:]
-	b = append(b, '\t')
-	b = append(b, day...)
-	b = append(b, ' ')
-	b = append2(b, h)
-	b = append(b, ':')
-	b = append2(b, mi)
-	b = append(b, ':')
-	return append2(b, s)
-}
-
-// AppendEventTSV appends ev as one TabSeparated row in EventColumns order.
-func AppendEventTSV(b []byte, ev *schema.Event) []byte {
-	b = appendDayTime(b, ev.Time)
-	for _, s := range []string{ev.Source, ev.ID, ev.Principal, ev.PrincipalName, ev.PrincipalType, ev.Session, ev.Account, ev.AccessKey} {
-		b = append(b, '\t')
-		b = AppendEscaped(b, s)
-	}
-	b = append(b, '\t')
-	b = appendArray(b, ev.Policies)
-	for _, s := range []string{ev.TokenHMAC, ev.AuthMethod, ev.Action, ev.Resource, ev.Mount, ev.MountType, ev.Namespace, ev.Region, ev.SourceIP, ev.SourceIPRaw} {
-		b = append(b, '\t')
-		b = AppendEscaped(b, s)
-	}
-	b = append(b, '\t')
-	b = appendFixed16(b, IP16(ev.SourceIP))
-	b = append(b, '\t', bool01(ev.SourceIsService), '\t')
-	b = AppendEscaped(b, ev.UserAgent)
-	for _, s := range []string{ev.Outcome, ev.Error, ev.FailureKind} {
-		b = append(b, '\t')
-		b = AppendEscaped(b, s)
-	}
-	b = append(b, '\t', bool01(ev.Auth), '\t', bool01(ev.ReadOnly), '\t')
-	st := ev.HTTPStatus
-	if st < 0 || st > 65535 {
-		st = 0
-	}
-	b = strconv.AppendInt(b, int64(st), 10)
-	return append(b, '\n')
-}
-
-// AppendFindingTSV appends f as one TabSeparated row in FindingColumns order.
-func AppendFindingTSV(b []byte, f *schema.Finding) []byte {
-	b = appendDayTime(b, f.Time)
-	for _, s := range []string{f.ID, f.Detector, string(f.Severity), f.Principal, f.PrincipalName, f.Resource, f.SourceIP, f.Source, f.Account} {
-		b = append(b, '\t')
-		b = AppendEscaped(b, s)
-	}
-	b = append(b, '\t')
-	b = strconv.AppendUint(b, uint64(clampU32(f.Count)), 10)
-	b = append(b, '\t')
-	b = appendArray(b, f.EventIDs)
-	for _, s := range []string{f.Summary, f.Reason, f.DedupeKey} {
-		b = append(b, '\t')
-		b = AppendEscaped(b, s)
-	}
-	b = append(b, '\t')
-	b = strconv.AppendUint(b, uint64(clampU32(f.Revision)), 10)
-	b = append(b, '\t')
-	b = ClampTime(f.FirstTime).AppendFormat(b, tsLayout)
-	b = append(b, '\t')
-	b = ClampTime(f.LastTime).AppendFormat(b, tsLayout)
-	b = append(b, '\t', bool01(f.Late), '\t')
-	keys, vals := Attributes(f.Attributes)
-	b = appendArray(b, keys)
-	b = append(b, '\t')
-	b = appendArray(b, vals)
-	return append(b, '\n')
-}
 
 // Attributes flattens a map into sorted parallel key and value arrays.
 func Attributes(m map[string]string) (keys, vals []string) {

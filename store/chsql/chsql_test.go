@@ -1,6 +1,7 @@
 package chsql
 
 import (
+	"encoding/binary"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,71 +107,121 @@ func TestIPRange(t *testing.T) {
 	}
 }
 
-func TestEventTSVEscapes(t *testing.T) {
-	ev := schema.Event{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), ID: "x\ty\nz\\", Policies: []string{"a'b", "c\td"}, SourceIP: "10.0.0.1"}
-	line := string(AppendEventTSV(nil, &ev))
-	if strings.Count(line, "\t") != len(EventColumns)-1 || strings.Count(line, "\n") != 1 {
-		t.Fatalf("row has %d tabs and %d newlines: %q", strings.Count(line, "\t"), strings.Count(line, "\n"), line)
-	}
+// rbReader is an independent RowBinary reader for the tests.
+type rbReader struct {
+	t   *testing.T
+	b   []byte
+	off int
 }
 
-func TestAppendDayTime(t *testing.T) {
-	for _, tm := range []time.Time{time.Date(2026, 11, 28, 1, 2, 3, 0, time.UTC), time.Date(1999, 1, 9, 23, 59, 59, 0, time.FixedZone("x", 3600)), time.Unix(-5, 0)} {
-		got := string(appendDayTime(nil, tm))
-		c := ClampTime(tm)
-		want := c.Format("2006-01-02") + "\t" + c.Format(tsLayout)
-		if got != want {
-			t.Errorf("appendDayTime(%v) = %q, want %q", tm, got, want)
-		}
+func (r *rbReader) n(k int) []byte {
+	if r.off+k > len(r.b) {
+		r.t.Fatalf("row ends at %d, need %d more bytes", len(r.b), r.off+k-len(r.b))
 	}
+	v := r.b[r.off : r.off+k]
+	r.off += k
+	return v
 }
 
-// FuzzAppendEventTSV: whatever the attacker-controlled fields hold, a row
-// keeps exactly its columns (no raw tab or newline escapes a field) and
-// every escaped field decodes back to its value.
-func FuzzAppendEventTSV(f *testing.F) {
-	f.Add("p", "secret/x", "10.0.0.1", "ua", "pol")
-	f.Add("a\tb", "c\nd", "::1", "\\", "'")
-	f.Add("\x00", "\r\n", "not-an-ip", "\xff", "]['")
-	f.Fuzz(func(t *testing.T, principal, resource, ip, ua, pol string) {
-		ev := schema.Event{Time: time.Unix(1700000000, 0), ID: "id", Principal: principal, Resource: resource, SourceIP: ip, UserAgent: ua, Policies: []string{pol, pol}}
-		line := AppendEventTSV(nil, &ev)
-		if line[len(line)-1] != '\n' || strings.Count(string(line), "\n") != 1 {
-			t.Fatalf("row has a raw newline inside: %q", line)
+func (r *rbReader) str() string {
+	l, k := binary.Uvarint(r.b[r.off:])
+	if k <= 0 {
+		r.t.Fatalf("bad length at %d", r.off)
+	}
+	r.off += k
+	return string(r.n(int(l)))
+}
+
+func (r *rbReader) strs() []string {
+	l, k := binary.Uvarint(r.b[r.off:])
+	if k <= 0 {
+		r.t.Fatalf("bad array length at %d", r.off)
+	}
+	r.off += k
+	out := []string{}
+	for i := uint64(0); i < l; i++ {
+		out = append(out, r.str())
+	}
+	return out
+}
+
+// FuzzAppendEventRowBinary: whatever the attacker-controlled fields hold, a
+// row reads back field for field and ends exactly where the next begins.
+func FuzzAppendEventRowBinary(f *testing.F) {
+	f.Add("p", "secret/x", "10.0.0.1", "ua", "pol", int64(1700000000), 200)
+	f.Add("a\tb", "c\nd", "::1", "\\", "'", int64(-5), -1)
+	f.Add("\x00", "\r\n", "not-an-ip", "\xff", "]['", int64(1<<40), 70000)
+	f.Fuzz(func(t *testing.T, principal, resource, ip, ua, pol string, sec int64, status int) {
+		ev := schema.Event{Time: time.Unix(sec, 0), ID: "id", Principal: principal, Resource: resource, SourceIP: ip,
+			UserAgent: ua, Policies: []string{pol, pol}, HTTPStatus: status, Auth: true}
+		row := AppendEventRowBinary(nil, &ev)
+		row = append(row, 0xAB) // the next row's first byte must stay unread
+		r := &rbReader{t: t, b: row}
+		ct := ClampTime(ev.Time)
+		if d := binary.LittleEndian.Uint16(r.n(2)); int64(d) != ct.Unix()/86400 {
+			t.Fatalf("day %d", d)
 		}
-		fields := strings.Split(string(line[:len(line)-1]), "\t")
-		if len(fields) != len(EventColumns) {
-			t.Fatalf("row has %d fields, want %d: %q", len(fields), len(EventColumns), line)
+		if s := binary.LittleEndian.Uint32(r.n(4)); int64(s) != ct.Unix() {
+			t.Fatalf("time %d", s)
 		}
-		for i, c := range EventColumns {
-			want := map[string]string{"principal": principal, "resource": resource, "user_agent": ua, "source_ip": ip}[c]
-			if want == "" && c != "principal" && c != "resource" && c != "user_agent" && c != "source_ip" {
-				continue
+		got := map[string]string{}
+		for _, c := range EventColumns[2:] {
+			switch c {
+			case "policies":
+				if p := r.strs(); len(p) != 2 || p[0] != pol || p[1] != pol {
+					t.Fatalf("policies %q", p)
+				}
+			case "ip":
+				if a := r.n(16); [16]byte(a) != IP16(ip) {
+					t.Fatalf("ip %x", a)
+				}
+			case "source_is_service", "auth", "read_only":
+				got[c] = string('0' + r.n(1)[0])
+			case "http_status":
+				got[c] = strconv.Itoa(int(binary.LittleEndian.Uint16(r.n(2))))
+			default:
+				got[c] = r.str()
 			}
-			if got := unescapeTSV(t, fields[i]); got != want {
-				t.Fatalf("column %s reads back %q, want %q", c, got, want)
+		}
+		if r.off != len(row)-1 {
+			t.Fatalf("row is %d bytes, reader consumed %d", len(row)-1, r.off)
+		}
+		want := map[string]string{"principal": principal, "resource": resource, "source_ip": ip, "user_agent": ua, "auth": "1", "read_only": "0"}
+		if status > 0 && status < 65536 {
+			want["http_status"] = strconv.Itoa(status)
+		} else {
+			want["http_status"] = "0"
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("column %s reads back %q, want %q", k, got[k], v)
 			}
 		}
 	})
 }
 
-func unescapeTSV(t *testing.T, s string) string {
-	var b []byte
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' {
-			b = append(b, s[i])
-			continue
-		}
-		i++
-		if i >= len(s) {
-			t.Fatalf("field %q ends in a lone backslash", s)
-		}
-		m := map[byte]byte{'\\': '\\', 't': '\t', 'n': '\n', 'r': '\r', '0': 0, 'b': '\b', 'f': '\f', '\'': '\''}
-		c, ok := m[s[i]]
-		if !ok {
-			t.Fatalf("field %q has unknown escape \\%c", s, s[i])
-		}
-		b = append(b, c)
+func TestFindingRowBinaryLength(t *testing.T) {
+	f := schema.Finding{ID: "x", EventIDs: []string{"a", "b"}, Attributes: map[string]string{"k2": "v2", "k1": "v1"}, Count: 3}
+	row := AppendFindingRowBinary(nil, &f)
+	r := &rbReader{t: t, b: row}
+	r.n(6)
+	for i := 0; i < 9; i++ {
+		r.str()
 	}
-	return string(b)
+	if c := binary.LittleEndian.Uint32(r.n(4)); c != 3 {
+		t.Fatalf("count %d", c)
+	}
+	if ids := r.strs(); len(ids) != 2 {
+		t.Fatalf("event ids %q", ids)
+	}
+	r.str()
+	r.str()
+	r.str()
+	r.n(4 + 4 + 4 + 1)
+	if k, v := r.strs(), r.strs(); k[0] != "k1" || v[1] != "v2" {
+		t.Fatalf("attributes %q %q", k, v)
+	}
+	if r.off != len(row) {
+		t.Fatalf("finding row has %d trailing bytes", len(row)-r.off)
+	}
 }
