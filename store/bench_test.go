@@ -65,7 +65,7 @@ func benchQueries(b *testing.B, st *DB, sample schema.Event) {
 		{"who-accessed", QueryArgs{Resource: sample.Resource, Since: now.Add(-24 * time.Hour)}},
 		{"principal", QueryArgs{Principal: sample.Principal, Since: now.Add(-7 * 24 * time.Hour)}},
 		{"ip", QueryArgs{IP: sample.SourceIP, Since: now.Add(-7 * 24 * time.Hour)}},
-		{"ip-cidr16", QueryArgs{IP: sample.SourceIP + "/16", Since: now.Add(-7 * 24 * time.Hour)}},
+		{"ip-cidr24", QueryArgs{IP: sample.SourceIP + "/24", Since: now.Add(-7 * 24 * time.Hour)}},
 		{"blast-radius-key", QueryArgs{AccessKey: sample.AccessKey, Since: now.Add(-30 * 24 * time.Hour)}},
 		{"blast-radius-principal", QueryArgs{Principal: sample.Principal, Since: now.Add(-30 * 24 * time.Hour)}},
 		{"failures", QueryArgs{Since: now.Add(-time.Hour)}},
@@ -74,7 +74,7 @@ func benchQueries(b *testing.B, st *DB, sample schema.Event) {
 	for _, c := range cases {
 		name := c.name
 		switch name {
-		case "ip-cidr16":
+		case "ip-cidr24":
 			name = "ip"
 		case "blast-radius-key", "blast-radius-principal":
 			name = "blast-radius"
