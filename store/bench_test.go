@@ -22,10 +22,19 @@ func benchRows() int {
 	return 200_000
 }
 
-const benchBlock = 50_000
+// benchBlock is the rows per insert: AUDITWATCH_BENCH_BLOCK, else the
+// Writer's default block size (storage.batch.max_rows).
+func benchBlock() int {
+	if v, err := strconv.Atoi(os.Getenv("AUDITWATCH_BENCH_BLOCK")); err == nil && v > 0 {
+		return v
+	}
+	var c Config
+	c.Defaults()
+	return c.Batch.MaxRows
+}
 
 // loadGenerated inserts n generated events over the last 30 days in
-// blocks of benchBlock and returns the insert time (generation excluded)
+// blocks of benchBlock() rows and returns the insert time (generation excluded)
 // and a sample event whose principal, resource, address and key the
 // query benchmarks look up.
 func loadGenerated(tb testing.TB, st *DB, n int) (time.Duration, schema.Event) {
@@ -35,8 +44,9 @@ func loadGenerated(tb testing.TB, st *DB, n int) (time.Duration, schema.Event) {
 	g := chtest.NewGen(42, now.Add(-30*24*time.Hour), 30*24*time.Hour).Sequential(n)
 	var spent time.Duration
 	var sample schema.Event
+	block := benchBlock()
 	for done := 0; done < n; {
-		k := min(benchBlock, n-done)
+		k := min(block, n-done)
 		evs := g.Events(k)
 		if done+k == n {
 			// The sample is among the newest events, so every window finds

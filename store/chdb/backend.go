@@ -122,9 +122,12 @@ func (d *DB) insert(ctx context.Context, table string, cols []string, token stri
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	q := "INSERT INTO " + d.db + "." + table + " (" + strings.Join(cols, ", ") + ")"
+	// optimize_on_insert=0: the ReplacingMergeTree would otherwise
+	// collapse each block while writing it (measured: about a third of the
+	// insert time); duplicates are removed by the token and by merges.
+	q := "INSERT INTO " + d.db + "." + table + " (" + strings.Join(cols, ", ") + ") SETTINGS optimize_on_insert = 0"
 	if token != "" {
-		q += " SETTINGS insert_deduplication_token = " + chsql.QuoteString(token)
+		q += ", insert_deduplication_token = " + chsql.QuoteString(token)
 	}
 	if err := d.conn.Insert(q, "RowBinary", rows); err != nil {
 		return fmt.Errorf("chdb insert into %s: %w", table, err)

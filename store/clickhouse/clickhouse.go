@@ -145,10 +145,15 @@ func (d *DB) Exec(ctx context.Context, sql string) error {
 }
 
 func (d *DB) insertCtx(ctx context.Context, token string) context.Context {
-	if token == "" || !d.modern {
+	if !d.modern {
 		return ctx
 	}
-	return ch.Context(ctx, ch.WithSettings(ch.Settings{"insert_deduplication_token": token}))
+	// See store/chdb: no per-block collapsing on insert.
+	s := ch.Settings{"optimize_on_insert": 0}
+	if token != "" {
+		s["insert_deduplication_token"] = token
+	}
+	return ch.Context(ctx, ch.WithSettings(s))
 }
 
 // InsertEvents inserts one block; see the package doc for deduplication.
