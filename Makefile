@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/auditwatch
 
 
-.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize bench-store chdb clean
+.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize bench-detect bench-store chdb clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auditwatch
