@@ -2,7 +2,8 @@
 GO ?= go
 BIN := bin/auditwatch
 
-.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize bench-detect bench-pipeline clean
+
+.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize bench-detect bench-store chdb bench-pipeline clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auditwatch
@@ -38,6 +39,17 @@ bench:
 bench-detect:
 	$(GO) test -run='^$$' -bench='BenchmarkEngine1M|BenchmarkStatePairs' -benchtime=1x -benchmem -cpu=1 ./detect
 	$(GO) test -run='^$$' -bench=BenchmarkReplay1M -benchtime=1x -benchmem -cpu=1 ./cmd/auditwatch
+# Fetch libchdb.so (embedded ClickHouse for the default storage backend) into .cache/chdb/.
+chdb:
+	scripts/fetch-chdb.sh
+
+# Storage benchmarks on 10,000,000 generated events: insert rows/s and each
+# runbook query's time, on embedded chDB and on a ClickHouse server the
+# benchmark starts (scripts/setup/20-clickhouse.sh installs both).
+BENCH_ROWS ?= 10000000
+bench-store: chdb
+	CHDB_LIB_PATH=$$(scripts/fetch-chdb.sh) AUDITWATCH_BENCH_ROWS=$(BENCH_ROWS) \
+		$(GO) test -run='^$$' -bench=. -benchtime=5x -timeout=3h ./store/
 
 clean:
 	rm -rf bin

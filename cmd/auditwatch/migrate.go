@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"auditwatch/store"
+)
+
+func init() {
+	register("migrate", command{
+		summary: "create or update the storage schema (idempotent); --drop-expired applies retention",
+		run:     runMigrate,
+	})
+}
+
+func runMigrate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storageFlags
+	sf.register(fs)
+	drop := fs.Bool("drop-expired", false, "also drop day partitions older than storage.retention_days")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := sf.load()
+	if err != nil {
+		fmt.Fprintln(stderr, "auditwatch migrate:", err)
+		return 2
+	}
+	if cfg.Backend == store.BackendOff {
+		fmt.Fprintln(stdout, "storage is off; nothing to migrate")
+		return 0
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, err := store.Open(ctx, cfg, logger, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "auditwatch migrate:", err)
+		return 1
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		fmt.Fprintln(stderr, "auditwatch migrate:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "storage schema up to date (backend %s, database %s)\n", cfg.Backend, cfg.Database)
+	if *drop {
+		db := st.(*store.DB)
+		dropped, err := db.DropExpired(ctx, time.Now())
+		if err != nil {
+			fmt.Fprintln(stderr, "auditwatch migrate:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "dropped %d expired partitions\n", len(dropped))
+	}
+	return 0
+}

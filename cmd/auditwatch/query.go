@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"auditwatch/store"
+)
+
+func init() {
+	register("query", command{
+		summary: "run an incident runbook query: " + strings.Join(store.QueryNames(), ", "),
+		run:     runQuery,
+	})
+}
+
+func queryUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "usage: auditwatch query <name> [flags]")
+	fmt.Fprintln(w, "\nqueries (docs/RUNBOOK.md shows each one's SQL):")
+	for _, n := range store.QueryNames() {
+		q := store.Queries[n]
+		need := ""
+		if len(q.Needs) > 0 {
+			need = " (needs --" + strings.ReplaceAll(strings.Join(q.Needs, " or --"), "_", "-") + ")"
+		}
+		fmt.Fprintf(w, "  %-13s %s%s; default --since %s\n", n, q.Summary, need, fmtDur(q.DefaultSince))
+	}
+	fmt.Fprintln(w, "\nflags:")
+	fs.PrintDefaults()
+}
+
+func fmtDur(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("query", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storageFlags
+	sf.register(fs)
+	var a store.QueryArgs
+	since := fs.String("since", "", "window start: 90m, 24h, 7d or an RFC 3339 time (default per query)")
+	format := fs.String("format", "table", "output: table, json or csv")
+	limit := fs.Uint64("limit", 1000, "at most this many rows")
+	fs.StringVar(&a.Resource, "resource", "", "secret ARN/id or Vault path")
+	fs.StringVar(&a.Principal, "principal", "", "principal (IAM ARN, Vault entity id, …)")
+	fs.StringVar(&a.IP, "ip", "", "source address or CIDR")
+	fs.StringVar(&a.AccessKey, "access-key", "", "AWS access key id (AKIA…/ASIA…)")
+	fs.Usage = func() { queryUsage(stderr, fs) }
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			queryUsage(stderr, fs)
+			return 0
+		}
+		queryUsage(stderr, fs)
+		return 2
+	}
+	name := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	spec, ok := store.Queries[name]
+	if !ok {
+		fmt.Fprintf(stderr, "auditwatch query: unknown query %q\n\n", name)
+		queryUsage(stderr, fs)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "auditwatch query: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	switch *format {
+	case store.FormatTable, store.FormatJSON, store.FormatCSV:
+	default:
+		fmt.Fprintf(stderr, "auditwatch query: --format %q: want table, json or csv\n", *format)
+		return 2
+	}
+	now := time.Now()
+	t, err := parseSince(*since, now)
+	if err != nil {
+		fmt.Fprintln(stderr, "auditwatch query:", err)
+		return 2
+	}
+	if t.IsZero() {
+		t = now.Add(-spec.DefaultSince)
+	}
+	a.Since, a.Limit = t, *limit
+	if _, _, err := store.Build(name, a, "auditwatch"); err != nil {
+		fmt.Fprintln(stderr, "auditwatch query:", err)
+		return 2
+	}
+	cfg, err := sf.load()
+	if err != nil {
+		fmt.Fprintln(stderr, "auditwatch query:", err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, err := store.OpenReadOnly(ctx, cfg, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "auditwatch query:", err)
+		return 1
+	}
+	defer st.Close()
+	res, err := st.Query(ctx, name, a)
+	if err != nil {
+		fmt.Fprintln(stderr, "auditwatch query:", err)
+		return 1
+	}
+	if err := store.WriteResult(stdout, res, *format); err != nil {
+		fmt.Fprintln(stderr, "auditwatch query:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"auditwatch/store"
+)
+
+// storageFlags are the storage selection flags shared by migrate and query.
+type storageFlags struct {
+	config, backend, chdbPath, addr, database string
+}
+
+func (s *storageFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.config, "config", "", "root config file (its storage: section is used)")
+	fs.StringVar(&s.backend, "backend", "", "override storage.backend: chdb, clickhouse or off")
+	fs.StringVar(&s.chdbPath, "chdb-path", "", "override storage.chdb.path (embedded data directory)")
+	fs.StringVar(&s.addr, "addr", "", "override storage.clickhouse.addr (host:port, comma-separated)")
+	fs.StringVar(&s.database, "database", "", "override storage.database")
+}
+
+func (s *storageFlags) load() (store.Config, error) {
+	var cfg store.Config
+	if s.config != "" {
+		c, err := store.LoadConfigFile(s.config)
+		if err != nil {
+			return cfg, err
+		}
+		cfg = c
+	}
+	if s.backend != "" {
+		cfg.Backend = s.backend
+	}
+	if s.chdbPath != "" {
+		cfg.CHDB.Path = s.chdbPath
+	}
+	if s.addr != "" {
+		cfg.ClickHouse.Addr = strings.Split(s.addr, ",")
+		if s.backend == "" {
+			cfg.Backend = store.BackendClickHouse
+		}
+	}
+	if s.database != "" {
+		cfg.Database = s.database
+	}
+	cfg.Defaults()
+	return cfg, cfg.Validate()
+}
+
+// parseSince reads "90m", "24h", "7d" (before now) or an RFC 3339 time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if strings.HasSuffix(s, "d") {
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
+		if err != nil || n < 0 {
+			return time.Time{}, fmt.Errorf("--since %q: want a duration (90m, 24h, 7d) or an RFC 3339 time", s)
+		}
+		return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("--since %q: want a duration (90m, 24h, 7d) or an RFC 3339 time", s)
+	}
+	return now.Add(-d), nil
+}

@@ -1,0 +1,18 @@
+# Sourced by scripts/test.sh. Installs what the storage integration tests
+# need: Debian's ClickHouse server and client (the tests start their own
+# server on loopback; the system service is not used) and libchdb.so for
+# the embedded backend. Idempotent. Exports CHDB_LIB_PATH.
+if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse-server ]; then
+	if ! apt-cache show clickhouse-server >/dev/null 2>&1; then
+		apt-get update
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends clickhouse-server clickhouse-client
+fi
+if ! command -v npm >/dev/null 2>&1; then
+	if ! apt-cache show npm >/dev/null 2>&1; then
+		apt-get update
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm
+fi
+CHDB_LIB_PATH="$(scripts/fetch-chdb.sh)"
+export CHDB_LIB_PATH

@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"auditwatch/schema"
+	"auditwatch/store/chdb"
+	"auditwatch/store/chtest"
+)
+
+// benchRows is the size of the benchmark data set: AUDITWATCH_BENCH_ROWS
+// (make bench-store sets 10,000,000), else a small smoke size.
+func benchRows() int {
+	if v, err := strconv.Atoi(os.Getenv("AUDITWATCH_BENCH_ROWS")); err == nil && v > 0 {
+		return v
+	}
+	return 200_000
+}
+
+// benchBlock is the rows per insert: AUDITWATCH_BENCH_BLOCK, else the
+// Writer's default block size (storage.batch.max_rows).
+func benchBlock() int {
+	if v, err := strconv.Atoi(os.Getenv("AUDITWATCH_BENCH_BLOCK")); err == nil && v > 0 {
+		return v
+	}
+	var c Config
+	c.Defaults()
+	return c.Batch.MaxRows
+}
+
+// loadGenerated inserts n generated events over the last 30 days in
+// blocks of benchBlock() rows and returns the insert time (generation excluded)
+// and a sample event whose principal, resource, address and key the
+// query benchmarks look up.
+func loadGenerated(tb testing.TB, st *DB, n int) (time.Duration, schema.Event) {
+	tb.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	g := chtest.NewGen(42, now.Add(-30*24*time.Hour), 30*24*time.Hour).Sequential(n)
+	var spent time.Duration
+	var sample schema.Event
+	block := benchBlock()
+	for done := 0; done < n; {
+		k := min(block, n-done)
+		evs := g.Events(k)
+		if done+k == n {
+			// The sample is among the newest events, so every window finds
+			// it; its access key is a recent CloudTrail event's.
+			sample = evs[len(evs)-1]
+			for i := len(evs) - 1; i >= 0 && sample.AccessKey == ""; i-- {
+				sample.AccessKey = evs[i].AccessKey
+			}
+		}
+		start := time.Now()
+		if err := st.InsertEvents(ctx, evs); err != nil {
+			tb.Fatal(err)
+		}
+		spent += time.Since(start)
+		done += k
+	}
+	return spent, sample
+}
+
+func benchQueries(b *testing.B, st *DB, sample schema.Event) {
+	now := time.Now()
+	cases := []struct {
+		name string
+		a    QueryArgs
+	}{
+		{"who-accessed", QueryArgs{Resource: sample.Resource, Since: now.Add(-24 * time.Hour)}},
+		{"principal", QueryArgs{Principal: sample.Principal, Since: now.Add(-7 * 24 * time.Hour)}},
+		{"ip", QueryArgs{IP: sample.SourceIP, Since: now.Add(-7 * 24 * time.Hour)}},
+		{"ip-cidr24", QueryArgs{IP: sample.SourceIP + "/24", Since: now.Add(-7 * 24 * time.Hour)}},
+		{"blast-radius-key", QueryArgs{AccessKey: sample.AccessKey, Since: now.Add(-30 * 24 * time.Hour)}},
+		{"blast-radius-principal", QueryArgs{Principal: sample.Principal, Since: now.Add(-30 * 24 * time.Hour)}},
+		{"failures", QueryArgs{Since: now.Add(-time.Hour)}},
+		{"findings", QueryArgs{Since: now.Add(-24 * time.Hour)}},
+	}
+	for _, c := range cases {
+		name := c.name
+		switch name {
+		case "ip-cidr24":
+			name = "ip"
+		case "blast-radius-key", "blast-radius-principal":
+			name = "blast-radius"
+		}
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			for i := 0; i < b.N; i++ {
+				res, err := st.Query(ctx, name, c.a)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Rows) == 0 && name != "findings" {
+					b.Fatalf("%s found nothing for a known event", c.name)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/query")
+		})
+	}
+}
+
+func runBench(b *testing.B, cfg Config) {
+	st, err := Open(context.Background(), cfg, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	db := st.(*DB)
+	if err := db.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	n := benchRows()
+	var sample schema.Event
+	var rate float64
+	b.Run(fmt.Sprintf("insert-%d", n), func(b *testing.B) {
+		if sample.ID == "" { // the data set is loaded once, whatever b.N
+			spent, s := loadGenerated(b, db, n)
+			sample, rate = s, float64(n)/spent.Seconds()
+		}
+		b.ReportMetric(rate, "rows/s")
+	})
+	if sample.ID == "" {
+		b.Fatal("data set not loaded")
+	}
+	benchQueries(b, db, sample)
+}
+
+// BenchmarkCHDB loads benchRows generated events into embedded chDB
+// (reporting insert rows/s) and times every runbook query on them.
+func BenchmarkCHDB(b *testing.B) {
+	dbSeq++
+	runBench(b, Config{Backend: BackendCHDB, Database: fmt.Sprintf("aw_bench_%d", dbSeq), CHDB: chdb.Config{Path: chtest.CHDBPath(b)}})
+}
+
+// BenchmarkServer does the same against a ClickHouse server started for it.
+func BenchmarkServer(b *testing.B) {
+	srv := chtest.StartServer(b)
+	c := Config{Backend: BackendClickHouse, Database: "aw_bench"}
+	c.ClickHouse.Addr = []string{srv.Addr}
+	runBench(b, c)
+}

@@ -1,0 +1,80 @@
+package chsql
+
+import (
+	"encoding/binary"
+
+	"auditwatch/schema"
+)
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendStrs(b []byte, xs []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(xs)))
+	for _, x := range xs {
+		b = appendStr(b, x)
+	}
+	return b
+}
+
+func b01(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// AppendEventRowBinary appends ev as one RowBinary row in EventColumns
+// order: no escaping at all, so it is both faster to write and to parse
+// than TabSeparated.
+func AppendEventRowBinary(b []byte, ev *schema.Event) []byte {
+	t := ClampTime(ev.Time)
+	sec := t.Unix()
+	b = binary.LittleEndian.AppendUint16(b, uint16(sec/86400))
+	b = binary.LittleEndian.AppendUint32(b, uint32(sec))
+	for _, s := range [...]string{ev.Source, ev.ID, ev.Principal, ev.PrincipalName, ev.PrincipalType, ev.Session, ev.Account, ev.AccessKey} {
+		b = appendStr(b, s)
+	}
+	b = appendStrs(b, ev.Policies)
+	for _, s := range [...]string{ev.TokenHMAC, ev.AuthMethod, ev.Action, ev.Resource, ev.Mount, ev.MountType, ev.Namespace, ev.Region, ev.SourceIP, ev.SourceIPRaw} {
+		b = appendStr(b, s)
+	}
+	ip := IP16(ev.SourceIP)
+	b = append(b, ip[:]...)
+	b = append(b, b01(ev.SourceIsService))
+	b = appendStr(b, ev.UserAgent)
+	for _, s := range [...]string{ev.Outcome, ev.Error, ev.FailureKind} {
+		b = appendStr(b, s)
+	}
+	b = append(b, b01(ev.Auth), b01(ev.ReadOnly))
+	st := ev.HTTPStatus
+	if st < 0 || st > 65535 {
+		st = 0
+	}
+	return binary.LittleEndian.AppendUint16(b, uint16(st))
+}
+
+// AppendFindingRowBinary appends f as one RowBinary row in FindingColumns order.
+func AppendFindingRowBinary(b []byte, f *schema.Finding) []byte {
+	t := ClampTime(f.Time)
+	sec := t.Unix()
+	b = binary.LittleEndian.AppendUint16(b, uint16(sec/86400))
+	b = binary.LittleEndian.AppendUint32(b, uint32(sec))
+	for _, s := range [...]string{f.ID, f.Detector, string(f.Severity), f.Principal, f.PrincipalName, f.Resource, f.SourceIP, f.Source, f.Account} {
+		b = appendStr(b, s)
+	}
+	b = binary.LittleEndian.AppendUint32(b, clampU32(f.Count))
+	b = appendStrs(b, f.EventIDs)
+	for _, s := range [...]string{f.Summary, f.Reason, f.DedupeKey} {
+		b = appendStr(b, s)
+	}
+	b = binary.LittleEndian.AppendUint32(b, clampU32(f.Revision))
+	b = binary.LittleEndian.AppendUint32(b, uint32(ClampTime(f.FirstTime).Unix()))
+	b = binary.LittleEndian.AppendUint32(b, uint32(ClampTime(f.LastTime).Unix()))
+	b = append(b, b01(f.Late))
+	keys, vals := Attributes(f.Attributes)
+	b = appendStrs(b, keys)
+	return appendStrs(b, vals)
+}

@@ -1,0 +1,165 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	chschema "auditwatch/schema/clickhouse"
+	"auditwatch/store/chdb"
+	"auditwatch/store/clickhouse"
+)
+
+// Backends.
+const (
+	BackendCHDB       = "chdb"
+	BackendClickHouse = "clickhouse"
+	BackendOff        = "off"
+)
+
+// Config is the `storage:` section of the root config.
+type Config struct {
+	// Backend is "chdb" (embedded, the default), "clickhouse" or "off".
+	Backend string `yaml:"backend"`
+	// Database is the ClickHouse database holding auditwatch's tables.
+	Database string `yaml:"database"`
+	// RetentionDays drops day partitions older than this (0 keeps everything).
+	RetentionDays int               `yaml:"retention_days"`
+	CHDB          chdb.Config       `yaml:"chdb"`
+	ClickHouse    clickhouse.Config `yaml:"clickhouse"`
+	Batch         BatchConfig       `yaml:"batch"`
+	Query         QueryConfig       `yaml:"query"`
+}
+
+// BatchConfig bounds the Writer's blocks.
+type BatchConfig struct {
+	// MaxRows flushes a block when this many rows are buffered.
+	MaxRows int `yaml:"max_rows"`
+	// MaxInterval flushes buffered rows at least this often.
+	MaxInterval time.Duration `yaml:"max_interval"`
+	// RetryBackoff is the first wait before retrying a failed block (doubles, capped at 30s).
+	RetryBackoff time.Duration `yaml:"retry_backoff"`
+}
+
+// QueryConfig bounds runbook queries, which always run read-only.
+type QueryConfig struct {
+	MaxExecutionTime time.Duration `yaml:"max_execution_time"`
+	MaxResultRows    uint64        `yaml:"max_result_rows"`
+}
+
+// Defaults fills every unset field; the one place defaults live.
+func (c *Config) Defaults() {
+	if c.Backend == "" {
+		c.Backend = BackendCHDB
+	}
+	if c.Database == "" {
+		c.Database = "auditwatch"
+	}
+	if c.CHDB.Path == "" {
+		c.CHDB.Path = "var/chdb"
+	}
+	if c.Backend == BackendClickHouse {
+		c.ClickHouse.Defaults()
+	}
+	if c.Batch.MaxRows == 0 {
+		c.Batch.MaxRows = 50000
+	}
+	if c.Batch.MaxInterval == 0 {
+		c.Batch.MaxInterval = time.Second
+	}
+	if c.Batch.RetryBackoff == 0 {
+		c.Batch.RetryBackoff = 200 * time.Millisecond
+	}
+	if c.Query.MaxExecutionTime == 0 {
+		c.Query.MaxExecutionTime = 30 * time.Second
+	}
+	if c.Query.MaxResultRows == 0 {
+		c.Query.MaxResultRows = 100000
+	}
+}
+
+// Validate reports every bad field with its path.
+func (c *Config) Validate() error {
+	var errs []error
+	switch c.Backend {
+	case BackendCHDB:
+		if c.CHDB.Path == "" {
+			errs = append(errs, errors.New("storage.chdb.path: required for the chdb backend"))
+		}
+	case BackendClickHouse:
+		if err := c.ClickHouse.Validate("storage.clickhouse"); err != nil {
+			errs = append(errs, err)
+		}
+	case BackendOff:
+	default:
+		errs = append(errs, fmt.Errorf("storage.backend: %q is not chdb, clickhouse or off", c.Backend))
+	}
+	if !chschema.ValidIdent(c.Database) {
+		errs = append(errs, fmt.Errorf("storage.database: %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)", c.Database))
+	}
+	if c.RetentionDays < 0 {
+		errs = append(errs, errors.New("storage.retention_days: negative"))
+	}
+	if c.Batch.MaxRows <= 0 {
+		errs = append(errs, errors.New("storage.batch.max_rows: must be positive"))
+	}
+	if c.Batch.MaxInterval <= 0 {
+		errs = append(errs, errors.New("storage.batch.max_interval: must be positive"))
+	}
+	if c.Batch.RetryBackoff <= 0 {
+		errs = append(errs, errors.New("storage.batch.retry_backoff: must be positive"))
+	}
+	if c.Query.MaxExecutionTime < time.Second {
+		errs = append(errs, errors.New("storage.query.max_execution_time: at least 1s"))
+	}
+	if c.Query.MaxResultRows == 0 {
+		errs = append(errs, errors.New("storage.query.max_result_rows: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// LoadConfigFile reads the `storage:` section of a root config file,
+// strictly (unknown keys in it are errors); other sections are ignored
+// here. A missing section gives the defaults.
+func LoadConfigFile(path string) (Config, error) {
+	var c Config
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	var root map[string]yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	node := root["storage"]
+	c, err = DecodeConfig(&node)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// DecodeConfig decodes the `storage:` section (config.Config.Storage)
+// strictly, applies the defaults and validates. An empty node gives the
+// defaults.
+func DecodeConfig(node *yaml.Node) (Config, error) {
+	var c Config
+	if node != nil && node.Kind != 0 {
+		sub, err := yaml.Marshal(node)
+		if err != nil {
+			return c, fmt.Errorf("storage: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(sub))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("storage: %w", err)
+		}
+	}
+	c.Defaults()
+	return c, c.Validate()
+}

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Formats of WriteResult.
+const (
+	FormatTable = "table"
+	FormatJSON  = "json"
+	FormatCSV   = "csv"
+)
+
+// CellText renders one value as text (times as RFC 3339 UTC).
+func CellText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case time.Time:
+		return x.UTC().Format(time.RFC3339)
+	case uint64:
+		return strconv.FormatUint(x, 10)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+// TerminalSafe escapes everything in s that a terminal could interpret:
+// C0 and C1 control characters (ESC sequences, carriage returns, BEL), DEL,
+// Unicode format characters (bidi overrides) and invalid UTF-8 become
+// visible \xHH or \u{…} escapes; a backslash is doubled so escapes are
+// unambiguous.
+func TerminalSafe(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02X`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			fmt.Fprintf(&b, `\x%02X`, r)
+		case unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029':
+			fmt.Fprintf(&b, `\u{%X}`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// WriteResult writes r as an aligned table (every cell TerminalSafe), JSON
+// (an array of objects; numbers stay numbers) or CSV (with a header; cells
+// that a spreadsheet would run as a formula are prefixed with ').
+func WriteResult(w io.Writer, r *Result, format string) error {
+	switch format {
+	case FormatJSON:
+		out := make([]map[string]any, 0, len(r.Rows))
+		for _, row := range r.Rows {
+			m := make(map[string]any, len(row))
+			for i, v := range row {
+				if t, ok := v.(time.Time); ok {
+					v = t.UTC().Format(time.RFC3339)
+				}
+				m[r.Columns[i]] = v
+			}
+			out = append(out, m)
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	case FormatCSV:
+		cw := csv.NewWriter(w)
+		if err := cw.Write(r.Columns); err != nil {
+			return err
+		}
+		for _, row := range r.Rows {
+			rec := make([]string, len(row))
+			for i, v := range row {
+				s := CellText(v)
+				if _, isStr := v.(string); isStr && s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+					s = "'" + s
+				}
+				rec[i] = s
+			}
+			if err := cw.Write(rec); err != nil {
+				return err
+			}
+		}
+		cw.Flush()
+		return cw.Error()
+	case FormatTable, "":
+		cells := make([][]string, 0, len(r.Rows)+1)
+		cells = append(cells, r.Columns)
+		for _, row := range r.Rows {
+			rec := make([]string, len(row))
+			for i, v := range row {
+				rec[i] = TerminalSafe(CellText(v))
+			}
+			cells = append(cells, rec)
+		}
+		width := make([]int, len(r.Columns))
+		for _, row := range cells {
+			for i, c := range row {
+				width[i] = max(width[i], utf8.RuneCountInString(c))
+			}
+		}
+		var b strings.Builder
+		for _, row := range cells {
+			for i, c := range row {
+				if i > 0 {
+					b.WriteString("  ")
+				}
+				b.WriteString(c)
+				if i < len(row)-1 {
+					b.WriteString(strings.Repeat(" ", width[i]-utf8.RuneCountInString(c)))
+				}
+			}
+			b.WriteByte('\n')
+		}
+		if len(r.Rows) == 0 {
+			b.WriteString("(no rows)\n")
+		}
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	return fmt.Errorf("unknown format %q (want table, json or csv)", format)
+}

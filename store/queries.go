@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"auditwatch/store/chsql"
+)
+
+// ErrUnknownQuery is returned for a query name not in the catalog.
+var ErrUnknownQuery = errors.New("unknown query")
+
+// ErrQueryArgs is returned when a query's required argument is missing or bad.
+var ErrQueryArgs = errors.New("bad query arguments")
+
+// QueryArgs are the inputs of a runbook query. All of them reach the
+// database as bound parameters.
+type QueryArgs struct {
+	// Since is the start of the time window (events at or after it).
+	Since     time.Time
+	Resource  string
+	Principal string
+	// IP is an address or a CIDR prefix.
+	IP        string
+	AccessKey string
+	// Limit caps the rows returned (0 means 1000).
+	Limit uint64
+}
+
+// QuerySpec is one runbook query.
+type QuerySpec struct {
+	Name    string
+	Summary string
+	// Needs lists the QueryArgs fields the query requires (one of them,
+	// when there are several).
+	Needs []string
+	// DefaultSince is the window used when no --since is given.
+	DefaultSince time.Duration
+	// SQL is the text with {name:Type} placeholders and the database
+	// written as "auditwatch." (replaced by the configured database).
+	SQL string
+	// Variants are alternate SQL texts chosen by which argument is set.
+	Variants map[string]string
+}
+
+// Window filters by day partition first (pruning) and then by time.
+const window = `day >= toDate(toDateTime({since:UInt32}, 'UTC')) AND time >= toDateTime({since:UInt32}, 'UTC')`
+
+// blastSQL is the blast-radius query over events_by_principal for one
+// match expression: one scan, each event fanned out (arrayJoin) into its
+// resource, address, principal, action and failure, then grouped.
+func blastSQL(match string) string {
+	return `SELECT kind, value, uniqExact(id) AS events, uniqExactIf(id, failed) AS failures,
+       min(time) AS first_seen, max(time) AS last_seen
+FROM (
+    SELECT id, time, outcome = 'failure' AS failed,
+           arrayJoin([('resource', resource), ('source_ip', source_ip), ('principal', principal), ('action', action),
+                      ('failure', if(outcome = 'failure', concat(action, ' ', resource, ' ', failure_kind, ' ', error), ''))]) AS kv,
+           tupleElement(kv, 1) AS kind, tupleElement(kv, 2) AS value
+    FROM auditwatch.events_by_principal
+    WHERE ` + match + ` AND ` + window + `
+)
+WHERE NOT (kind = 'failure' AND value = '')
+GROUP BY kind, value
+ORDER BY kind, events DESC, value
+LIMIT {limit:UInt64}`
+}
+
+// Queries is the runbook query catalog; docs/RUNBOOK.md shows each SQL.
+var Queries = map[string]QuerySpec{
+	"who-accessed": {
+		Name:         "who-accessed",
+		Summary:      "principals and source IPs that touched a resource, with counts and first/last time",
+		Needs:        []string{"resource"},
+		DefaultSince: 24 * time.Hour,
+		SQL: `SELECT principal, any(principal_name) AS principal_name, source_ip,
+       uniqExact(id) AS events, uniqExactIf(id, outcome = 'failure') AS failures,
+       arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 5), ' ') AS actions,
+       min(time) AS first_seen, max(time) AS last_seen
+FROM auditwatch.events
+WHERE resource = {resource:String} AND ` + window + `
+GROUP BY principal, source_ip
+ORDER BY events DESC, principal, source_ip
+LIMIT {limit:UInt64}`,
+	},
+	"principal": {
+		Name:         "principal",
+		Summary:      "everything a principal did, by action and resource",
+		Needs:        []string{"principal"},
+		DefaultSince: 7 * 24 * time.Hour,
+		SQL: `SELECT action, resource, uniqExact(id) AS events, uniqExactIf(id, outcome = 'failure') AS failures,
+       arrayStringConcat(arraySlice(arraySort(groupUniqArray(source_ip)), 1, 5), ' ') AS source_ips,
+       min(time) AS first_seen, max(time) AS last_seen
+FROM auditwatch.events_by_principal
+WHERE principal = {principal:String} AND ` + window + `
+GROUP BY action, resource
+ORDER BY events DESC, action, resource
+LIMIT {limit:UInt64}`,
+	},
+	"ip": {
+		Name:         "ip",
+		Summary:      "every principal and resource seen from an address or CIDR",
+		Needs:        []string{"ip"},
+		DefaultSince: 7 * 24 * time.Hour,
+		SQL: `SELECT principal, any(principal_name) AS principal_name, resource,
+       uniqExact(id) AS events, uniqExactIf(id, outcome = 'failure') AS failures,
+       arrayStringConcat(arraySlice(arraySort(groupUniqArray(source_ip)), 1, 5), ' ') AS source_ips,
+       min(time) AS first_seen, max(time) AS last_seen
+FROM auditwatch.events
+WHERE ip >= unhex({ip_lo:String}) AND ip <= unhex({ip_hi:String}) AND ` + window + `
+GROUP BY principal, resource
+ORDER BY events DESC, principal, resource
+LIMIT {limit:UInt64}`,
+	},
+	"blast-radius": {
+		Name:         "blast-radius",
+		Summary:      "every resource, IP, principal, action and failure of an access key or principal",
+		Needs:        []string{"access_key", "principal"},
+		DefaultSince: 30 * 24 * time.Hour,
+		Variants: map[string]string{
+			"access_key": blastSQL("access_key = {access_key:String}"),
+			"principal":  blastSQL("principal = {principal:String}"),
+		},
+	},
+	"failures": {
+		Name:         "failures",
+		Summary:      "top failing principals and source IPs",
+		DefaultSince: time.Hour,
+		SQL: `SELECT principal, any(principal_name) AS principal_name, source_ip,
+       uniqExact(id) AS failures, uniqExact(resource) AS resources,
+       arrayStringConcat(arraySlice(arraySort(groupUniqArray(failure_kind)), 1, 5), ' ') AS kinds,
+       min(time) AS first_seen, max(time) AS last_seen
+FROM auditwatch.events
+WHERE outcome = 'failure' AND ` + window + `
+GROUP BY principal, source_ip
+ORDER BY failures DESC, principal, source_ip
+LIMIT {limit:UInt64}`,
+	},
+	"findings": {
+		Name:         "findings",
+		Summary:      "findings raised (latest revision of each incident)",
+		DefaultSince: 24 * time.Hour,
+		SQL: `SELECT time, detector, severity, principal, source_ip, resource, count, revision, summary, dedupe_key
+FROM (
+    SELECT time, detector, severity, principal, source_ip, resource, count, revision, summary, dedupe_key
+    FROM auditwatch.findings
+    WHERE ` + window + `
+    ORDER BY revision DESC, time DESC
+    LIMIT 1 BY dedupe_key
+)
+ORDER BY time DESC, dedupe_key
+LIMIT {limit:UInt64}`,
+	},
+}
+
+// QueryNames lists the catalog in a stable order.
+func QueryNames() []string {
+	var out []string
+	for n := range Queries {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// WithDB rewrites the catalog's "auditwatch." database prefix.
+func WithDB(sql, db string) string {
+	if db == "auditwatch" {
+		return sql
+	}
+	return strings.ReplaceAll(sql, "auditwatch.", db+".")
+}
+
+// Build returns the SQL and bound parameters of a runbook query.
+func Build(name string, a QueryArgs, db string) (string, chsql.Params, error) {
+	spec, ok := Queries[name]
+	if !ok {
+		return "", nil, fmt.Errorf("%w %q (have %s)", ErrUnknownQuery, name, strings.Join(QueryNames(), ", "))
+	}
+	if a.Since.IsZero() {
+		return "", nil, fmt.Errorf("%s: since is required: %w", name, ErrQueryArgs)
+	}
+	if a.Limit == 0 {
+		a.Limit = 1000
+	}
+	since := chsql.ClampTime(a.Since).Unix()
+	ps := chsql.Params{chsql.U32("since", uint32(since)), chsql.U64("limit", a.Limit)}
+	sql := spec.SQL
+	switch name {
+	case "who-accessed":
+		if a.Resource == "" {
+			return "", nil, fmt.Errorf("%s: --resource is required: %w", name, ErrQueryArgs)
+		}
+		ps = append(ps, chsql.Str("resource", a.Resource))
+	case "principal":
+		if a.Principal == "" {
+			return "", nil, fmt.Errorf("%s: --principal is required: %w", name, ErrQueryArgs)
+		}
+		ps = append(ps, chsql.Str("principal", a.Principal))
+	case "ip":
+		if a.IP == "" {
+			return "", nil, fmt.Errorf("%s: --ip is required: %w", name, ErrQueryArgs)
+		}
+		lo, hi, err := chsql.IPRange(a.IP)
+		if err != nil {
+			return "", nil, fmt.Errorf("%s: --ip: %w", name, errors.Join(err, ErrQueryArgs))
+		}
+		ps = append(ps, chsql.Str("ip_lo", fmt.Sprintf("%X", lo[:])), chsql.Str("ip_hi", fmt.Sprintf("%X", hi[:])))
+	case "blast-radius":
+		switch {
+		case a.AccessKey != "" && a.Principal != "":
+			return "", nil, fmt.Errorf("%s: give --access-key or --principal, not both: %w", name, ErrQueryArgs)
+		case a.AccessKey != "":
+			sql = spec.Variants["access_key"]
+			ps = append(ps, chsql.Str("access_key", a.AccessKey))
+		case a.Principal != "":
+			sql = spec.Variants["principal"]
+			ps = append(ps, chsql.Str("principal", a.Principal))
+		default:
+			return "", nil, fmt.Errorf("%s: --access-key or --principal is required: %w", name, ErrQueryArgs)
+		}
+	}
+	sql = WithDB(sql, db)
+	if err := chsql.Check(sql, ps); err != nil {
+		return "", nil, err
+	}
+	return sql, ps, nil
+}
+
+// Query runs a runbook query.
+func (d *DB) Query(ctx context.Context, name string, a QueryArgs) (*Result, error) {
+	if a.Limit == 0 || a.Limit > d.cfg.Query.MaxResultRows {
+		a.Limit = min(d.cfg.Query.MaxResultRows, 1000)
+	}
+	sql, ps, err := Build(name, a, d.cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	res, err := d.b.Query(ctx, sql, ps)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", name, err)
+	}
+	return res, nil
+}

@@ -1,0 +1,249 @@
+// Package store owns where events and findings are kept and how they are
+// investigated: the storage config, opening the chosen backend (embedded
+// chDB by default, a ClickHouse server, or off), schema migrations,
+// retention, the batching Writer the pipeline feeds, and the catalog of
+// runbook queries behind `auditwatch query`.
+//
+// Both backends speak one SQL dialect: the DDL in schema/clickhouse is
+// rendered per server version and the runbook queries use only functions
+// that 18.x servers and current ClickHouse share. User input reaches a
+// query only as a bound {name:Type} parameter.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"auditwatch/schema"
+	chschema "auditwatch/schema/clickhouse"
+	"auditwatch/store/chdb"
+	"auditwatch/store/chsql"
+	"auditwatch/store/clickhouse"
+)
+
+// ErrOff is returned by queries when storage is off.
+var ErrOff = errors.New("storage is off (storage.backend: off)")
+
+// Result is a query's answer.
+type Result = chsql.Result
+
+// Store keeps events and findings and answers runbook queries.
+type Store interface {
+	// InsertEvents writes one block; its deduplication token is derived
+	// from its rows, so retrying the same block never doubles rows.
+	InsertEvents(ctx context.Context, evs []schema.Event) error
+	InsertFindings(ctx context.Context, fs []schema.Finding) error
+	Migrate(ctx context.Context) error
+	Query(ctx context.Context, name string, args QueryArgs) (*Result, error)
+	Close() error
+}
+
+// backend is what a storage backend provides.
+type backend interface {
+	Version(ctx context.Context) (string, error)
+	Modern() bool
+	Exec(ctx context.Context, sql string) error
+	InsertEvents(ctx context.Context, evs []schema.Event, token string) error
+	InsertFindings(ctx context.Context, fs []schema.Finding, token string) error
+	Query(ctx context.Context, sql string, ps chsql.Params) (*chsql.Result, error)
+	Close() error
+}
+
+// Mode says whether a store is opened for writing or for read-only queries.
+type Mode int
+
+const (
+	// ReadWrite opens for the pipeline and migrations.
+	ReadWrite Mode = iota
+	// ReadOnly opens for runbook queries: readonly=1 and the query limits.
+	ReadOnly
+)
+
+// DB is an open store on a backend.
+type DB struct {
+	b      backend
+	cfg    Config
+	logger *slog.Logger
+}
+
+// Open opens the configured backend for writing (the pipeline, migrations).
+// cfg gets its defaults applied and is validated first. reg, when not nil,
+// gets auditwatch_store_info{backend}.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (Store, error) {
+	st, err := open(ctx, cfg, ReadWrite, logger)
+	if err != nil {
+		return nil, err
+	}
+	if reg != nil {
+		cfg.Defaults()
+		info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_store_info", Help: "The storage backend in use (value 1)."}, []string{"backend"})
+		info.WithLabelValues(cfg.Backend).Set(1)
+		if err := reg.Register(info); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("storage metrics: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// OpenReadOnly opens the configured backend for runbook queries: every
+// statement runs with readonly=1 and the storage.query limits.
+func OpenReadOnly(ctx context.Context, cfg Config, logger *slog.Logger) (Store, error) {
+	return open(ctx, cfg, ReadOnly, logger)
+}
+
+func open(ctx context.Context, cfg Config, mode Mode, logger *slog.Logger) (Store, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var (
+		b   backend
+		err error
+	)
+	switch cfg.Backend {
+	case BackendOff:
+		return offStore{}, nil
+	case BackendCHDB:
+		var lim *chdb.Limits
+		if mode == ReadOnly {
+			lim = &chdb.Limits{MaxExecutionTime: cfg.Query.MaxExecutionTime, MaxResultRows: cfg.Query.MaxResultRows}
+		}
+		b, err = chdb.New(cfg.CHDB, cfg.Database, lim, logger)
+	case BackendClickHouse:
+		var lim *clickhouse.Limits
+		if mode == ReadOnly {
+			lim = &clickhouse.Limits{MaxExecutionTime: cfg.Query.MaxExecutionTime, MaxResultRows: cfg.Query.MaxResultRows}
+		}
+		b, err = clickhouse.New(ctx, cfg.ClickHouse, cfg.Database, lim, logger)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s backend: %w", cfg.Backend, err)
+	}
+	return &DB{b: b, cfg: cfg, logger: logger}, nil
+}
+
+// Dialect returns the DDL dialect of the backend.
+func (d *DB) Dialect() chschema.Dialect {
+	return chschema.Dialect{DB: d.cfg.Database, Modern: d.b.Modern()}
+}
+
+// InsertEvents writes one block with the deduplication token EventsToken(evs).
+func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event) error {
+	return d.b.InsertEvents(ctx, evs, EventsToken(evs))
+}
+
+// InsertFindings writes one block of findings (token FindingsToken(fs)).
+func (d *DB) InsertFindings(ctx context.Context, fs []schema.Finding) error {
+	return d.b.InsertFindings(ctx, fs, FindingsToken(fs))
+}
+
+// Migrate creates the database and applies every migration not yet
+// recorded in schema_migrations, then sets the retention TTL where the
+// server supports it. Running it again changes nothing.
+func (d *DB) Migrate(ctx context.Context) error {
+	dia := d.Dialect()
+	if err := d.b.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+dia.DB); err != nil {
+		return fmt.Errorf("migrate: create database %s: %w", dia.DB, err)
+	}
+	if err := d.b.Exec(ctx, chschema.MigrationsTable(dia)); err != nil {
+		return fmt.Errorf("migrate: migrations table: %w", err)
+	}
+	res, err := d.b.Query(ctx, "SELECT toUInt64(version) FROM "+dia.DB+".schema_migrations", nil)
+	if err != nil {
+		return fmt.Errorf("migrate: read applied migrations: %w", err)
+	}
+	applied := map[uint64]bool{}
+	for _, r := range res.Rows {
+		if v, ok := r[0].(uint64); ok {
+			applied[v] = true
+		}
+	}
+	ms, err := chschema.Migrations(dia)
+	if err != nil {
+		return err
+	}
+	dialect := "legacy"
+	if dia.Modern {
+		dialect = "modern"
+	}
+	for _, m := range ms {
+		if applied[uint64(m.Version)] {
+			continue
+		}
+		for i, st := range m.Statements {
+			if err := d.b.Exec(ctx, st); err != nil {
+				return fmt.Errorf("migrate: %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
+			}
+		}
+		// INSERT … SELECT: the native protocol would wait for a data block after VALUES.
+		rec := fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, dialect, applied_at) SELECT toUInt32(%d), %s, %s, toDateTime(%d)",
+			dia.DB, m.Version, chsql.QuoteString(m.Name), chsql.QuoteString(dialect), time.Now().Unix())
+		if err := d.b.Exec(ctx, rec); err != nil {
+			return fmt.Errorf("migrate: record %04d_%s: %w", m.Version, m.Name, err)
+		}
+		d.logger.Info("migration applied", "version", m.Version, "name", m.Name, "dialect", dialect)
+	}
+	for _, st := range chschema.TTL(dia, d.cfg.RetentionDays) {
+		if err := d.b.Exec(ctx, st); err != nil {
+			return fmt.Errorf("migrate: retention ttl: %w", err)
+		}
+	}
+	return nil
+}
+
+// DropExpired drops every day partition older than the retention, on every
+// server version (18.x has no TTL). It returns the partitions dropped.
+func (d *DB) DropExpired(ctx context.Context, now time.Time) ([]string, error) {
+	if d.cfg.RetentionDays <= 0 {
+		return nil, nil
+	}
+	cut := now.UTC().AddDate(0, 0, -d.cfg.RetentionDays).Format("20060102")
+	res, err := d.b.Query(ctx, "SELECT DISTINCT table, partition FROM system.parts WHERE database = {db:String} AND active AND partition < {cut:String} ORDER BY table, partition",
+		chsql.Params{chsql.Str("db", d.cfg.Database), chsql.Str("cut", cut)})
+	if err != nil {
+		return nil, fmt.Errorf("retention: list partitions: %w", err)
+	}
+	var dropped []string
+	for _, r := range res.Rows {
+		table, _ := r[0].(string)
+		part, _ := r[1].(string)
+		if !chschema.ValidIdent(table) || len(part) != 8 || strings.Trim(part, "0123456789") != "" {
+			continue
+		}
+		if err := d.b.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DROP PARTITION %s", d.cfg.Database, table, part)); err != nil {
+			return dropped, fmt.Errorf("retention: drop %s partition %s: %w", table, part, err)
+		}
+		dropped = append(dropped, table+"/"+part)
+	}
+	return dropped, nil
+}
+
+// Exec runs a statement (tests and tools).
+func (d *DB) Exec(ctx context.Context, sql string) error { return d.b.Exec(ctx, sql) }
+
+// Raw runs a SELECT with bound parameters (dashboards tests and tools).
+func (d *DB) Raw(ctx context.Context, sql string, ps chsql.Params) (*Result, error) {
+	return d.b.Query(ctx, sql, ps)
+}
+
+// Close closes the backend.
+func (d *DB) Close() error { return d.b.Close() }
+
+// offStore discards writes and refuses queries.
+type offStore struct{}
+
+func (offStore) InsertEvents(context.Context, []schema.Event) error        { return nil }
+func (offStore) InsertFindings(context.Context, []schema.Finding) error    { return nil }
+func (offStore) Migrate(context.Context) error                             { return nil }
+func (offStore) Query(context.Context, string, QueryArgs) (*Result, error) { return nil, ErrOff }
+func (offStore) Close() error                                              { return nil }

@@ -1,0 +1,278 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"auditwatch/schema"
+)
+
+// Inserter is what the Writer writes blocks to (a Store).
+type Inserter interface {
+	InsertEvents(ctx context.Context, evs []schema.Event) error
+	InsertFindings(ctx context.Context, fs []schema.Finding) error
+}
+
+// ErrWriterClosed is returned by Add after Close.
+var ErrWriterClosed = errors.New("store writer is closed")
+
+// Writer batches events and findings into blocks bounded by row count and
+// age. A block that fails is kept and retried as the same block, so it
+// carries the same deduplication token (derived from its rows' ids) and a
+// retry that follows a lost acknowledgement never doubles rows. Flush returns only when every row added before it is durable.
+type Writer struct {
+	st     Inserter
+	cfg    BatchConfig
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	evs     []schema.Event
+	fs      []schema.Finding
+	oldest  time.Time
+	closed  bool
+	flushMu sync.Mutex // one flush at a time; pending blocks live under it
+	pendEv  []schema.Event
+	pendF   []schema.Finding
+
+	stop chan struct{}
+	done chan struct{}
+
+	rows     *prometheus.CounterVec
+	failures *prometheus.CounterVec
+	seconds  prometheus.Histogram
+	buffered prometheus.Gauge
+}
+
+// NewWriter starts a Writer whose background loop flushes rows older than
+// cfg.MaxInterval. Close stops it.
+func NewWriter(st Inserter, cfg BatchConfig, logger *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
+	if cfg.MaxRows <= 0 || cfg.MaxInterval <= 0 || cfg.RetryBackoff <= 0 {
+		c := Config{Batch: cfg}
+		c.Defaults()
+		cfg = c.Batch
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	w := &Writer{
+		st: st, cfg: cfg, logger: logger,
+		stop: make(chan struct{}), done: make(chan struct{}),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auditwatch_store_rows_inserted_total", Help: "Rows written to storage, by table.",
+		}, []string{"table"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auditwatch_store_insert_failed_total", Help: "Failed block inserts (retried), by table.",
+		}, []string{"table"}),
+		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "auditwatch_store_insert_seconds", Help: "Time to write one block.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "auditwatch_store_buffered_rows", Help: "Rows waiting in the storage writer.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{w.rows, w.failures, w.seconds, w.buffered} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("store writer metrics: %w", err)
+			}
+		}
+	}
+	go w.loop()
+	return w, nil
+}
+
+func (w *Writer) loop() {
+	defer close(w.done)
+	t := time.NewTicker(w.cfg.MaxInterval / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+			w.mu.Lock()
+			due := (len(w.evs) > 0 || len(w.fs) > 0) && time.Since(w.oldest) >= w.cfg.MaxInterval
+			w.mu.Unlock()
+			if due {
+				ctx, cancel := context.WithTimeout(context.Background(), 4*w.cfg.MaxInterval+10*time.Second)
+				if err := w.Flush(ctx); err != nil {
+					w.logger.Warn("storage flush failed; rows kept for retry", "err", err)
+				}
+				cancel()
+			}
+		}
+	}
+}
+
+// Add buffers events; when a block is full it is written before Add returns
+// (back-pressure on the caller).
+func (w *Writer) Add(ctx context.Context, evs []schema.Event) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrWriterClosed
+	}
+	if len(w.evs) == 0 && len(w.fs) == 0 {
+		w.oldest = time.Now()
+	}
+	w.evs = append(w.evs, evs...)
+	full := len(w.evs) >= w.cfg.MaxRows
+	w.buffered.Set(float64(len(w.evs) + len(w.fs)))
+	w.mu.Unlock()
+	if full {
+		return w.Flush(ctx)
+	}
+	return nil
+}
+
+// AddFindings buffers findings like Add.
+func (w *Writer) AddFindings(ctx context.Context, fs []schema.Finding) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrWriterClosed
+	}
+	if len(w.evs) == 0 && len(w.fs) == 0 {
+		w.oldest = time.Now()
+	}
+	w.fs = append(w.fs, fs...)
+	full := len(w.fs) >= w.cfg.MaxRows
+	w.buffered.Set(float64(len(w.evs) + len(w.fs)))
+	w.mu.Unlock()
+	if full {
+		return w.Flush(ctx)
+	}
+	return nil
+}
+
+// Flush writes every buffered row in blocks of at most MaxRows, retrying a
+// failed block (same rows, same token) until ctx ends. It returns nil only
+// when every row added before the call is stored; on error the rows stay
+// buffered for the next Flush.
+func (w *Writer) Flush(ctx context.Context) error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	for {
+		if len(w.pendEv) == 0 && len(w.pendF) == 0 {
+			w.mu.Lock()
+			n := min(len(w.evs), w.cfg.MaxRows)
+			w.pendEv = append([]schema.Event(nil), w.evs[:n]...)
+			w.evs = append(w.evs[:0:0], w.evs[n:]...)
+			m := min(len(w.fs), w.cfg.MaxRows)
+			w.pendF = append([]schema.Finding(nil), w.fs[:m]...)
+			w.fs = append(w.fs[:0:0], w.fs[m:]...)
+			if len(w.evs) > 0 || len(w.fs) > 0 {
+				w.oldest = time.Now()
+			}
+			w.mu.Unlock()
+		}
+		if len(w.pendEv) == 0 && len(w.pendF) == 0 {
+			w.buffered.Set(0)
+			return nil
+		}
+		if err := w.writePending(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+func (w *Writer) writePending(ctx context.Context) error {
+	backoff := w.cfg.RetryBackoff
+	for {
+		err := w.tryPending(ctx)
+		if err == nil {
+			return nil
+		}
+		w.logger.Warn("storage insert failed; retrying the same block", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("storage flush: %w (last insert error: %v)", ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (w *Writer) tryPending(ctx context.Context) error {
+	if len(w.pendEv) > 0 {
+		start := time.Now()
+		if err := w.st.InsertEvents(ctx, w.pendEv); err != nil {
+			w.failures.WithLabelValues("events").Inc()
+			return err
+		}
+		w.seconds.Observe(time.Since(start).Seconds())
+		w.rows.WithLabelValues("events").Add(float64(len(w.pendEv)))
+		w.pendEv = nil
+	}
+	if len(w.pendF) > 0 {
+		if err := w.st.InsertFindings(ctx, w.pendF); err != nil {
+			w.failures.WithLabelValues("findings").Inc()
+			return err
+		}
+		w.rows.WithLabelValues("findings").Add(float64(len(w.pendF)))
+		w.pendF = nil
+	}
+	return nil
+}
+
+// Close flushes what is buffered (bounded by ctx) and stops the writer.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.done
+	return w.Flush(ctx)
+}
+
+// EventsToken is a block's deduplication token: a hash of its events' ids.
+func EventsToken(evs []schema.Event) string {
+	h := sha256.New()
+	for i := range evs {
+		h.Write([]byte(evs[i].Source))
+		h.Write([]byte{0})
+		h.Write([]byte(evs[i].ID))
+		h.Write([]byte{0})
+	}
+	return "ev-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// FindingsToken is a findings block's deduplication token.
+func FindingsToken(fs []schema.Finding) string {
+	h := sha256.New()
+	for i := range fs {
+		fmt.Fprintf(h, "%s\x00%d\x00", fs[i].ID, fs[i].Revision)
+	}
+	return "fi-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// WriteEvents adds evs and returns once they (and everything added before)
+// are stored: the durable event sink the pipeline hands runs of events to
+// before it acknowledges its input.
+func (w *Writer) WriteEvents(ctx context.Context, evs []schema.Event) error {
+	if err := w.Add(ctx, evs); err != nil {
+		return err
+	}
+	return w.Flush(ctx)
+}
+
+// WriteFindings is WriteEvents for findings (a durable finding sink).
+func (w *Writer) WriteFindings(ctx context.Context, fs []schema.Finding) error {
+	if err := w.AddFindings(ctx, fs); err != nil {
+		return err
+	}
+	return w.Flush(ctx)
+}
