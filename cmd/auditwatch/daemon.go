@@ -26,6 +26,7 @@ import (
 	"auditwatch/ingest/s3sqs"
 	"auditwatch/ingest/socket"
 	"auditwatch/ingest/source"
+	"auditwatch/store"
 )
 
 // daemon is what every long-running stage command shares: its config,
@@ -42,6 +43,11 @@ type daemon struct {
 	routerOnce, routerClose sync.Once
 	routerV                 *alert.Router
 	routerErr               error
+
+	storeOnce, storeClose sync.Once
+	storeDB               store.Store
+	storeW                *store.Writer
+	storeErr              error
 }
 
 // newDaemon parses `--config FILE`, loads the config and sets up logging

@@ -43,6 +43,13 @@ func (d *daemon) runDetect(ctx context.Context) error {
 	defer k.Close()
 	kc := d.cfg.Stream.Kafka
 	sink := pipeline.FindingsPublisher{Stream: k, Topic: kc.FindingsTopic}
+	// Every event is stored (and forwarded to SIEM outputs) by the
+	// principal-keyed instance, whose topic carries all of them.
+	events, closeEvents, err := d.eventSinks(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeEvents()
 	var tasks []task
 	for _, r := range []struct{ role, topic, group string }{
 		{rolePrincipal, kc.EventsTopic, kc.DetectGroup},
@@ -52,9 +59,14 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		if !ok {
 			continue
 		}
+		var ev pipeline.EventSink
+		if r.role == rolePrincipal {
+			ev = events
+		}
 		stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
 			Open:               d.detectorOpenerFor(r.role, c),
 			Findings:           sink,
+			Events:             ev,
 			Replayable:         true,
 			CheckpointEvents:   d.cfg.State.CheckpointEvents,
 			CheckpointInterval: d.cfg.State.CheckpointInterval,

@@ -14,6 +14,8 @@ import (
 	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 	"auditwatch/pipeline"
+	"auditwatch/schema"
+	"auditwatch/store"
 )
 
 // auditParser returns the audit log parser of a format.
@@ -123,25 +125,123 @@ func (d *daemon) closeRouter() {
 	})
 }
 
-// outputSinks opens the alert router as a finding sink.
-func (d *daemon) outputSinks(ctx context.Context) (pipeline.FindingSinks, func(), error) {
-	r, err := d.router()
-	if err != nil || r == nil {
-		return nil, func() {}, err
-	}
-	return pipeline.FindingSinks{r}, d.closeRouter, nil
+// storage opens the `storage:` section's store and its batching writer
+// once (nil when the section is absent or its backend is off), applying
+// the schema migrations.
+func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
+	d.storeOnce.Do(func() {
+		if d.cfg.Storage.Kind == 0 {
+			d.log.Info("no storage: section; events and findings are not stored")
+			return
+		}
+		scfg, err := store.DecodeConfig(&d.cfg.Storage)
+		if err != nil {
+			d.storeErr = fmt.Errorf("config: %w", err)
+			return
+		}
+		if scfg.Backend == store.BackendOff {
+			return
+		}
+		st, err := store.Open(ctx, scfg, d.log.With("component", "store"), d.reg)
+		if err != nil {
+			d.storeErr = err
+			return
+		}
+		if err := st.Migrate(ctx); err != nil {
+			st.Close()
+			d.storeErr = err
+			return
+		}
+		w, err := store.NewWriter(st, scfg.Batch, d.log.With("component", "store"), d.reg)
+		if err != nil {
+			st.Close()
+			d.storeErr = err
+			return
+		}
+		d.storeDB, d.storeW = st, w
+	})
+	return d.storeW, d.storeErr
 }
 
-// storeSinks opens the event sinks beyond the events file: the alert
-// router's raw-event outputs (SIEM) when it has any.
-func (d *daemon) storeSinks(ctx context.Context) (pipeline.EventSinks, func(), error) {
-	r, err := d.router()
-	if err != nil || r == nil {
+// closeStorage flushes and closes the writer and the store if opened.
+func (d *daemon) closeStorage() {
+	d.storeClose.Do(func() {
+		if d.storeW != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
+			defer cancel()
+			if err := d.storeW.Close(ctx); err != nil {
+				d.log.Warn("close storage writer", "err", err)
+			}
+			if err := d.storeDB.Close(); err != nil {
+				d.log.Warn("close storage", "err", err)
+			}
+		}
+	})
+}
+
+// storedEvents and storedFindings take rows durably: added to the
+// writer's block, then flushed (the detect stage calls them once per
+// checkpoint, so blocks stay large).
+type storedEvents struct{ w *store.Writer }
+
+func (s storedEvents) WriteEvents(ctx context.Context, evs []schema.Event) error {
+	if err := s.w.Add(ctx, evs); err != nil {
+		return err
+	}
+	return s.w.Flush(ctx)
+}
+
+type storedFindings struct{ w *store.Writer }
+
+func (s storedFindings) WriteFindings(ctx context.Context, fs []schema.Finding) error {
+	if err := s.w.AddFindings(ctx, fs); err != nil {
+		return err
+	}
+	return s.w.Flush(ctx)
+}
+
+// outputSinks opens the finding sinks beyond the findings file: storage
+// first (the record), then the alert router.
+func (d *daemon) outputSinks(ctx context.Context) (pipeline.FindingSinks, func(), error) {
+	var sinks pipeline.FindingSinks
+	w, err := d.storage(ctx)
+	if err != nil {
 		return nil, func() {}, err
 	}
-	acfg, err := alert.FromNode(&d.cfg.Alerts)
-	if err != nil || len(acfg.EventOutputs) == 0 {
-		return nil, func() {}, nil
+	if w != nil {
+		sinks = append(sinks, storedFindings{w})
 	}
-	return pipeline.EventSinks{r}, d.closeRouter, nil
+	r, err := d.router()
+	if err != nil {
+		d.closeStorage()
+		return nil, func() {}, err
+	}
+	if r != nil {
+		sinks = append(sinks, r)
+	}
+	return sinks, func() { d.closeRouter(); d.closeStorage() }, nil
+}
+
+// storeSinks opens the event sinks beyond the events file: storage, and
+// the alert router's raw-event outputs (SIEM) when it has any.
+func (d *daemon) storeSinks(ctx context.Context) (pipeline.EventSinks, func(), error) {
+	var sinks pipeline.EventSinks
+	w, err := d.storage(ctx)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	if w != nil {
+		sinks = append(sinks, storedEvents{w})
+	}
+	r, err := d.router()
+	if err != nil {
+		d.closeStorage()
+		return nil, func() {}, err
+	}
+	if r != nil {
+		if acfg, err := alert.FromNode(&d.cfg.Alerts); err == nil && len(acfg.EventOutputs) > 0 {
+			sinks = append(sinks, r)
+		}
+	}
+	return sinks, func() { d.closeRouter(); d.closeStorage() }, nil
 }
