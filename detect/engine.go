@@ -134,7 +134,7 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	e := &Engine{cfg: cfg, st: st, log: logger, m: newMetrics(reg)}
 	e.stats.Findings = make(map[string]uint64)
 	e.principals = e.newPrincipalTable()
-	e.scope = scope{rules: cfg.FirstTimeAccess.Scope}
+	e.scope = newScope(cfg.FirstTimeAccess.Scope)
 	if on(cfg.UnexpectedIP.Enabled) {
 		e.dets = append(e.dets, newUnexpectedIP(e))
 	}
@@ -325,6 +325,9 @@ type evalCtx struct {
 	hasPrincipal bool
 	first        time.Time // principal first seen (event time)
 
+	pkeyOK bool // pkey computed
+	pkey   key  // key of the event's principal alone
+
 	scoped   bool // resource/inScope computed
 	inScope  bool
 	resource string // canonical resource when inScope
@@ -338,6 +341,15 @@ func (c *evalCtx) scope(ev *schema.Event) (string, bool) {
 		c.scoped = true
 	}
 	return c.resource, c.inScope
+}
+
+// principalKey is the table key of the event's principal (several
+// detectors key their state by it), computed once per event.
+func (c *evalCtx) principalKey(ev *schema.Event) key {
+	if !c.pkeyOK {
+		c.pkey, c.pkeyOK = c.e.h.sum(ev.Principal), true
+	}
+	return c.pkey
 }
 
 // learned reports whether the event's principal is past period at t: its

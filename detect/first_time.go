@@ -125,7 +125,7 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 		return out
 	}
 	max := d.e.cfg.MaxEvidence
-	g, _ := d.groups.get(d.h.sum(ev.Principal), true)
+	g, _ := d.groups.get(c.principalKey(ev), true)
 	b := &g.v.B
 	d.groups.touch(g)
 	if b.open(t, d.cfg.GroupWindow.D()) {

@@ -64,7 +64,7 @@ func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Findin
 	}
 	t := ev.Time.UnixNano()
 	forget := d.cfg.ForgetAfter.D().Nanoseconds()
-	n, _ := d.t.get(d.h.sum(ev.Principal), true)
+	n, _ := d.t.get(c.principalKey(ev), true)
 	s := &n.v
 	for i := range s.Nets {
 		ln := &s.Nets[i]

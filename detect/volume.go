@@ -17,10 +17,11 @@ import (
 // filter) counts as bulk_weight secrets. One finding per burst; updates
 // when the count grows by half.
 type volume struct {
-	e   *Engine
-	cfg *AccessVolumeSpikeConfig
-	t   *table[volState]
-	h   hasher
+	e    *Engine
+	cfg  *AccessVolumeSpikeConfig
+	t    *table[volState]
+	h    hasher
+	bulk *globMemo // cfg.BulkActions
 }
 
 type seenRes struct {
@@ -37,7 +38,7 @@ type volState struct {
 
 func newVolume(e *Engine) *volume {
 	cfg := &e.cfg.AccessVolumeSpike
-	return &volume{e: e, cfg: cfg,
+	return &volume{e: e, cfg: cfg, bulk: newGlobMemo(cfg.BulkActions),
 		t: newTable(schema.DetectorAccessVolumeSpike, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[volState](jsonCodec[volState]{}), e.log, e.m).
 			expire(max(cfg.LearningPeriod, e.cfg.FirstTimeAccess.ForgetAfter).D(), func(v *volState) int64 { return max(v.Last, v.B.Last) })}
 }
@@ -57,14 +58,14 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	}
 	t := ev.Time.UnixNano()
 	win := d.cfg.Window.D().Nanoseconds()
-	n, _ := d.t.get(d.h.sum(ev.Principal), true)
+	n, _ := d.t.get(c.principalKey(ev), true)
 	d.t.touch(n)
 	s := &n.v
 	s.Last = max(s.Last, t)
 	// A bulk call reads an unknown number of secrets: it weighs BulkWeight
 	// distinct ones (keys derived from its event id).
 	weight := 1
-	if globAny(d.cfg.BulkActions, ev.Action) {
+	if d.bulk.match(ev.Action) {
 		weight = d.cfg.BulkWeight
 	}
 	// Drop reads that left the window; refresh or add this one.

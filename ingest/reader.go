@@ -47,7 +47,7 @@ type Reader struct {
 	readErrShown bool
 	evbuf        []schema.Event
 	// framed turns the one-object-per-line fast path off, treeOnly its
-	// in-place Vault reading (tests compare the paths)
+	// in-place Vault and CloudTrail reading (tests compare the paths)
 	framed, treeOnly bool
 }
 
@@ -171,8 +171,8 @@ func (r *Reader) Next() (schema.Event, error) {
 		if line, ok := r.sc.PeekLine(); ok && !r.framed {
 			// one object per line: parse it where it lies and skip the
 			// framing scan; anything refused here is framed again by
-			// Next, which reports it exactly. An ordinary Vault entry is
-			// read in place without building a tree.
+			// Next, which reports it exactly. An ordinary Vault entry or
+			// CloudTrail record is read in place without building a tree.
 			if r.opts.Format != FormatCloudTrail && !r.treeOnly {
 				if en, err, ok := r.vp.ParseLine(line); ok {
 					rec := r.sc.TakeLine()
@@ -181,6 +181,23 @@ func (r *Reader) Next() (schema.Event, error) {
 						r.recErr(rec, err)
 					} else {
 						r.pairVault(rec, en)
+					}
+					if r.qhead >= len(r.queue) {
+						r.safe = rec.End
+					}
+					continue
+				}
+			}
+			if r.opts.Format != FormatVault && !r.treeOnly {
+				// an ordinary CloudTrail record, read in place too
+				var ev schema.Event
+				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, &ev); ok {
+					rec := r.sc.TakeLine()
+					r.stats.Records++
+					if err != nil {
+						r.recErr(rec, err)
+					} else {
+						r.push(item{ev: ev, after: rec.End})
 					}
 					if r.qhead >= len(r.queue) {
 						r.safe = rec.End
