@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/auditwatch
 
 
-.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize bench-detect bench-store chdb bench-pipeline clean
+.PHONY: build demo test lint fuzz fuzz-smoke bench bench-normalize bench-detect bench-store chdb bench-pipeline clean soak
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auditwatch
@@ -75,3 +75,15 @@ bench-data: build
 # the cost per event without the wait for a core.
 bench-pipeline:
 	$(GO) test -run='^$$' -bench='ReplayBaseline|EmbeddedPipeline|KafkaPipeline|KafkaLatency' -benchtime=3x -benchmem -cpu=2 ./pipeline
+
+# Soak/load: the embedded pipeline (`auditwatch run`, chDB storage) on a
+# live generated stream at SOAK_RATE events/s for SOAK_DURATION; writes a
+# Markdown report (throughput, event-to-alert latency percentiles, memory
+# and goroutines over time, lost events) to SOAK_REPORT.
+SOAK_DURATION ?= 10m
+SOAK_RATE ?= 2000
+SOAK_SAMPLE ?= 30s
+SOAK_REPORT ?= bin/SOAK.md
+soak: build chdb
+	CHDB_LIB_PATH=$$(scripts/fetch-chdb.sh) $(BIN) bench --rate $(SOAK_RATE) --duration $(SOAK_DURATION) \
+		--sample $(SOAK_SAMPLE) --out $(SOAK_REPORT) --json $(SOAK_REPORT:.md=.json)

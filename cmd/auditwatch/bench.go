@@ -1,0 +1,747 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"auditwatch/gen"
+	"auditwatch/schema"
+)
+
+func init() {
+	register("bench", command{
+		summary: "soak/load test: drive `run` at a fixed rate from a live generated stream and report throughput, latency, memory",
+		run:     runBench,
+	})
+}
+
+// benchOptions are the bench command's flags.
+type benchOptions struct {
+	rate      float64
+	duration  time.Duration
+	sample    time.Duration
+	lateness  time.Duration
+	idleDrain time.Duration
+	drain     time.Duration
+	anomalies int
+	seed      int64
+	storage   string
+	work      string
+	binary    string
+	out       string
+	jsonOut   string
+	keep      bool
+}
+
+// benchSample is one scrape of the pipeline's /metrics.
+type benchSample struct {
+	Elapsed        time.Duration `json:"elapsed_ns"`
+	Generated      int           `json:"generated"`
+	IngestEvents   float64       `json:"ingest_events"`
+	DetectEvents   float64       `json:"detect_events"`
+	Delivered      int           `json:"delivered"`
+	Goroutines     float64       `json:"goroutines"`
+	RSSBytes       float64       `json:"rss_bytes"`
+	HeapInuseBytes float64       `json:"heap_inuse_bytes"`
+	CPUSeconds     float64       `json:"cpu_seconds"`
+	Load1          float64       `json:"load1"`
+}
+
+// BenchResult is what a bench run measured (also written as JSON with --json).
+type BenchResult struct {
+	Rate            float64       `json:"rate"`
+	Duration        time.Duration `json:"duration_ns"`
+	Storage         string        `json:"storage"`
+	EventsGenerated int           `json:"events_generated"`
+	EventsIngested  float64       `json:"events_ingested"`
+	EventsProcessed float64       `json:"events_processed"`
+	EventsRejected  float64       `json:"events_rejected"`
+	LostEvents      int           `json:"lost_events"`
+	// Throughput is processed events per second of the generation window;
+	// CatchUp is how long after the last write the last event was processed.
+	Throughput    float64       `json:"throughput"`
+	CatchUp       time.Duration `json:"catch_up_ns"`
+	CPUSeconds    float64       `json:"cpu_seconds"`
+	Labels        int           `json:"labels"`
+	LabelsFound   int           `json:"labels_found"`
+	Findings      int           `json:"findings"`
+	Deliveries    int           `json:"deliveries"`
+	DuplicateSent int           `json:"duplicate_deliveries"`
+	LatencyP50    time.Duration `json:"latency_p50_ns"`
+	LatencyP90    time.Duration `json:"latency_p90_ns"`
+	LatencyP99    time.Duration `json:"latency_p99_ns"`
+	LatencyMax    time.Duration `json:"latency_max_ns"`
+	Samples       []benchSample `json:"samples"`
+	Machine       string        `json:"machine"`
+	LoadStart     string        `json:"load_start"`
+	LoadEnd       string        `json:"load_end"`
+	Command       string        `json:"command"`
+	Started       time.Time     `json:"started"`
+}
+
+func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o benchOptions
+	fs.Float64Var(&o.rate, "rate", 2000, "events per second written to the live stream")
+	fs.DurationVar(&o.duration, "duration", 10*time.Minute, "how long the stream is written")
+	fs.DurationVar(&o.sample, "sample", 30*time.Second, "how often /metrics is sampled")
+	fs.DurationVar(&o.lateness, "lateness", 2*time.Second, "detectors.allowed_lateness of the pipeline")
+	fs.DurationVar(&o.idleDrain, "idle-drain", time.Second, "state.idle_drain of the pipeline")
+	fs.DurationVar(&o.drain, "drain-timeout", 2*time.Minute, "how long to wait after the stream ends for every event to be processed")
+	fs.IntVar(&o.anomalies, "anomaly-count", 0, "anomalies injected (default: as many as fit in the stream after its learning period; none in a stream too short for one)")
+	fs.Int64Var(&o.seed, "seed", 1, "generator seed")
+	fs.StringVar(&o.storage, "storage", "auto", "storage backend of the pipeline: chdb, off, or auto (chdb when CHDB_LIB_PATH is set)")
+	fs.StringVar(&o.work, "work", "", "working directory (default: a new temporary directory, removed unless --keep)")
+	fs.StringVar(&o.binary, "binary", "", "auditwatch binary to run the pipeline with (default: this executable)")
+	fs.StringVar(&o.out, "out", "", "write the Markdown report to this file (default: stdout)")
+	fs.StringVar(&o.jsonOut, "json", "", "also write the measurements as JSON to this file")
+	fs.BoolVar(&o.keep, "keep", false, "keep the working directory")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "auditwatch bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var bad []string
+	if o.rate <= 0 || math.IsInf(o.rate, 0) || math.IsNaN(o.rate) {
+		bad = append(bad, fmt.Sprintf("--rate %v: must be positive", o.rate))
+	}
+	if o.duration < time.Second {
+		bad = append(bad, fmt.Sprintf("--duration %v: must be at least 1s", o.duration))
+	}
+	if o.sample < 100*time.Millisecond {
+		bad = append(bad, fmt.Sprintf("--sample %v: must be at least 100ms", o.sample))
+	}
+	if o.lateness < 0 || o.idleDrain <= 0 || o.drain <= 0 {
+		bad = append(bad, "--lateness must not be negative; --idle-drain and --drain-timeout must be positive")
+	}
+	switch o.storage {
+	case "auto":
+		o.storage = "off"
+		if os.Getenv("CHDB_LIB_PATH") != "" {
+			o.storage = "chdb"
+		}
+	case "chdb", "off":
+	default:
+		bad = append(bad, fmt.Sprintf("--storage %q: want chdb, off or auto", o.storage))
+	}
+	if len(bad) > 0 {
+		fmt.Fprintln(stderr, "auditwatch bench: "+strings.Join(bad, "; "))
+		return 2
+	}
+	if o.anomalies < 0 {
+		fmt.Fprintf(stderr, "auditwatch bench: --anomaly-count %d: must not be negative\n", o.anomalies)
+		return 2
+	}
+	if o.binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(stderr, "auditwatch bench: %v\n", err)
+			return 1
+		}
+		o.binary = exe
+	}
+	if o.work == "" {
+		dir, err := os.MkdirTemp("", "auditwatch-bench-")
+		if err != nil {
+			fmt.Fprintf(stderr, "auditwatch bench: %v\n", err)
+			return 1
+		}
+		o.work = dir
+		if !o.keep {
+			defer os.RemoveAll(dir)
+		}
+	} else if err := os.MkdirAll(o.work, 0o755); err != nil {
+		fmt.Fprintf(stderr, "auditwatch bench: %v\n", err)
+		return 1
+	}
+	res, err := benchRun(ctx, o, stderr)
+	if res != nil {
+		res.Command = "auditwatch bench " + strings.Join(args, " ")
+		var report bytes.Buffer
+		writeBenchReport(&report, res)
+		w := stdout
+		if o.out != "" {
+			if werr := os.WriteFile(o.out, report.Bytes(), 0o644); werr != nil {
+				fmt.Fprintf(stderr, "auditwatch bench: %v\n", werr)
+				return 1
+			}
+			fmt.Fprintf(stderr, "auditwatch bench: report written to %s\n", o.out)
+		} else {
+			w.Write(report.Bytes())
+		}
+		if o.jsonOut != "" {
+			b, _ := json.MarshalIndent(res, "", "  ")
+			if werr := os.WriteFile(o.jsonOut, append(b, '\n'), 0o644); werr != nil {
+				fmt.Fprintf(stderr, "auditwatch bench: %v\n", werr)
+				return 1
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch bench: %v\n", err)
+		return 1
+	}
+	if res.LostEvents != 0 {
+		fmt.Fprintf(stderr, "auditwatch bench: %d events lost (%d generated, %.0f processed)\n", res.LostEvents, res.EventsGenerated, res.EventsProcessed)
+		return 1
+	}
+	return 0
+}
+
+// benchDeliveries records when each finding revision reached the webhook.
+type benchDeliveries struct {
+	mu    sync.Mutex
+	first map[string]time.Time // id/revision -> first arrival
+	n     int
+	dups  int
+}
+
+func (d *benchDeliveries) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	var body struct {
+		Metadata struct {
+			UID string `json:"uid"`
+		} `json:"metadata"`
+		Unmapped struct {
+			Revision int `json:"revision"`
+		} `json:"unmapped"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body); err != nil || body.Metadata.UID == "" {
+		http.Error(w, "bad finding", http.StatusBadRequest)
+		return
+	}
+	key := body.Metadata.UID + "/" + strconv.Itoa(body.Unmapped.Revision)
+	d.mu.Lock()
+	d.n++
+	if _, dup := d.first[key]; dup {
+		d.dups++
+	} else {
+		d.first[key] = now
+	}
+	d.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+func (d *benchDeliveries) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n
+}
+
+// benchRun runs the pipeline and the generator and measures. A non-nil
+// result comes with whatever was measured, even on error.
+func benchRun(ctx context.Context, o benchOptions, stderr io.Writer) (*BenchResult, error) {
+	res := &BenchResult{Rate: o.rate, Duration: o.duration, Storage: o.storage, Machine: machineInfo(),
+		LoadStart: loadAvg(), Started: time.Now().UTC()}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(stderr, "bench %s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+
+	// The generator: event time starts at the moment writing starts and
+	// advances with the clock (events/rate), written in ~50 ms batches.
+	events := int(o.rate * o.duration.Seconds())
+	start := time.Now().Add(2 * time.Second).UTC().Truncate(time.Millisecond)
+	gcfg := gen.Config{Seed: o.seed, Start: start, Events: events, Rate: o.rate, Anomalies: true, CloudTrailShare: 0.5}
+	g, err := benchGenerator(gcfg, o.anomalies)
+	if err != nil {
+		return nil, err
+	}
+
+	deliveries := &benchDeliveries{first: map[string]time.Time{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: deliveries, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	metricsAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	stream := filepath.Join(o.work, "stream.log")
+	findingsPath := filepath.Join(o.work, "findings.jsonl")
+	for _, p := range []string{stream, findingsPath} {
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	storage := "storage: {backend: off}"
+	if o.storage == "chdb" {
+		storage = fmt.Sprintf("storage: {backend: chdb, chdb: {path: %q}}", filepath.Join(o.work, "chdb"))
+	}
+	cfg := fmt.Sprintf(`# auditwatch bench: the embedded pipeline on a live generated stream.
+sources:
+  - name: live
+    type: filetail
+    filetail: {path: %q, poll_interval: 50ms, idle_flush: 500ms}
+state: {dir: %q, idle_drain: %s}
+detectors:
+  learn_until: %s
+  allowed_lateness: %s
+alerts:
+  outputs:
+    - name: bench
+      type: webhook
+      webhook: {url: "http://%s/findings"}
+  default_outputs: [bench]
+%s
+files: {findings: %q}
+http: {listen: %q}
+logging: {level: warn, format: text}
+shutdown_timeout: 30s
+`, stream, filepath.Join(o.work, "state"), o.idleDrain, g.LearningEnd().Format(time.RFC3339Nano), o.lateness,
+		ln.Addr(), storage, findingsPath, metricsAddr)
+	cfgPath := filepath.Join(o.work, "bench.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	runLog, err := os.Create(filepath.Join(o.work, "run.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer runLog.Close()
+	cmd := exec.Command(o.binary, "run", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = runLog, runLog
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start pipeline: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				return fmt.Errorf("pipeline exited with %v (log: %s)", err, runLog.Name())
+			}
+			return nil
+		case <-time.After(45 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("pipeline did not stop within 45s of SIGTERM")
+		}
+	}
+	defer stop()
+	client := &http.Client{Timeout: 5 * time.Second}
+	if err := waitReady(ctx, client, "http://"+metricsAddr+"/readyz", exited, 60*time.Second); err != nil {
+		return nil, err
+	}
+	logf("pipeline ready (storage %s), writing %d events at %.0f/s for %v to %s", o.storage, events, o.rate, o.duration, stream)
+
+	// Write the stream.
+	out, err := os.OpenFile(stream, os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	var generated atomicInt
+	genDone := make(chan error, 1)
+	genCtx, cancelGen := context.WithCancel(ctx)
+	defer cancelGen()
+	time.Sleep(time.Until(start))
+	began := time.Now()
+	go func() {
+		st, err := g.Run(genCtx, gen.Output{Combined: out, Flush: func() error { generated.store(g.Count()); return nil }})
+		generated.store(st.Events)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		genDone <- err
+	}()
+
+	scrape := func() (benchSample, map[string]float64, error) {
+		m, err := scrapeMetrics(client, "http://"+metricsAddr+"/metrics")
+		s := benchSample{Elapsed: time.Since(began), Generated: generated.load(), Delivered: deliveries.count(), Load1: load1()}
+		if err != nil {
+			return s, nil, err
+		}
+		s.IngestEvents = m["auditwatch_ingest_events_total"]
+		s.DetectEvents = m["auditwatch_detect_stage_events_total"]
+		s.Goroutines = m["go_goroutines"]
+		s.RSSBytes = m["process_resident_memory_bytes"]
+		s.HeapInuseBytes = m["go_memstats_heap_inuse_bytes"]
+		s.CPUSeconds = m["process_cpu_seconds_total"]
+		return s, m, nil
+	}
+	record := func(s benchSample) {
+		res.Samples = append(res.Samples, s)
+		logf("t=%-6s generated %d ingested %.0f processed %.0f delivered %d goroutines %.0f rss %.1f MiB load %.2f",
+			s.Elapsed.Round(time.Second), s.Generated, s.IngestEvents, s.DetectEvents, s.Delivered, s.Goroutines, s.RSSBytes/(1<<20), s.Load1)
+	}
+	if s, _, err := scrape(); err == nil {
+		record(s)
+	}
+	tick := time.NewTicker(o.sample)
+	defer tick.Stop()
+	var genErr error
+	writing := true
+	for writing {
+		select {
+		case genErr = <-genDone:
+			writing = false
+		case <-tick.C:
+			s, _, err := scrape()
+			if err != nil {
+				return res, fmt.Errorf("scrape /metrics: %w", err)
+			}
+			record(s)
+		case err := <-exited:
+			exited <- err
+			return res, fmt.Errorf("pipeline exited while the stream was written (%v); log: %s", err, runLog.Name())
+		case <-ctx.Done():
+			cancelGen()
+			<-genDone
+			return res, ctx.Err()
+		}
+	}
+	wrote := time.Now()
+	if genErr != nil {
+		return res, fmt.Errorf("generator: %w", genErr)
+	}
+	res.EventsGenerated = generated.load()
+	logf("stream written: %d events in %v", res.EventsGenerated, wrote.Sub(began).Round(time.Millisecond))
+
+	// Catch up: wait until every written event is processed, then until
+	// the reorder buffer has drained and deliveries are quiet.
+	deadline := time.Now().Add(o.drain)
+	var last map[string]float64
+	for {
+		s, m, err := scrape()
+		if err != nil {
+			return res, fmt.Errorf("scrape /metrics: %w", err)
+		}
+		last = m
+		if int(s.DetectEvents) >= res.EventsGenerated {
+			res.CatchUp = time.Since(wrote)
+			break
+		}
+		if time.Now().After(deadline) {
+			record(s)
+			res.CatchUp = time.Since(wrote)
+			logf("not every event processed within --drain-timeout %v", o.drain)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	quiet, n := time.Now(), deliveries.count()
+	for time.Since(quiet) < o.idleDrain+3*time.Second && time.Now().Before(deadline.Add(30*time.Second)) {
+		time.Sleep(100 * time.Millisecond)
+		if c := deliveries.count(); c != n {
+			quiet, n = time.Now(), c
+		}
+	}
+	if s, m, err := scrape(); err == nil {
+		record(s)
+		last = m
+	}
+	res.EventsIngested = last["auditwatch_ingest_events_total"]
+	res.EventsProcessed = last["auditwatch_detect_stage_events_total"]
+	res.EventsRejected = last["auditwatch_ingest_rejected_total"]
+	res.CPUSeconds = last["process_cpu_seconds_total"]
+	res.LostEvents = res.EventsGenerated - int(res.EventsProcessed)
+	res.Throughput = res.EventsProcessed / (wrote.Sub(began) + res.CatchUp).Seconds()
+	stopErr := stop()
+	res.LoadEnd = loadAvg()
+
+	// Latency: delivery time minus the event time of the finding's last
+	// evidence (the time its triggering event was written).
+	findings := readFindingsFile(findingsPath)
+	res.Findings = len(findings)
+	deliveries.mu.Lock()
+	res.Deliveries, res.DuplicateSent = deliveries.n, deliveries.dups
+	var lat []time.Duration
+	for _, f := range findings {
+		at, ok := deliveries.first[f.ID+"/"+strconv.Itoa(f.Revision)]
+		if !ok {
+			continue
+		}
+		ev := f.LastTime
+		if ev.IsZero() {
+			ev = f.Time
+		}
+		lat = append(lat, at.Sub(ev))
+	}
+	deliveries.mu.Unlock()
+	slices.Sort(lat)
+	res.LatencyP50, res.LatencyP90, res.LatencyP99 = percentile(lat, 0.50), percentile(lat, 0.90), percentile(lat, 0.99)
+	if len(lat) > 0 {
+		res.LatencyMax = lat[len(lat)-1]
+	}
+	res.Labels = len(g.Labels())
+	for _, l := range g.Labels() {
+		for _, f := range findings {
+			if f.Detector == l.Detector || slices.Contains(l.AlsoMatches, f.Detector) {
+				if slices.ContainsFunc(f.EventIDs, func(id string) bool { return slices.Contains(l.EventIDs, id) }) {
+					res.LabelsFound++
+					break
+				}
+			}
+		}
+	}
+	logf("done: %d generated, %.0f processed, %d lost, %d findings, latency p50 %v p99 %v",
+		res.EventsGenerated, res.EventsProcessed, res.LostEvents, res.Findings, res.LatencyP50, res.LatencyP99)
+	return res, stopErr
+}
+
+// benchGenerator builds the generator with count anomalies, or with as
+// many as fit when count is 0 (the generator keeps anomaly starts at least
+// twice its longest burst apart, about 82 s with the default bursts),
+// none when the stream is too short for one.
+func benchGenerator(cfg gen.Config, count int) (*gen.Generator, error) {
+	if count > 0 {
+		cfg.AnomalyCount = count
+		return gen.New(cfg.Defaults())
+	}
+	for n := max(1, int(cfg.Defaults().Duration/(6*time.Second))); n > 0; n-- {
+		cfg.AnomalyCount = n
+		if g, err := gen.New(cfg.Defaults()); err == nil {
+			return g, nil
+		}
+	}
+	cfg.Anomalies, cfg.AnomalyCount = false, 0
+	return gen.New(cfg.Defaults())
+}
+
+// percentile returns the q-quantile of sorted (nearest rank).
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func waitReady(ctx context.Context, c *http.Client, url string, exited chan error, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("pipeline exited during start-up: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pipeline not ready at %s within %v", url, limit)
+		}
+	}
+}
+
+// scrapeMetrics reads a Prometheus text exposition, summing every series
+// of a metric name.
+func scrapeMetrics(c *http.Client, url string) (map[string]float64, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest, ok := strings.Cut(line, " ")
+		if i := strings.IndexByte(line, '{'); i >= 0 && i < len(name) {
+			name = line[:i]
+			j := strings.LastIndexByte(line, '}')
+			if j < 0 {
+				continue
+			}
+			rest, ok = strings.TrimSpace(line[j+1:]), true
+		}
+		if !ok {
+			continue
+		}
+		if f := strings.Fields(rest); len(f) > 0 {
+			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+				m[name] += v
+			}
+		}
+	}
+	return m, sc.Err()
+}
+
+func readFindingsFile(path string) []schema.Finding {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var fs []schema.Finding
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		var f schema.Finding
+		if len(line) > 0 && json.Unmarshal(line, &f) == nil {
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}
+
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+type atomicInt struct {
+	mu sync.Mutex
+	v  int
+}
+
+func (a *atomicInt) store(v int) { a.mu.Lock(); a.v = v; a.mu.Unlock() }
+func (a *atomicInt) load() int   { a.mu.Lock(); defer a.mu.Unlock(); return a.v }
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func load1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+func machineInfo() string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if model == "" {
+		model = "unknown CPU"
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s/%s, %s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+func mib(b float64) string { return fmt.Sprintf("%.1f", b/(1<<20)) }
+
+// writeBenchReport writes res as Markdown.
+func writeBenchReport(w io.Writer, r *BenchResult) {
+	fmt.Fprintf(w, "# auditwatch soak/load report\n\n")
+	fmt.Fprintf(w, "Command: `%s`  \nStarted: %s\n\n", r.Command, r.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "The embedded pipeline (`auditwatch run`: file tail → embedded stream → detectors → alert router (webhook) + findings file%s) ran as its own process on a live stream written by the generator at a fixed rate (mixed CloudTrail and Vault/OpenBao, labelled anomalies, event time following the clock). /metrics was sampled throughout.\n\n",
+		map[bool]string{true: " + embedded ClickHouse (chDB) storage", false: ""}[r.Storage == "chdb"])
+	fmt.Fprintf(w, "Machine: %s. Load average (1/5/15 min) at start %s, at end %s. The machine is shared, so figures are noisy.\n\n", r.Machine, r.LoadStart, r.LoadEnd)
+	fmt.Fprintf(w, "## Summary\n\n| | |\n|---|---|\n")
+	row := func(k, v string) { fmt.Fprintf(w, "| %s | %s |\n", k, v) }
+	row("Rate (target)", fmt.Sprintf("%.0f events/s", r.Rate))
+	row("Duration (stream written)", r.Duration.String())
+	row("Storage", r.Storage)
+	row("Events generated", strconv.Itoa(r.EventsGenerated))
+	row("Events ingested", fmt.Sprintf("%.0f", r.EventsIngested))
+	row("Events processed by the detectors", fmt.Sprintf("%.0f", r.EventsProcessed))
+	row("Records rejected by the parsers", fmt.Sprintf("%.0f", r.EventsRejected))
+	row("**Lost events** (generated − processed)", fmt.Sprintf("**%d**", r.LostEvents))
+	row("Throughput (processed / (write time + catch-up))", fmt.Sprintf("%.0f events/s", r.Throughput))
+	row("Catch-up after the last write", r.CatchUp.Round(time.Millisecond).String())
+	if r.CPUSeconds > 0 {
+		row("Pipeline CPU time", fmt.Sprintf("%.1f s (%.0f events per CPU-second)", r.CPUSeconds, r.EventsProcessed/r.CPUSeconds))
+	}
+	row("Labelled anomalies / found", fmt.Sprintf("%d / %d", r.Labels, r.LabelsFound))
+	row("Findings / webhook deliveries / duplicates", fmt.Sprintf("%d / %d / %d", r.Findings, r.Deliveries, r.DuplicateSent))
+	row("Event-to-alert latency p50 / p90 / p99 / max", fmt.Sprintf("%v / %v / %v / %v", r.LatencyP50.Round(time.Millisecond),
+		r.LatencyP90.Round(time.Millisecond), r.LatencyP99.Round(time.Millisecond), r.LatencyMax.Round(time.Millisecond)))
+	fmt.Fprintf(w, "\nLatency is the webhook's receive time minus the event time of the finding's last evidence event; the generator writes each event within one 50 ms batch of its event time. It includes the allowed lateness of the detectors' reorder buffer and the idle drain.\n\n")
+	fmt.Fprintf(w, "## Over time\n\n| t | generated | processed | events/s (interval) | delivered | goroutines | RSS MiB | heap in use MiB | load 1m |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for i, s := range r.Samples {
+		rate := "–"
+		if i > 0 {
+			p := r.Samples[i-1]
+			if dt := (s.Elapsed - p.Elapsed).Seconds(); dt > 0 {
+				rate = fmt.Sprintf("%.0f", (s.DetectEvents-p.DetectEvents)/dt)
+			}
+		}
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %d | %.0f | %s | %s | %.2f |\n", s.Elapsed.Round(time.Second), s.Generated, s.DetectEvents,
+			rate, s.Delivered, s.Goroutines, mib(s.RSSBytes), mib(s.HeapInuseBytes), s.Load1)
+	}
+	if g := r.Growth(); g != nil {
+		fmt.Fprintf(w, "\nFrom the first sample after warm-up (%s) to the last: RSS %s → %s MiB, goroutines %.0f → %.0f.\n",
+			g.From.Elapsed.Round(time.Second), mib(g.From.RSSBytes), mib(g.To.RSSBytes), g.From.Goroutines, g.To.Goroutines)
+	}
+}
+
+// BenchGrowth compares a sample after warm-up with the last one.
+type BenchGrowth struct{ From, To benchSample }
+
+// Growth returns the samples memory growth is judged on: the first taken
+// at least a quarter into the run (baselines, buffers and caches are
+// filling before that) and the last. Nil with fewer than two samples.
+func (r *BenchResult) Growth() *BenchGrowth {
+	if len(r.Samples) < 2 {
+		return nil
+	}
+	from := r.Samples[0]
+	for _, s := range r.Samples {
+		if s.Elapsed >= r.Duration/4 {
+			from = s
+			break
+		}
+	}
+	return &BenchGrowth{From: from, To: r.Samples[len(r.Samples)-1]}
+}
