@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchSmoke runs a short soak: `auditwatch bench` drives `auditwatch
+// run` (a separate process) at 1,000 events/s for 20 s from a live
+// generated stream. No event may be lost, the pipeline must keep up, and
+// memory and goroutines must not grow from the first quarter to the end.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak smoke test runs for about 30 s; not run with -short")
+	}
+	bin := auditwatchBinary(t)
+	work := t.TempDir()
+	jsonPath := filepath.Join(work, "bench.json")
+	report := filepath.Join(work, "SOAK.md")
+	cmd := exec.Command(bin, "bench", "--rate", "1000", "--duration", "20s", "--sample", "2s",
+		"--work", filepath.Join(work, "run"), "--out", report, "--json", jsonPath)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r BenchResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.EventsGenerated != 20000 {
+		t.Errorf("%d events generated, want 20000", r.EventsGenerated)
+	}
+	if r.LostEvents != 0 || int(r.EventsProcessed) != r.EventsGenerated || r.EventsRejected != 0 {
+		t.Errorf("%d generated, %.0f processed, %.0f rejected: %d lost", r.EventsGenerated, r.EventsProcessed, r.EventsRejected, r.LostEvents)
+	}
+	if r.CatchUp > 10*time.Second {
+		t.Errorf("the pipeline finished %v after the last write: it does not keep up with 1,000 events/s", r.CatchUp)
+	}
+	if len(r.Samples) < 8 {
+		t.Fatalf("%d /metrics samples over 20 s at 2 s, want at least 8", len(r.Samples))
+	}
+	for _, s := range r.Samples {
+		if s.Goroutines == 0 || s.RSSBytes == 0 {
+			t.Fatalf("sample at %v has no go_goroutines or process_resident_memory_bytes: %+v", s.Elapsed, s)
+		}
+	}
+	g := r.Growth()
+	if grow := g.To.RSSBytes - g.From.RSSBytes; grow > 96<<20 {
+		t.Errorf("RSS grew by %.0f MiB from %v to the end (%.0f → %.0f MiB)", grow/(1<<20), g.From.Elapsed, g.From.RSSBytes/(1<<20), g.To.RSSBytes/(1<<20))
+	}
+	if g.To.Goroutines > g.From.Goroutines+10 {
+		t.Errorf("goroutines grew from %.0f to %.0f", g.From.Goroutines, g.To.Goroutines)
+	}
+	md, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"**Lost events** (generated − processed) | **0**", "| t | generated | processed |", "Event-to-alert latency p50"} {
+		if !bytes.Contains(md, []byte(want)) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	t.Logf("throughput %.0f events/s, catch-up %v, RSS %.0f → %.0f MiB, goroutines %.0f → %.0f",
+		r.Throughput, r.CatchUp, g.From.RSSBytes/(1<<20), g.To.RSSBytes/(1<<20), g.From.Goroutines, g.To.Goroutines)
+}
+
+func TestBenchBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rate", "0"}, "--rate 0"},
+		{[]string{"--duration", "10ms"}, "--duration 10ms"},
+		{[]string{"--storage", "s3"}, `--storage "s3"`},
+		{[]string{"--anomaly-count", "-1"}, "--anomaly-count -1"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	} {
+		code, _, stderr := runCmd(t, append([]string{"bench"}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("bench %v: exit %d, stderr %q, want exit 2 naming %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range v {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		in   []time.Duration
+		q    float64
+		want time.Duration
+	}{
+		{nil, 0.5, 0},
+		{ms(7), 0.99, 7 * time.Millisecond},
+		{ms(1, 2, 3, 4), 0.5, 2 * time.Millisecond},
+		{ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 0.9, 9 * time.Millisecond},
+		{ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 0.99, 10 * time.Millisecond},
+	} {
+		if got := percentile(tc.in, tc.q); got != tc.want {
+			t.Errorf("percentile(%v, %v) = %v, want %v", tc.in, tc.q, got, tc.want)
+		}
+	}
+}
+
+func TestScrapeMetrics(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(`# HELP go_goroutines Number of goroutines.
+# TYPE go_goroutines gauge
+go_goroutines 12
+process_resident_memory_bytes 2.5e+08
+auditwatch_ingest_events_total{format="vault",source="a"} 10
+auditwatch_ingest_events_total{format="cloudtrail",source="b {x}"} 5
+auditwatch_detect_stage_events_total 15 1700000000000
+`))
+	}))
+	defer srv.Close()
+	m, err := scrapeMetrics(srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"go_goroutines": 12, "process_resident_memory_bytes": 2.5e8,
+		"auditwatch_ingest_events_total": 15, "auditwatch_detect_stage_events_total": 15}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
+		}
+	}
+}
