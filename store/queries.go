@@ -126,7 +126,7 @@ LIMIT {limit:UInt64}`,
         SELECT principal FROM auditwatch.access_keys
         WHERE access_key = {access_key:String} AND day >= toDate(toDateTime({since:UInt32}, 'UTC')))
       AND access_key = {access_key:String}`),
-			"principal":  blastSQL("principal = {principal:String}"),
+			"principal": blastSQL("principal = {principal:String}"),
 		},
 	},
 	"failures": {
