@@ -81,6 +81,10 @@ type State struct {
 	// replays: a checkpoint is taken after whichever comes first.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	CheckpointEvents   int           `yaml:"checkpoint_events"`
+	// IdleDrain: after this long without new events the detectors'
+	// event-time reorder buffer is released, so the last events of a quiet
+	// stream still raise their findings without waiting for newer events.
+	IdleDrain time.Duration `yaml:"idle_drain"`
 }
 
 // Files are the JSON Lines file sinks; an empty path disables one.
@@ -168,6 +172,9 @@ func (c *Config) SetDefaults() {
 	if c.State.CheckpointEvents == 0 {
 		c.State.CheckpointEvents = 20000
 	}
+	if c.State.IdleDrain == 0 {
+		c.State.IdleDrain = 5 * time.Second
+	}
 	if c.Logging.Level == "" {
 		c.Logging.Level = "info"
 	}
@@ -201,6 +208,9 @@ func (c *Config) Validate() error {
 	}
 	if c.State.CheckpointEvents <= 0 {
 		errs = append(errs, errors.New("state.checkpoint_events: must be positive"))
+	}
+	if c.State.IdleDrain < 0 {
+		errs = append(errs, errors.New("state.idle_drain: must not be negative"))
 	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {

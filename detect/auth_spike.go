@@ -82,11 +82,15 @@ func (d *authSpike) identities(s *spikeState, ev *schema.Event, t, win int64) in
 func newAuthSpike(e *Engine) *authSpike {
 	cfg := &e.cfg.AuthFailureSpike
 	d := &authSpike{e: e, cfg: cfg, kinds: map[string]bool{},
-		t:      newTable(schema.DetectorAuthFailureSpike, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[spikeState](jsonCodec[spikeState]{}), e.log, e.m),
 		bucket: cfg.Window.D().Nanoseconds() / spikeBuckets}
 	if d.bucket <= 0 {
 		d.bucket = 1
 	}
+	// A key quiet this long has its burst closed and its learned rate
+	// decayed below 1e-5 of itself (EWMA per window): nothing to keep.
+	quiet := time.Duration(math.Ceil(math.Log(1e-5)/math.Log(1-min(cfg.EWMAAlpha, 0.999)))) * cfg.Window.D()
+	d.t = newTable(schema.DetectorAuthFailureSpike, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[spikeState](jsonCodec[spikeState]{}), e.log, e.m).
+		expire(max(cfg.Cooldown.D(), quiet), func(v *spikeState) int64 { return max(v.B.Last, v.Newest*d.bucket) })
 	for _, k := range cfg.FailureKinds {
 		d.kinds[k] = true
 	}

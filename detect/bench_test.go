@@ -128,9 +128,10 @@ func BenchmarkStatePairs(b *testing.B) {
 		c.e, c.hasPrincipal, c.history = e, true, true
 		for n := 0; n < pairs; n++ {
 			ev.Time = t0.Add(time.Duration(n) * time.Millisecond)
+			// 10,000 principals x 100 secrets each: 1,000,000 distinct pairs.
 			ev.Principal = principalName(n % 10000)
-			ev.Resource = secretName(n / 10000 * 7)
-			ev.Resource = fmt.Sprintf("secret/data/s%d", n)
+			ev.Resource = secretName(n)
+			c.scoped = false
 			ft.process(&ev, &c, nil)
 		}
 		runtime.GC()

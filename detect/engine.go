@@ -59,7 +59,8 @@ type Engine struct {
 	in           schema.Event // the event being taken in (keeps ev off the heap)
 	ctx          evalCtx
 
-	stats Stats
+	stats    Stats
+	ownStore bool
 }
 
 // Stats are the engine's counters since it started.
@@ -72,6 +73,7 @@ type Stats struct {
 	Suppressed      uint64 // privileged use inside a maintenance window
 	Evictions       uint64 // sum over Tables
 	SpillDropped    uint64 // sum over Tables
+	Expired         uint64 // sum over Tables
 	Tables          []TableStats
 }
 
@@ -83,6 +85,9 @@ type TableStats struct {
 	SpillDropped uint64
 	Spilled      int
 	LoadErrors   uint64
+	// Expired counts saved entries deleted after idling past their
+	// retention (forget_after, cool-downs): disk stays bounded too.
+	Expired uint64
 }
 
 type clock struct {
@@ -129,7 +134,7 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	e := &Engine{cfg: cfg, st: st, log: logger, m: newMetrics(reg)}
 	e.stats.Findings = make(map[string]uint64)
 	e.principals = e.newPrincipalTable()
-	e.scope = scope{rules: cfg.FirstTimeAccess.Scope}
+	e.scope = newScope(cfg.FirstTimeAccess.Scope)
 	if on(cfg.UnexpectedIP.Enabled) {
 		e.dets = append(e.dets, newUnexpectedIP(e))
 	}
@@ -203,9 +208,11 @@ func (e *Engine) Config() Config { return e.cfg }
 func (e *Engine) Process(ev schema.Event) []schema.Finding {
 	e.stats.Events++
 	e.m.events.Inc()
-	if !e.maxSeen.IsZero() && ev.Time.Before(e.maxSeen.Add(-e.cfg.AllowedLateness.D())) {
-		// Beyond the allowed lateness: everything it would precede within
-		// the lateness has been (or is being) released; evaluate it now.
+	if !e.maxSeen.IsZero() && ev.Time.Before(e.maxSeen.Add(-e.cfg.AllowedLateness.D())) ||
+		e.hasReleased && ev.Time.Before(e.released) {
+		// Beyond the allowed lateness (or behind an event already released
+		// early from a full buffer): it can no longer be put in order;
+		// evaluate it now.
 		e.stats.Late++
 		e.m.late.Inc()
 		e.in = ev
@@ -241,6 +248,27 @@ func (e *Engine) release(seq uint64, ev *schema.Event, out []schema.Finding) []s
 	return e.evaluate(ev, false, out)
 }
 
+// Advance moves event time to at least t when input is idle, releasing
+// the buffered events older than t minus the allowed lateness. A live
+// pipeline calls it on a timer with the wall clock so that sparse traffic
+// is not held back until newer events arrive; events then arriving older
+// than that are late, as they would be by event time alone.
+func (e *Engine) Advance(t time.Time) []schema.Finding {
+	if !t.After(e.maxSeen) {
+		return nil
+	}
+	e.maxSeen = t
+	wm := e.maxSeen.Add(-e.cfg.AllowedLateness.D()).UnixNano()
+	var out []schema.Finding
+	for e.buf.len() > 0 && e.buf.peekTime() <= wm {
+		seq := e.buf.pop(&e.scratch)
+		out = e.release(seq, &e.scratch, out)
+	}
+	e.stats.Buffered = e.buf.len()
+	e.m.buffered.Set(float64(e.buf.len()))
+	return out
+}
+
 // Drain evaluates every buffered event (end of input).
 func (e *Engine) Drain() []schema.Finding {
 	var out []schema.Finding
@@ -271,6 +299,10 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, out []schema.Finding) []s
 			n.v.First = t
 			e.principals.touch(n)
 		}
+		if t > n.v.Last+int64(time.Hour) {
+			n.v.Last = t
+			e.principals.touch(n)
+		}
 		c.first = time.Unix(0, n.v.First).UTC()
 		c.hasPrincipal = true
 	}
@@ -293,6 +325,9 @@ type evalCtx struct {
 	hasPrincipal bool
 	first        time.Time // principal first seen (event time)
 
+	pkeyOK bool // pkey computed
+	pkey   key  // key of the event's principal alone
+
 	scoped   bool // resource/inScope computed
 	inScope  bool
 	resource string // canonical resource when inScope
@@ -306,6 +341,15 @@ func (c *evalCtx) scope(ev *schema.Event) (string, bool) {
 		c.scoped = true
 	}
 	return c.resource, c.inScope
+}
+
+// principalKey is the table key of the event's principal (several
+// detectors key their state by it), computed once per event.
+func (c *evalCtx) principalKey(ev *schema.Event) key {
+	if !c.pkeyOK {
+		c.pkey, c.pkeyOK = c.e.h.sum(ev.Principal), true
+	}
+	return c.pkey
 }
 
 // learned reports whether the event's principal is past period at t: its
@@ -352,6 +396,11 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		if err := t.flush(&b); err != nil {
 			return fmt.Errorf("detect: checkpoint %s: %w", t.name(), err)
 		}
+		if e.hasReleased {
+			if err := t.sweepInto(&b, e.released.UnixNano()); err != nil {
+				return fmt.Errorf("detect: checkpoint %s: %w", t.name(), err)
+			}
+		}
 	}
 	// Reorder buffer: a new segment for what arrived since the last
 	// checkpoint; drop segments with nothing left in the buffer.
@@ -396,7 +445,11 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		return fmt.Errorf("detect: checkpoint: %w", err)
 	}
 	for _, t := range tabs {
+		before := t.expiredCount()
 		t.committed()
+		if n := t.expiredCount() - before; n > 0 {
+			e.m.expiredN(t.name(), n)
+		}
 	}
 	e.segments, e.persistedSeq = kept, e.seq
 	e.m.checkpoints.Inc()
@@ -418,9 +471,31 @@ func (e *Engine) Meta() (map[string][]byte, error) {
 }
 
 // Close releases the engine. It does not checkpoint: whatever was not
-// checkpointed is replayed after a restart. The store stays open (its owner
-// closes it).
-func (e *Engine) Close() error { return nil }
+// checkpointed is replayed after a restart. A store passed to New stays
+// open (its owner closes it); one opened by Open is closed.
+func (e *Engine) Close() error {
+	if e.ownStore {
+		return e.st.Close()
+	}
+	return nil
+}
+
+// Open opens the state store described by sc and an Engine over it that
+// owns the store (Close closes both). This is how a pipeline opens one
+// engine per stream partition: sc.Partition names its key-space.
+func Open(cfg Config, sc state.Config, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
+	st, err := state.Open(sc)
+	if err != nil {
+		return nil, err
+	}
+	e, err := New(cfg, st, logger, reg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	e.ownStore = true
+	return e, nil
+}
 
 func (e *Engine) allTables() []tableStats {
 	out := []tableStats{e.principals}
@@ -438,12 +513,14 @@ func (e *Engine) Stats() Stats {
 		s.Findings[k] = v
 	}
 	s.Tables = nil
-	s.Evictions, s.SpillDropped = 0, 0
+	s.Evictions, s.SpillDropped, s.Expired = 0, 0, 0
 	for _, t := range e.allTables() {
 		size, ev, sd, le, sp := t.stats()
-		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp})
+		ex := t.expiredCount()
+		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp, Expired: ex})
 		s.Evictions += ev
 		s.SpillDropped += sd
+		s.Expired += ex
 	}
 	return s
 }
@@ -451,22 +528,29 @@ func (e *Engine) Stats() Stats {
 // principalState is the engine-wide record of a principal.
 type principalState struct {
 	First int64 // first event, unix ns
+	Last  int64 // last event (refreshed at most hourly), unix ns
 }
 
 type principalCodec struct{}
 
-func (principalCodec) encode(v *principalState) ([]byte, error) { return encodeVarints(v.First), nil }
+func (principalCodec) encode(v *principalState) ([]byte, error) {
+	return encodeVarints(v.First, v.Last), nil
+}
 func (principalCodec) decode(b []byte, v *principalState) error {
-	xs, err := decodeVarints(b, 1)
+	xs, err := decodeVarints(b, 2)
 	if err != nil {
 		return err
 	}
-	v.First = xs[0]
+	v.First, v.Last = xs[0], xs[1]
 	return nil
 }
 
 func (e *Engine) newPrincipalTable() *table[principalState] {
-	return newTable(spacePrincipals, e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[principalState](principalCodec{}), e.log, e.m)
+	c := &e.cfg
+	retain := max(c.UnexpectedIP.ForgetAfter, c.FirstTimeAccess.ForgetAfter, c.UnexpectedIP.LearningPeriod,
+		c.FirstTimeAccess.LearningPeriod, c.AccessVolumeSpike.LearningPeriod).D()
+	return newTable(spacePrincipals, e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[principalState](principalCodec{}), e.log, e.m).
+		expire(retain, func(v *principalState) int64 { return max(v.First, v.Last) })
 }
 
 // jsonCodec persists a value as JSON.

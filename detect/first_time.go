@@ -55,11 +55,12 @@ func (b *burst) open(now int64, cooldown time.Duration) bool {
 
 func (b *burst) addID(id string, max int) {
 	if len(b.IDs) < max {
-		b.IDs = append(b.IDs, id)
+		b.IDs = append(b.IDs, clip(id))
 	}
 }
 
 func (b *burst) addItem(s string, max int) bool {
+	s = clip(s)
 	for _, x := range b.Items {
 		if x == s {
 			return false
@@ -92,8 +93,10 @@ type groupState struct {
 func newFirstTime(e *Engine) *firstTime {
 	cfg := &e.cfg.FirstTimeAccess
 	return &firstTime{e: e, cfg: cfg,
-		pairs:  newTable(schema.DetectorFirstTimeAccess+".pairs", cfg.MaxPairs, e.cfg.MaxSpill, e.st, codec[pairState](pairCodec{}), e.log, e.m),
-		groups: newTable(schema.DetectorFirstTimeAccess+".groups", e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[groupState](jsonCodec[groupState]{}), e.log, e.m)}
+		pairs: newTable(schema.DetectorFirstTimeAccess+".pairs", cfg.MaxPairs, e.cfg.MaxSpill, e.st, codec[pairState](pairCodec{}), e.log, e.m).
+			expire(cfg.ForgetAfter.D(), func(v *pairState) int64 { return v.Last }),
+		groups: newTable(schema.DetectorFirstTimeAccess+".groups", e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[groupState](jsonCodec[groupState]{}), e.log, e.m).
+			expire(cfg.GroupWindow.D(), func(v *groupState) int64 { return v.B.Last })}
 }
 
 func (d *firstTime) tables() []tableStats { return []tableStats{d.pairs, d.groups} }
@@ -122,7 +125,7 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 		return out
 	}
 	max := d.e.cfg.MaxEvidence
-	g, _ := d.groups.get(d.h.sum(ev.Principal), true)
+	g, _ := d.groups.get(c.principalKey(ev), true)
 	b := &g.v.B
 	d.groups.touch(g)
 	if b.open(t, d.cfg.GroupWindow.D()) {
@@ -150,10 +153,11 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	if ev.Failed() {
 		verb = "tried (denied)"
 	}
-	f.Summary = fmt.Sprintf("%s %s %s for the first time", nameOf(ev), verb, res)
-	f.Reason = fmt.Sprintf("no %s by this principal on this resource since learning began %s", "access", c.first.Format(time.RFC3339))
+	f.Summary = fmt.Sprintf("%s %s %s for the first time", nameOf(ev), verb, clip(res))
+	f.Reason = fmt.Sprintf("the principal has not touched this resource since it was first seen (%s), or not within forget_after (%s)",
+		c.first.Format(time.RFC3339), d.cfg.ForgetAfter.D())
 	if b.Count > 1 {
-		f.Summary = fmt.Sprintf("%s touched %d resources for the first time, latest %s", nameOf(ev), b.Count, res)
+		f.Summary = fmt.Sprintf("%s touched %d resources for the first time, latest %s", nameOf(ev), b.Count, clip(res))
 		f.Reason += fmt.Sprintf("; %d new resources, none more than %s apart (first ones: %s)", b.Count, d.cfg.GroupWindow.D(), strings.Join(b.Items, ", "))
 	}
 	f.Attributes["outcome"] = ev.Outcome

@@ -11,7 +11,7 @@ type metrics struct {
 	buffered                                              prometheus.Gauge
 	checkpointSeconds                                     prometheus.Histogram
 	findings                                              *prometheus.CounterVec
-	evictions, spillDrops                                 *prometheus.CounterVec
+	evictions, spillDrops, expired                        *prometheus.CounterVec
 	findingBy                                             map[string]prometheus.Counter
 	evictBy, dropBy                                       map[string]prometheus.Counter
 }
@@ -55,6 +55,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Entries evicted from a bounded in-memory state table, by table."}, []string{"table"})),
 		spillDrops: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_state_spill_dropped_total",
 			Help: "Evicted unsaved entries dropped before a checkpoint could save them (state lost), by table."}, []string{"table"})),
+		expired: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_state_expired_total",
+			Help: "Saved state entries deleted after idling past their retention, by table."}, []string{"table"})),
 		findingBy: map[string]prometheus.Counter{},
 		evictBy:   map[string]prometheus.Counter{},
 		dropBy:    map[string]prometheus.Counter{},
@@ -87,4 +89,8 @@ func (m *metrics) spillDropped(space string) {
 		m.dropBy[space] = c
 	}
 	c.Inc()
+}
+
+func (m *metrics) expiredN(space string, n uint64) {
+	m.expired.WithLabelValues(space).Add(float64(n))
 }

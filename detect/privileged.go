@@ -33,7 +33,8 @@ type privState struct {
 func newPrivileged(e *Engine) *privileged {
 	cfg := &e.cfg.PrivilegedUse
 	d := &privileged{e: e, cfg: cfg,
-		t: newTable(schema.DetectorPrivilegedUse, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[privState](jsonCodec[privState]{}), e.log, e.m)}
+		t: newTable(schema.DetectorPrivilegedUse, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[privState](jsonCodec[privState]{}), e.log, e.m).
+			expire(cfg.Cooldown.D(), func(v *privState) int64 { return v.B.Last })}
 	for _, s := range cfg.TamperActions {
 		f := strings.Fields(s)
 		r := tamperRule{action: f[0]}
@@ -94,7 +95,7 @@ func (d *privileged) process(ev *schema.Event, c *evalCtx, out []schema.Finding)
 	b := &n.v.B
 	ip := ev.SourceIP
 	if ip == "" {
-		ip = ev.SourceIPRaw
+		ip = clip(ev.SourceIPRaw)
 	}
 	reason := ""
 	if b.open(t, d.cfg.Cooldown.D()) {
@@ -135,7 +136,7 @@ func (d *privileged) process(ev *schema.Event, c *evalCtx, out []schema.Finding)
 		f.Summary = fmt.Sprintf("Vault root token used from %s: %s", ip, actionOf(ev))
 		f.Reason = "root-token use is always alerted outside a declared maintenance window"
 	case "aws_root":
-		f.Summary = fmt.Sprintf("AWS root account of %s used from %s: %s", ev.Account, ip, actionOf(ev))
+		f.Summary = fmt.Sprintf("AWS root account of %s used from %s: %s", clip(ev.Account), ip, actionOf(ev))
 		f.Reason = "root-account activity is always alerted outside a declared maintenance window"
 	}
 	if reason != "" {

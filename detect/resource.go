@@ -104,7 +104,24 @@ func canonicalVault(ev *schema.Event) string {
 
 // scope decides which events are secret accesses.
 type scope struct {
-	rules []ScopeRule
+	rules   []ScopeRule
+	actions []*globMemo // rules[i].Actions
+}
+
+func newScope(rules []ScopeRule) scope {
+	s := scope{rules: rules, actions: make([]*globMemo, len(rules))}
+	for i := range rules {
+		s.actions[i] = newGlobMemo(rules[i].Actions)
+	}
+	return s
+}
+
+// actionMatch reports whether action matches rules[i].Actions.
+func (s *scope) actionMatch(i int, action string) bool {
+	if i < len(s.actions) {
+		return s.actions[i].match(action)
+	}
+	return globAny(s.rules[i].Actions, action)
 }
 
 // match returns the canonical resource and whether ev is in scope.
@@ -117,7 +134,7 @@ func (s *scope) match(ev *schema.Event) (string, bool) {
 		if r.Source != "" && r.Source != ev.Source {
 			continue
 		}
-		if len(r.Actions) > 0 && !globAny(r.Actions, ev.Action) {
+		if len(r.Actions) > 0 && !s.actionMatch(i, ev.Action) {
 			continue
 		}
 		if len(r.MountTypes) > 0 && !contains(r.MountTypes, ev.MountType) {
@@ -143,6 +160,32 @@ func (s *scope) match(ev *schema.Event) (string, bool) {
 		res = ev.Action + ":" + ev.Region + ":" + ev.Account
 	}
 	return res, true
+}
+
+// globMemo answers globAny for one glob list over a small domain (actions),
+// remembering the answers: path.Match per event is costly. The memory is
+// bounded (cleared when full) since the values come from the log.
+type globMemo struct {
+	globs []string
+	memo  map[string]bool
+}
+
+const globMemoMax = 1024
+
+func newGlobMemo(globs []string) *globMemo {
+	return &globMemo{globs: globs, memo: make(map[string]bool)}
+}
+
+func (g *globMemo) match(s string) bool {
+	if v, ok := g.memo[s]; ok {
+		return v
+	}
+	v := globAny(g.globs, s)
+	if len(g.memo) >= globMemoMax {
+		clear(g.memo)
+	}
+	g.memo[s] = v
+	return v
 }
 
 func globAny(globs []string, s string) bool {

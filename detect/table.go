@@ -3,7 +3,10 @@ package detect
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"auditwatch/detect/state"
 )
@@ -13,6 +16,20 @@ import (
 // set compact (no per-entry strings) and cannot be steered into collisions
 // by attacker-chosen principals or resources.
 type key [16]byte
+
+// MarshalText writes a key as hex (compact in JSON state entries).
+func (k key) MarshalText() ([]byte, error) {
+	return hex.AppendEncode(nil, k[:]), nil
+}
+
+// UnmarshalText reads a key written by MarshalText.
+func (k *key) UnmarshalText(b []byte) error {
+	if hex.DecodedLen(len(b)) != len(k) {
+		return fmt.Errorf("state key: want %d hex digits, got %d", 2*len(k), len(b))
+	}
+	_, err := hex.Decode(k[:], b)
+	return err
+}
 
 // hasher builds keys without allocating.
 type hasher struct{ buf []byte }
@@ -68,9 +85,69 @@ type table[V any] struct {
 	// fresh store until the first checkpoint saves one: no misses hit disk).
 	persisted bool
 
+	// Expiry of saved entries nobody touches (hostile keys that never
+	// return): lastActive gives an entry's last event time; entries idle
+	// longer than retain are deleted from the store by sweep.
+	lastActive func(v *V) int64
+	retain     time.Duration
+	cursor     []byte
+
 	evictions    uint64
 	spillDropped uint64
 	loadErrors   uint64
+	expired      uint64
+	// pendingExpired: deletions queued by sweep, counted once committed.
+	pendingExpired uint64
+}
+
+// expire enables sweeping of entries idle longer than retain.
+func (t *table[V]) expire(retain time.Duration, lastActive func(v *V) int64) *table[V] {
+	t.retain, t.lastActive = retain, lastActive
+	return t
+}
+
+// sweepBatch is how many saved entries one checkpoint examines per table
+// (a live pipeline checkpointing every few seconds sweeps millions a day).
+const sweepBatch = 2_000
+
+// sweep queues into b the deletion of saved entries idle longer than
+// retain at event time now, examining up to sweepBatch entries from where
+// the previous sweep stopped. Entries in memory are left alone.
+func (t *table[V]) sweep(b *state.Batch, now int64) (int, error) {
+	if t.lastActive == nil || t.st == nil || !t.persisted {
+		return 0, nil
+	}
+	cutoff := now - t.retain.Nanoseconds()
+	n := 0
+	var v V
+	var k key
+	next, err := t.st.Scan(t.space, t.cursor, sweepBatch, func(kb, vb []byte) {
+		if len(kb) != len(k) {
+			return
+		}
+		copy(k[:], kb)
+		if t.m[k] != nil {
+			return
+		}
+		if _, ok := t.spill[k]; ok {
+			return
+		}
+		var zero V
+		v = zero
+		if err := t.codec.decode(vb, &v); err != nil {
+			return
+		}
+		if t.lastActive(&v) < cutoff {
+			kk := k
+			b.Delete(t.space, kk[:])
+			n++
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	t.cursor = next
+	return n, nil
 }
 
 // evictHooks counts evictions in metrics.
@@ -248,6 +325,8 @@ func (t *table[V]) committed() {
 	if len(t.dirty) > 0 || len(t.spill) > 0 {
 		t.persisted = true
 	}
+	t.expired += t.pendingExpired
+	t.pendingExpired = 0
 	for _, k := range t.dirty {
 		if n := t.m[k]; n != nil {
 			n.dirty = false
@@ -264,11 +343,21 @@ func (t *table[V]) len() int { return len(t.m) }
 type tableStats interface {
 	name() string
 	stats() (size int, evictions, spillDropped, loadErrors uint64, spilled int)
+	expiredCount() uint64
 	flush(b *state.Batch) error
+	sweepInto(b *state.Batch, now int64) error
 	committed()
 }
 
 func (t *table[V]) name() string { return t.space }
+
+func (t *table[V]) expiredCount() uint64 { return t.expired }
+
+func (t *table[V]) sweepInto(b *state.Batch, now int64) error {
+	n, err := t.sweep(b, now)
+	t.pendingExpired = uint64(n)
+	return err
+}
 
 func (t *table[V]) stats() (int, uint64, uint64, uint64, int) {
 	return len(t.m), t.evictions, t.spillDropped, t.loadErrors, len(t.spill)

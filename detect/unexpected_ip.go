@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unicode/utf8"
 
 	"auditwatch/schema"
 )
@@ -25,15 +26,21 @@ type ipState struct {
 }
 
 type learnedNet struct {
-	P       netip.Prefix `json:"p"`
-	Last    int64        `json:"l"`
-	Alerted bool         `json:"a,omitempty"`
+	P    netip.Prefix `json:"p"`
+	Last int64        `json:"l"`
 }
 
 func newUnexpectedIP(e *Engine) *unexpectedIP {
 	cfg := &e.cfg.UnexpectedIP
 	return &unexpectedIP{e: e, cfg: cfg,
-		t: newTable(schema.DetectorUnexpectedIP, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[ipState](jsonCodec[ipState]{}), e.log, e.m)}
+		t: newTable(schema.DetectorUnexpectedIP, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[ipState](jsonCodec[ipState]{}), e.log, e.m).
+			expire(cfg.ForgetAfter.D(), func(v *ipState) int64 {
+				var last int64
+				for _, n := range v.Nets {
+					last = max(last, n.Last)
+				}
+				return last
+			})}
 }
 
 func (d *unexpectedIP) tables() []tableStats { return []tableStats{d.t} }
@@ -57,7 +64,7 @@ func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Findin
 	}
 	t := ev.Time.UnixNano()
 	forget := d.cfg.ForgetAfter.D().Nanoseconds()
-	n, _ := d.t.get(d.h.sum(ev.Principal), true)
+	n, _ := d.t.get(c.principalKey(ev), true)
 	s := &n.v
 	for i := range s.Nets {
 		ln := &s.Nets[i]
@@ -83,7 +90,8 @@ func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Findin
 		return out
 	}
 	known := len(s.Nets)
-	d.add(s, learnedNet{P: pfx, Last: t, Alerted: !learning})
+	// Learned either way: a network is reported once, not on every call.
+	d.add(s, learnedNet{P: pfx, Last: t})
 	d.t.touch(n)
 	if learning {
 		return out
@@ -92,7 +100,7 @@ func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Findin
 	f.DedupeKey = schema.MakeID(schema.DetectorUnexpectedIP, ev.Principal, pfx.String())
 	f.ID = schema.MakeID(schema.DetectorUnexpectedIP, ev.Principal, pfx.String(), ev.ID)
 	f.Summary = fmt.Sprintf("%s used %s from %s, a network it has not used before", nameOf(ev), actionOf(ev), ev.SourceIP)
-	f.Reason = fmt.Sprintf("network %s is not among the principal's %d learned networks (learning since %s) and no allowlist covers it",
+	f.Reason = fmt.Sprintf("network %s is not among the %d networks the principal has used since it was first seen (%s), and no allowlist covers it",
 		pfx, known, c.first.Format(time.RFC3339))
 	f.Attributes["network"] = pfx.String()
 	f.Attributes["learned_networks"] = fmt.Sprint(known)
@@ -139,16 +147,32 @@ func (d *unexpectedIP) allowed(ev *schema.Event, addr netip.Addr) bool {
 	return false
 }
 
+// maxText bounds each log-supplied string a finding's text or a state
+// entry repeats (resource paths and user names are attacker-controlled).
+const maxText = 256
+
+// clip shortens s to maxText bytes at a rune boundary, marking the cut.
+func clip(s string) string {
+	if len(s) <= maxText {
+		return s
+	}
+	i := maxText
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
 func nameOf(ev *schema.Event) string {
 	if ev.PrincipalName != "" && ev.PrincipalName != ev.Principal {
-		return fmt.Sprintf("%s (%s)", ev.PrincipalName, ev.Principal)
+		return fmt.Sprintf("%s (%s)", clip(ev.PrincipalName), clip(ev.Principal))
 	}
-	return ev.Principal
+	return clip(ev.Principal)
 }
 
 func actionOf(ev *schema.Event) string {
 	if ev.Resource != "" {
-		return ev.Action + " on " + ev.Resource
+		return clip(ev.Action) + " on " + clip(ev.Resource)
 	}
-	return ev.Action
+	return clip(ev.Action)
 }

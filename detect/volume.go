@@ -17,10 +17,11 @@ import (
 // filter) counts as bulk_weight secrets. One finding per burst; updates
 // when the count grows by half.
 type volume struct {
-	e   *Engine
-	cfg *AccessVolumeSpikeConfig
-	t   *table[volState]
-	h   hasher
+	e    *Engine
+	cfg  *AccessVolumeSpikeConfig
+	t    *table[volState]
+	h    hasher
+	bulk *globMemo // cfg.BulkActions
 }
 
 type seenRes struct {
@@ -31,13 +32,15 @@ type seenRes struct {
 type volState struct {
 	Seen []seenRes `json:"s,omitempty"`
 	EWMA float64   `json:"e"`
+	Last int64     `json:"l"` // last in-scope read
 	B    burst     `json:"b"`
 }
 
 func newVolume(e *Engine) *volume {
 	cfg := &e.cfg.AccessVolumeSpike
-	return &volume{e: e, cfg: cfg,
-		t: newTable(schema.DetectorAccessVolumeSpike, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[volState](jsonCodec[volState]{}), e.log, e.m)}
+	return &volume{e: e, cfg: cfg, bulk: newGlobMemo(cfg.BulkActions),
+		t: newTable(schema.DetectorAccessVolumeSpike, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[volState](jsonCodec[volState]{}), e.log, e.m).
+			expire(max(cfg.LearningPeriod, e.cfg.FirstTimeAccess.ForgetAfter).D(), func(v *volState) int64 { return max(v.Last, v.B.Last) })}
 }
 
 func (d *volume) tables() []tableStats { return []tableStats{d.t} }
@@ -55,13 +58,14 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	}
 	t := ev.Time.UnixNano()
 	win := d.cfg.Window.D().Nanoseconds()
-	n, _ := d.t.get(d.h.sum(ev.Principal), true)
+	n, _ := d.t.get(c.principalKey(ev), true)
 	d.t.touch(n)
 	s := &n.v
+	s.Last = max(s.Last, t)
 	// A bulk call reads an unknown number of secrets: it weighs BulkWeight
 	// distinct ones (keys derived from its event id).
 	weight := 1
-	if globAny(d.cfg.BulkActions, ev.Action) {
+	if d.bulk.match(ev.Action) {
 		weight = d.cfg.BulkWeight
 	}
 	// Drop reads that left the window; refresh or add this one.
@@ -107,11 +111,15 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	max := d.e.cfg.MaxEvidence
 	b := &s.B
 	if b.open(t, d.cfg.Cooldown.D()) {
-		if !have {
-			b.Count += weight
-			b.addID(ev.ID, max)
-			b.addItem(res, max)
+		// The burst goes on while reads stay above the alert level; the
+		// principal's routine reads neither extend nor grow it (so it ends
+		// a cool-down after the spike).
+		if have || float64(distinct) < limit {
+			return out
 		}
+		b.Count += weight
+		b.addID(ev.ID, max)
+		b.addItem(res, max)
 		if t > b.Last {
 			b.Last = t
 		}

@@ -16,7 +16,6 @@ type anomalyPlanner struct {
 	nextIP   int
 	used     map[*principal]bool
 	touched  map[string]bool // principal idx + resource pairs used by earlier anomalies
-	rr       map[string]int  // round-robin cursors
 	ops      []op
 	labelSeq int
 }
@@ -42,10 +41,22 @@ func (g *Generator) planAnomalies(r *rng) error {
 	if spacing <= 0 || time.Duration(cfg.AnomalyCount)*spacing > span {
 		return fmt.Errorf("%w: generate.anomaly_spacing: %d anomalies %s apart do not fit in the %s after the learning period", ErrInvalidConfig, cfg.AnomalyCount, spacing, span)
 	}
+	// The longest burst lasts about one second per request; keep at least
+	// twice that between anomaly starts so that no two overlap.
+	burst := cfg.BruteForceAttempts
+	if cfg.BulkReads+1 > burst {
+		burst = cfg.BulkReads + 1
+	}
+	if 2*cfg.DeniedBurst > burst {
+		burst = 2 * cfg.DeniedBurst
+	}
+	if minGap := 2 * time.Duration(burst+1) * time.Second; spacing < minGap {
+		return fmt.Errorf("%w: generate.anomaly_count: %d anomalies would start only %s apart, less than %s (twice the longest burst); lower the count or lengthen the duration", ErrInvalidConfig, cfg.AnomalyCount, spacing, minGap)
+	}
 	if cfg.AnomalyCount > 500 {
 		return fmt.Errorf("%w: generate.anomaly_count: at most 500, got %d", ErrInvalidConfig, cfg.AnomalyCount)
 	}
-	ap := &anomalyPlanner{g: g, r: r, used: map[*principal]bool{}, touched: map[string]bool{}, rr: map[string]int{}}
+	ap := &anomalyPlanner{g: g, r: r, used: map[*principal]bool{}, touched: map[string]bool{}}
 	dets := schema.Detectors
 	for k := 0; k < cfg.AnomalyCount; k++ {
 		det := dets[k%len(dets)]
@@ -62,15 +73,22 @@ func (g *Generator) planAnomalies(r *rng) error {
 
 // newIP returns an address no principal of the population uses.
 func (ap *anomalyPlanner) newIP(v6 bool) string {
-	k := ap.nextIP
-	ap.nextIP++
-	if v6 {
-		return fmt.Sprintf("2001:db8:bad:%x::%x", k+1, 0x10+k%200)
+	for {
+		k := ap.nextIP
+		ap.nextIP++
+		var ip string
+		switch {
+		case v6:
+			ip = fmt.Sprintf("2001:db8:bad:%x::%x", k+1, 0x10+k%200)
+		case k < 250:
+			ip = fmt.Sprintf("203.0.113.%d", k+1)
+		default:
+			ip = fmt.Sprintf("192.0.2.%d", k-250+1)
+		}
+		if !ap.g.pop.usedIPs[ip] {
+			return ip
+		}
 	}
-	if k < 250 {
-		return fmt.Sprintf("203.0.113.%d", k+1)
-	}
-	return fmt.Sprintf("192.0.2.%d", k-250+1)
 }
 
 // pick returns a principal of src matching want, preferring ones no earlier
@@ -157,6 +175,9 @@ func (ap *anomalyPlanner) add(l Label, ops []op) {
 	l.ID = fmt.Sprintf("anomaly-%03d", ap.labelSeq)
 	l.Time = ops[0].t
 	l.EndTime = ops[len(ops)-1].t
+	if l.Source == SourceCloudTrail { // eventTime has whole seconds
+		l.Time, l.EndTime = l.Time.Truncate(time.Second), l.EndTime.Truncate(time.Second)
+	}
 	seen := map[string]bool{}
 	for i := range ops {
 		o := &ops[i]
@@ -217,7 +238,7 @@ func (ap *anomalyPlanner) plan(det string, src source, variant int, at time.Time
 		if pr == nil {
 			pr = ap.pick(src, nil)
 		}
-		ip := ap.newIP(variant%3 == 2)
+		ip := ap.newIP(variant%2 == 1) // humans come back over IPv6
 		var ops []op
 		if src == srcCloudTrail {
 			if pr.human {
@@ -263,7 +284,7 @@ func (ap *anomalyPlanner) plan(det string, src source, variant int, at time.Time
 
 	case schema.DetectorAuthFailureSpike:
 		if variant%2 == 0 {
-			ap.planBruteForce(src, at, sec)
+			ap.planBruteForce(src, at)
 			return
 		}
 		pr := ap.pick(src, isMachine)
@@ -317,7 +338,7 @@ func (ap *anomalyPlanner) plan(det string, src source, variant int, at time.Time
 	}
 }
 
-func (ap *anomalyPlanner) planBruteForce(src source, at time.Time, sec func(int) time.Duration) {
+func (ap *anomalyPlanner) planBruteForce(src source, at time.Time) {
 	r := ap.r
 	ip := ap.newIP(false)
 	list := ap.g.pop.ct
@@ -334,9 +355,13 @@ func (ap *anomalyPlanner) planBruteForce(src source, at time.Time, sec func(int)
 	humans = pickDistinct(r, humans, 3, nil)
 	names := pickDistinct(r, unknownUsers, 4, nil)
 	var ops []op
-	var principals []string
-	seenP := map[string]bool{}
+	var principals, users []string
+	seenP, seenU := map[string]bool{}, map[string]bool{}
 	n := ap.g.cfg.BruteForceAttempts
+	probes := 0
+	if src == srcVault {
+		probes = n / 5
+	}
 	for i := 0; i < n; i++ {
 		t := at.Add(time.Duration(i)*time.Second + time.Duration(r.intn(700))*time.Millisecond)
 		slot := i % (len(humans) + len(names))
@@ -361,12 +386,25 @@ func (ap *anomalyPlanner) planBruteForce(src source, at time.Time, sec func(int)
 		} else {
 			o.kind = vLoginUserpass
 		}
+		if src == srcVault && i >= n-probes {
+			// then probes secrets with made-up tokens
+			vs := ap.g.pop.vaultSecrets
+			ops = append(ops, op{t: t, ip: ip, kind: vRead, res: vs[r.intn(len(vs))].path, fail: failInvalidToken})
+			continue
+		}
+		shown := o.user
+		if src == srcCloudTrail && o.fail == failUnknownUser {
+			shown = "HIDDEN_DUE_TO_SECURITY_REASONS"
+		}
+		if !seenU[shown] {
+			seenU[shown] = true
+			users = append(users, shown)
+		}
 		ops = append(ops, o)
 	}
-	_ = sec
-	ap.add(Label{Detector: schema.DetectorAuthFailureSpike, Kind: "brute_force", Source: src.String(), Key: "source_ip", Principals: principals, Account: accountOf(anchor), SourceIP: ip,
+	ap.add(Label{Detector: schema.DetectorAuthFailureSpike, Kind: "brute_force", Source: src.String(), Key: "source_ip", Principals: principals, Users: users, Account: accountOf(anchor), SourceIP: ip,
 		AlsoMatches: []string{schema.DetectorUnexpectedIP},
-		Description: fmt.Sprintf("%d failed logins from %s in about %d s, cycling over %d existing and %d unknown users", n, ip, n, len(humans), len(names))}, ops)
+		Description: fmt.Sprintf("%d failed logins from %s in about %d s, cycling over %d existing and %d unknown users, then %d reads with made-up tokens", n-probes, ip, n, len(humans), len(names), probes)}, ops)
 }
 
 func (ap *anomalyPlanner) planPrivileged(src source, variant int, at time.Time, sec func(int) time.Duration) {

@@ -1,5 +1,7 @@
 package gen
 
+import "time"
+
 // CloudTrail rendering: one record as AWS delivers it (compact JSON, keys in
 // CloudTrail's order), written straight into a byte slice.
 
@@ -24,7 +26,7 @@ func ctEvent(k opKind) (name, src string, readOnly bool) {
 		return "DescribeSecret", ctSrcSecrets, true
 	case ctListSecrets:
 		return "ListSecrets", ctSrcSecrets, true
-	case ctDecrypt:
+	case ctDecrypt, ctDecryptSSM:
 		return "Decrypt", ctSrcKMS, true
 	case ctGenerateDataKey:
 		return "GenerateDataKey", ctSrcKMS, true
@@ -55,13 +57,23 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 	pr := o.p
 	acc := pr.acct
 	r := g.r
+	invoker := "secretsmanager.amazonaws.com"
+	switch o.kind {
+	case ctDecrypt:
+		// Secrets Manager decrypts the secret with KMS on the caller's behalf.
+		o.viaService = true
+	case ctDecryptSSM:
+		// Parameter Store decrypts a SecureString; CloudTrail names no service.
+		o.viaService = true
+		invoker = "AWS Internal"
+	}
 	name, src, readOnly := ctEvent(o.kind)
 	region := acc.region
 	if o.kind == ctConsoleLogin {
 		region = "us-east-1"
 	}
 	version := "1.09"
-	if o.kind == ctDecrypt || o.kind == ctGenerateDataKey {
+	if o.kind == ctDecrypt || o.kind == ctDecryptSSM || o.kind == ctGenerateDataKey {
 		version = "1.08"
 	}
 	pr.ensureSession(r, o.t)
@@ -101,8 +113,7 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 		dst = append(dst, pr.name...)
 		dst = append(dst, `"}`...)
 	case o.viaService:
-		dst = append(dst, pr.identity[:len(pr.identity)-1]...)
-		dst = append(dst, `,"invokedBy":"secretsmanager.amazonaws.com"}`...)
+		dst = g.appendInvokedIdentity(dst, pr, o, invoker)
 	default:
 		dst = append(dst, pr.identity...)
 	}
@@ -116,7 +127,10 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 	dst = append(dst, region...)
 	dst = append(dst, `","sourceIPAddress":"`...)
 	if o.viaService {
-		dst = append(dst, `secretsmanager.amazonaws.com","userAgent":"secretsmanager.amazonaws.com"`...)
+		dst = append(dst, invoker...)
+		dst = append(dst, `","userAgent":"`...)
+		dst = append(dst, invoker...)
+		dst = append(dst, '"')
 	} else {
 		dst = append(dst, o.ip...)
 		dst = append(dst, `","userAgent":"`...)
@@ -173,6 +187,10 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 		dst = append(dst, `"},"responseElements":null`...)
 	case ctListSecrets:
 		dst = append(dst, `,"requestParameters":{"maxResults":100,"sortOrder":"asc"},"responseElements":null`...)
+	case ctDecryptSSM:
+		dst = append(dst, `,"requestParameters":{"encryptionAlgorithm":"SYMMETRIC_DEFAULT","encryptionContext":{"PARAMETER_ARN":"`...)
+		dst = append(dst, o.aux...)
+		dst = append(dst, `"}},"responseElements":null`...)
 	case ctDecrypt:
 		dst = append(dst, `,"requestParameters":{"encryptionAlgorithm":"SYMMETRIC_DEFAULT","encryptionContext":{"SecretARN":"`...)
 		dst = append(dst, o.aux...)
@@ -252,7 +270,7 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 		dst = append(dst, "false"...)
 	}
 	switch {
-	case o.kind == ctDecrypt || o.kind == ctGenerateDataKey:
+	case o.kind == ctDecrypt || o.kind == ctDecryptSSM || o.kind == ctGenerateDataKey:
 		dst = append(dst, `,"resources":[{"accountId":"`...)
 		dst = append(dst, acc.id...)
 		dst = append(dst, `","type":"AWS::KMS::Key","ARN":"`...)
@@ -274,12 +292,13 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 	dst = append(dst, `,"managementEvent":true,"recipientAccountId":"`...)
 	dst = append(dst, acc.id...)
 	dst = append(dst, '"')
+	if o.viaService && o.kind == ctDecryptSSM {
+		return append(dst, `,"eventCategory":"Management"}`...)
+	}
 	if o.viaService {
 		dst = append(dst, `,"vpcEndpointId":"vpce-0`...)
 		dst = append(dst, acc.id[:8]...)
-		dst = append(dst, `a1b2c3d4","vpcEndpointAccountId":"`...)
-		dst = append(dst, acc.id...)
-		dst = append(dst, `","eventCategory":"Management"}`...)
+		dst = append(dst, `a1b2c3d4","eventCategory":"Management"}`...)
 		return dst
 	}
 	dst = append(dst, `,"eventCategory":"Management","tlsDetails":`...)
@@ -328,4 +347,54 @@ func splitRoleARN(arn string) (acct, name string) {
 		name = name[5:]
 	}
 	return acct, name
+}
+
+// appendInvokedIdentity renders the userIdentity of a call Secrets Manager
+// makes to KMS on the principal's behalf: for an IAM user a forward-access
+// session (temporary key, empty sessionIssuer), for a role its session
+// without the caller's key.
+func (g *Generator) appendInvokedIdentity(dst []byte, pr *principal, o *op, invoker string) []byte {
+	acc := pr.acct
+	if pr.isRole {
+		dst = append(dst, `{"type":"AssumedRole","principalId":"`...)
+		dst = append(dst, pr.principalID...)
+		dst = append(dst, ':')
+		dst = append(dst, pr.sessName...)
+		dst = append(dst, `","arn":"arn:aws:sts::`...)
+		dst = append(dst, acc.id...)
+		dst = append(dst, `:assumed-role/`...)
+		dst = append(dst, pr.name...)
+		dst = append(dst, '/')
+		dst = append(dst, pr.sessName...)
+		dst = append(dst, `","accountId":"`...)
+		dst = append(dst, acc.id...)
+		dst = append(dst, `","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"`...)
+		dst = append(dst, pr.principalID...)
+		dst = append(dst, `","arn":"`...)
+		dst = append(dst, pr.arn...)
+		dst = append(dst, `","accountId":"`...)
+		dst = append(dst, acc.id...)
+		dst = append(dst, `","userName":"`...)
+		dst = append(dst, pr.name...)
+		dst = append(dst, `"},"webIdFederationData":{},"attributes":{"creationDate":"`...)
+		dst = g.tc.appendSeconds(dst, pr.sessStart)
+		dst = append(dst, `","mfaAuthenticated":"false"}},"invokedBy":"`...)
+		dst = append(dst, invoker...)
+		return append(dst, `"}`...)
+	}
+	dst = append(dst, `{"type":"IAMUser","principalId":"`...)
+	dst = append(dst, pr.principalID...)
+	dst = append(dst, `","arn":"`...)
+	dst = append(dst, pr.arn...)
+	dst = append(dst, `","accountId":"`...)
+	dst = append(dst, acc.id...)
+	dst = append(dst, `","accessKeyId":"ASIA`...)
+	dst = g.r.appendUpper(dst, 16)
+	dst = append(dst, `","userName":"`...)
+	dst = append(dst, pr.arn[len("arn:aws:iam::")+13+len("user/"):]...)
+	dst = append(dst, `","sessionContext":{"sessionIssuer":{},"webIdFederationData":{},"attributes":{"creationDate":"`...)
+	dst = g.tc.appendSeconds(dst, o.t.Add(-2*time.Second))
+	dst = append(dst, `","mfaAuthenticated":"false"}},"invokedBy":"`...)
+	dst = append(dst, invoker...)
+	return append(dst, `"}`...)
 }

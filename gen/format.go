@@ -115,16 +115,47 @@ func (r *rng) float() float64 {
 // timeCache formats event times quickly: the date-and-seconds prefix is
 // formatted once per distinct second.
 type timeCache struct {
-	sec    int64
-	prefix [19]byte // 2006-01-02T15:04:05
+	sec, sec2       int64
+	prefix, prefix2 [19]byte // 2006-01-02T15:04:05
+}
+
+// formatSeconds writes t as 2006-01-02T15:04:05 without the general
+// layout machinery of time.Format.
+func formatSeconds(b *[19]byte, t time.Time) {
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	put := func(off, v, n int) {
+		for i := n - 1; i >= 0; i-- {
+			b[off+i] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, y, 4)
+	b[4] = '-'
+	put(5, int(mo), 2)
+	b[7] = '-'
+	put(8, d, 2)
+	b[10] = 'T'
+	put(11, h, 2)
+	b[13] = ':'
+	put(14, mi, 2)
+	b[16] = ':'
+	put(17, s, 2)
 }
 
 func (c *timeCache) prefixFor(t time.Time) []byte {
 	s := t.Unix()
-	if s != c.sec || c.prefix[0] == 0 {
-		c.sec = s
-		t.UTC().AppendFormat(c.prefix[:0], "2006-01-02T15:04:05")
+	if s == c.sec && c.prefix[0] != 0 {
+		return c.prefix[:]
 	}
+	if s == c.sec2 && c.prefix2[0] != 0 {
+		return c.prefix2[:]
+	}
+	// Keep the two most recent seconds: event times interleave with a few
+	// other times (token issue, response) that would otherwise thrash one slot.
+	c.sec2, c.prefix2 = c.sec, c.prefix
+	c.sec = s
+	formatSeconds(&c.prefix, t.UTC())
 	return c.prefix[:]
 }
 

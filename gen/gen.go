@@ -50,10 +50,12 @@ type Generator struct {
 	warmup   []op
 	wStride  int
 
-	emitted int // normal slots used
-	ai      int // next anomaly op
-	count   int // requests rendered
-	cur     op
+	emitted     int // normal slots used
+	pendingT    time.Time
+	havePending bool
+	ai          int // next anomaly op
+	count       int // requests rendered
+	cur         op
 	// vault root token (display_name root)
 	rootToken, rootAccessor, rootClientID string
 	hmacs                                 vaultHMACs
@@ -123,6 +125,15 @@ func (g *Generator) planWarmup(r *rng) {
 			it := &pr.routine[j%len(pr.routine)]
 			g.warmup = append(g.warmup, op{p: pr, kind: it.kind, res: it.res, aux: it.extra, ip: pr.ips[j%len(pr.ips)]})
 		}
+		// Humans mistype their password now and then, always from their
+		// first address: show that once too.
+		if pr.human {
+			k := ctConsoleLogin
+			if pr.src == srcVault {
+				k = vLoginUserpass
+			}
+			g.warmup = append(g.warmup, op{p: pr, kind: k, fail: failCredentials, user: pr.login, ip: pr.ips[0]})
+		}
 	}
 	for i := len(g.warmup) - 1; i > 0; i-- {
 		j := r.intn(i + 1)
@@ -136,11 +147,14 @@ func (g *Generator) nextOp() bool {
 	if g.count >= g.cfg.Events {
 		return false
 	}
-	var slotT time.Time
-	if g.emitted < g.nNormal {
-		slotT = g.cfg.Start.Add(time.Duration(g.emitted) * g.step)
+	// The next normal request's time is drawn ahead so that anomalies merge
+	// in strict time order.
+	if g.emitted < g.nNormal && !g.havePending {
+		slotT := g.cfg.Start.Add(time.Duration(g.emitted) * g.step)
+		g.pendingT = slotT.Add(time.Duration(g.r.pcg.Uint64() % uint64(g.step)))
+		g.havePending = true
 	}
-	if g.ai < len(g.anoms) && (g.emitted >= g.nNormal || !g.anoms[g.ai].t.After(slotT)) {
+	if g.ai < len(g.anoms) && (g.emitted >= g.nNormal || !g.anoms[g.ai].t.After(g.pendingT)) {
 		g.cur = g.anoms[g.ai]
 		g.ai++
 		return true
@@ -148,20 +162,27 @@ func (g *Generator) nextOp() bool {
 	if g.emitted >= g.nNormal {
 		return false
 	}
-	t := slotT.Add(time.Duration(g.r.pcg.Uint64() % uint64(g.step)))
+	t := g.pendingT
+	g.havePending = false
 	k := g.emitted
 	g.emitted++
 	if k%g.wStride == 0 && k/g.wStride < len(g.warmup) {
 		g.cur = g.warmup[k/g.wStride]
 		g.cur.t = t
+		if g.cur.fail != failNone {
+			g.cur.p.lastFail = t
+		}
 		return true
 	}
-	g.normalOp(t)
+	g.normalOp(t, k >= len(g.warmup)*g.wStride)
 	return true
 }
 
 // normalOp picks a principal by rate and one of its routine requests.
-func (g *Generator) normalOp(t time.Time) {
+// Normal failures happen only once the warm-up routine is done
+// (mayFail), never two within FailureGap for one principal, and a failed
+// login always comes from the principal's first address.
+func (g *Generator) normalOp(t time.Time, mayFail bool) {
 	pop := g.pop
 	x := g.r.float() * pop.cum[len(pop.cum)-1]
 	i := sort.SearchFloat64s(pop.cum, x)
@@ -171,12 +192,12 @@ func (g *Generator) normalOp(t time.Time) {
 	pr := pop.all[i]
 	it := pr.pick(g.r)
 	g.cur = op{t: t, p: pr, kind: it.kind, res: it.res, aux: it.extra, ip: pr.ips[g.r.intn(len(pr.ips))]}
-	// Rare normal failures, never two within FailureGap for one principal.
-	if g.r.intn(200) == 0 && (pr.lastFail.IsZero() || t.Sub(pr.lastFail) >= g.cfg.FailureGap) {
+	if g.r.intn(200) == 0 && mayFail && (pr.lastFail.IsZero() || t.Sub(pr.lastFail) >= g.cfg.FailureGap) {
 		switch it.kind {
 		case ctConsoleLogin, vLoginUserpass:
 			g.cur.fail = failCredentials
 			g.cur.user = pr.login
+			g.cur.ip = pr.ips[0]
 		case ctGetSecretValue:
 			g.cur.fail = failThrottled
 		case ctAssumeRole:

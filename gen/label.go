@@ -29,8 +29,12 @@ type Label struct {
 	Principal     string   `json:"principal"`
 	PrincipalName string   `json:"principal_name,omitempty"`
 	Principals    []string `json:"principals,omitempty"`
-	Account       string   `json:"account,omitempty"`
-	SourceIP      string   `json:"source_ip"`
+	// Users lists the user names the login attempts of a brute force name,
+	// as the log shows them (schema.Event.PrincipalName); CloudTrail hides
+	// unknown names as HIDDEN_DUE_TO_SECURITY_REASONS.
+	Users    []string `json:"users,omitempty"`
+	Account  string   `json:"account,omitempty"`
+	SourceIP string   `json:"source_ip"`
 	// Resource is the first resource touched; Resources lists all of them.
 	Resource  string    `json:"resource"`
 	Resources []string  `json:"resources,omitempty"`

@@ -29,7 +29,8 @@ const (
 	ctGetSecretValue opKind = iota
 	ctDescribeSecret
 	ctListSecrets
-	ctDecrypt // KMS Decrypt invoked by Secrets Manager on the caller's behalf
+	ctDecrypt    // KMS Decrypt invoked by Secrets Manager on the caller's behalf
+	ctDecryptSSM // KMS Decrypt of an SSM SecureString parameter ("AWS Internal")
 	ctGenerateDataKey
 	ctAssumeRole
 	ctGetCallerIdentity
@@ -64,9 +65,11 @@ type account struct {
 	region string
 	// smKeyARN is the AWS-managed key aws/secretsmanager of the account.
 	smKeyARN string
-	secrets  []ctSecret
-	teamKeys map[string]string // team -> customer managed key ARN
-	trail    string
+	// ssmKeyARN is the AWS-managed key aws/ssm of the account.
+	ssmKeyARN string
+	secrets   []ctSecret
+	teamKeys  map[string]string // team -> customer managed key ARN
+	trail     string
 }
 
 type ctSecret struct {
@@ -199,6 +202,7 @@ func newPopulation(cfg Config, r *rng) *population {
 				teamKeys: map[string]string{},
 			}
 			acc.smKeyARN = "arn:aws:kms:" + acc.region + ":" + acc.id + ":key/" + string(r.appendUUID(nil))
+			acc.ssmKeyARN = "arn:aws:kms:" + acc.region + ":" + acc.id + ":key/" + string(r.appendUUID(nil))
 			for _, t := range teams {
 				acc.teamKeys[t] = "arn:aws:kms:" + acc.region + ":" + acc.id + ":key/" + string(r.appendUUID(nil))
 			}
@@ -368,6 +372,10 @@ func (p *population) newCTPrincipal(r *rng, human bool, n int) *principal {
 			routineItem{kind: ctGenerateDataKey, res: acc.teamKeys[team], weight: 1.5},
 			routineItem{kind: ctGetCallerIdentity, weight: 0.5})
 		if r.intn(3) == 0 {
+			param := "arn:aws:ssm:" + acc.region + ":" + acc.id + ":parameter/" + team + "/" + pr.name + "/config"
+			pr.routine = append(pr.routine, routineItem{kind: ctDecryptSSM, res: acc.ssmKeyARN, extra: param, weight: 1})
+		}
+		if r.intn(3) == 0 {
 			target := p.accounts[r.intn(len(p.accounts))]
 			pr.routine = append(pr.routine, routineItem{kind: ctAssumeRole, res: "arn:aws:iam::" + target.id + ":role/" + team + "-deploy", weight: 0.5})
 		}
@@ -375,6 +383,7 @@ func (p *population) newCTPrincipal(r *rng, human bool, n int) *principal {
 			pr.identity = pr.userIdentity(nil)
 		}
 	}
+	pr.login = pr.name
 	return pr
 }
 
@@ -465,7 +474,7 @@ func (pr *principal) userIdentity(dst []byte) []byte {
 	dst = append(dst, pr.name...)
 	dst = append(dst, `"},"webIdFederationData":{},"attributes":{"creationDate":"`...)
 	dst = pr.sessStart.UTC().AppendFormat(dst, "2006-01-02T15:04:05Z")
-	dst = append(dst, `","mfaAuthenticated":"false"}},"ec2RoleDelivery":"2.0"}`...)
+	dst = append(dst, `","mfaAuthenticated":"false"},"ec2RoleDelivery":"2.0"}}`...)
 	return dst
 }
 

@@ -31,6 +31,18 @@ func (g *Generator) Next(dst []byte) (out []byte, src string, ok bool) {
 	return append(dst, '\n'), SourceCloudTrail, true
 }
 
+// WriteVault writes every request to w as Vault/OpenBao audit lines; the
+// population must have no AWS principals (Config.CloudTrailShare 0).
+func (g *Generator) WriteVault(ctx context.Context, w io.Writer) (Stats, error) {
+	return g.Run(ctx, Output{Vault: w})
+}
+
+// WriteCloudTrail writes every request to w as CloudTrail records, one per
+// line; the population must have no Vault principals (CloudTrailShare 1).
+func (g *Generator) WriteCloudTrail(ctx context.Context, w io.Writer) (Stats, error) {
+	return g.Run(ctx, Output{CloudTrail: w})
+}
+
 // Output says where Run writes. A source whose writer is nil is an error
 // when the population has principals of that source.
 type Output struct {
@@ -41,6 +53,9 @@ type Output struct {
 	// CloudTrailS3, when set instead of CloudTrail, receives records as S3
 	// delivery objects.
 	CloudTrailS3 *S3Writer
+	// Combined, when set instead of the others, receives every record of
+	// both sources in one stream, in event-time order.
+	Combined io.Writer
 	// Flush, when set, is called after each paced batch (Config.Rate > 0)
 	// and at the end.
 	Flush func() error
@@ -64,10 +79,17 @@ const flushAt = 256 << 10
 // each. It stops early with ctx's error when ctx is done.
 func (g *Generator) Run(ctx context.Context, out Output) (Stats, error) {
 	var st Stats
+	combined := out.Combined != nil
+	if combined {
+		if out.Vault != nil || out.CloudTrail != nil || out.CloudTrailS3 != nil {
+			return st, errors.New("gen: Output.Combined excludes the other outputs")
+		}
+		out.Vault = out.Combined
+	}
 	if len(g.pop.vault) > 0 && out.Vault == nil {
 		return st, fmt.Errorf("%w: vault", ErrNoOutput)
 	}
-	if len(g.pop.ct) > 0 && out.CloudTrail == nil && out.CloudTrailS3 == nil {
+	if len(g.pop.ct) > 0 && out.CloudTrail == nil && out.CloudTrailS3 == nil && !combined {
 		return st, fmt.Errorf("%w: cloudtrail", ErrNoOutput)
 	}
 	vbuf := make([]byte, 0, flushAt+64<<10)
@@ -126,7 +148,7 @@ func (g *Generator) Run(ctx context.Context, out Output) (Stats, error) {
 			} else {
 				before := len(vbuf)
 				vbuf, src, ok = g.Next(vbuf)
-				if ok && src == SourceCloudTrail {
+				if ok && src == SourceCloudTrail && !combined {
 					cbuf = append(cbuf, vbuf[before:]...)
 					vbuf = vbuf[:before]
 				}

@@ -77,6 +77,7 @@ func (g *Generator) appendVault(dst []byte, o *op) []byte {
 		o.user = pr.login
 	}
 	path := vaultPath(o)
+	operation := vaultOperation(o.kind)
 	m := g.vaultMount(o.kind, path)
 	if !login && pr != nil && !o.root && pr.tokenIssue.IsZero() {
 		pr.tokenIssue = o.t.Add(-time.Duration(r.intn(1800)) * time.Second)
@@ -134,10 +135,13 @@ func (g *Generator) appendVault(dst []byte, o *op) []byte {
 			}
 			dst = append(dst, '"')
 		}
-		dst = appendStr(dst, "operation", vaultOperation(o.kind))
+		dst = appendStr(dst, "operation", operation)
 		dst = appendStr(dst, "mount_point", m.point)
 		dst = appendStr(dst, "mount_type", m.typ)
-		if resp || login {
+		// OpenBao logs the mount accessor in request entries of writes and
+		// in response entries, except for requests refused before routing.
+		refused := o.fail == failDenied || o.fail == failInvalidToken
+		if (resp && !refused) || (!resp && operation != "read" && operation != "list") {
 			dst = appendStr(dst, "mount_accessor", m.accessor)
 		}
 		dst = append(dst, `,"mount_running_version":"`+vaultVersion+`"`...)
@@ -194,12 +198,14 @@ func (g *Generator) appendVault(dst []byte, o *op) []byte {
 	return dst
 }
 
-func (g *Generator) appendMountResp(dst []byte, m mount) []byte {
+func (g *Generator) appendMountResp(dst []byte, m mount, refused bool) []byte {
 	dst = append(dst, `"mount_point":"`...)
 	dst = append(dst, m.point...)
 	dst = append(dst, '"')
 	dst = appendStr(dst, "mount_type", m.typ)
-	dst = appendStr(dst, "mount_accessor", m.accessor)
+	if !refused {
+		dst = appendStr(dst, "mount_accessor", m.accessor)
+	}
 	dst = append(dst, `,"mount_running_plugin_version":"`+vaultVersion+`"`...)
 	return appendStr(dst, "mount_class", m.class)
 }
@@ -213,10 +219,10 @@ func (g *Generator) appendVaultResponse(dst []byte, o *op, m mount) []byte {
 		dst = append(dst, `"auth":`...)
 		dst = g.appendTokenAuth(dst, o.p, false, login, false)
 		dst = append(dst, ',')
-		dst = g.appendMountResp(dst, m)
+		dst = g.appendMountResp(dst, m, false)
 		return append(dst, '}')
 	}
-	dst = g.appendMountResp(dst, m)
+	dst = g.appendMountResp(dst, m, o.fail == failDenied || o.fail == failInvalidToken)
 	switch {
 	case o.fail == failCredentials || o.fail == failUnknownUser:
 		dst = append(dst, `,"data":{"error":"`...)

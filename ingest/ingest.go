@@ -7,6 +7,15 @@
 // A Reader yields events in input order; a bad record becomes a
 // *RecordError naming the input and position and the Reader carries on
 // with the next record.
+//
+// Speed: a record alone on its line (the usual case) is not run through
+// the framing scanner; it is parsed where it lies, and an ordinary Vault
+// entry is read in place by vault.Parser.ParseLine, which validates the
+// whole record but builds no tree. Anything those fast paths decline goes
+// the general way (framing, fastjson), which has the last word on errors,
+// so both give the same events, errors and offsets (fastpath_test.go and
+// the packages' fuzz targets check it). Repeated strings are shared
+// through a bounded intern.Table.
 package ingest
 
 import (
@@ -138,9 +147,13 @@ type Stats struct {
 	Skipped  int64 `json:"skipped"`  // records recognized and deliberately ignored (CloudTrail digests)
 	Unpaired int64 `json:"unpaired"` // Vault request entries emitted without a response
 	Evicted  int64 `json:"evicted"`  // of those, released early because MaxPending were waiting
+	// InternResets counts how often the bounded table of shared strings
+	// was full and started over (many distinct values: high cardinality
+	// or hostile input).
+	InternResets int64 `json:"intern_resets"`
 }
 
 // Add sums two Stats.
 func (s Stats) Add(o Stats) Stats {
-	return Stats{s.Records + o.Records, s.Events + o.Events, s.Rejected + o.Rejected, s.Skipped + o.Skipped, s.Unpaired + o.Unpaired, s.Evicted + o.Evicted}
+	return Stats{s.Records + o.Records, s.Events + o.Events, s.Rejected + o.Rejected, s.Skipped + o.Skipped, s.Unpaired + o.Unpaired, s.Evicted + o.Evicted, s.InternResets + o.InternResets}
 }

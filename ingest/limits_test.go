@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"auditwatch/ingest/cloudtrail"
+	"auditwatch/ingest/intern"
 	"auditwatch/ingest/jsonx"
 )
 
@@ -165,5 +167,28 @@ func TestMaxPendingEvicts(t *testing.T) {
 		if ev.ID != string(rune('a'+i)) {
 			t.Fatalf("event %d is %s: order not kept", i, ev.ID)
 		}
+	}
+}
+
+// Many distinct values (hostile cardinality) keep the shared-string table
+// bounded: it starts over, counted, and every event keeps its own value.
+func TestInternTableBoundedUnderCardinality(t *testing.T) {
+	var b strings.Builder
+	const n = 20000
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `{"eventVersion":"1.08","eventName":"GetSecretValue","eventSource":"secretsmanager.amazonaws.com","eventID":"id-%d","userAgent":"agent-%d"}`+"\n", i, i)
+	}
+	r := NewReader(strings.NewReader(b.String()), "many", testOptions())
+	res := readAll(t, r)
+	if len(res.events) != n || len(res.errs) != 0 {
+		t.Fatalf("%d events, %d errors", len(res.events), len(res.errs))
+	}
+	for i, ev := range res.events {
+		if want := fmt.Sprintf("agent-%d", i); ev.UserAgent != want {
+			t.Fatalf("event %d: user agent %q, want %q", i, ev.UserAgent, want)
+		}
+	}
+	if st := r.Stats(); st.InternResets < 1 || r.strs.Len() > intern.DefaultMaxEntries {
+		t.Fatalf("table holds %d strings after %d resets", r.strs.Len(), st.InternResets)
 	}
 }

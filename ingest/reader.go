@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"auditwatch/ingest/cloudtrail"
+	"auditwatch/ingest/intern"
 	"auditwatch/ingest/jsonx"
 	"auditwatch/ingest/vault"
 	"auditwatch/schema"
@@ -31,6 +32,10 @@ type Reader struct {
 	inner fastjson.Parser // LookupEvents' CloudTrailEvent strings
 	arena fastjson.Arena
 	pair  *vault.Pairer
+	vp    vault.Parser
+	cp    cloudtrail.Parser
+	// strs shares repeated strings between events (bounded)
+	strs *intern.Table
 
 	queue []item
 	qhead int
@@ -41,6 +46,9 @@ type Reader struct {
 	// it cut short
 	readErrShown bool
 	evbuf        []schema.Event
+	// framed turns the one-object-per-line fast path off, treeOnly its
+	// in-place Vault and CloudTrail reading (tests compare the paths)
+	framed, treeOnly bool
 }
 
 // NewReader returns a Reader over r; name identifies the input in errors.
@@ -53,11 +61,15 @@ func NewReader(r io.Reader, name string, opts Options) *Reader {
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		src = &gzipSource{br: br, limit: opts.MaxGzipBytes}
 	}
+	strs := intern.New(0, 0)
 	return &Reader{
 		name: name,
 		opts: opts,
 		sc:   jsonx.NewScanner(src, jsonx.Limits{MaxRecordBytes: opts.MaxRecordBytes, MaxDepth: opts.MaxDepth}),
 		pair: vault.NewPairer(opts.MaxPending),
+		vp:   vault.Parser{Strings: strs, Now: opts.Now},
+		cp:   cloudtrail.Parser{Strings: strs},
+		strs: strs,
 	}
 }
 
@@ -104,6 +116,7 @@ func (r *Reader) Stats() Stats {
 	s := r.stats
 	s.Unpaired = r.pair.Unpaired
 	s.Evicted = r.pair.Evicted
+	s.InternResets = r.strs.Resets
 	return s
 }
 
@@ -154,6 +167,53 @@ func (r *Reader) Next() (schema.Event, error) {
 		}
 		if r.done {
 			return schema.Event{}, io.EOF
+		}
+		if line, ok := r.sc.PeekLine(); ok && !r.framed {
+			// one object per line: parse it where it lies and skip the
+			// framing scan; anything refused here is framed again by
+			// Next, which reports it exactly. An ordinary Vault entry or
+			// CloudTrail record is read in place without building a tree.
+			if r.opts.Format != FormatCloudTrail && !r.treeOnly {
+				if en, err, ok := r.vp.ParseLine(line); ok {
+					rec := r.sc.TakeLine()
+					r.stats.Records++
+					if err != nil {
+						r.recErr(rec, err)
+					} else {
+						r.pairVault(rec, en)
+					}
+					if r.qhead >= len(r.queue) {
+						r.safe = rec.End
+					}
+					continue
+				}
+			}
+			if r.opts.Format != FormatVault && !r.treeOnly {
+				// an ordinary CloudTrail record, read in place too
+				var ev schema.Event
+				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, &ev); ok {
+					rec := r.sc.TakeLine()
+					r.stats.Records++
+					if err != nil {
+						r.recErr(rec, err)
+					} else {
+						r.push(item{ev: ev, after: rec.End})
+					}
+					if r.qhead >= len(r.queue) {
+						r.safe = rec.End
+					}
+					continue
+				}
+			}
+			if v, err := r.p.ParseBytes(line); err == nil {
+				rec := r.sc.TakeLine()
+				r.stats.Records++
+				r.object(rec, v)
+				if r.qhead >= len(r.queue) {
+					r.safe = rec.End
+				}
+				continue
+			}
 		}
 		rec, err := r.sc.Next()
 		if err != nil {
@@ -208,6 +268,11 @@ func (r *Reader) record(rec jsonx.Record) {
 		r.recErr(rec, fmt.Errorf("%w: %s is not a JSON object", ErrInvalidJSON, v.Type()))
 		return
 	}
+	r.object(rec, v)
+}
+
+// object normalizes one parsed record, a JSON object.
+func (r *Reader) object(rec jsonx.Record, v *fastjson.Value) {
 	fb := cloudtrail.Fallback{Now: r.opts.Now}
 	switch rec.Kind {
 	case jsonx.KindRecords:
@@ -248,7 +313,7 @@ func (r *Reader) cloudTrail(rec jsonx.Record, v *fastjson.Value, fb cloudtrail.F
 		return
 	}
 	var ev schema.Event
-	if err := cloudtrail.Parse(v, fb, &ev); err != nil {
+	if err := r.cp.Parse(v, fb, &ev); err != nil {
 		r.recErr(rec, err)
 		return
 	}
@@ -303,11 +368,17 @@ func (r *Reader) vaultEntry(rec jsonx.Record, v *fastjson.Value) {
 		r.recErr(rec, fmt.Errorf("%w: a Vault audit entry, but the format is %q", ErrWrongFormat, r.opts.Format))
 		return
 	}
-	en, err := vault.Parse(v, r.opts.Now)
+	en, err := r.vp.Parse(v)
 	if err != nil {
 		r.recErr(rec, err)
 		return
 	}
+	r.pairVault(rec, en)
+}
+
+// pairVault hands a parsed entry to the pairer and queues what it
+// completes.
+func (r *Reader) pairVault(rec jsonx.Record, en vault.Entry) {
 	r.evbuf = r.pair.Add(en, rec.Offset, r.evbuf[:0])
 	for i, ev := range r.evbuf {
 		after := rec.Offset

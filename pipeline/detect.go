@@ -43,12 +43,25 @@ type DetectConfig struct {
 	// comes first.
 	CheckpointEvents   int
 	CheckpointInterval time.Duration
+	// IdleDrain: when a partition has had no records for this long, events
+	// still waiting in its engine's event-time reorder buffer are released
+	// (a Drainer's Drain), so a quiet stream still alerts on its last
+	// events. Zero disables it.
+	IdleDrain time.Duration
 	// Stage names the stage in metrics ("detect"); Logger and Registerer.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// Observe, optional, sees every event handed to a detector and every
-	// finding released (tests and latency measurement).
+	// finding released, ev nil for those of an idle drain (tests and
+	// latency measurement).
 	Observe func(ev *schema.Event, fs []schema.Finding)
+}
+
+// Drainer is a Detector with an event-time reorder buffer that can be
+// released early (detect.Engine satisfies it).
+type Drainer interface {
+	Drain() []schema.Finding
+	Buffered() int
 }
 
 // DetectStage is the stream.Handler that runs detectors over the events
@@ -76,12 +89,13 @@ type partition struct {
 	events        []schema.Event
 	since         int
 	last          time.Time
+	lastRecord    time.Time
 }
 
 type detectMetrics struct {
-	events, suppressed, checkpoints, rebuilds prometheus.Counter
-	findings                                  *prometheus.CounterVec
-	partitions                                prometheus.Gauge
+	events, suppressed, checkpoints, rebuilds, drains prometheus.Counter
+	findings                                          *prometheus.CounterVec
+	partitions                                        prometheus.Gauge
 }
 
 // NewDetectStage returns a DetectStage.
@@ -112,12 +126,14 @@ func NewDetectStage(cfg DetectConfig) (*DetectStage, error) {
 			Help: "Checkpoint+commit cycles of the detect stage."}),
 		rebuilds: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_stage_rebuilds_total",
 			Help: "Partitions whose detector state was rebuilt by replay on assignment."}),
+		drains: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_stage_idle_drains_total",
+			Help: "Times an idle partition's reorder buffer was released early."}),
 		findings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_stage_findings_total",
 			Help: "Findings handed on by the detect stage, by detector."}, []string{"detector"}),
 		partitions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_stage_partitions",
 			Help: "Partitions owned by this detect stage."}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.suppressed, m.checkpoints, m.rebuilds, m.findings, m.partitions} {
+	for _, c := range []prometheus.Collector{m.events, m.suppressed, m.checkpoints, m.rebuilds, m.drains, m.findings, m.partitions} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("detect stage metrics: %w", err)
 		}
@@ -150,7 +166,8 @@ func (s *DetectStage) open(p int, committed, oldest int64) (*partition, int64, e
 	if err != nil {
 		return nil, 0, fmt.Errorf("open detector of partition %d: %w", p, err)
 	}
-	pt := &partition{id: p, det: det, next: -1, committed: committed, positions: map[string][]byte{}, last: time.Now()}
+	now := time.Now()
+	pt := &partition{id: p, det: det, next: -1, committed: committed, positions: map[string][]byte{}, last: now, lastRecord: now}
 	meta, err := det.Meta()
 	if err != nil {
 		det.Close()
@@ -254,10 +271,43 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 		}
 		pt.since++
 	}
+	// Idle means no events: position-only records (a source that polls
+	// and finds nothing new) do not count.
+	for i := range recs {
+		if recs[i].Event != nil {
+			pt.lastRecord = time.Now()
+			break
+		}
+	}
+	if s.cfg.IdleDrain > 0 && time.Since(pt.lastRecord) >= s.cfg.IdleDrain {
+		s.drain(pt)
+	}
 	if pt.since >= s.cfg.CheckpointEvents || (pt.since > 0 || len(pt.findings) > 0) && time.Since(pt.last) >= s.cfg.CheckpointInterval {
 		return s.checkpoint(ctx, pt)
 	}
 	return nil
+}
+
+// drain releases an idle partition's reorder buffer.
+func (s *DetectStage) drain(pt *partition) {
+	d, ok := pt.det.(Drainer)
+	if !ok || d.Buffered() == 0 {
+		return
+	}
+	fs := d.Drain()
+	s.m.drains.Inc()
+	pt.since++ // the buffer changed: checkpoint it
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(nil, fs)
+	}
+	if len(fs) == 0 {
+		return
+	}
+	if s.cfg.Replayable && pt.next <= pt.suppressBelow {
+		s.m.suppressed.Add(float64(len(fs)))
+		return
+	}
+	pt.findings = append(pt.findings, fs...)
 }
 
 // checkpoint hands pending findings and events on, persists the engine

@@ -32,11 +32,71 @@ type IngestConfig struct {
 }
 
 // Ingest is the source.Publisher that puts source batches on the stream.
+// Acknowledgements may arrive out of order (Kafka partitions complete
+// independently); Ingest releases them to each source in publication
+// order, so a source's checkpoint never passes a batch not yet durable.
 type Ingest struct {
 	cfg  IngestConfig
 	log  *slog.Logger
 	out  *prometheus.CounterVec
 	fail *prometheus.CounterVec
+
+	mu     sync.Mutex
+	orders map[string]*ackOrder
+}
+
+// ackOrder releases one source's acknowledgements in publication order.
+type ackOrder struct {
+	next, head uint64 // next sequence to hand out; first not yet released
+	results    map[uint64]ackResult
+	// failed is sticky: once a batch failed, no later batch of the source
+	// may advance its checkpoint past it.
+	failed error
+}
+
+type ackResult struct {
+	err     error
+	release func(error)
+}
+
+// take reserves the next sequence of source.
+func (g *Ingest) take(src string) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	o := g.orders[src]
+	if o == nil {
+		o = &ackOrder{results: map[uint64]ackResult{}}
+		g.orders[src] = o
+	}
+	o.next++
+	return o.next - 1
+}
+
+// finished records batch seq of src and releases every batch whose
+// predecessors have all finished, in order.
+func (g *Ingest) finished(src string, seq uint64, err error, release func(error)) {
+	g.mu.Lock()
+	o := g.orders[src]
+	o.results[seq] = ackResult{err, release}
+	var ready []ackResult
+	for {
+		r, ok := o.results[o.head]
+		if !ok {
+			break
+		}
+		delete(o.results, o.head)
+		o.head++
+		if r.err != nil && o.failed == nil {
+			o.failed = r.err
+		} else if r.err == nil && o.failed != nil {
+			r.err = fmt.Errorf("an earlier batch was not taken: %w", o.failed)
+		}
+		ready = append(ready, r)
+	}
+	g.mu.Unlock()
+	for _, r := range ready {
+		r.release(r.err)
+	}
 }
 
 // NewIngest returns an Ingest.
@@ -52,7 +112,7 @@ func NewIngest(cfg IngestConfig) (*Ingest, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	g := &Ingest{cfg: cfg, log: log,
+	g := &Ingest{cfg: cfg, log: log, orders: map[string]*ackOrder{},
 		out: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_ingest_published_events_total",
 			Help: "Events put on the stream, by source."}, []string{"source"}),
 		fail: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_ingest_publish_errors_total",
@@ -102,6 +162,18 @@ func (g *Ingest) Publish(ctx context.Context, b source.Batch) error {
 		left    = parts
 		failure error
 	)
+	seq := g.take(b.Source)
+	release := func(ferr error) {
+		if ferr == nil && g.cfg.Checkpoints != nil && b.Position != nil {
+			if err := g.cfg.Checkpoints.Save(b.Source, b.Position); err != nil {
+				g.log.Error("save source checkpoint", "source", b.Source, "err", err)
+				ferr = err
+			}
+		}
+		if b.Done != nil {
+			b.Done(ferr)
+		}
+	}
 	done := func(err error) {
 		mu.Lock()
 		if err != nil && failure == nil {
@@ -114,15 +186,7 @@ func (g *Ingest) Publish(ctx context.Context, b source.Batch) error {
 		if !last {
 			return
 		}
-		if ferr == nil && g.cfg.Checkpoints != nil && b.Position != nil {
-			if err := g.cfg.Checkpoints.Save(b.Source, b.Position); err != nil {
-				g.log.Error("save source checkpoint", "source", b.Source, "err", err)
-				ferr = err
-			}
-		}
-		if b.Done != nil {
-			b.Done(ferr)
-		}
+		g.finished(b.Source, seq, ferr, release)
 	}
 	if len(recs) == 0 {
 		done(nil)

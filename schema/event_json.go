@@ -1,9 +1,11 @@
 package schema
 
 import (
+	"encoding/binary"
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // AppendJSON appends the JSON form of e to b and returns the extended
@@ -102,6 +104,37 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
+const (
+	lows  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plainPrefix returns how many leading bytes of s, in whole blocks of
+// eight, encoding/json writes unchanged: no control characters, no
+// non-ASCII, none of " \\ < > &.
+func plainPrefix(s string) int {
+	if len(s) < 8 {
+		return 0
+	}
+	// a read-only view of the string's bytes, for eight-byte loads
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (lows * '"')
+		bs := x ^ (lows * '\\')
+		lt := x ^ (lows * '<')
+		gt := x ^ (lows * '>')
+		am := x ^ (lows * '&')
+		m := x | ((x - lows*0x20) &^ x) | // non-ASCII, or below 0x20
+			((q - lows) &^ q) | ((bs - lows) &^ bs) | ((lt - lows) &^ lt) | ((gt - lows) &^ gt) | ((am - lows) &^ am)
+		if m&highs != 0 {
+			break
+		}
+	}
+	return i
+}
+
 // safeASCII[c] is true for ASCII bytes encoding/json writes unescaped
 // (with its default HTML escaping of <, > and &).
 var safeASCII = func() (t [utf8.RuneSelf]bool) {
@@ -120,7 +153,8 @@ const hexDigits = "0123456789abcdef"
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
-	for i := 0; i < len(s); {
+	i := plainPrefix(s)
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if safeASCII[c] {

@@ -59,6 +59,7 @@ func TestAppendJSONAppends(t *testing.T) {
 func FuzzAppendJSON(f *testing.F) {
 	f.Add("vault", "id-1", "alice", "secret/data/x", "10.0.0.1", "permission denied", int64(1700000000123456789), true, 403, "p1")
 	f.Add("", "\xff\xfe", "<>&", "\u2028", "\x00", "\"\\", int64(0), false, 0, "")
+	f.Add("cloudtrail", "0123456789abcdef<", "arn:aws:iam::123:role/x&y", "secret/data/\u2029/long/path/", "2001:db8::1", "abcdefgh\x1f\x7f\xc3\xa9", int64(-1), true, -1, "policy-name-longer-than-eight\\")
 	f.Fuzz(func(t *testing.T, source, id, principal, resource, ip, errText string, nanos int64, auth bool, status int, policy string) {
 		ev := Event{
 			Time: time.Unix(0, nanos).UTC(), Source: source, ID: id, Principal: principal, PrincipalName: principal,

@@ -100,6 +100,9 @@ func (e *Embedded) topic(name string) (*queue, error) {
 func (e *Embedded) Publish(ctx context.Context, topic string, recs []Record, done func(error)) error {
 	q, err := e.topic(topic)
 	if err != nil {
+		if done != nil {
+			done(err)
+		}
 		return err
 	}
 	if len(recs) == 0 {

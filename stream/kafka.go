@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,50 @@ type Kafka struct {
 
 	produced, consumed, commits *prometheus.CounterVec
 	lag                         *prometheus.GaugeVec
+	// inflight bounds Publish calls not yet acknowledged (back-pressure).
+	inflight chan struct{}
+}
+
+// maxInflight is how many Publish calls may await their acknowledgement.
+const maxInflight = 32
+
+// pending tracks the records of one Publish call until all are acknowledged.
+type pending struct {
+	k     *Kafka
+	topic string
+	left  atomic.Int64
+	n     int
+	once  sync.Once
+	mu    sync.Mutex
+	err   error
+	done  func(error)
+}
+
+func (p *pending) finish(n int, err error) {
+	if err != nil {
+		p.mu.Lock()
+		if p.err == nil {
+			p.err = err
+		}
+		p.mu.Unlock()
+	}
+	if p.left.Add(-int64(n)) > 0 {
+		return
+	}
+	p.once.Do(func() {
+		<-p.k.inflight
+		p.mu.Lock()
+		err := p.err
+		p.mu.Unlock()
+		if err != nil {
+			err = fmt.Errorf("kafka publish %s: %w", p.topic, err)
+		} else {
+			p.k.produced.WithLabelValues(p.topic).Add(float64(p.n))
+		}
+		if p.done != nil {
+			p.done(err)
+		}
+	})
 }
 
 // NewKafka connects a Kafka stream (lazily: the first request dials).
@@ -73,7 +118,11 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 			WriteTimeout: cfg.WriteTimeout,
 			MaxAttempts:  10,
 			Transport:    transport,
+			// Async: WriteMessages enqueues in call order and returns;
+			// Completion reports each produced batch (see Publish).
+			Async: true,
 		},
+		inflight: make(chan struct{}, maxInflight),
 		produced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_stream_produced_total",
 			Help: "Records acknowledged by all in-sync replicas, by topic."}, []string{"topic"}),
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_stream_consumed_total",
@@ -82,6 +131,13 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 			Help: "Offset commits, by topic."}, []string{"topic"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_stream_lag_records",
 			Help: "Records behind the partition's end, by topic and partition."}, []string{"topic", "partition"}),
+	}
+	k.w.Completion = func(msgs []kafka.Message, err error) {
+		for i := range msgs {
+			if p, ok := msgs[i].WriterData.(*pending); ok {
+				p.finish(1, err)
+			}
+		}
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{k.produced, k.consumed, k.commits, k.lag} {
@@ -97,8 +153,7 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 func Encode(r *Record) ([]byte, string, error) {
 	switch {
 	case r.Event != nil:
-		b, err := json.Marshal(r.Event)
-		return b, typeEvent, err
+		return r.Event.AppendJSON(nil), typeEvent, nil
 	case r.Finding != nil:
 		b, err := json.Marshal(r.Finding)
 		return b, typeFinding, err
@@ -117,7 +172,7 @@ func Decode(r *Record, typ string, v []byte) error {
 		r.Finding = &f
 	default:
 		var ev schema.Event
-		if err := json.Unmarshal(v, &ev); err != nil {
+		if err := DecodeEvent(v, &ev); err != nil {
 			return err
 		}
 		r.Event = &ev
@@ -125,9 +180,11 @@ func Decode(r *Record, typ string, v []byte) error {
 	return nil
 }
 
-// Publish writes recs to topic and returns once all in-sync replicas have
-// them; done is called before it returns. Position-only records are not
-// written (Kafka sources checkpoint on their own).
+// Publish enqueues recs on topic in call order and returns; done is called
+// once all in-sync replicas hold every record (or with the error). At most
+// maxInflight calls await their acknowledgement; more block (back-pressure).
+// Position-only records are not written (Kafka sources checkpoint on their
+// own).
 func (k *Kafka) Publish(ctx context.Context, topic string, recs []Record, done func(error)) error {
 	msgs := make([]kafka.Message, 0, len(recs))
 	for i := range recs {
@@ -146,19 +203,32 @@ func (k *Kafka) Publish(ctx context.Context, topic string, recs []Record, done f
 		msgs = append(msgs, kafka.Message{Topic: topic, Key: []byte(r.Key), Value: v,
 			Headers: []kafka.Header{{Key: headerType, Value: []byte(typ)}}})
 	}
-	var err error
-	if len(msgs) > 0 {
-		err = k.w.WriteMessages(ctx, msgs...)
+	if len(msgs) == 0 {
+		if done != nil {
+			done(nil)
+		}
+		return nil
 	}
-	if err != nil {
-		err = fmt.Errorf("kafka publish %s: %w", topic, err)
-	} else {
-		k.produced.WithLabelValues(topic).Add(float64(len(msgs)))
+	select {
+	case k.inflight <- struct{}{}:
+	case <-ctx.Done():
+		err := fmt.Errorf("kafka publish %s: %w", topic, ctx.Err())
+		if done != nil {
+			done(err)
+		}
+		return err
 	}
-	if done != nil {
-		done(err)
+	p := &pending{k: k, topic: topic, n: len(msgs), done: done}
+	p.left.Store(int64(len(msgs)))
+	for i := range msgs {
+		msgs[i].WriterData = p
 	}
-	return err
+	if err := k.w.WriteMessages(ctx, msgs...); err != nil {
+		// Nothing was enqueued.
+		p.finish(len(msgs), err)
+		return fmt.Errorf("kafka publish %s: %w", topic, err)
+	}
+	return nil
 }
 
 // Consume joins group on topic. For each generation it asks h where to

@@ -101,13 +101,22 @@ func publishN(t *testing.T, k *Kafka, topic, prefix string, n int) {
 	for i := range recs {
 		recs[i] = Record{Key: fmt.Sprintf("principal-%d", i%20), Event: &schema.Event{ID: fmt.Sprintf("%s-%d", prefix, i), Principal: fmt.Sprintf("principal-%d", i%20)}}
 	}
-	var doneErr error
-	called := false
-	if err := k.Publish(context.Background(), topic, recs, func(err error) { called, doneErr = true, err }); err != nil {
+	acked := make(chan error, 2)
+	if err := k.Publish(context.Background(), topic, recs, func(err error) { acked <- err }); err != nil {
 		t.Fatal(err)
 	}
-	if !called || doneErr != nil {
-		t.Fatalf("done called=%v err=%v", called, doneErr)
+	select {
+	case err := <-acked:
+		if err != nil {
+			t.Fatalf("done: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("publish never acknowledged")
+	}
+	select {
+	case <-acked:
+		t.Fatal("done called twice")
+	case <-time.After(20 * time.Millisecond):
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,11 +18,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"auditwatch/alert"
 	"auditwatch/config"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/filetail"
+	"auditwatch/ingest/lookup"
+	"auditwatch/ingest/s3sqs"
 	"auditwatch/ingest/socket"
 	"auditwatch/ingest/source"
+	"auditwatch/store"
 )
 
 // daemon is what every long-running stage command shares: its config,
@@ -34,6 +39,15 @@ type daemon struct {
 	srv    *http.Server
 	ln     net.Listener
 	stderr io.Writer
+
+	routerOnce, routerClose sync.Once
+	routerV                 *alert.Router
+	routerErr               error
+
+	storeOnce, storeClose sync.Once
+	storeDB               store.Store
+	storeW                *store.Writer
+	storeErr              error
 }
 
 // newDaemon parses `--config FILE`, loads the config and sets up logging
@@ -123,6 +137,10 @@ func buildSources(cfg *config.Config, cp source.Checkpoints, log *slog.Logger, r
 			s, err = filetail.New(*sc.FileTail, sc.Name, parse, cp, log, m)
 		case config.SourceSocket:
 			s, err = socket.New(*sc.Socket, sc.Name, parse, cp, log, m, reg)
+		case config.SourceLookup:
+			s, err = lookup.New(*sc.Lookup, sc.Name, parse, cp, log, m, reg)
+		case config.SourceS3SQS:
+			s, err = s3sqs.New(*sc.S3SQS, sc.Name, parse, log, m, reg)
 		default:
 			err = fmt.Errorf("unknown type %q", sc.Type)
 		}

@@ -24,7 +24,7 @@ func init() {
 func runGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	format := fs.String("format", "mixed", "output format: vault (JSON lines), cloudtrail (one record per line, or S3 objects with --s3), mixed (both, into the directory --out)")
+	format := fs.String("format", "mixed", "output format: vault (JSON lines), cloudtrail (one record per line, or S3 objects with --s3), mixed (both: vault-audit.log and cloudtrail.jsonl in the directory --out, or one time-ordered stream with --out -)")
 	events := fs.Int("events", 100_000, "number of client requests to generate (a Vault request is a request and a response line)")
 	seed := fs.Int64("seed", 1, "random seed; the same flags give the same bytes")
 	start := fs.String("start", "", "event time of the first record, RFC 3339 (default 2026-01-05T00:00:00Z, or now with --rate)")
@@ -33,7 +33,7 @@ func runGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	anomalies := fs.Bool("anomalies", true, "inject labelled anomalies after the learning period")
 	anomalyCount := fs.Int("anomaly-count", 0, "number of anomalies (default 20)")
 	labels := fs.String("labels", "", "write the anomaly labels as JSON lines to this file")
-	out := fs.String("out", "-", "output file, or - for stdout; a directory for --format mixed and for --s3")
+	out := fs.String("out", "-", "output file, or - for stdout; a directory for --format mixed (unless -) and for --s3")
 	s3 := fs.Bool("s3", false, "write CloudTrail as S3 delivery objects ({\"Records\":[...]} .json.gz) under the directory --out")
 	ctShare := fs.Float64("cloudtrail-share", 0.5, "share of the population in AWS for --format mixed")
 	machines := fs.Int("machines", 0, "machine identities in the population (default 50)")
@@ -60,10 +60,6 @@ func runGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		cfg.CloudTrailShare = 1
 	case "mixed":
 		cfg.CloudTrailShare = *ctShare
-		if *out == "-" {
-			fmt.Fprintln(stderr, "auditwatch generate: --format mixed writes two files: give a directory with --out")
-			return 2
-		}
 	default:
 		fmt.Fprintf(stderr, "auditwatch generate: --format %q: want vault, cloudtrail or mixed\n", *format)
 		return 2
@@ -139,6 +135,11 @@ func runGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 			o.CloudTrail = w
 		}
 	case "mixed":
+		if *out == "-" && !*s3 {
+			w, _ := openOut("-")
+			o.Combined = w
+			break
+		}
 		if err := os.MkdirAll(*out, 0o755); err != nil {
 			return fail(err)
 		}
@@ -167,8 +168,8 @@ func runGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 			runErr = err
 		}
 	}
-	fmt.Fprintf(stderr, "auditwatch generate: %d events (%d cloudtrail, %d vault requests), %d bytes, %d anomalies\n",
-		st.Events, st.CloudTrailEvents, st.VaultEvents, st.Bytes, len(g.Labels()))
+	fmt.Fprintf(stderr, "auditwatch generate: %d events (%d cloudtrail, %d vault requests), %d bytes, %d anomalies, learning period ends %s\n",
+		st.Events, st.CloudTrailEvents, st.VaultEvents, st.Bytes, len(g.Labels()), g.LearningEnd().Format(time.RFC3339Nano))
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return fail(runErr)
 	}
@@ -176,6 +177,9 @@ func runGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 }
 
 func writeLabelsFile(path string, labels []gen.Label) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("labels: %w", err)
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("labels: %w", err)

@@ -11,7 +11,11 @@ import (
 	"auditwatch/store/chtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(chtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := chtest.Main(m)
+	cleanupBenchData()
+	os.Exit(code)
+}
 
 // load then query, in process, on embedded chDB: the quickstart path.
 func TestLoadThenQuery(t *testing.T) {

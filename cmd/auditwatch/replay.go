@@ -63,6 +63,10 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: auditwatch replay [--config FILE] [--state DIR] [--learn-until RFC3339] PATH...")
 		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors in event-time order and writes findings as JSON lines on stdout.")
+		fmt.Fprintln(stderr, "With --state the detector state, the reorder buffer and each input's progress are checkpointed there:")
+		fmt.Fprintln(stderr, "a later run continues (inputs already replayed are skipped; an interrupted input resumes after its last")
+		fmt.Fprintln(stderr, "checkpoint, and findings re-emitted after it carry the ids already emitted).")
+		fmt.Fprintln(stderr, "Exit status: 0 done, 1 failed, 2 bad usage or config, or some records rejected (named on stderr).")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(args); err != nil {
@@ -159,50 +163,22 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return eng.Checkpoint(m)
 	}
 	var total ingest.Stats
-	err = ingest.OpenPaths(paths, opts, func(name string, r *ingest.Reader) error {
-		p := pos[name]
-		if p.Done {
-			fmt.Fprintf(stderr, "replay: %s already replayed into this state; skipped\n", termsafe.String(name))
-			return nil
-		}
-		skip := p.Events
-		for {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			ev, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				var re *ingest.RecordError
-				if errors.As(err, &re) {
-					fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(err.Error()))
-					continue
-				}
-				return err
-			}
-			if skip > 0 {
-				skip--
-				continue
-			}
+	inputs, err := ingest.Inputs(paths)
+	if err == nil {
+		err = replayMerged(ctx, inputs, opts, pos, stderr, &total, func(name string, ev schema.Event) error {
 			if err := emit(eng.Process(ev)); err != nil {
 				return err
 			}
+			p := pos[name]
 			p.Events++
 			pos[name] = p
 			sinceCkpt++
 			if sinceCkpt >= int64(*every) {
-				if err := checkpoint(); err != nil {
-					return err
-				}
+				return checkpoint()
 			}
-		}
-		total = total.Add(r.Stats())
-		p.Done = true
-		pos[name] = p
-		return nil
-	})
+			return nil
+		})
+	}
 	if err == nil {
 		err = emit(eng.Drain())
 	}
@@ -218,5 +194,92 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return fail(1, "%v", err)
 	}
+	if total.Rejected > 0 {
+		// Like normalize: every good record was used; say some were not.
+		return 2
+	}
 	return 0
+}
+
+// replaySource is one input of a replay: its reader, with the events an
+// earlier run already replayed skipped.
+type replaySource struct {
+	r     *ingest.Reader
+	c     io.Closer
+	skip  int64
+	total *ingest.Stats
+}
+
+func (s *replaySource) Next() (schema.Event, error) {
+	for {
+		ev, err := s.r.Next()
+		if err != nil || s.skip == 0 {
+			return ev, err
+		}
+		s.skip--
+	}
+}
+
+func (s *replaySource) Close() error {
+	*s.total = s.total.Add(s.r.Stats())
+	return s.c.Close()
+}
+
+// replayMerged reads the inputs side by side and hands their events to
+// process in event-time order (a k-way merge: several files of one time
+// span, e.g. a Vault audit log and a CloudTrail export, interleave instead
+// of the second arriving wholly late). Inputs a previous run finished are
+// skipped; an interrupted input resumes after the events it already gave.
+// Each input is marked done in pos once all its events were processed.
+func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos map[string]replayPos, stderr io.Writer,
+	total *ingest.Stats, process func(name string, ev schema.Event) error) error {
+	var todo []string
+	for _, name := range inputs {
+		if pos[name].Done {
+			fmt.Fprintf(stderr, "replay: %s already replayed into this state; skipped\n", termsafe.String(name))
+			continue
+		}
+		todo = append(todo, name)
+	}
+	m := ingest.NewMerger(len(todo), 0, func(i int) (ingest.Source, error) {
+		r, c, err := ingest.OpenInput(todo[i], opts)
+		if err != nil {
+			return nil, err
+		}
+		return &replaySource{r: r, c: c, skip: pos[todo[i]].Events, total: total}, nil
+	})
+	var ended []int
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// inputs whose last event was processed are done
+		for _, i := range ended {
+			p := pos[todo[i]]
+			p.Done = true
+			pos[todo[i]] = p
+		}
+		ev, i, err := m.Next()
+		ended = append(ended[:0], m.Ended()...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var re *ingest.RecordError
+			if errors.As(err, &re) {
+				fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(err.Error()))
+				continue
+			}
+			return err
+		}
+		if err := process(todo[i], ev); err != nil {
+			return err
+		}
+	}
+	for _, i := range ended {
+		p := pos[todo[i]]
+		p.Done = true
+		pos[todo[i]] = p
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -208,4 +209,47 @@ func TestReplayCloudTrailSamples(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestReplayPantherRootActivity: every record of the Panther root-activity
+// rule tests made by the account's root user raises privileged_use
+// (aws_root), and the others (an assumed role, an IAM user) do not. This
+// alerts on more than Panther's rules do (they ignore some root calls such
+// as ListAccessKeys): any root-account use is a finding outside a
+// maintenance window.
+func TestReplayPantherRootActivity(t *testing.T) {
+	shared := sharedData(t)
+	dir := filepath.Join(shared, "cloudtrail", "labelled", "panther-analysis")
+	b, err := os.ReadFile(filepath.Join(dir, "panther-cloudtrail-rule-tests.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	tmp := t.TempDir()
+	for _, i := range []int{65, 66, 213, 214, 215, 216, 217, 218, 219, 220, 221, 222} {
+		var rec struct {
+			UserIdentity struct {
+				Type string `json:"type"`
+			} `json:"userIdentity"`
+			EventName string `json:"eventName"`
+		}
+		if err := json.Unmarshal([]byte(lines[i]), &rec); err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		p := filepath.Join(tmp, fmt.Sprintf("case-%d.json", i))
+		os.WriteFile(p, []byte(lines[i]+"\n"), 0o644)
+		fs, stderr, code := replay(t, context.Background(), p)
+		if code != 0 {
+			t.Fatalf("line %d: exit %d: %s", i, code, stderr)
+		}
+		root := 0
+		for _, f := range fs {
+			if f.Detector == schema.DetectorPrivilegedUse && f.Attributes["kind"] == "aws_root" {
+				root++
+			}
+		}
+		if want := rec.UserIdentity.Type == "Root"; (root == 1) != want || root > 1 {
+			t.Errorf("line %d (%s by %s): %d aws_root findings", i, rec.EventName, rec.UserIdentity.Type, root)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -430,5 +431,34 @@ func TestReplayConfigErrors(t *testing.T) {
 		if !strings.Contains(stderr, w) {
 			t.Errorf("stderr does not name %s: %q", w, stderr)
 		}
+	}
+}
+
+// A bad record is named (input and line) and skipped; the good records
+// around it are all used.
+func TestReplayBadRecord(t *testing.T) {
+	log := filepath.Join(findRoot(t), "testdata", "openbao-scenario", "audit.log")
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	// A broken line (with a terminal escape) in the middle of the anomalies.
+	bad := filepath.Join(t.TempDir(), "audit-bad.log")
+	at := 1300
+	mixed := strings.Join(lines[:at], "") + "{\"type\":\"request\",\x1b[31m broken\n" + strings.Join(lines[at:], "")
+	if err := os.WriteFile(bad, []byte(mixed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ := replay(t, context.Background(), "--learn-until", scenarioLearnUntil, log)
+	got, stderr, code := replay(t, context.Background(), "--learn-until", scenarioLearnUntil, bad)
+	if code != 2 {
+		t.Fatalf("exit %d with a rejected record, want 2: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, fmt.Sprintf("%s:%d:", bad, at+1)) || strings.Contains(stderr, "\x1b") {
+		t.Fatalf("stderr does not name the bad record safely: %q", stderr)
+	}
+	if !slices.Equal(findingIDs(got), findingIDs(want)) {
+		t.Fatalf("a bad record changed the findings:\n got %v\nwant %v", findingIDs(got), findingIDs(want))
 	}
 }

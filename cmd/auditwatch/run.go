@@ -36,6 +36,9 @@ func runAll(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 
 func (d *daemon) runAll(ctx context.Context) error {
 	cfg := d.cfg
+	if cfg.Stream.Type != stream.TypeEmbedded {
+		return fmt.Errorf("stream.type is %q: `auditwatch run` connects the stages in one process on the embedded stream; on Kafka run `auditwatch ingest`, `detect` and `alert`", cfg.Stream.Type)
+	}
 	if err := d.serve(); err != nil {
 		return err
 	}
@@ -94,6 +97,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 		Events:             events,
 		CheckpointEvents:   cfg.State.CheckpointEvents,
 		CheckpointInterval: cfg.State.CheckpointInterval,
+		IdleDrain:          cfg.State.IdleDrain,
 		Logger:             d.log,
 		Registerer:         d.reg,
 	})

@@ -2,11 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 
+	"auditwatch/alert"
+	"auditwatch/detect"
+	"auditwatch/detect/state"
 	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 	"auditwatch/pipeline"
+	"auditwatch/schema"
+	"auditwatch/store"
 )
 
 // auditParser returns the audit log parser of a format.
@@ -19,17 +28,220 @@ func auditParser(format string) (source.Parser, error) {
 	return source.AuditParser(opts), nil
 }
 
-// detectorOpener opens detector engines under the state directory.
+// detectConfig decodes, defaults and validates the `detectors:` section.
+func (d *daemon) detectConfig() (detect.Config, error) {
+	c, err := detect.DecodeConfig(&d.cfg.Detectors)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// engine is a detector engine with the state store it owns.
+type engine struct {
+	*detect.Engine
+	st *state.Store
+}
+
+// Close closes the engine, then its store.
+func (e engine) Close() error {
+	return errors.Join(e.Engine.Close(), e.st.Close())
+}
+
+var _ pipeline.Drainer = engine{}
+
+// detectorOpener opens detector engines under the state directory: one
+// store per partition at <state.dir>/detect/<key>/<partition>, so each
+// partition's state moves and is rebuilt on its own.
 func (d *daemon) detectorOpener(key string) (pipeline.OpenDetector, error) {
-	return nil, fmt.Errorf("no detector engine in this build")
+	dcfg, err := d.detectConfig()
+	if err != nil {
+		return nil, err
+	}
+	return d.detectorOpenerFor(key, dcfg), nil
 }
 
-// outputSinks opens the alert router as a finding sink.
+// detectorOpenerFor is detectorOpener with an explicit configuration.
+func (d *daemon) detectorOpenerFor(key string, dcfg detect.Config) pipeline.OpenDetector {
+	return func(p int, fresh bool) (pipeline.Detector, error) {
+		dir := d.stateDir("detect", key, strconv.Itoa(p))
+		if fresh {
+			if err := os.Remove(filepath.Join(dir, state.FileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("reset detector state: %w", err)
+			}
+		}
+		st, err := state.Open(state.Config{Dir: dir, Partition: strconv.Itoa(p)})
+		if err != nil {
+			return nil, err
+		}
+		eng, err := detect.New(dcfg, st, d.log.With("partition", p), d.reg)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		return engine{Engine: eng, st: st}, nil
+	}
+}
+
+// router opens the alert router of the `alerts:` section once (nil when
+// the section is absent). Its idempotency ledger defaults to
+// <state.dir>/alert/ledger.db, so a restart that replays findings posts
+// none twice, and its dead-letter file to <state.dir>/alert/dead-letter.jsonl.
+func (d *daemon) router() (*alert.Router, error) {
+	d.routerOnce.Do(func() {
+		if d.cfg.Alerts.Kind == 0 {
+			return
+		}
+		acfg, err := alert.FromNode(&d.cfg.Alerts)
+		if err != nil {
+			d.routerErr = fmt.Errorf("config: %w", err)
+			return
+		}
+		if acfg.StatePath == "" || acfg.DeadLetter.Path == "" {
+			if err := os.MkdirAll(d.stateDir("alert"), 0o700); err != nil {
+				d.routerErr = err
+				return
+			}
+		}
+		if acfg.StatePath == "" {
+			acfg.StatePath = d.stateDir("alert", "ledger.db")
+		}
+		if acfg.DeadLetter.Path == "" && len(acfg.Outputs) > 0 {
+			acfg.DeadLetter.Path = d.stateDir("alert", "dead-letter.jsonl")
+		}
+		d.routerV, d.routerErr = alert.New(acfg, d.log.With("component", "alert"), d.reg)
+	})
+	return d.routerV, d.routerErr
+}
+
+// closeRouter closes the router if it was opened.
+func (d *daemon) closeRouter() {
+	d.routerClose.Do(func() {
+		if d.routerV != nil {
+			if err := d.routerV.Close(); err != nil {
+				d.log.Warn("close alert router", "err", err)
+			}
+		}
+	})
+}
+
+// storage opens the `storage:` section's store and its batching writer
+// once (nil when the section is absent or its backend is off), applying
+// the schema migrations.
+func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
+	d.storeOnce.Do(func() {
+		if d.cfg.Storage.Kind == 0 {
+			d.log.Info("no storage: section; events and findings are not stored")
+			return
+		}
+		scfg, err := store.DecodeConfig(&d.cfg.Storage)
+		if err != nil {
+			d.storeErr = fmt.Errorf("config: %w", err)
+			return
+		}
+		if scfg.Backend == store.BackendOff {
+			return
+		}
+		st, err := store.Open(ctx, scfg, d.log.With("component", "store"), d.reg)
+		if err != nil {
+			d.storeErr = err
+			return
+		}
+		if err := st.Migrate(ctx); err != nil {
+			st.Close()
+			d.storeErr = err
+			return
+		}
+		w, err := store.NewWriter(st, scfg.Batch, d.log.With("component", "store"), d.reg)
+		if err != nil {
+			st.Close()
+			d.storeErr = err
+			return
+		}
+		d.storeDB, d.storeW = st, w
+	})
+	return d.storeW, d.storeErr
+}
+
+// closeStorage flushes and closes the writer and the store if opened.
+func (d *daemon) closeStorage() {
+	d.storeClose.Do(func() {
+		if d.storeW != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
+			defer cancel()
+			if err := d.storeW.Close(ctx); err != nil {
+				d.log.Warn("close storage writer", "err", err)
+			}
+			if err := d.storeDB.Close(); err != nil {
+				d.log.Warn("close storage", "err", err)
+			}
+		}
+	})
+}
+
+// storedEvents and storedFindings take rows durably: added to the
+// writer's block, then flushed (the detect stage calls them once per
+// checkpoint, so blocks stay large).
+type storedEvents struct{ w *store.Writer }
+
+func (s storedEvents) WriteEvents(ctx context.Context, evs []schema.Event) error {
+	if err := s.w.Add(ctx, evs); err != nil {
+		return err
+	}
+	return s.w.Flush(ctx)
+}
+
+type storedFindings struct{ w *store.Writer }
+
+func (s storedFindings) WriteFindings(ctx context.Context, fs []schema.Finding) error {
+	if err := s.w.AddFindings(ctx, fs); err != nil {
+		return err
+	}
+	return s.w.Flush(ctx)
+}
+
+// outputSinks opens the finding sinks beyond the findings file: storage
+// first (the record), then the alert router.
 func (d *daemon) outputSinks(ctx context.Context) (pipeline.FindingSinks, func(), error) {
-	return nil, func() {}, nil
+	var sinks pipeline.FindingSinks
+	w, err := d.storage(ctx)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	if w != nil {
+		sinks = append(sinks, storedFindings{w})
+	}
+	r, err := d.router()
+	if err != nil {
+		d.closeStorage()
+		return nil, func() {}, err
+	}
+	if r != nil {
+		sinks = append(sinks, r)
+	}
+	return sinks, func() { d.closeRouter(); d.closeStorage() }, nil
 }
 
-// storeSinks opens storage as an event sink.
+// storeSinks opens the event sinks beyond the events file: storage, and
+// the alert router's raw-event outputs (SIEM) when it has any.
 func (d *daemon) storeSinks(ctx context.Context) (pipeline.EventSinks, func(), error) {
-	return nil, func() {}, nil
+	var sinks pipeline.EventSinks
+	w, err := d.storage(ctx)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	if w != nil {
+		sinks = append(sinks, storedEvents{w})
+	}
+	r, err := d.router()
+	if err != nil {
+		d.closeStorage()
+		return nil, func() {}, err
+	}
+	if r != nil {
+		if acfg, err := alert.FromNode(&d.cfg.Alerts); err == nil && len(acfg.EventOutputs) > 0 {
+			sinks = append(sinks, r)
+		}
+	}
+	return sinks, func() { d.closeRouter(); d.closeStorage() }, nil
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -43,6 +44,9 @@ type Config struct {
 	Partition string `yaml:"partition"`
 	// OpenTimeout bounds waiting for the file lock held by another process.
 	OpenTimeout time.Duration `yaml:"open_timeout"`
+	// Fresh empties the partition's key-space on open (its state is
+	// being rebuilt from a replayable stream).
+	Fresh bool `yaml:"-"`
 }
 
 // Defaults fills unset fields.
@@ -67,14 +71,35 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// ErrPartitionOpen is returned by Open for a partition already open in
+// this process.
+var ErrPartitionOpen = errors.New("state: partition already open")
+
 // Store is an open state database bound to one partition key-space.
+// Several partitions of one directory may be open at once in a process:
+// they share the database file (bbolt allows one process per file) and
+// commit one at a time.
 type Store struct {
 	db        *bolt.DB
+	shared    *sharedDB
 	partition []byte
 	tempDir   string
 }
 
-// Open opens (creating if needed) the store described by cfg.
+// sharedDB is one open database file and the partitions using it.
+type sharedDB struct {
+	db    *bolt.DB
+	path  string
+	parts map[string]bool
+}
+
+var (
+	openMu  sync.Mutex
+	openDBs = map[string]*sharedDB{}
+)
+
+// Open opens (creating if needed) the store described by cfg. With
+// cfg.Fresh the partition's key-space is emptied first.
 func Open(cfg Config) (*Store, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -91,37 +116,68 @@ func Open(cfg Config) (*Store, error) {
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state: create %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: cfg.OpenTimeout, FreelistType: bolt.FreelistMapType})
+	path, err := filepath.Abs(filepath.Join(dir, FileName))
 	if err != nil {
-		if temp != "" {
-			os.RemoveAll(temp)
-		}
-		return nil, fmt.Errorf("state: open %s: %w", path, err)
+		return nil, fmt.Errorf("state: %w", err)
 	}
-	s := &Store{db: db, partition: []byte("p/" + cfg.Partition), tempDir: temp}
-	if err := db.Update(func(tx *bolt.Tx) error {
+	openMu.Lock()
+	defer openMu.Unlock()
+	sh := openDBs[path]
+	if sh == nil {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: cfg.OpenTimeout, FreelistType: bolt.FreelistMapType})
+		if err != nil {
+			if temp != "" {
+				os.RemoveAll(temp)
+			}
+			return nil, fmt.Errorf("state: open %s: %w", path, err)
+		}
+		sh = &sharedDB{db: db, path: path, parts: map[string]bool{}}
+		openDBs[path] = sh
+	}
+	if sh.parts[cfg.Partition] {
+		return nil, fmt.Errorf("%w: %s in %s", ErrPartitionOpen, cfg.Partition, path)
+	}
+	sh.parts[cfg.Partition] = true
+	s := &Store{db: sh.db, shared: sh, partition: []byte("p/" + cfg.Partition), tempDir: temp}
+	if err := sh.db.Update(func(tx *bolt.Tx) error {
+		if cfg.Fresh && tx.Bucket(s.partition) != nil {
+			if err := tx.DeleteBucket(s.partition); err != nil {
+				return err
+			}
+		}
 		_, err := tx.CreateBucketIfNotExists(s.partition)
 		return err
 	}); err != nil {
-		s.Close()
+		s.closeLocked()
 		return nil, fmt.Errorf("state: init %s: %w", path, err)
 	}
 	return s, nil
 }
 
 // Path is the database file.
-func (s *Store) Path() string { return s.db.Path() }
+func (s *Store) Path() string { return s.shared.path }
 
 // Partition is the key-space this store reads and writes.
 func (s *Store) Partition() string { return string(s.partition[2:]) }
 
-// Close closes the database (and removes a temporary store).
+// Close closes the store; the database file closes with its last
+// partition (a temporary store is removed).
 func (s *Store) Close() error {
 	if s == nil || s.db == nil {
 		return nil
 	}
-	err := s.db.Close()
+	openMu.Lock()
+	defer openMu.Unlock()
+	return s.closeLocked()
+}
+
+func (s *Store) closeLocked() error {
+	var err error
+	delete(s.shared.parts, s.Partition())
+	if len(s.shared.parts) == 0 {
+		err = s.shared.db.Close()
+		delete(openDBs, s.shared.path)
+	}
 	s.db = nil
 	if s.tempDir != "" {
 		if rerr := os.RemoveAll(s.tempDir); rerr != nil && err == nil {
@@ -275,4 +331,41 @@ func (s *Store) Has(space string) (bool, error) {
 		return nil
 	})
 	return has, err
+}
+
+// Scan calls fn for up to limit keys of space in key order, starting after
+// the key after (from the first key when nil), and returns the last key
+// visited (nil once the end of the space is reached). Values are valid only
+// during the call.
+func (s *Store) Scan(space string, after []byte, limit int, fn func(k, v []byte)) ([]byte, error) {
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	var last []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := s.space(tx, space)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		var k, v []byte
+		if after == nil {
+			k, v = c.First()
+		} else {
+			k, v = c.Seek(after)
+			if k != nil && string(k) == string(after) {
+				k, v = c.Next()
+			}
+		}
+		for n := 0; k != nil && n < limit; n++ {
+			fn(k, v)
+			last = append(last[:0], k...)
+			k, v = c.Next()
+		}
+		if k == nil {
+			last = nil
+		}
+		return nil
+	})
+	return last, err
 }

@@ -5,6 +5,7 @@
 package cloudtrail
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"auditwatch/ingest/intern"
 	"auditwatch/ingest/ipaddr"
+	"auditwatch/ingest/rfc3339"
 	"auditwatch/schema"
 )
 
@@ -73,15 +76,200 @@ func ParseTime(s string) (time.Time, bool) {
 
 // Parse normalizes one CloudTrail record into ev.
 func Parse(v *fastjson.Value, fb Fallback, ev *schema.Event) error {
+	var p Parser
+	return p.Parse(v, fb, ev)
+}
+
+// Parser normalizes records one after another, reusing its scratch space
+// and handing out repeated strings (actions, regions, user agents,
+// principals, addresses) from Strings. The zero value works (no
+// interning). Not safe for concurrent use.
+type Parser struct {
+	// Strings, if set, shares strings that repeat across records.
+	Strings *intern.Table
+	scratch []byte
+}
+
+// recordFields are the top-level fields a record is normalized from, read
+// in one pass over its keys (the first of duplicated keys wins).
+type recordFields struct {
+	eventSource, eventName, awsRegion, userAgent, userIdentity,
+	recipientAccountID, sourceIPAddress, requestParameters, resources, readOnly, errorCode, errorMessage,
+	responseElements *fastjson.Value
+}
+
+func fieldsOf(o *fastjson.Object) (f recordFields) {
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		var dst **fastjson.Value
+		switch string(k) {
+		case "eventSource":
+			dst = &f.eventSource
+		case "eventName":
+			dst = &f.eventName
+		case "awsRegion":
+			dst = &f.awsRegion
+		case "userAgent":
+			dst = &f.userAgent
+		case "userIdentity":
+			dst = &f.userIdentity
+		case "recipientAccountId":
+			dst = &f.recipientAccountID
+		case "sourceIPAddress":
+			dst = &f.sourceIPAddress
+		case "requestParameters":
+			dst = &f.requestParameters
+		case "resources":
+			dst = &f.resources
+		case "readOnly":
+			dst = &f.readOnly
+		case "errorCode":
+			dst = &f.errorCode
+		case "errorMessage":
+			dst = &f.errorMessage
+		case "responseElements":
+			dst = &f.responseElements
+		default:
+			return
+		}
+		if *dst == nil {
+			*dst = e
+		}
+	})
+	return f
+}
+
+// bytesOf is the string content of v, nil when v is absent or not a
+// string.
+func bytesOf(v *fastjson.Value) []byte {
+	if v == nil {
+		return nil
+	}
+	return v.GetStringBytes()
+}
+
+// parseTime is ParseTime for bytes.
+func parseTime(b []byte) (time.Time, bool) {
+	if len(b) == 0 {
+		return time.Time{}, false
+	}
+	if t, err := rfc3339.Parse(b); err == nil {
+		return t, true
+	}
+	return ParseTime(string(b))
+}
+
+// raw is what a record is normalized from: string contents (nil when
+// absent or not a string, which the normalization treats alike), read
+// either from a fastjson tree (Parse) or in place from the record's text
+// (ParseLine).
+type raw struct {
+	time    time.Time
+	hasTime bool
+	id      []byte
+	hashID  string // content hash, when id is empty
+
+	eventSource, eventName, awsRegion, userAgent, recipientAccountID,
+	sourceIPAddress, errorCode, errorMessage []byte
+	readOnly bool
+
+	ui rawIdentity
+
+	// requestParameters
+	rpSecretID     []byte
+	rpObject       bool
+	rpSecretIDList []byte // first element of secretIdList
+	rpKeys         [len(resourceKeys) - 1][]byte
+	// resources[].ARN
+	resSecretARN, resFirstARN []byte
+
+	// responseElements, by signinKeys
+	resp [len(signinKeys)][]byte
+}
+
+// rawIdentity is userIdentity.
+type rawIdentity struct {
+	object bool // userIdentity is an object
+	typ, arn, accountID, accessKeyID, userName, invokedBy, principalID,
+	issuerARN, issuerUserName []byte
+}
+
+// signinKeys are the responseElements fields sign-in events report their
+// outcome in.
+var signinKeys = [...]string{"ConsoleLogin", "CheckMfa", "UserAuthentication", "CredentialVerification"}
+
+// Parse normalizes one CloudTrail record into ev.
+func (p *Parser) Parse(v *fastjson.Value, fb Fallback, ev *schema.Event) error {
 	if v == nil || v.Type() != fastjson.TypeObject || !IsRecord(v) {
 		return ErrNotRecord
 	}
-	*ev = schema.Event{Source: schema.SourceCloudTrail}
-
-	t, ok := ParseTime(str(v, "eventTime"))
-	if !ok {
-		t, ok = ParseTime(str(v, "p_event_time"))
+	var r raw
+	// time and id are looked up (not read in the one pass below) so that
+	// a record without eventID is hashed in the state fastjson was in
+	// when ids were first derived: lookups and reads change how it
+	// writes keys and values back
+	r.time, r.hasTime = parseTime(v.GetStringBytes("eventTime"))
+	if !r.hasTime {
+		r.time, r.hasTime = parseTime(v.GetStringBytes("p_event_time"))
 	}
+	r.id = v.GetStringBytes("eventID")
+	if len(r.id) == 0 {
+		p.scratch = v.MarshalTo(p.scratch[:0])
+		h := sha256.Sum256(p.scratch)
+		r.hashID = "cloudtrail-" + hex.EncodeToString(h[:12])
+	}
+	o, _ := v.Object()
+	f := fieldsOf(o)
+	r.eventSource = bytesOf(f.eventSource)
+	r.eventName = bytesOf(f.eventName)
+	r.awsRegion = bytesOf(f.awsRegion)
+	r.userAgent = bytesOf(f.userAgent)
+	r.recipientAccountID = bytesOf(f.recipientAccountID)
+	r.sourceIPAddress = bytesOf(f.sourceIPAddress)
+	r.errorCode = bytesOf(f.errorCode)
+	r.errorMessage = bytesOf(f.errorMessage)
+	r.readOnly = readOnly(f.readOnly)
+	if ui := f.userIdentity; ui != nil && ui.Type() == fastjson.TypeObject {
+		r.ui = rawIdentity{object: true,
+			typ: ui.GetStringBytes("type"), arn: ui.GetStringBytes("arn"), accountID: ui.GetStringBytes("accountId"),
+			accessKeyID: ui.GetStringBytes("accessKeyId"), userName: ui.GetStringBytes("userName"),
+			invokedBy: ui.GetStringBytes("invokedBy"), principalID: ui.GetStringBytes("principalId"),
+			issuerARN:      ui.GetStringBytes("sessionContext", "sessionIssuer", "arn"),
+			issuerUserName: ui.GetStringBytes("sessionContext", "sessionIssuer", "userName"),
+		}
+	}
+	rp := f.requestParameters
+	r.rpSecretID = rp.GetStringBytes("secretId")
+	if rp != nil && rp.Type() == fastjson.TypeObject {
+		r.rpObject = true
+		if l := rp.GetArray("secretIdList"); len(l) > 0 {
+			r.rpSecretIDList = l[0].GetStringBytes()
+		}
+		for i, k := range resourceKeys[1:] {
+			r.rpKeys[i] = rp.GetStringBytes(k)
+		}
+	}
+	if res := f.resources; res != nil && res.Type() == fastjson.TypeArray {
+		a, _ := res.Array()
+		for _, e := range a {
+			arn := e.GetStringBytes("ARN")
+			if r.resSecretARN == nil && bytes.Contains(arn, []byte(":secret:")) {
+				r.resSecretARN = arn
+			}
+			if r.resFirstARN == nil && len(arn) > 0 {
+				r.resFirstARN = arn
+			}
+		}
+	}
+	for i, k := range signinKeys {
+		r.resp[i] = f.responseElements.GetStringBytes(k)
+	}
+	return p.normalize(&r, fb, ev)
+}
+
+// normalize builds the event from a record's fields.
+func (p *Parser) normalize(r *raw, fb Fallback, ev *schema.Event) error {
+	*ev = schema.Event{Source: schema.SourceCloudTrail}
+	t, ok := r.time, r.hasTime
 	if !ok {
 		t, ok = fb.Time, !fb.Time.IsZero()
 	}
@@ -94,58 +282,59 @@ func Parse(v *fastjson.Value, fb Fallback, ev *schema.Event) error {
 	}
 	ev.Time = t.UTC()
 
-	ev.ID = str(v, "eventID")
+	ev.ID = string(r.id)
 	if ev.ID == "" {
-		h := sha256.Sum256(v.MarshalTo(nil))
-		ev.ID = "cloudtrail-" + hex.EncodeToString(h[:12])
+		ev.ID = r.hashID
 	}
 
-	eventSource := str(v, "eventSource")
-	eventName := str(v, "eventName")
-	if eventName == "" {
+	eventSource := p.Strings.Bytes(r.eventSource)
+	eventName := r.eventName
+	if len(eventName) == 0 {
 		return fmt.Errorf("%w: no eventName", ErrNotRecord)
 	}
 	service := eventSource
 	if i := strings.IndexByte(service, '.'); i >= 0 {
 		service = service[:i]
 	}
-	ev.Action = service + ":" + eventName
-	ev.Region = str(v, "awsRegion")
+	p.scratch = append(append(append(p.scratch[:0], service...), ':'), eventName...)
+	ev.Action = p.Strings.Bytes(p.scratch)
+	ev.Region = p.Strings.Bytes(r.awsRegion)
 	if ev.Region == "" {
 		ev.Region = fb.Region
 	}
-	ev.UserAgent = str(v, "userAgent")
+	ev.UserAgent = p.Strings.Bytes(r.userAgent)
 
-	identity(v, ev)
+	p.identity(&r.ui, ev)
 	if ev.Account == "" {
-		ev.Account = str(v, "recipientAccountId")
+		ev.Account = p.Strings.Bytes(r.recipientAccountID)
 	}
 	if ev.Account == "" {
 		ev.Account = fb.Account
 	}
 
-	ev.SourceIPRaw = str(v, "sourceIPAddress")
+	ev.SourceIPRaw = p.Strings.Bytes(r.sourceIPAddress)
 	ev.SourceIP, ev.SourceIsService = ipaddr.Canonical(ev.SourceIPRaw)
+	ev.SourceIP = p.Strings.String(ev.SourceIP)
 
-	ev.Resource = resource(v)
-	ev.ReadOnly = readOnly(v.Get("readOnly"))
+	ev.Resource = p.resource(r)
+	ev.ReadOnly = r.readOnly
 
-	outcome(v, eventSource, eventName, ev)
+	p.outcome(r, eventSource, p.Strings.Bytes(eventName), ev)
 	return nil
 }
 
 // identity fills the principal fields from userIdentity.
-func identity(v *fastjson.Value, ev *schema.Event) {
-	ui := v.Get("userIdentity")
-	if ui == nil || ui.Type() != fastjson.TypeObject {
+func (p *Parser) identity(ui *rawIdentity, ev *schema.Event) {
+	if !ui.object {
 		return
 	}
-	typ := str(ui, "type")
-	arn := str(ui, "arn")
-	ev.Account = str(ui, "accountId")
-	ev.AccessKey = str(ui, "accessKeyId")
-	userName := str(ui, "userName")
-	invokedBy := str(ui, "invokedBy")
+	s := p.Strings.Bytes
+	typ := s(ui.typ)
+	arn := s(ui.arn)
+	ev.Account = s(ui.accountID)
+	ev.AccessKey = s(ui.accessKeyID)
+	userName := s(ui.userName)
+	invokedBy := s(ui.invokedBy)
 	if typ == "" && arn == "" && invokedBy != "" {
 		// service events (e.g. Secrets Manager rotation) carry only
 		// accountId and invokedBy
@@ -154,25 +343,25 @@ func identity(v *fastjson.Value, ev *schema.Event) {
 	ev.PrincipalType = typ
 	switch typ {
 	case "AssumedRole":
-		issuer := str(ui, "sessionContext", "sessionIssuer", "arn")
+		issuer := s(ui.issuerARN)
 		ev.Principal = issuer
-		ev.PrincipalName = str(ui, "sessionContext", "sessionIssuer", "userName")
+		ev.PrincipalName = s(ui.issuerUserName)
 		role, session := splitAssumedRole(arn)
 		if ev.Principal == "" {
-			ev.Principal = roleARNFromSession(arn)
+			ev.Principal = p.Strings.String(roleARNFromSession(arn))
 		}
 		if ev.PrincipalName == "" {
 			ev.PrincipalName = role
 		}
 		ev.Session = session
 		if ev.Principal == "" {
-			ev.Principal = str(ui, "principalId")
+			ev.Principal = s(ui.principalID)
 		}
 	case "AWSService":
 		ev.Principal = invokedBy
 		ev.PrincipalName = invokedBy
 		if ev.Principal == "" {
-			ev.Principal = str(ui, "principalId")
+			ev.Principal = s(ui.principalID)
 		}
 	case "Root":
 		ev.Principal = arn
@@ -186,7 +375,7 @@ func identity(v *fastjson.Value, ev *schema.Event) {
 		if i := strings.LastIndexByte(arn, '/'); i >= 0 && ev.PrincipalName == "" {
 			ev.PrincipalName = arn[i+1:]
 		}
-		if issuer := str(ui, "sessionContext", "sessionIssuer", "arn"); issuer != "" {
+		if issuer := s(ui.issuerARN); issuer != "" {
 			ev.Principal = issuer
 			ev.Session = ev.PrincipalName
 		}
@@ -194,7 +383,7 @@ func identity(v *fastjson.Value, ev *schema.Event) {
 		ev.Principal = arn
 		ev.PrincipalName = userName
 		if ev.Principal == "" {
-			ev.Principal = str(ui, "principalId")
+			ev.Principal = s(ui.principalID)
 		}
 		if ev.Principal == "" && typ == "AWSAccount" {
 			ev.Principal = ev.Account
@@ -242,41 +431,30 @@ func roleARNFromSession(arn string) string {
 
 // resourceKeys are requestParameters fields naming the object acted on,
 // in order of preference.
-var resourceKeys = []string{"secretId", "name", "keyId", "roleArn", "parameterName", "bucketName", "functionName", "userName", "roleName", "policyArn", "trailName", "instanceId", "groupName"}
+var resourceKeys = [...]string{"secretId", "name", "keyId", "roleArn", "parameterName", "bucketName", "functionName", "userName", "roleName", "policyArn", "trailName", "instanceId", "groupName"}
 
 // resource is the secret (or other object) the call was about: the
 // requestParameters secret id when present, else a secret ARN from
 // resources[], else another well-known request parameter, else the first
 // resource ARN.
-func resource(v *fastjson.Value) string {
-	rp := v.Get("requestParameters")
-	if id := str(rp, "secretId"); id != "" {
+func (p *Parser) resource(r *raw) string {
+	if id := p.Strings.Bytes(r.rpSecretID); id != "" {
 		return id
 	}
-	res := v.GetArray("resources")
-	for _, r := range res {
-		if a := str(r, "ARN"); strings.Contains(a, ":secret:") {
-			return a
-		}
+	if r.resSecretARN != nil {
+		return p.Strings.Bytes(r.resSecretARN)
 	}
-	if rp != nil && rp.Type() == fastjson.TypeObject {
-		if l := rp.GetArray("secretIdList"); len(l) > 0 {
-			if s := string(l[0].GetStringBytes()); s != "" {
-				return s
-			}
+	if r.rpObject {
+		if s := p.Strings.Bytes(r.rpSecretIDList); s != "" {
+			return s
 		}
-		for _, k := range resourceKeys[1:] {
-			if s := str(rp, k); s != "" {
+		for _, k := range r.rpKeys {
+			if s := p.Strings.Bytes(k); s != "" {
 				return s
 			}
 		}
 	}
-	for _, r := range res {
-		if a := str(r, "ARN"); a != "" {
-			return a
-		}
-	}
-	return ""
+	return p.Strings.Bytes(r.resFirstARN)
 }
 
 // readOnly reads CloudTrail's readOnly, a boolean or (older records) a
@@ -300,9 +478,9 @@ var stsTokenCalls = map[string]bool{
 	"GetSessionToken": true, "GetFederationToken": true, "AssumeRoot": true, "GetWebIdentityToken": true,
 }
 
-func outcome(v *fastjson.Value, eventSource, eventName string, ev *schema.Event) {
-	code := str(v, "errorCode")
-	msg := str(v, "errorMessage")
+func (p *Parser) outcome(r *raw, eventSource, eventName string, ev *schema.Event) {
+	code := p.Strings.Bytes(r.errorCode)
+	msg := p.Strings.Bytes(r.errorMessage)
 	ev.Outcome = schema.OutcomeSuccess
 	switch {
 	case eventName == "ConsoleLogin" || eventSource == "signin.amazonaws.com":
@@ -320,8 +498,8 @@ func outcome(v *fastjson.Value, eventSource, eventName string, ev *schema.Event)
 	}
 	// ConsoleLogin and other sign-in events report failure in
 	// responseElements, not errorCode.
-	for _, k := range [...]string{"ConsoleLogin", "CheckMfa", "UserAuthentication", "CredentialVerification"} {
-		if r := str(v, "responseElements", k); r != "" && !strings.EqualFold(r, "Success") {
+	for _, rb := range r.resp {
+		if r := p.Strings.Bytes(rb); r != "" && !strings.EqualFold(r, "Success") {
 			ev.Outcome = schema.OutcomeFailure
 			ev.Error = msg
 			if ev.Error == "" {

@@ -90,6 +90,8 @@ type Scanner struct {
 	num     int
 	mode    mode
 	ckind   Kind
+
+	lineEnd int // end of the record PeekLine found, -1 when none
 }
 
 // NewScanner returns a Scanner reading r. Zero limits mean 1 MiB and 64.
@@ -100,7 +102,71 @@ func NewScanner(r io.Reader, lim Limits) *Scanner {
 	if lim.MaxDepth <= 0 {
 		lim.MaxDepth = 64
 	}
-	return &Scanner{r: r, lim: lim, buf: make([]byte, 0, readChunk*2), line: 1}
+	return &Scanner{r: r, lim: lim, buf: make([]byte, 0, readChunk*2), line: 1, lineEnd: -1}
+}
+
+// PeekLine is a fast path for the common one-object-per-line input. When
+// the next record starts a line at the top level with '{' (and is not a
+// {"Records":[...]} or {"Events":[...]} container), ends on that same line,
+// is within the size limit and cannot be nested deeper than the depth limit
+// (it holds no more brackets than the limit), PeekLine returns its bytes
+// without consuming them: whitespace trimmed, up to the end of the line.
+//
+// Only the caller can tell whether those bytes are one well-formed JSON
+// object: if they are, it calls TakeLine, which returns exactly the Record
+// Next would have returned; if not, it calls Next, which frames the input
+// with full checks. The data is valid until the next call on s.
+func (s *Scanner) PeekLine() ([]byte, bool) {
+	s.lineEnd = -1
+	if s.mode != modeTop || !s.skipSpace() || s.buf[s.pos] != '{' {
+		return nil, false
+	}
+	if _, _, ok := s.container(); ok {
+		return nil, false
+	}
+	end := -1
+	for {
+		if nl := bytes.IndexByte(s.buf[s.pos:s.end], '\n'); nl >= 0 {
+			end = s.pos + nl
+			break
+		}
+		if s.end-s.pos > s.lim.MaxRecordBytes {
+			return nil, false
+		}
+		if _, ok := s.fill(s.pos); !ok {
+			if s.rerr != nil {
+				return nil, false
+			}
+			end = s.end
+			break
+		}
+	}
+	for end > s.pos && isSpace(s.buf[end-1]) {
+		end--
+	}
+	line := s.buf[s.pos:end]
+	if len(line) > s.lim.MaxRecordBytes || line[len(line)-1] != '}' {
+		return nil, false
+	}
+	if bytes.Count(line, []byte{'{'})+bytes.Count(line, []byte{'['}) > s.lim.MaxDepth {
+		return nil, false
+	}
+	s.lineEnd = end
+	return line, true
+}
+
+// TakeLine consumes the record PeekLine just returned and returns it as
+// Next would have. It panics when PeekLine did not return a record.
+func (s *Scanner) TakeLine() Record {
+	if s.lineEnd < 0 {
+		panic("jsonx: TakeLine without a successful PeekLine")
+	}
+	start, end := s.pos, s.lineEnd
+	s.lineEnd = -1
+	s.countLines(start)
+	s.num++
+	s.pos = end
+	return Record{Data: s.buf[start:end], Kind: KindValue, Offset: s.base + int64(start), End: s.base + int64(end), Line: s.line, Num: s.num}
 }
 
 // Err is the read error that ended the input, if any.

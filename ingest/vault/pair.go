@@ -24,6 +24,7 @@ type Pairer struct {
 	fifo []*pending
 	head int
 	noID *pending
+	free []*pending // recycled slots
 
 	// Evicted counts request entries released early because max were
 	// pending; Unpaired counts request-only events emitted (evictions,
@@ -82,7 +83,8 @@ func (p *Pairer) Add(en Entry, offset int64, out []schema.Event) []schema.Event 
 			p.Unpaired++
 			out = append(out, old.en.Event)
 		}
-		pe := &pending{en: en, offset: offset}
+		pe := p.newPending()
+		pe.en, pe.offset = en, offset
 		p.byID[id] = pe
 		p.fifo = append(p.fifo, pe)
 		return out
@@ -90,8 +92,9 @@ func (p *Pairer) Add(en Entry, offset int64, out []schema.Event) []schema.Event 
 	if req, ok := p.byID[id]; ok {
 		req.done = true
 		delete(p.byID, id)
-		p.trim()
-		return append(out, Merge(req.en, en))
+		out = append(out, Merge(req.en, en))
+		p.trim() // may recycle req
+		return out
 	}
 	return append(out, en.Event)
 }
@@ -109,9 +112,24 @@ func (p *Pairer) popOldest() *pending {
 	return pe
 }
 
-// trim drops completed entries from the front of the FIFO.
+// newPending returns a recycled or new pending slot.
+func (p *Pairer) newPending() *pending {
+	if n := len(p.free); n > 0 {
+		pe := p.free[n-1]
+		p.free = p.free[:n-1]
+		return pe
+	}
+	return &pending{}
+}
+
+// trim drops completed entries from the front of the FIFO; nothing else
+// refers to them any more, so their slots are recycled.
 func (p *Pairer) trim() {
 	for p.head < len(p.fifo) && p.fifo[p.head].done {
+		if len(p.free) < 64 {
+			*p.fifo[p.head] = pending{}
+			p.free = append(p.free, p.fifo[p.head])
+		}
 		p.fifo[p.head] = nil
 		p.head++
 	}

@@ -6,6 +6,7 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"auditwatch/ingest/intern"
 	"auditwatch/ingest/ipaddr"
+	"auditwatch/ingest/rfc3339"
 	"auditwatch/schema"
 )
 
@@ -60,9 +63,200 @@ func str(v *fastjson.Value, keys ...string) string {
 // Parse normalizes one entry. now is used as the event time when the entry
 // has none (Vault 0.1 wrote no time).
 func Parse(v *fastjson.Value, now func() time.Time) (Entry, error) {
+	p := Parser{Now: now}
+	return p.Parse(v)
+}
+
+// Parser normalizes entries one after another, reusing its scratch space
+// and handing out repeated strings (mounts, paths, principals, addresses)
+// from Strings. The zero value works (no interning, time.Now as clock).
+// Not safe for concurrent use.
+type Parser struct {
+	// Strings, if set, shares strings that repeat across entries.
+	Strings *intern.Table
+	// Now is the clock for entries without a time.
+	Now     func() time.Time
+	scratch []byte
+	// slots remember the last value of each field (see intern.Slot)
+	slots [nSlots]intern.Slot
+	// pol holds the policy names of the entry being parsed
+	pol [][]byte
+	// dataErr holds the JSON text of a response.data.error object
+	dataErr []byte
+}
+
+// Fields with an intern.Slot.
+const (
+	slPath = iota
+	slMount
+	slMountType
+	slRespMountType
+	slNamespace
+	slRemote
+	slUA
+	slToken
+	slAction
+	slPrincipal
+	slPrincipalName
+	slRespToken
+	slError
+	slPolicy // slPolicy+i for the i-th policy name, up to 4
+	nSlots   = slPolicy + 4
+)
+
+// s interns b through slot i.
+func (p *Parser) s(i int, b []byte) string { return p.Strings.Cached(&p.slots[i], b) }
+
+// bytesOf is the string content of v, nil when v is absent or not a
+// string (as fastjson's GetStringBytes).
+func bytesOf(v *fastjson.Value) []byte {
+	if v == nil {
+		return nil
+	}
+	return v.GetStringBytes()
+}
+
+// The *Of functions read the fields an entry's objects are normalized from
+// in one pass over each object's keys (the first of duplicated keys wins);
+// a value that is not an object has none of them.
+type topFields struct{ typ, time, request, auth, response, err *fastjson.Value }
+
+func topOf(v *fastjson.Value) (f topFields) {
+	o := v.GetObject()
+	if o == nil {
+		return f
+	}
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		switch string(k) {
+		case "type":
+			setFirst(&f.typ, e)
+		case "time":
+			setFirst(&f.time, e)
+		case "request":
+			setFirst(&f.request, e)
+		case "auth":
+			setFirst(&f.auth, e)
+		case "response":
+			setFirst(&f.response, e)
+		case "error":
+			setFirst(&f.err, e)
+		}
+	})
+	return f
+}
+
+type requestFields struct {
+	id, path, operation, mountPoint, mountType, namespace, remoteAddress, headers, clientToken, clientTokenAccessor *fastjson.Value
+}
+
+func requestOf(v *fastjson.Value) (f requestFields) {
+	o := v.GetObject()
+	if o == nil {
+		return f
+	}
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		switch string(k) {
+		case "id":
+			setFirst(&f.id, e)
+		case "path":
+			setFirst(&f.path, e)
+		case "operation":
+			setFirst(&f.operation, e)
+		case "mount_point":
+			setFirst(&f.mountPoint, e)
+		case "mount_type":
+			setFirst(&f.mountType, e)
+		case "namespace":
+			setFirst(&f.namespace, e)
+		case "remote_address":
+			setFirst(&f.remoteAddress, e)
+		case "headers":
+			setFirst(&f.headers, e)
+		case "client_token":
+			setFirst(&f.clientToken, e)
+		case "client_token_accessor":
+			setFirst(&f.clientTokenAccessor, e)
+		}
+	})
+	return f
+}
+
+type responseFields struct{ mountType, auth, data *fastjson.Value }
+
+func responseOf(v *fastjson.Value) (f responseFields) {
+	o := v.GetObject()
+	if o == nil {
+		return f
+	}
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		switch string(k) {
+		case "mount_type":
+			setFirst(&f.mountType, e)
+		case "auth":
+			setFirst(&f.auth, e)
+		case "data":
+			setFirst(&f.data, e)
+		}
+	})
+	return f
+}
+
+// authFields are the parts of an auth block identities are made of.
+type authFields struct {
+	entityID, displayName, accessor, clientToken []byte
+	policies, tokenPolicies                      []*fastjson.Value
+	metadata                                     *fastjson.Value
+}
+
+func authOf(v *fastjson.Value) (f authFields) {
+	o := v.GetObject()
+	if o == nil {
+		return f
+	}
+	var entity, display, accessor, token, pol, tpol *fastjson.Value
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		switch string(k) {
+		case "entity_id":
+			setFirst(&entity, e)
+		case "display_name":
+			setFirst(&display, e)
+		case "accessor":
+			setFirst(&accessor, e)
+		case "client_token":
+			setFirst(&token, e)
+		case "policies":
+			setFirst(&pol, e)
+		case "token_policies":
+			setFirst(&tpol, e)
+		case "metadata":
+			setFirst(&f.metadata, e)
+		}
+	})
+	f.entityID, f.displayName, f.accessor, f.clientToken = bytesOf(entity), bytesOf(display), bytesOf(accessor), bytesOf(token)
+	f.policies, f.tokenPolicies = arrayOf(pol), arrayOf(tpol)
+	return f
+}
+
+func arrayOf(v *fastjson.Value) []*fastjson.Value {
+	if v == nil || v.Type() != fastjson.TypeArray {
+		return nil
+	}
+	a, _ := v.Array()
+	return a
+}
+
+// setFirst keeps the first of duplicated keys.
+func setFirst(dst **fastjson.Value, v *fastjson.Value) {
+	if *dst == nil {
+		*dst = v
+	}
+}
+
+// Parse normalizes one entry.
+func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 	var en Entry
-	typ := string(v.GetStringBytes("type"))
-	switch typ {
+	top := topOf(v)
+	switch string(bytesOf(top.typ)) {
 	case TypeRequest:
 	case TypeResponse:
 		en.Response = true
@@ -73,179 +267,257 @@ func Parse(v *fastjson.Value, now func() time.Time) (Entry, error) {
 	default:
 		return en, ErrNotEntry
 	}
-	req := v.Get("request")
+	req := top.request
 	if req == nil || req.Type() != fastjson.TypeObject {
 		return en, ErrNotEntry
 	}
+	p.pol = p.pol[:0]
+	var r raw
+	r.time = bytesOf(top.time)
+	r.id = req.GetStringBytes("id")
+	if len(r.id) == 0 {
+		// request and response entries share the request object: hash it
+		// so both halves of a pair get the same deterministic id. Hashed
+		// before anything else of it is read: reading values and looking
+		// keys up change how fastjson writes them back.
+		p.scratch = req.MarshalTo(p.scratch[:0])
+		h := sha256.Sum256(p.scratch)
+		r.hashID = "vault-" + hex.EncodeToString(h[:12])
+	}
+	rq := requestOf(req)
+	r.path, r.op = bytesOf(rq.path), bytesOf(rq.operation)
+	r.mountPoint, r.mountType = bytesOf(rq.mountPoint), bytesOf(rq.mountType)
+	r.remote, r.token, r.tokenAccessor = bytesOf(rq.remoteAddress), bytesOf(rq.clientToken), bytesOf(rq.clientTokenAccessor)
+	if ns := rq.namespace.GetObject(); ns != nil {
+		r.nsPath, r.nsID = bytesOf(ns.Get("path")), bytesOf(ns.Get("id"))
+	}
+	if h := rq.headers.GetObject(); h != nil {
+		if ua := h.Get("user-agent"); ua != nil {
+			if ua.Type() == fastjson.TypeArray {
+				if a, _ := ua.Array(); len(a) > 0 {
+					r.ua = a[0].GetStringBytes()
+				}
+			} else {
+				r.ua = ua.GetStringBytes()
+			}
+		}
+	}
+	resp := responseOf(top.response)
+	r.respMountType = bytesOf(resp.mountType)
+	r.errText = bytesOf(top.err)
+	if !en.KMIP {
+		p.gatherAuth(&r.auth, authOf(top.auth))
+		if resp.auth != nil && resp.auth.Type() == fastjson.TypeObject {
+			p.gatherAuth(&r.respAuth, authOf(resp.auth))
+		}
+		if d := resp.data.GetObject(); d != nil {
+			if de := d.Get("error"); de != nil {
+				if de.Type() == fastjson.TypeString {
+					r.dataErr = de.GetStringBytes()
+				} else if de.Type() != fastjson.TypeNull {
+					p.dataErr = de.MarshalTo(p.dataErr[:0])
+					r.dataErr = p.dataErr
+				}
+			}
+		}
+	}
+	return p.normalize(en, &r, v, req)
+}
+
+// raw holds what an entry is normalized from, as read from the record
+// (string contents; nil when absent or not a string).
+type raw struct {
+	time, errText                                             []byte
+	id, path, op, mountPoint, mountType, nsPath, nsID, remote []byte
+	ua, token, tokenAccessor, respMountType                   []byte
+	auth, respAuth                                            rawAuth
+	// dataErr is response.data.error: its string content, or its JSON
+	// text when it is neither a string nor null
+	dataErr []byte
+	// hashID is the content-hash id of an entry without request.id
+	hashID string
+}
+
+// rawAuth is an auth block as read from the record.
+type rawAuth struct {
+	entityID, displayName, accessor, clientToken []byte
+	// nPolicies counts every element of policies; polStr are its string
+	// elements (else token_policies' when policies is empty)
+	nPolicies          int
+	polStr             [][]byte
+	username, roleName []byte
+}
+
+// identified reports whether an auth block names anyone: an entity, a
+// display name, an accessor, a token or policies.
+func (a *rawAuth) identified() bool {
+	return len(a.entityID) > 0 || len(a.displayName) > 0 || len(a.accessor) > 0 || len(a.clientToken) > 0 || a.nPolicies > 0
+}
+
+func (p *Parser) gatherAuth(dst *rawAuth, a authFields) {
+	dst.entityID, dst.displayName, dst.accessor, dst.clientToken = a.entityID, a.displayName, a.accessor, a.clientToken
+	dst.nPolicies = len(a.policies)
+	pol := a.policies
+	if len(pol) == 0 {
+		pol = a.tokenPolicies
+	}
+	start := len(p.pol)
+	for _, e := range pol {
+		if s := e.GetStringBytes(); s != nil {
+			p.pol = append(p.pol, s)
+		}
+	}
+	dst.polStr = p.pol[start:len(p.pol):len(p.pol)]
+	if md := a.metadata.GetObject(); md != nil {
+		dst.username, dst.roleName = bytesOf(md.Get("username")), bytesOf(md.Get("role_name"))
+	}
+}
+
+// normalize makes the event of an entry. v and req are the parsed record
+// and its request object, needed only for KMIP entries.
+func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, error) {
 	ev := &en.Event
 	ev.Source = schema.SourceVault
 
-	if tb := v.GetStringBytes("time"); len(tb) > 0 {
-		t, err := time.Parse(time.RFC3339Nano, string(tb))
+	if len(r.time) > 0 {
+		t, err := rfc3339.Parse(r.time)
 		if err != nil {
 			return en, ErrBadTime
 		}
-		ev.Time = t.UTC()
+		ev.Time = t
 	} else {
+		now := p.Now
+		if now == nil {
+			now = time.Now
+		}
 		ev.Time = now().UTC()
 	}
 
-	ev.ID = str(req, "id")
+	ev.ID = string(r.id)
 	en.HasID = ev.ID != ""
 	if !en.HasID {
-		// request and response entries share the request object: hash it
-		// so both halves of a pair get the same deterministic id
-		h := sha256.Sum256(req.MarshalTo(nil))
-		ev.ID = "vault-" + hex.EncodeToString(h[:12])
+		ev.ID = r.hashID
 	}
 
-	path := str(req, "path")
-	op := str(req, "operation")
+	path := p.s(slPath, r.path)
+	op := r.op
 	ev.Resource = path
-	ev.Mount = str(req, "mount_point")
-	ev.MountType = str(req, "mount_type")
+	ev.Mount = p.s(slMount, r.mountPoint)
+	ev.MountType = p.s(slMountType, r.mountType)
 	if ev.MountType == "" {
-		ev.MountType = str(v, "response", "mount_type")
+		ev.MountType = p.s(slRespMountType, r.respMountType)
 	}
 	if ev.Mount == "" && path != "" {
-		ev.Mount = mountOf(path)
+		ev.Mount = p.Strings.String(mountOf(path))
 	}
-	if ns := str(req, "namespace", "path"); ns != "" {
-		ev.Namespace = strings.TrimSuffix(ns, "/")
+	if len(r.nsPath) > 0 {
+		ev.Namespace = p.s(slNamespace, bytes.TrimSuffix(r.nsPath, []byte("/")))
 	} else {
-		ev.Namespace = str(req, "namespace", "id")
+		ev.Namespace = p.s(slNamespace, r.nsID)
 	}
-	ev.SourceIPRaw = str(req, "remote_address")
+	ev.SourceIPRaw = p.s(slRemote, r.remote)
 	ev.SourceIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
-	if ua := req.Get("headers", "user-agent"); ua != nil {
-		if ua.Type() == fastjson.TypeArray {
-			if a, _ := ua.Array(); len(a) > 0 {
-				ev.UserAgent = string(a[0].GetStringBytes())
-			}
-		} else {
-			ev.UserAgent = string(ua.GetStringBytes())
-		}
-	}
-	ev.TokenHMAC = str(req, "client_token")
+	ev.UserAgent = p.s(slUA, r.ua)
+	ev.TokenHMAC = p.s(slToken, r.token)
 
 	if en.KMIP {
 		parseKMIP(v, req, ev)
 		return en, nil
 	}
 
-	if op == "" {
-		op = "unknown"
+	if len(op) == 0 {
+		op = []byte("unknown")
 	}
-	ev.Action = "vault:" + op
-	ev.ReadOnly = op == "read" || op == "list"
+	p.scratch = append(append(p.scratch[:0], "vault:"...), op...)
+	ev.Action = p.s(slAction, p.scratch)
+	ev.ReadOnly = string(op) == "read" || string(op) == "list"
 	ev.Auth = isLogin(path)
 
 	// identity
-	auth := v.Get("auth")
-	setIdentity(ev, auth, req)
+	p.setIdentity(ev, &r.auth, r.tokenAccessor, true)
 	if ev.Auth {
 		ev.AuthMethod = ev.MountType
 		if ev.AuthMethod == "" || ev.AuthMethod == "ns_token" {
-			ev.AuthMethod = loginMethod(path)
+			ev.AuthMethod = p.Strings.String(loginMethod(path))
 		}
-		if ra := v.Get("response", "auth"); ra != nil && ra.Type() == fastjson.TypeObject && hasIdentity(ra) {
-			setIdentity(ev, ra, nil)
-			if tok := str(ra, "client_token"); tok != "" {
-				ev.TokenHMAC = tok
+		if r.respAuth.identified() {
+			p.setIdentity(ev, &r.respAuth, nil, false)
+			if len(r.respAuth.clientToken) > 0 {
+				ev.TokenHMAC = p.s(slRespToken, r.respAuth.clientToken)
 			}
 		} else if ev.PrincipalType == schema.PrincipalTypeAnonymous {
 			// a failed (or not yet answered) login: keep the user it
 			// claimed
-			ev.PrincipalName = loginUser(path)
+			ev.PrincipalName = p.Strings.String(loginUser(path))
 		}
 	}
 
 	// outcome
-	errText := str(v, "error")
-	dataErr := ""
-	if de := v.Get("response", "data", "error"); de != nil {
-		if de.Type() == fastjson.TypeString {
-			dataErr = string(de.GetStringBytes())
-		} else if de.Type() != fastjson.TypeNull {
-			dataErr = string(de.MarshalTo(nil))
-		}
-	}
-	if errText != "" || dataErr != "" {
+	dataErr := p.Strings.Bytes(r.dataErr)
+	if len(r.errText) != 0 || dataErr != "" {
 		ev.Outcome = schema.OutcomeFailure
-		if errText != "" {
-			ev.Error = CleanError(errText)
+		errStr := p.s(slError, r.errText)
+		if errStr != "" {
+			ev.Error = p.Strings.String(CleanError(errStr))
 		} else {
 			ev.Error = dataErr
 		}
-		ev.FailureKind = failureKind(ev, errText, dataErr, auth)
+		ev.FailureKind = failureKind(ev, errStr, dataErr, &r.auth)
 	} else {
 		ev.Outcome = schema.OutcomeSuccess
 	}
 	return en, nil
 }
 
-func hasIdentity(a *fastjson.Value) bool {
-	if a == nil {
-		return false
-	}
-	if len(a.GetStringBytes("entity_id")) > 0 || len(a.GetStringBytes("display_name")) > 0 ||
-		len(a.GetStringBytes("accessor")) > 0 || len(a.GetStringBytes("client_token")) > 0 {
-		return true
-	}
-	if p := a.GetArray("policies"); len(p) > 0 {
-		return true
-	}
-	return false
-}
-
-// setIdentity fills the principal fields from an auth block.
-func setIdentity(ev *schema.Event, a, req *fastjson.Value) {
-	if !hasIdentity(a) {
+// setIdentity fills the principal fields from an auth block; with
+// useAccessor, accessor (the request's token accessor) stands in when the
+// block has none.
+func (p *Parser) setIdentity(ev *schema.Event, a *rawAuth, accessor []byte, useAccessor bool) {
+	if !a.identified() {
 		ev.Principal = ""
 		ev.PrincipalName = ""
 		ev.PrincipalType = schema.PrincipalTypeAnonymous
 		ev.Policies = nil
 		return
 	}
-	entity := str(a, "entity_id")
-	display := str(a, "display_name")
-	accessor := str(a, "accessor")
-	if accessor == "" && req != nil {
-		accessor = str(req, "client_token_accessor")
+	entity := a.entityID
+	display := a.displayName
+	if len(a.accessor) != 0 || !useAccessor {
+		accessor = a.accessor
 	}
 	switch {
-	case entity != "":
-		ev.Principal = entity
+	case len(entity) != 0:
+		ev.Principal = p.s(slPrincipal, entity)
 		ev.PrincipalType = "entity"
-	case display != "":
-		ev.Principal = display
+	case len(display) != 0:
+		ev.Principal = p.s(slPrincipal, display)
 		ev.PrincipalType = "token"
-	case accessor != "":
-		ev.Principal = accessor
+	case len(accessor) != 0:
+		ev.Principal = p.s(slPrincipal, accessor)
 		ev.PrincipalType = "token"
 	default:
 		ev.Principal = ""
 		ev.PrincipalType = "token"
 	}
-	ev.PrincipalName = str(a, "metadata", "username")
+	ev.PrincipalName = p.s(slPrincipalName, a.username)
 	if ev.PrincipalName == "" {
-		ev.PrincipalName = str(a, "metadata", "role_name")
+		ev.PrincipalName = p.s(slPrincipalName, a.roleName)
 	}
 	if ev.PrincipalName == "" {
-		ev.PrincipalName = display
+		ev.PrincipalName = p.s(slPrincipalName, display)
 	}
-	pol := a.GetArray("policies")
-	if len(pol) == 0 {
-		pol = a.GetArray("token_policies")
-	}
-	ev.Policies = ev.Policies[:0]
-	for _, p := range pol {
-		if s := p.GetStringBytes(); s != nil {
-			ev.Policies = append(ev.Policies, string(s))
+	ev.Policies = nil
+	if n := len(a.polStr); n > 0 {
+		// a fresh slice of the exact size: an event never shares its
+		// backing array with the block it replaced
+		ev.Policies = make([]string, n)
+		for i, s := range a.polStr {
+			if i < nSlots-slPolicy {
+				ev.Policies[i] = p.s(slPolicy+i, s)
+			} else {
+				ev.Policies[i] = p.Strings.Bytes(s)
+			}
 		}
-	}
-	if len(ev.Policies) == 0 {
-		ev.Policies = nil
 	}
 }
 
@@ -256,16 +528,26 @@ func isLogin(path string) bool {
 		return false
 	}
 	rest := path[len("auth/"):]
-	segs := strings.Split(rest, "/")
-	for i := 1; i < len(segs); i++ {
-		if segs[i] == "login" {
-			return true
-		}
-		if segs[i] == "callback" && i >= 2 && segs[i-1] == "oidc" {
-			return true
-		}
+	// walk the "/"-separated segments after the first
+	i := strings.IndexByte(rest, '/')
+	if i < 0 {
+		return false
 	}
-	return false
+	prev, idx := "", 1
+	for rest = rest[i+1:]; ; idx++ {
+		seg := rest
+		j := strings.IndexByte(rest, '/')
+		if j >= 0 {
+			seg = rest[:j]
+		}
+		if seg == "login" || (seg == "callback" && idx >= 2 && prev == "oidc") {
+			return true
+		}
+		if j < 0 {
+			return false
+		}
+		prev, rest = seg, rest[j+1:]
+	}
 }
 
 // loginMethod is the mount name of a login path (auth/<name>/login...).
@@ -327,7 +609,7 @@ func CleanError(s string) string {
 	return strings.Join(msgs, "; ")
 }
 
-func failureKind(ev *schema.Event, errText, dataErr string, auth *fastjson.Value) string {
+func failureKind(ev *schema.Event, errText, dataErr string, auth *rawAuth) string {
 	e := strings.ToLower(errText)
 	switch {
 	case strings.Contains(e, "locked"):
@@ -354,7 +636,7 @@ func failureKind(ev *schema.Event, errText, dataErr string, auth *fastjson.Value
 	case strings.Contains(e, "invalid token") || strings.Contains(e, "bad token") || strings.Contains(e, "token not found"):
 		return schema.FailureInvalidToken
 	case strings.Contains(e, "permission denied"):
-		if !hasIdentity(auth) && len(auth.GetStringBytes("entity_id")) == 0 {
+		if !auth.identified() && len(auth.entityID) == 0 {
 			return schema.FailureInvalidToken
 		}
 		return schema.FailurePermissionDenied

@@ -2,6 +2,25 @@
 # S3 (the trail's bucket) -> SQS notification -> auditwatch (s3sqs source),
 # plus cloudtrail:LookupEvents for the poller. Adjust the variables; nothing
 # here creates the trail itself.
+#
+# The s3sqs source only calls s3:GetObject, sqs:ReceiveMessage,
+# sqs:DeleteMessage and sqs:ChangeMessageVisibility (it extends the
+# visibility of a message while a large object is still being read); the
+# lookup source only cloudtrail:LookupEvents. Nothing else is granted.
+
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.0"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.region
+}
 
 variable "trail_bucket" {
   type        = string
@@ -27,7 +46,7 @@ data "aws_caller_identity" "current" {}
 
 resource "aws_sqs_queue" "auditwatch" {
   name                       = "auditwatch-cloudtrail"
-  visibility_timeout_seconds = 300     # longer than auditwatch takes to handle one object
+  visibility_timeout_seconds = 300     # the s3sqs source's visibility_timeout default (5m); it extends it while reading
   message_retention_seconds  = 1209600 # 14 days: an outage of auditwatch loses nothing
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.auditwatch_dlq.arn
@@ -58,6 +77,9 @@ resource "aws_sqs_queue_policy" "auditwatch" {
   })
 }
 
+# aws_s3_bucket_notification owns ALL notifications of the bucket: if the
+# trail bucket already notifies something else, add those targets here too
+# or they are removed.
 resource "aws_s3_bucket_notification" "trail" {
   bucket = var.trail_bucket
   queue {
@@ -82,16 +104,9 @@ resource "aws_iam_policy" "auditwatch" {
         Resource = "arn:aws:s3:::${var.trail_bucket}/${var.trail_prefix}*"
       },
       {
-        Sid       = "ListTrailPrefix"
-        Effect    = "Allow"
-        Action    = ["s3:ListBucket"]
-        Resource  = "arn:aws:s3:::${var.trail_bucket}"
-        Condition = { StringLike = { "s3:prefix" = ["${var.trail_prefix}*"] } }
-      },
-      {
         Sid      = "ConsumeTrailNotifications"
         Effect   = "Allow"
-        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
         Resource = aws_sqs_queue.auditwatch.arn
       },
       {

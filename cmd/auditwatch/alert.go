@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"auditwatch/pipeline"
+)
+
+func init() {
+	register("alert", command{
+		summary: "deliver the Kafka findings topic to the alert outputs and storage (--config FILE)",
+		run:     runAlert,
+	})
+}
+
+func runAlert(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
+	d, code := newDaemon("alert", args, stderr)
+	if d == nil {
+		return code
+	}
+	if err := d.runAlert(ctx); err != nil {
+		d.log.Error("alert failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// runAlert joins the alert consumer group on the findings topic and hands
+// every finding to the finding sinks (findings file, alert router,
+// storage), committing only what they have taken.
+func (d *daemon) runAlert(ctx context.Context) error {
+	k, err := d.kafkaStream()
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	sinks, closeSinks, err := d.findingSinks(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeSinks()
+	if len(sinks) == 0 {
+		return errors.New("no finding outputs configured (files.findings, alerts or storage)")
+	}
+	kc := d.cfg.Stream.Kafka
+	stage, err := pipeline.NewAlertStage(pipeline.AlertConfig{
+		Findings: sinks, CommitInterval: kc.CommitInterval, Logger: d.log, Registerer: d.reg,
+	})
+	if err != nil {
+		return err
+	}
+	return d.runTasks(ctx, task{name: "alert", run: func(ctx context.Context) error {
+		return k.Consume(ctx, kc.FindingsTopic, kc.AlertGroup, stage)
+	}})
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"auditwatch/ingest/source"
+	"auditwatch/pipeline"
+)
+
+func init() {
+	register("ingest", command{
+		summary: "run the configured sources, publishing events to Kafka (--config FILE)",
+		run:     runIngest,
+	})
+}
+
+func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
+	d, code := newDaemon("ingest", args, stderr)
+	if d == nil {
+		return code
+	}
+	if err := d.runIngest(ctx); err != nil {
+		d.log.Error("ingest failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// runIngest reads every source and publishes to the events topic (and
+// failed authentications to the events-by-ip topic). A source's checkpoint
+// advances only once Kafka has acknowledged its batch.
+func (d *daemon) runIngest(ctx context.Context) error {
+	k, err := d.kafkaStream()
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	cps, err := source.OpenStore(d.stateDir("ingest", "checkpoints.db"))
+	if err != nil {
+		return err
+	}
+	defer cps.Close()
+	kc := d.cfg.Stream.Kafka
+	ing, err := pipeline.NewIngest(pipeline.IngestConfig{
+		Stream: k, EventsTopic: kc.EventsTopic, ByIPTopic: kc.EventsByIPTopic,
+		Checkpoints: cps, Logger: d.log, Registerer: d.reg,
+	})
+	if err != nil {
+		return err
+	}
+	srcs, err := buildSources(d.cfg, cps, d.log, d.reg)
+	if err != nil {
+		return err
+	}
+	var tasks []task
+	for _, s := range srcs {
+		tasks = append(tasks, task{name: "source " + s.Name(), run: func(ctx context.Context) error { return s.Run(ctx, ing) }})
+	}
+	return d.runTasks(ctx, tasks...)
+}

@@ -1,0 +1,317 @@
+package cloudtrail
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"auditwatch/ingest/intern"
+	"auditwatch/ingest/jsonx"
+	"auditwatch/schema"
+)
+
+var sharedPresent bool
+
+var fixedNow = func() time.Time { return time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC) }
+
+func parseOne(t *testing.T, js string, fb Fallback) (schema.Event, error) {
+	t.Helper()
+	v, err := fastjson.Parse(js)
+	if err != nil {
+		t.Fatalf("test input: %v", err)
+	}
+	p := Parser{Strings: intern.New(0, 0)}
+	var ev schema.Event
+	err = p.Parse(v, fb, &ev)
+	return ev, err
+}
+
+func TestParse(t *testing.T) {
+	t0 := time.Date(2023, 7, 10, 11, 42, 36, 0, time.UTC)
+	cases := []struct {
+		name string
+		in   string
+		fb   Fallback
+		want schema.Event
+	}{
+		{
+			name: "assumed role folds onto the role",
+			in: `{"eventTime":"2023-07-10T11:42:36Z","eventID":"e1","eventSource":"secretsmanager.amazonaws.com","eventName":"GetSecretValue","awsRegion":"us-east-1",
+				"sourceIPAddress":"06.237.252.245","userAgent":"aws-cli/2","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111:assumed-role/app/sess-1","accountId":"111","accessKeyId":"ASIA1",
+				"sessionContext":{"sessionIssuer":{"arn":"arn:aws:iam::111:role/path/app","userName":"app"}}},"requestParameters":{"secretId":"prod/db"},"readOnly":"true"}`,
+			want: schema.Event{Time: t0, Source: "cloudtrail", ID: "e1", Principal: "arn:aws:iam::111:role/path/app", PrincipalName: "app", PrincipalType: "AssumedRole",
+				Session: "sess-1", Account: "111", AccessKey: "ASIA1", Action: "secretsmanager:GetSecretValue", Resource: "prod/db", Region: "us-east-1",
+				SourceIP: "6.237.252.245", SourceIPRaw: "06.237.252.245", UserAgent: "aws-cli/2", Outcome: "success", ReadOnly: true},
+		},
+		{
+			name: "assumed role without issuer",
+			in: `{"eventTime":"2023-07-10T11:42:36+02:00","eventID":"e2","eventSource":"sts.amazonaws.com","eventName":"AssumeRole","sourceIPAddress":"AWS Internal",
+				"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::222:assumed-role/ops/bob"},"errorCode":"AccessDenied","errorMessage":"no"}`,
+			fb: Fallback{Region: "eu-west-1", Account: "999"},
+			want: schema.Event{Time: t0.Add(-2 * time.Hour), Source: "cloudtrail", ID: "e2", Principal: "arn:aws:iam::222:role/ops", PrincipalName: "ops", PrincipalType: "AssumedRole",
+				Session: "bob", Account: "999", Action: "sts:AssumeRole", Region: "eu-west-1", SourceIPRaw: "AWS Internal", SourceIsService: true,
+				Outcome: "failure", Error: "AccessDenied", FailureKind: schema.FailurePermissionDenied, Auth: true, AuthMethod: "sts"},
+		},
+		{
+			name: "console login failure only in responseElements",
+			in: `{"eventTime":"2022-09-28 17:30:05.000000000","eventID":"e3","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","sourceIPAddress":"1.2.3.4, 5.6.7.8",
+				"userIdentity":{"type":"IAMUser","accountId":"333","userName":"carol","principalId":"AID"},"responseElements":{"ConsoleLogin":"Failure"},"errorMessage":"Failed authentication","errorCode":"200"}`,
+			want: schema.Event{Time: time.Date(2022, 9, 28, 17, 30, 5, 0, time.UTC), Source: "cloudtrail", ID: "e3", Principal: "AID", PrincipalName: "carol", PrincipalType: "IAMUser",
+				Account: "333", Action: "signin:ConsoleLogin", SourceIP: "1.2.3.4", SourceIPRaw: "1.2.3.4, 5.6.7.8", Outcome: "failure", Error: "Failed authentication",
+				FailureKind: schema.FailureInvalidCredentials, Auth: true, AuthMethod: "console"},
+		},
+		{
+			name: "service event without identity type, errorCode 200, secret ARN from resources",
+			in: `{"eventID":"e4","eventSource":"secretsmanager.amazonaws.com","eventName":"RotationSucceeded","errorCode":"200","recipientAccountId":"444",
+				"userIdentity":{"accountId":"444","invokedBy":"secretsmanager.amazonaws.com"},"resources":[{"ARN":"arn:aws:kms:x"},{"ARN":"arn:aws:secretsmanager:us-east-1:444:secret:db-AbC"}]}`,
+			fb: Fallback{Now: fixedNow},
+			want: schema.Event{Time: fixedNow(), Source: "cloudtrail", ID: "e4", Principal: "secretsmanager.amazonaws.com", PrincipalName: "secretsmanager.amazonaws.com",
+				PrincipalType: "AWSService", Account: "444", Action: "secretsmanager:RotationSucceeded", Resource: "arn:aws:secretsmanager:us-east-1:444:secret:db-AbC",
+				Outcome: "success"},
+		},
+		{
+			name: "root, no eventID: content hash",
+			in:   `{"eventTime":"2023-07-10T11:42:36Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","userIdentity":{"type":"Root","arn":"arn:aws:iam::555:root"},"requestParameters":{"userName":"dave"}}`,
+			want: schema.Event{Time: t0, Source: "cloudtrail", ID: "cloudtrail-", Principal: "arn:aws:iam::555:root", PrincipalName: "root", PrincipalType: "Root",
+				Action: "iam:ListUsers", Resource: "dave", Outcome: "success"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := parseOne(t, c.in, c.fb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasSuffix(c.want.ID, "-") {
+				if !strings.HasPrefix(got.ID, c.want.ID) || len(got.ID) != len(c.want.ID)+24 {
+					t.Errorf("ID = %q, want a %q content hash", got.ID, c.want.ID)
+				}
+				got.ID = c.want.ID
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("got  %+v\nwant %+v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	for _, in := range []string{`{"eventSource":"s3.amazonaws.com"}`, `{"a":1}`, `[1]`} {
+		if _, err := parseOne(t, in, Fallback{Now: fixedNow}); !errors.Is(err, ErrNotRecord) {
+			t.Errorf("%s: error %v, want ErrNotRecord", in, err)
+		}
+	}
+}
+
+func TestFailureKind(t *testing.T) {
+	for code, want := range map[string]string{
+		"AccessDenied": schema.FailurePermissionDenied, "Client.UnauthorizedOperation": schema.FailurePermissionDenied,
+		"InvalidClientTokenId": schema.FailureInvalidCredentials, "ExpiredToken": schema.FailureInvalidToken,
+		"ThrottlingException": schema.FailureThrottled, "ResourceNotFoundException": schema.FailureNotFound,
+		"NoSuchBucket": schema.FailureNotFound, "ValidationException": schema.FailureOther,
+	} {
+		if got := FailureKind(code); got != want {
+			t.Errorf("FailureKind(%q) = %q, want %q", code, got, want)
+		}
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	for in, want := range map[string]time.Time{
+		"2023-07-10T11:42:36Z":          time.Date(2023, 7, 10, 11, 42, 36, 0, time.UTC),
+		"2023-07-10T13:42:36.5+02:00":   time.Date(2023, 7, 10, 11, 42, 36, 5e8, time.UTC),
+		"2022-09-28 17:30:05.000000000": time.Date(2022, 9, 28, 17, 30, 5, 0, time.UTC),
+		"20230710T114236Z":              time.Date(2023, 7, 10, 11, 42, 36, 0, time.UTC),
+	} {
+		got, ok := ParseTime(in)
+		if !ok || !got.Equal(want) {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", in, got, ok, want)
+		}
+		if got2, ok2 := parseTime([]byte(in)); !ok2 || !got2.Equal(got) || got2.Location() != got.Location() {
+			t.Errorf("parseTime(%q) = %v, %v; ParseTime gives %v", in, got2, ok2, got)
+		}
+	}
+	if _, ok := ParseTime("yesterday"); ok {
+		t.Error("ParseTime accepted \"yesterday\"")
+	}
+}
+
+// compare parses in with Parser and with the reference implementation and
+// fails when they disagree. It reports whether in was a record.
+func compare(t *testing.T, p *Parser, in []byte, fb Fallback) bool {
+	t.Helper()
+	var fp fastjson.Parser
+	v, err := fp.ParseBytes(in)
+	if err != nil || hasDuplicateKeys(v, 0) {
+		// duplicate keys: JSON leaves their meaning open; Parser takes
+		// the first, fastjson's Get depends on escaping
+		return false
+	}
+	// fresh trees: reading values changes how fastjson re-marshals them,
+	// which the content hash of records without eventID sees
+	v, _ = fp.ParseBytes(in)
+	var want schema.Event
+	werr := refParse(v, fb, &want)
+	v, _ = fp.ParseBytes(in)
+	var got schema.Event
+	gerr := p.Parse(v, fb, &got)
+	if (werr == nil) != (gerr == nil) || (werr != nil && gerr.Error() != werr.Error()) {
+		t.Fatalf("%s\nerror %v, reference %v", in, gerr, werr)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s\ngot       %+v\nreference %+v", in, got, want)
+	}
+	return werr == nil
+}
+
+func hasDuplicateKeys(v *fastjson.Value, depth int) bool {
+	if depth > 64 {
+		return true
+	}
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		seen := map[string]bool{}
+		dup := false
+		o.Visit(func(k []byte, e *fastjson.Value) {
+			if seen[string(k)] || hasDuplicateKeys(e, depth+1) {
+				dup = true
+			}
+			seen[string(k)] = true
+		})
+		return dup
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		for _, e := range a {
+			if hasDuplicateKeys(e, depth+1) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// records frames every CloudTrail file of the shared corpus (and the
+// repository's sample) into JSON records; the LookupEvents
+// CloudTrailEvent strings are unwrapped.
+func records(t *testing.T) [][]byte {
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+	files := []string{filepath.Join(dir, "ingest", "testdata", "cloudtrail-sample.jsonl")}
+	shared := filepath.Join(dir, "..", "shared", "testdata", "cloudtrail")
+	if _, err := os.Stat(shared); err != nil {
+		// a worktree one level deeper than the main checkout
+		shared = filepath.Join(dir, "..", "..", "shared", "testdata", "cloudtrail")
+	}
+	if _, err := os.Stat(shared); err != nil {
+		if os.Getenv("AUDITWATCH_REQUIRE_INTEGRATION") != "" {
+			t.Fatalf("../shared/testdata not present: %v", err)
+		}
+		t.Logf("../shared/testdata not present (only beside CI clones): checking the repository's sample only")
+	} else if err := filepath.WalkDir(shared, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".md") && !strings.HasSuffix(p, "manifest.jsonl") {
+			files = append(files, p)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sharedPresent = len(files) > 1
+	var out [][]byte
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(f, ".gz") {
+			zr, err := gzip.NewReader(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sc := jsonx.NewScanner(bytes.NewReader(data), jsonx.Limits{})
+		for {
+			rec, err := sc.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Err != nil {
+				continue
+			}
+			if rec.Kind == jsonx.KindEvents {
+				if v, err := fastjson.ParseBytes(rec.Data); err == nil {
+					out = append(out, append([]byte(nil), v.GetStringBytes("CloudTrailEvent")...))
+				}
+				continue
+			}
+			out = append(out, append([]byte(nil), rec.Data...))
+			if v, err := fastjson.ParseBytes(rec.Data); err == nil && v.Get("detail") != nil {
+				out = append(out, []byte(v.Get("detail").String()))
+			}
+		}
+	}
+	return out
+}
+
+func TestParseMatchesReferenceOnLogs(t *testing.T) {
+	p := Parser{Strings: intern.New(64, 0)} // small table: resets are exercised too
+	n := 0
+	for _, rec := range records(t) {
+		if compare(t, &p, rec, Fallback{Now: fixedNow, Region: "r", Account: "a"}) {
+			n++
+		}
+	}
+	t.Logf("%d records compared", n)
+	if min := minCompared(t); n < min {
+		t.Fatalf("only %d records compared, want %d or more", n, min)
+	}
+	if p.Strings.Resets == 0 {
+		t.Fatal("the intern table never filled up: the test does not exercise its bound")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"eventTime":"2023-07-10T11:42:36Z","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","userIdentity":{"type":"FederatedUser","arn":"arn:aws:sts::1:federated-user/x","sessionContext":{"sessionIssuer":{"arn":"arn:aws:iam::1:user/y"}}},"responseElements":{"ConsoleLogin":"Failure"},"errorMessage":"account locked"}`))
+	f.Add([]byte(`{"eventName":"GetSecretValue","eventSource":"secretsmanager.amazonaws.com","requestParameters":{"secretIdList":["a"]},"resources":[{"ARN":"arn:aws:secretsmanager:x:secret:y"}],"readOnly":true,"sourceIPAddress":"[::ffff:1.2.3.4]:80"}`))
+	f.Add([]byte(`{"p_event_time":"2022-09-28 17:30:05.000000000","eventName":"X\u0041","userIdentity":{"type":"AWSAccount","principalId":""}}`))
+	p := Parser{Strings: intern.New(16, 8)}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		compare(t, &p, in, Fallback{Now: fixedNow})
+	})
+}
+
+// minCompared is how many records the logs hold at least: all of the
+// shared corpus when present, else the repository's own file.
+func minCompared(t *testing.T) int {
+	if sharedPresent {
+		return 3000
+	}
+	return 100
+}

@@ -1,0 +1,306 @@
+package cloudtrail
+
+import (
+	"bytes"
+	"strings"
+
+	"auditwatch/ingest/jsonx"
+	"auditwatch/schema"
+)
+
+// ParseLine normalizes one record straight from its JSON text, reading the
+// fields events are made of in place and checking that everything else is
+// well-formed JSON, without building a tree. It handles the common record:
+// one with an eventID and an eventName whose keys and the strings it reads
+// need no unescaping. ok is false for anything else (escapes in keys or in
+// strings it reads, duplicate keys, records without eventID, keys that make
+// the object a container, digest or EventBridge envelope, text it does not
+// accept as JSON): the caller then parses the record with fastjson and
+// calls Parse, which gives the definitive result. When ok, the result is
+// exactly Parse's.
+func (p *Parser) ParseLine(b []byte, fb Fallback, ev *schema.Event) (err error, ok bool) {
+	var r raw
+	var eventTime, pEventTime []byte
+	var seen uint32
+	end := jsonx.Object(b, 0, 1, func(key []byte, esc bool, v int) int {
+		if esc {
+			return -1
+		}
+		var bit uint32
+		var dst *[]byte
+		switch string(key) {
+		case "eventTime":
+			bit, dst = 1<<0, &eventTime
+		case "p_event_time":
+			bit, dst = 1<<1, &pEventTime
+		case "eventID":
+			bit, dst = 1<<2, &r.id
+		case "eventSource":
+			bit, dst = 1<<3, &r.eventSource
+		case "eventName":
+			bit, dst = 1<<4, &r.eventName
+		case "awsRegion":
+			bit, dst = 1<<5, &r.awsRegion
+		case "userAgent":
+			bit, dst = 1<<6, &r.userAgent
+		case "recipientAccountId":
+			bit, dst = 1<<7, &r.recipientAccountID
+		case "sourceIPAddress":
+			bit, dst = 1<<8, &r.sourceIPAddress
+		case "errorCode":
+			bit, dst = 1<<9, &r.errorCode
+		case "errorMessage":
+			bit, dst = 1<<10, &r.errorMessage
+		case "readOnly":
+			bit = 1 << 11
+		case "userIdentity":
+			bit = 1 << 12
+		case "requestParameters":
+			bit = 1 << 13
+		case "resources":
+			bit = 1 << 14
+		case "responseElements":
+			bit = 1 << 15
+		case "Records", "Events", "digestStartTime", "digestEndTime", "detail-type", "detail":
+			// the reader treats objects with these keys as envelopes
+			return -1
+		default:
+			return jsonx.Skip(b, v, 2)
+		}
+		if seen&bit != 0 {
+			return -1
+		}
+		seen |= bit
+		if dst != nil {
+			return lineString(b, v, 2, dst)
+		}
+		switch bit {
+		case 1 << 11:
+			switch b[v] {
+			case 't':
+				r.readOnly = true
+				return jsonx.Skip(b, v, 2)
+			case '"':
+				var s []byte
+				end := lineString(b, v, 2, &s)
+				r.readOnly = strings.EqualFold(string(s), "true")
+				return end
+			}
+			return jsonx.Skip(b, v, 2)
+		case 1 << 12:
+			if b[v] != '{' {
+				return jsonx.Skip(b, v, 2)
+			}
+			r.ui.object = true
+			return lineIdentity(b, v, &r.ui)
+		case 1 << 13:
+			if b[v] != '{' {
+				return jsonx.Skip(b, v, 2)
+			}
+			r.rpObject = true
+			return lineRequestParameters(b, v, &r)
+		case 1 << 14:
+			if b[v] != '[' {
+				return jsonx.Skip(b, v, 2)
+			}
+			return lineResources(b, v, &r)
+		default:
+			if b[v] != '{' {
+				return jsonx.Skip(b, v, 2)
+			}
+			var seen uint8
+			return jsonx.Object(b, v, 2, func(key []byte, esc bool, v int) int {
+				if esc {
+					return -1
+				}
+				for i, k := range signinKeys {
+					if string(key) == k {
+						if seen&(1<<i) != 0 {
+							return -1
+						}
+						seen |= 1 << i
+						return lineString(b, v, 3, &r.resp[i])
+					}
+				}
+				return jsonx.Skip(b, v, 3)
+			})
+		}
+	})
+	if end < 0 || jsonx.SkipWS(b, end) != len(b) || len(r.id) == 0 || len(r.eventName) == 0 {
+		return nil, false
+	}
+	r.time, r.hasTime = parseTime(eventTime)
+	if !r.hasTime {
+		r.time, r.hasTime = parseTime(pEventTime)
+	}
+	return p.normalize(&r, fb, ev), true
+}
+
+// lineString reads the value at b[v] into *dst when it is a string
+// without escapes (nil when it is not a string); -1 for an escaped one.
+func lineString(b []byte, v, depth int, dst *[]byte) int {
+	if b[v] != '"' {
+		*dst = nil
+		return jsonx.Skip(b, v, depth)
+	}
+	end, esc := jsonx.String(b, v)
+	if end < 0 || esc {
+		return -1
+	}
+	*dst = b[v+1 : end-1]
+	return end
+}
+
+// lineIdentity reads the userIdentity object at b[v] (depth 2).
+func lineIdentity(b []byte, v int, ui *rawIdentity) int {
+	var seen uint16
+	return jsonx.Object(b, v, 2, func(key []byte, esc bool, v int) int {
+		if esc {
+			return -1
+		}
+		var bit uint16
+		var dst *[]byte
+		switch string(key) {
+		case "type":
+			bit, dst = 1<<0, &ui.typ
+		case "arn":
+			bit, dst = 1<<1, &ui.arn
+		case "accountId":
+			bit, dst = 1<<2, &ui.accountID
+		case "accessKeyId":
+			bit, dst = 1<<3, &ui.accessKeyID
+		case "userName":
+			bit, dst = 1<<4, &ui.userName
+		case "invokedBy":
+			bit, dst = 1<<5, &ui.invokedBy
+		case "principalId":
+			bit, dst = 1<<6, &ui.principalID
+		case "sessionContext":
+			bit = 1 << 7
+		default:
+			return jsonx.Skip(b, v, 3)
+		}
+		if seen&bit != 0 {
+			return -1
+		}
+		seen |= bit
+		if dst != nil {
+			return lineString(b, v, 3, dst)
+		}
+		if b[v] != '{' {
+			return jsonx.Skip(b, v, 3)
+		}
+		var issuerSeen bool
+		return jsonx.Object(b, v, 3, func(key []byte, esc bool, v int) int {
+			if esc {
+				return -1
+			}
+			if string(key) != "sessionIssuer" {
+				return jsonx.Skip(b, v, 4)
+			}
+			if issuerSeen {
+				return -1
+			}
+			issuerSeen = true
+			if b[v] != '{' {
+				return jsonx.Skip(b, v, 4)
+			}
+			var arnSeen, nameSeen bool
+			return jsonx.Object(b, v, 4, func(key []byte, esc bool, v int) int {
+				if esc {
+					return -1
+				}
+				switch string(key) {
+				case "arn":
+					if arnSeen {
+						return -1
+					}
+					arnSeen = true
+					return lineString(b, v, 5, &ui.issuerARN)
+				case "userName":
+					if nameSeen {
+						return -1
+					}
+					nameSeen = true
+					return lineString(b, v, 5, &ui.issuerUserName)
+				}
+				return jsonx.Skip(b, v, 5)
+			})
+		})
+	})
+}
+
+// lineRequestParameters reads the requestParameters object at b[v]
+// (depth 2).
+func lineRequestParameters(b []byte, v int, r *raw) int {
+	var seen uint32
+	return jsonx.Object(b, v, 2, func(key []byte, esc bool, v int) int {
+		if esc {
+			return -1
+		}
+		switch string(key) {
+		case "secretId":
+			if seen&1 != 0 {
+				return -1
+			}
+			seen |= 1
+			return lineString(b, v, 3, &r.rpSecretID)
+		case "secretIdList":
+			if seen&2 != 0 {
+				return -1
+			}
+			seen |= 2
+			if b[v] != '[' {
+				return jsonx.Skip(b, v, 3)
+			}
+			return jsonx.Array(b, v, 3, func(n, e int) int {
+				if n == 0 {
+					return lineString(b, e, 4, &r.rpSecretIDList)
+				}
+				return jsonx.Skip(b, e, 4)
+			})
+		}
+		for i, k := range resourceKeys[1:] {
+			if string(key) == k {
+				bit := uint32(4) << i
+				if seen&bit != 0 {
+					return -1
+				}
+				seen |= bit
+				return lineString(b, v, 3, &r.rpKeys[i])
+			}
+		}
+		return jsonx.Skip(b, v, 3)
+	})
+}
+
+// lineResources reads the ARNs of the resources array at b[v] (depth 2).
+func lineResources(b []byte, v int, r *raw) int {
+	return jsonx.Array(b, v, 2, func(n, e int) int {
+		if b[e] != '{' {
+			return jsonx.Skip(b, e, 3)
+		}
+		var arn []byte
+		var arnSeen bool
+		end := jsonx.Object(b, e, 3, func(key []byte, esc bool, v int) int {
+			if esc {
+				return -1
+			}
+			if string(key) != "ARN" {
+				return jsonx.Skip(b, v, 4)
+			}
+			if arnSeen {
+				return -1
+			}
+			arnSeen = true
+			return lineString(b, v, 4, &arn)
+		})
+		if r.resSecretARN == nil && bytes.Contains(arn, []byte(":secret:")) {
+			r.resSecretARN = arn
+		}
+		if r.resFirstARN == nil && len(arn) > 0 {
+			r.resFirstARN = arn
+		}
+		return end
+	})
+}

@@ -1,0 +1,332 @@
+// Package configcheck owns the full check of a root configuration file:
+// the strict decoding and validation every stage command performs at start
+// (config.Load, then each section's own decoder and Validate), run to the
+// end so that every problem is reported at once, each named by its YAML
+// path and, where the decoder knows it, its line.
+package configcheck
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"auditwatch/alert"
+	"auditwatch/config"
+	"auditwatch/detect"
+)
+
+// Problem is one thing wrong with a config file.
+type Problem struct {
+	// Path is the YAML path of the field ("alerts.outputs[1].slack.channel");
+	// empty when the problem concerns the whole document.
+	Path string
+	// Line is the 1-based line in the file, 0 when unknown.
+	Line int
+	Msg  string
+}
+
+// String renders "path: message (line N)" on one line: control characters
+// (from values quoted in messages) are escaped.
+func (p Problem) String() string {
+	return escapeControls(p.raw())
+}
+
+func escapeControls(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			fmt.Fprintf(&b, `\x%02x`, r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+
+func (p Problem) raw() string {
+	var b strings.Builder
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, " (line %d)", p.Line)
+	}
+	return b.String()
+}
+
+// File reads and checks the config file at path. The error is only for a
+// file that cannot be read.
+func File(path string) ([]Problem, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Check(b), nil
+}
+
+// section is one section of the root config that its owning package
+// decodes and validates.
+type section struct {
+	key string
+	// typ is the Go type the section decodes into (for line-accurate
+	// decoding errors).
+	typ reflect.Type
+	// check runs the owner's decoding, defaults and validation on the
+	// section's node. decodeErr is a decoding failure, invalid the
+	// validation failures.
+	check func(n *yaml.Node) (decodeErr, invalid error)
+}
+
+// sections lists every section held as a yaml.Node in config.Config.
+var sections = []section{
+	{
+		key: "detectors",
+		typ: reflect.TypeFor[detect.Config](),
+		check: func(n *yaml.Node) (error, error) {
+			_, err := detect.DecodeConfig(n)
+			if err != nil && isDecodeError(err) {
+				return err, nil
+			}
+			return nil, err
+		},
+	},
+	{
+		key: "alerts",
+		typ: reflect.TypeFor[alert.Config](),
+		check: func(n *yaml.Node) (error, error) {
+			c, err := alert.FromNode(n)
+			if err != nil {
+				return err, nil
+			}
+			return nil, c.Validate()
+		},
+	},
+}
+
+// isDecodeError tells a YAML decoding failure from a validation failure.
+func isDecodeError(err error) bool {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return true
+	}
+	return lineRE.MatchString(err.Error())
+}
+
+var lineRE = regexp.MustCompile(`(?s)(?:^|: )(?:yaml: )?line (\d+): (.*)$`)
+
+// Check strictly decodes data as a root config, fills defaults and
+// validates it and every section, and returns every problem found, in
+// file order where lines are known. An empty result means the stage
+// commands accept the file.
+func Check(data []byte) []Problem {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return []Problem{fromError(err, nil, "")}
+	}
+	idx := newIndex(&doc)
+
+	var probs []Problem
+	var c config.Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return []Problem{fromError(err, idx, "")}
+		}
+		for _, e := range te.Errors {
+			probs = append(probs, fromError(errors.New(e), idx, ""))
+		}
+	}
+	c.SetDefaults()
+	for _, err := range flatten(c.Validate()) {
+		probs = append(probs, fromValidation(err, idx))
+	}
+	for _, s := range sections {
+		n := sectionNode(&c, s.key)
+		decErr, invalid := s.check(n)
+		if decErr != nil {
+			probs = append(probs, decodeSection(data, s, idx, decErr)...)
+			continue
+		}
+		for _, err := range flatten(invalid) {
+			probs = append(probs, fromValidation(err, idx))
+		}
+	}
+	return dedupe(probs)
+}
+
+// sectionNode returns the node config.Config keeps for a section.
+func sectionNode(c *config.Config, key string) *yaml.Node {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name == key {
+			return v.Field(i).Addr().Interface().(*yaml.Node)
+		}
+	}
+	panic("configcheck: config.Config has no section " + key)
+}
+
+// decodeSection decodes the section strictly from the whole file, so
+// errors carry the file's own line numbers, and turns them into problems.
+// When that decoding succeeds where the owner's did not, the owner's
+// error is reported as is.
+func decodeSection(data []byte, s section, idx *index, ownerErr error) []Problem {
+	typ := reflect.StructOf([]reflect.StructField{
+		{Name: "Section", Type: s.typ, Tag: reflect.StructTag(`yaml:"` + s.key + `"`)},
+		{Name: "Rest", Type: reflect.TypeFor[map[string]yaml.Node](), Tag: `yaml:",inline"`},
+	})
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(reflect.New(typ).Interface())
+	if err == nil || errors.Is(err, io.EOF) {
+		// The owner's line numbers count from the section, not the file:
+		// report its messages without them.
+		var out []Problem
+		msgs := flatten(ownerErr)
+		var te *yaml.TypeError
+		if errors.As(ownerErr, &te) {
+			msgs = nil
+			for _, e := range te.Errors {
+				msgs = append(msgs, errors.New(e))
+			}
+		}
+		for _, m := range msgs {
+			msg := m.Error()
+			if l := lineRE.FindStringSubmatch(msg); l != nil {
+				msg = l[2]
+			}
+			out = append(out, Problem{Path: s.key, Msg: msg})
+		}
+		return out
+	}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return []Problem{fromError(err, idx, s.key)}
+	}
+	var out []Problem
+	for _, e := range te.Errors {
+		out = append(out, fromError(errors.New(e), idx, s.key))
+	}
+	return out
+}
+
+var (
+	unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	backquotedRE   = regexp.MustCompile("`([^`]*)`")
+)
+
+// fromError turns a YAML decoding error into a problem, finding the path
+// of the line it names. fallback is the path used when none is found.
+func fromError(err error, idx *index, fallback string) Problem {
+	msg := err.Error()
+	m := lineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return Problem{Path: fallback, Msg: msg}
+	}
+	line, _ := strconv.Atoi(m[1])
+	p := Problem{Path: fallback, Line: line, Msg: m[2]}
+	if idx == nil {
+		return p
+	}
+	if f := unknownFieldRE.FindStringSubmatch(m[2]); f != nil {
+		if path, ok := idx.key(line, f[1]); ok {
+			p.Path, p.Msg = path, "unknown field"
+		}
+		return p
+	}
+	want, kind := "", yaml.ScalarNode
+	if q := backquotedRE.FindStringSubmatch(m[2]); q != nil {
+		want = q[1]
+	}
+	switch {
+	case strings.HasPrefix(m[2], "cannot unmarshal !!seq"):
+		kind = yaml.SequenceNode
+	case strings.HasPrefix(m[2], "cannot unmarshal !!map"):
+		kind = yaml.MappingNode
+	}
+	if path, ok := idx.value(line, kind, want); ok {
+		p.Path = path
+	}
+	return p
+}
+
+// fromValidation turns one validation error ("path: message") into a
+// problem, with the line of path when the file sets it.
+func fromValidation(err error, idx *index) Problem {
+	msg := err.Error()
+	path, rest, ok := strings.Cut(msg, ": ")
+	if !ok || strings.ContainsAny(path, " \t") {
+		return Problem{Msg: msg}
+	}
+	return Problem{Path: path, Line: idx.line(path), Msg: rest}
+}
+
+// flatten lists the leaves of a tree of joined errors; a leaf whose text
+// spans several lines gives one error per line.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	var out []error
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, errors.New(l))
+		}
+	}
+	return out
+}
+
+// dedupe drops repeated problems and validation noise about a field whose
+// value could not be decoded, then orders by line (unknown lines last,
+// in the order found).
+func dedupe(probs []Problem) []Problem {
+	undecodable := map[string]bool{}
+	for _, p := range probs {
+		if p.Line > 0 && p.Path != "" && p.Msg != "unknown field" && strings.HasPrefix(p.Msg, "cannot unmarshal") {
+			undecodable[p.Path] = true
+		}
+	}
+	seen := map[string]bool{}
+	var out []Problem
+	for _, p := range probs {
+		k := p.String()
+		if seen[k] || (undecodable[p.Path] && !strings.HasPrefix(p.Msg, "cannot unmarshal")) {
+			continue
+		}
+		seen[k] = true
+		out = append(out, p)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		li, lj := out[i].Line, out[j].Line
+		if li == 0 || lj == 0 {
+			return li != 0 && lj == 0
+		}
+		return li < lj
+	})
+	return out
+}

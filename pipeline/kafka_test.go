@@ -1,0 +1,272 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"auditwatch/detect"
+	"auditwatch/detect/state"
+	"auditwatch/gen"
+	"auditwatch/ingest"
+	"auditwatch/internal/kafkatest"
+	"auditwatch/schema"
+	"auditwatch/stream"
+)
+
+// generated returns the normalized events of a generated mixed stream
+// with labelled anomalies, and the end of its learning period.
+func generated(t testing.TB, seed int64, events int) ([]schema.Event, time.Time) {
+	t.Helper()
+	g, err := gen.New(gen.Config{Seed: seed, Events: events, Machines: 24, Humans: 10, Duration: 6 * time.Hour,
+		Anomalies: true, CloudTrailShare: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := g.Run(context.Background(), gen.Output{Combined: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	r := ingest.NewReader(&buf, "generated", ingest.DefaultOptions())
+	var out []schema.Event
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("generated stream: %v", err)
+		}
+		out = append(out, ev)
+	}
+	out = append(out, r.Flush()...)
+	return out, g.LearningEnd()
+}
+
+// engine is a detect.Engine with the store it owns.
+type engine struct {
+	*detect.Engine
+	st *state.Store
+}
+
+func (e engine) Close() error { return errors.Join(e.Engine.Close(), e.st.Close()) }
+
+// openEngines opens real detector engines, one store per partition under dir.
+func openEngines(t testing.TB, dir string, cfg detect.Config) OpenDetector {
+	return func(p int, fresh bool) (Detector, error) {
+		d := filepath.Join(dir, strconv.Itoa(p))
+		if fresh {
+			if err := os.Remove(filepath.Join(d, state.FileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+		}
+		st, err := state.Open(state.Config{Dir: d, Partition: strconv.Itoa(p)})
+		if err != nil {
+			return nil, err
+		}
+		e, err := detect.New(cfg, st, nil, prometheus.NewRegistry())
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		return engine{e, st}, nil
+	}
+}
+
+// findingCounter is a FindingSink counting every finding id it is given.
+type findingCounter struct {
+	mu    sync.Mutex
+	ids   map[string]int
+	byID  map[string]schema.Finding
+	total int
+}
+
+func newFindingCounter() *findingCounter {
+	return &findingCounter{ids: map[string]int{}, byID: map[string]schema.Finding{}}
+}
+
+func (c *findingCounter) WriteFindings(_ context.Context, fs []schema.Finding) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range fs {
+		c.ids[f.ID]++
+		c.byID[f.ID] = f
+		c.total++
+	}
+	return nil
+}
+
+func (c *findingCounter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
+}
+
+func testKafka(t testing.TB, brokers []string) *stream.Kafka {
+	t.Helper()
+	cfg := stream.Config{Type: stream.TypeKafka, Kafka: stream.KafkaConfig{Brokers: brokers}}
+	cfg.SetDefaults()
+	cfg.Kafka.BatchTimeout = 2 * time.Millisecond
+	k, err := stream.NewKafka(cfg.Kafka, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k
+}
+
+// publishEvents puts evs on topic keyed by principal.
+func publishEvents(t testing.TB, k *stream.Kafka, topic string, evs []schema.Event) {
+	t.Helper()
+	for i := 0; i < len(evs); i += 1000 {
+		batch := evs[i:min(i+1000, len(evs))]
+		recs := make([]stream.Record, len(batch))
+		for j := range batch {
+			recs[j] = stream.Record{Key: PrincipalKey(&batch[j]), Event: &batch[j]}
+		}
+		if err := k.Publish(context.Background(), topic, recs, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// instance is one detect stage consuming a group.
+type instance struct {
+	cancel    context.CancelFunc
+	done      chan error
+	processed *atomic.Int64
+}
+
+func startInstance(t *testing.T, k *stream.Kafka, topic, group, dir string, cfg detect.Config, sink FindingSink, processed *atomic.Int64, slow bool) *instance {
+	t.Helper()
+	st, err := NewDetectStage(DetectConfig{
+		Open: openEngines(t, dir, cfg), Findings: sink, Replayable: true,
+		CheckpointEvents: 500, CheckpointInterval: 100 * time.Millisecond, IdleDrain: 3 * time.Second,
+		Registerer: prometheus.NewRegistry(),
+		Observe: func(ev *schema.Event, _ []schema.Finding) {
+			if ev == nil {
+				return
+			}
+			if n := processed.Add(1); slow && n%25 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{cancel: cancel, done: make(chan error, 1), processed: processed}
+	go func() { in.done <- k.Consume(ctx, topic, group, st) }()
+	return in
+}
+
+func (in *instance) stop(t *testing.T) {
+	t.Helper()
+	in.cancel()
+	select {
+	case err := <-in.done:
+		if err != nil {
+			t.Fatalf("detect instance: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("detect instance did not stop")
+	}
+}
+
+// settle waits until every event was processed at least once and the
+// sink has not changed for quiet (idle drains included).
+func settle(t *testing.T, c *findingCounter, processed *atomic.Int64, total int, quiet, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	last, since := -1, time.Now()
+	for time.Now().Before(deadline) {
+		n := c.count()
+		if n != last {
+			last, since = n, time.Now()
+		}
+		if processed.Load() >= int64(total) && time.Since(since) >= quiet {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("not settled after %v: %d of %d events processed, %d findings", limit, processed.Load(), total, last)
+}
+
+// TestDetectRebalance runs the detect stage as two instances of one
+// consumer group on kfake: A starts alone, B joins a third of the way in
+// (rebalance), A leaves two thirds of the way in (rebalance; B rebuilds
+// A's partitions from the topic with the findings below A's committed
+// offsets suppressed). The findings must be exactly those of a single
+// instance, none handed on twice.
+func TestDetectRebalance(t *testing.T) {
+	brokers := kafkatest.NewCluster(t, 4, "events")
+	evs, learnEnd := generated(t, 21, 12000)
+	k := testKafka(t, brokers)
+	publishEvents(t, k, "events", evs)
+	cfg := detect.Config{LearnUntil: learnEnd}
+	work := t.TempDir()
+
+	// One instance alone.
+	ref := newFindingCounter()
+	var refN atomic.Int64
+	one := startInstance(t, testKafka(t, brokers), "events", "ref", filepath.Join(work, "ref"), cfg, ref, &refN, false)
+	settle(t, ref, &refN, len(evs), 4*time.Second, 60*time.Second)
+	one.stop(t)
+	if ref.count() == 0 {
+		t.Fatal("the single instance raised no findings")
+	}
+
+	// Two instances with two rebalances.
+	got := newFindingCounter()
+	var n atomic.Int64
+	a := startInstance(t, testKafka(t, brokers), "events", "group", filepath.Join(work, "a"), cfg, got, &n, true)
+	waitFor(t, func() bool { return n.Load() >= int64(len(evs))/3 }, 60*time.Second)
+	b := startInstance(t, testKafka(t, brokers), "events", "group", filepath.Join(work, "b"), cfg, got, &n, true)
+	waitFor(t, func() bool { return n.Load() >= 2*int64(len(evs))/3 }, 60*time.Second)
+	a.stop(t)
+	settle(t, got, &n, len(evs), 5*time.Second, 90*time.Second)
+	b.stop(t)
+
+	for id, c := range got.ids {
+		if c != 1 {
+			f := got.byID[id]
+			t.Errorf("finding %s handed on %d times: %s %s rev %d", id, c, f.Detector, f.Principal, f.Revision)
+		}
+	}
+	for id, f := range ref.byID {
+		if got.ids[id] == 0 {
+			t.Errorf("finding %s of the single instance missing: %s %s rev %d %s", id, f.Detector, f.Principal, f.Revision, f.Summary)
+		}
+	}
+	for id, f := range got.byID {
+		if ref.ids[id] == 0 {
+			t.Errorf("finding %s not raised by the single instance: %s %s rev %d %s", id, f.Detector, f.Principal, f.Revision, f.Summary)
+		}
+	}
+	t.Logf("%d events, %d findings (single instance %d), %d events processed with rebuilds", len(evs), len(got.ids), len(ref.ids), n.Load())
+	if n.Load() <= int64(len(evs)) {
+		t.Errorf("no partition was rebuilt (processed %d of %d): the rebalance did not move partitions mid-stream", n.Load(), len(evs))
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
