@@ -51,7 +51,9 @@ type Config struct {
 	Alerts    yaml.Node `yaml:"alerts"`
 	Storage   yaml.Node `yaml:"storage"`
 	// Files configures the JSON Lines file sinks.
-	Files   Files   `yaml:"files"`
+	Files Files `yaml:"files"`
+	// Console prints findings and progress for a person at a terminal.
+	Console Console `yaml:"console"`
 	HTTP    HTTP    `yaml:"http"`
 	Logging Logging `yaml:"logging"`
 	// ShutdownTimeout bounds a graceful stop after SIGTERM.
@@ -96,6 +98,15 @@ type Files struct {
 	Events string `yaml:"events"`
 }
 
+// Console is output for a person watching `auditwatch run` in a terminal.
+type Console struct {
+	// Findings prints one readable line per finding on stdout.
+	Findings bool `yaml:"findings"`
+	// Progress prints a progress line (events read, rejected, findings) on
+	// stderr at this interval; zero disables it.
+	Progress time.Duration `yaml:"progress"`
+}
+
 // HTTP serves /metrics, /healthz and /readyz.
 type HTTP struct {
 	// Listen is host:port; empty disables the server.
@@ -138,6 +149,9 @@ func Parse(r io.Reader, name string) (*Config, error) {
 
 // SetDefaults fills every unset field. It is the one place defaults live.
 func (c *Config) SetDefaults() {
+	if c.State.Dir == "" {
+		c.State.Dir = "auditwatch-state"
+	}
 	for i := range c.Sources {
 		s := &c.Sources[i]
 		if s.Format == "" {
@@ -163,9 +177,6 @@ func (c *Config) SetDefaults() {
 		}
 	}
 	c.Stream.SetDefaults()
-	if c.State.Dir == "" {
-		c.State.Dir = "auditwatch-state"
-	}
 	if c.State.CheckpointInterval == 0 {
 		c.State.CheckpointInterval = time.Second
 	}
@@ -225,6 +236,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout: must be positive"))
+	}
+	if c.Console.Progress < 0 {
+		errs = append(errs, errors.New("console.progress: must not be negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -81,7 +81,7 @@ func (d *authSpike) identities(s *spikeState, ev *schema.Event, t, win int64) in
 
 func newAuthSpike(e *Engine) *authSpike {
 	cfg := &e.cfg.AuthFailureSpike
-	d := &authSpike{e: e, cfg: cfg, kinds: map[string]bool{},
+	d := &authSpike{e: e, cfg: cfg, h: e.newHasher(), kinds: map[string]bool{},
 		bucket: cfg.Window.D().Nanoseconds() / spikeBuckets}
 	if d.bucket <= 0 {
 		d.bucket = 1

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -25,7 +26,11 @@ const (
 	spacePrincipals = "principals"
 )
 
-var keyClock = []byte("clock")
+var (
+	keyClock = []byte("clock")
+	// keyHash holds the store's hashKey (16 bytes).
+	keyHash = []byte("hashkey")
+)
 
 // detector is one detection rule over in-order events.
 type detector interface {
@@ -46,6 +51,8 @@ type Engine struct {
 	scope      scope
 	dets       []detector
 	h          hasher
+	hkey       hashKey // shared by every hasher of the engine
+	saveHKey   bool    // hkey is new: the next checkpoint stores it
 
 	buf          evHeap
 	seq          uint64
@@ -132,6 +139,10 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, st: st, log: logger, m: newMetrics(reg)}
+	if err := e.loadHashKey(); err != nil {
+		return nil, err
+	}
+	e.h = e.newHasher()
 	e.stats.Findings = make(map[string]uint64)
 	e.principals = e.newPrincipalTable()
 	e.scope = newScope(cfg.FirstTimeAccess.Scope)
@@ -155,6 +166,39 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	}
 	return e, nil
 }
+
+// loadHashKey reads the store's hash key; a store never written gets a
+// new random one, a store written before keys were keyed keeps SHA-256.
+func (e *Engine) loadHashKey() error {
+	raw, err := e.st.Get(spaceEngine, keyHash)
+	if err != nil {
+		return fmt.Errorf("detect: restore hash key: %w", err)
+	}
+	if raw != nil {
+		if len(raw) != 16 {
+			return fmt.Errorf("detect: restore hash key: %d bytes, want 16", len(raw))
+		}
+		e.hkey = hashKey{k0: binary.LittleEndian.Uint64(raw[:8]), k1: binary.LittleEndian.Uint64(raw[8:])}
+		return nil
+	}
+	clk, err := e.st.Get(spaceEngine, keyClock)
+	if err != nil {
+		return fmt.Errorf("detect: restore clock: %w", err)
+	}
+	if clk != nil {
+		e.hkey.legacy = true
+		return nil
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Errorf("detect: hash key: %w", err)
+	}
+	e.hkey = hashKey{k0: binary.LittleEndian.Uint64(b[:8]), k1: binary.LittleEndian.Uint64(b[8:])}
+	e.saveHKey = true
+	return nil
+}
+
+func (e *Engine) newHasher() hasher { return hasher{k: &e.hkey} }
 
 func (e *Engine) restore() error {
 	raw, err := e.st.Get(spaceEngine, keyClock)
@@ -431,6 +475,12 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		return fmt.Errorf("detect: checkpoint clock: %w", err)
 	}
 	b.Put(spaceEngine, keyClock, cl)
+	if e.saveHKey {
+		hk := make([]byte, 16)
+		binary.LittleEndian.PutUint64(hk[:8], e.hkey.k0)
+		binary.LittleEndian.PutUint64(hk[8:], e.hkey.k1)
+		b.Put(spaceEngine, keyHash, hk)
+	}
 	b.Reset(spaceMeta)
 	keys := make([]string, 0, len(meta))
 	for k := range meta {
@@ -452,6 +502,7 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		}
 	}
 	e.segments, e.persistedSeq = kept, e.seq
+	e.saveHKey = false
 	e.m.checkpoints.Inc()
 	e.m.checkpointSeconds.Observe(time.Since(start).Seconds())
 	return nil

@@ -92,7 +92,7 @@ type groupState struct {
 
 func newFirstTime(e *Engine) *firstTime {
 	cfg := &e.cfg.FirstTimeAccess
-	return &firstTime{e: e, cfg: cfg,
+	return &firstTime{e: e, cfg: cfg, h: e.newHasher(),
 		pairs: newTable(schema.DetectorFirstTimeAccess+".pairs", cfg.MaxPairs, e.cfg.MaxSpill, e.st, codec[pairState](pairCodec{}), e.log, e.m).
 			expire(cfg.ForgetAfter.D(), func(v *pairState) int64 { return v.Last }),
 		groups: newTable(schema.DetectorFirstTimeAccess+".groups", e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[groupState](jsonCodec[groupState]{}), e.log, e.m).

@@ -3,6 +3,7 @@ package detect
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 
@@ -29,6 +30,8 @@ type evHeap struct {
 	ents []heapEnt
 	slab []schema.Event
 	free []int32
+	// encSize estimates the encoded bytes of an event (appendSince)
+	encSize int
 }
 
 func (h *evHeap) len() int { return len(h.ents) }
@@ -98,9 +101,14 @@ func (h *evHeap) appendSince(b []byte, after uint64) ([]byte, uint64, uint64) {
 		return b, 0, 0
 	}
 	sort.Slice(sel, func(i, j int) bool { return sel[i].seq < sel[j].seq })
+	// size the blob from the last one's bytes per event: one allocation
+	// instead of a doubling series (checkpoints write 100,000s of events)
+	start := len(b)
+	b = slices.Grow(b, len(sel)*max(h.encSize, 128))
 	for _, e := range sel {
 		b = appendEvent(b, e.seq, &h.slab[e.slot])
 	}
+	h.encSize = (len(b)-start)/len(sel) + 16
 	return b, sel[0].seq, sel[len(sel)-1].seq
 }
 

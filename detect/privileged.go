@@ -32,7 +32,7 @@ type privState struct {
 
 func newPrivileged(e *Engine) *privileged {
 	cfg := &e.cfg.PrivilegedUse
-	d := &privileged{e: e, cfg: cfg,
+	d := &privileged{e: e, cfg: cfg, h: e.newHasher(),
 		t: newTable(schema.DetectorPrivilegedUse, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[privState](jsonCodec[privState]{}), e.log, e.m).
 			expire(cfg.Cooldown.D(), func(v *privState) int64 { return v.B.Last })}
 	for _, s := range cfg.TamperActions {

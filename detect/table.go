@@ -11,10 +11,10 @@ import (
 	"auditwatch/detect/state"
 )
 
-// key identifies one entry of a table: a SHA-256 (truncated to 128 bits)
-// of the entry's length-prefixed parts. Fixed-size keys keep the working
-// set compact (no per-entry strings) and cannot be steered into collisions
-// by attacker-chosen principals or resources.
+// key identifies one entry of a table: a keyed 128-bit hash of the
+// entry's length-prefixed parts (see hashKey). Fixed-size keys keep the
+// working set compact (no per-entry strings) and cannot be steered into
+// collisions by attacker-chosen principals or resources.
 type key [16]byte
 
 // MarshalText writes a key as hex (compact in JSON state entries).
@@ -31,8 +31,24 @@ func (k *key) UnmarshalText(b []byte) error {
 	return err
 }
 
-// hasher builds keys without allocating.
-type hasher struct{ buf []byte }
+// hashKey is the secret of the keyed hash behind table keys. A store gets
+// a random one when it is first written and keeps it (so keys are stable
+// across restarts); keys are SipHash-2-4-128 under it, several times
+// cheaper than SHA-256 on these short inputs and, being keyed, as immune
+// to chosen collisions. legacy marks a store written before keys were
+// keyed: its entries are found by the SHA-256 (truncated to 128 bits) they
+// were stored under, so an upgrade loses no baseline.
+type hashKey struct {
+	k0, k1 uint64
+	legacy bool
+}
+
+// hasher builds keys without allocating. A hasher without a key (the zero
+// value) uses SHA-256, as legacy stores do.
+type hasher struct {
+	buf []byte
+	k   *hashKey
+}
 
 func (h *hasher) sum(parts ...string) key {
 	b := h.buf[:0]
@@ -41,9 +57,15 @@ func (h *hasher) sum(parts ...string) key {
 		b = append(b, p...)
 	}
 	h.buf = b
-	s := sha256.Sum256(b)
 	var k key
-	copy(k[:], s[:16])
+	if h.k == nil || h.k.legacy {
+		s := sha256.Sum256(b)
+		copy(k[:], s[:16])
+		return k
+	}
+	h0, h1 := sipHash128(h.k.k0, h.k.k1, b)
+	binary.LittleEndian.PutUint64(k[:8], h0)
+	binary.LittleEndian.PutUint64(k[8:], h1)
 	return k
 }
 

@@ -32,7 +32,7 @@ type learnedNet struct {
 
 func newUnexpectedIP(e *Engine) *unexpectedIP {
 	cfg := &e.cfg.UnexpectedIP
-	return &unexpectedIP{e: e, cfg: cfg,
+	return &unexpectedIP{e: e, cfg: cfg, h: e.newHasher(),
 		t: newTable(schema.DetectorUnexpectedIP, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[ipState](jsonCodec[ipState]{}), e.log, e.m).
 			expire(cfg.ForgetAfter.D(), func(v *ipState) int64 {
 				var last int64

@@ -38,7 +38,7 @@ type volState struct {
 
 func newVolume(e *Engine) *volume {
 	cfg := &e.cfg.AccessVolumeSpike
-	return &volume{e: e, cfg: cfg, bulk: newGlobMemo(cfg.BulkActions),
+	return &volume{e: e, cfg: cfg, h: e.newHasher(), bulk: newGlobMemo(cfg.BulkActions),
 		t: newTable(schema.DetectorAccessVolumeSpike, cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[volState](jsonCodec[volState]{}), e.log, e.m).
 			expire(max(cfg.LearningPeriod, e.cfg.FirstTimeAccess.ForgetAfter).D(), func(v *volState) int64 { return max(v.Last, v.B.Last) })}
 }

@@ -44,6 +44,8 @@ func TestLimitsKeepGoodRecords(t *testing.T) {
 		{"unknown object", `{"hello":"world"}`, ErrUnrecognized, nil, 2},
 		{"scalar", `12345`, jsonx.ErrNotJSON, nil, 2},
 		{"record without eventName", `{"eventVersion":"1.08","eventID":"n"}`, cloudtrail.ErrNotRecord, nil, 2},
+		{"vault entry too deep", `{"type":"request","request":{"id":"r1","path":"x","data":{"a":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}}}`, jsonx.ErrTooDeep, nil, 2},
+		{"vault entry too deep, small limit", `{"type":"request","request":{"id":"r1","path":"x","data":{"a":1}}}`, jsonx.ErrTooDeep, func(o *Options) { o.MaxDepth = 2 }, 2},
 		{"vault entry in cloudtrail mode", `{"type":"request","request":{"id":"r1","path":"x"}}`, ErrWrongFormat, func(o *Options) { o.Format = FormatCloudTrail }, 2},
 	}
 	for _, tc := range cases {
@@ -190,5 +192,25 @@ func TestInternTableBoundedUnderCardinality(t *testing.T) {
 	}
 	if st := r.Stats(); st.InternResets < 1 || r.strs.Len() > intern.DefaultMaxEntries {
 		t.Fatalf("table holds %d strings after %d resets", r.strs.Len(), st.InternResets)
+	}
+}
+
+// TestVaultDepthAtLimit checks that a Vault entry nested exactly as deep
+// as the limit is read, one level deeper is refused.
+func TestVaultDepthAtLimit(t *testing.T) {
+	for _, tc := range []struct {
+		depth  int
+		events int
+	}{{3, 1}, {2, 0}} {
+		opts := testOptions()
+		opts.MaxDepth = tc.depth
+		in := `{"type":"request","request":{"id":"r1","path":"x","data":{"a":"b"}}}` + "\n"
+		res := readAll(t, NewReader(strings.NewReader(in), "in.json", opts))
+		if len(res.events) != tc.events || len(res.errs) != 1-tc.events {
+			t.Fatalf("limit %d: %d events, errors %v; want %d events", tc.depth, len(res.events), res.errs, tc.events)
+		}
+		if tc.events == 0 && !errors.Is(res.errs[0], jsonx.ErrTooDeep) {
+			t.Fatalf("limit %d: error %v, want %v", tc.depth, res.errs[0], jsonx.ErrTooDeep)
+		}
 	}
 }

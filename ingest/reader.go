@@ -67,7 +67,7 @@ func NewReader(r io.Reader, name string, opts Options) *Reader {
 		opts: opts,
 		sc:   jsonx.NewScanner(src, jsonx.Limits{MaxRecordBytes: opts.MaxRecordBytes, MaxDepth: opts.MaxDepth}),
 		pair: vault.NewPairer(opts.MaxPending),
-		vp:   vault.Parser{Strings: strs, Now: opts.Now},
+		vp:   vault.Parser{Strings: strs, Now: opts.Now, MaxDepth: opts.MaxDepth},
 		cp:   cloudtrail.Parser{Strings: strs},
 		strs: strs,
 	}
@@ -168,7 +168,7 @@ func (r *Reader) Next() (schema.Event, error) {
 		if r.done {
 			return schema.Event{}, io.EOF
 		}
-		if line, ok := r.sc.PeekLine(); ok && !r.framed {
+		if line, ok := r.sc.PeekLineDeep(); ok && !r.framed {
 			// one object per line: parse it where it lies and skip the
 			// framing scan; anything refused here is framed again by
 			// Next, which reports it exactly. An ordinary Vault entry or
@@ -188,7 +188,12 @@ func (r *Reader) Next() (schema.Event, error) {
 					continue
 				}
 			}
-			if r.opts.Format != FormatVault && !r.treeOnly {
+			// the Vault reader refuses records nested beyond the limit
+			// itself; the others need the line checked first
+			if !r.sc.DepthOK(line) {
+				line = nil
+			}
+			if line != nil && r.opts.Format != FormatVault && !r.treeOnly {
 				// an ordinary CloudTrail record, read in place too
 				var ev schema.Event
 				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, &ev); ok {
@@ -205,15 +210,18 @@ func (r *Reader) Next() (schema.Event, error) {
 					continue
 				}
 			}
-			if v, err := r.p.ParseBytes(line); err == nil {
-				rec := r.sc.TakeLine()
-				r.stats.Records++
-				r.object(rec, v)
-				if r.qhead >= len(r.queue) {
-					r.safe = rec.End
+			if line != nil {
+				if v, err := r.p.ParseBytes(line); err == nil {
+					rec := r.sc.TakeLine()
+					r.stats.Records++
+					r.object(rec, v)
+					if r.qhead >= len(r.queue) {
+						r.safe = rec.End
+					}
+					continue
 				}
-				continue
 			}
+			// refused, or too deep: Next frames it and reports it
 		}
 		rec, err := r.sc.Next()
 		if err != nil {

@@ -128,6 +128,7 @@ func runBench(b *testing.B, cfg Config) {
 	if sample.ID == "" {
 		b.Fatal("data set not loaded")
 	}
+	settle(b, db)
 	benchQueries(b, db, sample)
 }
 
@@ -144,4 +145,21 @@ func BenchmarkServer(b *testing.B) {
 	c := Config{Backend: BackendClickHouse, Database: "aw_bench"}
 	c.ClickHouse.Addr = []string{srv.Addr}
 	runBench(b, c)
+}
+
+// settle waits (at most 3 minutes) for the background merges the load set
+// off, so queries are timed on the steady state rather than against merges.
+func settle(b *testing.B, db *DB) {
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		r, err := db.Raw(context.Background(), "SELECT toUInt64(count()) FROM system.merges", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r.Rows[0][0] == uint64(0) {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	b.Log("merges still running after 3 minutes; timing queries anyway")
 }

@@ -122,8 +122,11 @@ LIMIT {limit:UInt64}`,
 		Needs:        []string{"access_key", "principal"},
 		DefaultSince: 30 * 24 * time.Hour,
 		Variants: map[string]string{
-			"access_key": blastSQL("access_key = {access_key:String}"),
-			"principal":  blastSQL("principal = {principal:String}"),
+			"access_key": blastSQL(`principal IN (
+        SELECT principal FROM auditwatch.access_keys
+        WHERE access_key = {access_key:String} AND day >= toDate(toDateTime({since:UInt32}, 'UTC')))
+      AND access_key = {access_key:String}`),
+			"principal": blastSQL("principal = {principal:String}"),
 		},
 	},
 	"failures": {

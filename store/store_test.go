@@ -145,8 +145,8 @@ func TestBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Rows[0][0] != uint64(3) {
-				t.Fatalf("schema_migrations has %v rows after two runs, want 3", r.Rows[0][0])
+			if r.Rows[0][0] != uint64(4) {
+				t.Fatalf("schema_migrations has %v rows after two runs, want 4", r.Rows[0][0])
 			}
 
 			now := time.Now().UTC()
@@ -351,4 +351,32 @@ func TestLoadConfigFile(t *testing.T) {
 	if c, err := LoadConfigFile(none); err != nil || c.Backend != BackendCHDB {
 		t.Errorf("no storage section: %+v %v", c, err)
 	}
+}
+
+// Migration 0004 backfills access_keys from events stored before it.
+func TestAccessKeysBackfill(t *testing.T) {
+	dbSeq++
+	db := fmt.Sprintf("aw_bf_%d", dbSeq)
+	st := openRW(t, chdbCfg(t, db))
+	ctx := context.Background()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := known(time.Now().UTC())
+	if err := st.InsertEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"DROP TABLE " + db + ".access_keys_mv", "TRUNCATE TABLE " + db + ".access_keys", "ALTER TABLE " + db + ".schema_migrations DELETE WHERE version = 4 SETTINGS mutations_sync = 1"} {
+		if err := st.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.Raw(ctx, "SELECT DISTINCT access_key, principal FROM "+db+".access_keys", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "access_keys after backfill", table(t, r, "access_key", "principal"), []string{"AKIAEXAMPLEKEY000001|arn:aws:iam::111122223333:user/carol"})
 }

@@ -39,6 +39,8 @@ type daemon struct {
 	srv    *http.Server
 	ln     net.Listener
 	stderr io.Writer
+	// stdout is set by commands that print for a person (console findings).
+	stdout io.Writer
 
 	routerOnce, routerClose sync.Once
 	routerV                 *alert.Router

@@ -22,11 +22,12 @@ func init() {
 // Embedded topic names.
 const embeddedEvents = "events"
 
-func runAll(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
+func runAll(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	d, code := newDaemon("run", args, stderr)
 	if d == nil {
 		return code
 	}
+	d.stdout = stdout
 	if err := d.runAll(ctx); err != nil {
 		d.log.Error("run failed", "err", err)
 		return 1
@@ -116,6 +117,11 @@ func (d *daemon) runAll(ctx context.Context) error {
 		return err
 	}
 
+	if iv := cfg.Console.Progress; iv > 0 {
+		stopProgress := d.progress(iv)
+		defer stopProgress()
+	}
+
 	detCtx, stopDetect := context.WithCancel(context.Background())
 	defer stopDetect()
 	detDone := make(chan error, 1)
@@ -186,6 +192,9 @@ func (d *daemon) findingSinks(ctx context.Context) (pipeline.FindingSinks, func(
 		for _, c := range closers {
 			c()
 		}
+	}
+	if d.cfg.Console.Findings && d.stdout != nil {
+		sinks = append(sinks, pipeline.NewConsole(d.stdout))
 	}
 	if p := d.cfg.Files.Findings; p != "" {
 		f, err := pipeline.OpenFindingsFile(p)

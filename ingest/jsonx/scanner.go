@@ -117,6 +117,27 @@ func NewScanner(r io.Reader, lim Limits) *Scanner {
 // Next would have returned; if not, it calls Next, which frames the input
 // with full checks. The data is valid until the next call on s.
 func (s *Scanner) PeekLine() ([]byte, bool) {
+	line, ok := s.PeekLineDeep()
+	if ok && !s.DepthOK(line) {
+		s.lineEnd = -1
+		return nil, false
+	}
+	return line, ok
+}
+
+// DepthOK reports whether line cannot be nested deeper than the depth
+// limit: it holds no more brackets than the limit.
+func (s *Scanner) DepthOK(line []byte) bool {
+	return bytes.Count(line, []byte{'{'})+bytes.Count(line, []byte{'['}) <= s.lim.MaxDepth
+}
+
+// MaxDepth is the nesting depth limit in force.
+func (s *Scanner) MaxDepth() int { return s.lim.MaxDepth }
+
+// PeekLineDeep is PeekLine without the depth check, for a caller that
+// refuses records nested deeper than MaxDepth itself (or checks DepthOK
+// before it takes one).
+func (s *Scanner) PeekLineDeep() ([]byte, bool) {
 	s.lineEnd = -1
 	if s.mode != modeTop || !s.skipSpace() || s.buf[s.pos] != '{' {
 		return nil, false
@@ -146,9 +167,6 @@ func (s *Scanner) PeekLine() ([]byte, bool) {
 	}
 	line := s.buf[s.pos:end]
 	if len(line) > s.lim.MaxRecordBytes || line[len(line)-1] != '}' {
-		return nil, false
-	}
-	if bytes.Count(line, []byte{'{'})+bytes.Count(line, []byte{'['}) > s.lim.MaxDepth {
 		return nil, false
 	}
 	s.lineEnd = end

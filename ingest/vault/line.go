@@ -13,14 +13,23 @@ import (
 // make the record a CloudTrail one, text it does not accept as JSON):
 // the caller then parses the record with fastjson and calls Parse, which
 // gives the definitive result. When ok, the result is exactly Parse's.
+//
+// With MaxDepth set, ParseLine also declines records nested deeper than
+// MaxDepth (the caller need not count brackets first).
 func (p *Parser) ParseLine(b []byte) (en Entry, err error, ok bool) {
 	p.pol = p.pol[:0]
+	// the lexer refuses depths beyond jsonx.MaxLexDepth: start counting
+	// so that it does beyond MaxDepth
+	p.d0 = 0
+	if p.MaxDepth > 0 && p.MaxDepth < jsonx.MaxLexDepth {
+		p.d0 = jsonx.MaxLexDepth - p.MaxDepth
+	}
 	var r raw
 	var typ []byte
 	var seen uint16
 	hasReq := false
 	bad := false
-	end := jsonx.Object(b, 0, 1, func(key []byte, esc bool, v int) int {
+	end := jsonx.Object(b, 0, p.d0+1, func(key []byte, esc bool, v int) int {
 		if esc || bad {
 			return -1
 		}
@@ -43,7 +52,7 @@ func (p *Parser) ParseLine(b []byte) (en Entry, err error, ok bool) {
 			// the reader takes records with these keys for CloudTrail
 			return -1
 		default:
-			return jsonx.Skip(b, v, 2)
+			return jsonx.Skip(b, v, p.d0+2)
 		}
 		if seen&bit != 0 {
 			return -1
@@ -64,12 +73,12 @@ func (p *Parser) ParseLine(b []byte) (en Entry, err error, ok bool) {
 			return p.lineRequest(b, v, &r)
 		case 16:
 			if b[v] != '{' {
-				return jsonx.Skip(b, v, 2)
+				return jsonx.Skip(b, v, p.d0+2)
 			}
-			return p.lineAuth(b, v, 2, &r.auth)
+			return p.lineAuth(b, v, p.d0+2, &r.auth)
 		default:
 			if b[v] != '{' {
-				return jsonx.Skip(b, v, 2)
+				return jsonx.Skip(b, v, p.d0+2)
 			}
 			return p.lineResponse(b, v, &r)
 		}
@@ -93,7 +102,7 @@ func (p *Parser) ParseLine(b []byte) (en Entry, err error, ok bool) {
 func (p *Parser) lineString(b []byte, v int, dst *[]byte) int {
 	if b[v] != '"' {
 		*dst = nil
-		return jsonx.Skip(b, v, 2)
+		return jsonx.Skip(b, v, p.d0+5) // the deepest place a string is read
 	}
 	end, esc := jsonx.String(b, v)
 	if end < 0 || esc {
@@ -105,7 +114,7 @@ func (p *Parser) lineString(b []byte, v int, dst *[]byte) int {
 
 func (p *Parser) lineRequest(b []byte, v int, r *raw) int {
 	var seen uint16
-	return jsonx.Object(b, v, 2, func(key []byte, esc bool, v int) int {
+	return jsonx.Object(b, v, p.d0+2, func(key []byte, esc bool, v int) int {
 		if esc {
 			return -1
 		}
@@ -133,7 +142,7 @@ func (p *Parser) lineRequest(b []byte, v int, r *raw) int {
 		case "headers":
 			bit = 512
 		default:
-			return jsonx.Skip(b, v, 3)
+			return jsonx.Skip(b, v, p.d0+3)
 		}
 		if seen&bit != 0 {
 			return -1
@@ -143,18 +152,18 @@ func (p *Parser) lineRequest(b []byte, v int, r *raw) int {
 			return p.lineString(b, v, dst)
 		}
 		if b[v] != '{' {
-			return jsonx.Skip(b, v, 3)
+			return jsonx.Skip(b, v, p.d0+3)
 		}
 		if bit == 256 {
-			return p.lineStrings(b, v, 3, "path", &r.nsPath, "id", &r.nsID)
+			return p.lineStrings(b, v, p.d0+3, "path", &r.nsPath, "id", &r.nsID)
 		}
 		var ua int
-		return jsonx.Object(b, v, 3, func(key []byte, esc bool, v int) int {
+		return jsonx.Object(b, v, p.d0+3, func(key []byte, esc bool, v int) int {
 			if esc {
 				return -1
 			}
 			if string(key) != "user-agent" {
-				return jsonx.Skip(b, v, 4)
+				return jsonx.Skip(b, v, p.d0+4)
 			}
 			if ua++; ua > 1 {
 				return -1
@@ -162,11 +171,11 @@ func (p *Parser) lineRequest(b []byte, v int, r *raw) int {
 			if b[v] != '[' {
 				return p.lineString(b, v, &r.ua)
 			}
-			return jsonx.Array(b, v, 4, func(n, e int) int {
+			return jsonx.Array(b, v, p.d0+4, func(n, e int) int {
 				if n == 0 {
 					return p.lineString(b, e, &r.ua)
 				}
-				return jsonx.Skip(b, e, 5)
+				return jsonx.Skip(b, e, p.d0+5)
 			})
 		})
 	})
@@ -199,7 +208,7 @@ func (p *Parser) lineStrings(b []byte, v, depth int, k1 string, d1 *[]byte, k2 s
 
 func (p *Parser) lineResponse(b []byte, v int, r *raw) int {
 	var seen uint16
-	return jsonx.Object(b, v, 2, func(key []byte, esc bool, v int) int {
+	return jsonx.Object(b, v, p.d0+2, func(key []byte, esc bool, v int) int {
 		if esc {
 			return -1
 		}
@@ -212,7 +221,7 @@ func (p *Parser) lineResponse(b []byte, v int, r *raw) int {
 		case "data":
 			bit = 4
 		default:
-			return jsonx.Skip(b, v, 3)
+			return jsonx.Skip(b, v, p.d0+3)
 		}
 		if seen&bit != 0 {
 			return -1
@@ -222,17 +231,17 @@ func (p *Parser) lineResponse(b []byte, v int, r *raw) int {
 		case bit == 1:
 			return p.lineString(b, v, &r.respMountType)
 		case b[v] != '{':
-			return jsonx.Skip(b, v, 3)
+			return jsonx.Skip(b, v, p.d0+3)
 		case bit == 2:
-			return p.lineAuth(b, v, 3, &r.respAuth)
+			return p.lineAuth(b, v, p.d0+3, &r.respAuth)
 		}
 		var errSeen bool
-		return jsonx.Object(b, v, 3, func(key []byte, esc bool, v int) int {
+		return jsonx.Object(b, v, p.d0+3, func(key []byte, esc bool, v int) int {
 			if esc {
 				return -1
 			}
 			if string(key) != "error" {
-				return jsonx.Skip(b, v, 4)
+				return jsonx.Skip(b, v, p.d0+4)
 			}
 			if errSeen {
 				return -1
@@ -243,7 +252,7 @@ func (p *Parser) lineResponse(b []byte, v int, r *raw) int {
 				return p.lineString(b, v, &r.dataErr)
 			case 'n':
 				r.dataErr = nil
-				return jsonx.Skip(b, v, 4)
+				return jsonx.Skip(b, v, p.d0+4)
 			}
 			// an object or number: its JSON text is the error (Parse)
 			return -1

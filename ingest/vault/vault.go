@@ -75,7 +75,12 @@ type Parser struct {
 	// Strings, if set, shares strings that repeat across entries.
 	Strings *intern.Table
 	// Now is the clock for entries without a time.
-	Now     func() time.Time
+	Now func() time.Time
+	// MaxDepth, if set, is the nesting depth beyond which ParseLine
+	// declines a record.
+	MaxDepth int
+	// d0 offsets the lexer's depth count (see ParseLine)
+	d0      int
 	scratch []byte
 	// slots remember the last value of each field (see intern.Slot)
 	slots [nSlots]intern.Slot
