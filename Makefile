@@ -79,11 +79,12 @@ bench-pipeline:
 # Soak/load: the embedded pipeline (`auditwatch run`, chDB storage) on a
 # live generated stream at SOAK_RATE events/s for SOAK_DURATION; writes a
 # Markdown report (throughput, event-to-alert latency percentiles, memory
-# and goroutines over time, lost events) to SOAK_REPORT.
+# and goroutines over time, lost events) to SOAK_REPORT and the raw samples
+# to bin/soak.json.
 SOAK_DURATION ?= 10m
 SOAK_RATE ?= 2000
 SOAK_SAMPLE ?= 30s
-SOAK_REPORT ?= bin/SOAK.md
+SOAK_REPORT ?= docs/SOAK.md
 soak: build chdb
 	CHDB_LIB_PATH=$$(scripts/fetch-chdb.sh) $(BIN) bench --rate $(SOAK_RATE) --duration $(SOAK_DURATION) \
-		--sample $(SOAK_SAMPLE) --out $(SOAK_REPORT) --json $(SOAK_REPORT:.md=.json)
+		--sample $(SOAK_SAMPLE) --out $(SOAK_REPORT) --json bin/soak.json

@@ -68,7 +68,7 @@ func TestBenchSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"**Lost events** (generated − processed) | **0**", "| t | generated | processed |", "Event-to-alert latency p50"} {
+	for _, want := range []string{"**Lost events** (generated − processed) | **0**", "| t | generated | processed |", "Event-to-alert latency min / p50"} {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
@@ -86,6 +86,7 @@ func TestBenchBadFlags(t *testing.T) {
 		{[]string{"--duration", "10ms"}, "--duration 10ms"},
 		{[]string{"--storage", "s3"}, `--storage "s3"`},
 		{[]string{"--anomaly-count", "-1"}, "--anomaly-count -1"},
+		{[]string{"--stream", "nats"}, `--stream "nats"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	} {
 		code, _, stderr := runCmd(t, append([]string{"bench"}, tc.args...)...)
@@ -137,7 +138,8 @@ auditwatch_detect_stage_events_total 15 1700000000000
 		t.Fatal(err)
 	}
 	want := map[string]float64{"go_goroutines": 12, "process_resident_memory_bytes": 2.5e8,
-		"auditwatch_ingest_events_total": 15, "auditwatch_detect_stage_events_total": 15}
+		"auditwatch_ingest_events_total": 15, "auditwatch_detect_stage_events_total": 15,
+		`auditwatch_ingest_events_total{format="vault",source="a"}`: 10}
 	for k, v := range want {
 		if m[k] != v {
 			t.Errorf("%s = %v, want %v", k, m[k], v)
