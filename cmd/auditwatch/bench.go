@@ -696,7 +696,7 @@ func scrapeMetrics(c *http.Client, url string) (map[string]float64, error) {
 			}
 			rest, ok = strings.TrimSpace(line[j+1:]), true
 		}
-		if !ok {
+		if !ok || name == "" {
 			continue
 		}
 		if f := strings.Fields(rest); len(f) > 0 {

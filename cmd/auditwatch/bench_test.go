@@ -146,3 +146,24 @@ auditwatch_detect_stage_events_total 15 1700000000000
 		}
 	}
 }
+
+// FuzzScrapeMetrics: any exposition text parses without panicking, and
+// every value read is a number the text holds.
+func FuzzScrapeMetrics(f *testing.F) {
+	f.Add("go_goroutines 12\n")
+	f.Add("# HELP x y\nx{a=\"b}\"} 1e3 17\n")
+	f.Add("x{a=\"b\"\nx }")
+	f.Fuzz(func(t *testing.T, body string) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(body)) }))
+		defer srv.Close()
+		m, err := scrapeMetrics(srv.Client(), srv.URL)
+		if err != nil {
+			return
+		}
+		for k := range m {
+			if k == "" || !strings.Contains(body, strings.SplitN(k, "{", 2)[0]) {
+				t.Fatalf("series %q not in the body %q", k, body)
+			}
+		}
+	})
+}
