@@ -88,6 +88,9 @@ type Parser struct {
 	pol [][]byte
 	// dataErr holds the JSON text of a response.data.error object
 	dataErr []byte
+	// lastRemote is the last remote_address seen, lastIP its canonical
+	// form
+	lastRemote, lastIP string
 }
 
 // Fields with an intern.Slot.
@@ -421,7 +424,13 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 		ev.Namespace = p.s(slNamespace, r.nsID)
 	}
 	ev.SourceIPRaw = p.s(slRemote, r.remote)
-	ev.SourceIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
+	if ev.SourceIPRaw != p.lastRemote || ev.SourceIPRaw == "" {
+		// a request and its response entry (and a client's next
+		// requests) name the same address: canonicalize it once
+		p.lastRemote = ev.SourceIPRaw
+		p.lastIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
+	}
+	ev.SourceIP = p.lastIP
 	ev.UserAgent = p.s(slUA, r.ua)
 	ev.TokenHMAC = p.s(slToken, r.token)
 
