@@ -91,6 +91,21 @@ type Parser struct {
 	// lastRemote is the last remote_address seen, lastIP its canonical
 	// form
 	lastRemote, lastIP string
+	// lastPolicies is the last policy list made
+	lastPolicies []string
+}
+
+// samePolicies reports whether pol names the policies of lastPolicies.
+func (p *Parser) samePolicies(pol [][]byte) bool {
+	if len(pol) != len(p.lastPolicies) {
+		return false
+	}
+	for i, s := range pol {
+		if string(s) != p.lastPolicies[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Fields with an intern.Slot.
@@ -522,6 +537,13 @@ func (p *Parser) setIdentity(ev *schema.Event, a *rawAuth, accessor []byte, useA
 	}
 	ev.Policies = nil
 	if n := len(a.polStr); n > 0 {
+		if p.samePolicies(a.polStr) {
+			// the list the previous entry (typically the request entry
+			// of this response) had: events share it, read-only, its
+			// length its capacity
+			ev.Policies = p.lastPolicies
+			return
+		}
 		// a fresh slice of the exact size: an event never shares its
 		// backing array with the block it replaced
 		ev.Policies = make([]string, n)
@@ -532,6 +554,7 @@ func (p *Parser) setIdentity(ev *schema.Event, a *rawAuth, accessor []byte, useA
 				ev.Policies[i] = p.Strings.Bytes(s)
 			}
 		}
+		p.lastPolicies = ev.Policies
 	}
 }
 
