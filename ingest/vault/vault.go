@@ -91,6 +91,8 @@ type Parser struct {
 	// lastRemote is the last remote_address seen, lastIP its canonical
 	// form
 	lastRemote, lastIP string
+	// lastID is the last request id read
+	lastID string
 	// lastPolicies is the last policy list made
 	lastPolicies []string
 }
@@ -416,7 +418,12 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 		ev.Time = now().UTC()
 	}
 
-	ev.ID = string(r.id)
+	if string(r.id) != p.lastID {
+		// a response entry follows its request entry: one string for
+		// both
+		p.lastID = string(r.id)
+	}
+	ev.ID = p.lastID
 	en.HasID = ev.ID != ""
 	if !en.HasID {
 		ev.ID = r.hashID
