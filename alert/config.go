@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -122,6 +123,18 @@ func Defaults() Config {
 
 // ApplyDefaults fills zero fields of c (and of each output block) from
 // Defaults. Decoding onto Defaults() does the same for the section itself.
+// DefaultPaths puts the idempotency ledger and, when there are outputs, the
+// dead-letter file under dir (the pipeline's state directory) unless the
+// config names them: <dir>/ledger.db and <dir>/dead-letter.jsonl.
+func (c *Config) DefaultPaths(dir string) {
+	if c.StatePath == "" {
+		c.StatePath = filepath.Join(dir, "ledger.db")
+	}
+	if c.DeadLetter.Path == "" && len(c.Outputs) > 0 {
+		c.DeadLetter.Path = filepath.Join(dir, "dead-letter.jsonl")
+	}
+}
+
 func (c *Config) ApplyDefaults() {
 	d := Defaults()
 	if c.StateRetention == 0 {

@@ -200,7 +200,7 @@ func TestManifestsParse(t *testing.T) {
 
 // shippedConfigs lists every auditwatch config file shipped under deploy/:
 // the compose stage files, the files embedded in the Kubernetes
-// ConfigMaps, and deploy/*.example.yaml.
+// ConfigMaps, the quickstart's config and deploy/*.example.yaml.
 func shippedConfigs(t *testing.T) map[string][]byte {
 	t.Helper()
 	root := repoRoot(t)
@@ -215,6 +215,7 @@ func shippedConfigs(t *testing.T) map[string][]byte {
 	for _, s := range []string{"ingest", "detect", "alert"} {
 		read(filepath.Join("deploy", "compose", s+".yaml"))
 	}
+	read(filepath.Join("deploy", "quickstart.yaml"))
 	examples, err := filepath.Glob(filepath.Join(root, "deploy", "*.example.yaml"))
 	if err != nil {
 		t.Fatal(err)

@@ -103,12 +103,7 @@ func (d *daemon) router() (*alert.Router, error) {
 				return
 			}
 		}
-		if acfg.StatePath == "" {
-			acfg.StatePath = d.stateDir("alert", "ledger.db")
-		}
-		if acfg.DeadLetter.Path == "" && len(acfg.Outputs) > 0 {
-			acfg.DeadLetter.Path = d.stateDir("alert", "dead-letter.jsonl")
-		}
+		acfg.DefaultPaths(d.stateDir("alert"))
 		d.routerV, d.routerErr = alert.New(acfg, d.log.With("component", "alert"), d.reg)
 	})
 	return d.routerV, d.routerErr

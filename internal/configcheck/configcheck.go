@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -114,6 +115,9 @@ var sections = []section{
 			if err != nil {
 				return err, nil
 			}
+			// As the daemons do: unnamed ledger and dead-letter paths
+			// default to files under state.dir.
+			c.DefaultPaths(filepath.Join("state.dir", "alert"))
 			return nil, c.Validate()
 		},
 	},
