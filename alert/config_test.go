@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"auditwatch/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,23 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+func repoRoot(t *testing.T) string { return testenv.RepoRoot(t) }
 
 func TestExampleConfig(t *testing.T) {
 	cfg, err := LoadFile(filepath.Join(repoRoot(t), "deploy", "alerts.example.yaml"))

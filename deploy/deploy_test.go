@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"auditwatch/internal/testenv"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -24,24 +25,7 @@ import (
 	"auditwatch/stream"
 )
 
-// repoRoot walks up from the test's directory to the one holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+func repoRoot(t *testing.T) string { return testenv.RepoRoot(t) }
 
 // yamlDocs decodes every document of a YAML file.
 func yamlDocs(t *testing.T, path string) []map[string]any {

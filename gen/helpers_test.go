@@ -1,56 +1,19 @@
 package gen
 
 import (
+	"auditwatch/internal/testenv"
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// repoRoot walks up from the test's directory to the directory holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+func repoRoot(t testing.TB) string { return testenv.RepoRoot(t) }
 
-// sharedTestdata returns ../shared/testdata next to the repository, failing
-// when AUDITWATCH_REQUIRE_INTEGRATION is set and it is missing.
-func sharedTestdata(t testing.TB) string {
-	t.Helper()
-	root := repoRoot(t)
-	// Beside the main clone the folder is ../shared; beside a worktree
-	// under <dir>/wt/<name> it is ../../shared.
-	dir := filepath.Join(root, "..", "shared", "testdata")
-	if _, err := os.Stat(dir); err != nil {
-		dir = filepath.Join(root, "..", "..", "shared", "testdata")
-	}
-	if _, err := os.Stat(dir); err != nil {
-		msg := "../shared/testdata not present (only beside CI clones): " + err.Error()
-		if os.Getenv("AUDITWATCH_REQUIRE_INTEGRATION") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return dir
-}
+func sharedTestdata(t testing.TB) string { return testenv.SharedTestdata(t) }
 
 // small is a quick configuration with both sources.
 func small(seed int64) Config {

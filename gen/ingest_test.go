@@ -83,6 +83,12 @@ func TestGeneratedRecordsNormalize(t *testing.T) {
 			if l.Key == "source_ip" && !ev.Auth && (ev.FailureKind != schema.FailureInvalidToken || ev.Principal != "") {
 				t.Errorf("%s (%s): event %s is neither a login nor an invalid-token probe: %+v", l.ID, l.Kind, id, ev)
 			}
+			if l.Key == "source_ip" && ev.Principal != "" && !contains(l.Principals, ev.Principal) {
+				t.Errorf("%s (%s): event %s principal %q not among the label's principals %v", l.ID, l.Kind, id, ev.Principal, l.Principals)
+			}
+			if l.Key == "source_ip" && ev.Auth && (ev.Principal == "") != (ev.PrincipalType == schema.PrincipalTypeAnonymous) {
+				t.Errorf("%s (%s): event %s principal %q of type %q", l.ID, l.Kind, id, ev.Principal, ev.PrincipalType)
+			}
 			if l.Key == "source_ip" && ev.Auth && !contains(l.Users, ev.PrincipalName) {
 				t.Errorf("%s (%s): event %s principal_name %q not among the label's users %v", l.ID, l.Kind, id, ev.PrincipalName, l.Users)
 			}

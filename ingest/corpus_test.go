@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"auditwatch/internal/testenv"
 	"bufio"
 	"encoding/json"
 	"errors"
@@ -13,45 +14,9 @@ import (
 	"auditwatch/schema"
 )
 
-// repoRoot walks up from the test's directory to the one holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+func repoRoot(t testing.TB) string { return testenv.RepoRoot(t) }
 
-// sharedTestdata returns ../shared/testdata beside the repository, or
-// skips (fails when AUDITWATCH_REQUIRE_INTEGRATION is set) when absent.
-func sharedTestdata(t testing.TB) string {
-	t.Helper()
-	root := repoRoot(t)
-	dir := filepath.Join(root, "..", "shared", "testdata")
-	if _, err := os.Stat(dir); err != nil {
-		// a worktree one level deeper than the main checkout
-		if alt := filepath.Join(root, "..", "..", "shared", "testdata"); alt != dir {
-			if _, aerr := os.Stat(alt); aerr == nil {
-				return alt
-			}
-		}
-		if os.Getenv("AUDITWATCH_REQUIRE_INTEGRATION") != "" {
-			t.Fatalf("../shared/testdata not present at %s (required): %v", dir, err)
-		}
-		t.Skip("../shared/testdata not present (only beside CI clones): " + dir)
-	}
-	return dir
-}
+func sharedTestdata(t testing.TB) string { return testenv.SharedTestdata(t) }
 
 var fixedNow = func() time.Time { return time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) }
 

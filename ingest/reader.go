@@ -179,8 +179,8 @@ func (r *Reader) Next() (schema.Event, error) {
 					r.stats.Records++
 					if err != nil {
 						r.recErr(rec, err)
-					} else {
-						r.pairVault(rec, en)
+					} else if ev, ok := r.pairVaultOne(rec, en); ok {
+						return ev, nil
 					}
 					if r.qhead >= len(r.queue) {
 						r.safe = rec.End
@@ -201,6 +201,12 @@ func (r *Reader) Next() (schema.Event, error) {
 					r.stats.Records++
 					if err != nil {
 						r.recErr(rec, err)
+					} else if r.qhead >= len(r.queue) {
+						// nothing queued before it: return it without
+						// the round trip through the queue
+						r.safe = rec.End
+						r.stats.Events++
+						return ev, nil
 					} else {
 						r.push(item{ev: ev, after: rec.End})
 					}
@@ -384,10 +390,36 @@ func (r *Reader) vaultEntry(rec jsonx.Record, v *fastjson.Value) {
 	r.pairVault(rec, en)
 }
 
+// pairVaultOne is pairVault for Next's fast path: when nothing is queued
+// and the entry completes exactly one event, it returns that event
+// (consumed, as Next would return it from the queue) instead of queueing
+// it.
+func (r *Reader) pairVaultOne(rec jsonx.Record, en vault.Entry) (schema.Event, bool) {
+	if r.qhead < len(r.queue) {
+		r.pairVault(rec, en)
+		return schema.Event{}, false
+	}
+	r.evbuf = r.pair.Add(en, rec.Offset, r.evbuf[:0])
+	if len(r.evbuf) != 1 {
+		r.queueEvents(rec)
+		return schema.Event{}, false
+	}
+	ev := r.evbuf[0]
+	r.evbuf[0] = schema.Event{}
+	r.safe = rec.End
+	r.stats.Events++
+	return ev, true
+}
+
 // pairVault hands a parsed entry to the pairer and queues what it
 // completes.
 func (r *Reader) pairVault(rec jsonx.Record, en vault.Entry) {
 	r.evbuf = r.pair.Add(en, rec.Offset, r.evbuf[:0])
+	r.queueEvents(rec)
+}
+
+// queueEvents queues the events pairVault got for rec from the pairer.
+func (r *Reader) queueEvents(rec jsonx.Record) {
 	for i, ev := range r.evbuf {
 		after := rec.Offset
 		if i == len(r.evbuf)-1 {

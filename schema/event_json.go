@@ -14,31 +14,22 @@ import (
 // reflection or allocations beyond growing b. Times outside the years
 // 0..9999, which encoding/json refuses, are written as the zero time.
 func (e *Event) AppendJSON(b []byte) []byte {
+	if n := len(b) + e.sizeHint(); n > cap(b) {
+		b = append(b[:cap(b)], make([]byte, n-cap(b))...)[:len(b)]
+	}
 	b = append(b, `{"time":"`...)
-	t := e.Time
-	if y := t.Year(); y < 0 || y > 9999 {
-		t = time.Time{}
-	}
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","source":`...)
-	b = appendString(b, e.Source)
-	b = append(b, `,"id":`...)
-	b = appendString(b, e.ID)
-	b = append(b, `,"principal":`...)
-	b = appendString(b, e.Principal)
-	b = append(b, `,"principal_name":`...)
-	b = appendString(b, e.PrincipalName)
-	b = append(b, `,"principal_type":`...)
-	b = appendString(b, e.PrincipalType)
+	b = appendTime(b, e.Time)
+	b = appendField(b, `","source":"`, e.Source)
+	b = appendField(b, `,"id":"`, e.ID)
+	b = appendField(b, `,"principal":"`, e.Principal)
+	b = appendField(b, `,"principal_name":"`, e.PrincipalName)
+	b = appendField(b, `,"principal_type":"`, e.PrincipalType)
 	if e.Session != "" {
-		b = append(b, `,"session":`...)
-		b = appendString(b, e.Session)
+		b = appendField(b, `,"session":"`, e.Session)
 	}
-	b = append(b, `,"account":`...)
-	b = appendString(b, e.Account)
+	b = appendField(b, `,"account":"`, e.Account)
 	if e.AccessKey != "" {
-		b = append(b, `,"access_key":`...)
-		b = appendString(b, e.AccessKey)
+		b = appendField(b, `,"access_key":"`, e.AccessKey)
 	}
 	if len(e.Policies) > 0 {
 		b = append(b, `,"policies":[`...)
@@ -51,43 +42,29 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = append(b, ']')
 	}
 	if e.TokenHMAC != "" {
-		b = append(b, `,"token_hmac":`...)
-		b = appendString(b, e.TokenHMAC)
+		b = appendField(b, `,"token_hmac":"`, e.TokenHMAC)
 	}
 	if e.AuthMethod != "" {
-		b = append(b, `,"auth_method":`...)
-		b = appendString(b, e.AuthMethod)
+		b = appendField(b, `,"auth_method":"`, e.AuthMethod)
 	}
-	b = append(b, `,"action":`...)
-	b = appendString(b, e.Action)
-	b = append(b, `,"resource":`...)
-	b = appendString(b, e.Resource)
-	b = append(b, `,"mount":`...)
-	b = appendString(b, e.Mount)
+	b = appendField(b, `,"action":"`, e.Action)
+	b = appendField(b, `,"resource":"`, e.Resource)
+	b = appendField(b, `,"mount":"`, e.Mount)
 	if e.MountType != "" {
-		b = append(b, `,"mount_type":`...)
-		b = appendString(b, e.MountType)
+		b = appendField(b, `,"mount_type":"`, e.MountType)
 	}
-	b = append(b, `,"namespace":`...)
-	b = appendString(b, e.Namespace)
-	b = append(b, `,"region":`...)
-	b = appendString(b, e.Region)
-	b = append(b, `,"source_ip":`...)
-	b = appendString(b, e.SourceIP)
-	b = append(b, `,"source_ip_raw":`...)
-	b = appendString(b, e.SourceIPRaw)
+	b = appendField(b, `,"namespace":"`, e.Namespace)
+	b = appendField(b, `,"region":"`, e.Region)
+	b = appendField(b, `,"source_ip":"`, e.SourceIP)
+	b = appendField(b, `,"source_ip_raw":"`, e.SourceIPRaw)
 	if e.SourceIsService {
 		b = append(b, `,"source_is_service":true`...)
 	}
-	b = append(b, `,"user_agent":`...)
-	b = appendString(b, e.UserAgent)
-	b = append(b, `,"outcome":`...)
-	b = appendString(b, e.Outcome)
-	b = append(b, `,"error":`...)
-	b = appendString(b, e.Error)
+	b = appendField(b, `,"user_agent":"`, e.UserAgent)
+	b = appendField(b, `,"outcome":"`, e.Outcome)
+	b = appendField(b, `,"error":"`, e.Error)
 	if e.FailureKind != "" {
-		b = append(b, `,"failure_kind":`...)
-		b = appendString(b, e.FailureKind)
+		b = appendField(b, `,"failure_kind":"`, e.FailureKind)
 	}
 	if e.Auth {
 		b = append(b, `,"auth":true`...)
@@ -102,6 +79,91 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = strconv.AppendInt(b, int64(e.HTTPStatus), 10)
 	}
 	return append(b, '}')
+}
+
+// sizeHint is about the length of e's JSON form when no string needs
+// escaping, so AppendJSON grows its buffer at most once.
+func (e *Event) sizeHint() int {
+	n := 400 + len(e.Source) + len(e.ID) + len(e.Principal) + len(e.PrincipalName) + len(e.PrincipalType) +
+		len(e.Session) + len(e.Account) + len(e.AccessKey) + len(e.TokenHMAC) + len(e.AuthMethod) +
+		len(e.Action) + len(e.Resource) + len(e.Mount) + len(e.MountType) + len(e.Namespace) + len(e.Region) +
+		len(e.SourceIP) + len(e.SourceIPRaw) + len(e.UserAgent) + len(e.Outcome) + len(e.Error) + len(e.FailureKind)
+	for _, p := range e.Policies {
+		n += len(p) + 3
+	}
+	return n
+}
+
+// Unix seconds of 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z: the
+// years encoding/json accepts.
+const (
+	minJSONUnix = -62167219200
+	maxJSONUnix = 253402300800
+)
+
+// appendTime appends t as time.RFC3339Nano, the way encoding/json writes
+// a time.Time (without the quotes); a time outside the years 0..9999 is
+// written as the zero time. UTC times, the normal case, are formatted
+// here directly; others go through time.AppendFormat.
+func appendTime(b []byte, t time.Time) []byte {
+	if t.Location() != time.UTC {
+		// the year checked is the one written, in t's zone
+		if y := t.Year(); y < 0 || y > 9999 {
+			t = time.Time{}
+		}
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	sec := t.Unix()
+	if sec < minJSONUnix || sec >= maxJSONUnix {
+		t = time.Time{}
+		sec = t.Unix()
+	}
+	// days since 0000-03-01, a civil calendar whose years start in March
+	// (so the leap day is a year's last): Howard Hinnant's days_from_civil
+	// inverse, on non-negative numbers only
+	s := sec - minJSONUnix // from 0000-01-01, >= 0
+	days := s / 86400
+	sod := int(s - days*86400)
+	days -= 60 // 0000-01-01 .. 0000-03-01 (0000 is a leap year)
+	era := int64(0)
+	if days < 0 {
+		// January and February of year 0
+		days += 146097
+		era = -1
+	}
+	era += days / 146097
+	doe := days % 146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	day := int(doy - (153*mp+2)/5 + 1)
+	month := int(mp + 3)
+	year := int(yoe + era*400)
+	if month > 12 {
+		month -= 12
+		year++
+	}
+	b = append(b,
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+month/10), byte('0'+month%10), '-',
+		byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+sod/36000), byte('0'+sod/3600%10), ':',
+		byte('0'+sod/600%6), byte('0'+sod/60%10), ':',
+		byte('0'+sod%60/10), byte('0'+sod%10))
+	if ns := t.Nanosecond(); ns != 0 {
+		var f [10]byte
+		f[0] = '.'
+		for i := 9; i > 0; i-- {
+			f[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for f[n-1] == '0' {
+			n--
+		}
+		b = append(b, f[:n]...)
+	}
+	return append(b, 'Z')
 }
 
 const (
@@ -121,13 +183,16 @@ func plainPrefix(s string) int {
 	i := 0
 	for ; i+8 <= len(b); i += 8 {
 		x := binary.LittleEndian.Uint64(b[i:])
-		q := x ^ (lows * '"')
+		// '"' (0x22) and '&' (0x26) differ only in bit 2, '<' (0x3c)
+		// and '>' (0x3e) only in bit 1: setting that bit maps each pair,
+		// and no other byte, onto one value
+		qa := (x | lows*0x04) ^ (lows * '&')
+		lg := (x | lows*0x02) ^ (lows * '>')
 		bs := x ^ (lows * '\\')
-		lt := x ^ (lows * '<')
-		gt := x ^ (lows * '>')
-		am := x ^ (lows * '&')
-		m := x | ((x - lows*0x20) &^ x) | // non-ASCII, or below 0x20
-			((q - lows) &^ q) | ((bs - lows) &^ bs) | ((lt - lows) &^ lt) | ((gt - lows) &^ gt) | ((am - lows) &^ am)
+		// a byte marked below is non-ASCII, below 0x20, or zero in qa,
+		// lg or bs (borrows can mark more bytes, but only above a byte
+		// that is marked rightly, so "any marked" is exact)
+		m := x | ((x - lows*0x20) &^ x) | ((qa - lows) &^ qa) | ((lg - lows) &^ lg) | ((bs - lows) &^ bs)
 		if m&highs != 0 {
 			break
 		}
@@ -147,11 +212,23 @@ var safeASCII = func() (t [utf8.RuneSelf]bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// appendField appends key, which ends with a string's opening quote, and
+// the rest of s as a JSON string.
+func appendField(b []byte, key, s string) []byte {
+	b = append(b, key...)
+	return appendStringBody(b, s)
+}
+
 // appendString appends s as a JSON string exactly as encoding/json does:
 // HTML-sensitive characters and U+2028/U+2029 escaped, invalid UTF-8
 // replaced by U+FFFD.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	return appendStringBody(b, s)
+}
+
+// appendStringBody is appendString after the opening quote.
+func appendStringBody(b []byte, s string) []byte {
 	start := 0
 	i := plainPrefix(s)
 	for i < len(s) {

@@ -86,3 +86,75 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+// jsonTime is what encoding/json writes for t inside its quotes (the
+// zero time for years it refuses, as AppendJSON documents).
+func jsonTime(t *testing.T, tm time.Time) string {
+	t.Helper()
+	if y := tm.Year(); y < 0 || y > 9999 {
+		tm = time.Time{}
+	}
+	b, err := json.Marshal(tm)
+	if err != nil {
+		t.Fatalf("encoding/json refuses %v: %v", tm, err)
+	}
+	return string(b[1 : len(b)-1])
+}
+
+func TestAppendTime(t *testing.T) {
+	utc := []time.Time{
+		{},
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(0, 2, 29, 23, 59, 59, 999999999, time.UTC),
+		time.Date(0, 3, 1, 0, 0, 0, 1, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 500000000, time.UTC),
+		time.Date(1900, 2, 28, 12, 0, 0, 120, time.UTC),
+		time.Date(2000, 2, 29, 1, 2, 3, 100000000, time.UTC),
+		time.Date(2100, 3, 1, 4, 5, 6, 10, time.UTC),
+		time.Date(2024, 12, 31, 23, 59, 59, 123456789, time.UTC),
+		time.Date(2026, 11, 28, 0, 17, 41, 508223756, time.UTC),
+		time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(400, 2, 29, 0, 0, 0, 0, time.UTC),
+	}
+	var cases []time.Time
+	for _, tm := range utc {
+		cases = append(cases, tm, tm.In(time.FixedZone("x", 5*3600+30*60)), tm.In(time.FixedZone("UTC", 0)), tm.Local())
+	}
+	// every day of a leap cycle around 2000, at varied clocks
+	for d := 0; d < 4*366; d++ {
+		cases = append(cases, time.Date(1999, 1, 1, d%24, d%60, d%61, d*7919%1000000000, time.UTC).AddDate(0, 0, d))
+	}
+	for _, tm := range cases {
+		want := jsonTime(t, tm)
+		if got := string(appendTime(nil, tm)); got != want {
+			t.Errorf("appendTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}
+
+// FuzzAppendTime compares appendTime with encoding/json over the whole
+// range of years it accepts, and beyond (the zero time).
+func FuzzAppendTime(f *testing.F) {
+	f.Add(int64(0), int64(0), 0)
+	f.Add(int64(-62167219200), int64(0), 0)
+	f.Add(int64(253402300799), int64(999999999), 3600)
+	f.Add(int64(951782400), int64(1), -7200)
+	f.Fuzz(func(t *testing.T, sec, nsec int64, offset int) {
+		tm := time.Unix(sec, nsec%1000000000).UTC()
+		if offset != 0 {
+			tm = tm.In(time.FixedZone("z", offset%(14*3600)))
+		}
+		if _, off := tm.Zone(); tm.Location() != time.UTC && off%60 != 0 {
+			// encoding/json refuses offsets it cannot write
+			tm = tm.In(time.FixedZone("z", off-off%60))
+		}
+		want := jsonTime(t, tm)
+		if got := string(appendTime([]byte("x"), tm)[1:]); got != want {
+			t.Fatalf("appendTime(%v) = %s, want %s", tm, got, want)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"auditwatch/internal/testenv"
 	"bufio"
 	"bytes"
 	"context"
@@ -18,42 +19,9 @@ import (
 
 const scenarioLearnUntil = "2026-11-28T00:29:44.92306143Z"
 
-// findRoot walks up from the test's directory to the one holding go.mod.
-func findRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+func findRoot(t testing.TB) string { return testenv.RepoRoot(t) }
 
-// sharedData returns ../shared/testdata beside the repository, or skips
-// (fails when AUDITWATCH_REQUIRE_INTEGRATION is set) when absent.
-func sharedData(t testing.TB) string {
-	t.Helper()
-	root := findRoot(t)
-	for _, d := range []string{filepath.Join(root, "..", "shared", "testdata"), filepath.Join(root, "..", "..", "shared", "testdata")} {
-		if _, err := os.Stat(d); err == nil {
-			return d
-		}
-	}
-	dir := filepath.Join(root, "..", "shared", "testdata")
-	if os.Getenv("AUDITWATCH_REQUIRE_INTEGRATION") != "" {
-		t.Fatalf("../shared/testdata not present at %s (required)", dir)
-	}
-	t.Skip("../shared/testdata not present (only beside CI clones): " + dir)
-	return ""
-}
+func sharedData(t testing.TB) string { return testenv.SharedTestdata(t) }
 
 // replay runs the replay command and returns its findings.
 func replay(t *testing.T, ctx context.Context, args ...string) ([]schema.Finding, string, int) {

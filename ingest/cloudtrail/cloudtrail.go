@@ -341,6 +341,13 @@ func (p *Parser) identity(ui *rawIdentity, ev *schema.Event) {
 		typ = "AWSService"
 	}
 	ev.PrincipalType = typ
+	if arn == "" && userName == hiddenUserName && (typ == "" || typ == "IAMUser") {
+		// a console sign-in naming a user that does not exist: AWS hides
+		// the name, and there is no identity to key state on
+		ev.PrincipalType = schema.PrincipalTypeAnonymous
+		ev.PrincipalName = userName
+		return
+	}
 	switch typ {
 	case "AssumedRole":
 		issuer := s(ui.issuerARN)
@@ -369,6 +376,10 @@ func (p *Parser) identity(ui *rawIdentity, ev *schema.Event) {
 		if ev.PrincipalName == "" {
 			ev.PrincipalName = "root"
 		}
+		if ev.Principal == "" && ev.Account != "" {
+			// failed root sign-ins carry no arn
+			ev.Principal = p.Strings.String(userARN(ev.Region, ev.Account, "root"))
+		}
 	case "FederatedUser":
 		ev.Principal = arn
 		ev.PrincipalName = userName
@@ -382,6 +393,12 @@ func (p *Parser) identity(ui *rawIdentity, ev *schema.Event) {
 	default: // IAMUser, AWSAccount, IdentityCenterUser, SAMLUser, WebIdentityUser, Unknown, missing
 		ev.Principal = arn
 		ev.PrincipalName = userName
+		if ev.Principal == "" && (typ == "IAMUser" || typ == "") && userName != "" && ev.Account != "" {
+			// failed console sign-ins of an existing user carry
+			// principalId, accountId and userName but no arn: key them
+			// on the user's ARN as its successful sign-ins are
+			ev.Principal = p.Strings.String(userARN(ev.Region, ev.Account, "user/"+userName))
+		}
 		if ev.Principal == "" {
 			ev.Principal = s(ui.principalID)
 		}
@@ -397,6 +414,27 @@ func (p *Parser) identity(ui *rawIdentity, ev *schema.Event) {
 			}
 		}
 	}
+}
+
+// hiddenUserName is the userName AWS writes for a console sign-in that
+// names a user that does not exist.
+const hiddenUserName = "HIDDEN_DUE_TO_SECURITY_REASONS"
+
+// userARN is arn:<partition>:iam::<account>:<resource>, the partition
+// derived from the region the record was written in.
+func userARN(region, account, resource string) string {
+	return "arn:" + partition(region) + ":iam::" + account + ":" + resource
+}
+
+// partition is the ARN partition of an AWS region.
+func partition(region string) string {
+	switch {
+	case strings.HasPrefix(region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(region, "us-gov-"):
+		return "aws-us-gov"
+	}
+	return "aws"
 }
 
 // splitAssumedRole splits arn:aws:sts::<acct>:assumed-role/<role>/<session>.

@@ -65,7 +65,7 @@ func TestParse(t *testing.T) {
 			name: "console login failure only in responseElements",
 			in: `{"eventTime":"2022-09-28 17:30:05.000000000","eventID":"e3","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","sourceIPAddress":"1.2.3.4, 5.6.7.8",
 				"userIdentity":{"type":"IAMUser","accountId":"333","userName":"carol","principalId":"AID"},"responseElements":{"ConsoleLogin":"Failure"},"errorMessage":"Failed authentication","errorCode":"200"}`,
-			want: schema.Event{Time: time.Date(2022, 9, 28, 17, 30, 5, 0, time.UTC), Source: "cloudtrail", ID: "e3", Principal: "AID", PrincipalName: "carol", PrincipalType: "IAMUser",
+			want: schema.Event{Time: time.Date(2022, 9, 28, 17, 30, 5, 0, time.UTC), Source: "cloudtrail", ID: "e3", Principal: "arn:aws:iam::333:user/carol", PrincipalName: "carol", PrincipalType: "IAMUser",
 				Account: "333", Action: "signin:ConsoleLogin", SourceIP: "1.2.3.4", SourceIPRaw: "1.2.3.4, 5.6.7.8", Outcome: "failure", Error: "Failed authentication",
 				FailureKind: schema.FailureInvalidCredentials, Auth: true, AuthMethod: "console"},
 		},
@@ -99,6 +99,97 @@ func TestParse(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, c.want) {
 				t.Errorf("got  %+v\nwant %+v", got, c.want)
+			}
+		})
+	}
+}
+
+// TestConsoleLoginIdentity checks that sign-ins without userIdentity.arn
+// are keyed like the same identity's successful ones, on both the fast
+// path and the fastjson path.
+func TestConsoleLoginIdentity(t *testing.T) {
+	const failed = `"eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","sourceIPAddress":"203.0.113.9","errorMessage":"Failed authentication","responseElements":{"ConsoleLogin":"Failure"}`
+	cases := []struct {
+		name             string
+		in               string
+		principal, pname string
+		ptype, account   string
+	}{
+		{
+			name:      "failed login of an IAM user: the user's ARN",
+			in:        `{"eventID":"c1","awsRegion":"us-east-1",` + failed + `,"userIdentity":{"type":"IAMUser","principalId":"AIDACKCEVSQ6C2EXAMPLE","accountId":"111122223333","accessKeyId":"","userName":"anaya"}}`,
+			principal: "arn:aws:iam::111122223333:user/anaya", pname: "anaya", ptype: "IAMUser", account: "111122223333",
+		},
+		{
+			name:      "successful login of the same user: the same key",
+			in:        `{"eventID":"c2","awsRegion":"us-east-1","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","sourceIPAddress":"203.0.113.9","responseElements":{"ConsoleLogin":"Success"},"userIdentity":{"type":"IAMUser","principalId":"AIDACKCEVSQ6C2EXAMPLE","arn":"arn:aws:iam::111122223333:user/anaya","accountId":"111122223333","userName":"anaya"}}`,
+			principal: "arn:aws:iam::111122223333:user/anaya", pname: "anaya", ptype: "IAMUser", account: "111122223333",
+		},
+		{
+			name:      "no identity type, userName and accountId",
+			in:        `{"eventID":"c3","awsRegion":"eu-west-1",` + failed + `,"userIdentity":{"principalId":"AIDAX","accountId":"222","userName":"bo"}}`,
+			principal: "arn:aws:iam::222:user/bo", pname: "bo", account: "222",
+		},
+		{
+			name:      "GovCloud partition",
+			in:        `{"eventID":"c4","awsRegion":"us-gov-west-1",` + failed + `,"userIdentity":{"type":"IAMUser","principalId":"AIDAX","accountId":"333","userName":"cy"}}`,
+			principal: "arn:aws-us-gov:iam::333:user/cy", pname: "cy", ptype: "IAMUser", account: "333",
+		},
+		{
+			name:      "China partition",
+			in:        `{"eventID":"c5","awsRegion":"cn-north-1",` + failed + `,"userIdentity":{"type":"IAMUser","principalId":"AIDAX","accountId":"444","userName":"di"}}`,
+			principal: "arn:aws-cn:iam::444:user/di", pname: "di", ptype: "IAMUser", account: "444",
+		},
+		{
+			name:  "unknown user: anonymous, the hidden name kept",
+			in:    `{"eventID":"c6","awsRegion":"us-east-1",` + failed + `,"userIdentity":{"type":"IAMUser","accountId":"111122223333","accessKeyId":"","userName":"HIDDEN_DUE_TO_SECURITY_REASONS"}}`,
+			pname: "HIDDEN_DUE_TO_SECURITY_REASONS", ptype: schema.PrincipalTypeAnonymous, account: "111122223333",
+		},
+		{
+			name:  "unknown user with a principalId: still anonymous",
+			in:    `{"eventID":"c7","awsRegion":"us-east-1",` + failed + `,"userIdentity":{"type":"IAMUser","principalId":"AIDAX","accountId":"111122223333","userName":"HIDDEN_DUE_TO_SECURITY_REASONS"}}`,
+			pname: "HIDDEN_DUE_TO_SECURITY_REASONS", ptype: schema.PrincipalTypeAnonymous, account: "111122223333",
+		},
+		{
+			name:      "root login without arn",
+			in:        `{"eventID":"c8","awsRegion":"us-east-1",` + failed + `,"userIdentity":{"type":"Root","principalId":"555","accountId":"555","accessKeyId":""}}`,
+			principal: "arn:aws:iam::555:root", pname: "root", ptype: "Root", account: "555",
+		},
+		{
+			name:      "root login with arn",
+			in:        `{"eventID":"c9","awsRegion":"us-east-1","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","sourceIPAddress":"203.0.113.9","responseElements":{"ConsoleLogin":"Success"},"userIdentity":{"type":"Root","principalId":"555","arn":"arn:aws:iam::555:root","accountId":"555","accessKeyId":""}}`,
+			principal: "arn:aws:iam::555:root", pname: "root", ptype: "Root", account: "555",
+		},
+		{
+			name:      "an identity type that is not a user keeps its principalId",
+			in:        `{"eventID":"c10","awsRegion":"us-east-1",` + failed + `,"userIdentity":{"type":"SAMLUser","principalId":"SAML:x","accountId":"666","userName":"ed"}}`,
+			principal: "SAML:x", pname: "ed", ptype: "SAMLUser", account: "666",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, path := range []string{"fastjson", "line"} {
+				p := Parser{Strings: intern.New(0, 0)}
+				var ev schema.Event
+				if path == "line" {
+					err, ok := p.ParseLine([]byte(c.in), Fallback{}, &ev)
+					if !ok || err != nil {
+						t.Fatalf("ParseLine: ok %v, error %v", ok, err)
+					}
+				} else {
+					got, err := parseOne(t, c.in, Fallback{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					ev = got
+				}
+				if ev.Principal != c.principal || ev.PrincipalName != c.pname || ev.PrincipalType != c.ptype || ev.Account != c.account {
+					t.Errorf("%s: principal %q name %q type %q account %q, want %q %q %q %q", path,
+						ev.Principal, ev.PrincipalName, ev.PrincipalType, ev.Account, c.principal, c.pname, c.ptype, c.account)
+				}
+				if !ev.Auth {
+					t.Errorf("%s: a console login is not marked as an authentication", path)
+				}
 			}
 		})
 	}

@@ -97,6 +97,17 @@ func refIdentity(v *fastjson.Value, ev *schema.Event) {
 		typ = "AWSService"
 	}
 	ev.PrincipalType = typ
+	if arn == "" && userName == "HIDDEN_DUE_TO_SECURITY_REASONS" && (typ == "" || typ == "IAMUser") {
+		ev.PrincipalType = schema.PrincipalTypeAnonymous
+		ev.PrincipalName = userName
+		return
+	}
+	part := "aws"
+	if strings.HasPrefix(ev.Region, "cn-") {
+		part = "aws-cn"
+	} else if strings.HasPrefix(ev.Region, "us-gov-") {
+		part = "aws-us-gov"
+	}
 	switch typ {
 	case "AssumedRole":
 		issuer := str(ui, "sessionContext", "sessionIssuer", "arn")
@@ -125,6 +136,9 @@ func refIdentity(v *fastjson.Value, ev *schema.Event) {
 		if ev.PrincipalName == "" {
 			ev.PrincipalName = "root"
 		}
+		if ev.Principal == "" && ev.Account != "" {
+			ev.Principal = fmt.Sprintf("arn:%s:iam::%s:root", part, ev.Account)
+		}
 	case "FederatedUser":
 		ev.Principal = arn
 		ev.PrincipalName = userName
@@ -138,6 +152,9 @@ func refIdentity(v *fastjson.Value, ev *schema.Event) {
 	default: // IAMUser, AWSAccount, IdentityCenterUser, SAMLUser, WebIdentityUser, Unknown, missing
 		ev.Principal = arn
 		ev.PrincipalName = userName
+		if ev.Principal == "" && (typ == "IAMUser" || typ == "") && userName != "" && ev.Account != "" {
+			ev.Principal = fmt.Sprintf("arn:%s:iam::%s:user/%s", part, ev.Account, userName)
+		}
 		if ev.Principal == "" {
 			ev.Principal = str(ui, "principalId")
 		}

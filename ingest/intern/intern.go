@@ -6,6 +6,11 @@
 // starts over when full (counted in Resets).
 package intern
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // Defaults for New.
 const (
 	DefaultMaxEntries = 8192
@@ -15,7 +20,12 @@ const (
 // Table interns strings. The zero value is not usable; a nil *Table is,
 // and then every call allocates. Not safe for concurrent use.
 type Table struct {
-	m          map[string]string
+	m map[string]string
+	// recent is a direct-mapped cache in front of m, indexed by a cheap
+	// hash of a string's length and outer bytes: a hit costs one
+	// comparison instead of a map lookup. It holds only strings m holds
+	// (or held before its last reset, which clears it too).
+	recent     *[recentSize]string
 	maxEntries int
 	maxLen     int
 	// Resets counts how many times the table was full and started over.
@@ -31,7 +41,27 @@ func New(maxEntries, maxLen int) *Table {
 	if maxLen <= 0 {
 		maxLen = DefaultMaxLen
 	}
-	return &Table{m: make(map[string]string, 256), maxEntries: maxEntries, maxLen: maxLen}
+	return &Table{m: make(map[string]string, 256), recent: new([recentSize]string), maxEntries: maxEntries, maxLen: maxLen}
+}
+
+const recentBits = 10
+
+const recentSize = 1 << recentBits
+
+// recentSlot hashes b's length and its first and last eight bytes (all
+// of a short b). Strings differing only in between share a slot, and
+// then simply miss it.
+func recentSlot(b []byte) uint64 {
+	var x uint64
+	if len(b) >= 8 {
+		x = binary.LittleEndian.Uint64(b) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[len(b)-8:]), 31)
+	} else {
+		for _, c := range b {
+			x = x<<8 | uint64(c)
+		}
+	}
+	x ^= uint64(len(b)) << 56
+	return (x * 0x9e3779b97f4a7c15) >> (64 - recentBits)
 }
 
 // Bytes returns b as a string, shared with earlier calls for equal bytes
@@ -43,11 +73,16 @@ func (t *Table) Bytes(b []byte) string {
 	if t == nil || len(b) > t.maxLen {
 		return string(b)
 	}
-	if s, ok := t.m[string(b)]; ok {
+	h := recentSlot(b)
+	if s := t.recent[h]; len(s) == len(b) && s == string(b) {
 		return s
 	}
-	s := string(b)
-	t.add(s)
+	s, ok := t.m[string(b)]
+	if !ok {
+		s = string(b)
+		t.add(s)
+	}
+	t.recent[h] = s
 	return s
 }
 
@@ -82,6 +117,7 @@ func (t *Table) String(s string) string {
 func (t *Table) add(s string) {
 	if len(t.m) >= t.maxEntries {
 		clear(t.m)
+		clear(t.recent[:])
 		t.Resets++
 	}
 	t.m[s] = s

@@ -78,3 +78,51 @@ func TestCached(t *testing.T) {
 		t.Fatalf("empty input gave %q", got)
 	}
 }
+
+func TestRecentCacheCollisions(t *testing.T) {
+	tab := New(0, 0)
+	// equal length, first and last eight bytes: one recent slot
+	a, b := "secret/data/AAAA/payments", "secret/data/BBBB/payments"
+	if recentSlot([]byte(a)) != recentSlot([]byte(b)) {
+		t.Fatal("test strings do not share a slot")
+	}
+	var first [2]string
+	for i := 0; i < 6; i++ {
+		for j, want := range []string{a, b} {
+			got := tab.Bytes([]byte(want))
+			if got != want {
+				t.Fatalf("round %d: got %q, want %q", i, got, want)
+			}
+			if i == 0 {
+				first[j] = got
+			} else if unsafe.StringData(got) != unsafe.StringData(first[j]) {
+				t.Fatalf("round %d: %q not shared", i, want)
+			}
+		}
+	}
+	// short strings hash all their bytes
+	for _, s := range []string{"a", "b", "ab", "ba", "kv/", "sys/", "1234567", "12345678"} {
+		if got := tab.Bytes([]byte(s)); got != s {
+			t.Fatalf("got %q, want %q", got, s)
+		}
+	}
+}
+
+func TestResetClearsRecentCache(t *testing.T) {
+	tab := New(2, 0)
+	for _, s := range []string{"x1", "x2", "x3"} {
+		tab.Bytes([]byte(s))
+	}
+	if tab.Resets != 1 {
+		t.Fatalf("resets = %d, want 1", tab.Resets)
+	}
+	held := 0
+	for _, s := range tab.recent {
+		if s != "" {
+			held++
+		}
+	}
+	if held != 1 || tab.Len() != 1 {
+		t.Fatalf("after a reset the cache holds %d strings and the table %d, want 1 and 1", held, tab.Len())
+	}
+}

@@ -1,6 +1,9 @@
 package jsonx
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -86,4 +89,23 @@ func FuzzString(f *testing.F) {
 			t.Fatalf("skipString(%q) = %d, want %d", in, got, wantEnd)
 		}
 	})
+}
+
+// BenchmarkSkip validates every entry of the repository's OpenBao audit
+// log (mostly short keys and 76-byte HMAC strings).
+func BenchmarkSkip(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "openbao-scenario", "audit.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSpace(data), []byte{'\n'})
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for range b.N {
+		for _, l := range lines {
+			if end := Skip(l, 0, 1); end != len(l) {
+				b.Fatalf("Skip = %d, want %d", end, len(l))
+			}
+		}
+	}
 }

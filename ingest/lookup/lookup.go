@@ -285,12 +285,18 @@ func (p *Poller) publish(ctx context.Context, pub source.Publisher, batch []rawE
 	return pub.Publish(ctx, source.Batch{Source: p.name, Events: out, Position: source.EncodeCursor(clonePos(pos))})
 }
 
-// Bucket is a token bucket holding at most one token, refilled at rate
-// per second: requests are spaced at least 1/rate apart.
+// Bucket spaces requests at least 1/rate apart, measured from the moment
+// the previous caller was let through (not from when its slot was
+// reserved), so a caller delayed by the scheduler cannot end up sending
+// right before the next one: AWS allows LookupEvents 2 requests/s per
+// account and region.
 type Bucket struct {
 	mu   sync.Mutex
 	rate float64
-	next time.Time
+	last time.Time
+	// turn serializes waiters, so each computes its time from the
+	// previous caller's actual release.
+	turn chan struct{}
 }
 
 var (
@@ -305,7 +311,7 @@ func sharedBucket(key string, rate float64) *Bucket {
 	defer bucketsMu.Unlock()
 	b := buckets[key]
 	if b == nil {
-		b = &Bucket{rate: rate}
+		b = &Bucket{rate: rate, turn: make(chan struct{}, 1)}
 		buckets[key] = b
 	}
 	b.mu.Lock()
@@ -318,24 +324,26 @@ func sharedBucket(key string, rate float64) *Bucket {
 
 // Wait blocks until a request may be sent.
 func (b *Bucket) Wait(ctx context.Context) error {
-	b.mu.Lock()
-	now := time.Now()
-	at := b.next
-	if at.Before(now) {
-		at = now
-	}
-	b.next = at.Add(time.Duration(float64(time.Second) / b.rate))
-	b.mu.Unlock()
-	d := time.Until(at)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
+	case b.turn <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	defer func() { <-b.turn }()
+	b.mu.Lock()
+	at := b.last.Add(time.Duration(float64(time.Second) / b.rate))
+	b.mu.Unlock()
+	if d := time.Until(at); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	b.mu.Lock()
+	b.last = time.Now()
+	b.mu.Unlock()
+	return nil
 }

@@ -88,6 +88,26 @@ type Parser struct {
 	pol [][]byte
 	// dataErr holds the JSON text of a response.data.error object
 	dataErr []byte
+	// lastRemote is the last remote_address seen, lastIP its canonical
+	// form
+	lastRemote, lastIP string
+	// lastID is the last request id read
+	lastID string
+	// lastPolicies is the last policy list made
+	lastPolicies []string
+}
+
+// samePolicies reports whether pol names the policies of lastPolicies.
+func (p *Parser) samePolicies(pol [][]byte) bool {
+	if len(pol) != len(p.lastPolicies) {
+		return false
+	}
+	for i, s := range pol {
+		if string(s) != p.lastPolicies[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Fields with an intern.Slot.
@@ -398,7 +418,12 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 		ev.Time = now().UTC()
 	}
 
-	ev.ID = string(r.id)
+	if string(r.id) != p.lastID {
+		// a response entry follows its request entry: one string for
+		// both
+		p.lastID = string(r.id)
+	}
+	ev.ID = p.lastID
 	en.HasID = ev.ID != ""
 	if !en.HasID {
 		ev.ID = r.hashID
@@ -421,7 +446,13 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 		ev.Namespace = p.s(slNamespace, r.nsID)
 	}
 	ev.SourceIPRaw = p.s(slRemote, r.remote)
-	ev.SourceIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
+	if ev.SourceIPRaw != p.lastRemote || ev.SourceIPRaw == "" {
+		// a request and its response entry (and a client's next
+		// requests) name the same address: canonicalize it once
+		p.lastRemote = ev.SourceIPRaw
+		p.lastIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
+	}
+	ev.SourceIP = p.lastIP
 	ev.UserAgent = p.s(slUA, r.ua)
 	ev.TokenHMAC = p.s(slToken, r.token)
 
@@ -513,6 +544,13 @@ func (p *Parser) setIdentity(ev *schema.Event, a *rawAuth, accessor []byte, useA
 	}
 	ev.Policies = nil
 	if n := len(a.polStr); n > 0 {
+		if p.samePolicies(a.polStr) {
+			// the list the previous entry (typically the request entry
+			// of this response) had: events share it, read-only, its
+			// length its capacity
+			ev.Policies = p.lastPolicies
+			return
+		}
 		// a fresh slice of the exact size: an event never shares its
 		// backing array with the block it replaced
 		ev.Policies = make([]string, n)
@@ -523,6 +561,7 @@ func (p *Parser) setIdentity(ev *schema.Event, a *rawAuth, accessor []byte, useA
 				ev.Policies[i] = p.Strings.Bytes(s)
 			}
 		}
+		p.lastPolicies = ev.Policies
 	}
 }
 

@@ -1,0 +1,70 @@
+// Package testenv owns what tests need to find their surroundings: the
+// repository root, the shared real-log corpus beside CI clones, and the
+// rule that an integration test whose peer is missing fails when
+// AUDITWATCH_REQUIRE_INTEGRATION is set (as `make test` and CI set it) and
+// otherwise skips, saying why.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// RequireEnv names the variable that turns a missing integration peer
+// into a failure.
+const RequireEnv = "AUDITWATCH_REQUIRE_INTEGRATION"
+
+// Required reports whether integration peers must be present.
+func Required() bool { return os.Getenv(RequireEnv) != "" }
+
+// Missing stops the test because a peer or input is absent: t.Fatal when
+// Required, t.Skip otherwise, with the reason either way.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if Required() {
+		t.Fatalf("%s (required: %s is set)", msg, RequireEnv)
+	}
+	t.Skip(msg)
+}
+
+// RepoRoot walks up from the test's directory to the one holding go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// SharedTestdata returns the shared real-log corpus, ../shared/testdata
+// beside the repository (present beside CI clones, not beside a user's
+// clone; a checkout one level deeper is tried too). When it is absent the
+// test stops through Missing, saying so plainly.
+func SharedTestdata(t testing.TB) string {
+	t.Helper()
+	root := RepoRoot(t)
+	dir := filepath.Join(root, "..", "shared", "testdata")
+	if _, err := os.Stat(dir); err == nil {
+		return dir
+	}
+	if alt := filepath.Join(root, "..", "..", "shared", "testdata"); alt != dir {
+		if _, err := os.Stat(alt); err == nil {
+			return alt
+		}
+	}
+	Missing(t, "../shared/testdata not present at %s (it sits beside CI clones only)", dir)
+	return ""
+}
