@@ -22,6 +22,7 @@ import (
 	"auditwatch/gen"
 	"auditwatch/ingest"
 	"auditwatch/internal/kafkatest"
+	"auditwatch/internal/testenv"
 	"auditwatch/schema"
 	"auditwatch/store/chtest"
 )
@@ -43,9 +44,9 @@ const slackToken = "xoxb-e2e-test-token"
 //     stored events exactly what the generated logs hold.
 func TestPipelineEndToEnd(t *testing.T) {
 	if _, err := chtest.ServerBinary(); err != nil {
-		missing(t, "clickhouse-server (scripts/setup/20-clickhouse.sh installs it): %v", err)
+		testenv.Missing(t, "clickhouse-server (scripts/setup/20-clickhouse.sh installs it): %v", err)
 	}
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	bin := buildBinary(t, root)
 	work := t.TempDir()
 

@@ -16,39 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"auditwatch/internal/testenv"
 )
-
-// required reports whether integration peers must be present.
-func required() bool { return os.Getenv("AUDITWATCH_REQUIRE_INTEGRATION") != "" }
-
-// missing fails the test (AUDITWATCH_REQUIRE_INTEGRATION set) or skips it
-// for a peer that is not installed.
-func missing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if required() {
-		t.Fatalf("integration peer missing (AUDITWATCH_REQUIRE_INTEGRATION is set): "+format, args...)
-	}
-	t.Skipf("integration peer missing (set AUDITWATCH_REQUIRE_INTEGRATION=1 to make this fail): "+format, args...)
-}
-
-// repoRoot walks up from the test's directory to the one holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
 
 // buildBinary builds ./cmd/auditwatch (without the race detector: the
 // processes under test are the product as shipped).
@@ -187,7 +157,7 @@ func startRsyslog(t testing.TB) rsyslog {
 	path, err := exec.LookPath(bin)
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/rsyslogd"); serr != nil {
-			missing(t, "rsyslogd not found (scripts/setup/30-rsyslog.sh installs it): %v", err)
+			testenv.Missing(t, "rsyslogd not found (scripts/setup/30-rsyslog.sh installs it): %v", err)
 		}
 		path = "/usr/sbin/rsyslogd"
 	}
@@ -218,7 +188,7 @@ input(type="imtcp" address="127.0.0.1" port="0" listenPortFileName=%q ruleset="o
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
 		cancel()
-		missing(t, "starting rsyslogd: %v", err)
+		testenv.Missing(t, "starting rsyslogd: %v", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
