@@ -118,7 +118,7 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.IntVar(&o.anomalies, "anomaly-count", 0, "anomalies injected (default: as many as fit in the stream after its learning period; none in a stream too short for one)")
 	fs.Int64Var(&o.seed, "seed", 1, "generator seed")
 	fs.StringVar(&o.storage, "storage", "auto", "storage backend of the pipeline: chdb, off, or auto (chdb when CHDB_LIB_PATH is set)")
-	fs.StringVar(&o.stream, "stream", "embedded", "embedded: `auditwatch run` in one process; kafka: `ingest`, `detect` and `alert` processes on an in-process Kafka (kfake)")
+	fs.StringVar(&o.stream, "stream", "embedded", "embedded: auditwatch run in one process; kafka: the ingest, detect and alert commands as processes on an in-process Kafka (kfake)")
 	fs.StringVar(&o.work, "work", "", "working directory (default: a new temporary directory, removed unless --keep)")
 	fs.StringVar(&o.binary, "binary", "", "auditwatch binary to run the pipeline with (default: this executable)")
 	fs.StringVar(&o.out, "out", "", "write the Markdown report to this file (default: stdout)")
