@@ -33,16 +33,28 @@ func benchBlock() int {
 	return c.Batch.MaxRows
 }
 
+// loadStats is what a load measured: insert time (generation excluded)
+// over all rows and over the second half of them, when the tables already
+// hold millions of rows and background merges run beside the inserts (the
+// steady state of a long-running stream).
+type loadStats struct {
+	spent, steady time.Duration
+	steadyRows    int
+}
+
+func (l loadStats) rate(n int) float64  { return float64(n) / l.spent.Seconds() }
+func (l loadStats) steadyRate() float64 { return float64(l.steadyRows) / l.steady.Seconds() }
+
 // loadGenerated inserts n generated events over the last 30 days in
-// blocks of benchBlock() rows and returns the insert time (generation excluded)
-// and a sample event whose principal, resource, address and key the
-// query benchmarks look up.
-func loadGenerated(tb testing.TB, st *DB, n int) (time.Duration, schema.Event) {
+// blocks of benchBlock() rows and returns the insert times and a sample
+// event whose principal, resource, address and key the query benchmarks
+// look up.
+func loadGenerated(tb testing.TB, st *DB, n int) (loadStats, schema.Event) {
 	tb.Helper()
 	ctx := context.Background()
 	now := time.Now().UTC()
 	g := chtest.NewGen(42, now.Add(-30*24*time.Hour), 30*24*time.Hour).Sequential(n)
-	var spent time.Duration
+	var ls loadStats
 	var sample schema.Event
 	block := benchBlock()
 	for done := 0; done < n; {
@@ -60,10 +72,15 @@ func loadGenerated(tb testing.TB, st *DB, n int) (time.Duration, schema.Event) {
 		if err := st.InsertEvents(ctx, evs); err != nil {
 			tb.Fatal(err)
 		}
-		spent += time.Since(start)
+		d := time.Since(start)
+		ls.spent += d
+		if done >= n/2 {
+			ls.steady += d
+			ls.steadyRows += k
+		}
 		done += k
 	}
-	return spent, sample
+	return ls, sample
 }
 
 func benchQueries(b *testing.B, st *DB, sample schema.Event) {
@@ -117,13 +134,14 @@ func runBench(b *testing.B, cfg Config) {
 	}
 	n := benchRows()
 	var sample schema.Event
-	var rate float64
+	var rate, steady float64
 	b.Run(fmt.Sprintf("insert-%d", n), func(b *testing.B) {
 		if sample.ID == "" { // the data set is loaded once, whatever b.N
-			spent, s := loadGenerated(b, db, n)
-			sample, rate = s, float64(n)/spent.Seconds()
+			ls, s := loadGenerated(b, db, n)
+			sample, rate, steady = s, ls.rate(n), ls.steadyRate()
 		}
 		b.ReportMetric(rate, "rows/s")
+		b.ReportMetric(steady, "steady-rows/s")
 	})
 	if sample.ID == "" {
 		b.Fatal("data set not loaded")

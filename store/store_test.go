@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"auditwatch/schema"
+	chschema "auditwatch/schema/clickhouse"
 	"auditwatch/store/chsql"
 	"auditwatch/store/chtest"
 )
@@ -145,8 +146,12 @@ func TestBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Rows[0][0] != uint64(4) {
-				t.Fatalf("schema_migrations has %v rows after two runs, want 4", r.Rows[0][0])
+			ms, err := chschema.Migrations(st.Dialect())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ms) != 5 || r.Rows[0][0] != uint64(len(ms)) {
+				t.Fatalf("schema_migrations has %v rows after two runs, want %d (of 5 migrations)", r.Rows[0][0], len(ms))
 			}
 
 			now := time.Now().UTC()
@@ -353,7 +358,9 @@ func TestLoadConfigFile(t *testing.T) {
 	}
 }
 
-// Migration 0004 backfills access_keys from events stored before it.
+// Migration 0004 backfills access_keys from events stored before it, and
+// 0005 applied after it leaves one writer per table: the inserter for
+// events_by_principal, one view from it for access_keys.
 func TestAccessKeysBackfill(t *testing.T) {
 	dbSeq++
 	db := fmt.Sprintf("aw_bf_%d", dbSeq)
@@ -366,7 +373,10 @@ func TestAccessKeysBackfill(t *testing.T) {
 	if err := st.InsertEvents(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"DROP TABLE " + db + ".access_keys_mv", "TRUNCATE TABLE " + db + ".access_keys", "ALTER TABLE " + db + ".schema_migrations DELETE WHERE version = 4 SETTINGS mutations_sync = 1"} {
+	// Back to a store at migration 0003 (events_by_principal fed by its view).
+	for _, q := range []string{"DROP TABLE " + db + ".access_keys_by_principal_mv", "TRUNCATE TABLE " + db + ".access_keys",
+		"CREATE MATERIALIZED VIEW " + db + ".events_by_principal_mv TO " + db + ".events_by_principal AS SELECT day, time, id, principal, access_key, action, resource, source_ip, outcome, error, failure_kind FROM " + db + ".events",
+		"ALTER TABLE " + db + ".schema_migrations DELETE WHERE version >= 4 SETTINGS mutations_sync = 1"} {
 		if err := st.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
@@ -379,4 +389,25 @@ func TestAccessKeysBackfill(t *testing.T) {
 		t.Fatal(err)
 	}
 	eq(t, "access_keys after backfill", table(t, r, "access_key", "principal"), []string{"AKIAEXAMPLEKEY000001|arn:aws:iam::111122223333:user/carol"})
+	r, err = st.Raw(ctx, "SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView' ORDER BY name", chsql.Params{chsql.Str("db", db)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "views after 0005", table(t, r, "name"), []string{"access_keys_by_principal_mv"})
+	// A block written now lands once in events_by_principal (no view
+	// copies it a second time) and feeds access_keys through the new view.
+	later := []schema.Event{evs[0]}
+	later[0].ID, later[0].AccessKey = "after-0005", "AKIAEXAMPLEKEY000002"
+	if err := st.InsertEvents(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	r, err = st.Raw(ctx, "SELECT toUInt64(count()) FROM "+db+".events_by_principal WHERE id = 'after-0005'", nil)
+	if err != nil || r.Rows[0][0] != uint64(1) {
+		t.Fatalf("events_by_principal rows of the new block: %v %v, want 1", r, err)
+	}
+	r, err = st.Raw(ctx, "SELECT DISTINCT access_key, principal FROM "+db+".access_keys ORDER BY access_key", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "access_keys after 0005", table(t, r, "access_key", "principal"), []string{"AKIAEXAMPLEKEY000001|arn:aws:iam::111122223333:user/carol", "AKIAEXAMPLEKEY000002|" + evs[0].Principal})
 }

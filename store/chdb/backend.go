@@ -33,7 +33,11 @@ type Limits struct {
 // DB is an embedded database: one connection to the engine and the name of
 // the auditwatch database in it.
 type DB struct {
-	conn   *Conn
+	conn *Conn
+	// pconn writes the events_by_principal block of each InsertEvents
+	// while conn writes the events block (nil when read-only). The engine
+	// runs statements of different connections concurrently.
+	pconn  *Conn
 	db     string
 	logger *slog.Logger
 }
@@ -62,11 +66,18 @@ func New(cfg Config, db string, limits *Limits, logger *slog.Logger) (*DB, error
 	if err != nil {
 		return nil, err
 	}
+	var pc *Conn
+	if limits == nil {
+		if pc, err = Connect(args...); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger.Debug("chdb opened", "path", cfg.Path, "lib", LoadedPath(), "readonly", limits != nil)
-	return &DB{conn: c, db: db, logger: logger}, nil
+	return &DB{conn: c, pconn: pc, db: db, logger: logger}, nil
 }
 
 // Version returns the engine's version() string.
@@ -90,18 +101,33 @@ func (d *DB) Exec(ctx context.Context, sql string) error {
 	return err
 }
 
-// InsertEvents inserts one block. token, when set, is the block's
-// insert_deduplication_token: the same token within the table's
-// deduplication window inserts nothing.
+// InsertEvents inserts one block into events and the same events into
+// events_by_principal, the two concurrently on two connections (migration
+// 0005: no materialized view does the second write). token, when set, is
+// both blocks' insert_deduplication_token: the same token within a
+// table's deduplication window inserts nothing, so retrying a block that
+// landed in one table and not the other completes it without doubling.
 func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	if d.pconn == nil {
+		return errors.New("chdb: insert on a read-only connection")
+	}
+	perr := make(chan error, 1)
+	go func() {
+		p := make([]byte, 0, 128*len(evs))
+		for i := range evs {
+			p = chsql.AppendPrincipalRowBinary(p, &evs[i])
+		}
+		perr <- d.insert(ctx, d.pconn, "events_by_principal", chsql.PrincipalColumns, token, p)
+	}()
 	b := make([]byte, 0, 256*len(evs))
 	for i := range evs {
 		b = chsql.AppendEventRowBinary(b, &evs[i])
 	}
-	return d.insert(ctx, "events", chsql.EventColumns, token, b)
+	err := d.insert(ctx, d.conn, "events", chsql.EventColumns, token, b)
+	return errors.Join(err, <-perr)
 }
 
 // InsertFindings inserts one block of findings.
@@ -113,12 +139,12 @@ func (d *DB) InsertFindings(ctx context.Context, fs []schema.Finding, token stri
 	for i := range fs {
 		b = chsql.AppendFindingRowBinary(b, &fs[i])
 	}
-	return d.insert(ctx, "findings", chsql.FindingColumns, token, b)
+	return d.insert(ctx, d.conn, "findings", chsql.FindingColumns, token, b)
 }
 
 // insert streams one RowBinary block into table (chdb_stream_insert: no
 // text escaping, no size limit on the block).
-func (d *DB) insert(ctx context.Context, table string, cols []string, token string, rows []byte) error {
+func (d *DB) insert(ctx context.Context, conn *Conn, table string, cols []string, token string, rows []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -129,7 +155,7 @@ func (d *DB) insert(ctx context.Context, table string, cols []string, token stri
 	if token != "" {
 		q += ", insert_deduplication_token = " + chsql.QuoteString(token)
 	}
-	if err := d.conn.Insert(q, "RowBinary", rows); err != nil {
+	if err := conn.Insert(q, "RowBinary", rows); err != nil {
 		return fmt.Errorf("chdb insert into %s: %w", table, err)
 	}
 	return nil
@@ -154,8 +180,13 @@ func (d *DB) Query(ctx context.Context, sql string, ps chsql.Params) (*chsql.Res
 	return DecodeJSONCompact(out)
 }
 
-// Close closes the connection.
-func (d *DB) Close() error { return d.conn.Close() }
+// Close closes the connections.
+func (d *DB) Close() error {
+	if d.pconn != nil {
+		d.pconn.Close()
+	}
+	return d.conn.Close()
+}
 
 // DecodeJSONCompact turns ClickHouse's JSONCompact output into a Result.
 func DecodeJSONCompact(out []byte) (*chsql.Result, error) {

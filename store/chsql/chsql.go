@@ -24,6 +24,14 @@ var EventColumns = []string{
 	"source_is_service", "user_agent", "outcome", "error", "failure_kind", "auth", "read_only", "http_status",
 }
 
+// PrincipalColumns is the column list of every events_by_principal insert:
+// the same events, written by the inserter next to the events block (see
+// migration 0005) rather than copied by a materialized view.
+var PrincipalColumns = []string{
+	"day", "time", "id", "principal", "access_key", "action", "resource",
+	"source_ip", "outcome", "error", "failure_kind",
+}
+
 // FindingColumns is the explicit column list of every findings insert.
 var FindingColumns = []string{
 	"day", "time", "id", "detector", "severity", "principal", "principal_name", "resource",

@@ -225,3 +225,34 @@ func TestFindingRowBinaryLength(t *testing.T) {
 		t.Fatalf("finding row has %d trailing bytes", len(row)-r.off)
 	}
 }
+
+// FuzzAppendPrincipalRowBinary: an events_by_principal row reads back
+// field for field in PrincipalColumns order and ends where the next begins.
+func FuzzAppendPrincipalRowBinary(f *testing.F) {
+	f.Add("p", "AKIA1", "secret/x", "10.0.0.1", "permission\tdenied", int64(1700000000))
+	f.Add("\x00", "", "c\nd", "::1", "\xff'", int64(-5))
+	f.Fuzz(func(t *testing.T, principal, key, resource, ip, errText string, sec int64) {
+		ev := schema.Event{Time: time.Unix(sec, 0), ID: "id-" + principal, Principal: principal, AccessKey: key, Action: "vault:read",
+			Resource: resource, SourceIP: ip, Outcome: "failure", Error: errText, FailureKind: "denied", UserAgent: "not written"}
+		row := AppendPrincipalRowBinary(nil, &ev)
+		row = append(row, 0xAB)
+		r := &rbReader{t: t, b: row}
+		ct := ClampTime(ev.Time)
+		if d := binary.LittleEndian.Uint16(r.n(2)); int64(d) != ct.Unix()/86400 {
+			t.Fatalf("day %d", d)
+		}
+		if s := binary.LittleEndian.Uint32(r.n(4)); int64(s) != ct.Unix() {
+			t.Fatalf("time %d", s)
+		}
+		want := map[string]string{"id": ev.ID, "principal": principal, "access_key": key, "action": "vault:read", "resource": resource,
+			"source_ip": ip, "outcome": "failure", "error": errText, "failure_kind": "denied"}
+		for _, c := range PrincipalColumns[2:] {
+			if got := r.str(); got != want[c] {
+				t.Fatalf("column %s reads back %q, want %q", c, got, want[c])
+			}
+		}
+		if r.off != len(row)-1 {
+			t.Fatalf("row is %d bytes, reader consumed %d", len(row)-1, r.off)
+		}
+	})
+}

@@ -56,6 +56,18 @@ func AppendEventRowBinary(b []byte, ev *schema.Event) []byte {
 	return binary.LittleEndian.AppendUint16(b, uint16(st))
 }
 
+// AppendPrincipalRowBinary appends ev as one RowBinary row of
+// events_by_principal, in PrincipalColumns order.
+func AppendPrincipalRowBinary(b []byte, ev *schema.Event) []byte {
+	sec := ClampTime(ev.Time).Unix()
+	b = binary.LittleEndian.AppendUint16(b, uint16(sec/86400))
+	b = binary.LittleEndian.AppendUint32(b, uint32(sec))
+	for _, s := range [...]string{ev.ID, ev.Principal, ev.AccessKey, ev.Action, ev.Resource, ev.SourceIP, ev.Outcome, ev.Error, ev.FailureKind} {
+		b = appendStr(b, s)
+	}
+	return b
+}
+
 // AppendFindingRowBinary appends f as one RowBinary row in FindingColumns order.
 func AppendFindingRowBinary(b []byte, f *schema.Finding) []byte {
 	t := ClampTime(f.Time)

@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -246,7 +247,16 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		}
 		panic("clickhouse: no data for column " + name)
 	}
-	return d.sendColumns(ctx, "events", chsql.EventColumns, col, token)
+	// The same events into events_by_principal (migration 0005: no
+	// materialized view does this), concurrently on a second pooled
+	// connection, with the same token; a retry of the whole block
+	// completes whichever table missed it.
+	perr := make(chan error, 1)
+	go func() {
+		perr <- d.sendColumns(ctx, "events_by_principal", chsql.PrincipalColumns, col, token)
+	}()
+	err := d.sendColumns(ctx, "events", chsql.EventColumns, col, token)
+	return errors.Join(err, <-perr)
 }
 
 // InsertFindings inserts one block of findings.

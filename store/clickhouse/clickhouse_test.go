@@ -56,6 +56,9 @@ func TestTLSAndPassword(t *testing.T) {
 	if err := d.Exec(ctx, "CREATE TABLE tlsdb.events (day Date, time DateTime('UTC'), source String, id String, principal String, principal_name String, principal_type String, session String, account String, access_key String, policies Array(String), token_hmac String, auth_method String, action String, resource String, mount String, mount_type String, namespace String, region String, source_ip String, source_ip_raw String, ip FixedString(16), source_is_service UInt8, user_agent String, outcome String, error String, failure_kind String, auth UInt8, read_only UInt8, http_status UInt16) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(day) ORDER BY (resource, time, id)"); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.Exec(ctx, "CREATE TABLE tlsdb.events_by_principal (day Date, time DateTime('UTC'), id String, principal String, access_key String, action String, resource String, source_ip String, outcome String, error String, failure_kind String) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(day) ORDER BY (principal, time, id)"); err != nil {
+		t.Fatal(err)
+	}
 	evs := chtest.NewGen(9, time.Now().Add(-time.Hour), time.Hour).Events(1000)
 	evs[0].SourceIP = "2001:db8::1"
 	if err := d.InsertEvents(ctx, evs, "tok"); err != nil {
@@ -67,5 +70,12 @@ func TestTLSAndPassword(t *testing.T) {
 	}
 	if res.Rows[0][0] != uint64(1000) || res.Rows[0][1] != uint64(1) {
 		t.Fatalf("read back %v, want 1000 rows and the IPv6 address once", res.Rows[0])
+	}
+	res, err = d.Query(ctx, "SELECT toUInt64(count()), toUInt64(uniqExact(principal)) FROM tlsdb.events_by_principal", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows[0][0] != uint64(1000) || res.Rows[0][1] == uint64(0) {
+		t.Fatalf("events_by_principal read back %v, want the same 1000 rows", res.Rows[0])
 	}
 }
