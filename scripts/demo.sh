@@ -38,7 +38,7 @@ trap - EXIT
 echo
 echo "== $(wc -l <var/demo/findings.jsonl) findings (var/demo/findings.jsonl); $(wc -l <var/demo/live-labels.jsonl) anomalies were injected into the live stream (var/demo/live-labels.jsonl)"
 echo "== runbook: who read secret/data/payments/db, and from where?"
-echo "\$ $bin query who-accessed --config deploy/quickstart.yaml --resource secret/data/payments/db --since 30d"
-"$bin" query who-accessed --config deploy/quickstart.yaml --resource secret/data/payments/db --since 30d
+echo "\$ $bin query who-accessed --config deploy/quickstart.yaml --resource secret/data/payments/db --since 2026-11-01T00:00:00Z"
+"$bin" query who-accessed --config deploy/quickstart.yaml --resource secret/data/payments/db --since 2026-11-01T00:00:00Z
 echo
 echo "More: $bin query findings|failures|ip|principal|blast-radius --config deploy/quickstart.yaml -h  (docs/RUNBOOK.md)"
