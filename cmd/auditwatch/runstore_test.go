@@ -1,6 +1,7 @@
 package main
 
 import (
+	"auditwatch/internal/testenv"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -22,10 +23,7 @@ import (
 func TestRunStoresEventsAndFindings(t *testing.T) {
 	lib := os.Getenv("CHDB_LIB_PATH")
 	if lib == "" {
-		if os.Getenv("AUDITWATCH_REQUIRE_INTEGRATION") != "" {
-			t.Fatal("CHDB_LIB_PATH is not set (scripts/setup/20-clickhouse.sh exports it); libchdb.so is required")
-		}
-		t.Skip("CHDB_LIB_PATH not set: libchdb.so (embedded storage) not available")
+		testenv.Missing(t, "CHDB_LIB_PATH is not set (scripts/setup/20-clickhouse.sh exports it): libchdb.so (embedded storage) not available")
 	}
 	if _, err := os.Stat(lib); err != nil {
 		t.Fatalf("CHDB_LIB_PATH: %v", err)
