@@ -670,6 +670,24 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 
 // scrapeMetrics reads a Prometheus text exposition, summing every series
 // of a metric name.
+// validMetricName reports whether s is a Prometheus metric name
+// ([a-zA-Z_:][a-zA-Z0-9_:]*); lines without one are skipped.
+func validMetricName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func scrapeMetrics(c *http.Client, url string) (map[string]float64, error) {
 	resp, err := c.Get(url)
 	if err != nil {
@@ -696,13 +714,13 @@ func scrapeMetrics(c *http.Client, url string) (map[string]float64, error) {
 			}
 			rest, ok = strings.TrimSpace(line[j+1:]), true
 		}
-		if !ok || name == "" {
+		if !ok || !validMetricName(name) {
 			continue
 		}
 		if f := strings.Fields(rest); len(f) > 0 {
 			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
 				m[name] += v
-				if series := strings.TrimSpace(strings.TrimSuffix(line, rest)); series != name {
+				if series := strings.TrimSpace(strings.TrimSuffix(line, rest)); series != "" && series != name {
 					m[series] += v
 				}
 			}
