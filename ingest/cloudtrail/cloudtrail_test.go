@@ -1,6 +1,8 @@
 package cloudtrail
 
 import (
+	"auditwatch/ingest/jsonx/jsonxtest"
+	"auditwatch/internal/testenv"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -242,7 +244,7 @@ func compare(t *testing.T, p *Parser, in []byte, fb Fallback) bool {
 	t.Helper()
 	var fp fastjson.Parser
 	v, err := fp.ParseBytes(in)
-	if err != nil || hasDuplicateKeys(v, 0) {
+	if err != nil || jsonxtest.HasDuplicateKeys(v) {
 		// duplicate keys: JSON leaves their meaning open; Parser takes
 		// the first, fastjson's Get depends on escaping
 		return false
@@ -264,69 +266,21 @@ func compare(t *testing.T, p *Parser, in []byte, fb Fallback) bool {
 	return werr == nil
 }
 
-func hasDuplicateKeys(v *fastjson.Value, depth int) bool {
-	if depth > 64 {
-		return true
-	}
-	switch v.Type() {
-	case fastjson.TypeObject:
-		o, _ := v.Object()
-		seen := map[string]bool{}
-		dup := false
-		o.Visit(func(k []byte, e *fastjson.Value) {
-			if seen[string(k)] || hasDuplicateKeys(e, depth+1) {
-				dup = true
-			}
-			seen[string(k)] = true
-		})
-		return dup
-	case fastjson.TypeArray:
-		a, _ := v.Array()
-		for _, e := range a {
-			if hasDuplicateKeys(e, depth+1) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // records frames every CloudTrail file of the shared corpus (and the
 // repository's sample) into JSON records; the LookupEvents
 // CloudTrailEvent strings are unwrapped.
 func records(t *testing.T) [][]byte {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	dir := testenv.RepoRoot(t)
 	files := []string{filepath.Join(dir, "ingest", "testdata", "cloudtrail-sample.jsonl")}
-	shared := filepath.Join(dir, "..", "shared", "testdata", "cloudtrail")
-	if _, err := os.Stat(shared); err != nil {
-		// a worktree one level deeper than the main checkout
-		shared = filepath.Join(dir, "..", "..", "shared", "testdata", "cloudtrail")
-	}
-	if _, err := os.Stat(shared); err != nil {
-		if os.Getenv("AUDITWATCH_REQUIRE_INTEGRATION") != "" {
-			t.Fatalf("../shared/testdata not present: %v", err)
+	if shared, ok := testenv.LookupSharedTestdata(t); ok {
+		if err := filepath.WalkDir(filepath.Join(shared, "cloudtrail"), func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".md") && !strings.HasSuffix(p, "manifest.jsonl") {
+				files = append(files, p)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
 		}
-		t.Logf("../shared/testdata not present (only beside CI clones): checking the repository's sample only")
-	} else if err := filepath.WalkDir(shared, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".md") && !strings.HasSuffix(p, "manifest.jsonl") {
-			files = append(files, p)
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
 	}
 	sharedPresent = len(files) > 1
 	var out [][]byte

@@ -1,6 +1,8 @@
 package vault
 
 import (
+	"auditwatch/ingest/jsonx/jsonxtest"
+	"auditwatch/internal/testenv"
 	"bytes"
 	"errors"
 	"io"
@@ -159,35 +161,14 @@ func TestHelpers(t *testing.T) {
 // repository's OpenBao scenario.
 func vaultFiles(t testing.TB) []string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	files := []string{filepath.Join(dir, "testdata", "openbao-scenario", "audit.log")}
-	shared := filepath.Join(dir, "..", "shared", "testdata", "vault")
-	if _, err := os.Stat(shared); err != nil {
-		// a worktree one level deeper than the main checkout
-		shared = filepath.Join(dir, "..", "..", "shared", "testdata", "vault")
-	}
-	if _, err := os.Stat(shared); err != nil {
-		if os.Getenv("AUDITWATCH_REQUIRE_INTEGRATION") != "" {
-			t.Fatalf("../shared/testdata not present: %v", err)
-		}
-		t.Logf("../shared/testdata not present (only beside CI clones): checking the repository's scenario only")
+	files := []string{filepath.Join(testenv.RepoRoot(t), "testdata", "openbao-scenario", "audit.log")}
+	shared, ok := testenv.LookupSharedTestdata(t)
+	if !ok {
 		return files
 	}
+	shared = filepath.Join(shared, "vault")
 	sharedPresent = true
-	err = filepath.WalkDir(shared, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(shared, func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".md") && !strings.Contains(p, "server-log") && !strings.HasSuffix(p, "manifest.jsonl") {
 			files = append(files, p)
 		}
@@ -223,7 +204,7 @@ func compare(t *testing.T, p *Parser, in []byte) bool {
 	t.Helper()
 	var fp fastjson.Parser
 	v, err := fp.ParseBytes(in)
-	if err != nil || hasDuplicateKeys(v, 0) {
+	if err != nil || jsonxtest.HasDuplicateKeys(v) {
 		// duplicate keys: JSON leaves their meaning open; Parser takes
 		// the first, fastjson's Get depends on escaping
 		return false
@@ -241,33 +222,6 @@ func compare(t *testing.T, p *Parser, in []byte) bool {
 		t.Fatalf("%s\ngot       %+v\nreference %+v", in, got, want)
 	}
 	return werr == nil
-}
-
-func hasDuplicateKeys(v *fastjson.Value, depth int) bool {
-	if depth > 64 {
-		return true
-	}
-	switch v.Type() {
-	case fastjson.TypeObject:
-		o, _ := v.Object()
-		seen := map[string]bool{}
-		dup := false
-		o.Visit(func(k []byte, e *fastjson.Value) {
-			if seen[string(k)] || hasDuplicateKeys(e, depth+1) {
-				dup = true
-			}
-			seen[string(k)] = true
-		})
-		return dup
-	case fastjson.TypeArray:
-		a, _ := v.Array()
-		for _, e := range a {
-			if hasDuplicateKeys(e, depth+1) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func TestParseMatchesReferenceOnLogs(t *testing.T) {
