@@ -62,8 +62,8 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fl.StringVar(&opts.Format, "format", opts.Format, "input format: auto, cloudtrail or vault")
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: auditwatch replay [--config FILE] [--state DIR] [--learn-until RFC3339] PATH...")
-		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors in event-time order and writes findings as JSON lines on stdout.")
-		fmt.Fprintln(stderr, "With --state the detector state, the reorder buffer and each input's progress are checkpointed there:")
+		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors (inputs merged in event-time order) and writes findings as JSON lines on stdout.")
+		fmt.Fprintln(stderr, "With --state the detector state, the per-source watermarks and each input's progress are checkpointed there:")
 		fmt.Fprintln(stderr, "a later run continues (inputs already replayed are skipped; an interrupted input resumes after its last")
 		fmt.Fprintln(stderr, "checkpoint, and findings re-emitted after it carry the ids already emitted).")
 		fmt.Fprintln(stderr, "Exit status: 0 done, 1 failed, 2 bad usage or config, or some records rejected (named on stderr).")
@@ -180,7 +180,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		})
 	}
 	if err == nil {
-		err = emit(eng.Drain())
+		err = emit(eng.Flush())
 	}
 	if err == nil {
 		err = checkpoint()
