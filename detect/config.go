@@ -5,55 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/schema"
 
 	"go.yaml.in/yaml/v3"
 )
 
-// Duration is a time.Duration that YAML writes as "90s", "15m", "36h" or
-// "7d" (days).
-type Duration time.Duration
-
-// D returns d as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// UnmarshalYAML accepts Go duration syntax plus a "d" (24h) suffix.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: duration: %w", n.Line, err)
-	}
-	v, err := ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes the Go duration form.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
-
-// ParseDuration parses Go duration syntax, or an integer followed by "d".
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if strings.HasSuffix(s, "d") {
-		n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
-		if err != nil {
-			return 0, fmt.Errorf("bad duration %q", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("bad duration %q", s)
-	}
-	return v, nil
-}
+// Duration is the configuration's one duration form (Go syntax, or whole
+// days: "90s", "15m", "36h", "7d"); see package config/duration.
+type Duration = duration.Duration
 
 // Config is the `detectors:` section of the auditwatch configuration.
 // Defaults lives in Defaults; zero values are filled there only.
