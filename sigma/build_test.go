@@ -239,8 +239,8 @@ func (b *recordBuilder) violate(fm *fieldMatcher) {
 	setPath(b.rec, fm.path, v)
 }
 
-// build returns a record for which the rule's condition is want.
-func build(t testing.TB, r *Rule, want bool) map[string]any {
+// buildRecord returns a record for which the rule's condition is want.
+func buildRecord(t testing.TB, r *Rule, want bool) map[string]any {
 	b := &recordBuilder{t: t, rec: newRecord(sourceOf(r.LogSource))}
 	g := goals{}
 	solve(r.det.cond, want, g)

@@ -12,10 +12,9 @@ import (
 
 // Record is one original audit record, parsed once and read by every rule.
 type Record struct {
-	v      *fastjson.Value
-	src    int
-	buf    []byte // scratch for rendering non-string values
-	eventN string // indexed value (eventName or request.path), lowercased lazily
+	v   *fastjson.Value
+	src int
+	buf []byte // scratch for rendering non-string values
 	// Time is the record's event time (zero when unknown); correlation
 	// windows use it.
 	Time time.Time

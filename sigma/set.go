@@ -194,6 +194,31 @@ func Load(paths []string, opt Options) (*Set, error) {
 // references. A reference to a missing rule is invalid; to a rule that was
 // skipped as unsupported makes the correlation unsupported too.
 func Build(rules []*Rule, skipped []*Problem) (*Set, error) {
+	s, invalids := build(rules, skipped)
+	if len(invalids) > 0 {
+		return nil, &LoadError{Problems: invalids}
+	}
+	return s, nil
+}
+
+// Check parses rule files and folders and builds what is valid, reporting
+// every problem (rules check): the set holds the loaded rules even when
+// some are invalid.
+func Check(paths []string, opt Options) (*Set, *Result, error) {
+	files, err := Files(paths)
+	if err != nil {
+		return nil, nil, err
+	}
+	res := ParseFiles(files, opt)
+	s, invalids := build(res.Rules, res.Unsupported)
+	res.Invalid = append(res.Invalid, invalids...)
+	res.Unsupported = s.Problems
+	sortProblems(res.Invalid)
+	sortProblems(res.Unsupported)
+	return s, res, nil
+}
+
+func build(rules []*Rule, skipped []*Problem) (*Set, []*Problem) {
 	s := &Set{Problems: skipped, feeds: map[*Rule][]*Rule{}}
 	byRef := map[string]*Rule{}
 	dup := map[string]bool{}
@@ -249,9 +274,6 @@ func Build(rules []*Rule, skipped []*Problem) (*Set, error) {
 			}
 		}
 	}
-	if len(invalids) > 0 {
-		return nil, &LoadError{Problems: invalids}
-	}
 	for _, r := range rules {
 		if !keep[r] {
 			continue
@@ -262,11 +284,15 @@ func Build(rules []*Rule, skipped []*Problem) (*Set, error) {
 		}
 	}
 	// cycles: a correlation chain must end in single-event rules
+	corrs := s.corrs[:0]
 	for _, r := range s.corrs {
 		if cyclic(r, map[*Rule]bool{}) {
-			return nil, &LoadError{Problems: []*Problem{{File: r.File, Line: r.Line, Kind: KindInvalid, Rule: r.Title, Msg: "correlation chain refers back to itself"}}}
+			invalids = append(invalids, &Problem{File: r.File, Line: r.Line, Kind: KindInvalid, Rule: r.Title, Msg: "correlation chain refers back to itself"})
+			continue
 		}
+		corrs = append(corrs, r)
 	}
+	s.corrs = corrs
 	for _, r := range s.Rules {
 		r.referenced, r.generated = false, false
 	}
@@ -290,7 +316,7 @@ func Build(rules []*Rule, skipped []*Problem) (*Set, error) {
 		}
 	}
 	s.buildIndex()
-	return s, nil
+	return s, invalids
 }
 
 func cyclic(r *Rule, seen map[*Rule]bool) bool {

@@ -37,12 +37,12 @@ func TestSigmaHQCloudTrail(t *testing.T) {
 		if r.Author == "" {
 			t.Errorf("%s: no author", r.File)
 		}
-		pos := build(t, r, true)
+		pos := buildRecord(t, r, true)
 		rec := mustRecord(t, &p, pos)
 		if !hitBy(set, rec, r) {
 			t.Errorf("%s: does not fire on %s", filepath.Base(r.File), describe(pos))
 		}
-		neg := build(t, r, false)
+		neg := buildRecord(t, r, false)
 		rec = mustRecord(t, &p, neg)
 		if hitBy(set, rec, r) {
 			t.Errorf("%s: fires on %s", filepath.Base(r.File), describe(neg))
