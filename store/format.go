@@ -114,7 +114,7 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 			b.WriteString("(no rows)\n")
 		}
 		for _, n := range r.Notes {
-			b.WriteString(TerminalSafe(n) + "\n")
+			b.WriteString(escape.String(escape.Terminal, n) + "\n")
 		}
 		_, err := io.WriteString(w, b.String())
 		return err
