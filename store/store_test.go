@@ -150,8 +150,8 @@ func TestBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(ms) != 5 || r.Rows[0][0] != uint64(len(ms)) {
-				t.Fatalf("schema_migrations has %v rows after two runs, want %d (of 5 migrations)", r.Rows[0][0], len(ms))
+			if len(ms) < 5 || r.Rows[0][0] != uint64(len(ms)) {
+				t.Fatalf("schema_migrations has %v rows after two runs, want %d", r.Rows[0][0], len(ms))
 			}
 
 			now := time.Now().UTC()

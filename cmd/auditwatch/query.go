@@ -107,7 +107,7 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.OpenReadOnly(ctx, cfg, logger)
+	st, err := store.OpenQuery(ctx, cfg, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)
 		return 1

@@ -250,4 +250,7 @@ type Result struct {
 	Columns []string
 	// Rows hold string, int64, uint64, float64 or time.Time values.
 	Rows [][]any
+	// Notes explain an answer to the person asking (an empty answer
+	// with near matches); never part of the rows.
+	Notes []string
 }
