@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 )
 
@@ -23,17 +24,17 @@ type Config struct {
 	// LeaseTTL is how long an issued key is expected to live when nothing
 	// revokes it earlier (the audit log does not record a lease's TTL:
 	// set it to the AWS mount's default_lease_ttl). Default 1h.
-	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	LeaseTTL duration.Duration `yaml:"lease_ttl"`
 	// RoleLeaseTTL overrides LeaseTTL per Vault role ("aws/payments" or
 	// "payments").
-	RoleLeaseTTL map[string]time.Duration `yaml:"role_lease_ttl"`
+	RoleLeaseTTL map[string]duration.Duration `yaml:"role_lease_ttl"`
 	// Grace is the clock skew and revocation delay allowed before a use
 	// after a lease's end is reported. Default 5m.
-	Grace time.Duration `yaml:"grace"`
+	Grace duration.Duration `yaml:"grace"`
 	// Learn is how long the networks a Vault identity's keys are used from
 	// are learned before a use from a new network is reported (from the
 	// identity's first linked use). Default 24h.
-	Learn time.Duration `yaml:"learn"`
+	Learn duration.Duration `yaml:"learn"`
 	// IPv4Prefix and IPv6Prefix size the networks learned. Defaults 24, 64.
 	IPv4Prefix int `yaml:"ipv4_prefix"`
 	IPv6Prefix int `yaml:"ipv6_prefix"`
@@ -43,8 +44,6 @@ type Config struct {
 	// MaxLinks bounds the links kept (oldest issued first dropped; a
 	// dropped link's key is then judged as any other key). Default 1,000,000.
 	MaxLinks int `yaml:"max_links"`
-
-	trusted []netip.Prefix
 }
 
 // AuditHashConfig is the Vault endpoint used to HMAC access key ids.
@@ -63,7 +62,7 @@ type AuditHashConfig struct {
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
 	// Timeout of one call (default 2s).
-	Timeout time.Duration `yaml:"timeout"`
+	Timeout duration.Duration `yaml:"timeout"`
 	// CacheSize bounds the remembered key → HMAC answers (default 100,000).
 	CacheSize int `yaml:"cache_size"`
 }
@@ -71,13 +70,13 @@ type AuditHashConfig struct {
 // SetDefaults fills unset fields with their defaults.
 func (c *Config) SetDefaults() {
 	if c.LeaseTTL == 0 {
-		c.LeaseTTL = time.Hour
+		c.LeaseTTL = duration.Duration(time.Hour)
 	}
 	if c.Grace == 0 {
-		c.Grace = 5 * time.Minute
+		c.Grace = duration.Duration(5 * time.Minute)
 	}
 	if c.Learn == 0 {
-		c.Learn = 24 * time.Hour
+		c.Learn = duration.Duration(24 * time.Hour)
 	}
 	if c.IPv4Prefix == 0 {
 		c.IPv4Prefix = 24
@@ -96,7 +95,7 @@ func (c *Config) SetDefaults() {
 		a.Burst = 10
 	}
 	if a.Timeout == 0 {
-		a.Timeout = 2 * time.Second
+		a.Timeout = duration.Duration(2 * time.Second)
 	}
 	if a.CacheSize == 0 {
 		a.CacheSize = 100_000
@@ -104,7 +103,7 @@ func (c *Config) SetDefaults() {
 }
 
 // Validate reports every problem, each with its field's path.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
@@ -132,21 +131,10 @@ func (c *Config) Validate() error {
 	if c.MaxLinks < 0 {
 		bad("max_links", "must not be negative")
 	}
-	c.trusted = c.trusted[:0]
-	for i, s := range c.TrustedNetworks {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			if a, err2 := netip.ParseAddr(s); err2 == nil {
-				p, err = netip.PrefixFrom(a, a.BitLen()), nil
-			}
-		}
-		if err != nil {
-			bad(fmt.Sprintf("trusted_networks[%d]", i), "not a CIDR or address: %q", s)
-			continue
-		}
-		c.trusted = append(c.trusted, p.Masked())
+	if _, err := c.trustedNetworks(); err != nil {
+		errs = append(errs, err)
 	}
-	a := &c.AuditHash
+	a := c.AuditHash
 	if a.Address != "" {
 		u, err := url.Parse(a.Address)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -170,13 +158,33 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// trustedNetworks parses TrustedNetworks (CIDRs or addresses).
+func (c Config) trustedNetworks() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for i, s := range c.TrustedNetworks {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(s); err2 == nil {
+				p, err = netip.PrefixFrom(a, a.BitLen()), nil
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("trusted_networks[%d]: not a CIDR or address: %q", i, s))
+			continue
+		}
+		out = append(out, p.Masked())
+	}
+	return out, errors.Join(errs...)
+}
+
 // leaseTTL is the expected lifetime of a key issued by mount/role.
 func (c *Config) leaseTTL(mount, role string) time.Duration {
 	if d, ok := c.RoleLeaseTTL[mount+role]; ok {
-		return d
+		return d.D()
 	}
 	if d, ok := c.RoleLeaseTTL[role]; ok {
-		return d
+		return d.D()
 	}
-	return c.LeaseTTL
+	return c.LeaseTTL.D()
 }

@@ -136,11 +136,12 @@ type Stats struct {
 // Linker links access keys to Vault identities. Safe for concurrent use
 // (the detect stage may run several partitions).
 type Linker struct {
-	cfg    Config
-	log    *slog.Logger
-	st     *store
-	hasher AuditHasher
-	lim    *limiter
+	cfg     Config
+	trusted []netip.Prefix
+	log     *slog.Logger
+	st      *store
+	hasher  AuditHasher
+	lim     *limiter
 
 	mu       sync.Mutex
 	byKey    map[string]*Issue
@@ -191,11 +192,11 @@ func New(cfg Config, o Options) (*Linker, error) {
 	l.stats.Findings = map[string]uint64{}
 	l.hashOf = newLRU(cfg.AuditHash.CacheSize)
 	l.lim = newLimiter(cfg.AuditHash.Rate, cfg.AuditHash.Burst, o.Now)
-	if len(cfg.trusted) == 0 && len(cfg.TrustedNetworks) > 0 {
-		if err := l.cfg.Validate(); err != nil {
-			return nil, fmt.Errorf("identity: %w", err)
-		}
+	tr, err := cfg.trustedNetworks()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
 	}
+	l.trusted = tr
 	if o.Dir != "" {
 		st, err := openStore(o.Dir)
 		if err != nil {
@@ -461,7 +462,7 @@ func (l *Linker) find(ctx context.Context, key string) *Issue {
 		cctx := ctx
 		if l.cfg.AuditHash.Timeout > 0 {
 			var cancel context.CancelFunc
-			cctx, cancel = context.WithTimeout(ctx, l.cfg.AuditHash.Timeout)
+			cctx, cancel = context.WithTimeout(ctx, l.cfg.AuditHash.Timeout.D())
 			defer cancel()
 		}
 		h, err = l.hasher.Hash(cctx, key)
@@ -540,7 +541,7 @@ func (l *Linker) use(ctx context.Context, ev *schema.Event, out []schema.Finding
 		if !is.Revoked.IsZero() && is.Revoked.Before(end) {
 			end, why = is.Revoked, "its lease was revoked"
 		}
-		if ev.Time.After(end.Add(l.cfg.Grace)) {
+		if ev.Time.After(end.Add(l.cfg.Grace.D())) {
 			sev, what := schema.SeverityHigh, "Vault's revocation of the IAM user failed"
 			if strings.HasPrefix(ev.AccessKey, "ASIA") {
 				sev, what = schema.SeverityMedium, "STS credentials outlived the lease Vault expected"
@@ -568,7 +569,7 @@ func (l *Linker) judgeNetwork(out []schema.Finding, ev *schema.Event, is *Issue)
 		return out
 	}
 	addr = addr.Unmap()
-	for _, p := range l.cfg.trusted {
+	for _, p := range l.trusted {
 		if p.Contains(addr) {
 			return out
 		}
@@ -593,7 +594,7 @@ func (l *Linker) judgeNetwork(out []schema.Finding, ev *schema.Event, is *Issue)
 			return out
 		}
 	}
-	if ev.Time.Before(ns.First.Add(l.cfg.Learn)) {
+	if ev.Time.Before(ns.First.Add(l.cfg.Learn.D())) {
 		if len(ns.Nets) < maxNets {
 			ns.Nets = append(ns.Nets, pfx)
 			l.putNets(is.Principal, ns)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/identity"
 	"auditwatch/internal/secret"
 	"auditwatch/schema"
@@ -94,7 +95,9 @@ func TestAfterLease(t *testing.T) {
 		}
 	})
 	t.Run("use after the configured lease ttl", func(t *testing.T) {
-		l := defaultLinker(t, func(c *identity.Config) { c.RoleLeaseTTL = map[string]time.Duration{"payments": 15 * time.Minute} })
+		l := defaultLinker(t, func(c *identity.Config) {
+			c.RoleLeaseTTL = map[string]duration.Duration{"payments": duration.Duration(15 * time.Minute)}
+		})
 		fs := feed(t, l,
 			vaultEvents(t, t0, "req-1", key),
 			ctEvents(t, t0.Add(10*time.Minute), "u1", key, natIP, nil),
@@ -160,8 +163,8 @@ func TestTrustedNetworksAndServiceAddresses(t *testing.T) {
 	key := "AKIAEXAMPLEKEY000042"
 	l := defaultLinker(t, func(c *identity.Config) {
 		c.TrustedNetworks = []string{"192.0.2.0/24"}
-		c.Learn = time.Minute
-		c.LeaseTTL = 48 * time.Hour
+		c.Learn = duration.Duration(time.Minute)
+		c.LeaseTTL = duration.Duration(48 * time.Hour)
 	})
 	fs := feed(t, l,
 		vaultEvents(t, t0, "req-1", key),
