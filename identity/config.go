@@ -7,6 +7,9 @@ import (
 	"net/url"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
+	"auditwatch/config"
 	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 )
@@ -187,4 +190,17 @@ func (c *Config) leaseTTL(mount, role string) time.Duration {
 		return d.D()
 	}
 	return c.LeaseTTL.D()
+}
+
+// FromNode decodes the `identity:` section strictly and sets defaults; a
+// nil or empty node gives the defaults. It does not validate.
+func FromNode(n *yaml.Node) (Config, error) {
+	var c Config
+	if n != nil && n.Kind != 0 {
+		if err := config.DecodeSection(*n, "identity", &c); err != nil {
+			return c, err
+		}
+	}
+	c.SetDefaults()
+	return c, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"auditwatch/config/duration"
 	"auditwatch/identity"
+	it "auditwatch/identity/identitytest"
 	"auditwatch/internal/secret"
 	"auditwatch/schema"
 )
@@ -19,13 +20,13 @@ import (
 // events normalizes a Vault issue of key at at (clear form).
 func vaultEvents(t *testing.T, at time.Time, reqID, key string) []schema.Event {
 	var b bytes.Buffer
-	vaultIssue(&b, at, reqID, key, true)
+	it.VaultIssue(&b, at, reqID, key, true)
 	return normalize(t, "vault.log", b.Bytes())
 }
 
 func ctEvents(t *testing.T, at time.Time, id, key, ip string, edit func(string) string) []schema.Event {
 	var b bytes.Buffer
-	ctUse(&b, at, id, key, ip)
+	it.CTUse(&b, at, id, key, ip)
 	s := b.String()
 	if edit != nil {
 		s = edit(s)
@@ -71,10 +72,10 @@ func TestAfterLease(t *testing.T) {
 		l := defaultLinker(t, nil)
 		fs := feed(t, l,
 			vaultEvents(t, t0, "req-1", key),
-			ctEvents(t, t0.Add(5*time.Minute), "u1", key, natIP, nil),
+			ctEvents(t, t0.Add(5*time.Minute), "u1", key, it.NATIP, nil),
 			revokeEvent(t, t0.Add(10*time.Minute), "sys/leases/revoke/aws/creds/payments/req-1"),
-			ctEvents(t, t0.Add(12*time.Minute), "u2", key, natIP, nil), // within grace
-			ctEvents(t, t0.Add(30*time.Minute), "u3", key, natIP, nil),
+			ctEvents(t, t0.Add(12*time.Minute), "u2", key, it.NATIP, nil), // within grace
+			ctEvents(t, t0.Add(30*time.Minute), "u3", key, it.NATIP, nil),
 		)
 		if len(fs) != 1 || fs[0].Detector != identity.DetectorAfterLease || fs[0].Severity != schema.SeverityHigh {
 			t.Fatalf("findings %+v", fs)
@@ -88,7 +89,7 @@ func TestAfterLease(t *testing.T) {
 		fs := feed(t, l,
 			vaultEvents(t, t0, "req-1", key),
 			revokeEvent(t, t0.Add(10*time.Minute), "sys/leases/revoke-prefix/aws/creds/payments"),
-			ctEvents(t, t0.Add(30*time.Minute), "u3", key, natIP, nil),
+			ctEvents(t, t0.Add(30*time.Minute), "u3", key, it.NATIP, nil),
 		)
 		if len(fs) != 1 || fs[0].Detector != identity.DetectorAfterLease {
 			t.Fatalf("findings %+v", fs)
@@ -100,8 +101,8 @@ func TestAfterLease(t *testing.T) {
 		})
 		fs := feed(t, l,
 			vaultEvents(t, t0, "req-1", key),
-			ctEvents(t, t0.Add(10*time.Minute), "u1", key, natIP, nil),
-			ctEvents(t, t0.Add(25*time.Minute), "u2", key, natIP, nil),
+			ctEvents(t, t0.Add(10*time.Minute), "u1", key, it.NATIP, nil),
+			ctEvents(t, t0.Add(25*time.Minute), "u2", key, it.NATIP, nil),
 		)
 		if len(fs) != 1 || fs[0].Detector != identity.DetectorAfterLease || !strings.Contains(fs[0].Reason, "expected end") {
 			t.Fatalf("findings %+v", fs)
@@ -112,7 +113,7 @@ func TestAfterLease(t *testing.T) {
 		l := defaultLinker(t, nil)
 		fs := feed(t, l,
 			vaultEvents(t, t0, "req-1", sts),
-			ctEvents(t, t0.Add(2*time.Hour), "u1", sts, natIP, nil),
+			ctEvents(t, t0.Add(2*time.Hour), "u1", sts, it.NATIP, nil),
 		)
 		if len(fs) != 1 || fs[0].Severity != schema.SeverityMedium {
 			t.Fatalf("findings %+v", fs)
@@ -122,7 +123,7 @@ func TestAfterLease(t *testing.T) {
 		l := defaultLinker(t, nil)
 		fs := feed(t, l,
 			vaultEvents(t, t0, "req-1", key),
-			ctEvents(t, t0.Add(3*time.Hour), "u1", key, natIP, func(s string) string {
+			ctEvents(t, t0.Add(3*time.Hour), "u1", key, it.NATIP, func(s string) string {
 				return strings.Replace(s, `"eventType"`, `"errorCode":"InvalidClientTokenId","errorMessage":"The security token included in the request is invalid.","eventType"`, 1)
 			}),
 		)
@@ -141,14 +142,14 @@ func TestMisuse(t *testing.T) {
 			s = strings.Replace(s, `"type":"IAMUser"`, `"type":"AssumedRole"`, 1)
 			i := strings.Index(s, `"arn":"`)
 			j := strings.Index(s[i+7:], `"`)
-			return s[:i+7] + "arn:aws:sts::" + account + ":assumed-role/" + role + "/vault-approle-payments-1" + s[i+7+j:]
+			return s[:i+7] + "arn:aws:sts::" + it.Account + ":assumed-role/" + role + "/vault-approle-payments-1" + s[i+7+j:]
 		}
 	}
 	fs := feed(t, l,
 		vaultEvents(t, t0, "req-1", k1),
-		ctEvents(t, t0.Add(time.Minute), "u1", k1, natIP, asRole("payments-app")),
+		ctEvents(t, t0.Add(time.Minute), "u1", k1, it.NATIP, asRole("payments-app")),
 		vaultEvents(t, t0.Add(time.Hour), "req-2", k2),
-		ctEvents(t, t0.Add(61*time.Minute), "u2", k2, natIP, asRole("admin")),
+		ctEvents(t, t0.Add(61*time.Minute), "u2", k2, it.NATIP, asRole("admin")),
 	)
 	if len(fs) != 1 || fs[0].Detector != identity.DetectorMisuse {
 		t.Fatalf("findings %+v", fs)
@@ -168,20 +169,20 @@ func TestTrustedNetworksAndServiceAddresses(t *testing.T) {
 	})
 	fs := feed(t, l,
 		vaultEvents(t, t0, "req-1", key),
-		ctEvents(t, t0.Add(time.Minute), "u1", key, natIP, nil),
+		ctEvents(t, t0.Add(time.Minute), "u1", key, it.NATIP, nil),
 		ctEvents(t, t0.Add(3*time.Hour), "u2", key, "192.0.2.77", nil),
 		ctEvents(t, t0.Add(3*time.Hour), "u3", key, "secretsmanager.amazonaws.com", nil),
-		ctEvents(t, t0.Add(4*time.Hour), "u4", key, elsewhere, nil),
-		ctEvents(t, t0.Add(5*time.Hour), "u5", key, elsewhere, nil), // the same network again: one finding
+		ctEvents(t, t0.Add(4*time.Hour), "u4", key, it.Elsewhere, nil),
+		ctEvents(t, t0.Add(5*time.Hour), "u5", key, it.Elsewhere, nil), // the same network again: one finding
 	)
-	if len(fs) != 1 || fs[0].SourceIP != elsewhere {
+	if len(fs) != 1 || fs[0].SourceIP != it.Elsewhere {
 		t.Fatalf("findings %+v", fs)
 	}
 }
 
 func TestUnlinkedKeysAreLeftAlone(t *testing.T) {
 	l := defaultLinker(t, nil)
-	evs := ctEvents(t, time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC), "u1", "AKIAEXAMPLEKEY999999", natIP, nil)
+	evs := ctEvents(t, time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC), "u1", "AKIAEXAMPLEKEY999999", it.NATIP, nil)
 	before := evs[0]
 	fs := feed(t, l, evs)
 	if len(fs) != 0 || evs[0].Principal != before.Principal || evs[0].KeyPrincipal != "" || evs[0].KeyIssue != "" {
@@ -219,8 +220,8 @@ func TestAuditHashErrorsNameNoSecret(t *testing.T) {
 	}
 	var b bytes.Buffer
 	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
-	vaultIssue(&b, t0, "req-1", "AKIAEXAMPLEKEY000042", false)
-	fs := feed(t, l, normalize(t, "vault.log", b.Bytes()), ctEvents(t, t0.Add(time.Minute), "u1", "AKIAEXAMPLEKEY000042", natIP, nil))
+	it.VaultIssue(&b, t0, "req-1", "AKIAEXAMPLEKEY000042", false)
+	fs := feed(t, l, normalize(t, "vault.log", b.Bytes()), ctEvents(t, t0.Add(time.Minute), "u1", "AKIAEXAMPLEKEY000042", it.NATIP, nil))
 	if st := l.Stats(); len(fs) != 0 || st.HashErrors != 1 || st.Unlinked != 1 {
 		t.Fatalf("stats %+v findings %v", st, fs)
 	}
