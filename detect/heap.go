@@ -180,7 +180,10 @@ func appendEvent(b []byte, seq uint64, ev *schema.Event) []byte {
 		flags |= 4
 	}
 	b = append(b, flags)
-	return binary.AppendVarint(b, int64(ev.HTTPStatus))
+	b = binary.AppendVarint(b, int64(ev.HTTPStatus))
+	// the original record, for rules that read it after release
+	b = binary.AppendUvarint(b, uint64(len(ev.Raw)))
+	return append(b, ev.Raw...)
 }
 
 var errBadEvent = errors.New("corrupt buffered event")
@@ -256,5 +259,12 @@ func (d *decoder) readEvent(ev *schema.Event) uint64 {
 	d.b = d.b[1:]
 	ev.SourceIsService, ev.Auth, ev.ReadOnly = flags&1 != 0, flags&2 != 0, flags&4 != 0
 	ev.HTTPStatus = int(d.varint())
+	ev.Raw = nil
+	if raw := d.str(); raw != "" {
+		ev.Raw = []byte(raw)
+	}
+	if d.err != nil {
+		return 0
+	}
 	return seq
 }

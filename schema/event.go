@@ -121,6 +121,14 @@ type Event struct {
 	// Vault to payments-api (entity …) at 2026-11-20T10:02:00Z from
 	// 10.0.4.7, lease aws/creds/payments/…".
 	KeyIssue string `json:"key_issue,omitempty"`
+
+	// Raw is the original record the event was made of (a CloudTrail
+	// record, or the Vault response entry, else the request entry), kept
+	// when the reader is asked to (ingest.Options.KeepRaw) so that Sigma
+	// rules see every field of it. It is not part of the normalized JSON
+	// form; the stream carries it compressed and storage keeps it in the
+	// raw column.
+	Raw []byte `json:"-"`
 }
 
 // Failed reports whether the event's outcome is a failure.
