@@ -196,7 +196,6 @@ type kafkaPipeline struct {
 	prod, cons *stream.Kafka
 	ing        *Ingest
 	processed  atomic.Int64
-	findings   atomic.Int64
 	cancel     context.CancelFunc
 	done       chan error
 }

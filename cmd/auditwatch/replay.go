@@ -16,7 +16,7 @@ import (
 	"auditwatch/detect"
 	"auditwatch/detect/state"
 	"auditwatch/ingest"
-	"auditwatch/internal/termsafe"
+	"auditwatch/internal/escape"
 	"auditwatch/schema"
 )
 
@@ -81,7 +81,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return 2
 	}
 	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(fmt.Sprintf(format, a...)))
+		fmt.Fprintf(stderr, "replay: %s\n", escape.String(escape.Terminal, fmt.Sprintf(format, a...)))
 		return code
 	}
 	dcfg, err := loadReplayConfig(*configPath)
@@ -115,6 +115,11 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return fail(2, "%v", err)
 	}
 	defer eng.Close()
+	linker, err := replayLinker(*configPath, *stateDir, logger)
+	if err != nil {
+		return fail(2, "%v", err)
+	}
+	defer closeLinker(linker)
 	meta, err := eng.Meta()
 	if err != nil {
 		return fail(1, "%v", err)
@@ -166,6 +171,11 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	inputs, err := ingest.Inputs(paths)
 	if err == nil {
 		err = replayMerged(ctx, inputs, opts, pos, stderr, &total, func(name string, ev schema.Event) error {
+			if linker != nil {
+				if err := emit(linker.Process(ctx, &ev, nil)); err != nil {
+					return err
+				}
+			}
 			if err := emit(eng.Process(ev)); err != nil {
 				return err
 			}
@@ -236,7 +246,7 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 	var todo []string
 	for _, name := range inputs {
 		if pos[name].Done {
-			fmt.Fprintf(stderr, "replay: %s already replayed into this state; skipped\n", termsafe.String(name))
+			fmt.Fprintf(stderr, "replay: %s already replayed into this state; skipped\n", escape.String(escape.Terminal, name))
 			continue
 		}
 		todo = append(todo, name)
@@ -267,7 +277,7 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 		if err != nil {
 			var re *ingest.RecordError
 			if errors.As(err, &re) {
-				fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(err.Error()))
+				fmt.Fprintf(stderr, "replay: %s\n", escape.String(escape.Terminal, err.Error()))
 				continue
 			}
 			return err
