@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 
 	"auditwatch/alert"
@@ -34,7 +35,16 @@ func (d *daemon) detectConfig() (detect.Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}
+	setGoMemoryLimit(c)
 	return c, nil
+}
+
+// setGoMemoryLimit makes the Go collector keep the process within the
+// detectors' memory budget, unless GOMEMLIMIT already says otherwise.
+func setGoMemoryLimit(c detect.Config) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(c.GoMemoryLimit())
+	}
 }
 
 // engine is a detector engine with the state store it owns.
