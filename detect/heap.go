@@ -179,7 +179,16 @@ func appendEvent(b []byte, seq uint64, ev *schema.Event) []byte {
 	if ev.ReadOnly {
 		flags |= 4
 	}
+	if ev.InvokedBy != "" {
+		// Optional fields follow the flags, so buffers saved before
+		// they existed still decode.
+		flags |= 8
+	}
 	b = append(b, flags)
+	if flags&8 != 0 {
+		b = binary.AppendUvarint(b, uint64(len(ev.InvokedBy)))
+		b = append(b, ev.InvokedBy...)
+	}
 	return binary.AppendVarint(b, int64(ev.HTTPStatus))
 }
 
@@ -255,6 +264,10 @@ func (d *decoder) readEvent(ev *schema.Event) uint64 {
 	flags := d.b[0]
 	d.b = d.b[1:]
 	ev.SourceIsService, ev.Auth, ev.ReadOnly = flags&1 != 0, flags&2 != 0, flags&4 != 0
+	ev.InvokedBy = ""
+	if flags&8 != 0 {
+		ev.InvokedBy = d.str()
+	}
 	ev.HTTPStatus = int(d.varint())
 	return seq
 }
