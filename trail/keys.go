@@ -199,7 +199,7 @@ func (a *APIKeys) Key(ctx context.Context, fp string, t time.Time) (*PublicKey, 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if k, ok := a.keys[fp]; ok {
-		return k, nil
+		return a.valid(k, t)
 	}
 	now := time.Now
 	if a.Now != nil {
@@ -252,11 +252,20 @@ func (a *APIKeys) Key(ctx context.Context, fp string, t time.Time) (*PublicKey, 
 		in.NextToken = out.NextToken
 	}
 	if k, ok := a.keys[fp]; ok {
-		return k, nil
+		return a.valid(k, t)
 	}
 	if a.misses == nil {
 		a.misses = map[string]time.Time{}
 	}
 	a.misses[fp] = now()
 	return nil, fmt.Errorf("%w: %s", ErrNoKey, fp)
+}
+
+// valid returns k when it was valid at t (a key used outside its validity
+// did not sign the digest).
+func (a *APIKeys) valid(k *PublicKey, t time.Time) (*PublicKey, error) {
+	if !k.validAt(t) {
+		return nil, fmt.Errorf("%w: %s is not valid at %s", ErrNoKey, k.Fingerprint, t.Format(time.RFC3339))
+	}
+	return k, nil
 }

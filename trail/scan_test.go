@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -221,13 +220,4 @@ func TestNameTime(t *testing.T) {
 	if !trail.IsBackfill("a_20261103T090000Z_backfill.json.gz") || trail.IsBackfill("a_20261103T090000Z.json.gz") {
 		t.Error("IsBackfill")
 	}
-}
-
-func sortedKinds(fs []schema.Finding) []string {
-	var out []string
-	for _, f := range fs {
-		out = append(out, f.Attributes["kind"])
-	}
-	sort.Strings(out)
-	return out
 }

@@ -86,7 +86,6 @@ type chainRec struct {
 	gap     *open
 	gapLogs int
 	breaks  [][2]time.Time
-	count   int
 }
 
 // open is a raised finding that later revisions update.
@@ -105,17 +104,16 @@ type Verifier struct {
 	log   *slog.Logger
 	final bool
 
-	mu        sync.Mutex
-	logs      map[string]*logRec
-	listed    map[string]*listing
-	digests   map[string]*digestRec
-	waiting   map[string][]*digestRec // previous id -> digests naming it
-	chains    map[string]*chainRec
-	events    []schema.Event
-	out       []schema.Finding
-	statuses  []*DigestStatus
-	dropped   int
-	lastFinal time.Time
+	mu       sync.Mutex
+	logs     map[string]*logRec
+	listed   map[string]*listing
+	digests  map[string]*digestRec
+	waiting  map[string][]*digestRec // previous id -> digests naming it
+	chains   map[string]*chainRec
+	events   []schema.Event
+	out      []schema.Finding
+	statuses []*DigestStatus
+	dropped  int
 }
 
 // NewVerifier returns a verifier; cfg is defaulted.
