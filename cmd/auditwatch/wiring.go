@@ -48,8 +48,6 @@ func (e engine) Close() error {
 	return errors.Join(e.Engine.Close(), e.st.Close())
 }
 
-var _ pipeline.Drainer = engine{}
-
 // detectorOpener opens detector engines under the state directory: one
 // store per partition at <state.dir>/detect/<key>/<partition>, so each
 // partition's state moves and is rebuilt on its own.
@@ -153,7 +151,16 @@ func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
 			d.storeErr = err
 			return
 		}
-		d.storeDB, d.storeW = st, w
+		// The embedded store is this process's alone: answer `auditwatch
+		// query` on its local endpoint (docs/STORAGE.md).
+		qs, err := store.ServeQueries(ctx, scfg, d.log.With("component", "query-endpoint"))
+		if err != nil {
+			w.Close(ctx)
+			st.Close()
+			d.storeErr = err
+			return
+		}
+		d.storeDB, d.storeW, d.storeQS = st, w, qs
 	})
 	return d.storeW, d.storeErr
 }
@@ -164,6 +171,11 @@ func (d *daemon) closeStorage() {
 		if d.storeW != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 			defer cancel()
+			if d.storeQS != nil {
+				if err := d.storeQS.Close(ctx); err != nil {
+					d.log.Warn("close query endpoint", "err", err)
+				}
+			}
 			if err := d.storeW.Close(ctx); err != nil {
 				d.log.Warn("close storage writer", "err", err)
 			}
