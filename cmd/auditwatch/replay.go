@@ -15,6 +15,7 @@ import (
 	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
+	"auditwatch/incident"
 	"auditwatch/ingest"
 	"auditwatch/internal/escape"
 	"auditwatch/schema"
@@ -124,6 +125,17 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return fail(1, "%v", err)
 	}
+	// Findings join incidents before they are written (the same stage
+	// run and detect use), state kept in the checkpoint.
+	var corr *incident.Correlator
+	if dcfg.Incidents.On() {
+		if corr, err = incident.New(incidentConfig(dcfg)); err == nil {
+			err = corr.RestoreState(meta[incident.MetaKey])
+		}
+		if err != nil {
+			return fail(1, "%v", err)
+		}
+	}
 	pos := map[string]replayPos{}
 	for k, v := range meta {
 		name, ok := strings.CutPrefix(k, "replay/")
@@ -141,6 +153,9 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	var nFindings, sinceCkpt int64
 	var buf []byte
 	emit := func(fs []schema.Finding) error {
+		if corr != nil {
+			corr.Assign(fs)
+		}
 		for i := range fs {
 			b, err := json.Marshal(&fs[i])
 			if err != nil {
@@ -163,6 +178,13 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		for name, p := range pos {
 			b, _ := json.Marshal(p)
 			m["replay/"+name] = b
+		}
+		if corr != nil {
+			b, err := corr.MarshalState()
+			if err != nil {
+				return err
+			}
+			m[incident.MetaKey] = b
 		}
 		sinceCkpt = 0
 		return eng.Checkpoint(m)
