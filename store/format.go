@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -64,9 +66,43 @@ func TerminalSafe(s string) string {
 	return b.String()
 }
 
+// CSVCell renders one value for a CSV cell: control characters escaped
+// (TerminalSafe) and a text cell that a spreadsheet would run as a formula
+// (leading =, +, -, @, tab or CR) prefixed with '.
+func CSVCell(v any) string {
+	s := CellText(v)
+	if _, isStr := v.(string); isStr && s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		s = "'" + s
+	}
+	return TerminalSafe(s)
+}
+
+// jsonSafe escapes, in encoding/json output, the runes it leaves raw that
+// a terminal or viewer could interpret: C1 controls, Unicode format
+// characters (bidi overrides) and line/paragraph separators become \uXXXX
+// (the JSON value is unchanged).
+func jsonSafe(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if (r >= 0x80 && r < 0xa0) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' {
+			if r > 0xffff {
+				r1, r2 := utf16.EncodeRune(r)
+				out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+			} else {
+				out = fmt.Appendf(out, `\u%04x`, r)
+			}
+		} else {
+			out = append(out, b[i:i+n]...)
+		}
+		i += n
+	}
+	return out
+}
+
 // WriteResult writes r as an aligned table (every cell TerminalSafe), JSON
-// (an array of objects; numbers stay numbers) or CSV (with a header; cells
-// that a spreadsheet would run as a formula are prefixed with ').
+// (an array of objects; numbers stay numbers; no raw control or format
+// character) or CSV (RFC 4180 with a header; see CSVCell).
 func WriteResult(w io.Writer, r *Result, format string) error {
 	switch format {
 	case FormatJSON:
@@ -81,22 +117,26 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 			}
 			out = append(out, m)
 		}
-		enc := json.NewEncoder(w)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+		_, err := w.Write(jsonSafe(buf.Bytes()))
+		return err
 	case FormatCSV:
+		// RFC 4180 (CRLF records, quoted fields); every cell TerminalSafe,
+		// so no raw control character reaches a spreadsheet or terminal.
 		cw := csv.NewWriter(w)
+		cw.UseCRLF = true
 		if err := cw.Write(r.Columns); err != nil {
 			return err
 		}
 		for _, row := range r.Rows {
 			rec := make([]string, len(row))
 			for i, v := range row {
-				s := CellText(v)
-				if _, isStr := v.(string); isStr && s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-					s = "'" + s
-				}
-				rec[i] = s
+				rec[i] = CSVCell(v)
 			}
 			if err := cw.Write(rec); err != nil {
 				return err
