@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -9,9 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"auditwatch/internal/escape"
 )
 
 // Formats of WriteResult.
@@ -40,69 +39,12 @@ func CellText(v any) string {
 	return fmt.Sprint(v)
 }
 
-// TerminalSafe escapes everything in s that a terminal could interpret:
-// C0 and C1 control characters (ESC sequences, carriage returns, BEL), DEL,
-// Unicode format characters (bidi overrides) and invalid UTF-8 become
-// visible \xHH or \u{…} escapes; a backslash is doubled so escapes are
-// unambiguous.
-func TerminalSafe(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && n <= 1:
-			fmt.Fprintf(&b, `\x%02X`, s[i])
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-			fmt.Fprintf(&b, `\x%02X`, r)
-		case unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029':
-			fmt.Fprintf(&b, `\u{%X}`, r)
-		default:
-			b.WriteString(s[i : i+n])
-		}
-		i += n
-	}
-	return b.String()
-}
-
-// CSVCell renders one value for a CSV cell: control characters escaped
-// (TerminalSafe) and a text cell that a spreadsheet would run as a formula
-// (leading =, +, -, @, tab or CR) prefixed with '.
-func CSVCell(v any) string {
-	s := CellText(v)
-	if _, isStr := v.(string); isStr && s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		s = "'" + s
-	}
-	return TerminalSafe(s)
-}
-
-// jsonSafe escapes, in encoding/json output, the runes it leaves raw that
-// a terminal or viewer could interpret: C1 controls, Unicode format
-// characters (bidi overrides) and line/paragraph separators become \uXXXX
-// (the JSON value is unchanged).
-func jsonSafe(b []byte) []byte {
-	out := make([]byte, 0, len(b))
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if (r >= 0x80 && r < 0xa0) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' {
-			if r > 0xffff {
-				r1, r2 := utf16.EncodeRune(r)
-				out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
-			} else {
-				out = fmt.Appendf(out, `\u%04x`, r)
-			}
-		} else {
-			out = append(out, b[i:i+n]...)
-		}
-		i += n
-	}
-	return out
-}
-
-// WriteResult writes r as an aligned table (every cell TerminalSafe), JSON
-// (an array of objects; numbers stay numbers; no raw control or format
-// character) or CSV (RFC 4180 with a header; see CSVCell).
+// WriteResult writes r as an aligned table (every cell escaped for the
+// terminal), JSON (an array of objects; numbers stay numbers; strings
+// escaped for JSON, so no raw control or bidi character) or CSV (RFC
+// 4180, with a header; string cells escaped for CSV: control, zero-width
+// and bidi characters as visible codes, and cells that a spreadsheet would
+// run as a formula prefixed with '). Escaping is internal/escape's.
 func WriteResult(w io.Writer, r *Result, format string) error {
 	switch format {
 	case FormatJSON:
@@ -110,33 +52,33 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 		for _, row := range r.Rows {
 			m := make(map[string]any, len(row))
 			for i, v := range row {
-				if t, ok := v.(time.Time); ok {
-					v = t.UTC().Format(time.RFC3339)
+				switch x := v.(type) {
+				case time.Time:
+					v = x.UTC().Format(time.RFC3339)
+				case string:
+					v = escape.String(escape.JSON, x)
 				}
 				m[r.Columns[i]] = v
 			}
 			out = append(out, m)
 		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
-			return err
-		}
-		_, err := w.Write(jsonSafe(buf.Bytes()))
-		return err
+		return enc.Encode(out)
 	case FormatCSV:
-		// RFC 4180 (CRLF records, quoted fields); every cell TerminalSafe,
-		// so no raw control character reaches a spreadsheet or terminal.
 		cw := csv.NewWriter(w)
-		cw.UseCRLF = true
+		cw.UseCRLF = true // RFC 4180 records end in CRLF
 		if err := cw.Write(r.Columns); err != nil {
 			return err
 		}
 		for _, row := range r.Rows {
 			rec := make([]string, len(row))
 			for i, v := range row {
-				rec[i] = CSVCell(v)
+				s := CellText(v)
+				if _, isStr := v.(string); isStr {
+					s = escape.String(escape.CSV, s)
+				}
+				rec[i] = s
 			}
 			if err := cw.Write(rec); err != nil {
 				return err
@@ -150,7 +92,7 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 		for _, row := range r.Rows {
 			rec := make([]string, len(row))
 			for i, v := range row {
-				rec[i] = TerminalSafe(CellText(v))
+				rec[i] = escape.String(escape.Terminal, CellText(v))
 			}
 			cells = append(cells, rec)
 		}
@@ -177,7 +119,7 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 			b.WriteString("(no rows)\n")
 		}
 		for _, n := range r.Notes {
-			b.WriteString(TerminalSafe(n) + "\n")
+			b.WriteString(escape.String(escape.Terminal, n) + "\n")
 		}
 		_, err := io.WriteString(w, b.String())
 		return err

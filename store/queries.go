@@ -25,11 +25,11 @@ type QueryArgs struct {
 	// Since is the start of the time window (events at or after it).
 	Since time.Time
 	// Until is the end of the window (at or before it; zero: no end).
-	Until     time.Time
+	Until time.Time
 	// Severity keeps findings at or above it; Detector keeps one
 	// detector's findings (findings only).
-	Severity string
-	Detector string
+	Severity  string
+	Detector  string
 	Resource  string
 	Principal string
 	// IP is an address or a CIDR prefix.
