@@ -376,7 +376,7 @@ func TestAccessKeysBackfill(t *testing.T) {
 	// Back to a store at migration 0003 (events_by_principal fed by its view).
 	for _, q := range []string{"DROP TABLE " + db + ".access_keys_by_principal_mv", "TRUNCATE TABLE " + db + ".access_keys",
 		"CREATE MATERIALIZED VIEW " + db + ".events_by_principal_mv TO " + db + ".events_by_principal AS SELECT day, time, id, principal, access_key, action, resource, source_ip, outcome, error, failure_kind FROM " + db + ".events",
-		"ALTER TABLE " + db + ".schema_migrations DELETE WHERE version >= 4 SETTINGS mutations_sync = 1"} {
+		"ALTER TABLE " + db + ".schema_migrations DELETE WHERE version >= 4 AND version <= 5 SETTINGS mutations_sync = 1"} {
 		if err := st.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}

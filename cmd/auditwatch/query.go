@@ -121,5 +121,10 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		fmt.Fprintln(stderr, "auditwatch query:", err)
 		return 1
 	}
+	if *format != store.FormatTable {
+		for _, n := range res.Notes {
+			fmt.Fprintln(stderr, store.TerminalSafe(n))
+		}
+	}
 	return 0
 }
