@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -44,21 +45,47 @@ func TestEverySubcommandHelp(t *testing.T) {
 			if !strings.HasPrefix(help, "usage: auditwatch "+name) {
 				t.Errorf("%s -h does not start with its usage line:\n%s", name, help)
 			}
-			v, ok := flagSets.Load(name)
-			if !ok {
-				t.Fatalf("%s does not build its flags with newFlagSet", name)
+			// A command with subcommands (rules check, trail verify)
+			// names them in its usage; each one's -h lists its flags.
+			subs := map[string]string{}
+			for _, m := range regexp.MustCompile(`auditwatch `+regexp.QuoteMeta(name)+` ([a-z][a-z-]+)`).FindAllStringSubmatch(help, -1) {
+				subs[name+" "+m[1]] = m[1]
 			}
-			v.(*flag.FlagSet).VisitAll(func(f *flag.Flag) {
-				if !strings.Contains(help, "  -"+f.Name) {
-					t.Errorf("%s -h does not list -%s:\n%s", name, f.Name, help)
+			if len(subs) == 0 {
+				checkFlagsListed(t, name, help)
+				return
+			}
+			for full, sub := range subs {
+				flagSets.Delete(full)
+				code, stdout, stderr := runCmd(t, name, sub, "-h")
+				if code != 0 {
+					t.Errorf("%s -h: exit %d\n%s", full, code, stderr)
+					continue
 				}
-				if zero := map[string]bool{"": true, "0": true, "false": true, "0s": true}; !zero[f.DefValue] &&
-					!strings.Contains(help, "(default "+f.DefValue) && !strings.Contains(help, `(default "`+f.DefValue+`")`) {
-					t.Errorf("%s -h does not show -%s's default %q:\n%s", name, f.Name, f.DefValue, help)
-				}
-			})
+				checkFlagsListed(t, full, stdout+stderr)
+			}
 		})
 	}
+}
+
+// checkFlagsListed checks that help lists every flag of the flag set the
+// command name made, with its default.
+func checkFlagsListed(t *testing.T, name, help string) {
+	t.Helper()
+	v, ok := flagSets.Load(name)
+	if !ok {
+		t.Errorf("%s does not build its flags with newFlagSet", name)
+		return
+	}
+	v.(*flag.FlagSet).VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(help, "  -"+f.Name) {
+			t.Errorf("%s -h does not list -%s:\n%s", name, f.Name, help)
+		}
+		if zero := map[string]bool{"": true, "0": true, "false": true, "0s": true}; !zero[f.DefValue] &&
+			!strings.Contains(help, "(default "+f.DefValue) && !strings.Contains(help, `(default "`+f.DefValue+`")`) {
+			t.Errorf("%s -h does not show -%s's default %q:\n%s", name, f.Name, f.DefValue, help)
+		}
+	})
 }
 
 func TestVersionFlag(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"auditwatch/alert"
 	"auditwatch/config"
 	"auditwatch/detect"
+	"auditwatch/identity"
 	"auditwatch/store"
 )
 
@@ -200,6 +201,17 @@ var sections = []section{
 				l.Storage = &c
 			}
 			return nil, err
+		},
+	},
+	{
+		key: "identity",
+		typ: reflect.TypeFor[identity.Config](),
+		check: func(n *yaml.Node, _ *Loaded) (error, error) {
+			c, err := identity.FromNode(n)
+			if err != nil {
+				return err, nil
+			}
+			return nil, c.Validate()
 		},
 	},
 }
