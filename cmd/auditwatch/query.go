@@ -44,8 +44,7 @@ func fmtDur(d time.Duration) string {
 }
 
 func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("query", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("query", stderr, "<name> [flags]", commands["query"].summary)
 	var sf storageFlags
 	sf.register(fs)
 	var a store.QueryArgs
