@@ -96,7 +96,7 @@ func (m *metrics) registerOutputs(reg prometheus.Registerer, r *Router) error {
 		}
 		for _, st := range []string{StateIdle, StateDelivering, StateRetrying} {
 			cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "auditwatch_alert_output_state",
-				Help: "Delivery state of an output: 1 for its current state (idle, delivering, retrying).",
+				Help:        "Delivery state of an output: 1 for its current state (idle, delivering, retrying).",
 				ConstLabels: prometheus.Labels{"output": name, "state": st}},
 				func() float64 {
 					if status(name).State == st {

@@ -32,7 +32,7 @@ const (
 type Ledger struct {
 	db *bolt.DB
 
-	mu      sync.Mutex
+	mu       sync.Mutex
 	sent     map[string]byte
 	threads  map[string]string
 	attempts map[string]time.Time
@@ -240,7 +240,9 @@ func (t *Threads) SetThread(key, ts string) error { return t.l.SetThread(t.scope
 func (t *Threads) Attempt(key string) (time.Time, bool, error) { return t.l.Attempt(t.scope + key) }
 
 // MarkAttempt records that a post of key is about to be made.
-func (t *Threads) MarkAttempt(key string, at time.Time) error { return t.l.MarkAttempt(t.scope+key, at) }
+func (t *Threads) MarkAttempt(key string, at time.Time) error {
+	return t.l.MarkAttempt(t.scope+key, at)
+}
 
 // Close closes the file.
 func (l *Ledger) Close() error {
