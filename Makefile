@@ -85,6 +85,9 @@ SOAK_DURATION ?= 10m
 SOAK_RATE ?= 2000
 SOAK_SAMPLE ?= 30s
 SOAK_REPORT ?= docs/SOAK.md
+# The harness is its own command (cmd/auditwatch-bench), so the production
+# binary links no test broker; it runs bin/auditwatch's commands.
 soak: build chdb
-	CHDB_LIB_PATH=$$(scripts/fetch-chdb.sh) $(BIN) bench --rate $(SOAK_RATE) --duration $(SOAK_DURATION) \
+	$(GO) build -o bin/auditwatch-bench ./cmd/auditwatch-bench
+	CHDB_LIB_PATH=$$(scripts/fetch-chdb.sh) bin/auditwatch-bench --binary $(BIN) --rate $(SOAK_RATE) --duration $(SOAK_DURATION) \
 		--sample $(SOAK_SAMPLE) --out $(SOAK_REPORT) --json bin/soak.json

@@ -4,103 +4,14 @@ import (
 	"path"
 	"strings"
 
+	"auditwatch/internal/resname"
 	"auditwatch/schema"
 )
 
-// CanonicalResource names a resource the same way however the log names it:
-//
-//   - Secrets Manager: a secret referenced by name, by partial ARN or by
-//     full ARN (name plus "-" and AWS's 6-character random suffix) becomes
-//     "arn:aws:secretsmanager:<region>:<account>:secret:<name>". A full ARN
-//     is recognised by its suffix; a secret whose own name ends in
-//     "-XXXXXX" and is referenced by partial ARN is therefore ambiguous (AWS
-//     documents the same ambiguity) and loses that ending.
-//   - Vault KV v2: secret/data/x, secret/metadata/x and secret/metadata/x/
-//     (LIST), and the delete/undelete/destroy/subkeys variants, become
-//     "<namespace>/<mount>x"; other Vault paths lose a trailing slash.
-//   - Anything else is returned as logged.
-func CanonicalResource(ev *schema.Event) string {
-	switch ev.Source {
-	case schema.SourceCloudTrail:
-		return canonicalAWS(ev)
-	case schema.SourceVault:
-		return canonicalVault(ev)
-	}
-	return ev.Resource
-}
-
-func canonicalAWS(ev *schema.Event) string {
-	r := ev.Resource
-	if !strings.HasPrefix(ev.Action, "secretsmanager:") {
-		return r
-	}
-	if r == "" {
-		// BatchGetSecretValue by filter and ListSecrets name no secret.
-		return ""
-	}
-	const marker = ":secret:"
-	if strings.HasPrefix(r, "arn:") {
-		i := strings.Index(r, marker)
-		if i < 0 {
-			return r
-		}
-		name := stripSecretSuffix(r[i+len(marker):])
-		return r[:i+len(marker)] + name
-	}
-	partition := "aws"
-	return "arn:" + partition + ":secretsmanager:" + ev.Region + ":" + ev.Account + marker + r
-}
-
-// stripSecretSuffix removes "-" plus 6 alphanumerics that Secrets Manager
-// appends to a secret's name in its full ARN.
-func stripSecretSuffix(name string) string {
-	if len(name) < 8 || name[len(name)-7] != '-' {
-		return name
-	}
-	for i := len(name) - 6; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return name
-		}
-	}
-	return name[:len(name)-7]
-}
-
-var kv2Prefixes = []string{"data/", "metadata/", "delete/", "undelete/", "destroy/", "subkeys/"}
-
-func canonicalVault(ev *schema.Event) string {
-	p := strings.TrimPrefix(ev.Resource, "/")
-	mount := ev.Mount
-	if mount != "" && !strings.HasSuffix(mount, "/") {
-		mount += "/"
-	}
-	if mount == "" || !strings.HasPrefix(p, mount) {
-		if i := strings.IndexByte(p, '/'); i >= 0 {
-			mount = p[:i+1]
-		} else {
-			mount = ""
-		}
-	}
-	rest := p[len(mount):]
-	if ev.MountType == "kv" || ev.MountType == "" {
-		for _, pre := range kv2Prefixes {
-			if strings.HasPrefix(rest, pre) {
-				rest = rest[len(pre):]
-				break
-			}
-			if rest+"/" == pre {
-				rest = ""
-				break
-			}
-		}
-	}
-	rest = strings.TrimSuffix(rest, "/")
-	out := mount + rest
-	if ns := strings.Trim(ev.Namespace, "/"); ns != "" && ns != "root" {
-		out = ns + "/" + out
-	}
-	return out
-}
+// CanonicalResource names a resource the same way however the log names
+// it (resname.Key: Secrets Manager name, partial or full ARN; KV v2 data/
+// and metadata/ paths).
+func CanonicalResource(ev *schema.Event) string { return resname.Key(ev) }
 
 // scope decides which events are secret accesses.
 type scope struct {

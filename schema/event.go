@@ -103,6 +103,14 @@ type Event struct {
 	ReadOnly bool `json:"read_only,omitempty"`
 	// HTTPStatus is known for some Vault records; 0 when unknown.
 	HTTPStatus int `json:"http_status,omitempty"`
+
+	// Raw is the original record the event was made of (a CloudTrail
+	// record, or the Vault response entry, else the request entry), kept
+	// when the reader is asked to (ingest.Options.KeepRaw) so that Sigma
+	// rules see every field of it. It is not part of the normalized JSON
+	// form; the stream carries it compressed and storage keeps it in the
+	// raw column.
+	Raw []byte `json:"-"`
 }
 
 // Failed reports whether the event's outcome is a failure.

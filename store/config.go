@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"auditwatch/internal/secret"
 	chschema "auditwatch/schema/clickhouse"
 	"auditwatch/store/chdb"
 	"auditwatch/store/clickhouse"
@@ -51,6 +55,27 @@ type BatchConfig struct {
 type QueryConfig struct {
 	MaxExecutionTime time.Duration `yaml:"max_execution_time"`
 	MaxResultRows    uint64        `yaml:"max_result_rows"`
+	// Listen is where `auditwatch run` on the embedded store answers the
+	// runbook queries of `auditwatch query` (the engine lets one process
+	// open the data directory): "unix:PATH", a loopback "127.0.0.1:PORT"
+	// (then Token is required), or "off". The default is the unix socket
+	// "unix:<storage.chdb.path>/query.sock", private to the user. It is
+	// never the metrics listener: it answers with audit data.
+	Listen string `yaml:"listen"`
+	// Token authenticates queries on a TCP endpoint ({env: …} or {file: …}).
+	Token secret.Secret `yaml:"token"`
+}
+
+// Endpoint returns the query endpoint's network ("unix" or "tcp") and
+// address, or "" when there is none (a server backend, or listen: off).
+func (c *Config) Endpoint() (network, addr string) {
+	if c.Backend != BackendCHDB || c.Query.Listen == "off" {
+		return "", ""
+	}
+	if rest, ok := strings.CutPrefix(c.Query.Listen, "unix:"); ok {
+		return "unix", rest
+	}
+	return "tcp", c.Query.Listen
 }
 
 // Defaults fills every unset field; the one place defaults live.
@@ -84,6 +109,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Query.MaxResultRows == 0 {
 		c.Query.MaxResultRows = 100000
+	}
+	if c.Query.Listen == "" && c.Backend == BackendCHDB {
+		c.Query.Listen = "unix:" + filepath.Join(c.CHDB.Path, "query.sock")
 	}
 }
 
@@ -123,6 +151,23 @@ func (c *Config) Validate() error {
 	}
 	if c.Query.MaxResultRows == 0 {
 		errs = append(errs, errors.New("storage.query.max_result_rows: must be positive"))
+	}
+	if err := c.Query.Token.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("storage.query.token: %w", err))
+	}
+	if network, addr := c.Endpoint(); network == "tcp" {
+		host, _, err := net.SplitHostPort(addr)
+		ip := net.ParseIP(host)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("storage.query.listen: %q: want unix:PATH, 127.0.0.1:PORT or off", addr))
+		case host != "localhost" && (ip == nil || !ip.IsLoopback()):
+			errs = append(errs, fmt.Errorf("storage.query.listen: %q is not a loopback address: the endpoint answers with audit data", addr))
+		case c.Query.Token.IsZero():
+			errs = append(errs, errors.New("storage.query.token: required when storage.query.listen is a TCP address"))
+		}
+	} else if network == "unix" && addr == "" {
+		errs = append(errs, errors.New("storage.query.listen: unix: needs a path"))
 	}
 	return errors.Join(errs...)
 }

@@ -133,8 +133,11 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 			}
 			b.WriteByte('\n')
 		}
-		if len(r.Rows) == 0 {
+		if len(r.Rows) == 0 && len(r.Notes) == 0 {
 			b.WriteString("(no rows)\n")
+		}
+		for _, n := range r.Notes {
+			b.WriteString(TerminalSafe(n) + "\n")
 		}
 		_, err := io.WriteString(w, b.String())
 		return err

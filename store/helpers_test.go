@@ -8,3 +8,5 @@ import (
 )
 
 func chdbConfig(t *testing.T) chdb.Config { return chdb.Config{Path: chtest.CHDBPath(t)} }
+
+func chdbConfigAt(path string) chdb.Config { return chdb.Config{Path: path} }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"auditwatch/internal/resname"
 	"auditwatch/store/chsql"
 )
 
@@ -82,7 +83,8 @@ var Queries = map[string]QuerySpec{
        arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 5), ' ') AS actions,
        min(time) AS first_seen, max(time) AS last_seen
 FROM auditwatch.events
-WHERE resource = {resource:String} AND ` + window + `
+WHERE (resource = {resource:String} OR resource_name IN ({name0:String}, {name1:String}, {name2:String}, {name3:String}))
+  AND ` + window + `
 GROUP BY principal, source_ip
 ORDER BY events DESC, principal, source_ip
 LIMIT {limit:UInt64}`,
@@ -160,6 +162,51 @@ LIMIT {limit:UInt64}`,
 	},
 }
 
+// nameParams binds name0..name3: every canonical name the typed resource
+// can mean (resname.Candidates), the first repeated to fill the slots.
+func nameParams(resource string) chsql.Params {
+	c := resname.Candidates(resource)
+	ps := make(chsql.Params, 0, resname.MaxCandidates)
+	for i := 0; i < resname.MaxCandidates; i++ {
+		v := c[0]
+		if i < len(c) {
+			v = c[i]
+		}
+		ps = append(ps, chsql.Str(fmt.Sprintf("name%d", i), v))
+	}
+	return ps
+}
+
+// nearSQL lists stored resource names containing a word of the asked
+// name, for an empty who-accessed answer.
+const nearSQL = `SELECT resource_name, uniqExact(id) AS events
+FROM auditwatch.events
+WHERE position(lower(resource_name), lower({needle:String})) > 0 AND ` + window + `
+GROUP BY resource_name
+ORDER BY events DESC, resource_name
+LIMIT 5`
+
+// nearNeedle is the word of a resource name to look for: the longest path
+// segment after the mount (or the whole name).
+func nearNeedle(resource string) string {
+	c := resname.Candidates(resource)
+	name := c[len(c)-1]
+	if i := strings.LastIndex(name, ":"); i >= 0 {
+		name = name[i+1:]
+	}
+	segs := strings.Split(strings.Trim(name, "/"), "/")
+	if len(segs) > 1 {
+		segs = segs[1:]
+	}
+	best := ""
+	for _, s := range segs {
+		if len(s) > len(best) {
+			best = s
+		}
+	}
+	return best
+}
+
 // QueryNames lists the catalog in a stable order.
 func QueryNames() []string {
 	var out []string
@@ -199,6 +246,7 @@ func Build(name string, a QueryArgs, db string) (string, chsql.Params, error) {
 			return "", nil, fmt.Errorf("%s: --resource is required: %w", name, ErrQueryArgs)
 		}
 		ps = append(ps, chsql.Str("resource", a.Resource))
+		ps = append(ps, nameParams(a.Resource)...)
 	case "principal":
 		if a.Principal == "" {
 			return "", nil, fmt.Errorf("%s: --principal is required: %w", name, ErrQueryArgs)
@@ -246,6 +294,19 @@ func (d *DB) Query(ctx context.Context, name string, a QueryArgs) (*Result, erro
 	res, err := d.b.Query(ctx, sql, ps)
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", name, err)
+	}
+	if name == "who-accessed" && len(res.Rows) == 0 {
+		if needle := nearNeedle(a.Resource); len(needle) >= 2 {
+			near, err := d.b.Query(ctx, WithDB(nearSQL, d.cfg.Database), chsql.Params{
+				chsql.U32("since", uint32(chsql.ClampTime(a.Since).Unix())), chsql.Str("needle", needle)})
+			if err == nil && len(near.Rows) > 0 {
+				var names []string
+				for _, r := range near.Rows {
+					names = append(names, fmt.Sprint(r[0]))
+				}
+				res.Notes = append(res.Notes, fmt.Sprintf("no rows; %d resources match %q: %s", len(names), needle, strings.Join(names, ", ")))
+			}
+		}
 	}
 	return res, nil
 }

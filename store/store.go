@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -62,7 +63,11 @@ const (
 	// ReadWrite opens for the pipeline and migrations.
 	ReadWrite Mode = iota
 	// ReadOnly opens for runbook queries: readonly=1 and the query limits.
+	// An embedded store must exist and not be held by another process.
 	ReadOnly
+	// served is ReadOnly inside the process that holds the store (the
+	// query endpoint of `run`).
+	served
 )
 
 // DB is an open store on a backend.
@@ -70,6 +75,8 @@ type DB struct {
 	b      backend
 	cfg    Config
 	logger *slog.Logger
+	// unlock releases the embedded store's directory lock (nil otherwise).
+	unlock func()
 }
 
 // Open opens the configured backend for writing (the pipeline, migrations).
@@ -115,13 +122,37 @@ func open(ctx context.Context, cfg Config, mode Mode, logger *slog.Logger) (Stor
 		return offStore{}, nil
 	case BackendCHDB:
 		var lim *chdb.Limits
-		if mode == ReadOnly {
+		if mode != ReadWrite {
 			lim = &chdb.Limits{MaxExecutionTime: cfg.Query.MaxExecutionTime, MaxResultRows: cfg.Query.MaxResultRows}
 		}
+		var unlock func()
+		switch mode {
+		case ReadWrite:
+			if err := os.MkdirAll(cfg.CHDB.Path, 0o750); err != nil {
+				return nil, fmt.Errorf("storage: create %s: %w", cfg.CHDB.Path, err)
+			}
+			// Wait out a query that opened the store a moment earlier.
+			unlock, err = lockDir(ctx, cfg.CHDB.Path, cfg.Query.MaxExecutionTime+10*time.Second)
+		case ReadOnly:
+			if err := storeExists(cfg.CHDB.Path); err != nil {
+				return nil, err
+			}
+			unlock, err = lockDir(ctx, cfg.CHDB.Path, 0)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
 		b, err = chdb.New(cfg.CHDB, cfg.Database, lim, logger)
+		if err != nil {
+			if unlock != nil {
+				unlock()
+			}
+			return nil, fmt.Errorf("storage: open %s backend: %w", cfg.Backend, err)
+		}
+		return &DB{b: b, cfg: cfg, logger: logger, unlock: unlock}, nil
 	case BackendClickHouse:
 		var lim *clickhouse.Limits
-		if mode == ReadOnly {
+		if mode != ReadWrite {
 			lim = &clickhouse.Limits{MaxExecutionTime: cfg.Query.MaxExecutionTime, MaxResultRows: cfg.Query.MaxResultRows}
 		}
 		b, err = clickhouse.New(ctx, cfg.ClickHouse, cfg.Database, lim, logger)
@@ -236,8 +267,30 @@ func (d *DB) Raw(ctx context.Context, sql string, ps chsql.Params) (*Result, err
 	return d.b.Query(ctx, sql, ps)
 }
 
-// Close closes the backend.
-func (d *DB) Close() error { return d.b.Close() }
+// Close closes the backend (and releases the embedded store's lock).
+func (d *DB) Close() error {
+	err := d.b.Close()
+	if d.unlock != nil {
+		d.unlock()
+	}
+	return err
+}
+
+// storeExists reports ErrNoStore, naming the path, when the embedded data
+// directory is missing: a read-only command never creates one.
+func storeExists(path string) error {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %s (nothing has been stored there; check --config or storage.chdb.path)", ErrNoStore, path)
+	}
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("storage: %s is not a directory", path)
+	}
+	return nil
+}
 
 // offStore discards writes and refuses queries.
 type offStore struct{}

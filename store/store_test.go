@@ -150,8 +150,8 @@ func TestBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(ms) != 5 || r.Rows[0][0] != uint64(len(ms)) {
-				t.Fatalf("schema_migrations has %v rows after two runs, want %d (of 5 migrations)", r.Rows[0][0], len(ms))
+			if len(ms) < 5 || r.Rows[0][0] != uint64(len(ms)) {
+				t.Fatalf("schema_migrations has %v rows after two runs, want %d", r.Rows[0][0], len(ms))
 			}
 
 			now := time.Now().UTC()
@@ -376,7 +376,7 @@ func TestAccessKeysBackfill(t *testing.T) {
 	// Back to a store at migration 0003 (events_by_principal fed by its view).
 	for _, q := range []string{"DROP TABLE " + db + ".access_keys_by_principal_mv", "TRUNCATE TABLE " + db + ".access_keys",
 		"CREATE MATERIALIZED VIEW " + db + ".events_by_principal_mv TO " + db + ".events_by_principal AS SELECT day, time, id, principal, access_key, action, resource, source_ip, outcome, error, failure_kind FROM " + db + ".events",
-		"ALTER TABLE " + db + ".schema_migrations DELETE WHERE version >= 4 SETTINGS mutations_sync = 1"} {
+		"ALTER TABLE " + db + ".schema_migrations DELETE WHERE version >= 4 AND version <= 5 SETTINGS mutations_sync = 1"} {
 		if err := st.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}

@@ -49,6 +49,7 @@ type daemon struct {
 	storeOnce, storeClose sync.Once
 	storeDB               store.Store
 	storeW                *store.Writer
+	storeQS               *store.QueryServer
 	storeErr              error
 }
 

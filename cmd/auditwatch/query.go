@@ -107,7 +107,7 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.OpenReadOnly(ctx, cfg, logger)
+	st, err := store.OpenQuery(ctx, cfg, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)
 		return 1
@@ -121,6 +121,11 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err := store.WriteResult(stdout, res, *format); err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)
 		return 1
+	}
+	if *format != store.FormatTable {
+		for _, n := range res.Notes {
+			fmt.Fprintln(stderr, store.TerminalSafe(n))
+		}
 	}
 	return 0
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ func (s *storageFlags) load() (store.Config, error) {
 		cfg.Backend = s.backend
 	}
 	if s.chdbPath != "" {
+		if cfg.Query.Listen == "unix:"+filepath.Join(cfg.CHDB.Path, "query.sock") {
+			cfg.Query.Listen = "" // the default follows the path
+		}
 		cfg.CHDB.Path = s.chdbPath
 	}
 	if s.addr != "" {

@@ -153,7 +153,16 @@ func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
 			d.storeErr = err
 			return
 		}
-		d.storeDB, d.storeW = st, w
+		// The embedded store is this process's alone: answer `auditwatch
+		// query` on its local endpoint (docs/STORAGE.md).
+		qs, err := store.ServeQueries(ctx, scfg, d.log.With("component", "query-endpoint"))
+		if err != nil {
+			w.Close(ctx)
+			st.Close()
+			d.storeErr = err
+			return
+		}
+		d.storeDB, d.storeW, d.storeQS = st, w, qs
 	})
 	return d.storeW, d.storeErr
 }
@@ -164,6 +173,11 @@ func (d *daemon) closeStorage() {
 		if d.storeW != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 			defer cancel()
+			if d.storeQS != nil {
+				if err := d.storeQS.Close(ctx); err != nil {
+					d.log.Warn("close query endpoint", "err", err)
+				}
+			}
 			if err := d.storeW.Close(ctx); err != nil {
 				d.log.Warn("close storage writer", "err", err)
 			}

@@ -22,6 +22,7 @@ var EventColumns = []string{
 	"account", "access_key", "policies", "token_hmac", "auth_method", "action", "resource",
 	"mount", "mount_type", "namespace", "region", "source_ip", "source_ip_raw", "ip",
 	"source_is_service", "user_agent", "outcome", "error", "failure_kind", "auth", "read_only", "http_status",
+	"resource_name",
 }
 
 // PrincipalColumns is the column list of every events_by_principal insert:
@@ -250,4 +251,7 @@ type Result struct {
 	Columns []string
 	// Rows hold string, int64, uint64, float64 or time.Time values.
 	Rows [][]any
+	// Notes explain an answer to the person asking (an empty answer
+	// with near matches); never part of the rows.
+	Notes []string
 }

@@ -3,6 +3,7 @@ package chsql
 import (
 	"encoding/binary"
 
+	"auditwatch/internal/resname"
 	"auditwatch/schema"
 )
 
@@ -53,7 +54,8 @@ func AppendEventRowBinary(b []byte, ev *schema.Event) []byte {
 	if st < 0 || st > 65535 {
 		st = 0
 	}
-	return binary.LittleEndian.AppendUint16(b, uint16(st))
+	b = binary.LittleEndian.AppendUint16(b, uint16(st))
+	return appendStr(b, resname.Name(ev))
 }
 
 // AppendPrincipalRowBinary appends ev as one RowBinary row of

@@ -28,6 +28,7 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"auditwatch/internal/resname"
 	"auditwatch/schema"
 	chschema "auditwatch/schema/clickhouse"
 	"auditwatch/store/chsql"
@@ -195,6 +196,7 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		func(e *schema.Event) string { return e.Outcome },
 		func(e *schema.Event) string { return e.Error },
 		func(e *schema.Event) string { return e.FailureKind },
+		resname.Name,
 	}
 	for range get {
 		strs = append(strs, make([]string, n))
@@ -239,7 +241,7 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		}
 		names := []string{"source", "id", "principal", "principal_name", "principal_type", "session", "account", "access_key",
 			"token_hmac", "auth_method", "action", "resource", "mount", "mount_type", "namespace", "region", "source_ip",
-			"source_ip_raw", "user_agent", "outcome", "error", "failure_kind"}
+			"source_ip_raw", "user_agent", "outcome", "error", "failure_kind", "resource_name"}
 		for j, nm := range names {
 			if nm == name {
 				return strs[j]

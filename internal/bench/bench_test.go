@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -13,30 +13,32 @@ import (
 	"time"
 )
 
-// TestBenchSmoke runs a short soak: `auditwatch bench` drives `auditwatch
-// run` (a separate process) at 1,000 events/s for 20 s from a live
+// TestBenchSmoke runs a short soak: the harness drives `auditwatch run`
+// (a separate process, built from ../../cmd/auditwatch) at 1,000 events/s for 20 s from a live
 // generated stream. No event may be lost, the pipeline must keep up, and
 // memory and goroutines must not grow from the first quarter to the end.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak smoke test runs for about 30 s; not run with -short")
 	}
-	bin := auditwatchBinary(t)
 	work := t.TempDir()
+	bin := filepath.Join(work, "auditwatch")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/auditwatch").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
 	jsonPath := filepath.Join(work, "bench.json")
 	report := filepath.Join(work, "SOAK.md")
-	cmd := exec.Command(bin, "bench", "--rate", "1000", "--duration", "20s", "--sample", "2s",
-		"--work", filepath.Join(work, "run"), "--out", report, "--json", jsonPath)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	var stdout, stderr bytes.Buffer
+	code := Main(t.Context(), []string{"--binary", bin, "--rate", "1000", "--duration", "20s", "--sample", "2s",
+		"--work", filepath.Join(work, "run"), "--out", report, "--json", jsonPath}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("bench: exit %d\n%s", code, stderr.String())
 	}
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r BenchResult
+	var r Result
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
@@ -89,9 +91,22 @@ func TestBenchBadFlags(t *testing.T) {
 		{[]string{"--stream", "nats"}, `--stream "nats"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	} {
-		code, _, stderr := runCmd(t, append([]string{"bench"}, tc.args...)...)
-		if code != 2 || !strings.Contains(stderr, tc.want) {
-			t.Errorf("bench %v: exit %d, stderr %q, want exit 2 naming %q", tc.args, code, stderr, tc.want)
+		var stdout, stderr bytes.Buffer
+		code := Main(t.Context(), tc.args, &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("bench %v: exit %d, stderr %q, want exit 2 naming %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
+
+func TestBenchHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := Main(t.Context(), []string{"-h"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("-h: exit %d", code)
+	}
+	for _, flag := range []string{"-rate", "-duration", "-binary", "-stream", "-storage", "(default 2000)"} {
+		if !strings.Contains(stderr.String(), flag) {
+			t.Errorf("-h output lacks %q:\n%s", flag, stderr.String())
 		}
 	}
 }

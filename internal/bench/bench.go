@@ -1,4 +1,11 @@
-package main
+// Package bench owns the soak/load harness: it starts the auditwatch
+// pipeline as separate processes (`run` on the embedded stream, or the
+// ingest, detect and alert stages on an in-process Kafka), drives it at a
+// fixed rate from a live generated stream, samples /metrics and reports
+// throughput, lost events, event-to-alert latency, memory and goroutines.
+// It is linked only into the auditwatch-bench command, never into the
+// production binary (it carries an in-process Kafka test broker).
+package bench
 
 import (
 	"bufio"
@@ -28,13 +35,6 @@ import (
 	"auditwatch/gen"
 	"auditwatch/schema"
 )
-
-func init() {
-	register("bench", command{
-		summary: "soak/load test: drive `run` at a fixed rate from a live generated stream and report throughput, latency, memory",
-		run:     runBench,
-	})
-}
 
 // benchOptions are the bench command's flags.
 type benchOptions struct {
@@ -69,8 +69,8 @@ type benchSample struct {
 	Load1          float64       `json:"load1"`
 }
 
-// BenchResult is what a bench run measured (also written as JSON with --json).
-type BenchResult struct {
+// Result is what a bench run measured (also written as JSON with --json).
+type Result struct {
 	Rate            float64       `json:"rate"`
 	Duration        time.Duration `json:"duration_ns"`
 	Storage         string        `json:"storage"`
@@ -105,9 +105,22 @@ type BenchResult struct {
 	Started        time.Time     `json:"started"`
 }
 
-func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+// Main runs the bench command with args (without the program name) and
+// returns the process exit code: 0 when nothing was lost, 1 on a failure,
+// 2 on a usage error.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("auditwatch-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: auditwatch-bench [flags]")
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, "Drives the auditwatch pipeline (separate processes of --binary) at a fixed rate")
+		fmt.Fprintln(stderr, "from a live generated stream and reports throughput, lost events,")
+		fmt.Fprintln(stderr, "event-to-alert latency, memory and goroutines over time.")
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, "flags:")
+		fs.PrintDefaults()
+	}
 	var o benchOptions
 	fs.Float64Var(&o.rate, "rate", 2000, "events per second written to the live stream")
 	fs.DurationVar(&o.duration, "duration", 10*time.Minute, "how long the stream is written")
@@ -120,7 +133,7 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.StringVar(&o.storage, "storage", "auto", "storage backend of the pipeline: chdb, off, or auto (chdb when CHDB_LIB_PATH is set)")
 	fs.StringVar(&o.stream, "stream", "embedded", "embedded: auditwatch run in one process; kafka: the ingest, detect and alert commands as processes on an in-process Kafka (kfake)")
 	fs.StringVar(&o.work, "work", "", "working directory (default: a new temporary directory, removed unless --keep)")
-	fs.StringVar(&o.binary, "binary", "", "auditwatch binary to run the pipeline with (default: this executable)")
+	fs.StringVar(&o.binary, "binary", "", "auditwatch binary to run the pipeline with (default: auditwatch beside this executable, else on PATH)")
 	fs.StringVar(&o.out, "out", "", "write the Markdown report to this file (default: stdout)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the measurements as JSON to this file")
 	fs.BoolVar(&o.keep, "keep", false, "keep the working directory")
@@ -131,7 +144,7 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "auditwatch bench: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "auditwatch-bench: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
 	var bad []string
@@ -161,25 +174,25 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		bad = append(bad, fmt.Sprintf("--stream %q: want embedded or kafka", o.stream))
 	}
 	if len(bad) > 0 {
-		fmt.Fprintln(stderr, "auditwatch bench: "+strings.Join(bad, "; "))
+		fmt.Fprintln(stderr, "auditwatch-bench: "+strings.Join(bad, "; "))
 		return 2
 	}
 	if o.anomalies < 0 {
-		fmt.Fprintf(stderr, "auditwatch bench: --anomaly-count %d: must not be negative\n", o.anomalies)
+		fmt.Fprintf(stderr, "auditwatch-bench: --anomaly-count %d: must not be negative\n", o.anomalies)
 		return 2
 	}
 	if o.binary == "" {
-		exe, err := os.Executable()
+		bin, err := defaultBinary()
 		if err != nil {
-			fmt.Fprintf(stderr, "auditwatch bench: %v\n", err)
+			fmt.Fprintf(stderr, "auditwatch-bench: %v (set --binary)\n", err)
 			return 1
 		}
-		o.binary = exe
+		o.binary = bin
 	}
 	if o.work == "" {
 		dir, err := os.MkdirTemp("", "auditwatch-bench-")
 		if err != nil {
-			fmt.Fprintf(stderr, "auditwatch bench: %v\n", err)
+			fmt.Fprintf(stderr, "auditwatch-bench: %v\n", err)
 			return 1
 		}
 		o.work = dir
@@ -187,41 +200,57 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 			defer os.RemoveAll(dir)
 		}
 	} else if err := os.MkdirAll(o.work, 0o755); err != nil {
-		fmt.Fprintf(stderr, "auditwatch bench: %v\n", err)
+		fmt.Fprintf(stderr, "auditwatch-bench: %v\n", err)
 		return 1
 	}
 	res, err := benchRun(ctx, o, stderr)
 	if res != nil {
-		res.Command = "auditwatch bench " + strings.Join(args, " ")
+		res.Command = strings.TrimSpace("auditwatch-bench " + strings.Join(args, " "))
 		var report bytes.Buffer
 		writeBenchReport(&report, res)
 		w := stdout
 		if o.out != "" {
 			if werr := os.WriteFile(o.out, report.Bytes(), 0o644); werr != nil {
-				fmt.Fprintf(stderr, "auditwatch bench: %v\n", werr)
+				fmt.Fprintf(stderr, "auditwatch-bench: %v\n", werr)
 				return 1
 			}
-			fmt.Fprintf(stderr, "auditwatch bench: report written to %s\n", o.out)
+			fmt.Fprintf(stderr, "auditwatch-bench: report written to %s\n", o.out)
 		} else {
 			w.Write(report.Bytes())
 		}
 		if o.jsonOut != "" {
 			b, _ := json.MarshalIndent(res, "", "  ")
 			if werr := os.WriteFile(o.jsonOut, append(b, '\n'), 0o644); werr != nil {
-				fmt.Fprintf(stderr, "auditwatch bench: %v\n", werr)
+				fmt.Fprintf(stderr, "auditwatch-bench: %v\n", werr)
 				return 1
 			}
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "auditwatch bench: %v\n", err)
+		fmt.Fprintf(stderr, "auditwatch-bench: %v\n", err)
 		return 1
 	}
 	if res.LostEvents != 0 {
-		fmt.Fprintf(stderr, "auditwatch bench: %d events lost (%d generated, %.0f processed)\n", res.LostEvents, res.EventsGenerated, res.EventsProcessed)
+		fmt.Fprintf(stderr, "auditwatch-bench: %d events lost (%d generated, %.0f processed)\n", res.LostEvents, res.EventsGenerated, res.EventsProcessed)
 		return 1
 	}
 	return 0
+}
+
+// defaultBinary is the auditwatch executable beside this one (as `make
+// build` leaves them in bin/), else the one on PATH.
+func defaultBinary() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "auditwatch")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("auditwatch")
+	if err != nil {
+		return "", fmt.Errorf("no auditwatch binary beside this executable or on PATH")
+	}
+	return p, nil
 }
 
 // benchDeliveries records when each finding revision reached the webhook.
@@ -266,8 +295,8 @@ func (d *benchDeliveries) count() int {
 
 // benchRun runs the pipeline and the generator and measures. A non-nil
 // result comes with whatever was measured, even on error.
-func benchRun(ctx context.Context, o benchOptions, stderr io.Writer) (*BenchResult, error) {
-	res := &BenchResult{Rate: o.rate, Duration: o.duration, Storage: o.storage, Stream: o.stream, Machine: machineInfo(),
+func benchRun(ctx context.Context, o benchOptions, stderr io.Writer) (*Result, error) {
+	res := &Result{Rate: o.rate, Duration: o.duration, Storage: o.storage, Stream: o.stream, Machine: machineInfo(),
 		LoadStart: loadAvg(), Started: time.Now().UTC()}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(stderr, "bench %s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
@@ -565,7 +594,7 @@ func startBenchProc(ctx context.Context, o benchOptions, name, cfg string) (*ben
 		return nil, err
 	}
 	cfgPath := filepath.Join(o.work, name+".yaml")
-	cfg = fmt.Sprintf("# auditwatch bench: the %s stage on a live generated stream.\n%shttp: {listen: %q}\n", name, cfg, addr)
+	cfg = fmt.Sprintf("# auditwatch-bench: the %s stage on a live generated stream.\n%shttp: {listen: %q}\n", name, cfg, addr)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -805,7 +834,7 @@ func machineInfo() string {
 func mib(b float64) string { return fmt.Sprintf("%.1f", b/(1<<20)) }
 
 // writeBenchReport writes res as Markdown.
-func writeBenchReport(w io.Writer, r *BenchResult) {
+func writeBenchReport(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "# auditwatch soak/load report\n\n")
 	fmt.Fprintf(w, "Command: `%s`  \nStarted: %s\n\n", r.Command, r.Started.Format(time.RFC3339))
 	stored := map[bool]string{true: " + embedded ClickHouse (chDB) storage", false: ""}[r.Storage == "chdb"]
@@ -860,13 +889,13 @@ func writeBenchReport(w io.Writer, r *BenchResult) {
 	}
 }
 
-// BenchGrowth compares a sample after warm-up with the last one.
-type BenchGrowth struct{ From, To benchSample }
+// Growth compares a sample after warm-up with the last one.
+type Growth struct{ From, To benchSample }
 
 // Growth returns the samples memory growth is judged on: the first taken
 // at least a quarter into the run (baselines, buffers and caches are
 // filling before that) and the last. Nil with fewer than two samples.
-func (r *BenchResult) Growth() *BenchGrowth {
+func (r *Result) Growth() *Growth {
 	if len(r.Samples) < 2 {
 		return nil
 	}
@@ -877,5 +906,5 @@ func (r *BenchResult) Growth() *BenchGrowth {
 			break
 		}
 	}
-	return &BenchGrowth{From: from, To: r.Samples[len(r.Samples)-1]}
+	return &Growth{From: from, To: r.Samples[len(r.Samples)-1]}
 }

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"auditwatch/internal/termsafe"
+	"auditwatch/sigma"
+)
+
+func init() {
+	register("rules", command{
+		summary: "check Sigma rule files, or run their examples (rules check|test PATH...)",
+		run:     runRules,
+	})
+}
+
+func rulesUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: auditwatch rules check PATH...   (files and folders, recursive)")
+	fmt.Fprintln(w, "       auditwatch rules test PATH...")
+	fmt.Fprintln(w, "check prints each invalid or unsupported rule with its file and line, then")
+	fmt.Fprintln(w, "'N loaded, M unsupported, K invalid'; exit 1 when any rule is invalid.")
+	fmt.Fprintln(w, "test runs each rule file's examples, X.tests.jsonl beside X.yml: one JSON object a")
+	fmt.Fprintln(w, `line, {"match": true|false, "record": {original record}}; exit 1 on a failed example.`)
+}
+
+func runRules(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		rulesUsage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	sub := args[0]
+	fl := flag.NewFlagSet("rules "+sub, flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	requireTests := fl.Bool("require-tests", false, "test: a rule file without examples fails")
+	fl.Usage = func() { rulesUsage(stderr); fl.PrintDefaults() }
+	if err := fl.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	paths := fl.Args()
+	if len(paths) == 0 {
+		rulesUsage(stderr)
+		return 2
+	}
+	switch sub {
+	case "check":
+		return rulesCheck(paths, stdout, stderr)
+	case "test":
+		return rulesTest(paths, *requireTests, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "rules: unknown subcommand %q (check or test)\n", termsafe.String(sub))
+	return 2
+}
+
+func rulesCheck(paths []string, stdout, stderr io.Writer) int {
+	set, res, err := sigma.Check(paths, sigma.Options{})
+	if err != nil {
+		fmt.Fprintf(stderr, "rules check: %s\n", termsafe.String(err.Error()))
+		return 2
+	}
+	for _, p := range res.Invalid {
+		fmt.Fprintln(stdout, termsafe.String(p.Error()))
+	}
+	for _, p := range res.Unsupported {
+		fmt.Fprintln(stdout, termsafe.String(p.Error()))
+	}
+	fmt.Fprintf(stdout, "%d loaded, %d unsupported, %d invalid\n", len(set.Rules), len(res.Unsupported), len(res.Invalid))
+	if len(res.Invalid) > 0 {
+		return 1
+	}
+	return 0
+}
+
+func rulesTest(paths []string, requireTests bool, stdout, stderr io.Writer) int {
+	set, res, err := sigma.Check(paths, sigma.Options{})
+	if err != nil {
+		fmt.Fprintf(stderr, "rules test: %s\n", termsafe.String(err.Error()))
+		return 2
+	}
+	if len(res.Invalid) > 0 {
+		for _, p := range res.Invalid {
+			fmt.Fprintln(stdout, termsafe.String(p.Error()))
+		}
+		fmt.Fprintf(stdout, "%d invalid: fix them first (auditwatch rules check)\n", len(res.Invalid))
+		return 1
+	}
+	files := res.Files
+	passed, failed, missing, cases := 0, 0, 0, 0
+	for _, r := range sigma.RunTests(set, files) {
+		switch {
+		case r.Missing:
+			missing++
+			if requireTests {
+				failed++
+				fmt.Fprintf(stdout, "FAIL %s: missing\n", termsafe.String(r.File))
+			}
+		case len(r.Failures) > 0:
+			failed++
+			for _, f := range r.Failures {
+				fmt.Fprintf(stdout, "FAIL %s\n", termsafe.String(f))
+			}
+		default:
+			passed++
+			cases += r.Cases
+			fmt.Fprintf(stdout, "ok   %s (%d examples)\n", termsafe.String(r.File), r.Cases)
+		}
+	}
+	fmt.Fprintf(stdout, "%d passed (%d examples), %d failed, %d without examples\n", passed, cases, failed, missing)
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,202 @@
+package sigma
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// pattern ops, from the cheapest.
+const (
+	opEqual = iota
+	opPrefix
+	opSuffix
+	opContains
+	opAny  // "*"
+	opGlob // anything else
+)
+
+// pattern is a compiled Sigma string value: * matches any run of
+// characters, ? one character, \* \? and \\ stand for themselves.
+type pattern struct {
+	op    int
+	lit   string // the literal for the simple ops (lowercased unless cased)
+	cased bool
+	// glob: tokens; a token is a literal, or "*" / "?" with wild set
+	toks []tok
+}
+
+type tok struct {
+	s    string
+	star bool
+	one  bool
+}
+
+func compilePattern(src string, cased bool) *pattern {
+	var toks []tok
+	var cur strings.Builder
+	flush := func() {
+		if cur.Len() > 0 {
+			toks = append(toks, tok{s: cur.String()})
+			cur.Reset()
+		}
+	}
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		switch c {
+		case '\\':
+			if i+1 < len(src) && (src[i+1] == '*' || src[i+1] == '?' || src[i+1] == '\\') {
+				cur.WriteByte(src[i+1])
+				i++
+			} else {
+				cur.WriteByte('\\')
+			}
+		case '*':
+			flush()
+			if len(toks) == 0 || !toks[len(toks)-1].star {
+				toks = append(toks, tok{star: true})
+			}
+		case '?':
+			flush()
+			toks = append(toks, tok{one: true})
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	flush()
+	if !cased {
+		for i := range toks {
+			toks[i].s = strings.ToLower(toks[i].s)
+		}
+	}
+	p := &pattern{cased: cased, op: opGlob, toks: toks}
+	lit := func(t tok) bool { return !t.star && !t.one }
+	switch {
+	case len(toks) == 0:
+		p.op = opEqual
+	case len(toks) == 1 && lit(toks[0]):
+		p.op, p.lit = opEqual, toks[0].s
+	case len(toks) == 1 && toks[0].star:
+		p.op = opAny
+	case len(toks) == 2 && lit(toks[0]) && toks[1].star:
+		p.op, p.lit = opPrefix, toks[0].s
+	case len(toks) == 2 && toks[0].star && lit(toks[1]):
+		p.op, p.lit = opSuffix, toks[1].s
+	case len(toks) == 3 && toks[0].star && lit(toks[1]) && toks[2].star:
+		p.op, p.lit = opContains, toks[1].s
+	}
+	return p
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// hasPrefixFold: lit is lowercase ASCII-compatible.
+func hasPrefixFold(s, lit string) bool {
+	if len(s) < len(lit) {
+		return false
+	}
+	for i := 0; i < len(lit); i++ {
+		if lowerASCII(s[i]) != lit[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func indexFold(s, lit string) int {
+	if len(lit) == 0 {
+		return 0
+	}
+	first := lit[0]
+	for i := 0; i+len(lit) <= len(s); i++ {
+		if lowerASCII(s[i]) == first && hasPrefixFold(s[i:], lit) {
+			return i
+		}
+	}
+	return -1
+}
+
+// match reports whether s matches the pattern.
+func (p *pattern) match(s string) bool {
+	if p.op == opAny {
+		return true
+	}
+	if !p.cased {
+		if isASCII(s) && isASCII(p.lit) {
+			switch p.op {
+			case opEqual:
+				return len(s) == len(p.lit) && hasPrefixFold(s, p.lit)
+			case opPrefix:
+				return hasPrefixFold(s, p.lit)
+			case opSuffix:
+				return len(s) >= len(p.lit) && hasPrefixFold(s[len(s)-len(p.lit):], p.lit)
+			case opContains:
+				return indexFold(s, p.lit) >= 0
+			}
+		}
+		s = strings.ToLower(s)
+	}
+	switch p.op {
+	case opEqual:
+		return s == p.lit
+	case opPrefix:
+		return strings.HasPrefix(s, p.lit)
+	case opSuffix:
+		return strings.HasSuffix(s, p.lit)
+	case opContains:
+		return strings.Contains(s, p.lit)
+	}
+	return globMatch(p.toks, s)
+}
+
+// globMatch matches tokens against s, backtracking to the last star.
+func globMatch(toks []tok, s string) bool {
+	ti, si := 0, 0
+	starT, starS := -1, 0
+	for {
+		if ti < len(toks) {
+			t := toks[ti]
+			switch {
+			case t.star:
+				starT, starS = ti, si
+				ti++
+				continue
+			case t.one:
+				if si < len(s) {
+					_, n := utf8.DecodeRuneInString(s[si:])
+					si += n
+					ti++
+					continue
+				}
+			default:
+				if strings.HasPrefix(s[si:], t.s) {
+					si += len(t.s)
+					ti++
+					continue
+				}
+			}
+		} else if si == len(s) {
+			return true
+		}
+		// mismatch: backtrack
+		if starT < 0 || starS >= len(s) {
+			return false
+		}
+		_, n := utf8.DecodeRuneInString(s[starS:])
+		starS += n
+		ti, si = starT+1, starS
+	}
+}

@@ -1,0 +1,536 @@
+package sigma
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Set is a compiled, indexed rule set. It is immutable once built and
+// safe for concurrent use (evaluation state lives in the caller's Parser
+// and Correlator).
+type Set struct {
+	Rules []*Rule // every loaded rule, single-event and correlation, in load order
+	// Problems are the unsupported rules that were skipped (invalid ones
+	// make Load fail).
+	Problems []*Problem
+
+	single []*Rule // single-event rules that raise findings or feed correlations
+	corrs  []*Rule // correlation rules
+	// index: per source, the rules that need a given literal value of the
+	// index field, and those that run on every record
+	idx [3]index
+	// feeds: for each single-event rule, the correlations it feeds
+	feeds map[*Rule][]*Rule
+}
+
+type index struct {
+	field  []string
+	byVal  map[string][]int // lowercased value → positions in single
+	always []int
+}
+
+// LoadError is returned by Load when some rules are invalid: the set is
+// rejected as a whole.
+type LoadError struct{ Problems []*Problem }
+
+func (e *LoadError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sigma: %d invalid rule(s)", len(e.Problems))
+	for i, p := range e.Problems {
+		if i == 5 {
+			fmt.Fprintf(&b, "; and %d more", len(e.Problems)-5)
+			break
+		}
+		b.WriteString("; ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// IsRuleFile reports whether a path names a rule file (.yml or .yaml).
+func IsRuleFile(p string) bool {
+	ext := strings.ToLower(filepath.Ext(p))
+	return ext == ".yml" || ext == ".yaml"
+}
+
+// Files expands paths (files and folders, recursively) to rule files,
+// sorted within each folder.
+func Files(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("sigma: rules path: %w", err)
+		}
+		if !st.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && path != p && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() && IsRuleFile(path) {
+				out = append(out, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sigma: rules path %s: %w", p, err)
+		}
+	}
+	return out, nil
+}
+
+// maxRuleFile bounds one rule file's size.
+const maxRuleFile = 4 << 20
+
+// licenseOf finds a licence declared by a LICENSE file in the rule's
+// folder or one above it (up to the root given).
+func licenseOf(file string, cache map[string]string) string {
+	dir := filepath.Dir(file)
+	var visited []string
+	found := ""
+	for i := 0; i < 4; i++ {
+		if l, ok := cache[dir]; ok {
+			found = l
+			break
+		}
+		visited = append(visited, dir)
+		for _, n := range []string{"LICENSE", "LICENSE.md", "LICENSE.txt"} {
+			b, err := os.ReadFile(filepath.Join(dir, n))
+			if err != nil {
+				continue
+			}
+			if bytes.Contains(b, []byte("Detection Rule License")) {
+				found = "DRL-1.1"
+			} else {
+				first, _, _ := bytes.Cut(bytes.TrimSpace(b), []byte("\n"))
+				found = strings.TrimSpace(strings.TrimLeft(string(first), "# "))
+			}
+			break
+		}
+		if found != "" {
+			break
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			break
+		}
+		dir = up
+	}
+	for _, d := range visited {
+		cache[d] = found
+	}
+	return found
+}
+
+// Result is the outcome of loading rule files: the rules, and every
+// problem by kind.
+type Result struct {
+	Rules       []*Rule
+	Invalid     []*Problem
+	Unsupported []*Problem
+	// FileOf counts rules per file (for reports).
+	Files []string
+}
+
+// ParseFiles reads and parses rule files, without building a set.
+func ParseFiles(files []string, opt Options) *Result {
+	res := &Result{Files: files}
+	lic := map[string]string{}
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err == nil && st.Size() > maxRuleFile {
+			res.Invalid = append(res.Invalid, &Problem{File: f, Kind: KindInvalid, Msg: fmt.Sprintf("file is larger than %d bytes", maxRuleFile)})
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			res.Invalid = append(res.Invalid, &Problem{File: f, Kind: KindInvalid, Msg: err.Error()})
+			continue
+		}
+		o := opt
+		if o.License == "" {
+			o.License = licenseOf(f, lic)
+		}
+		rules, probs := ParseFile(f, b, o)
+		res.Rules = append(res.Rules, rules...)
+		for _, p := range probs {
+			if p.Kind == KindInvalid {
+				res.Invalid = append(res.Invalid, p)
+			} else {
+				res.Unsupported = append(res.Unsupported, p)
+			}
+		}
+	}
+	return res
+}
+
+// Load reads rule files and folders and builds a Set. Any invalid rule
+// rejects the whole set (a *LoadError); unsupported rules are skipped and
+// listed in Set.Problems.
+func Load(paths []string, opt Options) (*Set, error) {
+	files, err := Files(paths)
+	if err != nil {
+		return nil, err
+	}
+	res := ParseFiles(files, opt)
+	if len(res.Invalid) > 0 {
+		return nil, &LoadError{Problems: res.Invalid}
+	}
+	return Build(res.Rules, res.Unsupported)
+}
+
+// Build indexes parsed rules into a Set, resolving correlation
+// references. A reference to a missing rule is invalid; to a rule that was
+// skipped as unsupported makes the correlation unsupported too.
+func Build(rules []*Rule, skipped []*Problem) (*Set, error) {
+	s, invalids := build(rules, skipped)
+	if len(invalids) > 0 {
+		return nil, &LoadError{Problems: invalids}
+	}
+	return s, nil
+}
+
+// Check parses rule files and folders and builds what is valid, reporting
+// every problem (rules check): the set holds the loaded rules even when
+// some are invalid.
+func Check(paths []string, opt Options) (*Set, *Result, error) {
+	files, err := Files(paths)
+	if err != nil {
+		return nil, nil, err
+	}
+	res := ParseFiles(files, opt)
+	s, invalids := build(res.Rules, res.Unsupported)
+	res.Invalid = append(res.Invalid, invalids...)
+	res.Unsupported = s.Problems
+	sortProblems(res.Invalid)
+	sortProblems(res.Unsupported)
+	return s, res, nil
+}
+
+func build(rules []*Rule, skipped []*Problem) (*Set, []*Problem) {
+	s := &Set{Problems: skipped, feeds: map[*Rule][]*Rule{}}
+	byRef := map[string]*Rule{}
+	dup := map[string]bool{}
+	var invalids []*Problem
+	for _, r := range rules {
+		for _, k := range []string{r.ID, r.Name} {
+			if k == "" {
+				continue
+			}
+			if o, ok := byRef[k]; ok && o != r {
+				dup[k] = true
+				invalids = append(invalids, &Problem{File: r.File, Line: r.Line, Kind: KindInvalid, Rule: r.Title, Msg: fmt.Sprintf("id or name %q is also used by %s:%d", k, o.File, o.Line)})
+			}
+			byRef[k] = r
+		}
+	}
+	skippedRef := map[string]*Problem{}
+	for _, p := range skipped {
+		skippedRef[p.Rule] = p
+	}
+	// resolve correlations; a correlation that depends on an unsupported
+	// rule is itself unsupported (repeat until stable for chains)
+	keep := map[*Rule]bool{}
+	for _, r := range rules {
+		keep[r] = true
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, r := range rules {
+			if !keep[r] || r.Correlation == nil {
+				continue
+			}
+			c := r.Correlation
+			c.rules = c.rules[:0]
+			for _, ref := range c.RuleRefs {
+				t, ok := byRef[ref]
+				if !ok || !keep[t] {
+					if !ok {
+						invalids = append(invalids, &Problem{File: r.File, Line: r.Line, Kind: KindInvalid, Rule: r.Title, Msg: fmt.Sprintf("correlation refers to rule %q, which is not loaded", ref)})
+					} else {
+						s.Problems = append(s.Problems, &Problem{File: r.File, Line: r.Line, Kind: KindUnsupported, Rule: r.Title, Msg: fmt.Sprintf("refers to rule %q, which is skipped", ref)})
+					}
+					keep[r] = false
+					changed = true
+					break
+				}
+				if t == r {
+					invalids = append(invalids, &Problem{File: r.File, Line: r.Line, Kind: KindInvalid, Rule: r.Title, Msg: "correlation refers to itself"})
+					keep[r] = false
+					break
+				}
+				c.rules = append(c.rules, t)
+			}
+		}
+	}
+	for _, r := range rules {
+		if !keep[r] {
+			continue
+		}
+		s.Rules = append(s.Rules, r)
+		if r.Correlation != nil {
+			s.corrs = append(s.corrs, r)
+		}
+	}
+	// cycles: a correlation chain must end in single-event rules
+	corrs := s.corrs[:0]
+	for _, r := range s.corrs {
+		if cyclic(r, map[*Rule]bool{}) {
+			invalids = append(invalids, &Problem{File: r.File, Line: r.Line, Kind: KindInvalid, Rule: r.Title, Msg: "correlation chain refers back to itself"})
+			continue
+		}
+		corrs = append(corrs, r)
+	}
+	s.corrs = corrs
+	for _, r := range s.Rules {
+		r.referenced, r.generated = false, false
+	}
+	for _, c := range s.corrs {
+		for _, t := range c.Correlation.rules {
+			t.referenced = true
+			if c.Correlation.Generate {
+				t.generated = true
+			}
+			s.feeds[t] = append(s.feeds[t], c)
+		}
+		cc := c.Correlation
+		cc.groupBy = nil
+		if cc.Field != "" {
+			cc.field = strings.Split(cc.Field, ".")
+		}
+	}
+	for _, r := range s.Rules {
+		if r.det != nil {
+			s.single = append(s.single, r)
+		}
+	}
+	s.buildIndex()
+	return s, invalids
+}
+
+func cyclic(r *Rule, seen map[*Rule]bool) bool {
+	if seen[r] {
+		return true
+	}
+	if r.Correlation == nil {
+		return false
+	}
+	seen[r] = true
+	for _, t := range r.Correlation.rules {
+		if cyclic(t, seen) {
+			return true
+		}
+	}
+	delete(seen, r)
+	return false
+}
+
+// index fields per source, tried in order.
+var indexFields = map[int][]string{
+	srcCloudTrail: {"eventName", "eventSource"},
+	srcVault:      {"request.path", "request.operation"},
+}
+
+func (s *Set) buildIndex() {
+	for _, src := range []int{srcCloudTrail, srcVault} {
+		var rules []int
+		for i, r := range s.single {
+			if sourceOf(r.LogSource) == src {
+				rules = append(rules, i)
+			}
+		}
+		// pick the field that indexes the most rules
+		best := index{always: rules}
+		bestN := -1
+		for _, f := range indexFields[src] {
+			ix := index{field: strings.Split(f, "."), byVal: map[string][]int{}}
+			n := 0
+			for _, i := range rules {
+				vals, ok := requiredValues(s.single[i].det.cond, f)
+				if !ok {
+					ix.always = append(ix.always, i)
+					continue
+				}
+				n++
+				for _, v := range vals {
+					ix.byVal[v] = append(ix.byVal[v], i)
+				}
+			}
+			if n > bestN {
+				best, bestN = ix, n
+			}
+		}
+		s.idx[src] = best
+	}
+}
+
+// requiredValues: the lowercased literal values field must have for the
+// condition to hold, or ok=false when the condition does not pin it.
+func requiredValues(n node, field string) ([]string, bool) {
+	switch n := n.(type) {
+	case *selNode:
+		return selRequired(n.sel, field)
+	case *andNode:
+		var best []string
+		found := false
+		for _, k := range n.kids {
+			if v, ok := requiredValues(k, field); ok && (!found || len(v) < len(best)) {
+				best, found = v, true
+			}
+		}
+		return best, found
+	case *orNode:
+		return unionRequired(n.kids, field)
+	case *ofNode:
+		kids := make([]node, len(n.sels))
+		for i, s := range n.sels {
+			kids[i] = s
+		}
+		if n.need == 0 {
+			return requiredValues(&andNode{kids: kids}, field)
+		}
+		return unionRequired(kids, field)
+	}
+	return nil, false
+}
+
+func unionRequired(kids []node, field string) ([]string, bool) {
+	set := map[string]bool{}
+	for _, k := range kids {
+		v, ok := requiredValues(k, field)
+		if !ok {
+			return nil, false
+		}
+		for _, x := range v {
+			set[x] = true
+		}
+	}
+	return sortedKeys(set), true
+}
+
+func selRequired(sel *selection, field string) ([]string, bool) {
+	if sel.keywords != nil || len(sel.alts) == 0 {
+		return nil, false
+	}
+	set := map[string]bool{}
+	for _, alt := range sel.alts {
+		found := false
+		for _, fm := range alt {
+			if fm.field != field {
+				continue
+			}
+			if v, ok := fm.literalValues(); ok {
+				for _, x := range v {
+					set[x] = true
+				}
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, false
+		}
+	}
+	return sortedKeys(set), true
+}
+
+// Hit is one single-event rule matching a record.
+type Hit struct {
+	Rule *Rule
+	// Standalone is true when the rule raises a finding on its own (it is
+	// not only an input of a correlation).
+	Standalone bool
+}
+
+// Match evaluates every single-event rule that can match the record and
+// appends the hits to out, in load order.
+func (s *Set) Match(rec *Record, out []Hit) []Hit {
+	if rec.src == srcNone {
+		return out
+	}
+	ix := &s.idx[rec.src]
+	var cand []int
+	if ix.byVal != nil {
+		if v, ok := rec.indexValue(ix.field); ok {
+			cand = ix.byVal[v]
+		}
+	}
+	// merge cand and always in order
+	a, c := ix.always, cand
+	for len(a) > 0 || len(c) > 0 {
+		var i int
+		if len(c) == 0 || (len(a) > 0 && a[0] < c[0]) {
+			i, a = a[0], a[1:]
+		} else {
+			i, c = c[0], c[1:]
+		}
+		r := s.single[i]
+		if r.det.cond.eval(rec, r.det) {
+			out = append(out, Hit{Rule: r, Standalone: !r.referenced || r.generated})
+		}
+	}
+	return out
+}
+
+func (rec *Record) indexValue(path []string) (string, bool) {
+	v := rec.v.Get(path...)
+	if v == nil {
+		return "", false
+	}
+	b, err := v.StringBytes()
+	if err != nil {
+		return "", false
+	}
+	if isASCII(b2s(b)) {
+		// lowercase into scratch without allocating when already lower
+		lower := true
+		for _, c := range b {
+			if 'A' <= c && c <= 'Z' {
+				lower = false
+				break
+			}
+		}
+		if lower {
+			return b2s(b), true
+		}
+		rec.buf = rec.buf[:0]
+		for _, c := range b {
+			rec.buf = append(rec.buf, lowerASCII(c))
+		}
+		return b2s(rec.buf), true
+	}
+	return strings.ToLower(string(b)), true
+}
+
+// Correlations lists the set's correlation rules.
+func (s *Set) Correlations() []*Rule { return s.corrs }
+
+// Feeds lists the correlation rules a rule feeds.
+func (s *Set) Feeds(r *Rule) []*Rule { return s.feeds[r] }
+
+// Stats counts rules by kind.
+func (s *Set) Stats() (single, correlation int) { return len(s.single), len(s.corrs) }
+
+// sortProblems orders problems by file and line.
+func sortProblems(ps []*Problem) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].File != ps[j].File {
+			return ps[i].File < ps[j].File
+		}
+		return ps[i].Line < ps[j].Line
+	})
+}
+
+// SortProblems orders problems by file and line.
+func SortProblems(ps []*Problem) { sortProblems(ps) }
