@@ -49,6 +49,11 @@ type burst struct {
 	Items    []string `json:"it,omitempty"` // resources / IPs seen (bounded)
 }
 
+// extend widens the burst's span to t (events may arrive out of order).
+func (b *burst) extend(t int64) {
+	b.First, b.Last = min(b.First, t), max(b.Last, t)
+}
+
 func (b *burst) open(now int64, cooldown time.Duration) bool {
 	return b.Key != "" && now-b.Last <= cooldown.Nanoseconds()
 }
@@ -130,9 +135,7 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	d.groups.touch(g)
 	if b.open(t, d.cfg.GroupWindow.D()) {
 		b.Count++
-		if t > b.Last {
-			b.Last = t
-		}
+		b.extend(t)
 		b.addID(ev.ID, max)
 		b.addItem(res, max)
 		// One incident: an update when the count of new resources doubles.

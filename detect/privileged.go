@@ -100,9 +100,7 @@ func (d *privileged) process(ev *schema.Event, c *evalCtx, out []schema.Finding)
 	reason := ""
 	if b.open(t, d.cfg.Cooldown.D()) {
 		b.Count++
-		if t > b.Last {
-			b.Last = t
-		}
+		b.extend(t)
 		b.addID(ev.ID, max)
 		newIP := b.addItem(ip, max)
 		switch {

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"auditwatch/pipeline"
+	"auditwatch/schema"
 )
 
 func init() {
@@ -50,6 +51,13 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		return err
 	}
 	defer closeEvents()
+	// Credential linking runs in the principal-keyed instance, which sees
+	// every event (the by-IP topic carries failures only).
+	linker, err := openLinker(&d.cfg.Identity, d.stateDir("identity"), d.log)
+	if err != nil {
+		return err
+	}
+	defer closeLinker(linker)
 	var tasks []task
 	for _, r := range []struct{ role, topic, group string }{
 		{rolePrincipal, kc.EventsTopic, kc.DetectGroup},
@@ -60,10 +68,13 @@ func (d *daemon) runDetect(ctx context.Context) error {
 			continue
 		}
 		var ev pipeline.EventSink
+		var enrich func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
 		if r.role == rolePrincipal {
 			ev = events
+			enrich = enricher(linker)
 		}
 		stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
+			Enrich:             enrich,
 			Open:               d.detectorOpenerFor(r.role, c),
 			Findings:           sink,
 			Events:             ev,

@@ -223,9 +223,9 @@ shutdown_timeout: 10s
 	}
 
 	p := startAuditwatch(t, "run", "--config", cfgPath)
-	fs := waitFindings(t, p, findings, 23, 3*time.Second, 60*time.Second)
+	waitFindings(t, p, findings, 23, 3*time.Second, 60*time.Second)
 	p.stop(t)
-	fs = readFindings(t, findings)
+	fs := readFindings(t, findings)
 
 	labels := loadLabels(t, filepath.Join(scen, "labels.jsonl"))
 	ids := map[string]int{}
