@@ -735,6 +735,7 @@ func TestSinkShapes(t *testing.T) {
 	if err := r.WriteFindings(context.Background(), fs); err != nil { // a retried batch
 		t.Fatal(err)
 	}
+	waitDrained(t, r)
 	if got := strings.Join(outs["a"].ids(), ","); got != "w1,w2" {
 		t.Errorf("delivered %s, want w1,w2 once each", got)
 	}
