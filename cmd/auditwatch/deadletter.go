@@ -11,7 +11,7 @@ import (
 	"auditwatch/alert"
 	"auditwatch/alert/deadletter"
 	"auditwatch/alert/notify"
-	"auditwatch/internal/termsafe"
+	"auditwatch/internal/escape"
 )
 
 func init() {
@@ -79,7 +79,7 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 			known = known || o.Name == *only
 		}
 		if !known {
-			fmt.Fprintf(stderr, "auditwatch deadletter: --output %q is not an output of the config\n", termsafe.String(*only))
+			fmt.Fprintf(stderr, "auditwatch deadletter: --output %q is not an output of the config\n", escape.String(escape.Terminal, *only))
 			return 2
 		}
 	}
@@ -94,7 +94,7 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 	defer r.Close()
 	st, err := r.Replay(ctx, path, *only)
 	fmt.Fprintf(stdout, "resent %d findings and %d events; %d failed again (appended to %s); %d already delivered; %d skipped\n",
-		st.Findings, st.Events, st.Failed, termsafe.String(acfg.DeadLetter.Path), st.Done, st.Skipped)
+		st.Findings, st.Events, st.Failed, escape.String(escape.Terminal, acfg.DeadLetter.Path), st.Done, st.Skipped)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch deadletter resend: %v\n", err)
 		return 1
@@ -120,7 +120,7 @@ func deadletterList(path, only string, stdout, stderr io.Writer) int {
 		}
 		errText := notify.Truncate(rec.Error, 160)
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", line, rec.Time.UTC().Format("2006-01-02T15:04:05Z"),
-			termsafe.String(rec.Output), termsafe.String(rec.Reason), rec.Attempts, termsafe.String(what), termsafe.String(errText))
+			escape.String(escape.Terminal, rec.Output), escape.String(escape.Terminal, rec.Reason), rec.Attempts, escape.String(escape.Terminal, what), escape.String(escape.Terminal, errText))
 		return nil
 	})
 	tw.Flush()
