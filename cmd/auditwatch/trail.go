@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"auditwatch/internal/awscfg"
-	"auditwatch/internal/termsafe"
+	"auditwatch/internal/escape"
 	"auditwatch/schema"
 	"auditwatch/trail"
 )
@@ -77,7 +77,7 @@ func runTrailVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		t, err := time.Parse(time.RFC3339, f.v)
 		if err != nil {
-			fmt.Fprintf(stderr, "trail verify: %s %q: want RFC 3339 (2026-11-03T08:00:00Z)\n", f.name, termsafe.String(f.v))
+			fmt.Fprintf(stderr, "trail verify: %s %q: want RFC 3339 (2026-11-03T08:00:00Z)\n", f.name, escape.String(escape.Terminal, f.v))
 			return 2
 		}
 		*f.t = t
@@ -106,7 +106,7 @@ func runTrailVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		sk, err := trail.ParseKeysFile(b)
 		if err != nil {
-			fmt.Fprintf(stderr, "trail verify: %s: %v\n", termsafe.String(keysFile), err)
+			fmt.Fprintf(stderr, "trail verify: %s: %v\n", escape.String(escape.Terminal, keysFile), err)
 			return 2
 		}
 		keys = sk
@@ -117,7 +117,7 @@ func runTrailVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if rest, ok := strings.CutPrefix(target, "s3://"); ok {
 		bucket, prefix, _ := strings.Cut(rest, "/")
 		if bucket == "" {
-			fmt.Fprintf(stderr, "trail verify: %q: no bucket\n", termsafe.String(target))
+			fmt.Fprintf(stderr, "trail verify: %q: no bucket\n", escape.String(escape.Terminal, target))
 			return 2
 		}
 		cl := s3.NewFromConfig(acfg, func(o *s3.Options) {
@@ -129,7 +129,7 @@ func runTrailVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		st = trail.S3Store{API: cl, Bucket: bucket, Prefix: prefix}
 	} else {
 		if fi, err := os.Stat(target); err != nil || !fi.IsDir() {
-			fmt.Fprintf(stderr, "trail verify: %q: not a directory\n", termsafe.String(target))
+			fmt.Fprintf(stderr, "trail verify: %q: not a directory\n", escape.String(escape.Terminal, target))
 			return 2
 		}
 		st = trail.DirStore{Root: target}
@@ -138,7 +138,7 @@ func runTrailVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	v.Report = true
 	stats, err := trail.Scan(ctx, st, v, start, end)
 	if err != nil {
-		fmt.Fprintf(stderr, "trail verify: %s\n", termsafe.String(err.Error()))
+		fmt.Fprintf(stderr, "trail verify: %s\n", escape.String(escape.Terminal, err.Error()))
 		return 2
 	}
 	return reportTrail(stdout, v, stats)
@@ -200,7 +200,7 @@ func reportTrail(w io.Writer, v *trail.Verifier, stats trail.ScanStats) int {
 // from a file can hold no tab, newline or escape sequence).
 func columns(fields ...string) string {
 	for i, f := range fields {
-		fields[i] = termsafe.String(f)
+		fields[i] = escape.String(escape.Terminal, f)
 	}
 	return strings.Join(fields, "\t")
 }
