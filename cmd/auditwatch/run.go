@@ -122,6 +122,11 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	srcPub, stopTrail, err := d.trailLive(ctx, srcs, ing, sinks)
+	if err != nil {
+		return err
+	}
+	defer stopTrail()
 
 	if iv := cfg.Console.Progress; iv > 0 {
 		stopProgress := d.progress(iv)
@@ -141,7 +146,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 		wg.Add(1)
 		go func(s source.Source) {
 			defer wg.Done()
-			if err := s.Run(srcCtx, ing); err != nil {
+			if err := s.Run(srcCtx, srcPub); err != nil {
 				srcErr <- fmt.Errorf("source %s: %w", s.Name(), err)
 			}
 		}(s)
