@@ -177,7 +177,7 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	e.h = e.newHasher()
 	e.stats.Findings = make(map[string]uint64)
 	e.principals = e.newPrincipalTable()
-	e.scope = newScope(cfg.FirstTimeAccess.Scope)
+	e.scope = newScope(cfg.FirstTimeAccess.Scope, cfg.FirstTimeAccess.VaultMounts)
 	if on(cfg.UnexpectedIP.Enabled) {
 		e.dets = append(e.dets, newUnexpectedIP(e))
 	}
