@@ -244,6 +244,8 @@ func (s *replaySource) Close() error {
 // Each input is marked done in pos once all its events were processed.
 func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos map[string]replayPos, stderr io.Writer,
 	total *ingest.Stats, process func(name string, ev schema.Event) error) error {
+	recErrs := newCappedWriter(stderr, "replay", maxRecordErrors)
+	defer recErrs.Summary()
 	var todo []string
 	for _, name := range inputs {
 		if pos[name].Done {
@@ -278,7 +280,7 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 		if err != nil {
 			var re *ingest.RecordError
 			if errors.As(err, &re) {
-				fmt.Fprintf(stderr, "replay: %s\n", escape.String(escape.Terminal, err.Error()))
+				fmt.Fprintf(recErrs, "replay: %s\n", escape.String(escape.Terminal, err.Error()))
 				continue
 			}
 			return err
