@@ -205,7 +205,7 @@ func (d *authSpike) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	if d.byPrinc && c.hasPrincipal {
 		out = d.key(ev, c, "principal", ev.Principal, out)
 	}
-	if d.byIP && ev.SourceIP != "" && !ev.SourceIsService {
+	if d.byIP && ev.SourceIP != "" && !ev.SourceIsService && !ServiceInvoked(ev) {
 		out = d.key(ev, c, "ip", ev.SourceIP, out)
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -63,13 +64,13 @@ func TestCanonicalResource(t *testing.T) {
 func TestScope(t *testing.T) {
 	var c Config
 	c.Defaults()
-	s := scope{rules: c.FirstTimeAccess.Scope}
+	s := newScope(c.FirstTimeAccess.Scope, c.FirstTimeAccess.VaultMounts)
 	cases := []struct {
 		ev   schema.Event
 		want bool
 	}{
 		{ctev("", 0, "", "", "secretsmanager:GetSecretValue", "x"), true},
-		{ctev("", 0, "", "", "secretsmanager:PutSecretValue", "x"), true},
+		{ctev("", 0, "", "", "secretsmanager:PutSecretValue", "x"), false}, // a write, not a read of secret material
 		{ctev("", 0, "", "", "secretsmanager:DescribeSecret", "x"), false},
 		{ctev("", 0, "", "", "kms:Decrypt", "k"), true},
 		{ctev("", 0, "", "", "kms:DescribeKey", "k"), false},
@@ -82,7 +83,7 @@ func TestScope(t *testing.T) {
 			t.Errorf("%s %s in scope = %v, want %v", c.ev.Action, c.ev.Resource, got, c.want)
 		}
 	}
-	excl := scope{rules: append(c.FirstTimeAccess.Scope, ScopeRule{Resources: []string{"secret/scratch/*"}, Exclude: true})}
+	excl := newScope(append(c.FirstTimeAccess.Scope, ScopeRule{Resources: []string{"secret/scratch/*"}, Exclude: true}), nil)
 	ev := vev("", 0, "", "", "read", "secret/data/scratch/tmp")
 	if _, in := excl.match(&ev); in {
 		t.Error("excluded resource counted")
@@ -168,6 +169,16 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if len(c.UnexpectedIP.Allow) == 0 || len(c.PrivilegedUse.Maintenance) == 0 {
 		t.Fatal("example lost its allowlist or maintenance window")
+	}
+	// The example shows the default scope, mounts and rollout writes (plus
+	// one example exclusion at the end).
+	var d Config
+	d.Defaults()
+	if n := len(c.FirstTimeAccess.Scope); n == 0 || !reflect.DeepEqual(c.FirstTimeAccess.Scope[:n-1], d.FirstTimeAccess.Scope) {
+		t.Errorf("example scope differs from DefaultScope:\n%+v\n%+v", c.FirstTimeAccess.Scope, d.FirstTimeAccess.Scope)
+	}
+	if !reflect.DeepEqual(c.FirstTimeAccess.VaultMounts, d.FirstTimeAccess.VaultMounts) || !reflect.DeepEqual(c.FirstTimeAccess.RolloutActions, d.FirstTimeAccess.RolloutActions) {
+		t.Error("example vault_mounts or rollout_actions differ from the defaults")
 	}
 }
 

@@ -188,7 +188,7 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	e.principals = e.newPrincipalTable()
 	learnFor := max(cfg.UnexpectedIP.LearningPeriod, cfg.FirstTimeAccess.LearningPeriod, cfg.AccessVolumeSpike.LearningPeriod).D().Nanoseconds()
 	e.principals.learning = func(v *principalState) bool { return e.maxWM-v.First < learnFor }
-	e.scope = newScope(cfg.FirstTimeAccess.Scope)
+	e.scope = newScope(cfg.FirstTimeAccess.Scope, cfg.FirstTimeAccess.VaultMounts)
 	if on(cfg.UnexpectedIP.Enabled) {
 		e.dets = append(e.dets, newUnexpectedIP(e))
 	}

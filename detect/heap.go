@@ -34,11 +34,11 @@ func decodeVarints(b []byte, n int) ([]int64, error) {
 // eventStrings lists the string fields of schema.Event in codec order.
 // TestEventCodecCoversSchema fails when schema.Event gains a field the
 // codec does not carry.
-func eventStrings(ev *schema.Event) [26]*string {
-	return [26]*string{&ev.Source, &ev.ID, &ev.Principal, &ev.PrincipalName, &ev.PrincipalType, &ev.Session,
+func eventStrings(ev *schema.Event) [27]*string {
+	return [27]*string{&ev.Source, &ev.ID, &ev.Principal, &ev.PrincipalName, &ev.PrincipalType, &ev.Session,
 		&ev.Account, &ev.AccessKey, &ev.TokenHMAC, &ev.AuthMethod, &ev.Action, &ev.Resource, &ev.Mount,
 		&ev.MountType, &ev.Namespace, &ev.Region, &ev.SourceIP, &ev.SourceIPRaw, &ev.UserAgent, &ev.Outcome,
-		&ev.Error, &ev.FailureKind, &ev.IssuedKey, &ev.LeaseID, &ev.KeyPrincipal, &ev.KeyIssue}
+		&ev.Error, &ev.FailureKind, &ev.IssuedKey, &ev.LeaseID, &ev.KeyPrincipal, &ev.KeyIssue, &ev.InvokedBy}
 }
 
 // appendEvent encodes ev compactly (buffered events are persisted at every

@@ -9,13 +9,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
-	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
+	"auditwatch/incident"
 	"auditwatch/ingest"
+	"auditwatch/internal/configcheck"
 	"auditwatch/internal/escape"
 	"auditwatch/schema"
 )
@@ -27,22 +29,23 @@ func init() {
 	})
 }
 
-// loadReplayConfig reads the detectors section of the root configuration
-// at path (strictly: config.Load rejects unknown keys anywhere, and
-// detect.DecodeConfig unknown keys in detectors:). No path: defaults.
-func loadReplayConfig(path string) (detect.Config, error) {
-	if path == "" {
+// loadReplayConfig finds the root configuration (--config, then
+// $AUDITWATCH_CONFIG, ./auditwatch.yaml, /etc/auditwatch/config.yaml),
+// loads it as every command does (every section validated) and returns its
+// detectors section. No config file anywhere: the defaults.
+func loadReplayConfig(flagPath string) (detect.Config, error) {
+	path, _, err := configcheck.Discover(flagPath, os.Getenv)
+	if errors.Is(err, configcheck.ErrNoConfig) {
 		return detect.DecodeConfig(nil)
 	}
-	root, err := config.Load(path)
 	if err != nil {
 		return detect.Config{}, err
 	}
-	c, err := detect.DecodeConfig(&root.Detectors)
+	l, err := configcheck.Load(path)
 	if err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
+		return detect.Config{}, err
 	}
-	return c, nil
+	return l.Detectors, nil
 }
 
 // replayPos is the per-input progress stored in checkpoint meta.
@@ -52,8 +55,7 @@ type replayPos struct {
 }
 
 func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("replay", stderr, "[flags] PATH...", commands["replay"].summary)
 	configPath := fl.String("config", "", "auditwatch config file (its detectors: section is used)")
 	stateDir := fl.String("state", "", "state directory (kept across runs); default a temporary store")
 	learnUntil := fl.String("learn-until", "", "RFC3339 time: events before it build baselines and raise nothing")
@@ -125,6 +127,17 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return fail(1, "%v", err)
 	}
+	// Findings join incidents before they are written (the same stage
+	// run and detect use), state kept in the checkpoint.
+	var corr *incident.Correlator
+	if dcfg.Incidents.On() {
+		if corr, err = incident.New(incidentConfig(dcfg)); err == nil {
+			err = corr.RestoreState(meta[incident.MetaKey])
+		}
+		if err != nil {
+			return fail(1, "%v", err)
+		}
+	}
 	pos := map[string]replayPos{}
 	for k, v := range meta {
 		name, ok := strings.CutPrefix(k, "replay/")
@@ -142,6 +155,9 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	var nFindings, sinceCkpt int64
 	var buf []byte
 	emit := func(fs []schema.Finding) error {
+		if corr != nil {
+			corr.Assign(fs)
+		}
 		for i := range fs {
 			b, err := json.Marshal(&fs[i])
 			if err != nil {
@@ -164,6 +180,13 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		for name, p := range pos {
 			b, _ := json.Marshal(p)
 			m["replay/"+name] = b
+		}
+		if corr != nil {
+			b, err := corr.MarshalState()
+			if err != nil {
+				return err
+			}
+			m[incident.MetaKey] = b
 		}
 		sinceCkpt = 0
 		return eng.Checkpoint(m)
@@ -244,6 +267,8 @@ func (s *replaySource) Close() error {
 // Each input is marked done in pos once all its events were processed.
 func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos map[string]replayPos, stderr io.Writer,
 	total *ingest.Stats, process func(name string, ev schema.Event) error) error {
+	recErrs := newCappedWriter(stderr, "replay", maxRecordErrors)
+	defer recErrs.Summary()
 	var todo []string
 	for _, name := range inputs {
 		if pos[name].Done {
@@ -278,7 +303,7 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 		if err != nil {
 			var re *ingest.RecordError
 			if errors.As(err, &re) {
-				fmt.Fprintf(stderr, "replay: %s\n", escape.String(escape.Terminal, err.Error()))
+				fmt.Fprintf(recErrs, "replay: %s\n", escape.String(escape.Terminal, err.Error()))
 				continue
 			}
 			return err

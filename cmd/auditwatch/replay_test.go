@@ -124,7 +124,7 @@ func loadLabels(t *testing.T, path string) []label {
 // detector with its principal and address, and every finding must be
 // explained by a label.
 //
-// The 23 findings, all explained by the labels (0 unexplained):
+// The 24 findings, all explained by the labels (0 unexplained):
 //
 //	A1   first_time_access ×2: billing-worker's first new secret, then an update at 2
 //	A2   unexpected_ip ×1: reporting-etl from 198.51.100.77
@@ -136,7 +136,8 @@ func loadLabels(t *testing.T, path string) []label {
 //	     one identity's failures are its own burst)
 //	A4   first_time_access ×4 (1, 2, 4, 8) and access_volume_spike ×2 (10, 15 distinct)
 //	A5   privileged_use ×3 (1, 2, 4 root-token uses), unexpected_ip ×1 (203.0.113.66),
-//	     first_time_access ×1 (infra/aws-root)
+//	     first_time_access ×2 (infra/aws-root, then the token it mints: token
+//	     creation is access)
 //
 // BOOT (root-token bootstrap) lies before --learn-until: it is history and
 // raises nothing by design (the operator declared it baseline). Without
@@ -189,14 +190,48 @@ func TestReplayOpenBaoScenario(t *testing.T) {
 			t.Errorf("  %s %s %s %s %s", f.Time.Format(time.RFC3339Nano), f.Detector, f.Principal, f.SourceIP, f.Summary)
 		}
 	}
-	want := map[string]int{"A1": 2, "A2": 1, "A3": 4, "A3b": 1, "A3c": 4, "A4": 6, "A5": 5}
+	want := map[string]int{"A1": 2, "A2": 1, "A3": 4, "A3b": 1, "A3c": 4, "A4": 6, "A5": 6}
 	for id, n := range want {
 		if perLabel[id] != n {
 			t.Errorf("%s: %d findings, want %d", id, perLabel[id], n)
 		}
 	}
-	if len(fs) != 23 {
-		t.Errorf("%d findings, want 23", len(fs))
+	if len(fs) != 24 {
+		t.Errorf("%d findings, want 24", len(fs))
+	}
+	// One incident per attack: every finding carries an incident id; the
+	// findings of one label share one incident, and no incident spans two
+	// labels (A3b continues A3's burst from the same address: one attack).
+	attack := func(id string) string {
+		if id == "A3b" {
+			return "A3"
+		}
+		return id
+	}
+	incOf, labelOf := map[string]string{}, map[string]string{}
+	for _, f := range fs {
+		if f.IncidentID == "" {
+			t.Errorf("finding %s has no incident id", f.ID)
+			continue
+		}
+		var by string
+		for _, l := range labels {
+			if l.explains(f) {
+				by = attack(l.ID)
+				break
+			}
+		}
+		if prev, ok := incOf[by]; ok && prev != f.IncidentID {
+			t.Errorf("%s: findings in incidents %s and %s, want one", by, prev, f.IncidentID)
+		}
+		incOf[by] = f.IncidentID
+		if prev, ok := labelOf[f.IncidentID]; ok && prev != by {
+			t.Errorf("incident %s spans %s and %s", f.IncidentID, prev, by)
+		}
+		labelOf[f.IncidentID] = by
+	}
+	if len(labelOf) != 6 {
+		t.Errorf("%d incidents, want 6 (A1, A2, A3+A3b, A3c, A4, A5)", len(labelOf))
 	}
 	// Each burst is one incident: every revision of a DedupeKey grows.
 	last := map[string]schema.Finding{}

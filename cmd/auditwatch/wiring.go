@@ -12,6 +12,7 @@ import (
 	"auditwatch/alert"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
+	"auditwatch/incident"
 	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 	"auditwatch/pipeline"
@@ -29,14 +30,11 @@ func auditParser(format string) (source.Parser, error) {
 	return source.AuditParser(opts), nil
 }
 
-// detectConfig decodes, defaults and validates the `detectors:` section.
+// detectConfig is the `detectors:` section, decoded and validated when the
+// config was loaded.
 func (d *daemon) detectConfig() (detect.Config, error) {
-	c, err := detect.DecodeConfig(&d.cfg.Detectors)
-	if err != nil {
-		return c, fmt.Errorf("config: %w", err)
-	}
-	setGoMemoryLimit(c)
-	return c, nil
+	setGoMemoryLimit(d.conf.Detectors)
+	return d.conf.Detectors, nil
 }
 
 // setGoMemoryLimit makes the Go collector keep the process within the
@@ -87,8 +85,28 @@ func (d *daemon) detectorOpenerFor(key string, dcfg detect.Config) pipeline.Open
 			st.Close()
 			return nil, err
 		}
-		return engine{Engine: eng, st: st}, nil
+		return correlated(engine{Engine: eng, st: st}, dcfg)
 	}
+}
+
+// correlated puts the incident correlation stage behind a partition's
+// engine: its findings carry incident ids before any sink sees them.
+func correlated(det pipeline.Detector, dcfg detect.Config) (pipeline.Detector, error) {
+	if !dcfg.Incidents.On() {
+		return det, nil
+	}
+	s, err := incident.Wrap(det, incidentConfig(dcfg))
+	if err != nil {
+		det.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// incidentConfig is the correlation part of the detectors section.
+func incidentConfig(dcfg detect.Config) incident.Config {
+	c := dcfg.Incidents
+	return incident.Config{Window: c.Window.D(), MaxFanout: c.MaxFanout, MaxOpen: c.MaxOpen}
 }
 
 // router opens the alert router of the `alerts:` section once (nil when
@@ -97,14 +115,10 @@ func (d *daemon) detectorOpenerFor(key string, dcfg detect.Config) pipeline.Open
 // none twice, and its dead-letter file to <state.dir>/alert/dead-letter.jsonl.
 func (d *daemon) router() (*alert.Router, error) {
 	d.routerOnce.Do(func() {
-		if d.cfg.Alerts.Kind == 0 {
+		if d.conf.Alerts == nil {
 			return
 		}
-		acfg, err := alert.FromNode(&d.cfg.Alerts)
-		if err != nil {
-			d.routerErr = fmt.Errorf("config: %w", err)
-			return
-		}
+		acfg := *d.conf.Alerts
 		if acfg.StatePath == "" || acfg.DeadLetter.Path == "" {
 			if err := os.MkdirAll(d.stateDir("alert"), 0o700); err != nil {
 				d.routerErr = err
@@ -133,15 +147,11 @@ func (d *daemon) closeRouter() {
 // the schema migrations.
 func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
 	d.storeOnce.Do(func() {
-		if d.cfg.Storage.Kind == 0 {
+		if d.conf.Storage == nil {
 			d.log.Info("no storage: section; events and findings are not stored")
 			return
 		}
-		scfg, err := store.DecodeConfig(&d.cfg.Storage)
-		if err != nil {
-			d.storeErr = fmt.Errorf("config: %w", err)
-			return
-		}
+		scfg := *d.conf.Storage
 		if scfg.Backend == store.BackendOff {
 			return
 		}
@@ -256,7 +266,7 @@ func (d *daemon) storeSinks(ctx context.Context) (pipeline.EventSinks, func(), e
 		return nil, func() {}, err
 	}
 	if r != nil {
-		if acfg, err := alert.FromNode(&d.cfg.Alerts); err == nil && len(acfg.EventOutputs) > 0 {
+		if acfg := d.conf.Alerts; acfg != nil && len(acfg.EventOutputs) > 0 {
 			sinks = append(sinks, r)
 		}
 	}
