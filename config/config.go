@@ -50,6 +50,8 @@ type Config struct {
 	Detectors yaml.Node `yaml:"detectors"`
 	Alerts    yaml.Node `yaml:"alerts"`
 	Storage   yaml.Node `yaml:"storage"`
+	// Rules is the Sigma rules section (package sigma).
+	Rules yaml.Node `yaml:"rules"`
 	// Files configures the JSON Lines file sinks.
 	Files Files `yaml:"files"`
 	// Console prints findings and progress for a person at a terminal.

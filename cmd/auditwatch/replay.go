@@ -18,6 +18,7 @@ import (
 	"auditwatch/ingest"
 	"auditwatch/internal/termsafe"
 	"auditwatch/schema"
+	"auditwatch/sigma"
 )
 
 func init() {
@@ -31,18 +32,55 @@ func init() {
 // at path (strictly: config.Load rejects unknown keys anywhere, and
 // detect.DecodeConfig unknown keys in detectors:). No path: defaults.
 func loadReplayConfig(path string) (detect.Config, error) {
+	c, _, err := loadReplayConfigRules(path)
+	return c, err
+}
+
+// loadReplayConfigRules is loadReplayConfig with the rules: section.
+func loadReplayConfigRules(path string) (detect.Config, sigma.Config, error) {
 	if path == "" {
-		return detect.DecodeConfig(nil)
+		c, err := detect.DecodeConfig(nil)
+		if err != nil {
+			return c, sigma.Config{}, err
+		}
+		rc, err := sigma.DecodeConfig(nil)
+		return c, rc, err
 	}
 	root, err := config.Load(path)
 	if err != nil {
-		return detect.Config{}, err
+		return detect.Config{}, sigma.Config{}, err
 	}
 	c, err := detect.DecodeConfig(&root.Detectors)
 	if err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
+		return c, sigma.Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
-	return c, nil
+	rc, err := sigma.DecodeConfig(&root.Rules)
+	if err != nil {
+		return c, rc, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, rc, nil
+}
+
+// pathList is a repeatable flag of paths (also comma-separated).
+type pathList []string
+
+func (p *pathList) String() string { return strings.Join(*p, ",") }
+
+func (p *pathList) Set(v string) error {
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			*p = append(*p, x)
+		}
+	}
+	return nil
+}
+
+// replayEngine is what replay drives: the detector engine, or the engine
+// with Sigma rules beside it.
+type replayEngine interface {
+	Process(ev schema.Event) []schema.Finding
+	Checkpoint(meta map[string][]byte) error
+	Drain() []schema.Finding
 }
 
 // replayPos is the per-input progress stored in checkpoint meta.
@@ -60,8 +98,10 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	every := fl.Int("checkpoint-every", 100_000, "checkpoint state every N events")
 	opts := ingest.DefaultOptions()
 	fl.StringVar(&opts.Format, "format", opts.Format, "input format: auto, cloudtrail or vault")
+	var rulePaths pathList
+	fl.Var(&rulePaths, "rules", "Sigma rule file or folder (repeatable; adds to the config's rules.paths)")
 	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: auditwatch replay [--config FILE] [--state DIR] [--learn-until RFC3339] PATH...")
+		fmt.Fprintln(stderr, "usage: auditwatch replay [--config FILE] [--rules PATH]... [--state DIR] [--learn-until RFC3339] PATH...")
 		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors in event-time order and writes findings as JSON lines on stdout.")
 		fmt.Fprintln(stderr, "With --state the detector state, the reorder buffer and each input's progress are checkpointed there:")
 		fmt.Fprintln(stderr, "a later run continues (inputs already replayed are skipped; an interrupted input resumes after its last")
@@ -84,9 +124,21 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(fmt.Sprintf(format, a...)))
 		return code
 	}
-	dcfg, err := loadReplayConfig(*configPath)
+	dcfg, rcfg, err := loadReplayConfigRules(*configPath)
 	if err != nil {
 		return fail(2, "%v", err)
+	}
+	rcfg.Paths = append(rcfg.Paths, rulePaths...)
+	var rules *sigma.Set
+	if rcfg.Enabled() {
+		rules, err = sigma.Load(rcfg.Paths, rcfg.Options())
+		if err != nil {
+			return fail(2, "%v", err)
+		}
+		for _, p := range rules.Problems {
+			fmt.Fprintf(stderr, "replay: rule skipped: %s\n", termsafe.String(p.Error()))
+		}
+		opts.KeepRaw = true
 	}
 	if *learnUntil != "" {
 		t, err := time.Parse(time.RFC3339Nano, *learnUntil)
@@ -115,6 +167,15 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return fail(2, "%v", err)
 	}
 	defer eng.Close()
+	var run replayEngine = eng
+	if rules != nil {
+		sd, err := sigma.NewDetector(eng, rules)
+		if err != nil {
+			return fail(1, "%v", err)
+		}
+		sd.Evaluator().Correlator().MaxGroups = rcfg.MaxGroups
+		run = sd
+	}
 	meta, err := eng.Meta()
 	if err != nil {
 		return fail(1, "%v", err)
@@ -160,13 +221,13 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			m["replay/"+name] = b
 		}
 		sinceCkpt = 0
-		return eng.Checkpoint(m)
+		return run.Checkpoint(m)
 	}
 	var total ingest.Stats
 	inputs, err := ingest.Inputs(paths)
 	if err == nil {
 		err = replayMerged(ctx, inputs, opts, pos, stderr, &total, func(name string, ev schema.Event) error {
-			if err := emit(eng.Process(ev)); err != nil {
+			if err := emit(run.Process(ev)); err != nil {
 				return err
 			}
 			p := pos[name]
@@ -180,7 +241,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		})
 	}
 	if err == nil {
-		err = emit(eng.Drain())
+		err = emit(run.Drain())
 	}
 	if err == nil {
 		err = checkpoint()

@@ -23,6 +23,7 @@ import (
 	"auditwatch/alert"
 	"auditwatch/config"
 	"auditwatch/detect"
+	"auditwatch/sigma"
 )
 
 // Problem is one thing wrong with a config file.
@@ -119,6 +120,17 @@ var sections = []section{
 			// default to files under state.dir.
 			c.DefaultPaths(filepath.Join("state.dir", "alert"))
 			return nil, c.Validate()
+		},
+	},
+	{
+		key: "rules",
+		typ: reflect.TypeFor[sigma.Config](),
+		check: func(n *yaml.Node) (error, error) {
+			_, err := sigma.DecodeConfig(n)
+			if err != nil && isDecodeError(err) {
+				return err, nil
+			}
+			return nil, config.Prefix("rules", err)
 		},
 	},
 }
