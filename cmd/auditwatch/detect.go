@@ -60,11 +60,16 @@ func (d *daemon) runDetect(ctx context.Context) error {
 			continue
 		}
 		var ev pipeline.EventSink
+		open := d.detectorOpenerFor(r.role, c)
 		if r.role == rolePrincipal {
 			ev = events
+			// Sigma rules see every event once: on the principal-keyed topic
+			if open, err = d.withRules(ctx, open); err != nil {
+				return err
+			}
 		}
 		stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
-			Open:               d.detectorOpenerFor(r.role, c),
+			Open:               open,
 			Findings:           sink,
 			Events:             ev,
 			Replayable:         true,
