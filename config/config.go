@@ -52,6 +52,8 @@ type Config struct {
 	Storage   yaml.Node `yaml:"storage"`
 	// Rules is the Sigma rules section (package sigma).
 	Rules yaml.Node `yaml:"rules"`
+	// Identity configures credential linking (package identity).
+	Identity yaml.Node `yaml:"identity"`
 	// Files configures the JSON Lines file sinks.
 	Files Files `yaml:"files"`
 	// Console prints findings and progress for a person at a terminal.

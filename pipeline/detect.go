@@ -51,6 +51,11 @@ type DetectConfig struct {
 	// Stage names the stage in metrics ("detect"); Logger and Registerer.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Enrich, optional, sees every event before its detector and may
+	// rewrite it (credential linking names the Vault identity behind an
+	// AWS key); the findings it returns go on with the detector's. The
+	// rewritten event is what the detector and the event sinks see.
+	Enrich func(ctx context.Context, ev *schema.Event, out []schema.Finding) []schema.Finding
 	// Observe, optional, sees every event handed to a detector and every
 	// finding released, ev nil for those of an idle drain (tests and
 	// latency measurement).
@@ -255,7 +260,14 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 			continue
 		}
 		s.m.events.Inc()
+		var efs []schema.Finding
+		if s.cfg.Enrich != nil {
+			efs = s.cfg.Enrich(ctx, r.Event, nil)
+		}
 		fs := pt.det.Process(*r.Event)
+		if len(efs) > 0 {
+			fs = append(efs, fs...)
+		}
 		if s.cfg.Observe != nil {
 			s.cfg.Observe(r.Event, fs)
 		}

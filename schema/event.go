@@ -89,6 +89,11 @@ type Event struct {
 	// the principal's behalf (sourceIPAddress is a service name or
 	// "AWS Internal"); such calls carry no client address.
 	SourceIsService bool `json:"source_is_service,omitempty"`
+	// InvokedBy is CloudTrail's userIdentity.invokedBy: the AWS service that
+	// made the call on the principal's behalf (secretsmanager.amazonaws.com
+	// decrypting with KMS for a GetSecretValue). Such a call is part of the
+	// principal's originating call, not an access of its own.
+	InvokedBy string `json:"invoked_by,omitempty"`
 
 	UserAgent string `json:"user_agent"`
 	Outcome   string `json:"outcome"`
@@ -103,6 +108,24 @@ type Event struct {
 	ReadOnly bool `json:"read_only,omitempty"`
 	// HTTPStatus is known for some Vault records; 0 when unknown.
 	HTTPStatus int `json:"http_status,omitempty"`
+
+	// IssuedKey is the AWS access key id that a Vault AWS secrets engine
+	// response handed out (aws/creds/ROLE, aws/sts/ROLE): in clear when
+	// the mount lists access_key in audit_non_hmac_response_keys, else
+	// Vault's "hmac-sha256:…" of it.
+	IssuedKey string `json:"issued_key,omitempty"`
+	// LeaseID is the lease a Vault response created (response.secret.lease_id).
+	LeaseID string `json:"lease_id,omitempty"`
+	// KeyPrincipal is set on a CloudTrail event made with an access key
+	// Vault issued: the AWS principal the key belongs to. Principal,
+	// PrincipalName and PrincipalType then name the Vault identity the key
+	// was issued to, so detectors and queries judge the person or service
+	// behind the key (see package identity).
+	KeyPrincipal string `json:"key_principal,omitempty"`
+	// KeyIssue says how a linked key was issued, for people: "issued by
+	// Vault to payments-api (entity …) at 2026-11-20T10:02:00Z from
+	// 10.0.4.7, lease aws/creds/payments/…".
+	KeyIssue string `json:"key_issue,omitempty"`
 
 	// Raw is the original record the event was made of (a CloudTrail
 	// record, or the Vault response entry, else the request entry), kept

@@ -122,6 +122,16 @@ func (d *Detector) Meta() (map[string][]byte, error) {
 // Close closes the engine.
 func (d *Detector) Close() error { return d.inner.Close() }
 
+type flusher interface{ Flush() []schema.Finding }
+
+// Flush runs the engine's Flush, when it has one.
+func (d *Detector) Flush() []schema.Finding {
+	if f, ok := d.inner.(flusher); ok {
+		return f.Flush()
+	}
+	return nil
+}
+
 // Drain drains the engine's reorder buffer, when it has one.
 func (d *Detector) Drain() []schema.Finding {
 	if dr, ok := d.inner.(drainer); ok {

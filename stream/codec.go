@@ -87,6 +87,14 @@ func DecodeEvent(v []byte, ev *schema.Event) error {
 			str(&ev.Account)
 		case "access_key":
 			str(&ev.AccessKey)
+		case "issued_key":
+			str(&ev.IssuedKey)
+		case "lease_id":
+			str(&ev.LeaseID)
+		case "key_principal":
+			str(&ev.KeyPrincipal)
+		case "key_issue":
+			str(&ev.KeyIssue)
 		case "policies":
 			if x.Type() == fastjson.TypeNull {
 				return

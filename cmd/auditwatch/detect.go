@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"auditwatch/pipeline"
+	"auditwatch/schema"
 )
 
 func init() {
@@ -50,6 +51,13 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		return err
 	}
 	defer closeEvents()
+	// Credential linking runs in the principal-keyed instance, which sees
+	// every event (the by-IP topic carries failures only).
+	linker, err := openLinker(&d.cfg.Identity, d.stateDir("identity"), d.log)
+	if err != nil {
+		return err
+	}
+	defer closeLinker(linker)
 	var tasks []task
 	for _, r := range []struct{ role, topic, group string }{
 		{rolePrincipal, kc.EventsTopic, kc.DetectGroup},
@@ -60,15 +68,18 @@ func (d *daemon) runDetect(ctx context.Context) error {
 			continue
 		}
 		var ev pipeline.EventSink
+		var enrich func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
 		open := d.detectorOpenerFor(r.role, c)
 		if r.role == rolePrincipal {
 			ev = events
+			enrich = enricher(linker)
 			// Sigma rules see every event once: on the principal-keyed topic
 			if open, err = d.withRules(ctx, open); err != nil {
 				return err
 			}
 		}
 		stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
+			Enrich:             enrich,
 			Open:               open,
 			Findings:           sink,
 			Events:             ev,

@@ -16,7 +16,7 @@ import (
 	"auditwatch/detect"
 	"auditwatch/detect/state"
 	"auditwatch/ingest"
-	"auditwatch/internal/termsafe"
+	"auditwatch/internal/escape"
 	"auditwatch/schema"
 	"auditwatch/sigma"
 )
@@ -80,7 +80,7 @@ func (p *pathList) Set(v string) error {
 type replayEngine interface {
 	Process(ev schema.Event) []schema.Finding
 	Checkpoint(meta map[string][]byte) error
-	Drain() []schema.Finding
+	Flush() []schema.Finding
 }
 
 // replayPos is the per-input progress stored in checkpoint meta.
@@ -102,8 +102,9 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fl.Var(&rulePaths, "rules", "Sigma rule file or folder (repeatable; adds to the config's rules.paths)")
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: auditwatch replay [--config FILE] [--rules PATH]... [--state DIR] [--learn-until RFC3339] PATH...")
-		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors in event-time order and writes findings as JSON lines on stdout.")
-		fmt.Fprintln(stderr, "With --state the detector state, the reorder buffer and each input's progress are checkpointed there:")
+		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors (inputs merged in event-time order) and writes findings as JSON lines on stdout.")
+		fmt.Fprintln(stderr, "With --rules (or the config's rules: section) Sigma rules run beside the detectors over each event's original record.")
+		fmt.Fprintln(stderr, "With --state the detector state, the per-source watermarks and each input's progress are checkpointed there:")
 		fmt.Fprintln(stderr, "a later run continues (inputs already replayed are skipped; an interrupted input resumes after its last")
 		fmt.Fprintln(stderr, "checkpoint, and findings re-emitted after it carry the ids already emitted).")
 		fmt.Fprintln(stderr, "Exit status: 0 done, 1 failed, 2 bad usage or config, or some records rejected (named on stderr).")
@@ -121,7 +122,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return 2
 	}
 	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(fmt.Sprintf(format, a...)))
+		fmt.Fprintf(stderr, "replay: %s\n", escape.String(escape.Terminal, fmt.Sprintf(format, a...)))
 		return code
 	}
 	dcfg, rcfg, err := loadReplayConfigRules(*configPath)
@@ -136,7 +137,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return fail(2, "%v", err)
 		}
 		for _, p := range rules.Problems {
-			fmt.Fprintf(stderr, "replay: rule skipped: %s\n", termsafe.String(p.Error()))
+			fmt.Fprintf(stderr, "replay: rule skipped: %s\n", escape.String(escape.Terminal, p.Error()))
 		}
 		opts.KeepRaw = true
 	}
@@ -176,6 +177,11 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		sd.Evaluator().Correlator().MaxGroups = rcfg.MaxGroups
 		run = sd
 	}
+	linker, err := replayLinker(*configPath, *stateDir, logger)
+	if err != nil {
+		return fail(2, "%v", err)
+	}
+	defer closeLinker(linker)
 	meta, err := eng.Meta()
 	if err != nil {
 		return fail(1, "%v", err)
@@ -227,6 +233,11 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	inputs, err := ingest.Inputs(paths)
 	if err == nil {
 		err = replayMerged(ctx, inputs, opts, pos, stderr, &total, func(name string, ev schema.Event) error {
+			if linker != nil {
+				if err := emit(linker.Process(ctx, &ev, nil)); err != nil {
+					return err
+				}
+			}
 			if err := emit(run.Process(ev)); err != nil {
 				return err
 			}
@@ -241,7 +252,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		})
 	}
 	if err == nil {
-		err = emit(run.Drain())
+		err = emit(run.Flush())
 	}
 	if err == nil {
 		err = checkpoint()
@@ -297,7 +308,7 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 	var todo []string
 	for _, name := range inputs {
 		if pos[name].Done {
-			fmt.Fprintf(stderr, "replay: %s already replayed into this state; skipped\n", termsafe.String(name))
+			fmt.Fprintf(stderr, "replay: %s already replayed into this state; skipped\n", escape.String(escape.Terminal, name))
 			continue
 		}
 		todo = append(todo, name)
@@ -328,7 +339,7 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 		if err != nil {
 			var re *ingest.RecordError
 			if errors.As(err, &re) {
-				fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(err.Error()))
+				fmt.Fprintf(stderr, "replay: %s\n", escape.String(escape.Terminal, err.Error()))
 				continue
 			}
 			return err

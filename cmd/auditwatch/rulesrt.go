@@ -223,5 +223,3 @@ func (d *daemon) withRules(ctx context.Context, open pipeline.OpenDetector) (pip
 		return sd, nil
 	}, nil
 }
-
-var _ pipeline.Drainer = (*sigma.Detector)(nil)

@@ -95,7 +95,13 @@ func (d *daemon) runAll(ctx context.Context) error {
 		return err
 	}
 	defer emb.Close()
+	linker, err := openLinker(&cfg.Identity, d.stateDir("identity"), d.log)
+	if err != nil {
+		return err
+	}
+	defer closeLinker(linker)
 	stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
+		Enrich:             enricher(linker),
 		Open:               opener,
 		Findings:           sinks,
 		Events:             events,

@@ -220,6 +220,8 @@ func (p *Parser) lineResponse(b []byte, v int, r *raw) int {
 			bit = 2
 		case "data":
 			bit = 4
+		case "secret":
+			bit = 8
 		default:
 			return jsonx.Skip(b, v, p.d0+3)
 		}
@@ -234,11 +236,33 @@ func (p *Parser) lineResponse(b []byte, v int, r *raw) int {
 			return jsonx.Skip(b, v, p.d0+3)
 		case bit == 2:
 			return p.lineAuth(b, v, p.d0+3, &r.respAuth)
+		case bit == 8:
+			var leaseSeen bool
+			return jsonx.Object(b, v, p.d0+3, func(key []byte, esc bool, v int) int {
+				if esc {
+					return -1
+				}
+				if string(key) != "lease_id" {
+					return jsonx.Skip(b, v, p.d0+4)
+				}
+				if leaseSeen {
+					return -1
+				}
+				leaseSeen = true
+				return p.lineString(b, v, &r.leaseID)
+			})
 		}
-		var errSeen bool
+		var errSeen, keySeen bool
 		return jsonx.Object(b, v, p.d0+3, func(key []byte, esc bool, v int) int {
 			if esc {
 				return -1
+			}
+			if string(key) == "access_key" {
+				if keySeen {
+					return -1
+				}
+				keySeen = true
+				return p.lineString(b, v, &r.issuedKey)
 			}
 			if string(key) != "error" {
 				return jsonx.Skip(b, v, p.d0+4)

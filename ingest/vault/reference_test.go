@@ -125,6 +125,8 @@ func refParse(v *fastjson.Value, now func() time.Time) (Entry, error) {
 
 	// outcome
 	errText := refStr(v, "error")
+	ev.IssuedKey = refStr(v, "response", "data", "access_key")
+	ev.LeaseID = refStr(v, "response", "secret", "lease_id")
 	dataErr := ""
 	if de := v.Get("response", "data", "error"); de != nil {
 		if de.Type() == fastjson.TypeString {

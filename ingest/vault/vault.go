@@ -206,7 +206,7 @@ func requestOf(v *fastjson.Value) (f requestFields) {
 	return f
 }
 
-type responseFields struct{ mountType, auth, data *fastjson.Value }
+type responseFields struct{ mountType, auth, data, secret *fastjson.Value }
 
 func responseOf(v *fastjson.Value) (f responseFields) {
 	o := v.GetObject()
@@ -221,6 +221,8 @@ func responseOf(v *fastjson.Value) (f responseFields) {
 			setFirst(&f.auth, e)
 		case "data":
 			setFirst(&f.data, e)
+		case "secret":
+			setFirst(&f.secret, e)
 		}
 	})
 	return f
@@ -335,7 +337,11 @@ func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 		if resp.auth != nil && resp.auth.Type() == fastjson.TypeObject {
 			p.gatherAuth(&r.respAuth, authOf(resp.auth))
 		}
+		if s := resp.secret.GetObject(); s != nil {
+			r.leaseID = bytesOf(s.Get("lease_id"))
+		}
 		if d := resp.data.GetObject(); d != nil {
+			r.issuedKey = bytesOf(d.Get("access_key"))
 			if de := d.Get("error"); de != nil {
 				if de.Type() == fastjson.TypeString {
 					r.dataErr = de.GetStringBytes()
@@ -361,6 +367,9 @@ type raw struct {
 	dataErr []byte
 	// hashID is the content-hash id of an entry without request.id
 	hashID string
+	// issuedKey is response.data.access_key (an AWS secrets engine
+	// response), leaseID response.secret.lease_id
+	issuedKey, leaseID []byte
 }
 
 // rawAuth is an auth block as read from the record.
@@ -486,6 +495,13 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 			// claimed
 			ev.PrincipalName = p.Strings.String(loginUser(path))
 		}
+	}
+
+	if len(r.issuedKey) > 0 {
+		ev.IssuedKey = string(r.issuedKey)
+	}
+	if len(r.leaseID) > 0 {
+		ev.LeaseID = string(r.leaseID)
 	}
 
 	// outcome

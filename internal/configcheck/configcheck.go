@@ -23,6 +23,7 @@ import (
 	"auditwatch/alert"
 	"auditwatch/config"
 	"auditwatch/detect"
+	"auditwatch/identity"
 	"auditwatch/sigma"
 )
 
@@ -119,6 +120,17 @@ var sections = []section{
 			// As the daemons do: unnamed ledger and dead-letter paths
 			// default to files under state.dir.
 			c.DefaultPaths(filepath.Join("state.dir", "alert"))
+			return nil, c.Validate()
+		},
+	},
+	{
+		key: "identity",
+		typ: reflect.TypeFor[identity.Config](),
+		check: func(n *yaml.Node) (error, error) {
+			c, err := identity.FromNode(n)
+			if err != nil {
+				return err, nil
+			}
 			return nil, c.Validate()
 		},
 	},
