@@ -9,13 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
-	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
 	"auditwatch/ingest"
+	"auditwatch/internal/configcheck"
 	"auditwatch/internal/escape"
 	"auditwatch/schema"
 	"auditwatch/sigma"
@@ -28,17 +29,19 @@ func init() {
 	})
 }
 
-// loadReplayConfig reads the detectors section of the root configuration
-// at path (strictly: config.Load rejects unknown keys anywhere, and
-// detect.DecodeConfig unknown keys in detectors:). No path: defaults.
-func loadReplayConfig(path string) (detect.Config, error) {
-	c, _, err := loadReplayConfigRules(path)
+// loadReplayConfig finds the root configuration (--config, then
+// $AUDITWATCH_CONFIG, ./auditwatch.yaml, /etc/auditwatch/config.yaml),
+// loads it as every command does (every section validated) and returns its
+// detectors section. No config file anywhere: the defaults.
+func loadReplayConfig(flagPath string) (detect.Config, error) {
+	c, _, err := loadReplayConfigRules(flagPath)
 	return c, err
 }
 
 // loadReplayConfigRules is loadReplayConfig with the rules: section.
-func loadReplayConfigRules(path string) (detect.Config, sigma.Config, error) {
-	if path == "" {
+func loadReplayConfigRules(flagPath string) (detect.Config, sigma.Config, error) {
+	path, _, err := configcheck.Discover(flagPath, os.Getenv)
+	if errors.Is(err, configcheck.ErrNoConfig) {
 		c, err := detect.DecodeConfig(nil)
 		if err != nil {
 			return c, sigma.Config{}, err
@@ -46,19 +49,18 @@ func loadReplayConfigRules(path string) (detect.Config, sigma.Config, error) {
 		rc, err := sigma.DecodeConfig(nil)
 		return c, rc, err
 	}
-	root, err := config.Load(path)
 	if err != nil {
 		return detect.Config{}, sigma.Config{}, err
 	}
-	c, err := detect.DecodeConfig(&root.Detectors)
+	l, err := configcheck.Load(path)
 	if err != nil {
-		return c, sigma.Config{}, fmt.Errorf("config %s: %w", path, err)
+		return detect.Config{}, sigma.Config{}, err
 	}
-	rc, err := sigma.DecodeConfig(&root.Rules)
+	rc, err := sigma.DecodeConfig(&l.Rules)
 	if err != nil {
-		return c, rc, fmt.Errorf("config %s: %w", path, err)
+		return l.Detectors, rc, fmt.Errorf("config %s: %w", path, err)
 	}
-	return c, rc, nil
+	return l.Detectors, rc, nil
 }
 
 // pathList is a repeatable flag of paths (also comma-separated).
@@ -90,8 +92,7 @@ type replayPos struct {
 }
 
 func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("replay", stderr, "[flags] PATH...", commands["replay"].summary)
 	configPath := fl.String("config", "", "auditwatch config file (its detectors: section is used)")
 	stateDir := fl.String("state", "", "state directory (kept across runs); default a temporary store")
 	learnUntil := fl.String("learn-until", "", "RFC3339 time: events before it build baselines and raise nothing")
