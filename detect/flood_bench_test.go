@@ -101,7 +101,7 @@ func vmHWM(tb testing.TB) int64 {
 func BenchmarkFlood(b *testing.B) {
 	total := *floodEvents
 	var shipped Config
-	shipped.Defaults()
+	shipped.SetDefaults()
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// as replay and run do
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(shipped.GoMemoryLimit()))
