@@ -55,9 +55,14 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		total  ingest.Stats
 		inputs int
 		buf    []byte
+		// stderr is bounded: the first maxShownRejections rejections, each
+		// cut to maxShownError bytes, then a count of the rest.
+		shown, hidden int
 	)
 	err := ingest.OpenPaths(paths, opts, func(name string, r *ingest.Reader) error {
 		inputs++
+		// what this input read counts even when it is cut short
+		defer func() { total = total.Add(r.Stats()) }()
 		for {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -67,7 +72,12 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 				break
 			}
 			if err != nil {
-				fmt.Fprintf(stderr, "normalize: %s\n", escape.String(escape.Terminal, err.Error()))
+				if shown < maxShownRejections {
+					shown++
+					fmt.Fprintf(stderr, "normalize: %s\n", escape.Bounded(escape.Terminal, err.Error(), maxShownError))
+				} else {
+					hidden++
+				}
 				continue
 			}
 			buf = ev.AppendJSON(buf[:0])
@@ -76,9 +86,11 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 				return fmt.Errorf("write output: %w", werr)
 			}
 		}
-		total = total.Add(r.Stats())
 		return nil
 	})
+	if hidden > 0 {
+		fmt.Fprintf(stderr, "normalize: %d more rejected records not shown\n", hidden)
+	}
 	if ferr := out.Flush(); ferr != nil && err == nil {
 		err = fmt.Errorf("write output: %w", ferr)
 	}
@@ -93,3 +105,9 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	}
 	return 0
 }
+
+// normalize's bound on stderr.
+const (
+	maxShownRejections = 100
+	maxShownError      = 1024
+)
