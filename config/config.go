@@ -121,7 +121,10 @@ type Logging struct {
 	Format string `yaml:"format"` // json, text
 }
 
-// Load reads, strictly decodes, defaults and validates the file at path.
+// Load reads, strictly decodes, defaults and validates the root of the
+// file at path; the sections held as yaml.Node are not decoded. Commands
+// load their config through internal/configcheck.Load, which checks the
+// root and every section and reports each problem as file:line: path.
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -129,7 +129,6 @@ func BenchmarkReplayBaseline(b *testing.B) {
 				eng.Checkpoint(nil)
 			}
 		}
-		eng.Drain()
 		eng.Checkpoint(nil)
 		total += n
 		b.StopTimer()
