@@ -49,14 +49,12 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	}
 	opts.Stdin = stdin
 
+	recErrs := newCappedWriter(stderr, "normalize", maxRecordErrors)
 	out := bufio.NewWriterSize(stdout, 256<<10)
 	var (
 		total  ingest.Stats
 		inputs int
 		buf    []byte
-		// stderr is bounded: the first maxShownRejections rejections, each
-		// cut to maxShownError bytes, then a count of the rest.
-		shown, hidden int
 	)
 	err := ingest.OpenPaths(paths, opts, func(name string, r *ingest.Reader) error {
 		inputs++
@@ -71,12 +69,7 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 				break
 			}
 			if err != nil {
-				if shown < maxShownRejections {
-					shown++
-					fmt.Fprintf(stderr, "normalize: %s\n", escape.Bounded(escape.Terminal, err.Error(), maxShownError))
-				} else {
-					hidden++
-				}
+				fmt.Fprintf(recErrs, "normalize: %s\n", escape.String(escape.Terminal, err.Error()))
 				continue
 			}
 			buf = ev.AppendJSON(buf[:0])
@@ -87,12 +80,10 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		}
 		return nil
 	})
-	if hidden > 0 {
-		fmt.Fprintf(stderr, "normalize: %d more rejected records not shown\n", hidden)
-	}
 	if ferr := out.Flush(); ferr != nil && err == nil {
 		err = fmt.Errorf("write output: %w", ferr)
 	}
+	recErrs.Summary()
 	fmt.Fprintf(stderr, "normalize: %d inputs, %d records, %d events, %d rejected, %d skipped, %d vault requests without response\n",
 		inputs, total.Records, total.Events, total.Rejected, total.Skipped, total.Unpaired)
 	if err != nil {
@@ -105,8 +96,3 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	return 0
 }
 
-// normalize's bound on stderr.
-const (
-	maxShownRejections = 100
-	maxShownError      = 1024
-)
