@@ -95,4 +95,3 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	}
 	return 0
 }
-
