@@ -382,7 +382,7 @@ func validateMatch(path string, m Match) error {
 		}
 	}
 	for i, d := range m.Detectors {
-		known := false
+		known := d == schema.DetectorSigma
 		for _, k := range schema.Detectors {
 			if d == k {
 				known = true
