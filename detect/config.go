@@ -108,6 +108,7 @@ type Config struct {
 	AuthFailureSpike  AuthFailureSpikeConfig  `yaml:"auth_failure_spike"`
 	PrivilegedUse     PrivilegedUseConfig     `yaml:"privileged_use"`
 	AccessVolumeSpike AccessVolumeSpikeConfig `yaml:"access_volume_spike"`
+	Incidents         IncidentsConfig         `yaml:"incidents"`
 }
 
 func boolp(b bool) *bool { return &b }
@@ -152,6 +153,7 @@ func (c *Config) Defaults() {
 	c.AuthFailureSpike.defaults()
 	c.PrivilegedUse.defaults()
 	c.AccessVolumeSpike.defaults()
+	c.Incidents.defaults()
 }
 
 // Validate reports every bad field, each named by its YAML path, and
@@ -195,6 +197,7 @@ func (c *Config) Validate() error {
 	c.AuthFailureSpike.validate(bad)
 	c.PrivilegedUse.validate(bad)
 	c.AccessVolumeSpike.validate(bad)
+	c.Incidents.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"auditwatch/detect"
 	"auditwatch/detect/state"
+	"auditwatch/incident"
 	"auditwatch/ingest"
 	"auditwatch/internal/configcheck"
 	"auditwatch/internal/escape"
@@ -125,6 +126,17 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return fail(1, "%v", err)
 	}
+	// Findings join incidents before they are written (the same stage
+	// run and detect use), state kept in the checkpoint.
+	var corr *incident.Correlator
+	if dcfg.Incidents.On() {
+		if corr, err = incident.New(incidentConfig(dcfg)); err == nil {
+			err = corr.RestoreState(meta[incident.MetaKey])
+		}
+		if err != nil {
+			return fail(1, "%v", err)
+		}
+	}
 	pos := map[string]replayPos{}
 	for k, v := range meta {
 		name, ok := strings.CutPrefix(k, "replay/")
@@ -142,6 +154,9 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	var nFindings, sinceCkpt int64
 	var buf []byte
 	emit := func(fs []schema.Finding) error {
+		if corr != nil {
+			corr.Assign(fs)
+		}
 		for i := range fs {
 			b, err := json.Marshal(&fs[i])
 			if err != nil {
@@ -164,6 +179,13 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		for name, p := range pos {
 			b, _ := json.Marshal(p)
 			m["replay/"+name] = b
+		}
+		if corr != nil {
+			b, err := corr.MarshalState()
+			if err != nil {
+				return err
+			}
+			m[incident.MetaKey] = b
 		}
 		sinceCkpt = 0
 		return eng.Checkpoint(m)
@@ -244,6 +266,8 @@ func (s *replaySource) Close() error {
 // Each input is marked done in pos once all its events were processed.
 func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos map[string]replayPos, stderr io.Writer,
 	total *ingest.Stats, process func(name string, ev schema.Event) error) error {
+	recErrs := newCappedWriter(stderr, "replay", maxRecordErrors)
+	defer recErrs.Summary()
 	var todo []string
 	for _, name := range inputs {
 		if pos[name].Done {
@@ -278,7 +302,7 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 		if err != nil {
 			var re *ingest.RecordError
 			if errors.As(err, &re) {
-				fmt.Fprintf(stderr, "replay: %s\n", escape.String(escape.Terminal, err.Error()))
+				fmt.Fprintf(recErrs, "replay: %s\n", escape.String(escape.Terminal, err.Error()))
 				continue
 			}
 			return err

@@ -112,6 +112,11 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	srcPub, stopTrail, err := d.trailLive(ctx, srcs, ing, sinks)
+	if err != nil {
+		return err
+	}
+	defer stopTrail()
 
 	// Start order: progress, then the detect stage, then the sources; the
 	// stop runs backwards, so the sources stop first and the detect stage
@@ -129,7 +134,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 	cs = append(cs, lifecycle.Component{Name: "detect stage", Run: func(ctx context.Context) error {
 		return emb.Consume(ctx, embeddedEvents, "detect", stage)
 	}})
-	cs = append(cs, sourceComponents(srcs, ing)...)
+	cs = append(cs, sourceComponents(srcs, srcPub)...)
 	return d.runComponents(ctx, cs...)
 }
 
