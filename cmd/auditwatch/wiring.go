@@ -21,8 +21,14 @@ import (
 
 // auditParser returns the audit log parser of a format.
 func auditParser(format string) (source.Parser, error) {
+	return auditParserRaw(format, false)
+}
+
+// auditParserRaw is auditParser; raw keeps each event's original record.
+func auditParserRaw(format string, raw bool) (source.Parser, error) {
 	opts := ingest.DefaultOptions()
 	opts.Format = format
+	opts.KeepRaw = raw
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("format %q: %w", format, err)
 	}
