@@ -26,6 +26,7 @@ import (
 	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/identity"
+	"auditwatch/sigma"
 	"auditwatch/store"
 )
 
@@ -212,6 +213,17 @@ var sections = []section{
 				return err, nil
 			}
 			return nil, c.Validate()
+		},
+	},
+	{
+		key: "rules",
+		typ: reflect.TypeFor[sigma.Config](),
+		check: func(n *yaml.Node, _ *Loaded) (error, error) {
+			_, err := sigma.DecodeConfig(n)
+			if err != nil && isDecodeError(err) {
+				return err, nil
+			}
+			return nil, config.Prefix("rules", err)
 		},
 	},
 }
