@@ -52,6 +52,8 @@ type Config struct {
 	Storage   yaml.Node `yaml:"storage"`
 	// Identity configures credential linking (package identity).
 	Identity yaml.Node `yaml:"identity"`
+	// Geo configures network context for addresses (package netinfo).
+	Geo yaml.Node `yaml:"geo"`
 	// Files configures the JSON Lines file sinks.
 	Files Files `yaml:"files"`
 	// Console prints findings and progress for a person at a terminal.

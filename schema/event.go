@@ -122,6 +122,15 @@ type Event struct {
 	// 10.0.4.7, lease aws/creds/payments/…".
 	KeyIssue string `json:"key_issue,omitempty"`
 
+	// Network context of SourceIP (package netinfo, from local
+	// databases): Country (ISO 3166-1 alpha-2), ASN and ASOrg, and NetLabel
+	// (public, private, loopback, link_local, aws_service, reserved,
+	// unknown). Empty when no database is configured.
+	Country  string `json:"country,omitempty"`
+	ASN      int    `json:"asn,omitempty"`
+	ASOrg    string `json:"as_org,omitempty"`
+	NetLabel string `json:"net_label,omitempty"`
+
 	// Raw is the original record the event was made of (a CloudTrail
 	// record, or the Vault response entry, else the request entry), kept
 	// when the reader is asked to (ingest.Options.KeepRaw) so that Sigma

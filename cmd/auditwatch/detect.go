@@ -53,11 +53,11 @@ func (d *daemon) runDetect(ctx context.Context) error {
 	defer closeEvents()
 	// Credential linking runs in the principal-keyed instance, which sees
 	// every event (the by-IP topic carries failures only).
-	linker, err := openLinker(&d.cfg.Identity, d.stateDir("identity"), d.log)
+	enrich, err := openEnrichment(d.cfg, d.stateDir("identity"), d.log)
 	if err != nil {
 		return err
 	}
-	defer closeLinker(linker)
+	defer enrich.Close()
 	var tasks []task
 	for _, r := range []struct{ role, topic, group string }{
 		{rolePrincipal, kc.EventsTopic, kc.DetectGroup},
@@ -68,13 +68,13 @@ func (d *daemon) runDetect(ctx context.Context) error {
 			continue
 		}
 		var ev pipeline.EventSink
-		var enrich func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
+		var hook func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
 		if r.role == rolePrincipal {
 			ev = events
-			enrich = enricher(linker)
+			hook = enrich.hook()
 		}
 		stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
-			Enrich:             enrich,
+			Enrich:             hook,
 			Open:               d.detectorOpenerFor(r.role, c),
 			Findings:           sink,
 			Events:             ev,

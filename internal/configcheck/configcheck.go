@@ -24,6 +24,7 @@ import (
 	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/identity"
+	"auditwatch/netinfo"
 )
 
 // Problem is one thing wrong with a config file.
@@ -127,6 +128,17 @@ var sections = []section{
 		typ: reflect.TypeFor[identity.Config](),
 		check: func(n *yaml.Node) (error, error) {
 			c, err := identity.FromNode(n)
+			if err != nil {
+				return err, nil
+			}
+			return nil, c.Validate()
+		},
+	},
+	{
+		key: "geo",
+		typ: reflect.TypeFor[netinfo.Config](),
+		check: func(n *yaml.Node) (error, error) {
+			c, err := netinfo.FromNode(n)
 			if err != nil {
 				return err, nil
 			}
