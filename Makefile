@@ -16,9 +16,9 @@ demo: build
 test:
 	scripts/test.sh
 
+# gofmt, go vet and staticcheck (installed at the pinned version when missing).
 lint:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
-	$(GO) vet ./...
+	scripts/lint.sh
 
 # Long fuzzing: every fuzz target for FUZZTIME each.
 FUZZTIME ?= 60s

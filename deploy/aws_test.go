@@ -15,8 +15,9 @@ import (
 // wantActions is the least privilege of the CloudTrail sources: read the
 // trail's objects, receive/delete (and extend the visibility of, while a
 // large object is read) messages of one queue, decrypt with one key, and
-// LookupEvents.
+// LookupEvents, and ListPublicKeys for digest signatures.
 var wantActions = []string{
+	"cloudtrail:ListPublicKeys",
 	"cloudtrail:LookupEvents",
 	"kms:Decrypt",
 	"s3:GetObject",
@@ -50,6 +51,11 @@ func strs(v any) []string {
 	return nil
 }
 
+// noResourceLevel: actions that take no resource (Resource "*" only).
+func noResourceLevel(acts []string) bool {
+	return slices.Equal(acts, []string{"cloudtrail:LookupEvents"}) || slices.Equal(acts, []string{"cloudtrail:ListPublicKeys"})
+}
+
 func TestIAMPolicy(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "aws", "iam-policy.json"))
 	if err != nil {
@@ -74,12 +80,13 @@ func TestIAMPolicy(t *testing.T) {
 			t.Errorf("%s: no Resource", s.Sid)
 		}
 		for _, r := range res {
-			// LookupEvents has no resource-level permissions; everything
-			// else names its one bucket prefix, queue or key.
-			if strings.Contains(r, "*") && !(acts[0] == "cloudtrail:LookupEvents" && r == "*") && !strings.HasSuffix(r, "/*") {
+			// LookupEvents and ListPublicKeys have no resource-level
+			// permissions; everything else names its one bucket prefix,
+			// queue or key.
+			if strings.Contains(r, "*") && !(noResourceLevel(acts) && r == "*") && !strings.HasSuffix(r, "/*") {
 				t.Errorf("%s: Resource %q is broader than one bucket prefix, queue or key", s.Sid, r)
 			}
-			if r == "*" && !slices.Equal(acts, []string{"cloudtrail:LookupEvents"}) {
+			if r == "*" && !noResourceLevel(acts) {
 				t.Errorf("%s: Resource * for %v", s.Sid, acts)
 			}
 		}

@@ -27,21 +27,101 @@ type authSpike struct {
 	t       *table[spikeState]
 	h       hasher
 	bucket  int64 // ns per bucket
+	keep    int64 // buckets kept: the window plus the largest lateness
 }
 
 const spikeBuckets = 12
 
 type spikeState struct {
-	Newest int64                `json:"n"` // index of the newest bucket
-	Counts [spikeBuckets]uint32 `json:"c"`
-	Win    int64                `json:"w"`  // current tumbling window index (rate learning)
-	WinCnt uint32               `json:"wc"` // failures in it
-	EWMA   float64              `json:"e"`  // learned failures per window
-	Recent []string             `json:"r,omitempty"`
+	// Buckets: failures per bucket (window/spikeBuckets of event time),
+	// ascending, only non-empty ones, kept for the window plus the largest
+	// source lateness so that a late event counts in its own window.
+	Buckets []spikeBucket `json:"bk,omitempty"`
+	// Newest and Counts: the ring of 12 buckets of stores written before
+	// Buckets (read, converted on first use).
+	Newest int64                 `json:"n,omitempty"`
+	Counts *[spikeBuckets]uint32 `json:"c,omitempty"`
+	Win    int64                 `json:"w"`  // current tumbling window index (rate learning)
+	WinCnt uint32                `json:"wc"` // failures in it
+	EWMA   float64               `json:"e"`  // learned failures per window
+	Recent []string              `json:"r,omitempty"`
 	// Who: identities failing from this address within the window (ip
 	// keys only, bounded).
 	Who []whoSeen `json:"h,omitempty"`
 	B   burst     `json:"b"`
+}
+
+type spikeBucket struct {
+	I int64  `json:"i"` // bucket index: event time / bucket width
+	N uint32 `json:"n"`
+}
+
+// newest is the index of the newest non-empty bucket (0: none).
+func (s *spikeState) newest() int64 {
+	if len(s.Buckets) == 0 {
+		return 0
+	}
+	return s.Buckets[len(s.Buckets)-1].I
+}
+
+// upgrade converts the ring of older stores into Buckets.
+func (s *spikeState) upgrade() {
+	if s.Counts == nil {
+		return
+	}
+	for i := s.Newest - spikeBuckets + 1; i <= s.Newest; i++ {
+		if n := s.Counts[((i%spikeBuckets)+spikeBuckets)%spikeBuckets]; n > 0 {
+			s.Buckets = append(s.Buckets, spikeBucket{I: i, N: n})
+		}
+	}
+	s.Counts, s.Newest = nil, 0
+}
+
+// add counts one failure in bucket bi, drops buckets older than keep
+// buckets before the newest, and returns the largest count of any window
+// (spikeBuckets wide) that contains bi. ok is false when bi is older than
+// the state kept (later than the allowed lateness and the window).
+func (s *spikeState) add(bi, keep int64) (count int, ok bool) {
+	newest := max(s.newest(), bi)
+	if bi <= newest-keep {
+		return 0, false
+	}
+	i := len(s.Buckets)
+	for i > 0 && s.Buckets[i-1].I > bi {
+		i--
+	}
+	if i > 0 && s.Buckets[i-1].I == bi {
+		s.Buckets[i-1].N++
+	} else {
+		s.Buckets = append(s.Buckets, spikeBucket{})
+		copy(s.Buckets[i+1:], s.Buckets[i:])
+		s.Buckets[i] = spikeBucket{I: bi, N: 1}
+	}
+	drop := 0
+	for drop < len(s.Buckets) && s.Buckets[drop].I <= newest-keep {
+		drop++
+	}
+	if drop > 0 {
+		s.Buckets = append(s.Buckets[:0], s.Buckets[drop:]...)
+	}
+	// Windows [j-spikeBuckets+1, j] for j from bi to bi+spikeBuckets-1.
+	var w [2*spikeBuckets - 1]uint32 // buckets bi-spikeBuckets+1 .. bi+spikeBuckets-1
+	lo := bi - spikeBuckets + 1
+	for _, b := range s.Buckets {
+		if b.I >= lo && b.I < lo+int64(len(w)) {
+			w[b.I-lo] = b.N
+		}
+	}
+	sum := 0
+	for k := 0; k < spikeBuckets; k++ {
+		sum += int(w[k])
+	}
+	count = sum
+	for k := spikeBuckets; k < len(w); k++ {
+		sum += int(w[k]) - int(w[k-spikeBuckets])
+		count = max(count, sum)
+	}
+	return count, true
 }
 
 type whoSeen struct {
@@ -86,11 +166,12 @@ func newAuthSpike(e *Engine) *authSpike {
 	if d.bucket <= 0 {
 		d.bucket = 1
 	}
+	d.keep = spikeBuckets + (e.maxLate+d.bucket-1)/d.bucket
 	// A key quiet this long has its burst closed and its learned rate
 	// decayed below 1e-5 of itself (EWMA per window): nothing to keep.
 	quiet := time.Duration(math.Ceil(math.Log(1e-5)/math.Log(1-min(cfg.EWMAAlpha, 0.999)))) * cfg.Window.D()
 	d.t = newTable(schema.DetectorAuthFailureSpike, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[spikeState](jsonCodec[spikeState]{}), e.log, e.m).
-		expire(max(cfg.Cooldown.D(), quiet), func(v *spikeState) int64 { return max(v.B.Last, v.Newest*d.bucket) })
+		expire(max(cfg.Cooldown.D(), quiet), func(v *spikeState) int64 { return max(v.B.Last, v.newest()*d.bucket, v.Newest*d.bucket) })
 	for _, k := range cfg.FailureKinds {
 		d.kinds[k] = true
 	}
@@ -124,7 +205,7 @@ func (d *authSpike) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	if d.byPrinc && c.hasPrincipal {
 		out = d.key(ev, c, "principal", ev.Principal, out)
 	}
-	if d.byIP && ev.SourceIP != "" && !ev.SourceIsService {
+	if d.byIP && ev.SourceIP != "" && !ev.SourceIsService && !ServiceInvoked(ev) {
 		out = d.key(ev, c, "ip", ev.SourceIP, out)
 	}
 	return out
@@ -155,32 +236,11 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 		s.WinCnt++
 	}
 
-	// Sliding window count.
-	bi := t / d.bucket
-	inWindow := true
-	switch {
-	case s.Newest == 0 && s.Counts == [spikeBuckets]uint32{}:
-		s.Newest = bi
-	case bi > s.Newest:
-		shift := bi - s.Newest
-		if shift >= spikeBuckets {
-			s.Counts = [spikeBuckets]uint32{}
-		} else {
-			for i := int64(1); i <= shift; i++ {
-				s.Counts[(s.Newest+i)%spikeBuckets] = 0
-			}
-		}
-		s.Newest = bi
-	case bi <= s.Newest-spikeBuckets:
-		inWindow = false // late beyond the window
-	}
-	count := 0
-	if inWindow {
-		s.Counts[bi%spikeBuckets]++
-		for _, x := range s.Counts {
-			count += int(x)
-		}
-	}
+	// Sliding window count: a late event counts in its own window; the
+	// count is that of the fullest window holding it, so the event that
+	// completes a burst raises it whatever order the burst arrived in.
+	s.upgrade()
+	count, inWindow := s.add(t/d.bucket, d.keep)
 	if len(s.Recent) >= max {
 		s.Recent = append(s.Recent[:0], s.Recent[1:]...)
 	}
@@ -189,9 +249,7 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 	b := &s.B
 	if b.open(t, d.cfg.Cooldown.D()) {
 		b.Count++
-		if t > b.Last {
-			b.Last = t
-		}
+		b.extend(t)
 		b.addID(ev.ID, max)
 		b.addItem(principalOrAnon(ev), max)
 		// A new kind of failure (bad passwords, then made-up tokens) is

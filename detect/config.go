@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"auditwatch/config/duration"
@@ -17,16 +19,78 @@ import (
 // days: "90s", "15m", "36h", "7d"); see package config/duration.
 type Duration = duration.Duration
 
+// ByteSize is a size in bytes that YAML writes as "512MiB", "1GiB",
+// "64MB" or a plain number of bytes.
+type ByteSize int64
+
+// UnmarshalYAML accepts a number of bytes or a number with a unit (KiB,
+// MiB, GiB, KB, MB, GB).
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: size: %w", n.Line, err)
+	}
+	v, err := ParseByteSize(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// MarshalYAML writes the size in bytes.
+func (b ByteSize) MarshalYAML() (any, error) { return int64(b), nil }
+
+// ParseByteSize parses "512MiB", "1GiB", "64MB" or a number of bytes.
+func ParseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
+
 // Config is the `detectors:` section of the auditwatch configuration.
 // Defaults lives in Defaults; zero values are filled there only.
 type Config struct {
-	// AllowedLateness: events up to this much older than the newest event
-	// seen are reordered and handled as if in order; older ones are still
-	// processed, immediately, and their findings marked late.
+	// AllowedLateness is the lateness of a source not named in Lateness:
+	// how far behind its source's watermark (the newest event time seen
+	// from that source) an event may arrive and still be on time. Every
+	// event is decided when it arrives; lateness only bounds how long
+	// window state is kept for late events, and an event later than it is
+	// still processed and its findings are marked late.
 	AllowedLateness Duration `yaml:"allowed_lateness"`
-	// MaxBuffered bounds the reorder buffer (events); over it the oldest is
-	// released early (counted).
+	// Lateness per event source (schema.Event.Source): CloudTrail delivers
+	// up to ~15 minutes late, a Vault file tail within milliseconds.
+	Lateness map[string]Duration `yaml:"lateness"`
+	// MaxAhead: an event dated more than this after the wall clock (a
+	// clock jump, a forged time) is processed and flagged
+	// (time_skew=ahead) but never moves its source's watermark.
+	MaxAhead Duration `yaml:"max_ahead"`
+	// MaxBehind: an event more than this behind its source's watermark is
+	// processed and flagged (late, time_skew=behind).
+	MaxBehind Duration `yaml:"max_behind"`
+	// MemoryBudget bounds the bytes of detector state held in memory (all
+	// tables and their unsaved spill); beyond it the least valuable
+	// entries are evicted to the store. Accepts 512MiB, 1GiB or bytes.
+	MemoryBudget ByteSize `yaml:"memory_budget"`
+	// MaxBuffered is accepted for older configurations and unused: there
+	// is no reorder buffer, events are decided on arrival.
 	MaxBuffered int `yaml:"max_buffered"`
+	// Now is the wall clock for max_ahead (tests set it); nil: time.Now.
+	Now func() time.Time `yaml:"-"`
 	// MaxPrincipals bounds the in-memory principal table (first-seen times).
 	MaxPrincipals int `yaml:"max_principals"`
 	// MaxSpill bounds evicted-but-unsaved entries kept until the next
@@ -56,6 +120,21 @@ func (c *Config) Defaults() {
 		// CloudTrail delivers most events within 5 minutes, some in 15.
 		c.AllowedLateness = Duration(15 * time.Minute)
 	}
+	if c.Lateness == nil {
+		c.Lateness = map[string]Duration{
+			schema.SourceCloudTrail: Duration(15 * time.Minute),
+			schema.SourceVault:      Duration(5 * time.Second),
+		}
+	}
+	if c.MaxAhead == 0 {
+		c.MaxAhead = Duration(time.Hour)
+	}
+	if c.MaxBehind == 0 {
+		c.MaxBehind = Duration(24 * time.Hour)
+	}
+	if c.MemoryBudget == 0 {
+		c.MemoryBudget = 512 << 20
+	}
 	if c.MaxBuffered == 0 {
 		c.MaxBuffered = 200_000
 	}
@@ -84,6 +163,20 @@ func (c *Config) Validate() error {
 	}
 	if c.AllowedLateness < 0 {
 		bad("allowed_lateness", "must not be negative")
+	}
+	for src, d := range c.Lateness {
+		if d < 0 {
+			bad("lateness."+src, "must not be negative")
+		}
+	}
+	if c.MaxAhead < 0 {
+		bad("max_ahead", "must not be negative")
+	}
+	if c.MaxBehind < 0 {
+		bad("max_behind", "must not be negative")
+	}
+	if c.MemoryBudget < 1<<20 {
+		bad("memory_budget", "must be at least 1MiB, got %d bytes", int64(c.MemoryBudget))
 	}
 	for _, x := range []struct {
 		name string

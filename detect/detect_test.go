@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -63,13 +64,13 @@ func TestCanonicalResource(t *testing.T) {
 func TestScope(t *testing.T) {
 	var c Config
 	c.Defaults()
-	s := scope{rules: c.FirstTimeAccess.Scope}
+	s := newScope(c.FirstTimeAccess.Scope, c.FirstTimeAccess.VaultMounts)
 	cases := []struct {
 		ev   schema.Event
 		want bool
 	}{
 		{ctev("", 0, "", "", "secretsmanager:GetSecretValue", "x"), true},
-		{ctev("", 0, "", "", "secretsmanager:PutSecretValue", "x"), true},
+		{ctev("", 0, "", "", "secretsmanager:PutSecretValue", "x"), false}, // a write, not a read of secret material
 		{ctev("", 0, "", "", "secretsmanager:DescribeSecret", "x"), false},
 		{ctev("", 0, "", "", "kms:Decrypt", "k"), true},
 		{ctev("", 0, "", "", "kms:DescribeKey", "k"), false},
@@ -82,7 +83,7 @@ func TestScope(t *testing.T) {
 			t.Errorf("%s %s in scope = %v, want %v", c.ev.Action, c.ev.Resource, got, c.want)
 		}
 	}
-	excl := scope{rules: append(c.FirstTimeAccess.Scope, ScopeRule{Resources: []string{"secret/scratch/*"}, Exclude: true})}
+	excl := newScope(append(c.FirstTimeAccess.Scope, ScopeRule{Resources: []string{"secret/scratch/*"}, Exclude: true}), nil)
 	ev := vev("", 0, "", "", "read", "secret/data/scratch/tmp")
 	if _, in := excl.match(&ev); in {
 		t.Error("excluded resource counted")
@@ -168,6 +169,16 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if len(c.UnexpectedIP.Allow) == 0 || len(c.PrivilegedUse.Maintenance) == 0 {
 		t.Fatal("example lost its allowlist or maintenance window")
+	}
+	// The example shows the default scope, mounts and rollout writes (plus
+	// one example exclusion at the end).
+	var d Config
+	d.Defaults()
+	if n := len(c.FirstTimeAccess.Scope); n == 0 || !reflect.DeepEqual(c.FirstTimeAccess.Scope[:n-1], d.FirstTimeAccess.Scope) {
+		t.Errorf("example scope differs from DefaultScope:\n%+v\n%+v", c.FirstTimeAccess.Scope, d.FirstTimeAccess.Scope)
+	}
+	if !reflect.DeepEqual(c.FirstTimeAccess.VaultMounts, d.FirstTimeAccess.VaultMounts) || !reflect.DeepEqual(c.FirstTimeAccess.RolloutActions, d.FirstTimeAccess.RolloutActions) {
+		t.Error("example vault_mounts or rollout_actions differ from the defaults")
 	}
 }
 
@@ -380,7 +391,6 @@ func TestHostileCardinality(t *testing.T) {
 			}
 		}
 	}
-	e.Drain()
 	s := e.Stats()
 	var evictions, drops float64
 	for _, ts := range s.Tables {
@@ -495,7 +505,6 @@ func FuzzEngineProcess(f *testing.F) {
 		if err := e.Checkpoint(map[string][]byte{"k": []byte(principal)}); err != nil {
 			t.Fatal(err)
 		}
-		fs = append(fs, e.Drain()...)
 		for _, f := range fs {
 			if f.ID == "" || f.DedupeKey == "" || f.Detector == "" {
 				t.Fatalf("incomplete finding %+v", f)
@@ -534,26 +543,21 @@ func TestOpenOwnsItsStore(t *testing.T) {
 	if m, err := e.Meta(); err != nil || string(m["offset"]) != "1" {
 		t.Fatalf("meta %q %v", m, err)
 	}
-	if e.Buffered() != 1 {
-		t.Fatalf("reorder buffer after reopen holds %d events, want 1", e.Buffered())
+	if got := e.Watermark(schema.SourceVault); !got.Equal(t0) {
+		t.Fatalf("vault watermark after reopen %v, want %v", got, t0)
 	}
 }
 
-// A full reorder buffer releases early (counted); what arrives behind an
-// early release is late; a restart at any point gives the same findings.
-func TestReorderOverflowAndRestart(t *testing.T) {
+// Events out of order are decided on arrival; a restart at any point
+// gives the same findings as a run without one.
+func TestOutOfOrderAndRestart(t *testing.T) {
 	sc := scenarios()[2]                // auth_failure_spike
 	evs := slices.Clone(sc.events[10:]) // the failures, a second apart
 	for i := 0; i+8 <= len(evs); i += 8 {
 		slices.Reverse(evs[i : i+8])
 	}
 	cfg := testConfig(time.Time{})
-	cfg.MaxBuffered = 4
-	cfg.AllowedLateness = Duration(time.Hour) // only the bound forces releases
-	want, e := run(t, cfg, evs)
-	if s := e.Stats(); s.ReorderOverflow == 0 || s.Late == 0 {
-		t.Fatalf("overflow %d, late %d: the buffer bound was not exercised", s.ReorderOverflow, s.Late)
-	}
+	want, _ := run(t, cfg, evs)
 	if len(ofDetector(want, sc.detector)) == 0 {
 		t.Fatal("no findings")
 	}
@@ -579,32 +583,112 @@ func TestReorderOverflowAndRestart(t *testing.T) {
 	}
 }
 
-func TestAdvanceReleasesIdleBuffer(t *testing.T) {
+// Single-event decisions are raised by the event that makes them, with
+// the shipped 15-minute CloudTrail lateness: nothing waits.
+func TestDecideOnArrival(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	cfg := testConfig(time.Time{})
-	cfg.AllowedLateness = Duration(10 * time.Minute)
+	var cfg Config // shipped defaults
 	e := newEngine(t, cfg, st, nil)
 	root := vev("r1", time.Hour, "root", "203.0.113.9", "read", "sys/auth")
 	root.Policies = []string{"root"}
-	if fs := e.Process(root); len(fs) != 0 {
-		t.Fatalf("released before the lateness passed: %+v", fs)
+	if fs := e.Process(root); len(ofDetector(fs, schema.DetectorPrivilegedUse)) != 1 {
+		t.Fatalf("root-token use not raised on arrival: %+v", fs)
 	}
-	if fs := e.Advance(t0.Add(time.Hour + 5*time.Minute)); len(fs) != 0 || e.Buffered() != 1 {
-		t.Fatalf("Advance within the lateness released %d findings, %d buffered", len(fs), e.Buffered())
+	// A burst of failed logins: the finding comes with the event that
+	// crosses the threshold, not later.
+	// No learned rate yet: min_count failures are far above it.
+	thr := e.Config().AuthFailureSpike.MinCount
+	for i := 0; i < thr; i++ {
+		ev := failed(vev(fmt.Sprint("a", i), 2*time.Hour+time.Duration(i)*time.Second, "", "203.0.113.10", "update", "auth/userpass/login/x"), schema.FailureInvalidCredentials, true)
+		fs := ofDetector(e.Process(ev), schema.DetectorAuthFailureSpike)
+		if i < thr-1 && len(fs) != 0 || i == thr-1 && len(fs) != 1 {
+			t.Fatalf("failure %d of min_count %d raised %d findings", i+1, thr, len(fs))
+		}
 	}
-	fs := e.Advance(t0.Add(time.Hour + 11*time.Minute))
-	if len(ofDetector(fs, schema.DetectorPrivilegedUse)) != 1 || e.Buffered() != 0 {
-		t.Fatalf("Advance past the lateness: %d findings, %d buffered", len(fs), e.Buffered())
+}
+
+// A late event still counts in its own window: the same burst delivered
+// newest first raises the same incident as in order, when its last
+// (oldest) event arrives.
+func TestLateEventCountsInItsWindow(t *testing.T) {
+	var evs []schema.Event
+	for i := 0; i < 10; i++ {
+		ev := failed(vev(fmt.Sprint("a", i), time.Hour+time.Duration(i)*time.Second, "", "203.0.113.10", "update", "auth/userpass/login/x"), schema.FailureInvalidCredentials, true)
+		ev.Source = schema.SourceCloudTrail // 15 minutes of lateness
+		evs = append(evs, ev)
 	}
-	if fs := e.Advance(t0); fs != nil {
-		t.Fatal("Advance backwards released something")
+	// A newer, unrelated CloudTrail event first: the burst is 10 minutes late.
+	newer := vev("n", time.Hour+10*time.Minute, "app", "10.0.0.1", "read", "secret/data/a")
+	newer.Source = schema.SourceCloudTrail
+	rev := append([]schema.Event{newer}, evs...)
+	slices.Reverse(rev[1:])
+	cfg := testConfig(time.Time{})
+	cfg.Lateness = nil // shipped per-source lateness
+	got, e := run(t, cfg, rev)
+	fs := ofDetector(got, schema.DetectorAuthFailureSpike)
+	inOrder, _ := run(t, cfg, append([]schema.Event{newer}, evs...))
+	want := ofDetector(inOrder, schema.DetectorAuthFailureSpike)
+	if len(fs) == 0 || !slices.Equal(Incidents(fs), Incidents(want)) {
+		t.Fatalf("late burst: incidents %v, in order %v", Incidents(fs), Incidents(want))
 	}
-	late := vev("r2", time.Hour+30*time.Second, "root", "203.0.113.9", "read", "sys/auth")
-	late.Policies = []string{"root"}
-	e.Process(late)
-	if e.Stats().Late != 1 {
-		t.Fatal("event behind an advanced clock not counted late")
+	// Raised by the min_count-th arriving failure, then one update when
+	// the count doubled; the incident spans the whole burst.
+	mc := e.Config().AuthFailureSpike.MinCount
+	last := fs[len(fs)-1]
+	if fs[0].Count != mc || last.Count != len(evs) || last.DedupeKey != fs[0].DedupeKey ||
+		!last.FirstTime.Equal(evs[0].Time) {
+		t.Fatalf("late burst findings %+v", fs)
+	}
+	if e.Stats().Late != 0 {
+		t.Fatalf("%d events counted late within the 15-minute CloudTrail lateness", e.Stats().Late)
+	}
+}
+
+// One source's watermark never makes another's events late; events
+// dated days ahead or behind are processed, counted and flagged, and do
+// not move the watermark.
+func TestPerSourceWatermarksAndSkew(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	cfg := testConfig(time.Time{})
+	cfg.Lateness = nil
+	wall := t0.Add(2 * time.Hour)
+	cfg.Now = func() time.Time { return wall }
+	reg := prometheus.NewRegistry()
+	e := newEngine(t, cfg, st, reg)
+	ct := vev("c1", 2*time.Hour, "arn:aws:iam::1:role/app", "10.0.0.1", "read", "secret/data/a")
+	ct.Source = schema.SourceCloudTrail
+	e.Process(ct)
+	// Vault is 10 minutes behind CloudTrail: on time for its own clock.
+	e.Process(vev("v1", time.Hour+50*time.Minute, "app", "10.0.0.1", "read", "secret/data/a"))
+	e.Process(vev("v2", time.Hour+50*time.Minute+time.Second, "app", "10.0.0.1", "read", "secret/data/a"))
+	if s := e.Stats(); s.Late != 0 {
+		t.Fatalf("vault events late because of CloudTrail's clock: %d", s.Late)
+	}
+	// A clock jump: an event three days ahead of the wall clock.
+	ahead := vev("jump", 74*time.Hour, "root", "203.0.113.9", "read", "sys/auth")
+	ahead.Policies = []string{"root"}
+	fs := e.Process(ahead)
+	if len(fs) != 1 || fs[0].Attributes["time_skew"] != "ahead" {
+		t.Fatalf("event dated ahead: findings %+v", fs)
+	}
+	if got := e.Watermark(schema.SourceVault); !got.Equal(t0.Add(time.Hour + 50*time.Minute + time.Second)) {
+		t.Fatalf("watermark dragged to %v", got)
+	}
+	// Back in time by two days: late, flagged behind, processed.
+	behind := vev("old", -47*time.Hour, "root", "203.0.113.9", "read", "sys/auth")
+	behind.Policies = []string{"root"}
+	fs = e.Process(behind)
+	if len(fs) != 1 || !fs[0].Late || fs[0].Attributes["time_skew"] != "behind" {
+		t.Fatalf("event dated behind: findings %+v", fs)
+	}
+	s := e.Stats()
+	if s.Ahead != 1 || s.Behind != 1 || s.Late != 1 {
+		t.Fatalf("ahead %d behind %d late %d", s.Ahead, s.Behind, s.Late)
+	}
+	if v := testutil.ToFloat64(e.m.skew.WithLabelValues("ahead")); v != 1 {
+		t.Fatalf("skew metric %v", v)
 	}
 }
 
@@ -628,7 +712,6 @@ func TestStateExpiry(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		e.Process(vev(fmt.Sprint("pair", i), time.Minute, fmt.Sprint("app", i), "10.0.0.1", "read", "secret/data/a"))
 	}
-	e.Advance(t0.Add(10 * time.Minute))
 	if err := e.Checkpoint(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -637,8 +720,7 @@ func TestStateExpiry(t *testing.T) {
 		t.Fatalf("%d address keys saved, want %d", saved, n)
 	}
 	// Two days later: the addresses never came back, the pair is forgotten.
-	e.Process(vev("later", 48*time.Hour, "other", "10.0.0.2", "read", "sys/health"))
-	e.Advance(t0.Add(49 * time.Hour))
+	e.Process(vev("later", 49*time.Hour, "other", "10.0.0.2", "read", "sys/health"))
 	for i := 0; i < 3; i++ { // sweeps proceed in batches (of 2,000 entries)
 		if err := e.Checkpoint(nil); err != nil {
 			t.Fatal(err)

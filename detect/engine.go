@@ -38,7 +38,7 @@ type detector interface {
 	tables() []tableStats
 }
 
-// Engine runs every enabled detector over events in event-time order.
+// Engine runs every enabled detector over events as they arrive.
 // It is not safe for concurrent use: one goroutine owns it (one per stream
 // partition).
 type Engine struct {
@@ -54,34 +54,60 @@ type Engine struct {
 	hkey       hashKey // shared by every hasher of the engine
 	saveHKey   bool    // hkey is new: the next checkpoint stores it
 
-	buf          evHeap
-	seq          uint64
-	maxSeen      time.Time
-	released     time.Time // event time of the last released event
-	relSeq       uint64    // and its seq
-	hasReleased  bool
-	persistedSeq uint64       // events up to this seq are in saved segments
-	segments     []segment    // saved segments of the reorder buffer
-	scratch      schema.Event // the event being released
-	in           schema.Event // the event being taken in (keeps ev off the heap)
-	ctx          evalCtx
+	// Event time: one watermark per source (the newest event time seen
+	// from it, events dated too far ahead excluded), so one late source
+	// never makes another's events late.
+	sources map[string]*sourceClock
+	maxWM   int64 // newest watermark of any source (unix ns)
+	// maxLate is the largest lateness of any source: how long window
+	// state is kept for events arriving late.
+	maxLate int64
+	now     func() time.Time
+
+	// pending: events a store written by an older version held in its
+	// reorder buffer; evaluated before the next event.
+	pending     []schema.Event
+	legacySegs  []segment
+	in          schema.Event // the event being taken in (keeps ev off the heap)
+	ctx         evalCtx
+	lastSkewLog time.Time
 
 	stats    Stats
 	ownStore bool
 }
 
+// sourceClock is one source's event-time watermark.
+type sourceClock struct {
+	wm       int64 // newest event time seen, unix ns (0: none yet)
+	lateness int64
+}
+
+// maxSources bounds the per-source clocks: Source is set by the parsers
+// (cloudtrail, vault, ...), anything beyond shares the "other" clock.
+const maxSources = 16
+
 // Stats are the engine's counters since it started.
 type Stats struct {
-	Events          uint64
-	Late            uint64
-	Findings        map[string]uint64
-	Buffered        int
-	ReorderOverflow uint64
-	Suppressed      uint64 // privileged use inside a maintenance window
-	Evictions       uint64 // sum over Tables
-	SpillDropped    uint64 // sum over Tables
-	Expired         uint64 // sum over Tables
-	Tables          []TableStats
+	Events uint64
+	// Late: events more than their source's lateness behind its
+	// watermark (processed at once, findings marked Late).
+	Late uint64
+	// Ahead: events dated more than max_ahead after the wall clock;
+	// Behind: events more than max_behind behind their source's watermark.
+	// Both are processed and their findings flagged (time_skew); neither
+	// moves a watermark.
+	Ahead, Behind uint64
+	// FirstSeenRevised: events that arrived after a later event of the
+	// same principal and moved its first-seen time earlier: decisions
+	// already taken for that principal used the later first-seen time (a
+	// learning period judged on what was known at arrival).
+	FirstSeenRevised uint64
+	Findings         map[string]uint64
+	Suppressed       uint64 // privileged use inside a maintenance window
+	Evictions        uint64 // sum over Tables
+	SpillDropped     uint64 // sum over Tables
+	Expired          uint64 // sum over Tables
+	Tables           []TableStats
 }
 
 // TableStats describes one bounded working set.
@@ -97,21 +123,20 @@ type TableStats struct {
 	Expired uint64
 }
 
+// clock is the saved event-time state. The fields after Sources are
+// read from stores written by versions that had a reorder buffer.
 type clock struct {
-	MaxSeen      time.Time `json:"max_seen"`
-	Released     time.Time `json:"released"`
-	RelSeq       uint64    `json:"rel_seq"`
-	HasReleased  bool      `json:"has_released"`
-	Seq          uint64    `json:"seq"`
-	PersistedSeq uint64    `json:"persisted_seq"`
-	Segments     []segment `json:"segments"`
+	Sources map[string]int64 `json:"sources,omitempty"`
+	MaxWM   int64            `json:"max_wm,omitempty"`
+
+	MaxSeen     time.Time `json:"max_seen"`
+	Released    time.Time `json:"released"`
+	RelSeq      uint64    `json:"rel_seq"`
+	HasReleased bool      `json:"has_released"`
+	Segments    []segment `json:"segments"`
 }
 
-// segment is a saved run of buffered events, in seq order. The reorder
-// buffer is saved incrementally: a checkpoint writes the events that
-// arrived since the previous one as one segment and deletes segments whose
-// events have all been released, so a checkpoint costs what arrived since,
-// not the whole buffer.
+// segment is a saved run of reorder-buffer events (older versions).
 type segment struct {
 	First uint64 `json:"first"`
 	Last  uint64 `json:"last"`
@@ -124,8 +149,8 @@ func (s segment) key() []byte {
 	return k
 }
 
-// New builds an Engine over st, restoring the detector state, clock and
-// reorder buffer of the last Checkpoint. cfg gets its defaults filled and is
+// New builds an Engine over st, restoring the detector state and
+// watermarks of the last Checkpoint. cfg gets its defaults filled and is
 // validated here.
 func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
 	if st == nil {
@@ -138,14 +163,21 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg, st: st, log: logger, m: newMetrics(reg)}
+	e := &Engine{cfg: cfg, st: st, log: logger, m: newMetrics(reg), sources: map[string]*sourceClock{}, now: cfg.Now}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	e.maxLate = cfg.AllowedLateness.D().Nanoseconds()
+	for _, d := range cfg.Lateness {
+		e.maxLate = max(e.maxLate, d.D().Nanoseconds())
+	}
 	if err := e.loadHashKey(); err != nil {
 		return nil, err
 	}
 	e.h = e.newHasher()
 	e.stats.Findings = make(map[string]uint64)
 	e.principals = e.newPrincipalTable()
-	e.scope = newScope(cfg.FirstTimeAccess.Scope)
+	e.scope = newScope(cfg.FirstTimeAccess.Scope, cfg.FirstTimeAccess.VaultMounts)
 	if on(cfg.UnexpectedIP.Enabled) {
 		e.dets = append(e.dets, newUnexpectedIP(e))
 	}
@@ -212,15 +244,23 @@ func (e *Engine) restore() error {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return fmt.Errorf("detect: restore clock: %w", err)
 	}
-	e.maxSeen, e.released, e.hasReleased, e.seq = c.MaxSeen, c.Released, c.HasReleased, c.Seq
-	e.relSeq, e.persistedSeq, e.segments = c.RelSeq, c.PersistedSeq, c.Segments
-	for _, sg := range e.segments {
+	for src, wm := range c.Sources {
+		e.source(src).wm = wm
+	}
+	e.maxWM = c.MaxWM
+	if e.maxWM == 0 && !c.MaxSeen.IsZero() {
+		e.maxWM = c.MaxSeen.UnixNano()
+	}
+	// A store written with a reorder buffer: the events it still held
+	// are evaluated before the next event, so none is lost.
+	for _, sg := range c.Segments {
 		raw, err := e.st.Get(spaceEngine, sg.key())
 		if err != nil {
 			return fmt.Errorf("detect: restore reorder buffer: %w", err)
 		}
+		e.legacySegs = append(e.legacySegs, sg)
 		if raw == nil {
-			return fmt.Errorf("detect: restore reorder buffer: segment %d missing", sg.First)
+			continue
 		}
 		d := decoder{b: raw}
 		for len(d.b) > 0 {
@@ -229,117 +269,149 @@ func (e *Engine) restore() error {
 			if d.err != nil {
 				return fmt.Errorf("detect: restore reorder buffer: segment %d: %w", sg.First, d.err)
 			}
-			t := ev.Time.UnixNano()
-			if e.hasReleased && (t < e.released.UnixNano() || t == e.released.UnixNano() && seq <= e.relSeq) {
+			t, rel := ev.Time.UnixNano(), c.Released.UnixNano()
+			if c.HasReleased && (t < rel || t == rel && seq <= c.RelSeq) {
 				continue // released before the checkpoint
 			}
-			e.buf.push(seq, &ev)
+			e.pending = append(e.pending, ev)
 		}
 	}
-	e.stats.Buffered = e.buf.len()
-	e.m.buffered.Set(float64(e.buf.len()))
+	sort.SliceStable(e.pending, func(i, j int) bool { return e.pending[i].Time.Before(e.pending[j].Time) })
 	return nil
+}
+
+// source returns the clock of an event source.
+func (e *Engine) source(name string) *sourceClock {
+	if sc := e.sources[name]; sc != nil {
+		return sc
+	}
+	if len(e.sources) >= maxSources {
+		name = "other"
+		if sc := e.sources[name]; sc != nil {
+			return sc
+		}
+	}
+	late, ok := e.cfg.Lateness[name]
+	if !ok {
+		late = e.cfg.AllowedLateness
+	}
+	sc := &sourceClock{lateness: late.D().Nanoseconds()}
+	e.sources[name] = sc
+	return sc
 }
 
 // Config returns the effective configuration (defaults filled).
 func (e *Engine) Config() Config { return e.cfg }
 
-// Process takes one event. Events within the allowed lateness of the
-// newest event seen wait in the reorder buffer and are evaluated in
-// event-time order; the findings returned are those of the events this call
-// released. An event older than the newest event seen minus the allowed
-// lateness is evaluated at once and its findings are marked Late.
+// Process takes one event and decides on it at once: the findings
+// returned are those this event raises. Windowed detectors count a late
+// event in the window it belongs to. An event more than its source's
+// lateness behind that source's watermark is late: its findings carry
+// Late. An event dated more than max_ahead after the wall clock, or more
+// than max_behind behind its source's watermark, is flagged
+// (time_skew=ahead|behind) and counted; an event dated ahead never moves
+// the watermark.
 func (e *Engine) Process(ev schema.Event) []schema.Finding {
+	var out []schema.Finding
+	if len(e.pending) > 0 {
+		out = e.evaluatePending(out)
+	}
 	e.stats.Events++
 	e.m.events.Inc()
-	if !e.maxSeen.IsZero() && ev.Time.Before(e.maxSeen.Add(-e.cfg.AllowedLateness.D())) ||
-		e.hasReleased && ev.Time.Before(e.released) {
-		// Beyond the allowed lateness (or behind an event already released
-		// early from a full buffer): it can no longer be put in order;
-		// evaluate it now.
-		e.stats.Late++
-		e.m.late.Inc()
-		e.in = ev
-		return e.evaluate(&e.in, true, nil)
-	}
-	e.seq++
-	e.in = ev
-	e.buf.push(e.seq, &e.in)
-	if ev.Time.After(e.maxSeen) {
-		e.maxSeen = ev.Time
-	}
-	wm := e.maxSeen.Add(-e.cfg.AllowedLateness.D()).UnixNano()
-	var out []schema.Finding
-	for e.buf.len() > 0 {
-		if e.buf.peekTime() > wm {
-			if e.buf.len() <= e.cfg.MaxBuffered {
-				break
+	t := ev.Time.UnixNano()
+	sc := e.source(ev.Source)
+	late, skew := false, ""
+	if t > e.now().UnixNano()+e.cfg.MaxAhead.D().Nanoseconds() {
+		skew = "ahead"
+		e.stats.Ahead++
+		e.m.skewed("ahead")
+		e.logSkew(&ev, skew)
+	} else {
+		if sc.wm != 0 && t < sc.wm-sc.lateness {
+			late = true
+			e.stats.Late++
+			e.m.late.Inc()
+			if t < sc.wm-e.cfg.MaxBehind.D().Nanoseconds() {
+				skew = "behind"
+				e.stats.Behind++
+				e.m.skewed("behind")
+				e.logSkew(&ev, skew)
 			}
-			e.stats.ReorderOverflow++
-			e.m.overflow.Inc()
 		}
-		seq := e.buf.pop(&e.scratch)
-		out = e.release(seq, &e.scratch, out)
+		if t > sc.wm {
+			sc.wm = t
+			e.maxWM = max(e.maxWM, t)
+		}
 	}
-	e.stats.Buffered = e.buf.len()
-	e.m.buffered.Set(float64(e.buf.len()))
+	e.in = ev
+	return e.evaluate(&e.in, late, skew, out)
+}
+
+// logSkew warns about an event dated far from its source's time, at most
+// once a minute (every log field is attacker-controlled: counts and the
+// bounded source name only).
+func (e *Engine) logSkew(ev *schema.Event, skew string) {
+	if now := time.Now(); now.Sub(e.lastSkewLog) >= time.Minute {
+		e.lastSkewLog = now
+		e.log.Warn("detect: event dated far from its source's time: processed, flagged, watermark unchanged",
+			"time_skew", skew, "source", clip(ev.Source), "ahead_total", e.stats.Ahead, "behind_total", e.stats.Behind)
+	}
+}
+
+func (e *Engine) evaluatePending(out []schema.Finding) []schema.Finding {
+	evs := e.pending
+	e.pending = nil
+	for i := range evs {
+		e.in = evs[i]
+		out = e.evaluate(&e.in, false, "", out)
+		if t := evs[i].Time.UnixNano(); t > e.maxWM {
+			e.maxWM = t
+		}
+	}
 	return out
 }
 
-func (e *Engine) release(seq uint64, ev *schema.Event, out []schema.Finding) []schema.Finding {
-	// Releases happen in (time, seq) order, so this is the release frontier.
-	e.released, e.relSeq, e.hasReleased = ev.Time, seq, true
-	return e.evaluate(ev, false, out)
-}
-
-// Advance moves event time to at least t when input is idle, releasing
-// the buffered events older than t minus the allowed lateness. A live
-// pipeline calls it on a timer with the wall clock so that sparse traffic
-// is not held back until newer events arrive; events then arriving older
-// than that are late, as they would be by event time alone.
-func (e *Engine) Advance(t time.Time) []schema.Finding {
-	if !t.After(e.maxSeen) {
+// Flush evaluates events restored from a store written by an older
+// version with a reorder buffer (Process does so before its first event);
+// a caller with no input calls it once after New. It returns nil
+// otherwise.
+func (e *Engine) Flush() []schema.Finding {
+	if len(e.pending) == 0 {
 		return nil
 	}
-	e.maxSeen = t
-	wm := e.maxSeen.Add(-e.cfg.AllowedLateness.D()).UnixNano()
-	var out []schema.Finding
-	for e.buf.len() > 0 && e.buf.peekTime() <= wm {
-		seq := e.buf.pop(&e.scratch)
-		out = e.release(seq, &e.scratch, out)
-	}
-	e.stats.Buffered = e.buf.len()
-	e.m.buffered.Set(float64(e.buf.len()))
-	return out
+	return e.evaluatePending(nil)
 }
 
-// Drain evaluates every buffered event (end of input).
-func (e *Engine) Drain() []schema.Finding {
-	var out []schema.Finding
-	for e.buf.len() > 0 {
-		seq := e.buf.pop(&e.scratch)
-		out = e.release(seq, &e.scratch, out)
+// Watermark returns the newest event time seen from source (zero when
+// none).
+func (e *Engine) Watermark(source string) time.Time {
+	if sc := e.sources[source]; sc != nil && sc.wm != 0 {
+		return time.Unix(0, sc.wm).UTC()
 	}
-	e.stats.Buffered = 0
-	e.m.buffered.Set(0)
-	return out
+	return time.Time{}
 }
 
-// Buffered is the number of events waiting in the reorder buffer.
-func (e *Engine) Buffered() int { return e.buf.len() }
+// stateNow is the event time against which idle state expires: the
+// newest watermark minus the largest lateness, so that state a late event
+// may still need is kept.
+func (e *Engine) stateNow() int64 { return e.maxWM - e.maxLate }
 
 func identity(ev *schema.Event) bool {
 	return ev.Principal != "" && ev.PrincipalType != schema.PrincipalTypeAnonymous
 }
 
-func (e *Engine) evaluate(ev *schema.Event, late bool, out []schema.Finding) []schema.Finding {
-	e.ctx = evalCtx{e: e, late: late}
+func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema.Finding) []schema.Finding {
+	e.ctx = evalCtx{e: e, late: late, skew: skew}
 	c := &e.ctx
 	c.history = !e.cfg.LearnUntil.IsZero() && ev.Time.Before(e.cfg.LearnUntil)
 	if identity(ev) {
 		n, _ := e.principals.get(e.h.sum("p", ev.Principal), true)
 		t := ev.Time.UnixNano()
 		if n.v.First == 0 || t < n.v.First {
+			if n.v.First != 0 {
+				e.stats.FirstSeenRevised++
+				e.m.firstSeenRevised.Inc()
+			}
 			n.v.First = t
 			e.principals.touch(n)
 		}
@@ -366,6 +438,7 @@ type evalCtx struct {
 	e            *Engine
 	history      bool // before LearnUntil: learn, raise nothing
 	late         bool
+	skew         string // "ahead", "behind" or empty
 	hasPrincipal bool
 	first        time.Time // principal first seen (event time)
 
@@ -425,11 +498,14 @@ func (e *Engine) finding(det string, sev schema.Severity, ev *schema.Event, c *e
 	if ev.PrincipalType != "" {
 		f.Attributes["principal_type"] = ev.PrincipalType
 	}
+	if c.skew != "" {
+		f.Attributes["time_skew"] = c.skew
+	}
 	return f
 }
 
 // Checkpoint persists, in one transaction, every dirty and spilled state
-// entry, the event-time clock, the reorder buffer and meta (the caller's
+// entry, the per-source watermarks and meta (the caller's
 // input positions; it replaces the previous meta). After a crash the engine
 // restarts from exactly this point.
 func (e *Engine) Checkpoint(meta map[string][]byte) error {
@@ -440,37 +516,28 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		if err := t.flush(&b); err != nil {
 			return fmt.Errorf("detect: checkpoint %s: %w", t.name(), err)
 		}
-		if e.hasReleased {
-			if err := t.sweepInto(&b, e.released.UnixNano()); err != nil {
+		if e.maxWM != 0 {
+			if err := t.sweepInto(&b, e.stateNow()); err != nil {
 				return fmt.Errorf("detect: checkpoint %s: %w", t.name(), err)
 			}
 		}
 	}
-	// Reorder buffer: a new segment for what arrived since the last
-	// checkpoint; drop segments with nothing left in the buffer.
-	segs := append([]segment(nil), e.segments...)
-	if blob, first, last := e.buf.appendSince(nil, e.persistedSeq); first != 0 {
-		sg := segment{First: first, Last: last}
-		b.Put(spaceEngine, sg.key(), blob)
-		segs = append(segs, sg)
-	}
-	live := make([]bool, len(segs))
-	for _, seq := range e.buf.seqs() {
-		i := sort.Search(len(segs), func(i int) bool { return segs[i].Last >= seq })
-		if i < len(segs) && segs[i].First <= seq {
-			live[i] = true
-		}
-	}
-	kept := segs[:0]
-	for i, sg := range segs {
-		if live[i] {
-			kept = append(kept, sg)
-		} else {
+	if len(e.pending) == 0 {
+		for _, sg := range e.legacySegs {
 			b.Delete(spaceEngine, sg.key())
 		}
 	}
-	cl, err := json.Marshal(clock{MaxSeen: e.maxSeen, Released: e.released, RelSeq: e.relSeq, HasReleased: e.hasReleased,
-		Seq: e.seq, PersistedSeq: e.seq, Segments: kept})
+	c := clock{Sources: make(map[string]int64, len(e.sources)), MaxWM: e.maxWM}
+	for src, sc := range e.sources {
+		if sc.wm != 0 {
+			c.Sources[src] = sc.wm
+		}
+	}
+	if len(e.pending) > 0 {
+		// Not evaluated yet: keep the old buffer readable as it was.
+		c.Segments = e.legacySegs
+	}
+	cl, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("detect: checkpoint clock: %w", err)
 	}
@@ -501,7 +568,9 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 			e.m.expiredN(t.name(), n)
 		}
 	}
-	e.segments, e.persistedSeq = kept, e.seq
+	if len(e.pending) == 0 {
+		e.legacySegs = nil
+	}
 	e.saveHKey = false
 	e.m.checkpoints.Inc()
 	e.m.checkpointSeconds.Observe(time.Since(start).Seconds())

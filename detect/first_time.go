@@ -16,11 +16,13 @@ import (
 // Revision and Count) each time the number of new resources doubles,
 // instead of opening new ones.
 type firstTime struct {
-	e      *Engine
-	cfg    *FirstTimeAccessConfig
-	pairs  *table[pairState]
-	groups *table[groupState]
-	h      hasher
+	e        *Engine
+	cfg      *FirstTimeAccessConfig
+	pairs    *table[pairState]
+	groups   *table[groupState]
+	written  *table[pairState] // per resource: last write (rollout)
+	rollouts *globMemo         // cfg.RolloutActions
+	h        hasher
 }
 
 type pairState struct{ Last int64 }
@@ -47,6 +49,11 @@ type burst struct {
 	Last     int64    `json:"l,omitempty"`
 	IDs      []string `json:"i,omitempty"`
 	Items    []string `json:"it,omitempty"` // resources / IPs seen (bounded)
+}
+
+// extend widens the burst's span to t (events may arrive out of order).
+func (b *burst) extend(t int64) {
+	b.First, b.Last = min(b.First, t), max(b.Last, t)
 }
 
 func (b *burst) open(now int64, cooldown time.Duration) bool {
@@ -96,10 +103,44 @@ func newFirstTime(e *Engine) *firstTime {
 		pairs: newTable(schema.DetectorFirstTimeAccess+".pairs", cfg.MaxPairs, e.cfg.MaxSpill, e.st, codec[pairState](pairCodec{}), e.log, e.m).
 			expire(cfg.ForgetAfter.D(), func(v *pairState) int64 { return v.Last }),
 		groups: newTable(schema.DetectorFirstTimeAccess+".groups", e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[groupState](jsonCodec[groupState]{}), e.log, e.m).
-			expire(cfg.GroupWindow.D(), func(v *groupState) int64 { return v.B.Last })}
+			expire(cfg.GroupWindow.D(), func(v *groupState) int64 { return v.B.Last }),
+		written: newTable(schema.DetectorFirstTimeAccess+".written", e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[pairState](pairCodec{}), e.log, e.m).
+			expire(max(cfg.RolloutGrace.D(), time.Minute), func(v *pairState) int64 { return v.Last }),
+		rollouts: newGlobMemo(cfg.RolloutActions)}
 }
 
-func (d *firstTime) tables() []tableStats { return []tableStats{d.pairs, d.groups} }
+func (d *firstTime) tables() []tableStats { return []tableStats{d.pairs, d.groups, d.written} }
+
+// noteWrite records a successful write of a secret (a rollout starts).
+func (d *firstTime) noteWrite(ev *schema.Event) {
+	if d.cfg.RolloutGrace <= 0 || ev.Failed() || ServiceInvoked(ev) || !d.rollouts.match(ev.Action) {
+		return
+	}
+	if ev.Source == schema.SourceVault {
+		if _, typ, _ := d.e.scope.vaultMount(ev); typ != "kv" {
+			return
+		}
+	}
+	res := CanonicalResource(ev)
+	if res == "" {
+		return
+	}
+	n, _ := d.written.get(d.h.sum("w", res), true)
+	if t := ev.Time.UnixNano(); t > n.v.Last {
+		n.v.Last = t
+		d.written.touch(n)
+	}
+}
+
+// rollingOut reports whether res was written within the rollout grace
+// before t.
+func (d *firstTime) rollingOut(res string, t int64) bool {
+	if d.cfg.RolloutGrace <= 0 {
+		return false
+	}
+	n, found := d.written.get(d.h.sum("w", res), false)
+	return found && n != nil && n.v.Last <= t && t-n.v.Last <= d.cfg.RolloutGrace.D().Nanoseconds()
+}
 
 func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []schema.Finding {
 	if !c.hasPrincipal {
@@ -110,6 +151,7 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	}
 	res, ok := c.scope(ev)
 	if !ok {
+		d.noteWrite(ev)
 		return out
 	}
 	t := ev.Time.UnixNano()
@@ -121,7 +163,7 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 		}
 		n.v.Last = t
 	}
-	if !isNew || c.history || !c.learned(ev.Time, d.cfg.LearningPeriod.D()) {
+	if !isNew || c.history || !c.learned(ev.Time, d.cfg.LearningPeriod.D()) || d.rollingOut(res, t) {
 		return out
 	}
 	max := d.e.cfg.MaxEvidence
@@ -130,9 +172,7 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	d.groups.touch(g)
 	if b.open(t, d.cfg.GroupWindow.D()) {
 		b.Count++
-		if t > b.Last {
-			b.Last = t
-		}
+		b.extend(t)
 		b.addID(ev.ID, max)
 		b.addItem(res, max)
 		// One incident: an update when the count of new resources doubles.

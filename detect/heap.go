@@ -3,123 +3,10 @@ package detect
 import (
 	"encoding/binary"
 	"errors"
-	"slices"
-	"sort"
 	"time"
 
 	"auditwatch/schema"
 )
-
-// heapEnt is what the heap orders: small, so sifting moves 24 bytes, not
-// whole events. Events live in a slab and are reused through a free list.
-type heapEnt struct {
-	t    int64
-	seq  uint64
-	slot int32
-}
-
-func (a heapEnt) less(b heapEnt) bool {
-	if a.t != b.t {
-		return a.t < b.t
-	}
-	return a.seq < b.seq
-}
-
-// evHeap is a binary min-heap by (event time, seq).
-type evHeap struct {
-	ents []heapEnt
-	slab []schema.Event
-	free []int32
-	// encSize estimates the encoded bytes of an event (appendSince)
-	encSize int
-}
-
-func (h *evHeap) len() int { return len(h.ents) }
-
-// peekTime is the event time of the next event to release.
-func (h *evHeap) peekTime() int64 { return h.ents[0].t }
-
-func (h *evHeap) push(seq uint64, ev *schema.Event) {
-	var slot int32
-	if n := len(h.free); n > 0 {
-		slot = h.free[n-1]
-		h.free = h.free[:n-1]
-		h.slab[slot] = *ev
-	} else {
-		slot = int32(len(h.slab))
-		h.slab = append(h.slab, *ev)
-	}
-	h.ents = append(h.ents, heapEnt{t: ev.Time.UnixNano(), seq: seq, slot: slot})
-	i := len(h.ents) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !h.ents[i].less(h.ents[p]) {
-			break
-		}
-		h.ents[i], h.ents[p] = h.ents[p], h.ents[i]
-		i = p
-	}
-}
-
-// pop removes the first event into ev and returns its seq.
-func (h *evHeap) pop(ev *schema.Event) uint64 {
-	top := h.ents[0]
-	n := len(h.ents) - 1
-	h.ents[0] = h.ents[n]
-	h.ents = h.ents[:n]
-	i := 0
-	for {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && h.ents[l].less(h.ents[m]) {
-			m = l
-		}
-		if r < n && h.ents[r].less(h.ents[m]) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		h.ents[i], h.ents[m] = h.ents[m], h.ents[i]
-		i = m
-	}
-	*ev = h.slab[top.slot]
-	h.slab[top.slot] = schema.Event{}
-	h.free = append(h.free, top.slot)
-	return top.seq
-}
-
-// appendSince encodes the buffered events with seq > after, in seq order,
-// and returns the first and last seq encoded (0, 0 when none).
-func (h *evHeap) appendSince(b []byte, after uint64) ([]byte, uint64, uint64) {
-	var sel []heapEnt
-	for _, e := range h.ents {
-		if e.seq > after {
-			sel = append(sel, e)
-		}
-	}
-	if len(sel) == 0 {
-		return b, 0, 0
-	}
-	sort.Slice(sel, func(i, j int) bool { return sel[i].seq < sel[j].seq })
-	// size the blob from the last one's bytes per event: one allocation
-	// instead of a doubling series (checkpoints write 100,000s of events)
-	start := len(b)
-	b = slices.Grow(b, len(sel)*max(h.encSize, 128))
-	for _, e := range sel {
-		b = appendEvent(b, e.seq, &h.slab[e.slot])
-	}
-	h.encSize = (len(b)-start)/len(sel) + 16
-	return b, sel[0].seq, sel[len(sel)-1].seq
-}
-
-// seqs returns every buffered seq.
-func (h *evHeap) seqs() []uint64 {
-	out := make([]uint64, len(h.ents))
-	for i, e := range h.ents {
-		out[i] = e.seq
-	}
-	return out
-}
 
 var errShortVarint = errors.New("truncated varint record")
 
@@ -147,12 +34,12 @@ func decodeVarints(b []byte, n int) ([]int64, error) {
 // eventStrings lists the string fields of schema.Event in codec order.
 // TestEventCodecCoversSchema fails when schema.Event gains a field the
 // codec does not carry.
-func eventStrings(ev *schema.Event) [29]*string {
-	return [29]*string{&ev.Source, &ev.ID, &ev.Principal, &ev.PrincipalName, &ev.PrincipalType, &ev.Session,
+func eventStrings(ev *schema.Event) [30]*string {
+	return [30]*string{&ev.Source, &ev.ID, &ev.Principal, &ev.PrincipalName, &ev.PrincipalType, &ev.Session,
 		&ev.Account, &ev.AccessKey, &ev.TokenHMAC, &ev.AuthMethod, &ev.Action, &ev.Resource, &ev.Mount,
 		&ev.MountType, &ev.Namespace, &ev.Region, &ev.SourceIP, &ev.SourceIPRaw, &ev.UserAgent, &ev.Outcome,
 		&ev.Error, &ev.FailureKind, &ev.IssuedKey, &ev.LeaseID, &ev.KeyPrincipal, &ev.KeyIssue,
-		&ev.Country, &ev.ASOrg, &ev.NetLabel}
+		&ev.InvokedBy, &ev.Country, &ev.ASOrg, &ev.NetLabel}
 }
 
 // appendEvent encodes ev compactly (buffered events are persisted at every

@@ -7,13 +7,13 @@ import (
 )
 
 type metrics struct {
-	events, late, overflow, checkpoints, checkpointErrors prometheus.Counter
-	buffered                                              prometheus.Gauge
-	checkpointSeconds                                     prometheus.Histogram
-	findings                                              *prometheus.CounterVec
-	evictions, spillDrops, expired                        *prometheus.CounterVec
-	findingBy                                             map[string]prometheus.Counter
-	evictBy, dropBy                                       map[string]prometheus.Counter
+	events, late, firstSeenRevised, checkpoints, checkpointErrors prometheus.Counter
+	skew                                                          *prometheus.CounterVec
+	checkpointSeconds                                             prometheus.Histogram
+	findings                                                      *prometheus.CounterVec
+	evictions, spillDrops, expired                                *prometheus.CounterVec
+	findingBy                                                     map[string]prometheus.Counter
+	evictBy, dropBy                                               map[string]prometheus.Counter
 }
 
 // register registers c, or returns the collector already registered under
@@ -39,14 +39,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events given to the detection engine."})),
 		late: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_late_events_total",
 			Help: "Events that arrived later than the allowed lateness (processed, findings marked late)."})),
-		overflow: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_reorder_overflow_total",
-			Help: "Events released early because the reorder buffer was full."})),
+		firstSeenRevised: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_first_seen_revised_total",
+			Help: "Events that arrived after a later event of their principal and moved its first-seen time earlier (decisions before used the later time)."})),
+		skew: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_time_skew_events_total",
+			Help: "Events dated more than max_ahead after the wall clock (ahead) or more than max_behind behind their source's watermark (behind); processed and flagged."}, []string{"direction"})),
 		checkpoints: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_checkpoints_total",
 			Help: "Detector state checkpoints committed."})),
 		checkpointErrors: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_checkpoint_errors_total",
 			Help: "Detector state checkpoints that failed."})),
-		buffered: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_reorder_buffered",
-			Help: "Events waiting in the reorder buffer."})),
 		checkpointSeconds: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "auditwatch_detect_checkpoint_seconds",
 			Help: "Time to commit one checkpoint.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)})),
 		findings: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_findings_total",
@@ -94,3 +94,5 @@ func (m *metrics) spillDropped(space string) {
 func (m *metrics) expiredN(space string, n uint64) {
 	m.expired.WithLabelValues(space).Add(float64(n))
 }
+
+func (m *metrics) skewed(direction string) { m.skew.WithLabelValues(direction).Inc() }

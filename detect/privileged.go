@@ -51,6 +51,9 @@ func (d *privileged) tables() []tableStats { return []tableStats{d.t} }
 func (d *privileged) kind(ev *schema.Event) string {
 	for _, r := range d.tamper {
 		if r.action == ev.Action && (r.path == "" || matchGlob(r.path, strings.TrimPrefix(ev.Resource, "/"))) {
+			if auditDeviceTest(ev) {
+				return ""
+			}
 			return "audit_tampering"
 		}
 	}
@@ -100,9 +103,7 @@ func (d *privileged) process(ev *schema.Event, c *evalCtx, out []schema.Finding)
 	reason := ""
 	if b.open(t, d.cfg.Cooldown.D()) {
 		b.Count++
-		if t > b.Last {
-			b.Last = t
-		}
+		b.extend(t)
 		b.addID(ev.ID, max)
 		newIP := b.addItem(ip, max)
 		switch {
@@ -144,4 +145,17 @@ func (d *privileged) process(ev *schema.Event, c *evalCtx, out []schema.Finding)
 	}
 	f.Attributes["kind"] = kind
 	return append(out, f)
+}
+
+// auditDeviceTest reports whether ev is the test entry Vault and OpenBao
+// write to a new audit device when it is enabled: a lone request to
+// sys/audit/<path> with no client token, no remote address, no identity
+// and no response (so no status and no error). Any API call that enables,
+// changes or disables an audit device carries a token and an address, so
+// it still pages, whatever the device's path.
+func auditDeviceTest(ev *schema.Event) bool {
+	return ev.Source == schema.SourceVault && ev.Action == "vault:update" &&
+		strings.HasPrefix(strings.TrimPrefix(ev.Resource, "/"), "sys/audit/") &&
+		ev.TokenHMAC == "" && ev.SourceIPRaw == "" && ev.SourceIP == "" && ev.Principal == "" &&
+		len(ev.Policies) == 0 && ev.HTTPStatus == 0 && ev.Error == "" && !ev.Failed()
 }

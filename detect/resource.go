@@ -2,6 +2,7 @@ package detect
 
 import (
 	"path"
+	"sort"
 	"strings"
 
 	"auditwatch/internal/resname"
@@ -17,13 +18,31 @@ func CanonicalResource(ev *schema.Event) string { return resname.Key(ev) }
 type scope struct {
 	rules   []ScopeRule
 	actions []*globMemo // rules[i].Actions
+	mounts  []mountClass
 }
 
-func newScope(rules []ScopeRule) scope {
+// mountClass is a configured Vault mount path and its engine type.
+type mountClass struct{ path, typ string }
+
+func newScope(rules []ScopeRule, mounts map[string]string) scope {
 	s := scope{rules: rules, actions: make([]*globMemo, len(rules))}
 	for i := range rules {
 		s.actions[i] = newGlobMemo(rules[i].Actions)
 	}
+	for p, t := range mounts {
+		p = strings.TrimPrefix(p, "/")
+		if !strings.HasSuffix(p, "/") {
+			p += "/"
+		}
+		s.mounts = append(s.mounts, mountClass{path: p, typ: t})
+	}
+	// Longest path first: auth/token/ before auth/.
+	sort.Slice(s.mounts, func(i, j int) bool {
+		if len(s.mounts[i].path) != len(s.mounts[j].path) {
+			return len(s.mounts[i].path) > len(s.mounts[j].path)
+		}
+		return s.mounts[i].path < s.mounts[j].path
+	})
 	return s
 }
 
@@ -35,11 +54,63 @@ func (s *scope) actionMatch(i int, action string) bool {
 	return globAny(s.rules[i].Actions, action)
 }
 
+// ServiceInvoked reports whether an AWS service made ev on its principal's
+// behalf (the kms:Decrypt Secrets Manager makes for a GetSecretValue): it
+// is part of the principal's originating call and carries no address of
+// the principal's. The logged invokedBy says so; without it, a
+// sourceIPAddress that is a service name does.
+func ServiceInvoked(ev *schema.Event) bool {
+	if ev.Source != schema.SourceCloudTrail {
+		return false
+	}
+	return ev.InvokedBy != "" || ev.SourceIsService && strings.HasSuffix(ev.SourceIPRaw, ".amazonaws.com")
+}
+
+// vaultMount returns the event's mount path (with a trailing slash), its
+// engine type (as logged, else as configured) and the path inside it.
+func (s *scope) vaultMount(ev *schema.Event) (mount, typ, rest string) {
+	p := strings.TrimPrefix(ev.Resource, "/")
+	mount = ev.Mount
+	if mount != "" && !strings.HasSuffix(mount, "/") {
+		mount += "/"
+	}
+	typ = ev.MountType
+	if mount == "" || !strings.HasPrefix(p, mount) {
+		mount = ""
+		for _, m := range s.mounts {
+			if strings.HasPrefix(p, m.path) {
+				mount = m.path
+				break
+			}
+		}
+		if mount == "" {
+			if i := strings.IndexByte(p, '/'); i >= 0 {
+				mount = p[:i+1]
+			}
+		}
+	}
+	if typ == "" {
+		for _, m := range s.mounts {
+			if m.path == mount {
+				typ = m.typ
+				break
+			}
+		}
+	}
+	return mount, typ, p[len(mount):]
+}
+
 // match returns the canonical resource and whether ev is in scope.
 func (s *scope) match(ev *schema.Event) (string, bool) {
+	if ServiceInvoked(ev) {
+		// Judged once, with the call that caused it.
+		return "", false
+	}
 	in := false
 	var res string
 	resDone := false
+	var mtype, rest string
+	mtDone := false
 	for i := range s.rules {
 		r := &s.rules[i]
 		if r.Source != "" && r.Source != ev.Source {
@@ -48,7 +119,16 @@ func (s *scope) match(ev *schema.Event) (string, bool) {
 		if len(r.Actions) > 0 && !s.actionMatch(i, ev.Action) {
 			continue
 		}
-		if len(r.MountTypes) > 0 && !contains(r.MountTypes, ev.MountType) {
+		if (len(r.MountTypes) > 0 || len(r.Paths) > 0) && !mtDone {
+			if ev.Source == schema.SourceVault {
+				_, mtype, rest = s.vaultMount(ev)
+			}
+			mtDone = true
+		}
+		if len(r.MountTypes) > 0 && !contains(r.MountTypes, mtype) {
+			continue
+		}
+		if len(r.Paths) > 0 && (ev.Source != schema.SourceVault || !globAny(r.Paths, strings.TrimSuffix(rest, "/"))) {
 			continue
 		}
 		if !resDone {

@@ -46,7 +46,7 @@ func newUnexpectedIP(e *Engine) *unexpectedIP {
 func (d *unexpectedIP) tables() []tableStats { return []tableStats{d.t} }
 
 func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []schema.Finding {
-	if ev.SourceIsService || ev.SourceIP == "" || !c.hasPrincipal {
+	if ev.SourceIsService || ServiceInvoked(ev) || ev.SourceIP == "" || !c.hasPrincipal {
 		return out
 	}
 	addr, err := netip.ParseAddr(ev.SourceIP)

@@ -80,7 +80,9 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 		kept := s.Seen[:0]
 		found := false
 		for _, x := range s.Seen {
-			if t-x.T > win {
+			// Reads are kept for the window plus the largest lateness: a
+			// late read still counts in its own window.
+			if s.Last-x.T > win+d.e.maxLate {
 				continue
 			}
 			if x.K == k {
@@ -94,13 +96,19 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 		s.Seen = kept
 		if !found {
 			if len(s.Seen) >= d.cfg.MaxTracked {
-				s.Seen = append(s.Seen[:0], s.Seen[1:]...)
+				oldest := 0
+				for i := range s.Seen {
+					if s.Seen[i].T < s.Seen[oldest].T {
+						oldest = i
+					}
+				}
+				s.Seen = append(s.Seen[:oldest], s.Seen[oldest+1:]...)
 			}
 			s.Seen = append(s.Seen, seenRes{K: k, T: t})
 		}
 		have = have || found
 	}
-	distinct := len(s.Seen)
+	distinct, first := windowDistinct(s.Seen, t, win)
 	base := max(s.EWMA, d.cfg.MinBaseline)
 	limit := max(float64(d.cfg.Floor), d.cfg.Factor*base)
 	learning := c.history || !c.learned(ev.Time, d.cfg.LearningPeriod.D())
@@ -120,9 +128,7 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 		b.Count += weight
 		b.addID(ev.ID, max)
 		b.addItem(res, max)
-		if t > b.Last {
-			b.Last = t
-		}
+		b.extend(t)
 		if c.history || 2*b.Count < 3*b.Reported {
 			return out
 		}
@@ -135,12 +141,7 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 		s.EWMA = a*float64(distinct) + (1-a)*s.EWMA
 		return out
 	}
-	*b = burst{Key: schema.MakeID(schema.DetectorAccessVolumeSpike, ev.Principal, ev.ID), Count: distinct, Reported: distinct, First: t, Last: t}
-	for _, x := range s.Seen {
-		if x.T < b.First {
-			b.First = x.T
-		}
-	}
+	*b = burst{Key: schema.MakeID(schema.DetectorAccessVolumeSpike, ev.Principal, ev.ID), Count: distinct, Reported: distinct, First: min(first, t), Last: max64(t, s.Last)}
 	b.addID(ev.ID, max)
 	b.addItem(res, max)
 	reason := fmt.Sprintf("%d distinct secrets within %s; the principal's baseline is %.2f (alert at %.0f: floor %d, %g x baseline)",
@@ -166,4 +167,32 @@ func (d *volume) finding(ev *schema.Event, c *evalCtx, s *volState, distinct int
 	f.Attributes["baseline"] = fmt.Sprintf("%.3f", s.EWMA)
 	f.Attributes["first_seen"] = time.Unix(0, b.First).UTC().Format(time.RFC3339Nano)
 	return f
+}
+
+// windowDistinct returns how many resources of seen (each at its latest
+// read) fall in the fullest window of width win that contains t, and
+// where that window's first read is. Windows ending at t and at every
+// later read up to t+win are tried, so a late read counts in the window it
+// completes.
+func windowDistinct(seen []seenRes, t, win int64) (int, int64) {
+	best, first := 0, t
+	try := func(end int64) {
+		n, f := 0, end
+		for _, x := range seen {
+			if x.T <= end && end-x.T <= win {
+				n++
+				f = min(f, x.T)
+			}
+		}
+		if n > best {
+			best, first = n, f
+		}
+	}
+	try(t)
+	for _, x := range seen {
+		if x.T > t && x.T-t <= win {
+			try(x.T)
+		}
+	}
+	return best, first
 }

@@ -27,10 +27,9 @@ func testOptions() Options {
 }
 
 type result struct {
-	events  []schema.Event
-	errs    []error
-	stats   Stats
-	readErr error
+	events []schema.Event
+	errs   []error
+	stats  Stats
 }
 
 func readAll(t testing.TB, r *Reader) result {

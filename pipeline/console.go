@@ -7,13 +7,13 @@ import (
 	"strings"
 	"sync"
 
-	"auditwatch/internal/termsafe"
+	"auditwatch/internal/escape"
 	"auditwatch/schema"
 )
 
 // Console is a FindingSink printing one readable line per finding for a
 // person watching a terminal. Every field taken from a log is escaped
-// (termsafe), so a hostile principal name or user agent cannot move the
+// (internal/escape, terminal context), so a hostile principal name or user agent cannot move the
 // cursor, retitle the window or forge lines.
 type Console struct {
 	mu sync.Mutex
@@ -52,13 +52,13 @@ func FormatFinding(b *strings.Builder, f *schema.Finding) {
 	if who == "" {
 		who = "(anonymous)"
 	}
-	b.WriteString(termsafe.String(who))
+	b.WriteString(escape.String(escape.Terminal, who))
 	if f.SourceIP != "" {
 		b.WriteString(" from ")
-		b.WriteString(termsafe.String(f.SourceIP))
+		b.WriteString(escape.String(escape.Terminal, f.SourceIP))
 	}
 	b.WriteString(": ")
-	b.WriteString(termsafe.String(f.Summary))
+	b.WriteString(escape.String(escape.Terminal, f.Summary))
 	if f.Revision > 0 {
 		fmt.Fprintf(b, " [update %d, %d events]", f.Revision, f.Count)
 	}

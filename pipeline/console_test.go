@@ -29,7 +29,7 @@ func TestConsoleFormatsAndEscapes(t *testing.T) {
 	want := []string{
 		"2026-11-28 00:30:26Z  MEDIUM   first_time_access    billing-worker from 10.20.2.21: billing-worker accessed secret/payments/db for the first time",
 		"2026-11-28 00:30:26Z  HIGH     auth_failure_spike   (anonymous) from 203.0.113.200: 49 failed authentications [update 4, 49 events] [late]",
-		`2026-11-28 00:30:26Z  CRITICAL privileged_use       evil\x1b]0;owned\a\nFORGED LINE: root\rused`,
+		`2026-11-28 00:30:26Z  CRITICAL privileged_use       evil\x1B]0;owned\x07\x0AFORGED LINE: root\x0Dused`,
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), buf.String())

@@ -89,6 +89,11 @@ type Event struct {
 	// the principal's behalf (sourceIPAddress is a service name or
 	// "AWS Internal"); such calls carry no client address.
 	SourceIsService bool `json:"source_is_service,omitempty"`
+	// InvokedBy is CloudTrail's userIdentity.invokedBy: the AWS service that
+	// made the call on the principal's behalf (secretsmanager.amazonaws.com
+	// decrypting with KMS for a GetSecretValue). Such a call is part of the
+	// principal's originating call, not an access of its own.
+	InvokedBy string `json:"invoked_by,omitempty"`
 
 	UserAgent string `json:"user_agent"`
 	Outcome   string `json:"outcome"`

@@ -60,6 +60,9 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.SourceIsService {
 		b = append(b, `,"source_is_service":true`...)
 	}
+	if e.InvokedBy != "" {
+		b = appendField(b, `,"invoked_by":"`, e.InvokedBy)
+	}
 	b = appendField(b, `,"user_agent":"`, e.UserAgent)
 	b = appendField(b, `,"outcome":"`, e.Outcome)
 	b = appendField(b, `,"error":"`, e.Error)
@@ -112,7 +115,7 @@ func (e *Event) sizeHint() int {
 	n := 400 + len(e.Source) + len(e.ID) + len(e.Principal) + len(e.PrincipalName) + len(e.PrincipalType) +
 		len(e.Session) + len(e.Account) + len(e.AccessKey) + len(e.TokenHMAC) + len(e.AuthMethod) +
 		len(e.Action) + len(e.Resource) + len(e.Mount) + len(e.MountType) + len(e.Namespace) + len(e.Region) +
-		len(e.SourceIP) + len(e.SourceIPRaw) + len(e.UserAgent) + len(e.Outcome) + len(e.Error) + len(e.FailureKind) +
+		len(e.SourceIP) + len(e.SourceIPRaw) + len(e.InvokedBy) + len(e.UserAgent) + len(e.Outcome) + len(e.Error) + len(e.FailureKind) +
 		len(e.IssuedKey) + len(e.LeaseID) + len(e.KeyPrincipal) + len(e.KeyIssue) +
 		len(e.Country) + len(e.ASOrg) + len(e.NetLabel) + 40
 	for _, p := range e.Policies {

@@ -8,8 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"auditwatch/internal/escape"
 )
 
 // Formats of WriteResult.
@@ -38,35 +39,11 @@ func CellText(v any) string {
 	return fmt.Sprint(v)
 }
 
-// TerminalSafe escapes everything in s that a terminal could interpret:
-// C0 and C1 control characters (ESC sequences, carriage returns, BEL), DEL,
-// Unicode format characters (bidi overrides) and invalid UTF-8 become
-// visible \xHH or \u{…} escapes; a backslash is doubled so escapes are
-// unambiguous.
-func TerminalSafe(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && n <= 1:
-			fmt.Fprintf(&b, `\x%02X`, s[i])
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-			fmt.Fprintf(&b, `\x%02X`, r)
-		case unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029':
-			fmt.Fprintf(&b, `\u{%X}`, r)
-		default:
-			b.WriteString(s[i : i+n])
-		}
-		i += n
-	}
-	return b.String()
-}
-
-// WriteResult writes r as an aligned table (every cell TerminalSafe), JSON
-// (an array of objects; numbers stay numbers) or CSV (with a header; cells
-// that a spreadsheet would run as a formula are prefixed with ').
+// WriteResult writes r as an aligned table (every cell escaped for the
+// terminal), JSON (an array of objects; numbers stay numbers) or CSV (RFC
+// 4180, with a header; string cells escaped for CSV: control, zero-width
+// and bidi characters as visible codes, and cells that a spreadsheet would
+// run as a formula prefixed with '). Escaping is internal/escape's.
 func WriteResult(w io.Writer, r *Result, format string) error {
 	switch format {
 	case FormatJSON:
@@ -93,8 +70,8 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 			rec := make([]string, len(row))
 			for i, v := range row {
 				s := CellText(v)
-				if _, isStr := v.(string); isStr && s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-					s = "'" + s
+				if _, isStr := v.(string); isStr {
+					s = escape.String(escape.CSV, s)
 				}
 				rec[i] = s
 			}
@@ -110,7 +87,7 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 		for _, row := range r.Rows {
 			rec := make([]string, len(row))
 			for i, v := range row {
-				rec[i] = TerminalSafe(CellText(v))
+				rec[i] = escape.String(escape.Terminal, CellText(v))
 			}
 			cells = append(cells, rec)
 		}
@@ -137,7 +114,7 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 			b.WriteString("(no rows)\n")
 		}
 		for _, n := range r.Notes {
-			b.WriteString(TerminalSafe(n) + "\n")
+			b.WriteString(escape.String(escape.Terminal, n) + "\n")
 		}
 		_, err := io.WriteString(w, b.String())
 		return err

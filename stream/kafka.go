@@ -452,4 +452,9 @@ func appendMsg(batch []Record, m kafka.Message) ([]Record, error) {
 }
 
 // Close flushes and closes the producer.
-func (k *Kafka) Close() error { return k.w.Close() }
+func (k *Kafka) Close() error {
+	err := k.w.Close()
+	// The writer's transport keeps a connection pool per broker set; end it.
+	k.w.Transport.(*kafka.Transport).CloseIdleConnections()
+	return err
+}

@@ -45,12 +45,11 @@ func testKafka(t testing.TB, brokers []string) *Kafka {
 
 // commitHandler commits after every batch and records what it saw.
 type commitHandler struct {
-	mu      sync.Mutex
-	commits map[int]func(context.Context, int, int64) error
-	commit  func(context.Context, int, int64) error
-	byKey   map[string]int
-	order   map[int][]int64
-	ids     []string
+	mu     sync.Mutex
+	commit func(context.Context, int, int64) error
+	byKey  map[string]int
+	order  map[int][]int64
+	ids    []string
 }
 
 func newCommitHandler() *commitHandler {

@@ -42,6 +42,8 @@ func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
 		WriteTimeout: cfg.WriteTimeout,
 		// One attempt per call: the router's retry loop owns retries.
 		MaxAttempts: 1,
+		// Its own transport, so Close can end its connections.
+		Transport: &kafkago.Transport{},
 	}
 	return &Notifier{cfg: cfg, log: logger, w: w}, nil
 }
@@ -133,5 +135,9 @@ func classify(err error) error {
 	return fmt.Errorf("kafka write: %w", err)
 }
 
-// Close flushes and closes the writer.
-func (n *Notifier) Close() error { return n.w.Close() }
+// Close flushes and closes the writer and its connections.
+func (n *Notifier) Close() error {
+	err := n.w.Close()
+	n.w.Transport.(*kafkago.Transport).CloseIdleConnections()
+	return err
+}

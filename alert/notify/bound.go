@@ -3,9 +3,9 @@ package notify
 import (
 	"maps"
 	"slices"
-	"strings"
 	"unicode/utf8"
 
+	"auditwatch/internal/escape"
 	"auditwatch/schema"
 )
 
@@ -94,22 +94,10 @@ func SortedAttributeKeys(m map[string]string) []string { return sortedKeys(m) }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
 
-// SanitizeLine makes s safe for one line of a log or error message:
-// control characters become their Unicode "control picture" (␀, ␍, ␊ …),
-// invalid UTF-8 becomes U+FFFD, and the result is cut to max bytes.
+// SanitizeLine makes s safe for one line of a log or error message
+// (internal/escape, log context): control characters become their Unicode
+// "control picture" (␀, ␍, ␊ …), C1, zero-width and bidi controls and
+// invalid UTF-8 become U+FFFD, and the result is cut to max bytes.
 func SanitizeLine(s string, max int) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == utf8.RuneError:
-			b.WriteRune(utf8.RuneError)
-		case r < 0x20:
-			b.WriteRune(0x2400 + r)
-		case r == 0x7f:
-			b.WriteRune(0x2421)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return Truncate(b.String(), max)
+	return Truncate(escape.String(escape.Log, s), max)
 }

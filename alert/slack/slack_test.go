@@ -41,7 +41,7 @@ func TestEscape(t *testing.T) {
 		{"nul\x00byte\x7f", "nul␀byte␡"},
 		{"bidi\u202eevil", "bidi\uFFFDevil"},
 		{"bad\xffutf8", "bad\uFFFDutf8"},
-		{"ping @channel and @HERE", "ping @\u200dchannel and @\u200dHERE"},
+		{"ping @channel and @HERE", "ping ＠channel and ＠HERE"},
 		{"x|y=z\\w", "x|y=z\\w"},
 	}
 	for _, tt := range tests {

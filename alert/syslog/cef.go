@@ -3,9 +3,9 @@ package syslog
 import (
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"auditwatch/alert/notify"
+	"auditwatch/internal/escape"
 	"auditwatch/schema"
 )
 
@@ -18,61 +18,17 @@ import (
 // UTF-8 cannot be carried faithfully by syslog receivers or terminals, so
 // CleanValue turns them into U+FFFD before escaping.
 
-// CleanValue replaces control characters other than CR and LF, DEL, C1
-// controls and invalid UTF-8 with U+FFFD. Values free of them are returned
-// unchanged.
-func CleanValue(s string) string {
-	clean := true
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if bad(r, size) {
-			clean = false
-			break
-		}
-		i += size
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if bad(r, size) {
-			b.WriteRune(utf8.RuneError)
-		} else {
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	return b.String()
-}
+// CleanValue is what a CEF value carries of s once a receiver undoes the
+// escaping: control characters other than CR and LF, DEL, C1 controls,
+// zero-width and bidi controls and invalid UTF-8 become U+FFFD
+// (internal/escape). Values free of them are returned unchanged.
+func CleanValue(s string) string { return escape.Clean(escape.CEFExtension, s) }
 
-func bad(r rune, size int) bool {
-	return (r == utf8.RuneError && size <= 1) || (r < 0x20 && r != '\r' && r != '\n') || r == 0x7f || (r >= 0x80 && r <= 0x9f)
-}
+// EscapeHeader escapes a CEF header field (internal/escape).
+func EscapeHeader(s string) string { return escape.String(escape.CEFHeader, s) }
 
-// EscapeHeader escapes a CEF header field.
-func EscapeHeader(s string) string {
-	s = CleanValue(s)
-	if !strings.ContainsAny(s, "\\|\r\n") {
-		return s
-	}
-	return headerEscaper.Replace(s)
-}
-
-// EscapeExtension escapes a CEF extension value.
-func EscapeExtension(s string) string {
-	s = CleanValue(s)
-	if !strings.ContainsAny(s, "\\=\r\n") {
-		return s
-	}
-	return extEscaper.Replace(s)
-}
-
-var (
-	headerEscaper = strings.NewReplacer(`\`, `\\`, `|`, `\|`, "\r", `\r`, "\n", `\n`)
-	extEscaper    = strings.NewReplacer(`\`, `\\`, `=`, `\=`, "\r", `\r`, "\n", `\n`)
-)
+// EscapeExtension escapes a CEF extension value (internal/escape).
+func EscapeExtension(s string) string { return escape.String(escape.CEFExtension, s) }
 
 // CEF severity (0-10) of a finding severity.
 func cefSeverity(s schema.Severity) int {

@@ -2,8 +2,9 @@ package syslog
 
 import (
 	"strconv"
-	"strings"
 	"time"
+
+	"auditwatch/internal/escape"
 )
 
 // Header is an RFC 5424 header. Empty fields are sent as the NILVALUE "-".
@@ -50,17 +51,13 @@ func sdName(s string) string {
 	return string(b)
 }
 
-var sdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`)
-
 // SDValue is what an SD-PARAM value carries of s: CleanValue's result with
 // CR and LF also turned into U+FFFD, so a frame never holds a raw line
 // break for receivers that split on them.
-func SDValue(s string) string { return sdLineBreaks.Replace(CleanValue(s)) }
-
-var sdLineBreaks = strings.NewReplacer("\r", "\uFFFD", "\n", "\uFFFD")
+func SDValue(s string) string { return escape.Clean(escape.SDParam, s) }
 
 // EscapeSDValue escapes an SD-PARAM value: \ " and ] are escaped after SDValue.
-func EscapeSDValue(s string) string { return sdEscaper.Replace(SDValue(s)) }
+func EscapeSDValue(s string) string { return escape.String(escape.SDParam, s) }
 
 // AppendMessage appends one RFC 5424 message (no framing) to b.
 func AppendMessage(b []byte, h Header, sdID string, params []SDParam, msg string) []byte {

@@ -9,7 +9,7 @@ import (
 	"io"
 
 	"auditwatch/ingest"
-	"auditwatch/internal/termsafe"
+	"auditwatch/internal/escape"
 )
 
 func init() {
@@ -67,7 +67,7 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 				break
 			}
 			if err != nil {
-				fmt.Fprintf(stderr, "normalize: %s\n", termsafe.String(err.Error()))
+				fmt.Fprintf(stderr, "normalize: %s\n", escape.String(escape.Terminal, err.Error()))
 				continue
 			}
 			buf = ev.AppendJSON(buf[:0])
@@ -85,7 +85,7 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	fmt.Fprintf(stderr, "normalize: %d inputs, %d records, %d events, %d rejected, %d skipped, %d vault requests without response\n",
 		inputs, total.Records, total.Events, total.Rejected, total.Skipped, total.Unpaired)
 	if err != nil {
-		fmt.Fprintf(stderr, "normalize: %s\n", termsafe.String(err.Error()))
+		fmt.Fprintf(stderr, "normalize: %s\n", escape.String(escape.Terminal, err.Error()))
 		return 1
 	}
 	if total.Rejected > 0 {

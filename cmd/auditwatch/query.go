@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"auditwatch/internal/escape"
 	"auditwatch/store"
 )
 
@@ -124,7 +125,7 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	if *format != store.FormatTable {
 		for _, n := range res.Notes {
-			fmt.Fprintln(stderr, store.TerminalSafe(n))
+			fmt.Fprintln(stderr, escape.String(escape.Terminal, n))
 		}
 	}
 	return 0

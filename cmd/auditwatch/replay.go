@@ -16,7 +16,7 @@ import (
 	"auditwatch/detect"
 	"auditwatch/detect/state"
 	"auditwatch/ingest"
-	"auditwatch/internal/termsafe"
+	"auditwatch/internal/escape"
 	"auditwatch/schema"
 )
 
@@ -62,8 +62,8 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fl.StringVar(&opts.Format, "format", opts.Format, "input format: auto, cloudtrail or vault")
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: auditwatch replay [--config FILE] [--state DIR] [--learn-until RFC3339] PATH...")
-		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors in event-time order and writes findings as JSON lines on stdout.")
-		fmt.Fprintln(stderr, "With --state the detector state, the reorder buffer and each input's progress are checkpointed there:")
+		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors (inputs merged in event-time order) and writes findings as JSON lines on stdout.")
+		fmt.Fprintln(stderr, "With --state the detector state, the per-source watermarks and each input's progress are checkpointed there:")
 		fmt.Fprintln(stderr, "a later run continues (inputs already replayed are skipped; an interrupted input resumes after its last")
 		fmt.Fprintln(stderr, "checkpoint, and findings re-emitted after it carry the ids already emitted).")
 		fmt.Fprintln(stderr, "Exit status: 0 done, 1 failed, 2 bad usage or config, or some records rejected (named on stderr).")
@@ -81,7 +81,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return 2
 	}
 	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(fmt.Sprintf(format, a...)))
+		fmt.Fprintf(stderr, "replay: %s\n", escape.String(escape.Terminal, fmt.Sprintf(format, a...)))
 		return code
 	}
 	dcfg, err := loadReplayConfig(*configPath)
@@ -188,7 +188,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		})
 	}
 	if err == nil {
-		err = emit(eng.Drain())
+		err = emit(eng.Flush())
 	}
 	if err == nil {
 		err = checkpoint()
@@ -244,7 +244,7 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 	var todo []string
 	for _, name := range inputs {
 		if pos[name].Done {
-			fmt.Fprintf(stderr, "replay: %s already replayed into this state; skipped\n", termsafe.String(name))
+			fmt.Fprintf(stderr, "replay: %s already replayed into this state; skipped\n", escape.String(escape.Terminal, name))
 			continue
 		}
 		todo = append(todo, name)
@@ -275,7 +275,7 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 		if err != nil {
 			var re *ingest.RecordError
 			if errors.As(err, &re) {
-				fmt.Fprintf(stderr, "replay: %s\n", termsafe.String(err.Error()))
+				fmt.Fprintf(stderr, "replay: %s\n", escape.String(escape.Terminal, err.Error()))
 				continue
 			}
 			return err

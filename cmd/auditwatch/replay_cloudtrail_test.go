@@ -172,8 +172,12 @@ func TestReplayCloudTrailSamples(t *testing.T) {
 			det, who string
 			actions  []string
 		}{
-			{schema.DetectorAccessVolumeSpike, bert, []string{"secretsmanager:PutSecretValue"}},
-			{schema.DetectorFirstTimeAccess, bert, []string{"secretsmanager:PutSecretValue"}},
+			// Reads of secret material, not the setup's writes: the
+			// secrets the detonation creates and reads within seconds
+			// are a rollout for first_time_access, but the bulk read is
+			// a volume spike; its SSM parameter reads are first accesses.
+			{schema.DetectorAccessVolumeSpike, bert, []string{"secretsmanager:GetSecretValue"}},
+			{schema.DetectorFirstTimeAccess, bert, []string{"ssm:GetParameter", "ssm:GetParameters"}},
 			{schema.DetectorPrivilegedUse, bert, []string{"cloudtrail:DeleteTrail"}},
 			{schema.DetectorPrivilegedUse, bert, []string{"cloudtrail:PutEventSelectors"}},
 			{schema.DetectorPrivilegedUse, bert, []string{"cloudtrail:StopLogging"}},

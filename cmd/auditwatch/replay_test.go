@@ -124,7 +124,7 @@ func loadLabels(t *testing.T, path string) []label {
 // detector with its principal and address, and every finding must be
 // explained by a label.
 //
-// The 23 findings, all explained by the labels (0 unexplained):
+// The 24 findings, all explained by the labels (0 unexplained):
 //
 //	A1   first_time_access ×2: billing-worker's first new secret, then an update at 2
 //	A2   unexpected_ip ×1: reporting-etl from 198.51.100.77
@@ -136,7 +136,8 @@ func loadLabels(t *testing.T, path string) []label {
 //	     one identity's failures are its own burst)
 //	A4   first_time_access ×4 (1, 2, 4, 8) and access_volume_spike ×2 (10, 15 distinct)
 //	A5   privileged_use ×3 (1, 2, 4 root-token uses), unexpected_ip ×1 (203.0.113.66),
-//	     first_time_access ×1 (infra/aws-root)
+//	     first_time_access ×2 (infra/aws-root, then the token it mints: token
+//	     creation is access)
 //
 // BOOT (root-token bootstrap) lies before --learn-until: it is history and
 // raises nothing by design (the operator declared it baseline). Without
@@ -189,14 +190,14 @@ func TestReplayOpenBaoScenario(t *testing.T) {
 			t.Errorf("  %s %s %s %s %s", f.Time.Format(time.RFC3339Nano), f.Detector, f.Principal, f.SourceIP, f.Summary)
 		}
 	}
-	want := map[string]int{"A1": 2, "A2": 1, "A3": 4, "A3b": 1, "A3c": 4, "A4": 6, "A5": 5}
+	want := map[string]int{"A1": 2, "A2": 1, "A3": 4, "A3b": 1, "A3c": 4, "A4": 6, "A5": 6}
 	for id, n := range want {
 		if perLabel[id] != n {
 			t.Errorf("%s: %d findings, want %d", id, perLabel[id], n)
 		}
 	}
-	if len(fs) != 23 {
-		t.Errorf("%d findings, want 23", len(fs))
+	if len(fs) != 24 {
+		t.Errorf("%d findings, want 24", len(fs))
 	}
 	// Each burst is one incident: every revision of a DedupeKey grows.
 	last := map[string]schema.Finding{}

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"auditwatch/internal/termsafe"
+	"auditwatch/internal/escape"
 	"auditwatch/sigma"
 )
 
@@ -57,21 +57,21 @@ func runRules(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	case "test":
 		return rulesTest(paths, *requireTests, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "rules: unknown subcommand %q (check or test)\n", termsafe.String(sub))
+	fmt.Fprintf(stderr, "rules: unknown subcommand %q (check or test)\n", escape.String(escape.Terminal, sub))
 	return 2
 }
 
 func rulesCheck(paths []string, stdout, stderr io.Writer) int {
 	set, res, err := sigma.Check(paths, sigma.Options{})
 	if err != nil {
-		fmt.Fprintf(stderr, "rules check: %s\n", termsafe.String(err.Error()))
+		fmt.Fprintf(stderr, "rules check: %s\n", escape.String(escape.Terminal, err.Error()))
 		return 2
 	}
 	for _, p := range res.Invalid {
-		fmt.Fprintln(stdout, termsafe.String(p.Error()))
+		fmt.Fprintln(stdout, escape.String(escape.Terminal, p.Error()))
 	}
 	for _, p := range res.Unsupported {
-		fmt.Fprintln(stdout, termsafe.String(p.Error()))
+		fmt.Fprintln(stdout, escape.String(escape.Terminal, p.Error()))
 	}
 	fmt.Fprintf(stdout, "%d loaded, %d unsupported, %d invalid\n", len(set.Rules), len(res.Unsupported), len(res.Invalid))
 	if len(res.Invalid) > 0 {
@@ -83,12 +83,12 @@ func rulesCheck(paths []string, stdout, stderr io.Writer) int {
 func rulesTest(paths []string, requireTests bool, stdout, stderr io.Writer) int {
 	set, res, err := sigma.Check(paths, sigma.Options{})
 	if err != nil {
-		fmt.Fprintf(stderr, "rules test: %s\n", termsafe.String(err.Error()))
+		fmt.Fprintf(stderr, "rules test: %s\n", escape.String(escape.Terminal, err.Error()))
 		return 2
 	}
 	if len(res.Invalid) > 0 {
 		for _, p := range res.Invalid {
-			fmt.Fprintln(stdout, termsafe.String(p.Error()))
+			fmt.Fprintln(stdout, escape.String(escape.Terminal, p.Error()))
 		}
 		fmt.Fprintf(stdout, "%d invalid: fix them first (auditwatch rules check)\n", len(res.Invalid))
 		return 1
@@ -101,17 +101,17 @@ func rulesTest(paths []string, requireTests bool, stdout, stderr io.Writer) int 
 			missing++
 			if requireTests {
 				failed++
-				fmt.Fprintf(stdout, "FAIL %s: missing\n", termsafe.String(r.File))
+				fmt.Fprintf(stdout, "FAIL %s: missing\n", escape.String(escape.Terminal, r.File))
 			}
 		case len(r.Failures) > 0:
 			failed++
 			for _, f := range r.Failures {
-				fmt.Fprintf(stdout, "FAIL %s\n", termsafe.String(f))
+				fmt.Fprintf(stdout, "FAIL %s\n", escape.String(escape.Terminal, f))
 			}
 		default:
 			passed++
 			cases += r.Cases
-			fmt.Fprintf(stdout, "ok   %s (%d examples)\n", termsafe.String(r.File), r.Cases)
+			fmt.Fprintf(stdout, "ok   %s (%d examples)\n", escape.String(escape.Terminal, r.File), r.Cases)
 		}
 	}
 	fmt.Fprintf(stdout, "%d passed (%d examples), %d failed, %d without examples\n", passed, cases, failed, missing)

@@ -48,8 +48,6 @@ func (e engine) Close() error {
 	return errors.Join(e.Engine.Close(), e.st.Close())
 }
 
-var _ pipeline.Drainer = engine{}
-
 // detectorOpener opens detector engines under the state directory: one
 // store per partition at <state.dir>/detect/<key>/<partition>, so each
 // partition's state moves and is rebuilt on its own.

@@ -335,6 +335,7 @@ func (p *Parser) identity(ui *rawIdentity, ev *schema.Event) {
 	ev.AccessKey = s(ui.accessKeyID)
 	userName := s(ui.userName)
 	invokedBy := s(ui.invokedBy)
+	ev.InvokedBy = invokedBy
 	if typ == "" && arn == "" && invokedBy != "" {
 		// service events (e.g. Secrets Manager rotation) carry only
 		// accountId and invokedBy

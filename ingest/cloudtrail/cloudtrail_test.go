@@ -78,7 +78,16 @@ func TestParse(t *testing.T) {
 			fb: Fallback{Now: fixedNow},
 			want: schema.Event{Time: fixedNow(), Source: "cloudtrail", ID: "e4", Principal: "secretsmanager.amazonaws.com", PrincipalName: "secretsmanager.amazonaws.com",
 				PrincipalType: "AWSService", Account: "444", Action: "secretsmanager:RotationSucceeded", Resource: "arn:aws:secretsmanager:us-east-1:444:secret:db-AbC",
-				Outcome: "success"},
+				Outcome: "success", InvokedBy: "secretsmanager.amazonaws.com"},
+		},
+		{
+			name: "kms Decrypt that Secrets Manager makes for a role's GetSecretValue: the role's identity, invokedBy kept",
+			in: `{"eventID":"e5","eventTime":"2024-01-02T03:04:05Z","eventSource":"kms.amazonaws.com","eventName":"Decrypt","awsRegion":"us-east-1","sourceIPAddress":"secretsmanager.amazonaws.com",
+				"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::444:assumed-role/app/i-1","accountId":"444","invokedBy":"secretsmanager.amazonaws.com",
+				"sessionContext":{"sessionIssuer":{"arn":"arn:aws:iam::444:role/app","userName":"app"}}},"resources":[{"ARN":"arn:aws:kms:us-east-1:444:key/k1"}]}`,
+			want: schema.Event{Time: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), Source: "cloudtrail", ID: "e5", Principal: "arn:aws:iam::444:role/app", PrincipalName: "app",
+				PrincipalType: "AssumedRole", Session: "i-1", Account: "444", Action: "kms:Decrypt", Region: "us-east-1", Resource: "arn:aws:kms:us-east-1:444:key/k1",
+				SourceIPRaw: "secretsmanager.amazonaws.com", SourceIsService: true, InvokedBy: "secretsmanager.amazonaws.com", Outcome: "success"},
 		},
 		{
 			name: "root, no eventID: content hash",

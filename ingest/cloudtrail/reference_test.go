@@ -91,6 +91,7 @@ func refIdentity(v *fastjson.Value, ev *schema.Event) {
 	ev.AccessKey = str(ui, "accessKeyId")
 	userName := str(ui, "userName")
 	invokedBy := str(ui, "invokedBy")
+	ev.InvokedBy = invokedBy
 	if typ == "" && arn == "" && invokedBy != "" {
 		// service events (e.g. Secrets Manager rotation) carry only
 		// accountId and invokedBy

@@ -55,6 +55,48 @@ type Dir struct {
 	log   *slog.Logger
 	m     *source.Metrics
 	batch int
+	// integrity, when set, gets digest files and log file hashes.
+	integrity source.Integrity
+}
+
+// SetIntegrity makes the source hand CloudTrail digest files (with the
+// hex signature of a sibling DIGEST.sig file, when present) and every log
+// file's SHA-256 (uncompressed, as read) to i (call before Run).
+func (d *Dir) SetIntegrity(i source.Integrity) { d.integrity = i }
+
+// maxDigestBytes caps a digest file's decompressed size.
+const maxDigestBytes = 64 << 20
+
+// isDigest reports whether rel names a CloudTrail digest file, and
+// isDigestSig its sibling signature file.
+func isDigest(rel string) bool {
+	rel = "/" + filepath.ToSlash(rel)
+	return strings.Contains(rel, "/CloudTrail-Digest/") && (strings.HasSuffix(rel, ".json.gz") || strings.HasSuffix(rel, ".json"))
+}
+
+func isDigestSig(rel string) bool {
+	return strings.HasSuffix(rel, ".sig") && isDigest(strings.TrimSuffix(rel, ".sig"))
+}
+
+// readDigest hands a digest file and its sibling signature to the hook.
+func (d *Dir) readDigest(ctx context.Context, digestPath string) {
+	f, err := os.Open(digestPath)
+	if err != nil {
+		d.m.Errors.WithLabelValues(d.name).Inc()
+		d.log.Error("open digest", "path", digestPath, "err", err)
+		return
+	}
+	content, err := source.ReadMaybeGzip(f, maxDigestBytes)
+	f.Close()
+	if err != nil {
+		d.m.Rejected.WithLabelValues(d.name).Inc()
+		d.log.Warn("unreadable digest file", "path", digestPath, "err", err)
+	}
+	var sig string
+	if b, err := os.ReadFile(digestPath + ".sig"); err == nil {
+		sig = strings.TrimSpace(string(b))
+	}
+	d.integrity.Digest(ctx, digestPath, content, sig)
 }
 
 // New returns a Dir source named name.
@@ -145,6 +187,17 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 			if pos.Done[c.rel] == c.sig {
 				continue
 			}
+			if isDigestSig(c.rel) || (d.integrity != nil && isDigest(c.rel)) {
+				// A digest (or its signature, which makes the digest
+				// checked again) goes to the integrity hook, not the parser.
+				if d.integrity != nil {
+					d.readDigest(ctx, strings.TrimSuffix(c.path, ".sig"))
+				}
+				if err := d.finish(ctx, pub, c, &pos); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := d.readFile(ctx, pub, c, &pos); err != nil {
 				return err
 			}
@@ -182,6 +235,11 @@ func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, p
 		}
 		defer zr.Close()
 		r = zr
+	}
+	var hr *source.HashingReader
+	if d.integrity != nil {
+		hr = source.NewHashingReader(r)
+		r = hr
 	}
 	cur := source.Cursor{}
 	if pos.Current == c.rel && pos.Sig == c.sig {
@@ -236,6 +294,11 @@ func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, p
 		if len(batch) > 0 {
 			if err := emit(); err != nil {
 				return err
+			}
+		}
+		if hr != nil && errors.Is(err, io.EOF) {
+			if sum, herr := hr.Finish(); herr == nil {
+				d.integrity.LogFile(c.path, sum)
 			}
 		}
 		return d.finish(ctx, pub, c, pos)

@@ -283,13 +283,13 @@ func TestVaultLogWrittenInPieces(t *testing.T) {
 	for _, n := range want {
 		total += n
 	}
-	got := waitIDs(t, c, total)
+	waitIDs(t, c, total)
 	time.Sleep(400 * time.Millisecond)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	got = c.got()
+	got := c.got()
 	counts := map[string]int{}
 	for _, id := range got {
 		counts[id]++

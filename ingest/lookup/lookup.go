@@ -55,6 +55,29 @@ type Position struct {
 	IDs  []string  `json:"ids,omitempty"`
 }
 
+// Clock is the time the poller and its rate bucket read and wait on;
+// tests inject a virtual one so no assertion depends on the wall clock.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits d or until ctx ends (then it returns ctx.Err()).
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // Poller polls LookupEvents.
 type Poller struct {
 	cfg   Config
@@ -65,7 +88,7 @@ type Poller struct {
 	lim   *Bucket
 	log   *slog.Logger
 	m     *source.Metrics
-	now   func() time.Time
+	clock Clock
 
 	requests prometheus.Counter
 	clamped  prometheus.Counter
@@ -96,7 +119,7 @@ func NewWithClient(cfg Config, name string, parse source.Parser, cp source.Check
 	if m == nil {
 		m = source.NewMetrics(nil)
 	}
-	p := &Poller{cfg: cfg, name: name, parse: parse, cp: cp, api: api, log: logger.With("source", name), m: m, now: time.Now,
+	p := &Poller{cfg: cfg, name: name, parse: parse, cp: cp, api: api, log: logger.With("source", name), m: m, clock: wallClock{},
 		lim: sharedBucket(cfg.Account+"/"+cfg.AWS.Region, cfg.Rate),
 		requests: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_ingest_lookup_requests_total",
 			Help: "LookupEvents requests sent.", ConstLabels: prometheus.Labels{"source": name}}),
@@ -140,10 +163,7 @@ func (p *Poller) Run(ctx context.Context, pub source.Publisher) error {
 			caughtUp = true
 		}
 		if caughtUp {
-			select {
-			case <-ctx.Done():
-			case <-time.After(p.cfg.PollInterval):
-			}
+			_ = p.clock.Sleep(ctx, p.cfg.PollInterval)
 		}
 	}
 	return nil
@@ -176,7 +196,7 @@ func (p *Poller) window(pos *Position, now time.Time) (start, end time.Time, cau
 
 // poll reads one window and publishes it oldest first.
 func (p *Poller) poll(ctx context.Context, pub source.Publisher, pos *Position) (bool, error) {
-	start, end, caughtUp := p.window(pos, p.now())
+	start, end, caughtUp := p.window(pos, p.clock.Now())
 	if !end.After(start) {
 		return true, nil
 	}
@@ -186,7 +206,7 @@ func (p *Poller) poll(ctx context.Context, pub source.Publisher, pos *Position) 
 		in.LookupAttributes = []cttypes.LookupAttribute{{AttributeKey: cttypes.LookupAttributeKeyEventSource, AttributeValue: aws.String(p.cfg.EventSource)}}
 	}
 	for {
-		if err := p.lim.Wait(ctx); err != nil {
+		if err := p.lim.wait(ctx, p.clock); err != nil {
 			return false, err
 		}
 		p.requests.Inc()
@@ -323,7 +343,9 @@ func sharedBucket(key string, rate float64) *Bucket {
 }
 
 // Wait blocks until a request may be sent.
-func (b *Bucket) Wait(ctx context.Context) error {
+func (b *Bucket) Wait(ctx context.Context) error { return b.wait(ctx, wallClock{}) }
+
+func (b *Bucket) wait(ctx context.Context, clock Clock) error {
 	select {
 	case b.turn <- struct{}{}:
 	case <-ctx.Done():
@@ -333,17 +355,13 @@ func (b *Bucket) Wait(ctx context.Context) error {
 	b.mu.Lock()
 	at := b.last.Add(time.Duration(float64(time.Second) / b.rate))
 	b.mu.Unlock()
-	if d := time.Until(at); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
+	if d := at.Sub(clock.Now()); d > 0 {
+		if err := clock.Sleep(ctx, d); err != nil {
+			return err
 		}
 	}
 	b.mu.Lock()
-	b.last = time.Now()
+	b.last = clock.Now()
 	b.mu.Unlock()
 	return nil
 }

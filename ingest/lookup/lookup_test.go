@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -95,8 +96,8 @@ func (f *fakeCloudTrail) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	start, end := epoch(in.StartTime), epoch(in.EndTime)
-	f.reqs = append(f.reqs, lookupReq{at: time.Now(), start: start, end: end, token: in.NextToken})
-	if time.Since(start) > 90*24*time.Hour {
+	f.reqs = append(f.reqs, lookupReq{at: testClock.Now(), start: start, end: end, token: in.NextToken})
+	if testClock.Now().Sub(start) > 90*24*time.Hour {
 		fail(400, "InvalidTimeRangeException", "start time is more than 90 days ago")
 		return
 	}
@@ -172,7 +173,6 @@ type collector struct {
 	taken int
 	cp    *source.MemCheckpoints
 	ids   map[string]int
-	raw   map[string]bool
 }
 
 func (c *collector) Publish(_ context.Context, b source.Batch) error {
@@ -225,6 +225,7 @@ func newPoller(t *testing.T, url string, cp source.Checkpoints, rate float64, ac
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.clock = testClock
 	return p, reg
 }
 
@@ -236,12 +237,46 @@ type stamps struct {
 
 func (s *stamps) RoundTrip(r *http.Request) (*http.Response, error) {
 	s.mu.Lock()
-	s.at = append(s.at, time.Now())
+	s.at = append(s.at, testClock.Now())
 	s.mu.Unlock()
 	return http.DefaultTransport.RoundTrip(r)
 }
 
 var sent = &stamps{}
+
+// fakeClock is virtual time: Sleep moves it forward at once (yielding the
+// processor for a moment so a caught-up poller does not spin), so rate
+// and window assertions read exact virtual times, never the wall clock.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+	runtime.Gosched()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Millisecond):
+		return nil
+	}
+}
+
+// testClock starts at a fixed instant; the fake CloudTrail and the events
+// are placed relative to it.
+var testClock = &fakeClock{now: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
 
 func runUntil(t *testing.T, p *Poller, pub source.Publisher, until func() bool) {
 	t.Helper()
@@ -275,7 +310,7 @@ func TestLookupEvents(t *testing.T) {
 	fake := &fakeCloudTrail{pageSize: 5, tokens: map[string]int{}}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
-	base := time.Now().Add(-30 * time.Minute).Truncate(time.Second)
+	base := testClock.Now().Add(-30 * time.Minute).Truncate(time.Second)
 	var times []time.Time
 	for i := range 23 {
 		times = append(times, base.Add(time.Duration(i/3)*time.Minute)) // three events per second
@@ -304,7 +339,6 @@ func TestLookupEvents(t *testing.T) {
 	col.mu.Unlock()
 	p2, _ := newPoller(t, srv.URL, cp, 2, "111111111111")
 	runUntil(t, p2, col, func() bool { return col.count() == len(evs) })
-	time.Sleep(300 * time.Millisecond)
 	col.mu.Lock()
 	for _, e := range evs {
 		if col.ids[e.id] != 1 {
@@ -322,9 +356,8 @@ func TestLookupEvents(t *testing.T) {
 	if len(all) < 10 {
 		t.Fatalf("%d requests, want at least 10 (5 pages per window)", len(all))
 	}
-	// At most 2 requests/s as they leave the client. The bucket spaces
-	// releases 500 ms apart; the transport sees them a scheduler hop later,
-	// so allow 50 ms of jitter (a broken limiter sends them back to back).
+	// At most 2 requests/s as they leave the client, in the poller's
+	// (virtual) time: releases exactly 500 ms apart or more.
 	sent.mu.Lock()
 	at := append([]time.Time(nil), sent.at...)
 	sent.mu.Unlock()
@@ -332,7 +365,7 @@ func TestLookupEvents(t *testing.T) {
 		t.Fatalf("%d requests sent, server saw %d", len(at), len(all))
 	}
 	for i := 1; i < len(at); i++ {
-		if gap := at[i].Sub(at[i-1]); gap < 450*time.Millisecond {
+		if gap := at[i].Sub(at[i-1]); gap < 500*time.Millisecond {
 			t.Fatalf("requests %d and %d sent %v apart: faster than 2/s", i-1, i, gap)
 		}
 	}
@@ -356,8 +389,8 @@ func TestLookupWindow(t *testing.T) {
 	fake := &fakeCloudTrail{pageSize: 50, tokens: map[string]int{}}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
-	fake.add(sample(t, []time.Time{time.Now().Add(-Window + 20*time.Minute).Truncate(time.Second)}, "cccccccc")...)
-	old, _ := json.Marshal(Position{Time: time.Now().Add(-120 * 24 * time.Hour).UTC()})
+	fake.add(sample(t, []time.Time{testClock.Now().Add(-Window + 20*time.Minute).Truncate(time.Second)}, "cccccccc")...)
+	old, _ := json.Marshal(Position{Time: testClock.Now().Add(-120 * 24 * time.Hour).UTC()})
 	cp := source.NewMemCheckpoints(map[string][]byte{"ct-lookup": old})
 	col := &collector{cp: cp, ids: map[string]int{}}
 	p, _ := newPoller(t, srv.URL, cp, 2, "222222222222")
@@ -365,7 +398,7 @@ func TestLookupWindow(t *testing.T) {
 	fake.mu.Lock()
 	defer fake.mu.Unlock()
 	for _, r := range fake.reqs {
-		if time.Since(r.start) > Window {
+		if r.at.Sub(r.start) > Window {
 			t.Errorf("asked from %v, beyond 90 days", r.start)
 		}
 	}
@@ -384,13 +417,14 @@ func TestBucketShared(t *testing.T) {
 	if c := sharedBucket("333333333333/us-east-1", 2); c == a {
 		t.Fatal("regions share a bucket")
 	}
-	start := time.Now()
+	clock := &fakeClock{now: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
+	start := clock.Now()
 	for range 4 {
-		if err := a.Wait(context.Background()); err != nil {
+		if err := a.wait(context.Background(), clock); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if d := time.Since(start); d < 1900*time.Millisecond {
+	if d := clock.Now().Sub(start); d < 2*time.Second-time.Millisecond {
 		t.Errorf("4 waits at 1.5/s took %v, want >= 2s", d)
 	}
 }

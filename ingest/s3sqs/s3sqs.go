@@ -7,7 +7,9 @@
 // been durably taken downstream (each batch's Done). While a message is
 // being handled its visibility timeout is extended, so a slow object is
 // not handed to another reader meanwhile. Digest files (CloudTrail-Digest/)
-// are skipped. A redelivered or duplicated notification is tolerated: an
+// are skipped, or, with an Integrity hook (SetIntegrity), handed to it with
+// their `signature` metadata, and every log file's SHA-256 (uncompressed,
+// as read) with them. A redelivered or duplicated notification is tolerated: an
 // object already fully handled (same bucket, key and version tag) is
 // skipped from a bounded memory of recent objects, and anything read twice
 // after a crash carries the same deterministic event ids.
@@ -71,6 +73,8 @@ type Source struct {
 	objects    *prometheus.CounterVec // by outcome
 	extensions prometheus.Counter
 	evictions  prometheus.Counter
+
+	integrity source.Integrity
 
 	mu      sync.Mutex
 	done    map[string]struct{}
@@ -142,6 +146,38 @@ func NewWithClients(cfg Config, name string, parse source.Parser, sq SQSAPI, s3c
 
 // Name is the source name.
 func (s *Source) Name() string { return s.name }
+
+// SetIntegrity makes the source read digest files and hash log files for
+// CloudTrail integrity validation (call before Run).
+func (s *Source) SetIntegrity(i source.Integrity) { s.integrity = i }
+
+// maxDigestBytes caps a digest file's decompressed size.
+const maxDigestBytes = 64 << 20
+
+// readDigest hands one digest object and its signature metadata to the
+// integrity hook.
+func (s *Source) readDigest(ctx context.Context, o Object) error {
+	out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(o.Bucket), Key: aws.String(o.Key)})
+	if err != nil {
+		var nsk *s3types.NoSuchKey
+		if errors.As(err, &nsk) {
+			s.objects.WithLabelValues(s.name, "missing").Inc()
+			s.log.Warn("digest no longer exists", "bucket", o.Bucket, "key", o.Key)
+			return nil
+		}
+		return fmt.Errorf("get s3://%s/%s: %w", o.Bucket, o.Key, err)
+	}
+	defer out.Body.Close()
+	content, err := source.ReadMaybeGzip(out.Body, maxDigestBytes)
+	if err != nil {
+		s.objects.WithLabelValues(s.name, "failed").Inc()
+		s.m.Rejected.WithLabelValues(s.name).Inc()
+		s.log.Warn("unreadable digest object", "bucket", o.Bucket, "key", o.Key, "err", err)
+		// The verifier judges an unreadable digest.
+	}
+	s.integrity.Digest(ctx, "s3://"+o.Bucket+"/"+o.Key, content, out.Metadata["signature"])
+	return nil
+}
 
 // Object is one S3 object named by a notification.
 type Object struct {
@@ -396,6 +432,18 @@ func (s *Source) handle(ctx context.Context, pub source.Publisher, msg sqstypes.
 		switch {
 		case IsDigest(o.Key):
 			s.objects.WithLabelValues(s.name, "digest").Inc()
+			if s.integrity != nil {
+				if err := s.readDigest(ctx, o); err != nil {
+					if ctx.Err() != nil {
+						f.finish(ctx.Err())
+						return nil
+					}
+					s.m.Errors.WithLabelValues(s.name).Inc()
+					s.log.Error("read digest", "bucket", o.Bucket, "key", o.Key, "err", err)
+					f.finish(err)
+					return nil
+				}
+			}
 			continue
 		case s.seen(o):
 			s.objects.WithLabelValues(s.name, "duplicate").Inc()
@@ -446,6 +494,11 @@ func (s *Source) readObject(ctx context.Context, pub source.Publisher, o Object,
 		r = zr
 	}
 	name := "s3://" + o.Bucket + "/" + o.Key
+	var hr *source.HashingReader
+	if s.integrity != nil {
+		hr = source.NewHashingReader(r)
+		r = hr
+	}
 	rr := s.parse(r, name)
 	batch := make([]schema.Event, 0, s.cfg.BatchSize)
 	emit := func() error {
@@ -484,6 +537,13 @@ func (s *Source) readObject(ctx context.Context, pub source.Publisher, o Object,
 		batch = append(batch, rr.Flush()...)
 		if err := emit(); err != nil {
 			return err
+		}
+		if hr != nil {
+			sum, err := hr.Finish()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", name, err)
+			}
+			s.integrity.LogFile(name, sum)
 		}
 		s.objects.WithLabelValues(s.name, "read").Inc()
 		return nil

@@ -296,7 +296,6 @@ type spoolReader struct {
 	ctx     context.Context
 	off     int64
 	f       *os.File
-	fEnd    bool
 	waiting func() error
 	err     error
 	ended   bool

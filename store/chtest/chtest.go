@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"auditwatch/store/chdb"
 )
 
@@ -63,11 +65,18 @@ func CHDBPath(t testing.TB) string {
 	return filepath.Join(chdbDir, "data")
 }
 
-// Main runs the tests and removes the embedded data path.
+// Main runs the tests, removes the embedded data path and, when they
+// passed, fails the run if a goroutine started by a test outlives it.
 func Main(m interface{ Run() int }) int {
 	code := m.Run()
 	if chdbDir != "" {
 		os.RemoveAll(chdbDir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
 	}
 	return code
 }

@@ -1,12 +1,14 @@
 # Least-privilege wiring for auditwatch's CloudTrail sources:
 # S3 (the trail's bucket) -> SQS notification -> auditwatch (s3sqs source),
-# plus cloudtrail:LookupEvents for the poller. Adjust the variables; nothing
+# plus cloudtrail:LookupEvents for the poller and cloudtrail:ListPublicKeys
+# for digest signature checks (trail validation). Adjust the variables; nothing
 # here creates the trail itself.
 #
 # The s3sqs source only calls s3:GetObject, sqs:ReceiveMessage,
 # sqs:DeleteMessage and sqs:ChangeMessageVisibility (it extends the
 # visibility of a message while a large object is still being read); the
-# lookup source only cloudtrail:LookupEvents. Nothing else is granted.
+# lookup source only cloudtrail:LookupEvents; trail validation (digest
+# files) only cloudtrail:ListPublicKeys. Nothing else is granted.
 
 terraform {
   required_version = ">= 1.5"
@@ -120,6 +122,12 @@ resource "aws_iam_policy" "auditwatch" {
         Sid      = "PollRecentEvents"
         Effect   = "Allow"
         Action   = ["cloudtrail:LookupEvents"]
+        Resource = "*"
+      },
+      {
+        Sid      = "VerifyDigestSignatures"
+        Effect   = "Allow"
+        Action   = ["cloudtrail:ListPublicKeys"]
         Resource = "*"
       }
     ]
