@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"time"
 
 	"auditwatch/detect/state"
@@ -500,6 +501,22 @@ func (e *Engine) finding(det string, sev schema.Severity, ev *schema.Event, c *e
 	}
 	if c.skew != "" {
 		f.Attributes["time_skew"] = c.skew
+	}
+	// the person or service behind a Vault-issued key (package identity)
+	if ev.KeyIssue != "" {
+		f.Attributes["key_issue"] = ev.KeyIssue
+		f.Attributes["aws_principal"] = ev.KeyPrincipal
+		f.Attributes["access_key"] = ev.AccessKey
+	}
+	// where the address is (package netinfo)
+	if ev.Country != "" {
+		f.Attributes["country"] = ev.Country
+	}
+	if ev.ASN != 0 {
+		f.Attributes["asn"] = strconv.Itoa(ev.ASN)
+		if ev.ASOrg != "" {
+			f.Attributes["as_org"] = ev.ASOrg
+		}
 	}
 	return f
 }

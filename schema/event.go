@@ -6,7 +6,10 @@
 // once released; new fields may be added.
 package schema
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Sources an Event can come from.
 const (
@@ -143,6 +146,28 @@ type Event struct {
 	// form; the stream carries it compressed and storage keeps it in the
 	// raw column.
 	Raw []byte `json:"-"`
+}
+
+// Where describes where the source address is, " (BR, AS64511 Example
+// Ltda)", from the network context fields; "" without them.
+func (e *Event) Where() string {
+	if e.Country == "" && e.ASN == 0 {
+		return ""
+	}
+	s := " ("
+	if e.Country != "" {
+		s += e.Country
+		if e.ASN != 0 {
+			s += ", "
+		}
+	}
+	if e.ASN != 0 {
+		s += "AS" + strconv.Itoa(e.ASN)
+		if e.ASOrg != "" {
+			s += " " + e.ASOrg
+		}
+	}
+	return s + ")"
 }
 
 // Failed reports whether the event's outcome is a failure.
