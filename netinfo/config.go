@@ -23,6 +23,10 @@ const (
 	DirEnv = "AUDITWATCH_GEO_DIR"
 )
 
+// Attribution is the credit the default AS data's licence (CC BY 4.0)
+// asks for; `auditwatch version` prints it and NOTICE carries it.
+const Attribution = "Network data: AS numbers and names from @ip-location-db/asn (CC BY 4.0: RouteViews, DB-IP, NRO); countries from @ip-location-db/geo-whois-asn-country-mmdb (CC0)."
+
 // Config is the `geo:` section.
 type Config struct {
 	// Disabled turns network context off.

@@ -178,3 +178,43 @@ func FuzzLookup(f *testing.F) {
 		_ = in.Where()
 	})
 }
+
+// TestRealDatabases checks the databases `make geo` fetches (make test's
+// setup fetches them and sets AUDITWATCH_GEO_TESTDIR) on addresses whose
+// owners do not move: Google's and Cloudflare's public resolvers.
+func TestRealDatabases(t *testing.T) {
+	dir := os.Getenv("AUDITWATCH_GEO_TESTDIR")
+	if dir == "" {
+		if os.Getenv("AUDITWATCH_REQUIRE_INTEGRATION") != "" {
+			t.Fatal("AUDITWATCH_GEO_TESTDIR is not set: scripts/setup/40-geo.sh fetches the databases")
+		}
+		t.Skip("AUDITWATCH_GEO_TESTDIR not set: AUDITWATCH_GEO_TESTDIR=$(scripts/fetch-geo.sh) checks the real databases")
+	}
+	c := netinfo.Config{Dir: dir}
+	c.SetDefaults()
+	if !c.Enabled() || len(c.ASNDB) != 2 {
+		t.Fatalf("databases not found in %s: %+v", dir, c)
+	}
+	db, err := netinfo.Open(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v4, v6 := db.Ranges(); v4 < 100_000 || v6 < 10_000 {
+		t.Fatalf("only %d IPv4 and %d IPv6 ranges loaded", v4, v6)
+	}
+	for _, tc := range []struct {
+		ip      string
+		country string
+		asn     uint32
+	}{
+		{"8.8.8.8", "US", 15169},
+		{"1.1.1.1", "", 13335},
+		{"2001:4860:4860::8888", "US", 15169},
+	} {
+		in := db.Lookup(tc.ip, false)
+		if in.ASN != tc.asn || (tc.country != "" && in.Country != tc.country) || in.ASOrg == "" {
+			t.Errorf("%s: %+v", tc.ip, in)
+		}
+	}
+}

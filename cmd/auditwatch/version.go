@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+
+	"auditwatch/netinfo"
 )
 
 func init() {
@@ -16,6 +18,7 @@ func init() {
 				v = bi.Main.Version
 			}
 			fmt.Fprintln(stdout, "auditwatch", v)
+			fmt.Fprintln(stdout, netinfo.Attribution)
 			return 0
 		},
 	})
