@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"auditwatch/alert/deadletter"
 	"auditwatch/alert/notify"
 	"auditwatch/alert/notify/notifytest"
+	"auditwatch/alert/outbox"
 	"auditwatch/alert/slack"
 	"auditwatch/alert/slack/slacktest"
 	"auditwatch/alert/webhook"
@@ -71,7 +75,9 @@ func (r *recorder) ids() []string {
 // replaced by recorders) and whatever routes the test adds.
 func testConfig(t *testing.T) Config {
 	cfg := Defaults()
-	cfg.DeadLetter.Path = filepath.Join(t.TempDir(), "dead.jsonl")
+	dir := t.TempDir()
+	cfg.DeadLetter.Path = filepath.Join(dir, "dead.jsonl")
+	cfg.OutboxPath = filepath.Join(dir, "outbox.db")
 	for _, n := range []string{"a", "b", "c"} {
 		cfg.Outputs = append(cfg.Outputs, OutputConfig{Name: n, Type: TypeWebhook, Webhook: &webhook.Config{URL: "http://127.0.0.1:1/"}})
 	}
@@ -95,6 +101,33 @@ func newTestRouter(t *testing.T, cfg Config, clock notify.Clock, outs map[string
 	return r, reg
 }
 
+// handle writes fs to the router and waits until every output's queue is
+// empty (each alert delivered or dead-lettered).
+func handle(t *testing.T, r *Router, fs ...schema.Finding) error {
+	t.Helper()
+	if err := r.WriteFindings(context.Background(), fs); err != nil {
+		return err
+	}
+	waitDrained(t, r)
+	return nil
+}
+
+func waitDrained(t *testing.T, r *Router) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		busy := false
+		for _, s := range r.Status() {
+			busy = busy || s.Backlog > 0
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("outputs did not drain their queues: %+v", r.Status())
+}
+
 func finding(id, detector string, sev schema.Severity, principal, resource string) schema.Finding {
 	return schema.Finding{ID: id, Detector: detector, Severity: sev, Principal: principal, Resource: resource,
 		SourceIP: "198.51.100.7", DedupeKey: "k-" + id, Count: 1, Time: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
@@ -111,7 +144,6 @@ func TestRouting(t *testing.T) {
 	cfg.DefaultOutputs = []string{"b"}
 	outs := map[string]*recorder{"a": {}, "b": {}, "c": {}}
 	r, reg := newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
-	ctx := context.Background()
 	for _, f := range []schema.Finding{
 		finding("priv-high", schema.DetectorPrivilegedUse, schema.SeverityHigh, "u1", "sys/policy/x"),                                         // a, b
 		finding("priv-low", schema.DetectorPrivilegedUse, schema.SeverityLow, "u1", "sys/policy/x"),                                           // default b
@@ -119,7 +151,7 @@ func TestRouting(t *testing.T) {
 		finding("bg-low", schema.DetectorFirstTimeAccess, schema.SeverityMedium, "arn:aws:iam::1:role/break-glass-ops", "secret/data/prod/x"), // c (below min) + a
 		finding("bg-high", schema.DetectorUnexpectedIP, schema.SeverityCritical, "arn:aws:iam::1:role/break-glass", "other"),                  // c only
 	} {
-		if err := r.Handle(ctx, f); err != nil {
+		if err := handle(t, r, f); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -148,12 +180,11 @@ func TestSilences(t *testing.T) {
 		Until: clock.Now().Add(time.Hour), Reason: "backup migration"}}
 	outs := map[string]*recorder{"a": {}}
 	r, _ := newTestRouter(t, cfg, clock, outs)
-	ctx := context.Background()
-	_ = r.Handle(ctx, finding("s1", schema.DetectorAccessVolumeSpike, schema.SeverityHigh, "role/nightly-backup", "x"))
-	_ = r.Handle(ctx, finding("n1", schema.DetectorAccessVolumeSpike, schema.SeverityHigh, "role/app", "x"))
-	_ = r.Handle(ctx, finding("n2", schema.DetectorFirstTimeAccess, schema.SeverityHigh, "role/nightly-backup", "x"))
+	_ = handle(t, r, finding("s1", schema.DetectorAccessVolumeSpike, schema.SeverityHigh, "role/nightly-backup", "x"))
+	_ = handle(t, r, finding("n1", schema.DetectorAccessVolumeSpike, schema.SeverityHigh, "role/app", "x"))
+	_ = handle(t, r, finding("n2", schema.DetectorFirstTimeAccess, schema.SeverityHigh, "role/nightly-backup", "x"))
 	clock.Advance(time.Hour) // the silence expires
-	_ = r.Handle(ctx, finding("s2", schema.DetectorAccessVolumeSpike, schema.SeverityHigh, "role/nightly-backup", "x"))
+	_ = handle(t, r, finding("s2", schema.DetectorAccessVolumeSpike, schema.SeverityHigh, "role/nightly-backup", "x"))
 	if got := strings.Join(outs["a"].ids(), ","); got != "n1,n2,s2" {
 		t.Errorf("delivered %s, want n1,n2,s2 (s1 silenced, s2 after expiry)", got)
 	}
@@ -169,20 +200,19 @@ func TestGrouping(t *testing.T) {
 	cfg.GroupWindow = 10 * time.Minute
 	outs := map[string]*recorder{"a": {}}
 	r, _ := newTestRouter(t, cfg, clock, outs)
-	ctx := context.Background()
 	mk := func(id string, rev, count int) schema.Finding {
 		f := finding(id, schema.DetectorAuthFailureSpike, schema.SeverityHigh, "u", "auth/userpass/login/u")
 		f.DedupeKey, f.Revision, f.Count = "burst-1", rev, count
 		return f
 	}
-	_ = r.Handle(ctx, mk("f0", 0, 10))
+	_ = handle(t, r, mk("f0", 0, 10))
 	clock.Advance(time.Minute)
-	_ = r.Handle(ctx, mk("f1", 1, 15))
-	_ = r.Handle(ctx, mk("f1", 1, 15)) // redelivery: neither posted nor counted again
+	_ = handle(t, r, mk("f1", 1, 15))
+	_ = handle(t, r, mk("f1", 1, 15)) // redelivery: neither posted nor counted again
 	clock.Advance(time.Minute)
-	_ = r.Handle(ctx, mk("f2", 2, 40))
+	_ = handle(t, r, mk("f2", 2, 40))
 	clock.Advance(10 * time.Minute) // window over: a new group
-	_ = r.Handle(ctx, mk("f3", 3, 5))
+	_ = handle(t, r, mk("f3", 3, 5))
 	got := outs["a"].got()
 	if len(got) != 4 {
 		t.Fatalf("delivered %d alerts, want 4: %v", len(got), outs["a"].ids())
@@ -208,11 +238,11 @@ func TestGroupTableBounded(t *testing.T) {
 	cfg.MaxGroups = 10
 	r, _ := newTestRouter(t, cfg, notifytest.NewClock(time.Now()), map[string]*recorder{"a": {}})
 	for i := range 100 {
-		_ = r.Handle(context.Background(), finding(fmt.Sprint("g", i), schema.DetectorUnexpectedIP, schema.SeverityLow, "u", "r"))
+		_ = handle(t, r, finding(fmt.Sprint("g", i), schema.DetectorUnexpectedIP, schema.SeverityLow, "u", "r"))
 	}
-	r.gmu.Lock()
-	n := len(r.groups)
-	r.gmu.Unlock()
+	r.groups.mu.Lock()
+	n := len(r.groups.groups)
+	r.groups.mu.Unlock()
 	if n > 10 {
 		t.Errorf("group table holds %d groups, bound is 10", n)
 	}
@@ -257,9 +287,8 @@ func TestPermanentAndExhaustedGoToDeadLetter(t *testing.T) {
 		return nil
 	}}}
 	r, _ := newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
-	ctx := context.Background()
 	for _, id := range []string{"ok", "reject", "down"} {
-		if err := r.Handle(ctx, finding(id, schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")); err != nil {
+		if err := handle(t, r, finding(id, schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")); err != nil {
 			t.Fatalf("%s: %v (a dead-lettered alert is handed off)", id, err)
 		}
 	}
@@ -273,7 +302,7 @@ func TestPermanentAndExhaustedGoToDeadLetter(t *testing.T) {
 	}
 	// Redelivery: dead-lettered findings are not retried or written again.
 	for _, id := range []string{"reject", "down"} {
-		_ = r.Handle(ctx, finding(id, schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r"))
+		_ = handle(t, r, finding(id, schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r"))
 	}
 	if len(readDeadLetters(t, cfg.DeadLetter.Path)) != 2 || calls["reject"] != 1 {
 		t.Error("a redelivered dead-lettered finding was tried again")
@@ -286,23 +315,183 @@ func TestPermanentAndExhaustedGoToDeadLetter(t *testing.T) {
 	}
 }
 
-func TestCanceledIsNotHandedOff(t *testing.T) {
+// TestSlowOutputDelaysOnlyItself: one output hangs on every attempt
+// (accepts, never answers); the other receives every finding at once, and
+// the hung one's backlog and state are visible.
+func TestSlowOutputDelaysOnlyItself(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a", "b"}
+	cfg.Retry.AttemptTimeout = time.Hour
+	release := make(chan struct{})
+	hung := &blocking{release: release}
+	fast := &recorder{}
+	reg := prometheus.NewRegistry()
+	r, err := New(cfg, nil, reg, WithOutput("a", hung), WithOutput("b", fast), WithOutput("c", &recorder{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var fs []schema.Finding
+	for i := range 50 {
+		fs = append(fs, finding(fmt.Sprint("s", i), schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r"))
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.WriteFindings(context.Background(), fs) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WriteFindings waited for a hung output")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(fast.got()) < 50 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := len(fast.got()); n != 50 {
+		t.Fatalf("the healthy output got %d of 50 findings while the other hung", n)
+	}
+	var st OutputStatus
+	for _, s := range r.Status() {
+		if s.Output == "a" {
+			st = s
+		}
+	}
+	if st.Backlog != 50 || st.State != StateDelivering {
+		t.Errorf("hung output status = %+v, want backlog 50, delivering", st)
+	}
+	if v := testutil.ToFloat64(prometheusGauge(t, reg, "auditwatch_alert_outbox_backlog", "a")); v != 50 {
+		t.Errorf("backlog metric of the hung output = %v, want 50", v)
+	}
+	close(release)
+	waitDrained(t, r)
+	if n := hung.count(); n != 50 {
+		t.Errorf("after recovery the hung output got %d of 50", n)
+	}
+}
+
+// blocking is an output whose attempts hang until release is closed.
+type blocking struct {
+	release chan struct{}
+	mu      sync.Mutex
+	n       int
+}
+
+func (b *blocking) Notify(ctx context.Context, _ notify.Alert) error {
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	b.mu.Lock()
+	b.n++
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *blocking) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n
+}
+
+// prometheusGauge finds the gauge name{output=output} in reg.
+func prometheusGauge(t *testing.T, reg *prometheus.Registry, name, output string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "output" && l.GetValue() == output {
+					g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
+					g.Set(m.GetGauge().GetValue())
+					return g
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{output=%q}", name, output)
+	return nil
+}
+
+// TestOutboxWriteFailureWaitsAndResumes: while the outbox cannot be
+// written (a full disk), WriteFindings neither returns success nor loses
+// the batch; it returns an error when its context ends (the caller keeps
+// its checkpoint) and succeeds by itself once writing works again.
+func TestOutboxWriteFailureWaitsAndResumes(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DefaultOutputs = []string{"a"}
-	ctx, cancel := context.WithCancel(context.Background())
-	outs := map[string]*recorder{"a": {fail: func(notify.Alert) error { cancel(); return &notify.StatusError{Code: 503} }}}
-	r, _ := newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
-	err := r.Handle(ctx, finding("x", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r"))
-	if !errors.Is(err, ErrNotHandedOff) {
-		t.Fatalf("Handle = %v, want ErrNotHandedOff", err)
+	var mu sync.Mutex
+	full := true
+	hook := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if full {
+			return syscall.ENOSPC
+		}
+		return nil
 	}
-	if _, err := os.Stat(cfg.DeadLetter.Path); err == nil && len(readDeadLetters(t, cfg.DeadLetter.Path)) != 0 {
-		t.Error("a cancelled delivery was dead-lettered")
+	var logs strings.Builder
+	var lmu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &lmu}, nil))
+	a := &recorder{}
+	r, err := New(cfg, logger, prometheus.NewRegistry(), WithOutput("a", a), WithOutput("b", &recorder{}), WithOutput("c", &recorder{}),
+		WithOutboxOptions(outbox.WithCommitHook(hook)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	outs["a"].fail = nil
-	if err := r.Handle(context.Background(), finding("x", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")); err != nil || len(outs["a"].got()) != 1 {
-		t.Errorf("redelivery after cancel: %v, %d delivered", err, len(outs["a"].got()))
+	defer r.Close()
+	f := finding("full-1", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if err := r.WriteFindings(ctx, []schema.Finding{f}); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WriteFindings on a full disk = %v, want an error once the context ends", err)
 	}
+	if testutil.ToFloat64(r.m.outboxFull) != 1 {
+		t.Error("outbox write failure not visible in metrics")
+	}
+	lmu.Lock()
+	l := logs.String()
+	lmu.Unlock()
+	if strings.Count(l, "alert outbox cannot be written") != 1 || !strings.Contains(l, "free=") || !strings.Contains(l, cfg.OutboxPath) {
+		t.Errorf("want one log line naming the path and the free space, got:\n%s", l)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.WriteFindings(context.Background(), []schema.Finding{f}) }()
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	full = false
+	mu.Unlock()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WriteFindings did not resume after the disk had room again")
+	}
+	waitDrained(t, r)
+	if ids := a.ids(); len(ids) != 1 || ids[0] != "full-1" {
+		t.Errorf("delivered %v, want full-1 once", ids)
+	}
+}
+
+type lockedWriter struct {
+	w  *strings.Builder
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func TestHandleEvents(t *testing.T) {
@@ -311,7 +500,7 @@ func TestHandleEvents(t *testing.T) {
 	outs := map[string]*recorder{"a": {}, "b": {}}
 	r, _ := newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
 	h := notifytest.HostileEvent()
-	if err := r.HandleEvent(context.Background(), h); err != nil {
+	if err := r.WriteEvents(context.Background(), []schema.Event{h}); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"a", "b"} {
@@ -330,15 +519,15 @@ func TestBoundsHostileFields(t *testing.T) {
 	cfg.DefaultOutputs = []string{"a"}
 	outs := map[string]*recorder{"a": {}}
 	r, _ := newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
-	if err := r.Handle(context.Background(), notifytest.HostileFinding()); err != nil {
+	if err := handle(t, r, notifytest.HostileFinding()); err != nil {
 		t.Fatal(err)
 	}
 	f := outs["a"].got()[0].Finding
 	if len(f.Resource) > cfg.MaxFieldBytes || len(f.Attributes["path"]) > cfg.MaxFieldBytes || !strings.HasSuffix(f.Resource, "…") {
 		t.Errorf("10 KB fields reached the output unbounded: %d bytes", len(f.Resource))
 	}
-	if err := r.Handle(context.Background(), schema.Finding{}); !errors.Is(err, ErrInvalidFinding) {
-		t.Errorf("finding without id: %v", err)
+	if err := handle(t, r, schema.Finding{}); err != nil || testutil.ToFloat64(r.m.suppressed.WithLabelValues("invalid")) != 1 {
+		t.Errorf("finding without id: %v; want it dropped and counted", err)
 	}
 }
 
@@ -367,7 +556,7 @@ func TestRestartKeepsIdempotencyAndThreads(t *testing.T) {
 	}
 	f := notifytest.Finding()
 	r := open()
-	if err := r.Handle(context.Background(), f); err != nil {
+	if err := handle(t, r, f); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Close(); err != nil {
@@ -375,7 +564,7 @@ func TestRestartKeepsIdempotencyAndThreads(t *testing.T) {
 	}
 	r = open()
 	defer r.Close()
-	if err := r.Handle(context.Background(), f); err != nil { // redelivered after restart
+	if err := handle(t, r, f); err != nil { // redelivered after restart
 		t.Fatal(err)
 	}
 	if n := len(srv.Messages()); n != 1 {
@@ -387,8 +576,8 @@ func TestRestartKeepsIdempotencyAndThreads(t *testing.T) {
 	up.ID, up.Revision = "later-1", 1
 	up2 := f
 	up2.ID, up2.Revision = "later-2", 2
-	_ = r.Handle(context.Background(), up)
-	_ = r.Handle(context.Background(), up2)
+	_ = handle(t, r, up)
+	_ = handle(t, r, up2)
 	msgs := srv.Messages()
 	parent := msgs[0].TS
 	var replies int
@@ -472,12 +661,13 @@ func TestSlackOutageThenExactlyOnce(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := r.Handle(context.Background(), f); err != nil {
-					t.Errorf("Handle(%s): %v", f.ID, err)
+				if err := r.WriteFindings(context.Background(), []schema.Finding{f}); err != nil {
+					t.Errorf("WriteFindings(%s): %v", f.ID, err)
 				}
 			}()
 		}
 		wg.Wait()
+		waitDrained(t, r)
 	}
 	handleAll()
 	if !clock.Now().After(outageEnd) {
@@ -545,6 +735,7 @@ func TestSinkShapes(t *testing.T) {
 	if err := r.WriteFindings(context.Background(), fs); err != nil { // a retried batch
 		t.Fatal(err)
 	}
+	waitDrained(t, r)
 	if got := strings.Join(outs["a"].ids(), ","); got != "w1,w2" {
 		t.Errorf("delivered %s, want w1,w2 once each", got)
 	}
@@ -554,48 +745,54 @@ func TestSinkShapes(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Handle(context.Background(), fs[0]); !errors.Is(err, ErrClosed) {
+	if err := r.WriteFindings(context.Background(), fs[:1]); !errors.Is(err, ErrClosed) {
 		t.Errorf("Handle after Close = %v", err)
 	}
 }
 
 // TestCloseStopsRetries: a delivery retrying against a dead peer ends
-// promptly when the router closes, and is reported as not handed off.
+// promptly when the router closes; the alert stays queued in the outbox
+// and is delivered after a restart.
 func TestCloseStopsRetries(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DefaultOutputs = []string{"a"}
 	cfg.Retry = notify.Backoff{Initial: 50 * time.Millisecond, Max: time.Second, Multiplier: 2, MaxElapsed: time.Hour, AttemptTimeout: time.Second}
 	started := make(chan struct{}, 1)
+	var down atomic.Bool
+	down.Store(true)
 	outs := map[string]*recorder{"a": {fail: func(notify.Alert) error {
+		if !down.Load() {
+			return nil
+		}
 		select {
 		case started <- struct{}{}:
 		default:
 		}
 		return &notify.StatusError{Code: 503}
-	}}}
+	}}, "b": {}, "c": {}}
 	r, _ := newTestRouter(t, cfg, notify.RealClock{}, outs)
-	done := make(chan error, 1)
-	go func() {
-		done <- r.Handle(context.Background(), finding("x", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r"))
-	}()
+	if err := r.WriteFindings(context.Background(), []schema.Finding{finding("x", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")}); err != nil {
+		t.Fatal(err)
+	}
 	<-started
 	closed := make(chan error, 1)
 	go func() { closed <- r.Close() }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrNotHandedOff) {
-			t.Errorf("Handle during Close = %v, want ErrNotHandedOff", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Handle kept retrying after Close")
-	}
 	select {
 	case err := <-closed:
 		if err != nil {
 			t.Error(err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not return")
+		t.Fatal("Close did not stop the retrying worker")
+	}
+	if _, err := os.Stat(cfg.DeadLetter.Path); err == nil && len(readDeadLetters(t, cfg.DeadLetter.Path)) != 0 {
+		t.Error("an alert interrupted by Close was dead-lettered")
+	}
+	down.Store(false)
+	r, _ = newTestRouter(t, cfg, notify.RealClock{}, outs)
+	waitDrained(t, r)
+	if ids := outs["a"].ids(); len(ids) != 1 || ids[0] != "x" {
+		t.Errorf("after a restart the queued alert was delivered as %v, want [x]", ids)
 	}
 }
 
@@ -614,7 +811,7 @@ func TestReplayDeadLetters(t *testing.T) {
 	r, _ := newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
 	ctx := context.Background()
 	for _, id := range []string{"r1", "r2"} {
-		if err := r.Handle(ctx, finding(id, schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")); err != nil {
+		if err := handle(t, r, finding(id, schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -628,7 +825,7 @@ func TestReplayDeadLetters(t *testing.T) {
 	}
 	r, _ = newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
 	down = false
-	st, err := r.Replay(ctx, moved)
+	st, err := r.Replay(ctx, moved, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -636,13 +833,46 @@ func TestReplayDeadLetters(t *testing.T) {
 		t.Errorf("replay: %+v, delivered %v", st, outs["a"].ids())
 	}
 	// Replayed findings are now delivered: a redelivery does not post again.
-	_ = r.Handle(ctx, finding("r1", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r"))
+	_ = handle(t, r, finding("r1", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r"))
 	if len(outs["a"].got()) != 2 {
 		t.Error("a replayed finding posted again on redelivery")
 	}
 	bad := filepath.Join(t.TempDir(), "bad.jsonl")
 	_ = os.WriteFile(bad, []byte("{\"output\":\"a\"}\nnot json\n"), 0o600)
-	if _, err := r.Replay(ctx, bad); err == nil || !strings.Contains(err.Error(), "line 2") {
+	if _, err := r.Replay(ctx, bad, ""); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Errorf("bad dead-letter file: %v, want an error naming line 2", err)
 	}
+}
+
+// TestReplayEventsWithoutDeadLetterFile: an event record that fails again
+// on a router without a dead-letter file is reported as an error naming
+// its line (it used to panic).
+func TestReplayEventsWithoutDeadLetterFile(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.EventOutputs = []string{"a"}
+	cfg.Retry.MaxAttempts = 1
+	outs := map[string]*recorder{"a": {}}
+	r, _ := newTestRouter(t, cfg, notifytest.NewClock(time.Now()), outs)
+	r.outputs["a"].ev = failingEvents{}
+	path := filepath.Join(t.TempDir(), "dl.jsonl")
+	dl, err := deadletter.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.Write(deadletter.Record{Output: "a", Reason: "rejected", Events: []schema.Event{{ID: "e1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	dl.Close()
+	r.dlq.Close()
+	r.dlq = nil
+	st, err := r.Replay(context.Background(), path, "")
+	if err == nil || !strings.Contains(err.Error(), "line 1") || !strings.Contains(err.Error(), "no dead-letter file") || st.Failed != 1 {
+		t.Errorf("Replay = %+v, %v; want an error naming line 1", st, err)
+	}
+}
+
+type failingEvents struct{}
+
+func (failingEvents) SendEvents(context.Context, []schema.Event) error {
+	return &notify.StatusError{Code: 400}
 }

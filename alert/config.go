@@ -35,6 +35,10 @@ type Config struct {
 	// StatePath is the bbolt file holding delivered-alert idempotency keys
 	// and Slack thread timestamps. Empty keeps them in memory only (tests).
 	StatePath string `yaml:"state_path"`
+	// OutboxPath is the bbolt file queueing alerts per output until they
+	// are delivered (default <state.dir>/alert/outbox.db). Empty keeps the
+	// queues in memory only (tests).
+	OutboxPath string `yaml:"outbox_path"`
 	// StateRetention is how long idempotency keys are kept.
 	StateRetention time.Duration `yaml:"state_retention"`
 	// GroupWindow: repeats of one dedupe key within this window of the
@@ -121,20 +125,24 @@ func Defaults() Config {
 	}
 }
 
-// ApplyDefaults fills zero fields of c (and of each output block) from
-// Defaults. Decoding onto Defaults() does the same for the section itself.
 // DefaultPaths puts the idempotency ledger and, when there are outputs, the
 // dead-letter file under dir (the pipeline's state directory) unless the
-// config names them: <dir>/ledger.db and <dir>/dead-letter.jsonl.
+// config names them: <dir>/ledger.db and <dir>/dead-letter.jsonl, and the
+// outbox at <dir>/outbox.db.
 func (c *Config) DefaultPaths(dir string) {
 	if c.StatePath == "" {
 		c.StatePath = filepath.Join(dir, "ledger.db")
+	}
+	if c.OutboxPath == "" {
+		c.OutboxPath = filepath.Join(dir, "outbox.db")
 	}
 	if c.DeadLetter.Path == "" && len(c.Outputs) > 0 {
 		c.DeadLetter.Path = filepath.Join(dir, "dead-letter.jsonl")
 	}
 }
 
+// ApplyDefaults fills zero fields of c (and of each output block) from
+// Defaults. Decoding onto Defaults() does the same for the section itself.
 func (c *Config) ApplyDefaults() {
 	d := Defaults()
 	if c.StateRetention == 0 {

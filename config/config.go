@@ -54,6 +54,8 @@ type Config struct {
 	Identity yaml.Node `yaml:"identity"`
 	// Geo configures network context for addresses (package netinfo).
 	Geo yaml.Node `yaml:"geo"`
+	// Trail configures CloudTrail digest validation (package trail).
+	Trail yaml.Node `yaml:"trail"`
 	// Files configures the JSON Lines file sinks.
 	Files Files `yaml:"files"`
 	// Console prints findings and progress for a person at a terminal.
@@ -123,7 +125,10 @@ type Logging struct {
 	Format string `yaml:"format"` // json, text
 }
 
-// Load reads, strictly decodes, defaults and validates the file at path.
+// Load reads, strictly decodes, defaults and validates the root of the
+// file at path; the sections held as yaml.Node are not decoded. Commands
+// load their config through internal/configcheck.Load, which checks the
+// root and every section and reports each problem as file:line: path.
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -40,7 +40,8 @@ func CellText(v any) string {
 }
 
 // WriteResult writes r as an aligned table (every cell escaped for the
-// terminal), JSON (an array of objects; numbers stay numbers) or CSV (RFC
+// terminal), JSON (an array of objects; numbers stay numbers; strings
+// escaped for JSON, so no raw control or bidi character) or CSV (RFC
 // 4180, with a header; string cells escaped for CSV: control, zero-width
 // and bidi characters as visible codes, and cells that a spreadsheet would
 // run as a formula prefixed with '). Escaping is internal/escape's.
@@ -51,8 +52,11 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 		for _, row := range r.Rows {
 			m := make(map[string]any, len(row))
 			for i, v := range row {
-				if t, ok := v.(time.Time); ok {
-					v = t.UTC().Format(time.RFC3339)
+				switch x := v.(type) {
+				case time.Time:
+					v = x.UTC().Format(time.RFC3339)
+				case string:
+					v = escape.String(escape.JSON, x)
 				}
 				m[r.Columns[i]] = v
 			}
@@ -63,6 +67,7 @@ func WriteResult(w io.Writer, r *Result, format string) error {
 		return enc.Encode(out)
 	case FormatCSV:
 		cw := csv.NewWriter(w)
+		cw.UseCRLF = true // RFC 4180 records end in CRLF
 		if err := cw.Write(r.Columns); err != nil {
 			return err
 		}

@@ -22,9 +22,15 @@ func TestWriteResult(t *testing.T) {
 	if !strings.Contains(js.String(), `"events": 3`) || !strings.Contains(js.String(), `"last_seen": "2026-01-02T03:04:05Z"`) {
 		t.Errorf("json:\n%s", js.String())
 	}
-	if !strings.Contains(cs.String(), "'=cmd()") || !strings.HasPrefix(cs.String(), "principal,events,last_seen\n") ||
-		strings.ContainsAny(cs.String(), "\x1b\r\u202e") || !strings.Contains(cs.String(), `evil\x1B[31m\x0D\x0A\u{202E}`) {
+	if !strings.Contains(cs.String(), "'=cmd()") || !strings.HasPrefix(cs.String(), "principal,events,last_seen\r\n") ||
+		strings.ContainsAny(strings.ReplaceAll(cs.String(), "\r\n", ""), "\x1b\r\u202e") || !strings.Contains(cs.String(), `evil\x1B[31m\x0D\x0A\u{202E}`) {
 		t.Errorf("csv:\n%s", cs.String())
+	}
+	if strings.Count(cs.String(), "\r\n") != 3 {
+		t.Errorf("csv records are not CRLF-terminated:\n%q", cs.String())
+	}
+	if strings.ContainsAny(js.String(), "\x1b\u202e") {
+		t.Errorf("json keeps raw control or bidi characters:\n%q", js.String())
 	}
 	if err := WriteResult(&tb, r, "xml"); err == nil {
 		t.Error("unknown format accepted")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"auditwatch/internal/resname"
+	"auditwatch/schema"
 	"auditwatch/store/chsql"
 )
 
@@ -22,7 +23,13 @@ var ErrQueryArgs = errors.New("bad query arguments")
 // database as bound parameters.
 type QueryArgs struct {
 	// Since is the start of the time window (events at or after it).
-	Since     time.Time
+	Since time.Time
+	// Until is the end of the window (at or before it; zero: no end).
+	Until time.Time
+	// Severity keeps findings at or above it; Detector keeps one
+	// detector's findings (findings only).
+	Severity  string
+	Detector  string
 	Resource  string
 	Principal string
 	// IP is an address or a CIDR prefix.
@@ -48,8 +55,13 @@ type QuerySpec struct {
 	Variants map[string]string
 }
 
+// noEnd is the window's end without --until: 2100-01-01, inside every
+// server's Date range (18.x Dates overflow near 2106).
+const noEnd = 4102444800
+
 // Window filters by day partition first (pruning) and then by time.
-const window = `day >= toDate(toDateTime({since:UInt32}, 'UTC')) AND time >= toDateTime({since:UInt32}, 'UTC')`
+const window = `day >= toDate(toDateTime({since:UInt32}, 'UTC')) AND day <= toDate(toDateTime({until:UInt32}, 'UTC'))
+  AND time >= toDateTime({since:UInt32}, 'UTC') AND time <= toDateTime({until:UInt32}, 'UTC')`
 
 // blastSQL is the blast-radius query over events_by_principal for one
 // match expression: one scan, each event fanned out (arrayJoin) into its
@@ -149,11 +161,15 @@ LIMIT {limit:UInt64}`,
 		Name:         "findings",
 		Summary:      "findings raised (latest revision of each incident)",
 		DefaultSince: 24 * time.Hour,
-		SQL: `SELECT time, detector, severity, principal, source_ip, resource, count, revision, summary, dedupe_key
+		SQL: `SELECT id, detector, severity, principal, source_ip, resource, count, revision,
+       first_time AS first_seen, last_time AS last_seen, reason, summary,
+       arrayStringConcat(arraySlice(event_ids, 1, 20), ' ') AS event_ids, dedupe_key, time
 FROM (
-    SELECT time, detector, severity, principal, source_ip, resource, count, revision, summary, dedupe_key
+    SELECT *
     FROM auditwatch.findings
     WHERE ` + window + `
+      AND ({detector:String} = '' OR detector = {detector:String})
+      AND indexOf(['info', 'low', 'medium', 'high', 'critical'], severity) >= {min_severity:UInt32}
     ORDER BY revision DESC, time DESC
     LIMIT 1 BY dedupe_key
 )
@@ -238,7 +254,17 @@ func Build(name string, a QueryArgs, db string) (string, chsql.Params, error) {
 		a.Limit = 1000
 	}
 	since := chsql.ClampTime(a.Since).Unix()
-	ps := chsql.Params{chsql.U32("since", uint32(since)), chsql.U64("limit", a.Limit)}
+	until := int64(noEnd)
+	if !a.Until.IsZero() {
+		if a.Until.Before(a.Since) {
+			return "", nil, fmt.Errorf("%s: --until %s is before --since %s: %w", name, a.Until.UTC().Format(time.RFC3339), a.Since.UTC().Format(time.RFC3339), ErrQueryArgs)
+		}
+		until = chsql.ClampTime(a.Until).Unix()
+	}
+	ps := chsql.Params{chsql.U32("since", uint32(since)), chsql.U32("until", uint32(until)), chsql.U64("limit", a.Limit)}
+	if name != "findings" && (a.Severity != "" || a.Detector != "") {
+		return "", nil, fmt.Errorf("%s: --severity and --detector apply to findings only: %w", name, ErrQueryArgs)
+	}
 	sql := spec.SQL
 	switch name {
 	case "who-accessed":
@@ -261,6 +287,17 @@ func Build(name string, a QueryArgs, db string) (string, chsql.Params, error) {
 			return "", nil, fmt.Errorf("%s: --ip: %w", name, errors.Join(err, ErrQueryArgs))
 		}
 		ps = append(ps, chsql.Str("ip_lo", fmt.Sprintf("%X", lo[:])), chsql.Str("ip_hi", fmt.Sprintf("%X", hi[:])))
+	case "findings":
+		rank := 0
+		if a.Severity != "" {
+			sev, err := schema.ParseSeverity(a.Severity)
+			if err != nil {
+				return "", nil, fmt.Errorf("%s: --severity: %w", name, errors.Join(err, ErrQueryArgs))
+			}
+			rank = sev.Rank()
+		}
+		// indexOf is 1-based: info is 1, as Rank.
+		ps = append(ps, chsql.Str("detector", a.Detector), chsql.U32("min_severity", uint32(rank)))
 	case "blast-radius":
 		switch {
 		case a.AccessKey != "" && a.Principal != "":
@@ -298,7 +335,7 @@ func (d *DB) Query(ctx context.Context, name string, a QueryArgs) (*Result, erro
 	if name == "who-accessed" && len(res.Rows) == 0 {
 		if needle := nearNeedle(a.Resource); len(needle) >= 2 {
 			near, err := d.b.Query(ctx, WithDB(nearSQL, d.cfg.Database), chsql.Params{
-				chsql.U32("since", uint32(chsql.ClampTime(a.Since).Unix())), chsql.Str("needle", needle)})
+				ps[0], ps[1], chsql.Str("needle", needle)})
 			if err == nil && len(near.Rows) > 0 {
 				var names []string
 				for _, r := range near.Rows {

@@ -111,6 +111,7 @@ type Verifier struct {
 	waiting  map[string][]*digestRec // previous id -> digests naming it
 	chains   map[string]*chainRec
 	events   []schema.Event
+	restarts map[string]time.Time // account -> newest StartLogging or trail update
 	out      []schema.Finding
 	statuses []*DigestStatus
 	dropped  int
@@ -285,6 +286,12 @@ func (v *Verifier) Event(ev *schema.Event, at time.Time) {
 		v.events = v.events[1:]
 	}
 	v.events = append(v.events, *ev)
+	if v.restarts == nil {
+		v.restarts = map[string]time.Time{}
+	}
+	if ev.Time.After(v.restarts[ev.Account]) {
+		v.restarts[ev.Account] = ev.Time
+	}
 	for _, d := range v.digests {
 		if d.d.Starting() && !d.backfill && !d.explained {
 			v.explain(d, at)
@@ -588,12 +595,18 @@ func (v *Verifier) tick(ctx context.Context, now time.Time) {
 	}
 	// Gaps: no digest for too long while log files keep coming.
 	for _, ch := range v.chains {
-		if ch.gap != nil || ch.lastEnd.IsZero() || now.Sub(ch.lastEnd) <= v.cfg.GapAfter+v.cfg.DeliverySlack {
+		// Logging turned back on (StartLogging, trail update) starts a
+		// new chain: the gap is counted from then.
+		since := ch.lastEnd
+		if r := v.restarts[accountOf(ch.scope)]; r.After(since) {
+			since = r
+		}
+		if ch.gap != nil || ch.lastEnd.IsZero() || now.Sub(since) <= v.cfg.GapAfter+v.cfg.DeliverySlack {
 			continue
 		}
 		n := 0
 		for _, r := range v.logs {
-			if !r.checked && scope(r.id) == ch.scope && r.at.After(ch.lastEnd) {
+			if !r.checked && scope(r.id) == ch.scope && r.at.After(since) {
 				n++
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -73,7 +74,11 @@ func ReadFile(path string, fn func(line int, r Record) error) error {
 		return fmt.Errorf("dead-letter file: %w", err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return read(path, f, fn)
+}
+
+func read(path string, rd io.Reader, fn func(line int, r Record) error) error {
+	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	n := 0
 	for sc.Scan() {
@@ -93,4 +98,20 @@ func ReadFile(path string, fn func(line int, r Record) error) error {
 		return fmt.Errorf("dead-letter %s after line %d: %w", path, n, err)
 	}
 	return nil
+}
+
+// ReadFileAsOfNow is ReadFile limited to the bytes the file holds when it
+// is opened, so records appended while fn runs (a resend that fails again
+// into the same file) are not read in the same pass.
+func ReadFileAsOfNow(path string, fn func(line int, r Record) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("dead-letter file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("dead-letter file: %w", err)
+	}
+	return read(path, io.LimitReader(f, fi.Size()), fn)
 }

@@ -17,8 +17,9 @@ import (
 )
 
 var (
-	bucketSent    = []byte("sent")
-	bucketThreads = []byte("threads")
+	bucketSent     = []byte("sent")
+	bucketThreads  = []byte("threads")
+	bucketAttempts = []byte("attempts")
 )
 
 // Outcome of a handled delivery.
@@ -31,15 +32,16 @@ const (
 type Ledger struct {
 	db *bolt.DB
 
-	mu      sync.Mutex
-	sent    map[string]byte
-	threads map[string]string
+	mu       sync.Mutex
+	sent     map[string]byte
+	threads  map[string]string
+	attempts map[string]time.Time
 }
 
 // Open opens (creating) the ledger at path, dropping delivery keys older
 // than retention. An empty path gives an in-memory ledger.
 func Open(path string, retention time.Duration, now time.Time) (*Ledger, error) {
-	l := &Ledger{sent: map[string]byte{}, threads: map[string]string{}}
+	l := &Ledger{sent: map[string]byte{}, threads: map[string]string{}, attempts: map[string]time.Time{}}
 	if path == "" {
 		return l, nil
 	}
@@ -48,7 +50,7 @@ func Open(path string, retention time.Duration, now time.Time) (*Ledger, error) 
 		return nil, fmt.Errorf("alert ledger %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketSent, bucketThreads} {
+		for _, b := range [][]byte{bucketSent, bucketThreads, bucketAttempts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -57,10 +59,17 @@ func Open(path string, retention time.Duration, now time.Time) (*Ledger, error) 
 			return nil
 		}
 		cutoff := now.Add(-retention).Unix()
-		b := tx.Bucket(bucketSent)
-		c := b.Cursor()
+		c := tx.Bucket(bucketSent).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(v) == 9 && int64(binary.BigEndian.Uint64(v[1:])) < cutoff {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		c = tx.Bucket(bucketAttempts).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(v) == 8 && int64(binary.BigEndian.Uint64(v))/1e9 < cutoff {
 				if err := c.Delete(); err != nil {
 					return err
 				}
@@ -171,11 +180,51 @@ func (l *Ledger) SetThread(key, ts string) error {
 	return nil
 }
 
-// Scoped returns a view of the thread table whose keys are prefixed with
-// scope (an output name), as one output's thread store.
+// Attempt returns when a post of key was first attempted, if one was: an
+// output that cannot tell whether an attempt reached its peer (a timeout)
+// looks the message up before posting again.
+func (l *Ledger) Attempt(key string) (time.Time, bool, error) {
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		at, ok := l.attempts[key]
+		return at, ok, nil
+	}
+	var at time.Time
+	var ok bool
+	err := l.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketAttempts).Get([]byte(key)); len(v) == 8 {
+			at, ok = time.Unix(0, int64(binary.BigEndian.Uint64(v))), true
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("alert ledger: %w", err)
+	}
+	return at, ok, nil
+}
+
+// MarkAttempt records, durably, that a post of key is about to be made.
+func (l *Ledger) MarkAttempt(key string, at time.Time) error {
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.attempts[key] = at
+		return nil
+	}
+	v := make([]byte, 8)
+	binary.BigEndian.PutUint64(v, uint64(at.UnixNano()))
+	if err := l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketAttempts).Put([]byte(key), v) }); err != nil {
+		return fmt.Errorf("alert ledger: %w", err)
+	}
+	return nil
+}
+
+// Scoped returns a view of the thread and attempt tables whose keys are
+// prefixed with scope (an output name), as one output's journal.
 func (l *Ledger) Scoped(scope string) *Threads { return &Threads{l: l, scope: scope + "\x00"} }
 
-// Threads is one output's thread table.
+// Threads is one output's thread and attempt tables.
 type Threads struct {
 	l     *Ledger
 	scope string
@@ -186,6 +235,14 @@ func (t *Threads) Thread(key string) (string, bool, error) { return t.l.Thread(t
 
 // SetThread stores the thread reference of key.
 func (t *Threads) SetThread(key, ts string) error { return t.l.SetThread(t.scope+key, ts) }
+
+// Attempt returns when a post of key was first attempted.
+func (t *Threads) Attempt(key string) (time.Time, bool, error) { return t.l.Attempt(t.scope + key) }
+
+// MarkAttempt records that a post of key is about to be made.
+func (t *Threads) MarkAttempt(key string, at time.Time) error {
+	return t.l.MarkAttempt(t.scope+key, at)
+}
 
 // Close closes the file.
 func (l *Ledger) Close() error {

@@ -1,11 +1,23 @@
 // Package slack owns the Slack output: Block Kit alerts posted with a bot
-// token (chat.postMessage, one thread per dedupe key with repeats as thread
+// token (chat.postMessage, one thread per incident with repeats as thread
 // replies and the first message edited with the running count) or through
 // an incoming webhook, with every attacker-controlled value escaped (see
 // Escape) and a per-channel rate limit. Slack's errors are mapped onto
 // alert/notify's classification: 429 and Slack's ratelimited/internal
 // errors are retried (honouring Retry-After), invalid_auth and the like
 // are permanent.
+//
+// Bot mode posts each finding revision at most once, across crashes and
+// timeouts: every message carries Slack message metadata (event type
+// "auditwatch_finding" with the output, finding id and revision); before a
+// post the attempt is recorded in the journal, after it the message ts;
+// and when an earlier attempt of the same revision exists (a timeout, a
+// crash between the post and its record), the channel history
+// (conversations.history, or conversations.replies for a thread reply,
+// with include_all_metadata) is searched for that metadata before posting
+// again. The channel should be configured as a channel id (C…): Slack's
+// history methods take ids only. Webhook mode cannot look messages up and
+// is at-least-once; every message names the finding id and revision.
 package slack
 
 import (
@@ -14,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,11 +35,22 @@ import (
 	"auditwatch/alert/notify"
 )
 
-// ThreadStore persists the thread timestamp of each dedupe key.
-type ThreadStore interface {
+// Journal persists, per output, the thread timestamp of each incident and
+// when each finding revision's post was first attempted.
+type Journal interface {
 	Thread(key string) (ts string, ok bool, err error)
 	SetThread(key, ts string) error
+	Attempt(key string) (at time.Time, ok bool, err error)
+	MarkAttempt(key string, at time.Time) error
 }
+
+// MetadataEventType is the event_type of the message metadata every bot
+// message carries.
+const MetadataEventType = "auditwatch_finding"
+
+// channelKey is the journal key of the channel id Slack resolved the
+// configured channel to.
+const channelKey = "\x00channel"
 
 // Option changes how New builds the output.
 type Option func(*Notifier)
@@ -34,8 +58,14 @@ type Option func(*Notifier)
 // WithClock sets the clock of the rate limiter.
 func WithClock(c notify.Clock) Option { return func(n *Notifier) { n.clock = c } }
 
-// WithThreads sets where thread timestamps are kept (default: memory).
-func WithThreads(t ThreadStore) Option { return func(n *Notifier) { n.threads = t } }
+// WithJournal sets where thread timestamps and post attempts are kept
+// (default: memory, which keeps exactly-once only within one process).
+func WithJournal(j Journal) Option { return func(n *Notifier) { n.threads = j } }
+
+// WithOutputName sets the output name carried in message metadata, so two
+// outputs posting to one channel do not take each other's messages for
+// their own.
+func WithOutputName(name string) Option { return func(n *Notifier) { n.name = name } }
 
 // WithHTTPClient sets the HTTP client.
 func WithHTTPClient(c *http.Client) Option { return func(n *Notifier) { n.http = c } }
@@ -48,7 +78,8 @@ type Notifier struct {
 	http    *http.Client
 	api     *slack.Client
 	webhook string
-	threads ThreadStore
+	threads Journal
+	name    string
 
 	rmu  sync.Mutex
 	next map[string]time.Time // per channel: earliest time of the next message
@@ -64,7 +95,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Notifier{cfg: cfg, log: logger, clock: notify.RealClock{}, http: &http.Client{Timeout: 30 * time.Second},
-		threads: &memThreads{m: map[string]string{}}, next: map[string]time.Time{}}
+		threads: &memThreads{m: map[string]string{}, at: map[string]time.Time{}}, next: map[string]time.Time{}, name: "slack"}
 	for _, o := range opts {
 		o(n)
 	}
@@ -85,7 +116,9 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
 	return n, nil
 }
 
-// Notify posts a (one attempt; the router retries).
+// Notify posts a (one attempt; the output's worker retries). In bot mode
+// a finding revision whose post was attempted before is first looked up
+// in the channel, and not posted again when found.
 func (n *Notifier) Notify(ctx context.Context, a notify.Alert) error {
 	if n.cfg.Mode == ModeWebhook {
 		return n.postWebhook(ctx, a)
@@ -93,34 +126,65 @@ func (n *Notifier) Notify(ctx context.Context, a notify.Alert) error {
 	key := a.ThreadKey()
 	ts, haveThread, err := n.threads.Thread(key)
 	if err != nil {
-		return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack thread store: %w", err))
+		return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
 	}
-	m := render(a, n.cfg.MaxFieldChars)
-	opts := []slack.MsgOption{slack.MsgOptionBlocks(m.Blocks...), slack.MsgOptionText(m.Text, false),
-		slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl()}
 	// A repeat within the group window, or a later revision of an incident
 	// whose thread exists (e.g. after a restart emptied the group table),
 	// goes into the thread.
 	reply := haveThread && (a.Update || a.Finding.Revision > 0)
+	threadTS := ""
 	if reply {
-		opts = append(opts, slack.MsgOptionTS(ts))
+		threadTS = ts
 	}
-	if err := n.wait(ctx, n.cfg.Channel); err != nil {
-		return err
-	}
-	channel, newTS, err := n.api.PostMessageContext(ctx, n.cfg.Channel, opts...)
+	rev := a.Finding.ID + "\x00" + strconv.Itoa(a.Finding.Revision)
+	at, attempted, err := n.threads.Attempt(rev)
 	if err != nil {
-		return classify("chat.postMessage", err)
+		return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
+	}
+	var channel, newTS string
+	if attempted {
+		// An earlier attempt may have posted: look before posting again.
+		channel, newTS, err = n.lookup(ctx, a, threadTS, at)
+		if err != nil {
+			return err
+		}
+		if newTS != "" {
+			n.log.Info("slack message of an earlier attempt found; not posted again", "finding", a.Finding.ID, "revision", a.Finding.Revision)
+		}
+	} else if err := n.threads.MarkAttempt(rev, n.clock.Now()); err != nil {
+		return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
+	}
+	if newTS == "" {
+		m := render(a, n.cfg.MaxFieldChars)
+		opts := []slack.MsgOption{slack.MsgOptionBlocks(m.Blocks...), slack.MsgOptionText(m.Text, false),
+			slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl(), slack.MsgOptionMetadata(n.metadata(a))}
+		if reply {
+			opts = append(opts, slack.MsgOptionTS(ts))
+		}
+		if err := n.wait(ctx, n.cfg.Channel); err != nil {
+			return err
+		}
+		channel, newTS, err = n.api.PostMessageContext(ctx, n.cfg.Channel, opts...)
+		if err != nil {
+			return classify("chat.postMessage", err)
+		}
+		if channel != "" && channel != n.cfg.Channel {
+			if err := n.threads.SetThread(channelKey, channel); err != nil {
+				n.log.Warn("slack channel id not recorded", "err", err)
+			}
+		}
 	}
 	if !reply {
 		if err := n.threads.SetThread(key, newTS); err != nil {
-			n.log.Error("slack thread not recorded; repeats will start a new thread", "err", err)
+			// The message is posted; failing now makes the worker retry,
+			// and the retry finds the message by its metadata.
+			return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: thread of a posted message: %w", err))
 		}
 		return nil
 	}
 	if *n.cfg.UpdateParent {
 		// Best effort: the reply is posted; failing here must not make the
-		// router retry (and post the reply twice).
+		// worker retry the reply.
 		pm := renderParentUpdate(a, n.cfg.MaxFieldChars)
 		if err := n.wait(ctx, channel); err == nil {
 			if _, _, _, err := n.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(pm.Blocks...),
@@ -130,6 +194,76 @@ func (n *Notifier) Notify(ctx context.Context, a notify.Alert) error {
 		}
 	}
 	return nil
+}
+
+// metadata is the message metadata that identifies a's finding revision.
+func (n *Notifier) metadata(a notify.Alert) slack.SlackMetadata {
+	return slack.SlackMetadata{EventType: MetadataEventType, EventPayload: map[string]any{
+		"output": n.name, "finding_id": a.Finding.ID, "revision": a.Finding.Revision}}
+}
+
+// lookupPages bounds the history pages one lookup reads.
+const lookupPages = 20
+
+// lookup searches the channel (or the thread, for a reply) for a message
+// carrying a's metadata posted since shortly before the first attempt at.
+// It returns the channel and ts of the message, ts empty when there is
+// none.
+func (n *Notifier) lookup(ctx context.Context, a notify.Alert, threadTS string, at time.Time) (string, string, error) {
+	channel := n.cfg.Channel
+	if id, ok, err := n.threads.Thread(channelKey); err == nil && ok {
+		channel = id
+	}
+	oldest := at.Add(-time.Minute)
+	oldestTS := fmt.Sprintf("%d.%06d", oldest.Unix(), oldest.Nanosecond()/1000)
+	want := n.metadata(a)
+	match := func(msgs []slack.Message) string {
+		for _, m := range msgs {
+			md := m.Metadata
+			if md.EventType != MetadataEventType {
+				continue
+			}
+			p := md.EventPayload
+			if fmt.Sprint(p["output"]) == fmt.Sprint(want.EventPayload["output"]) &&
+				fmt.Sprint(p["finding_id"]) == a.Finding.ID && fmt.Sprint(p["revision"]) == strconv.Itoa(a.Finding.Revision) {
+				return m.Timestamp
+			}
+		}
+		return ""
+	}
+	cursor := ""
+	for range lookupPages {
+		if err := n.wait(ctx, channel); err != nil {
+			return "", "", err
+		}
+		var msgs []slack.Message
+		var more bool
+		if threadTS != "" {
+			var next string
+			var err error
+			msgs, more, next, err = n.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
+				ChannelID: channel, Timestamp: threadTS, Cursor: cursor, Oldest: oldestTS, Limit: 200, IncludeAllMetadata: true})
+			if err != nil {
+				return "", "", classify("conversations.replies", err)
+			}
+			cursor = next
+		} else {
+			resp, err := n.api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{
+				ChannelID: channel, Cursor: cursor, Oldest: oldestTS, Limit: 200, IncludeAllMetadata: true})
+			if err != nil {
+				return "", "", classify("conversations.history", err)
+			}
+			msgs, more, cursor = resp.Messages, resp.HasMore, resp.ResponseMetaData.NextCursor
+		}
+		if ts := match(msgs); ts != "" {
+			return channel, ts, nil
+		}
+		if !more || cursor == "" {
+			return channel, "", nil
+		}
+	}
+	n.log.Warn("slack lookup stopped after the page limit; posting again", "finding", a.Finding.ID, "pages", lookupPages)
+	return channel, "", nil
 }
 
 // postWebhook posts a to the incoming webhook. A webhook cannot thread,
@@ -219,6 +353,21 @@ func (n *Notifier) Close() error {
 type memThreads struct {
 	mu sync.Mutex
 	m  map[string]string
+	at map[string]time.Time
+}
+
+func (t *memThreads) Attempt(key string) (time.Time, bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.at[key]
+	return at, ok, nil
+}
+
+func (t *memThreads) MarkAttempt(key string, at time.Time) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.at[key] = at
+	return nil
 }
 
 func (t *memThreads) Thread(key string) (string, bool, error) {

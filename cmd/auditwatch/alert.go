@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 
+	"auditwatch/internal/lifecycle"
 	"auditwatch/pipeline"
 )
 
@@ -51,7 +52,7 @@ func (d *daemon) runAlert(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return d.runTasks(ctx, task{name: "alert", run: func(ctx context.Context) error {
+	return d.runComponents(ctx, lifecycle.Component{Name: "alert", Run: func(ctx context.Context) error {
 		return k.Consume(ctx, kc.FindingsTopic, kc.AlertGroup, stage)
 	}})
 }

@@ -6,13 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"auditwatch/internal/configcheck"
 )
 
 func init() {
 	register("check-config", command{
-		summary: "validate a config file and print every problem with its path (FILE)",
+		summary: "validate a config file and print every problem as file:line: path: message",
 		run:     checkConfig,
 	})
 }
@@ -20,14 +21,15 @@ func init() {
 // checkConfig exits 0 when FILE is valid, 1 when it is not (one problem a
 // line on stdout), 2 on a usage error or an unreadable file.
 func checkConfig(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("check-config", stderr, "[FILE]", commands["check-config"].summary)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: auditwatch check-config FILE")
+		fmt.Fprintln(stderr, "usage: auditwatch check-config [FILE]")
 		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Loads FILE exactly as the stage commands do (strict YAML, defaults,")
+		fmt.Fprintln(stderr, "Loads FILE exactly as every command does (strict YAML, defaults,")
 		fmt.Fprintln(stderr, "every section validated) and prints every problem, one a line, as")
-		fmt.Fprintln(stderr, "path: message (line N). Exit status 0: valid, 1: invalid, 2: usage.")
+		fmt.Fprintln(stderr, "FILE:LINE: path: message. Exit status 0: valid, 1: invalid, 2: usage.")
+		fmt.Fprintln(stderr, "Without FILE: $"+configcheck.EnvConfig+", else ./auditwatch.yaml, else")
+		fmt.Fprintln(stderr, "/etc/auditwatch/config.yaml. It creates nothing.")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -35,11 +37,15 @@ func checkConfig(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 		}
 		return 2
 	}
-	if fs.NArg() != 1 {
+	if fs.NArg() > 1 {
 		fs.Usage()
 		return 2
 	}
-	path := fs.Arg(0)
+	path, _, err := configcheck.Discover(fs.Arg(0), os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch check-config: %v\n", err)
+		return 2
+	}
 	probs, err := configcheck.File(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch check-config: %v\n", err)
@@ -50,7 +56,7 @@ func checkConfig(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 		return 0
 	}
 	for _, p := range probs {
-		fmt.Fprintln(stdout, p.String())
+		fmt.Fprintln(stdout, p.In(path))
 	}
 	s := "s"
 	if len(probs) == 1 {

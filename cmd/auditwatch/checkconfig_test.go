@@ -86,10 +86,10 @@ alerts:
 		t.Fatalf("exit %d, want 1; stdout:\n%s", code, stdout.String())
 	}
 	for _, want := range []string{
-		"sources[0].socket.max_conns: must be positive (line 2)",
-		"stream.kafka.batch_size: must be positive (line 3)",
-		"detectors.max_buffered: ",
-		"alerts.outputs[0].slack.channel: required",
+		path + ":2: sources[0].socket.max_conns: must be positive",
+		path + ":3: stream.kafka.batch_size: must be positive",
+		path + ":4: detectors.max_buffered: ",
+		path + ": alerts.outputs[0].slack.channel: required",
 	} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout.String())

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -26,18 +27,20 @@ import (
 	"auditwatch/ingest/s3sqs"
 	"auditwatch/ingest/socket"
 	"auditwatch/ingest/source"
+	"auditwatch/internal/configcheck"
+	"auditwatch/internal/lifecycle"
 	"auditwatch/store"
 )
 
 // daemon is what every long-running stage command shares: its config,
 // logger, metrics registry and the HTTP endpoint.
 type daemon struct {
-	cfg    *config.Config
+	cfg *config.Config
+	// conf is cfg with every section decoded and validated.
+	conf   *configcheck.Loaded
 	log    *slog.Logger
 	reg    *prometheus.Registry
 	ready  atomic.Bool
-	srv    *http.Server
-	ln     net.Listener
 	stderr io.Writer
 	// stdout is set by commands that print for a person (console findings).
 	stdout io.Writer
@@ -53,64 +56,138 @@ type daemon struct {
 	storeErr              error
 }
 
-// newDaemon parses `--config FILE`, loads the config and sets up logging
-// and metrics.
+// newDaemon parses `--config FILE`, loads the config through the one
+// load-and-validate path (configcheck.Load: every section, as
+// check-config) and sets up logging and metrics.
 func newDaemon(name string, args []string, stderr io.Writer) (*daemon, int) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config `FILE` (YAML)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0
-		}
+	fs := newFlagSet(name, stderr, "--config FILE", commands[name].summary)
+	path := configFlag(fs)
+	if code, done := parseFlags(fs, args); done {
+		return nil, code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "auditwatch %s: unexpected argument %q\n", name, fs.Arg(0))
+		fs.Usage()
 		return nil, 2
 	}
-	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "usage: auditwatch %s --config FILE\n", name)
-		return nil, 2
+	l, code := loadConfig(name, *path, stderr)
+	if l == nil {
+		return nil, code
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "auditwatch %s: %v\n", name, err)
-		return nil, 2
-	}
-	d := &daemon{cfg: cfg, log: cfg.Logging.Logger(stderr).With("stage", name), reg: prometheus.NewRegistry(), stderr: stderr}
+	d := &daemon{cfg: l.Config, conf: l, log: l.Logging.Logger(stderr).With("stage", name), reg: prometheus.NewRegistry(), stderr: stderr}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return d, 0
 }
 
-// serve starts /metrics, /healthz and /readyz when http.listen is set.
-func (d *daemon) serve() error {
-	if d.cfg.HTTP.Listen == "" {
-		return nil
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !d.ready.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
-	ln, err := net.Listen("tcp", d.cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http listen: %w", err)
-	}
-	d.ln = ln
-	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go d.srv.Serve(ln)
-	d.log.Info("serving metrics and health", "addr", ln.Addr().String())
-	return nil
+// configFlag registers --config on fs.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", "", "config `FILE` (YAML); default: $"+configcheck.EnvConfig+", else ./auditwatch.yaml, else /etc/auditwatch/config.yaml")
 }
 
-func (d *daemon) close(ctx context.Context) {
-	if d.srv != nil {
-		d.srv.Shutdown(ctx)
+// loadConfig finds the config file (--config, $AUDITWATCH_CONFIG,
+// ./auditwatch.yaml, /etc/auditwatch/config.yaml) and loads it. On
+// failure it prints every problem as file:line: path: message and returns
+// the exit code: 2 for a missing or unreadable file, 1 for an invalid one.
+func loadConfig(name, flagPath string, stderr io.Writer) (*configcheck.Loaded, int) {
+	path, _, err := configcheck.Discover(flagPath, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch %s: %v\n", name, err)
+		return nil, 2
 	}
+	l, err := configcheck.Load(path)
+	var ce *configcheck.Error
+	if errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			fmt.Fprintln(stderr, p.In(path))
+		}
+		fmt.Fprintf(stderr, "auditwatch %s: %s: %d config problem%s (check with: auditwatch check-config %s)\n", name, path, len(ce.Problems), plural(len(ce.Problems)), path)
+		return nil, 1
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch %s: %v\n", name, err)
+		return nil, 2
+	}
+	return l, 0
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// httpComponent serves /metrics, /healthz and /readyz on http.listen. It
+// starts first and stops last, so health and metrics stay up while the
+// other components stop.
+func (d *daemon) httpComponent() lifecycle.Component {
+	var ln net.Listener
+	var srv *http.Server
+	return lifecycle.Component{
+		Name: "http",
+		Start: func(context.Context) error {
+			mux := http.NewServeMux()
+			mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+			mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+				io.WriteString(w, "ok\n")
+			})
+			mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+				if !d.ready.Load() {
+					http.Error(w, "starting", http.StatusServiceUnavailable)
+					return
+				}
+				io.WriteString(w, "ready\n")
+			})
+			var err error
+			if ln, err = net.Listen("tcp", d.cfg.HTTP.Listen); err != nil {
+				return fmt.Errorf("http listen: %w", err)
+			}
+			srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+			d.log.Info("serving metrics and health", "addr", ln.Addr().String())
+			return nil
+		},
+		Run: func(ctx context.Context) error {
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return fmt.Errorf("http serve: %w", err)
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+			<-errc
+			return nil
+		},
+	}
+}
+
+// runComponents runs the HTTP endpoint (when http.listen is set) and cs
+// under the one lifecycle manager: started in order, ready once all have
+// started, stopped in reverse order within shutdown_timeout when ctx ends
+// or one fails.
+func (d *daemon) runComponents(ctx context.Context, cs ...lifecycle.Component) error {
+	m := &lifecycle.Manager{ShutdownTimeout: d.cfg.ShutdownTimeout, Logger: d.log, Ready: d.ready.Store}
+	if d.cfg.HTTP.Listen != "" {
+		m.Add(d.httpComponent())
+	}
+	m.Add(cs...)
+	return m.Run(ctx)
+}
+
+// sourceComponents makes one component per source, publishing to pub. A
+// source that has read everything may finish; the others keep running.
+func sourceComponents(srcs []source.Source, pub source.Publisher) []lifecycle.Component {
+	var cs []lifecycle.Component
+	for _, s := range srcs {
+		cs = append(cs, lifecycle.Component{
+			Name:      "source " + s.Name(),
+			Run:       func(ctx context.Context) error { return s.Run(ctx, pub) },
+			MayFinish: true,
+		})
+	}
+	return cs
 }
 
 // parserFor returns the parser of a source format.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"auditwatch/internal/lifecycle"
 	"auditwatch/pipeline"
 	"auditwatch/schema"
 )
@@ -58,7 +59,7 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		return err
 	}
 	defer enrich.Close()
-	var tasks []task
+	var cs []lifecycle.Component
 	for _, r := range []struct{ role, topic, group string }{
 		{rolePrincipal, kc.EventsTopic, kc.DetectGroup},
 		{roleByIP, kc.EventsByIPTopic, kc.DetectGroup + "-by-ip"},
@@ -88,9 +89,9 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		tasks = append(tasks, task{name: "detect " + r.role, run: func(ctx context.Context) error {
+		cs = append(cs, lifecycle.Component{Name: "detect " + r.role, Run: func(ctx context.Context) error {
 			return k.Consume(ctx, r.topic, r.group, stage)
 		}})
 	}
-	return d.runTasks(ctx, tasks...)
+	return d.runComponents(ctx, cs...)
 }

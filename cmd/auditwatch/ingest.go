@@ -53,9 +53,5 @@ func (d *daemon) runIngest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var tasks []task
-	for _, s := range srcs {
-		tasks = append(tasks, task{name: "source " + s.Name(), run: func(ctx context.Context) error { return s.Run(ctx, ing) }})
-	}
-	return d.runTasks(ctx, tasks...)
+	return d.runComponents(ctx, sourceComponents(srcs, ing)...)
 }

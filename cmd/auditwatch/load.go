@@ -28,8 +28,7 @@ func init() {
 const maxLoadLine = 4 << 20
 
 func runLoad(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("load", stderr, "[flags] [file ...]", commands["load"].summary)
 	var sf storageFlags
 	sf.register(fs)
 	migrate := fs.Bool("migrate", true, "create or update the schema first")

@@ -39,6 +39,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "-v" {
+		fmt.Fprintln(stdout, "auditwatch", buildVersion())
+		return 0
+	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "auditwatch: unknown command %q\n\n", args[0])
@@ -52,6 +56,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: auditwatch <command> [flags] [args]")
+	fmt.Fprintln(w, "       auditwatch --version")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
 	names := make([]string, 0, len(commands))
@@ -63,5 +68,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'auditwatch <command> -h' for a command's flags.")
+	fmt.Fprintln(w, "Run 'auditwatch <command> -h' for a command's flags. Commands that take a")
+	fmt.Fprintln(w, "config read --config FILE, else $AUDITWATCH_CONFIG, else ./auditwatch.yaml,")
+	fmt.Fprintln(w, "else /etc/auditwatch/config.yaml.")
 }

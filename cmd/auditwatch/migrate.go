@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,13 +18,12 @@ func init() {
 }
 
 func runMigrate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("migrate", stderr, "[flags]", commands["migrate"].summary)
 	var sf storageFlags
 	sf.register(fs)
 	drop := fs.Bool("drop-expired", false, "also drop day partitions older than storage.retention_days")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	cfg, err := sf.load()
 	if err != nil {

@@ -20,8 +20,7 @@ func init() {
 }
 
 func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("normalize", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("normalize", stderr, "[flags] PATH...", commands["normalize"].summary)
 	opts := ingest.DefaultOptions()
 	fl.StringVar(&opts.Format, "format", opts.Format, "input format: auto, cloudtrail or vault")
 	fl.IntVar(&opts.MaxRecordBytes, "max-record-bytes", opts.MaxRecordBytes, "maximum size of one record")

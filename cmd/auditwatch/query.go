@@ -44,15 +44,17 @@ func fmtDur(d time.Duration) string {
 }
 
 func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("query", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("query", stderr, "<name> [flags]", commands["query"].summary)
 	var sf storageFlags
 	sf.register(fs)
 	var a store.QueryArgs
 	since := fs.String("since", "", "window start: 90m, 24h, 7d or an RFC 3339 time (default per query)")
+	until := fs.String("until", "", "window end: 90m, 24h, 7d (before now) or an RFC 3339 time (default: now)")
 	format := fs.String("format", "table", "output: table, json or csv")
+	fs.StringVar(&a.Severity, "severity", "", "findings: at or above this severity (info, low, medium, high, critical)")
+	fs.StringVar(&a.Detector, "detector", "", "findings: only this detector's")
 	limit := fs.Uint64("limit", 1000, "at most this many rows")
-	fs.StringVar(&a.Resource, "resource", "", "secret ARN/id or Vault path")
+	fs.StringVar(&a.Resource, "resource", "", "secret in any form: Vault path (secret/x or secret/data/x), Secrets Manager name or ARN, KMS key id, ARN or alias")
 	fs.StringVar(&a.Principal, "principal", "", "principal (IAM ARN, Vault entity id, …)")
 	fs.StringVar(&a.IP, "ip", "", "source address or CIDR")
 	fs.StringVar(&a.AccessKey, "access-key", "", "AWS access key id (AKIA…/ASIA…)")
@@ -97,6 +99,12 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if t.IsZero() {
 		t = now.Add(-spec.DefaultSince)
 	}
+	u, err := parseSince(*until, now)
+	if err != nil {
+		fmt.Fprintln(stderr, "auditwatch query:", strings.Replace(err.Error(), "--since", "--until", 1))
+		return 2
+	}
+	a.Until = u
 	a.Since, a.Limit = t, *limit
 	if _, _, err := store.Build(name, a, "auditwatch"); err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)

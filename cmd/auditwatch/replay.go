@@ -9,13 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
-	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
 	"auditwatch/ingest"
+	"auditwatch/internal/configcheck"
 	"auditwatch/internal/escape"
 	"auditwatch/schema"
 )
@@ -27,22 +28,23 @@ func init() {
 	})
 }
 
-// loadReplayConfig reads the detectors section of the root configuration
-// at path (strictly: config.Load rejects unknown keys anywhere, and
-// detect.DecodeConfig unknown keys in detectors:). No path: defaults.
-func loadReplayConfig(path string) (detect.Config, error) {
-	if path == "" {
+// loadReplayConfig finds the root configuration (--config, then
+// $AUDITWATCH_CONFIG, ./auditwatch.yaml, /etc/auditwatch/config.yaml),
+// loads it as every command does (every section validated) and returns its
+// detectors section. No config file anywhere: the defaults.
+func loadReplayConfig(flagPath string) (detect.Config, error) {
+	path, _, err := configcheck.Discover(flagPath, os.Getenv)
+	if errors.Is(err, configcheck.ErrNoConfig) {
 		return detect.DecodeConfig(nil)
 	}
-	root, err := config.Load(path)
 	if err != nil {
 		return detect.Config{}, err
 	}
-	c, err := detect.DecodeConfig(&root.Detectors)
+	l, err := configcheck.Load(path)
 	if err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
+		return detect.Config{}, err
 	}
-	return c, nil
+	return l.Detectors, nil
 }
 
 // replayPos is the per-input progress stored in checkpoint meta.
@@ -52,8 +54,7 @@ type replayPos struct {
 }
 
 func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("replay", stderr, "[flags] PATH...", commands["replay"].summary)
 	configPath := fl.String("config", "", "auditwatch config file (its detectors: section is used)")
 	stateDir := fl.String("state", "", "state directory (kept across runs); default a temporary store")
 	learnUntil := fl.String("learn-until", "", "RFC3339 time: events before it build baselines and raise nothing")

@@ -36,8 +36,7 @@ func runRules(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return 0
 	}
 	sub := args[0]
-	fl := flag.NewFlagSet("rules "+sub, flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("rules "+sub, stderr, "PATH...", commands["rules"].summary)
 	requireTests := fl.Bool("require-tests", false, "test: a rule file without examples fails")
 	fl.Usage = func() { rulesUsage(stderr); fl.PrintDefaults() }
 	if err := fl.Parse(args[1:]); err != nil {

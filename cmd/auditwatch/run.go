@@ -4,10 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
-	"time"
 
 	"auditwatch/ingest/source"
+	"auditwatch/internal/lifecycle"
 	"auditwatch/pipeline"
 	"auditwatch/stream"
 )
@@ -40,15 +39,6 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if cfg.Stream.Type != stream.TypeEmbedded {
 		return fmt.Errorf("stream.type is %q: `auditwatch run` connects the stages in one process on the embedded stream; on Kafka run `auditwatch ingest`, `detect` and `alert`", cfg.Stream.Type)
 	}
-	if err := d.serve(); err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		d.close(sctx)
-	}()
-
 	open, err := d.detectorOpener("embedded")
 	if err != nil {
 		return err
@@ -122,72 +112,30 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	srcPub, stopTrail, err := d.trailLive(ctx, srcs, ing, sinks)
+	if err != nil {
+		return err
+	}
+	defer stopTrail()
 
+	// Start order: progress, then the detect stage, then the sources; the
+	// stop runs backwards, so the sources stop first and the detect stage
+	// hands on and checkpoints what it has taken, all within the shutdown
+	// deadline; the last progress line comes after.
+	var cs []lifecycle.Component
 	if iv := cfg.Console.Progress; iv > 0 {
-		stopProgress := d.progress(iv)
-		defer stopProgress()
+		var stopProgress func()
+		cs = append(cs, lifecycle.Component{
+			Name:  "progress",
+			Start: func(context.Context) error { stopProgress = d.progress(iv); return nil },
+			Stop:  func(context.Context) error { stopProgress(); return nil },
+		})
 	}
-
-	detCtx, stopDetect := context.WithCancel(context.Background())
-	defer stopDetect()
-	detDone := make(chan error, 1)
-	go func() { detDone <- emb.Consume(detCtx, embeddedEvents, "detect", stage) }()
-
-	srcCtx, stopSources := context.WithCancel(ctx)
-	defer stopSources()
-	var wg sync.WaitGroup
-	srcErr := make(chan error, len(srcs))
-	for _, s := range srcs {
-		wg.Add(1)
-		go func(s source.Source) {
-			defer wg.Done()
-			if err := s.Run(srcCtx, ing); err != nil {
-				srcErr <- fmt.Errorf("source %s: %w", s.Name(), err)
-			}
-		}(s)
-	}
-	d.ready.Store(true)
-	d.log.Info("running", "sources", len(srcs))
-
-	var failure error
-	select {
-	case <-ctx.Done():
-		d.log.Info("shutting down", "deadline", cfg.ShutdownTimeout)
-	case failure = <-srcErr:
-	case failure = <-detDone:
-		if failure == nil {
-			failure = fmt.Errorf("detect stage stopped")
-		}
-		detDone <- nil
-	}
-	d.ready.Store(false)
-
-	// Stop the sources, then let the detect stage hand on and checkpoint
-	// what it has taken; all within the shutdown deadline.
-	deadline := time.NewTimer(cfg.ShutdownTimeout)
-	defer deadline.Stop()
-	stopSources()
-	srcsDone := make(chan struct{})
-	go func() { wg.Wait(); close(srcsDone) }()
-	select {
-	case <-srcsDone:
-	case <-deadline.C:
-		return fmt.Errorf("sources did not stop within %v", cfg.ShutdownTimeout)
-	}
-	stopDetect()
-	select {
-	case err := <-detDone:
-		if failure == nil {
-			failure = err
-		}
-	case <-deadline.C:
-		return fmt.Errorf("detect stage did not stop within %v", cfg.ShutdownTimeout)
-	}
-	if failure != nil {
-		return failure
-	}
-	d.log.Info("stopped")
-	return nil
+	cs = append(cs, lifecycle.Component{Name: "detect stage", Run: func(ctx context.Context) error {
+		return emb.Consume(ctx, embeddedEvents, "detect", stage)
+	}})
+	cs = append(cs, sourceComponents(srcs, srcPub)...)
+	return d.runComponents(ctx, cs...)
 }
 
 // findingSinks opens the configured finding sinks.

@@ -54,6 +54,16 @@ func TestBinaryRunsWithoutLibchdb(t *testing.T) {
 		}
 	}
 	_, errOut, code := runBin("", "query", "failures", "--chdb-path", filepath.Join(dir, "db"))
+	if code == 0 || !strings.Contains(errOut, "store does not exist: "+filepath.Join(dir, "db")) {
+		t.Errorf("query of a missing store: exit %d, stderr %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "db")); err == nil {
+		t.Error("query created the missing store's directory")
+	}
+	if err := os.Mkdir(filepath.Join(dir, "db"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = runBin("", "query", "failures", "--chdb-path", filepath.Join(dir, "db"))
 	if code == 0 || !strings.Contains(errOut, "libchdb.so not found") {
 		t.Errorf("query without libchdb: exit %d, stderr %q", code, errOut)
 	}

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"auditwatch/internal/configcheck"
 	"auditwatch/store"
 )
 
@@ -17,7 +20,7 @@ type storageFlags struct {
 }
 
 func (s *storageFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&s.config, "config", "", "root config file (its storage: section is used)")
+	fs.StringVar(&s.config, "config", "", "root config `FILE` (its storage: section is used); default: $"+configcheck.EnvConfig+", else ./auditwatch.yaml, else /etc/auditwatch/config.yaml, else the flags below alone")
 	fs.StringVar(&s.backend, "backend", "", "override storage.backend: chdb, clickhouse or off")
 	fs.StringVar(&s.chdbPath, "chdb-path", "", "override storage.chdb.path (embedded data directory)")
 	fs.StringVar(&s.addr, "addr", "", "override storage.clickhouse.addr (host:port, comma-separated)")
@@ -26,12 +29,20 @@ func (s *storageFlags) register(fs *flag.FlagSet) {
 
 func (s *storageFlags) load() (store.Config, error) {
 	var cfg store.Config
-	if s.config != "" {
-		c, err := store.LoadConfigFile(s.config)
+	// The config file is found and loaded (every section validated) as
+	// every command does; without one the flags alone select the store.
+	path, _, err := configcheck.Discover(s.config, os.Getenv)
+	switch {
+	case err == nil:
+		l, err := configcheck.Load(path)
 		if err != nil {
 			return cfg, err
 		}
-		cfg = c
+		if l.Storage != nil {
+			cfg = *l.Storage
+		}
+	case !errors.Is(err, configcheck.ErrNoConfig):
+		return cfg, err
 	}
 	if s.backend != "" {
 		cfg.Backend = s.backend

@@ -39,8 +39,7 @@ func runTrail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 }
 
 func runTrailVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("trail verify", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("trail verify", stderr, "[flags] PATH|s3://bucket/prefix", commands["trail"].summary)
 	var startS, endS, keysFile, region, endpoint, s3Endpoint string
 	var pathStyle bool
 	fl.StringVar(&startS, "start", "", "check digests ending at or after this time (RFC 3339); default: all")

@@ -28,13 +28,10 @@ func auditParser(format string) (source.Parser, error) {
 	return source.AuditParser(opts), nil
 }
 
-// detectConfig decodes, defaults and validates the `detectors:` section.
+// detectConfig is the `detectors:` section, decoded and validated when the
+// config was loaded.
 func (d *daemon) detectConfig() (detect.Config, error) {
-	c, err := detect.DecodeConfig(&d.cfg.Detectors)
-	if err != nil {
-		return c, fmt.Errorf("config: %w", err)
-	}
-	return c, nil
+	return d.conf.Detectors, nil
 }
 
 // engine is a detector engine with the state store it owns.
@@ -87,14 +84,10 @@ func (d *daemon) detectorOpenerFor(key string, dcfg detect.Config) pipeline.Open
 // none twice, and its dead-letter file to <state.dir>/alert/dead-letter.jsonl.
 func (d *daemon) router() (*alert.Router, error) {
 	d.routerOnce.Do(func() {
-		if d.cfg.Alerts.Kind == 0 {
+		if d.conf.Alerts == nil {
 			return
 		}
-		acfg, err := alert.FromNode(&d.cfg.Alerts)
-		if err != nil {
-			d.routerErr = fmt.Errorf("config: %w", err)
-			return
-		}
+		acfg := *d.conf.Alerts
 		if acfg.StatePath == "" || acfg.DeadLetter.Path == "" {
 			if err := os.MkdirAll(d.stateDir("alert"), 0o700); err != nil {
 				d.routerErr = err
@@ -123,15 +116,11 @@ func (d *daemon) closeRouter() {
 // the schema migrations.
 func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
 	d.storeOnce.Do(func() {
-		if d.cfg.Storage.Kind == 0 {
+		if d.conf.Storage == nil {
 			d.log.Info("no storage: section; events and findings are not stored")
 			return
 		}
-		scfg, err := store.DecodeConfig(&d.cfg.Storage)
-		if err != nil {
-			d.storeErr = fmt.Errorf("config: %w", err)
-			return
-		}
+		scfg := *d.conf.Storage
 		if scfg.Backend == store.BackendOff {
 			return
 		}
@@ -246,7 +235,7 @@ func (d *daemon) storeSinks(ctx context.Context) (pipeline.EventSinks, func(), e
 		return nil, func() {}, err
 	}
 	if r != nil {
-		if acfg, err := alert.FromNode(&d.cfg.Alerts); err == nil && len(acfg.EventOutputs) > 0 {
+		if acfg := d.conf.Alerts; acfg != nil && len(acfg.EventOutputs) > 0 {
 			sinks = append(sinks, r)
 		}
 	}

@@ -1,8 +1,10 @@
-// Package configcheck owns the full check of a root configuration file:
-// the strict decoding and validation every stage command performs at start
-// (config.Load, then each section's own decoder and Validate), run to the
-// end so that every problem is reported at once, each named by its YAML
-// path and, where the decoder knows it, its line.
+// Package configcheck owns loading a root configuration file: strict
+// decoding, defaults and validation of the root and of every section
+// (detectors, alerts, storage, ...), run to the end so that every problem
+// is reported at once, each named by its file, line and YAML path. Every
+// command that takes a config loads it through Load, and check-config
+// reports the same problems through File: a file check-config accepts is
+// one the commands accept.
 package configcheck
 
 import (
@@ -25,6 +27,7 @@ import (
 	"auditwatch/detect"
 	"auditwatch/identity"
 	"auditwatch/netinfo"
+	"auditwatch/store"
 )
 
 // Problem is one thing wrong with a config file.
@@ -37,10 +40,17 @@ type Problem struct {
 	Msg  string
 }
 
-// String renders "path: message (line N)" on one line: control characters
-// (from values quoted in messages) are escaped.
+// String renders "path: message" ("line N: path: message" when the line
+// is known) on one line: control characters (from values quoted in
+// messages) are escaped.
 func (p Problem) String() string {
-	return escapeControls(p.raw())
+	return escapeControls(p.raw(""))
+}
+
+// In renders the problem as "file:line: path: message" (file: path:
+// message when the line is unknown), the form every command prints.
+func (p Problem) In(file string) string {
+	return escapeControls(p.raw(file))
 }
 
 func escapeControls(s string) string {
@@ -60,17 +70,69 @@ func escapeControls(s string) string {
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
 
-func (p Problem) raw() string {
+func (p Problem) raw(file string) string {
 	var b strings.Builder
+	switch {
+	case file != "" && p.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", file, p.Line)
+	case file != "":
+		b.WriteString(file + ": ")
+	case p.Line > 0:
+		fmt.Fprintf(&b, "line %d: ", p.Line)
+	}
 	if p.Path != "" {
 		b.WriteString(p.Path)
 		b.WriteString(": ")
 	}
 	b.WriteString(p.Msg)
-	if p.Line > 0 {
-		fmt.Fprintf(&b, " (line %d)", p.Line)
-	}
 	return b.String()
+}
+
+// Loaded is a root config with every section decoded, defaulted and
+// validated: what a command runs with.
+type Loaded struct {
+	*config.Config
+	// Detectors is the `detectors:` section (defaults when absent).
+	Detectors detect.Config
+	// Alerts is the `alerts:` section, nil when absent. Its ledger and
+	// dead-letter paths are still unset when the file leaves them out:
+	// the command puts them under state.dir.
+	Alerts *alert.Config
+	// Storage is the `storage:` section, nil when absent.
+	Storage *store.Config
+}
+
+// Error is a config file that does not load: every problem in it.
+type Error struct {
+	File     string
+	Problems []Problem
+}
+
+// Error lists every problem, one a line, as file:line: path: message.
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.In(e.File)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap makes errors.Is(err, config.ErrInvalid) hold.
+func (e *Error) Unwrap() error { return config.ErrInvalid }
+
+// Load reads the config file at path and returns it with every section
+// decoded, or an *Error with every problem, or the error of a file that
+// cannot be read.
+func Load(path string) (*Loaded, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	l, probs := check(b)
+	if len(probs) > 0 {
+		return nil, &Error{File: path, Problems: probs}
+	}
+	return l, nil
 }
 
 // File reads and checks the config file at path. The error is only for a
@@ -91,9 +153,9 @@ type section struct {
 	// decoding errors).
 	typ reflect.Type
 	// check runs the owner's decoding, defaults and validation on the
-	// section's node. decodeErr is a decoding failure, invalid the
-	// validation failures.
-	check func(n *yaml.Node) (decodeErr, invalid error)
+	// section's node and keeps the result in l. decodeErr is a decoding
+	// failure, invalid the validation failures.
+	check func(n *yaml.Node, l *Loaded) (decodeErr, invalid error)
 }
 
 // sections lists every section held as a yaml.Node in config.Config.
@@ -101,32 +163,51 @@ var sections = []section{
 	{
 		key: "detectors",
 		typ: reflect.TypeFor[detect.Config](),
-		check: func(n *yaml.Node) (error, error) {
-			_, err := detect.DecodeConfig(n)
+		check: func(n *yaml.Node, l *Loaded) (error, error) {
+			c, err := detect.DecodeConfig(n)
 			if err != nil && isDecodeError(err) {
 				return err, nil
 			}
+			l.Detectors = c
 			return nil, err
 		},
 	},
 	{
 		key: "alerts",
 		typ: reflect.TypeFor[alert.Config](),
-		check: func(n *yaml.Node) (error, error) {
+		check: func(n *yaml.Node, l *Loaded) (error, error) {
 			c, err := alert.FromNode(n)
 			if err != nil {
 				return err, nil
 			}
+			if n.Kind != 0 {
+				l.Alerts = &c
+			}
 			// As the daemons do: unnamed ledger and dead-letter paths
 			// default to files under state.dir.
-			c.DefaultPaths(filepath.Join("state.dir", "alert"))
-			return nil, c.Validate()
+			v := c
+			v.DefaultPaths(filepath.Join("state.dir", "alert"))
+			return nil, v.Validate()
+		},
+	},
+	{
+		key: "storage",
+		typ: reflect.TypeFor[store.Config](),
+		check: func(n *yaml.Node, l *Loaded) (error, error) {
+			c, err := store.DecodeConfig(n)
+			if err != nil && isDecodeError(err) {
+				return err, nil
+			}
+			if n.Kind != 0 {
+				l.Storage = &c
+			}
+			return nil, err
 		},
 	},
 	{
 		key: "identity",
 		typ: reflect.TypeFor[identity.Config](),
-		check: func(n *yaml.Node) (error, error) {
+		check: func(n *yaml.Node, _ *Loaded) (error, error) {
 			c, err := identity.FromNode(n)
 			if err != nil {
 				return err, nil
@@ -137,7 +218,7 @@ var sections = []section{
 	{
 		key: "geo",
 		typ: reflect.TypeFor[netinfo.Config](),
-		check: func(n *yaml.Node) (error, error) {
+		check: func(n *yaml.Node, _ *Loaded) (error, error) {
 			c, err := netinfo.FromNode(n)
 			if err != nil {
 				return err, nil
@@ -163,20 +244,28 @@ var lineRE = regexp.MustCompile(`(?s)(?:^|: )(?:yaml: )?line (\d+): (.*)$`)
 // file order where lines are known. An empty result means the stage
 // commands accept the file.
 func Check(data []byte) []Problem {
+	_, probs := check(data)
+	return probs
+}
+
+// check is Check that also returns the decoded config (valid only when
+// there are no problems).
+func check(data []byte) (*Loaded, []Problem) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return []Problem{fromError(err, nil, "")}
+		return nil, []Problem{fromError(err, nil, "")}
 	}
 	idx := newIndex(&doc)
 
 	var probs []Problem
 	var c config.Config
+	l := &Loaded{Config: &c}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return []Problem{fromError(err, idx, "")}
+			return nil, []Problem{fromError(err, idx, "")}
 		}
 		for _, e := range te.Errors {
 			probs = append(probs, fromError(errors.New(e), idx, ""))
@@ -188,16 +277,31 @@ func Check(data []byte) []Problem {
 	}
 	for _, s := range sections {
 		n := sectionNode(&c, s.key)
-		decErr, invalid := s.check(n)
+		decErr, invalid := s.check(n, l)
 		if decErr != nil {
 			probs = append(probs, decodeSection(data, s, idx, decErr)...)
 			continue
 		}
 		for _, err := range flatten(invalid) {
-			probs = append(probs, fromValidation(err, idx))
+			probs = append(probs, fromValidation(sectionPath(s.key, err), idx))
 		}
 	}
-	return dedupe(probs)
+	return l, dedupe(probs)
+}
+
+// sectionPath puts the section key in front of a validation error whose
+// path is relative to the section (the config convention); errors that
+// already name the section are kept.
+func sectionPath(key string, err error) error {
+	msg := err.Error()
+	if strings.HasPrefix(msg, key+".") || strings.HasPrefix(msg, key+":") || strings.HasPrefix(msg, key+"[") {
+		return err
+	}
+	path, _, ok := strings.Cut(msg, ": ")
+	if !ok || strings.ContainsAny(path, " \t") {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return fmt.Errorf("%s.%w", key, err)
 }
 
 // sectionNode returns the node config.Config keeps for a section.

@@ -1,9 +1,13 @@
 package configcheck
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"auditwatch/config"
 )
 
 func TestCheckPaths(t *testing.T) {
@@ -42,12 +46,65 @@ func TestProblemString(t *testing.T) {
 		p    Problem
 		want string
 	}{
-		{Problem{Path: "a.b", Line: 3, Msg: "required"}, "a.b: required (line 3)"},
-		{Problem{Path: "a.b", Msg: "required"}, "a.b: required"},
-		{Problem{Msg: "did not find expected node content", Line: 1}, "did not find expected node content (line 1)"},
+		{Problem{Path: "a.b", Line: 3, Msg: "required"}, "c.yaml:3: a.b: required"},
+		{Problem{Path: "a.b", Msg: "required"}, "c.yaml: a.b: required"},
+		{Problem{Msg: "did not find expected node content", Line: 1}, "c.yaml:1: did not find expected node content"},
+		{Problem{Path: "x", Msg: "bad \x1b[31m"}, `c.yaml: x: bad \x1b[31m`},
 	} {
-		if got := tc.p.String(); got != tc.want {
+		if got := tc.p.In("c.yaml"); got != tc.want {
 			t.Errorf("%+v: got %q, want %q", tc.p, got, tc.want)
+		}
+	}
+	if got, want := (Problem{Path: "a.b", Line: 3, Msg: "required"}).String(), "line 3: a.b: required"; got != want {
+		t.Errorf("String: got %q, want %q", got, want)
+	}
+}
+
+// TestLoad: Load returns every section decoded from a valid file, and an
+// *Error listing every problem as file:line: path: message otherwise, the
+// storage section included.
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	good := dir + "/good.yaml"
+	os.WriteFile(good, []byte("stream: {type: embedded}\ndetectors: {allowed_lateness: 2m}\nstorage: {backend: off}\n"), 0o644)
+	l, err := Load(good)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if l.Detectors.AllowedLateness.D() != 2*time.Minute || l.Storage == nil || l.Storage.Backend != "off" || l.Alerts != nil {
+		t.Errorf("sections not decoded: detectors %+v storage %+v alerts %+v", l.Detectors.AllowedLateness, l.Storage, l.Alerts)
+	}
+	if l.ShutdownTimeout == 0 {
+		t.Error("root defaults not applied")
+	}
+	bad := dir + "/bad.yaml"
+	os.WriteFile(bad, []byte("stream: {type: embedded}\nstorage:\n  backend: tape\n  batch: {max_rows: -1}\nlogging: {format: xml}\n"), 0o644)
+	_, err = Load(bad)
+	var ce *Error
+	if !errors.As(err, &ce) || !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("Load = %v, want an *Error wrapping config.ErrInvalid", err)
+	}
+	for _, want := range []string{
+		bad + `:3: storage.backend: "tape" is not chdb, clickhouse or off`,
+		bad + ":4: storage.batch.max_rows: ",
+		bad + `:5: logging.format: want json or text, got "xml"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%s", want, err)
+		}
+	}
+}
+
+func TestSectionPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"storage.backend: bad":   "storage.backend: bad",
+		"backend: bad":           "storage.backend: bad",
+		"outputs[1].url: bad":    "storage.outputs[1].url: bad",
+		"something went wrong":   "storage: something went wrong",
+		"storage: general issue": "storage: general issue",
+	} {
+		if got := sectionPath("storage", errors.New(in)).Error(); got != want {
+			t.Errorf("sectionPath(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

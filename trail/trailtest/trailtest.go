@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -51,6 +52,7 @@ type Trail struct {
 	Digests, Logs []string
 	// Resigned digests get a .sig file in WriteDir.
 	Resigned map[string]bool
+	deleted  map[string]time.Time
 	prevKey  string
 	prevSig  string
 	hourLogs []string
@@ -225,11 +227,26 @@ func (t *Trail) EditByte(key string) {
 	o.Body = gz(body)
 }
 
-// Delete removes an object.
+// Delete removes an object (after CloudTrail delivered it).
 func (t *Trail) Delete(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.deleted == nil {
+		t.deleted = map[string]time.Time{}
+	}
+	t.deleted[key] = t.Objects[key].At
 	delete(t.Objects, key)
+}
+
+// Deleted lists the deleted objects with their delivery times.
+func (t *Trail) Deleted() []Delivery {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Delivery
+	for k, at := range t.deleted {
+		out = append(out, Delivery{Key: k, At: at})
+	}
+	return out
 }
 
 // Resign replaces a digest's signature with one made by another key.
@@ -283,11 +300,21 @@ func (t *Trail) WriteFile(root, key string, sig bool) error {
 		return err
 	}
 	if sig && o.Meta["signature"] != "" {
-		if err := os.WriteFile(p+".sig", []byte(o.Meta["signature"]+"\n"), 0o644); err != nil {
+		if err := writeAtomic(p+".sig", []byte(o.Meta["signature"]+"\n")); err != nil {
 			return err
 		}
 	}
-	return os.WriteFile(p, o.Body, 0o644)
+	return writeAtomic(p, o.Body)
+}
+
+// writeAtomic writes a hidden temporary file and renames it, so a watching
+// directory source never sees it half written.
+func writeAtomic(p string, b []byte) error {
+	tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
 }
 
 // WriteDir writes the whole trail under root; only the newest digest and
@@ -438,3 +465,102 @@ func BuildScenario(key *rsa.PrivateKey, base time.Time, sc Scenario) *Trail {
 	}
 	return tr
 }
+
+// SQS is one SQS queue over the AWS JSON 1.0 protocol (ReceiveMessage,
+// DeleteMessage, ChangeMessageVisibility), enough for the s3sqs source.
+type SQS struct {
+	mu   sync.Mutex
+	msgs []*sqsMsg
+	seq  int
+}
+
+type sqsMsg struct {
+	id, body, receipt string
+	visibleAt         time.Time
+}
+
+// Notify queues the S3 ObjectCreated notification of a key.
+func (q *SQS) Notify(bucket, key string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.seq++
+	body := fmt.Sprintf(`{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":%q},"object":{"key":%q,"eTag":"e%d"}}}]}`, bucket, key, q.seq)
+	q.msgs = append(q.msgs, &sqsMsg{id: fmt.Sprintf("m-%d", q.seq), body: body})
+}
+
+// Left is the number of messages not deleted.
+func (q *SQS) Left() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.msgs)
+}
+
+func (q *SQS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	fail := func(code int, typ, msg string) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(code)
+		fmt.Fprintf(w, `{"__type":"com.amazonaws.sqs#%s","message":%q}`, typ, msg)
+	}
+	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "AmazonSQS.")
+	if !ok || !strings.Contains(r.Header.Get("Authorization"), "Credential=AKIDTEST/") {
+		fail(400, "InvalidAction", "want an authenticated AWS JSON 1.0 request")
+		return
+	}
+	var in struct {
+		MaxNumberOfMessages int
+		WaitTimeSeconds     int
+		VisibilityTimeout   *int
+		ReceiptHandle       string
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		fail(400, "MalformedInput", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	switch op {
+	case "ReceiveMessage":
+		deadline := time.Now().Add(time.Duration(min(in.WaitTimeSeconds, 1)) * time.Second)
+		for {
+			q.mu.Lock()
+			var out []map[string]any
+			now := time.Now()
+			for _, m := range q.msgs {
+				if len(out) >= max(in.MaxNumberOfMessages, 1) || m.visibleAt.After(now) {
+					continue
+				}
+				q.seq++
+				m.receipt = fmt.Sprintf("rh-%s-%d", m.id, q.seq)
+				m.visibleAt = now.Add(30 * time.Second)
+				out = append(out, map[string]any{"MessageId": m.id, "ReceiptHandle": m.receipt, "Body": m.body,
+					"MD5OfBody": fmt.Sprintf("%x", md5sum(m.body))})
+			}
+			q.mu.Unlock()
+			if len(out) > 0 || !time.Now().Before(deadline) {
+				json.NewEncoder(w).Encode(map[string]any{"Messages": out})
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	case "DeleteMessage", "ChangeMessageVisibility":
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		for i, m := range q.msgs {
+			if m.receipt == in.ReceiptHandle {
+				if op == "DeleteMessage" {
+					q.msgs = append(q.msgs[:i], q.msgs[i+1:]...)
+				}
+				io.WriteString(w, "{}")
+				return
+			}
+		}
+		fail(400, "ReceiptHandleIsInvalid", "stale receipt handle")
+	default:
+		fail(400, "InvalidAction", op)
+	}
+}
+
+func md5sum(s string) [16]byte { return md5.Sum([]byte(s)) }

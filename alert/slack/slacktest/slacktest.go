@@ -1,8 +1,11 @@
 // Package slacktest owns a local stand-in for Slack's Web API and incoming
-// webhooks for tests: it checks the bearer token, answers chat.postMessage
-// and chat.update with Slack's real response shapes (including
-// {"ok":false,"error":"invalid_auth"}, HTTP 429 with Retry-After and 5xx
-// pages), and records every accepted message.
+// webhooks for tests: it checks the bearer token, answers chat.postMessage,
+// chat.update, conversations.history and conversations.replies with
+// Slack's real response shapes (including {"ok":false,"error":"invalid_auth"},
+// HTTP 429 with Retry-After and 5xx pages), keeps message metadata and
+// returns it only when include_all_metadata is set, as Slack does, and
+// records every accepted message. Hang holds requests open without an
+// answer (a hung API), optionally after accepting the message.
 package slacktest
 
 import (
@@ -10,9 +13,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
+
+// ChannelID is the id the fake resolves every channel name to.
+const ChannelID = "C0TEST"
 
 // Message is one accepted chat.postMessage, chat.update or webhook post.
 type Message struct {
@@ -22,6 +31,8 @@ type Message struct {
 	ThreadTS string
 	Text     string
 	Blocks   string // the raw JSON of the blocks
+	// Metadata is the raw JSON of the message metadata ("" when none).
+	Metadata string
 }
 
 // Failure is an injected answer: a status code, a body and headers.
@@ -39,8 +50,15 @@ type Server struct {
 	// answer is sent instead. n counts requests from 1; text is the
 	// message's text fallback.
 	Fail func(method string, n int, text string) *Failure
+	// Hang, when set, is asked for every Web API request. A non-nil
+	// release holds the request without an answer until release is
+	// closed or the client gives up; with afterAccept a chat.postMessage
+	// is accepted (recorded, visible in the history) before the hold, as
+	// when Slack posts but the answer is lost.
+	Hang func(method string) (release <-chan struct{}, afterAccept bool)
 
 	mu       sync.Mutex
+	lastTS   time.Time
 	n        int
 	seq      int
 	messages []Message
@@ -131,24 +149,33 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := Message{Method: method, Channel: r.PostForm.Get("channel"), ThreadTS: r.PostForm.Get("thread_ts"),
-		Text: r.PostForm.Get("text"), Blocks: r.PostForm.Get("blocks")}
+		Text: r.PostForm.Get("text"), Blocks: r.PostForm.Get("blocks"), Metadata: r.PostForm.Get("metadata")}
+	var release <-chan struct{}
+	var afterAccept, accepted bool
+	if s.Hang != nil {
+		release, afterAccept = s.Hang(method)
+	}
+	if release != nil && afterAccept && method == "chat.postMessage" {
+		if s.accept(w, &m, false) {
+			accepted = true
+		}
+	}
+	if release != nil {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return // the client gave up: no answer
+		}
+	}
 	switch method {
 	case "chat.postMessage":
-		if m.Channel == "" {
-			_, _ = w.Write([]byte(SlackError("channel_not_found")))
+		if !accepted && !s.accept(w, &m, true) {
 			return
 		}
-		if m.Blocks != "" && !json.Valid([]byte(m.Blocks)) {
-			_, _ = w.Write([]byte(SlackError("invalid_blocks")))
-			return
-		}
-		s.mu.Lock()
-		s.seq++
-		m.TS = fmt.Sprintf("1700000000.%06d", s.seq)
-		s.messages = append(s.messages, m)
-		s.mu.Unlock()
-		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": "C0TEST", "ts": m.TS,
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": ChannelID, "ts": m.TS,
 			"message": map[string]any{"text": m.Text, "ts": m.TS}})
+	case "conversations.history", "conversations.replies":
+		s.history(w, r, method)
 	case "chat.update":
 		m.TS = r.PostForm.Get("ts")
 		s.mu.Lock()
@@ -158,6 +185,133 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		_, _ = w.Write([]byte(SlackError("unknown_method")))
 	}
+}
+
+// accept validates and records a posted message, answering the error
+// itself (when answer is set) if it is not valid.
+func (s *Server) accept(w http.ResponseWriter, m *Message, answer bool) bool {
+	fail := ""
+	switch {
+	case m.Channel == "":
+		fail = "channel_not_found"
+	case m.Blocks != "" && !json.Valid([]byte(m.Blocks)):
+		fail = "invalid_blocks"
+	case m.Metadata != "" && !validMetadata(m.Metadata):
+		fail = "invalid_metadata_format"
+	}
+	if fail != "" {
+		if answer {
+			_, _ = w.Write([]byte(SlackError(fail)))
+		}
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Slack's ts is the post time in microseconds, unique per channel.
+	now := time.Now().Truncate(time.Microsecond)
+	if !now.After(s.lastTS) {
+		now = s.lastTS.Add(time.Microsecond)
+	}
+	s.lastTS = now
+	s.seq++
+	m.TS = fmt.Sprintf("%d.%06d", now.Unix(), now.Nanosecond()/1000)
+	s.messages = append(s.messages, *m)
+	return true
+}
+
+// validMetadata checks Slack's rules for the metadata argument: an
+// object with a non-empty event_type and an object event_payload.
+func validMetadata(raw string) bool {
+	var md struct {
+		EventType    string         `json:"event_type"`
+		EventPayload map[string]any `json:"event_payload"`
+	}
+	return json.Unmarshal([]byte(raw), &md) == nil && md.EventType != "" && md.EventPayload != nil
+}
+
+// history answers conversations.history (the channel's top-level
+// messages, newest first) and conversations.replies (a thread's parent
+// and replies, oldest first), honouring oldest, latest, inclusive, limit
+// and cursor, with metadata only when include_all_metadata is set.
+func (s *Server) history(w http.ResponseWriter, r *http.Request, method string) {
+	f := r.PostForm
+	channel := f.Get("channel")
+	if channel == "" {
+		_, _ = w.Write([]byte(SlackError("channel_not_found")))
+		return
+	}
+	thread := f.Get("ts")
+	if method == "conversations.replies" && thread == "" {
+		_, _ = w.Write([]byte(SlackError("thread_not_found")))
+		return
+	}
+	ts := func(v string) float64 { x, _ := strconv.ParseFloat(v, 64); return x }
+	oldest, latest := ts(f.Get("oldest")), ts(f.Get("latest"))
+	inclusive := f.Get("inclusive") == "1" || f.Get("inclusive") == "true"
+	limit, _ := strconv.Atoi(f.Get("limit"))
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	start, _ := strconv.Atoi(f.Get("cursor"))
+	withMeta := f.Get("include_all_metadata") == "1" || f.Get("include_all_metadata") == "true"
+	s.mu.Lock()
+	var sel []Message
+	for _, m := range s.messages {
+		if m.Method != "chat.postMessage" || (m.Channel != channel && channel != ChannelID) {
+			continue
+		}
+		if method == "conversations.history" && m.ThreadTS != "" {
+			continue
+		}
+		if method == "conversations.replies" && m.TS != thread && m.ThreadTS != thread {
+			continue
+		}
+		t := ts(m.TS)
+		if oldest > 0 && (t < oldest || t == oldest && !inclusive) {
+			continue
+		}
+		if latest > 0 && (t > latest || t == latest && !inclusive) {
+			continue
+		}
+		sel = append(sel, m)
+	}
+	s.mu.Unlock()
+	if method == "conversations.history" {
+		slices.Reverse(sel)
+	}
+	if method == "conversations.replies" && len(sel) == 0 {
+		_, _ = w.Write([]byte(SlackError("thread_not_found")))
+		return
+	}
+	start = min(max(start, 0), len(sel))
+	end := min(start+limit, len(sel))
+	out := make([]map[string]any, 0, end-start)
+	for _, m := range sel[start:end] {
+		msg := map[string]any{"type": "message", "ts": m.TS, "text": m.Text}
+		if m.ThreadTS != "" {
+			msg["thread_ts"] = m.ThreadTS
+		}
+		if withMeta && m.Metadata != "" {
+			msg["metadata"] = json.RawMessage(m.Metadata)
+		}
+		out = append(out, msg)
+	}
+	resp := map[string]any{"ok": true, "messages": out, "has_more": end < len(sel)}
+	if end < len(sel) {
+		resp["response_metadata"] = map[string]any{"next_cursor": strconv.Itoa(end)}
+	}
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// Posts returns the accepted chat.postMessage messages.
+func (s *Server) Posts() []Message {
+	var out []Message
+	for _, m := range s.Messages() {
+		if m.Method == "chat.postMessage" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {

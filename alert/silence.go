@@ -1,0 +1,18 @@
+package alert
+
+import (
+	"time"
+
+	"auditwatch/schema"
+)
+
+// silenced returns the first unexpired silence matching f. Silenced
+// findings are counted, never queued, never dead-lettered.
+func (c *Config) silenced(f schema.Finding, now time.Time) (SilenceConfig, bool) {
+	for _, s := range c.Silences {
+		if now.Before(s.Until) && s.Match.matches(f) {
+			return s, true
+		}
+	}
+	return SilenceConfig{}, false
+}

@@ -1,0 +1,162 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"auditwatch/alert/notify"
+	"auditwatch/alert/notify/notifytest"
+	"auditwatch/alert/slack/slacktest"
+)
+
+// hangOnce makes the fake hold the first request of method without an
+// answer (accepting the message first when accept is set); later
+// requests are answered. The returned func releases the held request.
+func hangOnce(srv *slacktest.Server, method string, accept bool) func() {
+	var mu sync.Mutex
+	held := false
+	release := make(chan struct{})
+	srv.Hang = func(m string) (<-chan struct{}, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if m != method || held {
+			return nil, false
+		}
+		held = true
+		return release, accept
+	}
+	var once sync.Once
+	return func() { once.Do(func() { close(release) }) }
+}
+
+// attempt is one delivery attempt with a short deadline, as the worker's
+// attempt_timeout gives it.
+func attempt(n *Notifier, a notify.Alert) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	return n.Notify(ctx, a)
+}
+
+// TestExactlyOnceAfterAmbiguousTimeout: Slack accepts a message but the
+// answer never comes (the attempt times out); the retry finds the message
+// by its metadata in conversations.history and does not post again. The
+// same holds for a thread reply (conversations.replies). When the hung
+// request was not accepted, the retry posts it, once.
+func TestExactlyOnceAfterAmbiguousTimeout(t *testing.T) {
+	for _, accepted := range []bool{true, false} {
+		srv := slacktest.New(token)
+		n := newBot(t, srv, notify.RealClock{})
+		n.cfg.MinInterval = 0
+		release := hangOnce(srv, "chat.postMessage", accepted)
+		a := notifytest.Alert()
+		if err := attempt(n, a); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("accepted=%v: hung attempt = %v, want a timeout", accepted, err)
+		}
+		if err := attempt(n, a); err != nil {
+			t.Fatalf("accepted=%v: retry: %v", accepted, err)
+		}
+		if err := attempt(n, a); err != nil { // a redelivery after the worker lost its record
+			t.Fatalf("accepted=%v: redelivery: %v", accepted, err)
+		}
+		posts := srv.Posts()
+		if len(posts) != 1 {
+			t.Fatalf("accepted=%v: %d posts of one finding revision, want 1", accepted, len(posts))
+		}
+		var md slack.SlackMetadata
+		if err := json.Unmarshal([]byte(posts[0].Metadata), &md); err != nil || md.EventType != MetadataEventType ||
+			md.EventPayload["finding_id"] != a.Finding.ID {
+			t.Errorf("message metadata = %s (%v)", posts[0].Metadata, err)
+		}
+		// The thread is known: a reply whose answer is lost is found in the thread.
+		release()
+		release = hangOnce(srv, "chat.postMessage", true)
+		up := a
+		up.Update, up.Repeat, up.GroupCount = true, 2, 5
+		up.Finding.ID, up.Finding.Revision = "later", 1
+		if err := attempt(n, up); err == nil {
+			t.Fatalf("accepted=%v: hung reply succeeded", accepted)
+		}
+		if err := attempt(n, up); err != nil {
+			t.Fatalf("accepted=%v: reply retry: %v", accepted, err)
+		}
+		replies := 0
+		for _, m := range srv.Posts() {
+			if m.ThreadTS == posts[0].TS {
+				replies++
+			}
+		}
+		if replies != 1 {
+			t.Errorf("accepted=%v: %d replies of one revision, want 1", accepted, replies)
+		}
+		release()
+		n.Close()
+		srv.Close()
+	}
+}
+
+// TestFakeHistoryIsRealistic checks the fake against slack-go's own
+// client: metadata only with include_all_metadata, newest first,
+// pagination by cursor, replies only through conversations.replies.
+func TestFakeHistoryIsRealistic(t *testing.T) {
+	srv := slacktest.New(token)
+	defer srv.Close()
+	api := slack.New(token, slack.OptionAPIURL(srv.APIURL()))
+	ctx := context.Background()
+	var parent string
+	for i := range 5 {
+		_, ts, err := api.PostMessageContext(ctx, "#sec", slack.MsgOptionText("m"+string(rune('0'+i)), false),
+			slack.MsgOptionMetadata(slack.SlackMetadata{EventType: "e", EventPayload: map[string]any{"i": i}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			parent = ts
+		}
+	}
+	if _, _, err := api.PostMessageContext(ctx, "#sec", slack.MsgOptionText("reply", false), slack.MsgOptionTS(parent)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: slacktest.ChannelID, Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Messages) != 2 || resp.Messages[0].Text != "m4" || !resp.HasMore || resp.Messages[0].Metadata.EventType != "" {
+		t.Errorf("history page 1 = %+v (more %v): want m4, m3, more, no metadata", resp.Messages, resp.HasMore)
+	}
+	var all []string
+	cursor := ""
+	for {
+		resp, err := api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: slacktest.ChannelID,
+			Limit: 2, Cursor: cursor, IncludeAllMetadata: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range resp.Messages {
+			if m.Metadata.EventType != "e" {
+				t.Errorf("%s: metadata missing with include_all_metadata", m.Text)
+			}
+			all = append(all, m.Text)
+		}
+		if cursor = resp.ResponseMetaData.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if strings.Join(all, ",") != "m4,m3,m2,m1,m0" {
+		t.Errorf("history = %v, want the five top-level messages newest first (no thread reply)", all)
+	}
+	msgs, _, _, err := api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: slacktest.ChannelID, Timestamp: parent})
+	if err != nil || len(msgs) != 2 || msgs[1].Text != "reply" {
+		t.Errorf("replies = %+v, %v", msgs, err)
+	}
+	if _, _, err := api.PostMessageContext(ctx, "#sec", slack.MsgOptionText("x", false),
+		slack.MsgOptionMetadata(slack.SlackMetadata{EventType: ""})); err == nil || !strings.Contains(err.Error(), "invalid_metadata") {
+		t.Errorf("metadata without event_type: %v, want invalid_metadata_format", err)
+	}
+}

@@ -1,0 +1,190 @@
+package alert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"auditwatch/alert/deadletter"
+	"auditwatch/alert/ledger"
+	"auditwatch/alert/notify"
+	"auditwatch/alert/outbox"
+)
+
+// Delivery states of an output, as reported by Status and the
+// auditwatch_alert_output_state metric.
+const (
+	StateIdle       = "idle"       // queue empty
+	StateDelivering = "delivering" // working through the queue
+	StateRetrying   = "retrying"   // the head alert failed and is being retried
+)
+
+// worker drains one output's outbox queue in order, one alert at a time:
+// the idempotency check, the output's retry loop, then the ledger record
+// and the queue acknowledgement (or the dead letter).
+type worker struct {
+	r     *Router
+	out   *output
+	pause time.Duration // wait after an error that left the head queued
+
+	mu        sync.Mutex
+	state     string
+	lastError string // reason of the last failed attempt
+	lastOK    time.Time
+}
+
+// OutputStatus is one output's delivery state.
+type OutputStatus struct {
+	Output string `json:"output"`
+	State  string `json:"state"`
+	// Backlog is how many alerts are queued; Lag how long the oldest has
+	// waited.
+	Backlog int           `json:"backlog"`
+	Lag     time.Duration `json:"lag_ns"`
+	// LastError is the reason of the last failed attempt ("" when the last
+	// attempt succeeded); LastDelivered when the last alert was delivered.
+	LastError     string    `json:"last_error,omitempty"`
+	LastDelivered time.Time `json:"last_delivered,omitzero"`
+}
+
+// Status returns every output's delivery state, in config order.
+func (r *Router) Status() []OutputStatus {
+	now := r.clock.Now()
+	out := make([]OutputStatus, 0, len(r.order))
+	for _, name := range r.order {
+		s := OutputStatus{Output: name, State: StateIdle}
+		n, oldest := r.box.Backlog(name)
+		s.Backlog = n
+		if n > 0 && !oldest.IsZero() {
+			s.Lag = max(now.Sub(oldest), 0)
+		}
+		if w := r.outputs[name].w; w != nil {
+			w.mu.Lock()
+			if w.state != "" {
+				s.State = w.state
+			}
+			s.LastError, s.LastDelivered = w.lastError, w.lastOK
+			w.mu.Unlock()
+		}
+		if n == 0 {
+			s.State = StateIdle
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (w *worker) set(state string) {
+	w.mu.Lock()
+	w.state = state
+	w.mu.Unlock()
+}
+
+func (w *worker) run(ctx context.Context) {
+	name := w.out.name
+	box := w.r.box
+	for ctx.Err() == nil {
+		es, err := box.Peek(name, 64)
+		if err != nil {
+			w.r.log.Error("alert outbox unreadable", "output", name, "err", err)
+			w.sleep(ctx)
+			continue
+		}
+		if len(es) == 0 {
+			w.set(StateIdle)
+			select {
+			case <-ctx.Done():
+				return
+			case <-box.Wake(name):
+			case <-time.After(5 * time.Second):
+			}
+			continue
+		}
+		w.set(StateDelivering)
+		for _, e := range es {
+			if err := w.handle(ctx, e); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.r.log.Error("alert neither delivered nor dead-lettered; it stays queued", "output", name,
+					"finding", e.Alert.Finding.ID, "err", notify.SanitizeLine(err.Error(), 512))
+				w.sleep(ctx)
+				break
+			}
+		}
+	}
+}
+
+func (w *worker) sleep(ctx context.Context) {
+	t := time.NewTimer(w.pause)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// handle delivers (or dead-letters) e and acknowledges it in the outbox.
+func (w *worker) handle(ctx context.Context, e outbox.Entry) error {
+	if err := w.r.deliver(ctx, w.out, e.Alert, w); err != nil {
+		return err
+	}
+	w.r.m.lag.WithLabelValues(w.out.name).Observe(max(w.r.clock.Now().Sub(e.Enqueued), 0).Seconds())
+	return w.r.box.Ack(w.out.name, e.Seq)
+}
+
+// deliver sends a to out through its retry loop unless the ledger says
+// this finding revision was already handled there, then records the
+// outcome; what fails permanently or runs out of retries is dead-lettered.
+// An error means a was neither delivered nor dead-lettered (the context
+// ended, or the dead-letter file failed). w, when set, follows the state.
+func (r *Router) deliver(ctx context.Context, out *output, a notify.Alert, w *worker) error {
+	f := a.Finding
+	lkey := ledger.Key(out.name, f.ID, f.Revision)
+	done, _, err := r.ledger.Done(lkey)
+	if err != nil {
+		return fmt.Errorf("output %s: %w", out.name, err)
+	}
+	if done {
+		r.m.suppressed.WithLabelValues("duplicate").Inc()
+		return nil
+	}
+	start := r.clock.Now()
+	observe := r.observe(out.name)
+	attempts, err := out.retry.Do(ctx, func(ctx context.Context) error { return out.n.Notify(ctx, a) }, func(at notify.Attempt) {
+		observe(at)
+		if w != nil {
+			w.mu.Lock()
+			w.state, w.lastError = StateRetrying, string(at.Decision.Reason)
+			w.mu.Unlock()
+		}
+	})
+	if err == nil {
+		r.m.sent.WithLabelValues(out.name).Inc()
+		r.m.latency.WithLabelValues(out.name).Observe(r.clock.Now().Sub(start).Seconds())
+		if w != nil {
+			w.mu.Lock()
+			w.state, w.lastError, w.lastOK = StateDelivering, "", r.clock.Now()
+			w.mu.Unlock()
+		}
+		if merr := r.ledger.Mark(lkey, ledger.Delivered, r.clock.Now()); merr != nil {
+			// Delivered but not recorded: the entry stays queued and the
+			// next attempt may post again (Slack looks its message up first).
+			return fmt.Errorf("output %s: delivered finding %s not recorded: %w", out.name, f.ID, merr)
+		}
+		return nil
+	}
+	if ctx.Err() != nil || notify.Classify(err).Reason == notify.ReasonCanceled {
+		return fmt.Errorf("output %s, finding %s: %w", out.name, f.ID, err)
+	}
+	fc := f
+	if err := r.deadLetter(out, err, attempts, deadletter.Record{Finding: &fc}); err != nil {
+		return err
+	}
+	if merr := r.ledger.Mark(lkey, ledger.DeadLettered, r.clock.Now()); merr != nil {
+		return errors.Join(fmt.Errorf("output %s: dead-lettered finding %s not recorded", out.name, f.ID), merr)
+	}
+	return nil
+}

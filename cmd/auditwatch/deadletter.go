@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"auditwatch/alert"
+	"auditwatch/alert/deadletter"
+	"auditwatch/alert/notify"
+	"auditwatch/internal/escape"
+)
+
+func init() {
+	register("deadletter", command{
+		summary: "list or resend the alerts outputs could not deliver (list|resend --config FILE [--output NAME] [--file PATH])",
+		run:     runDeadletter,
+	})
+}
+
+const deadletterUsage = `usage: auditwatch deadletter list   --config FILE [--output NAME] [--file PATH]
+       auditwatch deadletter resend --config FILE [--output NAME] [--file PATH]
+
+list prints every record of the dead-letter file (the alerts section's
+dead_letter.path, default <state.dir>/alert/dead-letter.jsonl). resend
+delivers each record again to the output that failed it, through that
+output's retries; it is idempotent: a finding revision already delivered
+to its output, or an event batch resent before, is skipped, so running it
+twice sends nothing twice. Records that fail again are appended to the
+dead-letter file for a later run. resend opens the alert ledger, so stop
+the stage that uses it (run or alert) first.
+`
+
+func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "resend") {
+		fmt.Fprint(stderr, deadletterUsage)
+		return 2
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("deadletter "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "config `FILE` (YAML)")
+	only := fs.String("output", "", "only records of the output `NAME`")
+	file := fs.String("file", "", "dead-letter `PATH` (default: the configured one)")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		fmt.Fprint(stderr, deadletterUsage)
+		return 2
+	}
+	d, code := newDaemon("deadletter", []string{"--config", *cfgPath}, stderr)
+	if d == nil {
+		return code
+	}
+	acfg, err := alert.FromNode(&d.cfg.Alerts)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch deadletter: config: %v\n", err)
+		return 2
+	}
+	acfg.DefaultPaths(d.stateDir("alert"))
+	path := *file
+	if path == "" {
+		path = acfg.DeadLetter.Path
+	}
+	if path == "" {
+		fmt.Fprintln(stderr, "auditwatch deadletter: no dead-letter file (the config has no alert outputs)")
+		return 2
+	}
+	if *only != "" {
+		known := false
+		for _, o := range acfg.Outputs {
+			known = known || o.Name == *only
+		}
+		if !known {
+			fmt.Fprintf(stderr, "auditwatch deadletter: --output %q is not an output of the config\n", escape.String(escape.Terminal, *only))
+			return 2
+		}
+	}
+	if verb == "list" {
+		return deadletterList(path, *only, stdout, stderr)
+	}
+	r, err := alert.New(acfg, d.log.With("component", "alert"), d.reg, alert.WithoutDelivery())
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch deadletter resend: %v\n", err)
+		return 1
+	}
+	defer r.Close()
+	st, err := r.Replay(ctx, path, *only)
+	fmt.Fprintf(stdout, "resent %d findings and %d events; %d failed again (appended to %s); %d already delivered; %d skipped\n",
+		st.Findings, st.Events, st.Failed, escape.String(escape.Terminal, acfg.DeadLetter.Path), st.Done, st.Skipped)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch deadletter resend: %v\n", err)
+		return 1
+	}
+	if st.Failed > 0 {
+		return 3
+	}
+	return 0
+}
+
+func deadletterList(path, only string, stdout, stderr io.Writer) int {
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LINE\tTIME\tOUTPUT\tREASON\tATTEMPTS\tWHAT\tERROR")
+	n := 0
+	err := deadletter.ReadFile(path, func(line int, rec deadletter.Record) error {
+		if only != "" && rec.Output != only {
+			return nil
+		}
+		n++
+		what := fmt.Sprintf("%d events", len(rec.Events))
+		if rec.Finding != nil {
+			what = fmt.Sprintf("finding %s rev %d (%s)", rec.Finding.ID, rec.Finding.Revision, rec.Finding.Detector)
+		}
+		errText := notify.Truncate(rec.Error, 160)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", line, rec.Time.UTC().Format("2006-01-02T15:04:05Z"),
+			escape.String(escape.Terminal, rec.Output), escape.String(escape.Terminal, rec.Reason), rec.Attempts, escape.String(escape.Terminal, what), escape.String(escape.Terminal, errText))
+		return nil
+	})
+	tw.Flush()
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch deadletter list: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%d records\n", n)
+	return 0
+}
