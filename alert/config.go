@@ -141,9 +141,9 @@ func (c *Config) DefaultPaths(dir string) {
 	}
 }
 
-// ApplyDefaults fills zero fields of c (and of each output block) from
+// SetDefaults fills zero fields of c (and of each output block) from
 // Defaults. Decoding onto Defaults() does the same for the section itself.
-func (c *Config) ApplyDefaults() {
+func (c *Config) SetDefaults() {
 	d := Defaults()
 	if c.StateRetention == 0 {
 		c.StateRetention = d.StateRetention
@@ -167,15 +167,15 @@ func (c *Config) ApplyDefaults() {
 		o := &c.Outputs[i]
 		switch {
 		case o.Slack != nil:
-			o.Slack.ApplyDefaults()
+			o.Slack.SetDefaults()
 		case o.HEC != nil:
-			o.HEC.ApplyDefaults()
+			o.HEC.SetDefaults()
 		case o.Syslog != nil:
-			o.Syslog.ApplyDefaults()
+			o.Syslog.SetDefaults()
 		case o.Webhook != nil:
-			o.Webhook.ApplyDefaults()
+			o.Webhook.SetDefaults()
 		case o.Kafka != nil:
-			o.Kafka.ApplyDefaults()
+			o.Kafka.SetDefaults()
 		}
 	}
 }
@@ -194,7 +194,7 @@ func ParseYAML(data []byte) (Config, error) {
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("alerts config: %w", err)
 	}
-	doc.Alerts.ApplyDefaults()
+	doc.Alerts.SetDefaults()
 	return doc.Alerts, nil
 }
 
@@ -216,7 +216,7 @@ func FromNode(n *yaml.Node) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("alerts config: %w", err)
 	}
-	cfg.ApplyDefaults()
+	cfg.SetDefaults()
 	return cfg, nil
 }
 
@@ -382,7 +382,7 @@ func validateMatch(path string, m Match) error {
 		}
 	}
 	for i, d := range m.Detectors {
-		known := false
+		known := d == schema.DetectorSigma
 		for _, k := range schema.Detectors {
 			if d == k {
 				known = true

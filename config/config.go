@@ -50,6 +50,8 @@ type Config struct {
 	Detectors yaml.Node `yaml:"detectors"`
 	Alerts    yaml.Node `yaml:"alerts"`
 	Storage   yaml.Node `yaml:"storage"`
+	// Rules is the Sigma rules section (package sigma).
+	Rules yaml.Node `yaml:"rules"`
 	// Identity configures credential linking (package identity).
 	Identity yaml.Node `yaml:"identity"`
 	// Geo configures network context for addresses (package netinfo).

@@ -63,7 +63,7 @@ func ParseByteSize(s string) (int64, error) {
 }
 
 // Config is the `detectors:` section of the auditwatch configuration.
-// Defaults lives in Defaults; zero values are filled there only.
+// Defaults live in SetDefaults; zero values are filled there only.
 type Config struct {
 	// AllowedLateness is the lateness of a source not named in Lateness:
 	// how far behind its source's watermark (the newest event time seen
@@ -108,14 +108,15 @@ type Config struct {
 	AuthFailureSpike  AuthFailureSpikeConfig  `yaml:"auth_failure_spike"`
 	PrivilegedUse     PrivilegedUseConfig     `yaml:"privileged_use"`
 	AccessVolumeSpike AccessVolumeSpikeConfig `yaml:"access_volume_spike"`
+	Incidents         IncidentsConfig         `yaml:"incidents"`
 }
 
 func boolp(b bool) *bool { return &b }
 
 func on(b *bool) bool { return b == nil || *b }
 
-// Defaults fills every unset field. It is the only place defaults live.
-func (c *Config) Defaults() {
+// SetDefaults fills every unset field. It is the only place defaults live.
+func (c *Config) SetDefaults() {
 	if c.AllowedLateness == 0 {
 		// CloudTrail delivers most events within 5 minutes, some in 15.
 		c.AllowedLateness = Duration(15 * time.Minute)
@@ -152,10 +153,11 @@ func (c *Config) Defaults() {
 	c.AuthFailureSpike.defaults()
 	c.PrivilegedUse.defaults()
 	c.AccessVolumeSpike.defaults()
+	c.Incidents.defaults()
 }
 
 // Validate reports every bad field, each named by its YAML path, and
-// prepares parsed forms (CIDRs). Call after Defaults.
+// prepares parsed forms (CIDRs). Call after SetDefaults.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -195,6 +197,7 @@ func (c *Config) Validate() error {
 	c.AuthFailureSpike.validate(bad)
 	c.PrivilegedUse.validate(bad)
 	c.AccessVolumeSpike.validate(bad)
+	c.Incidents.validate(bad)
 	return errors.Join(errs...)
 }
 
@@ -216,7 +219,7 @@ func DecodeConfig(n *yaml.Node) (Config, error) {
 			return c, fmt.Errorf("detectors: %w", err)
 		}
 	}
-	c.Defaults()
+	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		return c, err
 	}

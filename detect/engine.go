@@ -157,7 +157,7 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	if st == nil {
 		return nil, ErrNoStore
 	}
-	cfg.Defaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("detect: config: %w", err)
 	}

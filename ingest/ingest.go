@@ -61,6 +61,9 @@ type Options struct {
 	Now func() time.Time `yaml:"-"`
 	// Stdin is what the path "-" reads (default os.Stdin).
 	Stdin io.Reader `yaml:"-"`
+	// KeepRaw sets schema.Event.Raw to the original record (for Sigma
+	// rules and the stored raw column). Off, events carry no copy.
+	KeepRaw bool `yaml:"-"`
 }
 
 // DefaultOptions returns the defaults.

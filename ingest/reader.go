@@ -175,6 +175,9 @@ func (r *Reader) Next() (schema.Event, error) {
 			// CloudTrail record is read in place without building a tree.
 			if r.opts.Format != FormatCloudTrail && !r.treeOnly {
 				if en, err, ok := r.vp.ParseLine(line); ok {
+					if r.opts.KeepRaw {
+						en.Event.Raw = append([]byte(nil), line...)
+					}
 					rec := r.sc.TakeLine()
 					r.stats.Records++
 					if err != nil {
@@ -197,6 +200,9 @@ func (r *Reader) Next() (schema.Event, error) {
 				// an ordinary CloudTrail record, read in place too
 				var ev schema.Event
 				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, &ev); ok {
+					if r.opts.KeepRaw && err == nil {
+						ev.Raw = append([]byte(nil), line...)
+					}
 					rec := r.sc.TakeLine()
 					r.stats.Records++
 					if err != nil {
@@ -331,6 +337,9 @@ func (r *Reader) cloudTrail(rec jsonx.Record, v *fastjson.Value, fb cloudtrail.F
 		r.recErr(rec, err)
 		return
 	}
+	if r.opts.KeepRaw {
+		ev.Raw = v.MarshalTo(nil)
+	}
 	r.push(item{ev: ev, after: rec.End})
 }
 
@@ -386,6 +395,9 @@ func (r *Reader) vaultEntry(rec jsonx.Record, v *fastjson.Value) {
 	if err != nil {
 		r.recErr(rec, err)
 		return
+	}
+	if r.opts.KeepRaw {
+		en.Event.Raw = v.MarshalTo(nil)
 	}
 	r.pairVault(rec, en)
 }

@@ -16,7 +16,12 @@ const (
 	DetectorAccessVolumeSpike = "access_volume_spike"
 )
 
-// Detectors lists every detector name, in a stable order.
+// DetectorSigma is the detector of findings raised by Sigma rules (package
+// sigma); its findings carry the rule in Attributes (rule_id, rule_title,
+// author, license, references, tags, techniques).
+const DetectorSigma = "sigma"
+
+// Detectors lists every built-in detector name, in a stable order.
 var Detectors = []string{
 	DetectorUnexpectedIP,
 	DetectorFirstTimeAccess,
@@ -98,6 +103,11 @@ type Finding struct {
 	Late bool `json:"late,omitempty"`
 	// Attributes holds detector-specific detail (bounded, small).
 	Attributes map[string]string `json:"attributes,omitempty"`
+	// IncidentID joins the findings of one attack (set by the correlation
+	// stage between detection and delivery): findings sharing a principal,
+	// an address or a secret within the correlation window. Every output
+	// and the store see the same id; alerts thread by it.
+	IncidentID string `json:"incident_id,omitempty"`
 }
 
 // MakeID derives a deterministic id from a detector name and the parts of

@@ -84,7 +84,7 @@ func known(now time.Time) ([]schema.Event, []schema.Finding) {
 	fs := []schema.Finding{
 		{ID: "f1", Detector: schema.DetectorAuthFailureSpike, Severity: schema.SeverityMedium, Time: at(time.Hour), Principal: "entity-alice", Resource: "secret/data/prod/db",
 			SourceIP: "10.0.0.1", Count: 5, DedupeKey: "burst-1", Revision: 0, Summary: "5 failures", EventIDs: []string{"a3"},
-			FirstTime: at(2 * time.Hour), LastTime: at(time.Hour), Attributes: map[string]string{"window": "5m"}},
+			FirstTime: at(2 * time.Hour), LastTime: at(time.Hour), Attributes: map[string]string{"window": "5m"}, IncidentID: "inc-1"},
 		{ID: "f2", Detector: schema.DetectorAuthFailureSpike, Severity: schema.SeverityHigh, Time: at(50 * time.Minute), Principal: "entity-alice", Resource: "secret/data/prod/db",
 			SourceIP: "10.0.0.1", Count: 9, DedupeKey: "burst-1", Revision: 1, Summary: "9 failures", FirstTime: at(2 * time.Hour), LastTime: at(50 * time.Minute)},
 		{ID: "f3", Detector: schema.DetectorUnexpectedIP, Severity: schema.SeverityHigh, Time: at(20 * time.Minute), Principal: "arn:aws:iam::111122223333:user/carol",
@@ -178,6 +178,10 @@ func TestBackends(t *testing.T) {
 			}
 			if err := st.InsertFindings(ctx, fs[:4]); err != nil {
 				t.Fatal(err)
+			}
+			// The incident id is stored with its finding (migration 0010).
+			if r, err := st.Raw(ctx, "SELECT any(incident_id) FROM "+db+".findings WHERE id = 'f1'", nil); err != nil || len(r.Rows) != 1 || r.Rows[0][0] != "inc-1" {
+				t.Errorf("incident_id of f1: %v %v, want inc-1", r, err)
 			}
 			if st.Dialect().Modern { // the server drops the retried block itself
 				r, err := st.Raw(ctx, "SELECT toUInt64(count()) FROM "+db+".events", nil)
@@ -282,7 +286,7 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	var d Config
-	d.Defaults()
+	d.SetDefaults()
 	if err := d.Validate(); err != nil || d.Backend != BackendCHDB {
 		t.Errorf("defaults: backend %q, Validate() = %v", d.Backend, err)
 	}

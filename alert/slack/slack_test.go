@@ -309,7 +309,7 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	c = Config{Mode: ModeBot}
-	c.ApplyDefaults()
+	c.SetDefaults()
 	err = c.Validate("s")
 	if err == nil || !strings.Contains(err.Error(), "s.token") || !strings.Contains(err.Error(), "s.channel") {
 		t.Errorf("bot mode without token and channel: %v", err)

@@ -190,12 +190,13 @@ func sourceComponents(srcs []source.Source, pub source.Publisher) []lifecycle.Co
 	return cs
 }
 
-// parserFor returns the parser of a source format.
-func parserFor(format string) (source.Parser, error) {
+// parserFor returns the parser of a source format; raw keeps each
+// event's original record (for Sigma rules).
+func parserFor(format string, raw bool) (source.Parser, error) {
 	if format == "jsonl" {
 		return source.JSONLines, nil
 	}
-	return auditParser(format)
+	return auditParserRaw(format, raw)
 }
 
 // buildSources builds the configured sources.
@@ -204,7 +205,7 @@ func buildSources(cfg *config.Config, cp source.Checkpoints, log *slog.Logger, r
 	var out []source.Source
 	var errs []error
 	for i, sc := range cfg.Sources {
-		parse, err := parserFor(sc.Format)
+		parse, err := parserFor(sc.Format, keepRaw(cfg))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sources[%d] %s: %w", i, sc.Name, err))
 			continue

@@ -35,14 +35,17 @@ the stage that uses it (run or alert) first.
 `
 
 func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stderr, deadletterUsage)
+		return 0
+	}
 	if len(args) == 0 || (args[0] != "list" && args[0] != "resend") {
 		fmt.Fprint(stderr, deadletterUsage)
 		return 2
 	}
 	verb := args[0]
-	fs := flag.NewFlagSet("deadletter "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "config `FILE` (YAML)")
+	fs := newFlagSet("deadletter "+verb, stderr, "[flags]", commands["deadletter"].summary)
+	cfgPath := configFlag(fs)
 	only := fs.String("output", "", "only records of the output `NAME`")
 	file := fs.String("file", "", "dead-letter `PATH` (default: the configured one)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -51,11 +54,15 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 		}
 		return 2
 	}
-	if *cfgPath == "" || fs.NArg() > 0 {
+	if fs.NArg() > 0 {
 		fmt.Fprint(stderr, deadletterUsage)
 		return 2
 	}
-	d, code := newDaemon("deadletter", []string{"--config", *cfgPath}, stderr)
+	var dargs []string
+	if *cfgPath != "" {
+		dargs = []string{"--config", *cfgPath}
+	}
+	d, code := newDaemon("deadletter", dargs, stderr)
 	if d == nil {
 		return code
 	}

@@ -70,13 +70,18 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		}
 		var ev pipeline.EventSink
 		var hook func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
+		open := d.detectorOpenerFor(r.role, c)
 		if r.role == rolePrincipal {
 			ev = events
 			hook = enrich.hook()
+			// Sigma rules see every event once: on the principal-keyed topic
+			if open, err = d.withRules(ctx, open); err != nil {
+				return err
+			}
 		}
 		stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
 			Enrich:             hook,
-			Open:               d.detectorOpenerFor(r.role, c),
+			Open:               open,
 			Findings:           sink,
 			Events:             ev,
 			Replayable:         true,

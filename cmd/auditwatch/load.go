@@ -70,6 +70,8 @@ func runLoad(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		inputs = []string{"-"}
 	}
 	var stored, rejected int
+	recErrs := newCappedWriter(stderr, "auditwatch load", maxRecordErrors)
+	defer recErrs.Summary()
 	for _, in := range inputs {
 		var r io.Reader = stdin
 		name := "stdin"
@@ -83,7 +85,7 @@ func runLoad(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			defer f.Close()
 			r, name = f, in
 		}
-		s, rej, err := loadStream(ctx, w, r, name, stderr)
+		s, rej, err := loadStream(ctx, w, r, name, recErrs)
 		stored += s
 		rejected += rej
 		if err != nil {

@@ -49,6 +49,7 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	}
 	opts.Stdin = stdin
 
+	recErrs := newCappedWriter(stderr, "normalize", maxRecordErrors)
 	out := bufio.NewWriterSize(stdout, 256<<10)
 	var (
 		total  ingest.Stats
@@ -66,7 +67,7 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 				break
 			}
 			if err != nil {
-				fmt.Fprintf(stderr, "normalize: %s\n", escape.String(escape.Terminal, err.Error()))
+				fmt.Fprintf(recErrs, "normalize: %s\n", escape.String(escape.Terminal, err.Error()))
 				continue
 			}
 			buf = ev.AppendJSON(buf[:0])
@@ -81,6 +82,7 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	if ferr := out.Flush(); ferr != nil && err == nil {
 		err = fmt.Errorf("write output: %w", ferr)
 	}
+	recErrs.Summary()
 	fmt.Fprintf(stderr, "normalize: %d inputs, %d records, %d events, %d rejected, %d skipped, %d vault requests without response\n",
 		inputs, total.Records, total.Events, total.Rejected, total.Skipped, total.Unpaired)
 	if err != nil {

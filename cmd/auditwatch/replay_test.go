@@ -199,6 +199,40 @@ func TestReplayOpenBaoScenario(t *testing.T) {
 	if len(fs) != 24 {
 		t.Errorf("%d findings, want 24", len(fs))
 	}
+	// One incident per attack: every finding carries an incident id; the
+	// findings of one label share one incident, and no incident spans two
+	// labels (A3b continues A3's burst from the same address: one attack).
+	attack := func(id string) string {
+		if id == "A3b" {
+			return "A3"
+		}
+		return id
+	}
+	incOf, labelOf := map[string]string{}, map[string]string{}
+	for _, f := range fs {
+		if f.IncidentID == "" {
+			t.Errorf("finding %s has no incident id", f.ID)
+			continue
+		}
+		var by string
+		for _, l := range labels {
+			if l.explains(f) {
+				by = attack(l.ID)
+				break
+			}
+		}
+		if prev, ok := incOf[by]; ok && prev != f.IncidentID {
+			t.Errorf("%s: findings in incidents %s and %s, want one", by, prev, f.IncidentID)
+		}
+		incOf[by] = f.IncidentID
+		if prev, ok := labelOf[f.IncidentID]; ok && prev != by {
+			t.Errorf("incident %s spans %s and %s", f.IncidentID, prev, by)
+		}
+		labelOf[f.IncidentID] = by
+	}
+	if len(labelOf) != 6 {
+		t.Errorf("%d incidents, want 6 (A1, A2, A3+A3b, A3c, A4, A5)", len(labelOf))
+	}
 	// Each burst is one incident: every revision of a DedupeKey grows.
 	last := map[string]schema.Finding{}
 	for _, f := range fs {

@@ -43,6 +43,9 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if open, err = d.withRules(ctx, open); err != nil {
+		return err
+	}
 	// The detector state of the one embedded partition; its checkpoint
 	// metadata holds where each source resumes.
 	det, err := open(0, false)

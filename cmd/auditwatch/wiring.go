@@ -11,6 +11,7 @@ import (
 	"auditwatch/alert"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
+	"auditwatch/incident"
 	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 	"auditwatch/pipeline"
@@ -20,8 +21,14 @@ import (
 
 // auditParser returns the audit log parser of a format.
 func auditParser(format string) (source.Parser, error) {
+	return auditParserRaw(format, false)
+}
+
+// auditParserRaw is auditParser; raw keeps each event's original record.
+func auditParserRaw(format string, raw bool) (source.Parser, error) {
 	opts := ingest.DefaultOptions()
 	opts.Format = format
+	opts.KeepRaw = raw
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("format %q: %w", format, err)
 	}
@@ -74,8 +81,28 @@ func (d *daemon) detectorOpenerFor(key string, dcfg detect.Config) pipeline.Open
 			st.Close()
 			return nil, err
 		}
-		return engine{Engine: eng, st: st}, nil
+		return correlated(engine{Engine: eng, st: st}, dcfg)
 	}
+}
+
+// correlated puts the incident correlation stage behind a partition's
+// engine: its findings carry incident ids before any sink sees them.
+func correlated(det pipeline.Detector, dcfg detect.Config) (pipeline.Detector, error) {
+	if !dcfg.Incidents.On() {
+		return det, nil
+	}
+	s, err := incident.Wrap(det, incidentConfig(dcfg))
+	if err != nil {
+		det.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// incidentConfig is the correlation part of the detectors section.
+func incidentConfig(dcfg detect.Config) incident.Config {
+	c := dcfg.Incidents
+	return incident.Config{Window: c.Window.D(), MaxFanout: c.MaxFanout, MaxOpen: c.MaxOpen}
 }
 
 // router opens the alert router of the `alerts:` section once (nil when

@@ -49,8 +49,8 @@ type Config struct {
 	Fresh bool `yaml:"-"`
 }
 
-// Defaults fills unset fields.
-func (c *Config) Defaults() {
+// SetDefaults fills unset fields.
+func (c *Config) SetDefaults() {
 	if c.Partition == "" {
 		c.Partition = "0"
 	}
@@ -101,7 +101,7 @@ var (
 // Open opens (creating if needed) the store described by cfg. With
 // cfg.Fresh the partition's key-space is emptied first.
 func Open(cfg Config) (*Store, error) {
-	cfg.Defaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

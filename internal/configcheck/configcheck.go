@@ -27,6 +27,7 @@ import (
 	"auditwatch/detect"
 	"auditwatch/identity"
 	"auditwatch/netinfo"
+	"auditwatch/sigma"
 	"auditwatch/store"
 )
 
@@ -224,6 +225,17 @@ var sections = []section{
 				return err, nil
 			}
 			return nil, c.Validate()
+		},
+	},
+	{
+		key: "rules",
+		typ: reflect.TypeFor[sigma.Config](),
+		check: func(n *yaml.Node, _ *Loaded) (error, error) {
+			_, err := sigma.DecodeConfig(n)
+			if err != nil && isDecodeError(err) {
+				return err, nil
+			}
+			return nil, config.Prefix("rules", err)
 		},
 	},
 }

@@ -17,9 +17,11 @@ func TestMigrationsRenderPerDialect(t *testing.T) {
 	if len(legacy) != len(modern) || len(legacy) < 3 {
 		t.Fatalf("%d legacy and %d modern migrations", len(legacy), len(modern))
 	}
+	// Versions increase; numbers are reserved per change, so there may
+	// be gaps (Migrate applies every version not recorded as applied).
 	for i, m := range legacy {
-		if m.Version != i+1 {
-			t.Errorf("migration %s has version %d, want %d", m.Name, m.Version, i+1)
+		if i == 0 && m.Version != 1 || i > 0 && m.Version <= legacy[i-1].Version {
+			t.Errorf("migration %s has version %d after %d", m.Name, m.Version, map[bool]int{true: 0, false: legacy[max(i-1, 0)].Version}[i == 0])
 		}
 		for _, st := range m.Statements {
 			for _, bad := range []string{"LowCardinality", "INDEX", "TTL", "IPv6", "DateTime64", "Map(", "SETTINGS", "{{", ";"} {

@@ -37,7 +37,7 @@ var PrincipalColumns = []string{
 var FindingColumns = []string{
 	"day", "time", "id", "detector", "severity", "principal", "principal_name", "resource",
 	"source_ip", "source", "account", "count", "event_ids", "summary", "reason", "dedupe_key",
-	"revision", "first_time", "last_time", "late", "attr_keys", "attr_values",
+	"revision", "first_time", "last_time", "late", "attr_keys", "attr_values", "incident_id",
 }
 
 // IP16 returns the address as 16 bytes (IPv4 mapped into IPv6); zeros when

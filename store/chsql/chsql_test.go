@@ -201,7 +201,7 @@ func FuzzAppendEventRowBinary(f *testing.F) {
 }
 
 func TestFindingRowBinaryLength(t *testing.T) {
-	f := schema.Finding{ID: "x", EventIDs: []string{"a", "b"}, Attributes: map[string]string{"k2": "v2", "k1": "v1"}, Count: 3}
+	f := schema.Finding{ID: "x", EventIDs: []string{"a", "b"}, Attributes: map[string]string{"k2": "v2", "k1": "v1"}, Count: 3, IncidentID: "inc"}
 	row := AppendFindingRowBinary(nil, &f)
 	r := &rbReader{t: t, b: row}
 	r.n(6)
@@ -220,6 +220,9 @@ func TestFindingRowBinaryLength(t *testing.T) {
 	r.n(4 + 4 + 4 + 1)
 	if k, v := r.strs(), r.strs(); k[0] != "k1" || v[1] != "v2" {
 		t.Fatalf("attributes %q %q", k, v)
+	}
+	if inc := r.str(); inc != "inc" {
+		t.Fatalf("incident_id %q", inc)
 	}
 	if r.off != len(row) {
 		t.Fatalf("finding row has %d trailing bytes", len(row)-r.off)

@@ -90,5 +90,6 @@ func AppendFindingRowBinary(b []byte, f *schema.Finding) []byte {
 	b = append(b, b01(f.Late))
 	keys, vals := Attributes(f.Attributes)
 	b = appendStrs(b, keys)
-	return appendStrs(b, vals)
+	b = appendStrs(b, vals)
+	return appendStr(b, f.IncidentID)
 }

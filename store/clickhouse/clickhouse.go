@@ -57,7 +57,7 @@ type DB struct {
 // New connects and reads the server's version. With limits non-nil every
 // query runs with readonly=1 and those limits.
 func New(ctx context.Context, cfg Config, db string, limits *Limits, logger *slog.Logger) (*DB, error) {
-	cfg.Defaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate("storage.clickhouse"); err != nil {
 		return nil, err
 	}
@@ -275,6 +275,7 @@ func (d *DB) InsertFindings(ctx context.Context, fs []schema.Finding, token stri
 	eids, ak, av := make([][]string, n), make([][]string, n), make([][]string, n)
 	id, det, sev, pr, prn, res, sip, src, acc, sum, rea, dk := mk("id"), mk("detector"), mk("severity"), mk("principal"),
 		mk("principal_name"), mk("resource"), mk("source_ip"), mk("source"), mk("account"), mk("summary"), mk("reason"), mk("dedupe_key")
+	inc := mk("incident_id")
 	for i := range fs {
 		f := &fs[i]
 		t := chsql.ClampTime(f.Time)
@@ -289,6 +290,7 @@ func (d *DB) InsertFindings(ctx context.Context, fs []schema.Finding, token stri
 		ak[i], av[i] = chsql.Attributes(f.Attributes)
 		id[i], det[i], sev[i], pr[i], prn[i], res[i] = f.ID, f.Detector, string(f.Severity), f.Principal, f.PrincipalName, f.Resource
 		sip[i], src[i], acc[i], sum[i], rea[i], dk[i] = f.SourceIP, f.Source, f.Account, f.Summary, f.Reason, f.DedupeKey
+		inc[i] = f.IncidentID
 	}
 	for k, v := range map[string]any{"day": day, "time": tm, "first_time": ft, "last_time": lt, "count": cnt, "revision": rev,
 		"late": late, "event_ids": eids, "attr_keys": ak, "attr_values": av} {

@@ -1,0 +1,77 @@
+package incident
+
+import (
+	"errors"
+
+	"auditwatch/schema"
+)
+
+// MetaKey is the checkpoint meta entry holding the correlator's state.
+const MetaKey = "incident/open"
+
+// Detector is a detector engine with a checkpoint (pipeline.Detector).
+type Detector interface {
+	Process(ev schema.Event) []schema.Finding
+	Checkpoint(meta map[string][]byte) error
+	Meta() (map[string][]byte, error)
+	Close() error
+}
+
+// Stage is a Detector whose findings carry incident ids: the correlation
+// runs on the detector's findings before anything hands them on, and its
+// state is saved in the detector's checkpoint.
+type Stage struct {
+	Detector
+	c *Correlator
+}
+
+// Wrap correlates d's findings, restoring the state its last checkpoint
+// saved.
+func Wrap(d Detector, cfg Config) (*Stage, error) {
+	if d == nil {
+		return nil, ErrNoDetector
+	}
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := d.Meta()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.RestoreState(meta[MetaKey]); err != nil {
+		return nil, err
+	}
+	return &Stage{Detector: d, c: c}, nil
+}
+
+// Process runs the detector and correlates its findings.
+func (s *Stage) Process(ev schema.Event) []schema.Finding {
+	fs := s.Detector.Process(ev)
+	s.c.Assign(fs)
+	return fs
+}
+
+// Checkpoint saves the correlator's state with the detector's.
+func (s *Stage) Checkpoint(meta map[string][]byte) error {
+	b, err := s.c.MarshalState()
+	if err != nil {
+		return err
+	}
+	m := make(map[string][]byte, len(meta)+1)
+	for k, v := range meta {
+		m[k] = v
+	}
+	m[MetaKey] = b
+	return s.Detector.Checkpoint(m)
+}
+
+// Correlator returns the stage's correlator (findings from other stages of
+// the same partition, such as credential linking, join through it).
+func (s *Stage) Correlator() *Correlator { return s.c }
+
+// Unwrap returns the wrapped detector.
+func (s *Stage) Unwrap() Detector { return s.Detector }
+
+// ErrNoDetector is returned by Wrap with a nil detector.
+var ErrNoDetector = errors.New("incident: no detector")
