@@ -158,6 +158,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	opts.Stdin = stdin
 
+	setGoMemoryLimit(dcfg)
 	// Without --state: a temporary store, removed at exit.
 	st, err := state.Open(state.Config{Dir: *stateDir})
 	if err != nil {
@@ -266,7 +267,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			p.Events++
 			pos[name] = p
 			sinceCkpt++
-			if sinceCkpt >= int64(*every) {
+			if sinceCkpt >= int64(*every) || eng.NeedCheckpoint() {
 				return checkpoint()
 			}
 			return nil
