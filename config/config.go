@@ -50,8 +50,12 @@ type Config struct {
 	Detectors yaml.Node `yaml:"detectors"`
 	Alerts    yaml.Node `yaml:"alerts"`
 	Storage   yaml.Node `yaml:"storage"`
+	// Rules is the Sigma rules section (package sigma).
+	Rules yaml.Node `yaml:"rules"`
 	// Identity configures credential linking (package identity).
 	Identity yaml.Node `yaml:"identity"`
+	// Geo configures network context for addresses (package netinfo).
+	Geo yaml.Node `yaml:"geo"`
 	// Trail configures CloudTrail digest validation (package trail).
 	Trail yaml.Node `yaml:"trail"`
 	// Files configures the JSON Lines file sinks.

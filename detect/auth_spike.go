@@ -44,7 +44,7 @@ type spikeState struct {
 	// H: failures per past tumbling window (the baseline; the current
 	// window is not part of it).
 	H      pastWindows `json:"hw"`
-	Recent []string              `json:"r,omitempty"`
+	Recent []string    `json:"r,omitempty"`
 	// Who: identities failing from this address within the window (ip
 	// keys only, bounded).
 	Who []whoSeen `json:"h,omitempty"`

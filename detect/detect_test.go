@@ -63,7 +63,7 @@ func TestCanonicalResource(t *testing.T) {
 
 func TestScope(t *testing.T) {
 	var c Config
-	c.Defaults()
+	c.SetDefaults()
 	s := newScope(c.FirstTimeAccess.Scope, c.FirstTimeAccess.VaultMounts)
 	cases := []struct {
 		ev   schema.Event
@@ -92,7 +92,7 @@ func TestScope(t *testing.T) {
 
 func TestConfigValidateNamesEveryField(t *testing.T) {
 	var c Config
-	c.Defaults()
+	c.SetDefaults()
 	c.AllowedLateness = Duration(-time.Second)
 	c.UnexpectedIP.IPv4Prefix = 33
 	c.UnexpectedIP.Severity = "urgent"
@@ -119,7 +119,7 @@ func TestConfigValidateNamesEveryField(t *testing.T) {
 		}
 	}
 	var ok Config
-	ok.Defaults()
+	ok.SetDefaults()
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("defaults invalid: %v", err)
 	}
@@ -173,7 +173,7 @@ func TestExampleConfig(t *testing.T) {
 	// The example shows the default scope, mounts and rollout writes (plus
 	// one example exclusion at the end).
 	var d Config
-	d.Defaults()
+	d.SetDefaults()
 	if n := len(c.FirstTimeAccess.Scope); n == 0 || !reflect.DeepEqual(c.FirstTimeAccess.Scope[:n-1], d.FirstTimeAccess.Scope) {
 		t.Errorf("example scope differs from DefaultScope:\n%+v\n%+v", c.FirstTimeAccess.Scope, d.FirstTimeAccess.Scope)
 	}

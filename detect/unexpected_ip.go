@@ -107,12 +107,12 @@ func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Findin
 	f := d.e.finding(schema.DetectorUnexpectedIP, d.cfg.Severity, ev, c)
 	f.DedupeKey = schema.MakeID(schema.DetectorUnexpectedIP, ev.Principal, pfx.String())
 	f.ID = schema.MakeID(schema.DetectorUnexpectedIP, ev.Principal, pfx.String(), ev.ID)
-	f.Summary = fmt.Sprintf("%s used %s from %s, a network it has not used before", nameOf(ev), actionOf(ev), ev.SourceIP)
-	f.Reason = fmt.Sprintf("%s (network %s) is outside the %d networks seen for this principal in %s of history since %s: %s; no allowlist covers it",
-		ev.SourceIP, pfx, known, historySpan(c.first, ev.Time), c.first.Format(time.RFC3339), strings.Join(seen, ", "))
+	f.Summary = fmt.Sprintf("%s used %s from %s%s, a network it has not used before", nameOf(ev), actionOf(ev), ev.SourceIP, ev.Where())
+	f.Reason = fmt.Sprintf("%s%s (network %s) is outside the %d networks seen for this principal in %s of history since %s: %s; no allowlist covers it",
+		ev.SourceIP, ev.Where(), pfx, known, historySpan(c.first, ev.Time), c.first.Format(time.RFC3339), strings.Join(seen, ", "))
 	if known == 0 {
-		f.Reason = fmt.Sprintf("%s (network %s): the principal, seen for %s since %s, had no network on record; no allowlist covers it",
-			ev.SourceIP, pfx, historySpan(c.first, ev.Time), c.first.Format(time.RFC3339))
+		f.Reason = fmt.Sprintf("%s%s (network %s): the principal, seen for %s since %s, had no network on record; no allowlist covers it",
+			ev.SourceIP, ev.Where(), pfx, historySpan(c.first, ev.Time), c.first.Format(time.RFC3339))
 	}
 	f.Attributes["network"] = pfx.String()
 	f.Attributes["learned_networks"] = fmt.Sprint(known)

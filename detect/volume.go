@@ -32,10 +32,10 @@ type seenRes struct {
 }
 
 type volState struct {
-	Seen []seenRes `json:"s,omitempty"`
+	Seen []seenRes   `json:"s,omitempty"`
 	H    pastWindows `json:"h"` // distinct secrets per past window with reads
-	Last int64     `json:"l"` // last in-scope read
-	B    burst     `json:"b"`
+	Last int64       `json:"l"` // last in-scope read
+	B    burst       `json:"b"`
 }
 
 func newVolume(e *Engine) *volume {

@@ -16,7 +16,12 @@ const (
 	DetectorAccessVolumeSpike = "access_volume_spike"
 )
 
-// Detectors lists every detector name, in a stable order.
+// DetectorSigma is the detector of findings raised by Sigma rules (package
+// sigma); its findings carry the rule in Attributes (rule_id, rule_title,
+// author, license, references, tags, techniques).
+const DetectorSigma = "sigma"
+
+// Detectors lists every built-in detector name, in a stable order.
 var Detectors = []string{
 	DetectorUnexpectedIP,
 	DetectorFirstTimeAccess,

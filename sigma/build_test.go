@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"regexp/syntax"
 	"strings"
 	"testing"
@@ -291,3 +292,26 @@ func describe(m map[string]any) string {
 
 var _ = fmt.Sprint
 var _ = netip.Addr{}
+
+func countCases(t *testing.T, file string) (pos, neg int) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		var tc TestCase
+		if err := json.Unmarshal([]byte(l), &tc); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if tc.Match {
+			pos++
+		} else {
+			neg++
+		}
+	}
+	return pos, neg
+}

@@ -9,8 +9,8 @@ import (
 	"auditwatch/schema"
 )
 
-// Detector is the name findings of Sigma rules carry.
-const Detector = "sigma"
+// DetectorName is the detector of findings raised by Sigma rules.
+const DetectorName = schema.DetectorSigma
 
 // Finding attributes.
 const (
@@ -150,7 +150,7 @@ func (e *Evaluator) ProcessRecord(ev *schema.Event, rec *Record, out []schema.Fi
 
 func base(r *Rule, ev *schema.Event) schema.Finding {
 	return schema.Finding{
-		Detector:      Detector,
+		Detector:      DetectorName,
 		Severity:      Severity(r.Level),
 		Time:          ev.Time,
 		Principal:     ev.Principal,
@@ -165,7 +165,7 @@ func base(r *Rule, ev *schema.Event) schema.Finding {
 
 func single(r *Rule, ev *schema.Event, evID string) schema.Finding {
 	f := base(r, ev)
-	f.ID = schema.MakeID(Detector, r.Key(), evID)
+	f.ID = schema.MakeID(DetectorName, r.Key(), evID)
 	f.DedupeKey = f.ID
 	f.Count = 1
 	f.EventIDs = []string{evID}
@@ -182,7 +182,7 @@ func single(r *Rule, ev *schema.Event, evID string) schema.Finding {
 func correlated(fr *Firing, ev *schema.Event) schema.Finding {
 	r := fr.Rule
 	f := base(r, ev)
-	f.ID = schema.MakeID(Detector, fr.key()...)
+	f.ID = schema.MakeID(DetectorName, fr.key()...)
 	f.DedupeKey = f.ID
 	f.Count = int(fr.Count)
 	f.EventIDs = fr.EventIDs

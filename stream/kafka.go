@@ -152,6 +152,8 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 // Encode is the Kafka value of a record.
 func Encode(r *Record) ([]byte, string, error) {
 	switch {
+	case r.Event != nil && len(r.Event.Raw) > 0:
+		return appendEventRaw(nil, r.Event), typeEventRaw, nil
 	case r.Event != nil:
 		return r.Event.AppendJSON(nil), typeEvent, nil
 	case r.Finding != nil:
@@ -170,6 +172,12 @@ func Decode(r *Record, typ string, v []byte) error {
 			return err
 		}
 		r.Finding = &f
+	case typeEventRaw:
+		var ev schema.Event
+		if err := decodeEventRaw(v, &ev); err != nil {
+			return err
+		}
+		r.Event = &ev
 	default:
 		var ev schema.Event
 		if err := DecodeEvent(v, &ev); err != nil {

@@ -190,21 +190,28 @@ func sourceComponents(srcs []source.Source, pub source.Publisher) []lifecycle.Co
 	return cs
 }
 
-// parserFor returns the parser of a source format.
-func parserFor(format string) (source.Parser, error) {
+// parserFor returns the parser of a source format; raw keeps each
+// event's original record (for Sigma rules).
+func parserFor(format string, raw bool) (source.Parser, error) {
 	if format == "jsonl" {
 		return source.JSONLines, nil
 	}
-	return auditParser(format)
+	return auditParserRaw(format, raw)
 }
 
 // buildSources builds the configured sources.
 func buildSources(cfg *config.Config, cp source.Checkpoints, log *slog.Logger, reg prometheus.Registerer) ([]source.Source, error) {
 	m := source.NewMetrics(reg)
+	// Rejected raw records go to one capped file in the state directory.
+	if q, err := source.OpenQuarantine(filepath.Join(cfg.State.Dir, "quarantine", "rejected.jsonl"), 0, reg); err != nil {
+		log.Warn("no quarantine file for rejected records", "err", err)
+	} else {
+		m.Quarantine = q
+	}
 	var out []source.Source
 	var errs []error
 	for i, sc := range cfg.Sources {
-		parse, err := parserFor(sc.Format)
+		parse, err := parserFor(sc.Format, keepRaw(cfg))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sources[%d] %s: %w", i, sc.Name, err))
 			continue

@@ -20,6 +20,7 @@ import (
 	"auditwatch/internal/configcheck"
 	"auditwatch/internal/escape"
 	"auditwatch/schema"
+	"auditwatch/sigma"
 )
 
 func init() {
@@ -34,18 +35,55 @@ func init() {
 // loads it as every command does (every section validated) and returns its
 // detectors section. No config file anywhere: the defaults.
 func loadReplayConfig(flagPath string) (detect.Config, error) {
+	c, _, err := loadReplayConfigRules(flagPath)
+	return c, err
+}
+
+// loadReplayConfigRules is loadReplayConfig with the rules: section.
+func loadReplayConfigRules(flagPath string) (detect.Config, sigma.Config, error) {
 	path, _, err := configcheck.Discover(flagPath, os.Getenv)
 	if errors.Is(err, configcheck.ErrNoConfig) {
-		return detect.DecodeConfig(nil)
+		c, err := detect.DecodeConfig(nil)
+		if err != nil {
+			return c, sigma.Config{}, err
+		}
+		rc, err := sigma.DecodeConfig(nil)
+		return c, rc, err
 	}
 	if err != nil {
-		return detect.Config{}, err
+		return detect.Config{}, sigma.Config{}, err
 	}
 	l, err := configcheck.Load(path)
 	if err != nil {
-		return detect.Config{}, err
+		return detect.Config{}, sigma.Config{}, err
 	}
-	return l.Detectors, nil
+	rc, err := sigma.DecodeConfig(&l.Rules)
+	if err != nil {
+		return l.Detectors, rc, fmt.Errorf("config %s: %w", path, err)
+	}
+	return l.Detectors, rc, nil
+}
+
+// pathList is a repeatable flag of paths (also comma-separated).
+type pathList []string
+
+func (p *pathList) String() string { return strings.Join(*p, ",") }
+
+func (p *pathList) Set(v string) error {
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			*p = append(*p, x)
+		}
+	}
+	return nil
+}
+
+// replayEngine is what replay drives: the detector engine, or the engine
+// with Sigma rules beside it.
+type replayEngine interface {
+	Process(ev schema.Event) []schema.Finding
+	Checkpoint(meta map[string][]byte) error
+	Flush() []schema.Finding
 }
 
 // replayPos is the per-input progress stored in checkpoint meta.
@@ -62,9 +100,12 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	every := fl.Int("checkpoint-every", 100_000, "checkpoint state every N events")
 	opts := ingest.DefaultOptions()
 	fl.StringVar(&opts.Format, "format", opts.Format, "input format: auto, cloudtrail or vault")
+	var rulePaths pathList
+	fl.Var(&rulePaths, "rules", "Sigma rule file or folder (repeatable; adds to the config's rules.paths)")
 	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: auditwatch replay [--config FILE] [--state DIR] [--learn-until RFC3339] PATH...")
+		fmt.Fprintln(stderr, "usage: auditwatch replay [--config FILE] [--rules PATH]... [--state DIR] [--learn-until RFC3339] PATH...")
 		fmt.Fprintln(stderr, "Normalizes the inputs, runs the detectors (inputs merged in event-time order) and writes findings as JSON lines on stdout.")
+		fmt.Fprintln(stderr, "With --rules (or the config's rules: section) Sigma rules run beside the detectors over each event's original record.")
 		fmt.Fprintln(stderr, "With --state the detector state, the per-source watermarks and each input's progress are checkpointed there:")
 		fmt.Fprintln(stderr, "a later run continues (inputs already replayed are skipped; an interrupted input resumes after its last")
 		fmt.Fprintln(stderr, "checkpoint, and findings re-emitted after it carry the ids already emitted).")
@@ -86,9 +127,21 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintf(stderr, "replay: %s\n", escape.String(escape.Terminal, fmt.Sprintf(format, a...)))
 		return code
 	}
-	dcfg, err := loadReplayConfig(*configPath)
+	dcfg, rcfg, err := loadReplayConfigRules(*configPath)
 	if err != nil {
 		return fail(2, "%v", err)
+	}
+	rcfg.Paths = append(rcfg.Paths, rulePaths...)
+	var rules *sigma.Set
+	if rcfg.Enabled() {
+		rules, err = sigma.Load(rcfg.Paths, rcfg.Options())
+		if err != nil {
+			return fail(2, "%v", err)
+		}
+		for _, p := range rules.Problems {
+			fmt.Fprintf(stderr, "replay: rule skipped: %s\n", escape.String(escape.Terminal, p.Error()))
+		}
+		opts.KeepRaw = true
 	}
 	if *learnUntil != "" {
 		t, err := time.Parse(time.RFC3339Nano, *learnUntil)
@@ -105,6 +158,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	opts.Stdin = stdin
 
+	setGoMemoryLimit(dcfg)
 	// Without --state: a temporary store, removed at exit.
 	st, err := state.Open(state.Config{Dir: *stateDir})
 	if err != nil {
@@ -117,11 +171,20 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return fail(2, "%v", err)
 	}
 	defer eng.Close()
-	linker, err := replayLinker(*configPath, *stateDir, logger)
+	var run replayEngine = eng
+	if rules != nil {
+		sd, err := sigma.NewDetector(eng, rules)
+		if err != nil {
+			return fail(1, "%v", err)
+		}
+		sd.Evaluator().Correlator().MaxGroups = rcfg.MaxGroups
+		run = sd
+	}
+	enrich, err := replayEnrichment(*configPath, *stateDir, logger)
 	if err != nil {
 		return fail(2, "%v", err)
 	}
-	defer closeLinker(linker)
+	defer enrich.Close()
 	meta, err := eng.Meta()
 	if err != nil {
 		return fail(1, "%v", err)
@@ -188,32 +251,30 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			m[incident.MetaKey] = b
 		}
 		sinceCkpt = 0
-		return eng.Checkpoint(m)
+		return run.Checkpoint(m)
 	}
 	var total ingest.Stats
 	inputs, err := ingest.Inputs(paths)
 	if err == nil {
 		err = replayMerged(ctx, inputs, opts, pos, stderr, &total, func(name string, ev schema.Event) error {
-			if linker != nil {
-				if err := emit(linker.Process(ctx, &ev, nil)); err != nil {
-					return err
-				}
+			if err := emit(enrich.Enrich(ctx, &ev, nil)); err != nil {
+				return err
 			}
-			if err := emit(eng.Process(ev)); err != nil {
+			if err := emit(run.Process(ev)); err != nil {
 				return err
 			}
 			p := pos[name]
 			p.Events++
 			pos[name] = p
 			sinceCkpt++
-			if sinceCkpt >= int64(*every) {
+			if sinceCkpt >= int64(*every) || eng.NeedCheckpoint() {
 				return checkpoint()
 			}
 			return nil
 		})
 	}
 	if err == nil {
-		err = emit(eng.Flush())
+		err = emit(run.Flush())
 	}
 	if err == nil {
 		err = checkpoint()

@@ -26,6 +26,8 @@ import (
 	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/identity"
+	"auditwatch/netinfo"
+	"auditwatch/sigma"
 	"auditwatch/store"
 )
 
@@ -212,6 +214,28 @@ var sections = []section{
 				return err, nil
 			}
 			return nil, c.Validate()
+		},
+	},
+	{
+		key: "geo",
+		typ: reflect.TypeFor[netinfo.Config](),
+		check: func(n *yaml.Node, _ *Loaded) (error, error) {
+			c, err := netinfo.FromNode(n)
+			if err != nil {
+				return err, nil
+			}
+			return nil, c.Validate()
+		},
+	},
+	{
+		key: "rules",
+		typ: reflect.TypeFor[sigma.Config](),
+		check: func(n *yaml.Node, _ *Loaded) (error, error) {
+			_, err := sigma.DecodeConfig(n)
+			if err != nil && isDecodeError(err) {
+				return err, nil
+			}
+			return nil, config.Prefix("rules", err)
 		},
 	},
 }

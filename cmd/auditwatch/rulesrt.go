@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"auditwatch/config"
+	"auditwatch/pipeline"
+	"auditwatch/sigma"
+)
+
+// rulesConfig decodes the rules: section (zero Config when absent).
+func rulesConfig(cfg *config.Config) (sigma.Config, error) {
+	c, err := sigma.DecodeConfig(&cfg.Rules)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// keepRaw reports whether sources must keep each event's original record:
+// Sigma rules read it.
+func keepRaw(cfg *config.Config) bool {
+	if cfg.Rules.Kind == 0 {
+		return false
+	}
+	c, err := rulesConfig(cfg)
+	return err == nil && c.Enabled()
+}
+
+// rulesRuntime holds the loaded Sigma rule set of a daemon and replaces it
+// on SIGHUP and when a rule file changes. A set with an invalid rule is
+// rejected whole: the previous set keeps running, and the metric and the
+// log line name the file and line.
+type rulesRuntime struct {
+	cfg sigma.Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	set  *sigma.Set
+	dets []*sigma.Detector
+	sig  string // fingerprint of the rule files (names, sizes, mtimes)
+
+	loaded   prometheus.Gauge
+	reloads  *prometheus.CounterVec
+	rejected prometheus.Gauge
+}
+
+func newRulesRuntime(cfg sigma.Config, log *slog.Logger, reg prometheus.Registerer) (*rulesRuntime, error) {
+	rt := &rulesRuntime{cfg: cfg, log: log,
+		loaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_rules_loaded",
+			Help: "Sigma rules in the running set (single-event and correlation)."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_rules_reloads_total",
+			Help: "Sigma rule set reloads, by result (applied, rejected, unchanged)."}, []string{"result"}),
+		rejected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_rules_rejected",
+			Help: "1 while the rule files on disk hold an invalid rule (the previous set keeps running), else 0."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{rt.loaded, rt.reloads, rt.rejected} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("rules metrics: %w", err)
+			}
+		}
+	}
+	set, sig, err := rt.load()
+	if err != nil {
+		return nil, err
+	}
+	rt.set, rt.sig = set, sig
+	rt.loaded.Set(float64(len(set.Rules)))
+	single, corr := set.Stats()
+	log.Info("sigma rules loaded", "rules", single, "correlations", corr, "skipped", len(set.Problems))
+	for _, p := range set.Problems {
+		log.Warn("sigma rule skipped", "file", p.File, "line", p.Line, "reason", p.Msg)
+	}
+	return rt, nil
+}
+
+func (rt *rulesRuntime) load() (*sigma.Set, string, error) {
+	sig, err := rulesFingerprint(rt.cfg.Paths)
+	if err != nil {
+		return nil, "", err
+	}
+	set, err := sigma.Load(rt.cfg.Paths, rt.cfg.Options())
+	if err != nil {
+		return nil, sig, err
+	}
+	return set, sig, nil
+}
+
+// rulesFingerprint names every rule file with its size and mtime.
+func rulesFingerprint(paths []string) (string, error) {
+	files, err := sigma.Files(paths)
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(files)
+	var b strings.Builder
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			return "", fmt.Errorf("rules: %w", err)
+		}
+		fmt.Fprintf(&b, "%s\x00%d\x00%d\n", f, st.Size(), st.ModTime().UnixNano())
+	}
+	return b.String(), nil
+}
+
+// wrap puts the rule set beside a detector engine.
+func (rt *rulesRuntime) wrap(inner sigma.Engine) (*sigma.Detector, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	d, err := sigma.NewDetector(inner, rt.set)
+	if err != nil {
+		return nil, err
+	}
+	d.Evaluator().Correlator().MaxGroups = rt.cfg.MaxGroups
+	rt.dets = append(rt.dets, d)
+	return d, nil
+}
+
+// reload loads the rule files again; force reloads even when no file
+// changed (SIGHUP).
+func (rt *rulesRuntime) reload(force bool) {
+	sig, err := rulesFingerprint(rt.cfg.Paths)
+	rt.mu.Lock()
+	same := err == nil && sig == rt.sig
+	rt.mu.Unlock()
+	if same && !force {
+		return
+	}
+	set, sig, err := rt.load()
+	if err != nil {
+		rt.reloads.WithLabelValues("rejected").Inc()
+		rt.rejected.Set(1)
+		var le *sigma.LoadError
+		if errors.As(err, &le) {
+			for _, p := range le.Problems {
+				rt.log.Error("sigma rule set rejected; the previous set keeps running", "file", p.File, "line", p.Line, "rule", p.Rule, "reason", p.Msg)
+			}
+		} else {
+			rt.log.Error("sigma rule set rejected; the previous set keeps running", "err", err)
+		}
+		// do not retry the same broken files every tick
+		rt.mu.Lock()
+		rt.sig = sig
+		rt.mu.Unlock()
+		return
+	}
+	rt.rejected.Set(0)
+	rt.mu.Lock()
+	rt.set, rt.sig = set, sig
+	for _, d := range rt.dets {
+		d.SetRules(set)
+	}
+	rt.mu.Unlock()
+	rt.loaded.Set(float64(len(set.Rules)))
+	rt.reloads.WithLabelValues("applied").Inc()
+	single, corr := set.Stats()
+	rt.log.Info("sigma rules reloaded", "rules", single, "correlations", corr, "skipped", len(set.Problems))
+}
+
+// watch reloads on SIGHUP and when the rule files change, until ctx ends.
+func (rt *rulesRuntime) watch(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	iv := rt.cfg.WatchInterval.D()
+	if iv <= 0 {
+		iv = 5 * time.Second
+	}
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			rt.reload(true)
+		case <-t.C:
+			rt.reload(false)
+		}
+	}
+}
+
+// withRules wraps a detector opener so each engine runs the daemon's Sigma
+// rules beside it (unchanged when no rules are configured). It starts the
+// reload watcher, which stops with ctx.
+func (d *daemon) withRules(ctx context.Context, open pipeline.OpenDetector) (pipeline.OpenDetector, error) {
+	rc, err := rulesConfig(d.cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !rc.Enabled() {
+		return open, nil
+	}
+	rt, err := newRulesRuntime(rc, d.log.With("component", "rules"), d.reg)
+	if err != nil {
+		return nil, err
+	}
+	go rt.watch(ctx)
+	return func(p int, fresh bool) (pipeline.Detector, error) {
+		det, err := open(p, fresh)
+		if err != nil {
+			return nil, err
+		}
+		sd, err := rt.wrap(det)
+		if err != nil {
+			det.Close()
+			return nil, err
+		}
+		return sd, nil
+	}, nil
+}

@@ -1,0 +1,149 @@
+package sigma
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"auditwatch/schema"
+)
+
+// Engine is the detector engine a Detector runs beside (detect.Engine).
+type Engine interface {
+	Process(ev schema.Event) []schema.Finding
+	Checkpoint(meta map[string][]byte) error
+	Meta() (map[string][]byte, error)
+	Close() error
+}
+
+type drainer interface {
+	Drain() []schema.Finding
+	Buffered() int
+}
+
+// MetaKey is the checkpoint meta entry holding the correlation state: it
+// is saved in the same transaction as the engine's state and the input
+// position, so a restart resumes every open correlation window exactly
+// where the input resumes.
+const MetaKey = "sigma/correlations"
+
+// Detector runs Sigma rules on each event's original record, then hands
+// the event (without its record: the engine has no use for it) to the
+// engine. Single-event rules fire on arrival and ignore learning periods.
+// The rule set can be replaced while running (SetRules); the swap happens
+// before the next event.
+type Detector struct {
+	inner   Engine
+	ev      *Evaluator
+	pending atomic.Pointer[Set]
+}
+
+// NewDetector wraps inner with the rule set s and restores the
+// correlation state from inner's checkpoint meta.
+func NewDetector(inner Engine, s *Set) (*Detector, error) {
+	d := &Detector{inner: inner, ev: NewEvaluator(s)}
+	meta, err := inner.Meta()
+	if err != nil {
+		return nil, err
+	}
+	if b, ok := meta[MetaKey]; ok {
+		if err := d.ev.corr.Restore(b); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// SetRules replaces the rule set (safe from any goroutine). Open
+// correlation windows of rules kept in the new set carry over.
+func (d *Detector) SetRules(s *Set) { d.pending.Store(s) }
+
+// Rules is the rule set in use.
+func (d *Detector) Rules() *Set { return d.ev.set }
+
+// Evaluator exposes the evaluator (counters, correlation state).
+func (d *Detector) Evaluator() *Evaluator { return d.ev }
+
+func (d *Detector) swap() {
+	s := d.pending.Swap(nil)
+	if s == nil {
+		return
+	}
+	snap, err := d.ev.corr.Snapshot()
+	ne := NewEvaluator(s)
+	if err == nil {
+		_ = ne.corr.Restore(snap) // groups of rules no longer loaded are dropped
+	}
+	ne.Unparsed, ne.NoRaw = d.ev.Unparsed, d.ev.NoRaw
+	d.ev = ne
+}
+
+// Process evaluates the rules, then runs the engine.
+func (d *Detector) Process(ev schema.Event) []schema.Finding {
+	d.swap()
+	var out []schema.Finding
+	if len(ev.Raw) > 0 {
+		out = d.ev.Process(&ev, nil)
+		ev.Raw = nil
+	}
+	fs := d.inner.Process(ev)
+	if len(out) == 0 {
+		return fs
+	}
+	return append(fs, out...)
+}
+
+// Checkpoint saves the correlation state with the engine's.
+func (d *Detector) Checkpoint(meta map[string][]byte) error {
+	snap, err := d.ev.corr.Snapshot()
+	if err != nil {
+		return err
+	}
+	m := make(map[string][]byte, len(meta)+1)
+	for k, v := range meta {
+		m[k] = v
+	}
+	m[MetaKey] = snap
+	if err := d.inner.Checkpoint(m); err != nil {
+		return fmt.Errorf("sigma: %w", err)
+	}
+	return nil
+}
+
+// Meta is the engine's meta without the correlation state.
+func (d *Detector) Meta() (map[string][]byte, error) {
+	m, err := d.inner.Meta()
+	if err != nil {
+		return nil, err
+	}
+	delete(m, MetaKey)
+	return m, nil
+}
+
+// Close closes the engine.
+func (d *Detector) Close() error { return d.inner.Close() }
+
+type flusher interface{ Flush() []schema.Finding }
+
+// Flush runs the engine's Flush, when it has one.
+func (d *Detector) Flush() []schema.Finding {
+	if f, ok := d.inner.(flusher); ok {
+		return f.Flush()
+	}
+	return nil
+}
+
+// Drain drains the engine's reorder buffer, when it has one.
+func (d *Detector) Drain() []schema.Finding {
+	if dr, ok := d.inner.(drainer); ok {
+		return dr.Drain()
+	}
+	return nil
+}
+
+// Buffered is the engine's reorder buffer length, when it has one.
+func (d *Detector) Buffered() int {
+	if dr, ok := d.inner.(drainer); ok {
+		return dr.Buffered()
+	}
+	return 0
+}
