@@ -54,6 +54,8 @@ type Config struct {
 	Rules yaml.Node `yaml:"rules"`
 	// Identity configures credential linking (package identity).
 	Identity yaml.Node `yaml:"identity"`
+	// Geo configures network context for addresses (package netinfo).
+	Geo yaml.Node `yaml:"geo"`
 	// Trail configures CloudTrail digest validation (package trail).
 	Trail yaml.Node `yaml:"trail"`
 	// Files configures the JSON Lines file sinks.

@@ -26,6 +26,7 @@ import (
 	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/identity"
+	"auditwatch/netinfo"
 	"auditwatch/sigma"
 	"auditwatch/store"
 	"auditwatch/trail"
@@ -210,6 +211,17 @@ var sections = []section{
 		typ: reflect.TypeFor[identity.Config](),
 		check: func(n *yaml.Node, _ *Loaded) (error, error) {
 			c, err := identity.FromNode(n)
+			if err != nil {
+				return err, nil
+			}
+			return nil, c.Validate()
+		},
+	},
+	{
+		key: "geo",
+		typ: reflect.TypeFor[netinfo.Config](),
+		check: func(n *yaml.Node, _ *Loaded) (error, error) {
+			c, err := netinfo.FromNode(n)
 			if err != nil {
 				return err, nil
 			}
