@@ -165,6 +165,9 @@ func (c *Config) SetDefaults() {
 	}
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
+		if o.Retry != nil {
+			fillBackoff(o.Retry, c.Retry)
+		}
 		switch {
 		case o.Slack != nil:
 			o.Slack.SetDefaults()
@@ -403,4 +406,30 @@ func validateMatch(path string, m Match) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// fillBackoff sets the zero fields of an output's retry override from the
+// section's policy, so an output can override one field (attempt_timeout).
+func fillBackoff(b *notify.Backoff, from notify.Backoff) {
+	if b.Initial == 0 {
+		b.Initial = from.Initial
+	}
+	if b.Max == 0 {
+		b.Max = from.Max
+	}
+	if b.Multiplier == 0 {
+		b.Multiplier = from.Multiplier
+	}
+	if b.Jitter == 0 {
+		b.Jitter = from.Jitter
+	}
+	if b.MaxAttempts == 0 && b.MaxElapsed == 0 {
+		b.MaxAttempts, b.MaxElapsed = from.MaxAttempts, from.MaxElapsed
+	}
+	if b.MaxRetryAfter == 0 {
+		b.MaxRetryAfter = from.MaxRetryAfter
+	}
+	if b.AttemptTimeout == 0 {
+		b.AttemptTimeout = from.AttemptTimeout
+	}
 }

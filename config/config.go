@@ -7,7 +7,6 @@
 package config
 
 import (
-	"auditwatch/config/duration"
 	"bytes"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/filetail"
 	"auditwatch/ingest/lookup"
@@ -55,6 +55,8 @@ type Config struct {
 	Rules yaml.Node `yaml:"rules"`
 	// Identity configures credential linking (package identity).
 	Identity yaml.Node `yaml:"identity"`
+	// Geo configures network context for addresses (package netinfo).
+	Geo yaml.Node `yaml:"geo"`
 	// Trail configures CloudTrail digest validation (package trail).
 	Trail yaml.Node `yaml:"trail"`
 	// Files configures the JSON Lines file sinks.

@@ -99,9 +99,9 @@ func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Findin
 	f := d.e.finding(schema.DetectorUnexpectedIP, d.cfg.Severity, ev, c)
 	f.DedupeKey = schema.MakeID(schema.DetectorUnexpectedIP, ev.Principal, pfx.String())
 	f.ID = schema.MakeID(schema.DetectorUnexpectedIP, ev.Principal, pfx.String(), ev.ID)
-	f.Summary = fmt.Sprintf("%s used %s from %s, a network it has not used before", nameOf(ev), actionOf(ev), ev.SourceIP)
-	f.Reason = fmt.Sprintf("network %s is not among the %d networks the principal has used since it was first seen (%s), and no allowlist covers it",
-		pfx, known, c.first.Format(time.RFC3339))
+	f.Summary = fmt.Sprintf("%s used %s from %s%s, a network it has not used before", nameOf(ev), actionOf(ev), ev.SourceIP, ev.Where())
+	f.Reason = fmt.Sprintf("network %s%s is not among the %d networks the principal has used since it was first seen (%s), and no allowlist covers it",
+		pfx, ev.Where(), known, c.first.Format(time.RFC3339))
 	f.Attributes["network"] = pfx.String()
 	f.Attributes["learned_networks"] = fmt.Sprint(known)
 	return append(out, f)

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"auditwatch/config/duration"
 	"bytes"
 	"context"
 	"errors"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"auditwatch/config/duration"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
 	"auditwatch/gen"

@@ -1,12 +1,12 @@
 package stream
 
 import (
-	"auditwatch/config/duration"
 	"errors"
 	"fmt"
 	"net"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 )
 

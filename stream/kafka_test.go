@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"auditwatch/config/duration"
 	"context"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"auditwatch/config/duration"
 	"auditwatch/schema"
 )
 

@@ -85,13 +85,13 @@ func (d *daemon) runAll(ctx context.Context) error {
 		return err
 	}
 	defer emb.Close()
-	linker, err := openLinker(&cfg.Identity, d.stateDir("identity"), d.log)
+	enrich, err := openEnrichment(cfg, d.stateDir("identity"), d.log)
 	if err != nil {
 		return err
 	}
-	defer closeLinker(linker)
+	defer enrich.Close()
 	stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
-		Enrich:             enricher(linker),
+		Enrich:             enrich.hook(),
 		Open:               opener,
 		Findings:           sinks,
 		Events:             events,

@@ -18,15 +18,19 @@
 package state
 
 import (
-	"auditwatch/config/duration"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"auditwatch/config/duration"
 )
 
 // ErrClosed is returned by operations on a closed Store.
@@ -262,7 +266,8 @@ func (b *Batch) Delete(space string, key []byte) {
 	b.ops = append(b.ops, op{space: space, key: key})
 }
 
-// Reset empties space before the ops that follow it.
+// Reset empties space: it applies before every other op of that space in
+// the batch (Commit orders a space's ops by key).
 func (b *Batch) Reset(space string) {
 	b.ops = append(b.ops, op{space: space, reset: true})
 }
@@ -275,6 +280,22 @@ func (s *Store) Commit(b *Batch) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	// Apply in key order within each space (a space's Reset first, ops on
+	// one key in the order queued): B+tree inserts in order touch each page
+	// once instead of seeking at random, several times faster for the
+	// large random-key batches of a checkpoint.
+	slices.SortStableFunc(b.ops, func(x, y op) int {
+		if c := strings.Compare(x.space, y.space); c != 0 {
+			return c
+		}
+		if x.reset != y.reset {
+			if x.reset {
+				return -1
+			}
+			return 1
+		}
+		return bytes.Compare(x.key, y.key)
+	})
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		p, err := tx.CreateBucketIfNotExists(s.partition)
 		if err != nil {
