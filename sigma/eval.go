@@ -199,9 +199,9 @@ func (fm *fieldMatcher) anyValue(r *Record, f func(string) bool) bool {
 	})
 }
 
-// isNull: the field is absent, or every value at it is null.
+// isNull: the field is absent, or null, or a list of nothing but nulls.
 func (fm *fieldMatcher) isNull(r *Record) bool {
-	nonNull := visitAll(r.v, fm.path, func(v *fastjson.Value) bool {
+	nonNull := visit(r.v, fm.path, func(v *fastjson.Value) bool {
 		return v.Type() != fastjson.TypeNull
 	})
 	return !nonNull
