@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"auditwatch/schema"
 )
 
 // The differential test: random rules over random records, evaluated by
@@ -357,7 +359,7 @@ func genRecord(r *rand.Rand) map[string]any {
 
 func TestDifferential(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	var p Parser
+	var p, p2 Parser
 	rules, records := 400, 60
 	if testing.Short() {
 		rules = 100
@@ -385,6 +387,15 @@ func TestDifferential(t *testing.T) {
 			got := len(set.Match(pr, nil)) > 0
 			if got != want {
 				t.Fatalf("rule:\n%s\nrecord %s: engine %v, reference %v", src, b, got, want)
+			}
+			// the same through the index, the prefilter and lazy reading
+			ev := schema.Event{Source: schema.SourceCloudTrail, Action: "x:X", Raw: b}
+			hits, _, err := set.MatchEvent(&ev, &p2, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (len(hits) > 0) != want {
+				t.Fatalf("rule:\n%s\nrecord %s: MatchEvent %v, reference %v", src, b, len(hits) > 0, want)
 			}
 			if got {
 				fired++
