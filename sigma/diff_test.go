@@ -36,7 +36,6 @@ type refCond struct {
 	op   string // sel, and, or, not, oneof, allof, them1, themall
 	sel  int
 	kids []*refCond
-	pat  string
 }
 
 type refRule struct {
