@@ -141,9 +141,9 @@ func (c *Config) DefaultPaths(dir string) {
 	}
 }
 
-// ApplyDefaults fills zero fields of c (and of each output block) from
+// SetDefaults fills zero fields of c (and of each output block) from
 // Defaults. Decoding onto Defaults() does the same for the section itself.
-func (c *Config) ApplyDefaults() {
+func (c *Config) SetDefaults() {
 	d := Defaults()
 	if c.StateRetention == 0 {
 		c.StateRetention = d.StateRetention
@@ -165,17 +165,20 @@ func (c *Config) ApplyDefaults() {
 	}
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
+		if o.Retry != nil {
+			fillBackoff(o.Retry, c.Retry)
+		}
 		switch {
 		case o.Slack != nil:
-			o.Slack.ApplyDefaults()
+			o.Slack.SetDefaults()
 		case o.HEC != nil:
-			o.HEC.ApplyDefaults()
+			o.HEC.SetDefaults()
 		case o.Syslog != nil:
-			o.Syslog.ApplyDefaults()
+			o.Syslog.SetDefaults()
 		case o.Webhook != nil:
-			o.Webhook.ApplyDefaults()
+			o.Webhook.SetDefaults()
 		case o.Kafka != nil:
-			o.Kafka.ApplyDefaults()
+			o.Kafka.SetDefaults()
 		}
 	}
 }
@@ -194,7 +197,7 @@ func ParseYAML(data []byte) (Config, error) {
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("alerts config: %w", err)
 	}
-	doc.Alerts.ApplyDefaults()
+	doc.Alerts.SetDefaults()
 	return doc.Alerts, nil
 }
 
@@ -216,7 +219,7 @@ func FromNode(n *yaml.Node) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("alerts config: %w", err)
 	}
-	cfg.ApplyDefaults()
+	cfg.SetDefaults()
 	return cfg, nil
 }
 
@@ -403,4 +406,30 @@ func validateMatch(path string, m Match) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// fillBackoff sets the zero fields of an output's retry override from the
+// section's policy, so an output can override one field (attempt_timeout).
+func fillBackoff(b *notify.Backoff, from notify.Backoff) {
+	if b.Initial == 0 {
+		b.Initial = from.Initial
+	}
+	if b.Max == 0 {
+		b.Max = from.Max
+	}
+	if b.Multiplier == 0 {
+		b.Multiplier = from.Multiplier
+	}
+	if b.Jitter == 0 {
+		b.Jitter = from.Jitter
+	}
+	if b.MaxAttempts == 0 && b.MaxElapsed == 0 {
+		b.MaxAttempts, b.MaxElapsed = from.MaxAttempts, from.MaxElapsed
+	}
+	if b.MaxRetryAfter == 0 {
+		b.MaxRetryAfter = from.MaxRetryAfter
+	}
+	if b.AttemptTimeout == 0 {
+		b.AttemptTimeout = from.AttemptTimeout
+	}
 }

@@ -134,7 +134,7 @@ func WithoutDelivery() Option { return func(o *options) { o.noWorkers = true } }
 // New validates cfg, opens the ledger, the outbox and the dead-letter
 // file, builds every output and starts one delivery worker per output.
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Router, error) {
-	cfg.ApplyDefaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

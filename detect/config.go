@@ -63,7 +63,7 @@ func ParseByteSize(s string) (int64, error) {
 }
 
 // Config is the `detectors:` section of the auditwatch configuration.
-// Defaults lives in Defaults; zero values are filled there only.
+// Defaults live in SetDefaults; zero values are filled there only.
 type Config struct {
 	// AllowedLateness is the lateness of a source not named in Lateness:
 	// how far behind its source's watermark (the newest event time seen
@@ -115,8 +115,8 @@ func boolp(b bool) *bool { return &b }
 
 func on(b *bool) bool { return b == nil || *b }
 
-// Defaults fills every unset field. It is the only place defaults live.
-func (c *Config) Defaults() {
+// SetDefaults fills every unset field. It is the only place defaults live.
+func (c *Config) SetDefaults() {
 	if c.AllowedLateness == 0 {
 		// CloudTrail delivers most events within 5 minutes, some in 15.
 		c.AllowedLateness = Duration(15 * time.Minute)
@@ -156,8 +156,20 @@ func (c *Config) Defaults() {
 	c.Incidents.defaults()
 }
 
+// StateBudget is the bytes detector state (every table and its unsaved
+// spill) may hold in memory: two fifths of MemoryBudget, the rest being
+// the Go heap's own headroom (garbage between collections), stacks and
+// the store's buffers. The budget is per engine (one per stream
+// partition).
+func (c Config) StateBudget() int64 { return int64(c.MemoryBudget) * 2 / 5 }
+
+// GoMemoryLimit is the soft limit for the Go runtime (debug.SetMemoryLimit)
+// of a process running one engine: 85% of MemoryBudget, so the collector
+// works harder before the process passes the budget.
+func (c Config) GoMemoryLimit() int64 { return int64(c.MemoryBudget) * 85 / 100 }
+
 // Validate reports every bad field, each named by its YAML path, and
-// prepares parsed forms (CIDRs). Call after Defaults.
+// prepares parsed forms (CIDRs). Call after SetDefaults.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -219,7 +231,7 @@ func DecodeConfig(n *yaml.Node) (Config, error) {
 			return c, fmt.Errorf("detectors: %w", err)
 		}
 	}
-	c.Defaults()
+	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		return c, err
 	}

@@ -18,7 +18,7 @@ func vaultAt(op, path, mount, mountType string) schema.Event {
 // service-invoked CloudTrail calls belong to their originating call.
 func TestScopeReadsOfSecretMaterial(t *testing.T) {
 	var c Config
-	c.Defaults()
+	c.SetDefaults()
 	s := newScope(c.FirstTimeAccess.Scope, c.FirstTimeAccess.VaultMounts)
 	decrypt := ctev("d", 0, "arn:aws:iam::1:role/app", "", "kms:Decrypt", "arn:aws:kms:eu-west-1:1:key/k")
 	invoked := decrypt

@@ -29,7 +29,7 @@ func benchBlock() int {
 		return v
 	}
 	var c Config
-	c.Defaults()
+	c.SetDefaults()
 	return c.Batch.MaxRows
 }
 

@@ -78,8 +78,8 @@ func (c *Config) Endpoint() (network, addr string) {
 	return "tcp", c.Query.Listen
 }
 
-// Defaults fills every unset field; the one place defaults live.
-func (c *Config) Defaults() {
+// SetDefaults fills every unset field; the one place defaults live.
+func (c *Config) SetDefaults() {
 	if c.Backend == "" {
 		c.Backend = BackendCHDB
 	}
@@ -90,7 +90,7 @@ func (c *Config) Defaults() {
 		c.CHDB.Path = "var/chdb"
 	}
 	if c.Backend == BackendClickHouse {
-		c.ClickHouse.Defaults()
+		c.ClickHouse.SetDefaults()
 	}
 	if c.Batch.MaxRows == 0 {
 		// Blocks of 200k rows: on 10M events chDB inserts measured about
@@ -209,6 +209,6 @@ func DecodeConfig(node *yaml.Node) (Config, error) {
 			return c, fmt.Errorf("storage: %w", err)
 		}
 	}
-	c.Defaults()
+	c.SetDefaults()
 	return c, c.Validate()
 }

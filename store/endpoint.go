@@ -56,7 +56,7 @@ type QueryServer struct {
 // the embedded store for writing (with Open). It returns nil, nil when the
 // config has no endpoint (a server backend, or listen: off).
 func ServeQueries(ctx context.Context, cfg Config, logger *slog.Logger) (*QueryServer, error) {
-	cfg.Defaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -168,7 +168,7 @@ func (s *QueryServer) Close(ctx context.Context) error {
 // seconds for one that is starting. A missing embedded store is ErrNoStore
 // (nothing is created).
 func OpenQuery(ctx context.Context, cfg Config, logger *slog.Logger) (Querier, error) {
-	cfg.Defaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

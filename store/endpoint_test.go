@@ -86,7 +86,7 @@ func TestQueryEndpoint(t *testing.T) {
 
 	t.Run("unix", func(t *testing.T) {
 		c := cfg
-		c.Defaults()
+		c.SetDefaults()
 		if want := "unix:" + filepath.Join(cfg.CHDB.Path, "query.sock"); c.Query.Listen != want {
 			t.Fatalf("default listen %q, want %q", c.Query.Listen, want)
 		}

@@ -28,8 +28,10 @@ type QueryArgs struct {
 	Until time.Time
 	// Severity keeps findings at or above it; Detector keeps one
 	// detector's findings (findings only).
-	Severity  string
-	Detector  string
+	Severity string
+	Detector string
+	// ID is a finding id or dedupe key (the finding query).
+	ID        string
 	Resource  string
 	Principal string
 	// IP is an address or a CIDR prefix.
@@ -157,6 +159,27 @@ GROUP BY principal, source_ip
 ORDER BY failures DESC, principal, source_ip
 LIMIT {limit:UInt64}`,
 	},
+	"finding": {
+		Name:         "finding",
+		Summary:      "every revision of one finding (by id or dedupe key), with its reason and event ids",
+		Needs:        []string{"id"},
+		DefaultSince: 30 * 24 * time.Hour,
+		SQL: `SELECT revision, id, time, detector, severity, principal, source_ip, resource, count,
+       first_time AS first_seen, last_time AS last_seen, reason, summary,
+       arrayStringConcat(arraySlice(event_ids, 1, 20), ' ') AS event_ids, dedupe_key
+FROM (
+    SELECT *
+    FROM auditwatch.findings
+    WHERE dedupe_key IN (
+        SELECT dedupe_key FROM auditwatch.findings
+        WHERE (id = {id:String} OR dedupe_key = {id:String}) AND ` + window + `)
+      AND ` + window + `
+    ORDER BY revision, time
+    LIMIT 1 BY revision
+)
+ORDER BY revision
+LIMIT {limit:UInt64}`,
+	},
 	"findings": {
 		Name:         "findings",
 		Summary:      "findings raised (latest revision of each incident)",
@@ -265,6 +288,9 @@ func Build(name string, a QueryArgs, db string) (string, chsql.Params, error) {
 	if name != "findings" && (a.Severity != "" || a.Detector != "") {
 		return "", nil, fmt.Errorf("%s: --severity and --detector apply to findings only: %w", name, ErrQueryArgs)
 	}
+	if name != "finding" && a.ID != "" {
+		return "", nil, fmt.Errorf("%s: --id applies to finding only: %w", name, ErrQueryArgs)
+	}
 	sql := spec.SQL
 	switch name {
 	case "who-accessed":
@@ -287,6 +313,11 @@ func Build(name string, a QueryArgs, db string) (string, chsql.Params, error) {
 			return "", nil, fmt.Errorf("%s: --ip: %w", name, errors.Join(err, ErrQueryArgs))
 		}
 		ps = append(ps, chsql.Str("ip_lo", fmt.Sprintf("%X", lo[:])), chsql.Str("ip_hi", fmt.Sprintf("%X", hi[:])))
+	case "finding":
+		if a.ID == "" {
+			return "", nil, fmt.Errorf("%s: --id is required: %w", name, ErrQueryArgs)
+		}
+		ps = append(ps, chsql.Str("id", a.ID))
 	case "findings":
 		rank := 0
 		if a.Severity != "" {

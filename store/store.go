@@ -88,7 +88,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.R
 		return nil, err
 	}
 	if reg != nil {
-		cfg.Defaults()
+		cfg.SetDefaults()
 		info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_store_info", Help: "The storage backend in use (value 1)."}, []string{"backend"})
 		info.WithLabelValues(cfg.Backend).Set(1)
 		if err := reg.Register(info); err != nil {
@@ -106,7 +106,7 @@ func OpenReadOnly(ctx context.Context, cfg Config, logger *slog.Logger) (Store, 
 }
 
 func open(ctx context.Context, cfg Config, mode Mode, logger *slog.Logger) (Store, error) {
-	cfg.Defaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -286,7 +286,7 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	var d Config
-	d.Defaults()
+	d.SetDefaults()
 	if err := d.Validate(); err != nil || d.Backend != BackendCHDB {
 		t.Errorf("defaults: backend %q, Validate() = %v", d.Backend, err)
 	}

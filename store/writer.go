@@ -56,7 +56,7 @@ type Writer struct {
 func NewWriter(st Inserter, cfg BatchConfig, logger *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
 	if cfg.MaxRows <= 0 || cfg.MaxInterval <= 0 || cfg.RetryBackoff <= 0 {
 		c := Config{Batch: cfg}
-		c.Defaults()
+		c.SetDefaults()
 		cfg = c.Batch
 	}
 	if logger == nil {

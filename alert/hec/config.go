@@ -37,8 +37,8 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-// ApplyDefaults fills zero fields.
-func (c *Config) ApplyDefaults() {
+// SetDefaults fills zero fields.
+func (c *Config) SetDefaults() {
 	if c.Source == "" {
 		c.Source = "auditwatch"
 	}

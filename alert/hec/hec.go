@@ -53,7 +53,7 @@ type Notifier struct {
 
 // New builds the output, reading the token now.
 func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
-	cfg.ApplyDefaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate("hec"); err != nil {
 		return nil, err
 	}

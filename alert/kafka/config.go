@@ -20,8 +20,8 @@ type Config struct {
 	BatchTimeout time.Duration `yaml:"batch_timeout"`
 }
 
-// ApplyDefaults fills zero fields.
-func (c *Config) ApplyDefaults() {
+// SetDefaults fills zero fields.
+func (c *Config) SetDefaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}

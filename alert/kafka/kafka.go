@@ -27,7 +27,7 @@ type Notifier struct {
 
 // New builds the output; it connects lazily.
 func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
-	cfg.ApplyDefaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate("kafka"); err != nil {
 		return nil, err
 	}

@@ -37,8 +37,8 @@ type Config struct {
 	MaxFieldChars int `yaml:"max_field_chars"`
 }
 
-// ApplyDefaults fills zero fields.
-func (c *Config) ApplyDefaults() {
+// SetDefaults fills zero fields.
+func (c *Config) SetDefaults() {
 	if c.Mode == "" {
 		c.Mode = ModeBot
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"auditwatch/alert/notify"
+	"auditwatch/internal/runbook"
 	"auditwatch/schema"
 )
 
@@ -143,32 +144,23 @@ func evidence(f schema.Finding, maxField int) string {
 }
 
 // Runbook returns the commands an on-call engineer pastes to investigate
-// f, already escaped for a Slack code block. Values are single-quoted for
-// the shell; a value that cannot be quoted safely for both the shell and
-// Slack (control characters, backticks, very long) is replaced by the
-// finding-id query.
+// f (internal/runbook: the runbook's query catalog), already escaped for a
+// Slack code block. Values are single-quoted for the shell; a command with
+// a value that cannot be quoted safely for both the shell and Slack
+// (control characters, backticks, very long) is left out.
 func Runbook(f schema.Finding) string {
 	var lines []string
-	q := func(flag, v string) string {
-		if v == "" {
-			return ""
+cmds:
+	for _, c := range runbook.Investigate(f) {
+		line := "auditwatch query " + c.Query
+		for _, fl := range c.Flags {
+			qv, ok := shellQuote(fl.Value)
+			if !ok {
+				continue cmds
+			}
+			line += " --" + fl.Name + " " + qv
 		}
-		if qv, ok := shellQuote(v); ok {
-			return " " + flag + " " + qv
-		}
-		return ""
-	}
-	if r := q("--resource", f.Resource); r != "" {
-		lines = append(lines, "auditwatch query who-accessed"+r+" --since 24h")
-	}
-	if p := q("--principal", f.Principal); p != "" {
-		lines = append(lines, "auditwatch query by-principal"+p+" --since 24h")
-	}
-	if ip := q("--ip", f.SourceIP); ip != "" {
-		lines = append(lines, "auditwatch query by-ip"+ip+" --since 24h")
-	}
-	if id, ok := shellQuote(f.ID); ok {
-		lines = append(lines, "auditwatch query finding --id "+id)
+		lines = append(lines, line)
 	}
 	return strings.Join(lines, "\n")
 }

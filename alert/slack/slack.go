@@ -87,7 +87,7 @@ type Notifier struct {
 
 // New builds the output, reading its token or webhook URL now.
 func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
-	cfg.ApplyDefaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate("slack"); err != nil {
 		return nil, err
 	}

@@ -43,8 +43,8 @@ type TLSConfig struct {
 	ServerName string `yaml:"server_name"`
 }
 
-// ApplyDefaults fills zero fields.
-func (c *Config) ApplyDefaults() {
+// SetDefaults fills zero fields.
+func (c *Config) SetDefaults() {
 	if c.Format == "" {
 		c.Format = FormatCEF
 	}

@@ -50,7 +50,7 @@ type Notifier struct {
 
 // New builds the output; it connects lazily on the first message.
 func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
-	cfg.ApplyDefaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate("syslog"); err != nil {
 		return nil, err
 	}

@@ -3,19 +3,9 @@ package syslog
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"fmt"
-	"math/big"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,131 +13,17 @@ import (
 
 	"auditwatch/alert/notify"
 	"auditwatch/alert/notify/notifytest"
+	"auditwatch/alert/syslog/syslogtest"
 	"auditwatch/schema"
 )
-
-// testCA writes a CA and a server certificate for 127.0.0.1 into dir and
-// returns the paths (ca, cert, key).
-func testCA(t *testing.T, dir string) (string, string, string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "auditwatch test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames: []string{"localhost"}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	write := func(name, typ string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", der), write("key.pem", "EC PRIVATE KEY", keyDER)
-}
 
 type rsyslog struct {
 	tcpAddr, tlsAddr, ca, out string
 }
 
-// startRsyslog runs a real rsyslogd in the foreground with its own config,
-// pid file and work dir, listening on loopback (plain TCP and TLS, both
-// with octet-counted framing) and writing every message as one JSON line.
 func startRsyslog(t *testing.T) rsyslog {
-	t.Helper()
-	bin := os.Getenv("AUDITWATCH_RSYSLOGD")
-	if bin == "" {
-		bin = "rsyslogd"
-	}
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/rsyslogd"); serr == nil {
-			path = "/usr/sbin/rsyslogd"
-		} else {
-			notifytest.MissingPeer(t, "rsyslogd not found (scripts/setup/30-rsyslog.sh installs it): %v", err)
-		}
-	}
-	dir := t.TempDir()
-	ca, cert, key := testCA(t, dir)
-	work := filepath.Join(dir, "work")
-	if err := os.Mkdir(work, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "out.jsonl")
-	conf := fmt.Sprintf(`global(workDirectory=%[1]q maxMessageSize="64k")
-module(load="imtcp")
-template(name="j" type="list" option.jsonf="on") {
-  property(outname="pri" name="pri" format="jsonf")
-  property(outname="timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
-  property(outname="hostname" name="hostname" format="jsonf")
-  property(outname="app" name="app-name" format="jsonf")
-  property(outname="procid" name="procid" format="jsonf")
-  property(outname="msgid" name="msgid" format="jsonf")
-  property(outname="sd" name="structured-data" format="jsonf")
-  property(outname="msg" name="msg" format="jsonf")
-  property(outname="input" name="inputname" format="jsonf")
-}
-ruleset(name="out") { action(type="omfile" file=%[2]q template="j") }
-input(type="imtcp" name="tcp" address="127.0.0.1" port="0" listenPortFileName=%[3]q ruleset="out")
-input(type="imtcp" name="tls" address="127.0.0.1" port="0" listenPortFileName=%[4]q ruleset="out"
-      streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="anon"
-      streamDriver.CAFile=%[5]q streamDriver.CertFile=%[6]q streamDriver.KeyFile=%[7]q)
-`, work, out, filepath.Join(dir, "tcp.port"), filepath.Join(dir, "tls.port"), ca, cert, key)
-	confPath := filepath.Join(dir, "rsyslog.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, path, "-n", "-f", confPath, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	var stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		notifytest.MissingPeer(t, "starting rsyslogd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("rsyslogd did not stop")
-		}
-	})
-	port := func(name string) string {
-		deadline := time.Now().Add(15 * time.Second)
-		for time.Now().Before(deadline) {
-			b, err := os.ReadFile(filepath.Join(dir, name))
-			if p := strings.TrimSpace(string(b)); err == nil && p != "" && p != "0" {
-				return net.JoinHostPort("127.0.0.1", p)
-			}
-			select {
-			case <-done:
-				t.Fatalf("rsyslogd exited: %s", stderr.String())
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		t.Fatalf("rsyslogd wrote no %s: %s", name, stderr.String())
-		return ""
-	}
-	return rsyslog{tcpAddr: port("tcp.port"), tlsAddr: port("tls.port"), ca: ca, out: out}
+	r := syslogtest.Start(t)
+	return rsyslog{tcpAddr: r.TCPAddr, tlsAddr: r.TLSAddr, ca: r.CA, out: r.Out}
 }
 
 type received struct {
@@ -340,7 +216,7 @@ func TestRsyslog(t *testing.T) {
 	})
 	t.Run("tls-unknown-ca", func(t *testing.T) {
 		other := t.TempDir()
-		ca, _, _ := testCA(t, other)
+		ca, _, _ := syslogtest.TestCA(t, other)
 		n, err := New(Config{Address: rs.tlsAddr, TLS: &TLSConfig{CAFile: ca}}, nil)
 		if err != nil {
 			t.Fatal(err)

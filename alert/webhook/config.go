@@ -20,8 +20,8 @@ type Config struct {
 	Timeout time.Duration     `yaml:"timeout"`
 }
 
-// ApplyDefaults fills zero fields.
-func (c *Config) ApplyDefaults() {
+// SetDefaults fills zero fields.
+func (c *Config) SetDefaults() {
 	if c.Timeout == 0 {
 		c.Timeout = 15 * time.Second
 	}

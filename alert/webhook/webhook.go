@@ -40,7 +40,7 @@ type Notifier struct {
 
 // New builds the output, reading the token (when configured) now.
 func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
-	cfg.ApplyDefaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate("webhook"); err != nil {
 		return nil, err
 	}

@@ -168,7 +168,7 @@ func (d *daemon) httpComponent() lifecycle.Component {
 // started, stopped in reverse order within shutdown_timeout when ctx ends
 // or one fails.
 func (d *daemon) runComponents(ctx context.Context, cs ...lifecycle.Component) error {
-	m := &lifecycle.Manager{ShutdownTimeout: d.cfg.ShutdownTimeout, Logger: d.log, Ready: d.ready.Store}
+	m := &lifecycle.Manager{ShutdownTimeout: d.cfg.ShutdownTimeout.D(), Logger: d.log, Ready: d.ready.Store}
 	if d.cfg.HTTP.Listen != "" {
 		m.Add(d.httpComponent())
 	}
@@ -202,6 +202,12 @@ func parserFor(format string, raw bool) (source.Parser, error) {
 // buildSources builds the configured sources.
 func buildSources(cfg *config.Config, cp source.Checkpoints, log *slog.Logger, reg prometheus.Registerer) ([]source.Source, error) {
 	m := source.NewMetrics(reg)
+	// Rejected raw records go to one capped file in the state directory.
+	if q, err := source.OpenQuarantine(filepath.Join(cfg.State.Dir, "quarantine", "rejected.jsonl"), 0, reg); err != nil {
+		log.Warn("no quarantine file for rejected records", "err", err)
+	} else {
+		m.Quarantine = q
+	}
 	var out []source.Source
 	var errs []error
 	for i, sc := range cfg.Sources {

@@ -53,6 +53,7 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	format := fs.String("format", "table", "output: table, json or csv")
 	fs.StringVar(&a.Severity, "severity", "", "findings: at or above this severity (info, low, medium, high, critical)")
 	fs.StringVar(&a.Detector, "detector", "", "findings: only this detector's")
+	fs.StringVar(&a.ID, "id", "", "finding: a finding id or dedupe key")
 	limit := fs.Uint64("limit", 1000, "at most this many rows")
 	fs.StringVar(&a.Resource, "resource", "", "secret in any form: Vault path (secret/x or secret/data/x), Secrets Manager name or ARN, KMS key id, ARN or alias")
 	fs.StringVar(&a.Principal, "principal", "", "principal (IAM ARN, Vault entity id, …)")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"auditwatch/alert/slack"
 	"auditwatch/ingest"
 	"auditwatch/internal/resname"
 	"auditwatch/internal/testenv"
@@ -439,6 +441,38 @@ func TestRunbookWhileRunning(t *testing.T) {
 			}
 		}
 	}
+	// Slack's Investigate block for every finding the monitor raised:
+	// each command, unescaped from Slack and split as the shell would,
+	// answers with at least one row.
+	latest := map[string]schema.Finding{}
+	for _, f := range readFindings(t, filepath.Join(m.work, "auditwatch-state", "findings.jsonl")) {
+		if l, ok := latest[f.DedupeKey]; !ok || f.Revision > l.Revision {
+			latest[f.DedupeKey] = f
+		}
+	}
+	if len(latest) == 0 {
+		t.Fatal("the monitor wrote no findings")
+	}
+	ran := 0
+	for _, f := range latest {
+		for _, line := range strings.Split(html.UnescapeString(slack.Runbook(f)), "\n") {
+			args, err := shellWords(line)
+			if err != nil || len(args) < 3 || args[0] != "auditwatch" {
+				t.Errorf("Investigate line %q: %v", line, err)
+				continue
+			}
+			out, errOut, err := m.exec(append(args[1:], "--format", "json")...)
+			var rows []map[string]any
+			if err == nil {
+				err = json.Unmarshal([]byte(out), &rows)
+			}
+			if err != nil || len(rows) == 0 {
+				t.Errorf("finding %s (%s): %s: %d rows, %v\n%s", f.ID, f.Detector, line, len(rows), err, errOut)
+			}
+			ran++
+		}
+	}
+	t.Logf("ran %d Investigate commands of %d findings", ran, len(latest))
 	m.alive(t)
 	m.stop(t)
 }

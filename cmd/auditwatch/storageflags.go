@@ -62,7 +62,7 @@ func (s *storageFlags) load() (store.Config, error) {
 	if s.database != "" {
 		cfg.Database = s.database
 	}
-	cfg.Defaults()
+	cfg.SetDefaults()
 	return cfg, cfg.Validate()
 }
 

@@ -57,7 +57,7 @@ type DB struct {
 // New connects and reads the server's version. With limits non-nil every
 // query runs with readonly=1 and those limits.
 func New(ctx context.Context, cfg Config, db string, limits *Limits, logger *slog.Logger) (*DB, error) {
-	cfg.Defaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate("storage.clickhouse"); err != nil {
 		return nil, err
 	}

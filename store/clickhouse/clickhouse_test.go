@@ -20,7 +20,7 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	var d Config
-	d.Defaults()
+	d.SetDefaults()
 	if err := d.Validate("x"); err != nil {
 		t.Errorf("defaults invalid: %v", err)
 	}

@@ -33,8 +33,8 @@ type TLSConfig struct {
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
-// Defaults fills unset fields.
-func (c *Config) Defaults() {
+// SetDefaults fills unset fields.
+func (c *Config) SetDefaults() {
 	if len(c.Addr) == 0 {
 		c.Addr = []string{"127.0.0.1:9000"}
 	}
