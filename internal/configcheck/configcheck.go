@@ -29,6 +29,7 @@ import (
 	"auditwatch/netinfo"
 	"auditwatch/sigma"
 	"auditwatch/store"
+	"auditwatch/trail"
 )
 
 // Problem is one thing wrong with a config file.
@@ -239,6 +240,21 @@ var sections = []section{
 		},
 	},
 }
+
+// trailSection checks the `trail:` section (CloudTrail digest validation).
+var trailSection = section{
+	key: "trail",
+	typ: reflect.TypeFor[trail.Config](),
+	check: func(n *yaml.Node, _ *Loaded) (error, error) {
+		_, err := trail.DecodeConfig(n)
+		if err != nil && isDecodeError(err) {
+			return err, nil
+		}
+		return nil, err
+	},
+}
+
+func init() { sections = append(sections, trailSection) }
 
 // isDecodeError tells a YAML decoding failure from a validation failure.
 func isDecodeError(err error) bool {
