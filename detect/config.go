@@ -156,6 +156,18 @@ func (c *Config) SetDefaults() {
 	c.Incidents.defaults()
 }
 
+// StateBudget is the bytes detector state (every table and its unsaved
+// spill) may hold in memory: two fifths of MemoryBudget, the rest being
+// the Go heap's own headroom (garbage between collections), stacks and
+// the store's buffers. The budget is per engine (one per stream
+// partition).
+func (c Config) StateBudget() int64 { return int64(c.MemoryBudget) * 2 / 5 }
+
+// GoMemoryLimit is the soft limit for the Go runtime (debug.SetMemoryLimit)
+// of a process running one engine: 85% of MemoryBudget, so the collector
+// works harder before the process passes the budget.
+func (c Config) GoMemoryLimit() int64 { return int64(c.MemoryBudget) * 85 / 100 }
+
 // Validate reports every bad field, each named by its YAML path, and
 // prepares parsed forms (CIDRs). Call after SetDefaults.
 func (c *Config) Validate() error {
