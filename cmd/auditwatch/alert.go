@@ -47,7 +47,7 @@ func (d *daemon) runAlert(ctx context.Context) error {
 	}
 	kc := d.cfg.Stream.Kafka
 	stage, err := pipeline.NewAlertStage(pipeline.AlertConfig{
-		Findings: sinks, CommitInterval: kc.CommitInterval, Logger: d.log, Registerer: d.reg,
+		Findings: sinks, CommitInterval: kc.CommitInterval.D(), Logger: d.log, Registerer: d.reg,
 	})
 	if err != nil {
 		return err

@@ -168,7 +168,7 @@ func (d *daemon) httpComponent() lifecycle.Component {
 // started, stopped in reverse order within shutdown_timeout when ctx ends
 // or one fails.
 func (d *daemon) runComponents(ctx context.Context, cs ...lifecycle.Component) error {
-	m := &lifecycle.Manager{ShutdownTimeout: d.cfg.ShutdownTimeout, Logger: d.log, Ready: d.ready.Store}
+	m := &lifecycle.Manager{ShutdownTimeout: d.cfg.ShutdownTimeout.D(), Logger: d.log, Ready: d.ready.Store}
 	if d.cfg.HTTP.Listen != "" {
 		m.Add(d.httpComponent())
 	}

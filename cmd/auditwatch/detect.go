@@ -86,8 +86,8 @@ func (d *daemon) runDetect(ctx context.Context) error {
 			Events:             ev,
 			Replayable:         true,
 			CheckpointEvents:   d.cfg.State.CheckpointEvents,
-			CheckpointInterval: d.cfg.State.CheckpointInterval,
-			IdleDrain:          d.cfg.State.IdleDrain,
+			CheckpointInterval: d.cfg.State.CheckpointInterval.D(),
+			IdleDrain:          d.cfg.State.IdleDrain.D(),
 			Logger:             d.log.With("instance", r.role),
 			Registerer:         labelled(d.reg, "instance", r.role),
 		})

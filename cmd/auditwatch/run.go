@@ -96,8 +96,8 @@ func (d *daemon) runAll(ctx context.Context) error {
 		Findings:           sinks,
 		Events:             events,
 		CheckpointEvents:   cfg.State.CheckpointEvents,
-		CheckpointInterval: cfg.State.CheckpointInterval,
-		IdleDrain:          cfg.State.IdleDrain,
+		CheckpointInterval: cfg.State.CheckpointInterval.D(),
+		IdleDrain:          cfg.State.IdleDrain.D(),
 		Logger:             d.log,
 		Registerer:         d.reg,
 	})
@@ -130,7 +130,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 		var stopProgress func()
 		cs = append(cs, lifecycle.Component{
 			Name:  "progress",
-			Start: func(context.Context) error { stopProgress = d.progress(iv); return nil },
+			Start: func(context.Context) error { stopProgress = d.progress(iv.D()); return nil },
 			Stop:  func(context.Context) error { stopProgress(); return nil },
 		})
 	}
