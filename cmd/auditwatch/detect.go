@@ -38,6 +38,12 @@ func (d *daemon) runDetect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Health and metrics answer during the set-up below.
+	stopHTTP, err := d.startHTTP(ctx)
+	defer stopHTTP()
+	if err != nil {
+		return err
+	}
 	k, err := d.kafkaStream()
 	if err != nil {
 		return err
@@ -86,8 +92,8 @@ func (d *daemon) runDetect(ctx context.Context) error {
 			Events:             ev,
 			Replayable:         true,
 			CheckpointEvents:   d.cfg.State.CheckpointEvents,
-			CheckpointInterval: d.cfg.State.CheckpointInterval,
-			IdleDrain:          d.cfg.State.IdleDrain,
+			CheckpointInterval: d.cfg.State.CheckpointInterval.D(),
+			IdleDrain:          d.cfg.State.IdleDrain.D(),
 			Logger:             d.log.With("instance", r.role),
 			Registerer:         labelled(d.reg, "instance", r.role),
 		})
