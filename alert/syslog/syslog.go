@@ -132,7 +132,7 @@ func (n *Notifier) encodeFinding(a notify.Alert) ([]byte, error) {
 		if err != nil {
 			return nil, notify.Permanent(notify.ReasonEncode, fmt.Errorf("syslog json: %w", err))
 		}
-		body = string(j)
+		body = string(notify.InertJSON(j))
 	default:
 		body = FindingCEF(a, n.cfg.ProductVersion)
 	}
@@ -167,7 +167,7 @@ func (n *Notifier) EncodeEvent(ev schema.Event) ([]byte, error) {
 			if err != nil {
 				return nil, notify.Permanent(notify.ReasonEncode, fmt.Errorf("syslog json: %w", err))
 			}
-			body = string(j)
+			body = string(notify.InertJSON(j))
 		default:
 			body = EventCEF(ev, n.cfg.ProductVersion)
 		}
