@@ -95,7 +95,7 @@ func Run(t *testing.T, build func(t *testing.T) Target) {
 		if err := tg.Output.Notify(context.Background(), a); err != nil {
 			t.Fatal(err)
 		}
-		ps := tg.Payloads()
+		ps := waitPayloads(tg, 1)
 		if len(ps) != 1 {
 			t.Fatalf("peer got %d payloads for one alert", len(ps))
 		}
@@ -114,7 +114,7 @@ func Run(t *testing.T, build func(t *testing.T) Target) {
 		if err := tg.Output.Notify(context.Background(), a); err != nil {
 			t.Fatal(err)
 		}
-		ps := tg.Payloads()
+		ps := waitPayloads(tg, 1)
 		if len(ps) != 1 {
 			t.Fatalf("peer got %d payloads", len(ps))
 		}
@@ -156,7 +156,7 @@ func Run(t *testing.T, build func(t *testing.T) Target) {
 		if slept, _ := clock.Slept(); slept <= 0 {
 			t.Error("the retry loop did not back off")
 		}
-		if got := len(tg.Payloads()) - before; got != 1 {
+		if got := len(waitPayloads(tg, before+1)) - before; got != 1 {
 			t.Errorf("after recovery the peer has %d new payloads, want 1", got)
 		}
 	})
@@ -224,6 +224,9 @@ func Run(t *testing.T, build func(t *testing.T) Target) {
 			t.Fatal(err)
 		}
 		n, reqs := tg.Events()
+		for deadline := time.Now().Add(5 * time.Second); n < len(evs) && time.Now().Before(deadline); n, reqs = tg.Events() {
+			time.Sleep(5 * time.Millisecond)
+		}
 		if n != len(evs) {
 			t.Errorf("peer got %d of %d events", n, len(evs))
 		}
@@ -231,6 +234,18 @@ func Run(t *testing.T, build func(t *testing.T) Target) {
 			t.Errorf("%d events took %d requests with batch size %d", len(evs), reqs, tg.Batch)
 		}
 	})
+}
+
+// waitPayloads returns the peer's payloads once it holds n (a stream
+// peer reads after the output's write returned), or after 5 s; a little
+// longer, so that one too many would show.
+func waitPayloads(tg Target, n int) [][]byte {
+	deadline := time.Now().Add(5 * time.Second)
+	for len(tg.Payloads()) < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	return tg.Payloads()
 }
 
 // CheckInert fails t when payload holds a raw control character (other
