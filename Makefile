@@ -39,6 +39,12 @@ bench:
 bench-detect:
 	$(GO) test -run='^$$' -bench='BenchmarkEngine1M|BenchmarkStatePairs' -benchtime=1x -benchmem -cpu=1 ./detect
 	$(GO) test -run='^$$' -bench=BenchmarkReplay1M -benchtime=1x -benchmem -cpu=1 ./cmd/auditwatch
+# Fetch the network-context databases (country, AS) into .cache/geo/current,
+# where the geo: section looks by default.
+.PHONY: geo
+geo:
+	scripts/fetch-geo.sh
+
 # Fetch libchdb.so (embedded ClickHouse for the default storage backend) into .cache/chdb/.
 chdb:
 	scripts/fetch-chdb.sh

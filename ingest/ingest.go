@@ -53,6 +53,10 @@ type Options struct {
 	// MaxGzipBytes bounds the decompressed size of one .gz object
 	// (default 1 GiB).
 	MaxGzipBytes int64 `yaml:"max_gzip_bytes"`
+	// MaxGzipRatio bounds decompressed/compressed bytes of one .gz object
+	// once 8 MiB have come out (default 200; log files compress about
+	// 10-30:1, a gzip bomb about 1000:1).
+	MaxGzipRatio int64 `yaml:"max_gzip_ratio"`
 	// MaxPending bounds Vault request entries waiting for their
 	// response (default 10000).
 	MaxPending int `yaml:"max_pending"`
@@ -73,6 +77,7 @@ func DefaultOptions() Options {
 		MaxRecordBytes: 1 << 20,
 		MaxDepth:       64,
 		MaxGzipBytes:   1 << 30,
+		MaxGzipRatio:   200,
 		MaxPending:     10000,
 		Now:            time.Now,
 	}
@@ -91,6 +96,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxGzipBytes <= 0 {
 		o.MaxGzipBytes = d.MaxGzipBytes
+	}
+	if o.MaxGzipRatio <= 0 {
+		o.MaxGzipRatio = d.MaxGzipRatio
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = d.MaxPending
@@ -131,7 +139,18 @@ type RecordError struct {
 	Record int    // 1-based ordinal of the record in the input
 	Offset int64  // byte offset of the record in the (decompressed) input
 	Err    error
+	// Raw is the start of the record as read (at most MaxRawExcerpt
+	// bytes; empty when the input could not be read), for quarantine.
+	Raw []byte
 }
+
+// MaxRawExcerpt bounds RecordError.Raw.
+const MaxRawExcerpt = 64 << 10
+
+// ErrRead marks a RecordError that is the input failing to be read (I/O,
+// or compressed data over a cap or corrupt: see IsBadInput), not one bad
+// record.
+var ErrRead = errors.New("input read failed")
 
 func (e *RecordError) Error() string {
 	if e.Line > 0 {

@@ -1,9 +1,7 @@
 package ingest
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -52,15 +50,11 @@ type Reader struct {
 }
 
 // NewReader returns a Reader over r; name identifies the input in errors.
-// A gzip stream (by its magic bytes) is decompressed, bounded by
-// opts.MaxGzipBytes.
+// A gzip stream (by its magic bytes) is decompressed by Decompress,
+// bounded by opts.MaxGzipBytes and opts.MaxGzipRatio.
 func NewReader(r io.Reader, name string, opts Options) *Reader {
 	opts = opts.withDefaults()
-	br := bufio.NewReaderSize(r, 64<<10)
-	var src io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		src = &gzipSource{br: br, limit: opts.MaxGzipBytes}
-	}
+	src, _ := Decompress(r, opts)
 	strs := intern.New(0, 0)
 	return &Reader{
 		name: name,
@@ -71,41 +65,6 @@ func NewReader(r io.Reader, name string, opts Options) *Reader {
 		cp:   cloudtrail.Parser{Strings: strs},
 		strs: strs,
 	}
-}
-
-// gzipSource decompresses lazily and enforces the decompressed-size cap.
-type gzipSource struct {
-	br    *bufio.Reader
-	zr    *gzip.Reader
-	n     int64
-	limit int64
-}
-
-func (g *gzipSource) Read(p []byte) (int, error) {
-	if g.zr == nil {
-		zr, err := gzip.NewReader(g.br)
-		if err != nil {
-			return 0, fmt.Errorf("gzip: %w", err)
-		}
-		g.zr = zr
-	}
-	if g.n >= g.limit {
-		// distinguish "exactly at the limit" from "beyond it"
-		var one [1]byte
-		if n, _ := g.zr.Read(one[:]); n > 0 {
-			return 0, fmt.Errorf("%w (%d bytes)", ErrGzipLimit, g.limit)
-		}
-		return 0, io.EOF
-	}
-	if rem := g.limit - g.n; int64(len(p)) > rem {
-		p = p[:rem]
-	}
-	n, err := g.zr.Read(p)
-	g.n += int64(n)
-	if err != nil && err != io.EOF {
-		err = fmt.Errorf("gzip: %w", err)
-	}
-	return n, err
 }
 
 // Name is the input name given to NewReader.
@@ -243,7 +202,7 @@ func (r *Reader) Next() (schema.Event, error) {
 				r.push(item{ev: ev, after: end})
 			}
 			if err != io.EOF && !r.readErrShown {
-				r.push(item{err: &RecordError{Input: r.name, Record: int(r.stats.Records) + 1, Offset: end, Err: err}, after: end})
+				r.push(item{err: &RecordError{Input: r.name, Record: int(r.stats.Records) + 1, Offset: end, Err: fmt.Errorf("%w: %w", ErrRead, err)}, after: end})
 			}
 			if len(r.queue) > 0 {
 				r.queue[len(r.queue)-1].after = end
@@ -260,7 +219,8 @@ func (r *Reader) Next() (schema.Event, error) {
 }
 
 func (r *Reader) recErr(rec jsonx.Record, err error) {
-	r.push(item{err: &RecordError{Input: r.name, Line: rec.Line, Record: rec.Num, Offset: rec.Offset, Err: err}, after: rec.End})
+	raw := rec.Data[:min(len(rec.Data), MaxRawExcerpt)]
+	r.push(item{err: &RecordError{Input: r.name, Line: rec.Line, Record: rec.Num, Offset: rec.Offset, Err: err, Raw: append([]byte(nil), raw...)}, after: rec.End})
 }
 
 // record normalizes one framed record into queued items.
@@ -272,7 +232,7 @@ func (r *Reader) record(rec jsonx.Record) {
 		}
 		if errors.Is(err, jsonx.ErrTruncated) {
 			if rerr := r.sc.Err(); rerr != nil {
-				err = rerr
+				err = fmt.Errorf("%w: %w", ErrRead, rerr)
 				r.readErrShown = true
 			}
 		}

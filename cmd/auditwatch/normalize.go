@@ -58,6 +58,8 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	)
 	err := ingest.OpenPaths(paths, opts, func(name string, r *ingest.Reader) error {
 		inputs++
+		// what this input read counts even when it is cut short
+		defer func() { total = total.Add(r.Stats()) }()
 		for {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -76,7 +78,6 @@ func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, s
 				return fmt.Errorf("write output: %w", werr)
 			}
 		}
-		total = total.Add(r.Stats())
 		return nil
 	})
 	if ferr := out.Flush(); ferr != nil && err == nil {

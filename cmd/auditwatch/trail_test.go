@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -82,5 +83,53 @@ func TestTrailVerifyUsage(t *testing.T) {
 		if code := runTrail(context.Background(), args, nil, &out, &errb); code != 2 || errb.Len() == 0 {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errb.String())
 		}
+	}
+}
+
+// TestRunTrail runs `auditwatch run` with a directory source over a
+// CloudTrail copy whose log file was edited and another deleted, keys
+// from a file: the trail_integrity findings reach the findings file.
+func TestRunTrail(t *testing.T) {
+	key := trailtest.NewKey()
+	tr := trailtest.New(key, time.Date(2026, 11, 3, 8, 0, 0, 0, time.UTC))
+	tr.Build(3)
+	tr.EditByte(tr.Logs[3])
+	tr.Delete(tr.Logs[1])
+	work := t.TempDir()
+	drop := filepath.Join(work, "trail")
+	if err := tr.WriteDir(drop); err != nil {
+		t.Fatal(err)
+	}
+	keys := filepath.Join(work, "keys.json")
+	os.WriteFile(keys, tr.PublicKeysJSON(), 0o600)
+	findings := filepath.Join(work, "findings.jsonl")
+	cfgPath := filepath.Join(work, "run.yaml")
+	cfg := fmt.Sprintf(`sources:
+  - name: trail-copy
+    type: dir
+    format: cloudtrail
+    dir: {path: %q, poll_interval: 100ms, settle_time: 10ms}
+trail: {public_keys_file: %q, listed_grace: 1s, check_interval: 100ms}
+state: {dir: %q, checkpoint_interval: 200ms, idle_drain: 1s}
+files: {findings: %q}
+http: {listen: %q}
+logging: {level: info, format: text}
+shutdown_timeout: 10s
+`, drop, keys, filepath.Join(work, "state"), findings, freeAddr(t))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startAuditwatch(t, "run", "--config", cfgPath)
+	fs := waitFindings(t, p, findings, 2, 2*time.Second, 60*time.Second)
+	p.stop(t)
+	kinds := map[string]int{}
+	for _, f := range fs {
+		if f.Detector != "trail_integrity" || f.Severity != "critical" {
+			t.Errorf("unexpected finding %s %s %s", f.Detector, f.Severity, f.Summary)
+		}
+		kinds[f.Attributes["kind"]]++
+	}
+	if kinds["log_modified"] != 1 || kinds["log_missing"] != 1 || len(fs) != 2 {
+		t.Fatalf("findings %v, want one log_modified and one log_missing", kinds)
 	}
 }

@@ -8,8 +8,6 @@
 package dir
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 	"auditwatch/schema"
 )
@@ -54,7 +53,9 @@ type Dir struct {
 	cp    source.Checkpoints
 	log   *slog.Logger
 	m     *source.Metrics
+	rej   *source.Rejector
 	batch int
+	opts  ingest.Options
 	// integrity, when set, gets digest files and log file hashes.
 	integrity source.Integrity
 }
@@ -111,7 +112,9 @@ func New(cfg Config, name string, parse source.Parser, cp source.Checkpoints, lo
 	if m == nil {
 		m = source.NewMetrics(nil)
 	}
-	return &Dir{cfg: cfg, name: name, parse: parse, cp: cp, log: logger.With("source", name), m: m, batch: 512}, nil
+	log := logger.With("source", name)
+	return &Dir{cfg: cfg, name: name, parse: parse, cp: cp, log: log, m: m, rej: source.NewRejector(name, log, m), batch: 512,
+		opts: ingest.DefaultOptions()}, nil
 }
 
 // Name is the source name.
@@ -177,6 +180,7 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 	}
 	tick := time.NewTicker(d.cfg.PollInterval)
 	defer tick.Stop()
+	defer d.rej.Close()
 	for {
 		files, err := d.list(time.Now(), !d.cfg.Once)
 		if err != nil {
@@ -224,18 +228,10 @@ func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, p
 		return nil
 	}
 	defer f.Close()
-	var r io.Reader = bufio.NewReaderSize(f, 64<<10)
-	br := r.(*bufio.Reader)
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			d.m.Rejected.WithLabelValues(d.name).Inc()
-			d.log.Warn("bad gzip file", "path", c.path, "err", err)
-			return d.finish(ctx, pub, c, pos)
-		}
-		defer zr.Close()
-		r = zr
-	}
+	defer d.rej.Flush()
+	// The one reader for compressed input: caps on size and ratio, no
+	// nested gzip; the parser's record limits bound each record.
+	r, _ := ingest.Decompress(f, d.opts)
 	var hr *source.HashingReader
 	if d.integrity != nil {
 		hr = source.NewHashingReader(r)
@@ -281,14 +277,26 @@ func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, p
 			}
 			continue
 		case errors.Is(err, io.EOF):
+		case errors.Is(err, ingest.ErrRead):
+			// The file's content (over a gzip cap, corrupt) or the disk:
+			// the file is rejected as a whole and the next one is read.
+			d.m.Errors.WithLabelValues(d.name).Inc()
+			d.rej.Input(c.path, err)
+			for {
+				// what the reader still releases before its io.EOF
+				ev, err := tr.Next()
+				if err != nil {
+					break
+				}
+				batch = append(batch, ev)
+			}
 		case source.IsRecordError(err):
 			d.m.Records.WithLabelValues(d.name).Inc()
-			d.m.Rejected.WithLabelValues(d.name).Inc()
-			d.log.Warn("rejected record", "err", err)
+			d.rej.Record(err)
 			continue
 		default:
 			d.m.Errors.WithLabelValues(d.name).Inc()
-			d.log.Error("read file", "path", c.path, "err", err)
+			d.rej.Input(c.path, err)
 		}
 		batch = append(batch, tr.Flush()...)
 		if len(batch) > 0 {

@@ -39,6 +39,7 @@ type Tail struct {
 	cp    source.Checkpoints
 	log   *slog.Logger
 	m     *source.Metrics
+	rej   *source.Rejector
 }
 
 // New returns a Tail named name (the source name) over cfg.Path.
@@ -53,7 +54,8 @@ func New(cfg Config, name string, parse source.Parser, cp source.Checkpoints, lo
 	if m == nil {
 		m = source.NewMetrics(nil)
 	}
-	return &Tail{cfg: cfg, name: name, parse: parse, cp: cp, log: logger.With("source", name), m: m}, nil
+	log := logger.With("source", name)
+	return &Tail{cfg: cfg, name: name, parse: parse, cp: cp, log: log, m: m, rej: source.NewRejector(name, log, m)}, nil
 }
 
 // Name is the source name.
@@ -316,6 +318,7 @@ func (t *Tail) isTruncated(cur *file) bool {
 
 // Run tails the file until ctx ends.
 func (t *Tail) Run(ctx context.Context, pub source.Publisher) error {
+	defer t.rej.Close()
 	var pos Position
 	if t.cp != nil {
 		b, err := t.cp.Load(t.name)
@@ -401,14 +404,14 @@ func (t *Tail) follow(ctx context.Context, cur *file, pub source.Publisher) (int
 		case errors.Is(err, io.EOF):
 		case source.IsRecordError(err):
 			t.m.Records.WithLabelValues(t.name).Inc()
-			t.m.Rejected.WithLabelValues(t.name).Inc()
-			t.log.Warn("rejected record", "err", err)
+			t.rej.Record(err)
 			dirty = true
 			continue
 		default:
 			t.m.Errors.WithLabelValues(t.name).Inc()
 			t.log.Error("read audit file", "path", cur.path, "err", err)
 		}
+		t.rej.Flush()
 		if fw.err != nil {
 			return 0, fw.err
 		}

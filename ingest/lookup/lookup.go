@@ -88,6 +88,7 @@ type Poller struct {
 	lim   *Bucket
 	log   *slog.Logger
 	m     *source.Metrics
+	rej   *source.Rejector
 	clock Clock
 
 	requests prometheus.Counter
@@ -120,6 +121,7 @@ func NewWithClient(cfg Config, name string, parse source.Parser, cp source.Check
 		m = source.NewMetrics(nil)
 	}
 	p := &Poller{cfg: cfg, name: name, parse: parse, cp: cp, api: api, log: logger.With("source", name), m: m, clock: wallClock{},
+		rej: source.NewRejector(name, logger.With("source", name), m),
 		lim: sharedBucket(cfg.Account+"/"+cfg.AWS.Region, cfg.Rate),
 		requests: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_ingest_lookup_requests_total",
 			Help: "LookupEvents requests sent.", ConstLabels: prometheus.Labels{"source": name}}),
@@ -291,8 +293,7 @@ func (p *Poller) publish(ctx context.Context, pub source.Publisher, batch []rawE
 		}
 		p.m.Records.WithLabelValues(p.name).Inc()
 		if err != nil {
-			p.m.Rejected.WithLabelValues(p.name).Inc()
-			p.log.Warn("rejected record", "err", err)
+			p.rej.Record(err)
 			if !source.IsRecordError(err) {
 				break
 			}

@@ -378,7 +378,9 @@ func TestLookupEvents(t *testing.T) {
 	if paged < 7 {
 		t.Errorf("%d requests with NextToken, want >= 7 (4 + 3 pages followed)", paged)
 	}
-	if got := testutil.ToFloat64(p.requests) + testutil.ToFloat64(p2.requests); int(got) != len(all) {
+	// Each run may count one request that its stop cut short before the
+	// server saw it.
+	if got := testutil.ToFloat64(p.requests) + testutil.ToFloat64(p2.requests); int(got) < len(all) || int(got) > len(all)+2 {
 		t.Errorf("requests metric %v, server saw %d", got, len(all))
 	}
 }

@@ -16,8 +16,6 @@
 package s3sqs
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,6 +34,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 	"auditwatch/schema"
 )
@@ -66,6 +65,7 @@ type Source struct {
 	parse source.Parser
 	log   *slog.Logger
 	m     *source.Metrics
+	rej   *source.Rejector
 	sqs   SQSAPI
 	s3    S3API
 
@@ -114,7 +114,8 @@ func NewWithClients(cfg Config, name string, parse source.Parser, sq SQSAPI, s3c
 	if m == nil {
 		m = source.NewMetrics(nil)
 	}
-	s := &Source{cfg: cfg, name: name, parse: parse, log: logger.With("source", name), m: m, sqs: sq, s3: s3c,
+	log := logger.With("source", name)
+	s := &Source{cfg: cfg, name: name, parse: parse, log: log, m: m, rej: source.NewRejector(name, log, m), sqs: sq, s3: s3c,
 		done: map[string]struct{}{},
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_ingest_s3sqs_messages_total",
 			Help: "SQS messages by outcome (deleted, retried, malformed)."}, []string{"source", "outcome"}),
@@ -271,6 +272,7 @@ func ParseNotification(body string) ([]Object, error) {
 
 // Run receives and handles messages until ctx ends.
 func (s *Source) Run(ctx context.Context, pub source.Publisher) error {
+	defer s.rej.Close()
 	defer s.wg.Wait()
 	for ctx.Err() == nil {
 		out, err := s.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
@@ -480,19 +482,10 @@ func (s *Source) readObject(ctx context.Context, pub source.Publisher, o Object,
 		return fmt.Errorf("get s3://%s/%s: %w", o.Bucket, o.Key, err)
 	}
 	defer out.Body.Close()
-	br := bufio.NewReaderSize(out.Body, 64<<10)
-	var r io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			s.objects.WithLabelValues(s.name, "failed").Inc()
-			s.m.Rejected.WithLabelValues(s.name).Inc()
-			s.log.Warn("bad gzip object skipped", "bucket", o.Bucket, "key", o.Key, "err", err)
-			return nil
-		}
-		defer zr.Close()
-		r = zr
-	}
+	defer s.rej.Flush()
+	// The one reader for compressed input (size and ratio caps, no nested
+	// gzip); the parser's limits bound each record.
+	r, _ := ingest.Decompress(out.Body, ingest.DefaultOptions())
 	name := "s3://" + o.Bucket + "/" + o.Key
 	var hr *source.HashingReader
 	if s.integrity != nil {
@@ -526,10 +519,19 @@ func (s *Source) readObject(ctx context.Context, pub source.Publisher, o Object,
 			}
 			continue
 		case errors.Is(err, io.EOF):
+		case errors.Is(err, ingest.ErrRead) && !ingest.IsBadInput(err):
+			// The download broke: the message is left for redelivery.
+			return fmt.Errorf("read %s: %w", name, err)
+		case errors.Is(err, ingest.ErrRead):
+			// The object's content (over a gzip cap, nested, corrupt):
+			// reading it again gives the same, so it is rejected, and its
+			// events before the bad part are kept.
+			s.objects.WithLabelValues(s.name, "rejected").Inc()
+			s.rej.Input(name, err)
+			continue
 		case source.IsRecordError(err):
 			s.m.Records.WithLabelValues(s.name).Inc()
-			s.m.Rejected.WithLabelValues(s.name).Inc()
-			s.log.Warn("rejected record", "err", err)
+			s.rej.Record(err)
 			continue
 		default:
 			return fmt.Errorf("read %s: %w", name, err)

@@ -42,6 +42,7 @@ type Socket struct {
 	cp    source.Checkpoints
 	log   *slog.Logger
 	m     *source.Metrics
+	rej   *source.Rejector
 
 	spoolBytes prometheus.Gauge
 	dropped    prometheus.Counter
@@ -75,6 +76,7 @@ func New(cfg Config, name string, parse source.Parser, cp source.Checkpoints, lo
 		m = source.NewMetrics(nil)
 	}
 	s := &Socket{cfg: cfg, name: name, parse: parse, cp: cp, log: logger.With("source", name), m: m,
+		rej:     source.NewRejector(name, logger.With("source", name), m),
 		newData: make(chan struct{}, 1), addrOnce: make(chan struct{})}
 	sb := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_ingest_spool_bytes",
 		Help: "Bytes in a socket source's on-disk spool, by source."}, []string{"source"})
@@ -205,6 +207,7 @@ func (s *Socket) ack(off int64) {
 
 // Run listens and parses the spool until ctx ends.
 func (s *Socket) Run(ctx context.Context, pub source.Publisher) error {
+	defer s.rej.Close()
 	if err := s.loadSpool(); err != nil {
 		return fmt.Errorf("socket %s: spool: %w", s.name, err)
 	}
@@ -273,8 +276,7 @@ func (s *Socket) conn(c net.Conn) {
 				buf = append(buf[:0], buf[i+1:]...)
 			}
 			if len(buf) > 16<<20 {
-				s.m.Rejected.WithLabelValues(s.name).Inc()
-				s.log.Warn("over-long line without newline dropped", "bytes", len(buf))
+				s.rej.Input(c.RemoteAddr().String(), fmt.Errorf("over-long line without newline dropped (%d bytes)", len(buf)))
 				buf = buf[:0]
 			}
 		}
@@ -442,8 +444,7 @@ func (s *Socket) read(ctx context.Context, pub source.Publisher) error {
 			}
 			if source.IsRecordError(err) {
 				s.m.Records.WithLabelValues(s.name).Inc()
-				s.m.Rejected.WithLabelValues(s.name).Inc()
-				s.log.Warn("rejected record", "err", err)
+				s.rej.Record(err)
 				dirty = true
 				continue
 			}

@@ -1,14 +1,14 @@
 package source
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
+
+	"auditwatch/ingest"
 )
 
 // Integrity receives what CloudTrail log file integrity validation needs
@@ -49,16 +49,9 @@ func (h *HashingReader) Finish() (string, error) {
 // ReadMaybeGzip reads all of r, decompressing gzip (by its magic bytes),
 // up to limit bytes of content.
 func ReadMaybeGzip(r io.Reader, limit int64) ([]byte, error) {
-	br := bufio.NewReader(r)
-	var src io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		defer zr.Close()
-		src = zr
-	}
+	opts := ingest.DefaultOptions()
+	opts.MaxGzipBytes = limit
+	src, _ := ingest.Decompress(r, opts)
 	b, err := io.ReadAll(io.LimitReader(src, limit+1))
 	if err != nil {
 		return b, err

@@ -14,6 +14,8 @@ type Metrics struct {
 	Rejected *prometheus.CounterVec
 	Lag      *prometheus.GaugeVec
 	Errors   *prometheus.CounterVec
+	// Quarantine receives the raw records sources reject (nil: none kept).
+	Quarantine *Quarantine
 }
 
 // NewMetrics registers the source metrics on reg (nil: unregistered).
