@@ -110,6 +110,7 @@ type Config struct {
 	AccessVolumeSpike AccessVolumeSpikeConfig `yaml:"access_volume_spike"`
 	Incidents         IncidentsConfig         `yaml:"incidents"`
 	NewLocation       NewLocationConfig       `yaml:"new_location"`
+	Honeytoken        HoneytokenConfig        `yaml:"honeytoken"`
 }
 
 func boolp(b bool) *bool { return &b }
@@ -156,6 +157,7 @@ func (c *Config) SetDefaults() {
 	c.AccessVolumeSpike.defaults()
 	c.Incidents.defaults()
 	c.NewLocation.defaults()
+	c.Honeytoken.defaults()
 }
 
 // StateBudget is the bytes detector state (every table and its unsaved
@@ -213,6 +215,7 @@ func (c *Config) Validate() error {
 	c.AccessVolumeSpike.validate(bad)
 	c.Incidents.validate(bad)
 	c.NewLocation.validate(bad)
+	c.Honeytoken.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -21,6 +21,19 @@ const (
 // author, license, references, tags, techniques).
 const DetectorSigma = "sigma"
 
+// Detectors beside the learned ones: decoy secrets (honeytoken),
+// CloudTrail digest validation (trail_integrity) and the pipeline's own
+// health (source_silent, pipeline_blind).
+const (
+	DetectorHoneytoken     = "honeytoken"
+	DetectorTrailIntegrity = "trail_integrity"
+	DetectorSourceSilent   = "source_silent"
+	DetectorPipelineBlind  = "pipeline_blind"
+)
+
+// WatchDetectors lists the detectors beside the learned ones.
+var WatchDetectors = []string{DetectorHoneytoken, DetectorTrailIntegrity, DetectorSourceSilent, DetectorPipelineBlind}
+
 // Detectors lists every built-in detector name, in a stable order.
 var Detectors = []string{
 	DetectorUnexpectedIP,
@@ -42,13 +55,13 @@ const (
 // OtherDetectors lists every detector name that is not one of the
 // built-in five (which the generator plans anomalies for): routes may
 // name them too. Packages with detectors of their own add theirs here.
-var OtherDetectors = []string{
+var OtherDetectors = append([]string{
 	DetectorSigma,
 	DetectorCredentialExfiltration,
 	DetectorCredentialAfterLease,
 	DetectorCredentialMisuse,
 	DetectorNewLocation,
-}
+}, WatchDetectors...)
 
 // KnownDetector reports whether name is a detector auditwatch raises.
 func KnownDetector(name string) bool {
