@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -385,7 +386,7 @@ func validateMatch(path string, m Match) error {
 		}
 	}
 	for i, d := range m.Detectors {
-		known := d == schema.DetectorSigma
+		known := d == schema.DetectorSigma || slices.Contains(schema.WatchDetectors, d)
 		for _, k := range schema.Detectors {
 			if d == k {
 				known = true

@@ -109,6 +109,7 @@ type Config struct {
 	PrivilegedUse     PrivilegedUseConfig     `yaml:"privileged_use"`
 	AccessVolumeSpike AccessVolumeSpikeConfig `yaml:"access_volume_spike"`
 	Incidents         IncidentsConfig         `yaml:"incidents"`
+	Honeytoken        HoneytokenConfig        `yaml:"honeytoken"`
 }
 
 func boolp(b bool) *bool { return &b }
@@ -154,7 +155,20 @@ func (c *Config) SetDefaults() {
 	c.PrivilegedUse.defaults()
 	c.AccessVolumeSpike.defaults()
 	c.Incidents.defaults()
+	c.Honeytoken.defaults()
 }
+
+// StateBudget is the bytes detector state (every table and its unsaved
+// spill) may hold in memory: two fifths of MemoryBudget, the rest being
+// the Go heap's own headroom (garbage between collections), stacks and
+// the store's buffers. The budget is per engine (one per stream
+// partition).
+func (c Config) StateBudget() int64 { return int64(c.MemoryBudget) * 2 / 5 }
+
+// GoMemoryLimit is the soft limit for the Go runtime (debug.SetMemoryLimit)
+// of a process running one engine: 85% of MemoryBudget, so the collector
+// works harder before the process passes the budget.
+func (c Config) GoMemoryLimit() int64 { return int64(c.MemoryBudget) * 85 / 100 }
 
 // Validate reports every bad field, each named by its YAML path, and
 // prepares parsed forms (CIDRs). Call after SetDefaults.
@@ -198,6 +212,7 @@ func (c *Config) Validate() error {
 	c.PrivilegedUse.validate(bad)
 	c.AccessVolumeSpike.validate(bad)
 	c.Incidents.validate(bad)
+	c.Honeytoken.validate(bad)
 	return errors.Join(errs...)
 }
 

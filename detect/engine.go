@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"time"
 
 	"auditwatch/detect/state"
@@ -66,11 +67,13 @@ type Engine struct {
 
 	// pending: events a store written by an older version held in its
 	// reorder buffer; evaluated before the next event.
-	pending     []schema.Event
-	legacySegs  []segment
-	in          schema.Event // the event being taken in (keeps ev off the heap)
-	ctx         evalCtx
-	lastSkewLog time.Time
+	pending           []schema.Event
+	legacySegs        []segment
+	in                schema.Event // the event being taken in (keeps ev off the heap)
+	ctx               evalCtx
+	lastSkewLog       time.Time
+	lastEvictLog      time.Time
+	loggedLearnEvicts uint64
 
 	stats    Stats
 	ownStore bool
@@ -102,12 +105,17 @@ type Stats struct {
 	// already taken for that principal used the later first-seen time (a
 	// learning period judged on what was known at arrival).
 	FirstSeenRevised uint64
-	Findings         map[string]uint64
-	Suppressed       uint64 // privileged use inside a maintenance window
-	Evictions        uint64 // sum over Tables
-	SpillDropped     uint64 // sum over Tables
-	Expired          uint64 // sum over Tables
-	Tables           []TableStats
+	// StateBytes: estimated bytes of detector state in memory (tables and
+	// unsaved spill), bounded by Config.StateBudget; LearningEvictions:
+	// principals evicted from memory while still learning.
+	StateBytes        int64
+	LearningEvictions uint64
+	Findings          map[string]uint64
+	Suppressed        uint64 // privileged use inside a maintenance window
+	Evictions         uint64 // sum over Tables
+	SpillDropped      uint64 // sum over Tables
+	Expired           uint64 // sum over Tables
+	Tables            []TableStats
 }
 
 // TableStats describes one bounded working set.
@@ -164,6 +172,8 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, st: st, log: logger, m: newMetrics(reg), sources: map[string]*sourceClock{}, now: cfg.Now}
+	lim := cfg.StateBudget()
+	e.m.mem = &memBudget{limit: lim, spillLimit: lim / 8}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -177,6 +187,8 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	e.h = e.newHasher()
 	e.stats.Findings = make(map[string]uint64)
 	e.principals = e.newPrincipalTable()
+	learnFor := max(cfg.UnexpectedIP.LearningPeriod, cfg.FirstTimeAccess.LearningPeriod, cfg.AccessVolumeSpike.LearningPeriod).D().Nanoseconds()
+	e.principals.learning = func(v *principalState) bool { return e.maxWM-v.First < learnFor }
 	e.scope = newScope(cfg.FirstTimeAccess.Scope, cfg.FirstTimeAccess.VaultMounts)
 	if on(cfg.UnexpectedIP.Enabled) {
 		e.dets = append(e.dets, newUnexpectedIP(e))
@@ -193,6 +205,10 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	if on(cfg.AccessVolumeSpike.Enabled) {
 		e.dets = append(e.dets, newVolume(e))
 	}
+	if on(cfg.Honeytoken.Enabled) && cfg.Honeytoken.any() {
+		e.dets = append(e.dets, newHoneytoken(e))
+	}
+	shareBudget(lim, e.allTables())
 	if err := e.restore(); err != nil {
 		return nil, err
 	}
@@ -501,6 +517,22 @@ func (e *Engine) finding(det string, sev schema.Severity, ev *schema.Event, c *e
 	if c.skew != "" {
 		f.Attributes["time_skew"] = c.skew
 	}
+	// the person or service behind a Vault-issued key (package identity)
+	if ev.KeyIssue != "" {
+		f.Attributes["key_issue"] = ev.KeyIssue
+		f.Attributes["aws_principal"] = ev.KeyPrincipal
+		f.Attributes["access_key"] = ev.AccessKey
+	}
+	// where the address is (package netinfo)
+	if ev.Country != "" {
+		f.Attributes["country"] = ev.Country
+	}
+	if ev.ASN != 0 {
+		f.Attributes["asn"] = strconv.Itoa(ev.ASN)
+		if ev.ASOrg != "" {
+			f.Attributes["as_org"] = ev.ASOrg
+		}
+	}
 	return f
 }
 
@@ -572,10 +604,26 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		e.legacySegs = nil
 	}
 	e.saveHKey = false
+	e.m.stateBytes.Set(float64(e.m.mem.used))
+	if n := e.m.mem.learningEvictions - e.loggedLearnEvicts; n > 0 {
+		e.m.learningEvictions.Add(float64(n))
+		e.loggedLearnEvicts = e.m.mem.learningEvictions
+		if time.Since(e.lastEvictLog) >= time.Minute {
+			e.lastEvictLog = time.Now()
+			e.log.Warn("detect: memory budget forces eviction of principals still in their learning period (reloaded from the store when they return; a flood of new keys?)",
+				"evicted_learning_total", e.m.mem.learningEvictions, "state_bytes", e.m.mem.used, "budget_bytes", e.m.mem.limit)
+		}
+	}
 	e.m.checkpoints.Inc()
 	e.m.checkpointSeconds.Observe(time.Since(start).Seconds())
 	return nil
 }
+
+// NeedCheckpoint reports that evicted entries waiting for a checkpoint
+// have reached their share of the memory budget: the caller should
+// checkpoint now (spilling them to the store). Beyond twice that share
+// the oldest are dropped (counted in SpillDropped).
+func (e *Engine) NeedCheckpoint() bool { return e.m.mem.spilled > e.m.mem.spillLimit }
 
 // Meta returns the meta stored by the last Checkpoint (empty map if none).
 func (e *Engine) Meta() (map[string][]byte, error) {
@@ -633,6 +681,7 @@ func (e *Engine) Stats() Stats {
 		s.Findings[k] = v
 	}
 	s.Tables = nil
+	s.StateBytes, s.LearningEvictions = e.m.mem.used, e.m.mem.learningEvictions
 	s.Evictions, s.SpillDropped, s.Expired = 0, 0, 0
 	for _, t := range e.allTables() {
 		size, ev, sd, le, sp := t.stats()

@@ -14,6 +14,9 @@ type metrics struct {
 	evictions, spillDrops, expired                                *prometheus.CounterVec
 	findingBy                                                     map[string]prometheus.Counter
 	evictBy, dropBy                                               map[string]prometheus.Counter
+	learningEvictions                                             prometheus.Counter
+	stateBytes                                                    prometheus.Gauge
+	mem                                                           *memBudget
 }
 
 // register registers c, or returns the collector already registered under
@@ -57,6 +60,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Evicted unsaved entries dropped before a checkpoint could save them (state lost), by table."}, []string{"table"})),
 		expired: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_state_expired_total",
 			Help: "Saved state entries deleted after idling past their retention, by table."}, []string{"table"})),
+		learningEvictions: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_state_learning_evictions_total",
+			Help: "State entries of principals still in their learning period evicted from memory because the memory budget was spent (reloaded from the store when needed)."})),
+		stateBytes: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_state_bytes",
+			Help: "Estimated bytes of detector state held in memory (tables and unsaved spill), against detectors.memory_budget."})),
 		findingBy: map[string]prometheus.Counter{},
 		evictBy:   map[string]prometheus.Counter{},
 		dropBy:    map[string]prometheus.Counter{},
@@ -96,3 +103,5 @@ func (m *metrics) expiredN(space string, n uint64) {
 }
 
 func (m *metrics) skewed(direction string) { m.skew.WithLabelValues(direction).Inc() }
+
+func (m *metrics) budget() *memBudget { return m.mem }

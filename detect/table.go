@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"auditwatch/detect/state"
+	"auditwatch/schema"
 )
 
 // key identifies one entry of a table: a keyed 128-bit hash of the
@@ -79,14 +80,45 @@ type node[V any] struct {
 	k          key
 	v          V
 	prev, next *node[V]
+	size       int32 // bytes accounted for this entry
 	dirty      bool
+	prot       bool // in the protected segment
 }
 
-// table is a bounded in-memory working set (LRU) over one space of the
-// durable store. Misses load from the store; dirty entries are written at
-// the next checkpoint; evicted dirty entries wait (encoded) in a spill map
-// until then. Every eviction is counted, and so is every spilled entry
-// dropped because the spill map overflowed before a checkpoint.
+// memBudget is the byte budget of an engine's tables: entries in memory
+// and evicted entries waiting in spill maps for the next checkpoint. Each
+// table gets a fixed share (tableShares) and evicts its own least valuable
+// entries when an insert would pass it, so one table's flood never pushes
+// out another's baselines.
+type memBudget struct {
+	limit int64
+	used  int64
+	// spillLimit bounds the spill maps' share: beyond it the engine asks
+	// for a checkpoint (NeedCheckpoint), beyond twice it the oldest
+	// spilled entries are dropped (counted).
+	spillLimit int64
+	spilled    int64
+	// learningEvictions: entries evicted while their principal was still
+	// learning (their baseline will be reloaded from the store, but a
+	// flood is crowding out new principals).
+	learningEvictions uint64
+}
+
+// table is a bounded in-memory working set over one space of the durable
+// store. Misses load from the store; dirty entries are written at the next
+// checkpoint; evicted dirty entries wait (encoded) in a spill map until
+// then. Memory is bounded in bytes by the engine's shared memBudget (and
+// in entries by max).
+//
+// Eviction is segmented LRU: a new or reloaded entry enters the
+// probationary segment and moves to the protected segment when it is used
+// again while in memory, or at once when it comes back from the spill or
+// the store after an eviction; eviction takes the probationary segment's least recently used
+// entry first. A flood of one-off keys (hostile principals, addresses,
+// resources) so churns through probation and does not push out the
+// baselines of principals that keep coming back. Every eviction is
+// counted, and so is every spilled entry dropped because the spill
+// exceeded twice its byte budget before a checkpoint.
 type table[V any] struct {
 	space    string
 	max      int
@@ -95,13 +127,21 @@ type table[V any] struct {
 	codec    codec[V]
 	log      *slog.Logger
 	hooks    evictHooks
+	mem      *memBudget
+	// bytes held (entries and spill) against limit, this table's share of
+	// the engine's budget (setLimit).
+	bytes, limit int64
 
-	m          map[key]*node[V]
-	head, tail *node[V] // head: most recently used
-	free       *node[V]
-	dirty      []key
-	spill      map[key][]byte
-	spillOrder []key
+	m              map[key]*node[V]
+	prob, protect  list[V] // probationary and protected segments
+	free           *node[V]
+	last           *node[V] // returned by the last get: its size is re-measured
+	dirty          []key
+	spill          map[key][]byte
+	spillOrder     []key
+	spillBytes     int64
+	learning       func(v *V) bool // entry belongs to a principal still learning
+	evictedLearner uint64
 
 	// persisted: the store may hold entries of this space (false on a
 	// fresh store until the first checkpoint saves one: no misses hit disk).
@@ -120,6 +160,39 @@ type table[V any] struct {
 	expired      uint64
 	// pendingExpired: deletions queued by sweep, counted once committed.
 	pendingExpired uint64
+}
+
+// list is one LRU segment (head: most recently used).
+type list[V any] struct {
+	head, tail *node[V]
+	n          int
+}
+
+func (l *list[V]) unlink(n *node[V]) {
+	if n.prev != nil {
+		n.prev.next = n.next
+	} else {
+		l.head = n.next
+	}
+	if n.next != nil {
+		n.next.prev = n.prev
+	} else {
+		l.tail = n.prev
+	}
+	n.prev, n.next = nil, nil
+	l.n--
+}
+
+func (l *list[V]) pushFront(n *node[V]) {
+	n.prev, n.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = n
+	}
+	l.head = n
+	if l.tail == nil {
+		l.tail = n
+	}
+	l.n++
 }
 
 // expire enables sweeping of entries idle longer than retain.
@@ -172,15 +245,24 @@ func (t *table[V]) sweep(b *state.Batch, now int64) (int, error) {
 	return n, nil
 }
 
-// evictHooks counts evictions in metrics.
+// evictHooks counts evictions in metrics and holds the engine's byte
+// budget.
 type evictHooks interface {
 	evicted(space string)
 	spillDropped(space string)
+	budget() *memBudget
 }
 
 func newTable[V any](space string, max, maxSpill int, st *state.Store, c codec[V], log *slog.Logger, hooks evictHooks) *table[V] {
 	t := &table[V]{space: space, max: max, maxSpill: maxSpill, st: st, codec: c, log: log, hooks: hooks,
 		m: make(map[key]*node[V]), spill: make(map[key][]byte)}
+	if hooks != nil {
+		t.mem = hooks.budget()
+	}
+	if t.mem == nil {
+		t.mem = &memBudget{limit: 1 << 62, spillLimit: 1 << 62}
+	}
+	t.limit = t.mem.limit
 	if st != nil {
 		has, err := st.Has(space)
 		t.persisted = err != nil || has
@@ -188,18 +270,48 @@ func newTable[V any](space string, max, maxSpill int, st *state.Store, c codec[V
 	return t
 }
 
+// nodeOverhead approximates the bytes of one entry besides its value's
+// own heap: the node (key, links, flags), its map slot and allocator
+// rounding.
+const nodeOverhead = 96
+
+// spillOverhead approximates a spill map entry besides its encoded bytes.
+const spillOverhead = 64
+
+func (t *table[V]) add(n int64) {
+	t.bytes += n
+	t.mem.used += n
+}
+
+func (t *table[V]) setLimit(n int64) { t.limit = n }
+
+// remeasure updates the accounted size of the entry returned by the last
+// get (the caller may have grown it since).
+func (t *table[V]) remeasure() {
+	n := t.last
+	if n == nil {
+		return
+	}
+	t.last = nil
+	sz := int32(nodeOverhead + valueSize(&n.v))
+	t.add(int64(sz - n.size))
+	n.size = sz
+}
+
 // get returns the entry for k, loading it from spill or store; with create
 // a missing entry is inserted zero-valued. found reports whether it existed.
 // The returned node is valid until the next get on this table.
 func (t *table[V]) get(k key, create bool) (n *node[V], found bool) {
+	t.remeasure()
 	if n = t.m[k]; n != nil {
-		t.moveFront(n)
+		t.use(n)
+		t.last = n
 		return n, true
 	}
 	var raw []byte
 	if b, ok := t.spill[k]; ok {
 		raw = b
-		delete(t.spill, k)
+		t.dropSpill(k, b)
 	} else if t.st != nil && t.persisted {
 		b, err := t.st.Get(t.space, k[:])
 		if err != nil {
@@ -212,7 +324,15 @@ func (t *table[V]) get(k key, create bool) (n *node[V], found bool) {
 		return nil, false
 	}
 	n = t.insert(k)
+	t.last = n
 	if raw != nil {
+		// Back from spill or store: a key that returns after eviction
+		// (the store is 2Q's ghost list) is protected at once; a new key
+		// has to prove itself in probation.
+		t.prob.unlink(n)
+		n.prot = true
+		t.protect.pushFront(n)
+		t.balance()
 		if err := t.codec.decode(raw, &n.v); err != nil {
 			t.loadErrors++
 			t.log.Error("detect: state entry unreadable, starting it afresh", "space", t.space, "err", err)
@@ -225,6 +345,34 @@ func (t *table[V]) get(k key, create bool) (n *node[V], found bool) {
 	return n, false
 }
 
+// use records a hit: a probationary entry used again is promoted; the
+// protected segment keeps at most four fifths of the entries (its least
+// recently used goes back to probation, see balance).
+func (t *table[V]) use(n *node[V]) {
+	if n.prot {
+		if t.protect.head != n {
+			t.protect.unlink(n)
+			t.protect.pushFront(n)
+		}
+		return
+	}
+	t.prob.unlink(n)
+	n.prot = true
+	t.protect.pushFront(n)
+	t.balance()
+}
+
+// balance keeps the protected segment at most four fifths of the entries:
+// its least recently used goes back to probation.
+func (t *table[V]) balance() {
+	for t.protect.n > 4*t.prob.n+16 {
+		d := t.protect.tail
+		t.protect.unlink(d)
+		d.prot = false
+		t.prob.pushFront(d)
+	}
+}
+
 // touch marks n to be written at the next checkpoint.
 func (t *table[V]) touch(n *node[V]) {
 	if !n.dirty {
@@ -234,7 +382,7 @@ func (t *table[V]) touch(n *node[V]) {
 }
 
 func (t *table[V]) insert(k key) *node[V] {
-	if len(t.m) >= t.max {
+	for (len(t.m) >= t.max || t.bytes >= t.limit) && len(t.m) > 0 {
 		t.evict()
 	}
 	n := t.free
@@ -242,87 +390,88 @@ func (t *table[V]) insert(k key) *node[V] {
 		t.free = nil
 		var zero V
 		n.v = zero
-		n.dirty = false
+		n.dirty, n.prot = false, false
 	} else {
 		n = &node[V]{}
 	}
 	n.k = k
+	n.size = nodeOverhead
+	t.add(nodeOverhead)
 	t.m[k] = n
-	n.prev, n.next = nil, t.head
-	if t.head != nil {
-		t.head.prev = n
-	}
-	t.head = n
-	if t.tail == nil {
-		t.tail = n
-	}
+	t.prob.pushFront(n)
 	return n
 }
 
 func (t *table[V]) evict() {
-	n := t.tail
+	n := t.prob.tail
+	if n == nil {
+		n = t.protect.tail
+	}
 	if n == nil {
 		return
 	}
-	t.unlink(n)
+	if n == t.last {
+		t.last = nil
+	}
+	if n.prot {
+		t.protect.unlink(n)
+	} else {
+		t.prob.unlink(n)
+	}
 	delete(t.m, n.k)
+	t.add(-int64(n.size))
 	t.evictions++
 	if t.hooks != nil {
 		t.hooks.evicted(t.space)
 	}
+	if t.learning != nil && t.learning(&n.v) {
+		t.evictedLearner++
+		t.mem.learningEvictions++
+	}
 	if n.dirty {
 		b, err := t.codec.encode(&n.v)
 		if err == nil {
-			t.spill[n.k] = b
-			t.spillOrder = append(t.spillOrder, n.k)
-			for len(t.spill) > t.maxSpill && len(t.spillOrder) > 0 {
-				old := t.spillOrder[0]
-				t.spillOrder = t.spillOrder[1:]
-				if _, ok := t.spill[old]; ok {
-					delete(t.spill, old)
-					t.spillDropped++
-					if t.hooks != nil {
-						t.hooks.spillDropped(t.space)
-					}
-				}
-			}
+			t.addSpill(n.k, b)
 		}
 	}
 	t.free = n
 }
 
-func (t *table[V]) unlink(n *node[V]) {
-	if n.prev != nil {
-		n.prev.next = n.next
-	} else {
-		t.head = n.next
+func (t *table[V]) addSpill(k key, b []byte) {
+	if old, ok := t.spill[k]; ok {
+		t.dropSpill(k, old)
 	}
-	if n.next != nil {
-		n.next.prev = n.prev
-	} else {
-		t.tail = n.prev
+	t.spill[k] = b
+	t.spillOrder = append(t.spillOrder, k)
+	sz := int64(len(b) + spillOverhead)
+	t.spillBytes += sz
+	t.mem.spilled += sz
+	t.add(sz)
+	for (len(t.spill) > t.maxSpill || t.mem.spilled > 2*t.mem.spillLimit) && len(t.spillOrder) > 0 {
+		old := t.spillOrder[0]
+		t.spillOrder = t.spillOrder[1:]
+		if ob, ok := t.spill[old]; ok {
+			t.dropSpill(old, ob)
+			t.spillDropped++
+			if t.hooks != nil {
+				t.hooks.spillDropped(t.space)
+			}
+		}
 	}
-	n.prev, n.next = nil, nil
 }
 
-func (t *table[V]) moveFront(n *node[V]) {
-	if t.head == n {
-		return
-	}
-	t.unlink(n)
-	n.next = t.head
-	if t.head != nil {
-		t.head.prev = n
-	}
-	t.head = n
-	if t.tail == nil {
-		t.tail = n
-	}
+func (t *table[V]) dropSpill(k key, b []byte) {
+	delete(t.spill, k)
+	sz := int64(len(b) + spillOverhead)
+	t.spillBytes -= sz
+	t.mem.spilled -= sz
+	t.add(-sz)
 }
 
 // flush queues every dirty and spilled entry into b. Dirty flags are
 // cleared only by committed, so a failed commit loses nothing.
 func (t *table[V]) flush(b *state.Batch) error {
+	t.remeasure()
 	for _, k := range t.dirty {
 		n := t.m[k]
 		if n == nil || !n.dirty {
@@ -357,6 +506,9 @@ func (t *table[V]) committed() {
 	t.dirty = t.dirty[:0]
 	clear(t.spill)
 	t.spillOrder = t.spillOrder[:0]
+	t.mem.spilled -= t.spillBytes
+	t.add(-t.spillBytes)
+	t.spillBytes = 0
 }
 
 func (t *table[V]) len() int { return len(t.m) }
@@ -367,6 +519,7 @@ type tableStats interface {
 	stats() (size int, evictions, spillDropped, loadErrors uint64, spilled int)
 	expiredCount() uint64
 	flush(b *state.Batch) error
+	setLimit(n int64)
 	sweepInto(b *state.Batch, now int64) error
 	committed()
 }
@@ -383,4 +536,69 @@ func (t *table[V]) sweepInto(b *state.Batch, now int64) error {
 
 func (t *table[V]) stats() (int, uint64, uint64, uint64, int) {
 	return len(t.m), t.evictions, t.spillDropped, t.loadErrors, len(t.spill)
+}
+
+// valueSize approximates the heap bytes a state value holds beyond its
+// node (slices, strings); the node itself is nodeOverhead.
+func valueSize(v any) int {
+	switch x := v.(type) {
+	case *principalState, *pairState:
+		return 16
+	case *ipState:
+		return 24 + cap(x.Nets)*40
+	case *spikeState:
+		n := 200 + cap(x.Buckets)*16 + cap(x.Who)*24 + burstSize(&x.B)
+		for _, s := range x.Recent {
+			n += 16 + len(s)
+		}
+		return n
+	case *privState:
+		return burstSize(&x.B)
+	case *groupState:
+		return burstSize(&x.B)
+	case *volState:
+		return 40 + cap(x.Seen)*24 + burstSize(&x.B)
+	default:
+		return 64
+	}
+}
+
+func burstSize(b *burst) int {
+	n := 80 + len(b.Key)
+	for _, s := range b.IDs {
+		n += 16 + len(s)
+	}
+	for _, s := range b.Items {
+		n += 16 + len(s)
+	}
+	return n
+}
+
+// tableShares weighs each table's part of the state budget by what its
+// entries cost and how many a busy deployment keeps (a table not listed
+// weighs 10).
+var tableShares = map[string]int64{
+	spacePrincipals:                            10,
+	schema.DetectorUnexpectedIP:                15,
+	schema.DetectorFirstTimeAccess + ".pairs":  25,
+	schema.DetectorFirstTimeAccess + ".groups": 5,
+	schema.DetectorAuthFailureSpike:            15,
+	schema.DetectorPrivilegedUse:               5,
+	schema.DetectorAccessVolumeSpike:           25,
+}
+
+// shareBudget splits limit over tabs by tableShares.
+func shareBudget(limit int64, tabs []tableStats) {
+	var sum int64
+	w := make([]int64, len(tabs))
+	for i, t := range tabs {
+		w[i] = 10
+		if x, ok := tableShares[t.name()]; ok {
+			w[i] = x
+		}
+		sum += w[i]
+	}
+	for i, t := range tabs {
+		t.setLimit(limit * w[i] / sum)
+	}
 }

@@ -294,7 +294,11 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 	if s.cfg.IdleDrain > 0 && time.Since(pt.lastRecord) >= s.cfg.IdleDrain {
 		s.drain(pt)
 	}
-	if pt.since >= s.cfg.CheckpointEvents || (pt.since > 0 || len(pt.findings) > 0) && time.Since(pt.last) >= s.cfg.CheckpointInterval {
+	// An engine whose unsaved evicted state has reached its memory share
+	// asks for a checkpoint early (detect.Engine.NeedCheckpoint).
+	nc, _ := pt.det.(interface{ NeedCheckpoint() bool })
+	if pt.since >= s.cfg.CheckpointEvents || (pt.since > 0 || len(pt.findings) > 0) && time.Since(pt.last) >= s.cfg.CheckpointInterval ||
+		pt.since > 0 && nc != nil && nc.NeedCheckpoint() {
 		return s.checkpoint(ctx, pt)
 	}
 	return nil

@@ -21,6 +21,19 @@ const (
 // author, license, references, tags, techniques).
 const DetectorSigma = "sigma"
 
+// Detectors beside the learned ones: decoy secrets (honeytoken),
+// CloudTrail digest validation (trail_integrity) and the pipeline's own
+// health (source_silent, pipeline_blind).
+const (
+	DetectorHoneytoken     = "honeytoken"
+	DetectorTrailIntegrity = "trail_integrity"
+	DetectorSourceSilent   = "source_silent"
+	DetectorPipelineBlind  = "pipeline_blind"
+)
+
+// WatchDetectors lists the detectors beside the learned ones.
+var WatchDetectors = []string{DetectorHoneytoken, DetectorTrailIntegrity, DetectorSourceSilent, DetectorPipelineBlind}
+
 // Detectors lists every built-in detector name, in a stable order.
 var Detectors = []string{
 	DetectorUnexpectedIP,

@@ -51,6 +51,12 @@ func TestFindingsFilters(t *testing.T) {
 			if fs, ls := table(t, r, "first_seen"), table(t, r, "last_seen"); len(fs) != 1 || fs[0] == ls[0] {
 				t.Errorf("first/last seen: %v %v", fs, ls)
 			}
+			r, err := st.Query(ctx, "finding", QueryArgs{Since: week, ID: "f2"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, "finding by id", table(t, r, "revision", "id", "count", "reason", "event_ids"),
+				[]string{"0|f1|5|5 failures in 5m|a3", "1|f2|9|9 failures in 5m|a3 a5"})
 			if _, err := st.Query(ctx, "findings", QueryArgs{Since: week, Severity: "urgent"}); !errors.Is(err, ErrQueryArgs) {
 				t.Errorf("bad severity: %v", err)
 			}

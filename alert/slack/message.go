@@ -2,12 +2,14 @@ package slack
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
 
 	"auditwatch/alert/notify"
+	"auditwatch/internal/runbook"
 	"auditwatch/schema"
 )
 
@@ -97,6 +99,19 @@ func attributes(f schema.Finding, maxField int) string {
 	if len(keys) == 0 {
 		return ""
 	}
+	// a Sigma rule's title, author (its licence requires it shown) and
+	// ATT&CK techniques first
+	first := []string{"rule_title", "author", "techniques", "license"}
+	slices.SortStableFunc(keys, func(a, b string) int {
+		ia, ib := slices.Index(first, a), slices.Index(first, b)
+		if ia < 0 {
+			ia = len(first)
+		}
+		if ib < 0 {
+			ib = len(first)
+		}
+		return ia - ib
+	})
 	var b strings.Builder
 	for i, k := range keys {
 		if i == 8 {
@@ -129,32 +144,23 @@ func evidence(f schema.Finding, maxField int) string {
 }
 
 // Runbook returns the commands an on-call engineer pastes to investigate
-// f, already escaped for a Slack code block. Values are single-quoted for
-// the shell; a value that cannot be quoted safely for both the shell and
-// Slack (control characters, backticks, very long) is replaced by the
-// finding-id query.
+// f (internal/runbook: the runbook's query catalog), already escaped for a
+// Slack code block. Values are single-quoted for the shell; a command with
+// a value that cannot be quoted safely for both the shell and Slack
+// (control characters, backticks, very long) is left out.
 func Runbook(f schema.Finding) string {
 	var lines []string
-	q := func(flag, v string) string {
-		if v == "" {
-			return ""
+cmds:
+	for _, c := range runbook.Investigate(f) {
+		line := "auditwatch query " + c.Query
+		for _, fl := range c.Flags {
+			qv, ok := shellQuote(fl.Value)
+			if !ok {
+				continue cmds
+			}
+			line += " --" + fl.Name + " " + qv
 		}
-		if qv, ok := shellQuote(v); ok {
-			return " " + flag + " " + qv
-		}
-		return ""
-	}
-	if r := q("--resource", f.Resource); r != "" {
-		lines = append(lines, "auditwatch query who-accessed"+r+" --since 24h")
-	}
-	if p := q("--principal", f.Principal); p != "" {
-		lines = append(lines, "auditwatch query by-principal"+p+" --since 24h")
-	}
-	if ip := q("--ip", f.SourceIP); ip != "" {
-		lines = append(lines, "auditwatch query by-ip"+ip+" --since 24h")
-	}
-	if id, ok := shellQuote(f.ID); ok {
-		lines = append(lines, "auditwatch query finding --id "+id)
+		lines = append(lines, line)
 	}
 	return strings.Join(lines, "\n")
 }

@@ -10,6 +10,7 @@ import (
 	"auditwatch/alert/notify"
 	"auditwatch/alert/notify/notifytest"
 	"auditwatch/alert/slack/slacktest"
+	"auditwatch/internal/runbook"
 	"auditwatch/internal/secret"
 )
 
@@ -283,10 +284,14 @@ func TestInjection(t *testing.T) {
 
 func TestRunbook(t *testing.T) {
 	got := Runbook(notifytest.Finding())
-	want := "auditwatch query who-accessed --resource 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/payments/db-AbCdEf' --since 24h\n" +
-		"auditwatch query by-principal --principal 'arn:aws:iam::123456789012:role/payments-api' --since 24h\n" +
-		"auditwatch query by-ip --ip '203.0.113.77' --since 24h\n" +
-		"auditwatch query finding --id '4f1c2a9e8b7d6c5f4e3d2c1b0a998877'"
+	// The runbook catalog's commands (internal/runbook), from an hour
+	// before the incident's first event.
+	since := " --since '" + runbook.Since(notifytest.Finding()) + "'"
+	want := "auditwatch query finding --id '4f1c2a9e8b7d6c5f4e3d2c1b0a998877'" + since + "\n" +
+		"auditwatch query who-accessed --resource 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/payments/db-AbCdEf'" + since + "\n" +
+		"auditwatch query principal --principal 'arn:aws:iam::123456789012:role/payments-api'" + since + "\n" +
+		"auditwatch query blast-radius --principal 'arn:aws:iam::123456789012:role/payments-api'" + since + "\n" +
+		"auditwatch query ip --ip '203.0.113.77'" + since
 	if got != want {
 		t.Errorf("Runbook =\n%s\nwant\n%s", got, want)
 	}

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"auditwatch/alert/notify"
 	"auditwatch/schema"
@@ -92,6 +93,18 @@ func Finding(a notify.Alert) map[string]any {
 		"types":          []string{f.Detector},
 		"analytic":       map[string]any{"name": f.Detector, "type_id": 1, "type": "Rule"},
 		"related_events": related,
+	}
+	if title := f.Attributes["rule_title"]; title != "" {
+		// a Sigma rule: the analytic is the rule, with its author (DRL)
+		fi["analytic"] = map[string]any{"name": title, "uid": f.Attributes["rule_id"], "type_id": 1, "type": "Rule",
+			"desc": "author: " + f.Attributes["author"]}
+	}
+	if ts := f.Attributes["techniques"]; ts != "" {
+		var attacks []map[string]any
+		for _, t := range strings.Split(ts, ",") {
+			attacks = append(attacks, map[string]any{"technique": map[string]any{"uid": t}, "version": "ATT&CK"})
+		}
+		fi["attacks"] = attacks
 	}
 	if !f.FirstTime.IsZero() {
 		fi["first_seen_time"] = f.FirstTime.UnixMilli()

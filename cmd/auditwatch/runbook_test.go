@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"auditwatch/alert/slack"
 	"auditwatch/ingest"
 	"auditwatch/internal/resname"
 	"auditwatch/internal/testenv"
@@ -29,6 +32,7 @@ import (
 // runbook's CloudTrail records, kept running.
 type monitor struct {
 	bin, work, cfg string
+	metrics        string // http.listen
 	cmd            *exec.Cmd
 	stderr         *lockedWriter
 	done           chan error
@@ -45,7 +49,11 @@ func buildBinary(tb testing.TB) string {
 	return path
 }
 
-func startMonitor(tb testing.TB) *monitor {
+func startMonitor(tb testing.TB) *monitor { return startMonitorWith(tb, nil) }
+
+// startMonitorWith starts the monitor with edit applied to the config
+// text after the path changes (nil: the shipped example as is).
+func startMonitorWith(tb testing.TB, edit func(cfg string) string) *monitor {
 	tb.Helper()
 	if lib := os.Getenv("CHDB_LIB_PATH"); lib == "" {
 		testenv.Missing(tb, "CHDB_LIB_PATH is not set: libchdb.so (embedded storage) not available")
@@ -59,7 +67,11 @@ func startMonitor(tb testing.TB) *monitor {
 	// Paths only: the scenario from the repository, state under work,
 	// the metrics listener on a free port.
 	cfg := strings.ReplaceAll(string(raw), "path: testdata/openbao-scenario", "path: "+filepath.Join(root, "testdata", "openbao-scenario"))
-	cfg = strings.ReplaceAll(cfg, "127.0.0.1:9464", freeAddrTB(tb))
+	m.metrics = freeAddrTB(tb)
+	cfg = strings.ReplaceAll(cfg, "127.0.0.1:9464", m.metrics)
+	if edit != nil {
+		cfg = edit(cfg)
+	}
 	m.cfg = filepath.Join(m.work, "run.yaml")
 	if err := os.WriteFile(m.cfg, []byte(cfg), 0o644); err != nil {
 		tb.Fatal(err)
@@ -96,11 +108,13 @@ func startMonitor(tb testing.TB) *monitor {
 }
 
 func freeAddrTB(tb testing.TB) string {
-	t, ok := tb.(*testing.T)
-	if ok {
-		return freeAddr(t)
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return "127.0.0.1:0"
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func readEvents(tb testing.TB, path string) []schema.Event {
@@ -439,6 +453,38 @@ func TestRunbookWhileRunning(t *testing.T) {
 			}
 		}
 	}
+	// Slack's Investigate block for every finding the monitor raised:
+	// each command, unescaped from Slack and split as the shell would,
+	// answers with at least one row.
+	latest := map[string]schema.Finding{}
+	for _, f := range readFindings(t, filepath.Join(m.work, "auditwatch-state", "findings.jsonl")) {
+		if l, ok := latest[f.DedupeKey]; !ok || f.Revision > l.Revision {
+			latest[f.DedupeKey] = f
+		}
+	}
+	if len(latest) == 0 {
+		t.Fatal("the monitor wrote no findings")
+	}
+	ran := 0
+	for _, f := range latest {
+		for _, line := range strings.Split(html.UnescapeString(slack.Runbook(f)), "\n") {
+			args, err := shellWords(line)
+			if err != nil || len(args) < 3 || args[0] != "auditwatch" {
+				t.Errorf("Investigate line %q: %v", line, err)
+				continue
+			}
+			out, errOut, err := m.exec(append(args[1:], "--format", "json")...)
+			var rows []map[string]any
+			if err == nil {
+				err = json.Unmarshal([]byte(out), &rows)
+			}
+			if err != nil || len(rows) == 0 {
+				t.Errorf("finding %s (%s): %s: %d rows, %v\n%s", f.ID, f.Detector, line, len(rows), err, errOut)
+			}
+			ran++
+		}
+	}
+	t.Logf("ran %d Investigate commands of %d findings", ran, len(latest))
 	m.alive(t)
 	m.stop(t)
 }

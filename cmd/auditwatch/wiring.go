@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 
 	"auditwatch/alert"
@@ -38,7 +39,16 @@ func auditParserRaw(format string, raw bool) (source.Parser, error) {
 // detectConfig is the `detectors:` section, decoded and validated when the
 // config was loaded.
 func (d *daemon) detectConfig() (detect.Config, error) {
+	setGoMemoryLimit(d.conf.Detectors)
 	return d.conf.Detectors, nil
+}
+
+// setGoMemoryLimit makes the Go collector keep the process within the
+// detectors' memory budget, unless GOMEMLIMIT already says otherwise.
+func setGoMemoryLimit(c detect.Config) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(c.GoMemoryLimit())
+	}
 }
 
 // engine is a detector engine with the state store it owns.
@@ -185,7 +195,7 @@ func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
 func (d *daemon) closeStorage() {
 	d.storeClose.Do(func() {
 		if d.storeW != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout.D())
 			defer cancel()
 			if d.storeQS != nil {
 				if err := d.storeQS.Close(ctx); err != nil {

@@ -18,14 +18,19 @@
 package state
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"auditwatch/config/duration"
 )
 
 // ErrClosed is returned by operations on a closed Store.
@@ -43,7 +48,7 @@ type Config struct {
 	// partition). Default "0".
 	Partition string `yaml:"partition"`
 	// OpenTimeout bounds waiting for the file lock held by another process.
-	OpenTimeout time.Duration `yaml:"open_timeout"`
+	OpenTimeout duration.Duration `yaml:"open_timeout"`
 	// Fresh empties the partition's key-space on open (its state is
 	// being rebuilt from a replayable stream).
 	Fresh bool `yaml:"-"`
@@ -55,7 +60,7 @@ func (c *Config) SetDefaults() {
 		c.Partition = "0"
 	}
 	if c.OpenTimeout == 0 {
-		c.OpenTimeout = 5 * time.Second
+		c.OpenTimeout = duration.Duration(5 * time.Second)
 	}
 }
 
@@ -124,7 +129,7 @@ func Open(cfg Config) (*Store, error) {
 	defer openMu.Unlock()
 	sh := openDBs[path]
 	if sh == nil {
-		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: cfg.OpenTimeout, FreelistType: bolt.FreelistMapType})
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: cfg.OpenTimeout.D(), FreelistType: bolt.FreelistMapType})
 		if err != nil {
 			if temp != "" {
 				os.RemoveAll(temp)
@@ -261,7 +266,8 @@ func (b *Batch) Delete(space string, key []byte) {
 	b.ops = append(b.ops, op{space: space, key: key})
 }
 
-// Reset empties space before the ops that follow it.
+// Reset empties space: it applies before every other op of that space in
+// the batch (Commit orders a space's ops by key).
 func (b *Batch) Reset(space string) {
 	b.ops = append(b.ops, op{space: space, reset: true})
 }
@@ -274,6 +280,22 @@ func (s *Store) Commit(b *Batch) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	// Apply in key order within each space (a space's Reset first, ops on
+	// one key in the order queued): B+tree inserts in order touch each page
+	// once instead of seeking at random, several times faster for the
+	// large random-key batches of a checkpoint.
+	slices.SortStableFunc(b.ops, func(x, y op) int {
+		if c := strings.Compare(x.space, y.space); c != 0 {
+			return c
+		}
+		if x.reset != y.reset {
+			if x.reset {
+				return -1
+			}
+			return 1
+		}
+		return bytes.Compare(x.key, y.key)
+	})
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		p, err := tx.CreateBucketIfNotExists(s.partition)
 		if err != nil {

@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"auditwatch/config/duration"
 )
 
 func open(t *testing.T, dir, partition string) *Store {
 	t.Helper()
-	s, err := Open(Config{Dir: dir, Partition: partition, OpenTimeout: 200 * time.Millisecond})
+	s, err := Open(Config{Dir: dir, Partition: partition, OpenTimeout: duration.Duration(200 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +83,7 @@ func TestSecondOpenTimesOut(t *testing.T) {
 	dir := t.TempDir()
 	a := open(t, dir, "0")
 	defer a.Close()
-	_, err := Open(Config{Dir: dir, OpenTimeout: 100 * time.Millisecond})
+	_, err := Open(Config{Dir: dir, OpenTimeout: duration.Duration(100 * time.Millisecond)})
 	if err == nil || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("second open of a locked store: %v", err)
 	}
@@ -151,5 +153,35 @@ func TestPartitionsShareOneFile(t *testing.T) {
 	defer a.Close()
 	if v, _ := a.Get("s", []byte("k")); string(v) != "a" {
 		t.Fatalf("fresh open of partition 1 touched partition 0: %q", v)
+	}
+}
+
+// Commit applies a batch in key order per space, keeping the queued order
+// of ops on one key and a space's Reset before its other ops.
+func TestCommitOrder(t *testing.T) {
+	s, err := Open(Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var b Batch
+	b.Put("a", []byte("old"), []byte("1"))
+	if err := s.Commit(&b); err != nil {
+		t.Fatal(err)
+	}
+	b.Put("a", []byte("z"), []byte("1"))
+	b.Delete("a", []byte("z"))
+	b.Put("a", []byte("y"), []byte("1"))
+	b.Put("a", []byte("y"), []byte("2"))
+	b.Reset("a") // queued last, applies first: "old" goes, the rest stays
+	b.Put("b", []byte("k"), []byte("v"))
+	if err := s.Commit(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ space, key, want string }{{"a", "old", ""}, {"a", "z", ""}, {"a", "y", "2"}, {"b", "k", "v"}} {
+		v, err := s.Get(c.space, []byte(c.key))
+		if err != nil || string(v) != c.want {
+			t.Errorf("%s/%s = %q %v, want %q", c.space, c.key, v, err, c.want)
+		}
 	}
 }

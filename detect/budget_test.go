@@ -1,0 +1,106 @@
+package detect
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// A flood of distinct hostile keys stays within the byte budget, churns
+// through the probationary segment, and leaves the baselines of
+// principals that keep coming back in memory; evicting principals still
+// learning is counted, logged once, and the caller is asked to checkpoint
+// before unsaved state outgrows its share.
+func TestMemoryBudgetUnderFlood(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	cfg := testConfig(t0.Add(time.Minute))
+	cfg.MemoryBudget = 4 << 20
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	e, err := New(cfg, st, slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := cfg.StateBudget()
+	const long = 50
+	longName := func(i int) string { return fmt.Sprintf("long-lived-%d", i) }
+	for i := 0; i < long; i++ { // history: their baselines
+		e.Process(vev(fmt.Sprint("h", i), time.Duration(i)*time.Millisecond, longName(i), "10.9.9.9", "read", "secret/data/app"))
+	}
+	peak, asked, checkpoints := int64(0), 0, 0
+	const floods = 30_000
+	for j := 0; j < floods; j++ {
+		at := 2*time.Minute + time.Duration(j)*time.Millisecond
+		ev := vev(fmt.Sprint("f", j), at, fmt.Sprint("flood-", j), fmt.Sprintf("11.%d.%d.%d", j>>16&255, j>>8&255, j&255), "read", fmt.Sprint("secret/data/flood/", j))
+		e.Process(ev)
+		if j%100 == 0 { // each long-lived principal every 5,000 flood events
+			i := j / 100 % long
+			e.Process(vev(fmt.Sprint("l", j), at, longName(i), "10.9.9.9", "read", "secret/data/app"))
+		}
+		peak = max(peak, e.m.mem.used)
+		if e.NeedCheckpoint() {
+			asked++
+			if err := e.Checkpoint(nil); err != nil {
+				t.Fatal(err)
+			}
+			checkpoints++
+		}
+	}
+	s := e.Stats()
+	if peak > limit+limit/50 {
+		t.Errorf("state peaked at %d bytes, budget %d", peak, limit)
+	}
+	if s.Evictions == 0 || asked == 0 {
+		t.Fatalf("evictions %d, checkpoint requests %d: the budget was never reached", s.Evictions, asked)
+	}
+	if s.SpillDropped != 0 {
+		t.Errorf("%d spilled entries dropped although every checkpoint request was honoured", s.SpillDropped)
+	}
+	// Plain LRU would have evicted each long-lived principal between two
+	// of its visits (5,000 flood events apart, more than fit); segmented
+	// LRU keeps them.
+	inMem := 0
+	for i := 0; i < long; i++ {
+		if e.principals.m[e.h.sum("p", longName(i))] != nil {
+			inMem++
+		}
+	}
+	if inMem != long {
+		t.Errorf("%d of %d long-lived principals still in memory after the flood", inMem, long)
+	}
+	if s.LearningEvictions == 0 || testutil.ToFloat64(e.m.learningEvictions) == 0 {
+		t.Errorf("learning evictions: stats %d, metric %v", s.LearningEvictions, testutil.ToFloat64(e.m.learningEvictions))
+	}
+	if n := strings.Count(logs.String(), "still in their learning period"); n != 1 {
+		t.Errorf("learning-eviction warning logged %d times over %d checkpoints, want once a minute", n, checkpoints)
+	}
+	if testutil.ToFloat64(e.m.stateBytes) <= 0 {
+		t.Error("state bytes gauge not set")
+	}
+}
+
+// A caller that never checkpoints cannot make unsaved state grow past
+// twice its share: the oldest spilled entries are dropped and counted.
+func TestSpillBoundedWithoutCheckpoints(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	cfg := testConfig(time.Time{})
+	cfg.MemoryBudget = 2 << 20
+	e := newEngine(t, cfg, st, nil)
+	for j := 0; j < 40_000; j++ {
+		e.Process(vev(fmt.Sprint("f", j), time.Duration(j)*time.Millisecond, fmt.Sprint("flood-", j), "10.0.0.1", "read", "secret/data/x"))
+		if e.m.mem.spilled > 2*e.m.mem.spillLimit+1024 {
+			t.Fatalf("spill at %d bytes, share %d", e.m.mem.spilled, e.m.mem.spillLimit)
+		}
+	}
+	if s := e.Stats(); s.SpillDropped == 0 {
+		t.Fatal("no spilled entry dropped: the bound was not exercised")
+	}
+}

@@ -1,0 +1,170 @@
+package detect
+
+import (
+	"bufio"
+	"flag"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"auditwatch/schema"
+)
+
+var floodEvents = flag.Int("flood-events", 10_000_000, "events of BenchmarkFlood (half distinct principals, half distinct addresses)")
+
+// flood interleaves long-lived traffic (synth: principals with routine
+// habits, a few anomalies, learned before LearnUntil) with a flood of
+// hostile one-off keys after LearnUntil: every flood event has a new
+// principal or one seen once long before, a new source address, and a
+// secret from a million; every fourth is a failed login from its address.
+type flood struct {
+	s          *synth
+	learn      time.Time
+	total, n   int
+	floods     int
+	principals int // distinct flood principals (total/2)
+	buf        []byte
+}
+
+func newFlood(total int) *flood {
+	return &flood{s: newSynth(2000, 6000), learn: floodLearnUntil, total: total, principals: max(total/2, 1)}
+}
+
+// next fills ev; long reports whether it is long-lived traffic.
+func (f *flood) next(ev *schema.Event) (long bool) {
+	f.n++
+	if f.s.t.Before(f.learn) || f.n%5 == 0 {
+		f.s.next(ev)
+		return true
+	}
+	j := f.floods
+	f.floods++
+	k := j % f.principals
+	str := func(prefix string, x int) string {
+		f.buf = strconv.AppendInt(append(f.buf[:0], prefix...), int64(x), 10)
+		return string(f.buf)
+	}
+	a := uint32(j % f.principals)
+	f.buf = f.buf[:0]
+	f.buf = strconv.AppendUint(append(f.buf, "11."...), uint64(a>>16&255), 10)
+	f.buf = strconv.AppendUint(append(f.buf, '.'), uint64(a>>8&255), 10)
+	f.buf = strconv.AppendUint(append(f.buf, '.'), uint64(a&255), 10)
+	ip := string(f.buf)
+	*ev = schema.Event{Time: f.s.t, Source: schema.SourceVault, ID: str("flood-", j), Principal: str("flood-principal-", k),
+		PrincipalType: "entity", Action: "vault:read", Resource: str("secret/data/flood/", j%1_000_000), Mount: "secret/", MountType: "kv",
+		Namespace: "root", SourceIP: ip, SourceIPRaw: ip, Outcome: schema.OutcomeSuccess, ReadOnly: true}
+	ev.PrincipalName = ev.Principal
+	if j%4 == 3 {
+		ev.Outcome, ev.FailureKind, ev.Auth, ev.Action, ev.Resource = schema.OutcomeFailure, schema.FailureInvalidCredentials, true, "vault:update", "auth/userpass/login/x"
+		ev.Principal, ev.PrincipalType = "", schema.PrincipalTypeAnonymous
+	}
+	return false
+}
+
+var floodLearnUntil = t0.Add(5 * time.Minute)
+
+// vmHWM reads the process's peak resident set (VmHWM) in bytes.
+func vmHWM(tb testing.TB) int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		tb.Skipf("no /proc/self/status: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				tb.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	tb.Fatal("no VmHWM in /proc/self/status")
+	return 0
+}
+
+// BenchmarkFlood replays -flood-events events (default 10,000,000): long-
+// lived traffic interleaved with a flood of hostile one-off keys (half as
+// many distinct principals and distinct source addresses as events), with
+// the shipped defaults, the durable store and a checkpoint every 100,000
+// events (as replay does). It reports the process's peak RSS (VmHWM),
+// events/s under the flood against a run of the long-lived traffic alone
+// in the same process, and fails unless the long-lived principals'
+// findings are identical in both runs.
+//
+//	make bench-detect-flood FLOOD_EVENTS=10000000
+func BenchmarkFlood(b *testing.B) {
+	total := *floodEvents
+	var shipped Config
+	shipped.SetDefaults()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// as replay and run do
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(shipped.GoMemoryLimit()))
+	}
+	run := func(withFlood bool) ([]string, float64, float64, Stats) {
+		st := openStore(b, b.TempDir())
+		defer st.Close()
+		cfg := Config{LearnUntil: floodLearnUntil}
+		e := newEngine(b, cfg, st, nil)
+		f := newFlood(total)
+		var ev schema.Event
+		var ids []string
+		n := 0
+		start, cpu0 := time.Now(), cpuTime()
+		var ckpt time.Duration
+		for i := 0; i < total; i++ {
+			long := f.next(&ev)
+			if !long && !withFlood {
+				continue
+			}
+			n++
+			for _, fd := range e.Process(ev) {
+				if !strings.HasPrefix(fd.Principal, "flood-") && !strings.HasPrefix(fd.SourceIP, "11.") {
+					ids = append(ids, fd.ID)
+				}
+			}
+			if n%100_000 == 0 || e.NeedCheckpoint() {
+				c0 := time.Now()
+				if err := e.Checkpoint(nil); err != nil {
+					b.Fatal(err)
+				}
+				ckpt += time.Since(c0)
+			}
+		}
+		if err := e.Checkpoint(nil); err != nil {
+			b.Fatal(err)
+		}
+		wall := time.Since(start)
+		b.Logf("flood %v: %d events in %v (checkpoints %v), %v CPU", withFlood, n, wall, ckpt, cpuTime()-cpu0)
+		slices.Sort(ids)
+		return ids, float64(n) / wall.Seconds(), float64(n) / (cpuTime() - cpu0).Seconds(), e.Stats()
+	}
+	for i := 0; i < b.N; i++ {
+		base, baseRate, baseCPU, _ := run(false)
+		got, floodRate, floodCPU, s := run(true)
+		if len(base) == 0 {
+			b.Fatal("no findings for the long-lived principals")
+		}
+		if !slices.Equal(base, got) {
+			b.Fatalf("long-lived principals' findings differ under the flood: %d without, %d with", len(base), len(got))
+		}
+		hwm := vmHWM(b)
+		b.ReportMetric(float64(hwm)/(1<<20), "VmHWM-MiB")
+		b.ReportMetric(baseRate, "normal-events/s")
+		b.ReportMetric(floodRate, "flood-events/s")
+		b.ReportMetric(baseRate/floodRate, "normal/flood")
+		b.ReportMetric(baseCPU, "normal-events/cpu-s")
+		b.ReportMetric(floodCPU, "flood-events/cpu-s")
+		b.ReportMetric(baseCPU/floodCPU, "normal/flood-cpu")
+		b.ReportMetric(float64(s.Evictions), "evictions")
+		b.ReportMetric(float64(s.SpillDropped), "spill-dropped")
+		b.ReportMetric(float64(s.LearningEvictions), "learning-evictions")
+		b.ReportMetric(float64(len(base)), "long-lived-findings")
+		b.Logf("GOMEMLIMIT %d MiB; tables: %+v", debug.SetMemoryLimit(-1)>>20, s.Tables)
+	}
+}
