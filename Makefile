@@ -39,6 +39,12 @@ bench:
 bench-detect:
 	$(GO) test -run='^$$' -bench='BenchmarkEngine1M|BenchmarkStatePairs' -benchtime=1x -benchmem -cpu=1 ./detect
 	$(GO) test -run='^$$' -bench=BenchmarkReplay1M -benchtime=1x -benchmem -cpu=1 ./cmd/auditwatch
+# Fetch the network-context databases (country, AS) into .cache/geo/current,
+# where the geo: section looks by default.
+.PHONY: geo
+geo:
+	scripts/fetch-geo.sh
+
 # Fetch libchdb.so (embedded ClickHouse for the default storage backend) into .cache/chdb/.
 chdb:
 	scripts/fetch-chdb.sh
@@ -91,3 +97,12 @@ soak: build chdb
 	$(GO) build -o bin/auditwatch-bench ./cmd/auditwatch-bench
 	CHDB_LIB_PATH=$$(scripts/fetch-chdb.sh) bin/auditwatch-bench --binary $(BIN) --rate $(SOAK_RATE) --duration $(SOAK_DURATION) \
 		--sample $(SOAK_SAMPLE) --out $(SOAK_REPORT) --json bin/soak.json
+
+# Detection quality on generated traffic (docs/DETECTION.md): per-detector
+# recall, unexplained findings per 1,000 requests, incidents per episode,
+# over SCORE_SEEDS with SCORE_EVENTS requests each; fails below target.
+SCORE_EVENTS ?= 1000000
+SCORE_SEEDS ?= 1,2
+.PHONY: score
+score:
+	$(GO) test ./cmd/auditwatch -run '^TestDetectionScore$$' -count=1 -timeout 60m -v -score.events=$(SCORE_EVENTS) -score.seeds=$(SCORE_SEEDS)

@@ -20,6 +20,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/filetail"
 	"auditwatch/ingest/lookup"
@@ -54,6 +55,8 @@ type Config struct {
 	Rules yaml.Node `yaml:"rules"`
 	// Identity configures credential linking (package identity).
 	Identity yaml.Node `yaml:"identity"`
+	// Geo configures network context for addresses (package netinfo).
+	Geo yaml.Node `yaml:"geo"`
 	// Trail configures CloudTrail digest validation (package trail).
 	Trail yaml.Node `yaml:"trail"`
 	// Files configures the JSON Lines file sinks.
@@ -63,7 +66,7 @@ type Config struct {
 	HTTP    HTTP    `yaml:"http"`
 	Logging Logging `yaml:"logging"`
 	// ShutdownTimeout bounds a graceful stop after SIGTERM.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	ShutdownTimeout duration.Duration `yaml:"shutdown_timeout"`
 }
 
 // Source is one entry of `sources:`. Exactly the section named by Type is set.
@@ -87,12 +90,12 @@ type State struct {
 	Dir string `yaml:"dir"`
 	// CheckpointInterval and CheckpointEvents bound how much work a crash
 	// replays: a checkpoint is taken after whichever comes first.
-	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
-	CheckpointEvents   int           `yaml:"checkpoint_events"`
+	CheckpointInterval duration.Duration `yaml:"checkpoint_interval"`
+	CheckpointEvents   int               `yaml:"checkpoint_events"`
 	// IdleDrain: after this long without new events the detectors'
 	// event-time reorder buffer is released, so the last events of a quiet
 	// stream still raise their findings without waiting for newer events.
-	IdleDrain time.Duration `yaml:"idle_drain"`
+	IdleDrain duration.Duration `yaml:"idle_drain"`
 }
 
 // Files are the JSON Lines file sinks; an empty path disables one.
@@ -110,7 +113,7 @@ type Console struct {
 	Findings bool `yaml:"findings"`
 	// Progress prints a progress line (events read, rejected, findings) on
 	// stderr at this interval; zero disables it.
-	Progress time.Duration `yaml:"progress"`
+	Progress duration.Duration `yaml:"progress"`
 }
 
 // HTTP serves /metrics, /healthz and /readyz.
@@ -187,13 +190,13 @@ func (c *Config) SetDefaults() {
 	}
 	c.Stream.SetDefaults()
 	if c.State.CheckpointInterval == 0 {
-		c.State.CheckpointInterval = time.Second
+		c.State.CheckpointInterval = duration.Duration(time.Second)
 	}
 	if c.State.CheckpointEvents == 0 {
 		c.State.CheckpointEvents = 20000
 	}
 	if c.State.IdleDrain == 0 {
-		c.State.IdleDrain = 5 * time.Second
+		c.State.IdleDrain = duration.Duration(5 * time.Second)
 	}
 	if c.Logging.Level == "" {
 		c.Logging.Level = "info"
@@ -202,7 +205,7 @@ func (c *Config) SetDefaults() {
 		c.Logging.Format = "json"
 	}
 	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 15 * time.Second
+		c.ShutdownTimeout = duration.Duration(15 * time.Second)
 	}
 }
 

@@ -29,7 +29,7 @@ func TestLoadFull(t *testing.T) {
 	if c.Stream.Kafka.EventsTopic != "auditwatch.events" || c.Stream.Kafka.SASL.Password.Env != "KAFKA_PASSWORD" {
 		t.Errorf("kafka = %+v", c.Stream.Kafka)
 	}
-	if c.State.CheckpointInterval != 2*time.Second || c.ShutdownTimeout != 20*time.Second {
+	if c.State.CheckpointInterval.D() != 2*time.Second || c.ShutdownTimeout.D() != 20*time.Second {
 		t.Errorf("state = %+v shutdown = %v", c.State, c.ShutdownTimeout)
 	}
 }

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -12,7 +11,8 @@ import (
 // authSpike counts failed authentications and denied calls in a sliding
 // event-time window per principal and/or per source IP (config keys), and
 // raises a finding when a key's count reaches the fixed threshold or is far
-// above the key's own learned rate (an EWMA of failures per window, with a
+// above the key's own baseline (the median failures per window over its
+// past windows, never the window being judged, and mad_factor MADs; with a
 // minimum count). A burst is one finding: later failures update it (same
 // DedupeKey, higher Revision and Count) each time the count doubles, until
 // the key has been quiet for the cool-down. With both keys, an address
@@ -41,10 +41,10 @@ type spikeState struct {
 	// Buckets (read, converted on first use).
 	Newest int64                 `json:"n,omitempty"`
 	Counts *[spikeBuckets]uint32 `json:"c,omitempty"`
-	Win    int64                 `json:"w"`  // current tumbling window index (rate learning)
-	WinCnt uint32                `json:"wc"` // failures in it
-	EWMA   float64               `json:"e"`  // learned failures per window
-	Recent []string              `json:"r,omitempty"`
+	// H: failures per past tumbling window (the baseline; the current
+	// window is not part of it).
+	H      pastWindows `json:"hw"`
+	Recent []string    `json:"r,omitempty"`
 	// Who: identities failing from this address within the window (ip
 	// keys only, bounded).
 	Who []whoSeen `json:"h,omitempty"`
@@ -167,9 +167,9 @@ func newAuthSpike(e *Engine) *authSpike {
 		d.bucket = 1
 	}
 	d.keep = spikeBuckets + (e.maxLate+d.bucket-1)/d.bucket
-	// A key quiet this long has its burst closed and its learned rate
-	// decayed below 1e-5 of itself (EWMA per window): nothing to keep.
-	quiet := time.Duration(math.Ceil(math.Log(1e-5)/math.Log(1-min(cfg.EWMAAlpha, 0.999)))) * cfg.Window.D()
+	// A key quiet this long has its burst closed and a baseline of only
+	// idle windows: nothing to keep.
+	quiet := time.Duration(baselineWindows) * cfg.Window.D()
 	d.t = newTable(schema.DetectorAuthFailureSpike, cfg.MaxKeys, e.cfg.MaxSpill, e.st, codec[spikeState](jsonCodec[spikeState]{}), e.log, e.m).
 		expire(max(cfg.Cooldown.D(), quiet), func(v *spikeState) int64 { return max(v.B.Last, v.newest()*d.bucket, v.Newest*d.bucket) })
 	for _, k := range cfg.FailureKinds {
@@ -219,21 +219,10 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 	win := d.cfg.Window.D().Nanoseconds()
 	max := d.e.cfg.MaxEvidence
 
-	// Learned rate: fold finished tumbling windows into the EWMA.
-	w := t / win
-	if s.Win == 0 && s.WinCnt == 0 && s.EWMA == 0 {
-		s.Win = w
-	}
-	if w > s.Win {
-		a := d.cfg.EWMAAlpha
-		s.EWMA = a*float64(s.WinCnt) + (1-a)*s.EWMA
-		if gap := w - s.Win - 1; gap > 0 {
-			s.EWMA *= math.Pow(1-a, float64(min(gap, 10000)))
-		}
-		s.Win, s.WinCnt = w, 0
-	}
-	if w == s.Win {
-		s.WinCnt++
+	// Baseline: failures per tumbling window (idle windows count as 0);
+	// those before the current one are the past the key is judged against.
+	if s.H.roll(t/win, true) {
+		s.H.Cur++
 	}
 
 	// Sliding window count: a late event counts in its own window; the
@@ -248,6 +237,7 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 
 	b := &s.B
 	if b.open(t, d.cfg.Cooldown.D()) {
+		s.H.markAnomalous()
 		b.Count++
 		b.extend(t)
 		b.addID(ev.ID, max)
@@ -275,12 +265,13 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 		// anonymous failures and for many identities from one address.
 		return out
 	}
-	rate := s.EWMA
+	med, mad, nh := s.H.stats()
 	fixed := count >= d.cfg.Threshold
-	dynamic := count >= d.cfg.MinCount && float64(count) > d.cfg.Factor*rate
+	dynamic := count >= d.cfg.MinCount && float64(count) > baselineLimit(med, mad, 0, d.cfg.Factor, 0, d.cfg.MADFactor)
 	if !fixed && !dynamic {
 		return out
 	}
+	s.H.markAnomalous()
 	*b = burst{Key: schema.MakeID(schema.DetectorAuthFailureSpike, kind, val, ev.ID), Count: count, Reported: count, Last: t}
 	b.First = t
 	for _, id := range s.Recent {
@@ -288,10 +279,17 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 	}
 	b.addItem(principalOrAnon(ev), max)
 	b.addItem("kind:"+ev.FailureKind, max)
-	reason := fmt.Sprintf("%d failures in %s reached the threshold %d", count, d.cfg.Window.D(), d.cfg.Threshold)
-	if !fixed {
-		reason = fmt.Sprintf("%d failures in %s is more than %g x this %s's learned rate of %.2f per window (minimum %d)",
-			count, d.cfg.Window.D(), d.cfg.Factor, kind, rate, d.cfg.MinCount)
+	base := fmt.Sprintf("a baseline of %.1f per %s (median over the %d past windows of this %s; MAD %.1f)", med, d.cfg.Window.D(), nh, kind, mad)
+	if nh == 0 {
+		base = fmt.Sprintf("no earlier failures of this %s", kind)
+	}
+	reason := fmt.Sprintf("%d failures in %s vs %s: reached the threshold %d", count, d.cfg.Window.D(), base, d.cfg.Threshold)
+	switch {
+	case !fixed && nh == 0:
+		reason = fmt.Sprintf("%d failures in %s by a %s with no earlier failures on record (alert at %d)", count, d.cfg.Window.D(), kind, d.cfg.MinCount)
+	case !fixed:
+		reason = fmt.Sprintf("%d failures in %s vs %s: more than %g x the baseline and %g MAD above it (minimum %d)",
+			count, d.cfg.Window.D(), base, d.cfg.Factor, d.cfg.MADFactor, d.cfg.MinCount)
 	}
 	f := d.finding(ev, c, kind, val, s, count, reason)
 	// The burst started within the window before this event.
@@ -320,7 +318,10 @@ func (d *authSpike) finding(ev *schema.Event, c *evalCtx, kind, val string, s *s
 	f.Attributes["key"] = kind
 	f.Attributes["failure_kind"] = ev.FailureKind
 	f.Attributes["in_window"] = fmt.Sprint(inWindow)
-	f.Attributes["learned_rate"] = fmt.Sprintf("%.3f", s.EWMA)
+	med, mad, nh := s.H.stats()
+	f.Attributes["baseline"] = fmt.Sprintf("%.1f", med)
+	f.Attributes["baseline_mad"] = fmt.Sprintf("%.1f", mad)
+	f.Attributes["baseline_windows"] = fmt.Sprint(nh)
 	f.Attributes["principals"] = fmt.Sprint(b.principals())
 	return f
 }

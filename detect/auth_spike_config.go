@@ -17,10 +17,13 @@ type AuthFailureSpikeConfig struct {
 	// Threshold: failures in Window that always alert.
 	Threshold int `yaml:"threshold"`
 	// MinCount and Factor: alert when failures in Window >= MinCount and
-	// > Factor x the key's learned rate per window (EWMA).
+	// > Factor x the key's baseline (median failures per window over its
+	// past windows, the current one excluded) and > MADFactor median
+	// absolute deviations above it. A key with no past failures has a
+	// baseline of zero.
 	MinCount  int     `yaml:"min_count"`
 	Factor    float64 `yaml:"factor"`
-	EWMAAlpha float64 `yaml:"ewma_alpha"`
+	MADFactor float64 `yaml:"mad_factor"`
 	// Cooldown: a burst ends after this long without failures.
 	Cooldown Duration `yaml:"cooldown"`
 	// FailureKinds that count (schema.Failure*); failed Auth events always count.
@@ -51,8 +54,8 @@ func (a *AuthFailureSpikeConfig) defaults() {
 	if a.Factor == 0 {
 		a.Factor = 10
 	}
-	if a.EWMAAlpha == 0 {
-		a.EWMAAlpha = 0.1
+	if a.MADFactor == 0 {
+		a.MADFactor = 6
 	}
 	if a.Cooldown == 0 {
 		a.Cooldown = Duration(10 * time.Minute)
@@ -88,8 +91,8 @@ func (a *AuthFailureSpikeConfig) validate(bad func(field, format string, args ..
 	if a.Factor < 1 {
 		bad("auth_failure_spike.factor", "must be at least 1, got %g", a.Factor)
 	}
-	if a.EWMAAlpha <= 0 || a.EWMAAlpha > 1 {
-		bad("auth_failure_spike.ewma_alpha", "must be in (0,1], got %g", a.EWMAAlpha)
+	if a.MADFactor < 0 {
+		bad("auth_failure_spike.mad_factor", "must not be negative, got %g", a.MADFactor)
 	}
 	known := map[string]bool{schema.FailureInvalidCredentials: true, schema.FailureInvalidToken: true,
 		schema.FailurePermissionDenied: true, schema.FailureLockedOut: true, schema.FailureThrottled: true,

@@ -101,7 +101,7 @@ func TestConfigValidateNamesEveryField(t *testing.T) {
 	c.FirstTimeAccess.Scope = []ScopeRule{{Source: "gcp"}}
 	c.AuthFailureSpike.Keys = []string{"user"}
 	c.AuthFailureSpike.FailureKinds = []string{"oops"}
-	c.AuthFailureSpike.EWMAAlpha = 2
+	c.AuthFailureSpike.MADFactor = -1
 	c.PrivilegedUse.TamperActions = []string{"StopLogging"}
 	c.PrivilegedUse.Maintenance = []MaintenanceWindow{{Start: t0, End: t0.Add(-time.Hour)}}
 	c.AccessVolumeSpike.Factor = 0.5
@@ -112,7 +112,7 @@ func TestConfigValidateNamesEveryField(t *testing.T) {
 	for _, f := range []string{"detectors.allowed_lateness", "detectors.unexpected_ip.ipv4_prefix", "detectors.unexpected_ip.severity",
 		"detectors.unexpected_ip.trusted[0].cidr", "detectors.unexpected_ip.allow[0]: needs principal", "detectors.unexpected_ip.allow[0].cidrs[0]",
 		"detectors.first_time_access.scope[0].source", "detectors.first_time_access.scope[0]: needs", "detectors.auth_failure_spike.keys[0]",
-		"detectors.auth_failure_spike.failure_kinds[0]", "detectors.auth_failure_spike.ewma_alpha", "detectors.privileged_use.tamper_actions[0]",
+		"detectors.auth_failure_spike.failure_kinds[0]", "detectors.auth_failure_spike.mad_factor", "detectors.privileged_use.tamper_actions[0]",
 		"detectors.privileged_use.maintenance_windows[0].end", "detectors.access_volume_spike.factor"} {
 		if !strings.Contains(err.Error(), f) {
 			t.Errorf("error does not name %s:\n%v", f, err)

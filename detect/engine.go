@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"time"
 
 	"auditwatch/detect/state"
@@ -209,6 +210,12 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	}
 	if on(cfg.AccessVolumeSpike.Enabled) {
 		e.dets = append(e.dets, newVolume(e))
+	}
+	if on(cfg.NewLocation.Enabled) {
+		e.dets = append(e.dets, newNewLocation(e))
+	}
+	if on(cfg.Honeytoken.Enabled) && cfg.Honeytoken.any() {
+		e.dets = append(e.dets, newHoneytoken(e))
 	}
 	shareBudget(lim, e.allTables())
 	if err := e.restore(); err != nil {
@@ -518,6 +525,22 @@ func (e *Engine) finding(det string, sev schema.Severity, ev *schema.Event, c *e
 	}
 	if c.skew != "" {
 		f.Attributes["time_skew"] = c.skew
+	}
+	// the person or service behind a Vault-issued key (package identity)
+	if ev.KeyIssue != "" {
+		f.Attributes["key_issue"] = ev.KeyIssue
+		f.Attributes["aws_principal"] = ev.KeyPrincipal
+		f.Attributes["access_key"] = ev.AccessKey
+	}
+	// where the address is (package netinfo)
+	if ev.Country != "" {
+		f.Attributes["country"] = ev.Country
+	}
+	if ev.ASN != 0 {
+		f.Attributes["asn"] = strconv.Itoa(ev.ASN)
+		if ev.ASOrg != "" {
+			f.Attributes["as_org"] = ev.ASOrg
+		}
 	}
 	return f
 }

@@ -194,8 +194,8 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 		verb = "tried (denied)"
 	}
 	f.Summary = fmt.Sprintf("%s %s %s for the first time", nameOf(ev), verb, clip(res))
-	f.Reason = fmt.Sprintf("the principal has not touched this resource since it was first seen (%s), or not within forget_after (%s)",
-		c.first.Format(time.RFC3339), d.cfg.ForgetAfter.D())
+	f.Reason = fmt.Sprintf("first %s of %s by %s in %s of history (principal first seen %s; pairs unseen for %s are forgotten)",
+		map[bool]string{true: "attempt", false: "read"}[ev.Failed()], clip(res), nameOf(ev), historySpan(c.first, ev.Time), c.first.Format(time.RFC3339), historySpan(time.Time{}, time.Time{}.Add(d.cfg.ForgetAfter.D())))
 	if b.Count > 1 {
 		f.Summary = fmt.Sprintf("%s touched %d resources for the first time, latest %s", nameOf(ev), b.Count, clip(res))
 		f.Reason += fmt.Sprintf("; %d new resources, none more than %s apart (first ones: %s)", b.Count, d.cfg.GroupWindow.D(), strings.Join(b.Items, ", "))

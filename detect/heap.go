@@ -34,11 +34,12 @@ func decodeVarints(b []byte, n int) ([]int64, error) {
 // eventStrings lists the string fields of schema.Event in codec order.
 // TestEventCodecCoversSchema fails when schema.Event gains a field the
 // codec does not carry.
-func eventStrings(ev *schema.Event) [27]*string {
-	return [27]*string{&ev.Source, &ev.ID, &ev.Principal, &ev.PrincipalName, &ev.PrincipalType, &ev.Session,
+func eventStrings(ev *schema.Event) [30]*string {
+	return [30]*string{&ev.Source, &ev.ID, &ev.Principal, &ev.PrincipalName, &ev.PrincipalType, &ev.Session,
 		&ev.Account, &ev.AccessKey, &ev.TokenHMAC, &ev.AuthMethod, &ev.Action, &ev.Resource, &ev.Mount,
 		&ev.MountType, &ev.Namespace, &ev.Region, &ev.SourceIP, &ev.SourceIPRaw, &ev.UserAgent, &ev.Outcome,
-		&ev.Error, &ev.FailureKind, &ev.IssuedKey, &ev.LeaseID, &ev.KeyPrincipal, &ev.KeyIssue, &ev.InvokedBy}
+		&ev.Error, &ev.FailureKind, &ev.IssuedKey, &ev.LeaseID, &ev.KeyPrincipal, &ev.KeyIssue,
+		&ev.InvokedBy, &ev.Country, &ev.ASOrg, &ev.NetLabel}
 }
 
 // appendEvent encodes ev compactly (buffered events are persisted at every
@@ -68,6 +69,7 @@ func appendEvent(b []byte, seq uint64, ev *schema.Event) []byte {
 	}
 	b = append(b, flags)
 	b = binary.AppendVarint(b, int64(ev.HTTPStatus))
+	b = binary.AppendVarint(b, int64(ev.ASN))
 	// the original record, for rules that read it after release
 	b = binary.AppendUvarint(b, uint64(len(ev.Raw)))
 	return append(b, ev.Raw...)
@@ -146,6 +148,7 @@ func (d *decoder) readEvent(ev *schema.Event) uint64 {
 	d.b = d.b[1:]
 	ev.SourceIsService, ev.Auth, ev.ReadOnly = flags&1 != 0, flags&2 != 0, flags&4 != 0
 	ev.HTTPStatus = int(d.varint())
+	ev.ASN = int(d.varint())
 	ev.Raw = nil
 	if raw := d.str(); raw != "" {
 		ev.Raw = []byte(raw)

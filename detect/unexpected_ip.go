@@ -3,6 +3,7 @@ package detect
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -90,6 +91,13 @@ func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Findin
 		return out
 	}
 	known := len(s.Nets)
+	var seen []string
+	for i := 0; i < len(s.Nets) && i < 5; i++ {
+		seen = append(seen, s.Nets[len(s.Nets)-1-i].P.String())
+	}
+	if len(s.Nets) > 5 {
+		seen = append(seen, "…")
+	}
 	// Learned either way: a network is reported once, not on every call.
 	d.add(s, learnedNet{P: pfx, Last: t})
 	d.t.touch(n)
@@ -99,9 +107,13 @@ func (d *unexpectedIP) process(ev *schema.Event, c *evalCtx, out []schema.Findin
 	f := d.e.finding(schema.DetectorUnexpectedIP, d.cfg.Severity, ev, c)
 	f.DedupeKey = schema.MakeID(schema.DetectorUnexpectedIP, ev.Principal, pfx.String())
 	f.ID = schema.MakeID(schema.DetectorUnexpectedIP, ev.Principal, pfx.String(), ev.ID)
-	f.Summary = fmt.Sprintf("%s used %s from %s, a network it has not used before", nameOf(ev), actionOf(ev), ev.SourceIP)
-	f.Reason = fmt.Sprintf("network %s is not among the %d networks the principal has used since it was first seen (%s), and no allowlist covers it",
-		pfx, known, c.first.Format(time.RFC3339))
+	f.Summary = fmt.Sprintf("%s used %s from %s%s, a network it has not used before", nameOf(ev), actionOf(ev), ev.SourceIP, ev.Where())
+	f.Reason = fmt.Sprintf("%s%s (network %s) is outside the %d networks seen for this principal in %s of history since %s: %s; no allowlist covers it",
+		ev.SourceIP, ev.Where(), pfx, known, historySpan(c.first, ev.Time), c.first.Format(time.RFC3339), strings.Join(seen, ", "))
+	if known == 0 {
+		f.Reason = fmt.Sprintf("%s%s (network %s): the principal, seen for %s since %s, had no network on record; no allowlist covers it",
+			ev.SourceIP, ev.Where(), pfx, historySpan(c.first, ev.Time), c.first.Format(time.RFC3339))
+	}
 	f.Attributes["network"] = pfx.String()
 	f.Attributes["learned_networks"] = fmt.Sprint(known)
 	return append(out, f)
@@ -175,4 +187,16 @@ func actionOf(ev *schema.Event) string {
 		return clip(ev.Action) + " on " + clip(ev.Resource)
 	}
 	return clip(ev.Action)
+}
+
+// historySpan says how long a principal has been seen, for reasons.
+func historySpan(first, now time.Time) string {
+	d := now.Sub(first)
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours", int(d/time.Hour))
+	}
+	return d.Round(time.Minute).String()
 }

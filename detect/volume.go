@@ -10,8 +10,10 @@ import (
 
 // volume raises a finding when a principal, past its learning period,
 // reads far more distinct secrets within a short window than it usually
-// does: at least floor and more than factor x its baseline (an EWMA of the
-// distinct secrets it had read within the window, sampled at each read).
+// does: at least floor and more than factor x its baseline (the median of
+// the distinct secrets it read in its past windows with reads, never the
+// window being judged) and mad_factor MADs above it; with fewer than
+// min_history such windows the floor alone judges.
 // A principal still learning has no baseline and alerts only at
 // learning_floor. Denied reads count; a bulk call (BatchGetSecretValue by
 // filter) counts as bulk_weight secrets. One finding per burst; updates
@@ -30,10 +32,10 @@ type seenRes struct {
 }
 
 type volState struct {
-	Seen []seenRes `json:"s,omitempty"`
-	EWMA float64   `json:"e"`
-	Last int64     `json:"l"` // last in-scope read
-	B    burst     `json:"b"`
+	Seen []seenRes   `json:"s,omitempty"`
+	H    pastWindows `json:"h"` // distinct secrets per past window with reads
+	Last int64       `json:"l"` // last in-scope read
+	B    burst       `json:"b"`
 }
 
 func newVolume(e *Engine) *volume {
@@ -109,8 +111,14 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 		have = have || found
 	}
 	distinct, first := windowDistinct(s.Seen, t, win)
-	base := max(s.EWMA, d.cfg.MinBaseline)
-	limit := max(float64(d.cfg.Floor), d.cfg.Factor*base)
+	current := s.H.roll(t/win, false)
+	med, mad, nh := s.H.stats()
+	limit := baselineLimit(med, mad, d.cfg.Floor, d.cfg.Factor, d.cfg.MinBaseline, d.cfg.MADFactor)
+	trusted := nh >= d.cfg.MinHistory
+	if !trusted {
+		// Too little history for a baseline: the floor alone judges.
+		limit = float64(d.cfg.Floor)
+	}
 	learning := c.history || !c.learned(ev.Time, d.cfg.LearningPeriod.D())
 	if learning && !c.history {
 		// No baseline of its own yet: only a bulk read this large counts.
@@ -119,6 +127,7 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	max := d.e.cfg.MaxEvidence
 	b := &s.B
 	if b.open(t, d.cfg.Cooldown.D()) {
+		s.H.markAnomalous()
 		// The burst goes on while reads stay above the alert level; the
 		// principal's routine reads neither extend nor grow it (so it ends
 		// a cool-down after the spike).
@@ -137,15 +146,23 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 		return append(out, d.finding(ev, c, s, distinct, fmt.Sprintf("burst continues: %d distinct secrets since it began", b.Count)))
 	}
 	if c.history || float64(distinct) < limit {
-		a := d.cfg.EWMAAlpha
-		s.EWMA = a*float64(distinct) + (1-a)*s.EWMA
+		// Normal reads build the baseline; the window being judged joins
+		// it only once it is over.
+		if current && uint32(distinct) > s.H.Cur {
+			s.H.Cur = uint32(distinct)
+		}
 		return out
 	}
+	s.H.markAnomalous()
 	*b = burst{Key: schema.MakeID(schema.DetectorAccessVolumeSpike, ev.Principal, ev.ID), Count: distinct, Reported: distinct, First: min(first, t), Last: max64(t, s.Last)}
 	b.addID(ev.ID, max)
 	b.addItem(res, max)
-	reason := fmt.Sprintf("%d distinct secrets within %s; the principal's baseline is %.2f (alert at %.0f: floor %d, %g x baseline)",
-		distinct, d.cfg.Window.D(), s.EWMA, limit, d.cfg.Floor, d.cfg.Factor)
+	reason := fmt.Sprintf("%d distinct secrets within %s vs %s with reads (alert above %.0f: floor %d, %g x baseline, baseline + %g MAD)",
+		distinct, d.cfg.Window.D(), describeBaseline(med, mad, nh, "secrets per window"), limit, d.cfg.Floor, d.cfg.Factor, d.cfg.MADFactor)
+	if !trusted {
+		reason = fmt.Sprintf("%d distinct secrets within %s reached the floor of %d; the principal has %d past windows with reads, fewer than the %d a baseline needs",
+			distinct, d.cfg.Window.D(), d.cfg.Floor, nh, d.cfg.MinHistory)
+	}
 	if learning {
 		reason = fmt.Sprintf("%d distinct secrets within %s by a principal still in its learning period (alert at %d)",
 			distinct, d.cfg.Window.D(), d.cfg.LearningFloor)
@@ -164,7 +181,10 @@ func (d *volume) finding(ev *schema.Event, c *evalCtx, s *volState, distinct int
 	f.Summary = fmt.Sprintf("%s read %d distinct secrets within %s", nameOf(ev), b.Count, d.cfg.Window.D())
 	f.Reason = reason
 	f.Attributes["in_window"] = fmt.Sprint(distinct)
-	f.Attributes["baseline"] = fmt.Sprintf("%.3f", s.EWMA)
+	med, mad, nh := s.H.stats()
+	f.Attributes["baseline"] = fmt.Sprintf("%.1f", med)
+	f.Attributes["baseline_mad"] = fmt.Sprintf("%.1f", mad)
+	f.Attributes["baseline_windows"] = fmt.Sprint(nh)
 	f.Attributes["first_seen"] = time.Unix(0, b.First).UTC().Format(time.RFC3339Nano)
 	return f
 }

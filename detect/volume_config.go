@@ -16,9 +16,14 @@ type AccessVolumeSpikeConfig struct {
 	Window         Duration        `yaml:"window"`
 	// Floor: never alert below this many distinct secrets in Window.
 	Floor int `yaml:"floor"`
-	// Factor x the principal's baseline (EWMA of distinct secrets per window).
+	// Factor x the principal's baseline: the median of the distinct
+	// secrets it read in its past windows with reads (the window being
+	// judged excluded), and MADFactor median absolute deviations above it.
 	Factor    float64 `yaml:"factor"`
-	EWMAAlpha float64 `yaml:"ewma_alpha"`
+	MADFactor float64 `yaml:"mad_factor"`
+	// MinHistory: past windows with reads needed before the baseline
+	// judges; with fewer, only the floor does.
+	MinHistory int `yaml:"min_history"`
 	// MinBaseline keeps a near-zero baseline from alerting on a handful.
 	MinBaseline float64  `yaml:"min_baseline"`
 	Cooldown    Duration `yaml:"cooldown"`
@@ -55,8 +60,11 @@ func (v *AccessVolumeSpikeConfig) defaults() {
 	if v.Factor == 0 {
 		v.Factor = 3
 	}
-	if v.EWMAAlpha == 0 {
-		v.EWMAAlpha = 0.05
+	if v.MADFactor == 0 {
+		v.MADFactor = 6
+	}
+	if v.MinHistory == 0 {
+		v.MinHistory = 4
 	}
 	if v.MinBaseline == 0 {
 		v.MinBaseline = 1
@@ -98,9 +106,10 @@ func (v *AccessVolumeSpikeConfig) validate(bad func(field, format string, args .
 	if v.Factor < 1 {
 		bad("access_volume_spike.factor", "must be at least 1, got %g", v.Factor)
 	}
-	if v.EWMAAlpha <= 0 || v.EWMAAlpha > 1 {
-		bad("access_volume_spike.ewma_alpha", "must be in (0,1], got %g", v.EWMAAlpha)
+	if v.MADFactor < 0 {
+		bad("access_volume_spike.mad_factor", "must not be negative, got %g", v.MADFactor)
 	}
+	atLeast(bad, "access_volume_spike.min_history", v.MinHistory, 1)
 	for i, g := range v.BulkActions {
 		if _, err := path.Match(g, ""); err != nil {
 			bad(fmt.Sprintf("access_volume_spike.bulk_actions[%d]", i), "bad pattern %q", g)

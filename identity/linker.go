@@ -38,9 +38,9 @@ import (
 
 // Detector names of the findings the linker raises.
 const (
-	DetectorExfiltration = "credential_exfiltration"
-	DetectorAfterLease   = "credential_after_lease"
-	DetectorMisuse       = "credential_misuse"
+	DetectorExfiltration = schema.DetectorCredentialExfiltration
+	DetectorAfterLease   = schema.DetectorCredentialAfterLease
+	DetectorMisuse       = schema.DetectorCredentialMisuse
 )
 
 // Issue is one access key Vault handed out, and who it was handed to.
@@ -615,9 +615,9 @@ func (l *Linker) judgeNetwork(out []schema.Finding, ev *schema.Event, is *Issue)
 	}
 	return l.raise(out, DetectorExfiltration, schema.SeverityCritical, ev, is,
 		[]string{ev.AccessKey, pfx.String()},
-		fmt.Sprintf("Vault-issued key of %s used from %s, a network none of its keys were used from", name, ev.SourceIP),
-		fmt.Sprintf("%s %s was used from %s (%s); keys issued to this Vault identity were used only from %s",
-			ev.AccessKey, is.Describe(), ev.SourceIP, pfx, strings.Join(known, ", ")),
+		fmt.Sprintf("Vault-issued key of %s used from %s%s, a network none of its keys were used from", name, ev.SourceIP, ev.Where()),
+		fmt.Sprintf("%s %s was used from %s%s, network %s; keys issued to this Vault identity were used only from %s",
+			ev.AccessKey, is.Describe(), ev.SourceIP, ev.Where(), pfx, strings.Join(known, ", ")),
 		map[string]string{"network": pfx.String(), "known_networks": strings.Join(known, ", ")})
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"auditwatch/config/duration"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
 	"auditwatch/gen"
@@ -205,7 +206,7 @@ func startKafkaPipeline(b *testing.B, cfg detect.Config, sink FindingSink, check
 	mk := func() *stream.Kafka {
 		sc := stream.Config{Type: stream.TypeKafka, Kafka: stream.KafkaConfig{Brokers: brokers}}
 		sc.SetDefaults()
-		sc.Kafka.BatchTimeout = time.Millisecond
+		sc.Kafka.BatchTimeout = duration.Duration(time.Millisecond)
 		k, err := stream.NewKafka(sc.Kafka, nil, prometheus.NewRegistry())
 		if err != nil {
 			b.Fatal(err)

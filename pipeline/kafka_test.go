@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"auditwatch/config/duration"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
 	"auditwatch/gen"
@@ -116,7 +117,7 @@ func testKafka(t testing.TB, brokers []string) *stream.Kafka {
 	t.Helper()
 	cfg := stream.Config{Type: stream.TypeKafka, Kafka: stream.KafkaConfig{Brokers: brokers}}
 	cfg.SetDefaults()
-	cfg.Kafka.BatchTimeout = 2 * time.Millisecond
+	cfg.Kafka.BatchTimeout = duration.Duration(2 * time.Millisecond)
 	k, err := stream.NewKafka(cfg.Kafka, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,10 @@
 // once released; new fields may be added.
 package schema
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Sources an Event can come from.
 const (
@@ -127,6 +130,15 @@ type Event struct {
 	// 10.0.4.7, lease aws/creds/payments/…".
 	KeyIssue string `json:"key_issue,omitempty"`
 
+	// Network context of SourceIP (package netinfo, from local
+	// databases): Country (ISO 3166-1 alpha-2), ASN and ASOrg, and NetLabel
+	// (public, private, loopback, link_local, aws_service, reserved,
+	// unknown). Empty when no database is configured.
+	Country  string `json:"country,omitempty"`
+	ASN      int    `json:"asn,omitempty"`
+	ASOrg    string `json:"as_org,omitempty"`
+	NetLabel string `json:"net_label,omitempty"`
+
 	// Raw is the original record the event was made of (a CloudTrail
 	// record, or the Vault response entry, else the request entry), kept
 	// when the reader is asked to (ingest.Options.KeepRaw) so that Sigma
@@ -134,6 +146,28 @@ type Event struct {
 	// form; the stream carries it compressed and storage keeps it in the
 	// raw column.
 	Raw []byte `json:"-"`
+}
+
+// Where describes where the source address is, " (BR, AS64511 Example
+// Ltda)", from the network context fields; "" without them.
+func (e *Event) Where() string {
+	if e.Country == "" && e.ASN == 0 {
+		return ""
+	}
+	s := " ("
+	if e.Country != "" {
+		s += e.Country
+		if e.ASN != 0 {
+			s += ", "
+		}
+	}
+	if e.ASN != 0 {
+		s += "AS" + strconv.Itoa(e.ASN)
+		if e.ASOrg != "" {
+			s += " " + e.ASOrg
+		}
+	}
+	return s + ")"
 }
 
 // Failed reports whether the event's outcome is a failure.

@@ -93,6 +93,19 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.KeyIssue != "" {
 		b = appendField(b, `,"key_issue":"`, e.KeyIssue)
 	}
+	if e.Country != "" {
+		b = appendField(b, `,"country":"`, e.Country)
+	}
+	if e.ASN != 0 {
+		b = append(b, `,"asn":`...)
+		b = strconv.AppendInt(b, int64(e.ASN), 10)
+	}
+	if e.ASOrg != "" {
+		b = appendField(b, `,"as_org":"`, e.ASOrg)
+	}
+	if e.NetLabel != "" {
+		b = appendField(b, `,"net_label":"`, e.NetLabel)
+	}
 	return append(b, '}')
 }
 
@@ -103,7 +116,8 @@ func (e *Event) sizeHint() int {
 		len(e.Session) + len(e.Account) + len(e.AccessKey) + len(e.TokenHMAC) + len(e.AuthMethod) +
 		len(e.Action) + len(e.Resource) + len(e.Mount) + len(e.MountType) + len(e.Namespace) + len(e.Region) +
 		len(e.SourceIP) + len(e.SourceIPRaw) + len(e.InvokedBy) + len(e.UserAgent) + len(e.Outcome) + len(e.Error) + len(e.FailureKind) +
-		len(e.IssuedKey) + len(e.LeaseID) + len(e.KeyPrincipal) + len(e.KeyIssue)
+		len(e.IssuedKey) + len(e.LeaseID) + len(e.KeyPrincipal) + len(e.KeyIssue) +
+		len(e.Country) + len(e.ASOrg) + len(e.NetLabel) + 40
 	for _, p := range e.Policies {
 		n += len(p) + 3
 	}

@@ -15,6 +15,9 @@ rate="${DEMO_RATE:-250}"
 # Embedded ClickHouse: libchdb.so (downloaded once into .cache/chdb).
 CHDB_LIB_PATH="$(scripts/fetch-chdb.sh)"
 export CHDB_LIB_PATH
+# Network context (country, AS of each address): .cache/geo/current, where
+# the geo: section looks by default. Without it the demo runs as well.
+scripts/fetch-geo.sh >/dev/null || echo "demo: network context databases not fetched; findings will not say where addresses are" >&2
 
 rm -rf var/demo
 mkdir -p var/demo/live

@@ -79,6 +79,12 @@ func NewWriter(st Inserter, cfg BatchConfig, logger *slog.Logger, reg prometheus
 			Name: "auditwatch_store_buffered_rows", Help: "Rows waiting in the storage writer.",
 		}),
 	}
+	// Every table's series exist from the start (at 0), so dashboards and
+	// alerts on them see the writer before its first block or failure.
+	for _, table := range []string{"events", "findings"} {
+		w.rows.WithLabelValues(table)
+		w.failures.WithLabelValues(table)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{w.rows, w.failures, w.seconds, w.buffered} {
 			if err := reg.Register(c); err != nil {

@@ -95,6 +95,22 @@ func DecodeEvent(v []byte, ev *schema.Event) error {
 			str(&ev.KeyPrincipal)
 		case "key_issue":
 			str(&ev.KeyIssue)
+		case "country":
+			str(&ev.Country)
+		case "as_org":
+			str(&ev.ASOrg)
+		case "net_label":
+			str(&ev.NetLabel)
+		case "asn":
+			if x.Type() == fastjson.TypeNull {
+				return
+			}
+			n, err := x.Int()
+			if err != nil {
+				bad = fmt.Errorf("%w: asn: %v", ErrEventJSON, err)
+				return
+			}
+			ev.ASN = n
 		case "policies":
 			if x.Type() == fastjson.TypeNull {
 				return

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 )
 
@@ -46,14 +47,14 @@ type KafkaConfig struct {
 	AlertGroup  string `yaml:"alert_group"`
 	ClientID    string `yaml:"client_id"`
 	// BatchSize and BatchTimeout bound a producer batch.
-	BatchSize    int           `yaml:"batch_size"`
-	BatchTimeout time.Duration `yaml:"batch_timeout"`
+	BatchSize    int               `yaml:"batch_size"`
+	BatchTimeout duration.Duration `yaml:"batch_timeout"`
 	// WriteTimeout bounds one produce request.
-	WriteTimeout time.Duration `yaml:"write_timeout"`
+	WriteTimeout duration.Duration `yaml:"write_timeout"`
 	// CommitInterval is how often a consumer checkpoints and commits.
-	CommitInterval time.Duration `yaml:"commit_interval"`
-	TLS            bool          `yaml:"tls"`
-	SASL           SASLConfig    `yaml:"sasl"`
+	CommitInterval duration.Duration `yaml:"commit_interval"`
+	TLS            bool              `yaml:"tls"`
+	SASL           SASLConfig        `yaml:"sasl"`
 }
 
 // SASLConfig is the optional SASL login.
@@ -95,13 +96,13 @@ func (c *Config) SetDefaults() {
 		k.BatchSize = 1000
 	}
 	if k.BatchTimeout == 0 {
-		k.BatchTimeout = 10 * time.Millisecond
+		k.BatchTimeout = duration.Duration(10 * time.Millisecond)
 	}
 	if k.WriteTimeout == 0 {
-		k.WriteTimeout = 10 * time.Second
+		k.WriteTimeout = duration.Duration(10 * time.Second)
 	}
 	if k.CommitInterval == 0 {
-		k.CommitInterval = time.Second
+		k.CommitInterval = duration.Duration(time.Second)
 	}
 }
 

@@ -114,8 +114,8 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 			RequiredAcks: kafka.RequireAll,
 			BatchSize:    cfg.BatchSize,
 			BatchBytes:   16 << 20,
-			BatchTimeout: cfg.BatchTimeout,
-			WriteTimeout: cfg.WriteTimeout,
+			BatchTimeout: cfg.BatchTimeout.D(),
+			WriteTimeout: cfg.WriteTimeout.D(),
 			MaxAttempts:  10,
 			Transport:    transport,
 			// Async: WriteMessages enqueues in call order and returns;

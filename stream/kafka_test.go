@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"auditwatch/config/duration"
 	"auditwatch/schema"
 )
 
@@ -34,7 +35,7 @@ func testKafka(t testing.TB, brokers []string) *Kafka {
 	t.Helper()
 	cfg := Config{Type: TypeKafka, Kafka: KafkaConfig{Brokers: brokers}}
 	cfg.SetDefaults()
-	cfg.Kafka.BatchTimeout = 2 * time.Millisecond
+	cfg.Kafka.BatchTimeout = duration.Duration(2 * time.Millisecond)
 	k, err := NewKafka(cfg.Kafka, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"auditwatch/config"
+	"auditwatch/config/duration"
+
 	"auditwatch/internal/awscfg"
 )
 
@@ -24,18 +27,18 @@ type Config struct {
 	PublicKeysFile string `yaml:"public_keys_file"`
 	// ListedGrace is how long a log file a digest lists may stay unread,
 	// and a digest named as previous may stay unseen, before it is missing.
-	ListedGrace time.Duration `yaml:"listed_grace"`
+	ListedGrace duration.Duration `yaml:"listed_grace"`
 	// UnlistedAfter is how long a log file read may stay in no digest.
-	UnlistedAfter time.Duration `yaml:"unlisted_after"`
+	UnlistedAfter duration.Duration `yaml:"unlisted_after"`
 	// GapAfter is the longest time without a digest while logs arrive.
-	GapAfter time.Duration `yaml:"gap_after"`
+	GapAfter duration.Duration `yaml:"gap_after"`
 	// DeliverySlack is added to GapAfter for the digest's own delivery.
-	DeliverySlack time.Duration `yaml:"delivery_slack"`
+	DeliverySlack duration.Duration `yaml:"delivery_slack"`
 	// ExplainWindow is how far before a starting digest a StartLogging,
 	// CreateTrail or UpdateTrail call explains it.
-	ExplainWindow time.Duration `yaml:"explain_window"`
+	ExplainWindow duration.Duration `yaml:"explain_window"`
 	// CheckInterval is how often deadlines are checked live.
-	CheckInterval time.Duration `yaml:"check_interval"`
+	CheckInterval duration.Duration `yaml:"check_interval"`
 	// MaxTracked bounds the log files, listings and digests held.
 	MaxTracked int `yaml:"max_tracked"`
 }
@@ -47,22 +50,22 @@ func (c *Config) SetDefaults() {
 		c.Enabled = &t
 	}
 	if c.ListedGrace == 0 {
-		c.ListedGrace = 30 * time.Minute
+		c.ListedGrace = duration.Duration(30 * time.Minute)
 	}
 	if c.UnlistedAfter == 0 {
-		c.UnlistedAfter = 2 * time.Hour
+		c.UnlistedAfter = duration.Duration(2 * time.Hour)
 	}
 	if c.GapAfter == 0 {
-		c.GapAfter = 2 * time.Hour
+		c.GapAfter = duration.Duration(2 * time.Hour)
 	}
 	if c.DeliverySlack == 0 {
-		c.DeliverySlack = 30 * time.Minute
+		c.DeliverySlack = duration.Duration(30 * time.Minute)
 	}
 	if c.ExplainWindow == 0 {
-		c.ExplainWindow = time.Hour
+		c.ExplainWindow = duration.Duration(time.Hour)
 	}
 	if c.CheckInterval == 0 {
-		c.CheckInterval = time.Minute
+		c.CheckInterval = duration.Duration(time.Minute)
 	}
 	if c.MaxTracked == 0 {
 		c.MaxTracked = 500_000
@@ -74,7 +77,7 @@ func (c Config) Validate() error {
 	var errs []error
 	for _, d := range []struct {
 		name string
-		v    time.Duration
+		v    duration.Duration
 	}{{"listed_grace", c.ListedGrace}, {"unlisted_after", c.UnlistedAfter}, {"gap_after", c.GapAfter},
 		{"delivery_slack", c.DeliverySlack}, {"explain_window", c.ExplainWindow}, {"check_interval", c.CheckInterval}} {
 		if d.v <= 0 {
@@ -86,7 +89,7 @@ func (c Config) Validate() error {
 	}
 	if c.AWS.Region != "" {
 		if err := c.AWS.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("aws: %w", err))
+			errs = append(errs, config.Prefix("aws", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -102,8 +105,5 @@ func DecodeConfig(n *yaml.Node) (Config, error) {
 		}
 	}
 	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		return c, fmt.Errorf("trail: %w", err)
-	}
-	return c, nil
+	return c, c.Validate()
 }

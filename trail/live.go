@@ -45,7 +45,7 @@ func NewLive(v *Verifier, sink FindingSink, now func() time.Time, logger *slog.L
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Live{V: v, sink: sink, now: now, log: logger, iv: v.cfg.CheckInterval, kick: make(chan struct{}, 1),
+	l := &Live{V: v, sink: sink, now: now, log: logger, iv: v.cfg.CheckInterval.D(), kick: make(chan struct{}, 1),
 		findings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_trail_findings_total",
 			Help: "CloudTrail integrity findings raised, by kind."}, []string{"kind"})}
 	if reg != nil {

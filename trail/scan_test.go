@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.yaml.in/yaml/v3"
 
 	"auditwatch/schema"
 	"auditwatch/trail"
@@ -219,5 +220,22 @@ func TestNameTime(t *testing.T) {
 	}
 	if !trail.IsBackfill("a_20261103T090000Z_backfill.json.gz") || trail.IsBackfill("a_20261103T090000Z.json.gz") {
 		t.Error("IsBackfill")
+	}
+}
+
+func TestDecodeConfig(t *testing.T) {
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte("listed_grace: -1m\nmax_tracked: -2\naws: {region: eu-west-1, endpoint: nope}\n"), &n); err != nil {
+		t.Fatal(err)
+	}
+	_, err := trail.DecodeConfig(n.Content[0])
+	for _, want := range []string{"listed_grace: must be positive", "max_tracked: must be positive", "aws.endpoint"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+	c, err := trail.DecodeConfig(&yaml.Node{})
+	if err != nil || c.GapAfter.D() != 2*time.Hour || c.UnlistedAfter.D() != 2*time.Hour || !*c.Enabled {
+		t.Fatalf("defaults: %+v %v", c, err)
 	}
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // Detector is the detector name of every finding of this package.
-const Detector = "trail_integrity"
+const Detector = schema.DetectorTrailIntegrity
 
 // Finding kinds (the finding's "kind" attribute).
 const (
@@ -306,7 +306,7 @@ func (v *Verifier) explain(d *digestRec, at time.Time) bool {
 		if ev.Account != "" && ev.Account != d.d.AWSAccountID {
 			continue
 		}
-		if ev.Time.Before(d.d.start.Add(-v.cfg.ExplainWindow)) || ev.Time.After(d.d.end) {
+		if ev.Time.Before(d.d.start.Add(-v.cfg.ExplainWindow.D())) || ev.Time.After(d.d.end) {
 			continue
 		}
 		d.explained = true
@@ -420,9 +420,9 @@ func (v *Verifier) Digest(ctx context.Context, name string, content []byte, sigH
 				fmt.Sprintf("resolved: digest %s covers %s..%s; %d log files were read during the gap", id, d.DigestStartTime, d.DigestEndTime, ch.gapLogs),
 				map[string]string{"status": "resolved", "digest": id, "gap_log_files": strconv.Itoa(ch.gapLogs)})
 			ch.gap, ch.gapLogs = nil, 0
-		} else if !d.Starting() && d.end.Sub(d.start) > v.cfg.GapAfter {
+		} else if !d.Starting() && d.end.Sub(d.start) > v.cfg.GapAfter.D() {
 			v.raise(KindGap, schema.SeverityHigh, id, at, "CloudTrail digest gap: "+id+" covers "+d.end.Sub(d.start).String(),
-				fmt.Sprintf("no digest between %s and %s (longer than %s) while the trail was logging", d.DigestStartTime, d.DigestEndTime, v.cfg.GapAfter),
+				fmt.Sprintf("no digest between %s and %s (longer than %s) while the trail was logging", d.DigestStartTime, d.DigestEndTime, v.cfg.GapAfter.D()),
 				map[string]string{"digest": id})
 			st.Problems = append(st.Problems, "covers a gap of "+d.end.Sub(d.start).String())
 		}
@@ -452,7 +452,7 @@ func (v *Verifier) unexplained(d *digestRec, at time.Time) {
 	d.start = v.raise(KindChainStart, schema.SeverityHigh, d.id, at,
 		"CloudTrail digest chain restarted without an explaining call: "+d.id,
 		fmt.Sprintf("starting digest (previous digest fields null) for %s..%s and no StartLogging, CreateTrail or UpdateTrail call between %s and its end",
-			d.d.DigestStartTime, d.d.DigestEndTime, d.d.start.Add(-v.cfg.ExplainWindow).Format(time.RFC3339)),
+			d.d.DigestStartTime, d.d.DigestEndTime, d.d.start.Add(-v.cfg.ExplainWindow.D()).Format(time.RFC3339)),
 		map[string]string{"digest": d.id, "status": "unexplained"})
 	if d.status != nil {
 		d.status.Problems = append(d.status.Problems, "starting digest, unexplained")
@@ -548,7 +548,7 @@ func (v *Verifier) Finish(ctx context.Context, now time.Time) {
 }
 
 func (v *Verifier) tick(ctx context.Context, now time.Time) {
-	grace := v.cfg.ListedGrace
+	grace := v.cfg.ListedGrace.D()
 	if v.final {
 		grace = 0
 	}
@@ -601,7 +601,7 @@ func (v *Verifier) tick(ctx context.Context, now time.Time) {
 		if r := v.restarts[accountOf(ch.scope)]; r.After(since) {
 			since = r
 		}
-		if ch.gap != nil || ch.lastEnd.IsZero() || now.Sub(since) <= v.cfg.GapAfter+v.cfg.DeliverySlack {
+		if ch.gap != nil || ch.lastEnd.IsZero() || now.Sub(since) <= v.cfg.GapAfter.D()+v.cfg.DeliverySlack.D() {
 			continue
 		}
 		n := 0
@@ -615,7 +615,7 @@ func (v *Verifier) tick(ctx context.Context, now time.Time) {
 		}
 		ch.gapLogs = n
 		ch.gap = v.raise(KindGap, schema.SeverityHigh, ch.scope, now, "CloudTrail digests stopped for "+ch.scope,
-			fmt.Sprintf("no digest since %s (more than %s) while %d log files were read", ch.lastEnd.Format(time.RFC3339), v.cfg.GapAfter, n),
+			fmt.Sprintf("no digest since %s (more than %s) while %d log files were read", ch.lastEnd.Format(time.RFC3339), v.cfg.GapAfter.D(), n),
 			map[string]string{"last_digest_end": ch.lastEnd.Format(time.RFC3339)})
 	}
 	if !v.final {
@@ -631,7 +631,7 @@ func (v *Verifier) tick(ctx context.Context, now time.Time) {
 		if v.final {
 			limit = v.lastEnd(scope(r.id))
 		}
-		if limit.Before(t.Add(v.cfg.UnlistedAfter)) {
+		if limit.Before(t.Add(v.cfg.UnlistedAfter.D())) {
 			continue
 		}
 		// Read after the newest digest of its scope: part of a possible
@@ -644,7 +644,7 @@ func (v *Verifier) tick(ctx context.Context, now time.Time) {
 			continue
 		}
 		r.unlisted = v.raise(KindUnlisted, schema.SeverityMedium, r.id, now, "CloudTrail log file in no digest: "+r.id,
-			fmt.Sprintf("read at %s and no digest lists it after %s (delivery lag, or a file CloudTrail did not write)", t.Format(time.RFC3339), v.cfg.UnlistedAfter),
+			fmt.Sprintf("read at %s and no digest lists it after %s (delivery lag, or a file CloudTrail did not write)", t.Format(time.RFC3339), v.cfg.UnlistedAfter.D()),
 			map[string]string{"hash_read": r.sha})
 	}
 }

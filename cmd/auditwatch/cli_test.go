@@ -91,8 +91,11 @@ func checkFlagsListed(t *testing.T, name, help string) {
 func TestVersionFlag(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"-version"}, {"version"}} {
 		code, stdout, _ := runCmd(t, args...)
-		if code != 0 || !strings.HasPrefix(stdout, "auditwatch ") || strings.Count(stdout, "\n") != 1 {
-			t.Errorf("%v: exit %d, stdout %q; want one line starting with auditwatch", args, code, stdout)
+		// the version line, then the attribution the network data's
+		// licence (CC BY 4.0) asks for
+		lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+		if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "auditwatch ") || !strings.Contains(lines[1], "CC BY 4.0") {
+			t.Errorf("%v: exit %d, stdout %q; want a line starting with auditwatch, then the network data's attribution", args, code, stdout)
 		}
 	}
 }

@@ -38,6 +38,12 @@ func (d *daemon) runDetect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Health and metrics answer during the set-up below.
+	stopHTTP, err := d.startHTTP(ctx)
+	defer stopHTTP()
+	if err != nil {
+		return err
+	}
 	k, err := d.kafkaStream()
 	if err != nil {
 		return err
@@ -54,11 +60,11 @@ func (d *daemon) runDetect(ctx context.Context) error {
 	defer closeEvents()
 	// Credential linking runs in the principal-keyed instance, which sees
 	// every event (the by-IP topic carries failures only).
-	linker, err := openLinker(&d.cfg.Identity, d.stateDir("identity"), d.log)
+	enrich, err := openEnrichment(d.cfg, d.stateDir("identity"), d.log)
 	if err != nil {
 		return err
 	}
-	defer closeLinker(linker)
+	defer enrich.Close()
 	var cs []lifecycle.Component
 	for _, r := range []struct{ role, topic, group string }{
 		{rolePrincipal, kc.EventsTopic, kc.DetectGroup},
@@ -69,25 +75,25 @@ func (d *daemon) runDetect(ctx context.Context) error {
 			continue
 		}
 		var ev pipeline.EventSink
-		var enrich func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
+		var hook func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
 		open := d.detectorOpenerFor(r.role, c)
 		if r.role == rolePrincipal {
 			ev = events
-			enrich = enricher(linker)
+			hook = enrich.hook()
 			// Sigma rules see every event once: on the principal-keyed topic
 			if open, err = d.withRules(ctx, open); err != nil {
 				return err
 			}
 		}
 		stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
-			Enrich:             enrich,
+			Enrich:             hook,
 			Open:               open,
 			Findings:           sink,
 			Events:             ev,
 			Replayable:         true,
 			CheckpointEvents:   d.cfg.State.CheckpointEvents,
-			CheckpointInterval: d.cfg.State.CheckpointInterval,
-			IdleDrain:          d.cfg.State.IdleDrain,
+			CheckpointInterval: d.cfg.State.CheckpointInterval.D(),
+			IdleDrain:          d.cfg.State.IdleDrain.D(),
 			Logger:             d.log.With("instance", r.role),
 			Registerer:         labelled(d.reg, "instance", r.role),
 		})

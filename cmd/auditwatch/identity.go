@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -10,8 +11,80 @@ import (
 
 	"auditwatch/config"
 	"auditwatch/identity"
+	"auditwatch/netinfo"
 	"auditwatch/schema"
 )
+
+// enrichment is what the detect stage does to each event before the
+// detectors: network context (netinfo) and credential linking (identity).
+// Either may be nil.
+type enrichment struct {
+	geo    *netinfo.DB
+	linker *identity.Linker
+}
+
+// openEnrichment opens both from the root config's geo: and identity:
+// sections; links are kept in linkDir ("" keeps them in memory).
+func openEnrichment(root *config.Config, linkDir string, logger *slog.Logger) (*enrichment, error) {
+	var geoN, idN *yaml.Node
+	if root != nil {
+		geoN, idN = &root.Geo, &root.Identity
+	}
+	gc, err := netinfo.FromNode(geoN)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := gc.Validate(); err != nil {
+		return nil, fmt.Errorf("config: geo: %w", err)
+	}
+	e := &enrichment{}
+	if gc.Enabled() {
+		if e.geo, err = netinfo.Open(gc); err != nil {
+			return nil, err
+		}
+	} else if !gc.Disabled {
+		logger.Info("network context off: no databases configured or found", "dir", gc.Dir, "hint", "make geo")
+	}
+	if e.linker, err = openLinker(idN, linkDir, logger); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close closes what is open.
+func (e *enrichment) Close() error {
+	if e == nil {
+		return nil
+	}
+	var errs []error
+	if e.geo != nil {
+		errs = append(errs, e.geo.Close())
+	}
+	if e.linker != nil {
+		errs = append(errs, e.linker.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Enrich is the detect stage's Enrich hook.
+func (e *enrichment) Enrich(ctx context.Context, ev *schema.Event, out []schema.Finding) []schema.Finding {
+	if e.geo != nil {
+		e.geo.Enrich(ev)
+	}
+	if e.linker != nil {
+		out = e.linker.Process(ctx, ev, out)
+	}
+	return out
+}
+
+// hook returns Enrich, or nil when there is nothing to do.
+func (e *enrichment) hook() func(context.Context, *schema.Event, []schema.Finding) []schema.Finding {
+	if e == nil || (e.geo == nil && e.linker == nil) {
+		return nil
+	}
+	return e.Enrich
+}
 
 // openLinker opens the credential linker of the `identity:` section with
 // its store in dir ("" keeps links in memory). It returns nil when linking
@@ -38,36 +111,21 @@ func openLinker(n *yaml.Node, dir string, logger *slog.Logger) (*identity.Linker
 	return identity.New(c, identity.Options{Dir: dir, Hasher: h, Logger: logger.With("component", "identity")})
 }
 
-// enricher is the detect stage's Enrich hook for l (nil for no linker).
-func enricher(l *identity.Linker) func(context.Context, *schema.Event, []schema.Finding) []schema.Finding {
-	if l == nil {
-		return nil
-	}
-	return l.Process
-}
-
-// closeLinker closes l if there is one.
-func closeLinker(l *identity.Linker) {
-	if l != nil {
-		l.Close()
-	}
-}
-
-// replayLinker opens the linker of replay: the `identity:` section of the
-// config at path (defaults without one), its links kept under stateDir
-// when replay keeps state, else in memory.
-func replayLinker(path, stateDir string, logger *slog.Logger) (*identity.Linker, error) {
-	var n *yaml.Node
+// replayEnrichment opens replay's enrichment: the config at path
+// (defaults without one), links kept under stateDir when replay keeps
+// state, else in memory.
+func replayEnrichment(path, stateDir string, logger *slog.Logger) (*enrichment, error) {
+	var root *config.Config
 	if path != "" {
-		root, err := config.Load(path)
+		r, err := config.Load(path)
 		if err != nil {
 			return nil, err
 		}
-		n = &root.Identity
+		root = r
 	}
 	dir := ""
 	if stateDir != "" {
 		dir = filepath.Join(stateDir, "identity")
 	}
-	return openLinker(n, dir, logger)
+	return openEnrichment(root, dir, logger)
 }

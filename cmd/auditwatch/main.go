@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"auditwatch/netinfo"
 )
 
 // command is one subcommand. run returns the process exit code.
@@ -41,6 +43,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if args[0] == "--version" || args[0] == "-version" || args[0] == "-v" {
 		fmt.Fprintln(stdout, "auditwatch", buildVersion())
+		fmt.Fprintln(stdout, netinfo.Attribution)
 		return 0
 	}
 	c, ok := commands[args[0]]

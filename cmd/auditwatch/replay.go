@@ -180,11 +180,11 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		sd.Evaluator().Correlator().MaxGroups = rcfg.MaxGroups
 		run = sd
 	}
-	linker, err := replayLinker(*configPath, *stateDir, logger)
+	enrich, err := replayEnrichment(*configPath, *stateDir, logger)
 	if err != nil {
 		return fail(2, "%v", err)
 	}
-	defer closeLinker(linker)
+	defer enrich.Close()
 	meta, err := eng.Meta()
 	if err != nil {
 		return fail(1, "%v", err)
@@ -257,10 +257,8 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	inputs, err := ingest.Inputs(paths)
 	if err == nil {
 		err = replayMerged(ctx, inputs, opts, pos, stderr, &total, func(name string, ev schema.Event) error {
-			if linker != nil {
-				if err := emit(linker.Process(ctx, &ev, nil)); err != nil {
-					return err
-				}
+			if err := emit(enrich.Enrich(ctx, &ev, nil)); err != nil {
+				return err
 			}
 			if err := emit(run.Process(ev)); err != nil {
 				return err

@@ -10,6 +10,7 @@ import (
 
 	"auditwatch/identity"
 	it "auditwatch/identity/identitytest"
+	"auditwatch/netinfo/netinfotest"
 )
 
 // TestReplayLinksVaultIssuedKeys replays a week of Vault-issued keys (the
@@ -17,7 +18,8 @@ import (
 // server speaking Vault's sys/audit-hash API) with the CloudTrail uses of
 // each day's key from the company NAT, and on the last day from elsewhere:
 // exactly one credential_exfiltration finding, naming the Vault identity,
-// and no finding of any detector for the NAT uses.
+// and no finding of any detector for the NAT uses; with the geo: section
+// the finding says where the address is.
 func TestReplayLinksVaultIssuedKeys(t *testing.T) {
 	fv := &it.FakeVault{}
 	srv := httptest.NewServer(fv)
@@ -28,8 +30,13 @@ func TestReplayLinksVaultIssuedKeys(t *testing.T) {
 	vp, cp := filepath.Join(dir, "vault-audit.log"), filepath.Join(dir, "cloudtrail.json")
 	must(t, os.WriteFile(vp, vault, 0o600))
 	must(t, os.WriteFile(cp, ct, 0o600))
+	geo := filepath.Join(dir, "geo")
+	must(t, os.MkdirAll(geo, 0o755))
+	must(t, netinfotest.Files(geo, netinfotest.Default))
 	cfg := filepath.Join(dir, "auditwatch.yaml")
-	must(t, os.WriteFile(cfg, []byte(`identity:
+	must(t, os.WriteFile(cfg, []byte(`geo:
+  dir: `+geo+`
+identity:
   audit_hash:
     address: `+srv.URL+`
     device: file
@@ -49,7 +56,8 @@ func TestReplayLinksVaultIssuedKeys(t *testing.T) {
 		}
 		if f.Detector == identity.DetectorExfiltration {
 			exfil++
-			if f.Principal != it.EntityID || f.PrincipalName != "payments-api" || !strings.Contains(f.Reason, it.EntityID) {
+			if f.Principal != it.EntityID || f.PrincipalName != "payments-api" || !strings.Contains(f.Reason, it.EntityID) ||
+				!strings.Contains(f.Summary, "203.0.113.50 (BR, AS64511 Hosting Example Ltda)") {
 				t.Errorf("exfiltration finding does not name the Vault identity: %+v", f)
 			}
 		}

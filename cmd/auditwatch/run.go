@@ -39,6 +39,12 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if cfg.Stream.Type != stream.TypeEmbedded {
 		return fmt.Errorf("stream.type is %q: `auditwatch run` connects the stages in one process on the embedded stream; on Kafka run `auditwatch ingest`, `detect` and `alert`", cfg.Stream.Type)
 	}
+	// Health and metrics answer during the set-up below.
+	stopHTTP, err := d.startHTTP(ctx)
+	defer stopHTTP()
+	if err != nil {
+		return err
+	}
 	open, err := d.detectorOpener("embedded")
 	if err != nil {
 		return err
@@ -85,19 +91,19 @@ func (d *daemon) runAll(ctx context.Context) error {
 		return err
 	}
 	defer emb.Close()
-	linker, err := openLinker(&cfg.Identity, d.stateDir("identity"), d.log)
+	enrich, err := openEnrichment(cfg, d.stateDir("identity"), d.log)
 	if err != nil {
 		return err
 	}
-	defer closeLinker(linker)
+	defer enrich.Close()
 	stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
-		Enrich:             enricher(linker),
+		Enrich:             enrich.hook(),
 		Open:               opener,
 		Findings:           sinks,
 		Events:             events,
 		CheckpointEvents:   cfg.State.CheckpointEvents,
-		CheckpointInterval: cfg.State.CheckpointInterval,
-		IdleDrain:          cfg.State.IdleDrain,
+		CheckpointInterval: cfg.State.CheckpointInterval.D(),
+		IdleDrain:          cfg.State.IdleDrain.D(),
 		Logger:             d.log,
 		Registerer:         d.reg,
 	})
@@ -130,7 +136,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 		var stopProgress func()
 		cs = append(cs, lifecycle.Component{
 			Name:  "progress",
-			Start: func(context.Context) error { stopProgress = d.progress(iv); return nil },
+			Start: func(context.Context) error { stopProgress = d.progress(iv.D()); return nil },
 			Stop:  func(context.Context) error { stopProgress(); return nil },
 		})
 	}

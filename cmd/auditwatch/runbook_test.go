@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,7 @@ import (
 // runbook's CloudTrail records, kept running.
 type monitor struct {
 	bin, work, cfg string
+	metrics        string // http.listen
 	cmd            *exec.Cmd
 	stderr         *lockedWriter
 	done           chan error
@@ -47,7 +49,11 @@ func buildBinary(tb testing.TB) string {
 	return path
 }
 
-func startMonitor(tb testing.TB) *monitor {
+func startMonitor(tb testing.TB) *monitor { return startMonitorWith(tb, nil) }
+
+// startMonitorWith starts the monitor with edit applied to the config
+// text after the path changes (nil: the shipped example as is).
+func startMonitorWith(tb testing.TB, edit func(cfg string) string) *monitor {
 	tb.Helper()
 	if lib := os.Getenv("CHDB_LIB_PATH"); lib == "" {
 		testenv.Missing(tb, "CHDB_LIB_PATH is not set: libchdb.so (embedded storage) not available")
@@ -61,7 +67,11 @@ func startMonitor(tb testing.TB) *monitor {
 	// Paths only: the scenario from the repository, state under work,
 	// the metrics listener on a free port.
 	cfg := strings.ReplaceAll(string(raw), "path: testdata/openbao-scenario", "path: "+filepath.Join(root, "testdata", "openbao-scenario"))
-	cfg = strings.ReplaceAll(cfg, "127.0.0.1:9464", freeAddrTB(tb))
+	m.metrics = freeAddrTB(tb)
+	cfg = strings.ReplaceAll(cfg, "127.0.0.1:9464", m.metrics)
+	if edit != nil {
+		cfg = edit(cfg)
+	}
 	m.cfg = filepath.Join(m.work, "run.yaml")
 	if err := os.WriteFile(m.cfg, []byte(cfg), 0o644); err != nil {
 		tb.Fatal(err)
@@ -98,11 +108,13 @@ func startMonitor(tb testing.TB) *monitor {
 }
 
 func freeAddrTB(tb testing.TB) string {
-	t, ok := tb.(*testing.T)
-	if ok {
-		return freeAddr(t)
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return "127.0.0.1:0"
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func readEvents(tb testing.TB, path string) []schema.Event {

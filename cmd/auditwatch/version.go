@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+
+	"auditwatch/netinfo"
 )
 
 func init() {
@@ -20,6 +22,7 @@ func init() {
 				return 2
 			}
 			fmt.Fprintln(stdout, "auditwatch", buildVersion())
+			fmt.Fprintln(stdout, netinfo.Attribution)
 			return 0
 		},
 	})

@@ -195,7 +195,7 @@ func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
 func (d *daemon) closeStorage() {
 	d.storeClose.Do(func() {
 		if d.storeW != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout.D())
 			defer cancel()
 			if d.storeQS != nil {
 				if err := d.storeQS.Close(ctx); err != nil {

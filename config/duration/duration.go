@@ -40,10 +40,16 @@ func Parse(s string) (time.Duration, error) {
 	return v, nil
 }
 
-// UnmarshalYAML accepts a scalar in Parse's syntax. A bare 0 is zero (unset).
+// UnmarshalYAML accepts a scalar in Parse's syntax. A bare 0 is zero
+// (unset). A bad value is a *yaml.TypeError, so the decoder goes on and
+// reports every other problem of the document too.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a duration (90s, 15m, 36h, 7d)", n.Line)
+		kind := map[yaml.Kind]string{yaml.SequenceNode: "!!seq", yaml.MappingNode: "!!map"}[n.Kind]
+		if kind == "" {
+			kind = "a non-scalar"
+		}
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: cannot unmarshal %s into a duration (want 90s, 15m, 36h, 7d)", n.Line, kind)}}
 	}
 	if n.Value == "0" {
 		*d = 0
@@ -51,7 +57,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := Parse(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*d = Duration(v)
 	return nil

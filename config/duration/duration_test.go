@@ -1,6 +1,7 @@
 package duration
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func TestYAML(t *testing.T) {
 		{"10", 0, `line 1: bad duration "10"`},
 		{"1.5d", 0, `bad duration "1.5d"`},
 		{"soon", 0, `bad duration "soon"`},
-		{"[1s]", 0, "line 1: want a duration"},
+		{"[1s]", 0, "line 1: cannot unmarshal !!seq into a duration"},
 		{"999999999d", 0, "bad duration"},
 	} {
 		var v struct {
@@ -39,6 +40,24 @@ func TestYAML(t *testing.T) {
 		if err != nil || v.D.D() != tc.want {
 			t.Errorf("%s: %v, %v; want %v", tc.in, v.D, err, tc.want)
 		}
+	}
+}
+
+// TestBadValueDoesNotStopDecoding: a bad duration is reported as a type
+// error and the rest of the document still decodes.
+func TestBadValueDoesNotStopDecoding(t *testing.T) {
+	var v struct {
+		A Duration `yaml:"a"`
+		B int      `yaml:"b"`
+		C Duration `yaml:"c"`
+	}
+	err := yaml.Unmarshal([]byte("a: soon\nb: 7\nc: [1]\n"), &v)
+	var te *yaml.TypeError
+	if !errors.As(err, &te) || len(te.Errors) != 2 {
+		t.Fatalf("err = %v, want a TypeError with both bad durations", err)
+	}
+	if v.B != 7 {
+		t.Errorf("b = %d: decoding stopped at the bad duration", v.B)
 	}
 }
 

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"auditwatch/config/duration"
 )
 
 // ErrClosed is returned by operations on a closed Store.
@@ -46,7 +48,7 @@ type Config struct {
 	// partition). Default "0".
 	Partition string `yaml:"partition"`
 	// OpenTimeout bounds waiting for the file lock held by another process.
-	OpenTimeout time.Duration `yaml:"open_timeout"`
+	OpenTimeout duration.Duration `yaml:"open_timeout"`
 	// Fresh empties the partition's key-space on open (its state is
 	// being rebuilt from a replayable stream).
 	Fresh bool `yaml:"-"`
@@ -58,7 +60,7 @@ func (c *Config) SetDefaults() {
 		c.Partition = "0"
 	}
 	if c.OpenTimeout == 0 {
-		c.OpenTimeout = 5 * time.Second
+		c.OpenTimeout = duration.Duration(5 * time.Second)
 	}
 }
 
@@ -127,7 +129,7 @@ func Open(cfg Config) (*Store, error) {
 	defer openMu.Unlock()
 	sh := openDBs[path]
 	if sh == nil {
-		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: cfg.OpenTimeout, FreelistType: bolt.FreelistMapType})
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: cfg.OpenTimeout.D(), FreelistType: bolt.FreelistMapType})
 		if err != nil {
 			if temp != "" {
 				os.RemoveAll(temp)

@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"auditwatch/config/duration"
 )
 
 func open(t *testing.T, dir, partition string) *Store {
 	t.Helper()
-	s, err := Open(Config{Dir: dir, Partition: partition, OpenTimeout: 200 * time.Millisecond})
+	s, err := Open(Config{Dir: dir, Partition: partition, OpenTimeout: duration.Duration(200 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +83,7 @@ func TestSecondOpenTimesOut(t *testing.T) {
 	dir := t.TempDir()
 	a := open(t, dir, "0")
 	defer a.Close()
-	_, err := Open(Config{Dir: dir, OpenTimeout: 100 * time.Millisecond})
+	_, err := Open(Config{Dir: dir, OpenTimeout: duration.Duration(100 * time.Millisecond)})
 	if err == nil || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("second open of a locked store: %v", err)
 	}

@@ -26,8 +26,10 @@ import (
 	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/identity"
+	"auditwatch/netinfo"
 	"auditwatch/sigma"
 	"auditwatch/store"
+	"auditwatch/trail"
 )
 
 // Problem is one thing wrong with a config file.
@@ -216,6 +218,17 @@ var sections = []section{
 		},
 	},
 	{
+		key: "geo",
+		typ: reflect.TypeFor[netinfo.Config](),
+		check: func(n *yaml.Node, _ *Loaded) (error, error) {
+			c, err := netinfo.FromNode(n)
+			if err != nil {
+				return err, nil
+			}
+			return nil, c.Validate()
+		},
+	},
+	{
 		key: "rules",
 		typ: reflect.TypeFor[sigma.Config](),
 		check: func(n *yaml.Node, _ *Loaded) (error, error) {
@@ -227,6 +240,21 @@ var sections = []section{
 		},
 	},
 }
+
+// trailSection checks the `trail:` section (CloudTrail digest validation).
+var trailSection = section{
+	key: "trail",
+	typ: reflect.TypeFor[trail.Config](),
+	check: func(n *yaml.Node, _ *Loaded) (error, error) {
+		_, err := trail.DecodeConfig(n)
+		if err != nil && isDecodeError(err) {
+			return err, nil
+		}
+		return nil, err
+	},
+}
+
+func init() { sections = append(sections, trailSection) }
 
 // isDecodeError tells a YAML decoding failure from a validation failure.
 func isDecodeError(err error) bool {
