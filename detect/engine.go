@@ -113,12 +113,12 @@ type Stats struct {
 	// OneOffDropped: unsaved entries of keys used only once, dropped when
 	// evicted under memory pressure instead of written (see table).
 	OneOffDropped uint64
-	Findings          map[string]uint64
-	Suppressed        uint64 // privileged use inside a maintenance window
-	Evictions         uint64 // sum over Tables
-	SpillDropped      uint64 // sum over Tables
-	Expired           uint64 // sum over Tables
-	Tables            []TableStats
+	Findings      map[string]uint64
+	Suppressed    uint64 // privileged use inside a maintenance window
+	Evictions     uint64 // sum over Tables
+	SpillDropped  uint64 // sum over Tables
+	Expired       uint64 // sum over Tables
+	Tables        []TableStats
 }
 
 // TableStats describes one bounded working set.
