@@ -101,10 +101,6 @@ type memBudget struct {
 	// spilled entries are dropped (counted).
 	spillLimit int64
 	spilled    int64
-	// pending counts entries the next checkpoint writes (dirty or
-	// spilled): a checkpoint's transaction holds a copy of every store page
-	// it changes, so NeedCheckpoint keeps it under maxPending entries.
-	pending int
 	// learningEvictions: entries evicted while their principal was still
 	// learning (their baseline will be reloaded from the store, but a
 	// flood is crowding out new principals).
@@ -174,6 +170,7 @@ type table[V any] struct {
 	cursor     []byte
 
 	held          []key // dirty one-off keys a pressured flush left out
+	heldN         int   // of them, still dirty after the last commit
 	oneOffDropped uint64
 	evictions     uint64
 	spillDropped  uint64
@@ -400,7 +397,6 @@ func (t *table[V]) touch(n *node[V]) {
 	if !n.dirty {
 		n.dirty = true
 		t.dirty = append(t.dirty, n.k)
-		t.mem.pending++
 	}
 }
 
@@ -479,7 +475,6 @@ func (t *table[V]) addSpill(k key, b []byte) {
 		t.dropSpill(k, old)
 	}
 	t.spill[k] = b
-	t.mem.pending++
 	t.spillOrder = append(t.spillOrder, k)
 	sz := int64(len(b) + spillOverhead)
 	t.spillBytes += sz
@@ -500,7 +495,6 @@ func (t *table[V]) addSpill(k key, b []byte) {
 
 func (t *table[V]) dropSpill(k key, b []byte) {
 	delete(t.spill, k)
-	t.mem.pending--
 	sz := int64(len(b) + spillOverhead)
 	t.spillBytes -= sz
 	t.mem.spilled -= sz
@@ -550,15 +544,14 @@ func (t *table[V]) committed() {
 			n.dirty = false
 		}
 	}
-	t.mem.pending -= len(t.dirty) + len(t.spill)
 	t.dirty = t.dirty[:0]
 	for _, k := range t.held {
 		if n := t.m[k]; n != nil {
 			n.dirty = true
 			t.dirty = append(t.dirty, k)
-			t.mem.pending++
 		}
 	}
+	t.heldN = len(t.dirty)
 	t.held = t.held[:0]
 	clear(t.spill)
 	t.spillOrder = t.spillOrder[:0]
@@ -574,6 +567,7 @@ type tableStats interface {
 	name() string
 	stats() (size int, evictions, spillDropped, loadErrors uint64, spilled int)
 	oneOffs() uint64
+	pendingWrites() int
 	expiredCount() uint64
 	flush(b *state.Batch) error
 	setLimit(n int64)
@@ -661,3 +655,7 @@ func shareBudget(limit int64, tabs []tableStats) {
 }
 
 func (t *table[V]) oneOffs() uint64 { return t.oneOffDropped }
+
+// pendingWrites approximates the entries the next checkpoint writes: dirty
+// and spilled ones, less the one-off keys a pressured flush holds back.
+func (t *table[V]) pendingWrites() int { return len(t.dirty) - t.heldN + len(t.spill) }
