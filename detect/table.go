@@ -86,6 +86,7 @@ type node[V any] struct {
 	// proven: used again after it was created (or loaded back from the
 	// store): admitted to durable state even under memory pressure.
 	proven bool
+	listed bool // in the table's dirty list
 }
 
 // memBudget is the byte budget of an engine's tables: entries in memory
@@ -169,8 +170,6 @@ type table[V any] struct {
 	retain     time.Duration
 	cursor     []byte
 
-	held          []key // dirty one-off keys a pressured flush left out
-	heldN         int   // of them, still dirty after the last commit
 	oneOffDropped uint64
 	evictions     uint64
 	spillDropped  uint64
@@ -379,6 +378,9 @@ func (t *table[V]) use(n *node[V]) {
 	n.prot, n.proven = true, true
 	t.protect.pushFront(n)
 	t.balance()
+	if n.dirty && !n.listed { // held back while unproven: admitted now
+		t.touch(n)
+	}
 }
 
 // balance keeps the protected segment at most four fifths of the entries:
@@ -394,8 +396,9 @@ func (t *table[V]) balance() {
 
 // touch marks n to be written at the next checkpoint.
 func (t *table[V]) touch(n *node[V]) {
-	if !n.dirty {
-		n.dirty = true
+	n.dirty = true
+	if !n.listed {
+		n.listed = true
 		t.dirty = append(t.dirty, n.k)
 	}
 }
@@ -409,7 +412,7 @@ func (t *table[V]) insert(k key) *node[V] {
 		t.free = nil
 		var zero V
 		n.v = zero
-		n.dirty, n.prot, n.proven = false, false, false
+		n.dirty, n.prot, n.proven, n.listed = false, false, false, false
 	} else {
 		n = &node[V]{}
 	}
@@ -506,7 +509,6 @@ func (t *table[V]) dropSpill(k key, b []byte) {
 func (t *table[V]) flush(b *state.Batch) error {
 	t.remeasure()
 	pressured := t.pressured()
-	t.held = t.held[:0]
 	for _, k := range t.dirty {
 		n := t.m[k]
 		if n == nil || !n.dirty {
@@ -514,8 +516,8 @@ func (t *table[V]) flush(b *state.Batch) error {
 		}
 		if pressured && !n.proven {
 			// Not admitted while the table is under pressure: stays dirty
-			// in memory, written once used again or once pressure ends.
-			t.held = append(t.held, k)
+			// in memory, off the list, written once used or changed again.
+			n.listed = false
 			continue
 		}
 		v, err := t.codec.encode(&n.v)
@@ -540,19 +542,11 @@ func (t *table[V]) committed() {
 	t.expired += t.pendingExpired
 	t.pendingExpired = 0
 	for _, k := range t.dirty {
-		if n := t.m[k]; n != nil {
-			n.dirty = false
+		if n := t.m[k]; n != nil && n.listed {
+			n.dirty, n.listed = false, false
 		}
 	}
 	t.dirty = t.dirty[:0]
-	for _, k := range t.held {
-		if n := t.m[k]; n != nil {
-			n.dirty = true
-			t.dirty = append(t.dirty, k)
-		}
-	}
-	t.heldN = len(t.dirty)
-	t.held = t.held[:0]
 	clear(t.spill)
 	t.spillOrder = t.spillOrder[:0]
 	t.mem.spilled -= t.spillBytes
@@ -658,4 +652,4 @@ func (t *table[V]) oneOffs() uint64 { return t.oneOffDropped }
 
 // pendingWrites approximates the entries the next checkpoint writes: dirty
 // and spilled ones, less the one-off keys a pressured flush holds back.
-func (t *table[V]) pendingWrites() int { return len(t.dirty) - t.heldN + len(t.spill) }
+func (t *table[V]) pendingWrites() int { return len(t.dirty) + len(t.spill) }
