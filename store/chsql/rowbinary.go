@@ -55,7 +55,8 @@ func AppendEventRowBinary(b []byte, ev *schema.Event) []byte {
 		st = 0
 	}
 	b = binary.LittleEndian.AppendUint16(b, uint16(st))
-	return appendStr(b, resname.Name(ev))
+	b = appendStr(b, resname.Name(ev))
+	return appendStr(b, ev.TokenAccessor)
 }
 
 // AppendPrincipalRowBinary appends ev as one RowBinary row of
@@ -64,7 +65,7 @@ func AppendPrincipalRowBinary(b []byte, ev *schema.Event) []byte {
 	sec := ClampTime(ev.Time).Unix()
 	b = binary.LittleEndian.AppendUint16(b, uint16(sec/86400))
 	b = binary.LittleEndian.AppendUint32(b, uint32(sec))
-	for _, s := range [...]string{ev.ID, ev.Principal, ev.AccessKey, ev.Action, ev.Resource, ev.SourceIP, ev.Outcome, ev.Error, ev.FailureKind} {
+	for _, s := range [...]string{ev.ID, ev.Principal, ev.AccessKey, ev.Action, ev.Resource, ev.SourceIP, ev.Outcome, ev.Error, ev.FailureKind, ev.TokenAccessor} {
 		b = appendStr(b, s)
 	}
 	return b

@@ -197,6 +197,7 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		func(e *schema.Event) string { return e.Error },
 		func(e *schema.Event) string { return e.FailureKind },
 		resname.Name,
+		func(e *schema.Event) string { return e.TokenAccessor },
 	}
 	for range get {
 		strs = append(strs, make([]string, n))
@@ -241,7 +242,7 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		}
 		names := []string{"source", "id", "principal", "principal_name", "principal_type", "session", "account", "access_key",
 			"token_hmac", "auth_method", "action", "resource", "mount", "mount_type", "namespace", "region", "source_ip",
-			"source_ip_raw", "user_agent", "outcome", "error", "failure_kind", "resource_name"}
+			"source_ip_raw", "user_agent", "outcome", "error", "failure_kind", "resource_name", "token_accessor"}
 		for j, nm := range names {
 			if nm == name {
 				return strs[j]
