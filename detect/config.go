@@ -109,6 +109,8 @@ type Config struct {
 	PrivilegedUse     PrivilegedUseConfig     `yaml:"privileged_use"`
 	AccessVolumeSpike AccessVolumeSpikeConfig `yaml:"access_volume_spike"`
 	Incidents         IncidentsConfig         `yaml:"incidents"`
+	NewLocation       NewLocationConfig       `yaml:"new_location"`
+	Honeytoken        HoneytokenConfig        `yaml:"honeytoken"`
 }
 
 func boolp(b bool) *bool { return &b }
@@ -154,6 +156,8 @@ func (c *Config) SetDefaults() {
 	c.PrivilegedUse.defaults()
 	c.AccessVolumeSpike.defaults()
 	c.Incidents.defaults()
+	c.NewLocation.defaults()
+	c.Honeytoken.defaults()
 }
 
 // StateBudget is the bytes detector state (every table and its unsaved
@@ -210,6 +214,8 @@ func (c *Config) Validate() error {
 	c.PrivilegedUse.validate(bad)
 	c.AccessVolumeSpike.validate(bad)
 	c.Incidents.validate(bad)
+	c.NewLocation.validate(bad)
+	c.Honeytoken.validate(bad)
 	return errors.Join(errs...)
 }
 

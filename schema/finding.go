@@ -21,6 +21,19 @@ const (
 // author, license, references, tags, techniques).
 const DetectorSigma = "sigma"
 
+// Detectors beside the learned ones: decoy secrets (honeytoken),
+// CloudTrail digest validation (trail_integrity) and the pipeline's own
+// health (source_silent, pipeline_blind).
+const (
+	DetectorHoneytoken     = "honeytoken"
+	DetectorTrailIntegrity = "trail_integrity"
+	DetectorSourceSilent   = "source_silent"
+	DetectorPipelineBlind  = "pipeline_blind"
+)
+
+// WatchDetectors lists the detectors beside the learned ones.
+var WatchDetectors = []string{DetectorHoneytoken, DetectorTrailIntegrity, DetectorSourceSilent, DetectorPipelineBlind}
+
 // Detectors lists every built-in detector name, in a stable order.
 var Detectors = []string{
 	DetectorUnexpectedIP,
@@ -28,6 +41,38 @@ var Detectors = []string{
 	DetectorAuthFailureSpike,
 	DetectorPrivilegedUse,
 	DetectorAccessVolumeSpike,
+}
+
+// Detectors beside the built-in five (credential linking, network
+// context).
+const (
+	DetectorCredentialExfiltration = "credential_exfiltration"
+	DetectorCredentialAfterLease   = "credential_after_lease"
+	DetectorCredentialMisuse       = "credential_misuse"
+	DetectorNewLocation            = "new_location"
+)
+
+// OtherDetectors lists every detector name that is not one of the
+// built-in five (which the generator plans anomalies for): routes may
+// name them too. Packages with detectors of their own add theirs here.
+var OtherDetectors = append([]string{
+	DetectorSigma,
+	DetectorCredentialExfiltration,
+	DetectorCredentialAfterLease,
+	DetectorCredentialMisuse,
+	DetectorNewLocation,
+}, WatchDetectors...)
+
+// KnownDetector reports whether name is a detector auditwatch raises.
+func KnownDetector(name string) bool {
+	for _, l := range [][]string{Detectors, OtherDetectors} {
+		for _, d := range l {
+			if d == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Severity of a Finding. Severities are ordered: Low < Medium < High < Critical.

@@ -10,7 +10,7 @@ import (
 
 func (s *selection) eval(r *Record) bool {
 	if s.keywords != nil {
-		return r.eachString(r.v, func(v string) bool {
+		return r.eachString(r.whole(), func(v string) bool {
 			for _, p := range s.keywords {
 				if p.match(v) {
 					return true
@@ -45,7 +45,7 @@ func (fm *fieldMatcher) eval(r *Record) bool {
 func (fm *fieldMatcher) match(r *Record) bool {
 	switch fm.kind {
 	case kindExists:
-		return exists(r.v, fm.path) == fm.exists
+		return r.exists(fm.path) == fm.exists
 	case kindPattern:
 		if fm.all {
 			for _, p := range fm.pats {
@@ -130,7 +130,7 @@ func (fm *fieldMatcher) match(r *Record) bool {
 	case kindFieldRef:
 		match := func(ref []string) bool {
 			var refs []string
-			visit(r.v, ref, func(v *fastjson.Value) bool {
+			r.visit(ref, func(v *fastjson.Value) bool {
 				if s, ok := r.text(v); ok {
 					refs = append(refs, strings.Clone(s))
 				}
@@ -193,15 +193,15 @@ func compare(x, n float64, cmp int) bool {
 
 // anyValue reports whether f holds for some non-null value of the field.
 func (fm *fieldMatcher) anyValue(r *Record, f func(string) bool) bool {
-	return visit(r.v, fm.path, func(v *fastjson.Value) bool {
+	return r.visit(fm.path, func(v *fastjson.Value) bool {
 		s, ok := r.text(v)
 		return ok && f(s)
 	})
 }
 
-// isNull: the field is absent, or every value at it is null.
+// isNull: the field is absent, or null, or a list of nothing but nulls.
 func (fm *fieldMatcher) isNull(r *Record) bool {
-	nonNull := visitAll(r.v, fm.path, func(v *fastjson.Value) bool {
+	nonNull := r.visit(fm.path, func(v *fastjson.Value) bool {
 		return v.Type() != fastjson.TypeNull
 	})
 	return !nonNull

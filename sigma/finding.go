@@ -110,12 +110,16 @@ func (e *Evaluator) Process(ev *schema.Event, out []schema.Finding) []schema.Fin
 		e.NoRaw++
 		return out
 	}
-	rec, err := e.p.Parse(ev.Raw, ev.Source)
+	hits, rec, err := e.set.MatchEvent(ev, &e.p, e.hits[:0])
+	e.hits = hits
 	if err != nil {
 		e.Unparsed++
 		return out
 	}
-	return e.ProcessRecord(ev, rec, out)
+	if len(hits) == 0 {
+		return out
+	}
+	return e.emit(ev, rec, out)
 }
 
 // ProcessRecord is Process for a record already parsed.
@@ -124,9 +128,15 @@ func (e *Evaluator) ProcessRecord(ev *schema.Event, rec *Record, out []schema.Fi
 	if len(e.hits) == 0 {
 		return out
 	}
+	return e.emit(ev, rec, out)
+}
+
+// emit turns the hits of one record into findings and feeds the
+// correlations.
+func (e *Evaluator) emit(ev *schema.Event, rec *Record, out []schema.Finding) []schema.Finding {
 	t := ev.Time
 	if t.IsZero() {
-		t = rec.Time
+		t = rec.EventTime()
 	}
 	evID := ev.ID
 	if evID == "" {

@@ -8,16 +8,30 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fastjson"
+
+	"auditwatch/ingest/jsonx"
 )
 
-// Record is one original audit record, parsed once and read by every rule.
+// Record is one original audit record, read by every rule. It is either
+// parsed whole, or (from Set.MatchEvent) read lazily: the top-level
+// members are located in the text and each is parsed on first use, so a
+// rule that reads two fields does not pay for the whole tree.
 type Record struct {
-	v   *fastjson.Value
-	src int
-	buf []byte // scratch for rendering non-string values
-	// Time is the record's event time (zero when unknown); correlation
-	// windows use it.
-	Time time.Time
+	v    *fastjson.Value // the whole record; nil while lazy
+	raw  []byte          // lazy: the record's text
+	tops []topMember     // lazy: its top-level members
+	p    *Parser
+	src  int
+	buf  []byte // scratch for rendering non-string values
+	time time.Time
+	// timeDone: time was read
+	timeDone bool
+}
+
+type topMember struct {
+	key  []byte
+	s, e int
+	v    *fastjson.Value // parsed value, nil until used
 }
 
 // Parser turns record bytes into Records. It reuses memory between calls:
@@ -27,6 +41,14 @@ type Parser struct {
 	p   fastjson.Parser
 	p2  fastjson.Parser
 	rec Record
+	// lazily parsed members, one parser each
+	subs []*fastjson.Parser
+	nsub int
+	tops []topMember
+	// scratch of MatchEvent
+	cands []int
+	low   []byte
+	kbuf  []byte
 }
 
 // Parse reads one record. source is "cloudtrail" or "vault" (as
@@ -46,31 +68,151 @@ func (p *Parser) Parse(b []byte, source string) (*Record, error) {
 		return nil, err
 	}
 	r := &p.rec
-	*r = Record{v: v, buf: r.buf[:0]}
+	*r = Record{v: v, buf: r.buf[:0], p: p}
+	r.src = srcOf(source, v.Exists("eventSource") || v.Exists("eventName"), v.Exists("request") || v.Exists("type"))
+	return r, nil
+}
+
+func srcOf(source string, ctKeys, vaultKeys bool) int {
 	switch source {
 	case "cloudtrail":
-		r.src = srcCloudTrail
+		return srcCloudTrail
 	case "vault", "openbao":
-		r.src = srcVault
-	default:
-		if v.Exists("eventSource") || v.Exists("eventName") {
-			r.src = srcCloudTrail
-		} else if v.Exists("request") || v.Exists("type") {
-			r.src = srcVault
+		return srcVault
+	}
+	if ctKeys {
+		return srcCloudTrail
+	}
+	if vaultKeys {
+		return srcVault
+	}
+	return srcNone
+}
+
+// parseLazy reads a record without escapes lazily; ok is false when it
+// must be parsed whole (not an object, a wrapper, odd keys).
+func (p *Parser) parseLazy(b []byte, source string) (*Record, bool) {
+	p.tops = p.tops[:0]
+	p.nsub = 0
+	i := jsonx.SkipWS(b, 0)
+	end := jsonx.Object(b, i, 1, func(key []byte, esc bool, v int) int {
+		if esc {
+			return -1
+		}
+		e := jsonx.Skip(b, v, 2)
+		if e >= 0 {
+			p.tops = append(p.tops, topMember{key: key, s: v, e: e})
+		}
+		return e
+	})
+	if end < 0 || jsonx.SkipWS(b, end) != len(b) {
+		return nil, false
+	}
+	r := &p.rec
+	*r = Record{raw: b, tops: p.tops, buf: r.buf[:0], p: p}
+	has := func(k string) bool { return r.member(k) != nil }
+	if has("CloudTrailEvent") || (has("detail") && has("detail-type")) {
+		return nil, false
+	}
+	r.src = srcOf(source, has("eventSource") || has("eventName"), has("request") || has("type"))
+	return r, true
+}
+
+// member returns the top-level member named k (nil if none).
+func (r *Record) member(k string) *topMember {
+	for i := range r.tops {
+		if string(r.tops[i].key) == k {
+			return &r.tops[i]
 		}
 	}
-	var ts []byte
-	if r.src == srcCloudTrail {
-		ts = v.GetStringBytes("eventTime")
-	} else {
-		ts = v.GetStringBytes("time")
+	return nil
+}
+
+// value parses a lazy member on first use.
+func (r *Record) value(m *topMember) *fastjson.Value {
+	if m.v != nil {
+		return m.v
 	}
-	if len(ts) > 0 {
-		if t, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil {
-			r.Time = t.UTC()
+	p := r.p
+	if p.nsub == len(p.subs) {
+		p.subs = append(p.subs, new(fastjson.Parser))
+	}
+	sp := p.subs[p.nsub]
+	p.nsub++
+	v, err := sp.ParseBytes(r.raw[m.s:m.e])
+	if err != nil {
+		// the lexer accepted it: cannot happen; read it as null
+		v = fastjson.MustParse("null")
+	}
+	m.v = v
+	return v
+}
+
+// root resolves the first element(s) of path: the value to walk the rest
+// of path from. A top-level key with dots in it is tried too.
+func (r *Record) root(path []string) (*fastjson.Value, []string, bool) {
+	if r.v != nil {
+		return r.v, path, true
+	}
+	if m := r.member(path[0]); m != nil {
+		return r.value(m), path[1:], true
+	}
+	key := path[0]
+	for j := 1; j < len(path); j++ {
+		key += "." + path[j]
+		if m := r.member(key); m != nil {
+			return r.value(m), path[j+1:], true
 		}
 	}
-	return r, nil
+	return nil, nil, false
+}
+
+// visit calls f with every value at path (see visit).
+func (r *Record) visit(path []string, f func(*fastjson.Value) bool) bool {
+	v, rest, ok := r.root(path)
+	if !ok {
+		return false
+	}
+	return visit(v, rest, f)
+}
+
+// visitAll is visitAll over the record.
+func (r *Record) visitAll(path []string, f func(*fastjson.Value) bool) bool {
+	v, rest, ok := r.root(path)
+	if !ok {
+		return false
+	}
+	return visitAll(v, rest, f)
+}
+
+// whole returns the whole record's tree, parsing it if lazy.
+func (r *Record) whole() *fastjson.Value {
+	if r.v == nil {
+		v, err := r.p.p.ParseBytes(r.raw)
+		if err != nil {
+			v = fastjson.MustParse("{}")
+		}
+		r.v = v
+	}
+	return r.v
+}
+
+// EventTime is the record's event time (eventTime or time; zero when
+// absent or unreadable).
+func (r *Record) EventTime() time.Time {
+	if !r.timeDone {
+		r.timeDone = true
+		k := "time"
+		if r.src == srcCloudTrail {
+			k = "eventTime"
+		}
+		if s, ok := r.Field([]string{k}); ok {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				r.time = t.UTC()
+			}
+		}
+	}
+	return r.time
 }
 
 func (p *Parser) unwrap(v *fastjson.Value) (*fastjson.Value, error) {
@@ -143,9 +285,9 @@ func visitJoined(o *fastjson.Object, path []string, f func(*fastjson.Value) bool
 }
 
 // exists reports whether the path is present (even as null).
-func exists(v *fastjson.Value, path []string) bool {
+func (r *Record) exists(path []string) bool {
 	found := false
-	visitAll(v, path, func(*fastjson.Value) bool { found = true; return true })
+	r.visitAll(path, func(*fastjson.Value) bool { found = true; return true })
 	return found
 }
 
@@ -221,7 +363,7 @@ func number(s string) (float64, bool) {
 func (r *Record) Field(path []string) (string, bool) {
 	var out string
 	var ok bool
-	visit(r.v, path, func(v *fastjson.Value) bool {
+	r.visit(path, func(v *fastjson.Value) bool {
 		out, ok = r.text(v)
 		out = strings.Clone(out)
 		return true

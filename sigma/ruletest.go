@@ -92,7 +92,7 @@ func runTestFile(s *Set, ruleFile string) TestResult {
 			res.Failures = append(res.Failures, fmt.Sprintf("%s:%d: record: %v", tf, line, err))
 			continue
 		}
-		e := schema.Event{Raw: raw, Time: rec.Time, ID: recordID(rec)}
+		e := schema.Event{Raw: raw, Time: rec.EventTime(), ID: recordID(rec)}
 		fs := ev.ProcessRecord(&e, rec, nil)
 		var got []string
 		for _, f := range fs {

@@ -2,12 +2,16 @@ package sigma
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
+
+	"auditwatch/schema"
 )
 
 // Set is a compiled, indexed rule set. It is immutable once built and
@@ -26,9 +30,13 @@ type Set struct {
 	idx [3]index
 	// feeds: for each single-event rule, the correlations it feeds
 	feeds map[*Rule][]*Rule
+	// pre: per single rule, literals one of which a matching record's
+	// text holds (nil: none known)
+	pre [][]string
 }
 
 type index struct {
+	name   string
 	field  []string
 	byVal  map[string][]int // lowercased value → positions in single
 	always []int
@@ -336,13 +344,37 @@ func cyclic(r *Rule, seen map[*Rule]bool) bool {
 	return false
 }
 
-// index fields per source, tried in order.
+// index fields per source, tried in order: a rule is indexed by the
+// values its condition pins the field to.
 var indexFields = map[int][]string{
 	srcCloudTrail: {"eventName", "eventSource"},
-	srcVault:      {"request.path", "request.operation"},
+	srcVault:      {"request.path"},
+}
+
+// keysOf gives the index keys a matcher pins for a field.
+func keysOf(field string) func(fm *fieldMatcher) ([]string, bool) {
+	if field == "request.path" {
+		// Vault paths: by first segment (sys, auth, secret …)
+		return func(fm *fieldMatcher) ([]string, bool) {
+			if fm.field != field {
+				return nil, false
+			}
+			return pathSegmentKeys(fm)
+		}
+	}
+	return func(fm *fieldMatcher) ([]string, bool) {
+		if fm.field != field {
+			return nil, false
+		}
+		return fm.literalValues()
+	}
 }
 
 func (s *Set) buildIndex() {
+	s.pre = make([][]string, len(s.single))
+	for i, r := range s.single {
+		s.pre[i] = literalsOfCond(r.det.cond)
+	}
 	for _, src := range []int{srcCloudTrail, srcVault} {
 		var rules []int
 		for i, r := range s.single {
@@ -352,12 +384,13 @@ func (s *Set) buildIndex() {
 		}
 		// pick the field that indexes the most rules
 		best := index{always: rules}
-		bestN := -1
+		bestN := 0
 		for _, f := range indexFields[src] {
-			ix := index{field: strings.Split(f, "."), byVal: map[string][]int{}}
+			ix := index{field: strings.Split(f, "."), name: f, byVal: map[string][]int{}}
 			n := 0
+			keys := keysOf(f)
 			for _, i := range rules {
-				vals, ok := requiredValues(s.single[i].det.cond, f)
+				vals, ok := requiredValues(s.single[i].det.cond, keys)
 				if !ok {
 					ix.always = append(ix.always, i)
 					continue
@@ -375,40 +408,40 @@ func (s *Set) buildIndex() {
 	}
 }
 
-// requiredValues: the lowercased literal values field must have for the
-// condition to hold, or ok=false when the condition does not pin it.
-func requiredValues(n node, field string) ([]string, bool) {
+// requiredValues: the index keys the condition pins (any of them), or
+// ok=false when the condition does not pin the field.
+func requiredValues(n node, keys func(*fieldMatcher) ([]string, bool)) ([]string, bool) {
 	switch n := n.(type) {
 	case *selNode:
-		return selRequired(n.sel, field)
+		return selRequired(n.sel, keys)
 	case *andNode:
 		var best []string
 		found := false
 		for _, k := range n.kids {
-			if v, ok := requiredValues(k, field); ok && (!found || len(v) < len(best)) {
+			if v, ok := requiredValues(k, keys); ok && (!found || len(v) < len(best)) {
 				best, found = v, true
 			}
 		}
 		return best, found
 	case *orNode:
-		return unionRequired(n.kids, field)
+		return unionRequired(n.kids, keys)
 	case *ofNode:
 		kids := make([]node, len(n.sels))
 		for i, s := range n.sels {
 			kids[i] = s
 		}
 		if n.need == 0 {
-			return requiredValues(&andNode{kids: kids}, field)
+			return requiredValues(&andNode{kids: kids}, keys)
 		}
-		return unionRequired(kids, field)
+		return unionRequired(kids, keys)
 	}
 	return nil, false
 }
 
-func unionRequired(kids []node, field string) ([]string, bool) {
+func unionRequired(kids []node, keys func(*fieldMatcher) ([]string, bool)) ([]string, bool) {
 	set := map[string]bool{}
 	for _, k := range kids {
-		v, ok := requiredValues(k, field)
+		v, ok := requiredValues(k, keys)
 		if !ok {
 			return nil, false
 		}
@@ -419,7 +452,7 @@ func unionRequired(kids []node, field string) ([]string, bool) {
 	return sortedKeys(set), true
 }
 
-func selRequired(sel *selection, field string) ([]string, bool) {
+func selRequired(sel *selection, keys func(*fieldMatcher) ([]string, bool)) ([]string, bool) {
 	if sel.keywords != nil || len(sel.alts) == 0 {
 		return nil, false
 	}
@@ -427,10 +460,7 @@ func selRequired(sel *selection, field string) ([]string, bool) {
 	for _, alt := range sel.alts {
 		found := false
 		for _, fm := range alt {
-			if fm.field != field {
-				continue
-			}
-			if v, ok := fm.literalValues(); ok {
+			if v, ok := keys(fm); ok {
 				for _, x := range v {
 					set[x] = true
 				}
@@ -462,7 +492,13 @@ func (s *Set) Match(rec *Record, out []Hit) []Hit {
 	ix := &s.idx[rec.src]
 	var cand []int
 	if ix.byVal != nil {
-		if v, ok := rec.indexValue(ix.field); ok {
+		if v, ok := rec.indexValue(ix.field); ok && v == "" {
+			// not a plain string: every rule of the source is a candidate
+			return s.matchAll(rec, out)
+		} else if ok {
+			if ix.name == "request.path" {
+				v, rec.buf = firstSegment(v, rec.buf)
+			}
 			cand = ix.byVal[v]
 		}
 	}
@@ -484,13 +520,17 @@ func (s *Set) Match(rec *Record, out []Hit) []Hit {
 }
 
 func (rec *Record) indexValue(path []string) (string, bool) {
-	v := rec.v.Get(path...)
-	if v == nil {
+	v, rest, ok := rec.root(path)
+	if ok && len(rest) > 0 {
+		v = v.Get(rest...)
+	}
+	if !ok || v == nil {
 		return "", false
 	}
 	b, err := v.StringBytes()
 	if err != nil {
-		return "", false
+		// present but not a string (a list …): no index
+		return "", true
 	}
 	if isASCII(b2s(b)) {
 		// lowercase into scratch without allocating when already lower
@@ -511,6 +551,16 @@ func (rec *Record) indexValue(path []string) (string, bool) {
 		return b2s(rec.buf), true
 	}
 	return strings.ToLower(string(b)), true
+}
+
+// matchAll evaluates every single-event rule of the record's source.
+func (s *Set) matchAll(rec *Record, out []Hit) []Hit {
+	for _, r := range s.single {
+		if sourceOf(r.LogSource) == rec.src && r.det.cond.eval(rec, r.det) {
+			out = append(out, Hit{Rule: r, Standalone: !r.referenced || r.generated})
+		}
+	}
+	return out
 }
 
 // Correlations lists the set's correlation rules.
@@ -534,3 +584,135 @@ func sortProblems(ps []*Problem) {
 
 // SortProblems orders problems by file and line.
 func SortProblems(ps []*Problem) { sortProblems(ps) }
+
+// MatchEvent is Match for an event carrying its original record (Raw):
+// it picks the candidate rules from the normalized event (CloudTrail's
+// eventName, a Vault path's first segment), drops those whose literals
+// the record's text lacks, and parses the record only when some rule is
+// left. rec is nil when nothing needed parsing.
+func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, rec *Record, err error) {
+	src := srcNone
+	switch ev.Source {
+	case schema.SourceCloudTrail:
+		src = srcCloudTrail
+	case schema.SourceVault:
+		src = srcVault
+	}
+	raw := ev.Raw
+	ix := &s.idx[src]
+	key, keyed := "", src != srcNone
+	if keyed && ix.byVal != nil {
+		key, keyed = eventKey(ev, ix.name, p)
+	}
+	// (a wrapped record needs no check of its own: LookupEvents' string
+	// has escapes, and EventBridge's detail shows the record's text)
+	if !keyed || bytes.IndexByte(raw, '\\') >= 0 {
+		// the full way: parse, then index and evaluate from the record
+		if rec, err = p.Parse(raw, ev.Source); err != nil {
+			return out, nil, err
+		}
+		return s.Match(rec, out), rec, nil
+	}
+	var cand []int
+	if ix.byVal != nil {
+		cand = ix.byVal[key]
+	}
+	p.cands = p.cands[:0]
+	lowered := false
+	a, c := ix.always, cand
+	for len(a) > 0 || len(c) > 0 {
+		var i int
+		if len(c) == 0 || (len(a) > 0 && a[0] < c[0]) {
+			i, a = a[0], a[1:]
+		} else {
+			i, c = c[0], c[1:]
+		}
+		if pre := s.pre[i]; pre != nil {
+			if !lowered {
+				p.low = lowerAll(p.low, raw)
+				lowered = true
+			}
+			found := false
+			for _, lit := range pre {
+				if strings.Contains(b2s(p.low), lit) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				continue
+			}
+		}
+		p.cands = append(p.cands, i)
+	}
+	if len(p.cands) == 0 {
+		return out, nil, nil
+	}
+	var ok bool
+	if rec, ok = p.parseLazy(raw, ev.Source); !ok {
+		if rec, err = p.Parse(raw, ev.Source); err != nil {
+			return out, nil, err
+		}
+	}
+	for _, i := range p.cands {
+		r := s.single[i]
+		if r.det.cond.eval(rec, r.det) {
+			out = append(out, Hit{Rule: r, Standalone: !r.referenced || r.generated})
+		}
+	}
+	return out, rec, nil
+}
+
+// eventKey is the index key of a normalized event: CloudTrail's eventName
+// (from Action, "<service>:<eventName>"), or the first segment of a Vault
+// request path (Resource), lowercased.
+func eventKey(ev *schema.Event, field string, p *Parser) (string, bool) {
+	var v string
+	switch {
+	case field == "eventName" && ev.Source == schema.SourceCloudTrail:
+		_, name, ok := strings.Cut(ev.Action, ":")
+		if !ok || name == "" {
+			return "", false
+		}
+		v = name
+	case field == "request.path" && ev.Source == schema.SourceVault:
+		v, _, _ = strings.Cut(ev.Resource, "/")
+	default:
+		return "", false
+	}
+	p.kbuf = p.kbuf[:0]
+	for i := 0; i < len(v); i++ {
+		if v[i] >= utf8.RuneSelf {
+			return "", false
+		}
+		p.kbuf = append(p.kbuf, lowerASCII(v[i]))
+	}
+	return b2s(p.kbuf), true
+}
+
+// lowerAll lowercases ASCII letters of b into dst (reused), eight bytes
+// at a time.
+func lowerAll(dst, b []byte) []byte {
+	if cap(dst) < len(b) {
+		dst = make([]byte, len(b), len(b)+len(b)/2)
+	}
+	dst = dst[:len(b)]
+	const ones = 0x0101010101010101
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		h := w & 0x7f7f7f7f7f7f7f7f
+		geA := h + (0x80-'A')*ones             // high bit: byte >= 'A'
+		gtZ := h + (0x80-'Z'-1)*ones           // high bit: byte > 'Z'
+		m := (geA &^ gtZ &^ w) & (0x80 * ones) // ASCII upper-case letters
+		binary.LittleEndian.PutUint64(dst[i:], w|m>>2)
+	}
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c-'A' < 26 {
+			c += 'a' - 'A'
+		}
+		dst[i] = c
+	}
+	return dst
+}

@@ -165,7 +165,7 @@ func TestUnwrap(t *testing.T) {
 		if !r.Match(got) {
 			t.Errorf("%s: does not match", name)
 		}
-		if got.Time.IsZero() {
+		if got.EventTime().IsZero() {
 			t.Errorf("%s: no event time", name)
 		}
 	}

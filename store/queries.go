@@ -34,8 +34,12 @@ type QueryArgs struct {
 	ID        string
 	Resource  string
 	Principal string
-	// IP is an address or a CIDR prefix.
+	// IP is an address or a CIDR prefix; ASN and Country select the
+	// addresses of an autonomous system or a country instead (the ip
+	// query; network context must have been on when events were stored).
 	IP        string
+	ASN       uint32
+	Country   string
 	AccessKey string
 	// Limit caps the rows returned (0 means 1000).
 	Limit uint64
@@ -85,6 +89,21 @@ ORDER BY kind, events DESC, value
 LIMIT {limit:UInt64}`
 }
 
+// networkSQL is the ip query for the addresses of an AS or a country:
+// each principal and resource with the addresses and networks seen.
+func networkSQL(match string) string {
+	return `SELECT principal, any(principal_name) AS principal_name, resource,
+       uniqExact(id) AS events, uniqExactIf(id, outcome = 'failure') AS failures,
+       arrayStringConcat(arraySlice(arraySort(groupUniqArray(source_ip)), 1, 5), ' ') AS source_ips,
+       any(country) AS country_code, any(asn) AS as_number, any(as_org) AS as_name,
+       min(time) AS first_seen, max(time) AS last_seen
+FROM auditwatch.events
+WHERE ` + match + ` AND ` + window + `
+GROUP BY principal, resource
+ORDER BY events DESC, principal, resource
+LIMIT {limit:UInt64}`
+}
+
 // Queries is the runbook query catalog; docs/RUNBOOK.md shows each SQL.
 var Queries = map[string]QuerySpec{
 	"who-accessed": {
@@ -120,8 +139,12 @@ LIMIT {limit:UInt64}`,
 	"ip": {
 		Name:         "ip",
 		Summary:      "every principal and resource seen from an address or CIDR",
-		Needs:        []string{"ip"},
+		Needs:        []string{"ip", "asn", "country"},
 		DefaultSince: 7 * 24 * time.Hour,
+		Variants: map[string]string{
+			"asn":     networkSQL("asn = {asn:UInt32}"),
+			"country": networkSQL("country = {country:String}"),
+		},
 		SQL: `SELECT principal, any(principal_name) AS principal_name, resource,
        uniqExact(id) AS events, uniqExactIf(id, outcome = 'failure') AS failures,
        arrayStringConcat(arraySlice(arraySort(groupUniqArray(source_ip)), 1, 5), ' ') AS source_ips,
@@ -322,8 +345,31 @@ func Build(name string, a QueryArgs, db string) (string, chsql.Params, error) {
 		}
 		ps = append(ps, chsql.Str("principal", a.Principal))
 	case "ip":
+		set := 0
+		for _, v := range []bool{a.IP != "", a.ASN != 0, a.Country != ""} {
+			if v {
+				set++
+			}
+		}
+		switch {
+		case set > 1:
+			return "", nil, fmt.Errorf("%s: give one of --ip, --asn and --country: %w", name, ErrQueryArgs)
+		case a.ASN != 0:
+			sql = spec.Variants["asn"]
+			ps = append(ps, chsql.U32("asn", a.ASN))
+			break
+		case a.Country != "":
+			cc := strings.ToUpper(strings.TrimSpace(a.Country))
+			if len(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z' {
+				return "", nil, fmt.Errorf("%s: --country %q: want a two-letter ISO 3166 code: %w", name, a.Country, ErrQueryArgs)
+			}
+			sql = spec.Variants["country"]
+			ps = append(ps, chsql.Str("country", cc))
+		case a.IP == "":
+			return "", nil, fmt.Errorf("%s: --ip, --asn or --country is required: %w", name, ErrQueryArgs)
+		}
 		if a.IP == "" {
-			return "", nil, fmt.Errorf("%s: --ip is required: %w", name, ErrQueryArgs)
+			break
 		}
 		lo, hi, err := chsql.IPRange(a.IP)
 		if err != nil {

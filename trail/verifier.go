@@ -19,7 +19,7 @@ import (
 )
 
 // Detector is the detector name of every finding of this package.
-const Detector = "trail_integrity"
+const Detector = schema.DetectorTrailIntegrity
 
 // Finding kinds (the finding's "kind" attribute).
 const (

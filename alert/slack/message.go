@@ -2,6 +2,7 @@ package slack
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -98,6 +99,19 @@ func attributes(f schema.Finding, maxField int) string {
 	if len(keys) == 0 {
 		return ""
 	}
+	// a Sigma rule's title, author (its licence requires it shown) and
+	// ATT&CK techniques first
+	first := []string{"rule_title", "author", "techniques", "license"}
+	slices.SortStableFunc(keys, func(a, b string) int {
+		ia, ib := slices.Index(first, a), slices.Index(first, b)
+		if ia < 0 {
+			ia = len(first)
+		}
+		if ib < 0 {
+			ib = len(first)
+		}
+		return ia - ib
+	})
 	var b strings.Builder
 	for i, k := range keys {
 		if i == 8 {

@@ -133,6 +133,14 @@ func FindingCEF(a notify.Alert, version string) string {
 		c.add("cs6Label", "attributes")
 		c.add("cs6", b.String())
 	}
+	if ts := f.Attributes["techniques"]; ts != "" {
+		c.add("flexString1Label", "mitreAttackTechniques")
+		c.add("flexString1", ts)
+	}
+	if title := f.Attributes["rule_title"]; title != "" {
+		c.add("flexString2Label", "ruleTitleAndAuthor")
+		c.add("flexString2", title+" (author: "+f.Attributes["author"]+")")
+	}
 	c.add("cn1Label", "revision")
 	c.add("cn1", strconv.Itoa(f.Revision))
 	c.add("cn2Label", "groupRepeat")

@@ -32,6 +32,12 @@ func runAlert(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 // every finding to the finding sinks (findings file, alert router,
 // storage), committing only what they have taken.
 func (d *daemon) runAlert(ctx context.Context) error {
+	// Health and metrics answer during the set-up below.
+	stopHTTP, err := d.startHTTP(ctx)
+	defer stopHTTP()
+	if err != nil {
+		return err
+	}
 	k, err := d.kafkaStream()
 	if err != nil {
 		return err

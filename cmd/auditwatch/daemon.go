@@ -37,7 +37,9 @@ import (
 type daemon struct {
 	cfg *config.Config
 	// conf is cfg with every section decoded and validated.
-	conf   *configcheck.Loaded
+	conf *configcheck.Loaded
+	// mgr runs the command's long-running components.
+	mgr    *lifecycle.Manager
 	log    *slog.Logger
 	reg    *prometheus.Registry
 	ready  atomic.Bool
@@ -163,17 +165,38 @@ func (d *daemon) httpComponent() lifecycle.Component {
 	}
 }
 
-// runComponents runs the HTTP endpoint (when http.listen is set) and cs
-// under the one lifecycle manager: started in order, ready once all have
-// started, stopped in reverse order within shutdown_timeout when ctx ends
-// or one fails.
-func (d *daemon) runComponents(ctx context.Context, cs ...lifecycle.Component) error {
-	m := &lifecycle.Manager{ShutdownTimeout: d.cfg.ShutdownTimeout.D(), Logger: d.log, Ready: d.ready.Store}
-	if d.cfg.HTTP.Listen != "" {
-		m.Add(d.httpComponent())
+// startHTTP starts the lifecycle manager with the HTTP endpoint (when
+// http.listen is set), so /healthz and /metrics answer while the command
+// opens its stores and streams (/readyz says "starting" until all runs).
+// The returned func stops it when the command returns before
+// runComponents (a set-up error); after runComponents it does nothing.
+func (d *daemon) startHTTP(ctx context.Context) (func(), error) {
+	d.mgr = &lifecycle.Manager{ShutdownTimeout: d.cfg.ShutdownTimeout.D(), Logger: d.log, Ready: d.ready.Store}
+	stop := func() { d.mgr.Stop(nil) }
+	if d.cfg.HTTP.Listen == "" {
+		return stop, nil
 	}
-	m.Add(cs...)
-	return m.Run(ctx)
+	if err := d.mgr.Start(ctx, d.httpComponent()); err != nil {
+		return stop, err
+	}
+	return stop, nil
+}
+
+// runComponents runs cs under the one lifecycle manager, after the HTTP
+// endpoint: started in order, ready once all have started, stopped in
+// reverse order within shutdown_timeout when ctx ends or one fails.
+func (d *daemon) runComponents(ctx context.Context, cs ...lifecycle.Component) error {
+	if d.mgr == nil {
+		stop, err := d.startHTTP(ctx)
+		if err != nil {
+			stop()
+			return err
+		}
+	}
+	if err := d.mgr.Start(ctx, cs...); err != nil {
+		return d.mgr.Stop(err)
+	}
+	return d.mgr.Wait(ctx)
 }
 
 // sourceComponents makes one component per source, publishing to pub. A

@@ -38,6 +38,12 @@ func (d *daemon) runDetect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Health and metrics answer during the set-up below.
+	stopHTTP, err := d.startHTTP(ctx)
+	defer stopHTTP()
+	if err != nil {
+		return err
+	}
 	k, err := d.kafkaStream()
 	if err != nil {
 		return err

@@ -31,6 +31,12 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 // failed authentications to the events-by-ip topic). A source's checkpoint
 // advances only once Kafka has acknowledged its batch.
 func (d *daemon) runIngest(ctx context.Context) error {
+	// Health and metrics answer during the set-up below.
+	stopHTTP, err := d.startHTTP(ctx)
+	defer stopHTTP()
+	if err != nil {
+		return err
+	}
 	k, err := d.kafkaStream()
 	if err != nil {
 		return err

@@ -59,6 +59,8 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.StringVar(&a.Resource, "resource", "", "secret in any form: Vault path (secret/x or secret/data/x), Secrets Manager name or ARN, KMS key id, ARN or alias")
 	fs.StringVar(&a.Principal, "principal", "", "principal (IAM ARN, Vault entity id, …)")
 	fs.StringVar(&a.IP, "ip", "", "source address or CIDR")
+	asn := fs.Uint("asn", 0, "ip: addresses of this autonomous system number (network context, geo: section)")
+	fs.StringVar(&a.Country, "country", "", "ip: addresses in this country (ISO 3166 code, e.g. DE)")
 	fs.StringVar(&a.AccessKey, "access-key", "", "AWS access key id (AKIA…/ASIA…)")
 	fs.Usage = func() { queryUsage(stderr, fs) }
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -116,6 +118,11 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	a.Until = u
 	a.Since, a.Limit = t, *limit
+	if *asn > 1<<32-1 {
+		fmt.Fprintf(stderr, "auditwatch query: --asn %d: not an AS number\n", *asn)
+		return 2
+	}
+	a.ASN = uint32(*asn)
 	if _, _, err := store.Build(name, a, "auditwatch"); err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)
 		return 2

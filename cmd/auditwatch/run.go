@@ -39,6 +39,12 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if cfg.Stream.Type != stream.TypeEmbedded {
 		return fmt.Errorf("stream.type is %q: `auditwatch run` connects the stages in one process on the embedded stream; on Kafka run `auditwatch ingest`, `detect` and `alert`", cfg.Stream.Type)
 	}
+	// Health and metrics answer during the set-up below.
+	stopHTTP, err := d.startHTTP(ctx)
+	defer stopHTTP()
+	if err != nil {
+		return err
+	}
 	open, err := d.detectorOpener("embedded")
 	if err != nil {
 		return err
@@ -115,7 +121,12 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srcPub, stopTrail, err := d.trailLive(ctx, srcs, ing, sinks)
+	watchPub, stopWatch, err := d.watchLive(ctx, ing, sinks)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
+	srcPub, stopTrail, err := d.trailLive(ctx, srcs, watchPub, sinks)
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,8 @@ type Manager struct {
 	Ready func(bool)
 
 	components []Component
+	run        []*started
+	failed     chan error
 }
 
 // Add appends components in start order.
@@ -65,30 +67,38 @@ type started struct {
 	done   chan error // receives Run's result once; nil channel without Run
 }
 
-// Run starts every component, waits for ctx to end or a component to
-// fail, and stops them all. It returns the first failure (a start error,
-// a component's error, or a stop that missed the deadline), nil after a
-// clean stop requested through ctx.
+// Run starts every component added, waits for ctx to end or a component
+// to fail, and stops them all. It returns the first failure (a start
+// error, a component's error, or a stop that missed the deadline), nil
+// after a clean stop requested through ctx.
 func (m *Manager) Run(ctx context.Context) error {
-	log := m.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	cs := m.components
+	m.components = nil
+	if err := m.Start(ctx, cs...); err != nil {
+		return m.Stop(err)
 	}
+	return m.Wait(ctx)
+}
+
+// Start starts cs in order, after the components already started (a
+// command starts its HTTP endpoint first, then opens its stores, then
+// starts the rest). A Start error is returned wrapped with the
+// component's name; the components started before it keep running until
+// Stop or Wait.
+func (m *Manager) Start(ctx context.Context, cs ...Component) error {
 	if m.ShutdownTimeout <= 0 {
 		return errors.New("lifecycle: ShutdownTimeout must be positive")
 	}
-	// failed receives each component's unexpected end.
-	failed := make(chan error, len(m.components))
-	var run []*started
-	var failure error
-	for _, c := range m.components {
+	if m.failed == nil {
+		m.failed = make(chan error, 64)
+	}
+	for _, c := range cs {
 		if err := ctx.Err(); err != nil {
-			break
+			return nil
 		}
 		if c.Start != nil {
 			if err := c.Start(ctx); err != nil {
-				failure = fmt.Errorf("%s: start: %w", c.Name, err)
-				break
+				return fmt.Errorf("%s: start: %w", c.Name, err)
 			}
 		}
 		s := &started{c: c}
@@ -97,41 +107,70 @@ func (m *Manager) Run(ctx context.Context) error {
 			// ctx: the stop order is what keeps handed-on work intact.
 			cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			s.cancel, s.done = cancel, make(chan error, 1)
+			failed := m.failed
 			go func() {
 				err := c.Run(cctx)
 				if cctx.Err() == nil && (err != nil || !c.MayFinish) {
 					if err == nil {
 						err = ErrStoppedUnexpectedly
 					}
-					failed <- fmt.Errorf("%s: %w", c.Name, err)
+					select {
+					case failed <- fmt.Errorf("%s: %w", c.Name, err):
+					default: // a failure is already waiting; the first counts
+					}
 				}
 				s.done <- err
 			}()
 		}
-		run = append(run, s)
+		m.run = append(m.run, s)
 	}
-	if failure == nil && ctx.Err() == nil {
+	return nil
+}
+
+// Wait marks the process ready, waits for ctx to end or a started
+// component to fail, and stops every component.
+func (m *Manager) Wait(ctx context.Context) error {
+	log := m.logger()
+	var failure error
+	if ctx.Err() == nil {
 		if m.Ready != nil {
 			m.Ready(true)
 		}
-		log.Info("running", "components", len(run))
+		log.Info("running", "components", len(m.run))
 		select {
 		case <-ctx.Done():
 			log.Info("shutting down", "deadline", m.ShutdownTimeout)
-		case failure = <-failed:
+		case failure = <-m.failed:
 			log.Error("stopping after a failure", "err", failure)
 		}
 	}
+	return m.Stop(failure)
+}
+
+// Stop stops every started component in reverse order within the
+// shutdown deadline and returns cause, else the first error of a stop.
+// Calling it again does nothing and returns nil.
+func (m *Manager) Stop(cause error) error {
 	if m.Ready != nil {
 		m.Ready(false)
 	}
-	if err := m.stop(run); failure == nil {
-		failure = err
+	run := m.run
+	m.run = nil
+	err := m.stop(run)
+	if cause == nil {
+		cause = err
 	}
-	if failure == nil {
-		log.Info("stopped")
+	if cause == nil && len(run) > 0 {
+		m.logger().Info("stopped")
 	}
-	return failure
+	return cause
+}
+
+func (m *Manager) logger() *slog.Logger {
+	if m.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return m.Logger
 }
 
 // stop stops the started components in reverse order within the shutdown

@@ -229,3 +229,46 @@ func TestNoShutdownTimeout(t *testing.T) {
 		t.Fatal("Run without ShutdownTimeout succeeded")
 	}
 }
+
+// TestPhasedStart: a command starts its HTTP endpoint, then does its
+// set-up, then starts the rest; the stop covers every phase in reverse,
+// and Stop after a failed set-up stops what had started.
+func TestPhasedStart(t *testing.T) {
+	var r recorder
+	ctx, cancel := context.WithCancel(t.Context())
+	m := &Manager{ShutdownTimeout: 5 * time.Second, Ready: func(b bool) {
+		if b {
+			r.add("ready")
+			cancel()
+		}
+	}}
+	if err := m.Start(ctx, worker(&r, "http", nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	r.add("setup")
+	if err := m.Start(ctx, worker(&r, "detect", nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Wait(ctx); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if got, want := r.String(), "start:http setup start:detect ready end:detect stop:detect end:http stop:http"; got != want {
+		t.Errorf("steps:\n got %s\nwant %s", got, want)
+	}
+	if err := m.Stop(nil); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+
+	var r2 recorder
+	m2 := &Manager{ShutdownTimeout: 5 * time.Second}
+	if err := m2.Start(t.Context(), worker(&r2, "http", nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	setupErr := errors.New("store locked")
+	if err := m2.Stop(setupErr); err != setupErr {
+		t.Fatalf("Stop(cause) = %v, want the cause", err)
+	}
+	if got, want := r2.String(), "start:http end:http stop:http"; got != want {
+		t.Errorf("steps:\n got %s\nwant %s", got, want)
+	}
+}

@@ -22,7 +22,7 @@ var EventColumns = []string{
 	"account", "access_key", "policies", "token_hmac", "auth_method", "action", "resource",
 	"mount", "mount_type", "namespace", "region", "source_ip", "source_ip_raw", "ip",
 	"source_is_service", "user_agent", "outcome", "error", "failure_kind", "auth", "read_only", "http_status",
-	"resource_name", "token_accessor",
+	"resource_name", "key_principal", "key_issue", "country", "asn", "as_org", "net_label", "token_accessor",
 }
 
 // PrincipalColumns is the column list of every events_by_principal insert:

@@ -179,6 +179,8 @@ func FuzzAppendEventRowBinary(f *testing.F) {
 				got[c] = string('0' + r.n(1)[0])
 			case "http_status":
 				got[c] = strconv.Itoa(int(binary.LittleEndian.Uint16(r.n(2))))
+			case "asn":
+				got[c] = strconv.Itoa(int(binary.LittleEndian.Uint32(r.n(4))))
 			default:
 				got[c] = r.str()
 			}

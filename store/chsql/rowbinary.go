@@ -56,7 +56,22 @@ func AppendEventRowBinary(b []byte, ev *schema.Event) []byte {
 	}
 	b = binary.LittleEndian.AppendUint16(b, uint16(st))
 	b = appendStr(b, resname.Name(ev))
+	b = appendStr(b, ev.KeyPrincipal)
+	b = appendStr(b, ev.KeyIssue)
+	b = appendStr(b, ev.Country)
+	b = binary.LittleEndian.AppendUint32(b, ASN32(ev.ASN))
+	b = appendStr(b, ev.ASOrg)
+	b = appendStr(b, ev.NetLabel)
 	return appendStr(b, ev.TokenAccessor)
+}
+
+// ASN32 is the event's AS number as the UInt32 column holds it (0 when
+// out of range).
+func ASN32(n int) uint32 {
+	if n < 0 || n > 1<<32-1 {
+		return 0
+	}
+	return uint32(n)
 }
 
 // AppendPrincipalRowBinary appends ev as one RowBinary row of

@@ -172,7 +172,8 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 	ro := make([]uint8, n)
 	st := make([]uint16, n)
 	pol := make([][]string, n)
-	strs := make([][]string, 0, 21)
+	asn := make([]uint32, n)
+	strs := make([][]string, 0, 28)
 	get := []func(*schema.Event) string{
 		func(e *schema.Event) string { return e.Source },
 		func(e *schema.Event) string { return e.ID },
@@ -197,6 +198,11 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		func(e *schema.Event) string { return e.Error },
 		func(e *schema.Event) string { return e.FailureKind },
 		resname.Name,
+		func(e *schema.Event) string { return e.KeyPrincipal },
+		func(e *schema.Event) string { return e.KeyIssue },
+		func(e *schema.Event) string { return e.Country },
+		func(e *schema.Event) string { return e.ASOrg },
+		func(e *schema.Event) string { return e.NetLabel },
 		func(e *schema.Event) string { return e.TokenAccessor },
 	}
 	for range get {
@@ -213,6 +219,7 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		if e.HTTPStatus > 0 && e.HTTPStatus < 65536 {
 			st[i] = uint16(e.HTTPStatus)
 		}
+		asn[i] = chsql.ASN32(e.ASN)
 		pol[i] = e.Policies
 		if pol[i] == nil {
 			pol[i] = []string{}
@@ -239,10 +246,13 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 			return st
 		case "policies":
 			return pol
+		case "asn":
+			return asn
 		}
 		names := []string{"source", "id", "principal", "principal_name", "principal_type", "session", "account", "access_key",
 			"token_hmac", "auth_method", "action", "resource", "mount", "mount_type", "namespace", "region", "source_ip",
-			"source_ip_raw", "user_agent", "outcome", "error", "failure_kind", "resource_name", "token_accessor"}
+			"source_ip_raw", "user_agent", "outcome", "error", "failure_kind", "resource_name",
+			"key_principal", "key_issue", "country", "as_org", "net_label", "token_accessor"}
 		for j, nm := range names {
 			if nm == name {
 				return strs[j]

@@ -1,0 +1,278 @@
+package sigma
+
+import (
+	"regexp/syntax"
+	"strings"
+)
+
+// Prefilters: most records match no rule, and parsing a record costs as
+// much as normalizing it. So before parsing, each candidate rule is
+// checked against the record's text: a rule whose condition needs one of
+// some literals (a value it compares, lowercased) cannot match a record
+// whose text holds none of them. The check is skipped (the record is
+// parsed and every candidate evaluated) when the text has escapes, whose
+// decoded form the raw bytes do not show.
+
+// maxAlternatives bounds a prefilter's literals.
+const maxAlternatives = 16
+
+// structural characters: a literal holding one could span JSON tokens,
+// whose raw spacing need not match the compact rendering rules compare.
+const structural = "\"{}[],"
+
+// usableLiteral reports whether a lowercased literal can be looked for in
+// the lowercased raw text.
+func usableLiteral(s string) bool {
+	return len(s) >= 2 && isASCII(s) && !strings.ContainsAny(s, structural)
+}
+
+// better picks the more selective of two requirements: the one whose
+// shortest literal is longer; nil means no requirement.
+func better(a, b []string) []string {
+	if a == nil {
+		return b
+	}
+	if b == nil {
+		return a
+	}
+	ma, mb := minLen(a), minLen(b)
+	if ma != mb {
+		if ma > mb {
+			return a
+		}
+		return b
+	}
+	if len(a) <= len(b) {
+		return a
+	}
+	return b
+}
+
+func minLen(a []string) int {
+	m := 1 << 30
+	for _, s := range a {
+		m = min(m, len(s))
+	}
+	return m
+}
+
+func union(parts ...[]string) []string {
+	set := map[string]bool{}
+	for _, p := range parts {
+		if p == nil {
+			return nil
+		}
+		for _, s := range p {
+			set[s] = true
+		}
+	}
+	if len(set) == 0 || len(set) > maxAlternatives {
+		return nil
+	}
+	// a literal holding another is found whenever that one is: drop it
+	for a := range set {
+		for b := range set {
+			if a != b && strings.Contains(a, b) {
+				delete(set, a)
+				break
+			}
+		}
+	}
+	return sortedKeys(set)
+}
+
+// literalsOfCond: one of these literals appears in the text of every
+// record the condition matches (nil: no such set known).
+func literalsOfCond(n node) []string {
+	switch n := n.(type) {
+	case *selNode:
+		return literalsOfSel(n.sel)
+	case *andNode:
+		var best []string
+		for _, k := range n.kids {
+			best = better(best, literalsOfCond(k))
+		}
+		return best
+	case *orNode:
+		parts := make([][]string, len(n.kids))
+		for i, k := range n.kids {
+			parts[i] = literalsOfCond(k)
+		}
+		return union(parts...)
+	case *ofNode:
+		parts := make([][]string, len(n.sels))
+		for i, s := range n.sels {
+			parts[i] = literalsOfSel(s.sel)
+		}
+		if n.need == 0 {
+			var best []string
+			for _, p := range parts {
+				best = better(best, p)
+			}
+			return best
+		}
+		return union(parts...)
+	}
+	return nil // not: anything may match
+}
+
+func literalsOfSel(sel *selection) []string {
+	if sel.keywords != nil {
+		parts := make([][]string, len(sel.keywords))
+		for i, p := range sel.keywords {
+			parts[i] = literalsOfPattern(p)
+		}
+		return union(parts...)
+	}
+	parts := make([][]string, len(sel.alts))
+	for i, alt := range sel.alts {
+		var best []string
+		for _, fm := range alt {
+			best = better(best, fm.literals())
+		}
+		parts[i] = best
+	}
+	return union(parts...)
+}
+
+// literals: one of these appears in the text of a record the matcher
+// matches.
+func (fm *fieldMatcher) literals() []string {
+	if fm.negate {
+		return nil
+	}
+	switch fm.kind {
+	case kindPattern:
+		if fm.null || len(fm.pats) == 0 {
+			return nil
+		}
+		if fm.all {
+			var best []string
+			for _, p := range fm.pats {
+				best = better(best, literalsOfPattern(p))
+			}
+			return best
+		}
+		parts := make([][]string, len(fm.pats))
+		for i, p := range fm.pats {
+			parts[i] = literalsOfPattern(p)
+		}
+		return union(parts...)
+	case kindRegex:
+		parts := make([][]string, len(fm.res))
+		for i, rx := range fm.res {
+			re, err := syntax.Parse(rx.String(), syntax.Perl)
+			if err != nil {
+				return nil
+			}
+			parts[i] = literalsOfRegex(re)
+		}
+		if fm.all {
+			var best []string
+			for _, p := range parts {
+				best = better(best, p)
+			}
+			return best
+		}
+		return union(parts...)
+	}
+	return nil
+}
+
+// literalsOfPattern: the longest literal run of a wildcard pattern.
+func literalsOfPattern(p *pattern) []string {
+	best := ""
+	for _, t := range p.toks {
+		if !t.star && !t.one && len(t.s) > len(best) {
+			best = t.s
+		}
+	}
+	best = strings.ToLower(best)
+	if !usableLiteral(best) {
+		return nil
+	}
+	return []string{best}
+}
+
+// literalsOfRegex: literals one of which every match contains.
+func literalsOfRegex(re *syntax.Regexp) []string {
+	switch re.Op {
+	case syntax.OpLiteral:
+		s := strings.ToLower(string(re.Rune))
+		if !usableLiteral(s) {
+			return nil
+		}
+		return []string{s}
+	case syntax.OpCapture, syntax.OpPlus:
+		return literalsOfRegex(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return literalsOfRegex(re.Sub[0])
+		}
+	case syntax.OpConcat:
+		var best []string
+		for _, s := range re.Sub {
+			best = better(best, literalsOfRegex(s))
+		}
+		return best
+	case syntax.OpAlternate:
+		parts := make([][]string, len(re.Sub))
+		for i, s := range re.Sub {
+			parts[i] = literalsOfRegex(s)
+		}
+		return union(parts...)
+	}
+	return nil
+}
+
+// pathSegmentKeys: for a matcher on request.path, the first path segments
+// (lowercased) a matching path can have, or ok=false.
+func pathSegmentKeys(fm *fieldMatcher) ([]string, bool) {
+	if fm.negate || fm.all || fm.null {
+		return nil, false
+	}
+	set := map[string]bool{}
+	switch fm.kind {
+	case kindPattern:
+		if len(fm.pats) == 0 {
+			return nil, false
+		}
+		for _, p := range fm.pats {
+			if len(p.toks) == 0 || p.toks[0].star || p.toks[0].one {
+				return nil, false
+			}
+			lit := strings.ToLower(p.toks[0].s)
+			seg, _, found := strings.Cut(lit, "/")
+			if !found && !(p.op == opEqual) {
+				return nil, false
+			}
+			set[seg] = true
+		}
+	case kindRegex:
+		for _, rx := range fm.res {
+			src := rx.String()
+			if !strings.HasPrefix(src, "^") {
+				return nil, false
+			}
+			prefix, _ := rx.LiteralPrefix()
+			seg, _, found := strings.Cut(strings.ToLower(prefix), "/")
+			if !found {
+				return nil, false
+			}
+			set[seg] = true
+		}
+	default:
+		return nil, false
+	}
+	return sortedKeys(set), true
+}
+
+// firstSegment of a Vault request path, lowercased into buf.
+func firstSegment(path string, buf []byte) (string, []byte) {
+	seg, _, _ := strings.Cut(path, "/")
+	buf = buf[:0]
+	for i := 0; i < len(seg); i++ {
+		buf = append(buf, lowerASCII(seg[i]))
+	}
+	return b2s(buf), buf
+}
