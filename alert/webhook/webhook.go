@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"auditwatch/alert/notify"
+	"auditwatch/internal/redact"
 	"auditwatch/schema"
 )
 
@@ -238,7 +239,7 @@ func (n *Notifier) post(ctx context.Context, body []byte) error {
 	}
 	resp, err := n.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook post: %w", err)
+		return redact.Error(fmt.Errorf("webhook post: %w", err))
 	}
 	defer resp.Body.Close()
 	if err := notify.FromHTTP(resp, n.clock.Now()); err != nil {
