@@ -105,4 +105,4 @@ SCORE_EVENTS ?= 1000000
 SCORE_SEEDS ?= 1,2
 .PHONY: score
 score:
-	go test ./cmd/auditwatch -run '^TestDetectionScore$$' -count=1 -timeout 60m -v -score.events=$(SCORE_EVENTS) -score.seeds=$(SCORE_SEEDS)
+	$(GO) test ./cmd/auditwatch -run '^TestDetectionScore$$' -count=1 -timeout 60m -v -score.events=$(SCORE_EVENTS) -score.seeds=$(SCORE_SEEDS)

@@ -132,7 +132,7 @@ func (n *Notifier) EncodeFinding(a notify.Alert) ([]byte, error) {
 	if err != nil {
 		return nil, notify.Permanent(notify.ReasonEncode, fmt.Errorf("hec: %w", err))
 	}
-	return b, nil
+	return notify.InertJSON(b), nil
 }
 
 // EncodeEvent returns the HEC envelope of a raw event.
@@ -143,7 +143,7 @@ func (n *Notifier) EncodeEvent(e schema.Event) ([]byte, error) {
 	if err != nil {
 		return nil, notify.Permanent(notify.ReasonEncode, fmt.Errorf("hec: %w", err))
 	}
-	return b, nil
+	return notify.InertJSON(b), nil
 }
 
 // Notify posts one finding.
@@ -206,7 +206,7 @@ func (n *Notifier) request(ctx context.Context, u string, body []byte) (*http.Re
 	req.Header.Set("X-Splunk-Request-Channel", n.channel)
 	resp, err := n.http.Do(req)
 	if err != nil {
-		return nil, redact.Error(fmt.Errorf("hec post: %w", err))
+		return nil, redact.Error(notify.Redact(fmt.Errorf("hec post: %w", err), n.token))
 	}
 	return resp, nil
 }

@@ -30,16 +30,10 @@ func init() {
 	})
 }
 
-// loadReplayConfig finds the root configuration (--config, then
+// loadReplayConfigRules finds the root configuration (--config, then
 // $AUDITWATCH_CONFIG, ./auditwatch.yaml, /etc/auditwatch/config.yaml),
-// loads it as every command does (every section validated) and returns its
-// detectors section. No config file anywhere: the defaults.
-func loadReplayConfig(flagPath string) (detect.Config, error) {
-	c, _, err := loadReplayConfigRules(flagPath)
-	return c, err
-}
-
-// loadReplayConfigRules is loadReplayConfig with the rules: section.
+// loads it as every command does (every section validated) and returns
+// its detectors and rules sections. No config file anywhere: the defaults.
 func loadReplayConfigRules(flagPath string) (detect.Config, sigma.Config, error) {
 	path, _, err := configcheck.Discover(flagPath, os.Getenv)
 	if errors.Is(err, configcheck.ErrNoConfig) {
