@@ -97,3 +97,12 @@ soak: build chdb
 	$(GO) build -o bin/auditwatch-bench ./cmd/auditwatch-bench
 	CHDB_LIB_PATH=$$(scripts/fetch-chdb.sh) bin/auditwatch-bench --binary $(BIN) --rate $(SOAK_RATE) --duration $(SOAK_DURATION) \
 		--sample $(SOAK_SAMPLE) --out $(SOAK_REPORT) --json bin/soak.json
+
+# Detection quality on generated traffic (docs/DETECTION.md): per-detector
+# recall, unexplained findings per 1,000 requests, incidents per episode,
+# over SCORE_SEEDS with SCORE_EVENTS requests each; fails below target.
+SCORE_EVENTS ?= 1000000
+SCORE_SEEDS ?= 1,2
+.PHONY: score
+score:
+	$(GO) test ./cmd/auditwatch -run '^TestDetectionScore$$' -count=1 -timeout 60m -v -score.events=$(SCORE_EVENTS) -score.seeds=$(SCORE_SEEDS)

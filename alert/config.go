@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -386,14 +385,9 @@ func validateMatch(path string, m Match) error {
 		}
 	}
 	for i, d := range m.Detectors {
-		known := d == schema.DetectorSigma || slices.Contains(schema.WatchDetectors, d)
-		for _, k := range schema.Detectors {
-			if d == k {
-				known = true
-			}
-		}
-		if !known {
-			errs = append(errs, fmt.Errorf("%s.detectors[%d]: unknown detector %q (want one of %s)", path, i, d, strings.Join(schema.Detectors, ", ")))
+		if !schema.KnownDetector(d) {
+			errs = append(errs, fmt.Errorf("%s.detectors[%d]: unknown detector %q (want one of %s)", path, i, d,
+				strings.Join(append(append([]string(nil), schema.Detectors...), schema.OtherDetectors...), ", ")))
 		}
 	}
 	for _, l := range []struct {

@@ -59,6 +59,10 @@ type Config struct {
 	Geo yaml.Node `yaml:"geo"`
 	// Trail configures CloudTrail digest validation (package trail).
 	Trail yaml.Node `yaml:"trail"`
+	// Silence and Canary configure the pipeline's watch over itself
+	// (package watch).
+	Silence yaml.Node `yaml:"silence"`
+	Canary  yaml.Node `yaml:"canary"`
 	// Files configures the JSON Lines file sinks.
 	Files Files `yaml:"files"`
 	// Console prints findings and progress for a person at a terminal.

@@ -237,7 +237,7 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 
 	b := &s.B
 	if b.open(t, d.cfg.Cooldown.D()) {
-		s.H.Anomalous = true
+		s.H.markAnomalous()
 		b.Count++
 		b.extend(t)
 		b.addID(ev.ID, max)
@@ -271,7 +271,7 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 	if !fixed && !dynamic {
 		return out
 	}
-	s.H.Anomalous = true
+	s.H.markAnomalous()
 	*b = burst{Key: schema.MakeID(schema.DetectorAuthFailureSpike, kind, val, ev.ID), Count: count, Reported: count, Last: t}
 	b.First = t
 	for _, id := range s.Recent {

@@ -16,25 +16,35 @@ type winRun struct {
 }
 
 // pastWindows is a key's baseline: its value in each of its last finished
-// tumbling windows (the current window is never part of it, so a burst is
-// never judged against itself), summarised by median and MAD, which one
-// outlier window (an earlier burst) barely moves.
+// tumbling windows, summarised by median and MAD, which one outlier window
+// (an earlier burst) barely moves. Neither the current window nor the one
+// just before it (which a sliding window ending now overlaps) is part of
+// it, so a burst is never judged against itself, whichever window
+// boundary it straddles; nor is any window that raised a finding.
 type pastWindows struct {
 	W    int64    `json:"w,omitempty"` // index of the current window
 	Cur  uint32   `json:"c,omitempty"` // the current window's value
 	Past []winRun `json:"p,omitempty"` // finished windows, oldest first
-	// Anomalous: the current window raised a finding; it never joins
-	// the past (a baseline does not learn an attack).
-	Anomalous bool `json:"a,omitempty"`
+	// Pend is the value of window W-1 (HasPend), not yet in Past.
+	Pend    uint32 `json:"pv,omitempty"`
+	HasPend bool   `json:"ph,omitempty"`
+	// Anomalous and PendAnomalous: the window raised a finding (or was
+	// part of one); it never joins the past.
+	Anomalous     bool `json:"a,omitempty"`
+	PendAnomalous bool `json:"pa,omitempty"`
 }
 
-// roll makes window w current. The finished current window joins the
-// past; with zeros, so do the windows skipped in between (as 0: nothing
+// markAnomalous keeps the current window and the one before it (a burst
+// straddling the boundary) out of the baseline.
+func (p *pastWindows) markAnomalous() { p.Anomalous, p.PendAnomalous = true, true }
+
+// roll makes window w current. Finished windows join the past one window
+// late; with zeros, the windows skipped in between count as 0 (nothing
 // happened). An older w (a late event) leaves the windows as they are and
 // reports false.
 func (p *pastWindows) roll(w int64, zeros bool) bool {
 	switch {
-	case p.W == 0 && p.Cur == 0 && len(p.Past) == 0:
+	case p.W == 0 && p.Cur == 0 && len(p.Past) == 0 && !p.HasPend:
 		p.W = w
 		return true
 	case w == p.W:
@@ -42,11 +52,25 @@ func (p *pastWindows) roll(w int64, zeros bool) bool {
 	case w < p.W:
 		return false
 	}
-	if !p.Anomalous {
-		p.push(p.Cur, 1)
+	if p.HasPend && !p.PendAnomalous {
+		p.push(p.Pend, 1)
 	}
-	if gap := w - p.W - 1; zeros && gap > 0 {
-		p.push(0, uint32(min(gap, baselineWindows)))
+	switch {
+	case w == p.W+1:
+		p.Pend, p.HasPend, p.PendAnomalous = p.Cur, true, p.Anomalous
+	case zeros:
+		if !p.Anomalous {
+			p.push(p.Cur, 1)
+		}
+		if gap := w - p.W - 2; gap > 0 {
+			p.push(0, uint32(min(gap, baselineWindows)))
+		}
+		p.Pend, p.HasPend, p.PendAnomalous = 0, true, false
+	default:
+		if !p.Anomalous {
+			p.push(p.Cur, 1)
+		}
+		p.Pend, p.HasPend, p.PendAnomalous = 0, false, false
 	}
 	p.W, p.Cur, p.Anomalous = w, 0, false
 	return true

@@ -20,22 +20,33 @@ func TestPastWindows(t *testing.T) {
 	p.roll(17, true)
 	p.Cur = 50 // the window being judged is not in the baseline
 	med, mad, n := p.stats()
-	if n != 7 || med != 2 || mad != 0 {
-		t.Fatalf("median %g MAD %g over %d, want 2, 0 over 7 (five 2s, two skipped 0s)", med, mad, n)
+	// Past: 10..14 (2 each) and 15 (0); 16 (0) is pending, 17 current.
+	if n != 6 || med != 2 || mad != 0 {
+		t.Fatalf("median %g MAD %g over %d, want 2, 0 over 6", med, mad, n)
 	}
 	if p.roll(16, true) {
 		t.Fatal("a late window rolled the baseline back")
 	}
-	// One past burst barely moves it.
-	p.roll(18, true)
-	if med, _, _ := p.stats(); med != 2 {
-		t.Fatalf("median %g after one burst window, want 2", med)
+	// A burst straddling a boundary: the window before the one judged is
+	// not in the baseline either.
+	var b pastWindows
+	for w := int64(1); w <= 30; w++ {
+		b.roll(w, true)
+		b.Cur = 1
 	}
-	// A window that raised a finding never joins the baseline.
-	p.Cur, p.Anomalous = 99, true
-	p.roll(19, true)
-	if p.Past[len(p.Past)-1].V == 99 || p.Anomalous {
-		t.Fatalf("an anomalous window joined the baseline: %v", p.Past)
+	b.Cur = 4 // window 30: the burst's first part
+	b.roll(31, true)
+	b.Cur = 8
+	if med, _, _ := b.stats(); med != 1 {
+		t.Fatalf("median %g while judging window 31, want 1 (window 30 pending)", med)
+	}
+	b.markAnomalous()
+	b.roll(32, true)
+	b.roll(33, true)
+	for _, r := range b.Past {
+		if r.V == 4 || r.V == 8 {
+			t.Fatalf("a burst window joined the baseline: %v", b.Past)
+		}
 	}
 	// Without zeros, only active windows count.
 	var q pastWindows
@@ -45,7 +56,7 @@ func TestPastWindows(t *testing.T) {
 	if med, _, n := q.stats(); n != 1 || med != 3 {
 		t.Fatalf("active-only baseline %g over %d", med, n)
 	}
-	// Bounded.
+	// Bounded, zero runs compact.
 	for w := int64(2000); w < 2100; w++ {
 		q.roll(w, true)
 	}

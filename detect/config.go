@@ -109,6 +109,7 @@ type Config struct {
 	PrivilegedUse     PrivilegedUseConfig     `yaml:"privileged_use"`
 	AccessVolumeSpike AccessVolumeSpikeConfig `yaml:"access_volume_spike"`
 	Incidents         IncidentsConfig         `yaml:"incidents"`
+	NewLocation       NewLocationConfig       `yaml:"new_location"`
 	Honeytoken        HoneytokenConfig        `yaml:"honeytoken"`
 }
 
@@ -155,6 +156,7 @@ func (c *Config) SetDefaults() {
 	c.PrivilegedUse.defaults()
 	c.AccessVolumeSpike.defaults()
 	c.Incidents.defaults()
+	c.NewLocation.defaults()
 	c.Honeytoken.defaults()
 }
 
@@ -212,6 +214,7 @@ func (c *Config) Validate() error {
 	c.PrivilegedUse.validate(bad)
 	c.AccessVolumeSpike.validate(bad)
 	c.Incidents.validate(bad)
+	c.NewLocation.validate(bad)
 	c.Honeytoken.validate(bad)
 	return errors.Join(errs...)
 }

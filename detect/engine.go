@@ -205,6 +205,9 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	if on(cfg.AccessVolumeSpike.Enabled) {
 		e.dets = append(e.dets, newVolume(e))
 	}
+	if on(cfg.NewLocation.Enabled) {
+		e.dets = append(e.dets, newNewLocation(e))
+	}
 	if on(cfg.Honeytoken.Enabled) && cfg.Honeytoken.any() {
 		e.dets = append(e.dets, newHoneytoken(e))
 	}

@@ -127,7 +127,7 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	max := d.e.cfg.MaxEvidence
 	b := &s.B
 	if b.open(t, d.cfg.Cooldown.D()) {
-		s.H.Anomalous = true
+		s.H.markAnomalous()
 		// The burst goes on while reads stay above the alert level; the
 		// principal's routine reads neither extend nor grow it (so it ends
 		// a cool-down after the spike).
@@ -153,7 +153,7 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 		}
 		return out
 	}
-	s.H.Anomalous = true
+	s.H.markAnomalous()
 	*b = burst{Key: schema.MakeID(schema.DetectorAccessVolumeSpike, ev.Principal, ev.ID), Count: distinct, Reported: distinct, First: min(first, t), Last: max64(t, s.Last)}
 	b.addID(ev.ID, max)
 	b.addItem(res, max)

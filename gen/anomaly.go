@@ -65,6 +65,11 @@ func (g *Generator) planAnomalies(r *rng) error {
 		at := g.learnEnd.Add(margin + time.Duration(k+1)*spacing - spacing/2)
 		ap.plan(det, src, variant, at)
 	}
+	// Secret rollouts between the anomalies: normal traffic (unlabelled)
+	// that must raise nothing.
+	for k := 0; k < cfg.AnomalyCount; k++ {
+		ap.planRollout(sources[k%len(sources)], k, g.learnEnd.Add(margin+time.Duration(k+1)*spacing))
+	}
 	sort.SliceStable(ap.ops, func(i, j int) bool { return ap.ops[i].t.Before(ap.ops[j].t) })
 	g.anoms = ap.ops
 	sort.SliceStable(g.labels, func(i, j int) bool { return g.labels[i].Time.Before(g.labels[j].Time) })
@@ -271,6 +276,11 @@ func (ap *anomalyPlanner) plan(det string, src source, variant int, at time.Time
 		}
 		ip := pr.ips[0]
 		res := ap.unusualSecrets(pr, 2)
+		if src == srcVault && variant%2 == 1 && len(res) == 2 {
+			// Dynamic credentials of another team's database.
+			other := teams[(indexOf(teams, pr.team)+1+ap.r.intn(len(teams)-1))%len(teams)]
+			res[1] = "database/creds/" + other + "-ro"
+		}
 		var ops []op
 		for i, s := range res {
 			k := ctGetSecretValue
@@ -453,4 +463,66 @@ func (ap *anomalyPlanner) planPrivileged(src source, variant int, at time.Time, 
 	ops := []op{{t: at, p: pr, kind: vAuditDisable, res: "sys/audit/file", ip: pr.ips[0]}}
 	ap.add(Label{Detector: det, Kind: "audit_disable", Source: src.String(), Principal: principalKey(pr), PrincipalName: pr.name, SourceIP: pr.ips[0],
 		Description: fmt.Sprintf("%s disables the file audit device", pr.name)}, ops)
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return 0
+}
+
+// planRollout writes a secret's new value (AWS) or a new secret (Vault)
+// and has two principals that never read it before start reading it within
+// minutes, then again later: a deployment, not an anomaly.
+func (ap *anomalyPlanner) planRollout(src source, k int, at time.Time) {
+	r := ap.r
+	list := ap.g.pop.ct
+	if src == srcVault {
+		list = ap.g.pop.vault
+	}
+	var machines []*principal
+	for _, p := range list {
+		if !p.human && !ap.used[p] {
+			machines = append(machines, p)
+		}
+	}
+	if len(machines) < 3 {
+		return
+	}
+	writer := machines[r.intn(len(machines))]
+	var readers []*principal
+	for _, p := range machines {
+		if p != writer && (src == srcVault || p.acct == writer.acct) {
+			readers = append(readers, p)
+		}
+	}
+	if len(readers) < 2 {
+		return
+	}
+	r1 := readers[r.intn(len(readers))]
+	r2 := readers[r.intn(len(readers))]
+	var secret string
+	readKind, writeKind := ctGetSecretValue, ctPutSecretValue
+	if src == srcVault {
+		secret = fmt.Sprintf("secret/data/%s/release-%d", r1.team, k)
+		readKind, writeKind = vRead, vWrite
+	} else {
+		cands := ap.unusualSecrets(r1, 1)
+		if len(cands) == 0 {
+			return
+		}
+		secret = cands[0]
+	}
+	sec := func(s int) time.Duration {
+		return time.Duration(s)*time.Second + time.Duration(r.intn(900))*time.Millisecond
+	}
+	ap.ops = append(ap.ops, op{t: at, p: writer, kind: writeKind, res: secret, ip: writer.ips[0]})
+	for i, rd := range []*principal{r1, r2} {
+		for _, d := range []int{40 + 60*i, 150 + 90*i, 1500 + 600*i} { // two reads within minutes, one later
+			ap.ops = append(ap.ops, op{t: at.Add(sec(d)), p: rd, kind: readKind, res: secret, ip: rd.ips[0]})
+		}
+	}
 }

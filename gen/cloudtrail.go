@@ -24,6 +24,8 @@ func ctEvent(k opKind) (name, src string, readOnly bool) {
 		return "GetSecretValue", ctSrcSecrets, true
 	case ctDescribeSecret:
 		return "DescribeSecret", ctSrcSecrets, true
+	case ctPutSecretValue:
+		return "PutSecretValue", ctSrcSecrets, false
 	case ctListSecrets:
 		return "ListSecrets", ctSrcSecrets, true
 	case ctDecrypt, ctDecryptSSM:
@@ -181,7 +183,7 @@ func (g *Generator) appendCloudTrail(dst []byte, o *op) []byte {
 	// requestParameters / responseElements
 	denied := o.fail == failDenied || o.fail == failThrottled
 	switch o.kind {
-	case ctGetSecretValue, ctDescribeSecret:
+	case ctGetSecretValue, ctDescribeSecret, ctPutSecretValue:
 		dst = append(dst, `,"requestParameters":{"secretId":"`...)
 		dst = append(dst, o.res...)
 		dst = append(dst, `"},"responseElements":null`...)

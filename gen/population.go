@@ -37,6 +37,7 @@ const (
 	ctConsoleLogin
 	ctStopLogging
 	ctDeleteTrail
+	ctPutSecretValue // a secret's new value (a rollout)
 	// Vault
 	vLoginAppRole
 	vLoginUserpass
@@ -45,6 +46,7 @@ const (
 	vRenewSelf
 	vLookupSelf
 	vAuditDisable
+	vWrite // KV write of a secret (a rollout)
 )
 
 // failKind says how (and whether) a request fails.
@@ -427,6 +429,21 @@ func (p *population) newVaultPrincipal(r *rng, human bool, n int) *principal {
 			routineItem{kind: vLookupSelf, weight: 0.3}, routineItem{kind: vList, res: "secret/metadata/" + team + "/", weight: 0.5})
 		for _, s := range secrets {
 			pr.routine = append(pr.routine, routineItem{kind: vRead, res: s.path, weight: 5})
+		}
+		// Dynamic credentials: every other machine reads its team's
+		// database credentials, some also AWS credentials.
+		if n%2 == 0 {
+			pr.routine = append(pr.routine, routineItem{kind: vRead, res: "database/creds/" + team + "-ro", weight: 2})
+		}
+		if n%3 == 0 {
+			pr.routine = append(pr.routine, routineItem{kind: vRead, res: "aws/creds/" + team + "-deploy", weight: 1})
+		}
+		// List-heavy clients (a sync or inventory job): every fifth machine
+		// lists every team's folder.
+		if n%5 == 0 {
+			for _, t := range teams {
+				pr.routine = append(pr.routine, routineItem{kind: vList, res: "secret/metadata/" + t + "/", weight: 0.6})
+			}
 		}
 	}
 	pr.token, pr.accessor = hmacOf(r), hmacOf(r)

@@ -1,6 +1,9 @@
 package gen
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Vault / OpenBao rendering: for each client request the file audit device
 // writes a "request" entry before handling it and a "response" entry after,
@@ -37,6 +40,12 @@ func (g *Generator) vaultMount(k opKind, path string) mount {
 	}
 	if len(path) >= 4 && path[:4] == "sys/" {
 		return mount{"sys/", "system", "secret", m.system}
+	}
+	switch {
+	case strings.HasPrefix(path, "database/"):
+		return mount{"database/", "database", "secret", m.kv}
+	case strings.HasPrefix(path, "aws/"):
+		return mount{"aws/", "aws", "secret", m.kv}
 	}
 	return mount{"secret/", "kv", "secret", m.kv}
 }
@@ -175,6 +184,10 @@ func (g *Generator) appendVault(dst []byte, o *op) []byte {
 				dst = r.appendHex(append(dst, "hmac-sha256:"...), 64)
 			}
 			dst = append(dst, `"}`...)
+		case vWrite:
+			dst = append(dst, `,"data":{"data":{"value":"hmac-sha256:`...)
+			dst = r.appendHex(dst, 64)
+			dst = append(dst, `"}}`...)
 		}
 		dst = append(dst, `,"remote_address":"`...)
 		dst = append(dst, o.ip...)
@@ -246,6 +259,12 @@ func (g *Generator) appendVaultResponse(dst []byte, o *op, m mount) []byte {
 		dst = append(dst, `","destroyed":false,"version":`...)
 		dst = appendInt(dst, int64(1+len(o.res)%4))
 		dst = append(dst, `}}`...)
+	case o.kind == vWrite:
+		dst = append(dst, `,"data":{"created_time":"`...)
+		dst = g.tc.appendNano(dst, o.t)
+		dst = append(dst, `","custom_metadata":null,"deletion_time":"`...)
+		dst = append(dst, h.empty...)
+		dst = append(dst, `","destroyed":false,"version":1}`...)
 	case o.kind == vList:
 		dst = append(dst, `,"data":{"keys":[`...)
 		n := 4 + r.intn(8)

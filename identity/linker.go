@@ -38,9 +38,9 @@ import (
 
 // Detector names of the findings the linker raises.
 const (
-	DetectorExfiltration = "credential_exfiltration"
-	DetectorAfterLease   = "credential_after_lease"
-	DetectorMisuse       = "credential_misuse"
+	DetectorExfiltration = schema.DetectorCredentialExfiltration
+	DetectorAfterLease   = schema.DetectorCredentialAfterLease
+	DetectorMisuse       = schema.DetectorCredentialMisuse
 )
 
 // Issue is one access key Vault handed out, and who it was handed to.

@@ -43,6 +43,38 @@ var Detectors = []string{
 	DetectorAccessVolumeSpike,
 }
 
+// Detectors beside the built-in five (credential linking, network
+// context).
+const (
+	DetectorCredentialExfiltration = "credential_exfiltration"
+	DetectorCredentialAfterLease   = "credential_after_lease"
+	DetectorCredentialMisuse       = "credential_misuse"
+	DetectorNewLocation            = "new_location"
+)
+
+// OtherDetectors lists every detector name that is not one of the
+// built-in five (which the generator plans anomalies for): routes may
+// name them too. Packages with detectors of their own add theirs here.
+var OtherDetectors = append([]string{
+	DetectorSigma,
+	DetectorCredentialExfiltration,
+	DetectorCredentialAfterLease,
+	DetectorCredentialMisuse,
+	DetectorNewLocation,
+}, WatchDetectors...)
+
+// KnownDetector reports whether name is a detector auditwatch raises.
+func KnownDetector(name string) bool {
+	for _, l := range [][]string{Detectors, OtherDetectors} {
+		for _, d := range l {
+			if d == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Severity of a Finding. Severities are ordered: Low < Medium < High < Critical.
 type Severity string
 

@@ -131,7 +131,7 @@ func (n *Notifier) EncodeFinding(a notify.Alert) ([]byte, error) {
 	if err != nil {
 		return nil, notify.Permanent(notify.ReasonEncode, fmt.Errorf("hec: %w", err))
 	}
-	return b, nil
+	return notify.InertJSON(b), nil
 }
 
 // EncodeEvent returns the HEC envelope of a raw event.
@@ -142,7 +142,7 @@ func (n *Notifier) EncodeEvent(e schema.Event) ([]byte, error) {
 	if err != nil {
 		return nil, notify.Permanent(notify.ReasonEncode, fmt.Errorf("hec: %w", err))
 	}
-	return b, nil
+	return notify.InertJSON(b), nil
 }
 
 // Notify posts one finding.
@@ -205,7 +205,7 @@ func (n *Notifier) request(ctx context.Context, u string, body []byte) (*http.Re
 	req.Header.Set("X-Splunk-Request-Channel", n.channel)
 	resp, err := n.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("hec post: %w", err)
+		return nil, notify.Redact(fmt.Errorf("hec post: %w", err), n.token)
 	}
 	return resp, nil
 }

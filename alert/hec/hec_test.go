@@ -37,6 +37,8 @@ type collector struct {
 	polls    map[int64]int
 	fail     func(n int) (int, string)
 	n        int
+	raw      [][]byte // bodies of accepted event requests
+	hang     bool     // hold every request without an answer
 }
 
 func newCollector(ack bool, ackAfter int) *collector {
@@ -58,6 +60,14 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"text":"Invalid token","code":4}`)
 		return
 	}
+	body, _ := io.ReadAll(r.Body)
+	c.mu.Lock()
+	hang := c.hang
+	c.mu.Unlock()
+	if hang {
+		<-r.Context().Done()
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.n++
@@ -76,7 +86,7 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, `{"text":"Data channel is missing","code":10}`)
 			return
 		}
-		dec := json.NewDecoder(r.Body)
+		dec := json.NewDecoder(bytes.NewReader(body))
 		var evs []map[string]any
 		for {
 			var ev map[string]any
@@ -95,6 +105,7 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 			evs = append(evs, ev)
 		}
 		c.requests = append(c.requests, evs)
+		c.raw = append(c.raw, body)
 		c.channels = append(c.channels, channel)
 		if c.ack {
 			id := c.nextAck
@@ -112,7 +123,7 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Acks []int64 `json:"acks"`
 		}
-		_ = json.NewDecoder(r.Body).Decode(&req)
+		_ = json.Unmarshal(body, &req)
 		res := map[string]bool{}
 		for _, id := range req.Acks {
 			c.polls[id]++

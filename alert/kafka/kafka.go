@@ -66,7 +66,7 @@ func (n *Notifier) Message(a notify.Alert) (kafkago.Message, error) {
 	return kafkago.Message{
 		Topic: n.cfg.Topic,
 		Key:   []byte(a.ThreadKey()),
-		Value: v,
+		Value: notify.InertJSON(v),
 		Headers: []kafkago.Header{
 			{Key: "auditwatch-finding-id", Value: []byte(a.Finding.ID)},
 			{Key: "auditwatch-revision", Value: []byte(strconv.Itoa(a.Finding.Revision))},
@@ -95,7 +95,7 @@ func (n *Notifier) SendEvents(ctx context.Context, evs []schema.Event) error {
 		if err != nil {
 			return notify.Permanent(notify.ReasonEncode, fmt.Errorf("kafka: %w", err))
 		}
-		msgs = append(msgs, kafkago.Message{Topic: n.cfg.EventsTopic, Key: []byte(e.ID), Value: v,
+		msgs = append(msgs, kafkago.Message{Topic: n.cfg.EventsTopic, Key: []byte(e.ID), Value: notify.InertJSON(v),
 			Headers: []kafkago.Header{{Key: "auditwatch-kind", Value: []byte("event")}}})
 	}
 	return classify(n.w.WriteMessages(ctx, msgs...))

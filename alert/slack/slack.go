@@ -80,6 +80,7 @@ type Notifier struct {
 	webhook string
 	threads Journal
 	name    string
+	secrets []string // redacted from errors
 
 	rmu  sync.Mutex
 	next map[string]time.Time // per channel: earliest time of the next message
@@ -106,20 +107,27 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
 			return nil, fmt.Errorf("slack token %s: %w", cfg.Token, err)
 		}
 		n.api = slack.New(tok, slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(n.http))
+		n.secrets = []string{tok}
 	case ModeWebhook:
 		u, err := cfg.WebhookURL.Value()
 		if err != nil {
 			return nil, fmt.Errorf("slack webhook_url %s: %w", cfg.WebhookURL, err)
 		}
 		n.webhook = u
+		n.secrets = notify.URLSecrets(u)
 	}
 	return n, nil
 }
 
 // Notify posts a (one attempt; the output's worker retries). In bot mode
 // a finding revision whose post was attempted before is first looked up
-// in the channel, and not posted again when found.
+// in the channel, and not posted again when found. The token and the
+// webhook URL never appear in its errors.
 func (n *Notifier) Notify(ctx context.Context, a notify.Alert) error {
+	return notify.Redact(n.notifyOnce(ctx, a), n.secrets...)
+}
+
+func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 	if n.cfg.Mode == ModeWebhook {
 		return n.postWebhook(ctx, a)
 	}

@@ -132,7 +132,7 @@ func (n *Notifier) encodeFinding(a notify.Alert) ([]byte, error) {
 		if err != nil {
 			return nil, notify.Permanent(notify.ReasonEncode, fmt.Errorf("syslog json: %w", err))
 		}
-		body = string(j)
+		body = string(notify.InertJSON(j))
 	default:
 		body = FindingCEF(a, n.cfg.ProductVersion)
 	}
@@ -167,7 +167,7 @@ func (n *Notifier) EncodeEvent(ev schema.Event) ([]byte, error) {
 			if err != nil {
 				return nil, notify.Permanent(notify.ReasonEncode, fmt.Errorf("syslog json: %w", err))
 			}
-			body = string(j)
+			body = string(notify.InertJSON(j))
 		default:
 			body = EventCEF(ev, n.cfg.ProductVersion)
 		}
@@ -209,6 +209,12 @@ func (n *Notifier) SendEvents(ctx context.Context, evs []schema.Event) error {
 func (n *Notifier) write(ctx context.Context, b []byte) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.conn != nil && !alive(n.conn) {
+		// The receiver closed the connection (restart, idle timeout): a
+		// write now would be accepted by the kernel and lost.
+		_ = n.conn.Close()
+		n.conn = nil
+	}
 	if n.conn == nil {
 		c, err := n.dial(ctx)
 		if err != nil {
@@ -227,6 +233,24 @@ func (n *Notifier) write(ctx context.Context, b []byte) error {
 		return fmt.Errorf("syslog write %s: %w", n.cfg.Address, err)
 	}
 	return nil
+}
+
+// alive reports whether the receiver still holds c open. A syslog
+// receiver never sends, so a read that does not time out at once means
+// the connection is closed (EOF, reset) or broken.
+func alive(c net.Conn) bool {
+	raw := c
+	if tc, ok := c.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if err := raw.SetReadDeadline(time.Now()); err != nil {
+		return false
+	}
+	var b [1]byte
+	_, err := raw.Read(b[:])
+	_ = raw.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (n *Notifier) dial(ctx context.Context) (net.Conn, error) {

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"auditwatch/alert/notify"
@@ -35,7 +36,10 @@ type Notifier struct {
 	log   *slog.Logger
 	http  *http.Client
 	token string
-	clock notify.Clock
+	// secrets are redacted from every error: the token, the URL's path
+	// and query, header values.
+	secrets []string
+	clock   notify.Clock
 }
 
 // New builds the output, reading the token (when configured) now.
@@ -54,6 +58,10 @@ func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
 			return nil, fmt.Errorf("webhook token %s: %w", cfg.Token, err)
 		}
 		n.token = tok
+	}
+	n.secrets = append(notify.URLSecrets(cfg.URL), n.token)
+	for _, v := range cfg.Headers {
+		n.secrets = append(n.secrets, v)
 	}
 	return n, nil
 }
@@ -199,16 +207,23 @@ func EncodeFinding(a notify.Alert) ([]byte, error) {
 	if err != nil {
 		return nil, notify.Permanent(notify.ReasonEncode, fmt.Errorf("webhook: %w", err))
 	}
-	return b, nil
+	return notify.InertJSON(b), nil
 }
 
-// Notify posts one finding.
+// Notify posts one finding, with an Idempotency-Key header of the finding
+// id and revision (delivery is at-least-once; receivers drop repeats).
 func (n *Notifier) Notify(ctx context.Context, a notify.Alert) error {
 	b, err := EncodeFinding(a)
 	if err != nil {
 		return err
 	}
-	return n.post(ctx, b)
+	return n.post(ctx, b, IdempotencyKey(a))
+}
+
+// IdempotencyKey is the Idempotency-Key header value of a finding
+// revision: "<finding id>:<revision>".
+func IdempotencyKey(a notify.Alert) string {
+	return a.Finding.ID + ":" + strconv.Itoa(a.Finding.Revision)
 }
 
 // SendEvents posts the batch as one JSON array of API Activity objects.
@@ -221,15 +236,22 @@ func (n *Notifier) SendEvents(ctx context.Context, evs []schema.Event) error {
 	if err != nil {
 		return notify.Permanent(notify.ReasonEncode, fmt.Errorf("webhook: %w", err))
 	}
-	return n.post(ctx, b)
+	return n.post(ctx, notify.InertJSON(b), "")
 }
 
-func (n *Notifier) post(ctx context.Context, body []byte) error {
+func (n *Notifier) post(ctx context.Context, body []byte, key string) error {
+	return notify.Redact(n.postOnce(ctx, body, key), n.secrets...)
+}
+
+func (n *Notifier) postOnce(ctx context.Context, body []byte, key string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return notify.Permanent(notify.ReasonEncode, fmt.Errorf("webhook: %w", err))
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	for k, v := range n.cfg.Headers {
 		req.Header.Set(k, v)
 	}

@@ -121,7 +121,12 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srcPub, stopTrail, err := d.trailLive(ctx, srcs, ing, sinks)
+	watchPub, stopWatch, err := d.watchLive(ctx, ing, sinks)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
+	srcPub, stopTrail, err := d.trailLive(ctx, srcs, watchPub, sinks)
 	if err != nil {
 		return err
 	}

@@ -227,6 +227,10 @@ const (
 // ready and waits for more, until the file is idle for IdleFlush, was
 // rotated or truncated, or the tail stops. A partial last line is held
 // back until its newline is written.
+// maxHeldLine bounds the partial line the follow reader holds back
+// waiting for its newline (twice the parser's default record limit).
+const maxHeldLine = 2 << 20
+
 type follow struct {
 	t       *Tail
 	ctx     context.Context
@@ -246,6 +250,14 @@ func (fw *follow) Read(p []byte) (int, error) {
 		}
 		if i := bytes.LastIndexByte(fw.buf, '\n'); i >= 0 {
 			n := copy(p, fw.buf[:i+1])
+			fw.buf = fw.buf[n:]
+			return n, nil
+		}
+		if len(fw.buf) >= maxHeldLine {
+			// A line this long is over any record limit: hand it on as it
+			// comes (the parser rejects it and skips to its end) instead of
+			// holding it whole and searching it again on every read.
+			n := copy(p, fw.buf)
 			fw.buf = fw.buf[n:]
 			return n, nil
 		}

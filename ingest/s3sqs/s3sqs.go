@@ -295,8 +295,15 @@ func (s *Source) Run(ctx context.Context, pub source.Publisher) error {
 			}
 			continue
 		}
-		for _, msg := range out.Messages {
-			if err := s.handle(ctx, pub, msg); err != nil {
+		// Every received message is kept invisible from now on, not only
+		// once its turn comes: a slow (or hostile) object ahead of it must
+		// not let it be redelivered and read twice.
+		fs := make([]*inflight, len(out.Messages))
+		for i, msg := range out.Messages {
+			fs[i] = s.track(ctx, msg)
+		}
+		for i, msg := range out.Messages {
+			if err := s.handle(ctx, pub, msg, fs[i]); err != nil {
 				return err
 			}
 		}
@@ -415,12 +422,17 @@ func (s *Source) remember(o Object) {
 	}
 }
 
-// handle reads every object of msg and publishes its events; the message
-// is deleted once all of them are acknowledged.
-func (s *Source) handle(ctx context.Context, pub source.Publisher, msg sqstypes.Message) error {
+// track starts keeping msg invisible until its handling ends.
+func (s *Source) track(ctx context.Context, msg sqstypes.Message) *inflight {
 	f := &inflight{s: s, receipt: aws.ToString(msg.ReceiptHandle), pending: 1, stop: make(chan struct{})}
 	s.wg.Add(1)
 	go f.extend(ctx)
+	return f
+}
+
+// handle reads every object of msg and publishes its events; the message
+// is deleted once all of them are acknowledged.
+func (s *Source) handle(ctx context.Context, pub source.Publisher, msg sqstypes.Message, f *inflight) error {
 	objs, err := ParseNotification(aws.ToString(msg.Body))
 	if err != nil {
 		// Not a notification: nothing in it can ever be read. Drop it.

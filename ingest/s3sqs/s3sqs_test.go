@@ -177,6 +177,14 @@ type fakeS3 struct {
 	mu      sync.Mutex
 	objects map[string][]byte
 	gets    map[string]int
+	// streams are objects generated while they are served (never held
+	// in memory), with their size.
+	streams map[string]stream
+}
+
+type stream struct {
+	size int64
+	open func() io.Reader
 }
 
 func (s *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -188,6 +196,15 @@ func (s *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	path := strings.TrimPrefix(r.URL.Path, "/")
 	s.gets[path]++
+	if st, ok := s.streams[path]; ok {
+		s.mu.Unlock()
+		defer s.mu.Lock()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", fmt.Sprint(st.size))
+		w.Header().Set("ETag", `"etag"`)
+		io.Copy(w, st.open())
+		return
+	}
 	b, ok := s.objects[path]
 	if !ok {
 		w.Header().Set("Content-Type", "application/xml")
@@ -292,6 +309,7 @@ func s3event(bucket, key, etag string) string {
 }
 
 type harness struct {
+	cfg Config
 	q   *fakeSQS
 	s3  *fakeS3
 	src *Source
@@ -322,7 +340,7 @@ func newHarness(t *testing.T, vis time.Duration) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{q: q, s3: st, src: src, reg: reg}
+	return &harness{cfg: cfg, q: q, s3: st, src: src, reg: reg}
 }
 
 func (h *harness) run(t *testing.T, pub source.Publisher, until func() bool) {

@@ -30,6 +30,7 @@ import (
 	"auditwatch/sigma"
 	"auditwatch/store"
 	"auditwatch/trail"
+	"auditwatch/watch"
 )
 
 // Problem is one thing wrong with a config file.
@@ -254,7 +255,25 @@ var trailSection = section{
 	},
 }
 
-func init() { sections = append(sections, trailSection) }
+// watchSections check `silence:` and `canary:` (package watch).
+var watchSections = []section{
+	{key: "silence", typ: reflect.TypeFor[watch.SilenceConfig](), check: func(n *yaml.Node, _ *Loaded) (error, error) {
+		_, err := watch.DecodeSilence(n)
+		if err != nil && isDecodeError(err) {
+			return err, nil
+		}
+		return nil, err
+	}},
+	{key: "canary", typ: reflect.TypeFor[watch.CanaryConfig](), check: func(n *yaml.Node, _ *Loaded) (error, error) {
+		_, err := watch.DecodeCanary(n)
+		if err != nil && isDecodeError(err) {
+			return err, nil
+		}
+		return nil, err
+	}},
+}
+
+func init() { sections = append(append(sections, trailSection), watchSections...) }
 
 // isDecodeError tells a YAML decoding failure from a validation failure.
 func isDecodeError(err error) bool {

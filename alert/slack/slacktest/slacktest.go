@@ -11,6 +11,7 @@ package slacktest
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -320,11 +321,21 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("invalid_token"))
 		return
 	}
+	raw, _ := io.ReadAll(r.Body)
+	if s.Hang != nil {
+		if release, _ := s.Hang("webhook"); release != nil {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}
 	var body struct {
 		Text   string          `json:"text"`
 		Blocks json.RawMessage `json:"blocks"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Text == "" {
+	if err := json.Unmarshal(raw, &body); err != nil || body.Text == "" {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = w.Write([]byte("invalid_payload"))
 		return

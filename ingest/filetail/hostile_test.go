@@ -1,0 +1,159 @@
+package filetail
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"auditwatch/ingest"
+	"auditwatch/ingest/hostiletest"
+	"auditwatch/ingest/source"
+)
+
+// countingPub counts events per source.
+type countingPub struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countingPub) Publish(_ context.Context, b source.Batch) error {
+	c.mu.Lock()
+	c.n[b.Source] += len(b.Events)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *countingPub) count(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[name]
+}
+
+// TestHostileInput tails, in a subprocess, an audit file in which a
+// 100 MB single line, 10,000-deep nesting and 1,000,000 invalid records
+// sit between good records, beside a file that is a gzip bomb (10 MB →
+// 10 GiB), one that is a nested bomb, and a good file, each followed by
+// its own source at the same time: peak memory stays under 256 MiB, logs
+// under 1 MB, and every good event arrives.
+func TestHostileInput(t *testing.T) {
+	if !hostiletest.Child(t.Name()) {
+		if testing.Short() {
+			t.Skip("hostile-input run skipped in -short mode")
+		}
+		hwm, logs := hostiletest.RunChild(t, t.Name())
+		if hwm > 256<<20 {
+			t.Errorf("peak memory %d MiB, want < 256 MiB", hwm>>20)
+		}
+		if logs > 1<<20 {
+			t.Errorf("logs %d bytes, want < 1 MB", logs)
+		}
+		return
+	}
+	good, err := os.ReadFile(filepath.Join("..", "testdata", "cloudtrail-sample.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good = append(bytes.TrimRight(good, "\n"), '\n')
+	goodN := 0
+	r := ingest.NewReader(bytes.NewReader(good), "good", ingest.DefaultOptions())
+	for {
+		if _, err := r.Next(); err != nil {
+			break
+		}
+		goodN++
+	}
+	dir := t.TempDir()
+	write := func(name string, parts ...io.Reader) string {
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(f, io.MultiReader(parts...)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		return p
+	}
+	g := func() io.Reader { return bytes.NewReader(good) }
+	files := map[string]string{
+		"mixed": write("mixed.log", g(), hostiletest.LongLine(100<<20), g(), bytes.NewReader(hostiletest.Deep(10000)), g(),
+			hostiletest.Invalid(1_000_000), g()),
+		"bomb":   write("bomb.log", bytes.NewReader(hostiletest.FlatBomb(10))),
+		"nested": write("nested.log", bytes.NewReader(hostiletest.NestedBomb())),
+		"good":   write("good.log", g()),
+	}
+	want := map[string]int{"mixed": 4 * goodN, "bomb": 0, "nested": 0, "good": goodN}
+
+	logs := &hostiletest.CountingWriter{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	reg := prometheus.NewRegistry()
+	m := source.NewMetrics(reg)
+	q, err := source.OpenQuarantine(filepath.Join(dir, "q", "rejected.jsonl"), 1<<20, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	m.Quarantine = q
+	pub := &countingPub{n: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	start := time.Now()
+	for name, path := range files {
+		tl, err := New(Config{Path: path, PollInterval: 20 * time.Millisecond, IdleFlush: 50 * time.Millisecond}, name,
+			source.AuditParser(ingest.DefaultOptions()), source.NewMemCheckpoints(nil), log, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := tl.Run(ctx, pub); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}()
+	}
+	// The good file is read while the hostile ones are still being worked
+	// through; the deadline is a guard only.
+	deadline := time.Now().Add(3 * time.Minute)
+	for pub.count("good") < want["good"] || pub.count("mixed") < want["mixed"] {
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("good events in %v", time.Since(start))
+	// Give the bombs' readers a moment to reach their caps, then stop.
+	for testutil.ToFloat64(m.Rejected.WithLabelValues("bomb")) == 0 {
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	for name, n := range want {
+		if got := pub.count(name); got != n {
+			t.Errorf("%s: %d events, want %d", name, got, n)
+		}
+	}
+	if r := testutil.ToFloat64(m.Rejected.WithLabelValues("mixed")); r < 1_000_000+2 {
+		t.Errorf("mixed: rejected = %v, want >= 1,000,002", r)
+	}
+	// The nested bomb (a few hundred bytes, no newline) is a partial last
+	// line a tailer keeps waiting for; it yields nothing either way.
+	if r := testutil.ToFloat64(m.Rejected.WithLabelValues("bomb")); r == 0 {
+		t.Errorf("bomb: nothing rejected")
+	}
+	t.Logf("log head:\n%s", logs.Head())
+	hostiletest.ReportChild(t, logs.N.Load())
+}

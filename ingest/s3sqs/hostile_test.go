@@ -1,0 +1,108 @@
+package s3sqs
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"auditwatch/ingest"
+	"auditwatch/ingest/hostiletest"
+	"auditwatch/ingest/source"
+)
+
+// TestHostileInput announces, on the local SQS queue, S3 objects holding a
+// nested gzip bomb (a few hundred bytes → 10 GiB), a flat one (10 MB →
+// 10 GiB), a 100 MB single line, 10,000-deep nesting and 1,000,000
+// invalid records, with good records around them and good objects beside
+// them, and runs the source in a subprocess: its peak memory stays under
+// 256 MiB, its logs under 1 MB, every good event arrives and every message
+// is deleted (a bad object is rejected, not redelivered forever).
+func TestHostileInput(t *testing.T) {
+	if !hostiletest.Child(t.Name()) {
+		if testing.Short() {
+			t.Skip("hostile-input run skipped in -short mode")
+		}
+		hwm, logs := hostiletest.RunChild(t, t.Name())
+		if hwm > 256<<20 {
+			t.Errorf("peak memory %d MiB, want < 256 MiB", hwm>>20)
+		}
+		if logs > 1<<20 {
+			t.Errorf("logs %d bytes, want < 1 MB", logs)
+		}
+		return
+	}
+	h := newHarness(t, 5*time.Second)
+	good, err := os.ReadFile(filepath.Join("..", "testdata", "cloudtrail-sample.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good = append(bytes.TrimRight(good, "\n"), '\n')
+	goodIDs := wantIDs(t, good)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(good)
+	zw.Close()
+	around := func(bad func() io.Reader, badSize int64) stream {
+		return stream{size: 2*int64(len(good)) + badSize, open: func() io.Reader {
+			return io.MultiReader(bytes.NewReader(good), bad(), bytes.NewReader(good))
+		}}
+	}
+	invalidSize, _ := io.Copy(io.Discard, hostiletest.Invalid(1_000_000))
+	deep := hostiletest.Deep(10000)
+	prefix := "AWSLogs/123456789012/CloudTrail/eu-west-1/2026/12/06/"
+	h.s3.objects["trail/"+prefix+"00-nested.json.gz"] = hostiletest.NestedBomb()
+	h.s3.objects["trail/"+prefix+"01-flat.json.gz"] = hostiletest.FlatBomb(10)
+	h.s3.streams = map[string]stream{
+		"trail/" + prefix + "02-long-line.json": around(func() io.Reader { return hostiletest.LongLine(100 << 20) }, 100<<20),
+		"trail/" + prefix + "03-deep.json":      around(func() io.Reader { return bytes.NewReader(deep) }, int64(len(deep))),
+		"trail/" + prefix + "04-invalid.json":   around(func() io.Reader { return hostiletest.Invalid(1_000_000) }, invalidSize),
+	}
+	h.s3.objects["trail/"+prefix+"05-good.json"] = good
+	h.s3.objects["trail/"+prefix+"06-good.json.gz"] = gz.Bytes()
+	for _, k := range []string{"00-nested.json.gz", "01-flat.json.gz", "02-long-line.json", "03-deep.json", "04-invalid.json", "05-good.json", "06-good.json.gz"} {
+		h.q.add(`{"Records":[` + s3event("trail", prefix+k, k) + `]}`)
+	}
+
+	logs := &hostiletest.CountingWriter{}
+	reg := prometheus.NewRegistry()
+	m := source.NewMetrics(reg)
+	q, err := source.OpenQuarantine(filepath.Join(t.TempDir(), "rejected.jsonl"), 1<<20, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	m.Quarantine = q
+	src, err := New(h.cfg, "ct", source.AuditParser(ingest.DefaultOptions()), slog.New(slog.NewTextHandler(logs, nil)), m, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.src = src
+	pub := &ackPublisher{ids: map[string]int{}}
+	start := time.Now()
+	h.run(t, pub, func() bool { return h.q.left() == 0 })
+	pub.wg.Wait()
+	t.Logf("all objects handled in %v", time.Since(start))
+	// 3 objects carry the good records twice (around the bad part), 2
+	// once each: every good event 8 times, never more (no redelivery).
+	for id := range goodIDs {
+		if pub.ids[id] != 8 {
+			t.Errorf("good event %s published %d times, want 8", id, pub.ids[id])
+		}
+	}
+	if r := testutil.ToFloat64(m.Rejected.WithLabelValues("ct")); r < 1_000_000+4 {
+		t.Errorf("rejected = %v, want >= 1,000,004", r)
+	}
+	if st, err := os.Stat(q.Path()); err != nil || st.Size() == 0 || st.Size() > 1<<20 {
+		t.Errorf("quarantine file %v, want 0 < size <= 1 MiB", err)
+	}
+	t.Logf("log head:\n%s", logs.Head())
+	hostiletest.ReportChild(t, logs.N.Load())
+}

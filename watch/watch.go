@@ -1,0 +1,193 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"auditwatch/ingest/source"
+	"auditwatch/schema"
+)
+
+// FindingSink durably takes findings (every output).
+type FindingSink interface {
+	WriteFindings(ctx context.Context, fs []schema.Finding) error
+}
+
+// Runner watches the sources' batches (silence, canary events) and runs
+// the canary rounds and checks on a clock.
+type Runner struct {
+	Silence   *Silence // nil: off
+	Canary    *Canary  // nil: off
+	Heartbeat string   // URL called while canaries come back
+	sink      FindingSink
+	now       func() time.Time
+	log       *slog.Logger
+	http      *http.Client
+
+	mu      sync.Mutex
+	pending []schema.Finding
+
+	blind      *prometheus.GaugeVec
+	canaryEvs  prometheus.Counter
+	heartbeats *prometheus.CounterVec
+	findings   *prometheus.CounterVec
+}
+
+// NewRunner wires the watchers to sink; now is the clock (nil: time.Now).
+func NewRunner(sil *Silence, can *Canary, heartbeat string, sink FindingSink, now func() time.Time, hc *http.Client, logger *slog.Logger, reg prometheus.Registerer) *Runner {
+	if now == nil {
+		now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	r := &Runner{Silence: sil, Canary: can, Heartbeat: heartbeat, sink: sink, now: now, log: logger, http: hc,
+		blind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_canary_blind",
+			Help: "1 while a canary's audit event is overdue (pipeline_blind), by canary."}, []string{"canary"}),
+		canaryEvs: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_canary_events_total",
+			Help: "Canary audit events received (kept out of detectors and baselines)."}),
+		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_canary_heartbeats_total",
+			Help: "Heartbeat URL calls by outcome."}, []string{"outcome"}),
+		findings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_watch_findings_total",
+			Help: "source_silent and pipeline_blind findings raised, by detector."}, []string{"detector"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{r.blind, r.canaryEvs, r.heartbeats, r.findings} {
+			if err := reg.Register(c); err != nil {
+				r.log.Warn("watch metrics", "err", err)
+			}
+		}
+	}
+	return r
+}
+
+func (r *Runner) add(fs []schema.Finding) {
+	if len(fs) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range fs {
+		r.findings.WithLabelValues(f.Detector).Inc()
+		r.log.Warn("pipeline watch", "detector", f.Detector, "severity", string(f.Severity), "summary", f.Summary)
+	}
+	r.pending = append(r.pending, fs...)
+}
+
+// Publisher returns next wrapped: every batch is an arrival of its
+// source; canary events are taken out (labelled by the metric, never seen
+// by detectors or baselines).
+func (r *Runner) Publisher(next source.Publisher) source.Publisher {
+	return source.PublisherFunc(func(ctx context.Context, b source.Batch) error {
+		now := r.now()
+		if r.Silence != nil {
+			r.add(r.Silence.Observe(b.Source, len(b.Events), now))
+		}
+		if r.Canary != nil && len(b.Events) > 0 {
+			kept := b.Events[:0:0]
+			for i := range b.Events {
+				ok, fs := r.Canary.Match(&b.Events[i], now)
+				r.add(fs)
+				if ok {
+					r.canaryEvs.Inc()
+					continue
+				}
+				kept = append(kept, b.Events[i])
+			}
+			if len(kept) != len(b.Events) {
+				b.Events = kept
+			}
+		}
+		return next.Publish(ctx, b)
+	})
+}
+
+// Tick checks deadlines, runs a canary round when due, calls the
+// heartbeat while canaries come back, and writes the findings.
+func (r *Runner) Tick(ctx context.Context) error {
+	now := r.now()
+	if r.Silence != nil {
+		r.add(r.Silence.Check(now))
+	}
+	if r.Canary != nil {
+		fs, healthy := r.Canary.Check(now)
+		r.add(fs)
+		for k, b := range r.Canary.Blind() {
+			v := 0.0
+			if b {
+				v = 1
+			}
+			r.blind.WithLabelValues(k).Set(v)
+		}
+		if healthy && r.Heartbeat != "" {
+			r.beat(ctx)
+		}
+		if r.Canary.Due(now) {
+			if err := r.Canary.Probe(ctx, now); err != nil {
+				r.log.Warn("canary read failed", "err", err)
+			}
+		}
+	}
+	return r.flush(ctx)
+}
+
+func (r *Runner) beat(ctx context.Context) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.Heartbeat, nil)
+	if err != nil {
+		return
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		r.heartbeats.WithLabelValues("error").Inc()
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		r.heartbeats.WithLabelValues("error").Inc()
+		return
+	}
+	r.heartbeats.WithLabelValues("ok").Inc()
+}
+
+func (r *Runner) flush(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.pending) == 0 || r.sink == nil {
+		return nil
+	}
+	if err := r.sink.WriteFindings(ctx, r.pending); err != nil {
+		return fmt.Errorf("write watch findings: %w", err)
+	}
+	r.pending = nil
+	return nil
+}
+
+// Run ticks every interval until ctx ends.
+func (r *Runner) Run(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := r.flush(fctx); err != nil {
+				r.log.Warn("watch findings not written at shutdown", "err", err)
+			}
+			return nil
+		case <-t.C:
+			if err := r.Tick(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("watch tick", "err", err)
+			}
+		}
+	}
+}
