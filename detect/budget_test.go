@@ -31,8 +31,8 @@ func TestMemoryBudgetUnderFlood(t *testing.T) {
 	limit := cfg.StateBudget()
 	const long = 50
 	longName := func(i int) string { return fmt.Sprintf("long-lived-%d", i) }
-	for i := 0; i < long; i++ { // history: their baselines
-		e.Process(vev(fmt.Sprint("h", i), time.Duration(i)*time.Millisecond, longName(i), "10.9.9.9", "read", "secret/data/app"))
+	for i := 0; i < 3*long; i++ { // history: their baselines, a few events each
+		e.Process(vev(fmt.Sprint("h", i), time.Duration(i)*time.Millisecond, longName(i%long), "10.9.9.9", "read", "secret/data/app"))
 	}
 	peak, asked, checkpoints := int64(0), 0, 0
 	const floods = 30_000
@@ -95,7 +95,9 @@ func TestSpillBoundedWithoutCheckpoints(t *testing.T) {
 	cfg.MemoryBudget = 2 << 20
 	e := newEngine(t, cfg, st, nil)
 	for j := 0; j < 40_000; j++ {
+		// each key used twice: admitted, so its eviction spills
 		e.Process(vev(fmt.Sprint("f", j), time.Duration(j)*time.Millisecond, fmt.Sprint("flood-", j), "10.0.0.1", "read", "secret/data/x"))
+		e.Process(vev(fmt.Sprint("g", j), time.Duration(j)*time.Millisecond, fmt.Sprint("flood-", j), "10.0.0.1", "read", "secret/data/x"))
 		if e.m.mem.spilled > 2*e.m.mem.spillLimit+1024 {
 			t.Fatalf("spill at %d bytes, share %d", e.m.mem.spilled, e.m.mem.spillLimit)
 		}

@@ -110,12 +110,15 @@ type Stats struct {
 	// principals evicted from memory while still learning.
 	StateBytes        int64
 	LearningEvictions uint64
-	Findings          map[string]uint64
-	Suppressed        uint64 // privileged use inside a maintenance window
-	Evictions         uint64 // sum over Tables
-	SpillDropped      uint64 // sum over Tables
-	Expired           uint64 // sum over Tables
-	Tables            []TableStats
+	// OneOffDropped: unsaved entries of keys used only once, dropped when
+	// evicted under memory pressure instead of written (see table).
+	OneOffDropped uint64
+	Findings      map[string]uint64
+	Suppressed    uint64 // privileged use inside a maintenance window
+	Evictions     uint64 // sum over Tables
+	SpillDropped  uint64 // sum over Tables
+	Expired       uint64 // sum over Tables
+	Tables        []TableStats
 }
 
 // TableStats describes one bounded working set.
@@ -129,6 +132,9 @@ type TableStats struct {
 	// Expired counts saved entries deleted after idling past their
 	// retention (forget_after, cool-downs): disk stays bounded too.
 	Expired uint64
+	// OneOffDropped counts unsaved entries of keys used once, dropped when
+	// evicted under memory pressure.
+	OneOffDropped uint64
 }
 
 // clock is the saved event-time state. The fields after Sources are
@@ -623,10 +629,18 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 }
 
 // NeedCheckpoint reports that evicted entries waiting for a checkpoint
-// have reached their share of the memory budget: the caller should
+// have reached their share of the memory budget, or that the next
+// checkpoint would write more than maxPending entries: the caller should
 // checkpoint now (spilling them to the store). Beyond twice that share
 // the oldest are dropped (counted in SpillDropped).
-func (e *Engine) NeedCheckpoint() bool { return e.m.mem.spilled > e.m.mem.spillLimit }
+func (e *Engine) NeedCheckpoint() bool {
+	return e.m.mem.spilled > e.m.mem.spillLimit || e.m.mem.pending > maxPending
+}
+
+// maxPending bounds the entries one checkpoint writes (see NeedCheckpoint):
+// under a flood of new keys a checkpoint of 100,000 events would change
+// most pages of the store in one transaction, holding a copy of each.
+const maxPending = 32_768
 
 // Meta returns the meta stored by the last Checkpoint (empty map if none).
 func (e *Engine) Meta() (map[string][]byte, error) {
@@ -684,12 +698,12 @@ func (e *Engine) Stats() Stats {
 		s.Findings[k] = v
 	}
 	s.Tables = nil
-	s.StateBytes, s.LearningEvictions = e.m.mem.used, e.m.mem.learningEvictions
+	s.StateBytes, s.LearningEvictions, s.OneOffDropped = e.m.mem.used, e.m.mem.learningEvictions, e.m.mem.oneOffDropped
 	s.Evictions, s.SpillDropped, s.Expired = 0, 0, 0
 	for _, t := range e.allTables() {
 		size, ev, sd, le, sp := t.stats()
 		ex := t.expiredCount()
-		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp, Expired: ex})
+		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp, Expired: ex, OneOffDropped: t.oneOffs()})
 		s.Evictions += ev
 		s.SpillDropped += sd
 		s.Expired += ex

@@ -15,6 +15,8 @@ type metrics struct {
 	findingBy                                                     map[string]prometheus.Counter
 	evictBy, dropBy                                               map[string]prometheus.Counter
 	learningEvictions                                             prometheus.Counter
+	oneOffDrops                                                   *prometheus.CounterVec
+	oneOffBy                                                      map[string]prometheus.Counter
 	stateBytes                                                    prometheus.Gauge
 	mem                                                           *memBudget
 }
@@ -64,6 +66,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "State entries of principals still in their learning period evicted from memory because the memory budget was spent (reloaded from the store when needed)."})),
 		stateBytes: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_state_bytes",
 			Help: "Estimated bytes of detector state held in memory (tables and unsaved spill), against detectors.memory_budget."})),
+		oneOffDrops: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_state_one_off_dropped_total",
+			Help: "Unsaved entries of keys used only once, evicted while their table was at its memory share and not written to the store (admission), by table."}, []string{"table"})),
+		oneOffBy:  map[string]prometheus.Counter{},
 		findingBy: map[string]prometheus.Counter{},
 		evictBy:   map[string]prometheus.Counter{},
 		dropBy:    map[string]prometheus.Counter{},
@@ -105,3 +110,12 @@ func (m *metrics) expiredN(space string, n uint64) {
 func (m *metrics) skewed(direction string) { m.skew.WithLabelValues(direction).Inc() }
 
 func (m *metrics) budget() *memBudget { return m.mem }
+
+func (m *metrics) oneOffDropped(space string) {
+	c := m.oneOffBy[space]
+	if c == nil {
+		c = m.oneOffDrops.WithLabelValues(space)
+		m.oneOffBy[space] = c
+	}
+	c.Inc()
+}

@@ -83,6 +83,9 @@ type node[V any] struct {
 	size       int32 // bytes accounted for this entry
 	dirty      bool
 	prot       bool // in the protected segment
+	// proven: used again after it was created (or loaded back from the
+	// store): admitted to durable state even under memory pressure.
+	proven bool
 }
 
 // memBudget is the byte budget of an engine's tables: entries in memory
@@ -98,10 +101,17 @@ type memBudget struct {
 	// spilled entries are dropped (counted).
 	spillLimit int64
 	spilled    int64
+	// pending counts entries the next checkpoint writes (dirty or
+	// spilled): a checkpoint's transaction holds a copy of every store page
+	// it changes, so NeedCheckpoint keeps it under maxPending entries.
+	pending int
 	// learningEvictions: entries evicted while their principal was still
 	// learning (their baseline will be reloaded from the store, but a
 	// flood is crowding out new principals).
 	learningEvictions uint64
+	// oneOffDropped: unsaved entries of keys used once, evicted under
+	// memory pressure and not written to the store (admission).
+	oneOffDropped uint64
 }
 
 // table is a bounded in-memory working set over one space of the durable
@@ -119,6 +129,15 @@ type memBudget struct {
 // baselines of principals that keep coming back. Every eviction is
 // counted, and so is every spilled entry dropped because the spill
 // exceeded twice its byte budget before a checkpoint.
+//
+// Admission (TinyLFU's doorkeeper, with the store as the ghost list):
+// while a table is at its share, an entry created and never used again is
+// not written to the store: evicted, its state is dropped (counted in
+// OneOffDropped); at a checkpoint it stays unsaved in memory. A flood of
+// one-off keys so costs memory churn, not a store write per key. The
+// price, only under pressure: such a key that returns later starts afresh
+// (a principal relearns; a pair first seen during the flood may be
+// reported again).
 type table[V any] struct {
 	space    string
 	max      int
@@ -154,10 +173,12 @@ type table[V any] struct {
 	retain     time.Duration
 	cursor     []byte
 
-	evictions    uint64
-	spillDropped uint64
-	loadErrors   uint64
-	expired      uint64
+	held          []key // dirty one-off keys a pressured flush left out
+	oneOffDropped uint64
+	evictions     uint64
+	spillDropped  uint64
+	loadErrors    uint64
+	expired       uint64
 	// pendingExpired: deletions queued by sweep, counted once committed.
 	pendingExpired uint64
 }
@@ -250,6 +271,7 @@ func (t *table[V]) sweep(b *state.Batch, now int64) (int, error) {
 type evictHooks interface {
 	evicted(space string)
 	spillDropped(space string)
+	oneOffDropped(space string)
 	budget() *memBudget
 }
 
@@ -330,7 +352,7 @@ func (t *table[V]) get(k key, create bool) (n *node[V], found bool) {
 		// (the store is 2Q's ghost list) is protected at once; a new key
 		// has to prove itself in probation.
 		t.prob.unlink(n)
-		n.prot = true
+		n.prot, n.proven = true, true
 		t.protect.pushFront(n)
 		t.balance()
 		if err := t.codec.decode(raw, &n.v); err != nil {
@@ -357,7 +379,7 @@ func (t *table[V]) use(n *node[V]) {
 		return
 	}
 	t.prob.unlink(n)
-	n.prot = true
+	n.prot, n.proven = true, true
 	t.protect.pushFront(n)
 	t.balance()
 }
@@ -378,6 +400,7 @@ func (t *table[V]) touch(n *node[V]) {
 	if !n.dirty {
 		n.dirty = true
 		t.dirty = append(t.dirty, n.k)
+		t.mem.pending++
 	}
 }
 
@@ -390,7 +413,7 @@ func (t *table[V]) insert(k key) *node[V] {
 		t.free = nil
 		var zero V
 		n.v = zero
-		n.dirty, n.prot = false, false
+		n.dirty, n.prot, n.proven = false, false, false
 	} else {
 		n = &node[V]{}
 	}
@@ -429,12 +452,26 @@ func (t *table[V]) evict() {
 		t.mem.learningEvictions++
 	}
 	if n.dirty {
-		b, err := t.codec.encode(&n.v)
-		if err == nil {
+		if !n.proven {
+			// Admission: under memory pressure a key used once (a flood
+			// of one-off principals, addresses, resources) is not worth a
+			// store write; its state is dropped and counted.
+			t.oneOffDropped++
+			t.mem.oneOffDropped++
+			if t.hooks != nil {
+				t.hooks.oneOffDropped(t.space)
+			}
+		} else if b, err := t.codec.encode(&n.v); err == nil {
 			t.addSpill(n.k, b)
 		}
 	}
 	t.free = n
+}
+
+// pressured reports that the table is at its byte share or entry bound
+// (evicting): keys used once are then kept out of the store.
+func (t *table[V]) pressured() bool {
+	return t.bytes >= t.limit-t.limit/16 || len(t.m) >= t.max-t.max/16
 }
 
 func (t *table[V]) addSpill(k key, b []byte) {
@@ -442,6 +479,7 @@ func (t *table[V]) addSpill(k key, b []byte) {
 		t.dropSpill(k, old)
 	}
 	t.spill[k] = b
+	t.mem.pending++
 	t.spillOrder = append(t.spillOrder, k)
 	sz := int64(len(b) + spillOverhead)
 	t.spillBytes += sz
@@ -462,6 +500,7 @@ func (t *table[V]) addSpill(k key, b []byte) {
 
 func (t *table[V]) dropSpill(k key, b []byte) {
 	delete(t.spill, k)
+	t.mem.pending--
 	sz := int64(len(b) + spillOverhead)
 	t.spillBytes -= sz
 	t.mem.spilled -= sz
@@ -472,9 +511,17 @@ func (t *table[V]) dropSpill(k key, b []byte) {
 // cleared only by committed, so a failed commit loses nothing.
 func (t *table[V]) flush(b *state.Batch) error {
 	t.remeasure()
+	pressured := t.pressured()
+	t.held = t.held[:0]
 	for _, k := range t.dirty {
 		n := t.m[k]
 		if n == nil || !n.dirty {
+			continue
+		}
+		if pressured && !n.proven {
+			// Not admitted while the table is under pressure: stays dirty
+			// in memory, written once used again or once pressure ends.
+			t.held = append(t.held, k)
 			continue
 		}
 		v, err := t.codec.encode(&n.v)
@@ -503,7 +550,16 @@ func (t *table[V]) committed() {
 			n.dirty = false
 		}
 	}
+	t.mem.pending -= len(t.dirty) + len(t.spill)
 	t.dirty = t.dirty[:0]
+	for _, k := range t.held {
+		if n := t.m[k]; n != nil {
+			n.dirty = true
+			t.dirty = append(t.dirty, k)
+			t.mem.pending++
+		}
+	}
+	t.held = t.held[:0]
 	clear(t.spill)
 	t.spillOrder = t.spillOrder[:0]
 	t.mem.spilled -= t.spillBytes
@@ -517,6 +573,7 @@ func (t *table[V]) len() int { return len(t.m) }
 type tableStats interface {
 	name() string
 	stats() (size int, evictions, spillDropped, loadErrors uint64, spilled int)
+	oneOffs() uint64
 	expiredCount() uint64
 	flush(b *state.Batch) error
 	setLimit(n int64)
@@ -602,3 +659,5 @@ func shareBudget(limit int64, tabs []tableStats) {
 		t.setLimit(limit * w[i] / sum)
 	}
 }
+
+func (t *table[V]) oneOffs() uint64 { return t.oneOffDropped }

@@ -33,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"auditwatch/ingest/cloudtrail"
 	"auditwatch/schema"
 )
 
@@ -71,12 +72,31 @@ type Issue struct {
 	Revoked time.Time `json:"revoked,omitzero"`
 	// AWSPrincipal is the AWS principal first seen using the key.
 	AWSPrincipal string `json:"aws_principal,omitempty"`
+	// Session is set for temporary credentials an STS call in CloudTrail
+	// handed out (AssumeRole*, GetFederationToken, GetSessionToken): the
+	// call, the session's ARN and its source identity. Principal and
+	// PrincipalName are then whoever started the session: the caller, or
+	// the person or workload behind the caller's own credentials when those
+	// were issued too (a chain of roles, or a key Vault issued).
+	Session *STSSession `json:"session,omitempty"`
+}
+
+// STSSession is a session started by an STS call.
+type STSSession struct {
+	Call           string `json:"call"`                      // sts:AssumeRole
+	Role           string `json:"role,omitempty"`            // the session's ARN
+	SourceIdentity string `json:"source_identity,omitempty"` // requestParameters.sourceIdentity
+	Caller         string `json:"caller,omitempty"`          // the direct caller's principal
+	Via            string `json:"via,omitempty"`             // how the caller's own credentials were issued
 }
 
 // Describe is the link as responders read it: "issued by Vault to
 // payments-api (entity 6a2f…) at 2026-11-20T10:02:00Z from 10.0.4.7,
 // lease aws/creds/payments/…".
 func (is *Issue) Describe() string {
+	if is.Session != nil {
+		return is.Session.describe(is)
+	}
 	var b strings.Builder
 	b.WriteString("issued by Vault to ")
 	name := is.PrincipalName
@@ -305,10 +325,14 @@ func (l *Linker) Process(ctx context.Context, ev *schema.Event, out []schema.Fin
 		}
 		return out
 	case schema.SourceCloudTrail:
-		if ev.AccessKey == "" {
-			return out
+		if ev.AccessKey != "" {
+			out = l.use(ctx, ev, out)
 		}
-		return l.use(ctx, ev, out)
+		// after use: a caller whose own key was issued is linked by now
+		if len(ev.Raw) > 0 && cloudtrail.IssuesCredentials(ev) {
+			l.session(ev)
+		}
+		return out
 	}
 	return out
 }
@@ -441,20 +465,23 @@ func (l *Linker) revoke(ev *schema.Event) {
 // key is not known in clear and HMAC'd issues wait to be resolved.
 func (l *Linker) find(ctx context.Context, key string) *Issue {
 	l.mu.Lock()
-	if is := l.byKey[key]; is != nil {
+	sess := l.byKey[key]
+	if sess != nil && sess.Session == nil {
 		l.mu.Unlock()
-		return is
+		return sess
 	}
+	// unknown, or an STS session: Vault may have issued it (aws/sts) with
+	// the key HMAC'd in its log, and Vault's link is the better one
 	if len(l.byHMAC) == 0 || l.hasher == nil {
 		l.mu.Unlock()
-		return nil
+		return sess
 	}
 	h, cached := l.hashOf.get(key)
 	if !cached {
 		if !l.lim.take(l.hashWait) {
 			l.stats.HashDeferred++
 			l.mu.Unlock()
-			return nil
+			return sess
 		}
 		l.stats.HashCalls++
 		l.mu.Unlock()
@@ -471,14 +498,14 @@ func (l *Linker) find(ctx context.Context, key string) *Issue {
 			l.stats.HashErrors++
 			l.mu.Unlock()
 			l.log.Warn("identity: audit-hash call failed; the key stays unlinked for now", "err", err)
-			return nil
+			return sess
 		}
 		l.hashOf.put(key, h)
 	}
 	defer l.mu.Unlock()
 	is := l.byHMAC[h]
 	if is == nil {
-		return nil
+		return sess
 	}
 	// resolved: index it by its clear key from now on
 	delete(l.byHMAC, h)
@@ -501,6 +528,12 @@ func (l *Linker) use(ctx context.Context, ev *schema.Event, out []schema.Finding
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stats.Linked++
+	if is.Session != nil {
+		// a session an STS call started: say who started it; the event
+		// keeps its AWS principal (the role), detectors judge the role
+		ev.KeyIssue = is.Describe()
+		return out
+	}
 	awsPrincipal := ev.Principal
 	ev.KeyPrincipal = awsPrincipal
 	ev.Principal = is.Principal

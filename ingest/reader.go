@@ -159,7 +159,7 @@ func (r *Reader) Next() (schema.Event, error) {
 				// an ordinary CloudTrail record, read in place too
 				var ev schema.Event
 				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, &ev); ok {
-					if r.opts.KeepRaw && err == nil {
+					if err == nil && (r.opts.KeepRaw || cloudtrail.IssuesCredentials(&ev)) {
 						ev.Raw = append([]byte(nil), line...)
 					}
 					rec := r.sc.TakeLine()
@@ -297,7 +297,7 @@ func (r *Reader) cloudTrail(rec jsonx.Record, v *fastjson.Value, fb cloudtrail.F
 		r.recErr(rec, err)
 		return
 	}
-	if r.opts.KeepRaw {
+	if r.opts.KeepRaw || cloudtrail.IssuesCredentials(&ev) {
 		ev.Raw = v.MarshalTo(nil)
 	}
 	r.push(item{ev: ev, after: rec.End})

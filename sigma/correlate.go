@@ -57,15 +57,23 @@ const maxEvidence = 10
 // maxCount bounds the events or values kept per group.
 const maxCount = 10000
 
-// groupState is one correlation group's window (JSON in snapshots).
+// groupState is one correlation group's window (JSON in snapshots): the
+// inputs within the timespan, each once (by event id and input rule: a
+// restart that delivers an event again does not count it twice), those
+// already part of a finding marked used.
 type groupState struct {
-	Rule   string           `json:"r"`
-	Group  []string         `json:"g"`
-	Times  []int64          `json:"t,omitempty"` // event_count: event times (unix ns)
-	Values map[string]int64 `json:"v,omitempty"` // value_count: value → latest time
-	Steps  []int64          `json:"s,omitempty"` // temporal: latest time per rule; ordered: latest start per step
-	IDs    []string         `json:"i,omitempty"`
-	Last   int64            `json:"l"`
+	Rule  string   `json:"r"`
+	Group []string `json:"g"`
+	Ev    []evRef  `json:"e,omitempty"`
+	Last  int64    `json:"l"`
+}
+
+type evRef struct {
+	ID   string `json:"i"`
+	T    int64  `json:"t"`
+	In   int    `json:"n"`           // index of the input rule in the correlation's rules
+	V    string `json:"v,omitempty"` // value_count: the field's value
+	Used bool   `json:"u,omitempty"`
 }
 
 // Correlator evaluates a Set's correlation rules over rule hits in event
@@ -77,8 +85,9 @@ type Correlator struct {
 	groups    map[string]*groupState
 	MaxGroups int
 	// Evicted counts groups dropped to stay within MaxGroups; Late counts
-	// inputs older than their window.
-	Evicted, Late int64
+	// inputs older than their window; Repeated inputs seen before (a
+	// replay after a restart).
+	Evicted, Late, Repeated int64
 }
 
 // NewCorrelator returns an empty Correlator for the set.
@@ -103,17 +112,22 @@ func (c *Correlator) feed(r *Rule, f Fields, t time.Time, eventID string, out *[
 		return
 	}
 	for _, cr := range c.set.feeds[r] {
-		if fr, ok := c.one(cr, r, f, t, eventID); ok {
-			*out = append(*out, fr)
-			gf := groupFieldsMap(fr.Group)
-			c.feed(cr, gf, fr.Last, strings.Join(fr.EventIDs, ","), out, depth+1)
+		for in, rr := range cr.Correlation.rules {
+			if rr != r {
+				continue
+			}
+			if fr, ok := c.one(cr, in, r, f, t, eventID); ok {
+				*out = append(*out, fr)
+				gf := groupFieldsMap(fr.Group)
+				c.feed(cr, gf, fr.Last, strings.Join(fr.EventIDs, ","), out, depth+1)
+			}
 		}
 	}
 }
 
-func (c *Correlator) one(cr, in *Rule, f Fields, t time.Time, eventID string) (Firing, bool) {
+func (c *Correlator) one(cr *Rule, in int, inRule *Rule, f Fields, t time.Time, eventID string) (Firing, bool) {
 	corr := cr.Correlation
-	paths := corr.groupFields(in)
+	paths := corr.groupFields(inRule)
 	group := make([]string, len(paths))
 	for i, p := range paths {
 		v, ok := f.Field(p)
@@ -123,6 +137,14 @@ func (c *Correlator) one(cr, in *Rule, f Fields, t time.Time, eventID string) (F
 		}
 		group[i] = v
 	}
+	ref := evRef{ID: eventID, T: t.UnixNano(), In: in}
+	if corr.Type == CorrValueCount {
+		v, ok := f.Field(fieldPath(corr, inRule))
+		if !ok {
+			return Firing{}, false
+		}
+		ref.V = v
+	}
 	key := cr.Key() + "\x00" + strings.Join(group, "\x00")
 	g := c.groups[key]
 	if g == nil {
@@ -130,127 +152,110 @@ func (c *Correlator) one(cr, in *Rule, f Fields, t time.Time, eventID string) (F
 		g = &groupState{Rule: cr.Key(), Group: group}
 		c.groups[key] = g
 	}
-	now := t.UnixNano()
-	if now < g.Last-int64(corr.Timespan) {
+	span := int64(corr.Timespan)
+	if ref.T < g.Last-span {
 		c.Late++
 		return Firing{}, false
 	}
-	if now > g.Last {
-		g.Last = now
-	}
-	from := g.Last - int64(corr.Timespan)
-	g.IDs = append(g.IDs, eventID)
-	if len(g.IDs) > maxEvidence {
-		g.IDs = g.IDs[len(g.IDs)-maxEvidence:]
-	}
-	var count int64
-	first := now
-	fire := false
-	switch corr.Type {
-	case CorrEventCount:
-		kept := g.Times[:0]
-		for _, x := range g.Times {
-			if x >= from {
-				kept = append(kept, x)
-			}
-		}
-		g.Times = append(kept, now)
-		if len(g.Times) > maxCount {
-			g.Times = g.Times[len(g.Times)-maxCount:]
-		}
-		count = int64(len(g.Times))
-		for _, x := range g.Times {
-			first = min(first, x)
-		}
-		fire = corr.holds(count)
-	case CorrValueCount:
-		v, ok := f.Field(fieldPath(corr, in))
-		if !ok {
+	for _, e := range g.Ev {
+		if e.ID == ref.ID && e.In == ref.In {
+			c.Repeated++
 			return Firing{}, false
 		}
-		if g.Values == nil {
-			g.Values = map[string]int64{}
+	}
+	g.Last = max(g.Last, ref.T)
+	from := g.Last - span
+	kept := g.Ev[:0]
+	for _, e := range g.Ev {
+		if e.T >= from {
+			kept = append(kept, e)
 		}
-		for k, x := range g.Values {
-			if x < from {
-				delete(g.Values, k)
-			}
+	}
+	g.Ev = append(kept, ref)
+	if len(g.Ev) > maxCount {
+		g.Ev = g.Ev[len(g.Ev)-maxCount:]
+	}
+	// the inputs not yet part of a finding, in event-time order
+	var live []int
+	for i := range g.Ev {
+		if !g.Ev[i].Used {
+			live = append(live, i)
 		}
-		if old, ok := g.Values[v]; !ok || now > old {
-			g.Values[v] = now
+	}
+	sort.SliceStable(live, func(a, b int) bool { return g.Ev[live[a]].T < g.Ev[live[b]].T })
+	var count int64
+	var take []int // inputs the finding consists of
+	switch corr.Type {
+	case CorrEventCount:
+		count = int64(len(live))
+		take = live
+		if !corr.holds(count) {
+			return Firing{}, false
 		}
-		if len(g.Values) > maxCount {
-			// drop the oldest value
-			var ok string
-			oldest := int64(1<<63 - 1)
-			for k, x := range g.Values {
-				if x < oldest {
-					ok, oldest = k, x
-				}
-			}
-			delete(g.Values, ok)
+	case CorrValueCount:
+		vals := map[string]bool{}
+		for _, i := range live {
+			vals[g.Ev[i].V] = true
 		}
-		count = int64(len(g.Values))
-		for _, x := range g.Values {
-			first = min(first, x)
+		count = int64(len(vals))
+		take = live
+		if !corr.holds(count) {
+			return Firing{}, false
 		}
-		fire = corr.holds(count)
 	case CorrTemporal:
-		if len(g.Steps) != len(corr.rules) {
-			g.Steps = make([]int64, len(corr.rules))
-		}
-		for i, rr := range corr.rules {
-			if rr == in && now > g.Steps[i] {
-				g.Steps[i] = now
-			}
-		}
-		for _, x := range g.Steps {
-			if x != 0 && x >= from {
+		seen := make([]bool, len(corr.rules))
+		for _, i := range live {
+			if !seen[g.Ev[i].In] {
+				seen[g.Ev[i].In] = true
 				count++
-				first = min(first, x)
 			}
 		}
+		take = live
 		if len(corr.Conds) == 0 {
-			fire = count == int64(len(corr.rules))
-		} else {
-			fire = corr.holds(count)
+			if count != int64(len(corr.rules)) {
+				return Firing{}, false
+			}
+		} else if !corr.holds(count) {
+			return Firing{}, false
 		}
 	case CorrTemporalOrdered:
-		if len(g.Steps) != len(corr.rules) {
-			g.Steps = make([]int64, len(corr.rules))
+		// the rules in order, each input later than the one before, all
+		// within the timespan: the chain ending with this input
+		step := len(corr.rules) - 1
+		if ref.In != step {
+			return Firing{}, false
 		}
-		for j := len(corr.rules) - 1; j >= 0; j-- {
-			if corr.rules[j] != in {
-				continue
-			}
-			if j == 0 {
-				g.Steps[0] = max(g.Steps[0], now)
-				continue
-			}
-			if s := g.Steps[j-1]; s != 0 && s >= now-int64(corr.Timespan) && s <= now {
-				g.Steps[j] = max(g.Steps[j], s)
-			}
-		}
-		last := g.Steps[len(g.Steps)-1]
-		for _, x := range g.Steps {
-			if x != 0 {
-				count++
+		chain := []int{len(g.Ev) - 1}
+		bound := ref.T
+		for k := len(live) - 1; k >= 0 && step > 0; k-- {
+			e := g.Ev[live[k]]
+			if e.In == step-1 && e.T <= bound && e.T >= ref.T-span && live[k] != len(g.Ev)-1 {
+				chain = append(chain, live[k])
+				bound = e.T
+				step--
 			}
 		}
-		if last != 0 {
-			first = last
-			fire = true
+		if step != 0 {
+			return Firing{}, false
 		}
+		count = int64(len(corr.rules))
+		take = chain
 	}
-	if !fire {
-		return Firing{}, false
+	first := ref.T
+	var ids []string
+	sort.Ints(take)
+	for _, i := range take {
+		first = min(first, g.Ev[i].T)
+		g.Ev[i].Used = true
+		ids = append(ids, g.Ev[i].ID)
 	}
-	fr := Firing{Rule: cr, Group: map[string]string{}, First: time.Unix(0, first).UTC(), Last: time.Unix(0, now).UTC(), Count: count, EventIDs: append([]string(nil), g.IDs...)}
+	if len(ids) > maxEvidence {
+		ids = ids[len(ids)-maxEvidence:]
+	}
+	fr := Firing{Rule: cr, Group: map[string]string{}, First: time.Unix(0, first).UTC(), Last: time.Unix(0, ref.T).UTC(), Count: count, EventIDs: ids}
 	for i, name := range corr.GroupBy {
 		fr.Group[name] = group[i]
 	}
-	// a window that fired starts over
-	delete(c.groups, key)
 	return fr, true
 }
 

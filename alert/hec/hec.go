@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"auditwatch/alert/notify"
+	"auditwatch/internal/redact"
 	"auditwatch/schema"
 )
 
@@ -205,7 +206,7 @@ func (n *Notifier) request(ctx context.Context, u string, body []byte) (*http.Re
 	req.Header.Set("X-Splunk-Request-Channel", n.channel)
 	resp, err := n.http.Do(req)
 	if err != nil {
-		return nil, notify.Redact(fmt.Errorf("hec post: %w", err), n.token)
+		return nil, redact.Error(notify.Redact(fmt.Errorf("hec post: %w", err), n.token))
 	}
 	return resp, nil
 }

@@ -15,6 +15,9 @@ func TestDeployExamples(t *testing.T) {
 	t.Setenv("AUDITWATCH_SLACK_TOKEN", "x")
 	t.Setenv("AUDITWATCH_CLICKHOUSE_PASSWORD", "x")
 	root := findRoot(t)
+	// paths in the shipped configs (rules: paths) are relative to the
+	// repository root, where make demo runs
+	t.Chdir(root)
 	for _, name := range []string{"run.example.yaml", "kafka.example.yaml", "quickstart.yaml"} {
 		t.Run(name, func(t *testing.T) {
 			l, err := configcheck.Load(filepath.Join(root, "deploy", name))

@@ -30,16 +30,10 @@ func init() {
 	})
 }
 
-// loadReplayConfig finds the root configuration (--config, then
+// loadReplayConfigRules finds the root configuration (--config, then
 // $AUDITWATCH_CONFIG, ./auditwatch.yaml, /etc/auditwatch/config.yaml),
-// loads it as every command does (every section validated) and returns its
-// detectors section. No config file anywhere: the defaults.
-func loadReplayConfig(flagPath string) (detect.Config, error) {
-	c, _, err := loadReplayConfigRules(flagPath)
-	return c, err
-}
-
-// loadReplayConfigRules is loadReplayConfig with the rules: section.
+// loads it as every command does (every section validated) and returns
+// its detectors and rules sections. No config file anywhere: the defaults.
 func loadReplayConfigRules(flagPath string) (detect.Config, sigma.Config, error) {
 	path, _, err := configcheck.Discover(flagPath, os.Getenv)
 	if errors.Is(err, configcheck.ErrNoConfig) {
@@ -327,6 +321,72 @@ func (s *replaySource) Close() error {
 // Each input is marked done in pos once all its events were processed.
 func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos map[string]replayPos, stderr io.Writer,
 	total *ingest.Stats, process func(name string, ev schema.Event) error) error {
+	// Parsing runs on its own goroutine, handing events over in batches:
+	// with a second core, detection overlaps parsing instead of adding to
+	// it. The reader works on its own copy of the positions; an input's
+	// end travels in the batch stream, so it is marked done only after its
+	// last event was processed.
+	skip := make(map[string]replayPos, len(pos))
+	for k, v := range pos {
+		skip[k] = v
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []mergedItem, 4)
+	free := make(chan []mergedItem, 6)
+	var readErr error
+	go func() {
+		defer close(batches)
+		readErr = readMerged(ctx, inputs, opts, skip, stderr, total, batches, free)
+	}()
+	var procErr error
+	for b := range batches {
+		for i := range b {
+			if procErr != nil {
+				break
+			}
+			if err := parent.Err(); err != nil {
+				procErr = err
+				cancel()
+				break
+			}
+			it := &b[i]
+			if it.done {
+				p := pos[it.name]
+				p.Done = true
+				pos[it.name] = p
+				continue
+			}
+			if err := process(it.name, it.ev); err != nil {
+				procErr = err
+				cancel()
+			}
+		}
+		clear(b)
+		select {
+		case free <- b[:0]:
+		default:
+		}
+	}
+	if procErr != nil {
+		return procErr
+	}
+	return readErr
+}
+
+// mergedItem is one event of an input, or the mark that the input ended.
+type mergedItem struct {
+	name string
+	ev   schema.Event
+	done bool
+}
+
+const mergedBatch = 512
+
+// readMerged merges the inputs by event time into batches of mergedItem.
+func readMerged(ctx context.Context, inputs []string, opts ingest.Options, pos map[string]replayPos, stderr io.Writer,
+	total *ingest.Stats, out chan<- []mergedItem, free <-chan []mergedItem) error {
 	recErrs := newCappedWriter(stderr, "replay", maxRecordErrors)
 	defer recErrs.Summary()
 	var todo []string
@@ -344,16 +404,31 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 		}
 		return &replaySource{r: r, c: c, skip: pos[todo[i]].Events, total: total}, nil
 	})
+	batch := make([]mergedItem, 0, mergedBatch)
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		select {
+		case out <- batch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case batch = <-free:
+		default:
+			batch = make([]mergedItem, 0, mergedBatch)
+		}
+		return nil
+	}
 	var ended []int
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// inputs whose last event was processed are done
+		// inputs whose last event was handed over are done
 		for _, i := range ended {
-			p := pos[todo[i]]
-			p.Done = true
-			pos[todo[i]] = p
+			batch = append(batch, mergedItem{name: todo[i], done: true})
 		}
 		ev, i, err := m.Next()
 		ended = append(ended[:0], m.Ended()...)
@@ -366,16 +441,20 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 				fmt.Fprintf(recErrs, "replay: %s\n", escape.String(escape.Terminal, err.Error()))
 				continue
 			}
+			if serr := send(); serr != nil {
+				return serr
+			}
 			return err
 		}
-		if err := process(todo[i], ev); err != nil {
-			return err
+		batch = append(batch, mergedItem{name: todo[i], ev: ev})
+		if len(batch) >= mergedBatch {
+			if err := send(); err != nil {
+				return err
+			}
 		}
 	}
 	for _, i := range ended {
-		p := pos[todo[i]]
-		p.Done = true
-		pos[todo[i]] = p
+		batch = append(batch, mergedItem{name: todo[i], done: true})
 	}
-	return nil
+	return send()
 }

@@ -20,12 +20,8 @@ import (
 	"auditwatch/store"
 )
 
-// auditParser returns the audit log parser of a format.
-func auditParser(format string) (source.Parser, error) {
-	return auditParserRaw(format, false)
-}
-
-// auditParserRaw is auditParser; raw keeps each event's original record.
+// auditParserRaw returns the audit log parser of a format; raw keeps each
+// event's original record.
 func auditParserRaw(format string, raw bool) (source.Parser, error) {
 	opts := ingest.DefaultOptions()
 	opts.Format = format

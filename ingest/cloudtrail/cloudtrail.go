@@ -582,3 +582,18 @@ func FailureKind(code string) string {
 	}
 	return schema.FailureOther
 }
+
+// IssuesCredentials reports whether a normalized action hands out
+// temporary credentials (STS AssumeRole*, GetFederationToken,
+// GetSessionToken): the reader keeps such records' original text, so the
+// credential linker can attribute the session to whoever started it.
+func IssuesCredentials(ev *schema.Event) bool {
+	if ev.Source != schema.SourceCloudTrail || ev.Outcome != schema.OutcomeSuccess || len(ev.Action) < 8 || ev.Action[:4] != "sts:" {
+		return false
+	}
+	switch ev.Action {
+	case "sts:AssumeRole", "sts:AssumeRoleWithSAML", "sts:AssumeRoleWithWebIdentity", "sts:GetFederationToken", "sts:GetSessionToken":
+		return true
+	}
+	return false
+}
