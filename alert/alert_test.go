@@ -876,3 +876,31 @@ type failingEvents struct{}
 func (failingEvents) SendEvents(context.Context, []schema.Event) error {
 	return &notify.StatusError{Code: 400}
 }
+
+// TestGroupingByIncident: findings of different detectors that the
+// correlation stage put in one incident are one group (one thread); without
+// an incident id they group by dedupe key.
+func TestGroupingByIncident(t *testing.T) {
+	clock := notifytest.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a"}
+	outs := map[string]*recorder{"a": {}}
+	r, _ := newTestRouter(t, cfg, clock, outs)
+	f1 := finding("i1", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")
+	f2 := finding("i2", schema.DetectorFirstTimeAccess, schema.SeverityHigh, "u", "r")
+	f3 := finding("i3", schema.DetectorAccessVolumeSpike, schema.SeverityHigh, "u", "r")
+	f1.IncidentID, f2.IncidentID = "inc-7", "inc-7"
+	if err := handle(t, r, f1, f2, f3); err != nil {
+		t.Fatal(err)
+	}
+	got := outs["a"].got()
+	if len(got) != 3 {
+		t.Fatalf("delivered %d", len(got))
+	}
+	if got[0].ThreadKey() != got[1].ThreadKey() || got[1].Update != true || got[1].Repeat != 2 {
+		t.Errorf("findings of one incident: keys %q %q, second update=%v repeat=%d", got[0].ThreadKey(), got[1].ThreadKey(), got[1].Update, got[1].Repeat)
+	}
+	if got[2].ThreadKey() != f3.DedupeKey || got[2].Update {
+		t.Errorf("finding without incident: key %q update %v, want its dedupe key, new", got[2].ThreadKey(), got[2].Update)
+	}
+}

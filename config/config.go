@@ -26,6 +26,7 @@ import (
 	"auditwatch/ingest/lookup"
 	"auditwatch/ingest/s3sqs"
 	"auditwatch/ingest/socket"
+	"auditwatch/internal/redact"
 	"auditwatch/stream"
 )
 
@@ -314,14 +315,15 @@ func (l Logging) SlogLevel() (slog.Level, error) {
 	return lv, nil
 }
 
-// Logger builds the process logger writing to w.
+// Logger builds the process logger writing to w. Every line goes through
+// internal/redact: the pipeline's own secrets never reach the log.
 func (l Logging) Logger(w io.Writer) *slog.Logger {
 	lv, _ := l.SlogLevel()
 	opts := &slog.HandlerOptions{Level: lv}
 	if l.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(redact.Handler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(redact.Handler(slog.NewJSONHandler(w, opts)))
 }
 
 // DecodeSection strictly decodes a section held as a yaml.Node into v.

@@ -265,6 +265,9 @@ func (d *authSpike) key(ev *schema.Event, c *evalCtx, kind, val string, out []sc
 		// anonymous failures and for many identities from one address.
 		return out
 	}
+	if count < d.cfg.MinCount && count < d.cfg.Threshold {
+		return out
+	}
 	med, mad, nh := s.H.stats()
 	fixed := count >= d.cfg.Threshold
 	dynamic := count >= d.cfg.MinCount && float64(count) > baselineLimit(med, mad, 0, d.cfg.Factor, 0, d.cfg.MADFactor)

@@ -19,6 +19,9 @@ type scope struct {
 	rules   []ScopeRule
 	actions []*globMemo // rules[i].Actions
 	mounts  []mountClass
+	// byAction remembers, per action, the rules whose actions match it
+	// (bounded: actions come from the log).
+	byAction map[string][]int
 }
 
 // mountClass is a configured Vault mount path and its engine type.
@@ -100,6 +103,24 @@ func (s *scope) vaultMount(ev *schema.Event) (mount, typ, rest string) {
 	return mount, typ, p[len(mount):]
 }
 
+// rulesFor returns the indices of the rules whose actions match action.
+func (s *scope) rulesFor(action string) []int {
+	if idx, ok := s.byAction[action]; ok {
+		return idx
+	}
+	var idx []int
+	for i := range s.rules {
+		if len(s.rules[i].Actions) == 0 || s.actionMatch(i, action) {
+			idx = append(idx, i)
+		}
+	}
+	if s.byAction == nil || len(s.byAction) >= globMemoMax {
+		s.byAction = make(map[string][]int)
+	}
+	s.byAction[action] = idx
+	return idx
+}
+
 // match returns the canonical resource and whether ev is in scope.
 func (s *scope) match(ev *schema.Event) (string, bool) {
 	if ServiceInvoked(ev) {
@@ -111,12 +132,9 @@ func (s *scope) match(ev *schema.Event) (string, bool) {
 	resDone := false
 	var mtype, rest string
 	mtDone := false
-	for i := range s.rules {
+	for _, i := range s.rulesFor(ev.Action) {
 		r := &s.rules[i]
 		if r.Source != "" && r.Source != ev.Source {
-			continue
-		}
-		if len(r.Actions) > 0 && !s.actionMatch(i, ev.Action) {
 			continue
 		}
 		if (len(r.MountTypes) > 0 || len(r.Paths) > 0) && !mtDone {

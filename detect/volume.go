@@ -112,12 +112,18 @@ func (d *volume) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []s
 	}
 	distinct, first := windowDistinct(s.Seen, t, win)
 	current := s.H.roll(t/win, false)
-	med, mad, nh := s.H.stats()
-	limit := baselineLimit(med, mad, d.cfg.Floor, d.cfg.Factor, d.cfg.MinBaseline, d.cfg.MADFactor)
-	trusted := nh >= d.cfg.MinHistory
-	if !trusted {
-		// Too little history for a baseline: the floor alone judges.
-		limit = float64(d.cfg.Floor)
+	// The limit is never below the floor: under it, no baseline is needed.
+	var med, mad float64
+	var nh int
+	limit := float64(d.cfg.Floor)
+	trusted := true
+	if distinct >= d.cfg.Floor || s.B.Key != "" {
+		med, mad, nh = s.H.stats()
+		limit = baselineLimit(med, mad, d.cfg.Floor, d.cfg.Factor, d.cfg.MinBaseline, d.cfg.MADFactor)
+		if trusted = nh >= d.cfg.MinHistory; !trusted {
+			// Too little history for a baseline: the floor alone judges.
+			limit = float64(d.cfg.Floor)
+		}
 	}
 	learning := c.history || !c.learned(ev.Time, d.cfg.LearningPeriod.D())
 	if learning && !c.history {

@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"auditwatch/alert/notify"
+	"auditwatch/internal/redact"
 	"auditwatch/schema"
 )
 
@@ -35,9 +36,6 @@ type Option func(*Notifier)
 
 // WithClock sets the clock used between acknowledgement polls.
 func WithClock(c notify.Clock) Option { return func(n *Notifier) { n.clock = c } }
-
-// WithHTTPClient sets the HTTP client.
-func WithHTTPClient(c *http.Client) Option { return func(n *Notifier) { n.http = c } }
 
 // Notifier posts to one HEC endpoint.
 type Notifier struct {
@@ -205,7 +203,7 @@ func (n *Notifier) request(ctx context.Context, u string, body []byte) (*http.Re
 	req.Header.Set("X-Splunk-Request-Channel", n.channel)
 	resp, err := n.http.Do(req)
 	if err != nil {
-		return nil, notify.Redact(fmt.Errorf("hec post: %w", err), n.token)
+		return nil, redact.Error(notify.Redact(fmt.Errorf("hec post: %w", err), n.token))
 	}
 	return resp, nil
 }

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"auditwatch/internal/escape"
+	"auditwatch/internal/redact"
 	"auditwatch/schema"
 )
 
@@ -97,7 +98,9 @@ func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m
 // SanitizeLine makes s safe for one line of a log or error message
 // (internal/escape, log context): control characters become their Unicode
 // "control picture" (␀, ␍, ␊ …), C1, zero-width and bidi controls and
-// invalid UTF-8 become U+FFFD, and the result is cut to max bytes.
+// invalid UTF-8 become U+FFFD, the pipeline's own secrets and URL
+// credentials are masked (internal/redact), and the result is cut to max
+// bytes. Dead letters and the router's logs carry errors through it.
 func SanitizeLine(s string, max int) string {
-	return Truncate(escape.String(escape.Log, s), max)
+	return Truncate(escape.String(escape.Log, redact.String(s)), max)
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"auditwatch/alert/notify"
+	"auditwatch/internal/redact"
 )
 
 // Journal persists, per output, the thread timestamp of each incident and
@@ -66,9 +67,6 @@ func WithJournal(j Journal) Option { return func(n *Notifier) { n.threads = j } 
 // outputs posting to one channel do not take each other's messages for
 // their own.
 func WithOutputName(name string) Option { return func(n *Notifier) { n.name = name } }
-
-// WithHTTPClient sets the HTTP client.
-func WithHTTPClient(c *http.Client) Option { return func(n *Notifier) { n.http = c } }
 
 // Notifier posts alerts to Slack.
 type Notifier struct {
@@ -332,7 +330,7 @@ var authSlackErrors = map[string]bool{
 func classify(op string, err error) error {
 	var rl *slack.RateLimitedError
 	if errors.As(err, &rl) {
-		return notify.Retryable(notify.ReasonThrottled, rl.RetryAfter, fmt.Errorf("slack %s: %w", op, err))
+		return notify.Retryable(notify.ReasonThrottled, rl.RetryAfter, redact.Error(fmt.Errorf("slack %s: %w", op, err)))
 	}
 	var sc slack.StatusCodeError
 	if errors.As(err, &sc) {
@@ -349,7 +347,7 @@ func classify(op string, err error) error {
 		}
 		return notify.Permanent(notify.ReasonRejected, fmt.Errorf("slack %s: %s", op, name))
 	}
-	return fmt.Errorf("slack %s: %w", op, err)
+	return redact.Error(fmt.Errorf("slack %s: %w", op, err))
 }
 
 // Close releases idle connections.

@@ -27,6 +27,7 @@ import (
 	"strings"
 
 	"auditwatch/alert/notify"
+	"auditwatch/internal/redact"
 	"auditwatch/schema"
 )
 
@@ -260,7 +261,7 @@ func (n *Notifier) postOnce(ctx context.Context, body []byte, key string) error 
 	}
 	resp, err := n.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook post: %w", err)
+		return redact.Error(fmt.Errorf("webhook post: %w", err))
 	}
 	defer resp.Body.Close()
 	if err := notify.FromHTTP(resp, n.clock.Now()); err != nil {

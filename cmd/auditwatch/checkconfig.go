@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"auditwatch/internal/configcheck"
+	"auditwatch/internal/secret"
 )
 
 func init() {
@@ -53,6 +55,15 @@ func checkConfig(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 	}
 	if len(probs) == 0 {
 		fmt.Fprintf(stdout, "%s: ok\n", path)
+		// Where each secret comes from and whether it is set; never any
+		// part of its value.
+		if l, err := configcheck.Load(path); err == nil {
+			secret.Walk(l, func(p string, s secret.Secret) {
+				if !s.IsZero() {
+					fmt.Fprintf(stdout, "  %s: %s\n", strings.TrimPrefix(p, "config."), s.Describe())
+				}
+			})
+		}
 		return 0
 	}
 	for _, p := range probs {

@@ -159,11 +159,17 @@ func vmHWM() (int64, error) {
 var reportRE = regexp.MustCompile(`HOSTILE_HWM_KB=(\d+) HOSTILE_LOG_BYTES=(\d+)`)
 
 // RunChild runs test name of this test binary in a subprocess (so its
-// peak memory is its own) and returns the child's peak resident memory
+// peak memory is its own; under the race detector, of the package built
+// without it) and returns the child's peak resident memory
 // and log volume, failing when the child fails.
 func RunChild(t *testing.T, name string) (hwmBytes, logBytes int64) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
+	if raceEnabled {
+		// the race detector's shadow memory is not the source's: measure a
+		// child built without it (the test's directory is its package's)
+		cmd = exec.Command("go", "test", "-run=^"+name+"$", "-v", "-count=1", ".")
+	}
 	cmd.Env = append(os.Environ(), childEnv+"="+name)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

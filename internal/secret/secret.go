@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"auditwatch/internal/redact"
 )
 
 // ErrUnset is returned by Value when the secret's source is empty or missing.
@@ -39,7 +41,9 @@ func (s Secret) Validate() error {
 }
 
 // Value reads the secret now. Surrounding white space (a trailing newline
-// in a file) is trimmed. Errors name the source, never the value.
+// in a file) is trimmed. Errors name the source, never the value. The value
+// is registered with internal/redact, so it is masked wherever it would
+// reach a log, an error, a dead letter or a metric.
 func (s Secret) Value() (string, error) {
 	if err := s.Validate(); err != nil {
 		return "", err
@@ -51,6 +55,7 @@ func (s Secret) Value() (string, error) {
 		if !ok || v == "" {
 			return "", fmt.Errorf("environment variable %s: %w", s.Env, ErrUnset)
 		}
+		redact.Register(v)
 		return v, nil
 	case s.File != "":
 		b, err := os.ReadFile(s.File)
@@ -61,6 +66,7 @@ func (s Secret) Value() (string, error) {
 		if v == "" {
 			return "", fmt.Errorf("secret file %s is empty: %w", s.File, ErrUnset)
 		}
+		redact.Register(v)
 		return v, nil
 	}
 	return "", ErrUnset
@@ -82,3 +88,20 @@ func (s Secret) GoString() string { return s.String() }
 
 // LogValue keeps slog from printing anything but the source.
 func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Describe says whether the secret is set and where from, never its
+// value: "set (from env X)", "set (from file Y)", or why it is not set.
+func (s Secret) Describe() string {
+	_, err := s.Value()
+	switch {
+	case s.IsZero():
+		return "not configured"
+	case err != nil && s.Env != "":
+		return "NOT SET (env " + s.Env + " is empty or missing)"
+	case err != nil:
+		return "NOT SET (file " + s.File + " is missing, unreadable or empty)"
+	case s.Env != "":
+		return "set (from env " + s.Env + ")"
+	}
+	return "set (from file " + s.File + ")"
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// check-config says where each secret comes from and whether it is set,
+// never any part of the value.
+func TestCheckConfigPrintsSecretSourcesNotValues(t *testing.T) {
+	root := filepath.Join("..", "..")
+	const tok = "xoxb-111111-222222-checkconfigsecret"
+	t.Setenv("SLACK_BOT_TOKEN", tok)
+	dir := t.TempDir()
+	hec := filepath.Join(dir, "hec")
+	os.WriteFile(hec, []byte("hec-file-secret-value-0123\n"), 0o600)
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "alerts.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.ReplaceAll(string(b), "/run/secrets/splunk-hec-token", hec)
+	path := filepath.Join(dir, "alerts.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	var out, errOut bytes.Buffer
+	if code := checkConfig(context.Background(), []string{path}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	s := out.String()
+	for _, want := range []string{"slack.token: set (from env SLACK_BOT_TOKEN)", "hec.token: set (from file " + hec + ")", "webhook_url: NOT SET"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	for _, v := range []string{tok, "xoxb", "hec-file-secret", "0123"} {
+		if strings.Contains(s+errOut.String(), v) {
+			t.Errorf("output holds %q:\n%s", v, s)
+		}
+	}
+}
