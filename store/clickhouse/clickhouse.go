@@ -67,7 +67,7 @@ func New(ctx context.Context, cfg Config, db string, limits *Limits, logger *slo
 	opts := &ch.Options{
 		Addr:         cfg.Addr,
 		Auth:         ch.Auth{Database: "default", Username: cfg.User},
-		DialTimeout:  cfg.DialTimeout,
+		DialTimeout:  cfg.DialTimeout.D(),
 		MaxOpenConns: cfg.MaxOpenConns,
 		MaxIdleConns: cfg.MaxOpenConns,
 		Compression:  &ch.Compression{Method: ch.CompressionLZ4},
