@@ -12,6 +12,11 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+func appendBytes(b []byte, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
 func appendStrs(b []byte, xs []string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(xs)))
 	for _, x := range xs {
@@ -61,7 +66,8 @@ func AppendEventRowBinary(b []byte, ev *schema.Event) []byte {
 	b = appendStr(b, ev.Country)
 	b = binary.LittleEndian.AppendUint32(b, ASN32(ev.ASN))
 	b = appendStr(b, ev.ASOrg)
-	return appendStr(b, ev.NetLabel)
+	b = appendStr(b, ev.NetLabel)
+	return appendBytes(b, ev.Raw)
 }
 
 // ASN32 is the event's AS number as the UInt32 column holds it (0 when
