@@ -67,6 +67,7 @@ func AppendEventRowBinary(b []byte, ev *schema.Event) []byte {
 	b = binary.LittleEndian.AppendUint32(b, ASN32(ev.ASN))
 	b = appendStr(b, ev.ASOrg)
 	b = appendStr(b, ev.NetLabel)
+	b = appendStr(b, ev.TokenAccessor)
 	return appendBytes(b, ev.Raw)
 }
 
@@ -85,7 +86,7 @@ func AppendPrincipalRowBinary(b []byte, ev *schema.Event) []byte {
 	sec := ClampTime(ev.Time).Unix()
 	b = binary.LittleEndian.AppendUint16(b, uint16(sec/86400))
 	b = binary.LittleEndian.AppendUint32(b, uint32(sec))
-	for _, s := range [...]string{ev.ID, ev.Principal, ev.AccessKey, ev.Action, ev.Resource, ev.SourceIP, ev.Outcome, ev.Error, ev.FailureKind} {
+	for _, s := range [...]string{ev.ID, ev.Principal, ev.AccessKey, ev.Action, ev.Resource, ev.SourceIP, ev.Outcome, ev.Error, ev.FailureKind, ev.TokenAccessor} {
 		b = appendStr(b, s)
 	}
 	return b
