@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/s3sqs"
@@ -154,7 +155,7 @@ func TestLiveS3SQS(t *testing.T) {
 			s3Srv := httptest.NewServer(tr.S3())
 			defer s3Srv.Close()
 			cfg := s3sqs.Config{QueueURL: sqsSrv.URL + "/111122223333/cloudtrail", S3Endpoint: s3Srv.URL, PathStyle: true,
-				WaitTime: time.Second, VisibilityTimeout: 30 * time.Second}
+				WaitTime: duration.Duration(time.Second), VisibilityTimeout: duration.Duration(30 * time.Second)}
 			cfg.AWS.Region = "eu-west-1"
 			cfg.AWS.Endpoint = sqsSrv.URL
 			cfg.AWS.AccessKeyID = secret.Secret{Env: "TEST_AWS_KEY"}
@@ -199,7 +200,7 @@ func TestLiveDir(t *testing.T) {
 		t.Run(sc.Name, func(t *testing.T) {
 			tr := build(sc)
 			root := t.TempDir()
-			src, err := dir.New(dir.Config{Path: root, PollInterval: 5 * time.Millisecond, SettleTime: time.Nanosecond}, "ctdir",
+			src, err := dir.New(dir.Config{Path: root, PollInterval: duration.Duration(5 * time.Millisecond), SettleTime: duration.Duration(time.Nanosecond)}, "ctdir",
 				source.AuditParser(ingest.DefaultOptions()), nil, nil, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -251,7 +252,7 @@ func TestLiveStartingDigest(t *testing.T) {
 		tr.AddLog(restart.Add(5*time.Minute), 2, explained)
 		tr.AddDigest(restart, restart.Add(time.Hour), true)
 		root := t.TempDir()
-		src, err := dir.New(dir.Config{Path: root, PollInterval: 5 * time.Millisecond, SettleTime: time.Nanosecond}, "ctdir",
+		src, err := dir.New(dir.Config{Path: root, PollInterval: duration.Duration(5 * time.Millisecond), SettleTime: duration.Duration(time.Nanosecond)}, "ctdir",
 			source.AuditParser(ingest.DefaultOptions()), nil, nil, nil)
 		if err != nil {
 			t.Fatal(err)

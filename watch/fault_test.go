@@ -169,7 +169,7 @@ func TestFaultVaultWriterStops(t *testing.T) {
 	t.Setenv("CANARY_VAULT_TOKEN", "canary-token")
 
 	fv.write("app-token", "secret/data/app/db") // the file exists before the tail starts
-	tail, err := filetail.New(filetail.Config{Path: logPath, PollInterval: 5 * time.Millisecond, IdleFlush: 10 * time.Millisecond, StartAt: "beginning"},
+	tail, err := filetail.New(filetail.Config{Path: logPath, PollInterval: duration.Duration(5 * time.Millisecond), IdleFlush: duration.Duration(10 * time.Millisecond), StartAt: "beginning"},
 		"vault-file", source.AuditParser(ingest.DefaultOptions()), nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)

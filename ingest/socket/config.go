@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"time"
+
+	"auditwatch/config/duration"
 )
 
 // Config is a socket source's section of the config.
@@ -21,7 +23,7 @@ type Config struct {
 	MaxConns int `yaml:"max_conns"`
 	// IdleFlush is how long the spool must stay idle before request
 	// entries still waiting for their response are emitted alone.
-	IdleFlush time.Duration `yaml:"idle_flush"`
+	IdleFlush duration.Duration `yaml:"idle_flush"`
 	// BatchSize caps events per batch.
 	BatchSize int `yaml:"batch_size"`
 }
@@ -38,7 +40,7 @@ func (c *Config) SetDefaults() {
 		c.MaxConns = 64
 	}
 	if c.IdleFlush == 0 {
-		c.IdleFlush = 2 * time.Second
+		c.IdleFlush = duration.Duration(2 * time.Second)
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 512
