@@ -2,6 +2,8 @@ package trail_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http/httptest"
 	"sort"
 	"strings"
@@ -291,4 +293,55 @@ func TestLiveStartingDigest(t *testing.T) {
 			t.Fatalf("explained=%v:\n%s", explained, dump(out.all()))
 		}
 	}
+}
+
+// TestBackfillAndOrganizationTrail: an organization trail under a key
+// prefix; a log file CloudTrail left out of its hour's digest is reported
+// unlisted (medium) after 2 hours, and resolved by a revision when the
+// _backfill digest lists it. The stored copy then verifies clean.
+func TestBackfillAndOrganizationTrail(t *testing.T) {
+	k, _ := keys()
+	tr := trailtest.New(k, base)
+	tr.Prefix, tr.Org = "org-logs/", "o-abc123def4"
+	late := tr.AddLog(base.Add(20*time.Minute), 2, false)
+	tr.HoldBack(late)
+	for h := 0; h < 4; h++ {
+		hb := base.Add(time.Duration(h) * time.Hour)
+		if h > 0 {
+			tr.AddLog(hb.Add(10*time.Minute), 1, false)
+		}
+		tr.AddDigest(hb, hb.Add(time.Hour), false)
+	}
+	tr.AddBackfill(base, base.Add(time.Hour), base.Add(3*time.Hour+30*time.Minute), late)
+	clk := &clock{}
+	out := &sink{}
+	ks := trail.StaticKeys{{Fingerprint: tr.Fingerprint, Key: &k.PublicKey}}
+	live := trail.NewLive(trail.NewVerifier(trail.Config{}, ks, nil), out, clk.Now, nil, nil)
+	s3 := httptest.NewServer(tr.S3())
+	defer s3.Close()
+	replay(t, tr, clk, live, func(key string, _ bool) {
+		body := trailtest.Gunzip(tr.Objects[key].Body)
+		if strings.Contains(key, "CloudTrail-Digest") {
+			live.Digest(context.Background(), "s3://"+tr.Bucket+"/"+key, body, tr.Objects[key].Meta["signature"])
+			return
+		}
+		live.LogFile("s3://"+tr.Bucket+"/"+key, sha(body))
+	})
+	fs := out.all()
+	if len(fs) != 2 || fs[0].Attributes["kind"] != trail.KindUnlisted || fs[0].Severity != schema.SeverityMedium ||
+		fs[1].Revision != 1 || fs[1].Attributes["status"] != "resolved" || !strings.Contains(fs[0].Resource, "o-abc123def4") {
+		t.Fatalf("want unlisted then resolved:\n%s", dump(fs))
+	}
+	v := trail.NewVerifier(trail.Config{}, ks, nil)
+	if _, err := trail.Scan(context.Background(), trail.S3Store{API: s3Client(s3.URL), Bucket: tr.Bucket, Prefix: "org-logs/"}, v, time.Time{}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if fs := v.Take(); len(fs) != 0 {
+		t.Fatalf("stored organization trail with backfill: %s", dump(fs))
+	}
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }
