@@ -544,6 +544,15 @@ func BenchmarkRunbookWhileRunning(b *testing.B) {
 		}
 		time.Sleep(time.Second)
 	}
+	// Baseline: starting the binary and printing its version, the part
+	// of every answer that is not the query.
+	b.Run("baseline-version", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, errOut, err := m.exec("version"); err != nil {
+				b.Fatalf("version: %v\n%s", err, errOut)
+			}
+		}
+	})
 	for _, args := range cmds {
 		name := args[2] + "/" + strings.Join(args[3:5], "=")
 		b.Run(name, func(b *testing.B) {
