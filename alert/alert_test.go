@@ -503,6 +503,7 @@ func TestHandleEvents(t *testing.T) {
 	if err := r.WriteEvents(context.Background(), []schema.Event{h}); err != nil {
 		t.Fatal(err)
 	}
+	waitDrained(t, r)
 	for _, n := range []string{"a", "b"} {
 		evs := outs[n].events
 		if len(evs) != 1 || len(evs[0].Resource) > cfg.MaxFieldBytes || evs[0].UserAgent != h.UserAgent {
@@ -739,7 +740,9 @@ func TestSinkShapes(t *testing.T) {
 	if got := strings.Join(outs["a"].ids(), ","); got != "w1,w2" {
 		t.Errorf("delivered %s, want w1,w2 once each", got)
 	}
-	if err := r.WriteEvents(context.Background(), []schema.Event{{ID: "e1"}, {ID: "e2"}}); err != nil || len(outs["b"].events) != 2 {
+	err := r.WriteEvents(context.Background(), []schema.Event{{ID: "e1"}, {ID: "e2"}})
+	waitDrained(t, r)
+	if err != nil || len(outs["b"].events) != 2 {
 		t.Errorf("WriteEvents: %v, %d events", err, len(outs["b"].events))
 	}
 	if err := r.Close(); err != nil {
@@ -876,3 +879,96 @@ type failingEvents struct{}
 func (failingEvents) SendEvents(context.Context, []schema.Event) error {
 	return &notify.StatusError{Code: 400}
 }
+
+// TestGroupingByIncident: findings of different detectors that the
+// correlation stage put in one incident are one group (one thread); without
+// an incident id they group by dedupe key.
+func TestGroupingByIncident(t *testing.T) {
+	clock := notifytest.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a"}
+	outs := map[string]*recorder{"a": {}}
+	r, _ := newTestRouter(t, cfg, clock, outs)
+	f1 := finding("i1", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")
+	f2 := finding("i2", schema.DetectorFirstTimeAccess, schema.SeverityHigh, "u", "r")
+	f3 := finding("i3", schema.DetectorAccessVolumeSpike, schema.SeverityHigh, "u", "r")
+	f1.IncidentID, f2.IncidentID = "inc-7", "inc-7"
+	if err := handle(t, r, f1, f2, f3); err != nil {
+		t.Fatal(err)
+	}
+	got := outs["a"].got()
+	if len(got) != 3 {
+		t.Fatalf("delivered %d", len(got))
+	}
+	if got[0].ThreadKey() != got[1].ThreadKey() || got[1].Update != true || got[1].Repeat != 2 {
+		t.Errorf("findings of one incident: keys %q %q, second update=%v repeat=%d", got[0].ThreadKey(), got[1].ThreadKey(), got[1].Update, got[1].Repeat)
+	}
+	if got[2].ThreadKey() != f3.DedupeKey || got[2].Update {
+		t.Errorf("finding without incident: key %q update %v, want its dedupe key, new", got[2].ThreadKey(), got[2].Update)
+	}
+}
+
+// TestHungEventOutputDoesNotBlock: raw events for a SIEM whose every
+// attempt hangs are queued and WriteEvents returns at once; the findings
+// of another output flow meanwhile; the events arrive after recovery.
+func TestHungEventOutputDoesNotBlock(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"b"}
+	cfg.EventOutputs = []string{"a"}
+	cfg.Retry.AttemptTimeout = time.Hour
+	release := make(chan struct{})
+	siem := &hungEvents{release: release}
+	fast := &recorder{}
+	r, err := New(cfg, nil, prometheus.NewRegistry(), WithOutput("a", siem), WithOutput("b", fast), WithOutput("c", &recorder{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() {
+		for i := range 20 {
+			if err := r.WriteEvents(context.Background(), []schema.Event{{ID: fmt.Sprint("e", i)}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- r.WriteFindings(context.Background(), []schema.Finding{finding("f", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WriteEvents waited for a hung SIEM")
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(fast.got()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if len(fast.got()) != 1 {
+		t.Fatal("a finding for another output waited for the hung SIEM")
+	}
+	close(release)
+	waitDrained(t, r)
+	if n := siem.count(); n != 20 {
+		t.Errorf("after recovery the SIEM got %d of 20 events", n)
+	}
+}
+
+type hungEvents struct {
+	recorder
+	release chan struct{}
+	n       atomic.Int64
+}
+
+func (h *hungEvents) SendEvents(ctx context.Context, evs []schema.Event) error {
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	h.n.Add(int64(len(evs)))
+	return nil
+}
+
+func (h *hungEvents) count() int { return int(h.n.Load()) }

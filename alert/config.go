@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -220,19 +219,6 @@ func FromNode(n *yaml.Node) (Config, error) {
 		return Config{}, fmt.Errorf("alerts config: %w", err)
 	}
 	cfg.SetDefaults()
-	return cfg, nil
-}
-
-// LoadFile reads and strictly decodes the `alerts:` section of a YAML file.
-func LoadFile(path string) (Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("alerts config: %w", err)
-	}
-	cfg, err := ParseYAML(b)
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
 	return cfg, nil
 }
 

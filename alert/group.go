@@ -10,9 +10,14 @@ import (
 	"auditwatch/schema"
 )
 
-// groupKey is the incident a finding belongs to: its dedupe key (repeats
-// and revisions of one detector incident), else its id.
+// groupKey is the incident a finding belongs to: the correlation stage's
+// incident id when set (findings of one attack across detectors), else its
+// dedupe key (repeats and revisions of one detector incident), else its
+// id. Slack threads and Kafka keys follow it.
 func groupKey(f schema.Finding) string {
+	if f.IncidentID != "" {
+		return "incident:" + f.IncidentID
+	}
 	if f.DedupeKey != "" {
 		return f.DedupeKey
 	}

@@ -17,7 +17,7 @@ func TestLoadFull(t *testing.T) {
 	if len(c.Sources) != 5 {
 		t.Fatalf("sources = %d, want 5", len(c.Sources))
 	}
-	if got := c.Sources[0].FileTail.PollInterval; got != 250*time.Millisecond {
+	if got := c.Sources[0].FileTail.PollInterval.D(); got != 250*time.Millisecond {
 		t.Errorf("filetail poll_interval default = %v", got)
 	}
 	if got := c.Sources[1].Socket.SpoolDir; got != "/var/lib/auditwatch/spool/vault-socket" {

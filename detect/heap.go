@@ -34,12 +34,12 @@ func decodeVarints(b []byte, n int) ([]int64, error) {
 // eventStrings lists the string fields of schema.Event in codec order.
 // TestEventCodecCoversSchema fails when schema.Event gains a field the
 // codec does not carry.
-func eventStrings(ev *schema.Event) [30]*string {
-	return [30]*string{&ev.Source, &ev.ID, &ev.Principal, &ev.PrincipalName, &ev.PrincipalType, &ev.Session,
+func eventStrings(ev *schema.Event) [31]*string {
+	return [31]*string{&ev.Source, &ev.ID, &ev.Principal, &ev.PrincipalName, &ev.PrincipalType, &ev.Session,
 		&ev.Account, &ev.AccessKey, &ev.TokenHMAC, &ev.AuthMethod, &ev.Action, &ev.Resource, &ev.Mount,
 		&ev.MountType, &ev.Namespace, &ev.Region, &ev.SourceIP, &ev.SourceIPRaw, &ev.UserAgent, &ev.Outcome,
 		&ev.Error, &ev.FailureKind, &ev.IssuedKey, &ev.LeaseID, &ev.KeyPrincipal, &ev.KeyIssue,
-		&ev.InvokedBy, &ev.Country, &ev.ASOrg, &ev.NetLabel}
+		&ev.InvokedBy, &ev.Country, &ev.ASOrg, &ev.NetLabel, &ev.TokenAccessor}
 }
 
 // appendEvent encodes ev compactly (buffered events are persisted at every

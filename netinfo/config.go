@@ -43,6 +43,9 @@ type Config struct {
 	CityDB    string   `yaml:"city_db"`
 	// CacheSize bounds the addresses remembered (default 65,536).
 	CacheSize int `yaml:"cache_size"`
+	// Travel: impossible travel between consecutive uses of one
+	// credential (needs CityDB).
+	Travel TravelConfig `yaml:"travel"`
 }
 
 // SetDefaults fills unset fields; the database paths come from Dir when
@@ -51,6 +54,7 @@ func (c *Config) SetDefaults() {
 	if c.CacheSize == 0 {
 		c.CacheSize = 65536
 	}
+	c.Travel.SetDefaults()
 	if c.Dir == "" {
 		c.Dir = os.Getenv(DirEnv)
 	}
@@ -89,6 +93,9 @@ func (c Config) Validate() error {
 		if p != "" && !exists(p) {
 			errs = append(errs, fmt.Errorf("%s: no such file: %s", field, p))
 		}
+	}
+	if err := c.Travel.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	check("country_db", c.CountryDB)
 	check("city_db", c.CityDB)

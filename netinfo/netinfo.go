@@ -468,6 +468,9 @@ func (d *DB) asnRange(a netip.Addr) (uint32, string) {
 	return 0, ""
 }
 
+// HasCity reports whether a city database (coordinates) is open.
+func (d *DB) HasCity() bool { return d.city != nil }
+
 // Ranges returns how many ASN ranges are loaded (IPv4, IPv6).
 func (d *DB) Ranges() (int, int) { return len(d.v4), len(d.v6) }
 

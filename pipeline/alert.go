@@ -48,6 +48,9 @@ func (p FindingsPublisher) WriteFindings(ctx context.Context, fs []schema.Findin
 type AlertConfig struct {
 	// Findings takes every finding of the topic (alert router, storage,
 	// findings file). It must tolerate a finding it has already taken.
+	// The alert router takes a finding into its outbox (one queue per
+	// output) and returns, so offsets advance however slow an output is;
+	// each output's progress lives in its outbox queue.
 	Findings FindingSink
 	// CommitInterval: a partition's offset is committed at most this often
 	// (always on revoke); a crash replays what followed, which the sinks

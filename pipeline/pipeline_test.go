@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/source"
 	"auditwatch/schema"
@@ -108,7 +109,7 @@ func runOnce(t *testing.T, st *memStore, folder, findings string, want int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := dir.New(dir.Config{Path: folder, PollInterval: 10 * time.Millisecond, SettleTime: time.Millisecond}, "drop", source.JSONLines, cp, nil, nil)
+	src, err := dir.New(dir.Config{Path: folder, PollInterval: duration.Duration(10 * time.Millisecond), SettleTime: duration.Duration(time.Millisecond)}, "drop", source.JSONLines, cp, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,11 @@ type Event struct {
 	Policies []string `json:"policies,omitempty"`
 	// TokenHMAC links uses of one Vault token (request.client_token, HMAC'd).
 	TokenHMAC string `json:"token_hmac,omitempty"`
+	// TokenAccessor is the Vault token's accessor (request.client_token_accessor,
+	// else auth.accessor): in clear when the audit device has
+	// hmac_accessor=false, else HMAC'd. `vault token revoke -accessor` takes
+	// the clear form; `auditwatch query token-accessor` finds it from the HMAC.
+	TokenAccessor string `json:"token_accessor,omitempty"`
 	// AuthMethod is the Vault auth mount type used by a login (userpass,
 	// approle, …) or the CloudTrail login kind (console, sts).
 	AuthMethod string `json:"auth_method,omitempty"`

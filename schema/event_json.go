@@ -44,6 +44,9 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.TokenHMAC != "" {
 		b = appendField(b, `,"token_hmac":"`, e.TokenHMAC)
 	}
+	if e.TokenAccessor != "" {
+		b = appendField(b, `,"token_accessor":"`, e.TokenAccessor)
+	}
 	if e.AuthMethod != "" {
 		b = appendField(b, `,"auth_method":"`, e.AuthMethod)
 	}
@@ -113,7 +116,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 // escaping, so AppendJSON grows its buffer at most once.
 func (e *Event) sizeHint() int {
 	n := 400 + len(e.Source) + len(e.ID) + len(e.Principal) + len(e.PrincipalName) + len(e.PrincipalType) +
-		len(e.Session) + len(e.Account) + len(e.AccessKey) + len(e.TokenHMAC) + len(e.AuthMethod) +
+		len(e.Session) + len(e.Account) + len(e.AccessKey) + len(e.TokenHMAC) + len(e.TokenAccessor) + len(e.AuthMethod) +
 		len(e.Action) + len(e.Resource) + len(e.Mount) + len(e.MountType) + len(e.Namespace) + len(e.Region) +
 		len(e.SourceIP) + len(e.SourceIPRaw) + len(e.InvokedBy) + len(e.UserAgent) + len(e.Outcome) + len(e.Error) + len(e.FailureKind) +
 		len(e.IssuedKey) + len(e.LeaseID) + len(e.KeyPrincipal) + len(e.KeyIssue) +

@@ -50,6 +50,7 @@ const (
 	DetectorCredentialAfterLease   = "credential_after_lease"
 	DetectorCredentialMisuse       = "credential_misuse"
 	DetectorNewLocation            = "new_location"
+	DetectorImpossibleTravel       = "impossible_travel"
 )
 
 // OtherDetectors lists every detector name that is not one of the
@@ -61,6 +62,7 @@ var OtherDetectors = append([]string{
 	DetectorCredentialAfterLease,
 	DetectorCredentialMisuse,
 	DetectorNewLocation,
+	DetectorImpossibleTravel,
 }, WatchDetectors...)
 
 // KnownDetector reports whether name is a detector auditwatch raises.

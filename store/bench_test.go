@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"auditwatch/internal/resname"
 	"auditwatch/schema"
 	"auditwatch/store/chdb"
 	"auditwatch/store/chtest"
@@ -90,6 +91,9 @@ func benchQueries(b *testing.B, st *DB, sample schema.Event) {
 		a    QueryArgs
 	}{
 		{"who-accessed", QueryArgs{Resource: sample.Resource, Since: now.Add(-24 * time.Hour)}},
+		// The canonical name (a Vault logical path, a secret's name) over a
+		// week: matched through resource_name, not the sort key.
+		{"who-accessed-name", QueryArgs{Resource: resname.Name(&sample), Since: now.Add(-7 * 24 * time.Hour)}},
 		{"principal", QueryArgs{Principal: sample.Principal, Since: now.Add(-7 * 24 * time.Hour)}},
 		{"ip", QueryArgs{IP: sample.SourceIP, Since: now.Add(-7 * 24 * time.Hour)}},
 		{"ip-cidr24", QueryArgs{IP: sample.SourceIP + "/24", Since: now.Add(-7 * 24 * time.Hour)}},
@@ -97,12 +101,17 @@ func benchQueries(b *testing.B, st *DB, sample schema.Event) {
 		{"blast-radius-principal", QueryArgs{Principal: sample.Principal, Since: now.Add(-30 * 24 * time.Hour)}},
 		{"failures", QueryArgs{Since: now.Add(-time.Hour)}},
 		{"findings", QueryArgs{Since: now.Add(-24 * time.Hour)}},
+		{"findings-high", QueryArgs{Since: now.Add(-7 * 24 * time.Hour), Severity: "high"}},
 	}
 	for _, c := range cases {
 		name := c.name
 		switch name {
 		case "ip-cidr24":
 			name = "ip"
+		case "who-accessed-name":
+			name = "who-accessed"
+		case "findings-high":
+			name = "findings"
 		case "blast-radius-key", "blast-radius-principal":
 			name = "blast-radius"
 		}

@@ -182,6 +182,23 @@ GROUP BY principal, source_ip
 ORDER BY failures DESC, principal, source_ip
 LIMIT {limit:UInt64}`,
 	},
+	"credentials": {
+		Name:         "credentials",
+		Summary:      "access keys and Vault token accessors a principal used: what to revoke (--format commands prints the commands)",
+		Needs:        []string{"principal"},
+		DefaultSince: 30 * 24 * time.Hour,
+		SQL: `SELECT kind, value, uniqExact(id) AS events, min(time) AS first_seen, max(time) AS last_seen
+FROM (
+    SELECT id, time, arrayJoin([('access_key', access_key), ('token_accessor', token_accessor)]) AS kv,
+           tupleElement(kv, 1) AS kind, tupleElement(kv, 2) AS value
+    FROM auditwatch.events_by_principal
+    WHERE principal = {principal:String} AND ` + window + `
+)
+WHERE value != ''
+GROUP BY kind, value
+ORDER BY kind, last_seen DESC, value
+LIMIT {limit:UInt64}`,
+	},
 	"finding": {
 		Name:         "finding",
 		Summary:      "every revision of one finding (by id or dedupe key), with its reason and event ids",
@@ -322,7 +339,7 @@ func Build(name string, a QueryArgs, db string) (string, chsql.Params, error) {
 		}
 		ps = append(ps, chsql.Str("resource", a.Resource))
 		ps = append(ps, nameParams(a.Resource)...)
-	case "principal":
+	case "principal", "credentials":
 		if a.Principal == "" {
 			return "", nil, fmt.Errorf("%s: --principal is required: %w", name, ErrQueryArgs)
 		}

@@ -131,6 +131,8 @@ func DecodeEvent(v []byte, ev *schema.Event) error {
 			}
 		case "token_hmac":
 			str(&ev.TokenHMAC)
+		case "token_accessor":
+			str(&ev.TokenAccessor)
 		case "auth_method":
 			str(&ev.AuthMethod)
 		case "action":

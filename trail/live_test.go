@@ -2,6 +2,8 @@ package trail_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http/httptest"
 	"sort"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/s3sqs"
@@ -154,7 +157,7 @@ func TestLiveS3SQS(t *testing.T) {
 			s3Srv := httptest.NewServer(tr.S3())
 			defer s3Srv.Close()
 			cfg := s3sqs.Config{QueueURL: sqsSrv.URL + "/111122223333/cloudtrail", S3Endpoint: s3Srv.URL, PathStyle: true,
-				WaitTime: time.Second, VisibilityTimeout: 30 * time.Second}
+				WaitTime: duration.Duration(time.Second), VisibilityTimeout: duration.Duration(30 * time.Second)}
 			cfg.AWS.Region = "eu-west-1"
 			cfg.AWS.Endpoint = sqsSrv.URL
 			cfg.AWS.AccessKeyID = secret.Secret{Env: "TEST_AWS_KEY"}
@@ -199,7 +202,7 @@ func TestLiveDir(t *testing.T) {
 		t.Run(sc.Name, func(t *testing.T) {
 			tr := build(sc)
 			root := t.TempDir()
-			src, err := dir.New(dir.Config{Path: root, PollInterval: 5 * time.Millisecond, SettleTime: time.Nanosecond}, "ctdir",
+			src, err := dir.New(dir.Config{Path: root, PollInterval: duration.Duration(5 * time.Millisecond), SettleTime: duration.Duration(time.Nanosecond)}, "ctdir",
 				source.AuditParser(ingest.DefaultOptions()), nil, nil, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -251,7 +254,7 @@ func TestLiveStartingDigest(t *testing.T) {
 		tr.AddLog(restart.Add(5*time.Minute), 2, explained)
 		tr.AddDigest(restart, restart.Add(time.Hour), true)
 		root := t.TempDir()
-		src, err := dir.New(dir.Config{Path: root, PollInterval: 5 * time.Millisecond, SettleTime: time.Nanosecond}, "ctdir",
+		src, err := dir.New(dir.Config{Path: root, PollInterval: duration.Duration(5 * time.Millisecond), SettleTime: duration.Duration(time.Nanosecond)}, "ctdir",
 			source.AuditParser(ingest.DefaultOptions()), nil, nil, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -290,4 +293,55 @@ func TestLiveStartingDigest(t *testing.T) {
 			t.Fatalf("explained=%v:\n%s", explained, dump(out.all()))
 		}
 	}
+}
+
+// TestBackfillAndOrganizationTrail: an organization trail under a key
+// prefix; a log file CloudTrail left out of its hour's digest is reported
+// unlisted (medium) after 2 hours, and resolved by a revision when the
+// _backfill digest lists it. The stored copy then verifies clean.
+func TestBackfillAndOrganizationTrail(t *testing.T) {
+	k, _ := keys()
+	tr := trailtest.New(k, base)
+	tr.Prefix, tr.Org = "org-logs/", "o-abc123def4"
+	late := tr.AddLog(base.Add(20*time.Minute), 2, false)
+	tr.HoldBack(late)
+	for h := 0; h < 4; h++ {
+		hb := base.Add(time.Duration(h) * time.Hour)
+		if h > 0 {
+			tr.AddLog(hb.Add(10*time.Minute), 1, false)
+		}
+		tr.AddDigest(hb, hb.Add(time.Hour), false)
+	}
+	tr.AddBackfill(base, base.Add(time.Hour), base.Add(3*time.Hour+30*time.Minute), late)
+	clk := &clock{}
+	out := &sink{}
+	ks := trail.StaticKeys{{Fingerprint: tr.Fingerprint, Key: &k.PublicKey}}
+	live := trail.NewLive(trail.NewVerifier(trail.Config{}, ks, nil), out, clk.Now, nil, nil)
+	s3 := httptest.NewServer(tr.S3())
+	defer s3.Close()
+	replay(t, tr, clk, live, func(key string, _ bool) {
+		body := trailtest.Gunzip(tr.Objects[key].Body)
+		if strings.Contains(key, "CloudTrail-Digest") {
+			live.Digest(context.Background(), "s3://"+tr.Bucket+"/"+key, body, tr.Objects[key].Meta["signature"])
+			return
+		}
+		live.LogFile("s3://"+tr.Bucket+"/"+key, sha(body))
+	})
+	fs := out.all()
+	if len(fs) != 2 || fs[0].Attributes["kind"] != trail.KindUnlisted || fs[0].Severity != schema.SeverityMedium ||
+		fs[1].Revision != 1 || fs[1].Attributes["status"] != "resolved" || !strings.Contains(fs[0].Resource, "o-abc123def4") {
+		t.Fatalf("want unlisted then resolved:\n%s", dump(fs))
+	}
+	v := trail.NewVerifier(trail.Config{}, ks, nil)
+	if _, err := trail.Scan(context.Background(), trail.S3Store{API: s3Client(s3.URL), Bucket: tr.Bucket, Prefix: "org-logs/"}, v, time.Time{}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if fs := v.Take(); len(fs) != 0 {
+		t.Fatalf("stored organization trail with backfill: %s", dump(fs))
+	}
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

@@ -37,9 +37,6 @@ type Option func(*Notifier)
 // WithClock sets the clock used between acknowledgement polls.
 func WithClock(c notify.Clock) Option { return func(n *Notifier) { n.clock = c } }
 
-// WithHTTPClient sets the HTTP client.
-func WithHTTPClient(c *http.Client) Option { return func(n *Notifier) { n.http = c } }
-
 // Notifier posts to one HEC endpoint.
 type Notifier struct {
 	cfg     Config

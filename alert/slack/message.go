@@ -100,8 +100,9 @@ func attributes(f schema.Finding, maxField int) string {
 		return ""
 	}
 	// a Sigma rule's title, author (its licence requires it shown) and
-	// ATT&CK techniques first
-	first := []string{"rule_title", "author", "techniques", "license"}
+	// ATT&CK techniques first, then who is behind a Vault-issued key and
+	// where the address is
+	first := []string{"rule_title", "author", "techniques", "license", "key_issue", "aws_principal", "country", "as_org"}
 	slices.SortStableFunc(keys, func(a, b string) int {
 		ia, ib := slices.Index(first, a), slices.Index(first, b)
 		if ia < 0 {
@@ -193,6 +194,14 @@ func detectorTitle(d string) string {
 		return "privileged operation"
 	case schema.DetectorAccessVolumeSpike:
 		return "secret access volume spike"
+	case schema.DetectorCredentialExfiltration:
+		return "Vault-issued AWS key used from a new network"
+	case schema.DetectorCredentialAfterLease:
+		return "AWS key used after its Vault lease ended"
+	case schema.DetectorCredentialMisuse:
+		return "Vault role's AWS key used by another principal"
+	case schema.DetectorNewLocation:
+		return "first use of a country or network"
 	}
 	return d
 }

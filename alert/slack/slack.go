@@ -68,9 +68,6 @@ func WithJournal(j Journal) Option { return func(n *Notifier) { n.threads = j } 
 // their own.
 func WithOutputName(name string) Option { return func(n *Notifier) { n.name = name } }
 
-// WithHTTPClient sets the HTTP client.
-func WithHTTPClient(c *http.Client) Option { return func(n *Notifier) { n.http = c } }
-
 // Notifier posts alerts to Slack.
 type Notifier struct {
 	cfg     Config

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"time"
 
 	"auditwatch/internal/lifecycle"
 	"auditwatch/pipeline"
@@ -61,4 +63,23 @@ func (d *daemon) runAlert(ctx context.Context) error {
 	return d.runComponents(ctx, lifecycle.Component{Name: "alert", Run: func(ctx context.Context) error {
 		return k.Consume(ctx, kc.FindingsTopic, kc.AlertGroup, stage)
 	}})
+}
+
+// writeAlertStatus adds each alert output's delivery state to /readyz, one
+// line per output (a slow or dead output does not make the stage unready:
+// it delays only itself, and its backlog waits in the outbox).
+func (d *daemon) writeAlertStatus(w io.Writer) {
+	if d.routerV == nil {
+		return
+	}
+	for _, s := range d.routerV.Status() {
+		fmt.Fprintf(w, "alert output %s: %s, backlog %d, lag %s", s.Output, s.State, s.Backlog, s.Lag.Round(time.Millisecond))
+		if s.LastError != "" {
+			fmt.Fprintf(w, ", last error %s", s.LastError)
+		}
+		if !s.LastDelivered.IsZero() {
+			fmt.Fprintf(w, ", last delivered %s", s.LastDelivered.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintln(w)
+	}
 }

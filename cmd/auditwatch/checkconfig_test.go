@@ -38,8 +38,16 @@ func TestCheckConfigFixtures(t *testing.T) {
 					t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.wantCode, stdout.String(), stderr.String())
 				}
 				if tc.wantCode == 0 {
-					if want := f + ": ok\n"; stdout.String() != want {
-						t.Fatalf("stdout %q, want %q", stdout.String(), want)
+					// "FILE: ok", then one indented line per secret saying
+					// where it comes from, never its value.
+					want := f + ": ok\n"
+					if !strings.HasPrefix(stdout.String(), want) {
+						t.Fatalf("stdout %q, want it to start with %q", stdout.String(), want)
+					}
+					for _, l := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(stdout.String(), want), "\n"), "\n") {
+						if l != "" && (!strings.HasPrefix(l, "  ") || !(strings.Contains(l, ": set (from ") || strings.Contains(l, ": NOT SET"))) {
+							t.Errorf("unexpected line after ok: %q", l)
+						}
 					}
 					return
 				}

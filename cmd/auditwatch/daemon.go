@@ -139,6 +139,7 @@ func (d *daemon) httpComponent() lifecycle.Component {
 					return
 				}
 				io.WriteString(w, "ready\n")
+				d.writeAlertStatus(w)
 			})
 			var err error
 			if ln, err = net.Listen("tcp", d.cfg.HTTP.Listen); err != nil {

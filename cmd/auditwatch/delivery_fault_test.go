@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,6 +109,7 @@ func TestDeliverySlackHangAndSIGKILL(t *testing.T) {
 	os.MkdirAll(filepath.Dir(live), 0o755)
 	findings := filepath.Join(work, "findings.jsonl")
 	cfgPath := filepath.Join(work, "run.yaml")
+	httpAddr := freeAddr(t)
 	cfg := fmt.Sprintf(`sources:
   - name: live
     type: filetail
@@ -126,7 +130,8 @@ alerts:
   default_outputs: [slack, siem]
 logging: {level: warn, format: text}
 shutdown_timeout: 10s
-`, live, filepath.Join(work, "state"), m[1], findings, slacktest.ChannelID, srv.APIURL(), rs.TCPAddr)
+http: {listen: %q}
+`, live, filepath.Join(work, "state"), m[1], findings, slacktest.ChannelID, srv.APIURL(), rs.TCPAddr, httpAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +151,8 @@ shutdown_timeout: 10s
 	// The hang starts with the process; the stream is appended over about
 	// 12 s, within it.
 	hanging.Store(true)
-	hangEnd := time.Now().Add(hang)
+	hangStart := time.Now()
+	hangEnd := hangStart.Add(hang)
 	appended := make(chan struct{})
 	go func() {
 		defer close(appended)
@@ -178,6 +184,14 @@ shutdown_timeout: 10s
 		killed++
 		p = startAuditwatch(t, "run", "--config", cfgPath)
 	}
+	// Findings must flow during the hang: on a loaded machine the
+	// restarts may need longer than the hang, which is then extended.
+	for len(readFindings(t, findings)) == 0 && time.Now().Before(hangEnd.Add(90*time.Second)) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if time.Until(hangEnd) < 6*time.Second {
+		hangEnd = time.Now().Add(6 * time.Second)
+	}
 	time.Sleep(time.Until(hangEnd.Add(-5 * time.Second)))
 	seenBefore := findingKeys(readFindings(t, findings))
 	time.Sleep(time.Until(hangEnd))
@@ -196,10 +210,22 @@ shutdown_timeout: 10s
 	if missing > 0 {
 		t.Errorf("syslog lacked %d of %d findings during the Slack hang: a hung output delayed another", missing, len(seenBefore))
 	}
+	// The backlog is visible: /readyz detail and the outbox metrics.
+	ready := httpGet(t, "http://"+httpAddr+"/readyz")
+	metrics := httpGet(t, "http://"+httpAddr+"/metrics")
+	slackLine := regexp.MustCompile(`alert output slack: (\w+), backlog (\d+)`).FindStringSubmatch(ready)
+	if slackLine == nil || slackLine[2] == "0" || !strings.Contains(ready, "alert output siem: ") {
+		t.Errorf("/readyz during the Slack hang does not show its backlog:\n%s", ready)
+	}
+	if !regexp.MustCompile(`auditwatch_alert_outbox_backlog\{output="slack"\} [1-9]`).MatchString(metrics) {
+		t.Errorf("/metrics during the Slack hang lacks the Slack backlog")
+	}
+	t.Logf("/readyz during the hang:\n%s", ready)
 	hmu.Lock()
 	hanging.Store(false)
 	close(release)
 	hmu.Unlock()
+	hang = time.Since(hangStart).Round(time.Second)
 	for killed < kills {
 		time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
 		p.kill()
@@ -298,4 +324,26 @@ func syslogKeys(t *testing.T, path string) map[string]int {
 		}
 	}
 	return out
+}
+
+// httpGet returns the body of url, retrying for a few seconds while the
+// (restarted) process comes up.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	var last error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err != nil {
+			last = err
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return string(b)
+		}
+		last = fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	t.Errorf("GET %s: %v", url, last)
+	return ""
 }

@@ -21,6 +21,7 @@ import (
 type enrichment struct {
 	geo    *netinfo.DB
 	linker *identity.Linker
+	travel *netinfo.Travel // with a city database
 }
 
 // openEnrichment opens both from the root config's geo: and identity:
@@ -41,6 +42,9 @@ func openEnrichment(root *config.Config, linkDir string, logger *slog.Logger) (*
 	if gc.Enabled() {
 		if e.geo, err = netinfo.Open(gc); err != nil {
 			return nil, err
+		}
+		if e.geo.HasCity() && !gc.Travel.Disabled {
+			e.travel = netinfo.NewTravel(gc.Travel, e.geo)
 		}
 	} else if !gc.Disabled {
 		logger.Info("network context off: no databases configured or found", "dir", gc.Dir, "hint", "make geo")
@@ -74,6 +78,9 @@ func (e *enrichment) Enrich(ctx context.Context, ev *schema.Event, out []schema.
 	}
 	if e.linker != nil {
 		out = e.linker.Process(ctx, ev, out)
+	}
+	if e.travel != nil {
+		out = e.travel.Check(ev, out)
 	}
 	return out
 }

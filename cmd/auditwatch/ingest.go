@@ -59,5 +59,19 @@ func (d *daemon) runIngest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return d.runComponents(ctx, sourceComponents(srcs, ing)...)
+	// CloudTrail validation and the pipeline watch raise their findings
+	// here, beside the sources: they go to the findings topic, which the
+	// alert stage delivers to every output.
+	findings := pipeline.FindingsPublisher{Stream: k, Topic: kc.FindingsTopic}
+	watchPub, stopWatch, err := d.watchLive(ctx, ing, findings)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
+	srcPub, stopTrail, err := d.trailLive(ctx, srcs, watchPub, findings)
+	if err != nil {
+		return err
+	}
+	defer stopTrail()
+	return d.runComponents(ctx, sourceComponents(srcs, srcPub)...)
 }

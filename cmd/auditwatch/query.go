@@ -32,6 +32,7 @@ func queryUsage(w io.Writer, fs *flag.FlagSet) {
 		}
 		fmt.Fprintf(w, "  %-13s %s%s; default --since %s\n", n, q.Summary, need, fmtDur(q.DefaultSince))
 	}
+	fmt.Fprintf(w, "  %-13s %s\n", "token-accessor", "the Vault token accessor whose audit HMAC is --hmac (asks Vault: VAULT_ADDR, VAULT_TOKEN with sudo; see -h)")
 	fmt.Fprintln(w, "\nflags:")
 	fs.PrintDefaults()
 }
@@ -50,7 +51,7 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	var a store.QueryArgs
 	since := fs.String("since", "", "window start: 90m, 24h, 7d or an RFC 3339 time (default per query)")
 	until := fs.String("until", "", "window end: 90m, 24h, 7d (before now) or an RFC 3339 time (default: now)")
-	format := fs.String("format", "table", "output: table, json or csv")
+	format := fs.String("format", "table", "output: table, json, csv, or commands (credentials, blast-radius: revoke/rotate commands)")
 	fs.StringVar(&a.Severity, "severity", "", "findings: at or above this severity (info, low, medium, high, critical)")
 	fs.StringVar(&a.Detector, "detector", "", "findings: only this detector's")
 	fs.StringVar(&a.ID, "id", "", "finding: a finding id or dedupe key")
@@ -71,6 +72,9 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	name := args[0]
+	if name == "token-accessor" {
+		return runTokenAccessor(ctx, args[1:], stdout, stderr)
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -89,8 +93,13 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	switch *format {
 	case store.FormatTable, store.FormatJSON, store.FormatCSV:
+	case store.FormatCommands:
+		if !store.CommandsFor(name) {
+			fmt.Fprintf(stderr, "auditwatch query: --format commands applies to credentials and blast-radius\n")
+			return 2
+		}
 	default:
-		fmt.Fprintf(stderr, "auditwatch query: --format %q: want table, json or csv\n", *format)
+		fmt.Fprintf(stderr, "auditwatch query: --format %q: want table, json, csv or commands\n", *format)
 		return 2
 	}
 	now := time.Now()
@@ -134,6 +143,16 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)
 		return 1
+	}
+	if *format == store.FormatCommands {
+		if err := store.WriteCommands(stdout, name, a, res, time.Now()); err != nil {
+			fmt.Fprintln(stderr, "auditwatch query:", err)
+			return 1
+		}
+		return 0
+	}
+	if *format == store.FormatTable && store.CommandsFor(name) && len(res.Rows) > 0 {
+		defer fmt.Fprintf(stderr, "next: the same query with --format commands prints the revoke/rotate commands\n")
 	}
 	if err := store.WriteResult(stdout, res, *format); err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)

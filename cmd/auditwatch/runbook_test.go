@@ -304,6 +304,18 @@ func (m *monitor) expected(tb testing.TB, args []string) (cols []string, want []
 				add(ev.Principal+"|"+ev.Resource, ev.ID)
 			}
 		}
+	case "credentials":
+		cols = []string{"kind", "value", "events"}
+		for _, ev := range evs {
+			if ev.Principal == flagValue(args, "principal") {
+				if ev.AccessKey != "" {
+					add("access_key|"+ev.AccessKey, ev.ID)
+				}
+				if ev.TokenAccessor != "" {
+					add("token_accessor|"+ev.TokenAccessor, ev.ID)
+				}
+			}
+		}
 	case "failures":
 		cols = []string{"principal", "source_ip", "failures"}
 		for _, ev := range evs {
@@ -438,6 +450,32 @@ func TestRunbookWhileRunning(t *testing.T) {
 		}
 		lines := strings.Split(strings.TrimRight(out, "\r\n"), "\n")
 		switch flagValue(args, "format") {
+		case "commands":
+			n := 0
+			for _, l := range lines {
+				if strings.HasPrefix(l, "#") {
+					continue
+				}
+				w, err := shellWords(l)
+				if err != nil || len(w) < 3 || (w[0] != "aws" && w[0] != "vault" && w[0] != "auditwatch") {
+					t.Errorf("%s: line %q is not a command (%v)", strings.Join(args, " "), l, err)
+				}
+				n++
+			}
+			for _, must := range map[string][]string{
+				"credentials":  {"aws iam update-access-key --user-name 'deploy-bot' --access-key-id 'AKIAIOSFODNN7EXAMPLE' --status Inactive"},
+				"blast-radius": {"aws secretsmanager rotate-secret --secret-id 'arn:aws:secretsmanager:us-east-1:123456789012:secret:prod-db-Xy12Ab'", "aws secretsmanager rotate-secret --secret-id 'prod-db'"},
+			}[args[2]] {
+				if !strings.Contains(out, must+"\n") {
+					t.Errorf("%s: no line %q in\n%s", strings.Join(args, " "), must, out)
+				}
+			}
+			if strings.Contains(out, "prod/payments/stripe") {
+				t.Errorf("%s: rotates a secret it was only denied:\n%s", strings.Join(args, " "), out)
+			}
+			if n == 0 {
+				t.Errorf("%s: printed no command:\n%s", strings.Join(args, " "), out)
+			}
 		case "csv":
 			recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
 			if err != nil || len(recs) != len(want)+1 {
@@ -506,6 +544,15 @@ func BenchmarkRunbookWhileRunning(b *testing.B) {
 		}
 		time.Sleep(time.Second)
 	}
+	// Baseline: starting the binary and printing its version, the part
+	// of every answer that is not the query.
+	b.Run("baseline-version", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, errOut, err := m.exec("version"); err != nil {
+				b.Fatalf("version: %v\n%s", err, errOut)
+			}
+		}
+	})
 	for _, args := range cmds {
 		name := args[2] + "/" + strings.Join(args[3:5], "=")
 		b.Run(name, func(b *testing.B) {

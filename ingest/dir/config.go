@@ -3,6 +3,8 @@ package dir
 import (
 	"errors"
 	"time"
+
+	"auditwatch/config/duration"
 )
 
 // Config is a dir source's section of the config.
@@ -13,10 +15,10 @@ type Config struct {
 	// file except hidden ones.
 	Pattern string `yaml:"pattern"`
 	// PollInterval is how often the folder is listed for new files.
-	PollInterval time.Duration `yaml:"poll_interval"`
+	PollInterval duration.Duration `yaml:"poll_interval"`
 	// SettleTime is how long a file's size and mtime must stay unchanged
 	// before it is read, so a file still being copied in is not read half.
-	SettleTime time.Duration `yaml:"settle_time"`
+	SettleTime duration.Duration `yaml:"settle_time"`
 	// Once reads the files present at start, then stops (backfill).
 	Once bool `yaml:"once"`
 }
@@ -24,10 +26,10 @@ type Config struct {
 // SetDefaults fills unset fields.
 func (c *Config) SetDefaults() {
 	if c.PollInterval == 0 {
-		c.PollInterval = 2 * time.Second
+		c.PollInterval = duration.Duration(2 * time.Second)
 	}
 	if c.SettleTime == 0 {
-		c.SettleTime = time.Second
+		c.SettleTime = duration.Duration(time.Second)
 	}
 }
 

@@ -151,7 +151,7 @@ func (d *Dir) list(now time.Time, settle bool) ([]candidate, error) {
 		if err != nil {
 			return nil
 		}
-		if settle && now.Sub(fi.ModTime()) < d.cfg.SettleTime {
+		if settle && now.Sub(fi.ModTime()) < d.cfg.SettleTime.D() {
 			return nil
 		}
 		rel, _ := filepath.Rel(d.cfg.Path, p)
@@ -178,7 +178,7 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 	if pos.Done == nil {
 		pos.Done = map[string]string{}
 	}
-	tick := time.NewTicker(d.cfg.PollInterval)
+	tick := time.NewTicker(d.cfg.PollInterval.D())
 	defer tick.Stop()
 	defer d.rej.Close()
 	for {

@@ -3,6 +3,8 @@ package filetail
 import (
 	"errors"
 	"time"
+
+	"auditwatch/config/duration"
 )
 
 // Config is a file-tail source's section of the config.
@@ -11,10 +13,10 @@ type Config struct {
 	Path string `yaml:"path"`
 	// PollInterval is how often the file is checked for growth, rotation
 	// and truncation.
-	PollInterval time.Duration `yaml:"poll_interval"`
+	PollInterval duration.Duration `yaml:"poll_interval"`
 	// IdleFlush is how long the file must stay idle before request
 	// entries still waiting for their response are emitted alone.
-	IdleFlush time.Duration `yaml:"idle_flush"`
+	IdleFlush duration.Duration `yaml:"idle_flush"`
 	// FingerprintBytes is how many leading bytes identify a file together
 	// with its inode.
 	FingerprintBytes int `yaml:"fingerprint_bytes"`
@@ -27,10 +29,10 @@ type Config struct {
 // SetDefaults fills unset fields.
 func (c *Config) SetDefaults() {
 	if c.PollInterval == 0 {
-		c.PollInterval = 250 * time.Millisecond
+		c.PollInterval = duration.Duration(250 * time.Millisecond)
 	}
 	if c.IdleFlush == 0 {
-		c.IdleFlush = 2 * time.Second
+		c.IdleFlush = duration.Duration(2 * time.Second)
 	}
 	if c.FingerprintBytes == 0 {
 		c.FingerprintBytes = 256

@@ -297,12 +297,12 @@ func (fw *follow) Read(p []byte) (int, error) {
 		case fw.t.isRotated(fw.cur):
 			// Everything written before the rename was read above.
 			fw.end = endRotated
-		case time.Since(idleSince) >= fw.t.cfg.IdleFlush:
+		case time.Since(idleSince) >= fw.t.cfg.IdleFlush.D():
 			fw.end = endIdle
 		default:
 			select {
 			case <-fw.ctx.Done():
-			case <-time.After(fw.t.cfg.PollInterval):
+			case <-time.After(fw.t.cfg.PollInterval.D()):
 			}
 			fw.slept = true
 		}
@@ -352,7 +352,7 @@ func (t *Tail) Run(ctx context.Context, pub source.Publisher) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(t.cfg.PollInterval):
+			case <-time.After(t.cfg.PollInterval.D()):
 			}
 			continue
 		}

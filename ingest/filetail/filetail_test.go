@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 )
@@ -76,7 +77,7 @@ func waitIDs(t *testing.T, c *collector, n int) []string {
 
 func start(t *testing.T, path string, cp source.Checkpoints) (*collector, func()) {
 	t.Helper()
-	tl, err := New(Config{Path: path, PollInterval: 10 * time.Millisecond, IdleFlush: 50 * time.Millisecond, FingerprintBytes: 32}, "vault-file", source.JSONLines, cp, nil, nil)
+	tl, err := New(Config{Path: path, PollInterval: duration.Duration(10 * time.Millisecond), IdleFlush: duration.Duration(50 * time.Millisecond), FingerprintBytes: 32}, "vault-file", source.JSONLines, cp, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +213,7 @@ func TestRejectsBadLineKeepsNeighbours(t *testing.T) {
 	path := filepath.Join(dir, "audit.log")
 	os.WriteFile(path, []byte(line("ok1")+"{not json\n"+line("ok2")), 0o644)
 	m := source.NewMetrics(nil)
-	tl, err := New(Config{Path: path, PollInterval: 10 * time.Millisecond}, "s", source.JSONLines, source.NewMemCheckpoints(nil), nil, m)
+	tl, err := New(Config{Path: path, PollInterval: duration.Duration(10 * time.Millisecond)}, "s", source.JSONLines, source.NewMemCheckpoints(nil), nil, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +256,7 @@ func TestVaultLogWrittenInPieces(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
 	cp := source.NewMemCheckpoints(nil)
-	tl, err := New(Config{Path: path, PollInterval: 5 * time.Millisecond, IdleFlush: 300 * time.Millisecond}, "vault", parse, cp, nil, nil)
+	tl, err := New(Config{Path: path, PollInterval: duration.Duration(5 * time.Millisecond), IdleFlush: duration.Duration(300 * time.Millisecond)}, "vault", parse, cp, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest"
 	"auditwatch/ingest/hostiletest"
 	"auditwatch/ingest/source"
@@ -109,7 +110,7 @@ func TestHostileInput(t *testing.T) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for name, path := range files {
-		tl, err := New(Config{Path: path, PollInterval: 20 * time.Millisecond, IdleFlush: 50 * time.Millisecond}, name,
+		tl, err := New(Config{Path: path, PollInterval: duration.Duration(20 * time.Millisecond), IdleFlush: duration.Duration(50 * time.Millisecond)}, name,
 			source.AuditParser(ingest.DefaultOptions()), source.NewMemCheckpoints(nil), log, m)
 		if err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/awscfg"
 )
 
@@ -22,12 +23,12 @@ type Config struct {
 	// Rate is requests per second, at most 2 (CloudTrail's limit).
 	Rate float64 `yaml:"rate"`
 	// PollInterval is the pause between polls once caught up.
-	PollInterval time.Duration `yaml:"poll_interval"`
+	PollInterval duration.Duration `yaml:"poll_interval"`
 	// Lookback is where a first run starts, at most 90 days back.
-	Lookback time.Duration `yaml:"lookback"`
+	Lookback duration.Duration `yaml:"lookback"`
 	// Delay holds back the newest events: CloudTrail delivers events up to
 	// about 15 minutes late, so a poll reads up to now-Delay.
-	Delay time.Duration `yaml:"delay"`
+	Delay duration.Duration `yaml:"delay"`
 	// EventSource restricts the lookup to one service's events (e.g.
 	// secretsmanager.amazonaws.com); empty reads all management events.
 	EventSource string `yaml:"event_source"`
@@ -41,13 +42,13 @@ func (c *Config) SetDefaults() {
 		c.Rate = MaxRate
 	}
 	if c.PollInterval == 0 {
-		c.PollInterval = time.Minute
+		c.PollInterval = duration.Duration(time.Minute)
 	}
 	if c.Lookback == 0 {
-		c.Lookback = 24 * time.Hour
+		c.Lookback = duration.Duration(24 * time.Hour)
 	}
 	if c.Delay == 0 {
-		c.Delay = 15 * time.Minute
+		c.Delay = duration.Duration(15 * time.Minute)
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 512
@@ -66,7 +67,7 @@ func (c Config) Validate() error {
 	if c.PollInterval <= 0 {
 		errs = append(errs, errors.New("poll_interval: must be positive"))
 	}
-	if c.Lookback <= 0 || c.Lookback > Window {
+	if c.Lookback.D() <= 0 || c.Lookback.D() > Window {
 		errs = append(errs, errors.New("lookback: must be within (0, 90 days]"))
 	}
 	if c.Delay < 0 {

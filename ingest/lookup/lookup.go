@@ -165,7 +165,7 @@ func (p *Poller) Run(ctx context.Context, pub source.Publisher) error {
 			caughtUp = true
 		}
 		if caughtUp {
-			_ = p.clock.Sleep(ctx, p.cfg.PollInterval)
+			_ = p.clock.Sleep(ctx, p.cfg.PollInterval.D())
 		}
 	}
 	return nil
@@ -179,10 +179,10 @@ type rawEvent struct {
 
 // window returns the next window to read from pos at now.
 func (p *Poller) window(pos *Position, now time.Time) (start, end time.Time, caughtUp bool) {
-	end = now.Add(-p.cfg.Delay).Truncate(time.Second)
+	end = now.Add((-p.cfg.Delay).D()).Truncate(time.Second)
 	start = pos.Time
 	if start.IsZero() {
-		start = now.Add(-p.cfg.Lookback).Truncate(time.Second)
+		start = now.Add((-p.cfg.Lookback).D()).Truncate(time.Second)
 	}
 	if floor := now.Add(-Window + windowMargin).Truncate(time.Second); start.Before(floor) {
 		p.clamped.Inc()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 	"auditwatch/internal/secret"
@@ -210,7 +211,7 @@ func newPoller(t *testing.T, url string, cp source.Checkpoints, rate float64, ac
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("TEST_AWS_KEY", "AKIDTEST")
 	t.Setenv("TEST_AWS_SECRET", "not-a-real-secret")
-	cfg := Config{Account: account, Rate: rate, PollInterval: 200 * time.Millisecond, Lookback: 2 * time.Hour, Delay: time.Second, BatchSize: 7}
+	cfg := Config{Account: account, Rate: rate, PollInterval: duration.Duration(200 * time.Millisecond), Lookback: duration.Duration(2 * time.Hour), Delay: duration.Duration(time.Second), BatchSize: 7}
 	cfg.AWS.Region = "eu-west-1"
 	cfg.AWS.Endpoint = url
 	cfg.AWS.AccessKeyID = secret.Secret{Env: "TEST_AWS_KEY"}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/awscfg"
 )
 
@@ -19,10 +20,10 @@ type Config struct {
 	// PathStyle addresses buckets in the path, not the host name.
 	PathStyle bool `yaml:"path_style"`
 	// WaitTime is the SQS long-poll wait (max 20s).
-	WaitTime time.Duration `yaml:"wait_time"`
+	WaitTime duration.Duration `yaml:"wait_time"`
 	// VisibilityTimeout is how long a received message stays hidden while
 	// its objects are read; it is extended while work goes on.
-	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
+	VisibilityTimeout duration.Duration `yaml:"visibility_timeout"`
 	// MaxMessages per ReceiveMessage (1..10).
 	MaxMessages int `yaml:"max_messages"`
 	// BatchSize caps events per batch.
@@ -32,10 +33,10 @@ type Config struct {
 // SetDefaults fills unset fields.
 func (c *Config) SetDefaults() {
 	if c.WaitTime == 0 {
-		c.WaitTime = 20 * time.Second
+		c.WaitTime = duration.Duration(20 * time.Second)
 	}
 	if c.VisibilityTimeout == 0 {
-		c.VisibilityTimeout = 5 * time.Minute
+		c.VisibilityTimeout = duration.Duration(5 * time.Minute)
 	}
 	if c.MaxMessages == 0 {
 		c.MaxMessages = 10
@@ -54,10 +55,10 @@ func (c Config) Validate() error {
 	if c.QueueURL == "" {
 		errs = append(errs, errors.New("queue_url: required"))
 	}
-	if c.WaitTime < 0 || c.WaitTime > 20*time.Second {
+	if c.WaitTime.D() < 0 || c.WaitTime.D() > 20*time.Second {
 		errs = append(errs, errors.New("wait_time: must be within 0..20s"))
 	}
-	if c.VisibilityTimeout < time.Second || c.VisibilityTimeout > 12*time.Hour {
+	if c.VisibilityTimeout.D() < time.Second || c.VisibilityTimeout.D() > 12*time.Hour {
 		errs = append(errs, errors.New("visibility_timeout: must be within 1s..12h"))
 	}
 	if c.MaxMessages < 1 || c.MaxMessages > 10 {

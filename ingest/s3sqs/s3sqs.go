@@ -278,8 +278,8 @@ func (s *Source) Run(ctx context.Context, pub source.Publisher) error {
 		out, err := s.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(s.cfg.QueueURL),
 			MaxNumberOfMessages:         int32(s.cfg.MaxMessages),
-			WaitTimeSeconds:             int32(s.cfg.WaitTime / time.Second),
-			VisibilityTimeout:           int32(s.cfg.VisibilityTimeout / time.Second),
+			WaitTimeSeconds:             int32(s.cfg.WaitTime.D() / time.Second),
+			VisibilityTimeout:           int32(s.cfg.VisibilityTimeout.D() / time.Second),
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
 		})
 		if err != nil {
@@ -369,7 +369,7 @@ func (f *inflight) finish(err error) {
 func (f *inflight) extend(ctx context.Context) {
 	defer f.s.wg.Done()
 	every := f.s.cfg.VisibilityTimeout / 2
-	t := time.NewTicker(every)
+	t := time.NewTicker(every.D())
 	defer t.Stop()
 	for {
 		select {
@@ -381,7 +381,7 @@ func (f *inflight) extend(ctx context.Context) {
 		}
 		_, err := f.s.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 			QueueUrl: aws.String(f.s.cfg.QueueURL), ReceiptHandle: aws.String(f.receipt),
-			VisibilityTimeout: int32(f.s.cfg.VisibilityTimeout / time.Second)})
+			VisibilityTimeout: int32(f.s.cfg.VisibilityTimeout.D() / time.Second)})
 		if err != nil {
 			if ctx.Err() == nil {
 				f.s.m.Errors.WithLabelValues(f.s.name).Inc()

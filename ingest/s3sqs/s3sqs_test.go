@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 	"auditwatch/internal/secret"
@@ -329,7 +330,7 @@ func newHarness(t *testing.T, vis time.Duration) *harness {
 	t.Setenv("TEST_AWS_KEY", "AKIDTEST")
 	t.Setenv("TEST_AWS_SECRET", "not-a-real-secret")
 	cfg := Config{QueueURL: sqsSrv.URL + "/123456789012/cloudtrail", S3Endpoint: s3Srv.URL, PathStyle: true,
-		WaitTime: time.Second, VisibilityTimeout: vis, BatchSize: 16}
+		WaitTime: duration.Duration(time.Second), VisibilityTimeout: duration.Duration(vis), BatchSize: 16}
 	cfg.AWS.Region = "eu-west-1"
 	cfg.AWS.Endpoint = sqsSrv.URL
 	cfg.AWS.AccessKeyID = secret.Secret{Env: "TEST_AWS_KEY"}

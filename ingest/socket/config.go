@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"auditwatch/config/duration"
 )
 
 // isLoopbackHost reports whether a listen host is loopback only.
@@ -44,7 +46,7 @@ type Config struct {
 	MaxConns int `yaml:"max_conns"`
 	// IdleFlush is how long the spool must stay idle before request
 	// entries still waiting for their response are emitted alone.
-	IdleFlush time.Duration `yaml:"idle_flush"`
+	IdleFlush duration.Duration `yaml:"idle_flush"`
 	// BatchSize caps events per batch.
 	BatchSize int `yaml:"batch_size"`
 }
@@ -101,7 +103,7 @@ func (c *Config) SetDefaults() {
 		c.MaxConns = 64
 	}
 	if c.IdleFlush == 0 {
-		c.IdleFlush = 2 * time.Second
+		c.IdleFlush = duration.Duration(2 * time.Second)
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 512

@@ -507,7 +507,7 @@ func (r *spoolReader) Read(p []byte) (int, error) {
 				continue
 			}
 		}
-		if r.ctx.Err() != nil || time.Since(idleSince) >= r.s.cfg.IdleFlush {
+		if r.ctx.Err() != nil || time.Since(idleSince) >= r.s.cfg.IdleFlush.D() {
 			r.ended = true
 			continue
 		}

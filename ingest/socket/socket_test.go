@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 )
@@ -103,7 +104,7 @@ func start(t *testing.T, cfg Config, c *collector, reg prometheus.Registerer) (*
 func TestVaultOverTCP(t *testing.T) {
 	raw, want := scenario(t)
 	c := &collector{}
-	s, addr, stop := start(t, Config{IdleFlush: 200 * time.Millisecond, SegmentBytes: 4096}, c, prometheus.NewRegistry())
+	s, addr, stop := start(t, Config{IdleFlush: duration.Duration(200 * time.Millisecond), SegmentBytes: 4096}, c, prometheus.NewRegistry())
 	defer stop()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {

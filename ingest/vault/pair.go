@@ -211,6 +211,7 @@ func Merge(req, resp Entry) schema.Event {
 		ev.Policies = r.Policies
 	}
 	fill(&ev.TokenHMAC, r.TokenHMAC)
+	fill(&ev.TokenAccessor, r.TokenAccessor)
 	fill(&ev.AuthMethod, r.AuthMethod)
 	fill(&ev.Resource, r.Resource)
 	fill(&ev.Mount, r.Mount)

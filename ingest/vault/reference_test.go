@@ -90,6 +90,12 @@ func refParse(v *fastjson.Value, now func() time.Time) (Entry, error) {
 		}
 	}
 	ev.TokenHMAC = refStr(req, "client_token")
+	ev.TokenAccessor = refStr(req, "client_token_accessor")
+	if ev.TokenAccessor == "" {
+		if a := v.Get("auth"); a != nil {
+			ev.TokenAccessor = refStr(a, "accessor")
+		}
+	}
 
 	if en.KMIP {
 		parseKMIP(v, req, ev)

@@ -125,6 +125,7 @@ const (
 	slPrincipalName
 	slRespToken
 	slError
+	slAccessor
 	slPolicy // slPolicy+i for the i-th policy name, up to 4
 	nSlots   = slPolicy + 4
 )
@@ -464,6 +465,11 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 	ev.SourceIP = p.lastIP
 	ev.UserAgent = p.s(slUA, r.ua)
 	ev.TokenHMAC = p.s(slToken, r.token)
+	if acc := r.tokenAccessor; len(acc) > 0 {
+		ev.TokenAccessor = p.s(slAccessor, acc)
+	} else {
+		ev.TokenAccessor = p.s(slAccessor, r.auth.accessor)
+	}
 
 	if en.KMIP {
 		parseKMIP(v, req, ev)

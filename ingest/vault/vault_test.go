@@ -76,7 +76,7 @@ func TestParse(t *testing.T) {
 		{
 			name: "policy refusal: permission denied with an identity",
 			in:   `{"time":"2026-11-28T00:17:41Z","type":"request","auth":{"accessor":"hmac-sha256:a","policies":["default"]},"request":{"id":"r4","operation":"list","path":"secret/metadata/"},"error":"1 error occurred:\n\t* permission denied\n\n"}`,
-			want: schema.Event{Time: time.Date(2026, 11, 28, 0, 17, 41, 0, time.UTC), Source: "vault", ID: "r4", Principal: "hmac-sha256:a", PrincipalType: "token",
+			want: schema.Event{Time: time.Date(2026, 11, 28, 0, 17, 41, 0, time.UTC), Source: "vault", ID: "r4", Principal: "hmac-sha256:a", PrincipalType: "token", TokenAccessor: "hmac-sha256:a",
 				Policies: []string{"default"}, Action: "vault:list", Resource: "secret/metadata/", Mount: "secret/", Outcome: "failure", Error: "permission denied",
 				FailureKind: schema.FailurePermissionDenied, ReadOnly: true},
 		},

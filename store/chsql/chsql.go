@@ -22,7 +22,8 @@ var EventColumns = []string{
 	"account", "access_key", "policies", "token_hmac", "auth_method", "action", "resource",
 	"mount", "mount_type", "namespace", "region", "source_ip", "source_ip_raw", "ip",
 	"source_is_service", "user_agent", "outcome", "error", "failure_kind", "auth", "read_only", "http_status",
-	"resource_name", "key_principal", "key_issue", "country", "asn", "as_org", "net_label",
+	"resource_name", "key_principal", "key_issue", "country", "asn", "as_org", "net_label", "token_accessor",
+	"raw",
 }
 
 // PrincipalColumns is the column list of every events_by_principal insert:
@@ -30,7 +31,7 @@ var EventColumns = []string{
 // migration 0005) rather than copied by a materialized view.
 var PrincipalColumns = []string{
 	"day", "time", "id", "principal", "access_key", "action", "resource",
-	"source_ip", "outcome", "error", "failure_kind",
+	"source_ip", "outcome", "error", "failure_kind", "token_accessor",
 }
 
 // FindingColumns is the explicit column list of every findings insert.

@@ -12,6 +12,11 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+func appendBytes(b []byte, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
 func appendStrs(b []byte, xs []string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(xs)))
 	for _, x := range xs {
@@ -61,7 +66,9 @@ func AppendEventRowBinary(b []byte, ev *schema.Event) []byte {
 	b = appendStr(b, ev.Country)
 	b = binary.LittleEndian.AppendUint32(b, ASN32(ev.ASN))
 	b = appendStr(b, ev.ASOrg)
-	return appendStr(b, ev.NetLabel)
+	b = appendStr(b, ev.NetLabel)
+	b = appendStr(b, ev.TokenAccessor)
+	return appendBytes(b, ev.Raw)
 }
 
 // ASN32 is the event's AS number as the UInt32 column holds it (0 when
@@ -79,7 +86,7 @@ func AppendPrincipalRowBinary(b []byte, ev *schema.Event) []byte {
 	sec := ClampTime(ev.Time).Unix()
 	b = binary.LittleEndian.AppendUint16(b, uint16(sec/86400))
 	b = binary.LittleEndian.AppendUint32(b, uint32(sec))
-	for _, s := range [...]string{ev.ID, ev.Principal, ev.AccessKey, ev.Action, ev.Resource, ev.SourceIP, ev.Outcome, ev.Error, ev.FailureKind} {
+	for _, s := range [...]string{ev.ID, ev.Principal, ev.AccessKey, ev.Action, ev.Resource, ev.SourceIP, ev.Outcome, ev.Error, ev.FailureKind, ev.TokenAccessor} {
 		b = appendStr(b, s)
 	}
 	return b

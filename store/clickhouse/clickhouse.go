@@ -203,6 +203,8 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		func(e *schema.Event) string { return e.Country },
 		func(e *schema.Event) string { return e.ASOrg },
 		func(e *schema.Event) string { return e.NetLabel },
+		func(e *schema.Event) string { return e.TokenAccessor },
+		func(e *schema.Event) string { return string(e.Raw) },
 	}
 	for range get {
 		strs = append(strs, make([]string, n))
@@ -251,7 +253,7 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		names := []string{"source", "id", "principal", "principal_name", "principal_type", "session", "account", "access_key",
 			"token_hmac", "auth_method", "action", "resource", "mount", "mount_type", "namespace", "region", "source_ip",
 			"source_ip_raw", "user_agent", "outcome", "error", "failure_kind", "resource_name",
-			"key_principal", "key_issue", "country", "as_org", "net_label"}
+			"key_principal", "key_issue", "country", "as_org", "net_label", "token_accessor", "raw"}
 		for j, nm := range names {
 			if nm == name {
 				return strs[j]

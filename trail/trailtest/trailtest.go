@@ -42,9 +42,12 @@ type Object struct {
 // Trail is a built trail.
 type Trail struct {
 	Bucket, Account, Region, Name string
-	Key                           *rsa.PrivateKey
-	Fingerprint                   string
-	Base                          time.Time
+	// Prefix is the trail's S3 key prefix ("" or ending in "/"); Org the
+	// organization id of an organization trail ("" for an account trail).
+	Prefix, Org string
+	Key         *rsa.PrivateKey
+	Fingerprint string
+	Base        time.Time
 
 	mu      sync.Mutex
 	Objects map[string]*Object
@@ -94,6 +97,54 @@ func Gunzip(b []byte) []byte {
 	return out
 }
 
+func (t *Trail) orgDir() string {
+	if t.Org == "" {
+		return ""
+	}
+	return t.Org + "/"
+}
+
+// AddBackfill delivers, at `at`, a _backfill digest listing log files
+// that no regular digest listed (they are taken from the pending hour).
+func (t *Trail) AddBackfill(start, end, at time.Time, logs ...string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	key := t.DigestKey(end, true)
+	d := trail.Digest{AWSAccountID: t.Account, DigestStartTime: start.Format(time.RFC3339), DigestEndTime: end.Format(time.RFC3339),
+		DigestS3Bucket: t.Bucket, DigestS3Object: key, Fingerprint: t.Fingerprint, SignatureAlgo: "SHA256withRSA", LogFiles: []trail.LogFile{}}
+	for _, lk := range logs {
+		sum := sha256.Sum256(Gunzip(t.Objects[lk].Body))
+		d.LogFiles = append(d.LogFiles, trail.LogFile{S3Bucket: t.Bucket, S3Object: lk, HashValue: hex.EncodeToString(sum[:]), HashAlgorithm: "SHA-256"})
+	}
+	body, _ := json.Marshal(d)
+	parsed, err := trail.ParseDigest(body)
+	if err != nil {
+		panic(err)
+	}
+	sig := Sign(t.Key, trail.SigningString(parsed, body))
+	t.Objects[key] = &Object{Body: gz(body), At: at, Meta: map[string]string{"signature": sig, "signature-algorithm": "SHA256withRSA"}}
+	t.Digests = append(t.Digests, key)
+	return key
+}
+
+// HoldBack removes log files from the pending hour: the next digest will
+// not list them (CloudTrail's processing delay, fixed by a backfill).
+func (t *Trail) HoldBack(logs ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	keep := t.hourLogs[:0]
+	for _, k := range t.hourLogs {
+		held := false
+		for _, h := range logs {
+			held = held || h == k
+		}
+		if !held {
+			keep = append(keep, k)
+		}
+	}
+	t.hourLogs = keep
+}
+
 // record is one CloudTrail record.
 func (t *Trail) record(at time.Time, n int, name, source string) map[string]any {
 	return map[string]any{
@@ -123,7 +174,7 @@ func (t *Trail) AddLog(at time.Time, n int, startLogging bool) string {
 		recs = append(recs, r)
 	}
 	body, _ := json.Marshal(map[string]any{"Records": recs})
-	key := fmt.Sprintf("AWSLogs/%s/CloudTrail/%s/%s/%s_CloudTrail_%s_%s_%s.json.gz", t.Account, t.Region, at.Format("2006/01/02"),
+	key := fmt.Sprintf("%sAWSLogs/%s%s/CloudTrail/%s/%s/%s_CloudTrail_%s_%s_%s.json.gz", t.Prefix, t.orgDir(), t.Account, t.Region, at.Format("2006/01/02"),
 		t.Account, t.Region, at.Format("20060102T1504Z"), fmt.Sprintf("Ab%014x", at.Unix()))
 	t.Objects[key] = &Object{Body: gz(body), At: at}
 	t.Logs = append(t.Logs, key)
@@ -137,7 +188,7 @@ func (t *Trail) DigestKey(end time.Time, backfill bool) string {
 	if backfill {
 		suffix = "_backfill"
 	}
-	return fmt.Sprintf("AWSLogs/%s/CloudTrail-Digest/%s/%s/%s_CloudTrail-Digest_%s_%s_%s_%s%s.json.gz", t.Account, t.Region, end.Format("2006/01/02"),
+	return fmt.Sprintf("%sAWSLogs/%s%s/CloudTrail-Digest/%s/%s/%s_CloudTrail-Digest_%s_%s_%s_%s%s.json.gz", t.Prefix, t.orgDir(), t.Account, t.Region, end.Format("2006/01/02"),
 		t.Account, t.Region, t.Name, t.Region, end.Format("20060102T150405Z"), suffix)
 }
 

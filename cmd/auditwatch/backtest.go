@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"auditwatch/config/duration"
+	"auditwatch/internal/escape"
+	"auditwatch/schema"
+	"auditwatch/sigma"
+)
+
+func init() {
+	register("backtest", command{
+		summary: "replay stored audit logs through a new config and an old one and print the difference in findings",
+		run:     runBacktest,
+	})
+}
+
+// backtestGroup is the difference for one rule or detector.
+type backtestGroup struct {
+	// Key is the Sigma rule title, or the detector name.
+	Key      string           `json:"key"`
+	New      int              `json:"new"`
+	Gone     int              `json:"gone"`
+	Changed  int              `json:"changed_severity"`
+	Examples []backtestSample `json:"examples,omitempty"`
+}
+
+type backtestSample struct {
+	Change   string `json:"change"` // new, gone, changed_severity
+	ID       string `json:"id"`
+	Time     string `json:"time"`
+	Severity string `json:"severity"`
+	Was      string `json:"was_severity,omitempty"`
+	Summary  string `json:"summary"`
+}
+
+type backtestReport struct {
+	Since    string          `json:"since,omitempty"`
+	Old      int             `json:"old_findings"`
+	New      int             `json:"new_findings"`
+	Unchange int             `json:"unchanged"`
+	Groups   []backtestGroup `json:"groups"`
+}
+
+// maxExamples bounds the examples per rule or detector.
+const maxExamples = 3
+
+func runBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fl := newFlagSet("backtest", stderr, "--config NEW.yaml [--against CURRENT.yaml] [--since 7d|RFC3339] [--format text|json] PATH...",
+		"Replays the audit logs at PATH (files, directories, .gz) through both configurations — detectors, allowlists\n"+
+			"and rules: sections — each from empty state, and prints per rule and detector the findings the new\n"+
+			"config adds, those it no longer raises and those whose severity changed, with examples. Without\n"+
+			"--against the comparison is with the defaults (built-in detectors, no rules). Findings before --since\n"+
+			"are left out of the comparison (the history before it still builds baselines). Exit 0 with or\n"+
+			"without differences; 1 on failure; 2 on bad usage.")
+	newCfg := fl.String("config", "", "the new configuration (required)")
+	against := fl.String("against", "", "the current configuration (default: the defaults, no rules)")
+	since := fl.String("since", "", "compare findings from this time: a duration back from now (7d, 36h) or RFC3339")
+	format := fl.String("format", "text", "output: text or json")
+	learnUntil := fl.String("learn-until", "", "passed to both replays (RFC3339)")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "backtest: %s\n", escape.String(escape.Terminal, fmt.Sprintf(format, a...)))
+		return code
+	}
+	if *newCfg == "" || fl.NArg() == 0 {
+		fl.Usage()
+		return 2
+	}
+	if *format != "text" && *format != "json" {
+		return fail(2, "--format %q: text or json", *format)
+	}
+	var from time.Time
+	if *since != "" {
+		if t, err := time.Parse(time.RFC3339Nano, *since); err == nil {
+			from = t
+		} else if d, err := duration.Parse(*since); err == nil {
+			from = time.Now().Add(-d)
+		} else {
+			return fail(2, "--since %q: want a duration (7d, 36h) or an RFC3339 time", *since)
+		}
+	}
+	replayWith := func(cfg string) ([]schema.Finding, error) {
+		if cfg == "" {
+			// the defaults, not whatever config discovery would find
+			f, err := os.CreateTemp("", "auditwatch-backtest-*.yaml")
+			if err != nil {
+				return nil, err
+			}
+			defer os.Remove(f.Name())
+			f.WriteString("{}\n")
+			f.Close()
+			cfg = f.Name()
+		}
+		args := []string{"--config", cfg}
+		if *learnUntil != "" {
+			args = append(args, "--learn-until", *learnUntil)
+		}
+		args = append(args, fl.Args()...)
+		var out, errb bytes.Buffer
+		code := runReplay(ctx, args, stdin, &out, &errb)
+		if code == 1 || (code == 2 && !strings.Contains(errb.String(), "rejected")) {
+			return nil, fmt.Errorf("replay with %s: %s", orDefaults(cfg), strings.TrimSpace(errb.String()))
+		}
+		return readFindingLines(out.Bytes())
+	}
+	oldF, err := replayWith(*against)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	newF, err := replayWith(*newCfg)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	rep := diffFindings(oldF, newF, from)
+	if !from.IsZero() {
+		rep.Since = from.UTC().Format(time.RFC3339)
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fail(1, "%v", err)
+		}
+		return 0
+	}
+	writeBacktestText(stdout, rep)
+	return 0
+}
+
+func orDefaults(cfg string) string {
+	if cfg == "" {
+		return "the defaults"
+	}
+	return cfg
+}
+
+func readFindingLines(b []byte) ([]schema.Finding, error) {
+	var out []schema.Finding
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(l)) == 0 {
+			continue
+		}
+		var f schema.Finding
+		if err := json.Unmarshal(l, &f); err != nil {
+			return nil, fmt.Errorf("replay output: %w", err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// findingKey names what raised a finding: the Sigma rule, else the
+// detector.
+func findingKey(f *schema.Finding) string {
+	if f.Detector == schema.DetectorSigma {
+		if t := f.Attributes[sigma.AttrRuleTitle]; t != "" {
+			return "sigma: " + t
+		}
+	}
+	return f.Detector
+}
+
+// latest keeps the latest revision of each finding id at or after from.
+func latest(fs []schema.Finding, from time.Time) map[string]schema.Finding {
+	out := map[string]schema.Finding{}
+	for _, f := range fs {
+		if !from.IsZero() && f.Time.Before(from) {
+			continue
+		}
+		if o, ok := out[f.ID]; !ok || f.Revision >= o.Revision {
+			out[f.ID] = f
+		}
+	}
+	return out
+}
+
+// diffFindings compares the findings of two replays by finding id (ids
+// derive from the evidence, so the same finding has the same id in both).
+func diffFindings(oldF, newF []schema.Finding, from time.Time) backtestReport {
+	o, n := latest(oldF, from), latest(newF, from)
+	rep := backtestReport{Old: len(o), New: len(n)}
+	groups := map[string]*backtestGroup{}
+	group := func(f *schema.Finding) *backtestGroup {
+		k := findingKey(f)
+		g := groups[k]
+		if g == nil {
+			g = &backtestGroup{Key: k}
+			groups[k] = g
+		}
+		return g
+	}
+	sample := func(g *backtestGroup, change string, f *schema.Finding, was schema.Severity) {
+		if len(g.Examples) >= maxExamples*3 {
+			return
+		}
+		k := 0
+		for _, e := range g.Examples {
+			if e.Change == change {
+				k++
+			}
+		}
+		if k >= maxExamples {
+			return
+		}
+		g.Examples = append(g.Examples, backtestSample{Change: change, ID: f.ID, Time: f.Time.UTC().Format(time.RFC3339),
+			Severity: string(f.Severity), Was: string(was), Summary: f.Summary})
+	}
+	for _, id := range sortedFindingIDs(n) {
+		f := n[id]
+		of, ok := o[id]
+		switch {
+		case !ok:
+			g := group(&f)
+			g.New++
+			sample(g, "new", &f, "")
+		case of.Severity != f.Severity:
+			g := group(&f)
+			g.Changed++
+			sample(g, "changed_severity", &f, of.Severity)
+		default:
+			rep.Unchange++
+		}
+	}
+	for _, id := range sortedFindingIDs(o) {
+		if _, ok := n[id]; ok {
+			continue
+		}
+		f := o[id]
+		g := group(&f)
+		g.Gone++
+		sample(g, "gone", &f, "")
+	}
+	for _, g := range groups {
+		rep.Groups = append(rep.Groups, *g)
+	}
+	sort.Slice(rep.Groups, func(i, j int) bool { return rep.Groups[i].Key < rep.Groups[j].Key })
+	return rep
+}
+
+func sortedFindingIDs(m map[string]schema.Finding) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := m[ids[i]], m[ids[j]]
+		if !a.Time.Equal(b.Time) {
+			return a.Time.Before(b.Time)
+		}
+		return ids[i] < ids[j]
+	})
+	return ids
+}
+
+func writeBacktestText(w io.Writer, rep backtestReport) {
+	t := func(s string) string { return escape.String(escape.Terminal, s) }
+	if rep.Since != "" {
+		fmt.Fprintf(w, "findings since %s\n", rep.Since)
+	}
+	fmt.Fprintf(w, "current: %d findings, new config: %d (%d unchanged)\n", rep.Old, rep.New, rep.Unchange)
+	if len(rep.Groups) == 0 {
+		fmt.Fprintln(w, "no difference")
+		return
+	}
+	fmt.Fprintf(w, "\n%-60s %6s %6s %8s\n", "rule or detector", "new", "gone", "severity")
+	for _, g := range rep.Groups {
+		fmt.Fprintf(w, "%-60s %6d %6d %8d\n", t(clipText(g.Key, 60)), g.New, g.Gone, g.Changed)
+	}
+	for _, g := range rep.Groups {
+		fmt.Fprintf(w, "\n%s\n", t(g.Key))
+		for _, e := range g.Examples {
+			sev := e.Severity
+			if e.Was != "" {
+				sev = e.Was + "→" + e.Severity
+			}
+			fmt.Fprintf(w, "  %-16s %s %-15s %s\n", e.Change, e.Time, sev, t(clipText(e.Summary, 160)))
+		}
+	}
+}
+
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n] + "…"
+}
