@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"auditwatch/config/duration"
 	"auditwatch/ingest"
 	"auditwatch/ingest/source"
 )
@@ -124,7 +125,7 @@ func TestAllowlistRefusesAndCounts(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c := &collector{}
 	// Listening on loopback but allowing only a network the test is not in.
-	s, addr, stop := startAt(t, Config{Listen: "127.0.0.1:0", Allow: []string{"192.0.2.0/24"}, IdleFlush: 100 * time.Millisecond}, c, reg)
+	s, addr, stop := startAt(t, Config{Listen: "127.0.0.1:0", Allow: []string{"192.0.2.0/24"}, IdleFlush: duration.Duration(100 * time.Millisecond)}, c, reg)
 	defer stop()
 	dial := func() (net.Conn, error) { return net.Dial("tcp", addr.String()) }
 	for range 3 {
@@ -145,7 +146,7 @@ func TestAllowlistRefusesAndCounts(t *testing.T) {
 
 	// The same listener with the default allowlist (loopback) reads them.
 	c2 := &collector{}
-	_, addr2, stop2 := startAt(t, Config{Listen: "127.0.0.1:0", IdleFlush: 100 * time.Millisecond}, c2, prometheus.NewRegistry())
+	_, addr2, stop2 := startAt(t, Config{Listen: "127.0.0.1:0", IdleFlush: duration.Duration(100 * time.Millisecond)}, c2, prometheus.NewRegistry())
 	defer stop2()
 	conn, err := net.Dial("tcp", addr2.String())
 	if err != nil {
@@ -160,7 +161,7 @@ func TestUnixSocket(t *testing.T) {
 	raw, want := scenario(t)
 	c := &collector{}
 	path := filepath.Join(t.TempDir(), "audit.sock")
-	_, _, stop := startAt(t, Config{Listen: "unix:" + path, IdleFlush: 100 * time.Millisecond}, c, prometheus.NewRegistry())
+	_, _, stop := startAt(t, Config{Listen: "unix:" + path, IdleFlush: duration.Duration(100 * time.Millisecond)}, c, prometheus.NewRegistry())
 	defer stop()
 	st, err := os.Stat(path)
 	if err != nil || st.Mode().Perm() != 0o660 {
@@ -199,7 +200,7 @@ func TestTLSClientCertificates(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	c := &collector{}
-	s, addr, stop := startAt(t, Config{Listen: "127.0.0.1:0", TLS: tlsCfg, IdleFlush: 100 * time.Millisecond}, c, reg)
+	s, addr, stop := startAt(t, Config{Listen: "127.0.0.1:0", TLS: tlsCfg, IdleFlush: duration.Duration(100 * time.Millisecond)}, c, reg)
 	defer stop()
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
