@@ -357,7 +357,6 @@ func Build(name string, a QueryArgs, db string) (string, chsql.Params, error) {
 		case a.ASN != 0:
 			sql = spec.Variants["asn"]
 			ps = append(ps, chsql.U32("asn", a.ASN))
-			break
 		case a.Country != "":
 			cc := strings.ToUpper(strings.TrimSpace(a.Country))
 			if len(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z' {
