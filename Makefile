@@ -39,6 +39,15 @@ bench:
 bench-detect:
 	$(GO) test -run='^$$' -bench='BenchmarkEngine1M|BenchmarkStatePairs' -benchtime=1x -benchmem -cpu=1 ./detect
 	$(GO) test -run='^$$' -bench=BenchmarkReplay1M -benchtime=1x -benchmem -cpu=1 ./cmd/auditwatch
+
+# Detector memory under a flood of distinct hostile keys (FLOOD_EVENTS
+# events, half as many distinct principals and source addresses) with the
+# shipped budget: peak RSS (VmHWM), flood vs normal throughput, long-lived
+# principals' findings identical to a run without the flood. One core.
+FLOOD_EVENTS ?= 10000000
+.PHONY: bench-detect-flood
+bench-detect-flood:
+	$(GO) test -run='^$$' -bench=BenchmarkFlood -benchtime=1x -cpu=1 -timeout=4h ./detect -args -flood-events=$(FLOOD_EVENTS)
 # Fetch the network-context databases (country, AS) into .cache/geo/current,
 # where the geo: section looks by default.
 .PHONY: geo

@@ -72,6 +72,11 @@ type Config struct {
 	Logging Logging `yaml:"logging"`
 	// ShutdownTimeout bounds a graceful stop after SIGTERM.
 	ShutdownTimeout duration.Duration `yaml:"shutdown_timeout"`
+	// RawRecords keeps each event's original record (schema.Event.Raw):
+	// carried compressed on Kafka and stored in the events table's raw
+	// column, so backtests and Sigma rules see every field. Default true;
+	// false stores none (Sigma rules, when configured, still read it).
+	RawRecords *bool `yaml:"raw_records"`
 }
 
 // Source is one entry of `sources:`. Exactly the section named by Type is set.
@@ -358,3 +363,6 @@ func Prefix(path string, err error) error {
 	}
 	return fmt.Errorf("%s.%w", path, err)
 }
+
+// KeepRawRecords reports raw_records (default true).
+func (c *Config) KeepRawRecords() bool { return c.RawRecords == nil || *c.RawRecords }

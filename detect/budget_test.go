@@ -106,3 +106,34 @@ func TestSpillBoundedWithoutCheckpoints(t *testing.T) {
 		t.Fatal("no spilled entry dropped: the bound was not exercised")
 	}
 }
+
+// The store filter never forgets a key (no false negatives) and rarely
+// claims one it never saw.
+func TestBloomFilter(t *testing.T) {
+	var h hasher
+	b := newBloom(10_000)
+	for i := 0; i < 10_000; i++ {
+		b.insert(h.sum("in", fmt.Sprint(i)))
+	}
+	for i := 0; i < 10_000; i++ {
+		if !b.mayHave(h.sum("in", fmt.Sprint(i))) {
+			t.Fatalf("key %d inserted but not found", i)
+		}
+	}
+	fp := 0
+	for i := 0; i < 10_000; i++ {
+		if b.mayHave(h.sum("out", fmt.Sprint(i))) {
+			fp++
+		}
+	}
+	if fp > 300 {
+		t.Errorf("%d false positives in 10,000", fp)
+	}
+	if b.full() {
+		t.Error("full at its sized capacity")
+	}
+	var zero bloom
+	if !zero.mayHave(h.sum("x")) {
+		t.Error("the zero filter must say maybe")
+	}
+}

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -803,4 +804,42 @@ func (e *Engine) auth() *authSpike {
 		}
 	}
 	return nil
+}
+
+// A store written by a version with a reorder buffer: the events it still
+// held are evaluated (Flush, or before the next event), once, and the old
+// segments are deleted at the next checkpoint.
+func TestLegacyReorderBufferRestored(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	root := vev("legacy-root", time.Hour, "root", "203.0.113.9", "read", "sys/auth")
+	root.Policies = []string{"root"}
+	seg := segment{First: 7, Last: 7}
+	var b state.Batch
+	b.Put(spaceEngine, seg.key(), appendEvent(nil, 7, &root))
+	cl, _ := json.Marshal(clock{MaxSeen: root.Time, Segments: []segment{seg}})
+	b.Put(spaceEngine, keyClock, cl)
+	if err := st.Commit(&b); err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, testConfig(time.Time{}), st, nil)
+	fs := e.Flush()
+	if len(ofDetector(fs, schema.DetectorPrivilegedUse)) != 1 || fs[0].EventIDs[0] != "legacy-root" {
+		t.Fatalf("legacy buffered event not evaluated: %+v", fs)
+	}
+	if fs := e.Flush(); fs != nil {
+		t.Fatalf("evaluated twice: %+v", fs)
+	}
+	if err := e.Checkpoint(nil); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := st.Get(spaceEngine, seg.key()); raw != nil {
+		t.Fatal("legacy segment kept after the checkpoint")
+	}
+	st.Close()
+	st = openStore(t, dir)
+	defer st.Close()
+	if fs := newEngine(t, testConfig(time.Time{}), st, nil).Flush(); fs != nil {
+		t.Fatalf("evaluated again after restart: %+v", fs)
+	}
 }

@@ -49,6 +49,7 @@ type Engine struct {
 	m   *metrics
 
 	principals *table[principalState]
+	tabs       []tableStats // every table (principals and the detectors')
 	scope      scope
 	dets       []detector
 	h          hasher
@@ -217,7 +218,8 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	if on(cfg.Honeytoken.Enabled) && cfg.Honeytoken.any() {
 		e.dets = append(e.dets, newHoneytoken(e))
 	}
-	shareBudget(lim, e.allTables())
+	e.tabs = e.allTables()
+	shareBudget(lim, e.tabs)
 	if err := e.restore(); err != nil {
 		return nil, err
 	}
@@ -634,7 +636,14 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 // checkpoint now (spilling them to the store). Beyond twice that share
 // the oldest are dropped (counted in SpillDropped).
 func (e *Engine) NeedCheckpoint() bool {
-	return e.m.mem.spilled > e.m.mem.spillLimit || e.m.mem.pending > maxPending
+	if e.m.mem.spilled > e.m.mem.spillLimit {
+		return true
+	}
+	n := 0
+	for _, t := range e.tabs {
+		n += t.pendingWrites()
+	}
+	return n > maxPending
 }
 
 // maxPending bounds the entries one checkpoint writes (see NeedCheckpoint):

@@ -86,6 +86,7 @@ type node[V any] struct {
 	// proven: used again after it was created (or loaded back from the
 	// store): admitted to durable state even under memory pressure.
 	proven bool
+	listed bool // in the table's dirty list
 }
 
 // memBudget is the byte budget of an engine's tables: entries in memory
@@ -101,10 +102,6 @@ type memBudget struct {
 	// spilled entries are dropped (counted).
 	spillLimit int64
 	spilled    int64
-	// pending counts entries the next checkpoint writes (dirty or
-	// spilled): a checkpoint's transaction holds a copy of every store page
-	// it changes, so NeedCheckpoint keeps it under maxPending entries.
-	pending int
 	// learningEvictions: entries evicted while their principal was still
 	// learning (their baseline will be reloaded from the store, but a
 	// flood is crowding out new principals).
@@ -165,6 +162,9 @@ type table[V any] struct {
 	// persisted: the store may hold entries of this space (false on a
 	// fresh store until the first checkpoint saves one: no misses hit disk).
 	persisted bool
+	// stored holds every key ever written to this space (a Bloom filter):
+	// a miss on a key it lacks, such as a flood's new key, skips the store.
+	stored bloom
 
 	// Expiry of saved entries nobody touches (hostile keys that never
 	// return): lastActive gives an entry's last event time; entries idle
@@ -173,12 +173,12 @@ type table[V any] struct {
 	retain     time.Duration
 	cursor     []byte
 
-	held          []key // dirty one-off keys a pressured flush left out
-	oneOffDropped uint64
-	evictions     uint64
-	spillDropped  uint64
-	loadErrors    uint64
-	expired       uint64
+	oneOffDropped      uint64
+	rebuildAfterCommit bool
+	evictions          uint64
+	spillDropped       uint64
+	loadErrors         uint64
+	expired            uint64
 	// pendingExpired: deletions queued by sweep, counted once committed.
 	pendingExpired uint64
 }
@@ -288,8 +288,43 @@ func newTable[V any](space string, max, maxSpill int, st *state.Store, c codec[V
 	if st != nil {
 		has, err := st.Has(space)
 		t.persisted = err != nil || has
+		t.rebuildFilter(0)
 	}
 	return t
+}
+
+// rebuildFilter sizes the Bloom filter for the keys saved (at least want)
+// and fills it from the store. Without a readable store it says "maybe"
+// for every key.
+func (t *table[V]) rebuildFilter(want int) {
+	n := 0
+	if t.persisted {
+		c, err := t.st.Count(t.space)
+		if err != nil {
+			t.stored = bloom{}
+			return
+		}
+		n = c
+	}
+	old := int64(len(t.stored.bits) * 8)
+	t.stored = newBloom(max(2*n, want, 1<<14))
+	if t.mem != nil {
+		t.add(int64(len(t.stored.bits)*8) - old)
+	}
+	if n == 0 {
+		return
+	}
+	var k key
+	err := t.st.ForEach(t.space, func(kb, _ []byte) error {
+		if len(kb) == len(k) {
+			copy(k[:], kb)
+			t.stored.insert(k)
+		}
+		return nil
+	})
+	if err != nil {
+		t.stored = bloom{}
+	}
 }
 
 // nodeOverhead approximates the bytes of one entry besides its value's
@@ -334,7 +369,7 @@ func (t *table[V]) get(k key, create bool) (n *node[V], found bool) {
 	if b, ok := t.spill[k]; ok {
 		raw = b
 		t.dropSpill(k, b)
-	} else if t.st != nil && t.persisted {
+	} else if t.st != nil && t.persisted && t.stored.mayHave(k) {
 		b, err := t.st.Get(t.space, k[:])
 		if err != nil {
 			t.loadErrors++
@@ -382,6 +417,9 @@ func (t *table[V]) use(n *node[V]) {
 	n.prot, n.proven = true, true
 	t.protect.pushFront(n)
 	t.balance()
+	if n.dirty && !n.listed { // held back while unproven: admitted now
+		t.touch(n)
+	}
 }
 
 // balance keeps the protected segment at most four fifths of the entries:
@@ -397,10 +435,10 @@ func (t *table[V]) balance() {
 
 // touch marks n to be written at the next checkpoint.
 func (t *table[V]) touch(n *node[V]) {
-	if !n.dirty {
-		n.dirty = true
+	n.dirty = true
+	if !n.listed {
+		n.listed = true
 		t.dirty = append(t.dirty, n.k)
-		t.mem.pending++
 	}
 }
 
@@ -413,7 +451,7 @@ func (t *table[V]) insert(k key) *node[V] {
 		t.free = nil
 		var zero V
 		n.v = zero
-		n.dirty, n.prot, n.proven = false, false, false
+		n.dirty, n.prot, n.proven, n.listed = false, false, false, false
 	} else {
 		n = &node[V]{}
 	}
@@ -479,7 +517,6 @@ func (t *table[V]) addSpill(k key, b []byte) {
 		t.dropSpill(k, old)
 	}
 	t.spill[k] = b
-	t.mem.pending++
 	t.spillOrder = append(t.spillOrder, k)
 	sz := int64(len(b) + spillOverhead)
 	t.spillBytes += sz
@@ -500,7 +537,6 @@ func (t *table[V]) addSpill(k key, b []byte) {
 
 func (t *table[V]) dropSpill(k key, b []byte) {
 	delete(t.spill, k)
-	t.mem.pending--
 	sz := int64(len(b) + spillOverhead)
 	t.spillBytes -= sz
 	t.mem.spilled -= sz
@@ -512,7 +548,6 @@ func (t *table[V]) dropSpill(k key, b []byte) {
 func (t *table[V]) flush(b *state.Batch) error {
 	t.remeasure()
 	pressured := t.pressured()
-	t.held = t.held[:0]
 	for _, k := range t.dirty {
 		n := t.m[k]
 		if n == nil || !n.dirty {
@@ -520,8 +555,8 @@ func (t *table[V]) flush(b *state.Batch) error {
 		}
 		if pressured && !n.proven {
 			// Not admitted while the table is under pressure: stays dirty
-			// in memory, written once used again or once pressure ends.
-			t.held = append(t.held, k)
+			// in memory, off the list, written once used or changed again.
+			n.listed = false
 			continue
 		}
 		v, err := t.codec.encode(&n.v)
@@ -530,10 +565,15 @@ func (t *table[V]) flush(b *state.Batch) error {
 		}
 		kk := k
 		b.Put(t.space, kk[:], v)
+		t.stored.insert(k)
 	}
 	for k, v := range t.spill {
 		kk := k
 		b.Put(t.space, kk[:], v)
+		t.stored.insert(k)
+	}
+	if t.stored.full() {
+		t.rebuildAfterCommit = true
 	}
 	return nil
 }
@@ -545,21 +585,16 @@ func (t *table[V]) committed() {
 	}
 	t.expired += t.pendingExpired
 	t.pendingExpired = 0
+	if t.rebuildAfterCommit {
+		t.rebuildAfterCommit = false
+		t.rebuildFilter(4 * t.stored.n)
+	}
 	for _, k := range t.dirty {
-		if n := t.m[k]; n != nil {
-			n.dirty = false
+		if n := t.m[k]; n != nil && n.listed {
+			n.dirty, n.listed = false, false
 		}
 	}
-	t.mem.pending -= len(t.dirty) + len(t.spill)
 	t.dirty = t.dirty[:0]
-	for _, k := range t.held {
-		if n := t.m[k]; n != nil {
-			n.dirty = true
-			t.dirty = append(t.dirty, k)
-			t.mem.pending++
-		}
-	}
-	t.held = t.held[:0]
 	clear(t.spill)
 	t.spillOrder = t.spillOrder[:0]
 	t.mem.spilled -= t.spillBytes
@@ -574,6 +609,7 @@ type tableStats interface {
 	name() string
 	stats() (size int, evictions, spillDropped, loadErrors uint64, spilled int)
 	oneOffs() uint64
+	pendingWrites() int
 	expiredCount() uint64
 	flush(b *state.Batch) error
 	setLimit(n int64)
@@ -661,3 +697,59 @@ func shareBudget(limit int64, tabs []tableStats) {
 }
 
 func (t *table[V]) oneOffs() uint64 { return t.oneOffDropped }
+
+// pendingWrites approximates the entries the next checkpoint writes: dirty
+// and spilled ones, less the one-off keys a pressured flush holds back.
+func (t *table[V]) pendingWrites() int { return len(t.dirty) + len(t.spill) }
+
+// bloom is a Bloom filter over table keys (already uniform keyed hashes:
+// two halves give the probe sequence). The zero value says "maybe" for
+// every key.
+type bloom struct {
+	bits []uint64
+	mask uint64
+	n    int // keys inserted
+	cap  int // keys it was sized for
+}
+
+const bloomProbes = 7
+
+// newBloom sizes a filter for n keys at ~1% false positives (10 bits a
+// key, rounded up to a power of two).
+func newBloom(n int) bloom {
+	m := uint64(1 << 16)
+	for m < uint64(n)*10 {
+		m <<= 1
+	}
+	return bloom{bits: make([]uint64, m/64), mask: m - 1, cap: n}
+}
+
+func (b *bloom) insert(k key) {
+	if b.bits == nil {
+		return
+	}
+	h1, h2 := binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])|1
+	for i := uint64(0); i < bloomProbes; i++ {
+		p := (h1 + i*h2) & b.mask
+		b.bits[p/64] |= 1 << (p % 64)
+	}
+	b.n++
+}
+
+func (b *bloom) mayHave(k key) bool {
+	if b.bits == nil {
+		return true
+	}
+	h1, h2 := binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])|1
+	for i := uint64(0); i < bloomProbes; i++ {
+		p := (h1 + i*h2) & b.mask
+		if b.bits[p/64]&(1<<(p%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// full reports that more keys went in than it was sized for (false
+// positives rise): rebuild it larger.
+func (b *bloom) full() bool { return b.bits != nil && b.n > 2*b.cap }

@@ -66,6 +66,13 @@ func (s *Stage) Checkpoint(meta map[string][]byte) error {
 	return s.Detector.Checkpoint(m)
 }
 
+// NeedCheckpoint forwards the wrapped detector's request for an early
+// checkpoint (detect.Engine: unsaved state reached its memory share).
+func (s *Stage) NeedCheckpoint() bool {
+	nc, ok := s.Detector.(interface{ NeedCheckpoint() bool })
+	return ok && nc.NeedCheckpoint()
+}
+
 // Correlator returns the stage's correlator (findings from other stages of
 // the same partition, such as credential linking, join through it).
 func (s *Stage) Correlator() *Correlator { return s.c }

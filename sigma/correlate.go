@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -58,23 +59,30 @@ const maxEvidence = 10
 const maxCount = 10000
 
 // groupState is one correlation group's window (JSON in snapshots): the
-// inputs within the timespan, each once (by event id and input rule: a
-// restart that delivers an event again does not count it twice), those
-// already part of a finding marked used.
+// inputs not yet part of a finding, bounded by type (event_count: at most
+// the count needed; value_count: the latest input per value; temporal: the
+// latest per rule; temporal_ordered: per step, the chain ending there
+// that started latest), and the keys of the latest inputs, so that a
+// restart that delivers an event again does not count it twice.
 type groupState struct {
 	Rule  string   `json:"r"`
 	Group []string `json:"g"`
 	Ev    []evRef  `json:"e,omitempty"`
+	Seen  []string `json:"s,omitempty"`
 	Last  int64    `json:"l"`
 }
 
 type evRef struct {
-	ID   string `json:"i"`
-	T    int64  `json:"t"`
-	In   int    `json:"n"`           // index of the input rule in the correlation's rules
-	V    string `json:"v,omitempty"` // value_count: the field's value
-	Used bool   `json:"u,omitempty"`
+	ID    string   `json:"i"`
+	T     int64    `json:"t"`
+	In    int      `json:"n"`           // input rule's index (ordered: the step)
+	V     string   `json:"v,omitempty"` // value_count: the field's value
+	S     int64    `json:"a,omitempty"` // ordered: the chain's start
+	Chain []string `json:"c,omitempty"` // ordered: the chain's event ids
 }
+
+// maxSeen bounds the input keys remembered per group for repeats.
+const maxSeen = 128
 
 // Correlator evaluates a Set's correlation rules over rule hits in event
 // time. Its state is bounded (MaxGroups groups; the least recently seen
@@ -157,60 +165,56 @@ func (c *Correlator) one(cr *Rule, in int, inRule *Rule, f Fields, t time.Time, 
 		c.Late++
 		return Firing{}, false
 	}
-	for _, e := range g.Ev {
-		if e.ID == ref.ID && e.In == ref.In {
+	seenKey := strconv.Itoa(in) + ":" + eventID
+	for _, k := range g.Seen {
+		if k == seenKey {
 			c.Repeated++
 			return Firing{}, false
 		}
+	}
+	g.Seen = append(g.Seen, seenKey)
+	if len(g.Seen) > maxSeen {
+		g.Seen = g.Seen[len(g.Seen)-maxSeen:]
 	}
 	g.Last = max(g.Last, ref.T)
 	from := g.Last - span
 	kept := g.Ev[:0]
 	for _, e := range g.Ev {
-		if e.T >= from {
+		start := e.T
+		if corr.Type == CorrTemporalOrdered {
+			start = e.S
+		}
+		if start >= from {
 			kept = append(kept, e)
 		}
 	}
-	g.Ev = append(kept, ref)
-	if len(g.Ev) > maxCount {
-		g.Ev = g.Ev[len(g.Ev)-maxCount:]
-	}
-	// the inputs not yet part of a finding, in event-time order
-	var live []int
-	for i := range g.Ev {
-		if !g.Ev[i].Used {
-			live = append(live, i)
-		}
-	}
-	sort.SliceStable(live, func(a, b int) bool { return g.Ev[live[a]].T < g.Ev[live[b]].T })
+	g.Ev = kept
 	var count int64
-	var take []int // inputs the finding consists of
+	var take []evRef
 	switch corr.Type {
 	case CorrEventCount:
-		count = int64(len(live))
-		take = live
+		g.Ev = append(g.Ev, ref)
+		if len(g.Ev) > maxCount {
+			g.Ev = g.Ev[len(g.Ev)-maxCount:]
+		}
+		count = int64(len(g.Ev))
 		if !corr.holds(count) {
 			return Firing{}, false
 		}
+		take = g.Ev
 	case CorrValueCount:
-		vals := map[string]bool{}
-		for _, i := range live {
-			vals[g.Ev[i].V] = true
+		g.Ev = replaceWhere(g.Ev, ref, func(e evRef) bool { return e.V == ref.V })
+		if len(g.Ev) > maxCount {
+			g.Ev = g.Ev[len(g.Ev)-maxCount:]
 		}
-		count = int64(len(vals))
-		take = live
+		count = int64(len(g.Ev))
 		if !corr.holds(count) {
 			return Firing{}, false
 		}
+		take = g.Ev
 	case CorrTemporal:
-		seen := make([]bool, len(corr.rules))
-		for _, i := range live {
-			if !seen[g.Ev[i].In] {
-				seen[g.Ev[i].In] = true
-				count++
-			}
-		}
-		take = live
+		g.Ev = replaceWhere(g.Ev, ref, func(e evRef) bool { return e.In == ref.In })
+		count = int64(len(g.Ev))
 		if len(corr.Conds) == 0 {
 			if count != int64(len(corr.rules)) {
 				return Firing{}, false
@@ -218,45 +222,73 @@ func (c *Correlator) one(cr *Rule, in int, inRule *Rule, f Fields, t time.Time, 
 		} else if !corr.holds(count) {
 			return Firing{}, false
 		}
+		take = g.Ev
 	case CorrTemporalOrdered:
-		// the rules in order, each input later than the one before, all
-		// within the timespan: the chain ending with this input
-		step := len(corr.rules) - 1
-		if ref.In != step {
-			return Firing{}, false
-		}
-		chain := []int{len(g.Ev) - 1}
-		bound := ref.T
-		for k := len(live) - 1; k >= 0 && step > 0; k-- {
-			e := g.Ev[live[k]]
-			if e.In == step-1 && e.T <= bound && e.T >= ref.T-span && live[k] != len(g.Ev)-1 {
-				chain = append(chain, live[k])
-				bound = e.T
-				step--
+		// the rules in order, each input no earlier than the one before,
+		// all within the timespan: keep per step the chain that started
+		// latest
+		cand := evRef{ID: ref.ID, T: ref.T, In: in, S: ref.T, Chain: []string{ref.ID}}
+		if in > 0 {
+			prev := -1
+			for i, e := range g.Ev {
+				if e.In == in-1 {
+					prev = i
+				}
 			}
+			if prev < 0 || g.Ev[prev].T > ref.T || g.Ev[prev].S < ref.T-span {
+				return Firing{}, false
+			}
+			p := g.Ev[prev]
+			cand.S = p.S
+			cand.Chain = append(append([]string(nil), p.Chain...), ref.ID)
 		}
-		if step != 0 {
+		if in < len(corr.rules)-1 {
+			for i, e := range g.Ev {
+				if e.In == in {
+					if cand.S >= e.S {
+						g.Ev[i] = cand
+					}
+					return Firing{}, false
+				}
+			}
+			g.Ev = append(g.Ev, cand)
 			return Firing{}, false
 		}
 		count = int64(len(corr.rules))
-		take = chain
+		take = []evRef{cand}
 	}
 	first := ref.T
 	var ids []string
-	sort.Ints(take)
-	for _, i := range take {
-		first = min(first, g.Ev[i].T)
-		g.Ev[i].Used = true
-		ids = append(ids, g.Ev[i].ID)
+	for _, e := range take {
+		first = min(first, e.T)
+		if e.Chain != nil {
+			first = min(first, e.S)
+			ids = append(ids, e.Chain...)
+		} else {
+			ids = append(ids, e.ID)
+		}
 	}
 	if len(ids) > maxEvidence {
 		ids = ids[len(ids)-maxEvidence:]
 	}
+	// a window that fired starts over (its inputs are in this finding)
+	g.Ev = nil
 	fr := Firing{Rule: cr, Group: map[string]string{}, First: time.Unix(0, first).UTC(), Last: time.Unix(0, ref.T).UTC(), Count: count, EventIDs: ids}
 	for i, name := range corr.GroupBy {
 		fr.Group[name] = group[i]
 	}
 	return fr, true
+}
+
+// replaceWhere replaces the entry same matches with e, or appends e.
+func replaceWhere(evs []evRef, e evRef, same func(evRef) bool) []evRef {
+	for i := range evs {
+		if same(evs[i]) {
+			evs[i] = e
+			return evs
+		}
+	}
+	return append(evs, e)
 }
 
 func fieldPath(corr *Correlation, in *Rule) []string {

@@ -276,3 +276,40 @@ func firstSegment(path string, buf []byte) (string, []byte) {
 	}
 	return b2s(buf), buf
 }
+
+// byteRarity ranks bytes by how rarely they occur in audit records (lower
+// is rarer): the search anchors on a literal's rarest byte.
+var byteRarity = func() (r [256]byte) {
+	common := "\":,-./_0123456789etaoinsrhldcumfpgwybvkxjqz"
+	for i := range r {
+		r[i] = 0
+	}
+	for i := 0; i < len(common); i++ {
+		r[common[i]] = byte(len(common) - i)
+	}
+	return r
+}()
+
+// containsLit reports whether text holds lit, searching for lit's rarest
+// byte and checking the rest around it.
+func containsLit(text, lit string) bool {
+	a := 0
+	for i := 1; i < len(lit); i++ {
+		if byteRarity[lit[i]] < byteRarity[lit[a]] {
+			a = i
+		}
+	}
+	c := lit[a]
+	for off := a; off < len(text); {
+		j := strings.IndexByte(text[off:], c)
+		if j < 0 {
+			return false
+		}
+		pos := off + j - a
+		if pos+len(lit) <= len(text) && text[pos:pos+len(lit)] == lit {
+			return true
+		}
+		off += j + 1
+	}
+	return false
+}

@@ -100,3 +100,18 @@ func TestLowerAll(t *testing.T) {
 		}
 	}
 }
+
+func TestContainsLit(t *testing.T) {
+	for _, c := range []struct {
+		text, lit string
+		want      bool
+	}{
+		{"abc", "abc", true}, {"xabcx", "bc", true}, {"ab", "abc", false}, {"aaaab", "aab", true},
+		{"trufflehog/3", "trufflehog", true}, {"truffle hog", "trufflehog", false}, {"qz", "z", true},
+		{"zzq", "zq", true}, {"", "ab", false}, {"abab", "bab", true},
+	} {
+		if got := containsLit(c.text, c.lit); got != c.want {
+			t.Errorf("containsLit(%q, %q) = %v", c.text, c.lit, got)
+		}
+	}
+}

@@ -628,16 +628,20 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 			i, c = c[0], c[1:]
 		}
 		if pre := s.pre[i]; pre != nil {
-			if !lowered {
-				p.low = lowerAll(p.low, raw)
-				lowered = true
-			}
 			found := false
 			for _, lit := range pre {
-				if strings.Contains(b2s(p.low), lit) {
+				if lit == key {
+					// the index key is the record's own value
 					found = true
 					break
 				}
+			}
+			if !found && !lowered {
+				p.low = lowerAll(p.low, raw)
+				lowered = true
+			}
+			for k := 0; !found && k < len(pre); k++ {
+				found = containsLit(b2s(p.low), pre[k])
 			}
 			if !found {
 				continue

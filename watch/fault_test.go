@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"auditwatch/config/duration"
@@ -358,5 +362,76 @@ func TestSilenceLearnsPerHour(t *testing.T) {
 	}
 	if fs := b.Check(t0.Add(24 * time.Hour)); len(fs) != 0 {
 		t.Fatalf("a one-shot backfill alarmed: %+v", fs)
+	}
+}
+
+// fakeSecrets is Secrets Manager's GetSecretValue.
+type fakeSecrets struct{ calls atomic.Int64 }
+
+func (f *fakeSecrets) GetSecretValue(_ context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	f.calls.Add(1)
+	return &secretsmanager.GetSecretValueOutput{Name: in.SecretId, SecretString: aws.String("canary")}, nil
+}
+
+// TestAWSCanary: the GetSecretValue canary's CloudTrail event (by name or
+// ARN) comes back within its deadline; when it does not, pipeline_blind
+// goes to the sink and the blind gauge is 1 until the event arrives.
+func TestAWSCanary(t *testing.T) {
+	clk := newClock(time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC))
+	sm := &fakeSecrets{}
+	cfg := watch.CanaryConfig{AWS: &watch.AWSCanary{SecretID: "auditwatch-canary"}}
+	cfg.AWS.AWS.Region = "eu-west-1"
+	can := watch.NewCanary(cfg, nil, sm)
+	out := &sink{clk: clk}
+	reg := prometheus.NewRegistry()
+	r := watch.NewRunner(nil, can, "", out, clk.Now, nil, nil, reg)
+	ctx := context.Background()
+	ctEv := func(resource string) schema.Event {
+		return schema.Event{Source: schema.SourceCloudTrail, ID: "ct-" + clk.Now().Format("150405"), Time: clk.Now(),
+			Action: "secretsmanager:GetSecretValue", Resource: resource, Principal: "arn:aws:iam::111122223333:role/auditwatch-canary"}
+	}
+	pub := &counter{}
+	p := r.Publisher(pub)
+	if err := r.Tick(ctx); err != nil { // first round
+		t.Fatal(err)
+	}
+	clk.Add(10 * time.Minute)
+	ev := ctEv("arn:aws:secretsmanager:eu-west-1:111122223333:secret:auditwatch-canary-AbCdEf")
+	if err := p.Publish(ctx, source.Batch{Source: "ct", Events: []schema.Event{ev, ctEv("prod/db")}}); err != nil {
+		t.Fatal(err)
+	}
+	if pub.n.Load() != 1 || can.CanaryEvents() != 1 {
+		t.Fatalf("published %d (want the ordinary event only), canary events %d", pub.n.Load(), can.CanaryEvents())
+	}
+	for i := 0; i < 30; i++ { // 30 minutes with no canary event back
+		clk.Add(time.Minute)
+		if err := r.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, at, ok := out.find(schema.DetectorPipelineBlind, 0)
+	if !ok || f.Attributes["canary"] != "aws" || f.Severity != schema.SeverityCritical {
+		t.Fatalf("no pipeline_blind: %+v", out.fs)
+	}
+	if lag := at.Sub(time.Date(2026, 11, 3, 9, 11, 0, 0, time.UTC)); lag > 26*time.Minute {
+		t.Errorf("pipeline_blind %v after the missed read, deadline 25m", lag)
+	}
+	if v := testutil.ToFloat64(r.BlindGauge().WithLabelValues("aws")); v != 1 {
+		t.Errorf("auditwatch_canary_blind = %v while blind", v)
+	}
+	if err := p.Publish(ctx, source.Batch{Source: "ct", Events: []schema.Event{ctEv("auditwatch-canary")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := out.find(schema.DetectorPipelineBlind, 1); !ok {
+		t.Fatalf("not resolved: %+v", out.fs)
+	}
+	if v := testutil.ToFloat64(r.BlindGauge().WithLabelValues("aws")); v != 0 {
+		t.Errorf("auditwatch_canary_blind = %v after recovery", v)
+	}
+	if sm.calls.Load() < 30 {
+		t.Errorf("%d GetSecretValue calls in 40 minutes at a 1m interval", sm.calls.Load())
 	}
 }

@@ -70,6 +70,9 @@ func NewRunner(sil *Silence, can *Canary, heartbeat string, sink FindingSink, no
 	return r
 }
 
+// BlindGauge is auditwatch_canary_blind.
+func (r *Runner) BlindGauge() *prometheus.GaugeVec { return r.blind }
+
 func (r *Runner) add(fs []schema.Finding) {
 	if len(fs) == 0 {
 		return

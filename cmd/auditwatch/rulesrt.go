@@ -17,6 +17,7 @@ import (
 
 	"auditwatch/config"
 	"auditwatch/pipeline"
+	"auditwatch/schema"
 	"auditwatch/sigma"
 )
 
@@ -30,13 +31,29 @@ func rulesConfig(cfg *config.Config) (sigma.Config, error) {
 }
 
 // keepRaw reports whether sources must keep each event's original record:
-// Sigma rules read it.
+// raw_records (the default) stores it, Sigma rules read it.
 func keepRaw(cfg *config.Config) bool {
+	if cfg.KeepRawRecords() {
+		return true
+	}
 	if cfg.Rules.Kind == 0 {
 		return false
 	}
 	c, err := rulesConfig(cfg)
 	return err == nil && c.Enabled()
+}
+
+// stripRaw drops the original records before an event sink (raw_records:
+// false with Sigma rules on: the rules read them, storage keeps none).
+type stripRaw struct{ next pipeline.EventSink }
+
+func (s stripRaw) WriteEvents(ctx context.Context, evs []schema.Event) error {
+	out := make([]schema.Event, len(evs))
+	for i := range evs {
+		out[i] = evs[i]
+		out[i].Raw = nil
+	}
+	return s.next.WriteEvents(ctx, out)
 }
 
 // rulesRuntime holds the loaded Sigma rule set of a daemon and replaces it

@@ -204,7 +204,12 @@ func (d *daemon) eventSinks(ctx context.Context) (pipeline.EventSink, func(), er
 		closeAll()
 		return nil, func() {}, err
 	}
-	sinks = append(sinks, more...)
+	for _, m := range more {
+		if !d.cfg.KeepRawRecords() {
+			m = stripRaw{next: m}
+		}
+		sinks = append(sinks, m)
+	}
 	closers = append(closers, func() error { closeMore(); return nil })
 	if len(sinks) == 0 {
 		return nil, closeAll, nil

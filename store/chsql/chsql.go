@@ -23,6 +23,7 @@ var EventColumns = []string{
 	"mount", "mount_type", "namespace", "region", "source_ip", "source_ip_raw", "ip",
 	"source_is_service", "user_agent", "outcome", "error", "failure_kind", "auth", "read_only", "http_status",
 	"resource_name", "key_principal", "key_issue", "country", "asn", "as_org", "net_label", "token_accessor",
+	"raw",
 }
 
 // PrincipalColumns is the column list of every events_by_principal insert:

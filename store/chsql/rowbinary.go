@@ -12,6 +12,11 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+func appendBytes(b []byte, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
 func appendStrs(b []byte, xs []string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(xs)))
 	for _, x := range xs {
@@ -62,7 +67,8 @@ func AppendEventRowBinary(b []byte, ev *schema.Event) []byte {
 	b = binary.LittleEndian.AppendUint32(b, ASN32(ev.ASN))
 	b = appendStr(b, ev.ASOrg)
 	b = appendStr(b, ev.NetLabel)
-	return appendStr(b, ev.TokenAccessor)
+	b = appendStr(b, ev.TokenAccessor)
+	return appendBytes(b, ev.Raw)
 }
 
 // ASN32 is the event's AS number as the UInt32 column holds it (0 when

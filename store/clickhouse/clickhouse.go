@@ -67,7 +67,7 @@ func New(ctx context.Context, cfg Config, db string, limits *Limits, logger *slo
 	opts := &ch.Options{
 		Addr:         cfg.Addr,
 		Auth:         ch.Auth{Database: "default", Username: cfg.User},
-		DialTimeout:  cfg.DialTimeout,
+		DialTimeout:  cfg.DialTimeout.D(),
 		MaxOpenConns: cfg.MaxOpenConns,
 		MaxIdleConns: cfg.MaxOpenConns,
 		Compression:  &ch.Compression{Method: ch.CompressionLZ4},
@@ -204,6 +204,7 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		func(e *schema.Event) string { return e.ASOrg },
 		func(e *schema.Event) string { return e.NetLabel },
 		func(e *schema.Event) string { return e.TokenAccessor },
+		func(e *schema.Event) string { return string(e.Raw) },
 	}
 	for range get {
 		strs = append(strs, make([]string, n))
@@ -252,7 +253,7 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		names := []string{"source", "id", "principal", "principal_name", "principal_type", "session", "account", "access_key",
 			"token_hmac", "auth_method", "action", "resource", "mount", "mount_type", "namespace", "region", "source_ip",
 			"source_ip_raw", "user_agent", "outcome", "error", "failure_kind", "resource_name",
-			"key_principal", "key_issue", "country", "as_org", "net_label", "token_accessor"}
+			"key_principal", "key_issue", "country", "as_org", "net_label", "token_accessor", "raw"}
 		for j, nm := range names {
 			if nm == name {
 				return strs[j]
