@@ -109,4 +109,3 @@ func TestBaselineThenNoLearningPeriod(t *testing.T) {
 		t.Error("baseline with nothing within --since succeeded")
 	}
 }
-
