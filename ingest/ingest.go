@@ -68,9 +68,6 @@ type Options struct {
 	// KeepRaw sets schema.Event.Raw to the original record (for Sigma
 	// rules and the stored raw column). Off, events carry no copy.
 	KeepRaw bool `yaml:"-"`
-	// RawBuffer, when set, gives the buffer each kept record is copied
-	// into (a caller that is done with events early recycles them).
-	RawBuffer func(n int) []byte `yaml:"-"`
 }
 
 // DefaultOptions returns the defaults.

@@ -135,7 +135,7 @@ func (r *Reader) Next() (schema.Event, error) {
 			if r.opts.Format != FormatCloudTrail && !r.treeOnly {
 				if en, err, ok := r.vp.ParseLine(line); ok {
 					if r.opts.KeepRaw {
-						en.Event.Raw = r.rawCopy(line)
+						en.Event.Raw = append([]byte(nil), line...)
 					}
 					rec := r.sc.TakeLine()
 					r.stats.Records++
@@ -160,7 +160,7 @@ func (r *Reader) Next() (schema.Event, error) {
 				var ev schema.Event
 				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, &ev); ok {
 					if err == nil && (r.opts.KeepRaw || cloudtrail.IssuesCredentials(&ev)) {
-						ev.Raw = r.rawCopy(line)
+						ev.Raw = append([]byte(nil), line...)
 					}
 					rec := r.sc.TakeLine()
 					r.stats.Records++
@@ -298,7 +298,7 @@ func (r *Reader) cloudTrail(rec jsonx.Record, v *fastjson.Value, fb cloudtrail.F
 		return
 	}
 	if r.opts.KeepRaw || cloudtrail.IssuesCredentials(&ev) {
-		ev.Raw = v.MarshalTo(r.rawBuf(0))
+		ev.Raw = v.MarshalTo(nil)
 	}
 	r.push(item{ev: ev, after: rec.End})
 }
@@ -357,7 +357,7 @@ func (r *Reader) vaultEntry(rec jsonx.Record, v *fastjson.Value) {
 		return
 	}
 	if r.opts.KeepRaw {
-		en.Event.Raw = v.MarshalTo(r.rawBuf(0))
+		en.Event.Raw = v.MarshalTo(nil)
 	}
 	r.pairVault(rec, en)
 }
@@ -401,17 +401,6 @@ func (r *Reader) queueEvents(rec jsonx.Record) {
 	}
 	clear(r.evbuf)
 }
-
-// rawBuf returns an empty buffer for a kept record of about n bytes.
-func (r *Reader) rawBuf(n int) []byte {
-	if r.opts.RawBuffer != nil {
-		return r.opts.RawBuffer(n)[:0]
-	}
-	return make([]byte, 0, n)
-}
-
-// rawCopy copies a kept record.
-func (r *Reader) rawCopy(b []byte) []byte { return append(r.rawBuf(len(b)), b...) }
 
 // depth is the bracket nesting depth of JSON text (strings skipped).
 func depth(b []byte) int {

@@ -127,7 +127,6 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	rcfg.Paths = append(rcfg.Paths, rulePaths...)
 	var rules *sigma.Set
-	var raws rawBuffers
 	if rcfg.Enabled() {
 		rules, err = sigma.Load(rcfg.Paths, rcfg.Options())
 		if err != nil {
@@ -137,9 +136,6 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			fmt.Fprintf(stderr, "replay: rule skipped: %s\n", escape.String(escape.Terminal, p.Error()))
 		}
 		opts.KeepRaw = true
-		// records are done with once evaluated: recycle their buffers
-		// (one goroutine reads and evaluates)
-		opts.RawBuffer = raws.get
 	}
 	if *learnUntil != "" {
 		t, err := time.Parse(time.RFC3339Nano, *learnUntil)
@@ -258,10 +254,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			if err := emit(enrich.Enrich(ctx, &ev, nil)); err != nil {
 				return err
 			}
-			raw := ev.Raw
-			fs := run.Process(ev)
-			raws.put(raw)
-			if err := emit(fs); err != nil {
+			if err := emit(run.Process(ev)); err != nil {
 				return err
 			}
 			p := pos[name]
@@ -464,26 +457,4 @@ func readMerged(ctx context.Context, inputs []string, opts ingest.Options, pos m
 		batch = append(batch, mergedItem{name: todo[i], done: true})
 	}
 	return send()
-}
-
-// rawBuffers recycles the buffers of original records in replay: a record
-// is read, evaluated and dropped in one goroutine, so its buffer can serve
-// the next one (fewer bytes allocated, far less garbage collection).
-type rawBuffers struct{ free [][]byte }
-
-func (p *rawBuffers) get(n int) []byte {
-	if k := len(p.free); k > 0 {
-		b := p.free[k-1]
-		p.free = p.free[:k-1]
-		if cap(b) >= n {
-			return b[:0]
-		}
-	}
-	return make([]byte, 0, max(n, 2048))
-}
-
-func (p *rawBuffers) put(b []byte) {
-	if cap(b) > 0 && cap(b) <= 1<<20 && len(p.free) < 256 {
-		p.free = append(p.free, b[:0])
-	}
 }
