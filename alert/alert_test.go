@@ -503,6 +503,7 @@ func TestHandleEvents(t *testing.T) {
 	if err := r.WriteEvents(context.Background(), []schema.Event{h}); err != nil {
 		t.Fatal(err)
 	}
+	waitDrained(t, r)
 	for _, n := range []string{"a", "b"} {
 		evs := outs[n].events
 		if len(evs) != 1 || len(evs[0].Resource) > cfg.MaxFieldBytes || evs[0].UserAgent != h.UserAgent {
@@ -739,7 +740,9 @@ func TestSinkShapes(t *testing.T) {
 	if got := strings.Join(outs["a"].ids(), ","); got != "w1,w2" {
 		t.Errorf("delivered %s, want w1,w2 once each", got)
 	}
-	if err := r.WriteEvents(context.Background(), []schema.Event{{ID: "e1"}, {ID: "e2"}}); err != nil || len(outs["b"].events) != 2 {
+	err := r.WriteEvents(context.Background(), []schema.Event{{ID: "e1"}, {ID: "e2"}})
+	waitDrained(t, r)
+	if err != nil || len(outs["b"].events) != 2 {
 		t.Errorf("WriteEvents: %v, %d events", err, len(outs["b"].events))
 	}
 	if err := r.Close(); err != nil {
@@ -904,3 +907,68 @@ func TestGroupingByIncident(t *testing.T) {
 		t.Errorf("finding without incident: key %q update %v, want its dedupe key, new", got[2].ThreadKey(), got[2].Update)
 	}
 }
+
+// TestHungEventOutputDoesNotBlock: raw events for a SIEM whose every
+// attempt hangs are queued and WriteEvents returns at once; the findings
+// of another output flow meanwhile; the events arrive after recovery.
+func TestHungEventOutputDoesNotBlock(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"b"}
+	cfg.EventOutputs = []string{"a"}
+	cfg.Retry.AttemptTimeout = time.Hour
+	release := make(chan struct{})
+	siem := &hungEvents{release: release}
+	fast := &recorder{}
+	r, err := New(cfg, nil, prometheus.NewRegistry(), WithOutput("a", siem), WithOutput("b", fast), WithOutput("c", &recorder{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() {
+		for i := range 20 {
+			if err := r.WriteEvents(context.Background(), []schema.Event{{ID: fmt.Sprint("e", i)}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- r.WriteFindings(context.Background(), []schema.Finding{finding("f", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WriteEvents waited for a hung SIEM")
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(fast.got()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if len(fast.got()) != 1 {
+		t.Fatal("a finding for another output waited for the hung SIEM")
+	}
+	close(release)
+	waitDrained(t, r)
+	if n := siem.count(); n != 20 {
+		t.Errorf("after recovery the SIEM got %d of 20 events", n)
+	}
+}
+
+type hungEvents struct {
+	recorder
+	release chan struct{}
+	n       atomic.Int64
+}
+
+func (h *hungEvents) SendEvents(ctx context.Context, evs []schema.Event) error {
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	h.n.Add(int64(len(evs)))
+	return nil
+}
+
+func (h *hungEvents) count() int { return int(h.n.Load()) }

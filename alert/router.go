@@ -301,8 +301,15 @@ func (r *Router) WriteFindings(ctx context.Context, fs []schema.Finding) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	return r.appendRetrying(ctx, func() error { return r.box.Append(batch, now) })
+}
+
+// appendRetrying runs an outbox write until it succeeds, or ctx ends or
+// the router closes (then the caller must not advance its checkpoint),
+// retrying every second and logging once a minute.
+func (r *Router) appendRetrying(ctx context.Context, write func() error) error {
 	for {
-		err := r.box.Append(batch, now)
+		err := write()
 		if err == nil {
 			r.m.outboxFull.Set(0)
 			return nil
@@ -346,10 +353,12 @@ func (r *Router) outboxError(err error) {
 		"path", r.box.Path(), "free", free, "err", notify.SanitizeLine(err.Error(), 512))
 }
 
-// WriteEvents forwards a batch of raw events to every event output (one
-// retried attempt per output per batch; outputs split large batches). A
-// batch an output cannot deliver is dead-lettered. Events carry no
-// idempotency key here: SIEMs dedupe on the event id.
+// WriteEvents takes a batch of raw events for the event outputs
+// (event_outputs): it queues the batch once per event output in the
+// outbox, like findings, and returns; each output's worker sends it (one
+// retried attempt per batch; outputs split large batches) or dead-letters
+// it. A hung SIEM delays only its own queue. Events carry no idempotency
+// key: SIEMs dedupe on the event id.
 func (r *Router) WriteEvents(ctx context.Context, evs []schema.Event) error {
 	if !r.enter() {
 		return ErrClosed
@@ -358,28 +367,22 @@ func (r *Router) WriteEvents(ctx context.Context, evs []schema.Event) error {
 	if len(evs) == 0 || len(r.cfg.EventOutputs) == 0 {
 		return nil
 	}
-	ctx, cancel := r.bind(ctx)
-	defer cancel()
 	bounded := make([]schema.Event, len(evs))
 	for i, ev := range evs {
 		bounded[i] = notify.BoundEvent(ev, r.cfg.MaxFieldBytes)
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(r.cfg.EventOutputs))
-	for i, name := range r.cfg.EventOutputs {
-		out := r.outputs[name]
-		if out.ev == nil {
-			errs[i] = fmt.Errorf("output %s cannot take raw events", name)
+	var names []string
+	for _, name := range r.cfg.EventOutputs {
+		if r.outputs[name].ev == nil {
+			r.log.Error("output cannot take raw events; skipped", "output", name)
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = r.deliverEvents(ctx, out, bounded)
-		}()
+		names = append(names, name)
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	if len(names) == 0 {
+		return nil
+	}
+	return r.appendRetrying(ctx, func() error { return r.box.AppendEvents(names, bounded, r.clock.Now()) })
 }
 
 // deliverEvents sends one batch through out's retry loop, dead-lettering

@@ -109,7 +109,7 @@ func (w *worker) run(ctx context.Context) {
 					return
 				}
 				w.r.log.Error("alert neither delivered nor dead-lettered; it stays queued", "output", name,
-					"finding", e.Alert.Finding.ID, "err", notify.SanitizeLine(err.Error(), 512))
+					"finding", e.Alert.Finding.ID, "events", len(e.Events), "err", notify.SanitizeLine(err.Error(), 512))
 				w.sleep(ctx)
 				break
 			}
@@ -128,7 +128,13 @@ func (w *worker) sleep(ctx context.Context) {
 
 // handle delivers (or dead-letters) e and acknowledges it in the outbox.
 func (w *worker) handle(ctx context.Context, e outbox.Entry) error {
-	if err := w.r.deliver(ctx, w.out, e.Alert, w); err != nil {
+	if len(e.Events) > 0 {
+		if w.out.ev == nil {
+			w.r.log.Error("queued events for an output that cannot take them; dropped", "output", w.out.name, "events", len(e.Events))
+		} else if err := w.r.deliverEvents(ctx, w.out, e.Events); err != nil {
+			return err
+		}
+	} else if err := w.r.deliver(ctx, w.out, e.Alert, w); err != nil {
 		return err
 	}
 	w.r.m.lag.WithLabelValues(w.out.name).Observe(max(w.r.clock.Now().Sub(e.Enqueued), 0).Seconds())

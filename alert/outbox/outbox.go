@@ -21,16 +21,20 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"auditwatch/alert/notify"
+	"auditwatch/schema"
 )
 
 // FileName is the outbox's file name under the alert state directory.
 const FileName = "outbox.db"
 
-// Entry is one queued alert of one output.
+// Entry is one queued alert, or one batch of raw events, of one output.
 type Entry struct {
 	Seq      uint64       `json:"-"`
 	Enqueued time.Time    `json:"enqueued"`
 	Alert    notify.Alert `json:"alert"`
+	// Events, when set, make the entry a batch of raw events for a SIEM
+	// output (event_outputs); Alert is then empty.
+	Events []schema.Event `json:"events,omitempty"`
 }
 
 // Outbox is safe for concurrent use. An empty path keeps the queues in
@@ -124,6 +128,26 @@ var ErrUnknownOutput = errors.New("alert outbox: unknown output")
 // one transaction, synced to disk before it returns. On error nothing of
 // the batch is queued.
 func (o *Outbox) Append(batch map[string][]notify.Alert, now time.Time) error {
+	es := make(map[string][]Entry, len(batch))
+	for name, as := range batch {
+		for _, a := range as {
+			es[name] = append(es[name], Entry{Enqueued: now, Alert: a})
+		}
+	}
+	return o.append(es, now)
+}
+
+// AppendEvents queues evs as one entry on each of the outputs named, in
+// one synced transaction.
+func (o *Outbox) AppendEvents(outputs []string, evs []schema.Event, now time.Time) error {
+	es := make(map[string][]Entry, len(outputs))
+	for _, name := range outputs {
+		es[name] = []Entry{{Enqueued: now, Events: evs}}
+	}
+	return o.append(es, now)
+}
+
+func (o *Outbox) append(batch map[string][]Entry, now time.Time) error {
 	for name := range batch {
 		if o.queues[name] == nil {
 			return fmt.Errorf("%w %q", ErrUnknownOutput, name)
@@ -136,27 +160,28 @@ func (o *Outbox) Append(batch map[string][]notify.Alert, now time.Time) error {
 			}
 		}
 		o.mu.Lock()
-		for name, as := range batch {
+		for name, es := range batch {
 			q := o.queues[name]
-			for _, a := range as {
+			for _, e := range es {
 				q.seq++
-				q.mem = append(q.mem, Entry{Seq: q.seq, Enqueued: now, Alert: a})
+				e.Seq = q.seq
+				q.mem = append(q.mem, e)
 			}
-			o.added(q, len(as), now)
+			o.added(q, len(es), now)
 		}
 		o.mu.Unlock()
 		o.wakeAll(batch)
 		return nil
 	}
 	err := o.db.Update(func(tx *bolt.Tx) error {
-		for name, as := range batch {
+		for name, es := range batch {
 			b := tx.Bucket(bucket(name))
-			for _, a := range as {
+			for _, e := range es {
 				n, err := b.NextSequence()
 				if err != nil {
 					return err
 				}
-				v, err := json.Marshal(Entry{Enqueued: now, Alert: a})
+				v, err := json.Marshal(e)
 				if err != nil {
 					return err
 				}
@@ -174,8 +199,8 @@ func (o *Outbox) Append(batch map[string][]notify.Alert, now time.Time) error {
 		return fmt.Errorf("alert outbox %s: %w", o.path, err)
 	}
 	o.mu.Lock()
-	for name, as := range batch {
-		o.added(o.queues[name], len(as), now)
+	for name, es := range batch {
+		o.added(o.queues[name], len(es), now)
 	}
 	o.mu.Unlock()
 	o.wakeAll(batch)
@@ -192,7 +217,7 @@ func (o *Outbox) added(q *queue, n int, now time.Time) {
 	q.n += n
 }
 
-func (o *Outbox) wakeAll(batch map[string][]notify.Alert) {
+func (o *Outbox) wakeAll(batch map[string][]Entry) {
 	for name, as := range batch {
 		if len(as) == 0 {
 			continue
