@@ -163,6 +163,8 @@ func BenchmarkFlood(b *testing.B) {
 		b.ReportMetric(float64(s.OneOffDropped), "one-off-dropped")
 		b.ReportMetric(float64(s.LearningEvictions), "learning-evictions")
 		b.ReportMetric(float64(len(base)), "long-lived-findings")
+		b.Logf("VmHWM %d MiB; normal %.0f events/s %.0f events/cpu-s; flood %.0f events/s %.0f events/cpu-s; normal/flood %.2f wall %.2f cpu; evictions %d, one-off dropped %d, learning evictions %d, spill dropped %d",
+			hwm>>20, baseRate, baseCPU, floodRate, floodCPU, baseRate/floodRate, baseCPU/floodCPU, s.Evictions, s.OneOffDropped, s.LearningEvictions, s.SpillDropped)
 		if len(base) == 0 {
 			b.Fatal("no findings for the long-lived principals")
 		}
