@@ -287,6 +287,17 @@ func checkStagePorts(t *testing.T, where string, cfgs stageConfigs) (metrics, so
 				t.Errorf("%s %s: a socket source outside the ingest stage", where, stage)
 			}
 			socket = port(t, s.Socket.Listen)
+			// beyond loopback, an explicit allowlist that is not everyone
+			if host, _, _ := net.SplitHostPort(s.Socket.Listen); host != "127.0.0.1" && host != "localhost" && host != "::1" {
+				if len(s.Socket.Allow) == 0 {
+					t.Errorf("%s %s: socket source listens on %s with no allowlist", where, stage, s.Socket.Listen)
+				}
+				for _, a := range s.Socket.Allow {
+					if a == "0.0.0.0/0" || a == "::/0" {
+						t.Errorf("%s %s: socket allowlist %s lets anyone in", where, stage, a)
+					}
+				}
+			}
 		}
 	}
 	if metrics == 0 || socket == 0 {
@@ -448,6 +459,19 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	metrics, socket := checkStagePorts(t, "compose", cfgs)
+	// The ingest socket source allows the compose network's gateway, the
+	// address the published port's connections come from.
+	gateway := fmt.Sprint(get(c, "networks", "default", "ipam", "config"))
+	for _, s := range cfgs["ingest"].Sources {
+		if s.Socket == nil {
+			continue
+		}
+		for _, a := range s.Socket.Allow {
+			if !strings.Contains(gateway, "gateway:"+strings.TrimSuffix(a, "/32")) {
+				t.Errorf("ingest socket allow %s is not the compose network's gateway (%s)", a, gateway)
+			}
+		}
+	}
 	for _, p := range []int{metrics, socket} {
 		if !slices.Contains(dockerfilePorts(t), p) {
 			t.Errorf("Dockerfile does not EXPOSE %d", p)

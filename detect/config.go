@@ -168,9 +168,10 @@ func (c *Config) SetDefaults() {
 func (c Config) StateBudget() int64 { return int64(c.MemoryBudget) * 2 / 5 }
 
 // GoMemoryLimit is the soft limit for the Go runtime (debug.SetMemoryLimit)
-// of a process running one engine: 85% of MemoryBudget, so the collector
-// works harder before the process passes the budget.
-func (c Config) GoMemoryLimit() int64 { return int64(c.MemoryBudget) * 85 / 100 }
+// of a process running one engine: 70% of MemoryBudget, so the collector
+// works harder before the process passes the budget (the rest is for the
+// store's memory-mapped pages, stacks and the runtime itself).
+func (c Config) GoMemoryLimit() int64 { return int64(c.MemoryBudget) * 70 / 100 }
 
 // Validate reports every bad field, each named by its YAML path, and
 // prepares parsed forms (CIDRs). Call after SetDefaults.

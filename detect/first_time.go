@@ -12,9 +12,9 @@ import (
 // firstTime raises a finding when a principal, past its learning period,
 // touches an in-scope resource (canonicalised) it has never touched, or not
 // within forget_after. New pairs of one principal within group_window are
-// one incident: later ones update the first finding (same DedupeKey, higher
-// Revision and Count) each time the number of new resources doubles,
-// instead of opening new ones.
+// one incident: each later one is an update of the first finding (same
+// DedupeKey, higher Revision and Count, its own Resource and evidence), so
+// grouping never hides a new pair.
 type firstTime struct {
 	e        *Engine
 	cfg      *FirstTimeAccessConfig
@@ -175,10 +175,8 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 		b.extend(t)
 		b.addID(ev.ID, max)
 		b.addItem(res, max)
-		// One incident: an update when the count of new resources doubles.
-		if b.Count < 2*b.Reported {
-			return out
-		}
+		// One incident, and no new pair lost: every new resource is an
+		// update of the group's finding (alerts thread it), naming it.
 		b.Rev++
 	} else {
 		*b = burst{Key: schema.MakeID(schema.DetectorFirstTimeAccess, ev.Principal, res, ev.ID), First: t, Last: t, Count: 1}

@@ -68,7 +68,10 @@ func (f *flood) next(ev *schema.Event) (long bool) {
 var floodLearnUntil = t0.Add(5 * time.Minute)
 
 // vmHWM reads the process's peak resident set (VmHWM) in bytes.
-func vmHWM(tb testing.TB) int64 {
+func vmHWM(tb testing.TB) int64 { return procStatus(tb, "VmHWM:") }
+
+// procStatus reads one kB field of /proc/self/status in bytes.
+func procStatus(tb testing.TB, field string) int64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		tb.Skipf("no /proc/self/status: %v", err)
@@ -76,15 +79,15 @@ func vmHWM(tb testing.TB) int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
-				tb.Fatalf("VmHWM %q: %v", v, err)
+				tb.Fatalf("%s %q: %v", field, v, err)
 			}
 			return kb << 10
 		}
 	}
-	tb.Fatal("no VmHWM in /proc/self/status")
+	tb.Fatalf("no %s in /proc/self/status", field)
 	return 0
 }
 
@@ -163,8 +166,10 @@ func BenchmarkFlood(b *testing.B) {
 		b.ReportMetric(baseCPU/floodCPU, "normal/flood-cpu")
 		b.ReportMetric(float64(s.Evictions), "evictions")
 		b.ReportMetric(float64(s.SpillDropped), "spill-dropped")
+		b.ReportMetric(float64(s.OneOffDropped), "one-off-dropped")
 		b.ReportMetric(float64(s.LearningEvictions), "learning-evictions")
 		b.ReportMetric(float64(len(base)), "long-lived-findings")
-		b.Logf("GOMEMLIMIT %d MiB; tables: %+v", debug.SetMemoryLimit(-1)>>20, s.Tables)
+		b.Logf("GOMEMLIMIT %d MiB; now RssAnon %d MiB, RssFile %d MiB; tables: %+v", debug.SetMemoryLimit(-1)>>20,
+			procStatus(b, "RssAnon:")>>20, procStatus(b, "RssFile:")>>20, s.Tables)
 	}
 }

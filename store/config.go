@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 	chschema "auditwatch/schema/clickhouse"
 	"auditwatch/store/chdb"
@@ -46,15 +47,15 @@ type BatchConfig struct {
 	// 200,000; lower it to bound the writer's memory).
 	MaxRows int `yaml:"max_rows"`
 	// MaxInterval flushes buffered rows at least this often.
-	MaxInterval time.Duration `yaml:"max_interval"`
+	MaxInterval duration.Duration `yaml:"max_interval"`
 	// RetryBackoff is the first wait before retrying a failed block (doubles, capped at 30s).
-	RetryBackoff time.Duration `yaml:"retry_backoff"`
+	RetryBackoff duration.Duration `yaml:"retry_backoff"`
 }
 
 // QueryConfig bounds runbook queries, which always run read-only.
 type QueryConfig struct {
-	MaxExecutionTime time.Duration `yaml:"max_execution_time"`
-	MaxResultRows    uint64        `yaml:"max_result_rows"`
+	MaxExecutionTime duration.Duration `yaml:"max_execution_time"`
+	MaxResultRows    uint64            `yaml:"max_result_rows"`
 	// Listen is where `auditwatch run` on the embedded store answers the
 	// runbook queries of `auditwatch query` (the engine lets one process
 	// open the data directory): "unix:PATH", a loopback "127.0.0.1:PORT"
@@ -99,13 +100,13 @@ func (c *Config) SetDefaults() {
 		c.Batch.MaxRows = 200000
 	}
 	if c.Batch.MaxInterval == 0 {
-		c.Batch.MaxInterval = time.Second
+		c.Batch.MaxInterval = duration.Duration(time.Second)
 	}
 	if c.Batch.RetryBackoff == 0 {
-		c.Batch.RetryBackoff = 200 * time.Millisecond
+		c.Batch.RetryBackoff = duration.Duration(200 * time.Millisecond)
 	}
 	if c.Query.MaxExecutionTime == 0 {
-		c.Query.MaxExecutionTime = 30 * time.Second
+		c.Query.MaxExecutionTime = duration.Duration(30 * time.Second)
 	}
 	if c.Query.MaxResultRows == 0 {
 		c.Query.MaxResultRows = 100000
@@ -146,7 +147,7 @@ func (c *Config) Validate() error {
 	if c.Batch.RetryBackoff <= 0 {
 		errs = append(errs, errors.New("storage.batch.retry_backoff: must be positive"))
 	}
-	if c.Query.MaxExecutionTime < time.Second {
+	if c.Query.MaxExecutionTime.D() < time.Second {
 		errs = append(errs, errors.New("storage.query.max_execution_time: at least 1s"))
 	}
 	if c.Query.MaxResultRows == 0 {

@@ -101,7 +101,7 @@ func ServeQueries(ctx context.Context, cfg Config, logger *slog.Logger) (*QueryS
 		}
 	}
 	s.ln = ln
-	timeout := cfg.Query.MaxExecutionTime + 5*time.Second
+	timeout := cfg.Query.MaxExecutionTime.D() + 5*time.Second
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /query", func(w http.ResponseWriter, r *http.Request) {
 		if token != "" {
@@ -192,7 +192,7 @@ func OpenQuery(ctx context.Context, cfg Config, logger *slog.Logger) (Querier, e
 		if network != "" {
 			if c, err := net.DialTimeout(network, addr, time.Second); err == nil {
 				c.Close()
-				return newRemote(network, addr, token, cfg.Query.MaxExecutionTime+10*time.Second), nil
+				return newRemote(network, addr, token, cfg.Query.MaxExecutionTime.D()+10*time.Second), nil
 			}
 		}
 		st, err := open(ctx, cfg, ReadOnly, logger)

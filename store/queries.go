@@ -116,7 +116,9 @@ var Queries = map[string]QuerySpec{
        arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 5), ' ') AS actions,
        min(time) AS first_seen, max(time) AS last_seen
 FROM auditwatch.events
-WHERE (resource = {resource:String} OR resource_name IN ({name0:String}, {name1:String}, {name2:String}, {name3:String}))
+WHERE (resource = {resource:String} OR resource IN (
+        SELECT resource FROM auditwatch.resource_names
+        WHERE resource_name IN ({name0:String}, {name1:String}, {name2:String}, {name3:String})))
   AND ` + window + `
 GROUP BY principal, source_ip
 ORDER BY events DESC, principal, source_ip
@@ -357,7 +359,6 @@ func Build(name string, a QueryArgs, db string) (string, chsql.Params, error) {
 		case a.ASN != 0:
 			sql = spec.Variants["asn"]
 			ps = append(ps, chsql.U32("asn", a.ASN))
-			break
 		case a.Country != "":
 			cc := strings.ToUpper(strings.TrimSpace(a.Country))
 			if len(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z' {

@@ -123,7 +123,7 @@ func open(ctx context.Context, cfg Config, mode Mode, logger *slog.Logger) (Stor
 	case BackendCHDB:
 		var lim *chdb.Limits
 		if mode != ReadWrite {
-			lim = &chdb.Limits{MaxExecutionTime: cfg.Query.MaxExecutionTime, MaxResultRows: cfg.Query.MaxResultRows}
+			lim = &chdb.Limits{MaxExecutionTime: cfg.Query.MaxExecutionTime.D(), MaxResultRows: cfg.Query.MaxResultRows}
 		}
 		var unlock func()
 		switch mode {
@@ -132,7 +132,7 @@ func open(ctx context.Context, cfg Config, mode Mode, logger *slog.Logger) (Stor
 				return nil, fmt.Errorf("storage: create %s: %w", cfg.CHDB.Path, err)
 			}
 			// Wait out a query that opened the store a moment earlier.
-			unlock, err = lockDir(ctx, cfg.CHDB.Path, cfg.Query.MaxExecutionTime+10*time.Second)
+			unlock, err = lockDir(ctx, cfg.CHDB.Path, cfg.Query.MaxExecutionTime.D()+10*time.Second)
 		case ReadOnly:
 			if err := storeExists(cfg.CHDB.Path); err != nil {
 				return nil, err
@@ -153,7 +153,7 @@ func open(ctx context.Context, cfg Config, mode Mode, logger *slog.Logger) (Stor
 	case BackendClickHouse:
 		var lim *clickhouse.Limits
 		if mode != ReadWrite {
-			lim = &clickhouse.Limits{MaxExecutionTime: cfg.Query.MaxExecutionTime, MaxResultRows: cfg.Query.MaxResultRows}
+			lim = &clickhouse.Limits{MaxExecutionTime: cfg.Query.MaxExecutionTime.D(), MaxResultRows: cfg.Query.MaxResultRows}
 		}
 		b, err = clickhouse.New(ctx, cfg.ClickHouse, cfg.Database, lim, logger)
 	}

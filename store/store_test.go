@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"auditwatch/config/duration"
 	"auditwatch/schema"
 	chschema "auditwatch/schema/clickhouse"
 	"auditwatch/store/chsql"
@@ -156,7 +157,7 @@ func TestBackends(t *testing.T) {
 
 			now := time.Now().UTC()
 			evs, fs := known(now)
-			w, err := NewWriter(st, BatchConfig{MaxRows: 4, MaxInterval: time.Hour, RetryBackoff: time.Millisecond}, nil, nil)
+			w, err := NewWriter(st, BatchConfig{MaxRows: 4, MaxInterval: duration.Duration(time.Hour), RetryBackoff: duration.Duration(time.Millisecond)}, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -347,7 +348,7 @@ func TestLoadConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Backend != BackendClickHouse || c.ClickHouse.Addr[0] != "db:9440" || c.ClickHouse.Password.Env != "CH_PW" || !c.ClickHouse.TLS.Enabled ||
-		c.Batch.MaxRows != 1000 || c.Batch.MaxInterval != 2*time.Second || c.Query.MaxResultRows == 0 {
+		c.Batch.MaxRows != 1000 || c.Batch.MaxInterval.D() != 2*time.Second || c.Query.MaxResultRows == 0 {
 		t.Errorf("decoded %+v", c)
 	}
 	bad := filepath.Join(dir, "bad.yaml")

@@ -98,7 +98,7 @@ func NewWriter(st Inserter, cfg BatchConfig, logger *slog.Logger, reg prometheus
 
 func (w *Writer) loop() {
 	defer close(w.done)
-	t := time.NewTicker(w.cfg.MaxInterval / 4)
+	t := time.NewTicker(w.cfg.MaxInterval.D() / 4)
 	defer t.Stop()
 	for {
 		select {
@@ -106,10 +106,10 @@ func (w *Writer) loop() {
 			return
 		case <-t.C:
 			w.mu.Lock()
-			due := (len(w.evs) > 0 || len(w.fs) > 0) && time.Since(w.oldest) >= w.cfg.MaxInterval
+			due := (len(w.evs) > 0 || len(w.fs) > 0) && time.Since(w.oldest) >= w.cfg.MaxInterval.D()
 			w.mu.Unlock()
 			if due {
-				ctx, cancel := context.WithTimeout(context.Background(), 4*w.cfg.MaxInterval+10*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 4*w.cfg.MaxInterval.D()+10*time.Second)
 				if err := w.Flush(ctx); err != nil {
 					w.logger.Warn("storage flush failed; rows kept for retry", "err", err)
 				}
@@ -192,7 +192,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 }
 
 func (w *Writer) writePending(ctx context.Context) error {
-	backoff := w.cfg.RetryBackoff
+	backoff := w.cfg.RetryBackoff.D()
 	for {
 		err := w.tryPending(ctx)
 		if err == nil {

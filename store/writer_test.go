@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"auditwatch/config/duration"
 	"auditwatch/schema"
 	"auditwatch/store/chtest"
 )
@@ -46,7 +47,7 @@ func (f *flaky) InsertFindings(context.Context, []schema.Finding) error { return
 func TestWriterRetriesSameBlock(t *testing.T) {
 	f := &flaky{failN: 2}
 	reg := prometheus.NewRegistry()
-	w, err := NewWriter(f, BatchConfig{MaxRows: 10, MaxInterval: time.Hour, RetryBackoff: time.Millisecond}, nil, reg)
+	w, err := NewWriter(f, BatchConfig{MaxRows: 10, MaxInterval: duration.Duration(time.Hour), RetryBackoff: duration.Duration(time.Millisecond)}, nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestWriterRetriesSameBlock(t *testing.T) {
 
 func TestWriterFlushKeepsRowsOnFailure(t *testing.T) {
 	f := &flaky{failN: 1 << 30}
-	w, err := NewWriter(f, BatchConfig{MaxRows: 100, MaxInterval: time.Hour, RetryBackoff: time.Millisecond}, nil, nil)
+	w, err := NewWriter(f, BatchConfig{MaxRows: 100, MaxInterval: duration.Duration(time.Hour), RetryBackoff: duration.Duration(time.Millisecond)}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestWriterFlushKeepsRowsOnFailure(t *testing.T) {
 
 func TestWriterFlushesByTime(t *testing.T) {
 	f := &flaky{}
-	w, err := NewWriter(f, BatchConfig{MaxRows: 1000, MaxInterval: 40 * time.Millisecond, RetryBackoff: time.Millisecond}, nil, nil)
+	w, err := NewWriter(f, BatchConfig{MaxRows: 1000, MaxInterval: duration.Duration(40 * time.Millisecond), RetryBackoff: duration.Duration(time.Millisecond)}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestWriterFlushesByTime(t *testing.T) {
 
 func TestWriterSinkIsDurable(t *testing.T) {
 	f := &flaky{failN: 1}
-	w, err := NewWriter(f, BatchConfig{MaxRows: 1000, MaxInterval: time.Hour, RetryBackoff: time.Millisecond}, nil, nil)
+	w, err := NewWriter(f, BatchConfig{MaxRows: 1000, MaxInterval: duration.Duration(time.Hour), RetryBackoff: duration.Duration(time.Millisecond)}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

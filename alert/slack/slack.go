@@ -310,7 +310,7 @@ func (n *Notifier) wait(ctx context.Context, channel string) error {
 	if at.Before(now) {
 		at = now
 	}
-	n.next[channel] = at.Add(n.cfg.MinInterval)
+	n.next[channel] = at.Add(n.cfg.MinInterval.D())
 	n.rmu.Unlock()
 	if d := at.Sub(now); d > 0 {
 		return n.clock.Sleep(ctx, d)

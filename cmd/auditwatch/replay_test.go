@@ -124,17 +124,18 @@ func loadLabels(t *testing.T, path string) []label {
 // detector with its principal and address, and every finding must be
 // explained by a label.
 //
-// The 24 findings, all explained by the labels (0 unexplained):
+// The 35 findings, all explained by the labels (0 unexplained):
 //
-//	A1   first_time_access ×2: billing-worker's first new secret, then an update at 2
+//	A1   first_time_access ×2: billing-worker's first new secret, then an update
+//	     with the second (every new secret is an update: none is hidden)
 //	A2   unexpected_ip ×1: reporting-etl from 198.51.100.77
 //	A3   auth_failure_spike ×4 (one burst on 203.0.113.200): opens at 5 failures,
 //	     updates at 10 and 20, and when alice's lockout adds a new failure kind (31)
 //	A3b  auth_failure_spike ×1: the same burst's update when invalid tokens start (49)
-//	A3c  first_time_access ×3 (1, 2, 4 new secrets) and auth_failure_spike ×1
+//	A3c  first_time_access ×5 (one per new secret) and auth_failure_spike ×1
 //	     (web-frontend's principal key; its address key stays quiet because
 //	     one identity's failures are its own burst)
-//	A4   first_time_access ×4 (1, 2, 4, 8) and access_volume_spike ×2 (10, 15 distinct)
+//	A4   first_time_access ×13 (one per new secret) and access_volume_spike ×2 (10, 15 distinct)
 //	A5   privileged_use ×3 (1, 2, 4 root-token uses), unexpected_ip ×1 (203.0.113.66),
 //	     first_time_access ×2 (infra/aws-root, then the token it mints: token
 //	     creation is access)
@@ -190,14 +191,14 @@ func TestReplayOpenBaoScenario(t *testing.T) {
 			t.Errorf("  %s %s %s %s %s", f.Time.Format(time.RFC3339Nano), f.Detector, f.Principal, f.SourceIP, f.Summary)
 		}
 	}
-	want := map[string]int{"A1": 2, "A2": 1, "A3": 4, "A3b": 1, "A3c": 4, "A4": 6, "A5": 6}
+	want := map[string]int{"A1": 2, "A2": 1, "A3": 4, "A3b": 1, "A3c": 6, "A4": 15, "A5": 6}
 	for id, n := range want {
 		if perLabel[id] != n {
 			t.Errorf("%s: %d findings, want %d", id, perLabel[id], n)
 		}
 	}
-	if len(fs) != 24 {
-		t.Errorf("%d findings, want 24", len(fs))
+	if len(fs) != 35 {
+		t.Errorf("%d findings, want 35", len(fs))
 	}
 	// One incident per attack: every finding carries an incident id; the
 	// findings of one label share one incident, and no incident spans two

@@ -55,7 +55,7 @@ logging: {level: info, format: text}
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 
 	p := startAuditwatch(t, "run", "--config", cfgPath)
-	fs := waitFindings(t, p, findings, 24, 3*time.Second, 90*time.Second)
+	fs := waitFindings(t, p, findings, 35, 3*time.Second, 90*time.Second)
 	p.stop(t)
 
 	query := func(args ...string) []map[string]any {

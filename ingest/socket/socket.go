@@ -13,11 +13,14 @@ package socket
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -46,6 +49,15 @@ type Socket struct {
 
 	spoolBytes prometheus.Gauge
 	dropped    prometheus.Counter
+	// refused counts connections closed unread, by reason (not_allowed,
+	// too_many, tls).
+	refused *prometheus.CounterVec
+	allow   []netip.Prefix
+	tls     *tls.Config
+
+	refusedMu     sync.Mutex
+	refusedWindow time.Time
+	refusedLogged int
 
 	mu       sync.Mutex
 	segs     []segment // ordered by start
@@ -82,12 +94,119 @@ func New(cfg Config, name string, parse source.Parser, cp source.Checkpoints, lo
 		Help: "Bytes in a socket source's on-disk spool, by source."}, []string{"source"})
 	dr := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_ingest_spool_dropped_bytes_total",
 		Help: "Bytes dropped because a socket source's spool was full, by source."}, []string{"source"})
+	rf := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_ingest_socket_refused_total",
+		Help: "Connections to a socket source closed unread, by source and reason (not_allowed, too_many, tls)."}, []string{"source", "reason"})
 	if reg != nil {
 		sb = registerVec(reg, sb)
 		dr = registerVec(reg, dr)
+		rf = registerVec(reg, rf)
 	}
-	s.spoolBytes, s.dropped = sb.WithLabelValues(name), dr.WithLabelValues(name)
+	s.spoolBytes, s.dropped, s.refused = sb.WithLabelValues(name), dr.WithLabelValues(name), rf
+	for _, r := range []string{"not_allowed", "too_many", "tls"} {
+		s.refused.WithLabelValues(name, r)
+	}
+	if _, unix := unixPath(cfg.Listen); !unix {
+		allow, err := parseAllow(cfg.Allow)
+		if err != nil {
+			return nil, fmt.Errorf("socket %s: %w", name, err)
+		}
+		s.allow = allow
+	}
+	if cfg.TLS != nil {
+		tc, err := loadTLS(*cfg.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("socket %s: tls: %w", name, err)
+		}
+		s.tls = tc
+	}
 	return s, nil
+}
+
+// loadTLS builds the server TLS config (TLS 1.2 or later; client
+// certificates required when a client CA is given).
+func loadTLS(c TLSConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client_ca_file %s: no certificate", c.ClientCAFile)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// listen opens the TCP or Unix listener, with TLS when configured.
+func (s *Socket) listen() (net.Listener, error) {
+	var ln net.Listener
+	var err error
+	if path, ok := unixPath(s.cfg.Listen); ok {
+		// a socket file left by a previous run is replaced
+		if st, serr := os.Lstat(path); serr == nil && st.Mode()&os.ModeSocket != 0 {
+			os.Remove(path)
+		}
+		if ln, err = net.Listen("unix", path); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(path, 0o660); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	} else if ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		return nil, err
+	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
+	return ln, nil
+}
+
+// allowed reports whether a connection from addr may be read: any Unix
+// socket peer (the file mode decides), or a TCP peer inside Allow.
+func (s *Socket) allowed(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return s.allow == nil
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range s.allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse counts a refused connection and logs the first few a minute.
+func (s *Socket) refuse(c net.Conn, reason string, err error) {
+	s.refused.WithLabelValues(s.name, reason).Inc()
+	now := time.Now()
+	s.refusedMu.Lock()
+	if now.Sub(s.refusedWindow) >= time.Minute {
+		s.refusedWindow, s.refusedLogged = now, 0
+	}
+	log := s.refusedLogged < 10
+	s.refusedLogged++
+	s.refusedMu.Unlock()
+	if log {
+		attrs := []any{"remote", c.RemoteAddr().String(), "reason", reason, "metric", "auditwatch_ingest_socket_refused_total"}
+		if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+		s.log.Warn("connection refused", attrs...)
+	}
 }
 
 func registerVec[C prometheus.Collector](reg prometheus.Registerer, c C) C {
@@ -211,7 +330,7 @@ func (s *Socket) Run(ctx context.Context, pub source.Publisher) error {
 	if err := s.loadSpool(); err != nil {
 		return fmt.Errorf("socket %s: spool: %w", s.name, err)
 	}
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, err := s.listen()
 	if err != nil {
 		return fmt.Errorf("socket %s: %w", s.name, err)
 	}
@@ -244,10 +363,15 @@ func (s *Socket) accept(ctx context.Context, ln net.Listener) {
 		if err != nil {
 			return
 		}
+		if !s.allowed(c.RemoteAddr()) {
+			s.refuse(c, "not_allowed", nil)
+			c.Close()
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		default:
-			s.log.Error("too many connections; refusing one", "max_conns", s.cfg.MaxConns)
+			s.refuse(c, "too_many", fmt.Errorf("max_conns %d reached", s.cfg.MaxConns))
 			c.Close()
 			continue
 		}
@@ -257,6 +381,16 @@ func (s *Socket) accept(ctx context.Context, ln net.Listener) {
 			defer func() { <-sem }()
 			stop := context.AfterFunc(ctx, func() { c.Close() })
 			defer stop()
+			if tc, ok := c.(*tls.Conn); ok {
+				hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err := tc.HandshakeContext(hctx)
+				cancel()
+				if err != nil {
+					s.refuse(c, "tls", err)
+					c.Close()
+					return
+				}
+			}
 			s.conn(c)
 		}()
 	}

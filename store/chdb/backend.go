@@ -120,7 +120,14 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		for i := range evs {
 			p = chsql.AppendPrincipalRowBinary(p, &evs[i])
 		}
-		perr <- d.insert(ctx, d.pconn, "events_by_principal", chsql.PrincipalColumns, token, p)
+		err := d.insert(ctx, d.pconn, "events_by_principal", chsql.PrincipalColumns, token, p)
+		if err == nil {
+			// A retried block writes its pairs again: the table's key
+			// collapses them, and lookups read it through IN.
+			err = d.insert(ctx, d.pconn, "resource_names", chsql.ResourceNameColumns, "",
+				chsql.AppendResourceNamesRowBinary(nil, chsql.ResourceNames(evs)))
+		}
+		perr <- err
 	}()
 	b := make([]byte, 0, 256*len(evs))
 	for i := range evs {

@@ -80,6 +80,34 @@ func ASN32(n int) uint32 {
 	return uint32(n)
 }
 
+// ResourceNameColumns is the column list of every resource_names insert.
+var ResourceNameColumns = []string{"resource_name", "resource"}
+
+// ResourceNames returns the distinct (resource_name, resource) pairs of
+// evs, in first-seen order.
+func ResourceNames(evs []schema.Event) [][2]string {
+	seen := map[[2]string]bool{}
+	var out [][2]string
+	for i := range evs {
+		p := [2]string{resname.Name(&evs[i]), evs[i].Resource}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// AppendResourceNamesRowBinary appends pairs as RowBinary rows of
+// resource_names.
+func AppendResourceNamesRowBinary(b []byte, pairs [][2]string) []byte {
+	for _, p := range pairs {
+		b = appendStr(b, p[0])
+		b = appendStr(b, p[1])
+	}
+	return b
+}
+
 // AppendPrincipalRowBinary appends ev as one RowBinary row of
 // events_by_principal, in PrincipalColumns order.
 func AppendPrincipalRowBinary(b []byte, ev *schema.Event) []byte {

@@ -67,7 +67,7 @@ func New(ctx context.Context, cfg Config, db string, limits *Limits, logger *slo
 	opts := &ch.Options{
 		Addr:         cfg.Addr,
 		Auth:         ch.Auth{Database: "default", Username: cfg.User},
-		DialTimeout:  cfg.DialTimeout,
+		DialTimeout:  cfg.DialTimeout.D(),
 		MaxOpenConns: cfg.MaxOpenConns,
 		MaxIdleConns: cfg.MaxOpenConns,
 		Compression:  &ch.Compression{Method: ch.CompressionLZ4},
@@ -267,7 +267,21 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 	// completes whichever table missed it.
 	perr := make(chan error, 1)
 	go func() {
-		perr <- d.sendColumns(ctx, "events_by_principal", chsql.PrincipalColumns, col, token)
+		err := d.sendColumns(ctx, "events_by_principal", chsql.PrincipalColumns, col, token)
+		if err == nil {
+			pairs := chsql.ResourceNames(evs)
+			names, res := make([]string, len(pairs)), make([]string, len(pairs))
+			for i, p := range pairs {
+				names[i], res[i] = p[0], p[1]
+			}
+			err = d.sendColumns(ctx, "resource_names", chsql.ResourceNameColumns, func(c string) any {
+				if c == "resource" {
+					return res
+				}
+				return names
+			}, token)
+		}
+		perr <- err
 	}()
 	err := d.sendColumns(ctx, "events", chsql.EventColumns, col, token)
 	return errors.Join(err, <-perr)

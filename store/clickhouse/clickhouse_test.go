@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 	"auditwatch/store/chsql"
 	"auditwatch/store/chtest"
@@ -32,7 +33,7 @@ func TestTLSAndPassword(t *testing.T) {
 	srv := chtest.StartServerTLS(t)
 	t.Setenv("AW_TEST_CH_PASSWORD", "not-used-by-default-user")
 	ctx := context.Background()
-	cfg := Config{Addr: []string{srv.TLSAddr}, TLS: TLSConfig{Enabled: true, CAFile: srv.CAFile, ServerName: "127.0.0.1"}, DialTimeout: 10 * time.Second}
+	cfg := Config{Addr: []string{srv.TLSAddr}, TLS: TLSConfig{Enabled: true, CAFile: srv.CAFile, ServerName: "127.0.0.1"}, DialTimeout: duration.Duration(10 * time.Second)}
 	// The test server's default user has an empty password: a wrong one must be refused.
 	bad := cfg
 	bad.Password = secret.Secret{Env: "AW_TEST_CH_PASSWORD"}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 )
 
@@ -17,7 +18,7 @@ type Config struct {
 	Password secret.Secret `yaml:"password"`
 	TLS      TLSConfig     `yaml:"tls"`
 	// DialTimeout bounds connecting.
-	DialTimeout time.Duration `yaml:"dial_timeout"`
+	DialTimeout duration.Duration `yaml:"dial_timeout"`
 	// MaxOpenConns bounds the connection pool.
 	MaxOpenConns int `yaml:"max_open_conns"`
 }
@@ -42,7 +43,7 @@ func (c *Config) SetDefaults() {
 		c.User = "default"
 	}
 	if c.DialTimeout == 0 {
-		c.DialTimeout = 5 * time.Second
+		c.DialTimeout = duration.Duration(5 * time.Second)
 	}
 	if c.MaxOpenConns == 0 {
 		c.MaxOpenConns = 4
