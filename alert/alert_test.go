@@ -26,6 +26,7 @@ import (
 	"auditwatch/alert/slack"
 	"auditwatch/alert/slack/slacktest"
 	"auditwatch/alert/webhook"
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 	"auditwatch/schema"
 )
@@ -81,8 +82,8 @@ func testConfig(t *testing.T) Config {
 	for _, n := range []string{"a", "b", "c"} {
 		cfg.Outputs = append(cfg.Outputs, OutputConfig{Name: n, Type: TypeWebhook, Webhook: &webhook.Config{URL: "http://127.0.0.1:1/"}})
 	}
-	cfg.Retry.Initial = time.Millisecond
-	cfg.Retry.Max = 10 * time.Millisecond
+	cfg.Retry.Initial = duration.Duration(time.Millisecond)
+	cfg.Retry.Max = duration.Duration(10 * time.Millisecond)
 	return cfg
 }
 
@@ -197,7 +198,7 @@ func TestGrouping(t *testing.T) {
 	clock := notifytest.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
 	cfg := testConfig(t)
 	cfg.DefaultOutputs = []string{"a"}
-	cfg.GroupWindow = 10 * time.Minute
+	cfg.GroupWindow = duration.Duration(10 * time.Minute)
 	outs := map[string]*recorder{"a": {}}
 	r, _ := newTestRouter(t, cfg, clock, outs)
 	mk := func(id string, rev, count int) schema.Finding {
@@ -321,7 +322,7 @@ func TestPermanentAndExhaustedGoToDeadLetter(t *testing.T) {
 func TestSlowOutputDelaysOnlyItself(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DefaultOutputs = []string{"a", "b"}
-	cfg.Retry.AttemptTimeout = time.Hour
+	cfg.Retry.AttemptTimeout = duration.Duration(time.Hour)
 	release := make(chan struct{})
 	hung := &blocking{release: release}
 	fast := &recorder{}
@@ -759,7 +760,7 @@ func TestSinkShapes(t *testing.T) {
 func TestCloseStopsRetries(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DefaultOutputs = []string{"a"}
-	cfg.Retry = notify.Backoff{Initial: 50 * time.Millisecond, Max: time.Second, Multiplier: 2, MaxElapsed: time.Hour, AttemptTimeout: time.Second}
+	cfg.Retry = notify.Backoff{Initial: duration.Duration(50 * time.Millisecond), Max: duration.Duration(time.Second), Multiplier: 2, MaxElapsed: duration.Duration(time.Hour), AttemptTimeout: duration.Duration(time.Second)}
 	started := make(chan struct{}, 1)
 	var down atomic.Bool
 	down.Store(true)
@@ -915,7 +916,7 @@ func TestHungEventOutputDoesNotBlock(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DefaultOutputs = []string{"b"}
 	cfg.EventOutputs = []string{"a"}
-	cfg.Retry.AttemptTimeout = time.Hour
+	cfg.Retry.AttemptTimeout = duration.Duration(time.Hour)
 	release := make(chan struct{})
 	siem := &hungEvents{release: release}
 	fast := &recorder{}

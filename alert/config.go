@@ -17,6 +17,7 @@ import (
 	"auditwatch/alert/slack"
 	"auditwatch/alert/syslog"
 	"auditwatch/alert/webhook"
+	"auditwatch/config/duration"
 	"auditwatch/schema"
 )
 
@@ -39,10 +40,10 @@ type Config struct {
 	// queues in memory only (tests).
 	OutboxPath string `yaml:"outbox_path"`
 	// StateRetention is how long idempotency keys are kept.
-	StateRetention time.Duration `yaml:"state_retention"`
+	StateRetention duration.Duration `yaml:"state_retention"`
 	// GroupWindow: repeats of one dedupe key within this window of the
 	// group's first alert are sent as updates (thread replies with counts).
-	GroupWindow time.Duration `yaml:"group_window"`
+	GroupWindow duration.Duration `yaml:"group_window"`
 	// MaxGroups bounds the in-memory group table; the oldest is evicted.
 	MaxGroups int `yaml:"max_groups"`
 	// MaxFieldBytes bounds every attacker-influenced string an output sees.
@@ -115,8 +116,8 @@ type SilenceConfig struct {
 // Defaults returns the section's defaults.
 func Defaults() Config {
 	return Config{
-		StateRetention: 30 * 24 * time.Hour,
-		GroupWindow:    time.Hour,
+		StateRetention: duration.Duration(30 * 24 * time.Hour),
+		GroupWindow:    duration.Duration(time.Hour),
 		MaxGroups:      100000,
 		MaxFieldBytes:  2048,
 		MaxEvidenceIDs: 20,

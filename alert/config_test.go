@@ -28,7 +28,7 @@ func TestExampleConfig(t *testing.T) {
 	if len(cfg.Outputs) != 4 || cfg.Outputs[2].HEC == nil || !cfg.Outputs[2].HEC.Ack || cfg.Outputs[3].Syslog.TLS == nil {
 		t.Errorf("outputs decoded wrongly: %+v", cfg.Outputs)
 	}
-	if cfg.Outputs[2].HEC.BatchSize != 200 || cfg.Outputs[3].Syslog.MaxMessageBytes != 8192 || cfg.Outputs[0].Slack.MinInterval != time.Second {
+	if cfg.Outputs[2].HEC.BatchSize != 200 || cfg.Outputs[3].Syslog.MaxMessageBytes != 8192 || cfg.Outputs[0].Slack.MinInterval.D() != time.Second {
 		t.Errorf("defaults or values wrong: hec batch %d, syslog max %d, slack interval %s",
 			cfg.Outputs[2].HEC.BatchSize, cfg.Outputs[3].Syslog.MaxMessageBytes, cfg.Outputs[0].Slack.MinInterval)
 	}
@@ -38,7 +38,7 @@ func TestExampleConfig(t *testing.T) {
 	if s := cfg.Silences[0]; s.Reason == "" || !s.Until.Equal(time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("silence decoded wrongly: %+v", s)
 	}
-	if cfg.Retry.MaxAttempts != 12 || cfg.GroupWindow != time.Hour {
+	if cfg.Retry.MaxAttempts != 12 || cfg.GroupWindow.D() != time.Hour {
 		t.Errorf("retry/group window: %+v %s", cfg.Retry, cfg.GroupWindow)
 	}
 }
@@ -48,7 +48,7 @@ func TestParseYAMLStrictAndDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.GroupWindow != time.Hour || cfg.Retry.MaxAttempts == 0 || cfg.MaxFieldBytes != 2048 {
+	if cfg.GroupWindow.D() != time.Hour || cfg.Retry.MaxAttempts == 0 || cfg.MaxFieldBytes != 2048 {
 		t.Errorf("defaults not applied without an alerts section: %+v", cfg)
 	}
 	_, err = ParseYAML([]byte("alerts:\n  group_window: 5m\n  outputs:\n    - name: s\n      type: slack\n      slack:\n        chanel: '#x'\n"))
@@ -172,7 +172,7 @@ func TestFromNode(t *testing.T) {
 	if _, err := FromNode(&root.Alerts); err == nil || !strings.Contains(err.Error(), "bogus") {
 		t.Errorf("unknown key through FromNode: %v", err)
 	}
-	if cfg, err := FromNode(&yaml.Node{}); err != nil || cfg.GroupWindow != time.Hour {
+	if cfg, err := FromNode(&yaml.Node{}); err != nil || cfg.GroupWindow.D() != time.Hour {
 		t.Errorf("empty node: %v", err)
 	}
 }

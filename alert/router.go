@@ -153,9 +153,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		return nil, fmt.Errorf("alert metrics: %w", err)
 	}
 	r := &Router{cfg: cfg, log: logger, clock: o.clock, m: m, outputs: map[string]*output{},
-		groups: newGrouper(cfg.GroupWindow, cfg.MaxGroups, m)}
+		groups: newGrouper(cfg.GroupWindow.D(), cfg.MaxGroups, m)}
 	r.base, r.cancelBase = context.WithCancel(context.Background())
-	if r.ledger, err = ledger.Open(cfg.StatePath, cfg.StateRetention, o.clock.Now()); err != nil {
+	if r.ledger, err = ledger.Open(cfg.StatePath, cfg.StateRetention.D(), o.clock.Now()); err != nil {
 		return nil, err
 	}
 	names := make([]string, len(cfg.Outputs))

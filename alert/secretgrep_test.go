@@ -21,6 +21,7 @@ import (
 	"auditwatch/alert/slack"
 	"auditwatch/alert/webhook"
 	"auditwatch/config"
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 	"auditwatch/schema"
 )
@@ -76,8 +77,8 @@ func TestSecretsNeverLeave(t *testing.T) {
 	dir := t.TempDir()
 	cfg.DeadLetter.Path = filepath.Join(dir, "dead.jsonl")
 	cfg.OutboxPath = filepath.Join(dir, "outbox.db")
-	cfg.Retry.Initial = time.Millisecond
-	cfg.Retry.Max = 5 * time.Millisecond
+	cfg.Retry.Initial = duration.Duration(time.Millisecond)
+	cfg.Retry.Max = duration.Duration(5 * time.Millisecond)
 	cfg.Retry.MaxAttempts = 2
 	cfg.Outputs = []OutputConfig{
 		{Name: "slack", Type: TypeSlack, Slack: &slack.Config{Mode: "webhook", WebhookURL: secret.Secret{Env: slackEnv}}},

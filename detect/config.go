@@ -108,6 +108,7 @@ type Config struct {
 	AuthFailureSpike  AuthFailureSpikeConfig  `yaml:"auth_failure_spike"`
 	PrivilegedUse     PrivilegedUseConfig     `yaml:"privileged_use"`
 	AccessVolumeSpike AccessVolumeSpikeConfig `yaml:"access_volume_spike"`
+	SecretEnumeration SecretEnumerationConfig `yaml:"secret_enumeration"`
 	Incidents         IncidentsConfig         `yaml:"incidents"`
 	NewLocation       NewLocationConfig       `yaml:"new_location"`
 	Honeytoken        HoneytokenConfig        `yaml:"honeytoken"`
@@ -155,6 +156,7 @@ func (c *Config) SetDefaults() {
 	c.AuthFailureSpike.defaults()
 	c.PrivilegedUse.defaults()
 	c.AccessVolumeSpike.defaults()
+	c.SecretEnumeration.defaults()
 	c.Incidents.defaults()
 	c.NewLocation.defaults()
 	c.Honeytoken.defaults()
@@ -168,9 +170,10 @@ func (c *Config) SetDefaults() {
 func (c Config) StateBudget() int64 { return int64(c.MemoryBudget) * 2 / 5 }
 
 // GoMemoryLimit is the soft limit for the Go runtime (debug.SetMemoryLimit)
-// of a process running one engine: 85% of MemoryBudget, so the collector
-// works harder before the process passes the budget.
-func (c Config) GoMemoryLimit() int64 { return int64(c.MemoryBudget) * 85 / 100 }
+// of a process running one engine: 70% of MemoryBudget, so the collector
+// works harder before the process passes the budget (the rest is for the
+// store's memory-mapped pages, stacks and the runtime itself).
+func (c Config) GoMemoryLimit() int64 { return int64(c.MemoryBudget) * 70 / 100 }
 
 // Validate reports every bad field, each named by its YAML path, and
 // prepares parsed forms (CIDRs). Call after SetDefaults.
@@ -213,6 +216,7 @@ func (c *Config) Validate() error {
 	c.AuthFailureSpike.validate(bad)
 	c.PrivilegedUse.validate(bad)
 	c.AccessVolumeSpike.validate(bad)
+	c.SecretEnumeration.validate(bad)
 	c.Incidents.validate(bad)
 	c.NewLocation.validate(bad)
 	c.Honeytoken.validate(bad)

@@ -29,6 +29,10 @@ const (
 
 var (
 	keyClock = []byte("clock")
+	// keyLearnUntil holds the end of the history a store learned
+	// (`auditwatch baseline`, replay --learn-until): principals seen
+	// before it stay learned from then on, in every later run.
+	keyLearnUntil = []byte("learn_until")
 	// keyHash holds the store's hashKey (16 bytes).
 	keyHash = []byte("hashkey")
 )
@@ -212,6 +216,9 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	if on(cfg.AccessVolumeSpike.Enabled) {
 		e.dets = append(e.dets, newVolume(e))
 	}
+	if on(cfg.SecretEnumeration.Enabled) {
+		e.dets = append(e.dets, newEnumeration(e))
+	}
 	if on(cfg.NewLocation.Enabled) {
 		e.dets = append(e.dets, newNewLocation(e))
 	}
@@ -220,6 +227,9 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	}
 	e.tabs = e.allTables()
 	shareBudget(lim, e.tabs)
+	if err := e.restoreLearnUntil(); err != nil {
+		return nil, err
+	}
 	if err := e.restore(); err != nil {
 		return nil, err
 	}
@@ -258,6 +268,31 @@ func (e *Engine) loadHashKey() error {
 }
 
 func (e *Engine) newHasher() hasher { return hasher{k: &e.hkey} }
+
+// EndHistory sets where the learned history ends (learn_until) for the
+// rest of this engine's life and its next checkpoints: `auditwatch
+// baseline` ends it at the last event it learned.
+func (e *Engine) EndHistory(t time.Time) { e.cfg.LearnUntil = t.UTC() }
+
+// restoreLearnUntil makes the stored end of the learned history count:
+// the later of it and the configured learn_until applies.
+func (e *Engine) restoreLearnUntil() error {
+	raw, err := e.st.Get(spaceEngine, keyLearnUntil)
+	if err != nil {
+		return fmt.Errorf("detect: restore learn_until: %w", err)
+	}
+	if raw == nil {
+		return nil
+	}
+	var t time.Time
+	if err := t.UnmarshalText(raw); err != nil {
+		return fmt.Errorf("detect: restore learn_until: %w", err)
+	}
+	if t.After(e.cfg.LearnUntil) {
+		e.cfg.LearnUntil = t
+	}
+	return nil
+}
 
 func (e *Engine) restore() error {
 	raw, err := e.st.Get(spaceEngine, keyClock)
@@ -585,6 +620,13 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		return fmt.Errorf("detect: checkpoint clock: %w", err)
 	}
 	b.Put(spaceEngine, keyClock, cl)
+	if !e.cfg.LearnUntil.IsZero() {
+		lu, err := e.cfg.LearnUntil.UTC().MarshalText()
+		if err != nil {
+			return fmt.Errorf("detect: checkpoint learn_until: %w", err)
+		}
+		b.Put(spaceEngine, keyLearnUntil, lu)
+	}
 	if e.saveHKey {
 		hk := make([]byte, 16)
 		binary.LittleEndian.PutUint64(hk[:8], e.hkey.k0)

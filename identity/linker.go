@@ -128,9 +128,6 @@ func (is *Issue) Describe() string {
 	return b.String()
 }
 
-// keyID is the clear key id of an issue (Key, or the resolved one).
-func (is *Issue) keyID() string { return is.Key }
-
 // AuditHasher HMACs a value with a Vault audit device's salt (Vault's
 // sys/audit-hash). *VaultAuditHash implements it.
 type AuditHasher interface {

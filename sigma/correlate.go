@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -95,7 +96,7 @@ type Correlator struct {
 	// Evicted counts groups dropped to stay within MaxGroups; Late counts
 	// inputs older than their window; Repeated inputs seen before (a
 	// replay after a restart).
-	Evicted, Late, Repeated int64
+	Evicted, Late, Repeated atomic.Int64
 }
 
 // NewCorrelator returns an empty Correlator for the set.
@@ -162,13 +163,13 @@ func (c *Correlator) one(cr *Rule, in int, inRule *Rule, f Fields, t time.Time, 
 	}
 	span := int64(corr.Timespan)
 	if ref.T < g.Last-span {
-		c.Late++
+		c.Late.Add(1)
 		return Firing{}, false
 	}
 	seenKey := strconv.Itoa(in) + ":" + eventID
 	for _, k := range g.Seen {
 		if k == seenKey {
-			c.Repeated++
+			c.Repeated.Add(1)
 			return Firing{}, false
 		}
 	}
@@ -316,7 +317,7 @@ func (c *Correlator) bound() {
 		}
 	}
 	delete(c.groups, oldK)
-	c.Evicted++
+	c.Evicted.Add(1)
 }
 
 // Expire drops groups whose window ended before t (memory only; the

@@ -125,7 +125,7 @@ func TestCorrelationRestartEquivalence(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(ids(want)) {
 		t.Errorf("with restarts %d findings, straight %d", len(got), len(want))
 	}
-	if ev.corr.Repeated == 0 {
+	if ev.corr.Repeated.Load() == 0 {
 		t.Error("no input was repeated: the test exercises nothing")
 	}
 }

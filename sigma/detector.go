@@ -34,6 +34,7 @@ const MetaKey = "sigma/correlations"
 type Detector struct {
 	inner   Engine
 	ev      *Evaluator
+	cur     atomic.Pointer[Evaluator] // ev, for Counters
 	pending atomic.Pointer[Set]
 }
 
@@ -41,6 +42,7 @@ type Detector struct {
 // correlation state from inner's checkpoint meta.
 func NewDetector(inner Engine, s *Set) (*Detector, error) {
 	d := &Detector{inner: inner, ev: NewEvaluator(s)}
+	d.cur.Store(d.ev)
 	meta, err := inner.Meta()
 	if err != nil {
 		return nil, err
@@ -51,6 +53,15 @@ func NewDetector(inner Engine, s *Set) (*Detector, error) {
 		}
 	}
 	return d, nil
+}
+
+// Counters sums the evaluation counters: records that could not be read,
+// events without a record, and correlation inputs late, repeated (a
+// replay after a restart) or dropped with an evicted group. Safe from any
+// goroutine.
+func (d *Detector) Counters() (unreadable, noRecord, late, repeated, evicted int64) {
+	ev := d.cur.Load()
+	return ev.Unparsed.Load(), ev.NoRaw.Load(), ev.corr.Late.Load(), ev.corr.Repeated.Load(), ev.corr.Evicted.Load()
 }
 
 // SetRules replaces the rule set (safe from any goroutine). Open
@@ -73,8 +84,10 @@ func (d *Detector) swap() {
 	if err == nil {
 		_ = ne.corr.Restore(snap) // groups of rules no longer loaded are dropped
 	}
-	ne.Unparsed, ne.NoRaw = d.ev.Unparsed, d.ev.NoRaw
+	ne.Unparsed.Store(d.ev.Unparsed.Load())
+	ne.NoRaw.Store(d.ev.NoRaw.Load())
 	d.ev = ne
+	d.cur.Store(ne)
 }
 
 // Process evaluates the rules, then runs the engine.
@@ -84,6 +97,8 @@ func (d *Detector) Process(ev schema.Event) []schema.Finding {
 	if len(ev.Raw) > 0 {
 		out = d.ev.Process(&ev, nil)
 		ev.Raw = nil
+	} else {
+		d.ev.NoRaw.Add(1)
 	}
 	fs := d.inner.Process(ev)
 	if len(out) == 0 {

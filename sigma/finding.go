@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"auditwatch/schema"
 )
@@ -90,7 +91,7 @@ type Evaluator struct {
 	hits []Hit
 	// Unparsed counts events whose raw record could not be read; NoRaw
 	// those that carried none.
-	Unparsed, NoRaw int64
+	Unparsed, NoRaw atomic.Int64
 }
 
 // NewEvaluator returns an Evaluator with empty correlation state.
@@ -107,13 +108,13 @@ func (e *Evaluator) Correlator() *Correlator { return e.corr }
 // Process evaluates ev (its Raw record) and appends the findings to out.
 func (e *Evaluator) Process(ev *schema.Event, out []schema.Finding) []schema.Finding {
 	if len(ev.Raw) == 0 {
-		e.NoRaw++
+		e.NoRaw.Add(1)
 		return out
 	}
 	hits, rec, err := e.set.MatchEvent(ev, &e.p, e.hits[:0])
 	e.hits = hits
 	if err != nil {
-		e.Unparsed++
+		e.Unparsed.Add(1)
 		return out
 	}
 	if len(hits) == 0 {

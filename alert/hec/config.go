@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 )
 
@@ -27,14 +28,14 @@ type Config struct {
 	MaxBatchBytes int `yaml:"max_batch_bytes"`
 	// Ack turns on indexer acknowledgement: a request counts as delivered
 	// only once /services/collector/ack reports its ackId indexed.
-	Ack         bool          `yaml:"ack"`
-	AckTimeout  time.Duration `yaml:"ack_timeout"`
-	AckInterval time.Duration `yaml:"ack_interval"`
+	Ack         bool              `yaml:"ack"`
+	AckTimeout  duration.Duration `yaml:"ack_timeout"`
+	AckInterval duration.Duration `yaml:"ack_interval"`
 	// Channel is the X-Splunk-Request-Channel (a GUID); generated when empty.
 	Channel string `yaml:"channel"`
 	// CAFile verifies the collector's certificate (default: system roots).
-	CAFile  string        `yaml:"ca_file"`
-	Timeout time.Duration `yaml:"timeout"`
+	CAFile  string            `yaml:"ca_file"`
+	Timeout duration.Duration `yaml:"timeout"`
 }
 
 // SetDefaults fills zero fields.
@@ -55,13 +56,13 @@ func (c *Config) SetDefaults() {
 		c.MaxBatchBytes = 1 << 20
 	}
 	if c.AckTimeout == 0 {
-		c.AckTimeout = 60 * time.Second
+		c.AckTimeout = duration.Duration(60 * time.Second)
 	}
 	if c.AckInterval == 0 {
-		c.AckInterval = time.Second
+		c.AckInterval = duration.Duration(time.Second)
 	}
 	if c.Timeout == 0 {
-		c.Timeout = 30 * time.Second
+		c.Timeout = duration.Duration(30 * time.Second)
 	}
 }
 

@@ -81,7 +81,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	n.http = &http.Client{Transport: tr, Timeout: cfg.Timeout}
+	n.http = &http.Client{Transport: tr, Timeout: cfg.Timeout.D()}
 	for _, o := range opts {
 		o(n)
 	}
@@ -258,10 +258,10 @@ func (n *Notifier) waitAck(ctx context.Context, id int64) error {
 		if ar.Acks[strconv.FormatInt(id, 10)] {
 			return nil
 		}
-		if n.clock.Now().Sub(start) >= n.cfg.AckTimeout {
+		if n.clock.Now().Sub(start) >= n.cfg.AckTimeout.D() {
 			return notify.Retryable(notify.ReasonTimeout, 0, fmt.Errorf("%w: ackId %d after %s", ErrAckTimeout, id, n.cfg.AckTimeout))
 		}
-		if err := n.clock.Sleep(ctx, n.cfg.AckInterval); err != nil {
+		if err := n.clock.Sleep(ctx, n.cfg.AckInterval.D()); err != nil {
 			return err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"auditwatch/alert/notify"
 	"auditwatch/alert/notify/notifytest"
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 	"auditwatch/schema"
 )
@@ -216,7 +217,7 @@ func TestIndexerAck(t *testing.T) {
 	// An ack that never comes is a retryable timeout.
 	c2 := newCollector(true, 1<<30)
 	defer c2.Close()
-	n2 := newHEC(t, c2.URL, func(cfg *Config) { cfg.Ack = true; cfg.AckTimeout = 5 * time.Second })
+	n2 := newHEC(t, c2.URL, func(cfg *Config) { cfg.Ack = true; cfg.AckTimeout = duration.Duration(5 * time.Second) })
 	err := n2.Notify(context.Background(), notifytest.Alert())
 	if d := notify.Classify(err); err == nil || !d.Retry || d.Reason != notify.ReasonTimeout {
 		t.Errorf("missing ack: %v, %+v", err, d)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"auditwatch/config/duration"
 )
 
 // Config of one Kafka output.
@@ -15,18 +17,18 @@ type Config struct {
 	Topic string `yaml:"topic"`
 	// EventsTopic receives raw events (keyed by event id); required for
 	// the output to be an event output.
-	EventsTopic  string        `yaml:"events_topic"`
-	WriteTimeout time.Duration `yaml:"write_timeout"`
-	BatchTimeout time.Duration `yaml:"batch_timeout"`
+	EventsTopic  string            `yaml:"events_topic"`
+	WriteTimeout duration.Duration `yaml:"write_timeout"`
+	BatchTimeout duration.Duration `yaml:"batch_timeout"`
 }
 
 // SetDefaults fills zero fields.
 func (c *Config) SetDefaults() {
 	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 10 * time.Second
+		c.WriteTimeout = duration.Duration(10 * time.Second)
 	}
 	if c.BatchTimeout == 0 {
-		c.BatchTimeout = 10 * time.Millisecond
+		c.BatchTimeout = duration.Duration(10 * time.Millisecond)
 	}
 }
 

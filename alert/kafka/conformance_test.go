@@ -13,6 +13,7 @@ import (
 
 	"auditwatch/alert/notify/notifytest"
 	"auditwatch/alert/outputtest"
+	"auditwatch/config/duration"
 )
 
 // kafkaPeer is an in-process kfake cluster whose Produce handling the
@@ -96,10 +97,10 @@ func (p *kafkaPeer) values(t *testing.T, topic string) [][]byte {
 func TestConformance(t *testing.T) {
 	outputtest.Run(t, func(t *testing.T) outputtest.Target {
 		p := newKafkaPeer(t, "f", "e")
-		n, err := New(Config{Brokers: p.brokers, Topic: "f", EventsTopic: "e", BatchTimeout: time.Millisecond,
+		n, err := New(Config{Brokers: p.brokers, Topic: "f", EventsTopic: "e", BatchTimeout: duration.Duration(time.Millisecond),
 			// kafka-go bounds an in-flight write by write_timeout, not by
 			// the context: a hung broker holds an attempt this long.
-			WriteTimeout: 2 * time.Second}, nil)
+			WriteTimeout: duration.Duration(2 * time.Second)}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

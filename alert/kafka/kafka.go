@@ -38,8 +38,8 @@ func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
 		Addr:         kafkago.TCP(cfg.Brokers...),
 		Balancer:     &kafkago.Hash{},
 		RequiredAcks: kafkago.RequireAll,
-		BatchTimeout: cfg.BatchTimeout,
-		WriteTimeout: cfg.WriteTimeout,
+		BatchTimeout: cfg.BatchTimeout.D(),
+		WriteTimeout: cfg.WriteTimeout.D(),
 		// One attempt per call: the router's retry loop owns retries.
 		MaxAttempts: 1,
 		// Its own transport, so Close can end its connections.

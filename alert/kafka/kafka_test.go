@@ -12,6 +12,7 @@ import (
 
 	"auditwatch/alert/notify"
 	"auditwatch/alert/notify/notifytest"
+	"auditwatch/config/duration"
 	"auditwatch/schema"
 )
 
@@ -138,7 +139,7 @@ func TestGolden(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	n, _ := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "f", WriteTimeout: time.Second}, nil)
+	n, _ := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "f", WriteTimeout: duration.Duration(time.Second)}, nil)
 	defer n.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()

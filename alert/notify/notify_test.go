@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"auditwatch/config/duration"
 	"auditwatch/schema"
 )
 
@@ -93,7 +94,7 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 }
 
 func TestRetryBackoffJitterAndRetryAfter(t *testing.T) {
-	b := Backoff{Initial: time.Second, Max: 8 * time.Second, Multiplier: 2, Jitter: 0.5, MaxAttempts: 7, AttemptTimeout: time.Second, MaxRetryAfter: 20 * time.Second}
+	b := Backoff{Initial: duration.Duration(time.Second), Max: duration.Duration(8 * time.Second), Multiplier: 2, Jitter: 0.5, MaxAttempts: 7, AttemptTimeout: duration.Duration(time.Second), MaxRetryAfter: duration.Duration(20 * time.Second)}
 	clock := &fakeClock{now: time.Unix(0, 0)}
 	r := Retry{Backoff: b, Clock: clock, Rand: func() float64 { return 1 }} // maximal jitter: half of each wait
 	errs := []error{&StatusError{Code: 500}, &StatusError{Code: 500}, &StatusError{Code: 429, RetryAfter: 10 * time.Second},
@@ -137,7 +138,7 @@ func TestRetryBackoffJitterAndRetryAfter(t *testing.T) {
 
 func TestRetryStops(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(0, 0)}
-	b := Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2, MaxAttempts: 4, AttemptTimeout: time.Second}
+	b := Backoff{Initial: duration.Duration(time.Second), Max: duration.Duration(time.Minute), Multiplier: 2, MaxAttempts: 4, AttemptTimeout: duration.Duration(time.Second)}
 	calls := 0
 	n, err := Retry{Backoff: b, Clock: clock}.Do(context.Background(), func(context.Context) error { calls++; return &StatusError{Code: 503} }, nil)
 	if n != 4 || calls != 4 || !errors.Is(err, ErrExhausted) || Classify(err).Reason != ReasonServer {
@@ -148,7 +149,7 @@ func TestRetryStops(t *testing.T) {
 	if n != 1 || errors.Is(err, ErrExhausted) {
 		t.Errorf("permanent error retried: n=%d err=%v", n, err)
 	}
-	b.MaxAttempts, b.MaxElapsed = 0, 10*time.Second
+	b.MaxAttempts, b.MaxElapsed = 0, duration.Duration(10*time.Second)
 	clock.waits = nil
 	n, err = Retry{Backoff: b, Clock: clock}.Do(context.Background(), func(context.Context) error { return &StatusError{Code: 500} }, nil)
 	if !errors.Is(err, ErrExhausted) || n != 4 { // waits 1+2+4 = 7s; the next (8s) would pass 10s

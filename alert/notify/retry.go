@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"auditwatch/config/duration"
 )
 
 // Clock is the time source of the retry loop and of rate limiters. Tests
@@ -42,33 +44,33 @@ func (RealClock) Sleep(ctx context.Context, d time.Duration) error {
 type Backoff struct {
 	// Initial is the first wait; each later wait is Multiplier times the
 	// previous, capped at Max.
-	Initial    time.Duration `yaml:"initial"`
-	Max        time.Duration `yaml:"max"`
-	Multiplier float64       `yaml:"multiplier"`
+	Initial    duration.Duration `yaml:"initial"`
+	Max        duration.Duration `yaml:"max"`
+	Multiplier float64           `yaml:"multiplier"`
 	// Jitter is the fraction (0..1) of each wait that is randomised:
 	// the wait is drawn uniformly from [w*(1-Jitter), w].
 	Jitter float64 `yaml:"jitter"`
 	// MaxAttempts bounds the attempts (the first included); 0 means no bound.
 	MaxAttempts int `yaml:"max_attempts"`
 	// MaxElapsed bounds the time spent retrying; 0 means no bound.
-	MaxElapsed time.Duration `yaml:"max_elapsed"`
+	MaxElapsed duration.Duration `yaml:"max_elapsed"`
 	// MaxRetryAfter caps how long a server's Retry-After may hold us.
-	MaxRetryAfter time.Duration `yaml:"max_retry_after"`
+	MaxRetryAfter duration.Duration `yaml:"max_retry_after"`
 	// AttemptTimeout bounds one attempt.
-	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
+	AttemptTimeout duration.Duration `yaml:"attempt_timeout"`
 }
 
 // DefaultBackoff is the retry policy outputs start from.
 func DefaultBackoff() Backoff {
 	return Backoff{
-		Initial:        500 * time.Millisecond,
-		Max:            30 * time.Second,
+		Initial:        duration.Duration(500 * time.Millisecond),
+		Max:            duration.Duration(30 * time.Second),
 		Multiplier:     2,
 		Jitter:         0.2,
 		MaxAttempts:    12,
-		MaxElapsed:     10 * time.Minute,
-		MaxRetryAfter:  5 * time.Minute,
-		AttemptTimeout: 15 * time.Second,
+		MaxElapsed:     duration.Duration(10 * time.Minute),
+		MaxRetryAfter:  duration.Duration(5 * time.Minute),
+		AttemptTimeout: duration.Duration(15 * time.Second),
 	}
 }
 
@@ -138,10 +140,11 @@ func (r Retry) Do(ctx context.Context, fn func(ctx context.Context) error, onFai
 		rnd = rand.Float64
 	}
 	b := r.Backoff
+	maxWait, maxElapsed, maxRetryAfter := b.Max.D(), b.MaxElapsed.D(), b.MaxRetryAfter.D()
 	start := clock.Now()
-	wait := b.Initial
+	wait := b.Initial.D()
 	for n := 1; ; n++ {
-		actx, cancel := context.WithTimeout(ctx, b.AttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, b.AttemptTimeout.D())
 		err = fn(actx)
 		cancel()
 		if err == nil {
@@ -166,15 +169,15 @@ func (r Retry) Do(ctx context.Context, fn func(ctx context.Context) error, onFai
 		}
 		if d.RetryAfter > 0 {
 			ra := d.RetryAfter
-			if b.MaxRetryAfter > 0 && ra > b.MaxRetryAfter {
-				ra = b.MaxRetryAfter
+			if maxRetryAfter > 0 && ra > maxRetryAfter {
+				ra = maxRetryAfter
 			}
 			if ra > next {
 				next = ra
 			}
 		}
 		out := (b.MaxAttempts > 0 && n >= b.MaxAttempts) ||
-			(b.MaxElapsed > 0 && clock.Now().Add(next).Sub(start) > b.MaxElapsed)
+			(maxElapsed > 0 && clock.Now().Add(next).Sub(start) > maxElapsed)
 		if out {
 			if onFail != nil {
 				onFail(a)
@@ -189,8 +192,8 @@ func (r Retry) Do(ctx context.Context, fn func(ctx context.Context) error, onFai
 			return n, fmt.Errorf("%w (%w)", err, serr)
 		}
 		wait = time.Duration(float64(wait) * b.Multiplier)
-		if wait > b.Max {
-			wait = b.Max
+		if wait > maxWait {
+			wait = maxWait
 		}
 	}
 }

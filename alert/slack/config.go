@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 )
 
@@ -29,7 +30,7 @@ type Config struct {
 	APIURL string `yaml:"api_url"`
 	// MinInterval between two messages to one channel (Slack allows about
 	// one per second per channel).
-	MinInterval time.Duration `yaml:"min_interval"`
+	MinInterval duration.Duration `yaml:"min_interval"`
 	// UpdateParent edits the thread's first message with the running count
 	// when a repeat is posted (ModeBot).
 	UpdateParent *bool `yaml:"update_parent"`
@@ -46,7 +47,7 @@ func (c *Config) SetDefaults() {
 		c.APIURL = "https://slack.com/api/"
 	}
 	if c.MinInterval == 0 {
-		c.MinInterval = time.Second
+		c.MinInterval = duration.Duration(time.Second)
 	}
 	if c.UpdateParent == nil {
 		t := true

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"auditwatch/config/duration"
 )
 
 // Body formats.
@@ -30,8 +32,8 @@ type Config struct {
 	ProductVersion string `yaml:"product_version"`
 	// MaxMessageBytes bounds one message (the receiver's limit; rsyslog's
 	// default is 8 KiB). Longer alerts are re-encoded with shorter fields.
-	MaxMessageBytes int           `yaml:"max_message_bytes"`
-	DialTimeout     time.Duration `yaml:"dial_timeout"`
+	MaxMessageBytes int               `yaml:"max_message_bytes"`
+	DialTimeout     duration.Duration `yaml:"dial_timeout"`
 }
 
 // TLSConfig names the CA that signs the receiver's certificate and,
@@ -62,7 +64,7 @@ func (c *Config) SetDefaults() {
 		c.MaxMessageBytes = 8192
 	}
 	if c.DialTimeout == 0 {
-		c.DialTimeout = 10 * time.Second
+		c.DialTimeout = duration.Duration(10 * time.Second)
 	}
 }
 

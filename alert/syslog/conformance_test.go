@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"auditwatch/alert/outputtest"
+	"auditwatch/config/duration"
 )
 
 // tcpPeer is an in-process RFC 6587 octet-counting receiver the suite can
@@ -145,7 +146,7 @@ func TestConformance(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			outputtest.Run(t, func(t *testing.T) outputtest.Target {
 				p := newTCPPeer(t)
-				n, err := New(Config{Address: p.addr, Format: format, DialTimeout: time.Second}, nil)
+				n, err := New(Config{Address: p.addr, Format: format, DialTimeout: duration.Duration(time.Second)}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -254,7 +254,7 @@ func alive(c net.Conn) bool {
 }
 
 func (n *Notifier) dial(ctx context.Context) (net.Conn, error) {
-	d := &net.Dialer{Timeout: n.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	d := &net.Dialer{Timeout: n.cfg.DialTimeout.D(), KeepAlive: 30 * time.Second}
 	if n.tls == nil {
 		c, err := d.DialContext(ctx, "tcp", n.cfg.Address)
 		if err != nil {

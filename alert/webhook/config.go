@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"auditwatch/config/duration"
 	"auditwatch/internal/secret"
 )
 
@@ -17,13 +18,13 @@ type Config struct {
 	Token secret.Secret `yaml:"token"`
 	// Headers are extra, non-secret request headers.
 	Headers map[string]string `yaml:"headers"`
-	Timeout time.Duration     `yaml:"timeout"`
+	Timeout duration.Duration `yaml:"timeout"`
 }
 
 // SetDefaults fills zero fields.
 func (c *Config) SetDefaults() {
 	if c.Timeout == 0 {
-		c.Timeout = 15 * time.Second
+		c.Timeout = duration.Duration(15 * time.Second)
 	}
 }
 

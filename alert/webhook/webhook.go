@@ -52,7 +52,7 @@ func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Notifier{cfg: cfg, log: logger, http: &http.Client{Timeout: cfg.Timeout}, clock: notify.RealClock{}}
+	n := &Notifier{cfg: cfg, log: logger, http: &http.Client{Timeout: cfg.Timeout.D()}, clock: notify.RealClock{}}
 	if !cfg.Token.IsZero() {
 		tok, err := cfg.Token.Value()
 		if err != nil {

@@ -83,8 +83,31 @@ func newRulesRuntime(cfg sigma.Config, log *slog.Logger, reg prometheus.Register
 		rejected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_rules_rejected",
 			Help: "1 while the rule files on disk hold an invalid rule (the previous set keeps running), else 0."}),
 	}
+	sum := func(pick func(u, n, l, r, e int64) int64) func() float64 {
+		return func() float64 {
+			rt.mu.Lock()
+			defer rt.mu.Unlock()
+			var t int64
+			for _, d := range rt.dets {
+				t += pick(d.Counters())
+			}
+			return float64(t)
+		}
+	}
+	counters := []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "auditwatch_rules_records_unreadable_total",
+			Help: "Events whose original record the Sigma rules could not read."}, sum(func(u, _, _, _, _ int64) int64 { return u })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "auditwatch_rules_records_missing_total",
+			Help: "Events that carried no original record (the Sigma rules skip them)."}, sum(func(_, n, _, _, _ int64) int64 { return n })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "auditwatch_rules_correlation_late_total",
+			Help: "Correlation inputs older than their group's window (counted, not used)."}, sum(func(_, _, l, _, _ int64) int64 { return l })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "auditwatch_rules_correlation_repeated_total",
+			Help: "Correlation inputs seen before (a replay after a restart), not counted twice."}, sum(func(_, _, _, r, _ int64) int64 { return r })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "auditwatch_rules_correlation_evictions_total",
+			Help: "Correlation groups dropped to stay within rules.max_groups."}, sum(func(_, _, _, _, e int64) int64 { return e })),
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{rt.loaded, rt.reloads, rt.rejected} {
+		for _, c := range append([]prometheus.Collector{rt.loaded, rt.reloads, rt.rejected}, counters...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("rules metrics: %w", err)
 			}

@@ -88,6 +88,15 @@ func TestRulesReload(t *testing.T) {
 	if !strings.Contains(logs.String(), "kms.yml") || !strings.Contains(logs.String(), "line=7") {
 		t.Errorf("log does not name file and line:\n%s", logs.String())
 	}
+	// an event without its record is counted, and shows on the registry
+	det.Process(schema.Event{Source: schema.SourceCloudTrail, ID: "no-raw", Action: "kms:EnableKey"})
+	n, err := testutil.GatherAndCount(reg, "auditwatch_rules_records_missing_total")
+	if err != nil || n != 1 {
+		t.Errorf("records_missing metric: %d series, %v", n, err)
+	}
+	if _, missing, _, _, _ := det.Counters(); missing != 1 {
+		t.Errorf("missing records counted %d, want 1", missing)
+	}
 	// unchanged files: nothing happens
 	rt.reload(false)
 	if got := testutil.ToFloat64(rt.reloads.WithLabelValues("rejected")); got != 1 {

@@ -125,7 +125,7 @@ func TestHostileInput(t *testing.T) {
 	}
 	// The good file is read while the hostile ones are still being worked
 	// through; the deadline is a guard only.
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	for pub.count("good") < want["good"] || pub.count("mixed") < want["mixed"] {
 		if time.Now().After(deadline) {
 			break

@@ -221,7 +221,12 @@ func newPoller(t *testing.T, url string, cp source.Checkpoints, rate float64, ac
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := cloudtrail.NewFromConfig(awsCfg, func(o *cloudtrail.Options) { o.HTTPClient = &http.Client{Transport: sent} })
+	api := cloudtrail.NewFromConfig(awsCfg, func(o *cloudtrail.Options) {
+		o.HTTPClient = &http.Client{Transport: sent}
+		// the SDK's own retries (a reused connection the test server
+		// closed) would bypass the bucket; the poller retries through it
+		o.RetryMaxAttempts = 1
+	})
 	p, err := NewWithClient(cfg, "ct-lookup", source.AuditParser(ingest.DefaultOptions()), cp, api, slog.New(slog.NewTextHandler(testWriter{t}, nil)), source.NewMetrics(reg), reg)
 	if err != nil {
 		t.Fatal(err)

@@ -85,6 +85,7 @@ func TestHostileInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.src = src
+	h.guard = 5 * time.Minute
 	pub := &ackPublisher{ids: map[string]int{}}
 	start := time.Now()
 	h.run(t, pub, func() bool { return h.q.left() == 0 })

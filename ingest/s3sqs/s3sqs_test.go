@@ -309,11 +309,13 @@ func s3event(bucket, key, etag string) string {
 }
 
 type harness struct {
-	cfg Config
-	q   *fakeSQS
-	s3  *fakeS3
-	src *Source
-	reg *prometheus.Registry
+	// guard bounds run (default 20 s); it is a guard, not a figure.
+	guard time.Duration
+	cfg   Config
+	q     *fakeSQS
+	s3    *fakeS3
+	src   *Source
+	reg   *prometheus.Registry
 }
 
 func newHarness(t *testing.T, vis time.Duration) *harness {
@@ -348,7 +350,11 @@ func (h *harness) run(t *testing.T, pub source.Publisher, until func() bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.src.Run(ctx, pub) }()
-	deadline := time.Now().Add(20 * time.Second)
+	guard := h.guard
+	if guard == 0 {
+		guard = 20 * time.Second
+	}
+	deadline := time.Now().Add(guard)
 	for !until() {
 		if time.Now().After(deadline) {
 			cancel()

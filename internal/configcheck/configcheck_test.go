@@ -21,7 +21,7 @@ func TestCheckPaths(t *testing.T) {
 		{"unknown key in a sequence item", "sources:\n  - name: a\n    type: dir\n    dir: {path: /x, patern: '*'}\n",
 			[]Problem{{Path: "sources[0].dir.patern", Line: 4, Msg: "unknown field"}}},
 		{"bad type in a section", "alerts:\n  group_window: [1]\n",
-			[]Problem{{Path: "alerts.group_window", Line: 2, Msg: "cannot unmarshal !!seq into time.Duration"}}},
+			[]Problem{{Path: "alerts.group_window", Line: 2, Msg: "cannot unmarshal !!seq into a duration (want 90s, 15m, 36h, 7d)"}}},
 		{"validation", "logging:\n  format: xml\n",
 			[]Problem{{Path: "logging.format", Line: 2, Msg: `want json or text, got "xml"`}}},
 		{"validation of a defaulted field has no line", "stream: {type: kafka}\n",
