@@ -108,6 +108,7 @@ type Config struct {
 	AuthFailureSpike  AuthFailureSpikeConfig  `yaml:"auth_failure_spike"`
 	PrivilegedUse     PrivilegedUseConfig     `yaml:"privileged_use"`
 	AccessVolumeSpike AccessVolumeSpikeConfig `yaml:"access_volume_spike"`
+	SecretEnumeration SecretEnumerationConfig `yaml:"secret_enumeration"`
 	Incidents         IncidentsConfig         `yaml:"incidents"`
 	NewLocation       NewLocationConfig       `yaml:"new_location"`
 	Honeytoken        HoneytokenConfig        `yaml:"honeytoken"`
@@ -155,6 +156,7 @@ func (c *Config) SetDefaults() {
 	c.AuthFailureSpike.defaults()
 	c.PrivilegedUse.defaults()
 	c.AccessVolumeSpike.defaults()
+	c.SecretEnumeration.defaults()
 	c.Incidents.defaults()
 	c.NewLocation.defaults()
 	c.Honeytoken.defaults()
@@ -214,6 +216,7 @@ func (c *Config) Validate() error {
 	c.AuthFailureSpike.validate(bad)
 	c.PrivilegedUse.validate(bad)
 	c.AccessVolumeSpike.validate(bad)
+	c.SecretEnumeration.validate(bad)
 	c.Incidents.validate(bad)
 	c.NewLocation.validate(bad)
 	c.Honeytoken.validate(bad)

@@ -216,6 +216,9 @@ func New(cfg Config, st *state.Store, logger *slog.Logger, reg prometheus.Regist
 	if on(cfg.AccessVolumeSpike.Enabled) {
 		e.dets = append(e.dets, newVolume(e))
 	}
+	if on(cfg.SecretEnumeration.Enabled) {
+		e.dets = append(e.dets, newEnumeration(e))
+	}
 	if on(cfg.NewLocation.Enabled) {
 		e.dets = append(e.dets, newNewLocation(e))
 	}

@@ -20,6 +20,11 @@ type anomalyPlanner struct {
 	labelSeq int
 }
 
+// AnomalyDetectors are the detectors the generator plans anomalies for,
+// in turn.
+var AnomalyDetectors = []string{schema.DetectorUnexpectedIP, schema.DetectorFirstTimeAccess, schema.DetectorAuthFailureSpike,
+	schema.DetectorPrivilegedUse, schema.DetectorAccessVolumeSpike}
+
 var unknownUsers = []string{"admin", "root", "administrator", "deploy", "jenkins", "test", "oracle", "support"}
 
 func (g *Generator) planAnomalies(r *rng) error {
@@ -57,7 +62,7 @@ func (g *Generator) planAnomalies(r *rng) error {
 		return fmt.Errorf("%w: generate.anomaly_count: at most 500, got %d", ErrInvalidConfig, cfg.AnomalyCount)
 	}
 	ap := &anomalyPlanner{g: g, r: r, used: map[*principal]bool{}, touched: map[string]bool{}}
-	dets := schema.Detectors
+	dets := AnomalyDetectors
 	for k := 0; k < cfg.AnomalyCount; k++ {
 		det := dets[k%len(dets)]
 		src := sources[(k/len(dets))%len(sources)]

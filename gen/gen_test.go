@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"auditwatch/schema"
 )
 
 func TestDeterministic(t *testing.T) {
@@ -191,9 +189,9 @@ func TestLabels(t *testing.T) {
 			}
 		}
 	}
-	for _, d := range schema.Detectors {
-		if perDet[d] != cfg.AnomalyCount/len(schema.Detectors) {
-			t.Errorf("detector %s has %d anomalies, want %d", d, perDet[d], cfg.AnomalyCount/len(schema.Detectors))
+	for _, d := range AnomalyDetectors {
+		if perDet[d] != cfg.AnomalyCount/len(AnomalyDetectors) {
+			t.Errorf("detector %s has %d anomalies, want %d", d, perDet[d], cfg.AnomalyCount/len(AnomalyDetectors))
 		}
 	}
 	if perSrc["vault"] != perSrc["cloudtrail"] {

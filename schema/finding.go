@@ -14,6 +14,9 @@ const (
 	DetectorAuthFailureSpike  = "auth_failure_spike"
 	DetectorPrivilegedUse     = "privileged_use"
 	DetectorAccessVolumeSpike = "access_volume_spike"
+	// DetectorSecretEnumeration: one principal listing or describing many
+	// distinct paths (low severity; lists are not secret access).
+	DetectorSecretEnumeration = "secret_enumeration"
 )
 
 // DetectorSigma is the detector of findings raised by Sigma rules (package
@@ -41,6 +44,7 @@ var Detectors = []string{
 	DetectorAuthFailureSpike,
 	DetectorPrivilegedUse,
 	DetectorAccessVolumeSpike,
+	DetectorSecretEnumeration,
 }
 
 // Detectors beside the built-in five (credential linking, network

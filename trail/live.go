@@ -29,6 +29,10 @@ type Live struct {
 	iv   time.Duration
 	kick chan struct{}
 
+	// StatePath, when set, is where the verifier's state is saved after
+	// every check whose findings were written (and loaded by Restore).
+	StatePath string
+
 	mu      sync.Mutex
 	pending []schema.Finding
 
@@ -90,10 +94,26 @@ func (l *Live) Publisher(next source.Publisher) source.Publisher {
 	})
 }
 
-// Check checks the deadlines now and writes every finding raised so far.
+// Restore loads the state saved at StatePath.
+func (l *Live) Restore() error {
+	if l.StatePath == "" {
+		return nil
+	}
+	return l.V.Load(l.StatePath)
+}
+
+// Check checks the deadlines now, writes every finding raised so far and
+// then saves the state (never before its findings are written, so a crash
+// repeats a finding, with the same id, rather than losing it).
 func (l *Live) Check(ctx context.Context) error {
 	l.V.Tick(ctx, l.now())
-	return l.flush(ctx)
+	if err := l.flush(ctx); err != nil {
+		return err
+	}
+	if l.StatePath != "" {
+		return l.V.Save(l.StatePath)
+	}
+	return nil
 }
 
 func (l *Live) flush(ctx context.Context) error {
@@ -125,6 +145,10 @@ func (l *Live) Run(ctx context.Context) error {
 			defer cancel()
 			if err := l.flush(fctx); err != nil {
 				l.log.Warn("trail findings not written at shutdown", "err", err)
+			} else if l.StatePath != "" {
+				if err := l.V.Save(l.StatePath); err != nil {
+					l.log.Warn("trail state not saved at shutdown", "err", err)
+				}
 			}
 			return nil
 		case <-t.C:

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http/httptest"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -344,4 +345,67 @@ func TestBackfillAndOrganizationTrail(t *testing.T) {
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// TestLiveRestart: the verifier is stopped halfway through each scenario
+// and a new one restores the saved state; the findings are still exactly
+// the scenario's, and a log file read again after the restart (a replay)
+// is neither new nor unlisted.
+func TestLiveRestart(t *testing.T) {
+	k, _ := keys()
+	ks := trail.StaticKeys{{Fingerprint: "", Key: &k.PublicKey}}
+	for _, sc := range scenarios() {
+		t.Run(sc.Name, func(t *testing.T) {
+			tr := build(sc)
+			ks[0].Fingerprint = tr.Fingerprint
+			state := filepath.Join(t.TempDir(), "verifier.json")
+			clk := &clock{}
+			out := &sink{}
+			open := func() *trail.Live {
+				l := trail.NewLive(trail.NewVerifier(trail.Config{}, ks, nil), out, clk.Now, nil, nil)
+				l.StatePath = state
+				if err := l.Restore(); err != nil {
+					t.Fatal(err)
+				}
+				return l
+			}
+			live := open()
+			all := tr.Deliveries()
+			clk.Set(all[0].At)
+			ctx := context.Background()
+			var lastLog string
+			for i, d := range all {
+				for t0 := clk.Now().Add(10 * time.Minute); t0.Before(d.At); t0 = t0.Add(10 * time.Minute) {
+					clk.Set(t0)
+					if err := live.Check(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				clk.Set(d.At)
+				body := trailtest.Gunzip(tr.Objects[d.Key].Body)
+				if strings.Contains(d.Key, "CloudTrail-Digest") {
+					live.Digest(ctx, "s3://"+tr.Bucket+"/"+d.Key, body, tr.Objects[d.Key].Meta["signature"])
+				} else {
+					live.LogFile("s3://"+tr.Bucket+"/"+d.Key, sha(body))
+					lastLog = d.Key
+				}
+				if err := live.Check(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if i == len(all)/2 {
+					live = open() // restart: the old one is dropped
+					// the source replays the last object it read
+					live.LogFile("s3://"+tr.Bucket+"/"+lastLog, sha(trailtest.Gunzip(tr.Objects[lastLog].Body)))
+				}
+			}
+			end := clk.Now().Add(4 * time.Hour)
+			for t0 := clk.Now().Add(10 * time.Minute); t0.Before(end); t0 = t0.Add(10 * time.Minute) {
+				clk.Set(t0)
+				if err := live.Check(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkExactly(t, sc, out.all())
+		})
+	}
 }

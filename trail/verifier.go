@@ -66,6 +66,7 @@ type listing struct {
 type digestRec struct {
 	id, chain string
 	d         *Digest
+	content   []byte // uncompressed, for the saved state
 	sha       string
 	toSign    string
 	sig       string
@@ -112,9 +113,14 @@ type Verifier struct {
 	chains   map[string]*chainRec
 	events   []schema.Event
 	restarts map[string]time.Time // account -> newest StartLogging or trail update
-	out      []schema.Finding
-	statuses []*DigestStatus
-	dropped  int
+	// checked remembers log files already compared with their digest
+	// (id -> SHA-256, bounded, oldest forgotten first), so a re-read (SQS
+	// redelivery, replay after a restart) is not a new unlisted file.
+	checked     map[string]checkedLog
+	checkedFIFO []string
+	out         []schema.Finding
+	statuses    []*DigestStatus
+	dropped     int
 }
 
 // NewVerifier returns a verifier; cfg is defaulted.
@@ -233,6 +239,14 @@ func (v *Verifier) LogFile(name, sha string, at time.Time) {
 	if r, ok := v.logs[id]; ok && r.sha == sha {
 		return
 	}
+	if c, ok := v.checked[id]; ok {
+		if !strings.EqualFold(c.sha, sha) {
+			v.raise(KindLogModified, schema.SeverityCritical, id, at, "CloudTrail log file modified: "+id,
+				fmt.Sprintf("read again with SHA-256 %s; digest %s records %s", sha, c.digest, c.sha),
+				map[string]string{"digest": c.digest, "hash_read": sha, "hash_digest": c.sha})
+		}
+		return
+	}
 	if _, ok := v.logs[id]; !ok && v.full() {
 		return
 	}
@@ -265,6 +279,26 @@ func (v *Verifier) compare(r *logRec, l *listing, at time.Time) {
 	}
 	delete(v.listed, l.id)
 	delete(v.logs, r.id)
+	v.remember(l.id, checkedLog{sha: l.sha, digest: l.digest})
+}
+
+type checkedLog struct{ sha, digest string }
+
+// maxChecked bounds the memory of compared log files.
+const maxChecked = 200_000
+
+func (v *Verifier) remember(id string, c checkedLog) {
+	if v.checked == nil {
+		v.checked = map[string]checkedLog{}
+	}
+	if _, ok := v.checked[id]; !ok {
+		v.checkedFIFO = append(v.checkedFIFO, id)
+	}
+	v.checked[id] = c
+	for len(v.checkedFIFO) > maxChecked {
+		delete(v.checked, v.checkedFIFO[0])
+		v.checkedFIFO = v.checkedFIFO[1:]
+	}
 }
 
 func (v *Verifier) problem(digestID, p string) {
@@ -380,7 +414,7 @@ func (v *Verifier) Digest(ctx context.Context, name string, content []byte, sigH
 	} else if v.full() {
 		return
 	}
-	rec := &digestRec{id: id, chain: chainKey(id), d: d, sha: sha, toSign: SigningString(d, content), sig: strings.ToLower(sigHex),
+	rec := &digestRec{id: id, chain: chainKey(id), d: d, content: content, sha: sha, toSign: SigningString(d, content), sig: strings.ToLower(sigHex),
 		at: at, backfill: IsBackfill(id), status: st}
 	v.digests[id] = rec
 	v.addStatus(st)

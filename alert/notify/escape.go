@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"auditwatch/internal/escape"
+	"auditwatch/internal/redact"
 )
 
 // InertJSON rewrites every invisible character (internal/escape's
@@ -59,8 +60,10 @@ const Redacted = "[redacted]"
 
 // Redact returns err with every occurrence of the non-empty secrets
 // (tokens, webhook URLs and their paths) in its message replaced by
-// [redacted]. The result still unwraps to err, so classification
-// (Classify, errors.Is/As) is unchanged. A nil err stays nil.
+// [redacted], and then everything the process-wide layer
+// (internal/redact: registered secrets, URL credentials, tokens) masks.
+// The result still unwraps to err, so classification (Classify,
+// errors.Is/As) is unchanged. A nil err stays nil.
 func Redact(err error, secrets ...string) error {
 	if err == nil {
 		return nil
@@ -72,6 +75,7 @@ func Redact(err error, secrets ...string) error {
 			out = strings.ReplaceAll(out, s, Redacted)
 		}
 	}
+	out = redact.String(out)
 	if out == msg {
 		return err
 	}

@@ -51,7 +51,13 @@ func TestRedactKeepsClassification(t *testing.T) {
 	if d := Classify(err); !d.Retry || d.Reason != ReasonServer {
 		t.Errorf("classification lost: %+v", d)
 	}
-	if Redact(nil, "x") != nil || Redact(base, "") != base {
+	plain := errors.New("post: connection refused")
+	if Redact(nil, "x") != nil || Redact(plain, "") != plain {
 		t.Error("Redact of nil or with no secret changed the error")
+	}
+	// The process-wide layer masks a Slack webhook path even when the
+	// caller names no secret.
+	if got := Redact(base, "").Error(); strings.Contains(got, "SECRETTOKEN123") {
+		t.Errorf("Redact without secrets kept the webhook token: %q", got)
 	}
 }

@@ -160,3 +160,32 @@ func TestFakeHistoryIsRealistic(t *testing.T) {
 		t.Errorf("metadata without event_type: %v, want invalid_metadata_format", err)
 	}
 }
+
+// TestLookupFailureStillPosts: when the history cannot be read (Slack
+// answers channel_not_found for a channel name), a retried alert is
+// posted rather than dead-lettered.
+func TestLookupFailureStillPosts(t *testing.T) {
+	srv := slacktest.New(token)
+	defer srv.Close()
+	n := newBot(t, srv, notify.RealClock{})
+	defer n.Close()
+	n.cfg.MinInterval = 0
+	srv.Fail = func(method string, _ int, _ string) *slacktest.Failure {
+		if method == "conversations.history" {
+			return &slacktest.Failure{Status: 200, Body: slacktest.SlackError("channel_not_found")}
+		}
+		return nil
+	}
+	release := hangOnce(srv, "chat.postMessage", false)
+	defer release()
+	a := notifytest.Alert()
+	if err := attempt(n, a); err == nil {
+		t.Fatal("hung attempt succeeded")
+	}
+	if err := attempt(n, a); err != nil {
+		t.Fatalf("retry with an unreadable history: %v, want a post", err)
+	}
+	if len(srv.Posts()) != 1 {
+		t.Errorf("%d posts, want 1", len(srv.Posts()))
+	}
+}

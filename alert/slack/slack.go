@@ -151,8 +151,16 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 	if attempted {
 		// An earlier attempt may have posted: look before posting again.
 		channel, newTS, err = n.lookup(ctx, a, threadTS, at)
-		if err != nil {
+		switch {
+		case err != nil && notify.Classify(err).Retry:
 			return err
+		case err != nil:
+			// The history cannot be read (a channel name instead of an
+			// id, a missing history scope): post, at the risk of a repeat,
+			// rather than dead-letter the alert.
+			n.log.Warn("slack message lookup failed; posting without it (configure the channel id and the history scope for exactly-once)",
+				"finding", a.Finding.ID, "err", notify.SanitizeLine(err.Error(), 200))
+			newTS = ""
 		}
 		if newTS != "" {
 			n.log.Info("slack message of an earlier attempt found; not posted again", "finding", a.Finding.ID, "revision", a.Finding.Revision)

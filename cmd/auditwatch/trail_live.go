@@ -81,6 +81,10 @@ func (d *daemon) trailLive(ctx context.Context, srcs []source.Source, pub source
 	}
 	v := trail.NewVerifier(tc, keys, d.log.With("component", "trail"))
 	live := trail.NewLive(v, sink, nil, d.log.With("component", "trail"), d.reg)
+	live.StatePath = d.stateDir("trail", "verifier.json")
+	if err := live.Restore(); err != nil {
+		return nil, noop, err
+	}
 	for _, is := range hooked {
 		is.SetIntegrity(live)
 	}
