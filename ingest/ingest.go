@@ -19,6 +19,7 @@
 package ingest
 
 import (
+	"auditwatch/schema"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,13 @@ type Options struct {
 	// KeepRaw sets schema.Event.Raw to the original record (for Sigma
 	// rules and the stored raw column). Off, events carry no copy.
 	KeepRaw bool `yaml:"-"`
+	// WantRaw, when set with KeepRaw, keeps the record only for events it
+	// accepts (replay keeps records only where a rule may read them).
+	WantRaw func(ev *schema.Event) bool `yaml:"-"`
+}
+
+func (o *Options) keep(ev *schema.Event) bool {
+	return o.KeepRaw && (o.WantRaw == nil || o.WantRaw(ev))
 }
 
 // DefaultOptions returns the defaults.

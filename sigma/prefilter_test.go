@@ -65,6 +65,9 @@ func TestMatchEventAgreesWithMatch(t *testing.T) {
 		if r2 == nil {
 			skipped++
 		}
+		if len(want) > 0 && !set.Wants(&ev) {
+			t.Fatalf("%s: %d hits, but Wants says no rule can match", ev.Raw, len(want))
+		}
 		if len(got) != len(want) {
 			t.Fatalf("%s: MatchEvent %d hits, Match %d", ev.Raw, len(got), len(want))
 		}

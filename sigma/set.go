@@ -720,3 +720,32 @@ func lowerAll(dst, b []byte) []byte {
 	}
 	return dst
 }
+
+// Wants reports whether some single-event rule may match the event, from
+// its normalized fields alone (the index): a caller that keeps original
+// records only for such events loses no hit. Safe for concurrent use.
+func (s *Set) Wants(ev *schema.Event) bool {
+	src := srcNone
+	switch ev.Source {
+	case schema.SourceCloudTrail:
+		src = srcCloudTrail
+	case schema.SourceVault:
+		src = srcVault
+	}
+	if src == srcNone {
+		return len(s.single) > 0
+	}
+	ix := &s.idx[src]
+	if len(ix.always) > 0 {
+		return true
+	}
+	if ix.byVal == nil {
+		return false
+	}
+	var p Parser
+	key, ok := eventKey(ev, ix.name, &p)
+	if !ok {
+		return true
+	}
+	return len(ix.byVal[key]) > 0
+}

@@ -136,6 +136,8 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			fmt.Fprintf(stderr, "replay: rule skipped: %s\n", escape.String(escape.Terminal, p.Error()))
 		}
 		opts.KeepRaw = true
+		// only where a rule may read it: the rest would be garbage
+		opts.WantRaw = rules.Wants
 	}
 	if *learnUntil != "" {
 		t, err := time.Parse(time.RFC3339Nano, *learnUntil)
