@@ -691,7 +691,7 @@ func (e *Engine) NeedCheckpoint() bool {
 // maxPending bounds the entries one checkpoint writes (see NeedCheckpoint):
 // under a flood of new keys a checkpoint of 100,000 events would change
 // most pages of the store in one transaction, holding a copy of each.
-const maxPending = 32_768
+const maxPending = 8_192
 
 // Meta returns the meta stored by the last Checkpoint (empty map if none).
 func (e *Engine) Meta() (map[string][]byte, error) {
