@@ -72,7 +72,7 @@ func (g *Generator) planAnomalies(r *rng) error {
 	}
 	// Secret rollouts between the anomalies: normal traffic (unlabelled)
 	// that must raise nothing.
-	for k := 0; k < cfg.AnomalyCount; k++ {
+	for k := 0; k < cfg.AnomalyCount && !cfg.NoRollouts; k++ {
 		ap.planRollout(sources[k%len(sources)], k, g.learnEnd.Add(margin+time.Duration(k+1)*spacing))
 	}
 	sort.SliceStable(ap.ops, func(i, j int) bool { return ap.ops[i].t.Before(ap.ops[j].t) })

@@ -41,6 +41,9 @@ type Config struct {
 	// AnomalyCount is the number of anomalies injected, spread evenly over
 	// the detectors (and over both sources when both are present).
 	AnomalyCount int `yaml:"anomaly_count"`
+	// NoRollouts leaves out the unlabelled secret rollouts planned between
+	// the anomalies (a write, then first reads by two principals).
+	NoRollouts bool `yaml:"no_rollouts"`
 	// LearningFraction is the leading share of the time span in which
 	// every principal shows its full routine and no anomaly happens.
 	LearningFraction float64 `yaml:"learning_fraction"`

@@ -31,6 +31,7 @@ func runGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	rate := fs.Float64("rate", 0, "write at this many events per second in wall time, appending to --out and flushing each batch (a live stream)")
 	anomalies := fs.Bool("anomalies", true, "inject labelled anomalies after the learning period")
 	anomalyCount := fs.Int("anomaly-count", 0, "number of anomalies (default 20)")
+	rollouts := fs.Bool("rollouts", true, "plan unlabelled secret rollouts (a write, then first reads) between the anomalies")
 	labels := fs.String("labels", "", "write the anomaly labels as JSON lines to this file")
 	out := fs.String("out", "-", "output file, or - for stdout; a directory for --format mixed (unless -) and for --s3")
 	s3 := fs.Bool("s3", false, "write CloudTrail as S3 delivery objects ({\"Records\":[...]} .json.gz) under the directory --out")
@@ -50,7 +51,7 @@ func runGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	}
 	cfg := gen.Config{
 		Seed: *seed, Events: *events, Duration: *duration, Rate: *rate, Anomalies: *anomalies,
-		AnomalyCount: *anomalyCount, Machines: *machines, Humans: *humans, LearningFraction: *learning,
+		AnomalyCount: *anomalyCount, NoRollouts: !*rollouts, Machines: *machines, Humans: *humans, LearningFraction: *learning,
 	}
 	switch *format {
 	case "vault":

@@ -54,10 +54,13 @@ func TestTLSAndPassword(t *testing.T) {
 	if err := d.Exec(ctx, "CREATE DATABASE IF NOT EXISTS tlsdb"); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Exec(ctx, "CREATE TABLE tlsdb.events (day Date, time DateTime('UTC'), source String, id String, principal String, principal_name String, principal_type String, session String, account String, access_key String, policies Array(String), token_hmac String, auth_method String, action String, resource String, mount String, mount_type String, namespace String, region String, source_ip String, source_ip_raw String, ip FixedString(16), source_is_service UInt8, user_agent String, outcome String, error String, failure_kind String, auth UInt8, read_only UInt8, http_status UInt16, resource_name String, key_principal String, key_issue String, country String, asn UInt32, as_org String, net_label String) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(day) ORDER BY (resource, time, id)"); err != nil {
+	if err := d.Exec(ctx, "CREATE TABLE tlsdb.events (day Date, time DateTime('UTC'), source String, id String, principal String, principal_name String, principal_type String, session String, account String, access_key String, policies Array(String), token_hmac String, auth_method String, action String, resource String, mount String, mount_type String, namespace String, region String, source_ip String, source_ip_raw String, ip FixedString(16), source_is_service UInt8, user_agent String, outcome String, error String, failure_kind String, auth UInt8, read_only UInt8, http_status UInt16, resource_name String, key_principal String, key_issue String, country String, asn UInt32, as_org String, net_label String, token_accessor String, raw String) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(day) ORDER BY (resource, time, id)"); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Exec(ctx, "CREATE TABLE tlsdb.events_by_principal (day Date, time DateTime('UTC'), id String, principal String, access_key String, action String, resource String, source_ip String, outcome String, error String, failure_kind String) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(day) ORDER BY (principal, time, id)"); err != nil {
+	if err := d.Exec(ctx, "CREATE TABLE tlsdb.resource_names (resource_name String, resource String) ENGINE = ReplacingMergeTree() ORDER BY (resource_name, resource)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Exec(ctx, "CREATE TABLE tlsdb.events_by_principal (day Date, time DateTime('UTC'), id String, principal String, access_key String, action String, resource String, source_ip String, outcome String, error String, failure_kind String, token_accessor String) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(day) ORDER BY (principal, time, id)"); err != nil {
 		t.Fatal(err)
 	}
 	evs := chtest.NewGen(9, time.Now().Add(-time.Hour), time.Hour).Events(1000)
