@@ -25,7 +25,6 @@ package identity
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -724,6 +723,3 @@ func family(arn string) string {
 	}
 	return arn
 }
-
-// ErrClosed is returned by a store used after Close.
-var ErrClosed = errors.New("identity: link store closed")

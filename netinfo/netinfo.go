@@ -475,10 +475,12 @@ func (d *DB) HasCity() bool { return d.city != nil }
 func (d *DB) Ranges() (int, int) { return len(d.v4), len(d.v6) }
 
 // Enrich sets ev's network context (Country, ASN, ASOrg, NetLabel) from
-// its source address.
-func (d *DB) Enrich(ev *schema.Event) {
+// its source address and returns the whole lookup (city and coordinates
+// too, for Travel), so the address is looked up once per event.
+func (d *DB) Enrich(ev *schema.Event) Info {
 	in := d.Lookup(ev.SourceIP, ev.SourceIsService)
 	ev.NetLabel, ev.Country, ev.ASN, ev.ASOrg = in.Label, in.Country, int(in.ASN), in.ASOrg
+	return in
 }
 
 // CacheStats returns the lookup cache's hits and misses.

@@ -62,7 +62,6 @@ func (c TravelConfig) Validate() error {
 // a restart forgets them, so a jump across a restart goes unseen.
 type Travel struct {
 	cfg TravelConfig
-	db  *DB
 
 	mu sync.Mutex
 	ll *list.List
@@ -76,9 +75,10 @@ type lastPlace struct {
 	ip, loc  string
 }
 
-// NewTravel makes the detector over db (which must have a city database).
-func NewTravel(cfg TravelConfig, db *DB) *Travel {
-	return &Travel{cfg: cfg, db: db, ll: list.New(), m: map[string]*list.Element{}}
+// NewTravel makes the detector; the Info it is given must come from a DB
+// with a city database (coordinates).
+func NewTravel(cfg TravelConfig) *Travel {
+	return &Travel{cfg: cfg, ll: list.New(), m: map[string]*list.Element{}}
 }
 
 // credential is what identifies one set of credentials in an event.
@@ -92,14 +92,14 @@ func credential(ev *schema.Event) string {
 	return ""
 }
 
-// Check judges ev (network context already set) and appends a finding to
-// out when its credential jumped impossibly far since its last use.
-func (tr *Travel) Check(ev *schema.Event, out []schema.Finding) []schema.Finding {
+// Check judges ev, whose address's context is in (what DB.Enrich
+// returned), and appends a finding to out when its credential jumped
+// impossibly far since its last use.
+func (tr *Travel) Check(ev *schema.Event, in Info, out []schema.Finding) []schema.Finding {
 	key := credential(ev)
 	if key == "" || ev.SourceIsService {
 		return out
 	}
-	in := tr.db.Lookup(ev.SourceIP, false)
 	if !in.HasLoc {
 		return out
 	}

@@ -21,7 +21,7 @@ func TestImpossibleTravel(t *testing.T) {
 	}
 	c := netinfo.TravelConfig{}
 	c.SetDefaults()
-	tr := netinfo.NewTravel(c, db)
+	tr := netinfo.NewTravel(c)
 	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 	ev := func(id, key, ip string, after time.Duration) schema.Event {
 		return schema.Event{ID: id, Time: t0.Add(after), Source: schema.SourceCloudTrail, Principal: "arn:aws:iam::1:user/alice",
@@ -38,7 +38,7 @@ func TestImpossibleTravel(t *testing.T) {
 		ev("slow-gru", "AKIA3", "203.0.113.50", 20*time.Hour),
 		ev("svc", "AKIA4", "", 0),
 	} {
-		fs = tr.Check(&e, fs)
+		fs = tr.Check(&e, db.Enrich(&e), fs)
 	}
 	if len(fs) != 1 || fs[0].EventIDs[0] != "gru" || fs[0].Detector != schema.DetectorImpossibleTravel {
 		t.Fatalf("findings %+v", fs)

@@ -44,7 +44,7 @@ func openEnrichment(root *config.Config, linkDir string, logger *slog.Logger) (*
 			return nil, err
 		}
 		if e.geo.HasCity() && !gc.Travel.Disabled {
-			e.travel = netinfo.NewTravel(gc.Travel, e.geo)
+			e.travel = netinfo.NewTravel(gc.Travel)
 		}
 	} else if !gc.Disabled {
 		logger.Info("network context off: no databases configured or found", "dir", gc.Dir, "hint", "make geo")
@@ -73,14 +73,15 @@ func (e *enrichment) Close() error {
 
 // Enrich is the detect stage's Enrich hook.
 func (e *enrichment) Enrich(ctx context.Context, ev *schema.Event, out []schema.Finding) []schema.Finding {
+	var in netinfo.Info
 	if e.geo != nil {
-		e.geo.Enrich(ev)
+		in = e.geo.Enrich(ev)
 	}
 	if e.linker != nil {
 		out = e.linker.Process(ctx, ev, out)
 	}
 	if e.travel != nil {
-		out = e.travel.Check(ev, out)
+		out = e.travel.Check(ev, in, out)
 	}
 	return out
 }
