@@ -29,10 +29,10 @@ type Runner struct {
 	// (each tick that changed them, and at the end of Run); the caller
 	// loads them with Silence.Load before the sources start.
 	SilenceState string
-	sink      FindingSink
-	now       func() time.Time
-	log       *slog.Logger
-	http      *http.Client
+	sink         FindingSink
+	now          func() time.Time
+	log          *slog.Logger
+	http         *http.Client
 
 	mu      sync.Mutex
 	pending []schema.Finding
