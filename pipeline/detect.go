@@ -74,6 +74,13 @@ type Drainer interface {
 	Buffered() int
 }
 
+// Joiner is a Detector that also takes the findings raised beside it for
+// the same event (Enrich's), before they go on: it may correlate them
+// (incident ids) or drop some (allow entries); what it returns goes on.
+type Joiner interface {
+	Join(fs []schema.Finding) []schema.Finding
+}
+
 // DetectStage is the stream.Handler that runs detectors over the events
 // topic.
 type DetectStage struct {
@@ -268,6 +275,9 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 		var efs []schema.Finding
 		if s.cfg.Enrich != nil {
 			efs = s.cfg.Enrich(ctx, r.Event, nil)
+			if j, ok := pt.det.(Joiner); ok && len(efs) > 0 {
+				efs = j.Join(efs)
+			}
 		}
 		fs := pt.det.Process(*r.Event)
 		if len(efs) > 0 {
