@@ -93,18 +93,25 @@ func (e *enrichment) Enrich(ctx context.Context, ev *schema.Event, out []schema.
 }
 
 // Flush makes what enrichment remembers between events durable (impossible
-// travel's last places; links are written through): the detect stage's
-// BeforeCheckpoint.
+// travel's last places; the links written since the last checkpoint): the
+// detect stage's BeforeCheckpoint.
 func (e *enrichment) Flush() error {
-	if e == nil || e.travel == nil {
+	if e == nil {
 		return nil
 	}
-	return e.travel.Flush()
+	var errs []error
+	if e.travel != nil {
+		errs = append(errs, e.travel.Flush())
+	}
+	if e.linker != nil {
+		errs = append(errs, e.linker.Sync())
+	}
+	return errors.Join(errs...)
 }
 
 // flushHook returns Flush, or nil when there is nothing to flush.
 func (e *enrichment) flushHook() func() error {
-	if e == nil || e.travel == nil {
+	if e == nil || (e.travel == nil && e.linker == nil) {
 		return nil
 	}
 	return e.Flush
