@@ -173,7 +173,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if err != nil {
 			return fail(1, "%v", err)
 		}
-		sd.Evaluator().Correlator().MaxGroups = rcfg.MaxGroups
+		sd.Configure(rcfg)
 		run = sd
 	}
 	enrich, err := replayEnrichment(*configPath, *stateDir, logger)
