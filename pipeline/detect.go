@@ -56,6 +56,11 @@ type DetectConfig struct {
 	// AWS key); the findings it returns go on with the detector's. The
 	// rewritten event is what the detector and the event sinks see.
 	Enrich func(ctx context.Context, ev *schema.Event, out []schema.Finding) []schema.Finding
+	// BeforeCheckpoint, optional, runs at each checkpoint before the
+	// engine's state and the input position are saved: what Enrich keeps
+	// between events (impossible travel's last places) is made durable
+	// first, so a restart resumes where that state left off.
+	BeforeCheckpoint func() error
 	// Observe, optional, sees every event handed to a detector and every
 	// finding released, ev nil for those of an idle drain (tests and
 	// latency measurement).
@@ -67,6 +72,13 @@ type DetectConfig struct {
 type Drainer interface {
 	Drain() []schema.Finding
 	Buffered() int
+}
+
+// Joiner is a Detector that also takes the findings raised beside it for
+// the same event (Enrich's), before they go on: it may correlate them
+// (incident ids) or drop some (allow entries); what it returns goes on.
+type Joiner interface {
+	Join(fs []schema.Finding) []schema.Finding
 }
 
 // DetectStage is the stream.Handler that runs detectors over the events
@@ -263,6 +275,9 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 		var efs []schema.Finding
 		if s.cfg.Enrich != nil {
 			efs = s.cfg.Enrich(ctx, r.Event, nil)
+			if j, ok := pt.det.(Joiner); ok && len(efs) > 0 {
+				efs = j.Join(efs)
+			}
 		}
 		fs := pt.det.Process(*r.Event)
 		if len(efs) > 0 {
@@ -360,6 +375,11 @@ func (s *DetectStage) checkpoint(ctx context.Context, pt *partition) error {
 	}
 	if pt.next >= 0 {
 		meta[MetaOffset] = []byte(strconv.FormatInt(pt.next, 10))
+	}
+	if s.cfg.BeforeCheckpoint != nil {
+		if err := s.cfg.BeforeCheckpoint(); err != nil {
+			return fmt.Errorf("partition %d: %w", pt.id, err)
+		}
 	}
 	if err := pt.det.Checkpoint(meta); err != nil {
 		return fmt.Errorf("partition %d: %w", pt.id, err)

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -433,5 +434,88 @@ func TestAWSCanary(t *testing.T) {
 	}
 	if sm.calls.Load() < 30 {
 		t.Errorf("%d GetSecretValue calls in 40 minutes at a 1m interval", sm.calls.Load())
+	}
+}
+
+// TestSilenceRestart: baselines saved before a restart are restored, so
+// a source that goes quiet right after the restart is reported at its
+// learned threshold (no new learning hour); the downtime is neither a
+// gap nor a silence; a silence open at the restart resolves after it.
+func TestSilenceRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "watch", "silence.json")
+	t0 := time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)
+	s := watch.NewSilence(watch.SilenceConfig{})
+	last := t0
+	for at := t0; at.Before(t0.Add(90 * time.Minute)); at = at.Add(time.Minute) {
+		s.Observe("vault", 1, at)
+		s.Observe("cloudtrail", 1, at)
+		last = at
+	}
+	if th := s.Threshold("vault", last); th != 10*time.Minute {
+		t.Fatalf("learned threshold %v", th)
+	}
+	// cloudtrail goes quiet before the restart: an open silence
+	for _, at := range []time.Duration{5 * time.Minute, 10 * time.Minute} {
+		s.Observe("vault", 1, last.Add(at))
+	}
+	if fs := s.Check(last.Add(11 * time.Minute)); len(fs) != 1 || fs[0].Resource != "cloudtrail" {
+		t.Fatalf("before restart: %+v", fs)
+	}
+	restart := last.Add(3 * time.Hour) // down for hours
+	learned := s.Threshold("vault", restart)
+	if learned < 10*time.Minute || learned > 20*time.Minute {
+		t.Fatalf("learned %v", learned)
+	}
+	if err := s.Save(path); err != nil {
+		t.Fatal(err)
+	}
+
+	r := watch.NewSilence(watch.SilenceConfig{})
+	if err := r.Load(path, restart); err != nil {
+		t.Fatal(err)
+	}
+	if th := r.Threshold("vault", restart); th != learned {
+		t.Fatalf("threshold after restart %v, want the learned %v", th, learned)
+	}
+	if fs := r.Check(restart.Add(learned - time.Minute)); len(fs) != 0 {
+		t.Fatalf("the downtime raised a silence: %+v", fs)
+	}
+	fs := r.Check(restart.Add(learned + time.Minute))
+	if len(fs) != 1 || fs[0].Resource != "vault" || fs[0].Detector != schema.DetectorSourceSilent {
+		t.Fatalf("vault quiet after the restart: %+v", fs)
+	}
+	// cloudtrail's silence from before the restart resolves
+	rec := r.Observe("cloudtrail", 1, restart.Add(learned+2*time.Minute))
+	if len(rec) != 1 || rec[0].Revision != 1 || rec[0].Attributes["status"] != "resolved" {
+		t.Fatalf("open silence not resolved after restart: %+v", rec)
+	}
+	// the runner saves the baselines on its ticks
+	tickPath := filepath.Join(t.TempDir(), "silence.json")
+	run := watch.NewRunner(r, nil, "", nil, func() time.Time { return restart.Add(13 * time.Minute) }, nil, nil, nil)
+	run.SilenceState = tickPath
+	if err := run.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	again := watch.NewSilence(watch.SilenceConfig{})
+	if err := again.Load(tickPath, restart.Add(14*time.Minute)); err != nil || again.Threshold("vault", restart) != learned {
+		t.Fatalf("runner's saved state: %v, threshold %v", err, again.Threshold("vault", restart))
+	}
+	// and a fresh one with nothing saved is blind for its learning hour
+	fresh := watch.NewSilence(watch.SilenceConfig{})
+	if err := fresh.Load(filepath.Join(t.TempDir(), "none.json"), restart); err != nil {
+		t.Fatal(err)
+	}
+	fresh.Observe("vault", 1, restart)
+	if fs := fresh.Check(restart.Add(time.Hour)); len(fs) != 0 {
+		t.Fatalf("unlearned source alarmed: %+v", fs)
+	}
+	// a corrupt file is an error naming it, and restores nothing
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"vault":{"gaps":[-1]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := watch.NewSilence(watch.SilenceConfig{})
+	if err := c.Load(bad, restart); err == nil || !strings.Contains(err.Error(), "bad.json") || c.Threshold("vault", restart) != 0 {
+		t.Fatalf("corrupt state: %v", err)
 	}
 }

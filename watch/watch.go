@@ -25,10 +25,14 @@ type Runner struct {
 	Silence   *Silence // nil: off
 	Canary    *Canary  // nil: off
 	Heartbeat string   // URL called while canaries come back
-	sink      FindingSink
-	now       func() time.Time
-	log       *slog.Logger
-	http      *http.Client
+	// SilenceState, when set, is where the silence baselines are saved
+	// (each tick that changed them, and at the end of Run); the caller
+	// loads them with Silence.Load before the sources start.
+	SilenceState string
+	sink         FindingSink
+	now          func() time.Time
+	log          *slog.Logger
+	http         *http.Client
 
 	mu      sync.Mutex
 	pending []schema.Finding
@@ -140,7 +144,18 @@ func (r *Runner) Tick(ctx context.Context) error {
 			}
 		}
 	}
-	return r.flush(ctx)
+	err := r.flush(ctx)
+	r.saveSilence()
+	return err
+}
+
+func (r *Runner) saveSilence() {
+	if r.Silence == nil || r.SilenceState == "" {
+		return
+	}
+	if err := r.Silence.Save(r.SilenceState); err != nil {
+		r.log.Warn("silence baselines not saved", "err", err)
+	}
 }
 
 func (r *Runner) beat(ctx context.Context) {
@@ -186,6 +201,7 @@ func (r *Runner) Run(ctx context.Context, every time.Duration) error {
 			if err := r.flush(fctx); err != nil {
 				r.log.Warn("watch findings not written at shutdown", "err", err)
 			}
+			r.saveSilence()
 			return nil
 		case <-t.C:
 			if err := r.Tick(ctx); err != nil && ctx.Err() == nil {

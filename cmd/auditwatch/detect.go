@@ -76,10 +76,12 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		}
 		var ev pipeline.EventSink
 		var hook func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
+		var flush func() error
 		open := d.detectorOpenerFor(r.role, c)
 		if r.role == rolePrincipal {
 			ev = events
 			hook = enrich.hook()
+			flush = enrich.flushHook()
 			// Sigma rules see every event once: on the principal-keyed topic
 			if open, err = d.withRules(ctx, open); err != nil {
 				return err
@@ -87,6 +89,7 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		}
 		stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
 			Enrich:             hook,
+			BeforeCheckpoint:   flush,
 			Open:               open,
 			Findings:           sink,
 			Events:             ev,

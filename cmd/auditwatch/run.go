@@ -98,6 +98,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 	defer enrich.Close()
 	stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
 		Enrich:             enrich.hook(),
+		BeforeCheckpoint:   enrich.flushHook(),
 		Open:               opener,
 		Findings:           sinks,
 		Events:             events,

@@ -27,8 +27,13 @@ func (d *daemon) watchLive(ctx context.Context, pub source.Publisher, sink watch
 		return nil, noop, fmt.Errorf("config: canary: %w", err)
 	}
 	var sil *watch.Silence
+	silState := d.stateDir("watch", "silence.json")
 	if *sc.Enabled {
 		sil = watch.NewSilence(sc)
+		// the baselines learned before a restart: no new learning period
+		if err := sil.Load(silState, time.Now()); err != nil {
+			d.log.Warn("silence baselines not restored: learning again", "err", err)
+		}
 	}
 	var can *watch.Canary
 	if cc.Active() {
@@ -46,6 +51,7 @@ func (d *daemon) watchLive(ctx context.Context, pub source.Publisher, sink watch
 		return pub, noop, nil
 	}
 	r := watch.NewRunner(sil, can, cc.HeartbeatURL, sink, nil, nil, d.log.With("component", "watch"), d.reg)
+	r.SilenceState = silState
 	wctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
