@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,6 +46,11 @@ type fieldMatcher struct {
 	refPos int // fieldref: posEq/posContains/…
 	cased  bool
 	null   bool // value null: field absent or null (one alternative among pats)
+	// per expression: lowercase literals one of which a match holds (nil:
+	// none known), and whether it folds case (Unicode folding: a value
+	// with non-ASCII bytes is not prefiltered)
+	reLits [][]string
+	reFold []bool
 }
 
 const (
@@ -219,7 +225,22 @@ func compileMap(m *yaml.Node, opt Options) ([]*fieldMatcher, *perr) {
 		}
 		out = append(out, fm)
 	}
+	// an AND evaluates cheap matchers first (the result is the same)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].cost() < out[j].cost() })
 	return out, nil
+}
+
+// cost ranks matchers by what evaluating them costs.
+func (fm *fieldMatcher) cost() int {
+	switch fm.kind {
+	case kindExists, kindPattern:
+		return 0
+	case kindCIDR, kindCompare:
+		return 1
+	case kindRegex:
+		return 2
+	}
+	return 3
 }
 
 // value is one value of a field before it becomes a matcher: a pattern
@@ -379,6 +400,16 @@ func compileField(k, v *yaml.Node, opt Options) (*fieldMatcher, *perr) {
 				return nil, invalid(v, "field %s: regular expression %q: %v", field, x.s, err)
 			}
 			fm.res = append(fm.res, rx)
+			// literals one of which a match holds: checked on the value
+			// before the expression runs
+			var lits []string
+			fold := false
+			if re, err := syntax.Parse(rx.String(), syntax.Perl); err == nil {
+				lits = literalsOfRegex(re)
+				fold = foldsCase(re)
+			}
+			fm.reLits = append(fm.reLits, lits)
+			fm.reFold = append(fm.reFold, fold)
 		}
 	case kindCIDR:
 		for _, x := range vals {

@@ -313,3 +313,34 @@ func containsLit(text, lit string) bool {
 	}
 	return false
 }
+
+// foldsCase reports whether an expression matches some part case-
+// insensitively.
+func foldsCase(re *syntax.Regexp) bool {
+	if re.Flags&syntax.FoldCase != 0 {
+		return true
+	}
+	for _, s := range re.Sub {
+		if foldsCase(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// reMatch runs expression i of fm on s, after checking its literals.
+func (fm *fieldMatcher) reMatch(i int, s string) bool {
+	if lits := fm.reLits[i]; lits != nil && (!fm.reFold[i] || isASCII(s)) {
+		found := false
+		for _, l := range lits {
+			if indexFold(s, l) >= 0 {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return fm.res[i].MatchString(s)
+}
