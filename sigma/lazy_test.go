@@ -109,3 +109,22 @@ detection:
 		t.Errorf("no literal check for %s: %q %v", fm.res[0], fm.reLits[0], fm.reFold[0])
 	}
 }
+
+func TestHasQuoted(t *testing.T) {
+	for _, c := range []struct {
+		text, k string
+		want    bool
+	}{
+		{`{"a":1,"errorCode":"x"}`, "errorCode", true},
+		{`{"a":1,"errorCodes":"x"}`, "errorCode", false},
+		{`{"a":"errorCode"}`, "errorCode", true},
+		{`{"a":"xerrorCode"}`, "errorCode", false},
+		{`"errorCode"`, "errorCode", true},
+		{`errorCode"`, "errorCode", false},
+		{`{"":1}`, "", true},
+	} {
+		if got := hasQuoted(c.text, c.k); got != c.want {
+			t.Errorf("hasQuoted(%s, %s) = %v", c.text, c.k, got)
+		}
+	}
+}

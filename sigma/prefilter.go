@@ -344,3 +344,31 @@ func (fm *fieldMatcher) reMatch(i int, s string) bool {
 	}
 	return fm.res[i].MatchString(s)
 }
+
+// hasQuoted reports whether text holds k between double quotes (as a
+// key or string would be written without escapes), searching for k's
+// rarest byte.
+func hasQuoted(text, k string) bool {
+	if k == "" {
+		return strings.Contains(text, `""`)
+	}
+	a := 0
+	for i := 1; i < len(k); i++ {
+		if byteRarity[k[i]] < byteRarity[k[a]] {
+			a = i
+		}
+	}
+	c := k[a]
+	for off := a; off < len(text); {
+		j := strings.IndexByte(text[off:], c)
+		if j < 0 {
+			return false
+		}
+		pos := off + j - a
+		if pos >= 1 && pos+len(k) < len(text) && text[pos-1] == '"' && text[pos+len(k)] == '"' && text[pos:pos+len(k)] == k {
+			return true
+		}
+		off += j + 1
+	}
+	return false
+}

@@ -1,6 +1,7 @@
 package sigma
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -138,6 +139,11 @@ func (r *Record) member(k string) *topMember {
 			return &r.tops[i]
 		}
 	}
+	if r.scan >= 0 && !hasQuoted(b2s(r.raw[r.scan:]), k) {
+		// the text past the members found holds no such key: absent
+		// (a lazy record has no escapes)
+		return nil
+	}
 	for r.scan >= 0 {
 		m := r.step()
 		if m != nil && string(m.key) == k {
@@ -157,8 +163,8 @@ func (r *Record) step() *topMember {
 	if i >= len(b) || b[i] != '"' {
 		return fail()
 	}
-	end, esc := jsonx.String(b, i)
-	if end < 0 || esc {
+	end := skipValue(b, i)
+	if end < 0 {
 		return fail()
 	}
 	key := b[i+1 : end-1]
@@ -166,7 +172,7 @@ func (r *Record) step() *topMember {
 		return fail()
 	}
 	v := jsonx.SkipWS(b, i+1)
-	e := jsonx.Skip(b, v, 2)
+	e := skipValue(b, v)
 	if e < 0 {
 		return fail()
 	}
@@ -317,10 +323,10 @@ func (r *Record) rawGet(i int, key string) int {
 			found = v
 			return -1 // stop: found
 		}
-		return jsonx.Skip(b, v, 3)
+		return skipValue(b, v)
 	})
 	if end < 0 && found < 0 {
-		if jsonx.Object(b, i, 2, func(_ []byte, _ bool, v int) int { return jsonx.Skip(b, v, 3) }) < 0 {
+		if jsonx.Object(b, i, 2, func(_ []byte, _ bool, v int) int { return skipValue(b, v) }) < 0 {
 			r.bad = true
 		}
 	}
@@ -337,7 +343,7 @@ func (r *Record) rawElems(i int, f func(v int) bool) bool {
 			found = true
 			return -1
 		}
-		return jsonx.Skip(b, v, 3)
+		return skipValue(b, v)
 	})
 	if end < 0 && !found {
 		r.bad = true
@@ -352,7 +358,7 @@ func (r *Record) rawLeaf(i int, f func(string, bool) bool) bool {
 	b := r.raw
 	switch c := b[i]; {
 	case c == '"':
-		e, _ := jsonx.String(b, i)
+		e := skipValue(b, i)
 		if e < 0 {
 			r.bad = true
 			return false
@@ -361,7 +367,7 @@ func (r *Record) rawLeaf(i int, f func(string, bool) bool) bool {
 	case c == 'n':
 		return f("", true)
 	case c == '{' || c == '[':
-		e := jsonx.Skip(b, i, 3)
+		e := skipValue(b, i)
 		if e < 0 {
 			r.bad = true
 			return false
@@ -370,7 +376,7 @@ func (r *Record) rawLeaf(i int, f func(string, bool) bool) bool {
 		s, _ := r.text(v)
 		return f(s, false)
 	}
-	e := jsonx.Skip(b, i, 3)
+	e := skipValue(b, i)
 	if e < 0 {
 		r.bad = true
 		return false
@@ -584,4 +590,59 @@ func (r *Record) eachString(v *fastjson.Value, f func(string) bool) bool {
 		}
 	}
 	return false
+}
+
+// skipValue returns the index after the value starting at b[i], or -1,
+// in the text of a lazy record: one without backslashes, read before by
+// the reader. Strings are skipped whole (a vectorized search for the
+// closing quote) and brackets matched, without checking the tokens
+// between them.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		j := bytes.IndexByte(b[i+1:], '"')
+		if j < 0 {
+			return -1
+		}
+		return i + j + 2
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				j := bytes.IndexByte(b[i+1:], '"')
+				if j < 0 {
+					return -1
+				}
+				i += j + 2
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return -1
+	case ',', ':', '}', ']':
+		return -1
+	}
+	start := i
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ':', ' ', '\t', '\n', '\r', '"', '{', '[':
+			if i == start {
+				return -1
+			}
+			return i
+		}
+		i++
+	}
+	return i
 }
