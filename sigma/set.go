@@ -85,7 +85,9 @@ func Files(paths []string) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() && path != p && strings.HasPrefix(d.Name(), ".") {
+			// hidden folders, and testdata (rules that exist only to be
+			// tested: given by their own path, they load)
+			if d.IsDir() && path != p && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
 				return filepath.SkipDir
 			}
 			if !d.IsDir() && IsRuleFile(path) {
