@@ -78,7 +78,6 @@ type Notifier struct {
 	webhook string
 	threads Journal
 	name    string
-	secrets []string // redacted from errors
 
 	rmu  sync.Mutex
 	next map[string]time.Time // per channel: earliest time of the next message
@@ -105,14 +104,15 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
 			return nil, fmt.Errorf("slack token %s: %w", cfg.Token, err)
 		}
 		n.api = slack.New(tok, slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(n.http))
-		n.secrets = []string{tok}
+		redact.Register(tok)
 	case ModeWebhook:
 		u, err := cfg.WebhookURL.Value()
 		if err != nil {
 			return nil, fmt.Errorf("slack webhook_url %s: %w", cfg.WebhookURL, err)
 		}
 		n.webhook = u
-		n.secrets = notify.URLSecrets(u)
+		redact.Register(u)
+		redact.Register(redact.URLParts(u)...)
 	}
 	return n, nil
 }
@@ -122,7 +122,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
 // in the channel, and not posted again when found. The token and the
 // webhook URL never appear in its errors.
 func (n *Notifier) Notify(ctx context.Context, a notify.Alert) error {
-	return notify.Redact(n.notifyOnce(ctx, a), n.secrets...)
+	return redact.Error(n.notifyOnce(ctx, a))
 }
 
 func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
