@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/user"
 	"path/filepath"
 	"time"
@@ -35,7 +34,7 @@ func allowPath(stateDir string) string { return filepath.Join(stateDir, "allow",
 // network sizes.
 func allowConfig(sf *storageFlags, stateDir string) (string, allow.Prefixes, error) {
 	p := allow.Prefixes{IPv4: 24, IPv6: 64}
-	path, _, err := configcheck.Discover(sf.config, os.Getenv)
+	path, _, err := discoverConfig(sf.config)
 	switch {
 	case err == nil:
 		l, err := configcheck.Load(path)
