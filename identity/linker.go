@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"auditwatch/ingest/cloudtrail"
+	"auditwatch/ingest/vault"
 	"auditwatch/schema"
 )
 
@@ -62,6 +63,9 @@ type Issue struct {
 	Kind    string `json:"kind"`
 	Lease   string `json:"lease,omitempty"`
 	Request string `json:"request,omitempty"`
+	// LeaseHMAC is the audit device's HMAC of Lease (sys/audit-hash),
+	// learned to match body-form revocations whose lease id is HMAC'd.
+	LeaseHMAC string `json:"lease_hmac,omitempty"`
 	// At is when it was issued, From the Vault client's address.
 	At   time.Time `json:"at"`
 	From string    `json:"from,omitempty"`
@@ -159,18 +163,23 @@ type Linker struct {
 	hasher  AuditHasher
 	lim     *limiter
 
-	mu       sync.Mutex
-	byKey    map[string]*Issue
-	byHMAC   map[string]*Issue // unresolved HMAC'd keys
-	byLease  map[string]*Issue
-	order    []*Issue // issue order, for MaxLinks
-	nets     map[string]*netState
-	roleFam  map[string]string // mount+role -> AWS principal family
-	hashOf   *lru              // key -> Vault HMAC (answers of the hasher)
-	alerted  map[string]struct{}
-	alertQ   []string
-	stats    Stats
-	hashWait time.Duration
+	mu      sync.Mutex
+	byKey   map[string]*Issue
+	byHMAC  map[string]*Issue // unresolved HMAC'd keys
+	byLease map[string]*Issue
+	order   []*Issue // issue order, for MaxLinks
+	nets    map[string]*netState
+	roleFam map[string]string // mount+role -> AWS principal family
+	hashOf  *lru              // key -> Vault HMAC (answers of the hasher)
+	alerted map[string]struct{}
+	alertQ  []string
+	// revokedHMAC: body-form revocations (sys/leases/revoke with the
+	// lease id HMAC'd in the request body) not yet matched to an issue, by
+	// HMAC, with when they were logged; matched when a key of a lease is
+	// used (its lease HMAC'd through the hasher then). Bounded.
+	revokedHMAC map[string]time.Time
+	stats       Stats
+	hashWait    time.Duration
 }
 
 // Options are a Linker's collaborators.
@@ -204,6 +213,8 @@ func New(cfg Config, o Options) (*Linker, error) {
 		roleFam:  map[string]string{},
 		alerted:  map[string]struct{}{},
 		hashWait: 200 * time.Millisecond,
+
+		revokedHMAC: map[string]time.Time{},
 	}
 	l.stats.Findings = map[string]uint64{}
 	l.hashOf = newLRU(cfg.AuditHash.CacheSize)
@@ -255,10 +266,11 @@ func (l *Linker) Links() int {
 }
 
 func (l *Linker) load() error {
-	issues, nets, fams, err := l.st.loadAll()
+	issues, nets, fams, revs, err := l.st.loadAll()
 	if err != nil {
 		return err
 	}
+	l.revokedHMAC = revs
 	for _, is := range issues {
 		l.index(is)
 	}
@@ -429,31 +441,134 @@ func (l *Linker) revoke(ev *schema.Event) {
 			lease, prefix = s, true
 		}
 	}
+	if lease == "" && vault.IsBodyRevoke(p) {
+		// the body form: the lease id in the request body, HMAC'd unless
+		// the sys mount lists lease_id in audit_non_hmac_request_keys
+		lease = ev.LeaseID
+		if strings.HasPrefix(lease, hmacPrefix) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.revokeHMAC(lease, ev.Time)
+			return
+		}
+	}
 	if lease == "" {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	mark := func(is *Issue) {
-		if !is.Revoked.IsZero() && !is.Revoked.After(ev.Time) {
-			return
-		}
-		is.Revoked = ev.Time.UTC()
-		l.stats.Revoked++
-		if l.st != nil {
-			l.st.putIssue(is)
-		}
-	}
 	if !prefix {
 		if is := l.byLease[lease]; is != nil {
-			mark(is)
+			l.markRevoked(is, ev.Time)
 		}
 		return
 	}
 	for k, is := range l.byLease {
 		if strings.HasPrefix(k, lease) {
-			mark(is)
+			l.markRevoked(is, ev.Time)
 		}
+	}
+}
+
+// hmacPrefix starts Vault's HMAC'd audit values.
+const hmacPrefix = "hmac-sha256:"
+
+// maxRevokedHMAC bounds the unmatched body-form revocations remembered.
+const maxRevokedHMAC = 10000
+
+// markRevoked notes that is's lease was revoked at t (the earliest
+// revocation counts). l.mu is held.
+func (l *Linker) markRevoked(is *Issue, t time.Time) {
+	if !is.Revoked.IsZero() && !is.Revoked.After(t) {
+		return
+	}
+	is.Revoked = t.UTC()
+	l.stats.Revoked++
+	if l.st != nil {
+		l.st.putIssue(is)
+	}
+}
+
+// revokeHMAC notes a body-form revocation of the lease whose HMAC is h:
+// applied at once to an issue whose lease HMAC is known, else kept until
+// one of the lease's keys is used (resolveLease). l.mu is held.
+func (l *Linker) revokeHMAC(h string, t time.Time) {
+	for _, is := range l.byLease {
+		if is.LeaseHMAC == h {
+			l.markRevoked(is, t)
+			return
+		}
+	}
+	if old, ok := l.revokedHMAC[h]; ok && !old.After(t) {
+		return
+	}
+	if len(l.revokedHMAC) >= maxRevokedHMAC {
+		// drop the oldest revocation
+		var oldest string
+		var ot time.Time
+		for k, v := range l.revokedHMAC {
+			if oldest == "" || v.Before(ot) {
+				oldest, ot = k, v
+			}
+		}
+		delete(l.revokedHMAC, oldest)
+		if l.st != nil {
+			l.st.deleteRevoke(oldest)
+		}
+	}
+	l.revokedHMAC[h] = t.UTC()
+	if l.st != nil {
+		l.st.putRevoke(h, t.UTC())
+	}
+}
+
+// resolveLease learns the HMAC of is's lease through the hasher when
+// body-form revocations wait to be matched, and applies the one that
+// names it. Called without l.mu.
+func (l *Linker) resolveLease(ctx context.Context, is *Issue) {
+	l.mu.Lock()
+	if is.Lease == "" || is.LeaseHMAC != "" || len(l.revokedHMAC) == 0 || l.hasher == nil {
+		l.mu.Unlock()
+		return
+	}
+	lease := is.Lease
+	h, cached := l.hashOf.get(lease)
+	if !cached {
+		if !l.lim.take(l.hashWait) {
+			l.stats.HashDeferred++
+			l.mu.Unlock()
+			return
+		}
+		l.stats.HashCalls++
+		l.mu.Unlock()
+		cctx := ctx
+		if l.cfg.AuditHash.Timeout > 0 {
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithTimeout(ctx, l.cfg.AuditHash.Timeout.D())
+			defer cancel()
+		}
+		var err error
+		h, err = l.hasher.Hash(cctx, lease)
+		l.mu.Lock()
+		if err != nil {
+			l.stats.HashErrors++
+			l.mu.Unlock()
+			l.log.Warn("identity: audit-hash call for a lease failed; its body-form revocation stays unmatched for now", "err", err)
+			return
+		}
+		l.hashOf.put(lease, h)
+	}
+	defer l.mu.Unlock()
+	is.LeaseHMAC = h
+	if l.st != nil {
+		l.st.putIssue(is)
+	}
+	if t, ok := l.revokedHMAC[h]; ok {
+		delete(l.revokedHMAC, h)
+		if l.st != nil {
+			l.st.deleteRevoke(h)
+		}
+		l.markRevoked(is, t)
 	}
 }
 
@@ -520,6 +635,9 @@ func (l *Linker) use(ctx context.Context, ev *schema.Event, out []schema.Finding
 		l.stats.Unlinked++
 		l.mu.Unlock()
 		return out
+	}
+	if is.Session == nil && ev.Outcome == schema.OutcomeSuccess {
+		l.resolveLease(ctx, is)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -20,6 +20,7 @@ var (
 	bIssues = []byte("issues")   // request id (or key) -> Issue
 	bNets   = []byte("nets")     // Vault principal -> netState
 	bFams   = []byte("families") // mount+role -> AWS principal family
+	bRevs   = []byte("revokes")  // lease HMAC -> time of an unmatched body-form revocation
 )
 
 // FileName is the link store's file in its directory.
@@ -35,7 +36,7 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("identity: link store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bIssues, bNets, bFams} {
+		for _, b := range [][]byte{bIssues, bNets, bFams, bRevs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -75,18 +76,23 @@ func (s *store) put(bucket, k []byte, v any) {
 	_ = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put(k, b) })
 }
 
-func (s *store) putIssue(is *Issue)             { s.put(bIssues, issueKey(is), is) }
-func (s *store) putNets(p string, ns *netState) { s.put(bNets, []byte(p), ns) }
-func (s *store) putFamily(roleKey, fam string)  { s.put(bFams, []byte(roleKey), fam) }
+func (s *store) putIssue(is *Issue)              { s.put(bIssues, issueKey(is), is) }
+func (s *store) putNets(p string, ns *netState)  { s.put(bNets, []byte(p), ns) }
+func (s *store) putFamily(roleKey, fam string)   { s.put(bFams, []byte(roleKey), fam) }
+func (s *store) putRevoke(h string, t time.Time) { s.put(bRevs, []byte(h), t) }
+func (s *store) deleteRevoke(h string) {
+	_ = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bRevs).Delete([]byte(h)) })
+}
 func (s *store) deleteIssue(is *Issue) {
 	_ = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bIssues).Delete(issueKey(is)) })
 }
 
 // loadAll reads everything back, issues in the order they were issued.
-func (s *store) loadAll() ([]*Issue, map[string]*netState, map[string]string, error) {
+func (s *store) loadAll() ([]*Issue, map[string]*netState, map[string]string, map[string]time.Time, error) {
 	var issues []*Issue
 	nets := map[string]*netState{}
 	fams := map[string]string{}
+	revs := map[string]time.Time{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bIssues).ForEach(func(k, v []byte) error {
 			is := new(Issue)
@@ -108,18 +114,28 @@ func (s *store) loadAll() ([]*Issue, map[string]*netState, map[string]string, er
 		}); err != nil {
 			return err
 		}
-		return tx.Bucket(bFams).ForEach(func(k, v []byte) error {
+		if err := tx.Bucket(bFams).ForEach(func(k, v []byte) error {
 			var f string
 			if err := json.Unmarshal(v, &f); err != nil {
 				return fmt.Errorf("family of %q: %w", k, err)
 			}
 			fams[string(k)] = f
 			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bRevs).ForEach(func(k, v []byte) error {
+			var t time.Time
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("revocation %q: %w", k, err)
+			}
+			revs[string(k)] = t
+			return nil
 		})
 	})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("identity: link store: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("identity: link store: %w", err)
 	}
 	sortByTime(issues)
-	return issues, nets, fams, nil
+	return issues, nets, fams, revs, nil
 }

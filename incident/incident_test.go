@@ -248,3 +248,58 @@ func TestStageCheckpoint(t *testing.T) {
 		t.Fatal("nil detector wrapped")
 	}
 }
+
+// drainingDetector has a reorder buffer (pipeline.Drainer).
+type drainingDetector struct {
+	fakeDetector
+	held []schema.Event
+}
+
+func (d *drainingDetector) Process(ev schema.Event) []schema.Finding {
+	d.held = append(d.held, ev)
+	return nil
+}
+
+func (d *drainingDetector) Drain() []schema.Finding {
+	var fs []schema.Finding
+	for _, ev := range d.held {
+		fs = append(fs, d.fakeDetector.Process(ev)...)
+	}
+	d.held = nil
+	return fs
+}
+
+func (d *drainingDetector) Buffered() int { return len(d.held) }
+
+// The stage forwards a drain of the detector's reorder buffer and
+// correlates what it releases; findings raised beside the detector
+// (Join) join the same incidents.
+func TestStageDrainAndJoin(t *testing.T) {
+	d := &drainingDetector{}
+	s, err := Wrap(d, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs := s.Process(schema.Event{ID: "a", Time: t0, Principal: "u1", Resource: "secret/a"}); len(fs) != 0 {
+		t.Fatalf("buffered event raised %v", fs)
+	}
+	if s.Buffered() != 1 {
+		t.Fatalf("Buffered %d, want 1", s.Buffered())
+	}
+	fs := s.Drain()
+	if len(fs) != 1 || fs[0].IncidentID == "" || s.Buffered() != 0 {
+		t.Fatalf("drain: %+v, buffered %d", fs, s.Buffered())
+	}
+	side := []schema.Finding{fnd("x", "credential_exfiltration", time.Minute, "u1", "203.0.113.5", "", schema.SeverityHigh)}
+	got := s.Join(side)
+	if len(got) != 1 || got[0].IncidentID != fs[0].IncidentID {
+		t.Fatalf("joined finding: incident %q, want %q", got[0].IncidentID, fs[0].IncidentID)
+	}
+	plain, err := Wrap(&fakeDetector{}, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Buffered() != 0 || plain.Drain() != nil {
+		t.Fatal("a detector without a buffer drained something")
+	}
+}

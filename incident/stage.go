@@ -52,6 +52,49 @@ func (s *Stage) Process(ev schema.Event) []schema.Finding {
 	return fs
 }
 
+// Join correlates findings raised beside the detector for the same event
+// (the detect stage's Enrich hook: credential linking, impossible travel),
+// so they join incidents exactly like the detector's own. A wrapped
+// detector with a Join of its own (a filter) sees them first; what it
+// keeps is returned.
+func (s *Stage) Join(fs []schema.Finding) []schema.Finding {
+	if j, ok := s.Detector.(joiner); ok {
+		fs = j.Join(fs)
+	}
+	s.c.Assign(fs)
+	return fs
+}
+
+// Drain releases the wrapped detector's event-time reorder buffer
+// (pipeline.Drainer) and correlates what it raises.
+func (s *Stage) Drain() []schema.Finding {
+	d, ok := s.Detector.(drainer)
+	if !ok {
+		return nil
+	}
+	fs := d.Drain()
+	s.c.Assign(fs)
+	return fs
+}
+
+// Buffered is the wrapped detector's reorder buffer length (0 without one).
+func (s *Stage) Buffered() int {
+	d, ok := s.Detector.(drainer)
+	if !ok {
+		return 0
+	}
+	return d.Buffered()
+}
+
+type joiner interface {
+	Join(fs []schema.Finding) []schema.Finding
+}
+
+type drainer interface {
+	Drain() []schema.Finding
+	Buffered() int
+}
+
 // Checkpoint saves the correlator's state with the detector's.
 func (s *Stage) Checkpoint(meta map[string][]byte) error {
 	b, err := s.c.MarshalState()

@@ -25,7 +25,7 @@ const (
 
 // Attribution is the credit the default AS data's licence (CC BY 4.0)
 // asks for; `auditwatch version` prints it and NOTICE carries it.
-const Attribution = "Network data: AS numbers and names from @ip-location-db/asn (CC BY 4.0: RouteViews, DB-IP, NRO); countries from @ip-location-db/geo-whois-asn-country-mmdb (CC0)."
+const Attribution = "Network data: AS numbers and names from @ip-location-db/asn (CC BY 4.0: RouteViews, DB-IP, NRO); countries from @ip-location-db/geo-whois-asn-country-mmdb (CC0); country centroids and areas from world-countries by Mohammed Le Doze (ODbL 1.0, https://github.com/mledoze/countries)."
 
 // Config is the `geo:` section.
 type Config struct {
@@ -41,10 +41,15 @@ type Config struct {
 	CountryDB string   `yaml:"country_db"`
 	ASNDB     []string `yaml:"asn_db"`
 	CityDB    string   `yaml:"city_db"`
+	// Centroids names a country-centroid file (world-countries'
+	// countries.json: code, latitude/longitude, area), used by impossible
+	// travel where no city is known. Default: Dir's countries.json when
+	// `make geo` fetched it.
+	Centroids string `yaml:"centroids"`
 	// CacheSize bounds the addresses remembered (default 65,536).
 	CacheSize int `yaml:"cache_size"`
 	// Travel: impossible travel between consecutive uses of one
-	// credential (needs CityDB).
+	// credential (needs CityDB or Centroids).
 	Travel TravelConfig `yaml:"travel"`
 }
 
@@ -60,6 +65,11 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Dir == "" {
 		c.Dir = filepath.Join(".cache", "geo", "current")
+	}
+	if c.Centroids == "" {
+		if p := filepath.Join(c.Dir, DefaultCentroidFile); exists(p) {
+			c.Centroids = p
+		}
 	}
 	if c.CountryDB == "" && len(c.ASNDB) == 0 && c.CityDB == "" {
 		if p := filepath.Join(c.Dir, DefaultCountryFile); exists(p) {
@@ -99,6 +109,7 @@ func (c Config) Validate() error {
 	}
 	check("country_db", c.CountryDB)
 	check("city_db", c.CityDB)
+	check("centroids", c.Centroids)
 	for i, p := range c.ASNDB {
 		check(fmt.Sprintf("asn_db[%d]", i), p)
 		if p != "" && !strings.HasSuffix(p, ".mmdb") && !strings.HasSuffix(p, ".csv") {

@@ -15,7 +15,10 @@
 //     into a compact sorted range table, or a MaxMind GeoLite2/GeoIP2 ASN
 //     database;
 //   - optionally a MaxMind GeoLite2/GeoIP2 City database (city name and
-//     coordinates).
+//     coordinates);
+//   - country centroids and areas (world-countries' countries.json, ODbL,
+//     fetched by `make geo`): impossible travel's coarse places where no
+//     city is known.
 //
 // Lookups are cached per address (bounded), so enriching a stream with
 // repeating addresses costs a map lookup per event.
@@ -105,6 +108,7 @@ type DB struct {
 	country     *maxminddb.Reader
 	city        *maxminddb.Reader
 	asnMMDB     *maxminddb.Reader
+	centroids   Centroids
 	v4          []range4
 	v6          []range6
 	orgs        []string
@@ -140,6 +144,12 @@ func Open(cfg Config) (*DB, error) {
 		if d.city, err = maxminddb.Open(cfg.CityDB); err != nil {
 			d.Close()
 			return nil, fmt.Errorf("netinfo: city database %s: %w", cfg.CityDB, err)
+		}
+	}
+	if cfg.Centroids != "" {
+		if d.centroids, err = LoadCentroids(cfg.Centroids); err != nil {
+			d.Close()
+			return nil, err
 		}
 	}
 	orgIdx := map[string]uint32{}
@@ -470,6 +480,9 @@ func (d *DB) asnRange(a netip.Addr) (uint32, string) {
 
 // HasCity reports whether a city database (coordinates) is open.
 func (d *DB) HasCity() bool { return d.city != nil }
+
+// Centroids returns the country centroids loaded (nil without a file).
+func (d *DB) Centroids() Centroids { return d.centroids }
 
 // Ranges returns how many ASN ranges are loaded (IPv4, IPv6).
 func (d *DB) Ranges() (int, int) { return len(d.v4), len(d.v6) }

@@ -217,4 +217,13 @@ func TestRealDatabases(t *testing.T) {
 			t.Errorf("%s: %+v", tc.ip, in)
 		}
 	}
+	// world-countries' centroids and areas (impossible travel by country)
+	cs := db.Centroids()
+	if len(cs) < 240 {
+		t.Fatalf("only %d country centroids loaded from %s", len(cs), c.Centroids)
+	}
+	if us, de := cs["US"], cs["DE"]; us.Lat != 38 || us.Lon != -97 || us.RadiusKm < 1500 || us.RadiusKm > 2000 ||
+		de.RadiusKm < 300 || de.RadiusKm > 400 {
+		t.Errorf("US %+v DE %+v", us, de)
+	}
 }

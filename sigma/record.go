@@ -19,7 +19,9 @@ import (
 type Record struct {
 	v    *fastjson.Value // the whole record; nil while lazy
 	raw  []byte          // lazy: the record's text
-	tops []topMember     // lazy: its top-level members
+	tops []topMember     // lazy: its top-level members found so far
+	scan int             // lazy: where the next member starts (-1: all found)
+	bad  bool            // lazy: found malformed
 	p    *Parser
 	src  int
 	buf  []byte // scratch for rendering non-string values
@@ -47,6 +49,7 @@ type Parser struct {
 	tops []topMember
 	// scratch of MatchEvent
 	cands []int
+	hits  []Hit
 	low   []byte
 	kbuf  []byte
 }
@@ -68,7 +71,7 @@ func (p *Parser) Parse(b []byte, source string) (*Record, error) {
 		return nil, err
 	}
 	r := &p.rec
-	*r = Record{v: v, buf: r.buf[:0], p: p}
+	*r = Record{v: v, buf: r.buf[:0], p: p, scan: -1}
 	r.src = srcOf(source, v.Exists("eventSource") || v.Exists("eventName"), v.Exists("request") || v.Exists("type"))
 	return r, nil
 }
@@ -89,43 +92,99 @@ func srcOf(source string, ctKeys, vaultKeys bool) int {
 	return srcNone
 }
 
-// parseLazy reads a record without escapes lazily; ok is false when it
-// must be parsed whole (not an object, a wrapper, odd keys).
+// parseLazy reads a record without escapes lazily: its top-level members
+// are located on demand, scanning no further than the member a rule asks
+// for (CloudTrail's userIdentity and eventName come early). ok is false
+// when it must be parsed whole (not an object, a wrapper). A record found
+// malformed while scanning is marked bad (MatchEvent reports it).
 func (p *Parser) parseLazy(b []byte, source string) (*Record, bool) {
+	if cap(p.tops) < 64 {
+		p.tops = make([]topMember, 0, 64)
+	}
 	p.tops = p.tops[:0]
 	p.nsub = 0
 	i := jsonx.SkipWS(b, 0)
-	end := jsonx.Object(b, i, 1, func(key []byte, esc bool, v int) int {
-		if esc {
-			return -1
-		}
-		e := jsonx.Skip(b, v, 2)
-		if e >= 0 {
-			p.tops = append(p.tops, topMember{key: key, s: v, e: e})
-		}
-		return e
-	})
-	if end < 0 || jsonx.SkipWS(b, end) != len(b) {
+	if i >= len(b) || b[i] != '{' {
 		return nil, false
 	}
 	r := &p.rec
-	*r = Record{raw: b, tops: p.tops, buf: r.buf[:0], p: p}
+	*r = Record{raw: b, tops: p.tops, buf: r.buf[:0], p: p, scan: jsonx.SkipWS(b, i+1)}
+	if r.scan < len(b) && b[r.scan] == '}' {
+		if jsonx.SkipWS(b, r.scan+1) != len(b) {
+			return nil, false
+		}
+		r.scan = -1
+	}
 	has := func(k string) bool { return r.member(k) != nil }
-	if has("CloudTrailEvent") || (has("detail") && has("detail-type")) {
+	// EventBridge's wrapper (its member names are also found in the
+	// text; LookupEvents' CloudTrailEvent string has escapes, so such a
+	// record never comes here)
+	if containsLit(b2s(b), "detail-type") && has("detail") && has("detail-type") {
 		return nil, false
 	}
-	r.src = srcOf(source, has("eventSource") || has("eventName"), has("request") || has("type"))
+	if source != "cloudtrail" && source != "vault" && source != "openbao" {
+		r.src = srcOf(source, has("eventSource") || has("eventName"), has("request") || has("type"))
+	} else {
+		r.src = srcOf(source, false, false)
+	}
 	return r, true
 }
 
-// member returns the top-level member named k (nil if none).
+// member returns the top-level member named k (nil if none), scanning
+// further into a lazy record as needed.
 func (r *Record) member(k string) *topMember {
 	for i := range r.tops {
 		if string(r.tops[i].key) == k {
 			return &r.tops[i]
 		}
 	}
+	for r.scan >= 0 {
+		m := r.step()
+		if m != nil && string(m.key) == k {
+			return m
+		}
+	}
 	return nil
+}
+
+// step scans the next top-level member of a lazy record.
+func (r *Record) step() *topMember {
+	b, i := r.raw, r.scan
+	fail := func() *topMember {
+		r.scan, r.bad = -1, true
+		return nil
+	}
+	if i >= len(b) || b[i] != '"' {
+		return fail()
+	}
+	end, esc := jsonx.String(b, i)
+	if end < 0 || esc {
+		return fail()
+	}
+	key := b[i+1 : end-1]
+	if i = jsonx.SkipWS(b, end); i >= len(b) || b[i] != ':' {
+		return fail()
+	}
+	v := jsonx.SkipWS(b, i+1)
+	e := jsonx.Skip(b, v, 2)
+	if e < 0 {
+		return fail()
+	}
+	i = jsonx.SkipWS(b, e)
+	switch {
+	case i < len(b) && b[i] == '}':
+		if jsonx.SkipWS(b, i+1) != len(b) {
+			return fail()
+		}
+		r.scan = -1
+	case i < len(b) && b[i] == ',':
+		r.scan = jsonx.SkipWS(b, i+1)
+	default:
+		return fail()
+	}
+	r.tops = append(r.tops, topMember{key: key, s: v, e: e})
+	r.p.tops = r.tops
+	return &r.tops[len(r.tops)-1]
 }
 
 // value parses a lazy member on first use.

@@ -3,12 +3,14 @@ package sigma
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"auditwatch/schema"
@@ -658,14 +660,20 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 			return out, nil, err
 		}
 	}
+	n := len(out)
 	for _, i := range p.cands {
 		r := s.single[i]
 		if r.det.cond.eval(rec, r.det) {
 			out = append(out, Hit{Rule: r, Standalone: !r.referenced || r.generated})
 		}
 	}
+	if rec.bad {
+		return out[:n], nil, errMalformed
+	}
 	return out, rec, nil
 }
+
+var errMalformed = errors.New("sigma: record: malformed JSON")
 
 // eventKey is the index key of a normalized event: CloudTrail's eventName
 // (from Action, "<service>:<eventName>"), or the first segment of a Vault
@@ -721,10 +729,28 @@ func lowerAll(dst, b []byte) []byte {
 	return dst
 }
 
-// Wants reports whether some single-event rule may match the event, from
-// its normalized fields alone (the index): a caller that keeps original
-// records only for such events loses no hit. Safe for concurrent use.
-func (s *Set) Wants(ev *schema.Event) bool {
+// Wants reports whether some single-event rule matches the event whose
+// original record is raw: a caller that keeps original records only for
+// such events loses no hit (correlations read only records that hit a
+// rule). With raw nil it answers from the normalized fields alone (the
+// index). Safe for concurrent use.
+func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
+	if len(raw) == 0 {
+		return s.mayMatch(ev)
+	}
+	p := parserPool.Get().(*Parser)
+	defer parserPool.Put(p)
+	e := schema.Event{Source: ev.Source, Action: ev.Action, Resource: ev.Resource, Raw: raw}
+	hits, _, err := s.MatchEvent(&e, p, p.hits[:0])
+	p.hits = hits[:0]
+	// a record the rules cannot read is kept, so that it is counted
+	return err != nil || len(hits) > 0
+}
+
+var parserPool = sync.Pool{New: func() any { return new(Parser) }}
+
+// mayMatch: some single-event rule may match the event, from the index.
+func (s *Set) mayMatch(ev *schema.Event) bool {
 	src := srcNone
 	switch ev.Source {
 	case schema.SourceCloudTrail:

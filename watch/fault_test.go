@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,10 +145,17 @@ func (s *sink) find(det string, rev int) (schema.Finding, time.Time, bool) {
 // counter counts the events the source published (after the canary filter).
 type counter struct {
 	n atomic.Int64
+	// detected stands for the detect stage's canary hook (Runner.Detected):
+	// the events it labels are not counted
+	detected func(ev *schema.Event, replayed bool) bool
 }
 
 func (c *counter) Publish(_ context.Context, b source.Batch) error {
-	c.n.Add(int64(len(b.Events)))
+	for i := range b.Events {
+		if c.detected == nil || !c.detected(&b.Events[i], false) {
+			c.n.Add(1)
+		}
+	}
 	if b.Done != nil {
 		b.Done(nil)
 	}
@@ -188,7 +196,7 @@ func TestFaultVaultWriterStops(t *testing.T) {
 	sil := watch.NewSilence(watch.SilenceConfig{})
 	can := watch.NewCanary(cfg, nil, nil)
 	r := watch.NewRunner(sil, can, cfg.HeartbeatURL, out, clk.Now, nil, nil, nil)
-	pub := &counter{}
+	pub := &counter{detected: r.Detected}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tail.Run(ctx, r.Publisher(pub)) }()
@@ -390,7 +398,7 @@ func TestAWSCanary(t *testing.T) {
 		return schema.Event{Source: schema.SourceCloudTrail, ID: "ct-" + clk.Now().Format("150405"), Time: clk.Now(),
 			Action: "secretsmanager:GetSecretValue", Resource: resource, Principal: "arn:aws:iam::111122223333:role/auditwatch-canary"}
 	}
-	pub := &counter{}
+	pub := &counter{detected: r.Detected}
 	p := r.Publisher(pub)
 	if err := r.Tick(ctx); err != nil { // first round
 		t.Fatal(err)
@@ -433,5 +441,164 @@ func TestAWSCanary(t *testing.T) {
 	}
 	if sm.calls.Load() < 30 {
 		t.Errorf("%d GetSecretValue calls in 40 minutes at a 1m interval", sm.calls.Load())
+	}
+}
+
+// TestSilenceRestart: baselines saved before a restart are restored, so
+// a source that goes quiet right after the restart is reported at its
+// learned threshold (no new learning hour); the downtime is neither a
+// gap nor a silence; a silence open at the restart resolves after it.
+func TestSilenceRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "watch", "silence.json")
+	t0 := time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)
+	s := watch.NewSilence(watch.SilenceConfig{})
+	last := t0
+	for at := t0; at.Before(t0.Add(90 * time.Minute)); at = at.Add(time.Minute) {
+		s.Observe("vault", 1, at)
+		s.Observe("cloudtrail", 1, at)
+		last = at
+	}
+	if th := s.Threshold("vault", last); th != 10*time.Minute {
+		t.Fatalf("learned threshold %v", th)
+	}
+	// cloudtrail goes quiet before the restart: an open silence
+	for _, at := range []time.Duration{5 * time.Minute, 10 * time.Minute} {
+		s.Observe("vault", 1, last.Add(at))
+	}
+	if fs := s.Check(last.Add(11 * time.Minute)); len(fs) != 1 || fs[0].Resource != "cloudtrail" {
+		t.Fatalf("before restart: %+v", fs)
+	}
+	restart := last.Add(3 * time.Hour) // down for hours
+	learned := s.Threshold("vault", restart)
+	if learned < 10*time.Minute || learned > 20*time.Minute {
+		t.Fatalf("learned %v", learned)
+	}
+	if err := s.Save(path); err != nil {
+		t.Fatal(err)
+	}
+
+	r := watch.NewSilence(watch.SilenceConfig{})
+	if err := r.Load(path, restart); err != nil {
+		t.Fatal(err)
+	}
+	if th := r.Threshold("vault", restart); th != learned {
+		t.Fatalf("threshold after restart %v, want the learned %v", th, learned)
+	}
+	if fs := r.Check(restart.Add(learned - time.Minute)); len(fs) != 0 {
+		t.Fatalf("the downtime raised a silence: %+v", fs)
+	}
+	fs := r.Check(restart.Add(learned + time.Minute))
+	if len(fs) != 1 || fs[0].Resource != "vault" || fs[0].Detector != schema.DetectorSourceSilent {
+		t.Fatalf("vault quiet after the restart: %+v", fs)
+	}
+	// cloudtrail's silence from before the restart resolves
+	rec := r.Observe("cloudtrail", 1, restart.Add(learned+2*time.Minute))
+	if len(rec) != 1 || rec[0].Revision != 1 || rec[0].Attributes["status"] != "resolved" {
+		t.Fatalf("open silence not resolved after restart: %+v", rec)
+	}
+	// the runner saves the baselines on its ticks
+	tickPath := filepath.Join(t.TempDir(), "silence.json")
+	run := watch.NewRunner(r, nil, "", nil, func() time.Time { return restart.Add(13 * time.Minute) }, nil, nil, nil)
+	run.SilenceState = tickPath
+	if err := run.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	again := watch.NewSilence(watch.SilenceConfig{})
+	if err := again.Load(tickPath, restart.Add(14*time.Minute)); err != nil || again.Threshold("vault", restart) != learned {
+		t.Fatalf("runner's saved state: %v, threshold %v", err, again.Threshold("vault", restart))
+	}
+	// and a fresh one with nothing saved is blind for its learning hour
+	fresh := watch.NewSilence(watch.SilenceConfig{})
+	if err := fresh.Load(filepath.Join(t.TempDir(), "none.json"), restart); err != nil {
+		t.Fatal(err)
+	}
+	fresh.Observe("vault", 1, restart)
+	if fs := fresh.Check(restart.Add(time.Hour)); len(fs) != 0 {
+		t.Fatalf("unlearned source alarmed: %+v", fs)
+	}
+	// a corrupt file is an error naming it, and restores nothing
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"vault":{"gaps":[-1]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := watch.NewSilence(watch.SilenceConfig{})
+	if err := c.Load(bad, restart); err == nil || !strings.Contains(err.Error(), "bad.json") || c.Threshold("vault", restart) != 0 {
+		t.Fatalf("corrupt state: %v", err)
+	}
+}
+
+// TestPassiveCanary: the Kafka detect stage's canary makes no reads; the
+// first canary event it sees arms it, then each expects the next within
+// interval + deadline, else pipeline_blind (resolved by the next event);
+// replayed events are labelled but are not arrivals; Disarm (partitions
+// given up) stops expecting.
+func TestPassiveCanary(t *testing.T) {
+	clk := newClock(time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC))
+	cfg := watch.CanaryConfig{Interval: duration.Duration(time.Minute),
+		Vault: &watch.VaultCanary{Address: "http://127.0.0.1:1", Token: secret.Secret{Env: "CANARY_VAULT_TOKEN"}}}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	can := watch.NewPassiveCanary(cfg)
+	out := &sink{clk: clk}
+	r := watch.NewRunner(nil, can, "", out, clk.Now, nil, nil, nil)
+	ctx := context.Background()
+	tick := func(d time.Duration) {
+		t.Helper()
+		clk.Add(d)
+		if err := r.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	canaryEv := func(at time.Time) *schema.Event {
+		return &schema.Event{Source: schema.SourceVault, ID: "c-" + at.Format("150405"), Time: at, Action: "read", Resource: cfg.Vault.Path}
+	}
+	for range 60 { // unarmed: nothing expected
+		tick(time.Minute)
+	}
+	if len(out.fs) != 0 {
+		t.Fatalf("unarmed passive canary raised %+v", out.fs)
+	}
+	if !r.Detected(canaryEv(clk.Now()), false) || can.CanaryEvents() != 1 {
+		t.Fatal("canary event not labelled or not counted")
+	}
+	if r.Detected(&schema.Event{Source: schema.SourceVault, Time: clk.Now(), Resource: "secret/data/app/db"}, false) {
+		t.Fatal("an ordinary read labelled as canary")
+	}
+	for range 3 { // one more each minute: healthy
+		tick(time.Minute)
+		r.Detected(canaryEv(clk.Now()), false)
+	}
+	if len(out.fs) != 0 {
+		t.Fatalf("canary events every interval raised %+v", out.fs)
+	}
+	armedAt := clk.Now()
+	// a replayed old canary event is labelled, not an arrival
+	if !r.Detected(canaryEv(armedAt.Add(-time.Hour)), true) || can.CanaryEvents() != 4 {
+		t.Fatalf("replayed event: canary events %d", can.CanaryEvents())
+	}
+	// no event: blind after interval + deadline (1m + 2m)
+	tick(2*time.Minute + 50*time.Second)
+	if len(out.fs) != 0 {
+		t.Fatalf("blind before interval + deadline: %+v", out.fs)
+	}
+	tick(20 * time.Second)
+	f, _, ok := out.find(schema.DetectorPipelineBlind, 0)
+	if !ok || f.Severity != schema.SeverityCritical {
+		t.Fatalf("no pipeline_blind: %+v", out.fs)
+	}
+	r.Detected(canaryEv(clk.Now()), false)
+	tick(5 * time.Second)
+	if _, _, ok := out.find(schema.DetectorPipelineBlind, 1); !ok {
+		t.Fatalf("pipeline_blind not resolved: %+v", out.fs)
+	}
+	n := len(out.fs)
+	r.Disarm()
+	for range 30 {
+		tick(time.Minute)
+	}
+	if len(out.fs) != n {
+		t.Fatalf("disarmed canary raised %+v", out.fs[n:])
 	}
 }

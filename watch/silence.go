@@ -8,8 +8,12 @@
 package watch
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -38,6 +42,8 @@ type SilenceConfig struct {
 	Alpha float64 `yaml:"alpha"`
 	// Severity of source_silent.
 	Severity schema.Severity `yaml:"severity"`
+	// CheckInterval: how often quiet sources are checked (default 5s).
+	CheckInterval duration.Duration `yaml:"check_interval"`
 }
 
 // SetDefaults fills unset fields.
@@ -64,6 +70,9 @@ func (c *SilenceConfig) SetDefaults() {
 	if c.Severity == "" {
 		c.Severity = schema.SeverityHigh
 	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = duration.Duration(5 * time.Second)
+	}
 }
 
 // Validate reports every bad field.
@@ -87,6 +96,9 @@ func (c SilenceConfig) Validate() error {
 	if _, err := schema.ParseSeverity(string(c.Severity)); err != nil {
 		errs = append(errs, fmt.Errorf("severity: %w", err))
 	}
+	if c.CheckInterval <= 0 {
+		errs = append(errs, errors.New("check_interval: must be positive"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -98,11 +110,16 @@ type sourceState struct {
 	open        *schema.Finding
 }
 
+// maxSources bounds the sources learned (names come from the config; the
+// bound keeps a misbehaving source naming scheme from growing the state).
+const maxSources = 4096
+
 // Silence learns each source's usual gap between arrivals.
 type Silence struct {
-	cfg SilenceConfig
-	mu  sync.Mutex
-	src map[string]*sourceState
+	cfg   SilenceConfig
+	mu    sync.Mutex
+	src   map[string]*sourceState
+	dirty bool // changed since the last Save
 }
 
 // NewSilence returns a silence detector; cfg is defaulted.
@@ -121,9 +138,13 @@ func (s *Silence) Observe(source string, n int, now time.Time) []schema.Finding 
 	defer s.mu.Unlock()
 	st := s.src[source]
 	if st == nil {
+		if len(s.src) >= maxSources {
+			return nil
+		}
 		st = &sourceState{first: now}
 		s.src[source] = st
 	}
+	s.dirty = true
 	var out []schema.Finding
 	if !st.last.IsZero() && now.After(st.last) {
 		gap := now.Sub(st.last).Seconds()
@@ -223,9 +244,116 @@ func (s *Silence) Check(now time.Time) []schema.Finding {
 			Attributes: map[string]string{"source": name, "last_event_at": st.last.UTC().Format(time.RFC3339), "threshold": th.Round(time.Second).String()},
 		}
 		st.open = &f
+		s.dirty = true
 		out = append(out, f)
 	}
 	return out
+}
+
+// savedSource is a source's learned state in the state file.
+type savedSource struct {
+	First time.Time       `json:"first"`
+	Last  time.Time       `json:"last"`
+	Gaps  [24]float64     `json:"gaps"`
+	N     [24]int         `json:"n"`
+	Total int             `json:"total"`
+	Open  *schema.Finding `json:"open,omitempty"`
+}
+
+// Save writes the learned gaps (and open silences) to path when they
+// changed since the last Save: written to a temporary file, synced and
+// renamed, so a crash leaves the old or the new state.
+func (s *Silence) Save(path string) error {
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return nil
+	}
+	saved := make(map[string]savedSource, len(s.src))
+	for name, st := range s.src {
+		saved[name] = savedSource{First: st.first, Last: st.last, Gaps: st.gaps, N: st.n, Total: st.total, Open: st.open}
+	}
+	s.dirty = false
+	s.mu.Unlock()
+	b, err := json.Marshal(saved)
+	if err == nil {
+		err = writeFileAtomic(path, b)
+	}
+	if err != nil {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		return fmt.Errorf("silence: save %s: %w", path, err)
+	}
+	return nil
+}
+
+// Load restores what Save wrote (no file: nothing learned yet), so a
+// restart keeps watching without a new learning period. The last arrival
+// of each source counts from now at the latest: the time the process was
+// down is neither a gap learned nor a silence.
+func (s *Silence) Load(path string, now time.Time) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("silence: load: %w", err)
+	}
+	var saved map[string]savedSource
+	if err := json.Unmarshal(b, &saved); err != nil {
+		return fmt.Errorf("silence: load %s: %w", path, err)
+	}
+	got := make(map[string]*sourceState, len(saved))
+	for name, v := range saved {
+		if len(got) >= maxSources {
+			break
+		}
+		st := &sourceState{first: v.First, last: v.Last, gaps: v.Gaps, n: v.N, total: v.Total, open: v.Open}
+		for h := range st.gaps {
+			if st.n[h] < 0 || !(st.gaps[h] >= 0) {
+				return fmt.Errorf("silence: load %s: source %.64q: bad gap at hour %d", path, name, h)
+			}
+		}
+		if st.last.Before(now) {
+			st.last = now
+		}
+		if st.first.After(st.last) {
+			st.first = st.last
+		}
+		got[name] = st
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, st := range got {
+		s.src[name] = st
+	}
+	return nil
+}
+
+// writeFileAtomic writes b to path through a synced temporary file.
+func writeFileAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 func copyAttrs(a map[string]string, kv ...string) map[string]string {

@@ -203,7 +203,7 @@ func (n *Notifier) request(ctx context.Context, u string, body []byte) (*http.Re
 	req.Header.Set("X-Splunk-Request-Channel", n.channel)
 	resp, err := n.http.Do(req)
 	if err != nil {
-		return nil, redact.Error(notify.Redact(fmt.Errorf("hec post: %w", err), n.token))
+		return nil, redact.Error(fmt.Errorf("hec post: %w", err))
 	}
 	return resp, nil
 }

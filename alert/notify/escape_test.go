@@ -2,8 +2,6 @@ package notify
 
 import (
 	"encoding/json"
-	"errors"
-	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -40,24 +38,4 @@ func FuzzInertJSON(f *testing.F) {
 			i += n
 		}
 	})
-}
-
-func TestRedactKeepsClassification(t *testing.T) {
-	base := Retryable(ReasonServer, 0, errors.New(`post "https://hooks.slack.com/services/T0/B0/SECRETTOKEN123": EOF`))
-	err := Redact(base, URLSecrets("https://hooks.slack.com/services/T0/B0/SECRETTOKEN123")...)
-	if strings.Contains(err.Error(), "SECRETTOKEN123") || !strings.Contains(err.Error(), Redacted) {
-		t.Errorf("Redact = %q", err)
-	}
-	if d := Classify(err); !d.Retry || d.Reason != ReasonServer {
-		t.Errorf("classification lost: %+v", d)
-	}
-	plain := errors.New("post: connection refused")
-	if Redact(nil, "x") != nil || Redact(plain, "") != plain {
-		t.Error("Redact of nil or with no secret changed the error")
-	}
-	// The process-wide layer masks a Slack webhook path even when the
-	// caller names no secret.
-	if got := Redact(base, "").Error(); strings.Contains(got, "SECRETTOKEN123") {
-		t.Errorf("Redact without secrets kept the webhook token: %q", got)
-	}
 }

@@ -78,10 +78,9 @@ type Notifier struct {
 	webhook string
 	threads Journal
 	name    string
-	secrets []string // redacted from errors
 
 	rmu  sync.Mutex
-	next map[string]time.Time // per channel: earliest time of the next message
+	next map[string]time.Time // per rate key: theoretical arrival time of the next message (GCRA)
 }
 
 // New builds the output, reading its token or webhook URL now.
@@ -105,14 +104,15 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
 			return nil, fmt.Errorf("slack token %s: %w", cfg.Token, err)
 		}
 		n.api = slack.New(tok, slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(n.http))
-		n.secrets = []string{tok}
+		redact.Register(tok)
 	case ModeWebhook:
 		u, err := cfg.WebhookURL.Value()
 		if err != nil {
 			return nil, fmt.Errorf("slack webhook_url %s: %w", cfg.WebhookURL, err)
 		}
 		n.webhook = u
-		n.secrets = notify.URLSecrets(u)
+		redact.Register(u)
+		redact.Register(redact.URLParts(u)...)
 	}
 	return n, nil
 }
@@ -122,7 +122,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
 // in the channel, and not posted again when found. The token and the
 // webhook URL never appear in its errors.
 func (n *Notifier) Notify(ctx context.Context, a notify.Alert) error {
-	return notify.Redact(n.notifyOnce(ctx, a), n.secrets...)
+	return redact.Error(n.notifyOnce(ctx, a))
 }
 
 func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
@@ -175,7 +175,7 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 		if reply {
 			opts = append(opts, slack.MsgOptionTS(ts))
 		}
-		if err := n.wait(ctx, n.cfg.Channel); err != nil {
+		if err := n.wait(ctx, postKey(n.cfg.Channel)); err != nil {
 			return err
 		}
 		channel, newTS, err = n.api.PostMessageContext(ctx, n.cfg.Channel, opts...)
@@ -200,7 +200,7 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 		// Best effort: the reply is posted; failing here must not make the
 		// worker retry the reply.
 		pm := renderParentUpdate(a, n.cfg.MaxFieldChars)
-		if err := n.wait(ctx, channel); err == nil {
+		if err := n.wait(ctx, otherKey(n.cfg.Channel)); err == nil {
 			if _, _, _, err := n.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(pm.Blocks...),
 				slack.MsgOptionText(pm.Text, false)); err != nil {
 				n.log.Warn("slack parent count not updated", "err", notify.SanitizeLine(err.Error(), 200))
@@ -247,7 +247,7 @@ func (n *Notifier) lookup(ctx context.Context, a notify.Alert, threadTS string, 
 	}
 	cursor := ""
 	for range lookupPages {
-		if err := n.wait(ctx, channel); err != nil {
+		if err := n.wait(ctx, otherKey(n.cfg.Channel)); err != nil {
 			return "", "", err
 		}
 		var msgs []slack.Message
@@ -290,7 +290,7 @@ func (n *Notifier) postWebhook(ctx context.Context, a notify.Alert) error {
 	}
 	m := render(a, n.cfg.MaxFieldChars)
 	msg := &slack.WebhookMessage{Text: m.Text, Blocks: &slack.Blocks{BlockSet: m.Blocks}}
-	if err := n.wait(ctx, "webhook"); err != nil {
+	if err := n.wait(ctx, postKey("webhook")); err != nil {
 		return err
 	}
 	if err := slack.PostWebhookCustomHTTPContext(ctx, n.webhook, n.http, msg); err != nil {
@@ -299,18 +299,30 @@ func (n *Notifier) postWebhook(ctx context.Context, a notify.Alert) error {
 	return nil
 }
 
-// wait holds a message to channel until the channel's rate allows it.
-func (n *Notifier) wait(ctx context.Context, channel string) error {
+// Rate keys: posts per channel, and the channel's other calls (edits of
+// a thread's first message, history lookups), which Slack limits apart
+// from posting.
+func postKey(channel string) string  { return "post:" + channel }
+func otherKey(channel string) string { return "other:" + channel }
+
+// wait holds a call until its rate key allows it: one per MinInterval on
+// average with bursts of up to Burst (a generic cell rate algorithm).
+func (n *Notifier) wait(ctx context.Context, key string) error {
 	if n.cfg.MinInterval <= 0 {
 		return nil
 	}
+	iv := n.cfg.MinInterval.D()
 	n.rmu.Lock()
 	now := n.clock.Now()
-	at := n.next[channel]
+	tat := n.next[key]
+	if tat.Before(now) {
+		tat = now
+	}
+	at := tat.Add(-time.Duration(max(n.cfg.Burst, 1)-1) * iv)
 	if at.Before(now) {
 		at = now
 	}
-	n.next[channel] = at.Add(n.cfg.MinInterval.D())
+	n.next[key] = tat.Add(iv)
 	n.rmu.Unlock()
 	if d := at.Sub(now); d > 0 {
 		return n.clock.Sleep(ctx, d)

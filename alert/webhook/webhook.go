@@ -37,10 +37,7 @@ type Notifier struct {
 	log   *slog.Logger
 	http  *http.Client
 	token string
-	// secrets are redacted from every error: the token, the URL's path
-	// and query, header values.
-	secrets []string
-	clock   notify.Clock
+	clock notify.Clock
 }
 
 // New builds the output, reading the token (when configured) now.
@@ -60,9 +57,11 @@ func New(cfg Config, logger *slog.Logger) (*Notifier, error) {
 		}
 		n.token = tok
 	}
-	n.secrets = append(notify.URLSecrets(cfg.URL), n.token)
+	// The URL's credentials and the header values are masked wherever
+	// they appear (the token is, being a secret).
+	redact.Register(redact.URLParts(cfg.URL)...)
 	for _, v := range cfg.Headers {
-		n.secrets = append(n.secrets, v)
+		redact.Register(v)
 	}
 	return n, nil
 }
@@ -241,7 +240,7 @@ func (n *Notifier) SendEvents(ctx context.Context, evs []schema.Event) error {
 }
 
 func (n *Notifier) post(ctx context.Context, body []byte, key string) error {
-	return notify.Redact(n.postOnce(ctx, body, key), n.secrets...)
+	return redact.Error(n.postOnce(ctx, body, key))
 }
 
 func (n *Notifier) postOnce(ctx context.Context, body []byte, key string) error {

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"auditwatch/internal/configcheck"
@@ -43,7 +42,7 @@ func checkConfig(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 		fs.Usage()
 		return 2
 	}
-	path, _, err := configcheck.Discover(fs.Arg(0), os.Getenv)
+	path, _, err := discoverConfig(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch check-config: %v\n", err)
 		return 2

@@ -203,14 +203,17 @@ func TestConfigDiscovery(t *testing.T) {
 // TestNoConfigAnywhere: a command that needs a config says where it
 // looked.
 func TestNoConfigAnywhere(t *testing.T) {
-	if _, err := os.Stat("/etc/auditwatch/config.yaml"); err == nil {
-		t.Skip("/etc/auditwatch/config.yaml exists on this machine")
-	}
+	// The machine's own /etc/auditwatch/config.yaml must not count: the
+	// search list's second place is a path that does not exist.
+	etc := filepath.Join(t.TempDir(), "etc", "auditwatch", "config.yaml")
+	old := configSearch
+	configSearch = []string{"auditwatch.yaml", etc}
+	t.Cleanup(func() { configSearch = old })
 	t.Chdir(t.TempDir())
 	t.Setenv("AUDITWATCH_CONFIG", "")
 	for _, name := range []string{"run", "check-config"} {
 		code, _, stderr := runCmd(t, name)
-		if code != 2 || !strings.Contains(stderr, "no config file: pass --config FILE, set $AUDITWATCH_CONFIG, or create auditwatch.yaml or /etc/auditwatch/config.yaml") {
+		if code != 2 || !strings.Contains(stderr, "no config file: pass --config FILE, set $AUDITWATCH_CONFIG, or create auditwatch.yaml or "+etc) {
 			t.Errorf("%s with no config anywhere: exit %d\n%s", name, code, stderr)
 		}
 	}

@@ -86,12 +86,22 @@ func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", "", "config `FILE` (YAML); default: $"+configcheck.EnvConfig+", else ./auditwatch.yaml, else /etc/auditwatch/config.yaml")
 }
 
+// configSearch is where commands look for a config file that neither
+// --config nor $AUDITWATCH_CONFIG names (tests point it elsewhere).
+var configSearch = configcheck.Search
+
+// discoverConfig returns the config file a command uses (see
+// configcheck.Discover) and which rule chose it.
+func discoverConfig(flag string) (path, from string, err error) {
+	return configcheck.Discover(flag, os.Getenv, configSearch)
+}
+
 // loadConfig finds the config file (--config, $AUDITWATCH_CONFIG,
 // ./auditwatch.yaml, /etc/auditwatch/config.yaml) and loads it. On
 // failure it prints every problem as file:line: path: message and returns
 // the exit code: 2 for a missing or unreadable file, 1 for an invalid one.
 func loadConfig(name, flagPath string, stderr io.Writer) (*configcheck.Loaded, int) {
-	path, _, err := configcheck.Discover(flagPath, os.Getenv)
+	path, _, err := discoverConfig(flagPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch %s: %v\n", name, err)
 		return nil, 2

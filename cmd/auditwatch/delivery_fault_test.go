@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -36,6 +35,9 @@ import (
 //   - at the end, every finding revision of an uninterrupted replay is in
 //     syslog (0 lost) and posted to Slack exactly once (0 lost, 0
 //     duplicates), found by the message metadata Slack stores.
+//
+// The run's secrets, the Slack bot token among them, appear nowhere
+// (faultRun.GrepSecrets).
 //
 // The Slack output's attempt timeout is config-driven (2s here) so that
 // the hang costs wall time only once.
@@ -84,61 +86,26 @@ func TestDeliverySlackHangAndSIGKILL(t *testing.T) {
 	}
 	t.Setenv("AW_FAULT_SLACK_TOKEN", token)
 
-	work := t.TempDir()
-	data := filepath.Join(work, "generated.log")
-	f, err := os.Create(data)
-	if err != nil {
-		t.Fatal(err)
+	f := newFaultRun(t, faultStream{Seed: 23, Events: 12000, Machines: 20, Humans: 8, Duration: "5h"})
+	if f.LearnUntil == "" {
+		t.Fatal("generate names no learning end")
 	}
-	var genErr bytes.Buffer
-	code := run([]string{"generate", "--format", "mixed", "--seed", "23", "--events", "12000", "--machines", "20",
-		"--humans", "8", "--duration", "5h"}, nil, f, &genErr)
-	f.Close()
-	if code != 0 {
-		t.Fatalf("generate: exit %d: %s", code, genErr.String())
-	}
-	m := regexp.MustCompile(`learning period ends (\S+)`).FindStringSubmatch(genErr.String())
-	if m == nil {
-		t.Fatalf("generate names no learning end: %s", genErr.String())
-	}
-	raw, err := os.ReadFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	live := filepath.Join(work, "live", "audit.log")
-	os.MkdirAll(filepath.Dir(live), 0o755)
-	findings := filepath.Join(work, "findings.jsonl")
-	cfgPath := filepath.Join(work, "run.yaml")
-	httpAddr := freeAddr(t)
-	cfg := fmt.Sprintf(`sources:
-  - name: live
-    type: filetail
-    filetail: {path: %q, poll_interval: 50ms, idle_flush: 500ms}
-state: {dir: %q, checkpoint_interval: 150ms, checkpoint_events: 2000}
-detectors:
-  learn_until: %s
-files: {findings: %q}
-alerts:
-  outputs:
-    - name: slack
+	f.Secret(token)
+	f.WriteConfig(faultConfig{
+		State: "checkpoint_interval: 150ms, checkpoint_events: 2000",
+		Outputs: fmt.Sprintf(`    - name: slack
       type: slack
       retry: {attempt_timeout: 2s}
       slack: {mode: bot, token: {env: AW_FAULT_SLACK_TOKEN}, channel: %s, api_url: %q, min_interval: 10ms}
     - name: siem
       type: syslog
       syslog: {address: %q}
-  default_outputs: [slack, siem]
-logging: {level: warn, format: text}
-shutdown_timeout: 10s
-http: {listen: %q}
-`, live, filepath.Join(work, "state"), m[1], findings, slacktest.ChannelID, srv.APIURL(), rs.TCPAddr, httpAddr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	want, stderr, code := replay(t, t.Context(), "--config", cfgPath, data)
-	if code != 0 {
-		t.Fatalf("replay: exit %d: %s", code, stderr)
-	}
+`, slacktest.ChannelID, srv.APIURL(), rs.TCPAddr),
+		DefaultOutputs: []string{"slack", "siem"},
+		Extra:          "detectors:\n  learn_until: " + f.LearnUntil,
+	})
+	findings, httpAddr := f.Findings, f.HTTPAddr
+	want := f.Replay()
 	if len(want) < 10 {
 		t.Fatalf("replay raised only %d findings", len(want))
 	}
@@ -153,37 +120,13 @@ http: {listen: %q}
 	hanging.Store(true)
 	hangStart := time.Now()
 	hangEnd := hangStart.Add(hang)
-	appended := make(chan struct{})
-	go func() {
-		defer close(appended)
-		out, err := os.OpenFile(live, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer out.Close()
-		step := len(raw) / 240
-		for off := 0; off < len(raw); {
-			n := min(len(raw)-off, step/2+rand.IntN(step))
-			if _, err := out.Write(raw[off : off+n]); err != nil {
-				t.Error(err)
-				return
-			}
-			off += n
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
-	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	appended := f.Append(240)
+	f.Start()
 	killed := 0
 	// SIGKILLs during the hang, at random points, leaving its last 6 s
 	// for the syslog check.
-	for killed < kills/2 && time.Until(hangEnd) > 8*time.Second {
-		time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
-		p.kill()
-		killed++
-		p = startAuditwatch(t, "run", "--config", cfgPath)
-	}
+	killed += f.KillRandomly(kills/2, 300*time.Millisecond, 1500*time.Millisecond,
+		func() bool { return time.Until(hangEnd) > 8*time.Second })
 	// Findings must flow during the hang: on a loaded machine the
 	// restarts may need longer than the hang, which is then extended.
 	for len(readFindings(t, findings)) == 0 && time.Now().Before(hangEnd.Add(90*time.Second)) {
@@ -212,7 +155,7 @@ http: {listen: %q}
 	}
 	// The backlog is visible: /readyz detail and the outbox metrics.
 	ready := httpGet(t, "http://"+httpAddr+"/readyz")
-	metrics := httpGet(t, "http://"+httpAddr+"/metrics")
+	metrics := f.Scrape()
 	slackLine := regexp.MustCompile(`alert output slack: (\w+), backlog (\d+)`).FindStringSubmatch(ready)
 	if slackLine == nil || slackLine[2] == "0" || !strings.Contains(ready, "alert output siem: ") {
 		t.Errorf("/readyz during the Slack hang does not show its backlog:\n%s", ready)
@@ -226,12 +169,7 @@ http: {listen: %q}
 	close(release)
 	hmu.Unlock()
 	hang = time.Since(hangStart).Round(time.Second)
-	for killed < kills {
-		time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
-		p.kill()
-		killed++
-		p = startAuditwatch(t, "run", "--config", cfgPath)
-	}
+	killed += f.KillRandomly(kills-killed, 300*time.Millisecond, 1500*time.Millisecond, nil)
 	<-appended
 	slackKeys := func() map[string]int {
 		out := map[string]int{}
@@ -256,7 +194,12 @@ http: {listen: %q}
 		time.Sleep(250 * time.Millisecond)
 	}
 	time.Sleep(3 * time.Second) // anything extra would show now
-	p.stop(t)
+	var posts strings.Builder
+	for _, m := range srv.Posts() {
+		fmt.Fprintf(&posts, "%s %s %s\n", m.Text, m.Blocks, m.Metadata)
+	}
+	syslogOut, _ := os.ReadFile(rs.Out)
+	f.Stop(map[string]string{"Slack posts": posts.String(), "syslog": string(syslogOut)})
 
 	posted, logged := slackKeys(), syslogKeys(t, rs.Out)
 	dups := 0
@@ -299,7 +242,7 @@ var (
 
 // syslogKeys counts the finding revisions in rsyslog's output file (CEF
 // bodies: externalId and cn1 = revision).
-func syslogKeys(t *testing.T, path string) map[string]int {
+func syslogKeys(t testing.TB, path string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	b, err := os.ReadFile(path)

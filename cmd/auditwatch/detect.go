@@ -7,6 +7,7 @@ import (
 	"auditwatch/internal/lifecycle"
 	"auditwatch/pipeline"
 	"auditwatch/schema"
+	"auditwatch/stream"
 )
 
 func init() {
@@ -65,6 +66,13 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		return err
 	}
 	defer enrich.Close()
+	// The end-to-end canary's events are labelled here and count as having
+	// come through the whole pipeline (the ingest stage makes the reads).
+	canaryPrincipal, canaryByIP, disarm, stopCanary, err := d.detectCanary(sink)
+	if err != nil {
+		return err
+	}
+	defer stopCanary()
 	var cs []lifecycle.Component
 	for _, r := range []struct{ role, topic, group string }{
 		{rolePrincipal, kc.EventsTopic, kc.DetectGroup},
@@ -76,10 +84,14 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		}
 		var ev pipeline.EventSink
 		var hook func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
+		var flush func() error
+		canary := canaryByIP
 		open := d.detectorOpenerFor(r.role, c)
 		if r.role == rolePrincipal {
 			ev = events
 			hook = enrich.hook()
+			flush = enrich.flushHook()
+			canary = canaryPrincipal
 			// Sigma rules see every event once: on the principal-keyed topic
 			if open, err = d.withRules(ctx, open); err != nil {
 				return err
@@ -87,6 +99,8 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		}
 		stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
 			Enrich:             hook,
+			BeforeCheckpoint:   flush,
+			Canary:             canary,
 			Open:               open,
 			Findings:           sink,
 			Events:             ev,
@@ -100,9 +114,26 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var h stream.Handler = stage
+		if r.role == rolePrincipal && canaryPrincipal != nil {
+			h = disarmOnRevoke{stage, disarm}
+		}
 		cs = append(cs, lifecycle.Component{Name: "detect " + r.role, Run: func(ctx context.Context) error {
-			return k.Consume(ctx, r.topic, r.group, stage)
+			return k.Consume(ctx, r.topic, r.group, h)
 		}})
 	}
 	return d.runComponents(ctx, cs...)
+}
+
+// disarmOnRevoke disarms the passive canary when partitions are given up
+// (the canary's events may now go to another instance).
+type disarmOnRevoke struct {
+	*pipeline.DetectStage
+	disarm func()
+}
+
+func (h disarmOnRevoke) Revoked(ctx context.Context, parts []int) error {
+	err := h.DetectStage.Revoked(ctx, parts)
+	h.disarm()
+	return err
 }

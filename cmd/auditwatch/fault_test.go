@@ -4,12 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
@@ -24,131 +20,41 @@ import (
 // finding must be written exactly once, the findings must be exactly those
 // of an uninterrupted replay of the same stream (so each anomaly raised
 // exactly its findings, none lost, none repeated), and every label must be
-// found.
+// found. The run's secrets appear nowhere (faultRun.GrepSecrets).
 func TestRunSurvivesSIGKILL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault test builds and kills the binary; not run with -short")
+	f := newFaultRun(t, faultStream{Seed: 11, Events: 15000, Machines: 24, Humans: 10, Duration: "6h", Labels: true})
+	if f.LearnUntil == "" {
+		t.Fatal("generate names no learning end")
 	}
-	work := t.TempDir()
-	data := filepath.Join(work, "generated.log")
-	labelsPath := filepath.Join(work, "labels.jsonl")
-	f, err := os.Create(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var genErr bytes.Buffer
-	code := run([]string{"generate", "--format", "mixed", "--seed", "11", "--events", "15000", "--machines", "24",
-		"--humans", "10", "--duration", "6h", "--labels", labelsPath}, nil, f, &genErr)
-	f.Close()
-	if code != 0 {
-		t.Fatalf("generate: exit %d: %s", code, genErr.String())
-	}
-	m := regexp.MustCompile(`learning period ends (\S+)`).FindStringSubmatch(genErr.String())
-	if m == nil {
-		t.Fatalf("generate names no learning end: %s", genErr.String())
-	}
-	raw, err := os.ReadFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	live := filepath.Join(work, "live", "audit.log")
-	os.MkdirAll(filepath.Dir(live), 0o755)
-	findings := filepath.Join(work, "findings.jsonl")
-	events := filepath.Join(work, "events.jsonl")
-	cfgPath := filepath.Join(work, "run.yaml")
-	cfg := fmt.Sprintf(`sources:
-  - name: live
-    type: filetail
-    filetail: {path: %q, poll_interval: 50ms, idle_flush: 500ms}
-state: {dir: %q, checkpoint_interval: 150ms, checkpoint_events: 2000, idle_drain: 4s}
-detectors:
-  learn_until: %s
-files: {findings: %q, events: %q}
-logging: {level: warn, format: text}
-shutdown_timeout: 10s
-`, live, filepath.Join(work, "state"), m[1], findings, events)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
+	f.WriteConfig(faultConfig{
+		State:  "checkpoint_interval: 150ms, checkpoint_events: 2000, idle_drain: 4s",
+		Events: true,
+		Extra:  "detectors:\n  learn_until: " + f.LearnUntil,
+	})
 	// The reference: one uninterrupted replay of the whole stream.
-	want, stderr, code := replay(t, t.Context(), "--config", cfgPath, data)
-	if code != 0 {
-		t.Fatalf("replay: exit %d: %s", code, stderr)
-	}
+	want := f.Replay()
 	if len(want) == 0 {
 		t.Fatal("replay raised no findings")
 	}
 
 	// Append the stream in random-sized chunks (cutting lines anywhere)
 	// over about 15 s while the pipeline is killed and restarted.
-	rng := rand.New(rand.NewPCG(42, uint64(time.Now().UnixNano())))
-	appended := make(chan struct{})
-	go func() {
-		defer close(appended)
-		out, err := os.OpenFile(live, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer out.Close()
-		step := len(raw) / 300
-		for off := 0; off < len(raw); {
-			n := min(len(raw)-off, step/2+rand.IntN(step))
-			if _, err := out.Write(raw[off : off+n]); err != nil {
-				t.Error(err)
-				return
-			}
-			off += n
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
-
-	kills := 0
-	p := startAuditwatch(t, "run", "--config", cfgPath)
-	for kills < 12 {
-		time.Sleep(time.Duration(200+rng.IntN(1300)) * time.Millisecond)
-		p.kill()
-		kills++
-		p = startAuditwatch(t, "run", "--config", cfgPath)
-	}
+	appended := f.Append(300)
+	f.Start()
+	kills := f.KillRandomly(12, 200*time.Millisecond, 1300*time.Millisecond, nil)
 	<-appended
 	// Let it catch up and drain, then stop it cleanly.
-	deadline := time.Now().Add(40 * time.Second)
-	for len(readFindings(t, findings)) < len(want) && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
+	f.WaitUntil(40*time.Second, func() bool { return len(readFindings(t, f.Findings)) >= len(want) })
 	time.Sleep(5 * time.Second) // anything extra would show now
-	p.stop(t)
-	got := readFindings(t, findings)
-	t.Logf("%d kills; %d findings (replay %d); input %d bytes", kills, len(got), len(want), len(raw))
+	f.Stop(nil)
+	got := readFindings(t, f.Findings)
+	t.Logf("%d kills; %d findings (replay %d); input %d bytes", kills, len(got), len(want), len(f.Raw))
 
 	// No finding written twice; exactly the replay's findings.
-	count := map[string]int{}
-	for _, f := range got {
-		count[f.ID]++
-	}
-	for id, n := range count {
-		if n != 1 {
-			t.Errorf("finding %s written %d times", id, n)
-		}
-	}
-	wantIDs := map[string]bool{}
-	for _, f := range want {
-		wantIDs[f.ID] = true
-		if count[f.ID] == 0 {
-			t.Errorf("missing finding %s: %s %s rev %d %s", f.ID, f.Detector, f.Principal, f.Revision, f.Summary)
-		}
-	}
-	for _, f := range got {
-		if !wantIDs[f.ID] {
-			t.Errorf("finding %s not in the uninterrupted replay: %s %s rev %d %s", f.ID, f.Detector, f.Principal, f.Revision, f.Summary)
-		}
-	}
+	assertSameFindings(t, got, want)
 
 	// Every label found by its detector (or one it also matches).
-	lb, err := os.ReadFile(labelsPath)
+	lb, err := os.ReadFile(f.Labels)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,10 +72,10 @@ shutdown_timeout: 10s
 	for i := range found {
 		found[i] = map[string]bool{}
 	}
-	for _, f := range got {
-		for _, id := range f.EventIDs {
+	for _, fd := range got {
+		for _, id := range fd.EventIDs {
 			if i, ok := byEvent[id]; ok {
-				found[i][f.Detector] = true
+				found[i][fd.Detector] = true
 			}
 		}
 	}
@@ -185,7 +91,7 @@ shutdown_timeout: 10s
 
 	// Every input event reached the detectors at least once.
 	seen := map[string]bool{}
-	ef, err := os.Open(events)
+	ef, err := os.Open(f.Events)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +106,7 @@ shutdown_timeout: 10s
 			seen[v.ID] = true
 		}
 	}
-	r := ingest.NewReader(bytes.NewReader(raw), data, ingest.DefaultOptions())
+	r := ingest.NewReader(bytes.NewReader(f.Raw), f.Data, ingest.DefaultOptions())
 	total, missing := 0, 0
 	for {
 		ev, err := r.Next()

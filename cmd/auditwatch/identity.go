@@ -21,7 +21,7 @@ import (
 type enrichment struct {
 	geo    *netinfo.DB
 	linker *identity.Linker
-	travel *netinfo.Travel // with a city database
+	travel *netinfo.Travel // with a city database or country centroids
 }
 
 // openEnrichment opens both from the root config's geo: and identity:
@@ -43,8 +43,11 @@ func openEnrichment(root *config.Config, linkDir string, logger *slog.Logger) (*
 		if e.geo, err = netinfo.Open(gc); err != nil {
 			return nil, err
 		}
-		if e.geo.HasCity() && !gc.Travel.Disabled {
-			e.travel = netinfo.NewTravel(gc.Travel)
+		if (e.geo.HasCity() || e.geo.Centroids() != nil) && !gc.Travel.Disabled {
+			if e.travel, err = netinfo.NewTravel(gc.Travel, netinfo.TravelOptions{Centroids: e.geo.Centroids(), Dir: linkDir}); err != nil {
+				e.Close()
+				return nil, err
+			}
 		}
 	} else if !gc.Disabled {
 		logger.Info("network context off: no databases configured or found", "dir", gc.Dir, "hint", "make geo")
@@ -62,6 +65,9 @@ func (e *enrichment) Close() error {
 		return nil
 	}
 	var errs []error
+	if e.travel != nil {
+		errs = append(errs, e.travel.Close())
+	}
 	if e.geo != nil {
 		errs = append(errs, e.geo.Close())
 	}
@@ -84,6 +90,24 @@ func (e *enrichment) Enrich(ctx context.Context, ev *schema.Event, out []schema.
 		out = e.travel.Check(ev, in, out)
 	}
 	return out
+}
+
+// Flush makes what enrichment remembers between events durable (impossible
+// travel's last places; links are written through): the detect stage's
+// BeforeCheckpoint.
+func (e *enrichment) Flush() error {
+	if e == nil || e.travel == nil {
+		return nil
+	}
+	return e.travel.Flush()
+}
+
+// flushHook returns Flush, or nil when there is nothing to flush.
+func (e *enrichment) flushHook() func() error {
+	if e == nil || e.travel == nil {
+		return nil
+	}
+	return e.Flush
 }
 
 // hook returns Enrich, or nil when there is nothing to do.

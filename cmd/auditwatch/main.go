@@ -13,6 +13,7 @@ import (
 	"sort"
 	"syscall"
 
+	"auditwatch/internal/redact"
 	"auditwatch/netinfo"
 )
 
@@ -34,6 +35,11 @@ func register(name string, c command) {
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Every message a command prints on stderr, logged or not, passes
+	// the one redaction layer.
+	rw := redact.NewWriter(stderr)
+	defer rw.Flush()
+	stderr = rw
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -35,7 +34,7 @@ func init() {
 // loads it as every command does (every section validated) and returns
 // its detectors and rules sections. No config file anywhere: the defaults.
 func loadReplayConfigRules(flagPath string) (detect.Config, sigma.Config, error) {
-	path, _, err := configcheck.Discover(flagPath, os.Getenv)
+	path, _, err := discoverConfig(flagPath)
 	if errors.Is(err, configcheck.ErrNoConfig) {
 		c, err := detect.DecodeConfig(nil)
 		if err != nil {
@@ -173,7 +172,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if err != nil {
 			return fail(1, "%v", err)
 		}
-		sd.Evaluator().Correlator().MaxGroups = rcfg.MaxGroups
+		sd.Configure(rcfg)
 		run = sd
 	}
 	enrich, err := replayEnrichment(*configPath, *stateDir, logger)

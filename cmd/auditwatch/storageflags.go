@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,7 +30,7 @@ func (s *storageFlags) load() (store.Config, error) {
 	var cfg store.Config
 	// The config file is found and loaded (every section validated) as
 	// every command does; without one the flags alone select the store.
-	path, _, err := configcheck.Discover(s.config, os.Getenv)
+	path, _, err := discoverConfig(s.config)
 	switch {
 	case err == nil:
 		l, err := configcheck.Load(path)

@@ -2,17 +2,11 @@ package dir
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"auditwatch/ingest"
 	"auditwatch/ingest/hostiletest"
@@ -26,59 +20,24 @@ import (
 // logs under 1 MB, every good event arrives, and the quarantine file
 // stays at its cap.
 func TestHostileInput(t *testing.T) {
-	if !hostiletest.Child(t.Name()) {
-		if testing.Short() {
-			t.Skip("hostile-input run skipped in -short mode")
-		}
-		hwm, logs := hostiletest.RunChild(t, t.Name())
-		if hwm > 256<<20 {
-			t.Errorf("peak memory %d MiB, want < 256 MiB", hwm>>20)
-		}
-		if logs > 1<<20 {
-			t.Errorf("logs %d bytes, want < 1 MB", logs)
-		}
+	if hostiletest.Parent(t) {
 		return
 	}
-	good, err := os.ReadFile(filepath.Join("..", "testdata", "cloudtrail-sample.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	goodN := countEvents(t, good)
+	good, goodN := hostiletest.Good(t)
 	folder := t.TempDir()
-	write := func(name string, parts ...io.Reader) {
-		f, err := os.Create(filepath.Join(folder, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(f, io.MultiReader(parts...)); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-	}
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(good)
-	zw.Close()
+	write := func(name string, parts ...io.Reader) { hostiletest.WriteFile(t, filepath.Join(folder, name), parts...) }
 	write("00-nested-bomb.gz", bytes.NewReader(hostiletest.NestedBomb()))
 	write("01-flat-bomb.gz", bytes.NewReader(hostiletest.FlatBomb(10)))
 	write("02-long-line.json", bytes.NewReader(good), hostiletest.LongLine(100<<20), bytes.NewReader(good))
 	write("03-deep.json", bytes.NewReader(good), bytes.NewReader(hostiletest.Deep(10000)), bytes.NewReader(good))
 	write("04-invalid.json", bytes.NewReader(good), hostiletest.Invalid(1_000_000), bytes.NewReader(good))
 	write("05-good.json", bytes.NewReader(good))
-	write("06-good.json.gz", bytes.NewReader(gz.Bytes()))
+	write("06-good.json.gz", bytes.NewReader(hostiletest.Gzip(good)))
 	wantEvents := 8 * goodN
 
-	logs := &hostiletest.CountingWriter{}
-	reg := prometheus.NewRegistry()
-	m := source.NewMetrics(reg)
-	q, err := source.OpenQuarantine(filepath.Join(folder, ".quarantine", "rejected.jsonl"), 1<<20, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	m.Quarantine = q
+	env := hostiletest.NewEnv(t, filepath.Join(folder, ".quarantine", "rejected.jsonl"))
 	d, err := New(Config{Path: folder, Once: true}, "drop", source.AuditParser(ingest.DefaultOptions()), source.NewMemCheckpoints(nil),
-		slog.New(slog.NewTextHandler(logs, nil)), m)
+		env.Log, env.Metrics)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,30 +52,8 @@ func TestHostileInput(t *testing.T) {
 	if c.n != wantEvents {
 		t.Errorf("%d good events published, want %d", c.n, wantEvents)
 	}
-	rejected := testutil.ToFloat64(m.Rejected.WithLabelValues("drop"))
-	if rejected < 1_000_000+4 {
+	if rejected := env.Rejected("drop"); rejected < 1_000_000+4 {
 		t.Errorf("rejected = %v, want >= 1,000,004 (1M invalid, long line, deep, two bombs)", rejected)
 	}
-	st, err := os.Stat(q.Path())
-	if err != nil || st.Size() > 1<<20 || st.Size() == 0 {
-		t.Errorf("quarantine file: %v, size %d, want 0 < size <= 1 MiB", err, st.Size())
-	}
-	t.Logf("log head:\n%s", logs.Head())
-	hostiletest.ReportChild(t, logs.N.Load())
-}
-
-func countEvents(t *testing.T, b []byte) int {
-	t.Helper()
-	r := ingest.NewReader(bytes.NewReader(b), "good", ingest.DefaultOptions())
-	n := 0
-	for {
-		_, err := r.Next()
-		if err == io.EOF {
-			return n
-		}
-		if err != nil {
-			t.Fatalf("good sample has a bad record: %v", err)
-		}
-		n++
-	}
+	env.Report(t)
 }

@@ -4,15 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"auditwatch/config/duration"
 	"auditwatch/ingest"
@@ -46,44 +41,13 @@ func (c *countingPub) count(name string) int {
 // its own source at the same time: peak memory stays under 256 MiB, logs
 // under 1 MB, and every good event arrives.
 func TestHostileInput(t *testing.T) {
-	if !hostiletest.Child(t.Name()) {
-		if testing.Short() {
-			t.Skip("hostile-input run skipped in -short mode")
-		}
-		hwm, logs := hostiletest.RunChild(t, t.Name())
-		if hwm > 256<<20 {
-			t.Errorf("peak memory %d MiB, want < 256 MiB", hwm>>20)
-		}
-		if logs > 1<<20 {
-			t.Errorf("logs %d bytes, want < 1 MB", logs)
-		}
+	if hostiletest.Parent(t) {
 		return
 	}
-	good, err := os.ReadFile(filepath.Join("..", "testdata", "cloudtrail-sample.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	good = append(bytes.TrimRight(good, "\n"), '\n')
-	goodN := 0
-	r := ingest.NewReader(bytes.NewReader(good), "good", ingest.DefaultOptions())
-	for {
-		if _, err := r.Next(); err != nil {
-			break
-		}
-		goodN++
-	}
+	good, goodN := hostiletest.Good(t)
 	dir := t.TempDir()
 	write := func(name string, parts ...io.Reader) string {
-		p := filepath.Join(dir, name)
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(f, io.MultiReader(parts...)); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		return p
+		return hostiletest.WriteFile(t, filepath.Join(dir, name), parts...)
 	}
 	g := func() io.Reader { return bytes.NewReader(good) }
 	files := map[string]string{
@@ -95,23 +59,15 @@ func TestHostileInput(t *testing.T) {
 	}
 	want := map[string]int{"mixed": 4 * goodN, "bomb": 0, "nested": 0, "good": goodN}
 
-	logs := &hostiletest.CountingWriter{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	reg := prometheus.NewRegistry()
-	m := source.NewMetrics(reg)
-	q, err := source.OpenQuarantine(filepath.Join(dir, "q", "rejected.jsonl"), 1<<20, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	m.Quarantine = q
+	env := hostiletest.NewEnv(t, filepath.Join(dir, "q", "rejected.jsonl"))
+	m := env.Metrics
 	pub := &countingPub{n: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	start := time.Now()
 	for name, path := range files {
 		tl, err := New(Config{Path: path, PollInterval: duration.Duration(20 * time.Millisecond), IdleFlush: duration.Duration(50 * time.Millisecond)}, name,
-			source.AuditParser(ingest.DefaultOptions()), source.NewMemCheckpoints(nil), log, m)
+			source.AuditParser(ingest.DefaultOptions()), source.NewMemCheckpoints(nil), env.Log, m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +90,7 @@ func TestHostileInput(t *testing.T) {
 	}
 	t.Logf("good events in %v", time.Since(start))
 	// Give the bombs' readers a moment to reach their caps, then stop.
-	for testutil.ToFloat64(m.Rejected.WithLabelValues("bomb")) == 0 {
+	for env.Rejected("bomb") == 0 {
 		if time.Now().After(deadline) {
 			break
 		}
@@ -147,14 +103,13 @@ func TestHostileInput(t *testing.T) {
 			t.Errorf("%s: %d events, want %d", name, got, n)
 		}
 	}
-	if r := testutil.ToFloat64(m.Rejected.WithLabelValues("mixed")); r < 1_000_000+2 {
+	if r := env.Rejected("mixed"); r < 1_000_000+2 {
 		t.Errorf("mixed: rejected = %v, want >= 1,000,002", r)
 	}
 	// The nested bomb (a few hundred bytes, no newline) is a partial last
 	// line a tailer keeps waiting for; it yields nothing either way.
-	if r := testutil.ToFloat64(m.Rejected.WithLabelValues("bomb")); r == 0 {
+	if r := env.Rejected("bomb"); r == 0 {
 		t.Errorf("bomb: nothing rejected")
 	}
-	t.Logf("log head:\n%s", logs.Head())
-	hostiletest.ReportChild(t, logs.N.Load())
+	env.Report(t)
 }

@@ -2,16 +2,10 @@ package s3sqs
 
 import (
 	"bytes"
-	"compress/gzip"
 	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"auditwatch/ingest"
 	"auditwatch/ingest/hostiletest"
@@ -26,30 +20,12 @@ import (
 // 256 MiB, its logs under 1 MB, every good event arrives and every message
 // is deleted (a bad object is rejected, not redelivered forever).
 func TestHostileInput(t *testing.T) {
-	if !hostiletest.Child(t.Name()) {
-		if testing.Short() {
-			t.Skip("hostile-input run skipped in -short mode")
-		}
-		hwm, logs := hostiletest.RunChild(t, t.Name())
-		if hwm > 256<<20 {
-			t.Errorf("peak memory %d MiB, want < 256 MiB", hwm>>20)
-		}
-		if logs > 1<<20 {
-			t.Errorf("logs %d bytes, want < 1 MB", logs)
-		}
+	if hostiletest.Parent(t) {
 		return
 	}
 	h := newHarness(t, 5*time.Second)
-	good, err := os.ReadFile(filepath.Join("..", "testdata", "cloudtrail-sample.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	good = append(bytes.TrimRight(good, "\n"), '\n')
+	good, _ := hostiletest.Good(t)
 	goodIDs := wantIDs(t, good)
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(good)
-	zw.Close()
 	around := func(bad func() io.Reader, badSize int64) stream {
 		return stream{size: 2*int64(len(good)) + badSize, open: func() io.Reader {
 			return io.MultiReader(bytes.NewReader(good), bad(), bytes.NewReader(good))
@@ -66,21 +42,13 @@ func TestHostileInput(t *testing.T) {
 		"trail/" + prefix + "04-invalid.json":   around(func() io.Reader { return hostiletest.Invalid(1_000_000) }, invalidSize),
 	}
 	h.s3.objects["trail/"+prefix+"05-good.json"] = good
-	h.s3.objects["trail/"+prefix+"06-good.json.gz"] = gz.Bytes()
+	h.s3.objects["trail/"+prefix+"06-good.json.gz"] = hostiletest.Gzip(good)
 	for _, k := range []string{"00-nested.json.gz", "01-flat.json.gz", "02-long-line.json", "03-deep.json", "04-invalid.json", "05-good.json", "06-good.json.gz"} {
 		h.q.add(`{"Records":[` + s3event("trail", prefix+k, k) + `]}`)
 	}
 
-	logs := &hostiletest.CountingWriter{}
-	reg := prometheus.NewRegistry()
-	m := source.NewMetrics(reg)
-	q, err := source.OpenQuarantine(filepath.Join(t.TempDir(), "rejected.jsonl"), 1<<20, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	m.Quarantine = q
-	src, err := New(h.cfg, "ct", source.AuditParser(ingest.DefaultOptions()), slog.New(slog.NewTextHandler(logs, nil)), m, reg)
+	env := hostiletest.NewEnv(t, filepath.Join(t.TempDir(), "rejected.jsonl"))
+	src, err := New(h.cfg, "ct", source.AuditParser(ingest.DefaultOptions()), env.Log, env.Metrics, env.Reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,12 +66,8 @@ func TestHostileInput(t *testing.T) {
 			t.Errorf("good event %s published %d times, want 8", id, pub.ids[id])
 		}
 	}
-	if r := testutil.ToFloat64(m.Rejected.WithLabelValues("ct")); r < 1_000_000+4 {
+	if r := env.Rejected("ct"); r < 1_000_000+4 {
 		t.Errorf("rejected = %v, want >= 1,000,004", r)
 	}
-	if st, err := os.Stat(q.Path()); err != nil || st.Size() == 0 || st.Size() > 1<<20 {
-		t.Errorf("quarantine file %v, want 0 < size <= 1 MiB", err)
-	}
-	t.Logf("log head:\n%s", logs.Head())
-	hostiletest.ReportChild(t, logs.N.Load())
+	env.Report(t)
 }

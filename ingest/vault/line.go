@@ -141,6 +141,8 @@ func (p *Parser) lineRequest(b []byte, v int, r *raw) int {
 			bit = 256
 		case "headers":
 			bit = 512
+		case "data":
+			bit = 1024
 		default:
 			return jsonx.Skip(b, v, p.d0+3)
 		}
@@ -156,6 +158,10 @@ func (p *Parser) lineRequest(b []byte, v int, r *raw) int {
 		}
 		if bit == 256 {
 			return p.lineStrings(b, v, p.d0+3, "path", &r.nsPath, "id", &r.nsID)
+		}
+		if bit == 1024 {
+			// a body-form lease revocation's lease (sys/leases/revoke)
+			return p.lineStrings(b, v, p.d0+3, "lease_id", &r.reqLeaseID, "lease_id", &r.reqLeaseID)
 		}
 		var ua int
 		return jsonx.Object(b, v, p.d0+3, func(key []byte, esc bool, v int) int {

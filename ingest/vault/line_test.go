@@ -92,3 +92,35 @@ func FuzzParseLine(f *testing.F) {
 		compareLine(t, &line, &general, in)
 	})
 }
+
+// TestBodyRevokeLease: the lease id in a body-form revocation's request
+// data is the event's lease, the same on both parse paths and the
+// reference; request data elsewhere (a KV write with a lease_id field)
+// is not.
+func TestBodyRevokeLease(t *testing.T) {
+	line := Parser{Strings: intern.New(64, 0), Now: fixedNow}
+	general := Parser{Strings: intern.New(64, 0), Now: fixedNow}
+	rec := func(path string) []byte {
+		return []byte(`{"time":"2026-11-20T10:10:00Z","type":"request","auth":{"client_token":"hmac-sha256:aa","display_name":"root","policies":["root"]},"request":{"id":"r1","operation":"update","mount_point":"sys/","client_token":"hmac-sha256:aa","path":"` + path + `","data":{"lease_id":"hmac-sha256:1234","sync":true},"remote_address":"10.0.9.9"}}`)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"sys/leases/revoke", "hmac-sha256:1234"},
+		{"sys/revoke", "hmac-sha256:1234"},
+		{"secret/data/app", ""},
+		{"sys/leases/revoke/aws/creds/x/1", ""},
+	} {
+		in := rec(tc.path)
+		if !compareLine(t, &line, &general, in) {
+			t.Fatalf("%s: fast path declined", tc.path)
+		}
+		en, _, _ := line.ParseLine(in)
+		if en.Event.LeaseID != tc.want {
+			t.Errorf("%s: lease %q, want %q", tc.path, en.Event.LeaseID, tc.want)
+		}
+		v := fastjson.MustParseBytes(in)
+		ref, err := refParse(v, fixedNow)
+		if err != nil || ref.Event.LeaseID != tc.want {
+			t.Errorf("%s: reference lease %q (%v)", tc.path, ref.Event.LeaseID, err)
+		}
+	}
+}

@@ -133,6 +133,9 @@ func refParse(v *fastjson.Value, now func() time.Time) (Entry, error) {
 	errText := refStr(v, "error")
 	ev.IssuedKey = refStr(v, "response", "data", "access_key")
 	ev.LeaseID = refStr(v, "response", "secret", "lease_id")
+	if ev.LeaseID == "" && IsBodyRevoke(path) {
+		ev.LeaseID = refStr(v, "request", "data", "lease_id")
+	}
 	dataErr := ""
 	if de := v.Get("response", "data", "error"); de != nil {
 		if de.Type() == fastjson.TypeString {

@@ -173,6 +173,7 @@ func topOf(v *fastjson.Value) (f topFields) {
 
 type requestFields struct {
 	id, path, operation, mountPoint, mountType, namespace, remoteAddress, headers, clientToken, clientTokenAccessor *fastjson.Value
+	data                                                                                                            *fastjson.Value
 }
 
 func requestOf(v *fastjson.Value) (f requestFields) {
@@ -202,6 +203,8 @@ func requestOf(v *fastjson.Value) (f requestFields) {
 			setFirst(&f.clientToken, e)
 		case "client_token_accessor":
 			setFirst(&f.clientTokenAccessor, e)
+		case "data":
+			setFirst(&f.data, e)
 		}
 	})
 	return f
@@ -316,6 +319,9 @@ func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 	r.path, r.op = bytesOf(rq.path), bytesOf(rq.operation)
 	r.mountPoint, r.mountType = bytesOf(rq.mountPoint), bytesOf(rq.mountType)
 	r.remote, r.token, r.tokenAccessor = bytesOf(rq.remoteAddress), bytesOf(rq.clientToken), bytesOf(rq.clientTokenAccessor)
+	if d := rq.data.GetObject(); d != nil {
+		r.reqLeaseID = bytesOf(d.Get("lease_id"))
+	}
 	if ns := rq.namespace.GetObject(); ns != nil {
 		r.nsPath, r.nsID = bytesOf(ns.Get("path")), bytesOf(ns.Get("id"))
 	}
@@ -356,6 +362,16 @@ func (p *Parser) Parse(v *fastjson.Value) (Entry, error) {
 	return p.normalize(en, &r, v, req)
 }
 
+// IsBodyRevoke reports the lease revocation endpoints that take the lease
+// in the request body (request.data.lease_id) rather than in the path.
+func IsBodyRevoke(path string) bool {
+	switch strings.TrimSuffix(path, "/") {
+	case "sys/leases/revoke", "sys/revoke":
+		return true
+	}
+	return false
+}
+
 // raw holds what an entry is normalized from, as read from the record
 // (string contents; nil when absent or not a string).
 type raw struct {
@@ -371,6 +387,9 @@ type raw struct {
 	// issuedKey is response.data.access_key (an AWS secrets engine
 	// response), leaseID response.secret.lease_id
 	issuedKey, leaseID []byte
+	// reqLeaseID is request.data.lease_id (clear or HMAC'd): the lease of
+	// a body-form revocation
+	reqLeaseID []byte
 }
 
 // rawAuth is an auth block as read from the record.
@@ -508,6 +527,8 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 	}
 	if len(r.leaseID) > 0 {
 		ev.LeaseID = string(r.leaseID)
+	} else if len(r.reqLeaseID) > 0 && IsBodyRevoke(path) {
+		ev.LeaseID = string(r.reqLeaseID)
 	}
 
 	// outcome

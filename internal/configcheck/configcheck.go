@@ -26,6 +26,7 @@ import (
 	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/identity"
+	"auditwatch/internal/escape"
 	"auditwatch/netinfo"
 	"auditwatch/sigma"
 	"auditwatch/store"
@@ -56,22 +57,11 @@ func (p Problem) In(file string) string {
 	return escapeControls(p.raw(file))
 }
 
-func escapeControls(s string) string {
-	if !strings.ContainsFunc(s, isControl) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if isControl(r) {
-			fmt.Fprintf(&b, `\x%02x`, r)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+// escapeControls makes a problem line inert on a terminal: values quoted
+// from the file are attacker-controlled (internal/escape's Terminal
+// context: controls, invisible characters and invalid UTF-8 as visible
+// codes).
+func escapeControls(s string) string { return escape.String(escape.Terminal, s) }
 
 func (p Problem) raw(file string) string {
 	var b strings.Builder

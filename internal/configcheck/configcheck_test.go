@@ -49,7 +49,10 @@ func TestProblemString(t *testing.T) {
 		{Problem{Path: "a.b", Line: 3, Msg: "required"}, "c.yaml:3: a.b: required"},
 		{Problem{Path: "a.b", Msg: "required"}, "c.yaml: a.b: required"},
 		{Problem{Msg: "did not find expected node content", Line: 1}, "c.yaml:1: did not find expected node content"},
-		{Problem{Path: "x", Msg: "bad \x1b[31m"}, `c.yaml: x: bad \x1b[31m`},
+		{Problem{Path: "x", Msg: "bad \x1b[31m"}, `c.yaml: x: bad \x1B[31m`},
+		// internal/escape's terminal context: bidi and zero-width
+		// characters become visible codes too
+		{Problem{Path: "x", Msg: "bad \u202egpj.exe\u200b"}, `c.yaml: x: bad \u{202E}gpj.exe\u{200B}`},
 	} {
 		if got := tc.p.In("c.yaml"); got != tc.want {
 			t.Errorf("%+v: got %q, want %q", tc.p, got, tc.want)

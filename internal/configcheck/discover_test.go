@@ -37,15 +37,12 @@ func TestDiscover(t *testing.T) {
 		{"a directory is not a config", "", "", []string{dir, etc}, etc, etc, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			old := Search
-			Search = tc.search
-			defer func() { Search = old }()
 			got, from, err := Discover(tc.flag, func(k string) string {
 				if k == EnvConfig {
 					return tc.env
 				}
 				return ""
-			})
+			}, tc.search)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Discover = %q, %v; want error containing %q", got, err, tc.wantErr)

@@ -135,6 +135,43 @@ func URL(raw string) string {
 	return out + trail
 }
 
+// URLParts returns the parts of a URL that carry a credential, for
+// Register when the URL comes from the config: its query (whole, and each
+// value), its user info, and its path when the path is one (a Slack
+// incoming webhook's) or has a token-like segment. An output registers
+// them so that they are masked even where they appear without the URL
+// around them (a server echoing its request line back).
+func URLParts(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	if u.RawQuery != "" {
+		out = append(out, u.RawQuery)
+		for _, vs := range u.Query() {
+			out = append(out, vs...)
+		}
+	}
+	if u.User != nil {
+		out = append(out, u.User.String())
+		if p, ok := u.User.Password(); ok {
+			out = append(out, p)
+		}
+	}
+	secretPath := strings.HasSuffix(strings.ToLower(u.Hostname()), "hooks.slack.com") || strings.Contains(u.Path, "/services/")
+	for _, seg := range strings.Split(u.Path, "/") {
+		if tokenLike(seg) {
+			out = append(out, seg)
+			secretPath = true
+		}
+	}
+	if secretPath && len(u.Path) >= 8 {
+		out = append(out, u.Path, strings.TrimPrefix(u.Path, "/"))
+	}
+	return out
+}
+
 // tokenLike: a path segment of 16 or more characters mixing letters and
 // digits (a webhook id or token), as opposed to words and short ids.
 func tokenLike(s string) bool {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -86,4 +87,62 @@ func FuzzString(f *testing.F) {
 			t.Fatalf("String keeps the secret: %q", got)
 		}
 	})
+}
+
+func TestURLParts(t *testing.T) {
+	for _, tt := range []struct {
+		url        string
+		want, keep []string
+	}{
+		{"https://hooks.slack.com/services/T0/B0/abcdefabcdef", []string{"/services/T0/B0/abcdefabcdef"}, nil},
+		{"https://h.example/hook?token=q-secret-1&x=y", []string{"token=q-secret-1&x=y", "q-secret-1"}, []string{"/hook"}},
+		{"https://u:pw-secret-2@h.example/api/v1/alerts", []string{"pw-secret-2"}, []string{"/api/v1/alerts"}},
+		{"https://h.example/hook/0a1b2c3d4e5f6a7b8c9d", []string{"0a1b2c3d4e5f6a7b8c9d"}, nil},
+	} {
+		got := URLParts(tt.url)
+		for _, w := range tt.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("URLParts(%q) = %q, lacks %q", tt.url, got, w)
+			}
+		}
+		for _, k := range tt.keep {
+			if slices.Contains(got, k) {
+				t.Errorf("URLParts(%q) = %q: %q is no credential", tt.url, got, k)
+			}
+		}
+	}
+	// Registered, the parts are masked without the URL around them (a
+	// server echoing its request line).
+	Register(URLParts("https://h.example/hook?token=echoed-query-secret")...)
+	if got := String("request was: POST /hook?k=echoed-query-secret"); strings.Contains(got, "echoed-query-secret") {
+		t.Errorf("String = %q", got)
+	}
+}
+
+func TestWriter(t *testing.T) {
+	Register("writer-secret-value-77")
+	var out bytes.Buffer
+	w := NewWriter(&out)
+	// a secret split across writes, a line without a newline at the end
+	for _, p := range []string{"auditwatch x: post https://h/?token=abc", "def: refused\nvalue writer-sec", "ret-value-77\r", "last writer-secret-value-77"} {
+		if n, err := w.Write([]byte(p)); n != len(p) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	if strings.Contains(out.String(), "last") {
+		t.Fatalf("an incomplete line was passed on: %q", out.String())
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if strings.Contains(got, "abcdef") || strings.Contains(got, "writer-secret-value-77") || !strings.Contains(got, "refused\n") || !strings.HasPrefix(got, "auditwatch x: post") || !strings.HasSuffix(got, "last "+Mask) {
+		t.Fatalf("Writer passed on %q", got)
+	}
+	// a long line without a newline is passed on, bounded
+	out.Reset()
+	w.Write(bytes.Repeat([]byte("a"), maxHeld+10))
+	if out.Len() < maxHeld {
+		t.Fatalf("held %d bytes of an endless line", maxHeld+10-out.Len())
+	}
 }

@@ -115,3 +115,32 @@ func lastAddr(n *net.IPNet) net.IP {
 	}
 	return out
 }
+
+// Country is one entry of a test centroid file.
+type Country struct {
+	Code     string
+	Lat, Lon float64
+	AreaKm2  float64
+}
+
+// Countries are the countries of Default's networks and France, with
+// world-countries' centroids and areas.
+var Countries = []Country{
+	{"DE", 51, 9, 357114}, {"BR", -10, -55, 8515767}, {"US", 38, -97, 9372610}, {"FR", 46, 2, 551695},
+}
+
+// Centroids writes countries.json into dir in world-countries' layout
+// (with fields netinfo ignores, as the real file has).
+func Centroids(dir string, cs []Country) error {
+	var b strings.Builder
+	b.WriteString("[\n")
+	for i, c := range cs {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		fmt.Fprintf(&b, `  {"name": {"common": %q}, "cca2": %q, "cca3": "XXX", "latlng": [%g, %g], "landlocked": false, "area": %g, "borders": []}`,
+			c.Code+"-land", c.Code, c.Lat, c.Lon, c.AreaKm2)
+	}
+	b.WriteString("\n]\n")
+	return os.WriteFile(filepath.Join(dir, "countries.json"), []byte(b.String()), 0o644)
+}
