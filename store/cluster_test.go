@@ -222,7 +222,6 @@ func clusterQueries(now time.Time, kevs, all []schema.Event) []clusterQuery {
 	}
 }
 
-
 // render is a result as text: columns, then one line per row, then notes.
 func render(r *Result) string {
 	var b strings.Builder
