@@ -80,7 +80,7 @@ type Notifier struct {
 	name    string
 
 	rmu  sync.Mutex
-	next map[string]time.Time // per channel: earliest time of the next message
+	next map[string]time.Time // per rate key: theoretical arrival time of the next message (GCRA)
 }
 
 // New builds the output, reading its token or webhook URL now.
@@ -175,7 +175,7 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 		if reply {
 			opts = append(opts, slack.MsgOptionTS(ts))
 		}
-		if err := n.wait(ctx, n.cfg.Channel); err != nil {
+		if err := n.wait(ctx, postKey(n.cfg.Channel)); err != nil {
 			return err
 		}
 		channel, newTS, err = n.api.PostMessageContext(ctx, n.cfg.Channel, opts...)
@@ -200,7 +200,7 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 		// Best effort: the reply is posted; failing here must not make the
 		// worker retry the reply.
 		pm := renderParentUpdate(a, n.cfg.MaxFieldChars)
-		if err := n.wait(ctx, channel); err == nil {
+		if err := n.wait(ctx, otherKey(n.cfg.Channel)); err == nil {
 			if _, _, _, err := n.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(pm.Blocks...),
 				slack.MsgOptionText(pm.Text, false)); err != nil {
 				n.log.Warn("slack parent count not updated", "err", notify.SanitizeLine(err.Error(), 200))
@@ -247,7 +247,7 @@ func (n *Notifier) lookup(ctx context.Context, a notify.Alert, threadTS string, 
 	}
 	cursor := ""
 	for range lookupPages {
-		if err := n.wait(ctx, channel); err != nil {
+		if err := n.wait(ctx, otherKey(n.cfg.Channel)); err != nil {
 			return "", "", err
 		}
 		var msgs []slack.Message
@@ -290,7 +290,7 @@ func (n *Notifier) postWebhook(ctx context.Context, a notify.Alert) error {
 	}
 	m := render(a, n.cfg.MaxFieldChars)
 	msg := &slack.WebhookMessage{Text: m.Text, Blocks: &slack.Blocks{BlockSet: m.Blocks}}
-	if err := n.wait(ctx, "webhook"); err != nil {
+	if err := n.wait(ctx, postKey("webhook")); err != nil {
 		return err
 	}
 	if err := slack.PostWebhookCustomHTTPContext(ctx, n.webhook, n.http, msg); err != nil {
@@ -299,18 +299,30 @@ func (n *Notifier) postWebhook(ctx context.Context, a notify.Alert) error {
 	return nil
 }
 
-// wait holds a message to channel until the channel's rate allows it.
-func (n *Notifier) wait(ctx context.Context, channel string) error {
+// Rate keys: posts per channel, and the channel's other calls (edits of
+// a thread's first message, history lookups), which Slack limits apart
+// from posting.
+func postKey(channel string) string  { return "post:" + channel }
+func otherKey(channel string) string { return "other:" + channel }
+
+// wait holds a call until its rate key allows it: one per MinInterval on
+// average with bursts of up to Burst (a generic cell rate algorithm).
+func (n *Notifier) wait(ctx context.Context, key string) error {
 	if n.cfg.MinInterval <= 0 {
 		return nil
 	}
+	iv := n.cfg.MinInterval.D()
 	n.rmu.Lock()
 	now := n.clock.Now()
-	at := n.next[channel]
+	tat := n.next[key]
+	if tat.Before(now) {
+		tat = now
+	}
+	at := tat.Add(-time.Duration(max(n.cfg.Burst, 1)-1) * iv)
 	if at.Before(now) {
 		at = now
 	}
-	n.next[channel] = at.Add(n.cfg.MinInterval.D())
+	n.next[key] = tat.Add(iv)
 	n.rmu.Unlock()
 	if d := at.Sub(now); d > 0 {
 		return n.clock.Sleep(ctx, d)

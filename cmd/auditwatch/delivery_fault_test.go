@@ -242,7 +242,7 @@ var (
 
 // syslogKeys counts the finding revisions in rsyslog's output file (CEF
 // bodies: externalId and cn1 = revision).
-func syslogKeys(t *testing.T, path string) map[string]int {
+func syslogKeys(t testing.TB, path string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	b, err := os.ReadFile(path)
