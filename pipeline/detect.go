@@ -61,6 +61,11 @@ type DetectConfig struct {
 	// between events (impossible travel's last places) is made durable
 	// first, so a restart resumes where that state left off.
 	BeforeCheckpoint func() error
+	// Canary, optional, labels the end-to-end canary's events: an event
+	// it reports goes to no Enrich, detector or event sink (it is counted
+	// as arrived by the canary; replayed is true for records the previous
+	// owner already handled, which must not count again).
+	Canary func(ev *schema.Event, replayed bool) bool
 	// Observe, optional, sees every event handed to a detector and every
 	// finding released, ev nil for those of an idle drain (tests and
 	// latency measurement).
@@ -272,6 +277,10 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 			continue
 		}
 		s.m.events.Inc()
+		if s.cfg.Canary != nil && s.cfg.Canary(r.Event, s.cfg.Replayable && r.Offset < pt.suppressBelow) {
+			pt.since++
+			continue
+		}
 		var efs []schema.Finding
 		if s.cfg.Enrich != nil {
 			efs = s.cfg.Enrich(ctx, r.Event, nil)
