@@ -85,7 +85,9 @@ func Files(paths []string) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() && path != p && strings.HasPrefix(d.Name(), ".") {
+			// hidden folders, and testdata (rules that exist only to be
+			// tested: given by their own path, they load)
+			if d.IsDir() && path != p && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
 				return filepath.SkipDir
 			}
 			if !d.IsDir() && IsRuleFile(path) {
@@ -375,7 +377,13 @@ func keysOf(field string) func(fm *fieldMatcher) ([]string, bool) {
 func (s *Set) buildIndex() {
 	s.pre = make([][]string, len(s.single))
 	for i, r := range s.single {
-		s.pre[i] = literalsOfCond(r.det.cond)
+		// only where evaluating costs more than looking for a literal in
+		// the text (keywords read every string of the record): lazy
+		// reading makes field comparisons cheap, and expressions check
+		// their literals on the value itself
+		if hasKeywords(r.det) {
+			s.pre[i] = literalsOfCond(r.det.cond)
+		}
 	}
 	for _, src := range []int{srcCloudTrail, srcVault} {
 		var rules []int
@@ -408,6 +416,16 @@ func (s *Set) buildIndex() {
 		}
 		s.idx[src] = best
 	}
+}
+
+// hasKeywords reports whether a detection has keyword selections.
+func hasKeywords(d *detection) bool {
+	for _, sel := range d.sels {
+		if sel.keywords != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // requiredValues: the index keys the condition pins (any of them), or

@@ -289,22 +289,27 @@ shutdown_timeout: 10s
 	}
 }
 
-// scrapeMetric reads one unlabelled metric from the /metrics endpoint.
+// scrapeMetric reads one metric series (its name with labels, as
+// /metrics prints it) from the /metrics endpoint.
 func scrapeMetric(t *testing.T, addr, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("no %s in /metrics", name)
-	}
-	v, err := strconv.ParseFloat(string(m[1]), 64)
+	v, err := scrapeMetricLabelled(addr, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
+}
+
+func scrapeMetricLabelled(addr, series string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		return 0, fmt.Errorf("no %s in /metrics", series)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
 }

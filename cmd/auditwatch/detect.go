@@ -66,6 +66,16 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		return err
 	}
 	defer enrich.Close()
+	var cs []lifecycle.Component
+	// Instances share credential links (an issue and its key's uses may
+	// land on different instances).
+	if kc.LinksTopic != "" && enrich != nil && enrich.linker != nil {
+		run, err := d.shareLinks(k, kc.LinksTopic, enrich)
+		if err != nil {
+			return err
+		}
+		cs = append(cs, lifecycle.Component{Name: "identity links", Run: run})
+	}
 	// The end-to-end canary's events are labelled here and count as having
 	// come through the whole pipeline (the ingest stage makes the reads).
 	canaryPrincipal, canaryByIP, disarm, stopCanary, err := d.detectCanary(sink)
@@ -73,7 +83,6 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		return err
 	}
 	defer stopCanary()
-	var cs []lifecycle.Component
 	for _, r := range []struct{ role, topic, group string }{
 		{rolePrincipal, kc.EventsTopic, kc.DetectGroup},
 		{roleByIP, kc.EventsByIPTopic, kc.DetectGroup + "-by-ip"},
