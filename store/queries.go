@@ -308,7 +308,6 @@ func WithDB(sql, db string) string {
 	return strings.ReplaceAll(sql, "auditwatch.", db+".")
 }
 
-
 // Clustered rewrites a catalog query for a cluster (docs/STORAGE.md
 // "Beyond one server"): the outer query reads the Distributed tables and
 // each IN subquery the shard's own replicated table, so every shard
