@@ -29,7 +29,7 @@ func init() {
 // `replay --state` reads). Nothing is raised; the store remembers where
 // the history ends, so principals, pairs and networks seen in it count as
 // learned from then on, without a learning period of their own.
-func runBaseline(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func baselineMain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("baseline", stderr, "[--config FILE] [--since 30d] [--state DIR] PATH...", commands["baseline"].summary)
 	configPath := configFlag(fl)
 	since := fl.String("since", "30d", "learn events this recent (Go duration or days, e.g. 30d)")

@@ -12,6 +12,7 @@ import (
 	"auditwatch/alert/deadletter"
 	"auditwatch/alert/notify"
 	"auditwatch/internal/escape"
+	"auditwatch/internal/lifecycle"
 )
 
 func init() {
@@ -34,7 +35,7 @@ dead-letter file for a later run. resend opens the alert ledger, so stop
 the stage that uses it (run or alert) first.
 `
 
-func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func deadletterMain(ctx context.Context, j *lifecycle.Job, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 		fmt.Fprint(stderr, deadletterUsage)
 		return 0
@@ -66,6 +67,7 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 	if d == nil {
 		return code
 	}
+	j.SetShutdownTimeout(d.cfg.ShutdownTimeout.D())
 	acfg, err := alert.FromNode(&d.cfg.Alerts)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch deadletter: config: %v\n", err)
@@ -93,12 +95,13 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 	if verb == "list" {
 		return deadletterList(path, *only, stdout, stderr)
 	}
-	r, err := alert.New(acfg, d.log.With("component", "alert"), d.reg, alert.WithoutDelivery())
+	r, err := jobOpen(j, "alert router", func(context.Context) (*alert.Router, error) {
+		return alert.New(acfg, d.log.With("component", "alert"), d.reg, alert.WithoutDelivery())
+	}, (*alert.Router).Close)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch deadletter resend: %v\n", err)
 		return 1
 	}
-	defer r.Close()
 	st, err := r.Replay(ctx, path, *only)
 	fmt.Fprintf(stdout, "resent %d findings and %d events; %d failed again (appended to %s); %d already delivered; %d skipped\n",
 		st.Findings, st.Events, st.Failed, escape.String(escape.Terminal, acfg.DeadLetter.Path), st.Done, st.Skipped)
