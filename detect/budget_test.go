@@ -137,3 +137,31 @@ func TestBloomFilter(t *testing.T) {
 		t.Error("the zero filter must say maybe")
 	}
 }
+
+// Under a flood of hostile one-off keys that forces evictions (a small
+// budget), the findings about long-lived principals are exactly those of
+// the same traffic without the flood: their baselines, known pairs and
+// open groups are neither lost nor dropped by admission. The long-lived
+// traffic here (few principals, few secrets) reads the same rarely-read
+// secret again often, which is where a dropped pair would show.
+func TestLongLivedFindingsUnderFlood(t *testing.T) {
+	total := 400_000
+	if testing.Short() {
+		total = 150_000
+	}
+	learn := t0.Add(time.Minute)
+	cfg := Config{LearnUntil: learn, MemoryBudget: 4 << 20}
+	base := runFlood(t, cfg, newFloodOf(total, 50, 200, learn), false)
+	got := runFlood(t, cfg, newFloodOf(total, 50, 200, learn), true)
+	t.Logf("%d long-lived findings; under the flood: %d events, %d evictions, %d one-off entries dropped, %d learning evictions",
+		len(base.ids), got.events, got.stats.Evictions, got.stats.OneOffDropped, got.stats.LearningEvictions)
+	if len(base.ids) < 100 {
+		t.Fatalf("only %d long-lived findings: the comparison shows little", len(base.ids))
+	}
+	if got.stats.Evictions == 0 || got.stats.OneOffDropped == 0 {
+		t.Fatalf("evictions %d, one-off dropped %d: the flood did not press on the budget", got.stats.Evictions, got.stats.OneOffDropped)
+	}
+	if d := diffFindings(base.ids, got.ids); d != "" {
+		t.Error(d)
+	}
+}

@@ -466,8 +466,12 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema
 	e.ctx = evalCtx{e: e, late: late, skew: skew}
 	c := &e.ctx
 	c.history = !e.cfg.LearnUntil.IsZero() && ev.Time.Before(e.cfg.LearnUntil)
+	e.m.mem.known = false
 	if identity(ev) {
-		n, _ := e.principals.get(e.h.sum("p", ev.Principal), true)
+		n, found := e.principals.get(e.h.sum("p", ev.Principal), true)
+		// Entries the detectors create for a principal known before this
+		// event are admitted to the store even under a flood (table.go).
+		e.m.mem.known = found
 		t := ev.Time.UnixNano()
 		if n.v.First == 0 || t < n.v.First {
 			if n.v.First != 0 {
@@ -488,6 +492,7 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema
 	for _, d := range e.dets {
 		out = d.process(ev, c, out)
 	}
+	e.m.mem.known = false
 	for i := start; i < len(out); i++ {
 		e.stats.Findings[out[i].Detector]++
 		e.m.finding(out[i].Detector)

@@ -3,6 +3,7 @@ package detect
 import (
 	"bufio"
 	"flag"
+	"fmt"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -31,7 +32,13 @@ type flood struct {
 }
 
 func newFlood(total int) *flood {
-	return &flood{s: newSynth(2000, 6000), learn: floodLearnUntil, total: total, principals: max(total/2, 1)}
+	return newFloodOf(total, 2000, 6000, floodLearnUntil)
+}
+
+// newFloodOf is a flood of total events whose long-lived traffic has the
+// given principals and secrets, learned until learn.
+func newFloodOf(total, principals, secrets int, learn time.Time) *flood {
+	return &flood{s: newSynth(principals, secrets), learn: learn, total: total, principals: max(total/2, 1)}
 }
 
 // next fills ev; long reports whether it is long-lived traffic.
@@ -110,42 +117,9 @@ func BenchmarkFlood(b *testing.B) {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(shipped.GoMemoryLimit()))
 	}
 	run := func(withFlood bool) ([]string, float64, float64, Stats) {
-		st := openStore(b, b.TempDir())
-		defer st.Close()
-		cfg := Config{LearnUntil: floodLearnUntil}
-		e := newEngine(b, cfg, st, nil)
-		f := newFlood(total)
-		var ev schema.Event
-		var ids []string
-		n := 0
-		start, cpu0 := time.Now(), cpuTime()
-		var ckpt time.Duration
-		for i := 0; i < total; i++ {
-			long := f.next(&ev)
-			if !long && !withFlood {
-				continue
-			}
-			n++
-			for _, fd := range e.Process(ev) {
-				if !strings.HasPrefix(fd.Principal, "flood-") && !strings.HasPrefix(fd.SourceIP, "11.") {
-					ids = append(ids, fd.ID)
-				}
-			}
-			if n%100_000 == 0 || e.NeedCheckpoint() {
-				c0 := time.Now()
-				if err := e.Checkpoint(nil); err != nil {
-					b.Fatal(err)
-				}
-				ckpt += time.Since(c0)
-			}
-		}
-		if err := e.Checkpoint(nil); err != nil {
-			b.Fatal(err)
-		}
-		wall := time.Since(start)
-		b.Logf("flood %v: %d events in %v (checkpoints %v), %v CPU", withFlood, n, wall, ckpt, cpuTime()-cpu0)
-		slices.Sort(ids)
-		return ids, float64(n) / wall.Seconds(), float64(n) / (cpuTime() - cpu0).Seconds(), e.Stats()
+		r := runFlood(b, Config{LearnUntil: floodLearnUntil}, newFlood(total), withFlood)
+		b.Logf("flood %v: %d events in %v (checkpoints %v), %v CPU", withFlood, r.events, r.wall, r.ckpt, r.cpu)
+		return r.ids, float64(r.events) / r.wall.Seconds(), float64(r.events) / r.cpu.Seconds(), r.stats
 	}
 	for i := 0; i < b.N; i++ {
 		base, baseRate, baseCPU, _ := run(false)
@@ -168,17 +142,78 @@ func BenchmarkFlood(b *testing.B) {
 		if len(base) == 0 {
 			b.Fatal("no findings for the long-lived principals")
 		}
-		if !slices.Equal(base, got) {
-			only := 0
-			for _, id := range base {
-				if _, ok := slices.BinarySearch(got, id); !ok {
-					only++
-				}
-			}
-			b.Errorf("long-lived principals' findings differ under the flood: %d without, %d with, %d of them not raised under the flood",
-				len(base), len(got), only)
+		if d := diffFindings(base, got); d != "" {
+			b.Error(d)
 		}
 		b.Logf("GOMEMLIMIT %d MiB; now RssAnon %d MiB, RssFile %d MiB; tables: %+v", debug.SetMemoryLimit(-1)>>20,
 			procStatus(b, "RssAnon:")>>20, procStatus(b, "RssFile:")>>20, s.Tables)
 	}
+}
+
+// floodRun is what runFlood measured.
+type floodRun struct {
+	ids             []string // long-lived principals' findings: "detector principal id", sorted
+	events          int
+	wall, cpu, ckpt time.Duration
+	stats           Stats
+}
+
+// runFlood feeds f's events (the long-lived ones only, without withFlood)
+// to an engine with cfg over a durable store, checkpointing every 100,000
+// events or when the engine asks (as replay does), and collects the
+// findings about long-lived principals and addresses.
+func runFlood(tb testing.TB, cfg Config, f *flood, withFlood bool) floodRun {
+	st := openStore(tb, tb.TempDir())
+	defer st.Close()
+	e := newEngine(tb, cfg, st, nil)
+	var r floodRun
+	var ev schema.Event
+	start, cpu0 := time.Now(), cpuTime()
+	for i := 0; i < f.total; i++ {
+		long := f.next(&ev)
+		if !long && !withFlood {
+			continue
+		}
+		r.events++
+		for _, fd := range e.Process(ev) {
+			if !strings.HasPrefix(fd.Principal, "flood-") && !strings.HasPrefix(fd.SourceIP, "11.") {
+				r.ids = append(r.ids, fd.Detector+" "+fd.Principal+" "+fd.ID)
+			}
+		}
+		if r.events%100_000 == 0 || e.NeedCheckpoint() {
+			c0 := time.Now()
+			if err := e.Checkpoint(nil); err != nil {
+				tb.Fatal(err)
+			}
+			r.ckpt += time.Since(c0)
+		}
+	}
+	if err := e.Checkpoint(nil); err != nil {
+		tb.Fatal(err)
+	}
+	r.wall, r.cpu = time.Since(start), cpuTime()-cpu0
+	r.stats = e.Stats()
+	slices.Sort(r.ids)
+	return r
+}
+
+// diffFindings describes how got differs from base (both sorted), or
+// returns "" when they are equal.
+func diffFindings(base, got []string) string {
+	if slices.Equal(base, got) {
+		return ""
+	}
+	var only, extra []string
+	for _, id := range base {
+		if _, ok := slices.BinarySearch(got, id); !ok {
+			only = append(only, id)
+		}
+	}
+	for _, id := range got {
+		if _, ok := slices.BinarySearch(base, id); !ok {
+			extra = append(extra, id)
+		}
+	}
+	return fmt.Sprintf("long-lived principals' findings differ under the flood: %d without, %d with; %d not raised under the flood (first: %q), %d raised only under it (first: %q)",
+		len(base), len(got), len(only), only[:min(len(only), 5)], len(extra), extra[:min(len(extra), 5)])
 }

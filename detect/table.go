@@ -109,6 +109,12 @@ type memBudget struct {
 	// oneOffDropped: unsaved entries of keys used once, evicted under
 	// memory pressure and not written to the store (admission).
 	oneOffDropped uint64
+	// known: the principal of the event being evaluated was known before
+	// it (in memory or in the store). Entries created for it are admitted
+	// at once: a long-lived principal's new pair, group or counter is
+	// part of an established baseline, and dropping it under a flood
+	// would change its findings (a pair reported again, a group split).
+	known bool
 }
 
 // table is a bounded in-memory working set over one space of the durable
@@ -131,10 +137,12 @@ type memBudget struct {
 // while a table is at its share, an entry created and never used again is
 // not written to the store: evicted, its state is dropped (counted in
 // OneOffDropped); at a checkpoint it stays unsaved in memory. A flood of
-// one-off keys so costs memory churn, not a store write per key. The
-// price, only under pressure: such a key that returns later starts afresh
-// (a principal relearns; a pair first seen during the flood may be
-// reported again).
+// one-off keys so costs memory churn, not a store write per key. Entries
+// created for a principal known before the event (memBudget.known) are
+// admitted at once, so an established principal's state is never dropped
+// and its findings do not depend on a flood. The price, only under
+// pressure and only for keys of unknown principals (or none): such a key
+// that returns later starts afresh (a new principal relearns).
 type table[V any] struct {
 	space    string
 	max      int
@@ -456,6 +464,7 @@ func (t *table[V]) insert(k key) *node[V] {
 		n = &node[V]{}
 	}
 	n.k = k
+	n.proven = t.mem.known
 	n.size = nodeOverhead
 	t.add(nodeOverhead)
 	t.m[k] = n

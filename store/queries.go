@@ -65,6 +65,10 @@ type QuerySpec struct {
 // server's Date range (18.x Dates overflow near 2106).
 const noEnd = 4102444800
 
+// Subqueries are GLOBAL IN: in a cluster (docs/STORAGE.md) the tables are
+// Distributed, the subquery runs once and its set goes to every shard; on
+// one server it is a plain IN.
+
 // Window filters by day partition first (pruning) and then by time.
 const window = `day >= toDate(toDateTime({since:UInt32}, 'UTC')) AND day <= toDate(toDateTime({until:UInt32}, 'UTC'))
   AND time >= toDateTime({since:UInt32}, 'UTC') AND time <= toDateTime({until:UInt32}, 'UTC')`
@@ -116,7 +120,7 @@ var Queries = map[string]QuerySpec{
        arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 5), ' ') AS actions,
        min(time) AS first_seen, max(time) AS last_seen
 FROM auditwatch.events
-WHERE (resource = {resource:String} OR resource IN (
+WHERE (resource = {resource:String} OR resource GLOBAL IN (
         SELECT resource FROM auditwatch.resource_names
         WHERE resource_name IN ({name0:String}, {name1:String}, {name2:String}, {name3:String})))
   AND ` + window + `
@@ -163,7 +167,7 @@ LIMIT {limit:UInt64}`,
 		Needs:        []string{"access_key", "principal"},
 		DefaultSince: 30 * 24 * time.Hour,
 		Variants: map[string]string{
-			"access_key": blastSQL(`principal IN (
+			"access_key": blastSQL(`principal GLOBAL IN (
         SELECT principal FROM auditwatch.access_keys
         WHERE access_key = {access_key:String} AND day >= toDate(toDateTime({since:UInt32}, 'UTC')))
       AND access_key = {access_key:String}`),
@@ -212,7 +216,7 @@ LIMIT {limit:UInt64}`,
 FROM (
     SELECT *
     FROM auditwatch.findings
-    WHERE dedupe_key IN (
+    WHERE dedupe_key GLOBAL IN (
         SELECT dedupe_key FROM auditwatch.findings
         WHERE (id = {id:String} OR dedupe_key = {id:String}) AND ` + window + `)
       AND ` + window + `

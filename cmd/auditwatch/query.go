@@ -34,6 +34,7 @@ func queryUsage(w io.Writer, fs *flag.FlagSet) {
 		fmt.Fprintf(w, "  %-13s %s%s; default --since %s\n", n, q.Summary, need, fmtDur(q.DefaultSince))
 	}
 	fmt.Fprintf(w, "  %-13s %s\n", "token-accessor", "the Vault token accessor whose audit HMAC is --hmac (asks Vault: VAULT_ADDR, VAULT_TOKEN with sudo; see -h)")
+	fmt.Fprintf(w, "  %-13s %s\n", "allows", "the allow entries `auditwatch allow` made (from state.dir; --all adds expired ones)")
 	fmt.Fprintln(w, "\nflags:")
 	fs.PrintDefaults()
 }
@@ -75,6 +76,9 @@ func queryMain(ctx context.Context, j *lifecycle.Job, args []string, _ io.Reader
 	name := args[0]
 	if name == "token-accessor" {
 		return runTokenAccessor(ctx, args[1:], stdout, stderr)
+	}
+	if name == "allows" {
+		return runQueryAllows(ctx, args[1:], stdout, stderr)
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -172,7 +172,7 @@ func replayMain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		if err != nil {
 			return fail(1, "%v", err)
 		}
-		sd.Evaluator().Correlator().MaxGroups = rcfg.MaxGroups
+		sd.Configure(rcfg)
 		run = sd
 	}
 	enrich, err := replayEnrichment(*configPath, *stateDir, logger)

@@ -168,3 +168,38 @@ func BenchmarkReplay1M(b *testing.B) {
 	b.ReportMetric(replayCPU.Seconds()/normCPU.Seconds(), "replay/normalize-cpu")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 }
+
+// BenchmarkReplayOnly1M is BenchmarkReplay1M without the normalize run:
+// the one to profile (-cpuprofile) when looking for replay's own cost.
+func BenchmarkReplayOnly1M(b *testing.B) {
+	path, learn := benchInput1M(b)
+	b.ReportAllocs()
+	var cpu time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c0 := cpuNow()
+		if code := runReplay(context.Background(), []string{"--learn-until", learn.Format(time.RFC3339Nano), path}, nil, io.Discard, io.Discard); code != 0 {
+			b.Fatalf("replay exit %d", code)
+		}
+		cpu += cpuNow() - c0
+	}
+	b.ReportMetric(float64(1_000_000*b.N)/cpu.Seconds(), "events/cpu-s")
+}
+
+// BenchmarkNormalizeOnly1M runs the normalize command over the same input
+// as BenchmarkReplayOnly1M (output discarded): its profile is the baseline
+// replay's is compared with.
+func BenchmarkNormalizeOnly1M(b *testing.B) {
+	path, _ := benchInput1M(b)
+	b.ReportAllocs()
+	var cpu time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c0 := cpuNow()
+		if code := runNormalize(context.Background(), []string{path}, nil, io.Discard, io.Discard); code != 0 {
+			b.Fatalf("normalize exit %d", code)
+		}
+		cpu += cpuNow() - c0
+	}
+	b.ReportMetric(float64(1_000_000*b.N)/cpu.Seconds(), "events/cpu-s")
+}

@@ -96,9 +96,23 @@ func (d *daemon) runAll(ctx context.Context) error {
 		return err
 	}
 	defer enrich.Close()
+	ing, err := pipeline.NewIngest(pipeline.IngestConfig{
+		Stream: emb, EventsTopic: embeddedEvents, CarryPositions: true,
+		Logger: d.log, Registerer: d.reg,
+	})
+	if err != nil {
+		return err
+	}
+	// the canary's events come back through the detect stage (canary)
+	watchPub, canary, stopWatch, err := d.watchLive(ctx, ing, sinks, false)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 	stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
 		Enrich:             enrich.hook(),
 		BeforeCheckpoint:   enrich.flushHook(),
+		Canary:             canary,
 		Open:               opener,
 		Findings:           sinks,
 		Events:             events,
@@ -111,22 +125,10 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ing, err := pipeline.NewIngest(pipeline.IngestConfig{
-		Stream: emb, EventsTopic: embeddedEvents, CarryPositions: true,
-		Logger: d.log, Registerer: d.reg,
-	})
-	if err != nil {
-		return err
-	}
 	srcs, err := buildSources(cfg, positions, d.log, d.reg)
 	if err != nil {
 		return err
 	}
-	watchPub, stopWatch, err := d.watchLive(ctx, ing, sinks)
-	if err != nil {
-		return err
-	}
-	defer stopWatch()
 	srcPub, stopTrail, err := d.trailLive(ctx, srcs, watchPub, sinks)
 	if err != nil {
 		return err

@@ -41,11 +41,24 @@ func (d *daemon) detectConfig() (detect.Config, error) {
 
 // setGoMemoryLimit makes the Go collector keep the process within the
 // detectors' memory budget, unless GOMEMLIMIT already says otherwise.
+// With that limit bounding the heap, the collector need not also run
+// every time the heap doubles (GOGC's default 100): it runs at 5x the
+// live heap (gcPercent), or earlier when the limit is near, unless GOGC
+// says otherwise. Parsing allocates about 1.4 KB per event that dies at
+// once; collecting it less often is most of what detection costs beyond
+// normalizing (docs/PERFORMANCE.md).
 func setGoMemoryLimit(c detect.Config) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(c.GoMemoryLimit())
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(gcPercent)
+		}
 	}
 }
+
+// gcPercent is the collector's target (debug.SetGCPercent) while a memory
+// limit bounds the heap.
+const gcPercent = 400
 
 // engine is a detector engine with the state store it owns.
 type engine struct {
@@ -87,7 +100,7 @@ func (d *daemon) detectorOpenerFor(key string, dcfg detect.Config) pipeline.Open
 			st.Close()
 			return nil, err
 		}
-		return correlated(engine{Engine: eng, st: st}, dcfg)
+		return correlated(d.allowing(engine{Engine: eng, st: st}), dcfg)
 	}
 }
 
