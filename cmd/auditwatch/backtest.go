@@ -56,7 +56,7 @@ type backtestReport struct {
 // maxExamples bounds the examples per rule or detector.
 const maxExamples = 3
 
-func runBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func backtestMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("backtest", stderr, "--config NEW.yaml [--against CURRENT.yaml] [--since 7d|RFC3339] [--format text|json] PATH...",
 		"Replays the audit logs at PATH (files, directories, .gz) through both configurations — detectors, allowlists\n"+
 			"and rules: sections — each from empty state, and prints per rule and detector the findings the new\n"+
