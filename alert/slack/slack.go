@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,8 +80,9 @@ type Notifier struct {
 	threads Journal
 	name    string
 
-	rmu  sync.Mutex
-	next map[string]time.Time // per rate key: theoretical arrival time of the next message (GCRA)
+	rmu        sync.Mutex
+	unresolved bool                 // the channel name could not be resolved (warned once)
+	next       map[string]time.Time // per rate key: theoretical arrival time of the next message (GCRA)
 }
 
 // New builds the output, reading its token or webhook URL now.
@@ -141,6 +143,11 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 	threadTS := ""
 	if reply {
 		threadTS = ts
+	}
+	// The history lookup after an ambiguous failure needs the channel id:
+	// a configured name is resolved before the first post.
+	if err := n.resolveChannel(ctx); err != nil {
+		return err
 	}
 	rev := a.Finding.ID + "\x00" + strconv.Itoa(a.Finding.Revision)
 	at, attempted, err := n.threads.Attempt(rev)
@@ -207,6 +214,83 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 			}
 		}
 	}
+	return nil
+}
+
+// listPages bounds the conversations.list pages one resolution reads.
+const listPages = 50
+
+// isChannelID reports whether s has the form of a Slack conversation id
+// (C…, G… or D… followed by upper-case letters and digits).
+func isChannelID(s string) bool {
+	if len(s) < 3 || !strings.ContainsRune("CGD", rune(s[0])) {
+		return false
+	}
+	for _, r := range s[1:] {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// resolveChannel records the id of a channel configured by name
+// (conversations.list, public and private channels), once: the journal
+// keeps it across restarts. A retryable failure is returned (nothing is
+// posted before the name is resolved); a permanent one (no
+// channels:read/groups:read scope, no such channel among the bot's) is
+// logged once and the post goes ahead by name, at the risk of a repeat
+// after an ambiguous failure.
+func (n *Notifier) resolveChannel(ctx context.Context) error {
+	if isChannelID(n.cfg.Channel) {
+		return nil
+	}
+	if _, ok, err := n.threads.Thread(channelKey); err != nil {
+		return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
+	} else if ok {
+		return nil
+	}
+	n.rmu.Lock()
+	gaveUp := n.unresolved
+	n.rmu.Unlock()
+	if gaveUp {
+		return nil
+	}
+	name := strings.TrimPrefix(n.cfg.Channel, "#")
+	cursor := ""
+	var err error
+	for range listPages {
+		if err = n.wait(ctx, otherKey(n.cfg.Channel)); err != nil {
+			return err
+		}
+		var chs []slack.Channel
+		chs, cursor, err = n.api.GetConversationsContext(ctx, &slack.GetConversationsParameters{
+			Cursor: cursor, Limit: 1000, ExcludeArchived: true, Types: []string{"public_channel", "private_channel"}})
+		if err != nil {
+			err = classify("conversations.list", err)
+			if notify.Classify(err).Retry {
+				return err
+			}
+			break
+		}
+		for _, c := range chs {
+			if c.Name == name {
+				if err := n.threads.SetThread(channelKey, c.ID); err != nil {
+					return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: channel id: %w", err))
+				}
+				return nil
+			}
+		}
+		if cursor == "" {
+			err = fmt.Errorf("no channel named %q among the bot's conversations", name)
+			break
+		}
+	}
+	n.rmu.Lock()
+	n.unresolved = true
+	n.rmu.Unlock()
+	n.log.Warn("slack channel name not resolved to an id; posting by name (a post whose answer is lost may be repeated: configure the channel id, or give the bot channels:read)",
+		"channel", notify.SanitizeLine(n.cfg.Channel, 100), "err", notify.SanitizeLine(fmt.Sprint(err), 200))
 	return nil
 }
 

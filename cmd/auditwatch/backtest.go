@@ -60,7 +60,7 @@ type backtestReport struct {
 // maxExamples bounds the examples per rule or detector.
 const maxExamples = 3
 
-func runBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func backtestMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("backtest", stderr, "--config NEW.yaml [--against CURRENT.yaml] [--since 7d|RFC3339] [--history 7d] [--format text|json] [PATH...]",
 		"Replays audit logs through both configurations — detectors, allowlists, rules: and the alerts: section's\n"+
 			"silences — each from empty state, and prints per rule and detector the findings the new config adds,\n"+
