@@ -226,9 +226,11 @@ LIMIT {limit:UInt64}`,
 	},
 	"findings": {
 		Name:         "findings",
-		Summary:      "findings raised (latest revision of each incident)",
+		Summary:      "findings raised (latest revision of each incident; Sigma findings with the rule's title and author)",
 		DefaultSince: 24 * time.Hour,
-		SQL: `SELECT id, detector, severity, principal, source_ip, resource, count, revision,
+		SQL: `SELECT id, detector, severity,
+       attr_values[indexOf(attr_keys, 'rule_title')] AS rule_title, attr_values[indexOf(attr_keys, 'author')] AS author,
+       principal, source_ip, resource, count, revision,
        first_time AS first_seen, last_time AS last_seen, reason, summary,
        arrayStringConcat(arraySlice(event_ids, 1, 20), ' ') AS event_ids, dedupe_key, time
 FROM (
