@@ -215,9 +215,13 @@ func (c *Config) SetDefaults() {
 		c.Logging.Format = "json"
 	}
 	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = duration.Duration(15 * time.Second)
+		c.ShutdownTimeout = duration.Duration(DefaultShutdownTimeout)
 	}
 }
+
+// DefaultShutdownTimeout is shutdown_timeout's default, also the deadline
+// of the one-shot commands that read no config.
+const DefaultShutdownTimeout = 15 * time.Second
 
 // Validate reports every bad field, each prefixed with its path.
 func (c *Config) Validate() error {

@@ -156,6 +156,10 @@ type Canary struct {
 	sm    SecretsAPI
 	lanes []*lane
 
+	// Stage names where arrivals are counted, in pipeline_blind findings:
+	// "detect" (the default: the whole path) or "parser" (the Kafka
+	// ingest stage).
+	Stage string
 	// passive: this Canary makes no reads; it expects the canary events
 	// another process's reads cause, one per interval (the Kafka detect
 	// stage, watching the whole path behind the ingest stage's canary).
@@ -336,11 +340,14 @@ func (c *Canary) Match(ev *schema.Event, now time.Time) (bool, []schema.Finding)
 	defer c.mu.Unlock()
 	c.events++
 	var out []schema.Finding
-	// The probes sent before the event's time (a minute of clock skew
-	// allowed) are back. An event older than every pending probe is an
-	// old canary event read again (a replay): not an arrival.
+	// The probes sent before the event's time are back, with clock skew
+	// between Vault or AWS and this host allowed (a minute, at most half
+	// an interval, so one event never answers the next round's probe). An
+	// event older than every pending probe is an old canary event read
+	// again (a replay): not an arrival.
+	skew := min(time.Minute, c.cfg.Interval.D()/2)
 	i := 0
-	for i < len(l.pending) && !l.pending[i].sent.After(ev.Time.Add(time.Minute)) {
+	for i < len(l.pending) && !l.pending[i].sent.After(ev.Time.Add(skew)) {
 		i++
 	}
 	arrived := i > 0
@@ -407,13 +414,17 @@ func (c *Canary) Check(now time.Time) (out []schema.Finding, healthy bool) {
 			healthy = false
 			if l.blind == nil {
 				sent := l.pending[0].sent
-				key := schema.MakeID(schema.DetectorPipelineBlind, l.kind, sent.UTC().Format(time.RFC3339Nano))
+				stage := c.Stage
+				if stage == "" {
+					stage = "detect"
+				}
+				key := schema.MakeID(schema.DetectorPipelineBlind, l.kind, stage, sent.UTC().Format(time.RFC3339Nano))
 				f := schema.Finding{ID: schema.MakeID(schema.DetectorPipelineBlind, key, "0"), Detector: schema.DetectorPipelineBlind,
 					Severity: schema.SeverityCritical, Time: now.UTC(), Resource: l.name, Source: laneSource(l.kind),
 					Count: len(l.pending), EventIDs: []string{}, DedupeKey: key, FirstTime: sent.UTC(), LastTime: now.UTC(),
 					Summary: fmt.Sprintf("pipeline blind: the %s canary read at %s did not come back within %s", l.kind, sent.UTC().Format(time.RFC3339), l.deadline),
 					Reason:  "auditwatch made a synthetic read of " + l.name + " and its audit event never arrived: the audit trail, its delivery or auditwatch's reading of it is broken",
-					Attributes: map[string]string{"kind": "canary_missed", "canary": l.kind, "sent_at": sent.UTC().Format(time.RFC3339),
+					Attributes: map[string]string{"kind": "canary_missed", "canary": l.kind, "stage": stage, "sent_at": sent.UTC().Format(time.RFC3339),
 						"deadline": l.deadline.String()}}
 				l.blind = &f
 				out = append(out, f)

@@ -54,6 +54,9 @@ func (d *daemon) watchLive(ctx context.Context, pub source.Publisher, sink watch
 			sm = secretsmanager.NewFromConfig(acfg)
 		}
 		can = watch.NewCanary(cc, nil, sm)
+		if atIngest {
+			can.Stage = "parser"
+		}
 	}
 	if sil == nil && can == nil {
 		return pub, nil, noop, nil
