@@ -306,3 +306,33 @@ func TestClusterDeployExample(t *testing.T) {
 		t.Errorf("example zookeeper_path %q / replica %q do not use the macros", cl.ZooKeeperPath, cl.Replica)
 	}
 }
+
+// In a cluster every IN subquery of the catalog reads the shard's local
+// table and every outer query the Distributed one.
+func TestClusteredQueries(t *testing.T) {
+	n := 0
+	for _, name := range QueryNames() {
+		q := Queries[name]
+		texts := []string{q.SQL}
+		for _, v := range q.Variants {
+			texts = append(texts, v)
+		}
+		for _, sql := range texts {
+			if sql == "" {
+				continue
+			}
+			got := Clustered(WithDB(sql, "aw"), "aw")
+			subs := strings.Count(sql, " IN (\n        SELECT")
+			n += subs
+			if c := strings.Count(got, "_local"); c != subs {
+				t.Errorf("%s: %d local tables for %d subqueries:\n%s", name, c, subs, got)
+			}
+			if strings.Contains(got, "GLOBAL") || !strings.Contains(got, "FROM aw.events") && !strings.Contains(got, "FROM aw.findings") {
+				t.Errorf("%s: outer query changed:\n%s", name, got)
+			}
+		}
+	}
+	if n < 3 {
+		t.Errorf("only %d IN subqueries in the catalog: who-accessed, blast-radius by key and finding have one each", n)
+	}
+}

@@ -340,11 +340,14 @@ func (c *Canary) Match(ev *schema.Event, now time.Time) (bool, []schema.Finding)
 	defer c.mu.Unlock()
 	c.events++
 	var out []schema.Finding
-	// The probes sent before the event's time (a minute of clock skew
-	// allowed) are back. An event older than every pending probe is an
-	// old canary event read again (a replay): not an arrival.
+	// The probes sent before the event's time are back, with clock skew
+	// between Vault or AWS and this host allowed (a minute, at most half
+	// an interval, so one event never answers the next round's probe). An
+	// event older than every pending probe is an old canary event read
+	// again (a replay): not an arrival.
+	skew := min(time.Minute, c.cfg.Interval.D()/2)
 	i := 0
-	for i < len(l.pending) && !l.pending[i].sent.After(ev.Time.Add(time.Minute)) {
+	for i < len(l.pending) && !l.pending[i].sent.After(ev.Time.Add(skew)) {
 		i++
 	}
 	arrived := i > 0

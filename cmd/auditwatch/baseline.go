@@ -37,14 +37,14 @@ func init() {
 	})
 }
 
-// runBaseline replays history into the detector state `run` opens (or
+// baselineMain replays history into the detector state `run` opens (or
 // --state DIR, the store `replay --state` reads): the events already in
 // the storage: section's store (--from-store: embedded chDB or a
 // ClickHouse server) or archived trails (files, directories, .gz, and
 // s3://bucket/prefix as CloudTrail delivers it). Nothing is raised; the store remembers where
 // the history ends, so principals, pairs and networks seen in it count as
 // learned from then on, without a learning period of their own.
-func runBaseline(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func baselineMain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("baseline", stderr, "[--config FILE] [--since 30d] [--state DIR] --from-store | PATH|s3://bucket/prefix...", commands["baseline"].summary)
 	configPath := configFlag(fl)
 	since := fl.String("since", "30d", "learn events this recent (Go duration or days, e.g. 30d)")

@@ -14,6 +14,7 @@ import (
 	"auditwatch/alert/deadletter"
 	"auditwatch/alert/notify"
 	"auditwatch/internal/escape"
+	"auditwatch/internal/lifecycle"
 )
 
 func init() {
@@ -38,7 +39,7 @@ the resend spool (<state.dir>/alert/resend/) and prints its answer; it
 waits --wait for that answer.
 `
 
-func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func deadletterMain(ctx context.Context, j *lifecycle.Job, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 		fmt.Fprint(stderr, deadletterUsage)
 		return 0
@@ -71,6 +72,7 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 	if d == nil {
 		return code
 	}
+	j.SetShutdownTimeout(d.cfg.ShutdownTimeout.D())
 	acfg, err := alert.FromNode(&d.cfg.Alerts)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch deadletter: config: %v\n", err)
@@ -98,7 +100,9 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 	if verb == "list" {
 		return deadletterList(path, *only, stdout, stderr)
 	}
-	r, err := alert.New(acfg, d.log.With("component", "alert"), d.reg, alert.WithoutDelivery())
+	r, err := jobOpen(j, "alert router", func(context.Context) (*alert.Router, error) {
+		return alert.New(acfg, d.log.With("component", "alert"), d.reg, alert.WithoutDelivery())
+	}, (*alert.Router).Close)
 	if errors.Is(err, alert.ErrInUse) {
 		return resendThroughRunning(ctx, acfg, path, *only, *wait, stdout, stderr)
 	}
@@ -106,7 +110,6 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 		fmt.Fprintf(stderr, "auditwatch deadletter resend: %v\n", err)
 		return 1
 	}
-	defer r.Close()
 	st, err := r.Replay(ctx, path, *only)
 	return resendReport(acfg, st, err, stdout, stderr)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"auditwatch/internal/escape"
+	"auditwatch/internal/lifecycle"
 	"auditwatch/store"
 )
 
@@ -45,7 +46,7 @@ func fmtDur(d time.Duration) string {
 	return d.String()
 }
 
-func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func queryMain(ctx context.Context, j *lifecycle.Job, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("query", stderr, "<name> [flags]", commands["query"].summary)
 	var sf storageFlags
 	sf.register(fs)
@@ -137,12 +138,11 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.OpenQuery(ctx, cfg, logger)
+	st, err := jobOpen(j, "store", func(ctx context.Context) (store.Querier, error) { return store.OpenQuery(ctx, cfg, logger) }, store.Querier.Close)
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)
 		return 1
 	}
-	defer st.Close()
 	res, err := st.Query(ctx, name, a)
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)
