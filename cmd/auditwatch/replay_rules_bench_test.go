@@ -176,4 +176,3 @@ func TestReplayRulesSmoke(t *testing.T) {
 	}
 	t.Logf("%d detector findings; Sigma: one rule %d, all %d", len(d0), len(s1), len(s2))
 }
-
