@@ -56,6 +56,11 @@ type EventSender interface {
 	SendEvents(ctx context.Context, evs []schema.Event) error
 }
 
+// ErrInUse is returned by New when another process holds the ledger (a
+// running stage): `deadletter resend` then asks that process to resend
+// (RequestResend).
+var ErrInUse = ledger.ErrInUse
+
 // ErrClosed is returned by a closed router.
 var ErrClosed = errors.New("alert router is closed")
 
@@ -190,6 +195,13 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		return nil, fmt.Errorf("alert metrics: %w", err)
 	}
 	if !o.noWorkers {
+		if dir := ResendDir(cfg); dir != "" {
+			r.workers.Add(1)
+			go func() {
+				defer r.workers.Done()
+				r.serveResends(r.base, dir)
+			}()
+		}
 		for _, name := range r.order {
 			out := r.outputs[name]
 			out.w = &worker{r: r, out: out, pause: o.retryPause}

@@ -16,3 +16,10 @@ func (c *Config) silenced(f schema.Finding, now time.Time) (SilenceConfig, bool)
 	}
 	return SilenceConfig{}, false
 }
+
+// Silenced reports whether a silence of the config mutes f at time at
+// (a backtest asks at the finding's own time).
+func (c *Config) Silenced(f schema.Finding, at time.Time) bool {
+	_, ok := c.silenced(f, at)
+	return ok
+}

@@ -60,6 +60,9 @@ type Config struct {
 	Geo yaml.Node `yaml:"geo"`
 	// Trail configures CloudTrail digest validation (package trail).
 	Trail yaml.Node `yaml:"trail"`
+	// Quarantine is where the sources' rejected raw records go (package
+	// ingest/source).
+	Quarantine yaml.Node `yaml:"quarantine"`
 	// Silence and Canary configure the pipeline's watch over itself
 	// (package watch).
 	Silence yaml.Node `yaml:"silence"`
@@ -215,9 +218,13 @@ func (c *Config) SetDefaults() {
 		c.Logging.Format = "json"
 	}
 	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = duration.Duration(15 * time.Second)
+		c.ShutdownTimeout = duration.Duration(DefaultShutdownTimeout)
 	}
 }
+
+// DefaultShutdownTimeout is shutdown_timeout's default, also the deadline
+// of the one-shot commands that read no config.
+const DefaultShutdownTimeout = 15 * time.Second
 
 // Validate reports every bad field, each prefixed with its path.
 func (c *Config) Validate() error {

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -150,7 +151,9 @@ const maxNets = 64
 // Stats are the linker's counters.
 type Stats struct {
 	Issued, Linked, Unlinked, HashCalls, HashErrors, HashDeferred, Revoked, Dropped uint64
-	Findings                                                                        map[string]uint64
+	// SharedDropped counts changes dropped before they were taken.
+	SharedDropped uint64
+	Findings      map[string]uint64
 }
 
 // Linker links access keys to Vault identities. Safe for concurrent use
@@ -178,8 +181,12 @@ type Linker struct {
 	// HMAC, with when they were logged; matched when a key of a lease is
 	// used (its lease HMAC'd through the hasher then). Bounded.
 	revokedHMAC map[string]time.Time
-	stats       Stats
-	hashWait    time.Duration
+	// sharing: changes are queued in shared for TakeShared (several
+	// detect instances exchange them; see Shared)
+	sharing  bool
+	shared   []Shared
+	stats    Stats
+	hashWait time.Duration
 }
 
 // Options are a Linker's collaborators.
@@ -415,9 +422,7 @@ func (l *Linker) issue(ev *schema.Event) {
 	}
 	l.stats.Issued++
 	l.index(is)
-	if l.st != nil {
-		l.st.putIssue(is)
-	}
+	l.saveIssue(is)
 }
 
 func (l *Linker) lookupIssue(is *Issue) *Issue {
@@ -494,9 +499,7 @@ func (l *Linker) markRevoked(is *Issue, t time.Time) {
 	}
 	is.Revoked = t.UTC()
 	l.stats.Revoked++
-	if l.st != nil {
-		l.st.putIssue(is)
-	}
+	l.saveIssue(is)
 }
 
 // revokeHMAC notes a body-form revocation of the lease whose HMAC is h:
@@ -530,6 +533,7 @@ func (l *Linker) revokeHMAC(h string, t time.Time) {
 	if l.st != nil {
 		l.st.putRevoke(h, t.UTC())
 	}
+	l.share(Shared{Revoke: &SharedRevoke{LeaseHMAC: h, At: t.UTC()}})
 }
 
 // resolveLease learns the HMAC of is's lease through the hasher when
@@ -570,9 +574,7 @@ func (l *Linker) resolveLease(ctx context.Context, is *Issue) {
 	}
 	defer l.mu.Unlock()
 	is.LeaseHMAC = h
-	if l.st != nil {
-		l.st.putIssue(is)
-	}
+	l.saveIssue(is)
 	if t, ok := l.revokedHMAC[h]; ok {
 		delete(l.revokedHMAC, h)
 		if l.st != nil {
@@ -632,9 +634,7 @@ func (l *Linker) find(ctx context.Context, key string) *Issue {
 	delete(l.byHMAC, h)
 	is.Key = key
 	l.byKey[key] = is
-	if l.st != nil {
-		l.st.putIssue(is)
-	}
+	l.saveIssue(is)
 	return is
 }
 
@@ -674,9 +674,7 @@ func (l *Linker) use(ctx context.Context, ev *schema.Event, out []schema.Finding
 		switch {
 		case !known:
 			l.roleFam[rk] = fam
-			if l.st != nil {
-				l.st.putFamily(rk, fam)
-			}
+			l.saveFamily(rk, fam)
 		case want != fam:
 			out = l.raise(out, DetectorMisuse, schema.SeverityHigh, ev, is,
 				[]string{is.Mount + is.Role, fam},
@@ -686,9 +684,7 @@ func (l *Linker) use(ctx context.Context, ev *schema.Event, out []schema.Finding
 		}
 		if is.AWSPrincipal == "" {
 			is.AWSPrincipal = awsPrincipal
-			if l.st != nil {
-				l.st.putIssue(is)
-			}
+			l.saveIssue(is)
 		}
 	}
 
@@ -782,6 +778,27 @@ func (l *Linker) putNets(principal string, ns *netState) {
 	if l.st != nil {
 		l.st.putNets(principal, ns)
 	}
+	l.share(Shared{Nets: &SharedNets{Principal: principal, First: ns.First, Nets: slices.Clone(ns.Nets)}})
+}
+
+// saveIssue writes is through to the store and shares it. l.mu is held.
+func (l *Linker) saveIssue(is *Issue) {
+	if l.st != nil {
+		l.st.putIssue(is)
+	}
+	if l.sharing {
+		c := *is
+		l.share(Shared{Issue: &c})
+	}
+}
+
+// saveFamily writes a Vault role's AWS principal family through and
+// shares it. l.mu is held.
+func (l *Linker) saveFamily(roleKey, fam string) {
+	if l.st != nil {
+		l.st.putFamily(roleKey, fam)
+	}
+	l.share(Shared{Family: &SharedFamily{Role: roleKey, Family: fam}})
 }
 
 // raise appends a finding unless this process already raised the same one

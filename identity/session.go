@@ -123,7 +123,5 @@ func (l *Linker) session(ev *schema.Event) {
 	}
 	l.stats.Issued++
 	l.index(is)
-	if l.st != nil {
-		l.st.putIssue(is)
-	}
+	l.saveIssue(is)
 }

@@ -70,12 +70,14 @@ type Options struct {
 	// rules and the stored raw column). Off, events carry no copy.
 	KeepRaw bool `yaml:"-"`
 	// WantRaw, when set with KeepRaw, keeps the record only for events it
-	// accepts (replay keeps records only where a rule may read them).
-	WantRaw func(ev *schema.Event) bool `yaml:"-"`
+	// accepts (replay keeps records only where a rule matches them). raw
+	// is the record's text, valid only during the call (nil when the
+	// record was read as a tree).
+	WantRaw func(ev *schema.Event, raw []byte) bool `yaml:"-"`
 }
 
-func (o *Options) keep(ev *schema.Event) bool {
-	return o.KeepRaw && (o.WantRaw == nil || o.WantRaw(ev))
+func (o *Options) keep(ev *schema.Event, raw []byte) bool {
+	return o.KeepRaw && (o.WantRaw == nil || o.WantRaw(ev, raw))
 }
 
 // DefaultOptions returns the defaults.

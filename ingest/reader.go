@@ -134,7 +134,7 @@ func (r *Reader) Next() (schema.Event, error) {
 			// CloudTrail record is read in place without building a tree.
 			if r.opts.Format != FormatCloudTrail && !r.treeOnly {
 				if en, err, ok := r.vp.ParseLine(line); ok {
-					if r.opts.keep(&en.Event) {
+					if r.opts.keep(&en.Event, line) {
 						en.Event.Raw = append([]byte(nil), line...)
 					}
 					rec := r.sc.TakeLine()
@@ -159,7 +159,7 @@ func (r *Reader) Next() (schema.Event, error) {
 				// an ordinary CloudTrail record, read in place too
 				var ev schema.Event
 				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, &ev); ok {
-					if err == nil && (r.opts.keep(&ev) || cloudtrail.IssuesCredentials(&ev)) {
+					if err == nil && (r.opts.keep(&ev, line) || cloudtrail.IssuesCredentials(&ev)) {
 						ev.Raw = append([]byte(nil), line...)
 					}
 					rec := r.sc.TakeLine()
@@ -297,7 +297,7 @@ func (r *Reader) cloudTrail(rec jsonx.Record, v *fastjson.Value, fb cloudtrail.F
 		r.recErr(rec, err)
 		return
 	}
-	if r.opts.keep(&ev) || cloudtrail.IssuesCredentials(&ev) {
+	if r.opts.keep(&ev, nil) || cloudtrail.IssuesCredentials(&ev) {
 		ev.Raw = v.MarshalTo(nil)
 	}
 	r.push(item{ev: ev, after: rec.End})
@@ -356,7 +356,7 @@ func (r *Reader) vaultEntry(rec jsonx.Record, v *fastjson.Value) {
 		r.recErr(rec, err)
 		return
 	}
-	if r.opts.keep(&en.Event) {
+	if r.opts.keep(&en.Event, nil) {
 		en.Event.Raw = v.MarshalTo(nil)
 	}
 	r.pairVault(rec, en)

@@ -61,6 +61,11 @@ type DetectConfig struct {
 	// between events (impossible travel's last places) is made durable
 	// first, so a restart resumes where that state left off.
 	BeforeCheckpoint func() error
+	// Canary, optional, labels the end-to-end canary's events: an event
+	// it reports goes to no Enrich, detector or event sink (it is counted
+	// as arrived by the canary; replayed is true for records the previous
+	// owner already handled, which must not count again).
+	Canary func(ev *schema.Event, replayed bool) bool
 	// Observe, optional, sees every event handed to a detector and every
 	// finding released, ev nil for those of an idle drain (tests and
 	// latency measurement).
@@ -272,6 +277,10 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 			continue
 		}
 		s.m.events.Inc()
+		if s.cfg.Canary != nil && s.cfg.Canary(r.Event, s.cfg.Replayable && r.Offset < pt.suppressBelow) {
+			pt.since++
+			continue
+		}
 		var efs []schema.Finding
 		if s.cfg.Enrich != nil {
 			efs = s.cfg.Enrich(ctx, r.Event, nil)
@@ -308,6 +317,16 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 	}
 	if s.cfg.IdleDrain > 0 && time.Since(pt.lastRecord) >= s.cfg.IdleDrain {
 		s.drain(pt)
+	}
+	// Findings go on with the batch that raised them, not at the next
+	// checkpoint: the sink (the alert outbox, the findings topic) holds
+	// them durably, and a crash before the checkpoint raises them again
+	// with the same ids, which the sinks' ledgers drop. Waiting for the
+	// checkpoint interval (1 s) was most of append-to-alert latency.
+	if len(pt.findings) > 0 {
+		if err := s.handOnFindings(ctx, pt); err != nil {
+			return err
+		}
 	}
 	// An engine whose unsaved evicted state has reached its memory share
 	// asks for a checkpoint early (detect.Engine.NeedCheckpoint).
@@ -350,14 +369,8 @@ func (s *DetectStage) checkpoint(ctx context.Context, pt *partition) error {
 		// owner's position.
 		return nil
 	}
-	if len(pt.findings) > 0 {
-		if err := s.cfg.Findings.WriteFindings(ctx, pt.findings); err != nil {
-			return fmt.Errorf("partition %d: hand on findings: %w", pt.id, err)
-		}
-		for i := range pt.findings {
-			s.m.findings.WithLabelValues(pt.findings[i].Detector).Inc()
-		}
-		pt.findings = pt.findings[:0]
+	if err := s.handOnFindings(ctx, pt); err != nil {
+		return err
 	}
 	if len(pt.events) > 0 {
 		if err := s.cfg.Events.WriteEvents(ctx, pt.events); err != nil {
@@ -388,6 +401,23 @@ func (s *DetectStage) checkpoint(ctx context.Context, pt *partition) error {
 	}
 	pt.since = 0
 	s.m.checkpoints.Inc()
+	return nil
+}
+
+// handOnFindings writes a partition's pending findings to the findings
+// sink (nothing while a rebuilt partition is below the previous owner's
+// position).
+func (s *DetectStage) handOnFindings(ctx context.Context, pt *partition) error {
+	if len(pt.findings) == 0 || s.cfg.Replayable && pt.next <= pt.suppressBelow {
+		return nil
+	}
+	if err := s.cfg.Findings.WriteFindings(ctx, pt.findings); err != nil {
+		return fmt.Errorf("partition %d: hand on findings: %w", pt.id, err)
+	}
+	for i := range pt.findings {
+		s.m.findings.WithLabelValues(pt.findings[i].Detector).Inc()
+	}
+	pt.findings = pt.findings[:0]
 	return nil
 }
 

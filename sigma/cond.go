@@ -152,6 +152,7 @@ func (p *condParser) expr(depth int) (node, *condErr) {
 	}
 	kids := []node{first}
 	for strings.EqualFold(p.peek(), "or") {
+		p.det.form("or")
 		p.pos++
 		n, err := p.and(depth)
 		if err != nil {
@@ -172,6 +173,7 @@ func (p *condParser) and(depth int) (node, *condErr) {
 	}
 	kids := []node{first}
 	for strings.EqualFold(p.peek(), "and") {
+		p.det.form("and")
 		p.pos++
 		n, err := p.unary(depth)
 		if err != nil {
@@ -194,6 +196,7 @@ func (p *condParser) unary(depth int) (node, *condErr) {
 	case t == "":
 		return nil, &condErr{msg: "condition ends where a selection was expected"}
 	case strings.EqualFold(t, "not"):
+		p.det.form("not")
 		p.pos++
 		k, err := p.unary(depth + 1)
 		if err != nil {
@@ -201,6 +204,7 @@ func (p *condParser) unary(depth int) (node, *condErr) {
 		}
 		return &notNode{kid: k}, nil
 	case t == "(":
+		p.det.form("parentheses")
 		p.pos++
 		n, err := p.expr(depth + 1)
 		if err != nil {
@@ -262,5 +266,17 @@ func (p *condParser) of() (node, *condErr) {
 	if len(sels) == 0 {
 		return nil, &condErr{msg: fmt.Sprintf("no selection matches %q", target)}
 	}
+	form := "1 of "
+	if need == 0 {
+		form = "all of "
+	} else if need > 1 {
+		form = "N of "
+	}
+	if strings.EqualFold(target, "them") {
+		form += "them"
+	} else {
+		form += "X*"
+	}
+	p.det.form(form)
 	return &ofNode{need: need, sels: sels}, nil
 }

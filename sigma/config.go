@@ -26,6 +26,21 @@ type Config struct {
 	// MaxGroups bounds the open correlation groups per partition
 	// (default 100000; the least recently seen is evicted and counted).
 	MaxGroups int `yaml:"max_groups"`
+	// Cooldown: repeated matches of one single-event rule by one
+	// principal within it join the first one's finding, raised again
+	// (same dedupe key, higher revision and count) each time the count
+	// doubles. Default 30m.
+	Cooldown duration.Duration `yaml:"cooldown"`
+	// EveryMatch raises one finding per match instead (no cool-down).
+	EveryMatch bool `yaml:"every_match"`
+}
+
+// RepeatCooldown is the cool-down in effect (0: a finding per match).
+func (c Config) RepeatCooldown() time.Duration {
+	if c.EveryMatch {
+		return 0
+	}
+	return c.Cooldown.D()
 }
 
 // SetDefaults fills unset fields.
@@ -35,6 +50,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxGroups == 0 {
 		c.MaxGroups = 100000
+	}
+	if c.Cooldown == 0 {
+		c.Cooldown = duration.Duration(30 * time.Minute)
 	}
 }
 
@@ -47,6 +65,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxGroups < 0 {
 		errs = append(errs, fmt.Errorf("max_groups: must not be negative"))
+	}
+	if c.Cooldown < 0 {
+		errs = append(errs, fmt.Errorf("cooldown: must not be negative"))
 	}
 	for i, p := range c.Paths {
 		if _, err := os.Stat(p); err != nil {

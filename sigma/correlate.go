@@ -93,6 +93,12 @@ type Correlator struct {
 	set       *Set
 	groups    map[string]*groupState
 	MaxGroups int
+	// Cooldown groups repeated matches of a single-event rule by one
+	// principal into one finding with revisions (see burst.go); 0 raises
+	// a finding per match.
+	Cooldown time.Duration
+	bursts   map[string]*burstState
+	newest   int64
 	// Evicted counts groups dropped to stay within MaxGroups; Late counts
 	// inputs older than their window; Repeated inputs seen before (a
 	// replay after a restart).
@@ -101,7 +107,7 @@ type Correlator struct {
 
 // NewCorrelator returns an empty Correlator for the set.
 func NewCorrelator(s *Set) *Correlator {
-	return &Correlator{set: s, groups: map[string]*groupState{}, MaxGroups: 100000}
+	return &Correlator{set: s, groups: map[string]*groupState{}, bursts: map[string]*burstState{}, MaxGroups: 100000}
 }
 
 // Groups is the number of open groups.
@@ -344,6 +350,7 @@ func (c *Correlator) ruleByKey(k string) *Rule {
 type snapshot struct {
 	V      int           `json:"v"`
 	Groups []*groupState `json:"groups"`
+	Bursts []*burstState `json:"bursts,omitempty"`
 }
 
 // Snapshot encodes every open group.
@@ -357,6 +364,8 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 	for _, k := range keys {
 		s.Groups = append(s.Groups, c.groups[k])
 	}
+	c.expireBursts()
+	s.Bursts = c.snapshotBursts()
 	b, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("sigma: correlation snapshot: %w", err)
@@ -379,5 +388,6 @@ func (c *Correlator) Restore(b []byte) error {
 		}
 		c.groups[g.Rule+"\x00"+strings.Join(g.Group, "\x00")] = g
 	}
+	c.restoreBursts(s.Bursts)
 	return nil
 }

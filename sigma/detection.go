@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,9 @@ import (
 
 // detection is a compiled detection section.
 type detection struct {
+	// forms are the modifiers, value kinds and condition forms used
+	// (Rule.Forms)
+	forms map[string]bool
 	names []string // selection names in file order
 	sels  map[string]*selection
 	cond  node
@@ -45,6 +49,11 @@ type fieldMatcher struct {
 	refPos int // fieldref: posEq/posContains/…
 	cased  bool
 	null   bool // value null: field absent or null (one alternative among pats)
+	// per expression: lowercase literals one of which a match holds (nil:
+	// none known), and whether it folds case (Unicode folding: a value
+	// with non-ASCII bytes is not prefiltered)
+	reLits [][]string
+	reFold []bool
 }
 
 const (
@@ -85,7 +94,8 @@ func compileDetection(d *yaml.Node, opt Options) (*detection, *perr) {
 	if d.Kind != yaml.MappingNode {
 		return nil, invalid(d, "detection must be a mapping")
 	}
-	det := &detection{sels: map[string]*selection{}}
+	det := &detection{sels: map[string]*selection{}, forms: map[string]bool{}}
+	opt.forms = det.forms
 	var condNode *yaml.Node
 	var timeframe *yaml.Node
 	for i := 0; i+1 < len(d.Content); i += 2 {
@@ -127,6 +137,9 @@ func compileDetection(d *yaml.Node, opt Options) (*detection, *perr) {
 	}
 	if len(conds) == 0 {
 		return nil, invalid(condNode, "condition is empty")
+	}
+	if len(conds) > 1 {
+		det.forms["condition list"] = true
 	}
 	var root node
 	for _, c := range conds {
@@ -171,6 +184,7 @@ func compileSelection(v *yaml.Node, opt Options) (*selection, *perr) {
 					return nil, e
 				}
 				sel.alts = append(sel.alts, fms)
+				opt.forms["list of maps"] = true
 			case yaml.ScalarNode:
 				if c.Tag == "!!null" {
 					return nil, invalid(c, "null keyword")
@@ -180,6 +194,7 @@ func compileSelection(v *yaml.Node, opt Options) (*selection, *perr) {
 					return nil, e
 				}
 				sel.keywords = append(sel.keywords, p)
+				opt.forms["keywords"] = true
 			default:
 				return nil, invalid(c, "a selection list holds mappings or keywords")
 			}
@@ -196,6 +211,7 @@ func compileSelection(v *yaml.Node, opt Options) (*selection, *perr) {
 			return nil, e
 		}
 		sel.keywords = []*pattern{p}
+		opt.forms["keywords"] = true
 	default:
 		return nil, invalid(v, "a selection must be a mapping, a list or a keyword")
 	}
@@ -219,7 +235,22 @@ func compileMap(m *yaml.Node, opt Options) ([]*fieldMatcher, *perr) {
 		}
 		out = append(out, fm)
 	}
+	// an AND evaluates cheap matchers first (the result is the same)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].cost() < out[j].cost() })
 	return out, nil
+}
+
+// cost ranks matchers by what evaluating them costs.
+func (fm *fieldMatcher) cost() int {
+	switch fm.kind {
+	case kindExists, kindPattern:
+		return 0
+	case kindCIDR, kindCompare:
+		return 1
+	case kindRegex:
+		return 2
+	}
+	return 3
 }
 
 // value is one value of a field before it becomes a matcher: a pattern
@@ -264,6 +295,34 @@ func compileField(k, v *yaml.Node, opt Options) (*fieldMatcher, *perr) {
 	re := false
 	reFlags := ""
 	base64Kind := 0
+	if opt.forms != nil {
+		for _, mod := range parts[1:] {
+			if mod == "i" || mod == "m" || mod == "s" {
+				mod = "re|" + mod
+			}
+			opt.forms[mod] = true
+		}
+		if len(vals) > 1 {
+			opt.forms["value list"] = true
+		}
+		for _, x := range vals {
+			switch {
+			case x.null:
+				opt.forms["null"] = true
+			case strings.Contains(x.s, `\*`) || strings.Contains(x.s, `\?`):
+				opt.forms["escaped wildcard"] = true
+			}
+			if !x.null {
+				unesc := strings.NewReplacer(`\\`, "", `\*`, "", `\?`, "").Replace(x.s)
+				if strings.Contains(unesc, "*") {
+					opt.forms["wildcard *"] = true
+				}
+				if strings.Contains(unesc, "?") {
+					opt.forms["wildcard ?"] = true
+				}
+			}
+		}
+	}
 	for _, mod := range parts[1:] {
 		switch mod {
 		case "contains":
@@ -379,6 +438,16 @@ func compileField(k, v *yaml.Node, opt Options) (*fieldMatcher, *perr) {
 				return nil, invalid(v, "field %s: regular expression %q: %v", field, x.s, err)
 			}
 			fm.res = append(fm.res, rx)
+			// literals one of which a match holds: checked on the value
+			// before the expression runs
+			var lits []string
+			fold := false
+			if re, err := syntax.Parse(rx.String(), syntax.Perl); err == nil {
+				lits = literalsOfRegex(re)
+				fold = foldsCase(re)
+			}
+			fm.reLits = append(fm.reLits, lits)
+			fm.reFold = append(fm.reFold, fold)
 		}
 	case kindCIDR:
 		for _, x := range vals {
@@ -565,4 +634,30 @@ func (fm *fieldMatcher) literalValues() (vals []string, ok bool) {
 	}
 	sort.Strings(vals)
 	return vals, true
+}
+
+// form notes a form the detection uses.
+func (d *detection) form(f string) {
+	if d.forms != nil {
+		d.forms[f] = true
+	}
+}
+
+// FormModifiers are the value modifiers the evaluator knows, as Forms
+// names them (the flags of re as re|i, re|m, re|s).
+var FormModifiers = []string{"contains", "startswith", "endswith", "all", "cased", "exists", "neq",
+	"re", "re|i", "re|m", "re|s", "cidr", "base64", "base64offset", "utf16le", "utf16be", "utf16", "wide",
+	"windash", "lt", "lte", "gt", "gte", "fieldref", "minute", "hour", "day", "week", "month", "year", "expand"}
+
+// FormConditions are the condition forms and value kinds Forms names.
+var FormConditions = []string{"and", "or", "not", "parentheses", "1 of X*", "all of X*", "1 of them", "all of them",
+	"keywords", "null", "wildcard *", "wildcard ?", "escaped wildcard", "value list", "list of maps"}
+
+// Forms lists the modifiers, value kinds and condition forms a
+// single-event rule's detection uses, sorted (nil for correlations).
+func (r *Rule) Forms() []string {
+	if r.det == nil {
+		return nil
+	}
+	return sortedKeys(r.det.forms)
 }

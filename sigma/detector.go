@@ -3,6 +3,7 @@ package sigma
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"auditwatch/schema"
 )
@@ -36,12 +37,23 @@ type Detector struct {
 	ev      *Evaluator
 	cur     atomic.Pointer[Evaluator] // ev, for Counters
 	pending atomic.Pointer[Set]
+	// limits carried over to the evaluator of a new rule set
+	maxGroups int
+	cooldown  time.Duration
+}
+
+// Configure applies the config's limits: open correlation groups and
+// bursts (MaxGroups) and the cool-down of repeated matches. Call before
+// the first event.
+func (d *Detector) Configure(c Config) {
+	d.maxGroups, d.cooldown = c.MaxGroups, c.RepeatCooldown()
+	d.ev.corr.MaxGroups, d.ev.corr.Cooldown = d.maxGroups, d.cooldown
 }
 
 // NewDetector wraps inner with the rule set s and restores the
 // correlation state from inner's checkpoint meta.
 func NewDetector(inner Engine, s *Set) (*Detector, error) {
-	d := &Detector{inner: inner, ev: NewEvaluator(s)}
+	d := &Detector{inner: inner, ev: NewEvaluator(s), maxGroups: 100000}
 	d.cur.Store(d.ev)
 	meta, err := inner.Meta()
 	if err != nil {
@@ -81,6 +93,7 @@ func (d *Detector) swap() {
 	}
 	snap, err := d.ev.corr.Snapshot()
 	ne := NewEvaluator(s)
+	ne.corr.MaxGroups, ne.corr.Cooldown = d.maxGroups, d.cooldown
 	if err == nil {
 		_ = ne.corr.Restore(snap) // groups of rules no longer loaded are dropped
 	}

@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"strings"
 	"time"
-
-	"github.com/valyala/fastjson"
 )
 
 func (s *selection) eval(r *Record) bool {
@@ -49,7 +47,12 @@ func (fm *fieldMatcher) match(r *Record) bool {
 	case kindPattern:
 		if fm.all {
 			for _, p := range fm.pats {
-				if !fm.anyValue(r, func(s string) bool { return p.match(s) }) {
+				if !fm.anyValue(r, func(s string) bool {
+					if isASCII(s) {
+						return p.matchASCII(s, r.lower(s))
+					}
+					return p.match(s)
+				}) {
 					return false
 				}
 			}
@@ -62,6 +65,16 @@ func (fm *fieldMatcher) match(r *Record) bool {
 			return false
 		}
 		return fm.anyValue(r, func(s string) bool {
+			if isASCII(s) {
+				// lowercased once for every pattern
+				ls := r.lower(s)
+				for _, p := range fm.pats {
+					if p.matchASCII(s, ls) {
+						return true
+					}
+				}
+				return false
+			}
 			for _, p := range fm.pats {
 				if p.match(s) {
 					return true
@@ -71,16 +84,16 @@ func (fm *fieldMatcher) match(r *Record) bool {
 		})
 	case kindRegex:
 		if fm.all {
-			for _, rx := range fm.res {
-				if !fm.anyValue(r, rx.MatchString) {
+			for i := range fm.res {
+				if !fm.anyValue(r, func(s string) bool { return fm.reMatch(i, s) }) {
 					return false
 				}
 			}
 			return true
 		}
 		return fm.anyValue(r, func(s string) bool {
-			for _, rx := range fm.res {
-				if rx.MatchString(s) {
+			for i := range fm.res {
+				if fm.reMatch(i, s) {
 					return true
 				}
 			}
@@ -130,8 +143,8 @@ func (fm *fieldMatcher) match(r *Record) bool {
 	case kindFieldRef:
 		match := func(ref []string) bool {
 			var refs []string
-			r.visit(ref, func(v *fastjson.Value) bool {
-				if s, ok := r.text(v); ok {
+			r.each(ref, false, func(s string, null bool) bool {
+				if !null {
 					refs = append(refs, strings.Clone(s))
 				}
 				return false
@@ -193,16 +206,15 @@ func compare(x, n float64, cmp int) bool {
 
 // anyValue reports whether f holds for some non-null value of the field.
 func (fm *fieldMatcher) anyValue(r *Record, f func(string) bool) bool {
-	return r.visit(fm.path, func(v *fastjson.Value) bool {
-		s, ok := r.text(v)
-		return ok && f(s)
+	return r.each(fm.path, false, func(s string, null bool) bool {
+		return !null && f(s)
 	})
 }
 
 // isNull: the field is absent, or null, or a list of nothing but nulls.
 func (fm *fieldMatcher) isNull(r *Record) bool {
-	nonNull := r.visit(fm.path, func(v *fastjson.Value) bool {
-		return v.Type() != fastjson.TypeNull
+	nonNull := r.each(fm.path, false, func(_ string, null bool) bool {
+		return !null
 	})
 	return !nonNull
 }

@@ -146,7 +146,9 @@ func (e *Evaluator) emit(ev *schema.Event, rec *Record, out []schema.Finding) []
 	}
 	for _, h := range e.hits {
 		if h.Standalone {
-			out = append(out, single(h.Rule, ev, evID))
+			if f, ok := e.corr.repeat(h.Rule, ev, evID, t); ok {
+				out = append(out, f)
+			}
 		}
 		if len(e.set.feeds[h.Rule]) > 0 {
 			for _, fr := range e.corr.Feed(h.Rule, rec, t, evID) {

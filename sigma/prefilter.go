@@ -313,3 +313,62 @@ func containsLit(text, lit string) bool {
 	}
 	return false
 }
+
+// foldsCase reports whether an expression matches some part case-
+// insensitively.
+func foldsCase(re *syntax.Regexp) bool {
+	if re.Flags&syntax.FoldCase != 0 {
+		return true
+	}
+	for _, s := range re.Sub {
+		if foldsCase(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// reMatch runs expression i of fm on s, after checking its literals.
+func (fm *fieldMatcher) reMatch(i int, s string) bool {
+	if lits := fm.reLits[i]; lits != nil && (!fm.reFold[i] || isASCII(s)) {
+		found := false
+		for _, l := range lits {
+			if indexFold(s, l) >= 0 {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return fm.res[i].MatchString(s)
+}
+
+// hasQuoted reports whether text holds k between double quotes (as a
+// key or string would be written without escapes), searching for k's
+// rarest byte.
+func hasQuoted(text, k string) bool {
+	if k == "" {
+		return strings.Contains(text, `""`)
+	}
+	a := 0
+	for i := 1; i < len(k); i++ {
+		if byteRarity[k[i]] < byteRarity[k[a]] {
+			a = i
+		}
+	}
+	c := k[a]
+	for off := a; off < len(text); {
+		j := strings.IndexByte(text[off:], c)
+		if j < 0 {
+			return false
+		}
+		pos := off + j - a
+		if pos >= 1 && pos+len(k) < len(text) && text[pos-1] == '"' && text[pos+len(k)] == '"' && text[pos:pos+len(k)] == k {
+			return true
+		}
+		off += j + 1
+	}
+	return false
+}

@@ -65,8 +65,11 @@ func TestMatchEventAgreesWithMatch(t *testing.T) {
 		if r2 == nil {
 			skipped++
 		}
-		if len(want) > 0 && !set.Wants(&ev) {
-			t.Fatalf("%s: %d hits, but Wants says no rule can match", ev.Raw, len(want))
+		if len(want) > 0 && !set.Wants(&ev, nil) {
+			t.Fatalf("%s: %d hits, but Wants (index) says no rule can match", ev.Raw, len(want))
+		}
+		if w := set.Wants(&ev, ev.Raw); w != (len(want) > 0) {
+			t.Fatalf("%s: %d hits, but Wants (record) says %v", ev.Raw, len(want), w)
 		}
 		if len(got) != len(want) {
 			t.Fatalf("%s: MatchEvent %d hits, Match %d", ev.Raw, len(got), len(want))
@@ -78,8 +81,8 @@ func TestMatchEventAgreesWithMatch(t *testing.T) {
 		}
 		hitsTotal += len(want)
 	}
-	if hitsTotal == 0 || skipped == 0 {
-		t.Errorf("%d hits, %d records not parsed: the test exercises nothing", hitsTotal, skipped)
+	if hitsTotal == 0 {
+		t.Errorf("%d hits: the test exercises nothing", hitsTotal)
 	}
 	t.Logf("%d hits; %d records skipped without parsing", hitsTotal, skipped)
 }

@@ -1,6 +1,7 @@
 package sigma
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,11 +20,16 @@ import (
 type Record struct {
 	v    *fastjson.Value // the whole record; nil while lazy
 	raw  []byte          // lazy: the record's text
-	tops []topMember     // lazy: its top-level members
+	tops []topMember     // lazy: its top-level members found so far
+	scan int             // lazy: where the next member starts (-1: all found)
+	bad  bool            // lazy: found malformed
 	p    *Parser
 	src  int
 	buf  []byte // scratch for rendering non-string values
-	time time.Time
+	lbuf []byte // scratch for lowercased values
+	// found: paths resolved in a lazy record
+	found []foundPath
+	time  time.Time
 	// timeDone: time was read
 	timeDone bool
 }
@@ -47,6 +53,7 @@ type Parser struct {
 	tops []topMember
 	// scratch of MatchEvent
 	cands []int
+	hits  []Hit
 	low   []byte
 	kbuf  []byte
 }
@@ -68,7 +75,7 @@ func (p *Parser) Parse(b []byte, source string) (*Record, error) {
 		return nil, err
 	}
 	r := &p.rec
-	*r = Record{v: v, buf: r.buf[:0], p: p}
+	*r = Record{v: v, buf: r.buf[:0], lbuf: r.lbuf[:0], p: p, scan: -1}
 	r.src = srcOf(source, v.Exists("eventSource") || v.Exists("eventName"), v.Exists("request") || v.Exists("type"))
 	return r, nil
 }
@@ -89,43 +96,115 @@ func srcOf(source string, ctKeys, vaultKeys bool) int {
 	return srcNone
 }
 
-// parseLazy reads a record without escapes lazily; ok is false when it
-// must be parsed whole (not an object, a wrapper, odd keys).
+// parseLazy reads a record without escapes lazily: its top-level members
+// are located on demand, scanning no further than the member a rule asks
+// for (CloudTrail's userIdentity and eventName come early). ok is false
+// when it must be parsed whole (not an object, a wrapper). A record found
+// malformed while scanning is marked bad (MatchEvent reports it).
 func (p *Parser) parseLazy(b []byte, source string) (*Record, bool) {
+	if cap(p.tops) < 64 {
+		p.tops = make([]topMember, 0, 64)
+	}
 	p.tops = p.tops[:0]
 	p.nsub = 0
 	i := jsonx.SkipWS(b, 0)
-	end := jsonx.Object(b, i, 1, func(key []byte, esc bool, v int) int {
-		if esc {
-			return -1
-		}
-		e := jsonx.Skip(b, v, 2)
-		if e >= 0 {
-			p.tops = append(p.tops, topMember{key: key, s: v, e: e})
-		}
-		return e
-	})
-	if end < 0 || jsonx.SkipWS(b, end) != len(b) {
+	if i >= len(b) || b[i] != '{' {
 		return nil, false
 	}
 	r := &p.rec
-	*r = Record{raw: b, tops: p.tops, buf: r.buf[:0], p: p}
+	*r = Record{raw: b, tops: p.tops, buf: r.buf[:0], lbuf: r.lbuf[:0], found: r.found[:0], p: p, scan: jsonx.SkipWS(b, i+1)}
+	if r.scan < len(b) && b[r.scan] == '}' {
+		if jsonx.SkipWS(b, r.scan+1) != len(b) {
+			return nil, false
+		}
+		r.scan = -1
+	}
 	has := func(k string) bool { return r.member(k) != nil }
-	if has("CloudTrailEvent") || (has("detail") && has("detail-type")) {
+	// EventBridge's wrapper, around CloudTrail records only (its member
+	// names are also found in the text; LookupEvents' CloudTrailEvent
+	// string has escapes, so such a record never comes here). A record
+	// whose first member is eventVersion is a CloudTrail record itself:
+	// an envelope starts with version, id, detail-type.
+	if source != "vault" && source != "openbao" && !r.firstIs("eventVersion") &&
+		containsLit(b2s(b), "detail-type") && has("detail") && has("detail-type") {
 		return nil, false
 	}
-	r.src = srcOf(source, has("eventSource") || has("eventName"), has("request") || has("type"))
+	if source != "cloudtrail" && source != "vault" && source != "openbao" {
+		r.src = srcOf(source, has("eventSource") || has("eventName"), has("request") || has("type"))
+	} else {
+		r.src = srcOf(source, false, false)
+	}
 	return r, true
 }
 
-// member returns the top-level member named k (nil if none).
+// firstIs reports whether the record's first member is named k.
+func (r *Record) firstIs(k string) bool {
+	if len(r.tops) == 0 && r.scan >= 0 {
+		r.step()
+	}
+	return len(r.tops) > 0 && string(r.tops[0].key) == k
+}
+
+// member returns the top-level member named k (nil if none), scanning
+// further into a lazy record as needed.
 func (r *Record) member(k string) *topMember {
 	for i := range r.tops {
 		if string(r.tops[i].key) == k {
 			return &r.tops[i]
 		}
 	}
+	if r.scan >= 0 && !hasQuoted(b2s(r.raw[r.scan:]), k) {
+		// the text past the members found holds no such key: absent
+		// (a lazy record has no escapes)
+		return nil
+	}
+	for r.scan >= 0 {
+		m := r.step()
+		if m != nil && string(m.key) == k {
+			return m
+		}
+	}
 	return nil
+}
+
+// step scans the next top-level member of a lazy record.
+func (r *Record) step() *topMember {
+	b, i := r.raw, r.scan
+	fail := func() *topMember {
+		r.scan, r.bad = -1, true
+		return nil
+	}
+	if i >= len(b) || b[i] != '"' {
+		return fail()
+	}
+	end := skipValue(b, i)
+	if end < 0 {
+		return fail()
+	}
+	key := b[i+1 : end-1]
+	if i = jsonx.SkipWS(b, end); i >= len(b) || b[i] != ':' {
+		return fail()
+	}
+	v := jsonx.SkipWS(b, i+1)
+	e := skipValue(b, v)
+	if e < 0 {
+		return fail()
+	}
+	i = jsonx.SkipWS(b, e)
+	switch {
+	case i < len(b) && b[i] == '}':
+		if jsonx.SkipWS(b, i+1) != len(b) {
+			return fail()
+		}
+		r.scan = -1
+	case i < len(b) && b[i] == ',':
+		r.scan = jsonx.SkipWS(b, i+1)
+	default:
+		return fail()
+	}
+	r.tops = append(r.tops, topMember{key: key, s: v, e: e})
+	r.p.tops = r.tops
+	return &r.tops[len(r.tops)-1]
 }
 
 // value parses a lazy member on first use.
@@ -167,22 +246,234 @@ func (r *Record) root(path []string) (*fastjson.Value, []string, bool) {
 	return nil, nil, false
 }
 
-// visit calls f with every value at path (see visit).
-func (r *Record) visit(path []string, f func(*fastjson.Value) bool) bool {
-	v, rest, ok := r.root(path)
-	if !ok {
-		return false
+// rootMember is root for a lazy record, without parsing the member.
+func (r *Record) rootMember(path []string) (*topMember, []string, bool) {
+	if m := r.member(path[0]); m != nil {
+		return m, path[1:], true
 	}
-	return visit(v, rest, f)
+	key := path[0]
+	for j := 1; j < len(path); j++ {
+		key += "." + path[j]
+		if m := r.member(key); m != nil {
+			return m, path[j+1:], true
+		}
+	}
+	return nil, nil, false
 }
 
-// visitAll is visitAll over the record.
-func (r *Record) visitAll(path []string, f func(*fastjson.Value) bool) bool {
-	v, rest, ok := r.root(path)
-	if !ok {
+// each calls f with the text of every value at path (as visit does, or
+// as visitAll does when all is set) until f returns true; a null value
+// is given as ("", true). A lazy record is walked in its text: no tree
+// is built for the member.
+func (r *Record) each(path []string, all bool, f func(s string, null bool) bool) bool {
+	g := func(v *fastjson.Value) bool {
+		if v.Type() == fastjson.TypeNull {
+			return f("", true)
+		}
+		s, _ := r.text(v)
+		return f(s, false)
+	}
+	var v *fastjson.Value
+	rest := path
+	if r.v != nil {
+		v = r.v
+	} else {
+		// a path through objects only is resolved once per record, for
+		// every rule that reads it
+		for i := range r.found {
+			if samePath(r.found[i].path, path) {
+				if pos := r.found[i].pos; pos >= 0 {
+					return r.rawAt(pos, all, f)
+				}
+				return false
+			}
+		}
+		m, rst, ok := r.rootMember(path)
+		if !ok {
+			r.found = append(r.found, foundPath{path, -1})
+			return false
+		}
+		if m.v == nil {
+			pos, through := r.rawFind(m.s, rst)
+			if !through {
+				return r.rawVisit(m.s, rst, all, f)
+			}
+			r.found = append(r.found, foundPath{path, pos})
+			if pos < 0 {
+				return false
+			}
+			return r.rawAt(pos, all, f)
+		}
+		v, rest = m.v, rst
+	}
+	if all {
+		return visitAll(v, rest, g)
+	}
+	return visit(v, rest, g)
+}
+
+// foundPath is a path resolved in a lazy record: the index of its value
+// (-1: absent).
+type foundPath struct {
+	path []string
+	pos  int
+}
+
+func samePath(a, b []string) bool {
+	if len(a) != len(b) {
 		return false
 	}
-	return visitAll(v, rest, f)
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// rawFind walks path from the value at i through objects only: the index
+// of the value at its end (-1: absent). through is false when an array
+// lies on the way (the values fan out: rawVisit walks them).
+func (r *Record) rawFind(i int, path []string) (pos int, through bool) {
+	b := r.raw
+	for pi := 0; pi < len(path); pi++ {
+		switch b[i] {
+		case '{':
+			v := r.rawGet(i, path[pi])
+			if v < 0 {
+				if pi < len(path)-1 {
+					key := path[pi]
+					for j := pi + 1; j < len(path); j++ {
+						key += "." + path[j]
+						if v := r.rawGet(i, key); v >= 0 {
+							return r.rawFind(v, path[j+1:])
+						}
+					}
+				}
+				return -1, true
+			}
+			i = v
+		case '[':
+			return 0, false
+		default:
+			return -1, true
+		}
+	}
+	return i, true
+}
+
+// rawAt calls f as rawVisit does at the end of a path: with each element
+// of an array (unless all), else with the value.
+func (r *Record) rawAt(i int, all bool, f func(string, bool) bool) bool {
+	if r.raw[i] == '[' && !all {
+		return r.rawElems(i, func(v int) bool { return r.rawLeaf(v, f) })
+	}
+	return r.rawLeaf(i, f)
+}
+
+// rawVisit is visit (visitAll when all) over the text of a lazy record,
+// from the value starting at i.
+func (r *Record) rawVisit(i int, path []string, all bool, f func(string, bool) bool) bool {
+	b := r.raw
+	for pi := 0; pi < len(path); pi++ {
+		switch b[i] {
+		case '{':
+			v := r.rawGet(i, path[pi])
+			if v < 0 {
+				if pi < len(path)-1 {
+					// a key with dots in it
+					key := path[pi]
+					for j := pi + 1; j < len(path); j++ {
+						key += "." + path[j]
+						if v := r.rawGet(i, key); v >= 0 {
+							return r.rawVisit(v, path[j+1:], all, f)
+						}
+					}
+				}
+				return false
+			}
+			i = v
+		case '[':
+			return r.rawElems(i, func(v int) bool { return r.rawVisit(v, path[pi:], all, f) })
+		default:
+			return false
+		}
+	}
+	if b[i] == '[' && !all {
+		return r.rawElems(i, func(v int) bool { return r.rawLeaf(v, f) })
+	}
+	return r.rawLeaf(i, f)
+}
+
+// rawGet finds the first member named key of the object at i (the index
+// of its value, -1 if none).
+func (r *Record) rawGet(i int, key string) int {
+	b := r.raw
+	found := -1
+	end := jsonx.Object(b, i, 2, func(k []byte, _ bool, v int) int {
+		if string(k) == key {
+			found = v
+			return -1 // stop: found
+		}
+		return skipValue(b, v)
+	})
+	if end < 0 && found < 0 {
+		if jsonx.Object(b, i, 2, func(_ []byte, _ bool, v int) int { return skipValue(b, v) }) < 0 {
+			r.bad = true
+		}
+	}
+	return found
+}
+
+// rawElems calls f with the start of each element of the array at i until
+// f returns true.
+func (r *Record) rawElems(i int, f func(v int) bool) bool {
+	b := r.raw
+	found := false
+	end := jsonx.Array(b, i, 2, func(_, v int) int {
+		if f(v) {
+			found = true
+			return -1
+		}
+		return skipValue(b, v)
+	})
+	if end < 0 && !found {
+		r.bad = true
+	}
+	return found
+}
+
+// rawLeaf calls f with the text of the value at i: a string without its
+// quotes (a lazy record has no escapes), a number or boolean as written,
+// an object or array as compact JSON.
+func (r *Record) rawLeaf(i int, f func(string, bool) bool) bool {
+	b := r.raw
+	switch c := b[i]; {
+	case c == '"':
+		e := skipValue(b, i)
+		if e < 0 {
+			r.bad = true
+			return false
+		}
+		return f(b2s(b[i+1:e-1]), false)
+	case c == 'n':
+		return f("", true)
+	case c == '{' || c == '[':
+		e := skipValue(b, i)
+		if e < 0 {
+			r.bad = true
+			return false
+		}
+		v := r.value(&topMember{s: i, e: e})
+		s, _ := r.text(v)
+		return f(s, false)
+	}
+	e := skipValue(b, i)
+	if e < 0 {
+		r.bad = true
+		return false
+	}
+	return f(b2s(b[i:e]), false)
 }
 
 // whole returns the whole record's tree, parsing it if lazy.
@@ -286,9 +577,7 @@ func visitJoined(o *fastjson.Object, path []string, f func(*fastjson.Value) bool
 
 // exists reports whether the path is present (even as null).
 func (r *Record) exists(path []string) bool {
-	found := false
-	r.visitAll(path, func(*fastjson.Value) bool { found = true; return true })
-	return found
+	return r.each(path, true, func(string, bool) bool { return true })
 }
 
 // visitAll is visit that also calls f on an empty array at the end.
@@ -363,9 +652,8 @@ func number(s string) (float64, bool) {
 func (r *Record) Field(path []string) (string, bool) {
 	var out string
 	var ok bool
-	r.visit(path, func(v *fastjson.Value) bool {
-		out, ok = r.text(v)
-		out = strings.Clone(out)
+	r.each(path, false, func(s string, null bool) bool {
+		out, ok = strings.Clone(s), !null
 		return true
 	})
 	return out, ok
@@ -394,4 +682,76 @@ func (r *Record) eachString(v *fastjson.Value, f func(string) bool) bool {
 		}
 	}
 	return false
+}
+
+// skipValue returns the index after the value starting at b[i], or -1,
+// in the text of a lazy record: one without backslashes, read before by
+// the reader. Strings are skipped whole (a vectorized search for the
+// closing quote) and brackets matched, without checking the tokens
+// between them.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		j := bytes.IndexByte(b[i+1:], '"')
+		if j < 0 {
+			return -1
+		}
+		return i + j + 2
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				j := bytes.IndexByte(b[i+1:], '"')
+				if j < 0 {
+					return -1
+				}
+				i += j + 2
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return -1
+	case ',', ':', '}', ']':
+		return -1
+	}
+	start := i
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ':', ' ', '\t', '\n', '\r', '"', '{', '[':
+			if i == start {
+				return -1
+			}
+			return i
+		}
+		i++
+	}
+	return i
+}
+
+// lower returns the ASCII s lowercased: s itself when it has no upper-case
+// letter, else a copy in scratch memory valid until the next call.
+func (r *Record) lower(s string) string {
+	i := 0
+	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	r.lbuf = append(r.lbuf[:0], s...)
+	for ; i < len(r.lbuf); i++ {
+		r.lbuf[i] = lowerASCII(r.lbuf[i])
+	}
+	return b2s(r.lbuf)
 }

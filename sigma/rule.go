@@ -116,6 +116,9 @@ type Options struct {
 	// License applies to rules that name none (e.g. from a LICENSE file
 	// beside them).
 	License string
+	// forms collects the modifiers and condition forms a detection uses
+	// (set per detection while compiling).
+	forms map[string]bool
 }
 
 // ParseFile parses every YAML document of one rule file. It returns the

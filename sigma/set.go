@@ -3,12 +3,14 @@ package sigma
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"auditwatch/schema"
@@ -83,7 +85,9 @@ func Files(paths []string) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() && path != p && strings.HasPrefix(d.Name(), ".") {
+			// hidden folders, and testdata (rules that exist only to be
+			// tested: given by their own path, they load)
+			if d.IsDir() && path != p && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
 				return filepath.SkipDir
 			}
 			if !d.IsDir() && IsRuleFile(path) {
@@ -373,7 +377,13 @@ func keysOf(field string) func(fm *fieldMatcher) ([]string, bool) {
 func (s *Set) buildIndex() {
 	s.pre = make([][]string, len(s.single))
 	for i, r := range s.single {
-		s.pre[i] = literalsOfCond(r.det.cond)
+		// only where evaluating costs more than looking for a literal in
+		// the text (keywords read every string of the record): lazy
+		// reading makes field comparisons cheap, and expressions check
+		// their literals on the value itself
+		if hasKeywords(r.det) {
+			s.pre[i] = literalsOfCond(r.det.cond)
+		}
 	}
 	for _, src := range []int{srcCloudTrail, srcVault} {
 		var rules []int
@@ -406,6 +416,16 @@ func (s *Set) buildIndex() {
 		}
 		s.idx[src] = best
 	}
+}
+
+// hasKeywords reports whether a detection has keyword selections.
+func hasKeywords(d *detection) bool {
+	for _, sel := range d.sels {
+		if sel.keywords != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // requiredValues: the index keys the condition pins (any of them), or
@@ -658,14 +678,20 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 			return out, nil, err
 		}
 	}
+	n := len(out)
 	for _, i := range p.cands {
 		r := s.single[i]
 		if r.det.cond.eval(rec, r.det) {
 			out = append(out, Hit{Rule: r, Standalone: !r.referenced || r.generated})
 		}
 	}
+	if rec.bad {
+		return out[:n], nil, errMalformed
+	}
 	return out, rec, nil
 }
+
+var errMalformed = errors.New("sigma: record: malformed JSON")
 
 // eventKey is the index key of a normalized event: CloudTrail's eventName
 // (from Action, "<service>:<eventName>"), or the first segment of a Vault
@@ -721,10 +747,28 @@ func lowerAll(dst, b []byte) []byte {
 	return dst
 }
 
-// Wants reports whether some single-event rule may match the event, from
-// its normalized fields alone (the index): a caller that keeps original
-// records only for such events loses no hit. Safe for concurrent use.
-func (s *Set) Wants(ev *schema.Event) bool {
+// Wants reports whether some single-event rule matches the event whose
+// original record is raw: a caller that keeps original records only for
+// such events loses no hit (correlations read only records that hit a
+// rule). With raw nil it answers from the normalized fields alone (the
+// index). Safe for concurrent use.
+func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
+	if len(raw) == 0 {
+		return s.mayMatch(ev)
+	}
+	p := parserPool.Get().(*Parser)
+	defer parserPool.Put(p)
+	e := schema.Event{Source: ev.Source, Action: ev.Action, Resource: ev.Resource, Raw: raw}
+	hits, _, err := s.MatchEvent(&e, p, p.hits[:0])
+	p.hits = hits[:0]
+	// a record the rules cannot read is kept, so that it is counted
+	return err != nil || len(hits) > 0
+}
+
+var parserPool = sync.Pool{New: func() any { return new(Parser) }}
+
+// mayMatch: some single-event rule may match the event, from the index.
+func (s *Set) mayMatch(ev *schema.Event) bool {
 	src := srcNone
 	switch ev.Source {
 	case schema.SourceCloudTrail:

@@ -125,7 +125,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("storage.chdb.path: required for the chdb backend"))
 		}
 	case BackendClickHouse:
-		if err := c.ClickHouse.Validate("storage.clickhouse"); err != nil {
+		if err := clickhouse.Prefix("storage.clickhouse", c.ClickHouse.Validate()); err != nil {
 			errs = append(errs, err)
 		}
 	case BackendOff:

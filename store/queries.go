@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"auditwatch/internal/resname"
 	"auditwatch/schema"
+	chschema "auditwatch/schema/clickhouse"
 	"auditwatch/store/chsql"
 )
 
@@ -224,9 +226,11 @@ LIMIT {limit:UInt64}`,
 	},
 	"findings": {
 		Name:         "findings",
-		Summary:      "findings raised (latest revision of each incident)",
+		Summary:      "findings raised (latest revision of each incident; Sigma findings with the rule's title and author)",
 		DefaultSince: 24 * time.Hour,
-		SQL: `SELECT id, detector, severity, principal, source_ip, resource, count, revision,
+		SQL: `SELECT id, detector, severity,
+       attr_values[indexOf(attr_keys, 'rule_title')] AS rule_title, attr_values[indexOf(attr_keys, 'author')] AS author,
+       principal, source_ip, resource, count, revision,
        first_time AS first_seen, last_time AS last_seen, reason, summary,
        arrayStringConcat(arraySlice(event_ids, 1, 20), ' ') AS event_ids, dedupe_key, time
 FROM (
@@ -304,6 +308,19 @@ func WithDB(sql, db string) string {
 		return sql
 	}
 	return strings.ReplaceAll(sql, "auditwatch.", db+".")
+}
+
+// Clustered rewrites a catalog query for a cluster (docs/STORAGE.md
+// "Beyond one server"): the outer query reads the Distributed tables and
+// each IN subquery the shard's own replicated table, so every shard
+// evaluates it against its own rows, where the lookup rows of its events
+// are (one writer writes a shard's events, resource names, access keys and
+// findings). A plain IN of a Distributed table inside a distributed query is
+// refused by the server, and GLOBAL IN reads no index on 18.16 (measured:
+// blast-radius by key 0.07 s with IN, 0.5 s with GLOBAL IN, 10M events).
+func Clustered(sql, db string) string {
+	re := regexp.MustCompile(`( IN \(\s*SELECT [^()]*? FROM ` + regexp.QuoteMeta(db) + `\.)(\w+)`)
+	return re.ReplaceAllString(sql, "${1}${2}"+chschema.LocalSuffix)
 }
 
 // Build returns the SQL and bound parameters of a runbook query.
@@ -422,6 +439,9 @@ func (d *DB) Query(ctx context.Context, name string, a QueryArgs) (*Result, erro
 	sql, ps, err := Build(name, a, d.cfg.Database)
 	if err != nil {
 		return nil, err
+	}
+	if d.cfg.Backend == BackendClickHouse && d.cfg.ClickHouse.Cluster.Enabled() {
+		sql = Clustered(sql, d.cfg.Database)
 	}
 	res, err := d.b.Query(ctx, sql, ps)
 	if err != nil {

@@ -180,32 +180,21 @@ func (d *DB) InsertFindings(ctx context.Context, fs []schema.Finding) error {
 
 // Migrate creates the database and applies every migration not yet
 // recorded in schema_migrations, then sets the retention TTL where the
-// server supports it. Running it again changes nothing.
+// server supports it. Running it again changes nothing. With
+// storage.clickhouse.cluster it migrates every replica in addr
+// (migrateCluster).
 func (d *DB) Migrate(ctx context.Context) error {
+	if d.cfg.Backend == BackendClickHouse && d.cfg.ClickHouse.Cluster.Enabled() {
+		return d.migrateCluster(ctx)
+	}
 	dia := d.Dialect()
-	if err := d.b.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+dia.DB); err != nil {
-		return fmt.Errorf("migrate: create database %s: %w", dia.DB, err)
-	}
-	if err := d.b.Exec(ctx, chschema.MigrationsTable(dia)); err != nil {
-		return fmt.Errorf("migrate: migrations table: %w", err)
-	}
-	res, err := d.b.Query(ctx, "SELECT toUInt64(version) FROM "+dia.DB+".schema_migrations", nil)
+	applied, err := prepareMigrations(ctx, d.b, dia)
 	if err != nil {
-		return fmt.Errorf("migrate: read applied migrations: %w", err)
-	}
-	applied := map[uint64]bool{}
-	for _, r := range res.Rows {
-		if v, ok := r[0].(uint64); ok {
-			applied[v] = true
-		}
+		return err
 	}
 	ms, err := chschema.Migrations(dia)
 	if err != nil {
 		return err
-	}
-	dialect := "legacy"
-	if dia.Modern {
-		dialect = "modern"
 	}
 	for _, m := range ms {
 		if applied[uint64(m.Version)] {
@@ -216,19 +205,59 @@ func (d *DB) Migrate(ctx context.Context) error {
 				return fmt.Errorf("migrate: %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
-		// INSERT … SELECT: the native protocol would wait for a data block after VALUES.
-		rec := fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, dialect, applied_at) SELECT toUInt32(%d), %s, %s, toDateTime(%d)",
-			dia.DB, m.Version, chsql.QuoteString(m.Name), chsql.QuoteString(dialect), time.Now().Unix())
-		if err := d.b.Exec(ctx, rec); err != nil {
-			return fmt.Errorf("migrate: record %04d_%s: %w", m.Version, m.Name, err)
+		if err := d.recordMigration(ctx, d.b, dia, m); err != nil {
+			return err
 		}
-		d.logger.Info("migration applied", "version", m.Version, "name", m.Name, "dialect", dialect)
 	}
-	for _, st := range chschema.TTL(dia, d.cfg.RetentionDays) {
+	return d.setTTL(ctx, dia, false)
+}
+
+func (d *DB) setTTL(ctx context.Context, dia chschema.Dialect, clustered bool) error {
+	for _, st := range chschema.TTL(dia, d.cfg.RetentionDays, clustered) {
 		if err := d.b.Exec(ctx, st); err != nil {
 			return fmt.Errorf("migrate: retention ttl: %w", err)
 		}
 	}
+	return nil
+}
+
+func dialectName(dia chschema.Dialect) string {
+	if dia.Modern {
+		return "modern"
+	}
+	return "legacy"
+}
+
+// prepareMigrations creates the database and the migrations table on one
+// server and returns the versions applied there.
+func prepareMigrations(ctx context.Context, b backend, dia chschema.Dialect) (map[uint64]bool, error) {
+	if err := b.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+dia.DB); err != nil {
+		return nil, fmt.Errorf("migrate: create database %s: %w", dia.DB, err)
+	}
+	if err := b.Exec(ctx, chschema.MigrationsTable(dia)); err != nil {
+		return nil, fmt.Errorf("migrate: migrations table: %w", err)
+	}
+	res, err := b.Query(ctx, "SELECT toUInt64(version) FROM "+dia.DB+".schema_migrations", nil)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: read applied migrations: %w", err)
+	}
+	applied := map[uint64]bool{}
+	for _, r := range res.Rows {
+		if v, ok := r[0].(uint64); ok {
+			applied[v] = true
+		}
+	}
+	return applied, nil
+}
+
+func (d *DB) recordMigration(ctx context.Context, b backend, dia chschema.Dialect, m chschema.Migration) error {
+	// INSERT … SELECT: the native protocol would wait for a data block after VALUES.
+	rec := fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, dialect, applied_at) SELECT toUInt32(%d), %s, %s, toDateTime(%d)",
+		dia.DB, m.Version, chsql.QuoteString(m.Name), chsql.QuoteString(dialectName(dia)), time.Now().Unix())
+	if err := b.Exec(ctx, rec); err != nil {
+		return fmt.Errorf("migrate: record %04d_%s: %w", m.Version, m.Name, err)
+	}
+	d.logger.Info("migration applied", "version", m.Version, "name", m.Name, "dialect", dialectName(dia))
 	return nil
 }
 

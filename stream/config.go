@@ -41,6 +41,13 @@ type KafkaConfig struct {
 	EventsByIPTopic string `yaml:"events_by_ip_topic"`
 	// FindingsTopic carries schema.Findings keyed by dedupe key.
 	FindingsTopic string `yaml:"findings_topic"`
+	// LinksTopic, when set, carries credential links (Vault-issued keys,
+	// the networks and AWS principals of Vault identities, revocations)
+	// between detect instances: each publishes what it learns there and
+	// reads everything the others publish, so an issue and the uses of its
+	// key meet although the principal partitioning puts them on different
+	// instances. A compacted topic (cleanup.policy=compact).
+	LinksTopic string `yaml:"links_topic"`
 	// DetectGroup and AlertGroup are the consumer groups of the detect and
 	// alert stages.
 	DetectGroup string `yaml:"detect_group"`

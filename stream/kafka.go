@@ -24,6 +24,7 @@ const (
 	headerType  = "auditwatch-type"
 	typeEvent   = "event"
 	typeFinding = "finding"
+	typeValue   = "value"
 )
 
 // Kafka is the Stream on a Kafka cluster.
@@ -159,6 +160,8 @@ func Encode(r *Record) ([]byte, string, error) {
 	case r.Finding != nil:
 		b, err := json.Marshal(r.Finding)
 		return b, typeFinding, err
+	case r.Value != nil:
+		return r.Value, typeValue, nil
 	}
 	return nil, "", errors.New("record carries neither an event nor a finding")
 }
@@ -166,6 +169,8 @@ func Encode(r *Record) ([]byte, string, error) {
 // Decode fills r from a Kafka value of the given type.
 func Decode(r *Record, typ string, v []byte) error {
 	switch typ {
+	case typeValue:
+		r.Value = append([]byte{}, v...)
 	case typeFinding:
 		var f schema.Finding
 		if err := json.Unmarshal(v, &f); err != nil {
@@ -197,7 +202,7 @@ func (k *Kafka) Publish(ctx context.Context, topic string, recs []Record, done f
 	msgs := make([]kafka.Message, 0, len(recs))
 	for i := range recs {
 		r := &recs[i]
-		if r.Event == nil && r.Finding == nil {
+		if r.Event == nil && r.Finding == nil && r.Value == nil {
 			continue
 		}
 		v, typ, err := Encode(r)
@@ -454,7 +459,7 @@ func appendMsg(batch []Record, m kafka.Message) ([]Record, error) {
 	}
 	err := Decode(&r, typ, m.Value)
 	if err != nil {
-		r.Event, r.Finding = nil, nil
+		r.Event, r.Finding, r.Value = nil, nil, nil
 	}
 	return append(batch, r), err
 }

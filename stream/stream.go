@@ -80,6 +80,10 @@ type Record struct {
 	Key     string
 	Event   *schema.Event
 	Finding *schema.Finding
+	// Value, instead of an event or a finding, is an opaque value this
+	// package does not decode (credential links shared between detect
+	// instances).
+	Value []byte
 	// Source and Position: the source position reached after this record
 	// (embedded stream only; Kafka sources checkpoint on their own).
 	Source   string

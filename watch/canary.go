@@ -30,6 +30,9 @@ import (
 type CanaryConfig struct {
 	// Interval between synthetic reads.
 	Interval duration.Duration `yaml:"interval"`
+	// CheckInterval: how often deadlines are checked and rounds started
+	// (default 5s).
+	CheckInterval duration.Duration `yaml:"check_interval"`
 	// HeartbeatURL is called (GET) after every canary round whose events
 	// all came back in time, never while one is missing: point an
 	// external dead man's switch at it.
@@ -63,6 +66,9 @@ func (c *CanaryConfig) SetDefaults() {
 	if c.Interval == 0 {
 		c.Interval = duration.Duration(time.Minute)
 	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = duration.Duration(5 * time.Second)
+	}
 	if v := c.Vault; v != nil {
 		if v.Path == "" {
 			v.Path = "secret/data/auditwatch-canary"
@@ -90,6 +96,9 @@ func (c CanaryConfig) Validate() error {
 	var errs []error
 	if c.Interval <= 0 {
 		errs = append(errs, errors.New("interval: must be positive"))
+	}
+	if c.CheckInterval <= 0 {
+		errs = append(errs, errors.New("check_interval: must be positive"))
 	}
 	if c.HeartbeatURL != "" {
 		if u, err := url.Parse(c.HeartbeatURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -135,6 +144,7 @@ type lane struct {
 	deadline time.Duration
 	name     string // canonical resource name of the canary secret
 	pending  []probe
+	lastSeen time.Time // passive: the newest canary event's time
 	blind    *schema.Finding
 	backs    int // probes that came back since the last heartbeat
 }
@@ -145,6 +155,15 @@ type Canary struct {
 	http  *http.Client
 	sm    SecretsAPI
 	lanes []*lane
+
+	// Stage names where arrivals are counted, in pipeline_blind findings:
+	// "detect" (the default: the whole path) or "parser" (the Kafka
+	// ingest stage).
+	Stage string
+	// passive: this Canary makes no reads; it expects the canary events
+	// another process's reads cause, one per interval (the Kafka detect
+	// stage, watching the whole path behind the ingest stage's canary).
+	passive bool
 
 	mu       sync.Mutex
 	expected string // sys/audit-hash of the Vault canary token
@@ -179,10 +198,38 @@ func NewCanary(cfg CanaryConfig, hc *http.Client, sm SecretsAPI) *Canary {
 	return c
 }
 
+// NewPassiveCanary returns a Canary that makes no reads and expects the
+// canary events another process's reads cause (the Kafka ingest stage's)
+// once per interval: a lane is armed by the first canary event this
+// process sees (only the detect instance that owns the canary's partition
+// sees them), then each event expects the next within interval +
+// deadline, and Disarm (partitions given up) stops expecting.
+func NewPassiveCanary(cfg CanaryConfig) *Canary {
+	c := NewCanary(cfg, nil, nil)
+	c.passive = true
+	return c
+}
+
+// Disarm stops a passive canary from expecting events until the next one
+// arrives (the partitions that carried them were given up).
+func (c *Canary) Disarm() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.lanes {
+		l.pending = nil
+	}
+}
+
+// Is reports whether ev is a canary event (of any lane).
+func (c *Canary) Is(ev *schema.Event) bool { return c.laneOf(ev) != nil }
+
 // Due reports whether a round of reads is due at now.
 func (c *Canary) Due(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.passive {
+		return false
+	}
 	return c.lastSent.IsZero() || now.Sub(c.lastSent) >= c.cfg.Interval.D()
 }
 
@@ -293,17 +340,30 @@ func (c *Canary) Match(ev *schema.Event, now time.Time) (bool, []schema.Finding)
 	defer c.mu.Unlock()
 	c.events++
 	var out []schema.Finding
-	// The oldest probe sent before the event's time is the one back.
-	if len(l.pending) > 0 {
-		i := 0
-		for i < len(l.pending) && !l.pending[i].sent.After(ev.Time.Add(time.Minute)) {
-			i++
-		}
-		if i == 0 {
-			i = 1
-		}
-		l.pending = l.pending[i:]
-		l.backs++
+	// The probes sent before the event's time are back, with clock skew
+	// between Vault or AWS and this host allowed (a minute, at most half
+	// an interval, so one event never answers the next round's probe). An
+	// event older than every pending probe is an old canary event read
+	// again (a replay): not an arrival.
+	skew := min(time.Minute, c.cfg.Interval.D()/2)
+	i := 0
+	for i < len(l.pending) && !l.pending[i].sent.After(ev.Time.Add(skew)) {
+		i++
+	}
+	arrived := i > 0
+	if c.passive && ev.Time.After(l.lastSeen) {
+		// passive: any newer canary event is the one expected (or arms
+		// the lane)
+		arrived, i = true, len(l.pending)
+	}
+	if !arrived {
+		return true, nil
+	}
+	l.pending = l.pending[i:]
+	l.backs++
+	if c.passive {
+		l.lastSeen = ev.Time
+		l.pending = append(l.pending[:0], probe{sent: ev.Time.Add(c.cfg.Interval.D())})
 	}
 	if l.blind != nil {
 		f := revise(*l.blind, now, schema.SeverityInfo, "canary "+l.kind+" events come back again", "resolved: the canary audit event arrived")
@@ -354,13 +414,17 @@ func (c *Canary) Check(now time.Time) (out []schema.Finding, healthy bool) {
 			healthy = false
 			if l.blind == nil {
 				sent := l.pending[0].sent
-				key := schema.MakeID(schema.DetectorPipelineBlind, l.kind, sent.UTC().Format(time.RFC3339Nano))
+				stage := c.Stage
+				if stage == "" {
+					stage = "detect"
+				}
+				key := schema.MakeID(schema.DetectorPipelineBlind, l.kind, stage, sent.UTC().Format(time.RFC3339Nano))
 				f := schema.Finding{ID: schema.MakeID(schema.DetectorPipelineBlind, key, "0"), Detector: schema.DetectorPipelineBlind,
 					Severity: schema.SeverityCritical, Time: now.UTC(), Resource: l.name, Source: laneSource(l.kind),
 					Count: len(l.pending), EventIDs: []string{}, DedupeKey: key, FirstTime: sent.UTC(), LastTime: now.UTC(),
 					Summary: fmt.Sprintf("pipeline blind: the %s canary read at %s did not come back within %s", l.kind, sent.UTC().Format(time.RFC3339), l.deadline),
 					Reason:  "auditwatch made a synthetic read of " + l.name + " and its audit event never arrived: the audit trail, its delivery or auditwatch's reading of it is broken",
-					Attributes: map[string]string{"kind": "canary_missed", "canary": l.kind, "sent_at": sent.UTC().Format(time.RFC3339),
+					Attributes: map[string]string{"kind": "canary_missed", "canary": l.kind, "stage": stage, "sent_at": sent.UTC().Format(time.RFC3339),
 						"deadline": l.deadline.String()}}
 				l.blind = &f
 				out = append(out, f)

@@ -145,10 +145,17 @@ func (s *sink) find(det string, rev int) (schema.Finding, time.Time, bool) {
 // counter counts the events the source published (after the canary filter).
 type counter struct {
 	n atomic.Int64
+	// detected stands for the detect stage's canary hook (Runner.Detected):
+	// the events it labels are not counted
+	detected func(ev *schema.Event, replayed bool) bool
 }
 
 func (c *counter) Publish(_ context.Context, b source.Batch) error {
-	c.n.Add(int64(len(b.Events)))
+	for i := range b.Events {
+		if c.detected == nil || !c.detected(&b.Events[i], false) {
+			c.n.Add(1)
+		}
+	}
 	if b.Done != nil {
 		b.Done(nil)
 	}
@@ -189,7 +196,7 @@ func TestFaultVaultWriterStops(t *testing.T) {
 	sil := watch.NewSilence(watch.SilenceConfig{})
 	can := watch.NewCanary(cfg, nil, nil)
 	r := watch.NewRunner(sil, can, cfg.HeartbeatURL, out, clk.Now, nil, nil, nil)
-	pub := &counter{}
+	pub := &counter{detected: r.Detected}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tail.Run(ctx, r.Publisher(pub)) }()
@@ -391,7 +398,7 @@ func TestAWSCanary(t *testing.T) {
 		return schema.Event{Source: schema.SourceCloudTrail, ID: "ct-" + clk.Now().Format("150405"), Time: clk.Now(),
 			Action: "secretsmanager:GetSecretValue", Resource: resource, Principal: "arn:aws:iam::111122223333:role/auditwatch-canary"}
 	}
-	pub := &counter{}
+	pub := &counter{detected: r.Detected}
 	p := r.Publisher(pub)
 	if err := r.Tick(ctx); err != nil { // first round
 		t.Fatal(err)
@@ -517,5 +524,81 @@ func TestSilenceRestart(t *testing.T) {
 	c := watch.NewSilence(watch.SilenceConfig{})
 	if err := c.Load(bad, restart); err == nil || !strings.Contains(err.Error(), "bad.json") || c.Threshold("vault", restart) != 0 {
 		t.Fatalf("corrupt state: %v", err)
+	}
+}
+
+// TestPassiveCanary: the Kafka detect stage's canary makes no reads; the
+// first canary event it sees arms it, then each expects the next within
+// interval + deadline, else pipeline_blind (resolved by the next event);
+// replayed events are labelled but are not arrivals; Disarm (partitions
+// given up) stops expecting.
+func TestPassiveCanary(t *testing.T) {
+	clk := newClock(time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC))
+	cfg := watch.CanaryConfig{Interval: duration.Duration(time.Minute),
+		Vault: &watch.VaultCanary{Address: "http://127.0.0.1:1", Token: secret.Secret{Env: "CANARY_VAULT_TOKEN"}}}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	can := watch.NewPassiveCanary(cfg)
+	out := &sink{clk: clk}
+	r := watch.NewRunner(nil, can, "", out, clk.Now, nil, nil, nil)
+	ctx := context.Background()
+	tick := func(d time.Duration) {
+		t.Helper()
+		clk.Add(d)
+		if err := r.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	canaryEv := func(at time.Time) *schema.Event {
+		return &schema.Event{Source: schema.SourceVault, ID: "c-" + at.Format("150405"), Time: at, Action: "read", Resource: cfg.Vault.Path}
+	}
+	for range 60 { // unarmed: nothing expected
+		tick(time.Minute)
+	}
+	if len(out.fs) != 0 {
+		t.Fatalf("unarmed passive canary raised %+v", out.fs)
+	}
+	if !r.Detected(canaryEv(clk.Now()), false) || can.CanaryEvents() != 1 {
+		t.Fatal("canary event not labelled or not counted")
+	}
+	if r.Detected(&schema.Event{Source: schema.SourceVault, Time: clk.Now(), Resource: "secret/data/app/db"}, false) {
+		t.Fatal("an ordinary read labelled as canary")
+	}
+	for range 3 { // one more each minute: healthy
+		tick(time.Minute)
+		r.Detected(canaryEv(clk.Now()), false)
+	}
+	if len(out.fs) != 0 {
+		t.Fatalf("canary events every interval raised %+v", out.fs)
+	}
+	armedAt := clk.Now()
+	// a replayed old canary event is labelled, not an arrival
+	if !r.Detected(canaryEv(armedAt.Add(-time.Hour)), true) || can.CanaryEvents() != 4 {
+		t.Fatalf("replayed event: canary events %d", can.CanaryEvents())
+	}
+	// no event: blind after interval + deadline (1m + 2m)
+	tick(2*time.Minute + 50*time.Second)
+	if len(out.fs) != 0 {
+		t.Fatalf("blind before interval + deadline: %+v", out.fs)
+	}
+	tick(20 * time.Second)
+	f, _, ok := out.find(schema.DetectorPipelineBlind, 0)
+	if !ok || f.Severity != schema.SeverityCritical {
+		t.Fatalf("no pipeline_blind: %+v", out.fs)
+	}
+	r.Detected(canaryEv(clk.Now()), false)
+	tick(5 * time.Second)
+	if _, _, ok := out.find(schema.DetectorPipelineBlind, 1); !ok {
+		t.Fatalf("pipeline_blind not resolved: %+v", out.fs)
+	}
+	n := len(out.fs)
+	r.Disarm()
+	for range 30 {
+		tick(time.Minute)
+	}
+	if len(out.fs) != n {
+		t.Fatalf("disarmed canary raised %+v", out.fs[n:])
 	}
 }

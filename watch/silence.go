@@ -42,6 +42,8 @@ type SilenceConfig struct {
 	Alpha float64 `yaml:"alpha"`
 	// Severity of source_silent.
 	Severity schema.Severity `yaml:"severity"`
+	// CheckInterval: how often quiet sources are checked (default 5s).
+	CheckInterval duration.Duration `yaml:"check_interval"`
 }
 
 // SetDefaults fills unset fields.
@@ -68,6 +70,9 @@ func (c *SilenceConfig) SetDefaults() {
 	if c.Severity == "" {
 		c.Severity = schema.SeverityHigh
 	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = duration.Duration(5 * time.Second)
+	}
 }
 
 // Validate reports every bad field.
@@ -90,6 +95,9 @@ func (c SilenceConfig) Validate() error {
 	}
 	if _, err := schema.ParseSeverity(string(c.Severity)); err != nil {
 		errs = append(errs, fmt.Errorf("severity: %w", err))
+	}
+	if c.CheckInterval <= 0 {
+		errs = append(errs, errors.New("check_interval: must be positive"))
 	}
 	return errors.Join(errs...)
 }

@@ -25,6 +25,11 @@ type Runner struct {
 	Silence   *Silence // nil: off
 	Canary    *Canary  // nil: off
 	Heartbeat string   // URL called while canaries come back
+	// MatchAtIngest: canary events count as arrived in Publisher (the
+	// Kafka ingest stage, whose canary then proves the path to the
+	// parser; the detect stage's passive canary proves the rest).
+	// Otherwise they count as arrived in Detected only.
+	MatchAtIngest bool
 	// SilenceState, when set, is where the silence baselines are saved
 	// (each tick that changed them, and at the end of Run); the caller
 	// loads them with Silence.Load before the sources start.
@@ -58,7 +63,7 @@ func NewRunner(sil *Silence, can *Canary, heartbeat string, sink FindingSink, no
 		blind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_canary_blind",
 			Help: "1 while a canary's audit event is overdue (pipeline_blind), by canary."}, []string{"canary"}),
 		canaryEvs: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_canary_events_total",
-			Help: "Canary audit events received (kept out of detectors and baselines)."}),
+			Help: "Canary audit events that came through the detect stage (kept out of detectors, baselines and storage)."}),
 		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_canary_heartbeats_total",
 			Help: "Heartbeat URL calls by outcome."}, []string{"outcome"}),
 		findings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_watch_findings_total",
@@ -91,31 +96,49 @@ func (r *Runner) add(fs []schema.Finding) {
 }
 
 // Publisher returns next wrapped: every batch is an arrival of its
-// source; canary events are taken out (labelled by the metric, never seen
-// by detectors or baselines).
+// source. Canary events go on to the detect stage, which labels them
+// (Detected) and keeps them from detectors, baselines and storage; with
+// MatchAtIngest they also count as arrived here.
 func (r *Runner) Publisher(next source.Publisher) source.Publisher {
 	return source.PublisherFunc(func(ctx context.Context, b source.Batch) error {
 		now := r.now()
 		if r.Silence != nil {
 			r.add(r.Silence.Observe(b.Source, len(b.Events), now))
 		}
-		if r.Canary != nil && len(b.Events) > 0 {
-			kept := b.Events[:0:0]
+		if r.MatchAtIngest && r.Canary != nil {
 			for i := range b.Events {
-				ok, fs := r.Canary.Match(&b.Events[i], now)
+				_, fs := r.Canary.Match(&b.Events[i], now)
 				r.add(fs)
-				if ok {
-					r.canaryEvs.Inc()
-					continue
-				}
-				kept = append(kept, b.Events[i])
-			}
-			if len(kept) != len(b.Events) {
-				b.Events = kept
 			}
 		}
 		return next.Publish(ctx, b)
 	})
+}
+
+// Disarm stops a passive canary expecting events (see NewPassiveCanary).
+func (r *Runner) Disarm() {
+	if r.Canary != nil {
+		r.Canary.Disarm()
+	}
+}
+
+// Detected is the detect stage's canary hook: it reports whether ev is a
+// canary event, which then reaches no detector, baseline or store; unless
+// replayed (a partition's state being rebuilt from events seen before),
+// such an event counts as arrived through the whole pipeline.
+func (r *Runner) Detected(ev *schema.Event, replayed bool) bool {
+	if r.Canary == nil {
+		return false
+	}
+	if replayed {
+		return r.Canary.Is(ev)
+	}
+	ok, fs := r.Canary.Match(ev, r.now())
+	r.add(fs)
+	if ok {
+		r.canaryEvs.Inc()
+	}
+	return ok
 }
 
 // Tick checks deadlines, runs a canary round when due, calls the

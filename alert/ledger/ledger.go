@@ -14,7 +14,11 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
+
+// ErrInUse: another process (the running stage) holds the ledger.
+var ErrInUse = errors.New("in use by another process (its lock was not released within 5s)")
 
 var (
 	bucketSent     = []byte("sent")
@@ -46,6 +50,9 @@ func Open(path string, retention time.Duration, now time.Time) (*Ledger, error) 
 		return l, nil
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("alert ledger %s: %w", path, ErrInUse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("alert ledger %s: %w", path, err)
 	}

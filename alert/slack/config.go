@@ -31,6 +31,11 @@ type Config struct {
 	// MinInterval between two messages to one channel (Slack allows about
 	// one per second per channel).
 	MinInterval duration.Duration `yaml:"min_interval"`
+	// Burst is how many messages may go to one channel at once before
+	// MinInterval spaces them (Slack grants short bursts above its one
+	// message a second per channel; beyond them it answers 429 with
+	// Retry-After, which the retries honour).
+	Burst int `yaml:"burst"`
 	// UpdateParent edits the thread's first message with the running count
 	// when a repeat is posted (ModeBot).
 	UpdateParent *bool `yaml:"update_parent"`
@@ -48,6 +53,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MinInterval == 0 {
 		c.MinInterval = duration.Duration(time.Second)
+	}
+	if c.Burst == 0 {
+		c.Burst = 10
 	}
 	if c.UpdateParent == nil {
 		t := true
@@ -96,6 +104,9 @@ func (c Config) Validate(path string) error {
 	}
 	if c.MinInterval < 0 {
 		bad("min_interval", "must not be negative, got %s", c.MinInterval)
+	}
+	if c.Burst < 0 || c.Burst > 1000 {
+		bad("burst", "must be between 1 and 1000, got %d", c.Burst)
 	}
 	if c.MaxFieldChars < 32 || c.MaxFieldChars > 2000 {
 		bad("max_field_chars", "must be within 32..2000, got %d", c.MaxFieldChars)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +69,13 @@ func TestExactlyOnceAfterAmbiguousTimeout(t *testing.T) {
 		posts := srv.Posts()
 		if len(posts) != 1 {
 			t.Fatalf("accepted=%v: %d posts of one finding revision, want 1", accepted, len(posts))
+		}
+		// The channel is configured by name and nothing was posted before
+		// the first attempt: the name was resolved (conversations.list,
+		// two pages) before it, once, so the history could be searched.
+		if id, ok, _ := n.threads.Thread(channelKey); !ok || id != slacktest.ChannelID || srv.Lists() != 2 {
+			t.Errorf("accepted=%v: channel resolved to %q (%v) with %d conversations.list calls, want %s with 2 (two pages)",
+				accepted, id, ok, srv.Lists(), slacktest.ChannelID)
 		}
 		var md slack.SlackMetadata
 		if err := json.Unmarshal([]byte(posts[0].Metadata), &md); err != nil || md.EventType != MetadataEventType ||
@@ -187,5 +195,35 @@ func TestLookupFailureStillPosts(t *testing.T) {
 	}
 	if len(srv.Posts()) != 1 {
 		t.Errorf("%d posts, want 1", len(srv.Posts()))
+	}
+}
+
+// TestUnknownChannelNamePostsByName: a channel name that conversations.list
+// does not show (the bot is not in it, or lacks channels:read) is looked
+// for once; posts go ahead by name (and the id Slack answers a post with
+// is what later lookups use).
+func TestUnknownChannelNamePostsByName(t *testing.T) {
+	srv := slacktest.New(token)
+	defer srv.Close()
+	cfg := botConfig(t, srv)
+	cfg.Channel = "#not-listed"
+	n, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	for i := range 3 {
+		a := notifytest.Alert()
+		a.Finding.ID = fmt.Sprintf("f%d", i)
+		a.Finding.DedupeKey = a.Finding.ID
+		if err := n.Notify(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(srv.Posts()); got != 3 {
+		t.Errorf("%d posts, want 3", got)
+	}
+	if srv.Lists() != 2 {
+		t.Errorf("%d conversations.list calls, want the 2 pages once", srv.Lists())
 	}
 }

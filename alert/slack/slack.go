@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,8 +80,9 @@ type Notifier struct {
 	threads Journal
 	name    string
 
-	rmu  sync.Mutex
-	next map[string]time.Time // per channel: earliest time of the next message
+	rmu        sync.Mutex
+	unresolved bool                 // the channel name could not be resolved (warned once)
+	next       map[string]time.Time // per rate key: theoretical arrival time of the next message (GCRA)
 }
 
 // New builds the output, reading its token or webhook URL now.
@@ -142,6 +144,11 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 	if reply {
 		threadTS = ts
 	}
+	// The history lookup after an ambiguous failure needs the channel id:
+	// a configured name is resolved before the first post.
+	if err := n.resolveChannel(ctx); err != nil {
+		return err
+	}
 	rev := a.Finding.ID + "\x00" + strconv.Itoa(a.Finding.Revision)
 	at, attempted, err := n.threads.Attempt(rev)
 	if err != nil {
@@ -175,7 +182,7 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 		if reply {
 			opts = append(opts, slack.MsgOptionTS(ts))
 		}
-		if err := n.wait(ctx, n.cfg.Channel); err != nil {
+		if err := n.wait(ctx, postKey(n.cfg.Channel)); err != nil {
 			return err
 		}
 		channel, newTS, err = n.api.PostMessageContext(ctx, n.cfg.Channel, opts...)
@@ -200,13 +207,90 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 		// Best effort: the reply is posted; failing here must not make the
 		// worker retry the reply.
 		pm := renderParentUpdate(a, n.cfg.MaxFieldChars)
-		if err := n.wait(ctx, channel); err == nil {
+		if err := n.wait(ctx, otherKey(n.cfg.Channel)); err == nil {
 			if _, _, _, err := n.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(pm.Blocks...),
 				slack.MsgOptionText(pm.Text, false)); err != nil {
 				n.log.Warn("slack parent count not updated", "err", notify.SanitizeLine(err.Error(), 200))
 			}
 		}
 	}
+	return nil
+}
+
+// listPages bounds the conversations.list pages one resolution reads.
+const listPages = 50
+
+// isChannelID reports whether s has the form of a Slack conversation id
+// (C…, G… or D… followed by upper-case letters and digits).
+func isChannelID(s string) bool {
+	if len(s) < 3 || !strings.ContainsRune("CGD", rune(s[0])) {
+		return false
+	}
+	for _, r := range s[1:] {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// resolveChannel records the id of a channel configured by name
+// (conversations.list, public and private channels), once: the journal
+// keeps it across restarts. A retryable failure is returned (nothing is
+// posted before the name is resolved); a permanent one (no
+// channels:read/groups:read scope, no such channel among the bot's) is
+// logged once and the post goes ahead by name, at the risk of a repeat
+// after an ambiguous failure.
+func (n *Notifier) resolveChannel(ctx context.Context) error {
+	if isChannelID(n.cfg.Channel) {
+		return nil
+	}
+	if _, ok, err := n.threads.Thread(channelKey); err != nil {
+		return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
+	} else if ok {
+		return nil
+	}
+	n.rmu.Lock()
+	gaveUp := n.unresolved
+	n.rmu.Unlock()
+	if gaveUp {
+		return nil
+	}
+	name := strings.TrimPrefix(n.cfg.Channel, "#")
+	cursor := ""
+	var err error
+	for range listPages {
+		if err = n.wait(ctx, otherKey(n.cfg.Channel)); err != nil {
+			return err
+		}
+		var chs []slack.Channel
+		chs, cursor, err = n.api.GetConversationsContext(ctx, &slack.GetConversationsParameters{
+			Cursor: cursor, Limit: 1000, ExcludeArchived: true, Types: []string{"public_channel", "private_channel"}})
+		if err != nil {
+			err = classify("conversations.list", err)
+			if notify.Classify(err).Retry {
+				return err
+			}
+			break
+		}
+		for _, c := range chs {
+			if c.Name == name {
+				if err := n.threads.SetThread(channelKey, c.ID); err != nil {
+					return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: channel id: %w", err))
+				}
+				return nil
+			}
+		}
+		if cursor == "" {
+			err = fmt.Errorf("no channel named %q among the bot's conversations", name)
+			break
+		}
+	}
+	n.rmu.Lock()
+	n.unresolved = true
+	n.rmu.Unlock()
+	n.log.Warn("slack channel name not resolved to an id; posting by name (a post whose answer is lost may be repeated: configure the channel id, or give the bot channels:read)",
+		"channel", notify.SanitizeLine(n.cfg.Channel, 100), "err", notify.SanitizeLine(fmt.Sprint(err), 200))
 	return nil
 }
 
@@ -247,7 +331,7 @@ func (n *Notifier) lookup(ctx context.Context, a notify.Alert, threadTS string, 
 	}
 	cursor := ""
 	for range lookupPages {
-		if err := n.wait(ctx, channel); err != nil {
+		if err := n.wait(ctx, otherKey(n.cfg.Channel)); err != nil {
 			return "", "", err
 		}
 		var msgs []slack.Message
@@ -290,7 +374,7 @@ func (n *Notifier) postWebhook(ctx context.Context, a notify.Alert) error {
 	}
 	m := render(a, n.cfg.MaxFieldChars)
 	msg := &slack.WebhookMessage{Text: m.Text, Blocks: &slack.Blocks{BlockSet: m.Blocks}}
-	if err := n.wait(ctx, "webhook"); err != nil {
+	if err := n.wait(ctx, postKey("webhook")); err != nil {
 		return err
 	}
 	if err := slack.PostWebhookCustomHTTPContext(ctx, n.webhook, n.http, msg); err != nil {
@@ -299,18 +383,30 @@ func (n *Notifier) postWebhook(ctx context.Context, a notify.Alert) error {
 	return nil
 }
 
-// wait holds a message to channel until the channel's rate allows it.
-func (n *Notifier) wait(ctx context.Context, channel string) error {
+// Rate keys: posts per channel, and the channel's other calls (edits of
+// a thread's first message, history lookups), which Slack limits apart
+// from posting.
+func postKey(channel string) string  { return "post:" + channel }
+func otherKey(channel string) string { return "other:" + channel }
+
+// wait holds a call until its rate key allows it: one per MinInterval on
+// average with bursts of up to Burst (a generic cell rate algorithm).
+func (n *Notifier) wait(ctx context.Context, key string) error {
 	if n.cfg.MinInterval <= 0 {
 		return nil
 	}
+	iv := n.cfg.MinInterval.D()
 	n.rmu.Lock()
 	now := n.clock.Now()
-	at := n.next[channel]
+	tat := n.next[key]
+	if tat.Before(now) {
+		tat = now
+	}
+	at := tat.Add(-time.Duration(max(n.cfg.Burst, 1)-1) * iv)
 	if at.Before(now) {
 		at = now
 	}
-	n.next[channel] = at.Add(n.cfg.MinInterval.D())
+	n.next[key] = tat.Add(iv)
 	n.rmu.Unlock()
 	if d := at.Sub(now); d > 0 {
 		return n.clock.Sleep(ctx, d)

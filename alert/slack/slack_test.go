@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -134,9 +135,22 @@ func TestThreadPerDedupeKey(t *testing.T) {
 	if msgs[3].ThreadTS != "" {
 		t.Errorf("another dedupe key went into a thread: %+v", msgs[3])
 	}
-	// Three posts to one channel at 1/s: the limiter waited about 3s of virtual time.
-	if slept, _ := clock.Slept(); slept < 2*time.Second {
-		t.Errorf("rate limiter slept %s for 4 messages to one channel, want >= 2s", slept)
+	// Three posts and an edit are within the default burst (10): no wait.
+	if slept, _ := clock.Slept(); slept != 0 {
+		t.Errorf("rate limiter slept %s for 3 posts to one channel, want none (burst 10)", slept)
+	}
+	// Ten more posts: the burst is spent at the 10th post, then one a
+	// second (min_interval): 13 posts in all wait 3 s of virtual time.
+	for i := range 10 {
+		b := notifytest.Alert()
+		b.Finding.DedupeKey = fmt.Sprintf("burst %d", i)
+		b.Finding.ID = fmt.Sprintf("burst-%d", i)
+		if err := n.Notify(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if slept, _ := clock.Slept(); slept != 3*time.Second {
+		t.Errorf("rate limiter slept %s for 13 posts to one channel, want 3s (burst 10, then 1/s)", slept)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,9 +15,12 @@ import (
 	"time"
 
 	"auditwatch/config/duration"
+	"auditwatch/internal/configcheck"
 	"auditwatch/internal/escape"
 	"auditwatch/schema"
 	"auditwatch/sigma"
+	"auditwatch/store"
+	"auditwatch/store/chsql"
 )
 
 func init() {
@@ -56,19 +60,23 @@ type backtestReport struct {
 // maxExamples bounds the examples per rule or detector.
 const maxExamples = 3
 
-func runBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fl := newFlagSet("backtest", stderr, "--config NEW.yaml [--against CURRENT.yaml] [--since 7d|RFC3339] [--format text|json] PATH...",
-		"Replays the audit logs at PATH (files, directories, .gz) through both configurations — detectors, allowlists\n"+
-			"and rules: sections — each from empty state, and prints per rule and detector the findings the new\n"+
-			"config adds, those it no longer raises and those whose severity changed, with examples. Without\n"+
-			"--against the comparison is with the defaults (built-in detectors, no rules). Findings before --since\n"+
-			"are left out of the comparison (the history before it still builds baselines). Exit 0 with or\n"+
-			"without differences; 1 on failure; 2 on bad usage.")
+func backtestMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fl := newFlagSet("backtest", stderr, "--config NEW.yaml [--against CURRENT.yaml] [--since 7d|RFC3339] [--history 7d] [--format text|json] [PATH...]",
+		"Replays audit logs through both configurations — detectors, allowlists, rules: and the alerts: section's\n"+
+			"silences — each from empty state, and prints per rule and detector the findings the new config adds,\n"+
+			"those it no longer raises and those whose severity changed, with examples. The logs are the files at\n"+
+			"PATH (files, directories, .gz), or without PATH the original records of the events stored in the\n"+
+			"storage: section of --config (else of --against) from --since (default 7d) minus --history until now.\n"+
+			"Without --against the comparison is with the defaults (built-in detectors, no rules). Findings before\n"+
+			"--since are left out of the comparison (the history before it still builds baselines); a finding a\n"+
+			"silence of its config mutes at its time counts as not raised. Exit 0 with or without differences;\n"+
+			"1 on failure; 2 on bad usage.")
 	newCfg := fl.String("config", "", "the new configuration (required)")
 	against := fl.String("against", "", "the current configuration (default: the defaults, no rules)")
 	since := fl.String("since", "", "compare findings from this time: a duration back from now (7d, 36h) or RFC3339")
 	format := fl.String("format", "text", "output: text or json")
 	learnUntil := fl.String("learn-until", "", "passed to both replays (RFC3339)")
+	history := fl.String("history", "7d", "from the store: also read this much before --since, to build baselines")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -79,9 +87,13 @@ func runBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		fmt.Fprintf(stderr, "backtest: %s\n", escape.String(escape.Terminal, fmt.Sprintf(format, a...)))
 		return code
 	}
-	if *newCfg == "" || fl.NArg() == 0 {
+	if *newCfg == "" {
 		fl.Usage()
 		return 2
+	}
+	fromStore := fl.NArg() == 0
+	if fromStore && *since == "" {
+		*since = "7d"
 	}
 	if *format != "text" && *format != "json" {
 		return fail(2, "--format %q: text or json", *format)
@@ -95,6 +107,41 @@ func runBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		} else {
 			return fail(2, "--since %q: want a duration (7d, 36h) or an RFC3339 time", *since)
 		}
+	}
+	inputs := fl.Args()
+	if fromStore {
+		hist, err := duration.Parse(*history)
+		if err != nil || hist < 0 {
+			return fail(2, "--history %q: want a duration (7d, 36h)", *history)
+		}
+		scfg, err := backtestStorage(*newCfg, *against)
+		if err != nil {
+			return fail(2, "%v", err)
+		}
+		tmp, err := os.CreateTemp("", "auditwatch-backtest-*.jsonl")
+		if err != nil {
+			return fail(1, "%v", err)
+		}
+		defer os.Remove(tmp.Name())
+		w := bufio.NewWriterSize(tmp, 1<<20)
+		n, noRaw, err := exportStored(ctx, scfg, from.Add(-hist), time.Now(), w)
+		if err == nil {
+			err = w.Flush()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fail(1, "reading stored events: %v", err)
+		}
+		if noRaw > 0 {
+			fmt.Fprintf(stderr, "backtest: %d stored events carry no original record (stored with raw_records: false): left out\n", noRaw)
+		}
+		if n == 0 {
+			return fail(1, "no stored event with its original record since %s in %s", from.Add(-hist).UTC().Format(time.RFC3339), scfg.Database)
+		}
+		fmt.Fprintf(stderr, "backtest: %d stored events since %s\n", n, from.Add(-hist).UTC().Format(time.RFC3339))
+		inputs = []string{tmp.Name()}
 	}
 	replayWith := func(cfg string) ([]schema.Finding, error) {
 		if cfg == "" {
@@ -112,13 +159,17 @@ func runBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if *learnUntil != "" {
 			args = append(args, "--learn-until", *learnUntil)
 		}
-		args = append(args, fl.Args()...)
+		args = append(args, inputs...)
 		var out, errb bytes.Buffer
 		code := runReplay(ctx, args, stdin, &out, &errb)
 		if code == 1 || (code == 2 && !strings.Contains(errb.String(), "rejected")) {
 			return nil, fmt.Errorf("replay with %s: %s", orDefaults(cfg), strings.TrimSpace(errb.String()))
 		}
-		return readFindingLines(out.Bytes())
+		fs, err := readFindingLines(out.Bytes())
+		if err != nil {
+			return nil, err
+		}
+		return unsilenced(cfg, fs)
 	}
 	oldF, err := replayWith(*against)
 	if err != nil {
@@ -142,6 +193,100 @@ func runBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	}
 	writeBacktestText(stdout, rep)
 	return 0
+}
+
+// backtestStorage is the storage: section of the new config, else of the
+// current one.
+func backtestStorage(newCfg, against string) (store.Config, error) {
+	for _, p := range []string{newCfg, against} {
+		if p == "" {
+			continue
+		}
+		l, err := configcheck.Load(p)
+		if err != nil {
+			return store.Config{}, err
+		}
+		if l.Storage != nil && l.Storage.Backend != store.BackendOff {
+			c := *l.Storage
+			c.SetDefaults()
+			return c, c.Validate()
+		}
+	}
+	return store.Config{}, fmt.Errorf("no PATH given and neither config has a storage: section to read stored events from")
+}
+
+// backtestDay is the span of one read from the store (paged within).
+const backtestDay = 24 * time.Hour
+
+// backtestPage bounds the rows of one read (below storage.query.max_result_rows).
+const backtestPage = 5000
+
+// exportStored writes the original records (the raw column) of the events
+// stored from from until to, in event-time order, one a line; an event
+// stored twice (the same row) is written once. It reports how many it wrote and how many
+// had no record (stored with raw_records: false).
+func exportStored(ctx context.Context, cfg store.Config, from, to time.Time, w io.Writer) (n, noRaw int, err error) {
+	st, err := store.OpenReadOnly(ctx, cfg, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer st.Close()
+	db, ok := st.(*store.DB)
+	if !ok {
+		return 0, 0, fmt.Errorf("storage backend %q keeps no events", cfg.Backend)
+	}
+	page := min(uint64(backtestPage), cfg.Query.MaxResultRows)
+	// identical rows (a block written twice) are one event
+	sql := "SELECT raw FROM " + cfg.Database + ".events" +
+		" WHERE time >= toDateTime({a:UInt32}, 'UTC') AND time < toDateTime({b:UInt32}, 'UTC')" +
+		" GROUP BY time, source, id, raw ORDER BY time, source, id, raw LIMIT {off:UInt64}, {n:UInt64}"
+	from, to = chsql.ClampTime(from), chsql.ClampTime(to)
+	for t := from; t.Before(to); t = t.Add(backtestDay) {
+		end := t.Add(backtestDay)
+		if end.After(to) {
+			end = to.Add(time.Second)
+		}
+		for off := uint64(0); ; off += page {
+			res, err := db.Raw(ctx, sql, chsql.Params{chsql.U32("a", uint32(t.Unix())), chsql.U32("b", uint32(end.Unix())), chsql.U64("off", off), chsql.U64("n", page)})
+			if err != nil {
+				return n, noRaw, err
+			}
+			for _, row := range res.Rows {
+				raw, _ := row[0].(string)
+				if raw == "" {
+					noRaw++
+					continue
+				}
+				if _, err := io.WriteString(w, strings.TrimRight(raw, "\n")+"\n"); err != nil {
+					return n, noRaw, err
+				}
+				n++
+			}
+			if uint64(len(res.Rows)) < page {
+				break
+			}
+		}
+	}
+	return n, noRaw, nil
+}
+
+// unsilenced drops the findings a silence of the config's alerts: section
+// mutes at the finding's time (they would not have been delivered).
+func unsilenced(cfg string, fs []schema.Finding) ([]schema.Finding, error) {
+	l, err := configcheck.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if l.Alerts == nil || len(l.Alerts.Silences) == 0 {
+		return fs, nil
+	}
+	out := fs[:0]
+	for _, f := range fs {
+		if !l.Alerts.Silenced(f, f.Time) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }
 
 func orDefaults(cfg string) string {

@@ -42,7 +42,7 @@ logsource: {product: aws, service: cloudtrail}
 detection:
   sel:
     eventName: GetSecretValue
-    userIdentity.arn|contains: -api/
+    userIdentity.arn|contains: -api
   condition: sel
 level: medium
 `

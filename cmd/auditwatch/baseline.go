@@ -2,38 +2,56 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"auditwatch/config/duration"
 	"auditwatch/detect"
 	"auditwatch/detect/state"
 	"auditwatch/incident"
 	"auditwatch/ingest"
+	"auditwatch/ingest/s3sqs"
+	"auditwatch/internal/awscfg"
 	"auditwatch/schema"
+	"auditwatch/store"
+	"auditwatch/trail"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 func init() {
 	register("baseline", command{
-		summary: "learn first-seen pairs, known networks and rate baselines from archived trails into the detector state, so run starts without a learning period (--config FILE [--since 30d] [--state DIR] PATH...)",
+		summary: "learn first-seen pairs, known networks and rate baselines from the stored events or archived trails into the detector state, so run starts without a learning period (--config FILE [--since 30d] [--state DIR] --from-store | PATH|s3://bucket/prefix...)",
 		run:     runBaseline,
 	})
 }
 
-// runBaseline replays archived trails (files, directories, .gz) as
-// history into the detector state `run` opens (or --state DIR, the store
-// `replay --state` reads). Nothing is raised; the store remembers where
+// baselineMain replays history into the detector state `run` opens (or
+// --state DIR, the store `replay --state` reads): the events already in
+// the storage: section's store (--from-store: embedded chDB or a
+// ClickHouse server) or archived trails (files, directories, .gz, and
+// s3://bucket/prefix as CloudTrail delivers it). Nothing is raised; the store remembers where
 // the history ends, so principals, pairs and networks seen in it count as
 // learned from then on, without a learning period of their own.
-func runBaseline(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fl := newFlagSet("baseline", stderr, "[--config FILE] [--since 30d] [--state DIR] PATH...", commands["baseline"].summary)
+func baselineMain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fl := newFlagSet("baseline", stderr, "[--config FILE] [--since 30d] [--state DIR] --from-store | PATH|s3://bucket/prefix...", commands["baseline"].summary)
 	configPath := configFlag(fl)
 	since := fl.String("since", "30d", "learn events this recent (Go duration or days, e.g. 30d)")
 	stateDir := fl.String("state", "", "a replay state directory instead of run's detector state under state.dir")
+	fromStore := fl.Bool("from-store", false, "learn from the events in the config's storage: section (stop run first when it holds the embedded store)")
+	var s3f s3Flags
+	s3f.register(fl)
 	opts := ingest.DefaultOptions()
 	fl.StringVar(&opts.Format, "format", opts.Format, "input format: auto, cloudtrail or vault")
 	if code, done := parseFlags(fl, args); done {
@@ -43,8 +61,11 @@ func runBaseline(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		fmt.Fprintf(stderr, "auditwatch baseline: "+format+"\n", a...)
 		return code
 	}
-	if fl.NArg() == 0 {
-		return fail(2, "no input: give the archived trails (files, directories, .gz) to learn from")
+	if fl.NArg() == 0 && !*fromStore {
+		return fail(2, "no input: give --from-store or the archived trails (files, directories, .gz, s3://bucket/prefix) to learn from")
+	}
+	if fl.NArg() > 0 && *fromStore {
+		return fail(2, "give either --from-store or archived trails, not both (each is learned in event-time order)")
 	}
 	window, err := duration.Parse(*since)
 	if err != nil || window <= 0 {
@@ -103,27 +124,42 @@ func runBaseline(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	}
 	var learned, older int64
 	var first, last time.Time
-	var total ingest.Stats
-	inputs, err := ingest.Inputs(fl.Args())
-	if err == nil {
-		err = replayMerged(ctx, inputs, opts, map[string]replayPos{}, stderr, &total, func(_ string, ev schema.Event) error {
-			if ev.Time.Before(cutoff) || ev.Time.After(now) {
-				older++
-				return nil
-			}
-			det.Process(ev)
-			learned++
-			if first.IsZero() || ev.Time.Before(first) {
-				first = ev.Time
-			}
-			if ev.Time.After(last) {
-				last = ev.Time
-			}
-			if learned%200_000 == 0 {
-				return det.Checkpoint(meta)
-			}
+	learn := func(ev schema.Event) error {
+		if ev.Time.Before(cutoff) || ev.Time.After(now) {
+			older++
 			return nil
-		})
+		}
+		det.Process(ev)
+		learned++
+		if first.IsZero() || ev.Time.Before(first) {
+			first = ev.Time
+		}
+		if ev.Time.After(last) {
+			last = ev.Time
+		}
+		if learned%200_000 == 0 {
+			return det.Checkpoint(meta)
+		}
+		return nil
+	}
+	var total ingest.Stats
+	var inputs []string
+	if *fromStore {
+		err = baselineFromStore(ctx, *configPath, cutoff, now, learn)
+		inputs = []string{"store"}
+	} else {
+		var paths []string
+		var cleanup func()
+		paths, cleanup, err = fetchS3Inputs(ctx, fl.Args(), s3f)
+		defer cleanup()
+		if err == nil {
+			inputs, err = ingest.Inputs(paths)
+		}
+		if err == nil {
+			err = replayMerged(ctx, inputs, opts, map[string]replayPos{}, stderr, &total, func(_ string, ev schema.Event) error {
+				return learn(ev)
+			})
+		}
 	}
 	if err == nil && learned > 0 {
 		// The history ends just after the last event learned: later
@@ -135,11 +171,141 @@ func runBaseline(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		return fail(1, "%v", err)
 	}
 	if learned == 0 {
-		return fail(1, "no event within --since %s in %d input(s): nothing learned", *since, len(inputs))
+		return fail(1, "no event within --since %s in %d input(s) (%d older): nothing learned", *since, len(inputs), older)
 	}
 	fmt.Fprintf(stdout, "baseline: learned %d events from %s to %s into %s (%d outside the last %s skipped)\n",
 		learned, first.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano), where, older, *since)
 	return 0
+}
+
+// baselineFromStore hands learn the events stored between from and to
+// (the storage: section of the config at configPath), in time order.
+func baselineFromStore(ctx context.Context, configPath string, from, to time.Time, learn func(schema.Event) error) error {
+	sf := storageFlags{config: configPath}
+	scfg, err := sf.load()
+	if err != nil {
+		return err
+	}
+	if scfg.Backend == store.BackendOff {
+		return errors.New("--from-store: the config has no storage: section")
+	}
+	st, err := store.OpenReadOnly(ctx, scfg, nil)
+	if err != nil {
+		return fmt.Errorf("--from-store (is run still holding the embedded store?): %w", err)
+	}
+	defer st.Close()
+	sc, ok := st.(store.EventScanner)
+	if !ok {
+		return fmt.Errorf("--from-store: the %s backend cannot read events back", scfg.Backend)
+	}
+	return sc.ScanEvents(ctx, from, to, func(evs []schema.Event) error {
+		for i := range evs {
+			if err := learn(evs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// s3Flags select the S3 client of s3:// inputs.
+type s3Flags struct {
+	region, endpoint string
+	pathStyle        bool
+}
+
+func (f *s3Flags) register(fl *flag.FlagSet) {
+	fl.StringVar(&f.region, "region", os.Getenv("AWS_REGION"), "AWS region of s3:// inputs")
+	fl.StringVar(&f.endpoint, "s3-endpoint", "", "S3 endpoint override (s3:// inputs)")
+	fl.BoolVar(&f.pathStyle, "path-style", false, "S3 path-style addressing (s3:// inputs)")
+}
+
+// maxArchiveObject bounds one downloaded archive object.
+const maxArchiveObject = 1 << 30
+
+// fetchS3Inputs downloads the CloudTrail log objects under each
+// s3://bucket/prefix input (digests skipped) into a temporary directory
+// that replaces it in the returned paths; cleanup removes it.
+func fetchS3Inputs(ctx context.Context, inputs []string, f s3Flags) ([]string, func(), error) {
+	cleanup := func() {}
+	var out []string
+	var cl *s3.Client
+	for _, in := range inputs {
+		rest, ok := strings.CutPrefix(in, "s3://")
+		if !ok {
+			out = append(out, in)
+			continue
+		}
+		bucket, prefix, _ := strings.Cut(rest, "/")
+		if bucket == "" {
+			return nil, cleanup, fmt.Errorf("%q: no bucket", in)
+		}
+		if cl == nil {
+			ac := awscfg.Config{Region: f.region}
+			if err := ac.Validate(); err != nil {
+				return nil, cleanup, fmt.Errorf("s3 inputs: %w (set --region or AWS_REGION)", err)
+			}
+			acfg, err := ac.Load(ctx)
+			if err != nil {
+				return nil, cleanup, err
+			}
+			cl = s3.NewFromConfig(acfg, func(o *s3.Options) {
+				o.UsePathStyle = f.pathStyle
+				if f.endpoint != "" {
+					o.BaseEndpoint = aws.String(f.endpoint)
+				}
+			})
+		}
+		dir, err := os.MkdirTemp("", "auditwatch-baseline-")
+		if err != nil {
+			return nil, cleanup, err
+		}
+		prev := cleanup
+		cleanup = func() { prev(); os.RemoveAll(dir) }
+		st := trail.S3Store{API: cl, Bucket: bucket, Prefix: prefix}
+		keys, err := st.List(ctx)
+		if err != nil {
+			return nil, cleanup, err
+		}
+		n := 0
+		for _, k := range keys {
+			if s3sqs.IsDigest(k) || !(strings.HasSuffix(k, ".json.gz") || strings.HasSuffix(k, ".json")) {
+				continue
+			}
+			if err := download(ctx, st, k, filepath.Join(dir, fmt.Sprintf("%07d-%s", n, path.Base(k)))); err != nil {
+				return nil, cleanup, err
+			}
+			n++
+		}
+		if n == 0 {
+			return nil, cleanup, fmt.Errorf("%s: no CloudTrail log objects", in)
+		}
+		out = append(out, dir)
+	}
+	return out, cleanup, nil
+}
+
+func download(ctx context.Context, st trail.S3Store, key, to string) error {
+	body, _, err := st.Open(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	f, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(f, io.LimitReader(body, maxArchiveObject+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n > maxArchiveObject {
+		err = fmt.Errorf("larger than %d bytes", maxArchiveObject)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", st.Display(key), err)
+	}
+	return nil
 }
 
 // endHistory finds the detector engine behind det (the correlation stage

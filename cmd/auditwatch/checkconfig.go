@@ -21,7 +21,7 @@ func init() {
 
 // checkConfig exits 0 when FILE is valid, 1 when it is not (one problem a
 // line on stdout), 2 on a usage error or an unreadable file.
-func checkConfig(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func checkConfigMain(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check-config", stderr, "[FILE]", commands["check-config"].summary)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: auditwatch check-config [FILE]")

@@ -203,17 +203,12 @@ func TestConfigDiscovery(t *testing.T) {
 // TestNoConfigAnywhere: a command that needs a config says where it
 // looked.
 func TestNoConfigAnywhere(t *testing.T) {
-	// The machine's own /etc/auditwatch/config.yaml must not count: the
-	// search list's second place is a path that does not exist.
-	etc := filepath.Join(t.TempDir(), "etc", "auditwatch", "config.yaml")
-	old := configSearch
-	configSearch = []string{"auditwatch.yaml", etc}
-	t.Cleanup(func() { configSearch = old })
-	t.Chdir(t.TempDir())
-	t.Setenv("AUDITWATCH_CONFIG", "")
+	// The machine's own /etc/auditwatch/config.yaml must not count.
+	noConfigAnywhere(t)
+	local, etc := configSearch[0], configSearch[1]
 	for _, name := range []string{"run", "check-config"} {
 		code, _, stderr := runCmd(t, name)
-		if code != 2 || !strings.Contains(stderr, "no config file: pass --config FILE, set $AUDITWATCH_CONFIG, or create auditwatch.yaml or "+etc) {
+		if code != 2 || !strings.Contains(stderr, "no config file: pass --config FILE, set $AUDITWATCH_CONFIG, or create "+local+" or "+etc) {
 			t.Errorf("%s with no config anywhere: exit %d\n%s", name, code, stderr)
 		}
 	}

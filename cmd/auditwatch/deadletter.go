@@ -6,12 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"text/tabwriter"
+	"time"
 
 	"auditwatch/alert"
 	"auditwatch/alert/deadletter"
 	"auditwatch/alert/notify"
 	"auditwatch/internal/escape"
+	"auditwatch/internal/lifecycle"
 )
 
 func init() {
@@ -30,11 +33,13 @@ delivers each record again to the output that failed it, through that
 output's retries; it is idempotent: a finding revision already delivered
 to its output, or an event batch resent before, is skipped, so running it
 twice sends nothing twice. Records that fail again are appended to the
-dead-letter file for a later run. resend opens the alert ledger, so stop
-the stage that uses it (run or alert) first.
+dead-letter file for a later run. While the stage that owns the alert
+ledger (run or alert) is running, resend hands the request to it through
+the resend spool (<state.dir>/alert/resend/) and prints its answer; it
+waits --wait for that answer.
 `
 
-func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func deadletterMain(ctx context.Context, j *lifecycle.Job, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 		fmt.Fprint(stderr, deadletterUsage)
 		return 0
@@ -48,6 +53,7 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 	cfgPath := configFlag(fs)
 	only := fs.String("output", "", "only records of the output `NAME`")
 	file := fs.String("file", "", "dead-letter `PATH` (default: the configured one)")
+	wait := fs.Duration("wait", 10*time.Minute, "how long resend waits for the running stage's answer")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -66,6 +72,7 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 	if d == nil {
 		return code
 	}
+	j.SetShutdownTimeout(d.cfg.ShutdownTimeout.D())
 	acfg, err := alert.FromNode(&d.cfg.Alerts)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch deadletter: config: %v\n", err)
@@ -93,13 +100,50 @@ func runDeadletter(ctx context.Context, args []string, _ io.Reader, stdout, stde
 	if verb == "list" {
 		return deadletterList(path, *only, stdout, stderr)
 	}
-	r, err := alert.New(acfg, d.log.With("component", "alert"), d.reg, alert.WithoutDelivery())
+	r, err := jobOpen(j, "alert router", func(context.Context) (*alert.Router, error) {
+		return alert.New(acfg, d.log.With("component", "alert"), d.reg, alert.WithoutDelivery())
+	}, (*alert.Router).Close)
+	if errors.Is(err, alert.ErrInUse) {
+		return resendThroughRunning(ctx, acfg, path, *only, *wait, stdout, stderr)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch deadletter resend: %v\n", err)
 		return 1
 	}
-	defer r.Close()
 	st, err := r.Replay(ctx, path, *only)
+	return resendReport(acfg, st, err, stdout, stderr)
+}
+
+// resendThroughRunning asks the running stage, which holds the ledger, to
+// resend (alert.RequestResend) and reports its answer.
+func resendThroughRunning(ctx context.Context, acfg alert.Config, path, only string, wait time.Duration, stdout, stderr io.Writer) int {
+	dir := alert.ResendDir(acfg)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch deadletter resend: %v\n", err)
+		return 1
+	}
+	id, err := alert.RequestResend(dir, alert.ResendRequest{File: abs, Output: only, Requested: time.Now().UTC()})
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch deadletter resend: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "auditwatch deadletter resend: the alert ledger is held by a running stage; asked it to resend (request %s)\n", id)
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	res, err := alert.WaitResend(wctx, dir, id)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditwatch deadletter resend: %v\n", err)
+		return 1
+	}
+	var rerr error
+	if res.Error != "" {
+		rerr = errors.New(res.Error)
+	}
+	return resendReport(acfg, res.Stats, rerr, stdout, stderr)
+}
+
+func resendReport(acfg alert.Config, st alert.ReplayStats, err error, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "resent %d findings and %d events; %d failed again (appended to %s); %d already delivered; %d skipped\n",
 		st.Findings, st.Events, st.Failed, escape.String(escape.Terminal, acfg.DeadLetter.Path), st.Done, st.Skipped)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"auditwatch/internal/lifecycle"
 	"auditwatch/pipeline"
 	"auditwatch/schema"
+	"auditwatch/stream"
 )
 
 func init() {
@@ -66,6 +67,22 @@ func (d *daemon) runDetect(ctx context.Context) error {
 	}
 	defer enrich.Close()
 	var cs []lifecycle.Component
+	// Instances share credential links (an issue and its key's uses may
+	// land on different instances).
+	if kc.LinksTopic != "" && enrich != nil && enrich.linker != nil {
+		run, err := d.shareLinks(k, kc.LinksTopic, enrich)
+		if err != nil {
+			return err
+		}
+		cs = append(cs, lifecycle.Component{Name: "identity links", Run: run})
+	}
+	// The end-to-end canary's events are labelled here and count as having
+	// come through the whole pipeline (the ingest stage makes the reads).
+	canaryPrincipal, canaryByIP, disarm, stopCanary, err := d.detectCanary(sink)
+	if err != nil {
+		return err
+	}
+	defer stopCanary()
 	for _, r := range []struct{ role, topic, group string }{
 		{rolePrincipal, kc.EventsTopic, kc.DetectGroup},
 		{roleByIP, kc.EventsByIPTopic, kc.DetectGroup + "-by-ip"},
@@ -77,11 +94,13 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		var ev pipeline.EventSink
 		var hook func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
 		var flush func() error
+		canary := canaryByIP
 		open := d.detectorOpenerFor(r.role, c)
 		if r.role == rolePrincipal {
 			ev = events
 			hook = enrich.hook()
 			flush = enrich.flushHook()
+			canary = canaryPrincipal
 			// Sigma rules see every event once: on the principal-keyed topic
 			if open, err = d.withRules(ctx, open); err != nil {
 				return err
@@ -90,6 +109,7 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
 			Enrich:             hook,
 			BeforeCheckpoint:   flush,
+			Canary:             canary,
 			Open:               open,
 			Findings:           sink,
 			Events:             ev,
@@ -103,9 +123,26 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var h stream.Handler = stage
+		if r.role == rolePrincipal && canaryPrincipal != nil {
+			h = disarmOnRevoke{stage, disarm}
+		}
 		cs = append(cs, lifecycle.Component{Name: "detect " + r.role, Run: func(ctx context.Context) error {
-			return k.Consume(ctx, r.topic, r.group, stage)
+			return k.Consume(ctx, r.topic, r.group, h)
 		}})
 	}
 	return d.runComponents(ctx, cs...)
+}
+
+// disarmOnRevoke disarms the passive canary when partitions are given up
+// (the canary's events may now go to another instance).
+type disarmOnRevoke struct {
+	*pipeline.DetectStage
+	disarm func()
+}
+
+func (h disarmOnRevoke) Revoked(ctx context.Context, parts []int) error {
+	err := h.DetectStage.Revoked(ctx, parts)
+	h.disarm()
+	return err
 }

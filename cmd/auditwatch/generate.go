@@ -21,7 +21,7 @@ func init() {
 	})
 }
 
-func runGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func generateMain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("generate", stderr, "[flags]", commands["generate"].summary)
 	format := fs.String("format", "mixed", "output format: vault (JSON lines), cloudtrail (one record per line, or S3 objects with --s3), mixed (both: vault-audit.log and cloudtrail.jsonl in the directory --out, or one time-ordered stream with --out -)")
 	events := fs.Int("events", 100_000, "number of client requests to generate (a Vault request is a request and a response line)")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -22,6 +23,9 @@ type enrichment struct {
 	geo    *netinfo.DB
 	linker *identity.Linker
 	travel *netinfo.Travel // with a city database or country centroids
+	// share, when set, publishes the linker's changes to the other detect
+	// instances (the Kafka links topic) at each checkpoint
+	share func(ctx context.Context, ss []identity.Shared) error
 }
 
 // openEnrichment opens both from the root config's geo: and identity:
@@ -99,19 +103,32 @@ func (e *enrichment) Flush() error {
 	if e == nil {
 		return nil
 	}
-	var errs []error
 	if e.travel != nil {
-		errs = append(errs, e.travel.Flush())
+		if err := e.travel.Flush(); err != nil {
+			return err
+		}
 	}
 	if e.linker != nil {
-		errs = append(errs, e.linker.Sync())
+		if err := e.linker.Sync(); err != nil {
+			return err
+		}
 	}
-	return errors.Join(errs...)
+	if e.share != nil && e.linker != nil {
+		if ss := e.linker.TakeShared(); len(ss) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := e.share(ctx, ss); err != nil {
+				e.linker.RequeueShared(ss)
+				return fmt.Errorf("share credential links: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // flushHook returns Flush, or nil when there is nothing to flush.
 func (e *enrichment) flushHook() func() error {
-	if e == nil || (e.travel == nil && e.linker == nil) {
+	if e == nil || (e.travel == nil && e.linker == nil && e.share == nil) {
 		return nil
 	}
 	return e.Flush

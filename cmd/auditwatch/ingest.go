@@ -55,7 +55,7 @@ func (d *daemon) runIngest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srcs, err := buildSources(d.cfg, cps, d.log, d.reg)
+	srcs, err := buildSources(d.conf, cps, d.log, d.reg)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func (d *daemon) runIngest(ctx context.Context) error {
 	// here, beside the sources: they go to the findings topic, which the
 	// alert stage delivers to every output.
 	findings := pipeline.FindingsPublisher{Stream: k, Topic: kc.FindingsTopic}
-	watchPub, stopWatch, err := d.watchLive(ctx, ing, findings)
+	watchPub, _, stopWatch, err := d.watchLive(ctx, ing, findings, true)
 	if err != nil {
 		return err
 	}

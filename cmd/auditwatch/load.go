@@ -13,6 +13,7 @@ import (
 	"os"
 	"time"
 
+	"auditwatch/internal/lifecycle"
 	"auditwatch/schema"
 	"auditwatch/store"
 )
@@ -27,7 +28,7 @@ func init() {
 // maxLoadLine bounds one JSON line.
 const maxLoadLine = 4 << 20
 
-func runLoad(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func loadMain(ctx context.Context, j *lifecycle.Job, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("load", stderr, "[flags] [file ...]", commands["load"].summary)
 	var sf storageFlags
 	sf.register(fs)
@@ -48,12 +49,11 @@ func runLoad(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.Open(ctx, cfg, logger, nil)
+	st, err := jobOpen(j, "store", func(ctx context.Context) (store.Store, error) { return store.Open(ctx, cfg, logger, nil) }, store.Store.Close)
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch load:", err)
 		return 1
 	}
-	defer st.Close()
 	if *migrate {
 		if err := st.Migrate(ctx); err != nil {
 			fmt.Fprintln(stderr, "auditwatch load:", err)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"auditwatch/internal/lifecycle"
 	"auditwatch/store"
 )
 
@@ -17,7 +18,7 @@ func init() {
 	})
 }
 
-func runMigrate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func migrateMain(ctx context.Context, j *lifecycle.Job, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("migrate", stderr, "[flags]", commands["migrate"].summary)
 	var sf storageFlags
 	sf.register(fs)
@@ -35,12 +36,11 @@ func runMigrate(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return 0
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.Open(ctx, cfg, logger, nil)
+	st, err := jobOpen(j, "store", func(ctx context.Context) (store.Store, error) { return store.Open(ctx, cfg, logger, nil) }, store.Store.Close)
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch migrate:", err)
 		return 1
 	}
-	defer st.Close()
 	if err := st.Migrate(ctx); err != nil {
 		fmt.Fprintln(stderr, "auditwatch migrate:", err)
 		return 1

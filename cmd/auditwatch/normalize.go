@@ -19,7 +19,7 @@ func init() {
 	})
 }
 
-func runNormalize(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func normalizeMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("normalize", stderr, "[flags] PATH...", commands["normalize"].summary)
 	opts := ingest.DefaultOptions()
 	fl.StringVar(&opts.Format, "format", opts.Format, "input format: auto, cloudtrail or vault")

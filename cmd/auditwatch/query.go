@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"auditwatch/internal/escape"
+	"auditwatch/internal/lifecycle"
 	"auditwatch/store"
 )
 
@@ -33,6 +34,7 @@ func queryUsage(w io.Writer, fs *flag.FlagSet) {
 		fmt.Fprintf(w, "  %-13s %s%s; default --since %s\n", n, q.Summary, need, fmtDur(q.DefaultSince))
 	}
 	fmt.Fprintf(w, "  %-13s %s\n", "token-accessor", "the Vault token accessor whose audit HMAC is --hmac (asks Vault: VAULT_ADDR, VAULT_TOKEN with sudo; see -h)")
+	fmt.Fprintf(w, "  %-13s %s\n", "allows", "the allow entries `auditwatch allow` made (from state.dir; --all adds expired ones)")
 	fmt.Fprintln(w, "\nflags:")
 	fs.PrintDefaults()
 }
@@ -44,7 +46,7 @@ func fmtDur(d time.Duration) string {
 	return d.String()
 }
 
-func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func queryMain(ctx context.Context, j *lifecycle.Job, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("query", stderr, "<name> [flags]", commands["query"].summary)
 	var sf storageFlags
 	sf.register(fs)
@@ -74,6 +76,9 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	name := args[0]
 	if name == "token-accessor" {
 		return runTokenAccessor(ctx, args[1:], stdout, stderr)
+	}
+	if name == "allows" {
+		return runQueryAllows(ctx, args[1:], stdout, stderr)
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -133,12 +138,11 @@ func runQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.OpenQuery(ctx, cfg, logger)
+	st, err := jobOpen(j, "store", func(ctx context.Context) (store.Querier, error) { return store.OpenQuery(ctx, cfg, logger) }, store.Querier.Close)
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)
 		return 1
 	}
-	defer st.Close()
 	res, err := st.Query(ctx, name, a)
 	if err != nil {
 		fmt.Fprintln(stderr, "auditwatch query:", err)

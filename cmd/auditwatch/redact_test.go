@@ -17,3 +17,12 @@ func TestStderrIsRedacted(t *testing.T) {
 		t.Errorf("stderr keeps the token:\n%s", stderr)
 	}
 }
+
+// The layer on stderr masks secrets, not prose: help text that talks
+// about tokens is printed as written.
+func TestStderrKeepsProse(t *testing.T) {
+	code, _, stderr := runCmd(t, "query", "-h")
+	if code != 0 || !strings.Contains(stderr, "Vault token accessors") || strings.Contains(stderr, "REDACTED") {
+		t.Errorf("query -h: exit %d\n%s", code, stderr)
+	}
+}

@@ -85,7 +85,7 @@ type replayPos struct {
 	Done   bool  `json:"done"`
 }
 
-func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func replayMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("replay", stderr, "[flags] PATH...", commands["replay"].summary)
 	configPath := fl.String("config", "", "auditwatch config file (its detectors: section is used)")
 	stateDir := fl.String("state", "", "state directory (kept across runs); default a temporary store")
@@ -172,7 +172,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if err != nil {
 			return fail(1, "%v", err)
 		}
-		sd.Evaluator().Correlator().MaxGroups = rcfg.MaxGroups
+		sd.Configure(rcfg)
 		run = sd
 	}
 	enrich, err := replayEnrichment(*configPath, *stateDir, logger)

@@ -75,9 +75,35 @@ func TestReplayRulePack(t *testing.T) {
 	if err := os.WriteFile(input, all, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fs, stderr, code := replay(t, context.Background(), "--rules", rulesDir, input)
+	// every match a finding: each positive example fires on its own
+	cfg := filepath.Join(t.TempDir(), "every.yaml")
+	if err := os.WriteFile(cfg, []byte("rules:\n  every_match: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs, stderr, code := replay(t, context.Background(), "--config", cfg, "--rules", rulesDir, input)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// the default cool-down groups repeated matches of a rule by one
+	// principal: fewer findings, and the first positive example of each
+	// rule still raises one at once
+	grouped, stderr, code := replay(t, context.Background(), "--rules", rulesDir, input)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	firstFired := map[string]bool{}
+	for _, f := range grouped {
+		if f.Detector == schema.DetectorSigma && f.Revision == 0 {
+			firstFired[f.EventIDs[0]] = true
+		}
+	}
+	if len(grouped) >= len(fs) {
+		t.Errorf("grouped: %d findings, every match: %d", len(grouped), len(fs))
+	}
+	for file, e := range exp {
+		if !e.corr && len(e.pos) > 0 && !firstFired[e.pos[0]] {
+			t.Errorf("%s: grouped: no finding for the first positive example %s", filepath.Base(file), e.pos[0])
+		}
 	}
 	fired := map[string]map[string]bool{} // file → event ids of its single-event findings
 	corrFired := map[string]int{}

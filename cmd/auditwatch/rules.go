@@ -27,7 +27,7 @@ func rulesUsage(w io.Writer) {
 	fmt.Fprintln(w, `line, {"match": true|false, "record": {original record}}; exit 1 on a failed example.`)
 }
 
-func runRules(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func rulesMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		rulesUsage(stderr)
 		if len(args) == 0 {

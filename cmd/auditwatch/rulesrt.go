@@ -165,7 +165,7 @@ func (rt *rulesRuntime) wrap(inner sigma.Engine) (*sigma.Detector, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.Evaluator().Correlator().MaxGroups = rt.cfg.MaxGroups
+	d.Configure(rt.cfg)
 	rt.dets = append(rt.dets, d)
 	return d, nil
 }

@@ -45,99 +45,117 @@ func (d *daemon) runAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	open, err := d.detectorOpener("embedded")
-	if err != nil {
-		return err
-	}
-	if open, err = d.withRules(ctx, open); err != nil {
-		return err
-	}
-	// The detector state of the one embedded partition; its checkpoint
-	// metadata holds where each source resumes.
-	det, err := open(0, false)
-	if err != nil {
-		return err
-	}
-	meta, err := det.Meta()
-	if err != nil {
-		det.Close()
-		return err
-	}
-	positions := source.NewMemCheckpoints(pipeline.PositionsFromMeta(meta))
-	handedOut := false
-	opener := func(p int, fresh bool) (pipeline.Detector, error) {
-		if p != 0 || fresh || handedOut {
-			return open(p, fresh)
-		}
-		handedOut = true
-		return det, nil
-	}
-
-	sinks, closeSinks, err := d.findingSinks(ctx)
-	if err != nil {
-		det.Close()
-		return err
-	}
-	defer closeSinks()
-	events, closeEvents, err := d.eventSinks(ctx)
-	if err != nil {
-		det.Close()
-		return err
-	}
-	defer closeEvents()
-
-	emb, err := stream.NewEmbedded(cfg.Stream.Embedded, d.reg)
-	if err != nil {
-		return err
-	}
-	defer emb.Close()
-	enrich, err := openEnrichment(cfg, d.stateDir("identity"), d.log)
-	if err != nil {
-		return err
-	}
-	defer enrich.Close()
-	stage, err := pipeline.NewDetectStage(pipeline.DetectConfig{
-		Enrich:             enrich.hook(),
-		BeforeCheckpoint:   enrich.flushHook(),
-		Open:               opener,
-		Findings:           sinks,
-		Events:             events,
-		CheckpointEvents:   cfg.State.CheckpointEvents,
-		CheckpointInterval: cfg.State.CheckpointInterval.D(),
-		IdleDrain:          cfg.State.IdleDrain.D(),
-		Logger:             d.log,
-		Registerer:         d.reg,
+	var (
+		det       pipeline.Detector
+		handedOut bool
+		opener    pipeline.OpenDetector
+		positions *source.MemCheckpoints
+		sinks     pipeline.FindingSinks
+		events    pipeline.EventSink
+		emb       *stream.Embedded
+		enrich    *enrichment
+		ing       *pipeline.Ingest
+		watchPub  source.Publisher
+		canary    canaryHook
+		stage     *pipeline.DetectStage
+		srcPub    source.Publisher
+		srcs      []source.Source
+	)
+	// The set-up is components too: each Start opens what the later ones
+	// use, in this order, and a failing one stops those before it. Then
+	// progress, the detect stage and the sources run. The stop runs
+	// backwards: the sources stop first, the detect stage hands on and
+	// checkpoints what it has taken, the last progress line is printed,
+	// and what the set-up opened is closed, all within the shutdown
+	// deadline.
+	cs := []lifecycle.Component{{
+		// The detector state of the one embedded partition; its
+		// checkpoint metadata holds where each source resumes. The detect
+		// stage takes it over when it opens partition 0.
+		Name: "detector state",
+		Start: func(ctx context.Context) error {
+			open, err := d.detectorOpener("embedded")
+			if err != nil {
+				return err
+			}
+			if open, err = d.withRules(ctx, open); err != nil {
+				return err
+			}
+			if det, err = open(0, false); err != nil {
+				return err
+			}
+			meta, err := det.Meta()
+			if err != nil {
+				return err
+			}
+			positions = source.NewMemCheckpoints(pipeline.PositionsFromMeta(meta))
+			opener = func(p int, fresh bool) (pipeline.Detector, error) {
+				if p != 0 || fresh || handedOut {
+					return open(p, fresh)
+				}
+				handedOut = true
+				return det, nil
+			}
+			return nil
+		},
+		Stop: func(context.Context) error {
+			if det != nil && !handedOut {
+				return det.Close()
+			}
+			return nil
+		},
+	}}
+	var closeSinks, closeEvents, stopWatch, stopTrail func()
+	cs = append(cs, lifecycle.Component{
+		Name:  "finding sinks",
+		Start: func(ctx context.Context) (err error) { sinks, closeSinks, err = d.findingSinks(ctx); return err },
+		Stop:  func(context.Context) error { closeSinks(); return nil },
+	}, lifecycle.Component{
+		Name:  "event sinks",
+		Start: func(ctx context.Context) (err error) { events, closeEvents, err = d.eventSinks(ctx); return err },
+		Stop:  func(context.Context) error { closeEvents(); return nil },
+	}, lifecycle.Component{
+		Name: "embedded stream",
+		Start: func(context.Context) (err error) {
+			emb, err = stream.NewEmbedded(cfg.Stream.Embedded, d.reg)
+			return err
+		},
+		Stop: func(context.Context) error { return emb.Close() },
+	}, lifecycle.Component{
+		Name: "enrichment",
+		Start: func(context.Context) (err error) {
+			enrich, err = openEnrichment(cfg, d.stateDir("identity"), d.log)
+			return err
+		},
+		Stop: func(context.Context) error { enrich.Close(); return nil },
+	}, lifecycle.Component{
+		// the canary's events come back through the detect stage (canary)
+		Name: "watch",
+		Start: func(ctx context.Context) (err error) {
+			ing, err = pipeline.NewIngest(pipeline.IngestConfig{
+				Stream: emb, EventsTopic: embeddedEvents, CarryPositions: true,
+				Logger: d.log, Registerer: d.reg,
+			})
+			if err != nil {
+				return err
+			}
+			watchPub, canary, stopWatch, err = d.watchLive(ctx, ing, sinks, false)
+			return err
+		},
+		Stop: func(context.Context) error { stopWatch(); return nil },
+	}, lifecycle.Component{
+		// the sources are built here and started last; the trail verifier
+		// sits between them and the watch publisher
+		Name: "trail",
+		Start: func(ctx context.Context) (err error) {
+			if srcs, err = buildSources(d.conf, positions, d.log, d.reg); err != nil {
+				return err
+			}
+			srcPub, stopTrail, err = d.trailLive(ctx, srcs, watchPub, sinks)
+			return err
+		},
+		Stop: func(context.Context) error { stopTrail(); return nil },
 	})
-	if err != nil {
-		return err
-	}
-	ing, err := pipeline.NewIngest(pipeline.IngestConfig{
-		Stream: emb, EventsTopic: embeddedEvents, CarryPositions: true,
-		Logger: d.log, Registerer: d.reg,
-	})
-	if err != nil {
-		return err
-	}
-	srcs, err := buildSources(cfg, positions, d.log, d.reg)
-	if err != nil {
-		return err
-	}
-	watchPub, stopWatch, err := d.watchLive(ctx, ing, sinks)
-	if err != nil {
-		return err
-	}
-	defer stopWatch()
-	srcPub, stopTrail, err := d.trailLive(ctx, srcs, watchPub, sinks)
-	if err != nil {
-		return err
-	}
-	defer stopTrail()
-
-	// Start order: progress, then the detect stage, then the sources; the
-	// stop runs backwards, so the sources stop first and the detect stage
-	// hands on and checkpoints what it has taken, all within the shutdown
-	// deadline; the last progress line comes after.
-	var cs []lifecycle.Component
 	if iv := cfg.Console.Progress; iv > 0 {
 		var stopProgress func()
 		cs = append(cs, lifecycle.Component{
@@ -146,11 +164,31 @@ func (d *daemon) runAll(ctx context.Context) error {
 			Stop:  func(context.Context) error { stopProgress(); return nil },
 		})
 	}
-	cs = append(cs, lifecycle.Component{Name: "detect stage", Run: func(ctx context.Context) error {
-		return emb.Consume(ctx, embeddedEvents, "detect", stage)
-	}})
-	cs = append(cs, sourceComponents(srcs, srcPub)...)
-	return d.runComponents(ctx, cs...)
+	cs = append(cs, lifecycle.Component{
+		Name: "detect stage",
+		Start: func(context.Context) (err error) {
+			stage, err = pipeline.NewDetectStage(pipeline.DetectConfig{
+				Enrich:             enrich.hook(),
+				BeforeCheckpoint:   enrich.flushHook(),
+				Canary:             canary,
+				Open:               opener,
+				Findings:           sinks,
+				Events:             events,
+				CheckpointEvents:   cfg.State.CheckpointEvents,
+				CheckpointInterval: cfg.State.CheckpointInterval.D(),
+				IdleDrain:          cfg.State.IdleDrain.D(),
+				Logger:             d.log,
+				Registerer:         d.reg,
+			})
+			return err
+		},
+		Run: func(ctx context.Context) error { return emb.Consume(ctx, embeddedEvents, "detect", stage) },
+	})
+	if err := d.mgr.Start(ctx, cs...); err != nil {
+		return d.mgr.Stop(err)
+	}
+	// The sources are known once the set-up has run; they start last.
+	return d.runComponents(ctx, sourceComponents(srcs, srcPub)...)
 }
 
 // findingSinks opens the configured finding sinks.

@@ -27,7 +27,7 @@ func init() {
 	})
 }
 
-func runTrail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func trailMain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "verify" {
 		fmt.Fprintln(stderr, "usage: auditwatch trail verify [flags] PATH|s3://bucket/prefix")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {

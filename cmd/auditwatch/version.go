@@ -12,20 +12,22 @@ import (
 func init() {
 	register("version", command{
 		summary: "print the build version",
-		run: func(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-			fs := newFlagSet("version", stderr, "", commands["version"].summary)
-			if code, done := parseFlags(fs, args); done {
-				return code
-			}
-			if fs.NArg() > 0 {
-				fs.Usage()
-				return 2
-			}
-			fmt.Fprintln(stdout, "auditwatch", buildVersion())
-			fmt.Fprintln(stdout, netinfo.Attribution)
-			return 0
-		},
+		run:     runVersion,
 	})
+}
+
+func versionMain(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", stderr, "", commands["version"].summary)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	fmt.Fprintln(stdout, "auditwatch", buildVersion())
+	fmt.Fprintln(stdout, netinfo.Attribution)
+	return 0
 }
 
 // buildVersion is the module version the binary was built at ("(devel)"

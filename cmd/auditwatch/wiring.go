@@ -100,7 +100,7 @@ func (d *daemon) detectorOpenerFor(key string, dcfg detect.Config) pipeline.Open
 			st.Close()
 			return nil, err
 		}
-		return correlated(engine{Engine: eng, st: st}, dcfg)
+		return correlated(d.allowing(engine{Engine: eng, st: st}), dcfg)
 	}
 }
 

@@ -6,6 +6,12 @@
 // shutdown deadline, so producers stop before the consumers they feed.
 // The first failure is the command's error; a component that does not stop
 // by the deadline is reported by name.
+//
+// A one-shot command (replay, load, query…) runs as a Job (RunJob): its
+// work runs until it returns, opening what it uses through the Job (in
+// order, each ready before the next); ctx ending cancels the work, and the
+// work and then what it opened, in reverse order, must stop within the
+// same shutdown deadline.
 package lifecycle
 
 import (
@@ -13,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -47,8 +54,12 @@ type Manager struct {
 	// Ready, when set, is called with true once every component has
 	// started and with false when the stop begins (a /readyz handler).
 	Ready func(bool)
+	// After is the clock of the shutdown deadline (nil: time.After);
+	// tests inject one.
+	After func(time.Duration) <-chan time.Time
 
 	components []Component
+	mu         sync.Mutex // guards run and ShutdownTimeout once started
 	run        []*started
 	failed     chan error
 }
@@ -86,12 +97,15 @@ func (m *Manager) Run(ctx context.Context) error {
 // component's name; the components started before it keep running until
 // Stop or Wait.
 func (m *Manager) Start(ctx context.Context, cs ...Component) error {
-	if m.ShutdownTimeout <= 0 {
+	if m.timeout() <= 0 {
 		return errors.New("lifecycle: ShutdownTimeout must be positive")
 	}
+	m.mu.Lock()
 	if m.failed == nil {
 		m.failed = make(chan error, 64)
 	}
+	failed := m.failed
+	m.mu.Unlock()
 	for _, c := range cs {
 		if err := ctx.Err(); err != nil {
 			return nil
@@ -107,7 +121,6 @@ func (m *Manager) Start(ctx context.Context, cs ...Component) error {
 			// ctx: the stop order is what keeps handed-on work intact.
 			cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			s.cancel, s.done = cancel, make(chan error, 1)
-			failed := m.failed
 			go func() {
 				err := c.Run(cctx)
 				if cctx.Err() == nil && (err != nil || !c.MayFinish) {
@@ -122,9 +135,17 @@ func (m *Manager) Start(ctx context.Context, cs ...Component) error {
 				s.done <- err
 			}()
 		}
+		m.mu.Lock()
 		m.run = append(m.run, s)
+		m.mu.Unlock()
 	}
 	return nil
+}
+
+func (m *Manager) timeout() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ShutdownTimeout
 }
 
 // Wait marks the process ready, waits for ctx to end or a started
@@ -136,11 +157,14 @@ func (m *Manager) Wait(ctx context.Context) error {
 		if m.Ready != nil {
 			m.Ready(true)
 		}
-		log.Info("running", "components", len(m.run))
+		m.mu.Lock()
+		n, failed := len(m.run), m.failed
+		m.mu.Unlock()
+		log.Info("running", "components", n)
 		select {
 		case <-ctx.Done():
-			log.Info("shutting down", "deadline", m.ShutdownTimeout)
-		case failure = <-m.failed:
+			log.Info("shutting down", "deadline", m.timeout())
+		case failure = <-failed:
 			log.Error("stopping after a failure", "err", failure)
 		}
 	}
@@ -154,9 +178,18 @@ func (m *Manager) Stop(cause error) error {
 	if m.Ready != nil {
 		m.Ready(false)
 	}
+	sctx, cancel := m.deadline()
+	defer cancel()
+	return m.stopWithin(sctx, cause)
+}
+
+// stopWithin is Stop within sctx's deadline.
+func (m *Manager) stopWithin(sctx context.Context, cause error) error {
+	m.mu.Lock()
 	run := m.run
 	m.run = nil
-	err := m.stop(run)
+	m.mu.Unlock()
+	err := m.stop(sctx, run)
 	if cause == nil {
 		cause = err
 	}
@@ -173,11 +206,28 @@ func (m *Manager) logger() *slog.Logger {
 	return m.Logger
 }
 
-// stop stops the started components in reverse order within the shutdown
+// deadline returns a context that ends when the shutdown deadline, started
+// now on the manager's clock, passes.
+func (m *Manager) deadline() (context.Context, context.CancelFunc) {
+	after := m.After
+	if after == nil {
+		after = time.After
+	}
+	expired := after(m.timeout())
+	sctx, cancel := context.WithCancelCause(context.Background())
+	go func() {
+		select {
+		case <-expired:
+			cancel(context.DeadlineExceeded)
+		case <-sctx.Done():
+		}
+	}()
+	return sctx, func() { cancel(context.Canceled) }
+}
+
+// stop stops the started components in reverse order within sctx's
 // deadline and returns the first error of a stop.
-func (m *Manager) stop(run []*started) error {
-	sctx, cancel := context.WithTimeout(context.Background(), m.ShutdownTimeout)
-	defer cancel()
+func (m *Manager) stop(sctx context.Context, run []*started) error {
 	var first error
 	for i := len(run) - 1; i >= 0; i-- {
 		s := run[i]
@@ -197,7 +247,7 @@ func (m *Manager) stop(run []*started) error {
 						run[j].cancel()
 					}
 				}
-				return fmt.Errorf("%s did not stop within %v", s.c.Name, m.ShutdownTimeout)
+				return fmt.Errorf("%s did not stop within %v", s.c.Name, m.timeout())
 			}
 		}
 		if s.c.Stop != nil {
@@ -207,4 +257,87 @@ func (m *Manager) stop(run []*started) error {
 		}
 	}
 	return first
+}
+
+// Job is a one-shot command's handle on its manager (see RunJob).
+type Job struct {
+	m   *Manager
+	ctx context.Context
+}
+
+// Open starts cs in order, after what the job opened before (and the
+// components added to the manager): each Start returns once the component
+// is ready. Their Runs, if any, are supervised: one failing cancels the
+// work and is the job's error. Everything opened is stopped in reverse
+// order after the work returns. A Start error is returned wrapped with the
+// component's name, and the component is not stopped.
+func (j *Job) Open(cs ...Component) error { return j.m.Start(j.ctx, cs...) }
+
+// SetShutdownTimeout changes the shutdown deadline (a command learns it
+// from its config after it has started).
+func (j *Job) SetShutdownTimeout(d time.Duration) {
+	if d > 0 {
+		j.m.mu.Lock()
+		j.m.ShutdownTimeout = d
+		j.m.mu.Unlock()
+	}
+}
+
+// RunJob runs a one-shot command named name: the components added to the
+// manager start first; then work runs until it returns, and its error is
+// the job's. When ctx ends the work is cancelled; when a component fails,
+// the work is cancelled and that failure is the job's error. Either way
+// the work must return within the shutdown deadline, else the job fails
+// naming it (and what the work opened is cancelled, not stopped: the work
+// may still use it). Then everything is stopped in reverse order within
+// what is left of the deadline (or a full one when the work finished by
+// itself). A stop error is the job's error when the work succeeded.
+func (m *Manager) RunJob(ctx context.Context, name string, work func(ctx context.Context, j *Job) error) error {
+	cs := m.components
+	m.components = nil
+	if err := m.Start(ctx, cs...); err != nil {
+		return m.Stop(err)
+	}
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	m.mu.Lock()
+	failed := m.failed
+	m.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- work(wctx, &Job{m: m, ctx: wctx}) }()
+	if m.Ready != nil {
+		m.Ready(true)
+	}
+	var result error
+	select {
+	case result = <-done:
+		return m.Stop(result)
+	case <-ctx.Done():
+		m.logger().Info("shutting down", "deadline", m.timeout())
+	case result = <-failed:
+		m.logger().Error("stopping after a failure", "err", result)
+	}
+	if m.Ready != nil {
+		m.Ready(false)
+	}
+	cancel()
+	sctx, stopDeadline := m.deadline()
+	defer stopDeadline()
+	select {
+	case err := <-done:
+		if result == nil && !errors.Is(err, context.Canceled) {
+			result = err // a requested stop is no failure
+		}
+		return m.stopWithin(sctx, result)
+	case <-sctx.Done():
+		m.mu.Lock()
+		for _, s := range m.run {
+			if s.cancel != nil {
+				s.cancel()
+			}
+		}
+		m.run = nil
+		m.mu.Unlock()
+		return fmt.Errorf("%s did not stop within %v", name, m.timeout())
+	}
 }

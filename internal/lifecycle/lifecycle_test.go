@@ -166,11 +166,13 @@ func TestShutdownDeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	release := make(chan struct{})
 	defer close(release)
-	m := &Manager{ShutdownTimeout: 50 * time.Millisecond, Ready: func(b bool) {
+	clock := newFakeClock()
+	m := &Manager{ShutdownTimeout: 50 * time.Millisecond, After: clock.After, Ready: func(b bool) {
 		if b {
 			cancel()
 		}
 	}}
+	go clock.FireWhenWaited()
 	stuckDone := make(chan struct{})
 	m.Add(worker(&r, "http", nil, nil), Component{
 		Name: "stuck",
@@ -271,4 +273,163 @@ func TestPhasedStart(t *testing.T) {
 	if got, want := r2.String(), "start:http end:http stop:http"; got != want {
 		t.Errorf("steps:\n got %s\nwant %s", got, want)
 	}
+}
+
+// fakeClock is the shutdown deadline's clock: a deadline expires when the
+// test fires it, never on its own.
+type fakeClock struct {
+	asked chan time.Duration
+	fire  chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{asked: make(chan time.Duration, 8), fire: make(chan time.Time, 8)}
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.asked <- d
+	return c.fire
+}
+
+// FireWhenWaited expires the first deadline asked for.
+func (c *fakeClock) FireWhenWaited() {
+	<-c.asked
+	c.fire <- time.Time{}
+}
+
+// A job: the added components start first, the work opens more in order,
+// and when the work returns everything stops in reverse order.
+func TestJobOrder(t *testing.T) {
+	var r recorder
+	m := &Manager{ShutdownTimeout: time.Second}
+	m.Add(worker(&r, "http", nil, nil))
+	err := m.RunJob(t.Context(), "load", func(ctx context.Context, j *Job) error {
+		if err := j.Open(worker(&r, "store", nil, nil), Component{Name: "writer",
+			Start: func(context.Context) error { r.add("start:writer"); return nil },
+			Stop:  func(context.Context) error { r.add("stop:writer"); return nil }}); err != nil {
+			return err
+		}
+		r.add("work")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "start:http start:store start:writer work stop:writer end:store stop:store end:http stop:http"
+	if got := r.String(); got != want {
+		t.Errorf("steps:\n got %s\nwant %s", got, want)
+	}
+}
+
+// The work's error is the job's; a stop error does not hide it, and what
+// the work opened is stopped.
+func TestJobErrorPropagates(t *testing.T) {
+	var r recorder
+	boom := errors.New("boom")
+	m := &Manager{ShutdownTimeout: time.Second}
+	err := m.RunJob(t.Context(), "load", func(ctx context.Context, j *Job) error {
+		j.Open(Component{Name: "store", Stop: func(context.Context) error { r.add("stop:store"); return errors.New("close failed") }})
+		return boom
+	})
+	if !errors.Is(err, boom) || r.String() != "stop:store" {
+		t.Fatalf("RunJob = %v, steps %q; want boom and the store stopped", err, r.String())
+	}
+	// Without a work error, the stop error is the job's.
+	m = &Manager{ShutdownTimeout: time.Second}
+	err = m.RunJob(t.Context(), "load", func(ctx context.Context, j *Job) error {
+		return j.Open(Component{Name: "store", Stop: func(context.Context) error { return errors.New("close failed") }})
+	})
+	if err == nil || err.Error() != "store: stop: close failed" {
+		t.Fatalf("RunJob = %v, want the stop error", err)
+	}
+	// A Start error reaches the work, named.
+	m = &Manager{ShutdownTimeout: time.Second}
+	err = m.RunJob(t.Context(), "load", func(ctx context.Context, j *Job) error {
+		return j.Open(Component{Name: "store", Start: func(context.Context) error { return boom }})
+	})
+	if !errors.Is(err, boom) || err.Error() != "store: start: boom" {
+		t.Fatalf("RunJob = %v, want the named start error", err)
+	}
+}
+
+// A component the work opened failing cancels the work; the failure is
+// the job's error, and the rest stops in order.
+func TestJobComponentFailure(t *testing.T) {
+	var r recorder
+	fail := make(chan struct{})
+	m := &Manager{ShutdownTimeout: time.Second}
+	err := m.RunJob(t.Context(), "query", func(ctx context.Context, j *Job) error {
+		if err := j.Open(worker(&r, "server", fail, errors.New("connection lost"))); err != nil {
+			return err
+		}
+		close(fail)
+		<-ctx.Done()
+		r.add("work cancelled")
+		return ctx.Err()
+	})
+	if err == nil || err.Error() != "server: connection lost" {
+		t.Fatalf("RunJob = %v, want the server's failure", err)
+	}
+	if got, want := r.String(), "start:server fail:server work cancelled stop:server"; got != want {
+		t.Errorf("steps:\n got %s\nwant %s", got, want)
+	}
+}
+
+// ctx ending cancels the work; what it opened stops after it returns, and
+// a requested stop is no failure.
+func TestJobCancel(t *testing.T) {
+	var r recorder
+	ctx, cancel := context.WithCancel(t.Context())
+	m := &Manager{ShutdownTimeout: time.Second}
+	err := m.RunJob(ctx, "replay", func(wctx context.Context, j *Job) error {
+		j.Open(worker(&r, "state", nil, nil))
+		cancel()
+		<-wctx.Done()
+		r.add("work stopped")
+		return wctx.Err()
+	})
+	if err != nil {
+		t.Fatalf("RunJob = %v after a requested stop", err)
+	}
+	if got, want := r.String(), "start:state work stopped end:state stop:state"; got != want {
+		t.Errorf("steps:\n got %s\nwant %s", got, want)
+	}
+}
+
+// A work that ignores the stop fails the job at the deadline (set from
+// the config once the work has read it), named; what it opened is
+// cancelled but not stopped, since the work may still use it.
+func TestJobShutdownDeadline(t *testing.T) {
+	var r recorder
+	ctx, cancel := context.WithCancel(t.Context())
+	clock := newFakeClock()
+	m := &Manager{ShutdownTimeout: time.Second, After: clock.After}
+	release, workDone := make(chan struct{}), make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- m.RunJob(ctx, "generate", func(_ context.Context, j *Job) error {
+			defer close(workDone)
+			j.SetShutdownTimeout(3 * time.Second)
+			j.Open(worker(&r, "output", nil, nil))
+			cancel()
+			<-release // ignores its context
+			return nil
+		})
+	}()
+	if d := <-clock.asked; d != 3*time.Second {
+		t.Errorf("deadline %v, want the 3s the work set", d)
+	}
+	clock.fire <- time.Time{}
+	err := <-errc
+	if err == nil || err.Error() != "generate did not stop within 3s" {
+		t.Fatalf("RunJob = %v, want the work named", err)
+	}
+	for !strings.Contains(r.String(), "end:output") {
+		time.Sleep(time.Millisecond) // the cancelled Run ends on its own goroutine
+	}
+	if strings.Contains(r.String(), "stop:output") {
+		t.Errorf("output stopped under a running work: %s", r.String())
+	}
+	close(release)
+	<-workDone
 }

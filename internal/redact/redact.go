@@ -72,6 +72,17 @@ var (
 // String returns s with every registered secret, URL credential and
 // credential-shaped value replaced by REDACTED.
 func String(s string) string {
+	s = knownAndURLs(s)
+	s = authRE.ReplaceAllString(s, "${1}${2}"+Mask)
+	s = tokenRE.ReplaceAllString(s, Mask)
+	s = kvRE.ReplaceAllString(s, "${1}"+Mask)
+	return s
+}
+
+// knownAndURLs replaces registered secrets and URL credentials only: what
+// Writer applies to a command's stderr, whose help and messages use words
+// like "token" in prose.
+func knownAndURLs(s string) string {
 	mu.RLock()
 	for _, v := range values {
 		if strings.Contains(s, v) {
@@ -82,9 +93,6 @@ func String(s string) string {
 	if strings.Contains(s, "://") {
 		s = urlRE.ReplaceAllStringFunc(s, URL)
 	}
-	s = authRE.ReplaceAllString(s, "${1}${2}"+Mask)
-	s = tokenRE.ReplaceAllString(s, Mask)
-	s = kvRE.ReplaceAllString(s, "${1}"+Mask)
 	return s
 }
 

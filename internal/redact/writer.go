@@ -9,11 +9,14 @@ import (
 // maxHeld bounds what Writer holds while waiting for the end of a line.
 const maxHeld = 64 << 10
 
-// Writer redacts what it passes on, line by line: a line (ended by \n or
-// \r) is held until it is complete, so a secret split across two writes
-// is still masked; a line longer than 64 KiB is passed on in pieces.
-// Commands write their stderr through one, so error messages printed
-// without the logger are redacted too. It is safe for concurrent use.
+// Writer masks registered secrets and URL credentials in what it passes
+// on, line by line: a line (ended by \n or \r) is held until it is
+// complete, so a secret split across two writes is still masked; a line
+// longer than 64 KiB is passed on in pieces. Commands write their stderr
+// through one, so error messages printed without the logger are redacted
+// too. Credentials recognised only by shape ("Bearer …", token=…) are left
+// to String (the logger, errors, dead letters): on stderr they would mask
+// help text. It is safe for concurrent use.
 type Writer struct {
 	mu   sync.Mutex
 	w    io.Writer
@@ -56,6 +59,6 @@ func (x *Writer) Flush() error {
 }
 
 func (x *Writer) emit(b []byte) error {
-	_, err := io.WriteString(x.w, String(string(b)))
+	_, err := io.WriteString(x.w, knownAndURLs(string(b)))
 	return err
 }

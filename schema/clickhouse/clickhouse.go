@@ -71,6 +71,9 @@ type Migration struct {
 	Version    int
 	Name       string
 	Statements []string
+	// OncePerShard marks, by index, the statements a cluster runs on one
+	// replica of each shard (ClusterMigrations); nil for one server.
+	OncePerShard map[int]bool
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
@@ -156,13 +159,14 @@ func MigrationsTable(d Dialect) string {
 var Tables = []string{"events", "events_by_principal", "findings", "access_keys"}
 
 // TTL returns the ALTER statements that set a retention TTL on every
-// partitioned table (current servers only; 18.x drops partitions instead).
-func TTL(d Dialect, days int) []string {
+// partitioned table (current servers only; 18.x drops partitions instead);
+// in a cluster on the replicated local tables.
+func TTL(d Dialect, days int, clustered bool) []string {
 	if !d.Modern || days <= 0 {
 		return nil
 	}
 	var out []string
-	for _, t := range Tables {
+	for _, t := range LocalTables(clustered) {
 		out = append(out, fmt.Sprintf("ALTER TABLE %s.%s MODIFY TTL day + toIntervalDay(%d)", d.DB, t, days))
 	}
 	return out

@@ -58,10 +58,10 @@ func TestDialectFor(t *testing.T) {
 	if _, err := DialectFor("aw", "x"); err == nil {
 		t.Error("bad version accepted")
 	}
-	if got := TTL(Dialect{DB: "aw", Modern: true}, 90); len(got) != len(Tables) || !strings.Contains(got[0], "toIntervalDay(90)") {
+	if got := TTL(Dialect{DB: "aw", Modern: true}, 90, false); len(got) != len(Tables) || !strings.Contains(got[0], "toIntervalDay(90)") {
 		t.Errorf("TTL = %v", got)
 	}
-	if got := TTL(Dialect{DB: "aw"}, 90); got != nil {
+	if got := TTL(Dialect{DB: "aw"}, 90, false); got != nil {
 		t.Errorf("legacy TTL = %v", got)
 	}
 }

@@ -136,11 +136,6 @@ func startServer(t testing.TB, withTLS bool) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	tlsXML, tlsAddr, caFile := "", "", ""
 	if withTLS {
 		tlsPort, err := freePort()
@@ -157,6 +152,39 @@ func startServer(t testing.TB, withTLS bool) *Server {
     <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
     <cacheSessions>true</cacheSessions><disableProtocols>sslv2,sslv3</disableProtocols><preferServerCiphers>true</preferServerCiphers>
   </server></openSSL>`, tlsPort, cert, key)
+	}
+	if err := writeServerConfig(dir, tcp, httpPort, tlsXML); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(tcp)
+	p, err := launch(bin, dir, addr)
+	if err != nil {
+		Missing(t, "clickhouse-server", err)
+	}
+	t.Cleanup(p.stop)
+	exited := p.exited
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := waitListen(addr, exited, ctx); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "log", "error.log"))
+		so, _ := os.ReadFile(filepath.Join(dir, "log", "stdout.log"))
+		t.Fatalf("clickhouse-server: %v\n%s\n%s", err, so, log)
+	}
+	if tlsAddr != "" {
+		if err := waitListen(tlsAddr, exited, ctx); err != nil {
+			t.Fatalf("clickhouse-server TLS port: %v", err)
+		}
+	}
+	return &Server{Addr: addr, Dir: dir, TLSAddr: tlsAddr, CAFile: caFile}
+}
+
+// writeServerConfig writes dir/config.xml and dir/users.xml of a server on
+// 127.0.0.1 with its files under dir; extra is more XML inside <yandex>.
+func writeServerConfig(dir string, tcp, httpPort int, extra string) error {
+	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
 	}
 	config := fmt.Sprintf(`<?xml version="1.0"?>
 <yandex>
@@ -177,7 +205,7 @@ func startServer(t testing.TB, withTLS bool) *Server {
   <uncompressed_cache_size>268435456</uncompressed_cache_size>
   <max_concurrent_queries>20</max_concurrent_queries>
 </yandex>
-`, dir, tcp, httpPort, tlsXML)
+`, dir, tcp, httpPort, extra)
 	users := `<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
@@ -186,58 +214,46 @@ func startServer(t testing.TB, withTLS bool) *Server {
 </yandex>
 `
 	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
+	return os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o644)
+}
+
+// proc is a started server process.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// launch starts clickhouse-server on dir/config.xml and returns at once.
+func launch(bin, dir, addr string) (*proc, error) {
+	out, err := os.OpenFile(filepath.Join(dir, "log", "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cmd := exec.Command(bin, "--config-file="+filepath.Join(dir, "config.xml"))
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		Missing(t, "clickhouse-server", err)
+		out.Close()
+		return nil, fmt.Errorf("start clickhouse-server: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); out.Close() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	addr := "127.0.0.1:" + strconv.Itoa(tcp)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "log", "error.log"))
-			so, _ := os.ReadFile(filepath.Join(dir, "log", "stdout.log"))
-			t.Fatalf("clickhouse-server exited during start-up: %v\n%s\n%s", err, so, log)
-		case <-ctx.Done():
-			t.Fatalf("clickhouse-server did not listen on %s within 60s", addr)
-		case <-time.After(100 * time.Millisecond):
-		}
+	p := &proc{cmd: cmd, exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait(); out.Close() }()
+	return p, nil
+}
+
+// stop ends the server (SIGTERM, then SIGKILL after 15 s) and waits for it.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		p.exited <- <-p.exited
 	}
-	if tlsAddr != "" {
-		if err := waitListen(tlsAddr, exited, ctx); err != nil {
-			t.Fatalf("clickhouse-server TLS port: %v", err)
-		}
-	}
-	return &Server{Addr: addr, Dir: dir, TLSAddr: tlsAddr, CAFile: caFile}
 }
 
 func waitListen(addr string, exited chan error, ctx context.Context) error {

@@ -52,13 +52,17 @@ type DB struct {
 	modern   bool
 	limits   *Limits
 	logger   *slog.Logger
+	// local is appended to table names for inserts: "_local" in a
+	// cluster, where each block goes to the replicated tables of this
+	// shard (the Distributed tables under the plain names are for reads).
+	local string
 }
 
 // New connects and reads the server's version. With limits non-nil every
 // query runs with readonly=1 and those limits.
 func New(ctx context.Context, cfg Config, db string, limits *Limits, logger *slog.Logger) (*DB, error) {
 	cfg.SetDefaults()
-	if err := cfg.Validate("storage.clickhouse"); err != nil {
+	if err := Prefix("storage.clickhouse", cfg.Validate()); err != nil {
 		return nil, err
 	}
 	if logger == nil {
@@ -110,7 +114,11 @@ func New(ctx context.Context, cfg Config, db string, limits *Limits, logger *slo
 		return nil, err
 	}
 	logger.Info("clickhouse connected", "addr", cfg.Addr, "version", version, "tls", cfg.TLS.Enabled)
-	return &DB{conn: conn, db: db, version: version, revision: sv.Revision, modern: d.Modern, limits: limits, logger: logger}, nil
+	out := &DB{conn: conn, db: db, version: version, revision: sv.Revision, modern: d.Modern, limits: limits, logger: logger}
+	if cfg.Cluster.Enabled() {
+		out.local = chschema.LocalSuffix
+	}
+	return out, nil
 }
 
 // Version returns the server's version.
@@ -326,7 +334,7 @@ func (d *DB) InsertFindings(ctx context.Context, fs []schema.Finding, token stri
 }
 
 func (d *DB) sendColumns(ctx context.Context, table string, names []string, col func(string) any, token string) error {
-	q := "INSERT INTO " + d.db + "." + table + " (" + strings.Join(names, ", ") + ")"
+	q := "INSERT INTO " + d.db + "." + table + d.local + " (" + strings.Join(names, ", ") + ")"
 	b, err := d.conn.PrepareBatch(d.insertCtx(ctx, token), q)
 	if err != nil {
 		return fmt.Errorf("clickhouse: prepare insert into %s: %w", table, err)

@@ -14,7 +14,7 @@ import (
 
 func TestConfigValidate(t *testing.T) {
 	c := Config{Addr: []string{""}, Password: secret.Secret{Env: "A", File: "/b"}, DialTimeout: -1, TLS: TLSConfig{CAFile: "/ca.pem"}}
-	err := c.Validate("storage.clickhouse")
+	err := Prefix("storage.clickhouse", c.Validate())
 	for _, want := range []string{"storage.clickhouse.addr[0]", "storage.clickhouse.password", "storage.clickhouse.dial_timeout", "storage.clickhouse.tls"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to name %s", err, want)
@@ -22,8 +22,23 @@ func TestConfigValidate(t *testing.T) {
 	}
 	var d Config
 	d.SetDefaults()
-	if err := d.Validate("x"); err != nil {
+	if err := d.Validate(); err != nil {
 		t.Errorf("defaults invalid: %v", err)
+	}
+	cl := Config{Addr: []string{"a:9000"}, Cluster: ClusterConfig{Name: "aw", ZooKeeperPath: "/clickhouse/tables", Replica: "r'1", SyncTimeout: duration.Duration(-1)}}
+	err = Prefix("storage.clickhouse", cl.Validate())
+	for _, want := range []string{"storage.clickhouse.cluster.zookeeper_path: \"/clickhouse/tables\" does not contain {shard}", "storage.clickhouse.cluster.replica", "storage.clickhouse.cluster.sync_timeout"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("cluster Validate() = %v, want it to name %s", err, want)
+		}
+	}
+	if err := (ClusterConfig{Replica: "r1"}).Validate(); err == nil || !strings.Contains(err.Error(), "name: required") {
+		t.Errorf("cluster options without a name: %v", err)
+	}
+	cl = Config{Cluster: ClusterConfig{Name: "aw"}}
+	cl.SetDefaults()
+	if err := cl.Validate(); err != nil || cl.Cluster.ZooKeeperPath != "/clickhouse/tables/{shard}" || cl.Cluster.Replica != "{replica}" {
+		t.Errorf("cluster defaults %+v: %v", cl.Cluster, err)
 	}
 }
 

@@ -24,6 +24,15 @@ import (
 // ChannelID is the id the fake resolves every channel name to.
 const ChannelID = "C0TEST"
 
+// ChannelName is the name conversations.list gives ChannelID (beside a
+// few other channels), as Slack lists names: without the leading '#'.
+const ChannelName = "sec-alerts"
+
+// otherChannels are listed by conversations.list before ChannelName; a
+// page holds at most two channels (Slack may return fewer than limit), so
+// a lookup that reads only the first page misses ChannelName.
+var otherChannels = [][2]string{{"C0GENERAL", "general"}, {"C0RANDOM", "random"}, {"G0PRIVATE", "sec-private"}}
+
 // Message is one accepted chat.postMessage, chat.update or webhook post.
 type Message struct {
 	Method   string // chat.postMessage, chat.update or webhook
@@ -59,6 +68,7 @@ type Server struct {
 	Hang func(method string) (release <-chan struct{}, afterAccept bool)
 
 	mu       sync.Mutex
+	lists    int
 	lastTS   time.Time
 	n        int
 	seq      int
@@ -177,6 +187,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			"message": map[string]any{"text": m.Text, "ts": m.TS}})
 	case "conversations.history", "conversations.replies":
 		s.history(w, r, method)
+	case "conversations.list":
+		s.list(w, r)
 	case "chat.update":
 		m.TS = r.PostForm.Get("ts")
 		s.mu.Lock()
@@ -234,10 +246,52 @@ func validMetadata(raw string) bool {
 // messages, newest first) and conversations.replies (a thread's parent
 // and replies, oldest first), honouring oldest, latest, inclusive, limit
 // and cursor, with metadata only when include_all_metadata is set.
+// list answers conversations.list: the other channels, then ChannelName,
+// paged by limit (default 100) and an opaque cursor.
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.lists++
+	s.mu.Unlock()
+	f := r.PostForm
+	all := append(slices.Clone(otherChannels), [2]string{ChannelID, ChannelName})
+	limit, _ := strconv.Atoi(f.Get("limit"))
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	start := 0
+	if c := f.Get("cursor"); c != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(c, "page:"))
+		if err != nil || !strings.HasPrefix(c, "page:") {
+			_, _ = w.Write([]byte(SlackError("invalid_cursor")))
+			return
+		}
+		start = min(max(n, 0), len(all))
+	}
+	end := min(start+limit, start+2, len(all))
+	chs := make([]map[string]any, 0, end-start)
+	for _, c := range all[start:end] {
+		chs = append(chs, map[string]any{"id": c[0], "name": c[1], "is_channel": c[0][0] == 'C', "is_private": c[0][0] == 'G'})
+	}
+	next := ""
+	if end < len(all) {
+		next = "page:" + strconv.Itoa(end)
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channels": chs, "response_metadata": map[string]any{"next_cursor": next}})
+}
+
+// Lists returns how many conversations.list requests were answered.
+func (s *Server) Lists() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lists
+}
+
 func (s *Server) history(w http.ResponseWriter, r *http.Request, method string) {
 	f := r.PostForm
 	channel := f.Get("channel")
-	if channel == "" {
+	// Slack's history methods take a channel id only: a name (with or
+	// without '#') is not found.
+	if channel == "" || channel != ChannelID && !isChannelID(channel) {
 		_, _ = w.Write([]byte(SlackError("channel_not_found")))
 		return
 	}
@@ -344,4 +398,18 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	s.messages = append(s.messages, Message{Method: "webhook", Text: body.Text, Blocks: string(body.Blocks)})
 	s.mu.Unlock()
 	_, _ = w.Write([]byte("ok"))
+}
+
+// isChannelID reports whether s has the form of a Slack conversation id
+// (C…, G… or D… followed by upper-case letters and digits).
+func isChannelID(s string) bool {
+	if len(s) < 3 || !strings.ContainsRune("CGD", rune(s[0])) {
+		return false
+	}
+	for _, r := range s[1:] {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
 }

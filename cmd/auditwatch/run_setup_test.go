@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestRunSetupFailureStopsWhatStarted: `run` opens its set-up (detector
+// state, sinks, stream, enrichment, watch, trail) as lifecycle components
+// in order; when one fails — here the enrichment, whose link store's
+// directory is a file — the command fails naming it, and what had
+// started is stopped: the detector state's database is closed (its file
+// lock released) and the HTTP endpoint no longer listens.
+func TestRunSetupFailureStopsWhatStarted(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "identity"), []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "run.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`sources:
+  - name: live
+    type: filetail
+    filetail: {path: %q}
+state: {dir: %q}
+files: {findings: %q}
+http: {listen: %q}
+logging: {level: info, format: text}
+`, filepath.Join(dir, "audit.log"), state, filepath.Join(dir, "findings.jsonl"), addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCmd(t, "run", "--config", cfg)
+	if code != 1 || !strings.Contains(stderr, "enrichment: start:") {
+		t.Fatalf("run with a broken set-up: exit %d\n%s", code, stderr)
+	}
+	db, err := bolt.Open(filepath.Join(state, "detect", "embedded", "0", "detect.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("the detector state was left open after the failed set-up: %v\n%s", err, stderr)
+	}
+	db.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the HTTP endpoint still listens after the failed set-up: %v", err)
+	}
+	ln.Close()
+}

@@ -1,0 +1,130 @@
+package sigma
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// A lazy record (its text walked member by member) gives every path the
+// same values, in the same order, as the full parse: arrays on the way
+// and at the end, objects and arrays as leaves, dotted keys, nulls,
+// numbers as written, duplicate keys, spacing.
+func TestLazyRecordAgreesWithTree(t *testing.T) {
+	records := []string{
+		`{"a":{"b":[{"c":1},{"c":"x"},{"d":null}],"e":[[1,2],[3]],"f":{}},"g.h":{"i":"dotted"},"j":[],"k":null,"l":-1.5e3,"m":true,"n":"ünï","o":{"p.q":"deep dotted"}}`,
+		` { "a" : { "b" : [ { "c" : 1 } , { "c" : "x y" } ] , "e" : [ ] } , "dup" : 1 , "dup" : 2 , "r" : [ {"s":[{"t":"nested"}]} ] } `,
+		`{"userIdentity":{"type":"AssumedRole","sessionContext":{"sessionIssuer":{"type":"Role","arn":"arn:aws:iam::1:role/r"}}},"eventName":"X","requestParameters":{"layers":["l1","l2"],"policy":{"Statement":[{"Effect":"Allow"}]}}}`,
+		`{"a":1,"bad":{"x":[1,2}}`,
+	}
+	paths := []string{"a", "a.b", "a.b.c", "a.b.d", "a.e", "a.f", "a.f.z", "g.h", "g.h.i", "g", "j", "k", "l", "m", "n", "o.p.q", "o", "dup", "r.s.t", "r.s", "x",
+		"userIdentity.type", "userIdentity.sessionContext.sessionIssuer.type", "requestParameters.layers", "requestParameters.policy", "requestParameters.policy.Statement.Effect", "bad.x", "bad"}
+	var lazy, full Parser
+	for _, text := range records {
+		tree, err := full.Parse([]byte(text), "cloudtrail")
+		malformed := err != nil
+		lz, ok := lazy.parseLazy([]byte(text), "cloudtrail")
+		if !ok {
+			t.Fatalf("%s: not read lazily", text)
+		}
+		for _, p := range paths {
+			path := strings.Split(p, ".")
+			for _, all := range []bool{false, true} {
+				var got []string
+				lz.each(path, all, func(s string, null bool) bool {
+					got = append(got, fmt.Sprintf("%q/%v", s, null))
+					return false
+				})
+				if malformed {
+					continue
+				}
+				var want []string
+				tree.each(path, all, func(s string, null bool) bool {
+					want = append(want, fmt.Sprintf("%q/%v", s, null))
+					return false
+				})
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("%s: %s (all %v): lazy %v, tree %v", text, p, all, got, want)
+				}
+			}
+		}
+		for _, k := range []string{"n", "l", "zz"} {
+			a, aok := lz.Field([]string{k})
+			if !malformed {
+				b, bok := tree.Field([]string{k})
+				if a != b || aok != bok {
+					t.Errorf("Field(%s): lazy %q %v, tree %q %v", k, a, aok, b, bok)
+				}
+			}
+		}
+		if malformed != lz.bad {
+			t.Errorf("%s: malformed %v, lazy reading found it bad: %v", text, malformed, lz.bad)
+		}
+	}
+}
+
+// An expression's literals are checked on the value before it runs, in
+// ASCII case folding; a case-insensitive expression on a value with
+// non-ASCII bytes runs without the check (the Kelvin sign folds to k).
+func TestRegexLiteralCheck(t *testing.T) {
+	rules, probs := ParseFile("re.yml", []byte(`title: re
+logsource: {product: aws, service: cloudtrail}
+detection:
+  sel:
+    userAgent|re|i: 'kelvin-[0-9]+'
+  other:
+    errorMessage|re: 'Denied by (scp|boundary)'
+  condition: sel or other
+`), Options{})
+	if len(probs) > 0 {
+		t.Fatal(probs[0])
+	}
+	set, err := Build(rules, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Parser
+	for ua, want := range map[string]bool{
+		"KELVIN-12":     true,
+		"\u212aelvin-3": true,
+		"kelvin-":       false,
+		"x kelvin-7 y":  true,
+		"kelvi-7":       false,
+	} {
+		rec, err := p.Parse([]byte(`{"eventName":"X","userAgent":"`+ua+`"}`), "cloudtrail")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(set.Match(rec, nil)) > 0; got != want {
+			t.Errorf("userAgent %q: match %v, want %v", ua, got, want)
+		}
+	}
+	for msg, want := range map[string]bool{"Denied by scp": true, "denied by scp": false, "Denied by boundary x": true} {
+		rec, _ := p.Parse([]byte(`{"eventName":"X","errorMessage":"`+msg+`"}`), "cloudtrail")
+		if got := len(set.Match(rec, nil)) > 0; got != want {
+			t.Errorf("errorMessage %q: match %v, want %v", msg, got, want)
+		}
+	}
+	if fm := set.single[0].det.sels["sel"].alts[0][0]; fm.reLits[0] == nil || !fm.reFold[0] {
+		t.Errorf("no literal check for %s: %q %v", fm.res[0], fm.reLits[0], fm.reFold[0])
+	}
+}
+
+func TestHasQuoted(t *testing.T) {
+	for _, c := range []struct {
+		text, k string
+		want    bool
+	}{
+		{`{"a":1,"errorCode":"x"}`, "errorCode", true},
+		{`{"a":1,"errorCodes":"x"}`, "errorCode", false},
+		{`{"a":"errorCode"}`, "errorCode", true},
+		{`{"a":"xerrorCode"}`, "errorCode", false},
+		{`"errorCode"`, "errorCode", true},
+		{`errorCode"`, "errorCode", false},
+		{`{"":1}`, "", true},
+	} {
+		if got := hasQuoted(c.text, c.k); got != c.want {
+			t.Errorf("hasQuoted(%s, %s) = %v", c.text, c.k, got)
+		}
+	}
+}
