@@ -89,11 +89,14 @@ func start(t *testing.T, cfg Config, c *collector, reg prometheus.Registerer) (*
 	if err != nil {
 		t.Fatal(err)
 	}
+	var once sync.Once
 	return s, addr.String(), func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
 	}
 }
 
@@ -126,10 +129,11 @@ func TestVaultOverTCP(t *testing.T) {
 		total += n
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for c.count() < total && time.Now().Before(deadline) {
+	for c.count() < total && time.Now().Before(deadline) { // a guard only
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Stopped, the source publishes nothing more: any duplicate is in now.
+	stop()
 	c.mu.Lock()
 	got := map[string]int{}
 	for _, id := range c.ids {
