@@ -15,6 +15,7 @@ func init() {
 	register("alert", command{
 		summary: "deliver the Kafka findings topic to the alert outputs and storage (--config FILE)",
 		run:     runAlert,
+		daemon:  true,
 	})
 }
 

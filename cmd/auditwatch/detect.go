@@ -14,6 +14,7 @@ func init() {
 	register("detect", command{
 		summary: "run the detectors on the Kafka events topics, publishing findings (--config FILE)",
 		run:     runDetect,
+		daemon:  true,
 	})
 }
 

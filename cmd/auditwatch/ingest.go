@@ -12,6 +12,7 @@ func init() {
 	register("ingest", command{
 		summary: "run the configured sources, publishing events to Kafka (--config FILE)",
 		run:     runIngest,
+		daemon:  true,
 	})
 }
 

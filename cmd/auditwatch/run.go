@@ -15,6 +15,7 @@ func init() {
 	register("run", command{
 		summary: "run every stage in one process on the embedded stream (--config FILE)",
 		run:     runAll,
+		daemon:  true,
 	})
 }
 

@@ -73,31 +73,8 @@ func scenario(t *testing.T) ([]byte, map[string]int) {
 func start(t *testing.T, cfg Config, c *collector, reg prometheus.Registerer) (*Socket, string, func()) {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
-	if cfg.SpoolDir == "" {
-		cfg.SpoolDir = t.TempDir()
-	}
-	s, err := New(cfg, "vault-socket", source.AuditParser(ingest.DefaultOptions()), source.NewMemCheckpoints(nil), nil, nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, c) }()
-	actx, acancel := context.WithTimeout(ctx, 5*time.Second)
-	defer acancel()
-	addr, err := s.Addr(actx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	return s, addr.String(), func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-		})
-	}
+	s, addr, stop := startAt(t, cfg, c, reg)
+	return s, addr.String(), stop
 }
 
 // TestVaultOverTCP sends a real OpenBao audit log over TCP the way the
