@@ -897,10 +897,16 @@ func TestGroupingByIncident(t *testing.T) {
 	if err := handle(t, r, f1, f2, f3); err != nil {
 		t.Fatal(err)
 	}
-	got := outs["a"].got()
-	if len(got) != 3 {
-		t.Fatalf("delivered %d", len(got))
+	// Delivered by finding: a new group's first alert (i3) may go ahead
+	// of another group's update (i2).
+	byID := map[string]notify.Alert{}
+	for _, a := range outs["a"].got() {
+		byID[a.Finding.ID] = a
 	}
+	if len(byID) != 3 {
+		t.Fatalf("delivered %d", len(byID))
+	}
+	got := []notify.Alert{byID["i1"], byID["i2"], byID["i3"]}
 	if got[0].ThreadKey() != got[1].ThreadKey() || got[1].Update != true || got[1].Repeat != 2 {
 		t.Errorf("findings of one incident: keys %q %q, second update=%v repeat=%d", got[0].ThreadKey(), got[1].ThreadKey(), got[1].Update, got[1].Repeat)
 	}
@@ -973,3 +979,46 @@ func (h *hungEvents) SendEvents(ctx context.Context, evs []schema.Event) error {
 }
 
 func (h *hungEvents) count() int { return int(h.n.Load()) }
+
+// TestNewIncidentGoesAheadOfUpdates: while an output is busy, a new
+// incident's first alert queued behind another incident's updates is
+// delivered before them; each incident's updates keep their order and
+// follow their first alert.
+func TestNewIncidentGoesAheadOfUpdates(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a"}
+	hold := make(chan struct{})
+	var once sync.Once
+	a := &recorder{fail: func(al notify.Alert) error {
+		if al.Finding.ID == "a-0" {
+			once.Do(func() { <-hold })
+		}
+		return nil
+	}}
+	r, _ := newTestRouter(t, cfg, notify.RealClock{}, map[string]*recorder{"a": a, "b": {}, "c": {}})
+	inc := func(id, key string, rev int) schema.Finding {
+		f := finding(id, schema.DetectorAuthFailureSpike, schema.SeverityHigh, "u", "r")
+		f.DedupeKey, f.Revision = key, rev
+		return f
+	}
+	ctx := context.Background()
+	if err := r.WriteFindings(ctx, []schema.Finding{inc("a-0", "A", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	// a-0 is in flight (held); A's updates and then B's first alert queue.
+	time.Sleep(100 * time.Millisecond)
+	var later []schema.Finding
+	for i := 1; i <= 4; i++ {
+		later = append(later, inc(fmt.Sprintf("a-%d", i), "A", i))
+	}
+	later = append(later, inc("b-0", "B", 0), inc("b-1", "B", 1), inc("a-5", "A", 5))
+	if err := r.WriteFindings(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	waitDrained(t, r)
+	got := strings.Join(a.ids(), " ")
+	if want := "a-0 b-0 a-1 a-2 a-3 a-4 b-1 a-5"; got != want {
+		t.Errorf("delivery order %q, want %q (B's first alert ahead of A's updates)", got, want)
+	}
+}

@@ -86,7 +86,7 @@ func (w *worker) run(ctx context.Context) {
 	name := w.out.name
 	box := w.r.box
 	for ctx.Err() == nil {
-		es, err := box.Peek(name, 64)
+		es, err := box.Peek(name, peekWindow)
 		if err != nil {
 			w.r.log.Error("alert outbox unreadable", "output", name, "err", err)
 			w.sleep(ctx)
@@ -103,7 +103,7 @@ func (w *worker) run(ctx context.Context) {
 			continue
 		}
 		w.set(StateDelivering)
-		for _, e := range es {
+		for _, e := range firstAlertsFirst(es) {
 			if err := w.handle(ctx, e); err != nil {
 				if ctx.Err() != nil {
 					return
@@ -115,6 +115,34 @@ func (w *worker) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// peekWindow is how many queued entries a worker looks at at once: the
+// window in which a new incident's first alert goes ahead of updates.
+const peekWindow = 256
+
+// firstAlertsFirst orders a peeked window for delivery: the first alert of
+// each group (a new incident) before the updates of groups already
+// alerted, each kind in queue order. When an output is slower than the
+// findings (Slack's one post a second per channel), a new incident is not
+// queued behind another's repeats; an update still follows its own first
+// alert, which is either already delivered or earlier in this window.
+func firstAlertsFirst(es []outbox.Entry) []outbox.Entry {
+	out := make([]outbox.Entry, 0, len(es))
+	for _, e := range es {
+		if len(e.Events) == 0 && !e.Alert.Update {
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 || len(out) == len(es) {
+		return es
+	}
+	for _, e := range es {
+		if len(e.Events) > 0 || e.Alert.Update {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func (w *worker) sleep(ctx context.Context) {

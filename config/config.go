@@ -60,6 +60,9 @@ type Config struct {
 	Geo yaml.Node `yaml:"geo"`
 	// Trail configures CloudTrail digest validation (package trail).
 	Trail yaml.Node `yaml:"trail"`
+	// Quarantine is where the sources' rejected raw records go (package
+	// ingest/source).
+	Quarantine yaml.Node `yaml:"quarantine"`
 	// Silence and Canary configure the pipeline's watch over itself
 	// (package watch).
 	Silence yaml.Node `yaml:"silence"`

@@ -295,6 +295,13 @@ func (e *Engine) restoreLearnUntil() error {
 }
 
 func (e *Engine) restore() error {
+	for _, d := range e.dets {
+		if ft, ok := d.(*firstTime); ok {
+			if err := ft.restoreRecent(); err != nil {
+				return fmt.Errorf("detect: restore: %w", err)
+			}
+		}
+	}
 	raw, err := e.st.Get(spaceEngine, keyClock)
 	if err != nil {
 		return fmt.Errorf("detect: restore clock: %w", err)
@@ -608,6 +615,13 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 	if len(e.pending) == 0 {
 		for _, sg := range e.legacySegs {
 			b.Delete(spaceEngine, sg.key())
+		}
+	}
+	for _, d := range e.dets {
+		if ft, ok := d.(*firstTime); ok {
+			if err := ft.saveRecent(&b); err != nil {
+				return fmt.Errorf("detect: checkpoint: %w", err)
+			}
 		}
 	}
 	c := clock{Sources: make(map[string]int64, len(e.sources)), MaxWM: e.maxWM}

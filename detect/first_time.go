@@ -1,11 +1,13 @@
 package detect
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"auditwatch/detect/state"
 	"auditwatch/schema"
 )
 
@@ -23,6 +25,10 @@ type firstTime struct {
 	written  *table[pairState] // per resource: last write (rollout)
 	rollouts *globMemo         // cfg.RolloutActions
 	h        hasher
+	// recent: reported first reads a late write may still explain (see
+	// resolve); saved with every checkpoint.
+	recent      []recentRead
+	recentDirty bool
 }
 
 type pairState struct{ Last int64 }
@@ -49,6 +55,9 @@ type burst struct {
 	Last     int64    `json:"l,omitempty"`
 	IDs      []string `json:"i,omitempty"`
 	Items    []string `json:"it,omitempty"` // resources / IPs seen (bounded)
+	// Explained: new pairs of a first_time_access group a rollout write
+	// arriving after them explained (see firstTime.resolve).
+	Explained int `json:"ex,omitempty"`
 }
 
 // extend widens the burst's span to t (events may arrive out of order).
@@ -109,27 +118,205 @@ func newFirstTime(e *Engine) *firstTime {
 		rollouts: newGlobMemo(cfg.RolloutActions)}
 }
 
+// recentRead is a first read already reported that a write arriving later
+// (dated within the rollout grace before it) would explain.
+type recentRead struct {
+	Ev    schema.Event
+	Res   string
+	Key   string // the DedupeKey of the finding that reported it
+	First int64  // the principal's first-seen time when the read arrived
+	Late  bool
+	Skew  string
+}
+
+// maxRecent bounds the remembered reads; beyond it a late write no longer
+// resolves what it explains (counted as written, nothing lost).
+const maxRecent = 10_000
+
+// resolvable reports whether a write explaining the reported first read
+// at t may still arrive on time: rollouts are on, the secret is one a
+// rollout action writes (Vault kv, Secrets Manager, SSM parameters), and
+// the source's watermark is not yet past t by its lateness.
+func (d *firstTime) resolvable(ev *schema.Event, t int64) bool {
+	if d.cfg.RolloutGrace <= 0 || len(d.recent) >= maxRecent {
+		return false
+	}
+	switch ev.Source {
+	case schema.SourceVault:
+		if _, typ, _ := d.e.scope.vaultMount(ev); typ != "kv" {
+			return false
+		}
+	case schema.SourceCloudTrail:
+		if !strings.HasPrefix(ev.Action, "secretsmanager:") && !strings.HasPrefix(ev.Action, "ssm:") {
+			return false
+		}
+	default:
+		return false
+	}
+	sc := d.e.source(ev.Source)
+	return sc.wm-sc.lateness < t
+}
+
+func (d *firstTime) remember(ev *schema.Event, c *evalCtx, res, key string) {
+	d.recent = append(d.recent, recentRead{Ev: *ev, Res: res, Key: key, First: c.first.UnixNano(), Late: c.late, Skew: c.skew})
+	d.recentDirty = true
+}
+
+// pruneRecent forgets the reads no write can explain any more (their
+// source's watermark is past them by the lateness).
+func (d *firstTime) pruneRecent() {
+	kept := d.recent[:0]
+	for _, r := range d.recent {
+		if sc := d.e.source(r.Ev.Source); sc.wm-sc.lateness < r.Ev.Time.UnixNano() {
+			kept = append(kept, r)
+		}
+	}
+	if len(kept) != len(d.recent) {
+		clear(d.recent[len(kept):])
+		d.recent = kept
+		d.recentDirty = true
+	}
+}
+
+// resolve sends, for each reported first read of res that the write w
+// (at time wt, arriving after it) explains, a revision of its finding:
+// the read is a rollout's. When every new pair of the finding's group is
+// explained so, the revision resolves it (attribute status=resolved,
+// severity info). A group replaced by a newer one since is left as is.
+func (d *firstTime) resolve(w *schema.Event, res string, wt int64, out []schema.Finding) []schema.Finding {
+	grace := d.cfg.RolloutGrace.D().Nanoseconds()
+	kept := d.recent[:0]
+	var due []recentRead
+	for _, r := range d.recent {
+		if t := r.Ev.Time.UnixNano(); r.Res == res && wt <= t && t-wt <= grace {
+			due = append(due, r)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	if len(due) == 0 {
+		return out
+	}
+	clear(d.recent[len(kept):])
+	d.recent = kept
+	d.recentDirty = true
+	max := d.e.cfg.MaxEvidence
+	for i := range due {
+		r := &due[i]
+		g, _ := d.groups.get(d.h.sum(r.Ev.Principal), true)
+		b := &g.v.B
+		if b.Key != r.Key {
+			continue
+		}
+		d.groups.touch(g)
+		b.Rev++
+		b.Explained++
+		b.addID(w.ID, max)
+		c := evalCtx{e: d.e, late: r.Late, skew: r.Skew, hasPrincipal: true, first: time.Unix(0, r.First).UTC()}
+		f := d.e.finding(schema.DetectorFirstTimeAccess, d.cfg.Severity, &r.Ev, &c)
+		b.fill(&f, schema.DetectorFirstTimeAccess, w.ID)
+		f.Time = w.Time
+		f.Resource = res
+		who := nameOf(w)
+		f.Summary = fmt.Sprintf("%s's first read of %s is explained by a rollout: %s wrote it at %s", nameOf(&r.Ev), clip(res), who, w.Time.UTC().Format(time.RFC3339))
+		f.Reason = fmt.Sprintf("%s wrote %s (%s) at %s, %s before this read and within the %s rollout grace; the write arrived after the read; %d of %d new resources of this finding are explained by rollouts",
+			who, clip(res), clip(w.Action), w.Time.UTC().Format(time.RFC3339), r.Ev.Time.Sub(w.Time), d.cfg.RolloutGrace.D(), b.Explained, b.Count)
+		f.Attributes["explained_by"] = clip(w.Principal)
+		f.Attributes["rollout_write"] = w.ID
+		if b.Explained >= b.Count {
+			f.Severity = schema.SeverityInfo
+			f.Attributes[StatusAttr] = StatusResolved
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// recentKey is where the remembered reads are saved (engine space).
+var recentKey = []byte("first_time_access/recent")
+
+type recentJSON struct {
+	Ev    []byte `json:"e"`
+	Res   string `json:"r"`
+	Key   string `json:"k"`
+	First int64  `json:"f"`
+	Late  bool   `json:"l,omitempty"`
+	Skew  string `json:"s,omitempty"`
+}
+
+// saveRecent puts the remembered reads in a checkpoint when they changed.
+func (d *firstTime) saveRecent(b *state.Batch) error {
+	if !d.recentDirty {
+		return nil
+	}
+	d.recentDirty = false
+	if len(d.recent) == 0 {
+		b.Delete(spaceEngine, recentKey)
+		return nil
+	}
+	js := make([]recentJSON, len(d.recent))
+	for i := range d.recent {
+		r := &d.recent[i]
+		js[i] = recentJSON{Ev: appendEvent(nil, 0, &r.Ev), Res: r.Res, Key: r.Key, First: r.First, Late: r.Late, Skew: r.Skew}
+	}
+	raw, err := json.Marshal(js)
+	if err != nil {
+		return fmt.Errorf("first_time_access recent reads: %w", err)
+	}
+	b.Put(spaceEngine, recentKey, raw)
+	return nil
+}
+
+// restoreRecent reads the remembered reads of the last checkpoint.
+func (d *firstTime) restoreRecent() error {
+	raw, err := d.e.st.Get(spaceEngine, recentKey)
+	if err != nil || raw == nil {
+		return err
+	}
+	var js []recentJSON
+	if err := json.Unmarshal(raw, &js); err != nil {
+		return fmt.Errorf("first_time_access recent reads: %w", err)
+	}
+	d.recent = d.recent[:0]
+	for _, j := range js {
+		r := recentRead{Res: j.Res, Key: j.Key, First: j.First, Late: j.Late, Skew: j.Skew}
+		dec := decoder{b: j.Ev}
+		dec.readEvent(&r.Ev)
+		if dec.err != nil {
+			return fmt.Errorf("first_time_access recent reads: %w", dec.err)
+		}
+		d.recent = append(d.recent, r)
+	}
+	return nil
+}
+
 func (d *firstTime) tables() []tableStats { return []tableStats{d.pairs, d.groups, d.written} }
 
-// noteWrite records a successful write of a secret (a rollout starts).
-func (d *firstTime) noteWrite(ev *schema.Event) {
+// noteWrite records a successful write of a secret (a rollout starts);
+// first reads of it already reported that it explains are resolved.
+func (d *firstTime) noteWrite(ev *schema.Event, out []schema.Finding) []schema.Finding {
 	if d.cfg.RolloutGrace <= 0 || ev.Failed() || ServiceInvoked(ev) || !d.rollouts.match(ev.Action) {
-		return
+		return out
 	}
 	if ev.Source == schema.SourceVault {
 		if _, typ, _ := d.e.scope.vaultMount(ev); typ != "kv" {
-			return
+			return out
 		}
 	}
 	res := CanonicalResource(ev)
 	if res == "" {
-		return
+		return out
 	}
 	n, _ := d.written.get(d.h.sum("w", res), true)
-	if t := ev.Time.UnixNano(); t > n.v.Last {
+	t := ev.Time.UnixNano()
+	if t > n.v.Last {
 		n.v.Last = t
 		d.written.touch(n)
 	}
+	if len(d.recent) > 0 {
+		out = d.resolve(ev, res, t, out)
+	}
+	return out
 }
 
 // rollingOut reports whether res was written within the rollout grace
@@ -143,6 +330,14 @@ func (d *firstTime) rollingOut(res string, t int64) bool {
 }
 
 func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []schema.Finding {
+	out = d.judge(ev, c, out)
+	if len(d.recent) > 0 {
+		d.pruneRecent()
+	}
+	return out
+}
+
+func (d *firstTime) judge(ev *schema.Event, c *evalCtx, out []schema.Finding) []schema.Finding {
 	if !c.hasPrincipal {
 		return out
 	}
@@ -151,8 +346,7 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	}
 	res, ok := c.scope(ev)
 	if !ok {
-		d.noteWrite(ev)
-		return out
+		return d.noteWrite(ev, out)
 	}
 	t := ev.Time.UnixNano()
 	n, found := d.pairs.get(d.h.sum(ev.Principal, res), true)
@@ -166,6 +360,18 @@ func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) 
 	if !isNew || c.history || !c.learned(ev.Time, d.cfg.LearningPeriod.D()) || d.rollingOut(res, t) {
 		return out
 	}
+	n0 := len(out)
+	out = d.raise(ev, c, res, out)
+	if len(out) > n0 && d.resolvable(ev, t) {
+		d.remember(ev, c, res, out[len(out)-1].DedupeKey)
+	}
+	return out
+}
+
+// raise reports the new pair (principal, res) of ev: a new group's
+// finding or an update of the principal's open group.
+func (d *firstTime) raise(ev *schema.Event, c *evalCtx, res string, out []schema.Finding) []schema.Finding {
+	t := ev.Time.UnixNano()
 	max := d.e.cfg.MaxEvidence
 	g, _ := d.groups.get(c.principalKey(ev), true)
 	b := &g.v.B

@@ -36,3 +36,33 @@ func Incidents(fs []schema.Finding) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// StatusAttr is the finding attribute a detector sets to StatusResolved
+// on a revision that resolves its finding: the activity turned out to be
+// explained (a first read that a secret's rollout write, arriving after
+// it, explains). A resolved finding's incident does not alert further.
+const (
+	StatusAttr     = "status"
+	StatusResolved = "resolved"
+)
+
+// Unresolved returns the findings of fs whose dedupe key's latest
+// revision in fs is not resolved.
+func Unresolved(fs []schema.Finding) []schema.Finding {
+	last := map[string]int{}
+	resolved := map[string]bool{}
+	for i := range fs {
+		k := fs[i].DedupeKey
+		if r, ok := last[k]; !ok || fs[i].Revision >= r {
+			last[k] = fs[i].Revision
+			resolved[k] = fs[i].Attributes[StatusAttr] == StatusResolved
+		}
+	}
+	var out []schema.Finding
+	for i := range fs {
+		if !resolved[fs[i].DedupeKey] {
+			out = append(out, fs[i])
+		}
+	}
+	return out
+}

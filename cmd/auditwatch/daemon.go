@@ -233,14 +233,20 @@ func parserFor(format string, raw bool) (source.Parser, error) {
 	return auditParserRaw(format, raw)
 }
 
-// buildSources builds the configured sources.
-func buildSources(cfg *config.Config, cp source.Checkpoints, log *slog.Logger, reg prometheus.Registerer) ([]source.Source, error) {
+// buildSources builds the configured sources of the loaded config.
+func buildSources(l *configcheck.Loaded, cp source.Checkpoints, log *slog.Logger, reg prometheus.Registerer) ([]source.Source, error) {
+	cfg := l.Config
 	m := source.NewMetrics(reg)
-	// Rejected raw records go to one capped file in the state directory.
-	if q, err := source.OpenQuarantine(filepath.Join(cfg.State.Dir, "quarantine", "rejected.jsonl"), 0, reg); err != nil {
-		log.Warn("no quarantine file for rejected records", "err", err)
-	} else {
-		m.Quarantine = q
+	// Rejected raw records go to one capped file (quarantine:), by
+	// default in the state directory.
+	qc := l.Quarantine
+	qc.DefaultPath(cfg.State.Dir)
+	if qc.Path != source.QuarantineOff {
+		if q, err := source.OpenQuarantine(qc.Path, qc.MaxBytes, reg); err != nil {
+			log.Warn("no quarantine file for rejected records", "err", err)
+		} else {
+			m.Quarantine = q
+		}
 	}
 	var out []source.Source
 	var errs []error

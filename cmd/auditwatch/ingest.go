@@ -55,7 +55,7 @@ func (d *daemon) runIngest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srcs, err := buildSources(d.cfg, cps, d.log, d.reg)
+	srcs, err := buildSources(d.conf, cps, d.log, d.reg)
 	if err != nil {
 		return err
 	}

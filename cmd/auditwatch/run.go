@@ -148,7 +148,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 		// sits between them and the watch publisher
 		Name: "trail",
 		Start: func(ctx context.Context) (err error) {
-			if srcs, err = buildSources(cfg, positions, d.log, d.reg); err != nil {
+			if srcs, err = buildSources(d.conf, positions, d.log, d.reg); err != nil {
 				return err
 			}
 			srcPub, stopTrail, err = d.trailLive(ctx, srcs, watchPub, sinks)

@@ -21,6 +21,12 @@ type Config struct {
 	SettleTime duration.Duration `yaml:"settle_time"`
 	// Once reads the files present at start, then stops (backfill).
 	Once bool `yaml:"once"`
+	// Parallel is how many files are read at once (default 4; 1 reads one
+	// after another), so a slow bad file (a million invalid records) does
+	// not hold the good files behind it. A file starts only within
+	// Parallel positions (name order) of the oldest file still being
+	// read, which bounds how far ahead in event time the others get.
+	Parallel int `yaml:"parallel"`
 }
 
 // SetDefaults fills unset fields.
@@ -30,6 +36,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.SettleTime == 0 {
 		c.SettleTime = duration.Duration(time.Second)
+	}
+	if c.Parallel == 0 {
+		c.Parallel = 4
 	}
 }
 
@@ -44,6 +53,9 @@ func (c Config) Validate() error {
 	}
 	if c.SettleTime < 0 {
 		errs = append(errs, errors.New("settle_time: must not be negative"))
+	}
+	if c.Parallel < 0 || c.Parallel > 64 {
+		errs = append(errs, errors.New("parallel: must be between 1 and 64"))
 	}
 	return errors.Join(errs...)
 }

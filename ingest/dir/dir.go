@@ -1,10 +1,13 @@
 // Package dir owns the directory source: audit files (plain or gzip)
-// dropped into a folder are read once each, in name order. It serves
-// backfills and the quickstart. A file is taken once its size and
-// modification time have been stable for the settle time; its position
-// (the file being read and the cursor in it) and the set of finished
-// files are checkpointed, so a restart resumes mid-file and never reads a
-// finished file twice.
+// dropped into a folder are read once each, in name order, a few at a
+// time (Config.Parallel, within a window of that many files), so a slow
+// bad file never holds the good files behind it. It serves backfills and
+// the quickstart. A file is taken once its size and modification time
+// have been stable for the settle time; its position (the files being
+// read and the cursor in each) and the set of finished files are
+// checkpointed, so a restart resumes mid-file and never reads a finished
+// file twice. Batches are published one at a time, each carrying the
+// position of everything published up to it.
 package dir
 
 import (
@@ -18,6 +21,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"auditwatch/ingest"
@@ -29,20 +33,65 @@ import (
 type Position struct {
 	// Done maps each finished file (relative path) to its size:mtime.
 	Done map[string]string `json:"done,omitempty"`
-	// Current is the file being read and Cursor the position in it (in
-	// decompressed bytes for gzip files).
+	// Reading maps each file being read (relative path) to its size:mtime
+	// and the cursor after its last published record.
+	Reading map[string]Reading `json:"reading,omitempty"`
+	// Current, Sig and Cursor are the one file being read, as checkpoints
+	// written before files were read in parallel hold it; Run moves it to
+	// Reading.
 	Current string        `json:"current,omitempty"`
 	Sig     string        `json:"sig,omitempty"`
-	Cursor  source.Cursor `json:"cursor"`
+	Cursor  source.Cursor `json:"cursor,omitzero"`
+}
+
+// Reading is where a file being read is.
+type Reading struct {
+	Sig string `json:"sig"`
+	// Cursor is in decompressed bytes for gzip files.
+	Cursor source.Cursor `json:"cursor"`
 }
 
 func (p Position) clone() Position {
-	q := p
-	q.Done = make(map[string]string, len(p.Done))
+	q := Position{Done: make(map[string]string, len(p.Done)), Reading: make(map[string]Reading, len(p.Reading))}
 	for k, v := range p.Done {
 		q.Done[k] = v
 	}
+	for k, v := range p.Reading {
+		q.Reading[k] = v
+	}
 	return q
+}
+
+// progress is the source's position shared by the files being read;
+// publishing under mu keeps each batch's position the position of
+// everything published up to it.
+type progress struct {
+	mu  sync.Mutex
+	pos Position
+}
+
+// publish updates the position with fn and publishes events with it.
+func (pr *progress) publish(ctx context.Context, pub source.Publisher, name string, events []schema.Event, fn func(*Position)) error {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	fn(&pr.pos)
+	return pub.Publish(ctx, source.Batch{Source: name, Events: events, Position: source.EncodeCursor(pr.pos.clone())})
+}
+
+func (pr *progress) done(c candidate) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.pos.Done[c.rel] == c.sig
+}
+
+// resume returns where a file's reading left off (zero: the start).
+func (pr *progress) resume(c candidate) source.Cursor {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if r, ok := pr.pos.Reading[c.rel]; ok && r.Sig == c.sig {
+		return r.Cursor
+	}
+	return source.Cursor{}
 }
 
 // Dir reads files dropped in a folder.
@@ -56,8 +105,10 @@ type Dir struct {
 	rej   *source.Rejector
 	batch int
 	opts  ingest.Options
-	// integrity, when set, gets digest files and log file hashes.
+	// integrity, when set, gets digest files and log file hashes (one
+	// call at a time: imu).
 	integrity source.Integrity
+	imu       sync.Mutex
 }
 
 // SetIntegrity makes the source hand CloudTrail digest files (with the
@@ -97,6 +148,8 @@ func (d *Dir) readDigest(ctx context.Context, digestPath string) {
 	if b, err := os.ReadFile(digestPath + ".sig"); err == nil {
 		sig = strings.TrimSpace(string(b))
 	}
+	d.imu.Lock()
+	defer d.imu.Unlock()
 	d.integrity.Digest(ctx, digestPath, content, sig)
 }
 
@@ -163,7 +216,9 @@ func (d *Dir) list(now time.Time, settle bool) ([]candidate, error) {
 }
 
 // Run reads every file not yet done, then polls for new ones (or returns,
-// with Once).
+// with Once). Up to Config.Parallel files are read at once, in name
+// order within a window of that many files from the oldest still being
+// read.
 func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 	var pos Position
 	if d.cp != nil {
@@ -178,49 +233,121 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 	if pos.Done == nil {
 		pos.Done = map[string]string{}
 	}
+	if pos.Reading == nil {
+		pos.Reading = map[string]Reading{}
+	}
+	if pos.Current != "" {
+		pos.Reading[pos.Current] = Reading{Sig: pos.Sig, Cursor: pos.Cursor}
+		pos.Current, pos.Sig, pos.Cursor = "", "", source.Cursor{}
+	}
+	pr := &progress{pos: pos}
+	defer d.rej.Close()
+
+	// A failing file (its publish failed) stops the others and is Run's
+	// error; the caller's ctx ending is a clean stop.
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	inflight := map[string]bool{}
+	finished := make(chan string, d.cfg.Parallel)
+	stopped := func() error {
+		cancel(nil)
+		wg.Wait()
+		if err := context.Cause(wctx); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	}
+	// wait takes one finished file off inflight; false when stopping.
+	wait := func() bool {
+		select {
+		case rel := <-finished:
+			delete(inflight, rel)
+			return true
+		case <-wctx.Done():
+			return false
+		}
+	}
 	tick := time.NewTicker(d.cfg.PollInterval.D())
 	defer tick.Stop()
-	defer d.rej.Close()
 	for {
 		files, err := d.list(time.Now(), !d.cfg.Once)
 		if err != nil {
 			d.m.Errors.WithLabelValues(d.name).Inc()
 			d.log.Error("list folder", "path", d.cfg.Path, "err", err)
 		}
-		for _, c := range files {
-			if pos.Done[c.rel] == c.sig {
+		index := make(map[string]int, len(files))
+		for i, c := range files {
+			index[c.rel] = i
+		}
+		for i, c := range files {
+			if inflight[c.rel] || pr.done(c) {
 				continue
 			}
 			if isDigestSig(c.rel) || (d.integrity != nil && isDigest(c.rel)) {
 				// A digest (or its signature, which makes the digest
 				// checked again) goes to the integrity hook, not the parser.
 				if d.integrity != nil {
-					d.readDigest(ctx, strings.TrimSuffix(c.path, ".sig"))
+					d.readDigest(wctx, strings.TrimSuffix(c.path, ".sig"))
 				}
-				if err := d.finish(ctx, pub, c, &pos); err != nil {
-					return err
+				if err := d.finish(wctx, pub, c, pr); err != nil {
+					cancel(err)
+					return stopped()
 				}
 				continue
 			}
-			if err := d.readFile(ctx, pub, c, &pos); err != nil {
-				return err
+			// The window: at most Parallel files, none further than
+			// Parallel files from the oldest still being read.
+			for len(inflight) >= d.cfg.Parallel || !d.inWindow(i, inflight, index) {
+				if !wait() {
+					return stopped()
+				}
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
+			inflight[c.rel] = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := d.readFile(wctx, pub, c, pr); err != nil {
+					cancel(err)
+				}
+				finished <- c.rel
+			}()
 		}
 		if d.cfg.Once {
-			return nil
+			for len(inflight) > 0 {
+				if !wait() {
+					return stopped()
+				}
+			}
+			return stopped()
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
+		for again := false; !again; {
+			select {
+			case <-wctx.Done():
+				return stopped()
+			case rel := <-finished:
+				delete(inflight, rel)
+			case <-tick.C:
+				again = true
+			}
 		}
 	}
 }
 
-func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, pos *Position) error {
+// inWindow reports whether the file at index i of the listing may start:
+// it is fewer than Parallel files after the oldest file being read.
+func (d *Dir) inWindow(i int, inflight map[string]bool, index map[string]int) bool {
+	oldest := i
+	for rel := range inflight {
+		if j, ok := index[rel]; ok && j < oldest {
+			oldest = j
+		}
+	}
+	return i-oldest < d.cfg.Parallel
+}
+
+func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, pr *progress) error {
 	f, err := os.Open(c.path)
 	if err != nil {
 		d.m.Errors.WithLabelValues(d.name).Inc()
@@ -237,22 +364,19 @@ func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, p
 		hr = source.NewHashingReader(r)
 		r = hr
 	}
-	cur := source.Cursor{}
-	if pos.Current == c.rel && pos.Sig == c.sig {
-		cur = pos.Cursor
+	cur := pr.resume(c)
+	if cur.Offset > 0 {
 		if _, err := io.CopyN(io.Discard, r, cur.Offset); err != nil {
 			d.log.Warn("resume offset past end of file; reading it again", "path", c.path, "err", err)
-			return d.finish(ctx, pub, c, pos)
+			return d.finish(ctx, pub, c, pr)
 		}
 	}
 	tr := source.Track(d.parse, r, c.path, cur)
-	pos.Current, pos.Sig = c.rel, c.sig
 	batch := make([]schema.Event, 0, d.batch)
 	emit := func() error {
-		pos.Cursor = tr.Cursor()
-		p := pos.clone()
+		at := Reading{Sig: c.sig, Cursor: tr.Cursor()}
 		d.m.Events.WithLabelValues(d.name).Add(float64(len(batch)))
-		if err := pub.Publish(ctx, source.Batch{Source: d.name, Events: batch, Position: source.EncodeCursor(p)}); err != nil {
+		if err := pr.publish(ctx, pub, d.name, batch, func(p *Position) { p.Reading[c.rel] = at }); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -306,18 +430,22 @@ func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, p
 		}
 		if hr != nil && errors.Is(err, io.EOF) {
 			if sum, herr := hr.Finish(); herr == nil {
+				d.imu.Lock()
 				d.integrity.LogFile(c.path, sum)
+				d.imu.Unlock()
 			}
 		}
-		return d.finish(ctx, pub, c, pos)
+		return d.finish(ctx, pub, c, pr)
 	}
 }
 
 // finish marks c done and publishes the position.
-func (d *Dir) finish(ctx context.Context, pub source.Publisher, c candidate, pos *Position) error {
-	pos.Done[c.rel] = c.sig
-	pos.Current, pos.Sig, pos.Cursor = "", "", source.Cursor{}
-	if err := pub.Publish(ctx, source.Batch{Source: d.name, Position: source.EncodeCursor(pos.clone())}); err != nil && ctx.Err() == nil {
+func (d *Dir) finish(ctx context.Context, pub source.Publisher, c candidate, pr *progress) error {
+	err := pr.publish(ctx, pub, d.name, nil, func(p *Position) {
+		p.Done[c.rel] = c.sig
+		delete(p.Reading, c.rel)
+	})
+	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("dir %s: %w", d.name, err)
 	}
 	d.log.Info("file read", "path", c.path)

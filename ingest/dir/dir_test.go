@@ -1,10 +1,13 @@
 package dir
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,5 +98,95 @@ func TestGzipAndResume(t *testing.T) {
 	}
 	if first.n == 0 || second.n == 0 {
 		t.Fatalf("runs read %d and %d events; the stop did not land mid-file", first.n, second.n)
+	}
+}
+
+// TestParallelResume: the scenario log split over six files, read
+// Parallel at a time, stopped at several points and resumed from the
+// checkpoint each time: every event arrives exactly once over the runs,
+// and a checkpoint in the single-file form written before files were read
+// in parallel (current/sig/cursor) resumes too.
+func TestParallelResume(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "openbao-scenario", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(raw), "\n")
+	folder := t.TempDir()
+	const parts = 6
+	for i := range parts {
+		part := strings.Join(lines[i*len(lines)/parts:(i+1)*len(lines)/parts], "")
+		name := filepath.Join(folder, fmt.Sprintf("%02d.log", i))
+		if i%2 == 1 {
+			var gz bytes.Buffer
+			zw := gzip.NewWriter(&gz)
+			zw.Write([]byte(part))
+			zw.Close()
+			part, name = gz.String(), name+".gz"
+		}
+		if err := os.WriteFile(name, []byte(part), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	parse := source.AuditParser(ingest.DefaultOptions())
+	full := &collector{ids: map[string]int{}, cp: source.NewMemCheckpoints(nil)}
+	d, _ := New(Config{Path: folder, Once: true}, "x", parse, source.NewMemCheckpoints(nil), nil, nil)
+	if err := d.Run(t.Context(), full); err != nil {
+		t.Fatal(err)
+	}
+	if len(full.ids) < 500 {
+		t.Fatalf("only %d events in the scenario", len(full.ids))
+	}
+	cp := source.NewMemCheckpoints(nil)
+	got := map[string]int{}
+	runs := 0
+	converted := false
+	for _, stopAfter := range []int{150, 37, 151, 400, 0} {
+		parallel := 3
+		if stopAfter == 150 {
+			parallel = 1 // one file being read when it stops
+		}
+		d, err := New(Config{Path: folder, Once: true, Parallel: parallel}, "drop", parse, cp, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.batch = 5
+		ctx, cancel := context.WithCancel(t.Context())
+		c := &collector{ids: map[string]int{}, cp: cp, stopAfter: stopAfter, cancel: cancel}
+		if err := d.Run(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		runs++
+		for id, n := range c.ids {
+			got[id] += n
+		}
+		if stopAfter == 150 {
+			// Rewrite the checkpoint in the old single-file form when one
+			// file is being read: it must resume the same.
+			b, _ := cp.Load("drop")
+			var p Position
+			if err := source.DecodePosition(b, &p); err != nil {
+				t.Fatal(err)
+			}
+			for rel, r := range p.Reading {
+				if len(p.Reading) == 1 {
+					p.Current, p.Sig, p.Cursor, p.Reading = rel, r.Sig, r.Cursor, nil
+					converted = true
+				}
+			}
+			cp.Save("drop", source.EncodeCursor(p))
+		}
+	}
+	for id, n := range full.ids {
+		if got[id] != n {
+			t.Errorf("event %s: %d times over %d runs, want %d", id, got[id], runs, n)
+		}
+	}
+	if len(got) != len(full.ids) {
+		t.Errorf("%d distinct events over the runs, want %d", len(got), len(full.ids))
+	}
+	if !converted {
+		t.Error("no run stopped with exactly one file being read: the old checkpoint form was not tried")
 	}
 }

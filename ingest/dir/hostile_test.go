@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,10 +46,18 @@ func TestHostileInput(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a guard only
 	defer cancel()
 	start := time.Now()
-	if err := d.Run(ctx, c); err != nil {
+	done := &doneTimes{next: c, start: start, at: map[string]time.Duration{}}
+	if err := d.Run(ctx, done); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("all files read in %v", time.Since(start))
+	t.Logf("all files read in %v; finished after: %v", time.Since(start), done.at)
+	// A bad file never delays the good files: they are finished before
+	// the slowest bad one (a million invalid records) is.
+	for _, good := range []string{"05-good.json", "06-good.json.gz"} {
+		if done.at[good] == 0 || done.at[good] >= done.at["04-invalid.json"] {
+			t.Errorf("%s finished after %v, not before 04-invalid.json (%v): the bad file held it", good, done.at[good], done.at["04-invalid.json"])
+		}
+	}
 	if c.n != wantEvents {
 		t.Errorf("%d good events published, want %d", c.n, wantEvents)
 	}
@@ -56,4 +65,28 @@ func TestHostileInput(t *testing.T) {
 		t.Errorf("rejected = %v, want >= 1,000,004 (1M invalid, long line, deep, two bombs)", rejected)
 	}
 	env.Report(t)
+}
+
+// doneTimes notes when each file is first in a published position's done
+// set.
+type doneTimes struct {
+	next  source.Publisher
+	start time.Time
+	mu    sync.Mutex
+	at    map[string]time.Duration
+}
+
+func (d *doneTimes) Publish(ctx context.Context, b source.Batch) error {
+	var p Position
+	if err := source.DecodePosition(b.Position, &p); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	for rel := range p.Done {
+		if _, ok := d.at[rel]; !ok {
+			d.at[rel] = time.Since(d.start)
+		}
+	}
+	d.mu.Unlock()
+	return d.next.Publish(ctx, b)
 }

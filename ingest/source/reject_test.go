@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"go.yaml.in/yaml/v3"
+
 	"auditwatch/ingest"
 )
 
@@ -97,5 +99,37 @@ func TestQuarantineCap(t *testing.T) {
 	}
 	if d := testutil.ToFloat64(q.dropped); d == 0 || int(d)+len(recs) != 202 {
 		t.Fatalf("dropped %v + written %d, want 202", d, len(recs))
+	}
+}
+
+func TestQuarantineConfig(t *testing.T) {
+	decode := func(text string) (QuarantineConfig, error) {
+		var n yaml.Node
+		if text != "" {
+			if err := yaml.Unmarshal([]byte(text), &n); err != nil {
+				t.Fatal(err)
+			}
+			return DecodeQuarantine(n.Content[0])
+		}
+		return DecodeQuarantine(nil)
+	}
+	c, err := decode("")
+	if err != nil || c.MaxBytes != DefaultQuarantineBytes || c.Path != "" {
+		t.Fatalf("defaults: %+v, %v", c, err)
+	}
+	c.DefaultPath("/var/lib/aw")
+	if c.Path != "/var/lib/aw/quarantine/rejected.jsonl" {
+		t.Errorf("default path %q", c.Path)
+	}
+	c, err = decode("{path: /srv/q.jsonl, max_bytes: 1048576}")
+	if err != nil || c.Path != "/srv/q.jsonl" || c.MaxBytes != 1<<20 {
+		t.Fatalf("set: %+v, %v", c, err)
+	}
+	c.DefaultPath("/var/lib/aw")
+	if c.Path != "/srv/q.jsonl" {
+		t.Errorf("DefaultPath replaced a set path: %q", c.Path)
+	}
+	if _, err := decode("{max_bytes: -1, path: /srv/}"); err == nil || !strings.Contains(err.Error(), "max_bytes:") || !strings.Contains(err.Error(), "path:") {
+		t.Errorf("bad values: %v", err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"auditwatch/config"
 	"auditwatch/detect"
 	"auditwatch/identity"
+	"auditwatch/ingest/source"
 	"auditwatch/internal/escape"
 	"auditwatch/netinfo"
 	"auditwatch/sigma"
@@ -93,6 +94,10 @@ type Loaded struct {
 	Alerts *alert.Config
 	// Storage is the `storage:` section, nil when absent.
 	Storage *store.Config
+	// Quarantine is the `quarantine:` section (defaults when absent); its
+	// path is still unset when the file leaves it out: the command puts it
+	// under state.dir.
+	Quarantine source.QuarantineConfig
 }
 
 // Error is a config file that does not load: every problem in it.
@@ -232,6 +237,21 @@ var sections = []section{
 	},
 }
 
+// quarantineSection checks the `quarantine:` section (the sources'
+// rejected records).
+var quarantineSection = section{
+	key: "quarantine",
+	typ: reflect.TypeFor[source.QuarantineConfig](),
+	check: func(n *yaml.Node, l *Loaded) (error, error) {
+		c, err := source.DecodeQuarantine(n)
+		if err != nil && isDecodeError(err) {
+			return err, nil
+		}
+		l.Quarantine = c
+		return nil, err
+	},
+}
+
 // trailSection checks the `trail:` section (CloudTrail digest validation).
 var trailSection = section{
 	key: "trail",
@@ -263,7 +283,7 @@ var watchSections = []section{
 	}},
 }
 
-func init() { sections = append(append(sections, trailSection), watchSections...) }
+func init() { sections = append(append(sections, trailSection, quarantineSection), watchSections...) }
 
 // isDecodeError tells a YAML decoding failure from a validation failure.
 func isDecodeError(err error) bool {

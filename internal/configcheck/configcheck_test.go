@@ -24,6 +24,11 @@ func TestCheckPaths(t *testing.T) {
 			[]Problem{{Path: "alerts.group_window", Line: 2, Msg: "cannot unmarshal !!seq into a duration (want 90s, 15m, 36h, 7d)"}}},
 		{"validation", "logging:\n  format: xml\n",
 			[]Problem{{Path: "logging.format", Line: 2, Msg: `want json or text, got "xml"`}}},
+		{"quarantine section", "quarantine:\n  path: /srv/q/\n  max_bytes: -1\n",
+			[]Problem{{Path: "quarantine.path", Line: 2, Msg: "names a directory; want a file (or off)"},
+				{Path: "quarantine.max_bytes", Line: 3, Msg: "must be between 1 and 17179869184"}}},
+		{"unknown key in the quarantine section", "quarantine:\n  max_size: 5\n",
+			[]Problem{{Path: "quarantine.max_size", Line: 2, Msg: "unknown field"}}},
 		{"validation of a defaulted field has no line", "stream: {type: kafka}\n",
 			[]Problem{{Path: "stream.kafka.brokers", Msg: "at least one required"}}},
 	} {

@@ -1,0 +1,106 @@
+package detect
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"auditwatch/schema"
+)
+
+// Rollout decisions stay on arrival and end the same whatever the arrival
+// order within the source's lateness: a first read of a Secrets Manager
+// secret is reported when it arrives; its secret's write arriving later
+// (dated within the grace before the read) sends a revision of that
+// finding that resolves it. A read no write explains stays open; a write
+// arriving after the source moved past the read by its lateness resolves
+// nothing; dynamic credentials are never remembered; what is remembered
+// survives a restart from a checkpoint.
+func TestRolloutResolvesLateWrites(t *testing.T) {
+	cfg := testConfig(learnEnd)
+	cfg.Lateness = map[string]Duration{schema.SourceCloudTrail: Duration(15 * time.Minute), schema.SourceVault: Duration(5 * time.Second)}
+	arn := "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+	var history []schema.Event
+	for i := range 60 {
+		at := time.Duration(i) * 2 * time.Minute
+		history = append(history, ctev(fmt.Sprint("h1-", i), at, "reader", "10.0.0.1", "secretsmanager:GetSecretValue", arn+"own"))
+		history = append(history, ctev(fmt.Sprint("h2-", i), at, "reader2", "10.0.0.4", "secretsmanager:GetSecretValue", arn+"own3"))
+		history = append(history, ctev(fmt.Sprint("h3-", i), at, "writer", "10.0.0.2", "secretsmanager:GetSecretValue", arn+"own2"))
+		history = append(history, vev(fmt.Sprint("hv-", i), at, "vreader", "10.0.0.3", "read", "secret/data/own"))
+	}
+	ft := func(fs []schema.Finding) []schema.Finding { return ofDetector(fs, schema.DetectorFirstTimeAccess) }
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	e := newEngine(t, cfg, st, nil)
+	runAll(e, history)
+	base := learnEnd.Sub(t0) + time.Hour
+
+	// reader: a first read (t+1m) arrives before the write (t).
+	first := ft(e.Process(ctev("read-1", base+time.Minute, "reader", "10.0.0.1", "secretsmanager:GetSecretValue", arn+"prod/db")))
+	if len(first) != 1 || first[0].Attributes[StatusAttr] != "" {
+		t.Fatalf("first read not reported on arrival: %+v", first)
+	}
+	// reader2: a first read no write explains, and one of the rolled-out
+	// secret: its finding is explained in part only.
+	open := ft(e.Process(ctev("read-2", base+2*time.Minute, "reader2", "10.0.0.4", "secretsmanager:GetSecretValue", arn+"prod/other")))
+	open = append(open, ft(e.Process(ctev("read-3", base+3*time.Minute, "reader2", "10.0.0.4", "secretsmanager:GetSecretValue", arn+"prod/db")))...)
+	if len(open) != 2 {
+		t.Fatalf("reader2: %+v", open)
+	}
+	// A restart from a checkpoint keeps what a late write may resolve.
+	if err := e.Checkpoint(nil); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	e = newEngine(t, cfg, st, nil)
+	res := ft(e.Process(ctev("write", base, "writer", "10.0.0.2", "secretsmanager:PutSecretValue", arn+"prod/db")))
+	if len(res) != 2 {
+		t.Fatalf("the late write sent %d revisions, want 2: %+v", len(res), res)
+	}
+	for _, f := range res {
+		switch f.Principal {
+		case "reader":
+			if f.DedupeKey != first[0].DedupeKey || f.Revision != first[0].Revision+1 || f.Attributes[StatusAttr] != StatusResolved ||
+				f.Severity != schema.SeverityInfo || f.Attributes["explained_by"] != "writer" || f.Resource != arn+"prod/db" {
+				t.Errorf("reader's revision does not resolve its finding: %+v", f)
+			}
+		case "reader2":
+			if f.DedupeKey != open[0].DedupeKey || f.Attributes[StatusAttr] == StatusResolved {
+				t.Errorf("reader2's finding resolved though prod/other is unexplained: %+v", f)
+			}
+		default:
+			t.Errorf("revision for %s", f.Principal)
+		}
+	}
+	all := append(append(append([]schema.Finding{}, first...), open...), res...)
+	if u := Unresolved(all); len(u) != 3 || u[0].Principal != "reader2" {
+		t.Errorf("Unresolved: %+v", u)
+	}
+	// Once CloudTrail has moved past a read by its lateness, a write dated
+	// before it resolves nothing (it is late itself).
+	e.Process(ctev("read-4", base+5*time.Minute, "reader", "10.0.0.1", "secretsmanager:GetSecretValue", arn+"prod/late"))
+	e.Process(ctev("tick", base+30*time.Minute, "writer", "10.0.0.2", "secretsmanager:GetSecretValue", arn+"own2"))
+	if fs := ft(e.Process(ctev("write-late", base+4*time.Minute, "writer", "10.0.0.2", "secretsmanager:PutSecretValue", arn+"prod/late"))); len(fs) != 0 {
+		t.Errorf("a write later than the lateness resolved %+v", fs)
+	}
+	// Dynamic credentials are never a rollout's.
+	dyn := vev("dyn", base+31*time.Minute, "vreader", "10.0.0.3", "read", "database/creds/payments")
+	dyn.Mount, dyn.MountType = "database/", "database"
+	if fs := ft(e.Process(dyn)); len(fs) != 1 {
+		t.Fatalf("dynamic credentials: %+v", fs)
+	}
+	if len(e.firstTimeRecent()) != 0 {
+		t.Errorf("remembered %d reads, want 0", len(e.firstTimeRecent()))
+	}
+	e.Close()
+	st.Close()
+}
+
+func (e *Engine) firstTimeRecent() []recentRead {
+	for _, d := range e.dets {
+		if ft, ok := d.(*firstTime); ok {
+			return ft.recent
+		}
+	}
+	return nil
+}
