@@ -61,10 +61,10 @@ type Manager struct {
 	components []Component
 	// judged, in tests, is told when a component's Run has returned and
 	// been judged a failure or not.
-	judged     func(name string)
-	mu         sync.Mutex // guards run and ShutdownTimeout once started
-	run        []*started
-	failed     chan error
+	judged func(name string)
+	mu     sync.Mutex // guards run and ShutdownTimeout once started
+	run    []*started
+	failed chan error
 }
 
 // Add appends components in start order.
