@@ -26,6 +26,9 @@ func init() {
 	})
 }
 
+// runAllow is a one-shot command (see oneShot).
+var runAllow = asJob("allow", allowMain)
+
 // allowPath is the entries file under a state directory.
 func allowPath(stateDir string) string { return filepath.Join(stateDir, "allow", allow.FileName) }
 
@@ -58,7 +61,7 @@ func allowConfig(sf *storageFlags, stateDir string) (string, allow.Prefixes, err
 // endpoint while run holds the embedded store) and appends the allow entry
 // made from it to <state.dir>/allow/entries.jsonl, which run and detect
 // read while they run.
-func runAllow(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func allowMain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("allow", stderr, "--finding ID [--expires 30d] [--comment TEXT] [--config FILE]", commands["allow"].summary)
 	var sf storageFlags
 	sf.register(fl)
