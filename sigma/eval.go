@@ -47,7 +47,12 @@ func (fm *fieldMatcher) match(r *Record) bool {
 	case kindPattern:
 		if fm.all {
 			for _, p := range fm.pats {
-				if !fm.anyValue(r, func(s string) bool { return p.match(s) }) {
+				if !fm.anyValue(r, func(s string) bool {
+					if isASCII(s) {
+						return p.matchASCII(s, r.lower(s))
+					}
+					return p.match(s)
+				}) {
 					return false
 				}
 			}
@@ -60,6 +65,16 @@ func (fm *fieldMatcher) match(r *Record) bool {
 			return false
 		}
 		return fm.anyValue(r, func(s string) bool {
+			if isASCII(s) {
+				// lowercased once for every pattern
+				ls := r.lower(s)
+				for _, p := range fm.pats {
+					if p.matchASCII(s, ls) {
+						return true
+					}
+				}
+				return false
+			}
 			for _, p := range fm.pats {
 				if p.match(s) {
 					return true

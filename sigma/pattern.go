@@ -129,6 +129,28 @@ func indexFold(s, lit string) int {
 	return -1
 }
 
+// matchASCII is match for an ASCII value s whose ASCII-lowercased form
+// is ls (the same result: for ASCII text, ASCII and Unicode lowercasing
+// agree).
+func (p *pattern) matchASCII(s, ls string) bool {
+	if !p.cased {
+		s = ls
+	}
+	switch p.op {
+	case opAny:
+		return true
+	case opEqual:
+		return s == p.lit
+	case opPrefix:
+		return strings.HasPrefix(s, p.lit)
+	case opSuffix:
+		return strings.HasSuffix(s, p.lit)
+	case opContains:
+		return strings.Contains(s, p.lit)
+	}
+	return globMatch(p.toks, s)
+}
+
 // match reports whether s matches the pattern.
 func (p *pattern) match(s string) bool {
 	if p.op == opAny {

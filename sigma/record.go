@@ -26,7 +26,10 @@ type Record struct {
 	p    *Parser
 	src  int
 	buf  []byte // scratch for rendering non-string values
-	time time.Time
+	lbuf []byte // scratch for lowercased values
+	// found: paths resolved in a lazy record
+	found []foundPath
+	time  time.Time
 	// timeDone: time was read
 	timeDone bool
 }
@@ -72,7 +75,7 @@ func (p *Parser) Parse(b []byte, source string) (*Record, error) {
 		return nil, err
 	}
 	r := &p.rec
-	*r = Record{v: v, buf: r.buf[:0], p: p, scan: -1}
+	*r = Record{v: v, buf: r.buf[:0], lbuf: r.lbuf[:0], p: p, scan: -1}
 	r.src = srcOf(source, v.Exists("eventSource") || v.Exists("eventName"), v.Exists("request") || v.Exists("type"))
 	return r, nil
 }
@@ -109,7 +112,7 @@ func (p *Parser) parseLazy(b []byte, source string) (*Record, bool) {
 		return nil, false
 	}
 	r := &p.rec
-	*r = Record{raw: b, tops: p.tops, buf: r.buf[:0], p: p, scan: jsonx.SkipWS(b, i+1)}
+	*r = Record{raw: b, tops: p.tops, buf: r.buf[:0], lbuf: r.lbuf[:0], found: r.found[:0], p: p, scan: jsonx.SkipWS(b, i+1)}
 	if r.scan < len(b) && b[r.scan] == '}' {
 		if jsonx.SkipWS(b, r.scan+1) != len(b) {
 			return nil, false
@@ -117,10 +120,13 @@ func (p *Parser) parseLazy(b []byte, source string) (*Record, bool) {
 		r.scan = -1
 	}
 	has := func(k string) bool { return r.member(k) != nil }
-	// EventBridge's wrapper (its member names are also found in the
-	// text; LookupEvents' CloudTrailEvent string has escapes, so such a
-	// record never comes here)
-	if containsLit(b2s(b), "detail-type") && has("detail") && has("detail-type") {
+	// EventBridge's wrapper, around CloudTrail records only (its member
+	// names are also found in the text; LookupEvents' CloudTrailEvent
+	// string has escapes, so such a record never comes here). A record
+	// whose first member is eventVersion is a CloudTrail record itself:
+	// an envelope starts with version, id, detail-type.
+	if source != "vault" && source != "openbao" && !r.firstIs("eventVersion") &&
+		containsLit(b2s(b), "detail-type") && has("detail") && has("detail-type") {
 		return nil, false
 	}
 	if source != "cloudtrail" && source != "vault" && source != "openbao" {
@@ -129,6 +135,14 @@ func (p *Parser) parseLazy(b []byte, source string) (*Record, bool) {
 		r.src = srcOf(source, false, false)
 	}
 	return r, true
+}
+
+// firstIs reports whether the record's first member is named k.
+func (r *Record) firstIs(k string) bool {
+	if len(r.tops) == 0 && r.scan >= 0 {
+		r.step()
+	}
+	return len(r.tops) > 0 && string(r.tops[0].key) == k
 }
 
 // member returns the top-level member named k (nil if none), scanning
@@ -264,12 +278,31 @@ func (r *Record) each(path []string, all bool, f func(s string, null bool) bool)
 	if r.v != nil {
 		v = r.v
 	} else {
+		// a path through objects only is resolved once per record, for
+		// every rule that reads it
+		for i := range r.found {
+			if samePath(r.found[i].path, path) {
+				if pos := r.found[i].pos; pos >= 0 {
+					return r.rawAt(pos, all, f)
+				}
+				return false
+			}
+		}
 		m, rst, ok := r.rootMember(path)
 		if !ok {
+			r.found = append(r.found, foundPath{path, -1})
 			return false
 		}
 		if m.v == nil {
-			return r.rawVisit(m.s, rst, all, f)
+			pos, through := r.rawFind(m.s, rst)
+			if !through {
+				return r.rawVisit(m.s, rst, all, f)
+			}
+			r.found = append(r.found, foundPath{path, pos})
+			if pos < 0 {
+				return false
+			}
+			return r.rawAt(pos, all, f)
 		}
 		v, rest = m.v, rst
 	}
@@ -277,6 +310,65 @@ func (r *Record) each(path []string, all bool, f func(s string, null bool) bool)
 		return visitAll(v, rest, g)
 	}
 	return visit(v, rest, g)
+}
+
+// foundPath is a path resolved in a lazy record: the index of its value
+// (-1: absent).
+type foundPath struct {
+	path []string
+	pos  int
+}
+
+func samePath(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// rawFind walks path from the value at i through objects only: the index
+// of the value at its end (-1: absent). through is false when an array
+// lies on the way (the values fan out: rawVisit walks them).
+func (r *Record) rawFind(i int, path []string) (pos int, through bool) {
+	b := r.raw
+	for pi := 0; pi < len(path); pi++ {
+		switch b[i] {
+		case '{':
+			v := r.rawGet(i, path[pi])
+			if v < 0 {
+				if pi < len(path)-1 {
+					key := path[pi]
+					for j := pi + 1; j < len(path); j++ {
+						key += "." + path[j]
+						if v := r.rawGet(i, key); v >= 0 {
+							return r.rawFind(v, path[j+1:])
+						}
+					}
+				}
+				return -1, true
+			}
+			i = v
+		case '[':
+			return 0, false
+		default:
+			return -1, true
+		}
+	}
+	return i, true
+}
+
+// rawAt calls f as rawVisit does at the end of a path: with each element
+// of an array (unless all), else with the value.
+func (r *Record) rawAt(i int, all bool, f func(string, bool) bool) bool {
+	if r.raw[i] == '[' && !all {
+		return r.rawElems(i, func(v int) bool { return r.rawLeaf(v, f) })
+	}
+	return r.rawLeaf(i, f)
 }
 
 // rawVisit is visit (visitAll when all) over the text of a lazy record,
@@ -645,4 +737,21 @@ func skipValue(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// lower returns the ASCII s lowercased: s itself when it has no upper-case
+// letter, else a copy in scratch memory valid until the next call.
+func (r *Record) lower(s string) string {
+	i := 0
+	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	r.lbuf = append(r.lbuf[:0], s...)
+	for ; i < len(r.lbuf); i++ {
+		r.lbuf[i] = lowerASCII(r.lbuf[i])
+	}
+	return b2s(r.lbuf)
 }
