@@ -249,6 +249,15 @@ func (a *allowFiltered) Process(ev schema.Event) []schema.Finding {
 // Join filters the findings raised beside the detector (Enrich's).
 func (a *allowFiltered) Join(fs []schema.Finding) []schema.Finding { return a.list.Filter(fs) }
 
+// Note filters what a note raises (pipeline.Noter).
+func (a *allowFiltered) Note(ev schema.Event) []schema.Finding {
+	n, ok := a.Detector.(pipeline.Noter)
+	if !ok {
+		return nil
+	}
+	return a.list.Filter(n.Note(ev))
+}
+
 func (a *allowFiltered) Drain() []schema.Finding {
 	d, ok := a.Detector.(pipeline.Drainer)
 	if !ok {
