@@ -173,9 +173,14 @@ func benchAppendToOutput(b *testing.B, bin string, rate, seconds int) {
 				b.Errorf("finding %s never reached %s", k, out)
 			}
 		}
+		// The router's group: the correlated incident, else the dedupe key.
+		group := f.DedupeKey
+		if f.IncidentID != "" {
+			group = "incident:" + f.IncidentID
+		}
 		if got, ok := arr.at("slack", k); ok {
-			if cur, seen := firstOfIncident[f.DedupeKey]; !seen || got.Before(cur) {
-				firstOfIncident[f.DedupeKey], incidentAppend[f.DedupeKey] = got, at
+			if cur, seen := firstOfIncident[group]; !seen || got.Before(cur) {
+				firstOfIncident[group], incidentAppend[group] = got, at
 			}
 		}
 	}

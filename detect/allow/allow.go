@@ -156,7 +156,10 @@ func Append(path string, e Entry) error {
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
-		return err
+		return fmt.Errorf("allow entry: %w", err)
+	}
+	if len(b) > maxLine {
+		return fmt.Errorf("allow entry for finding %s: %d bytes, over the %d-byte line limit", e.Finding, len(b), maxLine)
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -203,14 +206,14 @@ const maxLine = 64 << 10
 func read(r io.Reader, path string) ([]Entry, error) {
 	var out []Entry
 	var errs []error
-	br := bufio.NewReader(r)
+	br := bufio.NewReaderSize(r, maxLine+1)
 	for n := 1; ; n++ {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = br.ReadSlice('\n')
 			}
-			errs = append(errs, fmt.Errorf("%s:%d: line longer than %d bytes", path, n, br.Size()))
+			errs = append(errs, fmt.Errorf("%s:%d: line longer than %d bytes", path, n, maxLine))
 			if err != nil {
 				break
 			}
@@ -220,7 +223,7 @@ func read(r io.Reader, path string) ([]Entry, error) {
 			break
 		}
 		line = bytes.TrimSpace(line)
-		if len(line) == 0 || len(line) > maxLine {
+		if len(line) == 0 {
 			continue
 		}
 		var e Entry

@@ -175,3 +175,37 @@ func TestConcurrentAppend(t *testing.T) {
 		t.Fatalf("%d entries, err %v", len(es), err)
 	}
 }
+
+// An entry whose secret path is longer than a default read buffer (paths
+// come from the logs) loads and allows; one over the line limit is
+// refused when appended rather than written and then ignored.
+func TestLongEntries(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	long := finding(schema.DetectorFirstTimeAccess, "u", "", "secret/"+strings.Repeat("p", 10000))
+	e, err := FromFinding(long, prefixes, t0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Append(path, e); err != nil {
+		t.Fatal(err)
+	}
+	es, err := Load(path)
+	if err != nil || len(es) != 1 || es[0].Resource != long.Resource {
+		t.Fatalf("Load: %d entries, err %v", len(es), err)
+	}
+	l := Open(path, func() time.Time { return t0 })
+	if got := l.Filter([]schema.Finding{long}); len(got) != 0 {
+		t.Errorf("the long entry does not allow its finding: kept %d", len(got))
+	}
+	huge := finding(schema.DetectorFirstTimeAccess, "u", "", strings.Repeat("q", maxLine))
+	he, err := FromFinding(huge, prefixes, t0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Append(path, he); err == nil || !strings.Contains(err.Error(), "line limit") {
+		t.Errorf("Append of a %d-byte resource: %v, want the line limit named", maxLine, err)
+	}
+	if es, err := Load(path); err != nil || len(es) != 1 {
+		t.Errorf("after the refused append: %d entries, err %v", len(es), err)
+	}
+}
