@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"auditwatch/detect/state"
@@ -291,6 +292,39 @@ func (d *firstTime) restoreRecent() error {
 }
 
 func (d *firstTime) tables() []tableStats { return []tableStats{d.pairs, d.groups, d.written} }
+
+// RolloutWrites returns the test for the events that start a rollout
+// under cfg (first_time_access.rollout_actions, Vault writes on kv mounts):
+// a deployment that partitions events by principal delivers them to every
+// partition (stream.Record.Note) so each partition's readers of the
+// secret are judged against them (Engine.Note).
+func RolloutWrites(cfg Config) func(*schema.Event) bool {
+	cfg.SetDefaults()
+	fc := &cfg.FirstTimeAccess
+	if fc.RolloutGrace <= 0 {
+		return func(*schema.Event) bool { return false }
+	}
+	sc := newScope(fc.Scope, fc.VaultMounts)
+	rollouts := newGlobMemo(fc.RolloutActions)
+	var mu sync.Mutex // globMemo caches; the ingest stage may call from several sources
+	return func(ev *schema.Event) bool {
+		if ev.Failed() || ServiceInvoked(ev) {
+			return false
+		}
+		mu.Lock()
+		ok := rollouts.match(ev.Action)
+		mu.Unlock()
+		if !ok {
+			return false
+		}
+		if ev.Source == schema.SourceVault {
+			if _, typ, _ := sc.vaultMount(ev); typ != "kv" {
+				return false
+			}
+		}
+		return CanonicalResource(ev) != ""
+	}
+}
 
 // noteWrite records a successful write of a secret (a rollout starts);
 // first reads of it already reported that it explains are resolved.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"auditwatch/detect"
 	"context"
 
 	"auditwatch/ingest/source"
@@ -41,6 +42,9 @@ func (d *daemon) runIngest(ctx context.Context) error {
 	ing, err := pipeline.NewIngest(pipeline.IngestConfig{
 		Stream: k, EventsTopic: kc.EventsTopic, ByIPTopic: kc.EventsByIPTopic,
 		Checkpoints: cps, Logger: d.log, Registerer: d.reg,
+		// Rollout writes reach every partition: readers of the secret
+		// are keyed to other principals' partitions.
+		Notes: detect.RolloutWrites(d.conf.Detectors),
 	})
 	if err != nil {
 		return err
