@@ -49,13 +49,13 @@ func TestCluster(t *testing.T) {
 	}
 	for _, r := range reps {
 		res := rawOn(t, r.Addr, "SELECT engine, toUInt64(count()) FROM system.tables WHERE database = 'aw_cl' AND engine IN ('Distributed', 'ReplicatedReplacingMergeTree') GROUP BY engine ORDER BY engine")
-		eq(t, "tables on "+r.Name, table(t, res, "engine", "toUInt64(count())"), []string{"Distributed|5", "ReplicatedReplacingMergeTree|5"})
+		eq(t, "tables on "+r.Name, table(t, res, "engine", "toUInt64(count())"), []string{"Distributed|6", "ReplicatedReplacingMergeTree|6"})
 	}
 
 	// No background merge may collapse a copy: each copy must be dropped
 	// by the insert deduplication itself.
 	stopMerges := func(r *chtest.Replica) {
-		for _, tb := range []string{"events_local", "events_by_principal_local", "findings_local"} {
+		for _, tb := range []string{"events_local", "principal_events_local", "ip_events_local", "findings_local"} {
 			execOn(t, r.Addr, "SYSTEM STOP MERGES aw_cl."+tb)
 		}
 	}
@@ -108,7 +108,7 @@ func TestCluster(t *testing.T) {
 	if err := other.InsertFindings(ctx, fs); err != nil {
 		t.Fatal(err)
 	}
-	// events, events_by_principal and resource_names blocks of one day
+	// events, principal_events, ip_events and resource_names blocks of one day
 	// partition each, and the findings' partitions.
 	dup := table(t, rawOn(t, reps[1].Addr, "SELECT toUInt64(sum(value)) AS n FROM system.events WHERE event = 'DuplicatedInsertedBlocks'"), "n")
 	if len(dup) != 1 || dup[0] == "0" {
@@ -124,9 +124,10 @@ func TestCluster(t *testing.T) {
 	// Each replica holds every row once (no FINAL, no merge needed), once
 	// it has fetched what was written while it was down.
 	const counts = `SELECT 'events' AS t, toUInt64(count()) AS n, toUInt64(uniqExact(id)) AS ids FROM aw_cl.events_local
-UNION ALL SELECT 'events_by_principal' AS t, toUInt64(count()) AS n, toUInt64(uniqExact(id)) AS ids FROM aw_cl.events_by_principal_local
+UNION ALL SELECT 'principal_events' AS t, toUInt64(count()) AS n, toUInt64(uniqExact(id)) AS ids FROM aw_cl.principal_events_local
+UNION ALL SELECT 'ip_events' AS t, toUInt64(count()) AS n, toUInt64(uniqExact(id)) AS ids FROM aw_cl.ip_events_local
 UNION ALL SELECT 'findings' AS t, toUInt64(count()) AS n, toUInt64(uniqExact(id, revision)) AS ids FROM aw_cl.findings_local`
-	wantCounts := []string{fmt.Sprintf("events|%d|%d", len(all), len(all)), fmt.Sprintf("events_by_principal|%d|%d", len(all), len(all)), fmt.Sprintf("findings|%d|%d", len(fs), len(fs))}
+	wantCounts := []string{fmt.Sprintf("events|%d|%d", len(all), len(all)), fmt.Sprintf("principal_events|%d|%d", len(all), len(all)), fmt.Sprintf("ip_events|%d|%d", len(all), len(all)), fmt.Sprintf("findings|%d|%d", len(fs), len(fs))}
 	sort.Strings(wantCounts)
 	for _, r := range reps {
 		deadline := time.Now().Add(120 * time.Second)
@@ -327,8 +328,8 @@ func TestClusteredQueries(t *testing.T) {
 			if c := strings.Count(got, "_local"); c != subs {
 				t.Errorf("%s: %d local tables for %d subqueries:\n%s", name, c, subs, got)
 			}
-			if strings.Contains(got, "GLOBAL") || !strings.Contains(got, "FROM aw.events") && !strings.Contains(got, "FROM aw.findings") {
-				t.Errorf("%s: outer query changed:\n%s", name, got)
+			if strings.Contains(got, "GLOBAL") || got == WithDB(sql, "aw") && subs > 0 {
+				t.Errorf("%s: not rewritten as expected:\n%s", name, got)
 			}
 		}
 	}

@@ -71,7 +71,7 @@ const noEnd = 4102444800
 const window = `day >= toDate(toDateTime({since:UInt32}, 'UTC')) AND day <= toDate(toDateTime({until:UInt32}, 'UTC'))
   AND time >= toDateTime({since:UInt32}, 'UTC') AND time <= toDateTime({until:UInt32}, 'UTC')`
 
-// blastSQL is the blast-radius query over events_by_principal for one
+// blastSQL is the blast-radius query over principal_events for one
 // match expression: one scan, each event fanned out (arrayJoin) into its
 // resource, address, principal, action and failure, then grouped.
 func blastSQL(match string) string {
@@ -82,7 +82,7 @@ FROM (
            arrayJoin([('resource', resource), ('source_ip', source_ip), ('principal', principal), ('action', action),
                       ('failure', if(outcome = 'failure', concat(action, ' ', resource, ' ', failure_kind, ' ', error), ''))]) AS kv,
            tupleElement(kv, 1) AS kind, tupleElement(kv, 2) AS value
-    FROM auditwatch.events_by_principal
+    FROM auditwatch.principal_events
     WHERE ` + match + ` AND ` + window + `
 )
 WHERE NOT (kind = 'failure' AND value = '')
@@ -99,7 +99,7 @@ func networkSQL(match string) string {
        arrayStringConcat(arraySlice(arraySort(groupUniqArray(source_ip)), 1, 5), ' ') AS source_ips,
        any(country) AS country_code, any(asn) AS as_number, any(as_org) AS as_name,
        min(time) AS first_seen, max(time) AS last_seen
-FROM auditwatch.events
+FROM auditwatch.ip_events
 WHERE ` + match + ` AND ` + window + `
 GROUP BY principal, resource
 ORDER BY events DESC, principal, resource
@@ -134,7 +134,7 @@ LIMIT {limit:UInt64}`,
 		SQL: `SELECT action, resource, uniqExact(id) AS events, uniqExactIf(id, outcome = 'failure') AS failures,
        arrayStringConcat(arraySlice(arraySort(groupUniqArray(source_ip)), 1, 5), ' ') AS source_ips,
        min(time) AS first_seen, max(time) AS last_seen
-FROM auditwatch.events_by_principal
+FROM auditwatch.principal_events
 WHERE principal = {principal:String} AND ` + window + `
 GROUP BY action, resource
 ORDER BY events DESC, action, resource
@@ -153,7 +153,7 @@ LIMIT {limit:UInt64}`,
        uniqExact(id) AS events, uniqExactIf(id, outcome = 'failure') AS failures,
        arrayStringConcat(arraySlice(arraySort(groupUniqArray(source_ip)), 1, 5), ' ') AS source_ips,
        min(time) AS first_seen, max(time) AS last_seen
-FROM auditwatch.events
+FROM auditwatch.ip_events
 WHERE ip >= unhex({ip_lo:String}) AND ip <= unhex({ip_hi:String}) AND ` + window + `
 GROUP BY principal, resource
 ORDER BY events DESC, principal, resource
@@ -195,7 +195,7 @@ LIMIT {limit:UInt64}`,
 FROM (
     SELECT id, time, arrayJoin([('access_key', access_key), ('token_accessor', token_accessor)]) AS kv,
            tupleElement(kv, 1) AS kind, tupleElement(kv, 2) AS value
-    FROM auditwatch.events_by_principal
+    FROM auditwatch.principal_events
     WHERE principal = {principal:String} AND ` + window + `
 )
 WHERE value != ''

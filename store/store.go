@@ -261,15 +261,24 @@ func (d *DB) recordMigration(ctx context.Context, b backend, dia chschema.Dialec
 	return nil
 }
 
-// DropExpired drops every day partition older than the retention, on every
-// server version (18.x has no TTL). It returns the partitions dropped.
+// DropExpired drops every partition whose newest day is older than the
+// retention (day partitions, and the week partitions of principal_events
+// and ip_events once their last day expired), on every server version
+// (18.x has no TTL). It returns the partitions dropped.
 func (d *DB) DropExpired(ctx context.Context, now time.Time) ([]string, error) {
 	if d.cfg.RetentionDays <= 0 {
 		return nil, nil
 	}
-	cut := now.UTC().AddDate(0, 0, -d.cfg.RetentionDays).Format("20060102")
-	res, err := d.b.Query(ctx, "SELECT DISTINCT table, partition FROM system.parts WHERE database = {db:String} AND active AND partition < {cut:String} ORDER BY table, partition",
-		chsql.Params{chsql.Str("db", d.cfg.Database), chsql.Str("cut", cut)})
+	cutT := now.UTC().AddDate(0, 0, -d.cfg.RetentionDays)
+	// A partition a TTL emptied has parts of no rows and no dates; it
+	// goes too once it began a week before the cut.
+	res, err := d.b.Query(ctx, `SELECT table, partition_id FROM system.parts
+WHERE database = {db:String} AND active
+GROUP BY table, partition_id
+HAVING (max(max_date) < toDate({cut:String}) AND max(max_date) > toDate('1970-01-01'))
+    OR (sum(rows) = 0 AND partition_id < {empty_cut:String})
+ORDER BY table, partition_id`,
+		chsql.Params{chsql.Str("db", d.cfg.Database), chsql.Str("cut", cutT.Format("2006-01-02")), chsql.Str("empty_cut", cutT.AddDate(0, 0, -7).Format("20060102"))})
 	if err != nil {
 		return nil, fmt.Errorf("retention: list partitions: %w", err)
 	}
@@ -280,7 +289,7 @@ func (d *DB) DropExpired(ctx context.Context, now time.Time) ([]string, error) {
 		if !chschema.ValidIdent(table) || len(part) != 8 || strings.Trim(part, "0123456789") != "" {
 			continue
 		}
-		if err := d.b.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DROP PARTITION %s", d.cfg.Database, table, part)); err != nil {
+		if err := d.b.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DROP PARTITION ID '%s'", d.cfg.Database, table, part)); err != nil {
 			return dropped, fmt.Errorf("retention: drop %s partition %s: %w", table, part, err)
 		}
 		dropped = append(dropped, table+"/"+part)

@@ -316,7 +316,8 @@ func TestRetention(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(dropped) == 0 {
-				t.Fatal("no partition dropped")
+				r, _ := st.Raw(ctx, "SELECT table, partition_id, toString(max_date), toUInt64(rows) FROM system.parts WHERE database = {db:String} AND active ORDER BY table", chsql.Params{chsql.Str("db", db)})
+				t.Fatalf("no partition dropped; parts: %v", r)
 			}
 			r, err := st.Raw(ctx, "SELECT toUInt64(count()) FROM "+db+".events", nil)
 			if err != nil {
@@ -325,9 +326,11 @@ func TestRetention(t *testing.T) {
 			if r.Rows[0][0] != uint64(10) {
 				t.Errorf("%v rows left after retention, want the 10 recent ones (dropped %v)", r.Rows[0][0], dropped)
 			}
-			r, err = st.Raw(ctx, "SELECT toUInt64(count()) FROM "+db+".events_by_principal", nil)
-			if err != nil || r.Rows[0][0] != uint64(10) {
-				t.Errorf("events_by_principal after retention: %v %v", r, err)
+			for _, tb := range []string{"principal_events", "ip_events"} { // week partitions
+				r, err = st.Raw(ctx, "SELECT toUInt64(count()) FROM "+db+"."+tb, nil)
+				if err != nil || r.Rows[0][0] != uint64(10) {
+					t.Errorf("%s after retention: %v %v", tb, r, err)
+				}
 			}
 			if st.Dialect().Modern {
 				r, err := st.Raw(ctx, "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = 'events'", chsql.Params{chsql.Str("db", db)})
@@ -363,56 +366,103 @@ func TestLoadConfigFile(t *testing.T) {
 	}
 }
 
-// Migration 0004 backfills access_keys from events stored before it, and
-// 0005 applied after it leaves one writer per table: the inserter for
-// events_by_principal, one view from it for access_keys.
-func TestAccessKeysBackfill(t *testing.T) {
-	dbSeq++
-	db := fmt.Sprintf("aw_bf_%d", dbSeq)
-	st := openRW(t, chdbCfg(t, db))
-	ctx := context.Background()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
+// A store created at migration 0003 (events_by_principal filled by a
+// view) with events in it, migrated to the current schema: 0004 backfills
+// access_keys, 0005 replaces the views, 0018 copies events_by_principal
+// into principal_events and 0019 events into ip_events; afterwards each
+// table has one writer, the runbook queries answer from the copies and a
+// new block lands once in each table.
+func TestUpgradeFrom0003(t *testing.T) {
+	for _, bc := range backends {
+		t.Run(bc.name, func(t *testing.T) {
+			dbSeq++
+			db := fmt.Sprintf("aw_up_%d", dbSeq)
+			st := openRW(t, bc.cfg(t, db))
+			ctx := context.Background()
+			dia := st.Dialect()
+			if _, err := prepareMigrations(ctx, st.b, dia); err != nil {
+				t.Fatal(err)
+			}
+			ms, err := chschema.Migrations(dia)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms[:3] {
+				for _, q := range m.Statements {
+					if err := st.Exec(ctx, q); err != nil {
+						t.Fatalf("%04d: %v", m.Version, err)
+					}
+				}
+				if err := st.recordMigration(ctx, st.b, dia, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now := time.Now().UTC()
+			evs, _ := known(now)
+			var sel []string
+			for _, e := range evs {
+				ip := chsql.IP16(e.SourceIP)
+				sel = append(sel, fmt.Sprintf("SELECT toDate(toDateTime(%d, 'UTC')), toDateTime(%d, 'UTC'), %s, %s, %s, %s, %s, %s, %s, toFixedString(unhex('%X'), 16), %s, %s, %s",
+					e.Time.Unix(), e.Time.Unix(), chsql.QuoteString(e.ID), chsql.QuoteString(e.Principal), chsql.QuoteString(e.PrincipalName), chsql.QuoteString(e.AccessKey),
+					chsql.QuoteString(e.Action), chsql.QuoteString(e.Resource), chsql.QuoteString(e.SourceIP), ip[:], chsql.QuoteString(e.Outcome), chsql.QuoteString(e.Error), chsql.QuoteString(e.FailureKind)))
+			}
+			if err := st.Exec(ctx, "INSERT INTO "+db+".events (day, time, id, principal, principal_name, access_key, action, resource, source_ip, ip, outcome, error, failure_kind) "+strings.Join(sel, " UNION ALL ")); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			count := func(sql string) uint64 {
+				t.Helper()
+				r, err := st.Raw(ctx, sql, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r.Rows[0][0].(uint64)
+			}
+			for _, tb := range []string{"principal_events", "ip_events"} {
+				if n := count("SELECT toUInt64(uniqExact(id)) FROM " + db + "." + tb); n != uint64(len(evs)) {
+					t.Errorf("%s holds %d events after the upgrade, want %d", tb, n, len(evs))
+				}
+			}
+			r, err := st.Raw(ctx, "SELECT DISTINCT access_key, principal FROM "+db+".access_keys", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, "access_keys after backfill", table(t, r, "access_key", "principal"), []string{"AKIAEXAMPLEKEY000001|arn:aws:iam::111122223333:user/carol"})
+			r, err = st.Raw(ctx, "SELECT name, engine FROM system.tables WHERE database = {db:String} AND (engine = 'MaterializedView' OR name LIKE 'events%') ORDER BY name", chsql.Params{chsql.Str("db", db)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, "views and event tables", table(t, r, "name", "engine"), []string{"access_keys_by_principal_events_mv|MaterializedView", "events|ReplacingMergeTree"})
+			month := now.Add(-30 * 24 * time.Hour)
+			res, err := st.Query(ctx, "blast-radius", QueryArgs{AccessKey: "AKIAEXAMPLEKEY000001", Since: month})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, "blast-radius by key after the upgrade", table(t, res, "kind", "events"), []string{"action|2", "failure|1", "principal|2", "resource|2", "source_ip|2"})
+			res, err = st.Query(ctx, "ip", QueryArgs{IP: "2001:db8::/32", Since: month})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, "ip after the upgrade", table(t, res, "principal", "events"), []string{"entity-dave|1"})
+			// A block written now lands once in each table (no view copies
+			// it a second time) and feeds access_keys through the new view.
+			later := []schema.Event{evs[0]}
+			later[0].ID, later[0].AccessKey = "after-upgrade", "AKIAEXAMPLEKEY000002"
+			if err := st.InsertEvents(ctx, later); err != nil {
+				t.Fatal(err)
+			}
+			for _, tb := range []string{"events", "principal_events", "ip_events"} {
+				if n := count("SELECT toUInt64(count()) FROM " + db + "." + tb + " WHERE id = 'after-upgrade'"); n != 1 {
+					t.Errorf("%s rows of the new block: %d, want 1", tb, n)
+				}
+			}
+			r, err = st.Raw(ctx, "SELECT DISTINCT access_key, principal FROM "+db+".access_keys ORDER BY access_key", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, "access_keys after a new block", table(t, r, "access_key", "principal"), []string{"AKIAEXAMPLEKEY000001|arn:aws:iam::111122223333:user/carol", "AKIAEXAMPLEKEY000002|" + evs[0].Principal})
+		})
 	}
-	evs, _ := known(time.Now().UTC())
-	if err := st.InsertEvents(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
-	// Back to a store at migration 0003 (events_by_principal fed by its view).
-	for _, q := range []string{"DROP TABLE " + db + ".access_keys_by_principal_mv", "TRUNCATE TABLE " + db + ".access_keys",
-		"CREATE MATERIALIZED VIEW " + db + ".events_by_principal_mv TO " + db + ".events_by_principal AS SELECT day, time, id, principal, access_key, action, resource, source_ip, outcome, error, failure_kind FROM " + db + ".events",
-		"ALTER TABLE " + db + ".schema_migrations DELETE WHERE version >= 4 AND version <= 5 SETTINGS mutations_sync = 1"} {
-		if err := st.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r, err := st.Raw(ctx, "SELECT DISTINCT access_key, principal FROM "+db+".access_keys", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eq(t, "access_keys after backfill", table(t, r, "access_key", "principal"), []string{"AKIAEXAMPLEKEY000001|arn:aws:iam::111122223333:user/carol"})
-	r, err = st.Raw(ctx, "SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView' ORDER BY name", chsql.Params{chsql.Str("db", db)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eq(t, "views after 0005", table(t, r, "name"), []string{"access_keys_by_principal_mv"})
-	// A block written now lands once in events_by_principal (no view
-	// copies it a second time) and feeds access_keys through the new view.
-	later := []schema.Event{evs[0]}
-	later[0].ID, later[0].AccessKey = "after-0005", "AKIAEXAMPLEKEY000002"
-	if err := st.InsertEvents(ctx, later); err != nil {
-		t.Fatal(err)
-	}
-	r, err = st.Raw(ctx, "SELECT toUInt64(count()) FROM "+db+".events_by_principal WHERE id = 'after-0005'", nil)
-	if err != nil || r.Rows[0][0] != uint64(1) {
-		t.Fatalf("events_by_principal rows of the new block: %v %v, want 1", r, err)
-	}
-	r, err = st.Raw(ctx, "SELECT DISTINCT access_key, principal FROM "+db+".access_keys ORDER BY access_key", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eq(t, "access_keys after 0005", table(t, r, "access_key", "principal"), []string{"AKIAEXAMPLEKEY000001|arn:aws:iam::111122223333:user/carol", "AKIAEXAMPLEKEY000002|" + evs[0].Principal})
 }

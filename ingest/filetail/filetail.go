@@ -44,18 +44,11 @@ type Tail struct {
 
 // New returns a Tail named name (the source name) over cfg.Path.
 func New(cfg Config, name string, parse source.Parser, cp source.Checkpoints, logger *slog.Logger, m *source.Metrics) (*Tail, error) {
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("filetail %s: %w", name, err)
+	b, err := source.Prepare("filetail", name, &cfg, logger, m)
+	if err != nil {
+		return nil, err
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m = source.NewMetrics(nil)
-	}
-	log := logger.With("source", name)
-	return &Tail{cfg: cfg, name: name, parse: parse, cp: cp, log: log, m: m, rej: source.NewRejector(name, log, m)}, nil
+	return &Tail{cfg: cfg, name: name, parse: parse, cp: cp, log: b.Log, m: b.M, rej: b.Rej}, nil
 }
 
 // Name is the source name.

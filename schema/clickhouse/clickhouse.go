@@ -156,7 +156,7 @@ func MigrationsTable(d Dialect) string {
 }
 
 // Tables lists the day-partitioned tables, for retention.
-var Tables = []string{"events", "events_by_principal", "findings", "access_keys"}
+var Tables = []string{"events", "principal_events", "ip_events", "findings", "access_keys"}
 
 // TTL returns the ALTER statements that set a retention TTL on every
 // partitioned table (current servers only; 18.x drops partitions instead);

@@ -34,7 +34,8 @@ type Limits struct {
 // the auditwatch database in it.
 type DB struct {
 	conn *Conn
-	// pconn writes the events_by_principal block of each InsertEvents
+	// pconn writes the principal_events, ip_events and resource_names
+	// blocks of each InsertEvents
 	// while conn writes the events block (nil when read-only). The engine
 	// runs statements of different connections concurrently.
 	pconn  *Conn
@@ -102,8 +103,9 @@ func (d *DB) Exec(ctx context.Context, sql string) error {
 }
 
 // InsertEvents inserts one block into events and the same events into
-// events_by_principal, the two concurrently on two connections (migration
-// 0005: no materialized view does the second write). token, when set, is
+// principal_events and ip_events, events concurrently with the others on a
+// second connection (migrations 0005, 0018, 0019: no materialized view
+// does these writes). token, when set, is
 // both blocks' insert_deduplication_token: the same token within a
 // table's deduplication window inserts nothing, so retrying a block that
 // landed in one table and not the other completes it without doubling.
@@ -120,7 +122,14 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		for i := range evs {
 			p = chsql.AppendPrincipalRowBinary(p, &evs[i])
 		}
-		err := d.insert(ctx, d.pconn, "events_by_principal", chsql.PrincipalColumns, token, p)
+		err := d.insert(ctx, d.pconn, "principal_events", chsql.PrincipalColumns, token, p)
+		if err == nil {
+			p = p[:0]
+			for i := range evs {
+				p = chsql.AppendIPRowBinary(p, &evs[i])
+			}
+			err = d.insert(ctx, d.pconn, "ip_events", chsql.IPColumns, token, p)
+		}
 		if err == nil {
 			// A retried block writes its pairs again: the table's key
 			// collapses them, and lookups read it through IN.

@@ -26,12 +26,19 @@ var EventColumns = []string{
 	"raw",
 }
 
-// PrincipalColumns is the column list of every events_by_principal insert:
+// PrincipalColumns is the column list of every principal_events insert:
 // the same events, written by the inserter next to the events block (see
-// migration 0005) rather than copied by a materialized view.
+// migrations 0005 and 0018) rather than copied by a materialized view.
 var PrincipalColumns = []string{
 	"day", "time", "id", "principal", "access_key", "action", "resource",
 	"source_ip", "outcome", "error", "failure_kind", "token_accessor",
+}
+
+// IPColumns is the column list of every ip_events insert (migration 0019),
+// written by the inserter next to the events block.
+var IPColumns = []string{
+	"day", "time", "ip", "id", "principal", "principal_name", "resource",
+	"source_ip", "outcome", "country", "asn", "as_org",
 }
 
 // FindingColumns is the explicit column list of every findings insert.

@@ -231,7 +231,7 @@ func TestFindingRowBinaryLength(t *testing.T) {
 	}
 }
 
-// FuzzAppendPrincipalRowBinary: an events_by_principal row reads back
+// FuzzAppendPrincipalRowBinary: a principal_events row reads back
 // field for field in PrincipalColumns order and ends where the next begins.
 func FuzzAppendPrincipalRowBinary(f *testing.F) {
 	f.Add("p", "AKIA1", "secret/x", "10.0.0.1", "permission\tdenied", int64(1700000000))
@@ -252,6 +252,47 @@ func FuzzAppendPrincipalRowBinary(f *testing.F) {
 		want := map[string]string{"id": ev.ID, "principal": principal, "access_key": key, "action": "vault:read", "resource": resource,
 			"source_ip": ip, "outcome": "failure", "error": errText, "failure_kind": "denied"}
 		for _, c := range PrincipalColumns[2:] {
+			if got := r.str(); got != want[c] {
+				t.Fatalf("column %s reads back %q, want %q", c, got, want[c])
+			}
+		}
+		if r.off != len(row)-1 {
+			t.Fatalf("row is %d bytes, reader consumed %d", len(row)-1, r.off)
+		}
+	})
+}
+
+// FuzzAppendIPRowBinary: an ip_events row reads back field for field in
+// IPColumns order (the address as its 16 bytes) and ends where the next
+// begins.
+func FuzzAppendIPRowBinary(f *testing.F) {
+	f.Add("p", "secret/x", "10.0.0.1", "NL", 64500, int64(1700000000))
+	f.Add("\x00", "c\nd", "2001:db8::1", "\xff'", -3, int64(-5))
+	f.Fuzz(func(t *testing.T, principal, resource, ip, country string, asn int, sec int64) {
+		ev := schema.Event{Time: time.Unix(sec, 0), ID: "id-" + principal, Principal: principal, PrincipalName: "n" + principal,
+			Resource: resource, SourceIP: ip, Outcome: "success", Country: country, ASN: asn, ASOrg: "org" + country, UserAgent: "not written"}
+		row := AppendIPRowBinary(nil, &ev)
+		row = append(row, 0xAB)
+		r := &rbReader{t: t, b: row}
+		ct := ClampTime(ev.Time)
+		if d := binary.LittleEndian.Uint16(r.n(2)); int64(d) != ct.Unix()/86400 {
+			t.Fatalf("day %d", d)
+		}
+		if s := binary.LittleEndian.Uint32(r.n(4)); int64(s) != ct.Unix() {
+			t.Fatalf("time %d", s)
+		}
+		if a := IP16(ip); string(r.n(16)) != string(a[:]) {
+			t.Fatal("ip bytes differ")
+		}
+		want := map[string]string{"id": ev.ID, "principal": principal, "principal_name": ev.PrincipalName, "resource": resource,
+			"source_ip": ip, "outcome": "success", "country": country, "as_org": ev.ASOrg}
+		for _, c := range IPColumns[3:] {
+			if c == "asn" {
+				if n := binary.LittleEndian.Uint32(r.n(4)); n != ASN32(asn) {
+					t.Fatalf("asn %d, want %d", n, ASN32(asn))
+				}
+				continue
+			}
 			if got := r.str(); got != want[c] {
 				t.Fatalf("column %s reads back %q, want %q", c, got, want[c])
 			}

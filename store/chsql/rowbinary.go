@@ -108,8 +108,23 @@ func AppendResourceNamesRowBinary(b []byte, pairs [][2]string) []byte {
 	return b
 }
 
+// AppendIPRowBinary appends ev as one RowBinary row of ip_events, in
+// IPColumns order.
+func AppendIPRowBinary(b []byte, ev *schema.Event) []byte {
+	sec := ClampTime(ev.Time).Unix()
+	b = binary.LittleEndian.AppendUint16(b, uint16(sec/86400))
+	b = binary.LittleEndian.AppendUint32(b, uint32(sec))
+	ip := IP16(ev.SourceIP)
+	b = append(b, ip[:]...)
+	for _, s := range [...]string{ev.ID, ev.Principal, ev.PrincipalName, ev.Resource, ev.SourceIP, ev.Outcome, ev.Country} {
+		b = appendStr(b, s)
+	}
+	b = binary.LittleEndian.AppendUint32(b, ASN32(ev.ASN))
+	return appendStr(b, ev.ASOrg)
+}
+
 // AppendPrincipalRowBinary appends ev as one RowBinary row of
-// events_by_principal, in PrincipalColumns order.
+// principal_events, in PrincipalColumns order.
 func AppendPrincipalRowBinary(b []byte, ev *schema.Event) []byte {
 	sec := ClampTime(ev.Time).Unix()
 	b = binary.LittleEndian.AppendUint16(b, uint16(sec/86400))

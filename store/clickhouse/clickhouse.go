@@ -269,13 +269,16 @@ func (d *DB) InsertEvents(ctx context.Context, evs []schema.Event, token string)
 		}
 		panic("clickhouse: no data for column " + name)
 	}
-	// The same events into events_by_principal (migration 0005: no
-	// materialized view does this), concurrently on a second pooled
+	// The same events into principal_events and ip_events (migrations
+	// 0005, 0018, 0019: no materialized view does this), concurrently on a second pooled
 	// connection, with the same token; a retry of the whole block
 	// completes whichever table missed it.
 	perr := make(chan error, 1)
 	go func() {
-		err := d.sendColumns(ctx, "events_by_principal", chsql.PrincipalColumns, col, token)
+		err := d.sendColumns(ctx, "principal_events", chsql.PrincipalColumns, col, token)
+		if err == nil {
+			err = d.sendColumns(ctx, "ip_events", chsql.IPColumns, col, token)
+		}
 		if err == nil {
 			pairs := chsql.ResourceNames(evs)
 			names, res := make([]string, len(pairs)), make([]string, len(pairs))

@@ -75,7 +75,10 @@ func TestTLSAndPassword(t *testing.T) {
 	if err := d.Exec(ctx, "CREATE TABLE tlsdb.resource_names (resource_name String, resource String) ENGINE = ReplacingMergeTree() ORDER BY (resource_name, resource)"); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Exec(ctx, "CREATE TABLE tlsdb.events_by_principal (day Date, time DateTime('UTC'), id String, principal String, access_key String, action String, resource String, source_ip String, outcome String, error String, failure_kind String, token_accessor String) ENGINE = MergeTree() PARTITION BY toYYYYMMDD(day) ORDER BY (principal, time, id)"); err != nil {
+	if err := d.Exec(ctx, "CREATE TABLE tlsdb.principal_events (day Date, time DateTime('UTC'), id String, principal String, access_key String, action String, resource String, source_ip String, outcome String, error String, failure_kind String, token_accessor String) ENGINE = MergeTree() PARTITION BY toMonday(day) ORDER BY (principal, time, id)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Exec(ctx, "CREATE TABLE tlsdb.ip_events (day Date, time DateTime('UTC'), ip FixedString(16), id String, principal String, principal_name String, resource String, source_ip String, outcome String, country String, asn UInt32, as_org String) ENGINE = MergeTree() PARTITION BY toMonday(day) ORDER BY (ip, time, id)"); err != nil {
 		t.Fatal(err)
 	}
 	evs := chtest.NewGen(9, time.Now().Add(-time.Hour), time.Hour).Events(1000)
@@ -90,11 +93,17 @@ func TestTLSAndPassword(t *testing.T) {
 	if res.Rows[0][0] != uint64(1000) || res.Rows[0][1] != uint64(1) {
 		t.Fatalf("read back %v, want 1000 rows and the IPv6 address once", res.Rows[0])
 	}
-	res, err = d.Query(ctx, "SELECT toUInt64(count()), toUInt64(uniqExact(principal)) FROM tlsdb.events_by_principal", nil)
-	if err != nil {
-		t.Fatal(err)
+	for _, tb := range []string{"principal_events", "ip_events"} {
+		res, err = d.Query(ctx, "SELECT toUInt64(count()), toUInt64(uniqExact(principal)), toUInt64(countIf(source_ip = '2001:db8::1')) FROM tlsdb."+tb, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Rows[0][0] != uint64(1000) || res.Rows[0][1] == uint64(0) || res.Rows[0][2] != uint64(1) {
+			t.Fatalf("%s read back %v, want the same 1000 rows", tb, res.Rows[0])
+		}
 	}
-	if res.Rows[0][0] != uint64(1000) || res.Rows[0][1] == uint64(0) {
-		t.Fatalf("events_by_principal read back %v, want the same 1000 rows", res.Rows[0])
+	res, err = d.Query(ctx, "SELECT toUInt64(count()) FROM tlsdb.ip_events WHERE ip = unhex({ip:String}) AND source_ip = '2001:db8::1'", chsql.Params{chsql.Str("ip", "20010DB8000000000000000000000001")})
+	if err != nil || res.Rows[0][0] != uint64(1) {
+		t.Fatalf("ip_events by address: %v %v, want the IPv6 row", res, err)
 	}
 }
