@@ -67,6 +67,7 @@ func loadGenerated(tb testing.TB, st *DB, n int) (loadStats, schema.Event) {
 			// The sample is among the newest events, so every window finds
 			// it; its access key is a recent CloudTrail event's.
 			sample = evs[len(evs)-1]
+			sample.KeyPrincipal = sample.Principal
 			for i := len(evs) - 1; i >= 0 && sample.AccessKey == ""; i-- {
 				// KeyPrincipal carries the key's principal, for credentials.
 				sample.AccessKey, sample.KeyPrincipal = evs[i].AccessKey, evs[i].Principal
