@@ -15,20 +15,11 @@ func init() {
 	register("alert", command{
 		summary: "deliver the Kafka findings topic to the alert outputs and storage (--config FILE)",
 		run:     runAlert,
+		daemon:  true,
 	})
 }
 
-func runAlert(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
-	d, code := newDaemon("alert", args, stderr)
-	if d == nil {
-		return code
-	}
-	if err := d.runAlert(ctx); err != nil {
-		d.log.Error("alert failed", "err", err)
-		return 1
-	}
-	return 0
-}
+var runAlert = daemonCommand("alert", (*daemon).runAlert, false)
 
 // runAlert joins the alert consumer group on the findings topic and hands
 // every finding to the finding sinks (findings file, alert router,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 
 	"auditwatch/internal/lifecycle"
 	"auditwatch/pipeline"
@@ -14,20 +13,11 @@ func init() {
 	register("detect", command{
 		summary: "run the detectors on the Kafka events topics, publishing findings (--config FILE)",
 		run:     runDetect,
+		daemon:  true,
 	})
 }
 
-func runDetect(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
-	d, code := newDaemon("detect", args, stderr)
-	if d == nil {
-		return code
-	}
-	if err := d.runDetect(ctx); err != nil {
-		d.log.Error("detect failed", "err", err)
-		return 1
-	}
-	return 0
-}
+var runDetect = daemonCommand("detect", (*daemon).runDetect, false)
 
 // runDetect joins the detect consumer group on the events topic (every
 // detector, auth failures counted per principal) and, in a second group,

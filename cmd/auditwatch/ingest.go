@@ -1,8 +1,8 @@
 package main
 
 import (
+	"auditwatch/detect"
 	"context"
-	"io"
 
 	"auditwatch/ingest/source"
 	"auditwatch/pipeline"
@@ -12,20 +12,11 @@ func init() {
 	register("ingest", command{
 		summary: "run the configured sources, publishing events to Kafka (--config FILE)",
 		run:     runIngest,
+		daemon:  true,
 	})
 }
 
-func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
-	d, code := newDaemon("ingest", args, stderr)
-	if d == nil {
-		return code
-	}
-	if err := d.runIngest(ctx); err != nil {
-		d.log.Error("ingest failed", "err", err)
-		return 1
-	}
-	return 0
-}
+var runIngest = daemonCommand("ingest", (*daemon).runIngest, false)
 
 // runIngest reads every source and publishes to the events topic (and
 // failed authentications to the events-by-ip topic). A source's checkpoint
@@ -51,6 +42,9 @@ func (d *daemon) runIngest(ctx context.Context) error {
 	ing, err := pipeline.NewIngest(pipeline.IngestConfig{
 		Stream: k, EventsTopic: kc.EventsTopic, ByIPTopic: kc.EventsByIPTopic,
 		Checkpoints: cps, Logger: d.log, Registerer: d.reg,
+		// Rollout writes reach every partition: readers of the secret
+		// are keyed to other principals' partitions.
+		Notes: detect.RolloutWrites(d.conf.Detectors),
 	})
 	if err != nil {
 		return err
