@@ -107,6 +107,13 @@ soak: build chdb
 	CHDB_LIB_PATH=$$(scripts/fetch-chdb.sh) bin/auditwatch-bench --binary $(BIN) --rate $(SOAK_RATE) --duration $(SOAK_DURATION) \
 		--sample $(SOAK_SAMPLE) --out $(SOAK_REPORT) --json bin/soak.json
 
+# `run` on the embedded stream against `replay`, same file (`make
+# bench-data`'s), same config: CPU seconds each and their ratio
+# (scripts/bench-run-replay.sh; STORAGE=chdb for run's embedded store).
+.PHONY: bench-run-replay
+bench-run-replay: build
+	scripts/bench-run-replay.sh
+
 # Detection quality on generated traffic (docs/DETECTION.md): per-detector
 # recall, unexplained findings per 1,000 requests, incidents per episode,
 # over SCORE_SEEDS with SCORE_EVENTS requests each; fails below target.

@@ -416,6 +416,25 @@ func (e *Engine) Process(ev schema.Event) []schema.Finding {
 	return e.evaluate(&e.in, late, skew, out)
 }
 
+// Note takes a copy of an event that belongs to another partition's
+// principal but that this partition's detectors need: a secret's rollout
+// write (see RolloutWrites). It records the write and returns the
+// revisions resolving the first reads it explains; it moves no watermark
+// and counts as no event.
+func (e *Engine) Note(ev schema.Event) []schema.Finding {
+	for _, d := range e.dets {
+		if ft, ok := d.(*firstTime); ok {
+			out := ft.noteWrite(&ev, nil)
+			for i := range out {
+				e.stats.Findings[out[i].Detector]++
+				e.m.finding(out[i].Detector)
+			}
+			return out
+		}
+	}
+	return nil
+}
+
 // logSkew warns about an event dated far from its source's time, at most
 // once a minute (every log field is attacker-controlled: counts and the
 // bounded source name only).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"auditwatch/detect/state"
@@ -29,6 +30,7 @@ type firstTime struct {
 	// resolve); saved with every checkpoint.
 	recent      []recentRead
 	recentDirty bool
+	pruned      int64 // engine watermark at the last pruneRecent
 }
 
 type pairState struct{ Last int64 }
@@ -188,18 +190,21 @@ func (d *firstTime) resolve(w *schema.Event, res string, wt int64, out []schema.
 	kept := d.recent[:0]
 	var due []recentRead
 	for _, r := range d.recent {
-		if t := r.Ev.Time.UnixNano(); r.Res == res && wt <= t && t-wt <= grace {
+		t := r.Ev.Time.UnixNano()
+		if sc := d.e.source(r.Ev.Source); sc.wm-sc.lateness >= t {
+			continue // past the lateness: no write explains it any more
+		}
+		if r.Res == res && wt <= t && t-wt <= grace {
 			due = append(due, r)
 			continue
 		}
 		kept = append(kept, r)
 	}
-	if len(due) == 0 {
-		return out
+	if len(kept) != len(d.recent) {
+		clear(d.recent[len(kept):])
+		d.recent = kept
+		d.recentDirty = true
 	}
-	clear(d.recent[len(kept):])
-	d.recent = kept
-	d.recentDirty = true
 	max := d.e.cfg.MaxEvidence
 	for i := range due {
 		r := &due[i]
@@ -292,6 +297,39 @@ func (d *firstTime) restoreRecent() error {
 
 func (d *firstTime) tables() []tableStats { return []tableStats{d.pairs, d.groups, d.written} }
 
+// RolloutWrites returns the test for the events that start a rollout
+// under cfg (first_time_access.rollout_actions, Vault writes on kv mounts):
+// a deployment that partitions events by principal delivers them to every
+// partition (stream.Record.Note) so each partition's readers of the
+// secret are judged against them (Engine.Note).
+func RolloutWrites(cfg Config) func(*schema.Event) bool {
+	cfg.SetDefaults()
+	fc := &cfg.FirstTimeAccess
+	if fc.RolloutGrace <= 0 {
+		return func(*schema.Event) bool { return false }
+	}
+	sc := newScope(fc.Scope, fc.VaultMounts)
+	rollouts := newGlobMemo(fc.RolloutActions)
+	var mu sync.Mutex // globMemo caches; the ingest stage may call from several sources
+	return func(ev *schema.Event) bool {
+		if ev.Failed() || ServiceInvoked(ev) {
+			return false
+		}
+		mu.Lock()
+		ok := rollouts.match(ev.Action)
+		mu.Unlock()
+		if !ok {
+			return false
+		}
+		if ev.Source == schema.SourceVault {
+			if _, typ, _ := sc.vaultMount(ev); typ != "kv" {
+				return false
+			}
+		}
+		return CanonicalResource(ev) != ""
+	}
+}
+
 // noteWrite records a successful write of a secret (a rollout starts);
 // first reads of it already reported that it explains are resolved.
 func (d *firstTime) noteWrite(ev *schema.Event, out []schema.Finding) []schema.Finding {
@@ -331,7 +369,11 @@ func (d *firstTime) rollingOut(res string, t int64) bool {
 
 func (d *firstTime) process(ev *schema.Event, c *evalCtx, out []schema.Finding) []schema.Finding {
 	out = d.judge(ev, c, out)
-	if len(d.recent) > 0 {
+	// Forget what no write can explain any more, at most once per minute
+	// of event time (resolve checks each entry itself, so when this runs
+	// changes nothing but memory).
+	if len(d.recent) > 0 && d.e.maxWM-d.pruned >= int64(time.Minute) {
+		d.pruned = d.e.maxWM
 		d.pruneRecent()
 	}
 	return out

@@ -104,3 +104,50 @@ func (e *Engine) firstTimeRecent() []recentRead {
 	}
 	return nil
 }
+
+// Across partitions: the write reaches the reader's engine as a note
+// (Engine.Note), which resolves the reported read without being an event
+// of that engine; RolloutWrites picks exactly the writes that start a
+// rollout.
+func TestRolloutNoteFromAnotherPartition(t *testing.T) {
+	cfg := testConfig(learnEnd)
+	arn := "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+	var history []schema.Event
+	for i := range 30 {
+		history = append(history, ctev(fmt.Sprint("h-", i), time.Duration(i)*2*time.Minute, "reader", "10.0.0.1", "secretsmanager:GetSecretValue", arn+"own"))
+	}
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	e := newEngine(t, cfg, st, nil)
+	runAll(e, history)
+	base := learnEnd.Sub(t0) + time.Hour
+	fs := ofDetector(e.Process(ctev("read", base+time.Minute, "reader", "10.0.0.1", "secretsmanager:GetSecretValue", arn+"prod/db")), schema.DetectorFirstTimeAccess)
+	if len(fs) != 1 {
+		t.Fatalf("read: %+v", fs)
+	}
+	events := e.Stats().Events
+	w := ctev("write", base, "writer", "10.0.0.2", "secretsmanager:PutSecretValue", arn+"prod/db")
+	is := RolloutWrites(cfg)
+	if !is(&w) {
+		t.Fatal("PutSecretValue is not a rollout write")
+	}
+	for _, ev := range []schema.Event{
+		ctev("r", base, "writer", "10.0.0.2", "secretsmanager:GetSecretValue", arn+"prod/db"),
+		failed(ctev("f", base, "writer", "10.0.0.2", "secretsmanager:PutSecretValue", arn+"prod/db"), schema.FailurePermissionDenied, false),
+		vev("dbw", base, "writer", "10.0.0.2", "update", "database/roles/x"),
+	} {
+		if ev.ID == "dbw" {
+			ev.Mount, ev.MountType = "database/", "database"
+		}
+		if is(&ev) {
+			t.Errorf("%s counted as a rollout write", ev.ID)
+		}
+	}
+	res := e.Note(w)
+	if len(res) != 1 || res[0].DedupeKey != fs[0].DedupeKey || res[0].Attributes[StatusAttr] != StatusResolved {
+		t.Fatalf("note: %+v", res)
+	}
+	if e.Stats().Events != events {
+		t.Error("a note counted as an event")
+	}
+}

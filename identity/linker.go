@@ -253,6 +253,16 @@ func (l *Linker) Close() error {
 	return l.st.close()
 }
 
+// Sync makes the links written so far durable (the link store does not
+// sync each write): call it before committing a checkpoint past the
+// events that wrote them.
+func (l *Linker) Sync() error {
+	if l.st == nil {
+		return nil
+	}
+	return l.st.sync()
+}
+
 // Stats returns a copy of the counters.
 func (l *Linker) Stats() Stats {
 	l.mu.Lock()

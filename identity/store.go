@@ -2,6 +2,7 @@ package identity
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,7 +32,10 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("identity: link store: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	// Writes are not synced one by one (a link is written per issued
+	// credential): sync makes them durable at each checkpoint, before the
+	// stream position that would replay them is committed.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("identity: link store %s: %w", path, err)
 	}
@@ -50,7 +54,17 @@ func openStore(dir string) (*store, error) {
 	return &store{db: db}, nil
 }
 
-func (s *store) close() error { return s.db.Close() }
+func (s *store) close() error {
+	return errors.Join(s.sync(), s.db.Close())
+}
+
+// sync makes every write so far durable.
+func (s *store) sync() error {
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("identity: link store sync: %w", err)
+	}
+	return nil
+}
 
 // issueKey identifies an issue in the store: its Vault request id, else
 // its lease, else its key.

@@ -65,6 +65,20 @@ func (s *Stage) Join(fs []schema.Finding) []schema.Finding {
 	return fs
 }
 
+// Note hands a note (an event of another partition, pipeline.Noter) to
+// the wrapped detector and correlates what it raises.
+func (s *Stage) Note(ev schema.Event) []schema.Finding {
+	n, ok := s.Detector.(interface {
+		Note(schema.Event) []schema.Finding
+	})
+	if !ok {
+		return nil
+	}
+	fs := n.Note(ev)
+	s.c.Assign(fs)
+	return fs
+}
+
 // Drain releases the wrapped detector's event-time reorder buffer
 // (pipeline.Drainer) and correlates what it raises.
 func (s *Stage) Drain() []schema.Finding {
@@ -115,6 +129,9 @@ func (s *Stage) NeedCheckpoint() bool {
 	nc, ok := s.Detector.(interface{ NeedCheckpoint() bool })
 	return ok && nc.NeedCheckpoint()
 }
+
+// Config is the stage's correlation configuration.
+func (s *Stage) Config() Config { return s.c.cfg }
 
 // Correlator returns the stage's correlator (findings from other stages of
 // the same partition, such as credential linking, join through it).

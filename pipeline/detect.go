@@ -79,6 +79,12 @@ type Drainer interface {
 	Buffered() int
 }
 
+// Noter is a Detector that takes notes: events of other partitions its
+// state needs (stream.Record.Note); what it returns goes on as findings.
+type Noter interface {
+	Note(ev schema.Event) []schema.Finding
+}
+
 // Joiner is a Detector that also takes the findings raised beside it for
 // the same event (Enrich's), before they go on: it may correlate them
 // (incident ids) or drop some (allow entries); what it returns goes on.
@@ -274,6 +280,21 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 		}
 		pt.next = r.Offset + 1
 		if r.Event == nil {
+			continue
+		}
+		if r.Note {
+			// Another partition's event this one's detectors need (a
+			// rollout write): state only, not an event of this partition.
+			if n, ok := pt.det.(Noter); ok {
+				if fs := n.Note(*r.Event); len(fs) > 0 {
+					if r.Offset < pt.suppressBelow {
+						s.m.suppressed.Add(float64(len(fs)))
+					} else {
+						pt.findings = append(pt.findings, fs...)
+					}
+				}
+				pt.since++
+			}
 			continue
 		}
 		s.m.events.Inc()

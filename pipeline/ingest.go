@@ -27,8 +27,13 @@ type IngestConfig struct {
 	// Checkpoints, when set, saves a source's position once its batch is
 	// durably taken (Kafka: sources keep their own checkpoints).
 	Checkpoints source.Checkpoints
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// Notes, when set, picks the events also published as notes to every
+	// partition of the events topic (stream.Record.Note): a secret's
+	// rollout write, which readers keyed to other partitions are judged
+	// against (detect.RolloutWrites).
+	Notes      func(*schema.Event) bool
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Ingest is the source.Publisher that puts source batches on the stream.
@@ -142,6 +147,9 @@ func (g *Ingest) Publish(ctx context.Context, b source.Batch) error {
 	for i := range b.Events {
 		ev := &b.Events[i]
 		recs = append(recs, stream.Record{Key: PrincipalKey(ev), Event: ev})
+		if g.cfg.Notes != nil && g.cfg.Notes(ev) {
+			recs = append(recs, stream.Record{Key: PrincipalKey(ev), Event: ev, Note: true})
+		}
 		if g.cfg.ByIPTopic != "" && ev.Failed() && ev.SourceIP != "" {
 			byIP = append(byIP, stream.Record{Key: ev.SourceIP, Event: ev})
 		}

@@ -150,6 +150,34 @@ func (d *Detector) Meta() (map[string][]byte, error) {
 // Close closes the engine.
 func (d *Detector) Close() error { return d.inner.Close() }
 
+// Note forwards a note (an event of another partition the engine's state
+// needs: pipeline.Noter) to the engine; rules do not see it.
+func (d *Detector) Note(ev schema.Event) []schema.Finding {
+	if n, ok := d.inner.(interface {
+		Note(schema.Event) []schema.Finding
+	}); ok {
+		return n.Note(ev)
+	}
+	return nil
+}
+
+// Join forwards findings raised beside the engine (pipeline.Joiner) to
+// it, when it takes them.
+func (d *Detector) Join(fs []schema.Finding) []schema.Finding {
+	if j, ok := d.inner.(interface {
+		Join([]schema.Finding) []schema.Finding
+	}); ok {
+		return j.Join(fs)
+	}
+	return fs
+}
+
+// NeedCheckpoint forwards the engine's request for an early checkpoint.
+func (d *Detector) NeedCheckpoint() bool {
+	nc, ok := d.inner.(interface{ NeedCheckpoint() bool })
+	return ok && nc.NeedCheckpoint()
+}
+
 type flusher interface{ Flush() []schema.Finding }
 
 // Flush runs the engine's Flush, when it has one.

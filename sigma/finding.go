@@ -111,6 +111,20 @@ func (e *Evaluator) Process(ev *schema.Event, out []schema.Finding) []schema.Fin
 		e.NoRaw.Add(1)
 		return out
 	}
+	if hits, ok := e.set.memo.get(ev.Raw); ok {
+		// evaluated when the record was read (Set.Wants): the record is
+		// read only for what the findings need
+		e.hits = append(e.hits[:0], hits...)
+		var rec *Record
+		if ev.Time.IsZero() || e.feedsAny() {
+			var err error
+			if rec, err = e.p.record(ev.Raw, ev.Source); err != nil {
+				e.Unparsed.Add(1)
+				return out
+			}
+		}
+		return e.emit(ev, rec, out)
+	}
 	hits, rec, err := e.set.MatchEvent(ev, &e.p, e.hits[:0])
 	e.hits = hits
 	if err != nil {
@@ -121,6 +135,16 @@ func (e *Evaluator) Process(ev *schema.Event, out []schema.Finding) []schema.Fin
 		return out
 	}
 	return e.emit(ev, rec, out)
+}
+
+// feedsAny reports whether some hit feeds a correlation.
+func (e *Evaluator) feedsAny() bool {
+	for _, h := range e.hits {
+		if len(e.set.feeds[h.Rule]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // ProcessRecord is Process for a record already parsed.

@@ -96,6 +96,17 @@ func srcOf(source string, ctKeys, vaultKeys bool) int {
 	return srcNone
 }
 
+// record reads a record as MatchEvent does: lazily when it has no
+// escapes, else whole.
+func (p *Parser) record(b []byte, source string) (*Record, error) {
+	if bytes.IndexByte(b, '\\') < 0 {
+		if rec, ok := p.parseLazy(b, source); ok {
+			return rec, nil
+		}
+	}
+	return p.Parse(b, source)
+}
+
 // parseLazy reads a record without escapes lazily: its top-level members
 // are located on demand, scanning no further than the member a rule asks
 // for (CloudTrail's userIdentity and eventName come early). ok is false

@@ -5,12 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"auditwatch/schema"
@@ -35,6 +37,8 @@ type Set struct {
 	// pre: per single rule, literals one of which a matching record's
 	// text holds (nil: none known)
 	pre [][]string
+	// memo: hits found by Wants, for Evaluator.Process
+	memo *hitMemo
 }
 
 type index struct {
@@ -231,7 +235,7 @@ func Check(paths []string, opt Options) (*Set, *Result, error) {
 }
 
 func build(rules []*Rule, skipped []*Problem) (*Set, []*Problem) {
-	s := &Set{Problems: skipped, feeds: map[*Rule][]*Rule{}}
+	s := &Set{Problems: skipped, feeds: map[*Rule][]*Rule{}, memo: newHitMemo()}
 	byRef := map[string]*Rule{}
 	dup := map[string]bool{}
 	var invalids []*Problem
@@ -761,8 +765,53 @@ func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 	e := schema.Event{Source: ev.Source, Action: ev.Action, Resource: ev.Resource, Raw: raw}
 	hits, _, err := s.MatchEvent(&e, p, p.hits[:0])
 	p.hits = hits[:0]
+	if err == nil && len(hits) > 0 {
+		// the evaluation of the kept record need not run again
+		s.memo.put(raw, hits)
+	}
 	// a record the rules cannot read is kept, so that it is counted
 	return err != nil || len(hits) > 0
+}
+
+// hitMemo remembers the hits Wants found, by a seeded 64-bit hash of the
+// record's text, for the evaluator that gets the kept record (replay reads
+// and evaluates in different goroutines). Bounded: full, it starts over (a
+// record not found is evaluated again). Empty, lookups cost nothing (run
+// keeps every record and never calls Wants).
+type hitMemo struct {
+	mu   sync.Mutex
+	n    atomic.Int64
+	m    map[uint64][]Hit
+	seed maphash.Seed
+}
+
+// maxMemo bounds the remembered records (events between reading and
+// evaluation: the merge and reorder buffers).
+const maxMemo = 1 << 16
+
+func newHitMemo() *hitMemo { return &hitMemo{m: map[uint64][]Hit{}, seed: maphash.MakeSeed()} }
+
+func (m *hitMemo) put(raw []byte, hits []Hit) {
+	h := maphash.Bytes(m.seed, raw)
+	c := append([]Hit(nil), hits...)
+	m.mu.Lock()
+	if len(m.m) >= maxMemo {
+		clear(m.m)
+	}
+	m.m[h] = c
+	m.n.Store(int64(len(m.m)))
+	m.mu.Unlock()
+}
+
+func (m *hitMemo) get(raw []byte) ([]Hit, bool) {
+	if m.n.Load() == 0 {
+		return nil, false
+	}
+	h := maphash.Bytes(m.seed, raw)
+	m.mu.Lock()
+	hits, ok := m.m[h]
+	m.mu.Unlock()
+	return hits, ok
 }
 
 var parserPool = sync.Pool{New: func() any { return new(Parser) }}

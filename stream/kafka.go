@@ -38,6 +38,65 @@ type Kafka struct {
 	lag                         *prometheus.GaugeVec
 	// inflight bounds Publish calls not yet acknowledged (back-pressure).
 	inflight chan struct{}
+
+	partsMu sync.Mutex
+	parts   map[string]topicParts // partition counts for notes, by topic
+}
+
+// topicParts is a topic's partition count as last looked up.
+type topicParts struct {
+	n  int
+	at time.Time
+}
+
+// headerNote marks a note (Record.Note); headerPartition holds the index of
+// the partition a note's copy goes to (noteBalancer).
+const (
+	headerNote      = "aw-note"
+	headerPartition = "aw-partition"
+)
+
+// noteBalancer sends a note's copy to the partition its header names and
+// every other record by its key's hash.
+type noteBalancer struct{ hash kafka.Hash }
+
+func (b *noteBalancer) Balance(msg kafka.Message, partitions ...int) int {
+	for _, h := range msg.Headers {
+		if h.Key == headerPartition {
+			if i, err := strconv.Atoi(string(h.Value)); err == nil && i >= 0 && len(partitions) > 0 {
+				return partitions[i%len(partitions)]
+			}
+		}
+	}
+	return b.hash.Balance(msg, partitions...)
+}
+
+// partitions returns how many partitions topic has (looked up again
+// after a minute).
+func (k *Kafka) partitions(ctx context.Context, topic string) (int, error) {
+	k.partsMu.Lock()
+	defer k.partsMu.Unlock()
+	if tp, ok := k.parts[topic]; ok && time.Since(tp.at) < time.Minute {
+		return tp.n, nil
+	}
+	var lastErr error
+	for _, b := range k.cfg.Brokers {
+		ps, err := k.dialer.LookupPartitions(ctx, "tcp", b, topic)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if len(ps) == 0 {
+			lastErr = fmt.Errorf("topic %s has no partitions", topic)
+			continue
+		}
+		if k.parts == nil {
+			k.parts = map[string]topicParts{}
+		}
+		k.parts[topic] = topicParts{n: len(ps), at: time.Now()}
+		return len(ps), nil
+	}
+	return 0, fmt.Errorf("kafka %s: partitions: %w", topic, lastErr)
 }
 
 // maxInflight is how many Publish calls may await their acknowledgement.
@@ -111,7 +170,7 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 		dialer: dialer,
 		w: &kafka.Writer{
 			Addr:         kafka.TCP(cfg.Brokers...),
-			Balancer:     &kafka.Hash{},
+			Balancer:     &noteBalancer{},
 			RequiredAcks: kafka.RequireAll,
 			BatchSize:    cfg.BatchSize,
 			BatchBytes:   16 << 20,
@@ -212,6 +271,21 @@ func (k *Kafka) Publish(ctx context.Context, topic string, recs []Record, done f
 				done(err)
 			}
 			return err
+		}
+		if r.Note {
+			n, err := k.partitions(ctx, topic)
+			if err != nil {
+				if done != nil {
+					done(err)
+				}
+				return err
+			}
+			for i := range n {
+				msgs = append(msgs, kafka.Message{Topic: topic, Key: []byte(r.Key), Value: v,
+					Headers: []kafka.Header{{Key: headerType, Value: []byte(typ)}, {Key: headerNote, Value: []byte("1")},
+						{Key: headerPartition, Value: []byte(strconv.Itoa(i))}}})
+			}
+			continue
 		}
 		msgs = append(msgs, kafka.Message{Topic: topic, Key: []byte(r.Key), Value: v,
 			Headers: []kafka.Header{{Key: headerType, Value: []byte(typ)}}})
@@ -453,8 +527,11 @@ func appendMsg(batch []Record, m kafka.Message) ([]Record, error) {
 	r := Record{Key: string(m.Key), Partition: m.Partition, Offset: m.Offset}
 	typ := typeEvent
 	for _, hd := range m.Headers {
-		if hd.Key == headerType {
+		switch hd.Key {
+		case headerType:
 			typ = string(hd.Value)
+		case headerNote:
+			r.Note = true
 		}
 	}
 	err := Decode(&r, typ, m.Value)

@@ -203,3 +203,67 @@ type handlerFunc func(ctx context.Context, p int, recs []Record) error
 func (f handlerFunc) Assigned(context.Context, Assignment) (map[int]int64, error) { return nil, nil }
 func (f handlerFunc) Handle(ctx context.Context, p int, recs []Record) error      { return f(ctx, p, recs) }
 func (f handlerFunc) Revoked(context.Context, []int) error                        { return nil }
+
+// noteHandler records which partitions saw which records and whether
+// they came as notes.
+type noteHandler struct {
+	commitHandler
+	notes map[string]map[int]bool // event id -> partitions it reached as a note
+	plain map[string]int          // event id -> plain deliveries
+}
+
+func (h *noteHandler) Handle(ctx context.Context, p int, recs []Record) error {
+	h.mu.Lock()
+	for _, r := range recs {
+		if r.Event == nil {
+			continue
+		}
+		if r.Note {
+			if h.notes[r.Event.ID] == nil {
+				h.notes[r.Event.ID] = map[int]bool{}
+			}
+			h.notes[r.Event.ID][p] = true
+		} else {
+			h.plain[r.Event.ID]++
+		}
+	}
+	commit := h.commit
+	h.mu.Unlock()
+	if len(recs) == 0 {
+		return nil
+	}
+	return commit(ctx, p, recs[len(recs)-1].Offset+1)
+}
+
+// A note reaches every partition of the topic, marked as a note; the
+// other records go by their key's hash, once.
+func TestKafkaNoteReachesEveryPartition(t *testing.T) {
+	brokers := newTestCluster(t, 4, "events")
+	k := testKafka(t, brokers)
+	ev := schema.Event{ID: "write-1", Time: time.Now().UTC(), Source: schema.SourceCloudTrail, Principal: "writer", Action: "secretsmanager:PutSecretValue"}
+	other := schema.Event{ID: "read-1", Time: time.Now().UTC(), Source: schema.SourceCloudTrail, Principal: "reader", Action: "secretsmanager:GetSecretValue"}
+	done := make(chan error, 1)
+	recs := []Record{{Key: "writer", Event: &ev}, {Key: "writer", Event: &ev, Note: true}, {Key: "reader", Event: &other}}
+	if err := k.Publish(context.Background(), "events", recs, func(err error) { done <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	h := &noteHandler{commitHandler: *newCommitHandler(), notes: map[string]map[int]bool{}, plain: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- k.Consume(ctx, "events", "detect", h) }()
+	waitFor(t, "a note on each of 4 partitions", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.notes["write-1"]) == 4 && h.plain["write-1"] == 1 && h.plain["read-1"] == 1
+	})
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if len(h.notes["read-1"]) != 0 || h.plain["write-1"] != 1 {
+		t.Fatalf("notes %v, plain %v", h.notes, h.plain)
+	}
+}

@@ -88,6 +88,13 @@ type Record struct {
 	// (embedded stream only; Kafka sources checkpoint on their own).
 	Source   string
 	Position []byte
+	// Note marks an event delivered to every partition of the topic (a
+	// Kafka publish writes one copy to each) for state every partition's
+	// detectors need, such as a secret's write that its readers, keyed to
+	// other partitions, are judged against. A consumer hands a note to its
+	// detectors' Note, never to the detectors or the event sinks as an
+	// event. The embedded stream has one partition and delivers it as is.
+	Note bool
 	// Partition and Offset are set on consumed records.
 	Partition int
 	Offset    int64

@@ -26,6 +26,9 @@ func init() {
 	})
 }
 
+// runAllow is a one-shot command (see oneShot).
+var runAllow = asJob("allow", allowMain)
+
 // allowPath is the entries file under a state directory.
 func allowPath(stateDir string) string { return filepath.Join(stateDir, "allow", allow.FileName) }
 
@@ -58,7 +61,7 @@ func allowConfig(sf *storageFlags, stateDir string) (string, allow.Prefixes, err
 // endpoint while run holds the embedded store) and appends the allow entry
 // made from it to <state.dir>/allow/entries.jsonl, which run and detect
 // read while they run.
-func runAllow(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func allowMain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("allow", stderr, "--finding ID [--expires 30d] [--comment TEXT] [--config FILE]", commands["allow"].summary)
 	var sf storageFlags
 	sf.register(fl)
@@ -245,6 +248,15 @@ func (a *allowFiltered) Process(ev schema.Event) []schema.Finding {
 
 // Join filters the findings raised beside the detector (Enrich's).
 func (a *allowFiltered) Join(fs []schema.Finding) []schema.Finding { return a.list.Filter(fs) }
+
+// Note filters what a note raises (pipeline.Noter).
+func (a *allowFiltered) Note(ev schema.Event) []schema.Finding {
+	n, ok := a.Detector.(pipeline.Noter)
+	if !ok {
+		return nil
+	}
+	return a.list.Filter(n.Note(ev))
+}
 
 func (a *allowFiltered) Drain() []schema.Finding {
 	d, ok := a.Detector.(pipeline.Drainer)

@@ -81,6 +81,26 @@ func newDaemon(name string, args []string, stderr io.Writer) (*daemon, int) {
 	return d, 0
 }
 
+// daemonCommand is the entry of a long-running stage command: it loads
+// the config as every command does (newDaemon), runs body and logs its
+// failure; console findings go to stdout only where console is true.
+func daemonCommand(name string, body func(d *daemon, ctx context.Context) error, console bool) commandFunc {
+	return func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+		d, code := newDaemon(name, args, stderr)
+		if d == nil {
+			return code
+		}
+		if console {
+			d.stdout = stdout
+		}
+		if err := body(d, ctx); err != nil {
+			d.log.Error(name+" failed", "err", err)
+			return 1
+		}
+		return 0
+	}
+}
+
 // configFlag registers --config on fs.
 func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", "", "config `FILE` (YAML); default: $"+configcheck.EnvConfig+", else ./auditwatch.yaml, else /etc/auditwatch/config.yaml")

@@ -85,7 +85,7 @@ logging: {level: info, format: text}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("run opened no ledger:\n%s", p.stderr)
+			t.Fatalf("run opened no ledger:\n%s", p.log())
 		}
 	}
 	for i, want := range []string{"resent 1 findings and 2 events", "resent 0 findings and 0 events; 0 failed again"} {
@@ -109,7 +109,7 @@ logging: {level: info, format: text}
 	if len(left) != 0 {
 		t.Errorf("resend spool not empty after the answers: %v", left)
 	}
-	if !strings.Contains(p.stderr.String(), "resending dead letters on request") {
-		t.Errorf("the running process did not log the resend:\n%s", p.stderr)
+	if !strings.Contains(p.log(), "resending dead letters on request") {
+		t.Errorf("the running process did not log the resend:\n%s", p.log())
 	}
 }

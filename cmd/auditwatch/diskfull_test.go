@@ -173,7 +173,7 @@ http: {listen: %q}
 	appendTo(bytes.Join(lines[:third], nil))
 	for deadline := time.Now().Add(60 * time.Second); len(delivered()) == 0; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no finding delivered before the disk was filled:\n%s", p.stderr)
+			t.Fatalf("no finding delivered before the disk was filled:\n%s", p.log())
 		}
 	}
 	// A checkpoint was taken with room on the disk.
@@ -182,7 +182,7 @@ http: {listen: %q}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no detect checkpoint before the disk was filled:\n%s", p.stderr)
+			t.Fatalf("no detect checkpoint before the disk was filled:\n%s", p.log())
 		}
 	}
 	// The webhook fails, so the outbox must grow; the disk is full.
@@ -190,9 +190,9 @@ http: {listen: %q}
 	fillFS(t, filepath.Join(fsDir, "filler"))
 	appendTo(bytes.Join(lines[third:], nil))
 	const logLine = "alert outbox cannot be written"
-	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(p.stderr.String(), logLine); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(p.log(), logLine); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no outbox write failure within 60s of filling the disk:\n%s", p.stderr)
+			t.Fatalf("no outbox write failure within 60s of filling the disk:\n%s", p.log())
 		}
 	}
 	time.Sleep(time.Second)
@@ -210,7 +210,7 @@ http: {listen: %q}
 	case f1 == 1 && f2 == 1 && c1 != c2:
 		t.Errorf("detect checkpoints advanced from %v to %v while the outbox could not be written", c1, c2)
 	}
-	logs := p.stderr.String()
+	logs := p.log()
 	var failLines []string
 	for _, l := range strings.Split(logs, "\n") {
 		if strings.Contains(l, logLine) {
@@ -263,3 +263,7 @@ http: {listen: %q}
 	t.Logf("%d finding revisions of the replay: %d lost, %d delivered more than once (webhook is at-least-once); checkpoints %v → %v (full) → resumed",
 		len(wantKeys), lost, dups, c1, c2)
 }
+
+// log is what the running process has written to stderr so far (read
+// under the writer's lock).
+func (p *process) log() string { return p.cmd.Stderr.(*lockedWriter).String() }

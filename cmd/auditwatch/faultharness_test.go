@@ -3,12 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"io/fs"
 	"math/rand/v2"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -55,20 +50,16 @@ type faultRun struct {
 	Config     string // the config WriteConfig wrote
 	HTTPAddr   string // http.listen
 
-	rng     *rand.Rand
-	procs   []*process
-	p       *process
-	secrets []string
+	*secretRun // the secrets, their outputs and the grep
 
-	mu       sync.Mutex
-	sent     bytes.Buffer // what the echoing servers received
-	requests int
-	scrapes  []string
-	genLog   string
-	replays  []string
-	hecURL   string
-	hookURL  string
-	slackURL string
+	rng   *rand.Rand
+	procs []*process
+	p     *process
+
+	mu      sync.Mutex
+	scrapes []string
+	genLog  string
+	replays []string
 }
 
 // faultStream is what generate produces for a fault test.
@@ -106,6 +97,7 @@ const (
 	faultHookQuery   = "faultWebhookQuerySecret6b6b6b6b"
 	faultVaultToken  = "hvs.faultVaultTokenSecret3c3c3c3c3c3c"
 	faultAWSSecret   = "faultAWSSecretAccessKey2d2d2d2d2d2d2d2d"
+	faultQueryToken  = "faultQueryEndpointToken1e1e1e1e1e1e1e"
 	faultEchoMarker  = "request was: "
 )
 
@@ -121,7 +113,6 @@ func newFaultRun(t *testing.T, s faultStream) *faultRun {
 		Work:     t.TempDir(),
 		rng:      rand.New(rand.NewPCG(uint64(s.Seed), seed)),
 		HTTPAddr: freeAddr(t),
-		secrets:  []string{faultSlackSecret, faultHECToken, faultHookBearer, faultHookQuery, faultVaultToken, faultAWSSecret},
 	}
 	f.Data = filepath.Join(f.Work, "generated.log")
 	f.Live = filepath.Join(f.Work, "live", "audit.log")
@@ -155,47 +146,9 @@ func newFaultRun(t *testing.T, s faultStream) *faultRun {
 	if f.Raw, err = os.ReadFile(f.Data); err != nil {
 		t.Fatal(err)
 	}
-	f.startSecretOutputs()
+	f.secretRun = newSecretRun(t)
 	return f
 }
-
-// startSecretOutputs starts the servers the harness's outputs fail
-// against and puts the secrets where the config takes them from.
-func (f *faultRun) startSecretOutputs() {
-	echo := func(code int) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			b, _ := io.ReadAll(r.Body)
-			f.mu.Lock()
-			f.sent.Write(b)
-			f.requests++
-			f.mu.Unlock()
-			// a hostile or careless server echoes the credentials back
-			w.WriteHeader(code)
-			fmt.Fprintf(w, `{"text":"%s%s %s auth=%s","code":4}`, faultEchoMarker, r.Method, r.URL.String(), r.Header.Get("Authorization"))
-		}
-	}
-	hec := httptest.NewServer(echo(http.StatusForbidden))
-	f.t.Cleanup(hec.Close)
-	hook := httptest.NewServer(echo(http.StatusInternalServerError))
-	f.t.Cleanup(hook.Close)
-	f.hecURL, f.hookURL = hec.URL, hook.URL+"/hook?token="+faultHookQuery
-	// A port nothing listens on: connection refused, the URL in the error.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
-	f.slackURL = "http://" + closed + "/services/T0FAULT/B0FAULT/" + faultSlackSecret
-	f.t.Setenv("AW_FAULT_SLACK_WEBHOOK", f.slackURL)
-	f.t.Setenv("AW_FAULT_HEC_TOKEN", faultHECToken)
-	f.t.Setenv("AW_FAULT_WEBHOOK_TOKEN", faultHookBearer)
-	f.t.Setenv("VAULT_TOKEN", faultVaultToken)
-	f.t.Setenv("AWS_SECRET_ACCESS_KEY", faultAWSSecret)
-}
-
-// Secret adds a value the grep must not find (a test's own credential).
-func (f *faultRun) Secret(v string) { f.secrets = append(f.secrets, v) }
 
 // WriteConfig writes the run config.
 func (f *faultRun) WriteConfig(c faultConfig) {
@@ -224,22 +177,8 @@ alerts:
 	if c.Outputs != "" && !strings.HasSuffix(c.Outputs, "\n") {
 		b.WriteString("\n")
 	}
-	// The harness's outputs give up fast: their failures end in the
-	// dead-letter file, which the grep reads.
-	fmt.Fprintf(&b, `    - name: fault-slack-webhook
-      type: slack
-      retry: {initial: 10ms, max: 50ms, max_attempts: 2}
-      slack: {mode: webhook, webhook_url: {env: AW_FAULT_SLACK_WEBHOOK}, min_interval: 1ms}
-    - name: fault-hec
-      type: hec
-      retry: {initial: 10ms, max: 50ms, max_attempts: 2}
-      hec: {url: %q, token: {env: AW_FAULT_HEC_TOKEN}}
-    - name: fault-webhook
-      type: webhook
-      retry: {initial: 10ms, max: 50ms, max_attempts: 2}
-      webhook: {url: %q, token: {env: AW_FAULT_WEBHOOK_TOKEN}}
-`, f.hecURL, f.hookURL)
-	outs := append(append([]string(nil), c.DefaultOutputs...), "fault-slack-webhook", "fault-hec", "fault-webhook")
+	b.WriteString(f.OutputsYAML())
+	outs := append(append([]string(nil), c.DefaultOutputs...), f.OutputNames()...)
 	fmt.Fprintf(&b, "  default_outputs: [%s]\n", strings.Join(outs, ", "))
 	if c.Extra != "" {
 		b.WriteString(c.Extra)
@@ -369,54 +308,12 @@ func (f *faultRun) GrepSecrets(extra map[string]string) {
 	for i, m := range f.scrapes {
 		places[fmt.Sprintf("metrics scrape %d", i+1)] = m
 	}
-	places["payloads sent"] = f.sent.String()
-	requests := f.requests
 	f.mu.Unlock()
 	for k, v := range extra {
 		places[k] = v
 	}
-	var dead []string
-	err := filepath.WalkDir(f.Work, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || path == f.Config {
-			// the config is input: the webhook URL's query token is
-			// written in it
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(f.Work, path)
-		places["file "+rel] = string(b)
-		if strings.Contains(rel, "dead-letter") {
-			dead = append(dead, string(b))
-		}
-		return nil
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	// The faults happened: both echoing servers were called, and their
-	// answers (which carry the credentials) reached the error paths.
-	all := strings.Join(dead, "")
-	if requests == 0 || !strings.Contains(all, "fault-hec") || !strings.Contains(all, "fault-webhook") ||
-		!strings.Contains(all, "fault-slack-webhook") {
-		f.t.Errorf("the secret-bearing outputs did not fail as planned: %d requests; dead letters:\n%.2000s", requests, all)
-	}
-	echoed := false
-	for _, v := range places {
-		echoed = echoed || strings.Contains(v, faultEchoMarker)
-	}
-	if !echoed {
-		f.t.Errorf("no server answer carrying the credentials reached a log or dead letter")
-	}
-	for where, text := range places {
-		for _, s := range f.secrets {
-			if strings.Contains(text, s) {
-				f.t.Errorf("%s contains the secret %q", where, s)
-			}
-		}
-	}
+	// the config is input: the webhook URL's query token is written in it
+	f.Grep(places, f.Work, f.Config)
 }
 
 // assertSameFindings checks got holds each finding of want exactly once

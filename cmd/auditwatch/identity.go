@@ -97,14 +97,19 @@ func (e *enrichment) Enrich(ctx context.Context, ev *schema.Event, out []schema.
 }
 
 // Flush makes what enrichment remembers between events durable (impossible
-// travel's last places; links are written through): the detect stage's
-// BeforeCheckpoint.
+// travel's last places; the links written since the last checkpoint): the
+// detect stage's BeforeCheckpoint.
 func (e *enrichment) Flush() error {
 	if e == nil {
 		return nil
 	}
 	if e.travel != nil {
 		if err := e.travel.Flush(); err != nil {
+			return err
+		}
+	}
+	if e.linker != nil {
+		if err := e.linker.Sync(); err != nil {
 			return err
 		}
 	}
@@ -123,7 +128,7 @@ func (e *enrichment) Flush() error {
 
 // flushHook returns Flush, or nil when there is nothing to flush.
 func (e *enrichment) flushHook() func() error {
-	if e == nil || (e.travel == nil && e.share == nil) {
+	if e == nil || (e.travel == nil && e.linker == nil && e.share == nil) {
 		return nil
 	}
 	return e.Flush

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"syscall"
 
+	"auditwatch/internal/lifecycle"
 	"auditwatch/internal/redact"
 	"auditwatch/netinfo"
 )
@@ -21,6 +22,10 @@ import (
 type command struct {
 	summary string
 	run     func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+	// daemon marks the long-running stage commands, which run their
+	// components on the lifecycle manager themselves; every other command
+	// runs as a lifecycle job (oneShot).
+	daemon bool
 }
 
 var commands = map[string]command{}
@@ -60,7 +65,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return c.run(ctx, args[1:], stdin, stdout, stderr)
+	if c.daemon {
+		return c.run(ctx, args[1:], stdin, stdout, stderr)
+	}
+	return oneShot(ctx, args[0], stderr, func(ctx context.Context, _ *lifecycle.Job) int {
+		return c.run(ctx, args[1:], stdin, stdout, stderr)
+	})
 }
 
 func usage(w io.Writer) {

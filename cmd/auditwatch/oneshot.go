@@ -16,6 +16,9 @@ import (
 // the wall clock; tests inject one).
 var jobAfter func(time.Duration) <-chan time.Time
 
+// jobKey is the context key of the job a one-shot command runs in.
+type jobKey struct{}
+
 // oneShot runs a one-shot command's work as a job of the lifecycle
 // manager, as the daemons run their components: what the work opens
 // through the job starts in order and stops in reverse order when the
@@ -24,12 +27,17 @@ var jobAfter func(time.Duration) <-chan time.Time
 // default, or the config's once the work sets it), else the command exits
 // 1 naming what did not stop. The exit code is the work's; a failure only
 // the manager saw (a deadline missed, a component's Run or Stop failing)
-// is printed and makes it 1.
+// is printed and makes it 1. Within a job already (the dispatcher runs
+// every non-daemon command as one), work joins it.
 func oneShot(ctx context.Context, name string, stderr io.Writer, work func(ctx context.Context, j *lifecycle.Job) int) int {
+	if j, ok := ctx.Value(jobKey{}).(*lifecycle.Job); ok {
+		// already a job (the dispatcher made it): the same one
+		return work(ctx, j)
+	}
 	var code atomic.Int32
 	m := &lifecycle.Manager{ShutdownTimeout: config.DefaultShutdownTimeout, After: jobAfter}
 	err := m.RunJob(ctx, name, func(ctx context.Context, j *lifecycle.Job) error {
-		code.Store(int32(work(ctx, j)))
+		code.Store(int32(work(context.WithValue(ctx, jobKey{}, j), j)))
 		return nil
 	})
 	c := int(code.Load())

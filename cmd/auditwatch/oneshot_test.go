@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -154,4 +155,43 @@ func noConfigAnywhere(t *testing.T) {
 	configSearch = []string{filepath.Join(dir, "auditwatch.yaml"), filepath.Join(dir, "etc", "config.yaml")}
 	t.Cleanup(func() { configSearch = old })
 	t.Setenv("AUDITWATCH_CONFIG", "")
+}
+
+// TestDispatchRunsJobs: the dispatcher runs every command not marked as
+// a daemon as a lifecycle job, also one whose body does not ask for it;
+// a body wrapped with asJob joins that job instead of starting another.
+func TestDispatchRunsJobs(t *testing.T) {
+	var jobs []*lifecycle.Job
+	body := func(ctx context.Context, _ []string, _ io.Reader, _, _ io.Writer) int {
+		j, _ := ctx.Value(jobKey{}).(*lifecycle.Job)
+		jobs = append(jobs, j)
+		return 0
+	}
+	register("test-plain", command{summary: "test", run: body})
+	register("test-wrapped", command{summary: "test", run: asJob("test-wrapped", func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+		return body(ctx, args, stdin, stdout, stderr)
+	})})
+	register("test-daemon", command{summary: "test", run: body, daemon: true})
+	t.Cleanup(func() {
+		delete(commands, "test-plain")
+		delete(commands, "test-wrapped")
+		delete(commands, "test-daemon")
+	})
+	for _, name := range []string{"test-plain", "test-wrapped", "test-daemon"} {
+		if code, _, stderr := runCmd(t, name); code != 0 {
+			t.Fatalf("%s: exit %d: %s", name, code, stderr)
+		}
+	}
+	if jobs[0] == nil || jobs[1] == nil {
+		t.Errorf("a one-shot command ran without a job: %v", jobs)
+	}
+	if jobs[2] != nil {
+		t.Error("a daemon ran as a job")
+	}
+	// A direct call of a wrapped body (as tests make) gets a job of its
+	// own.
+	commands["test-wrapped"].run(t.Context(), nil, nil, io.Discard, io.Discard)
+	if len(jobs) != 4 || jobs[3] == nil {
+		t.Errorf("a direct call of a wrapped body ran without a job: %v", jobs)
+	}
 }

@@ -14,6 +14,7 @@ import (
 func TestMain(m *testing.M) {
 	code := chtest.Main(m)
 	cleanupBenchData()
+	removeSharedBinary()
 	os.Exit(code)
 }
 

@@ -246,6 +246,11 @@ func replayMain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			m[incident.MetaKey] = b
 		}
 		sinceCkpt = 0
+		// What enrichment keeps (links, last places) is durable before
+		// the positions past the events that wrote it.
+		if err := enrich.Flush(); err != nil {
+			return err
+		}
 		return run.Checkpoint(m)
 	}
 	var total ingest.Stats

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"auditwatch/config"
+	"auditwatch/incident"
 	"auditwatch/pipeline"
 	"auditwatch/schema"
 	"auditwatch/sigma"
@@ -255,10 +256,19 @@ func (d *daemon) withRules(ctx context.Context, open pipeline.OpenDetector) (pip
 		if err != nil {
 			return nil, err
 		}
+		// The rules run inside the correlation stage, so their findings
+		// join incidents like every other.
+		stage, correlated := det.(*incident.Stage)
+		if correlated {
+			det = stage.Unwrap()
+		}
 		sd, err := rt.wrap(det)
 		if err != nil {
 			det.Close()
 			return nil, err
+		}
+		if correlated {
+			return incident.Wrap(sd, stage.Config())
 		}
 		return sd, nil
 	}, nil

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 
 	"auditwatch/ingest/source"
 	"auditwatch/internal/lifecycle"
@@ -15,24 +14,14 @@ func init() {
 	register("run", command{
 		summary: "run every stage in one process on the embedded stream (--config FILE)",
 		run:     runAll,
+		daemon:  true,
 	})
 }
 
 // Embedded topic names.
 const embeddedEvents = "events"
 
-func runAll(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	d, code := newDaemon("run", args, stderr)
-	if d == nil {
-		return code
-	}
-	d.stdout = stdout
-	if err := d.runAll(ctx); err != nil {
-		d.log.Error("run failed", "err", err)
-		return 1
-	}
-	return 0
-}
+var runAll = daemonCommand("run", (*daemon).runAll, true)
 
 func (d *daemon) runAll(ctx context.Context) error {
 	cfg := d.cfg

@@ -21,24 +21,66 @@ import (
 	"auditwatch/schema"
 )
 
-// auditwatchBinary builds the command into the test's temporary
-// directory (once per test; the build cache makes the second a link).
+// auditwatchBinary is the command built once for the whole test binary
+// (sharedBinary): every test that runs it as a process shares one build.
 func auditwatchBinary(t *testing.T) string {
 	t.Helper()
-	if p, ok := binaries.Load(t.Name()); ok {
-		return p.(string)
-	}
-	path := filepath.Join(t.TempDir(), "auditwatch")
-	out, err := exec.Command("go", "build", "-o", path, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	binaries.Store(t.Name(), path)
-	t.Cleanup(func() { binaries.Delete(t.Name()) })
-	return path
+	return sharedBinary(t)
 }
 
-var binaries sync.Map
+// built is the one build of the command (without the race detector: the
+// processes under test are the product as shipped), made on first use in
+// a directory TestMain removes.
+var built struct {
+	once sync.Once
+	dir  string
+	path string
+	out  []byte
+	err  error
+}
+
+// sharedBinary builds the command on first use and returns its path.
+// Linking the binary takes seconds on a loaded machine; doing it once
+// instead of once per test saves minutes of CI time.
+func sharedBinary(tb testing.TB) string {
+	tb.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "auditwatch-test-bin-"); built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "auditwatch")
+		built.out, built.err = exec.Command("go", "build", "-o", built.path, ".").CombinedOutput()
+	})
+	if built.err != nil {
+		tb.Fatalf("go build: %v\n%s", built.err, built.out)
+	}
+	return built.path
+}
+
+// binCmd runs the built command (sharedBinary) to completion, like
+// runCmd does in process: for the heavy one-shot steps of end-to-end
+// tests, which the race detector would slow several times over (the
+// in-process tests of each command cover it under -race).
+func binCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(sharedBinary(t), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", args[0], err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// removeSharedBinary deletes the build (TestMain, after the tests).
+func removeSharedBinary() {
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+}
 
 // freeAddr returns a free loopback host:port.
 func freeAddr(t *testing.T) string {

@@ -41,12 +41,7 @@ type monitor struct {
 
 func buildBinary(tb testing.TB) string {
 	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "auditwatch")
-	out, err := exec.Command("go", "build", "-o", path, ".").CombinedOutput()
-	if err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
-	}
-	return path
+	return sharedBinary(tb)
 }
 
 func startMonitor(tb testing.TB) *monitor { return startMonitorWith(tb, nil) }

@@ -18,11 +18,7 @@ func TestBinaryRunsWithoutLibchdb(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "auditwatch")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := sharedBinary(t)
 	env := append(os.Environ(), "CHDB_LIB_PATH="+filepath.Join(dir, "missing", "libchdb.so"))
 	runBin := func(stdin string, args ...string) (string, string, int) {
 		cmd := exec.Command(bin, args...)

@@ -155,18 +155,11 @@ func (d *Dir) readDigest(ctx context.Context, digestPath string) {
 
 // New returns a Dir source named name.
 func New(cfg Config, name string, parse source.Parser, cp source.Checkpoints, logger *slog.Logger, m *source.Metrics) (*Dir, error) {
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("dir %s: %w", name, err)
+	b, err := source.Prepare("dir", name, &cfg, logger, m)
+	if err != nil {
+		return nil, err
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m = source.NewMetrics(nil)
-	}
-	log := logger.With("source", name)
-	return &Dir{cfg: cfg, name: name, parse: parse, cp: cp, log: log, m: m, rej: source.NewRejector(name, log, m), batch: 512,
+	return &Dir{cfg: cfg, name: name, parse: parse, cp: cp, log: b.Log, m: b.M, rej: b.Rej, batch: 512,
 		opts: ingest.DefaultOptions()}, nil
 }
 

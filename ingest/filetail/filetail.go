@@ -40,22 +40,25 @@ type Tail struct {
 	log   *slog.Logger
 	m     *source.Metrics
 	rej   *source.Rejector
+	// now and after are the clock of polling and idle flushing (tests
+	// inject one: SetClock).
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
+}
+
+// SetClock replaces the wall clock of polling and idle flushing (tests;
+// call before Run).
+func (t *Tail) SetClock(now func() time.Time, after func(time.Duration) <-chan time.Time) {
+	t.now, t.after = now, after
 }
 
 // New returns a Tail named name (the source name) over cfg.Path.
 func New(cfg Config, name string, parse source.Parser, cp source.Checkpoints, logger *slog.Logger, m *source.Metrics) (*Tail, error) {
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("filetail %s: %w", name, err)
+	b, err := source.Prepare("filetail", name, &cfg, logger, m)
+	if err != nil {
+		return nil, err
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m = source.NewMetrics(nil)
-	}
-	log := logger.With("source", name)
-	return &Tail{cfg: cfg, name: name, parse: parse, cp: cp, log: log, m: m, rej: source.NewRejector(name, log, m)}, nil
+	return &Tail{cfg: cfg, name: name, parse: parse, cp: cp, log: b.Log, m: b.M, rej: b.Rej, now: time.Now, after: time.After}, nil
 }
 
 // Name is the source name.
@@ -243,7 +246,7 @@ type follow struct {
 }
 
 func (fw *follow) Read(p []byte) (int, error) {
-	idleSince := time.Now()
+	idleSince := fw.t.now()
 	for {
 		if fw.end != 0 {
 			return 0, io.EOF
@@ -275,7 +278,7 @@ func (fw *follow) Read(p []byte) (int, error) {
 		if n > 0 {
 			fw.cur.fileOff += int64(n)
 			fw.buf = append(fw.buf, chunk[:n]...)
-			idleSince = time.Now()
+			idleSince = fw.t.now()
 			continue
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -297,12 +300,12 @@ func (fw *follow) Read(p []byte) (int, error) {
 		case fw.t.isRotated(fw.cur):
 			// Everything written before the rename was read above.
 			fw.end = endRotated
-		case time.Since(idleSince) >= fw.t.cfg.IdleFlush.D():
+		case fw.t.now().Sub(idleSince) >= fw.t.cfg.IdleFlush.D():
 			fw.end = endIdle
 		default:
 			select {
 			case <-fw.ctx.Done():
-			case <-time.After(fw.t.cfg.PollInterval.D()):
+			case <-fw.t.after(fw.t.cfg.PollInterval.D()):
 			}
 			fw.slept = true
 		}
@@ -352,7 +355,7 @@ func (t *Tail) Run(ctx context.Context, pub source.Publisher) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(t.cfg.PollInterval.D()):
+			case <-t.after(t.cfg.PollInterval.D()):
 			}
 			continue
 		}

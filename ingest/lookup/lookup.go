@@ -110,18 +110,12 @@ func New(cfg Config, name string, parse source.Parser, cp source.Checkpoints, lo
 
 // NewWithClient builds the poller on a given client.
 func NewWithClient(cfg Config, name string, parse source.Parser, cp source.Checkpoints, api API, logger *slog.Logger, m *source.Metrics, reg prometheus.Registerer) (*Poller, error) {
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("lookup %s: %w", name, err)
+	b, err := source.Prepare("lookup", name, &cfg, logger, m)
+	if err != nil {
+		return nil, err
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m = source.NewMetrics(nil)
-	}
-	p := &Poller{cfg: cfg, name: name, parse: parse, cp: cp, api: api, log: logger.With("source", name), m: m, clock: wallClock{},
-		rej: source.NewRejector(name, logger.With("source", name), m),
+	p := &Poller{cfg: cfg, name: name, parse: parse, cp: cp, api: api, log: b.Log, m: b.M, clock: wallClock{},
+		rej: b.Rej,
 		lim: sharedBucket(cfg.Account+"/"+cfg.AWS.Region, cfg.Rate),
 		requests: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_ingest_lookup_requests_total",
 			Help: "LookupEvents requests sent.", ConstLabels: prometheus.Labels{"source": name}}),

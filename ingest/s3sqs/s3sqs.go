@@ -104,18 +104,11 @@ func New(cfg Config, name string, parse source.Parser, logger *slog.Logger, m *s
 
 // NewWithClients builds the source on given clients.
 func NewWithClients(cfg Config, name string, parse source.Parser, sq SQSAPI, s3c S3API, logger *slog.Logger, m *source.Metrics, reg prometheus.Registerer) (*Source, error) {
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("s3sqs %s: %w", name, err)
+	b, err := source.Prepare("s3sqs", name, &cfg, logger, m)
+	if err != nil {
+		return nil, err
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m = source.NewMetrics(nil)
-	}
-	log := logger.With("source", name)
-	s := &Source{cfg: cfg, name: name, parse: parse, log: log, m: m, rej: source.NewRejector(name, log, m), sqs: sq, s3: s3c,
+	s := &Source{cfg: cfg, name: name, parse: parse, log: b.Log, m: b.M, rej: b.Rej, sqs: sq, s3: s3c,
 		done: map[string]struct{}{},
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_ingest_s3sqs_messages_total",
 			Help: "SQS messages by outcome (deleted, retried, malformed)."}, []string{"source", "outcome"}),

@@ -77,18 +77,11 @@ type segment struct {
 
 // New returns a Socket source.
 func New(cfg Config, name string, parse source.Parser, cp source.Checkpoints, logger *slog.Logger, m *source.Metrics, reg prometheus.Registerer) (*Socket, error) {
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("socket %s: %w", name, err)
+	b, err := source.Prepare("socket", name, &cfg, logger, m)
+	if err != nil {
+		return nil, err
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m = source.NewMetrics(nil)
-	}
-	s := &Socket{cfg: cfg, name: name, parse: parse, cp: cp, log: logger.With("source", name), m: m,
-		rej:     source.NewRejector(name, logger.With("source", name), m),
+	s := &Socket{cfg: cfg, name: name, parse: parse, cp: cp, log: b.Log, m: b.M, rej: b.Rej,
 		newData: make(chan struct{}, 1), addrOnce: make(chan struct{})}
 	sb := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_ingest_spool_bytes",
 		Help: "Bytes in a socket source's on-disk spool, by source."}, []string{"source"})

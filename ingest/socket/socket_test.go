@@ -73,28 +73,8 @@ func scenario(t *testing.T) ([]byte, map[string]int) {
 func start(t *testing.T, cfg Config, c *collector, reg prometheus.Registerer) (*Socket, string, func()) {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
-	if cfg.SpoolDir == "" {
-		cfg.SpoolDir = t.TempDir()
-	}
-	s, err := New(cfg, "vault-socket", source.AuditParser(ingest.DefaultOptions()), source.NewMemCheckpoints(nil), nil, nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, c) }()
-	actx, acancel := context.WithTimeout(ctx, 5*time.Second)
-	defer acancel()
-	addr, err := s.Addr(actx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, addr.String(), func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}
+	s, addr, stop := startAt(t, cfg, c, reg)
+	return s, addr.String(), stop
 }
 
 // TestVaultOverTCP sends a real OpenBao audit log over TCP the way the
@@ -126,10 +106,11 @@ func TestVaultOverTCP(t *testing.T) {
 		total += n
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for c.count() < total && time.Now().Before(deadline) {
+	for c.count() < total && time.Now().Before(deadline) { // a guard only
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Stopped, the source publishes nothing more: any duplicate is in now.
+	stop()
 	c.mu.Lock()
 	got := map[string]int{}
 	for _, id := range c.ids {

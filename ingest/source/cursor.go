@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 
 	"auditwatch/schema"
 )
@@ -28,8 +29,9 @@ type Tracked struct {
 	rr   RecordReader
 	cr   *countingReader
 	base int64
-	// since: ids emitted since the reader last had nothing pending.
-	since []string
+	// since: ids emitted since the reader last had nothing pending, each
+	// with the bytes read from the stream when it was emitted.
+	since []emitted
 	skip  map[string]struct{}
 	// SkipOverflow counts ids dropped from a full Cursor.Skip.
 	SkipOverflow int
@@ -60,7 +62,9 @@ func Track(parse Parser, r io.Reader, name string, cur Cursor) *Tracked {
 		}
 		// Until the reader is clean again, these ids still lie ahead of
 		// the safe offset.
-		t.since = append(t.since, cur.Skip...)
+		for _, id := range cur.Skip {
+			t.since = append(t.since, emitted{id: id, read: math.MaxInt64})
+		}
 	}
 	return t
 }
@@ -92,7 +96,14 @@ func (t *Tracked) note(id string) {
 		t.since = t.since[1:]
 		t.SkipOverflow++
 	}
-	t.since = append(t.since, id)
+	t.since = append(t.since, emitted{id: id, read: t.cr.n})
+}
+
+// emitted is an event id and the stream bytes read (from Base) when the
+// event was emitted: its record ended at or before that.
+type emitted struct {
+	id   string
+	read int64
 }
 
 // Flush releases events held back waiting for more input.
@@ -123,10 +134,27 @@ func (t *Tracked) Cursor() Cursor {
 	if safe == t.cr.n {
 		// Nothing read is pending: no emitted event lies past the offset.
 		t.since = t.since[:0]
+	} else {
+		// An event emitted when no more than safe bytes were read came
+		// from records before the offset: a resume does not read it again.
+		// (While requests keep overlapping the reader is never clean, and
+		// without this the list would stay at MaxSkip ids, each encoded
+		// into every position.)
+		keep := t.since[:0]
+		for _, e := range t.since {
+			if e.read > safe {
+				keep = append(keep, e)
+			}
+		}
+		clear(t.since[len(keep):])
+		t.since = keep
 	}
 	c := Cursor{Offset: t.base + safe}
 	if len(t.since) > 0 {
-		c.Skip = append([]string(nil), t.since...)
+		c.Skip = make([]string, len(t.since))
+		for i, e := range t.since {
+			c.Skip[i] = e.id
+		}
 	}
 	return c
 }

@@ -59,9 +59,12 @@ type Manager struct {
 	After func(time.Duration) <-chan time.Time
 
 	components []Component
-	mu         sync.Mutex // guards run and ShutdownTimeout once started
-	run        []*started
-	failed     chan error
+	// judged, in tests, is told when a component's Run has returned and
+	// been judged a failure or not.
+	judged func(name string)
+	mu     sync.Mutex // guards run and ShutdownTimeout once started
+	run    []*started
+	failed chan error
 }
 
 // Add appends components in start order.
@@ -131,6 +134,9 @@ func (m *Manager) Start(ctx context.Context, cs ...Component) error {
 					case failed <- fmt.Errorf("%s: %w", c.Name, err):
 					default: // a failure is already waiting; the first counts
 					}
+				}
+				if m.judged != nil {
+					m.judged(c.Name)
 				}
 				s.done <- err
 			}()

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// secretRun gives a test that runs the binary known secret values where a
+// deployment keeps its own — a Slack webhook URL, a HEC token, a webhook
+// bearer token and URL query token (in alert outputs that fail against
+// local servers echoing the credentials back), a query endpoint token, and
+// Vault and AWS credentials in the environment — and greps everything the
+// run produced for them (Grep). The fault tests (faultRun) and the other
+// tests that run the binary use it.
+type secretRun struct {
+	t       *testing.T
+	secrets []string
+
+	mu       sync.Mutex
+	sent     bytes.Buffer // what the echoing servers received
+	requests int
+	hecURL   string
+	hookURL  string
+}
+
+// The environment variable that holds the query endpoint's token
+// (storage.query.token: {env: …}).
+const faultQueryTokenEnv = "AW_FAULT_QUERY_TOKEN"
+
+func newSecretRun(t *testing.T) *secretRun {
+	t.Helper()
+	s := &secretRun{t: t, secrets: []string{faultSlackSecret, faultHECToken, faultHookBearer, faultHookQuery,
+		faultVaultToken, faultAWSSecret, faultQueryToken}}
+	echo := func(code int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			s.mu.Lock()
+			s.sent.Write(b)
+			s.requests++
+			s.mu.Unlock()
+			// a hostile or careless server echoes the credentials back
+			w.WriteHeader(code)
+			fmt.Fprintf(w, `{"text":"%s%s %s auth=%s","code":4}`, faultEchoMarker, r.Method, r.URL.String(), r.Header.Get("Authorization"))
+		}
+	}
+	hec := httptest.NewServer(echo(http.StatusForbidden))
+	t.Cleanup(hec.Close)
+	hook := httptest.NewServer(echo(http.StatusInternalServerError))
+	t.Cleanup(hook.Close)
+	s.hecURL, s.hookURL = hec.URL, hook.URL+"/hook?token="+faultHookQuery
+	// A port nothing listens on: connection refused, the URL in the error.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	t.Setenv("AW_FAULT_SLACK_WEBHOOK", "http://"+closed+"/services/T0FAULT/B0FAULT/"+faultSlackSecret)
+	t.Setenv("AW_FAULT_HEC_TOKEN", faultHECToken)
+	t.Setenv("AW_FAULT_WEBHOOK_TOKEN", faultHookBearer)
+	t.Setenv(faultQueryTokenEnv, faultQueryToken)
+	t.Setenv("VAULT_TOKEN", faultVaultToken)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", faultAWSSecret)
+	return s
+}
+
+// Secret adds a value the grep must not find (a test's own credential).
+func (s *secretRun) Secret(v string) { s.secrets = append(s.secrets, v) }
+
+// OutputsYAML is the secret-bearing alert outputs, as list items of
+// alerts.outputs (indented by four spaces). They give up fast: their
+// failures end in the dead-letter file, which the grep reads.
+func (s *secretRun) OutputsYAML() string {
+	return fmt.Sprintf(`    - name: fault-slack-webhook
+      type: slack
+      retry: {initial: 10ms, max: 50ms, max_attempts: 2}
+      slack: {mode: webhook, webhook_url: {env: AW_FAULT_SLACK_WEBHOOK}, min_interval: 1ms}
+    - name: fault-hec
+      type: hec
+      retry: {initial: 10ms, max: 50ms, max_attempts: 2}
+      hec: {url: %q, token: {env: AW_FAULT_HEC_TOKEN}}
+    - name: fault-webhook
+      type: webhook
+      retry: {initial: 10ms, max: 50ms, max_attempts: 2}
+      webhook: {url: %q, token: {env: AW_FAULT_WEBHOOK_TOKEN}}
+`, s.hecURL, s.hookURL)
+}
+
+// OutputNames are the names of OutputsYAML's outputs.
+func (s *secretRun) OutputNames() []string {
+	return []string{"fault-slack-webhook", "fault-hec", "fault-webhook"}
+}
+
+// Grep fails the test when a secret value appears in places (logs,
+// scrapes, outputs of the test, by name) or in any file under work except
+// skip (the config, which is input), or in a payload the echoing servers
+// received. It first checks that the faults that put credentials into
+// error paths did happen: both servers were called, every output has
+// dead letters, and a server's echo reached a log or dead letter.
+func (s *secretRun) Grep(places map[string]string, work string, skip ...string) {
+	s.t.Helper()
+	s.mu.Lock()
+	places["payloads sent"] = s.sent.String()
+	requests := s.requests
+	s.mu.Unlock()
+	var dead []string
+	err := filepath.WalkDir(work, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || slices.Contains(skip, path) {
+			return err
+		}
+		if d.Type()&fs.ModeSocket != 0 || !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(work, path)
+		places["file "+rel] = string(b)
+		if strings.Contains(rel, "dead-letter") {
+			dead = append(dead, string(b))
+		}
+		return nil
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	all := strings.Join(dead, "")
+	for _, o := range s.OutputNames() {
+		if requests == 0 || !strings.Contains(all, `"`+o+`"`) {
+			s.t.Errorf("the secret-bearing output %s did not fail as planned: %d requests; dead letters:\n%.2000s", o, requests, all)
+		}
+	}
+	echoed := false
+	for _, v := range places {
+		echoed = echoed || strings.Contains(v, faultEchoMarker)
+	}
+	if !echoed {
+		s.t.Errorf("no server answer carrying the credentials reached a log or dead letter")
+	}
+	for where, text := range places {
+		for _, v := range s.secrets {
+			if strings.Contains(text, v) {
+				s.t.Errorf("%s contains the secret %q", where, v)
+			}
+		}
+	}
+}
