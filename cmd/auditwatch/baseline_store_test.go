@@ -146,17 +146,19 @@ logging: {level: warn, format: text}
 shutdown_timeout: 10s
 `, drop, filepath.Join(work, "state"), storage, findings)), 0o644))
 
-	// Store the week the way events reach the store offline.
+	// Store the week the way events reach the store offline (the built
+	// command: the in-process tests of normalize, load and baseline run
+	// under the race detector, which would slow a week's events here).
 	norm := filepath.Join(work, "week.jsonl")
-	code, evs, errs := runCmd(t, "normalize", histPath)
+	code, evs, errs := binCmd(t, "normalize", histPath)
 	if code != 0 {
 		t.Fatalf("normalize: exit %d: %s", code, errs)
 	}
 	must(t, os.WriteFile(norm, []byte(evs), 0o644))
-	if code, _, errs := runCmd(t, "load", "--config", cfgPath, norm); code != 0 {
+	if code, _, errs := binCmd(t, "load", "--config", cfgPath, norm); code != 0 {
 		t.Fatalf("load: exit %d: %s", code, errs)
 	}
-	code, out, errs := runCmd(t, "baseline", "--config", cfgPath, "--from-store", "--since", "30d")
+	code, out, errs := binCmd(t, "baseline", "--config", cfgPath, "--from-store", "--since", "30d")
 	if code != 0 || !strings.Contains(out, "baseline: learned ") {
 		t.Fatalf("baseline --from-store: exit %d: %s%s", code, out, errs)
 	}

@@ -57,6 +57,24 @@ func sharedBinary(tb testing.TB) string {
 	return built.path
 }
 
+// binCmd runs the built command (sharedBinary) to completion, like
+// runCmd does in process: for the heavy one-shot steps of end-to-end
+// tests, which the race detector would slow several times over (the
+// in-process tests of each command cover it under -race).
+func binCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(sharedBinary(t), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", args[0], err)
+	}
+	return code, out.String(), errb.String()
+}
+
 // removeSharedBinary deletes the build (TestMain, after the tests).
 func removeSharedBinary() {
 	if built.dir != "" {

@@ -40,6 +40,16 @@ type Tail struct {
 	log   *slog.Logger
 	m     *source.Metrics
 	rej   *source.Rejector
+	// now and after are the clock of polling and idle flushing (tests
+	// inject one: SetClock).
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
+}
+
+// SetClock replaces the wall clock of polling and idle flushing (tests;
+// call before Run).
+func (t *Tail) SetClock(now func() time.Time, after func(time.Duration) <-chan time.Time) {
+	t.now, t.after = now, after
 }
 
 // New returns a Tail named name (the source name) over cfg.Path.
@@ -48,7 +58,7 @@ func New(cfg Config, name string, parse source.Parser, cp source.Checkpoints, lo
 	if err != nil {
 		return nil, err
 	}
-	return &Tail{cfg: cfg, name: name, parse: parse, cp: cp, log: b.Log, m: b.M, rej: b.Rej}, nil
+	return &Tail{cfg: cfg, name: name, parse: parse, cp: cp, log: b.Log, m: b.M, rej: b.Rej, now: time.Now, after: time.After}, nil
 }
 
 // Name is the source name.
@@ -237,7 +247,7 @@ type follow struct {
 }
 
 func (fw *follow) Read(p []byte) (int, error) {
-	idleSince := time.Now()
+	idleSince := fw.t.now()
 	for {
 		if fw.end != 0 {
 			return 0, io.EOF
@@ -274,7 +284,7 @@ func (fw *follow) Read(p []byte) (int, error) {
 			n, err = fw.cur.f.Read(p[k:])
 			if n > 0 {
 				fw.cur.fileOff += int64(n)
-				idleSince = time.Now()
+				idleSince = fw.t.now()
 				if i := bytes.LastIndexByte(p[k:k+n], '\n'); i >= 0 {
 					end := k + i + 1
 					fw.buf = append(fw.buf[:0], p[end:k+n]...)
@@ -291,7 +301,7 @@ func (fw *follow) Read(p []byte) (int, error) {
 			if n > 0 {
 				fw.cur.fileOff += int64(n)
 				fw.buf = append(fw.buf, fw.chunk[:n]...)
-				idleSince = time.Now()
+				idleSince = fw.t.now()
 				continue
 			}
 		}
@@ -314,12 +324,12 @@ func (fw *follow) Read(p []byte) (int, error) {
 		case fw.t.isRotated(fw.cur):
 			// Everything written before the rename was read above.
 			fw.end = endRotated
-		case time.Since(idleSince) >= fw.t.cfg.IdleFlush.D():
+		case fw.t.now().Sub(idleSince) >= fw.t.cfg.IdleFlush.D():
 			fw.end = endIdle
 		default:
 			select {
 			case <-fw.ctx.Done():
-			case <-time.After(fw.t.cfg.PollInterval.D()):
+			case <-fw.t.after(fw.t.cfg.PollInterval.D()):
 			}
 			fw.slept = true
 		}
@@ -369,7 +379,7 @@ func (t *Tail) Run(ctx context.Context, pub source.Publisher) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(t.cfg.PollInterval.D()):
+			case <-t.after(t.cfg.PollInterval.D()):
 			}
 			continue
 		}

@@ -77,9 +77,50 @@ func waitIDs(t *testing.T, c *collector, n int) []string {
 
 func start(t *testing.T, path string, cp source.Checkpoints) (*collector, func()) {
 	t.Helper()
+	return startWith(t, path, cp, nil)
+}
+
+// fakeClock drives a tailer's polling by hand: every poll waits until
+// the test lets it go on (tick), and time stands still, so nothing is idle.
+type fakeClock struct {
+	at    time.Time
+	waits chan chan time.Time // one per poll the tailer waits for
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{at: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), waits: make(chan chan time.Time, 64)}
+}
+
+func (c *fakeClock) now() time.Time { return c.at }
+
+func (c *fakeClock) after(time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	c.waits <- ch
+	return ch
+}
+
+// waiting returns once the tailer waits for its next poll (it has read
+// everything there was), with the channel that lets it go on.
+func (c *fakeClock) waiting(t *testing.T) chan time.Time {
+	t.Helper()
+	select {
+	case ch := <-c.waits:
+		return ch
+	case <-time.After(10 * time.Second): // a guard only
+		t.Fatal("the tailer never waited for a poll")
+		return nil
+	}
+}
+
+// startWith is start on clock (nil: the wall clock).
+func startWith(t *testing.T, path string, cp source.Checkpoints, clock *fakeClock) (*collector, func()) {
+	t.Helper()
 	tl, err := New(Config{Path: path, PollInterval: duration.Duration(10 * time.Millisecond), IdleFlush: duration.Duration(50 * time.Millisecond), FingerprintBytes: 32}, "vault-file", source.JSONLines, cp, nil, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if clock != nil {
+		tl.SetClock(clock.now, clock.after)
 	}
 	c := &collector{cp: cp}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -167,6 +208,25 @@ func TestTruncateShorter(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	appendLines(t, path, ids("y", 2)...)
 	checkExactly(t, waitIDs(t, c, 12), ids("a", 10), ids("y", 2))
+
+	// The same with the truncation seen for certain before the writes
+	// (polls driven by hand).
+	path2 := filepath.Join(dir, "audit2.log")
+	appendLines(t, path2, ids("b", 10)...)
+	clock := newFakeClock()
+	c2, stop2 := startWith(t, path2, source.NewMemCheckpoints(nil), clock)
+	defer stop2()
+	// the file is read at once; then the tailer waits for its first poll
+	waitIDs(t, c2, 10)
+	poll := clock.waiting(t)
+	if err := os.Truncate(path2, 0); err != nil {
+		t.Fatal(err)
+	}
+	poll <- time.Time{}
+	poll = clock.waiting(t) // the truncation was handled
+	appendLines(t, path2, ids("z", 2)...)
+	poll <- time.Time{}
+	checkExactly(t, waitIDs(t, c2, 12), ids("b", 10), ids("z", 2))
 }
 
 func TestResumeFromCheckpoint(t *testing.T) {
@@ -194,17 +254,25 @@ func TestPartialLineWaits(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
 	cp := source.NewMemCheckpoints(nil)
-	c, stop := start(t, path, cp) // the file does not exist yet
+	clock := newFakeClock()
+	c, stop := startWith(t, path, cp, clock) // the file does not exist yet
 	defer stop()
+	poll := clock.waiting(t)
 	l := line("half")
 	os.WriteFile(path, []byte(l[:20]), 0o644)
-	time.Sleep(60 * time.Millisecond)
+	// Two polls: the file is opened and its partial line read, then read
+	// again with nothing more.
+	for range 2 {
+		poll <- time.Time{}
+		poll = clock.waiting(t)
+	}
 	if got := c.got(); len(got) != 0 {
 		t.Fatalf("emitted a partial line: %v", got)
 	}
 	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	f.WriteString(l[20:])
 	f.Close()
+	poll <- time.Time{}
 	checkExactly(t, waitIDs(t, c, 1), []string{"half"})
 }
 
