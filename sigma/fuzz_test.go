@@ -1,7 +1,10 @@
 package sigma
 
 import (
+	"bytes"
 	"testing"
+
+	"auditwatch/schema"
 )
 
 // FuzzParseRule: any rule text gives rules or problems, never a panic, and
@@ -51,7 +54,9 @@ func FuzzRecord(f *testing.F) {
 	f.Add([]byte(`{"detail-type":"x","detail":{"eventName":"A"}}`))
 	f.Add([]byte(`{"CloudTrailEvent":"{\"eventName\":\"A\"}"}`))
 	f.Add([]byte(`{"type":"response","request":{"path":"sys/raw/x","operation":"read"}}`))
-	rules, probs := ParseFile("r.yml", []byte("title: x\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  a:\n    eventName: DisableKey\n  b:\n    requestParameters|contains: x\n  k:\n    - abc\n  condition: a or b or k\n---\ntitle: v\nlogsource: {product: vault}\ndetection:\n  a:\n    request.path|startswith: sys/raw\n  condition: a\n"), Options{})
+	f.Add([]byte(`{"eventVersion":"1","userIdentity":{"sessionContext":{"sessionIssuer":[{"type":"Role"},{"type":null}]}},"requestParameters":{"x.y":"aab"},"eventName":"X"}`))
+	f.Add([]byte(`{"type":"response","auth":{"policies":["default","root"],"metadata":{}},"request":{"path":"x"}}`))
+	rules, probs := ParseFile("r.yml", []byte("title: x\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  a:\n    eventName: DisableKey\n  b:\n    requestParameters|contains: x\n  k:\n    - abc\n  condition: a or b or k\n---\ntitle: n\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  a:\n    userIdentity.sessionContext.sessionIssuer.type: Role\n    requestParameters.x.y|re: 'a.b'\n  b:\n    responseElements.z|exists: true\n  condition: a and not b\n---\ntitle: v\nlogsource: {product: vault}\ndetection:\n  a:\n    request.path|startswith: sys/raw\n  b:\n    auth.policies|cased: root\n    auth.metadata.role: null\n  condition: a or b\n"), Options{})
 	if len(probs) > 0 {
 		f.Fatal(probs[0])
 	}
@@ -60,11 +65,39 @@ func FuzzRecord(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// the lazy reading of the text, from every source: never a panic
+		for _, src := range []string{"", schema.SourceCloudTrail, schema.SourceVault} {
+			var lp Parser
+			ev := schema.Event{Source: src, Action: "kms:DisableKey", Resource: "sys/raw/x", Raw: b}
+			s.MatchEvent(&ev, &lp, nil)
+			s.Wants(&ev, b)
+		}
 		var p Parser
 		r, err := p.Parse(b, "")
 		if err != nil {
 			return
 		}
 		s.Match(r, nil)
+		// a record without escapes (and not an envelope) gives the same
+		// hits read lazily as parsed whole
+		if bytes.IndexByte(b, '\\') >= 0 || bytes.Contains(b, []byte("detail-type")) {
+			return
+		}
+		for _, src := range []string{schema.SourceCloudTrail, schema.SourceVault} {
+			var p1, p2 Parser
+			r, err := p1.Parse(b, src)
+			if err != nil {
+				return
+			}
+			want := s.Match(r, nil)
+			ev := schema.Event{Source: src, Raw: b}
+			got, _, err := s.MatchEvent(&ev, &p2, nil)
+			if err != nil {
+				t.Fatalf("%s: %s: lazy reading failed: %v", src, b, err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%s: %s: %d hits lazily, %d parsed", src, b, len(got), len(want))
+			}
+		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"auditwatch/internal/lifecycle"
 	"auditwatch/pipeline"
+	"auditwatch/stream"
 )
 
 func init() {
@@ -31,29 +32,41 @@ func (d *daemon) runAlert(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := d.kafkaStream()
-	if err != nil {
-		return err
-	}
-	defer k.Close()
-	sinks, closeSinks, err := d.findingSinks(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeSinks()
-	if len(sinks) == 0 {
-		return errors.New("no finding outputs configured (files.findings, alerts or storage)")
-	}
+	// The set-up is components: opened in order, closed in reverse order
+	// after the consumer stops (or when a later step fails).
+	var (
+		k          *stream.Kafka
+		sinks      pipeline.FindingSinks
+		closeSinks func()
+		stage      *pipeline.AlertStage
+	)
 	kc := d.cfg.Stream.Kafka
-	stage, err := pipeline.NewAlertStage(pipeline.AlertConfig{
-		Findings: sinks, CommitInterval: kc.CommitInterval.D(), Logger: d.log, Registerer: d.reg,
+	return d.runComponents(ctx, lifecycle.Component{
+		Name:  "kafka",
+		Start: func(context.Context) (err error) { k, err = d.kafkaStream(); return err },
+		Stop:  func(context.Context) error { return k.Close() },
+	}, lifecycle.Component{
+		Name: "finding sinks",
+		Start: func(ctx context.Context) (err error) {
+			if sinks, closeSinks, err = d.findingSinks(ctx); err != nil {
+				return err
+			}
+			if len(sinks) == 0 {
+				return errors.New("no finding outputs configured (files.findings, alerts or storage)")
+			}
+			return nil
+		},
+		Stop: func(context.Context) error { closeSinks(); return nil },
+	}, lifecycle.Component{
+		Name: "alert",
+		Start: func(context.Context) (err error) {
+			stage, err = pipeline.NewAlertStage(pipeline.AlertConfig{
+				Findings: sinks, CommitInterval: kc.CommitInterval.D(), Logger: d.log, Registerer: d.reg,
+			})
+			return err
+		},
+		Run: func(ctx context.Context) error { return k.Consume(ctx, kc.FindingsTopic, kc.AlertGroup, stage) },
 	})
-	if err != nil {
-		return err
-	}
-	return d.runComponents(ctx, lifecycle.Component{Name: "alert", Run: func(ctx context.Context) error {
-		return k.Consume(ctx, kc.FindingsTopic, kc.AlertGroup, stage)
-	}})
 }
 
 // writeAlertStatus adds each alert output's delivery state to /readyz, one

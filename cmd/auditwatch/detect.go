@@ -35,27 +35,59 @@ func (d *daemon) runDetect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := d.kafkaStream()
-	if err != nil {
-		return err
-	}
-	defer k.Close()
+	// What the stages use is opened as components: in order, closed in
+	// reverse order after the stages stop (or when a later step fails).
+	var (
+		k                       *stream.Kafka
+		sink                    pipeline.FindingsPublisher
+		events                  pipeline.EventSink
+		enrich                  *enrichment
+		canaryPrincipal         canaryHook
+		canaryByIP              canaryHook
+		disarm                  func()
+		closeEvents, stopCanary func()
+	)
 	kc := d.cfg.Stream.Kafka
-	sink := pipeline.FindingsPublisher{Stream: k, Topic: kc.FindingsTopic}
-	// Every event is stored (and forwarded to SIEM outputs) by the
-	// principal-keyed instance, whose topic carries all of them.
-	events, closeEvents, err := d.eventSinks(ctx)
-	if err != nil {
-		return err
+	setup := []lifecycle.Component{{
+		Name: "kafka",
+		Start: func(context.Context) (err error) {
+			k, err = d.kafkaStream()
+			sink = pipeline.FindingsPublisher{Stream: k, Topic: kc.FindingsTopic}
+			return err
+		},
+		Stop: func(context.Context) error { return k.Close() },
+	}, {
+		// Every event is stored (and forwarded to SIEM outputs) by the
+		// principal-keyed instance, whose topic carries all of them.
+		Name:  "event sinks",
+		Start: func(ctx context.Context) (err error) { events, closeEvents, err = d.eventSinks(ctx); return err },
+		Stop:  func(context.Context) error { closeEvents(); return nil },
+	}, {
+		// Credential linking runs in the principal-keyed instance, which
+		// sees every event (the by-IP topic carries failures only).
+		Name: "enrichment",
+		Start: func(context.Context) (err error) {
+			enrich, err = openEnrichment(d.cfg, d.stateDir("identity"), d.log)
+			return err
+		},
+		Stop: func(context.Context) error { enrich.Close(); return nil },
+	}, {
+		// The end-to-end canary's events are labelled here and count as
+		// having come through the whole pipeline (the ingest stage makes
+		// the reads).
+		Name: "canary",
+		Start: func(context.Context) (err error) {
+			canaryPrincipal, canaryByIP, disarm, stopCanary, err = d.detectCanary(sink)
+			return err
+		},
+		Stop: func(context.Context) error { stopCanary(); return nil },
+	}}
+	if err := d.mgr.Start(ctx, setup...); err != nil {
+		return d.mgr.Stop(err)
 	}
-	defer closeEvents()
-	// Credential linking runs in the principal-keyed instance, which sees
-	// every event (the by-IP topic carries failures only).
-	enrich, err := openEnrichment(d.cfg, d.stateDir("identity"), d.log)
-	if err != nil {
-		return err
+	if ctx.Err() != nil {
+		return d.mgr.Stop(nil)
 	}
-	defer enrich.Close()
 	var cs []lifecycle.Component
 	// Instances share credential links (an issue and its key's uses may
 	// land on different instances).
@@ -66,13 +98,6 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		}
 		cs = append(cs, lifecycle.Component{Name: "identity links", Run: run})
 	}
-	// The end-to-end canary's events are labelled here and count as having
-	// come through the whole pipeline (the ingest stage makes the reads).
-	canaryPrincipal, canaryByIP, disarm, stopCanary, err := d.detectCanary(sink)
-	if err != nil {
-		return err
-	}
-	defer stopCanary()
 	for _, r := range []struct{ role, topic, group string }{
 		{rolePrincipal, kc.EventsTopic, kc.DetectGroup},
 		{roleByIP, kc.EventsByIPTopic, kc.DetectGroup + "-by-ip"},

@@ -1,11 +1,13 @@
 package main
 
 import (
-	"auditwatch/detect"
 	"context"
 
+	"auditwatch/detect"
 	"auditwatch/ingest/source"
+	"auditwatch/internal/lifecycle"
 	"auditwatch/pipeline"
+	"auditwatch/stream"
 )
 
 func init() {
@@ -28,44 +30,65 @@ func (d *daemon) runIngest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := d.kafkaStream()
-	if err != nil {
-		return err
-	}
-	defer k.Close()
-	cps, err := source.OpenStore(d.stateDir("ingest", "checkpoints.db"))
-	if err != nil {
-		return err
-	}
-	defer cps.Close()
+	// The set-up is components: opened in order, closed in reverse order
+	// after the sources stop (or when a later step fails).
+	var (
+		k        *stream.Kafka
+		cps      *source.Store
+		ing      *pipeline.Ingest
+		findings pipeline.FindingsPublisher
+		watchPub source.Publisher
+		srcs     []source.Source
+		srcPub   source.Publisher
+
+		stopWatch, stopTrail func()
+	)
 	kc := d.cfg.Stream.Kafka
-	ing, err := pipeline.NewIngest(pipeline.IngestConfig{
-		Stream: k, EventsTopic: kc.EventsTopic, ByIPTopic: kc.EventsByIPTopic,
-		Checkpoints: cps, Logger: d.log, Registerer: d.reg,
-		// Rollout writes reach every partition: readers of the secret
-		// are keyed to other principals' partitions.
-		Notes: detect.RolloutWrites(d.conf.Detectors),
-	})
-	if err != nil {
-		return err
+	setup := []lifecycle.Component{{
+		Name:  "kafka",
+		Start: func(context.Context) (err error) { k, err = d.kafkaStream(); return err },
+		Stop:  func(context.Context) error { return k.Close() },
+	}, {
+		Name: "checkpoints",
+		Start: func(context.Context) (err error) {
+			cps, err = source.OpenStore(d.stateDir("ingest", "checkpoints.db"))
+			return err
+		},
+		Stop: func(context.Context) error { return cps.Close() },
+	}, {
+		// CloudTrail validation and the pipeline watch raise their
+		// findings here, beside the sources: they go to the findings
+		// topic, which the alert stage delivers to every output.
+		Name: "watch",
+		Start: func(ctx context.Context) (err error) {
+			ing, err = pipeline.NewIngest(pipeline.IngestConfig{
+				Stream: k, EventsTopic: kc.EventsTopic, ByIPTopic: kc.EventsByIPTopic,
+				Checkpoints: cps, Logger: d.log, Registerer: d.reg,
+				// Rollout writes reach every partition: readers of the
+				// secret are keyed to other principals' partitions.
+				Notes: detect.RolloutWrites(d.conf.Detectors),
+			})
+			if err != nil {
+				return err
+			}
+			findings = pipeline.FindingsPublisher{Stream: k, Topic: kc.FindingsTopic}
+			watchPub, _, stopWatch, err = d.watchLive(ctx, ing, findings, true)
+			return err
+		},
+		Stop: func(context.Context) error { stopWatch(); return nil },
+	}, {
+		Name: "trail",
+		Start: func(ctx context.Context) (err error) {
+			if srcs, err = buildSources(d.conf, cps, d.log, d.reg); err != nil {
+				return err
+			}
+			srcPub, stopTrail, err = d.trailLive(ctx, srcs, watchPub, findings)
+			return err
+		},
+		Stop: func(context.Context) error { stopTrail(); return nil },
+	}}
+	if err := d.mgr.Start(ctx, setup...); err != nil {
+		return d.mgr.Stop(err)
 	}
-	srcs, err := buildSources(d.conf, cps, d.log, d.reg)
-	if err != nil {
-		return err
-	}
-	// CloudTrail validation and the pipeline watch raise their findings
-	// here, beside the sources: they go to the findings topic, which the
-	// alert stage delivers to every output.
-	findings := pipeline.FindingsPublisher{Stream: k, Topic: kc.FindingsTopic}
-	watchPub, _, stopWatch, err := d.watchLive(ctx, ing, findings, true)
-	if err != nil {
-		return err
-	}
-	defer stopWatch()
-	srcPub, stopTrail, err := d.trailLive(ctx, srcs, watchPub, findings)
-	if err != nil {
-		return err
-	}
-	defer stopTrail()
 	return d.runComponents(ctx, sourceComponents(srcs, srcPub)...)
 }

@@ -212,7 +212,8 @@ func waitFindings(t *testing.T, p *process, path string, want int, quiet, limit 
 // TestRunOpenBaoScenario runs the built binary on the OpenBao scenario (a
 // dir source on the embedded stream with the real detectors) and checks
 // every labelled anomaly's findings appear in the findings file exactly
-// once, the same 35 findings `replay` gives; a restart adds nothing.
+// once, the same 35 findings `replay` gives; a restart adds nothing. The
+// run carries known secrets (secretRun) that appear nowhere it writes.
 func TestRunOpenBaoScenario(t *testing.T) {
 	root := findRoot(t)
 	scen := filepath.Join(root, "testdata", "openbao-scenario")
@@ -246,6 +247,7 @@ func TestRunOpenBaoScenario(t *testing.T) {
 		return hookPosts
 	}
 	cfgPath := filepath.Join(work, "run.yaml")
+	sec := newSecretRun(t)
 	cfg := fmt.Sprintf(`sources:
   - name: scenario
     type: dir
@@ -263,12 +265,13 @@ detectors:
 alerts:
   outputs:
     - {name: hook, type: webhook, webhook: {url: %q}}
-  default_outputs: [hook]
+%s  default_outputs: [hook, %s]
 files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 10s
-`, drop, filepath.Join(work, "vault-audit.log"), filepath.Join(work, "state"), scenarioLearnUntil, hook.URL, findings, freeAddr(t))
+`, drop, filepath.Join(work, "vault-audit.log"), filepath.Join(work, "state"), scenarioLearnUntil, hook.URL,
+		sec.OutputsYAML(), strings.Join(sec.OutputNames(), ", "), findings, freeAddr(t))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +279,7 @@ shutdown_timeout: 10s
 	p := startAuditwatch(t, "run", "--config", cfgPath)
 	waitFindings(t, p, findings, 35, 3*time.Second, 60*time.Second)
 	p.stop(t)
+	places := map[string]string{"log of the first run": p.stderr.String()}
 	fs := readFindings(t, findings)
 
 	labels := loadLabels(t, filepath.Join(scen, "labels.jsonl"))
@@ -347,4 +351,6 @@ shutdown_timeout: 10s
 	if !strings.Contains(p.stderr.String(), "msg=stopped") {
 		t.Errorf("no clean stop logged:\n%s", p.stderr)
 	}
+	places["log of the restart"], places["replay's log"] = p.stderr.String(), stderr
+	sec.Grep(places, work, cfgPath)
 }

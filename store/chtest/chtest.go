@@ -111,6 +111,8 @@ type Server struct {
 	// the PEM certificate (self-signed for 127.0.0.1) that verifies it.
 	TLSAddr string
 	CAFile  string
+	// PID is the server process (benchmarks read its CPU time).
+	PID int
 }
 
 // StartServer starts clickhouse-server with its own config on 127.0.0.1
@@ -175,7 +177,7 @@ func startServer(t testing.TB, withTLS bool) *Server {
 			t.Fatalf("clickhouse-server TLS port: %v", err)
 		}
 	}
-	return &Server{Addr: addr, Dir: dir, TLSAddr: tlsAddr, CAFile: caFile}
+	return &Server{Addr: addr, Dir: dir, TLSAddr: tlsAddr, CAFile: caFile, PID: p.cmd.Process.Pid}
 }
 
 // writeServerConfig writes dir/config.xml and dir/users.xml of a server on
