@@ -75,6 +75,15 @@ func binCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
+// replayBin is replay (the test helper) through the built command: for
+// reference replays of large inputs, whose in-process run the race
+// detector would slow (replay's own tests run it in process).
+func replayBin(t *testing.T, args ...string) ([]schema.Finding, string, int) {
+	t.Helper()
+	code, out, errs := binCmd(t, append([]string{"replay"}, args...)...)
+	return parseFindings(t, []byte(out)), errs, code
+}
+
 // removeSharedBinary deletes the build (TestMain, after the tests).
 func removeSharedBinary() {
 	if built.dir != "" {
