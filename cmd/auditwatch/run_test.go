@@ -104,15 +104,17 @@ func freeAddr(t *testing.T) string {
 
 // process is a running auditwatch command.
 type process struct {
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	cmd *exec.Cmd
+	// stderr is read while the process writes it (failure messages,
+	// polls): through the writer's lock.
+	stderr *lockedWriter
 	done   chan error
 }
 
 func startAuditwatch(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(auditwatchBinary(t), args...), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	p.cmd.Stderr = &lockedWriter{w: p.stderr}
+	p := &process{cmd: exec.Command(auditwatchBinary(t), args...), stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan error, 1)}
+	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
