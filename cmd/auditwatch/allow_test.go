@@ -29,6 +29,9 @@ func rootUse(at time.Time, id, ip string) string {
 // without the entry) raises nothing, while a use from another network
 // still alerts. With run stopped, allow reads the store directly.
 func TestAllowWhileRunHoldsTheStore(t *testing.T) {
+	// Processes and files of its own, no environment changes: it waits
+	// on the processes, so it runs beside other parallel tests.
+	t.Parallel()
 	lib := os.Getenv("CHDB_LIB_PATH")
 	if lib == "" {
 		testenv.Missing(t, "CHDB_LIB_PATH is not set (scripts/setup/20-clickhouse.sh exports it): libchdb.so (embedded storage) not available")

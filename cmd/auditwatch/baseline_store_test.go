@@ -110,6 +110,9 @@ func TestBaselineFromStoreThenRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary over a week of traffic; not run with -short")
 	}
+	// Processes, servers and files of its own, no environment changes:
+	// it runs beside other parallel tests.
+	t.Parallel()
 	for _, backend := range []string{"chdb", "clickhouse"} {
 		t.Run(backend, func(t *testing.T) {
 			var storage string
