@@ -42,6 +42,11 @@ func TestEmptyConfigDefaults(t *testing.T) {
 	if c.Stream.Type != "embedded" || c.Stream.Embedded.QueueSize <= 0 || c.Logging.Level != "info" {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
+	// One stored block per checkpoint: 3 s keeps the embedded store's
+	// blocks large enough (docs/PERFORMANCE.md, Storage).
+	if c.State.CheckpointInterval.D() != 3*time.Second || c.State.CheckpointEvents != 20000 {
+		t.Errorf("state defaults = %+v", c.State)
+	}
 }
 
 func TestParseErrors(t *testing.T) {

@@ -55,6 +55,16 @@ func BenchmarkMatch(b *testing.B) {
 				hits = s.Match(r, hits[:0])
 			}
 		})
+		b.Run(name+"-events-unfiltered", func(b *testing.B) {
+			s.noPrefilter = true
+			defer func() { s.noPrefilter = false }()
+			var p Parser
+			var hits []Hit
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				hits, _, _ = s.MatchEvent(&evs[i%len(evs)], &p, hits[:0])
+			}
+		})
 		b.Run(name+"-events", func(b *testing.B) {
 			var p Parser
 			var hits []Hit

@@ -6,24 +6,82 @@ import (
 )
 
 // Prefilters: most records match no rule, and parsing a record costs as
-// much as normalizing it. So before parsing, each candidate rule is
+// much as normalizing it. So before reading a record, each candidate rule
+// that runs on every record of its source (no index key places it) is
 // checked against the record's text: a rule whose condition needs one of
 // some literals (a value it compares, lowercased) cannot match a record
-// whose text holds none of them. The check is skipped (the record is
-// parsed and every candidate evaluated) when the text has escapes, whose
-// decoded form the raw bytes do not show.
+// whose text holds none of them. Each literal is looked for at most once
+// per record, however many rules need it.
+//
+// Sound because of what the text of a record the prefilter is used on
+// shows (others are evaluated without it):
+//   - no backslash: JSON escapes (\uXXXX, \/, \") would hide a value's
+//     decoded form; such records are evaluated in full;
+//   - only ASCII bytes: Unicode case folding maps some non-ASCII letters to
+//     ASCII ones (K KELVIN SIGN to k, LONG S to s), so a value could match
+//     a lowercased literal its bytes do not hold; such records are
+//     evaluated in full;
+//   - a value compared as text is a string's content, a number or boolean
+//     as written, or an object or array rendered compactly: a literal holds
+//     none of the characters between JSON tokens (structural), so it lies
+//     within one token, whose text the record shows as rendered;
+//   - values under modifiers are compiled to their transformed forms
+//     (base64, base64offset, windash, utf16: non-ASCII forms give no
+//     literal), wildcard patterns give their longest literal run, cased
+//     values and case-folding expressions their lowercased literal.
 
 // maxAlternatives bounds a prefilter's literals.
 const maxAlternatives = 16
 
 // structural characters: a literal holding one could span JSON tokens,
-// whose raw spacing need not match the compact rendering rules compare.
-const structural = "\"{}[],"
+// whose raw spacing need not match the compact rendering rules compare
+// (an object value renders as {"a":1} whatever the spacing of its text).
+const structural = "\"{}[],: \t\r\n"
 
 // usableLiteral reports whether a lowercased literal can be looked for in
 // the lowercased raw text.
 func usableLiteral(s string) bool {
 	return len(s) >= 2 && isASCII(s) && !strings.ContainsAny(s, structural)
+}
+
+// literalOf: the longest run of s without structural characters, usable
+// as a literal ("" when none is). s is lowercased.
+func literalOf(s string) string {
+	best := ""
+	for len(s) > 0 {
+		i := strings.IndexAny(s, structural)
+		run := s
+		if i >= 0 {
+			run, s = s[:i], s[i+1:]
+		} else {
+			s = ""
+		}
+		if len(run) > len(best) {
+			best = run
+		}
+	}
+	if !usableLiteral(best) {
+		return ""
+	}
+	return best
+}
+
+// commonWords are values nearly every audit record holds (Vault
+// operations, record types): a requirement made of them selects nothing,
+// so another one of the same AND is preferred.
+var commonWords = map[string]bool{
+	"create": true, "read": true, "update": true, "delete": true, "list": true,
+	"patch": true, "request": true, "response": true, "true": true, "false": true,
+	"aws": true, "amazonaws": true, "com": true, "arn": true,
+}
+
+// weight of a requirement's literal for choosing between requirements:
+// its length, or 1 for a common word.
+func weight(s string) int {
+	if commonWords[s] {
+		return 1
+	}
+	return len(s)
 }
 
 // better picks the more selective of two requirements: the one whose
@@ -51,7 +109,7 @@ func better(a, b []string) []string {
 func minLen(a []string) int {
 	m := 1 << 30
 	for _, s := range a {
-		m = min(m, len(s))
+		m = min(m, weight(s))
 	}
 	return m
 }
@@ -187,8 +245,8 @@ func literalsOfPattern(p *pattern) []string {
 			best = t.s
 		}
 	}
-	best = strings.ToLower(best)
-	if !usableLiteral(best) {
+	best = literalOf(strings.ToLower(best))
+	if best == "" {
 		return nil
 	}
 	return []string{best}
@@ -198,8 +256,8 @@ func literalsOfPattern(p *pattern) []string {
 func literalsOfRegex(re *syntax.Regexp) []string {
 	switch re.Op {
 	case syntax.OpLiteral:
-		s := strings.ToLower(string(re.Rune))
-		if !usableLiteral(s) {
+		s := literalOf(strings.ToLower(string(re.Rune)))
+		if s == "" {
 			return nil
 		}
 		return []string{s}

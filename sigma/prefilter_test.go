@@ -94,7 +94,7 @@ func TestLowerAll(t *testing.T) {
 	}
 	all = append(all, "Hello, WORLD: Zz@[`{ÄÖ"...)
 	for n := 0; n <= len(all); n++ {
-		got := lowerAll(nil, all[:n])
+		got, _ := lowerAll(nil, all[:n])
 		for i, c := range all[:n] {
 			want := c
 			if c >= 'A' && c <= 'Z' {

@@ -55,7 +55,12 @@ type Parser struct {
 	cands []int
 	hits  []Hit
 	low   []byte
-	kbuf  []byte
+	found []uint8 // per literal of the set: 0 not searched, 1 found, 2 absent
+	// per single rule of the set last used: prefilter statistics
+	preStat []preStat
+	preSet  *Set
+	kbuf    []byte
+	k2buf   []byte
 }
 
 // Parse reads one record. source is "cloudtrail" or "vault" (as

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,9 +35,16 @@ type Set struct {
 	idx [3]index
 	// feeds: for each single-event rule, the correlations it feeds
 	feeds map[*Rule][]*Rule
-	// pre: per single rule, literals one of which a matching record's
-	// text holds (nil: none known)
-	pre [][]string
+	// pre: per single rule, the literals (positions in lits) one of which
+	// a matching record's text holds (nil: none known, or not checked)
+	pre  [][]int
+	lits []string
+	// need2: per single rule, the values of a second field of its source
+	// (sub2) one of which its condition needs (nil: none); checked from
+	// the normalized event, for rules the index does not place
+	need2 [][]string
+	// noPrefilter evaluates every candidate (differential tests)
+	noPrefilter bool
 	// memo: hits found by Wants, for Evaluator.Process
 	memo *hitMemo
 }
@@ -378,17 +386,138 @@ func keysOf(field string) func(fm *fieldMatcher) ([]string, bool) {
 	}
 }
 
+// second index fields, read from the normalized event: CloudTrail's
+// service (eventSource up to its first dot, as in Action), a Vault
+// request's operation (Action after "vault:").
+var secondFields = map[int]string{
+	srcCloudTrail: "eventSource",
+	srcVault:      "request.operation",
+}
+
 func (s *Set) buildIndex() {
-	s.pre = make([][]string, len(s.single))
-	for i, r := range s.single {
-		// only where evaluating costs more than looking for a literal in
-		// the text (keywords read every string of the record): lazy
-		// reading makes field comparisons cheap, and expressions check
-		// their literals on the value itself
-		if hasKeywords(r.det) {
-			s.pre[i] = literalsOfCond(r.det.cond)
+	s.indexRules()
+	s.need2 = make([][]string, len(s.single))
+	for src, f := range secondFields {
+		keys := keysOf(f)
+		for _, i := range s.idx[src].always {
+			vals, ok := requiredValues(s.single[i].det.cond, keys)
+			if !ok {
+				continue
+			}
+			set := map[string]bool{}
+			for _, v := range vals {
+				if f == "eventSource" {
+					v, _, _ = strings.Cut(v, ".")
+				}
+				set[v] = true
+			}
+			s.need2[i] = sortedKeys(set)
 		}
 	}
+	// prefilters: for the rules that run on every record of their source
+	// (an index key makes the others rare) and keyword rules (they read
+	// every string of the record)
+	s.pre = make([][]int, len(s.single))
+	s.lits = nil
+	id := map[string]int{}
+	always := map[int]bool{}
+	for _, ix := range s.idx {
+		for _, i := range ix.always {
+			always[i] = true
+		}
+	}
+	for i, r := range s.single {
+		if !always[i] && !hasKeywords(r.det) {
+			continue
+		}
+		if !hasKeywords(r.det) && readsOnly(r.det.cond, leading[sourceOf(r.LogSource)]) {
+			// the fields lie at the start of the record: reading them
+			// costs less than searching the text
+			continue
+		}
+		lits := literalsOfCond(r.det.cond)
+		if len(lits) > maxChecked && !hasKeywords(r.det) {
+			// more text searches than evaluating the rule costs
+			continue
+		}
+		for _, l := range lits {
+			k, ok := id[l]
+			if !ok {
+				k = len(s.lits)
+				id[l] = k
+				s.lits = append(s.lits, l)
+			}
+			s.pre[i] = append(s.pre[i], k)
+		}
+	}
+}
+
+// leading: per source, the top-level members records begin with (as
+// CloudTrail and Vault write them): the lazy reader reaches them without
+// skipping much.
+var leading = map[int]map[string]bool{
+	srcCloudTrail: {"eventVersion": true, "userIdentity": true, "eventTime": true, "eventSource": true, "eventName": true, "awsRegion": true, "sourceIPAddress": true, "userAgent": true},
+	srcVault:      {"time": true, "type": true, "auth": true},
+}
+
+// readsOnly reports whether the condition, outside its negations (read
+// only when the rest matched), reads only fields under the given
+// top-level members, with no expression (those cost more to run).
+func readsOnly(n node, top map[string]bool) bool {
+	switch n := n.(type) {
+	case *selNode:
+		return selReadsOnly(n.sel, top)
+	case *andNode:
+		for _, k := range n.kids {
+			if !readsOnly(k, top) {
+				return false
+			}
+		}
+		return true
+	case *orNode:
+		for _, k := range n.kids {
+			if !readsOnly(k, top) {
+				return false
+			}
+		}
+		return true
+	case *ofNode:
+		for _, sl := range n.sels {
+			if !selReadsOnly(sl.sel, top) {
+				return false
+			}
+		}
+		return true
+	case *notNode:
+		return true
+	}
+	return false
+}
+
+func selReadsOnly(sel *selection, top map[string]bool) bool {
+	if sel.keywords != nil {
+		return false
+	}
+	for _, alt := range sel.alts {
+		if len(alt) > 0 && alt[0].kind == kindPattern && !alt[0].negate && !alt[0].null && len(alt[0].path) > 0 && top[alt[0].path[0]] {
+			// matchers run cheapest first: this one, on a leading field,
+			// settles most records
+			continue
+		}
+		for _, fm := range alt {
+			if len(fm.path) == 0 || !top[fm.path[0]] || fm.kind == kindFieldRef || fm.kind == kindRegex {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// maxChecked bounds the literals of a field rule's prefilter: each is a
+// search of the record's text.
+const maxChecked = 8
+
+func (s *Set) indexRules() {
 	for _, src := range []int{srcCloudTrail, srcVault} {
 		var rules []int
 		for i, r := range s.single {
@@ -641,8 +770,19 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 	if ix.byVal != nil {
 		cand = ix.byVal[key]
 	}
+	key2, key2ok := secondKey(ev, p)
 	p.cands = p.cands[:0]
-	lowered := false
+	lowered, plain := false, true
+	if p.preSet != s {
+		// statistics are per set
+		p.preSet = s
+		p.preStat = append(p.preStat[:0], make([]preStat, len(s.single))...)
+	}
+	if len(p.found) < len(s.lits) {
+		p.found = make([]uint8, len(s.lits))
+	} else {
+		clear(p.found[:len(s.lits)])
+	}
 	a, c := ix.always, cand
 	for len(a) > 0 || len(c) > 0 {
 		var i int
@@ -651,24 +791,21 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 		} else {
 			i, c = c[0], c[1:]
 		}
-		if pre := s.pre[i]; pre != nil {
-			found := false
-			for _, lit := range pre {
-				if lit == key {
-					// the index key is the record's own value
-					found = true
-					break
-				}
-			}
-			if !found && !lowered {
-				p.low = lowerAll(p.low, raw)
+		if need := s.need2[i]; need != nil && key2ok && !s.noPrefilter && !slices.Contains(need, key2) {
+			continue
+		}
+		if pre := s.pre[i]; pre != nil && !s.noPrefilter && p.usePre(i) {
+			if !lowered {
+				p.low, plain = lowerAll(p.low, raw)
 				lowered = true
 			}
-			for k := 0; !found && k < len(pre); k++ {
-				found = containsLit(b2s(p.low), pre[k])
-			}
-			if !found {
-				continue
+			if plain {
+				if !s.holdsOne(p, pre, key) {
+					p.preStat[i].checks++
+					continue
+				}
+				p.preStat[i].checks++
+				p.preStat[i].passed++
 			}
 		}
 		p.cands = append(p.cands, i)
@@ -693,6 +830,47 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 		return out[:n], nil, errMalformed
 	}
 	return out, rec, nil
+}
+
+// preStat counts, per rule and Parser, the records a prefilter checked
+// and let through.
+type preStat struct{ checks, passed uint32 }
+
+// adaptive prefilters: after preTrial checks, a rule whose prefilter lets
+// more than 1 record in preKeep through is evaluated without it (its
+// literals are common in this traffic: the searches cost more than they
+// save). Results are the same either way.
+const (
+	preTrial = 1024
+	preKeep  = 4
+)
+
+// usePre reports whether rule i's prefilter still runs for this Parser.
+func (p *Parser) usePre(i int) bool {
+	st := p.preStat[i]
+	return st.checks < preTrial || st.passed*preKeep <= st.checks
+}
+
+// holdsOne reports whether the lowercased record text (p.low) holds one of
+// the literals, each searched at most once per record (p.found: 0 not yet,
+// 1 found, 2 absent).
+func (s *Set) holdsOne(p *Parser, pre []int, key string) bool {
+	for _, k := range pre {
+		switch p.found[k] {
+		case 1:
+			return true
+		case 2:
+			continue
+		}
+		lit := s.lits[k]
+		// the index key is the record's own value
+		if lit == key || containsLit(b2s(p.low), lit) {
+			p.found[k] = 1
+			return true
+		}
+		p.found[k] = 2
+	}
+	return false
 }
 
 var errMalformed = errors.New("sigma: record: malformed JSON")
@@ -724,17 +902,51 @@ func eventKey(ev *schema.Event, field string, p *Parser) (string, bool) {
 	return b2s(p.kbuf), true
 }
 
+// secondKey is the second index key of a normalized event, lowercased:
+// CloudTrail's service (Action before ":"), a Vault request's operation
+// (Action after "vault:"; not for KMIP requests, whose Action names their
+// own operation, nor "unknown", written for a request without one).
+func secondKey(ev *schema.Event, p *Parser) (string, bool) {
+	var v string
+	switch ev.Source {
+	case schema.SourceCloudTrail:
+		svc, _, ok := strings.Cut(ev.Action, ":")
+		if !ok {
+			return "", false
+		}
+		v = svc
+	case schema.SourceVault:
+		op, ok := strings.CutPrefix(ev.Action, "vault:")
+		if !ok || op == "unknown" || strings.HasPrefix(op, "kmip:") {
+			return "", false
+		}
+		v = op
+	default:
+		return "", false
+	}
+	p.k2buf = p.k2buf[:0]
+	for i := 0; i < len(v); i++ {
+		if v[i] >= utf8.RuneSelf {
+			return "", false
+		}
+		p.k2buf = append(p.k2buf, lowerASCII(v[i]))
+	}
+	return b2s(p.k2buf), true
+}
+
 // lowerAll lowercases ASCII letters of b into dst (reused), eight bytes
-// at a time.
-func lowerAll(dst, b []byte) []byte {
+// at a time, and reports whether b is all ASCII.
+func lowerAll(dst, b []byte) ([]byte, bool) {
 	if cap(dst) < len(b) {
 		dst = make([]byte, len(b), len(b)+len(b)/2)
 	}
 	dst = dst[:len(b)]
 	const ones = 0x0101010101010101
 	i := 0
+	var high uint64
 	for ; i+8 <= len(b); i += 8 {
 		w := binary.LittleEndian.Uint64(b[i:])
+		high |= w
 		h := w & 0x7f7f7f7f7f7f7f7f
 		geA := h + (0x80-'A')*ones             // high bit: byte >= 'A'
 		gtZ := h + (0x80-'Z'-1)*ones           // high bit: byte > 'Z'
@@ -743,12 +955,13 @@ func lowerAll(dst, b []byte) []byte {
 	}
 	for ; i < len(b); i++ {
 		c := b[i]
+		high |= uint64(c)
 		if c-'A' < 26 {
 			c += 'a' - 'A'
 		}
 		dst[i] = c
 	}
-	return dst
+	return dst, high&(0x80*ones) == 0
 }
 
 // Wants reports whether some single-event rule matches the event whose

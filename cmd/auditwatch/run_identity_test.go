@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http/httptest"
@@ -26,13 +27,16 @@ func TestRunCorrelatesLinkedFindings(t *testing.T) {
 	t.Setenv("AW_TEST_AUDIT_HASH_TOKEN", it.VaultToken)
 	work := t.TempDir()
 	vault, ct := it.Week(func(d int) bool { return d%2 == 0 })
-	// One directory, read in name order: the keys' issue before their
-	// uses (the linker sees events in arrival order).
+	// The keys' issue reaches run before their uses (the linker sees
+	// events in arrival order, and the dir source reads files
+	// concurrently): the CloudTrail file is dropped once the Vault file's
+	// events have gone through.
 	drop := filepath.Join(work, "drop")
 	must(t, os.MkdirAll(drop, 0o755))
-	vp, cp := filepath.Join(drop, "1-vault-audit.log"), filepath.Join(drop, "2-cloudtrail.json")
+	vp, cp := filepath.Join(work, "1-vault-audit.log"), filepath.Join(work, "2-cloudtrail.json")
 	must(t, os.WriteFile(vp, vault, 0o600))
 	must(t, os.WriteFile(cp, ct, 0o600))
+	events := filepath.Join(work, "events.jsonl")
 	findings := filepath.Join(work, "findings.jsonl")
 	cfgPath := filepath.Join(work, "run.yaml")
 	must(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`sources:
@@ -45,17 +49,33 @@ identity:
     address: %s
     device: file
     token: {env: AW_TEST_AUDIT_HASH_TOKEN}
-files: {findings: %q}
+files: {findings: %q, events: %q}
 http: {listen: %q}
 logging: {level: warn, format: text}
 shutdown_timeout: 10s
-`, drop, filepath.Join(work, "state"), srv.URL, findings, freeAddr(t))), 0o600))
+`, drop, filepath.Join(work, "state"), srv.URL, findings, events, freeAddr(t))), 0o600))
 
 	want, stderr, code := replay(t, context.Background(), "--config", cfgPath, vp, cp)
 	if code != 0 {
 		t.Fatalf("replay exit %d: %s", code, stderr)
 	}
 	p := startAuditwatch(t, "run", "--config", cfgPath)
+	must(t, os.WriteFile(filepath.Join(drop, "1-vault-audit.log"), vault, 0o600))
+	vaultLines := bytes.Count(vault, []byte("\n"))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(events)
+		// request and response entries are one event: at least half the lines
+		if n := bytes.Count(b, []byte("\n")); n > 0 && n >= vaultLines/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Vault file's events did not go through within 30s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	must(t, os.WriteFile(filepath.Join(drop, "2-cloudtrail.json"), ct, 0o600))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("run stderr:\n%s", p.stderr)

@@ -75,6 +75,15 @@ func binCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
+// replayBin is replay (the test helper) through the built command: for
+// reference replays of large inputs, whose in-process run the race
+// detector would slow (replay's own tests run it in process).
+func replayBin(t *testing.T, args ...string) ([]schema.Finding, string, int) {
+	t.Helper()
+	code, out, errs := binCmd(t, append([]string{"replay"}, args...)...)
+	return parseFindings(t, []byte(out)), errs, code
+}
+
 // removeSharedBinary deletes the build (TestMain, after the tests).
 func removeSharedBinary() {
 	if built.dir != "" {
@@ -95,15 +104,17 @@ func freeAddr(t *testing.T) string {
 
 // process is a running auditwatch command.
 type process struct {
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	cmd *exec.Cmd
+	// stderr is read while the process writes it (failure messages,
+	// polls): through the writer's lock.
+	stderr *lockedWriter
 	done   chan error
 }
 
 func startAuditwatch(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(auditwatchBinary(t), args...), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	p.cmd.Stderr = &lockedWriter{w: p.stderr}
+	p := &process{cmd: exec.Command(auditwatchBinary(t), args...), stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan error, 1)}
+	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +214,8 @@ func waitFindings(t *testing.T, p *process, path string, want int, quiet, limit 
 // TestRunOpenBaoScenario runs the built binary on the OpenBao scenario (a
 // dir source on the embedded stream with the real detectors) and checks
 // every labelled anomaly's findings appear in the findings file exactly
-// once, the same 35 findings `replay` gives; a restart adds nothing.
+// once, the same 35 findings `replay` gives; a restart adds nothing. The
+// run carries known secrets (secretRun) that appear nowhere it writes.
 func TestRunOpenBaoScenario(t *testing.T) {
 	root := findRoot(t)
 	scen := filepath.Join(root, "testdata", "openbao-scenario")
@@ -237,6 +249,7 @@ func TestRunOpenBaoScenario(t *testing.T) {
 		return hookPosts
 	}
 	cfgPath := filepath.Join(work, "run.yaml")
+	sec := newSecretRun(t)
 	cfg := fmt.Sprintf(`sources:
   - name: scenario
     type: dir
@@ -254,12 +267,13 @@ detectors:
 alerts:
   outputs:
     - {name: hook, type: webhook, webhook: {url: %q}}
-  default_outputs: [hook]
+%s  default_outputs: [hook, %s]
 files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 10s
-`, drop, filepath.Join(work, "vault-audit.log"), filepath.Join(work, "state"), scenarioLearnUntil, hook.URL, findings, freeAddr(t))
+`, drop, filepath.Join(work, "vault-audit.log"), filepath.Join(work, "state"), scenarioLearnUntil, hook.URL,
+		sec.OutputsYAML(), strings.Join(sec.OutputNames(), ", "), findings, freeAddr(t))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -267,6 +281,7 @@ shutdown_timeout: 10s
 	p := startAuditwatch(t, "run", "--config", cfgPath)
 	waitFindings(t, p, findings, 35, 3*time.Second, 60*time.Second)
 	p.stop(t)
+	places := map[string]string{"log of the first run": p.stderr.String()}
 	fs := readFindings(t, findings)
 
 	labels := loadLabels(t, filepath.Join(scen, "labels.jsonl"))
@@ -338,4 +353,6 @@ shutdown_timeout: 10s
 	if !strings.Contains(p.stderr.String(), "msg=stopped") {
 		t.Errorf("no clean stop logged:\n%s", p.stderr)
 	}
+	places["log of the restart"], places["replay's log"] = p.stderr.String(), stderr
+	sec.Grep(places, work, cfgPath)
 }

@@ -239,6 +239,7 @@ type follow struct {
 	ctx     context.Context
 	cur     *file
 	buf     []byte // read from the file, not yet handed on
+	chunk   []byte // read buffer while buf holds more than the reader asks for
 	waiting func() error
 	end     int
 	err     error
@@ -273,13 +274,36 @@ func (fw *follow) Read(p []byte) (int, error) {
 				continue
 			}
 		}
-		chunk := make([]byte, 64<<10)
-		n, err := fw.cur.f.Read(chunk)
-		if n > 0 {
-			fw.cur.fileOff += int64(n)
-			fw.buf = append(fw.buf, chunk[:n]...)
-			idleSince = fw.t.now()
-			continue
+		var n int
+		var err error
+		if k := len(fw.buf); k < len(p) {
+			// Read straight into p behind the partial line held (no chunk
+			// allocated and copied per read): hand on up to the last
+			// newline read, hold the rest.
+			copy(p, fw.buf)
+			n, err = fw.cur.f.Read(p[k:])
+			if n > 0 {
+				fw.cur.fileOff += int64(n)
+				idleSince = fw.t.now()
+				if i := bytes.LastIndexByte(p[k:k+n], '\n'); i >= 0 {
+					end := k + i + 1
+					fw.buf = append(fw.buf[:0], p[end:k+n]...)
+					return end, nil
+				}
+				fw.buf = append(fw.buf, p[k:k+n]...)
+				continue
+			}
+		} else {
+			if fw.chunk == nil {
+				fw.chunk = make([]byte, 64<<10)
+			}
+			n, err = fw.cur.f.Read(fw.chunk)
+			if n > 0 {
+				fw.cur.fileOff += int64(n)
+				fw.buf = append(fw.buf, fw.chunk[:n]...)
+				idleSince = fw.t.now()
+				continue
+			}
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			fw.t.m.Errors.WithLabelValues(fw.t.name).Inc()
