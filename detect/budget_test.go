@@ -142,17 +142,16 @@ func TestBloomFilter(t *testing.T) {
 // budget), the findings about long-lived principals are exactly those of
 // the same traffic without the flood: their baselines, known pairs and
 // open groups are neither lost nor dropped by admission. The long-lived
-// traffic here (few principals, few secrets) reads the same rarely-read
+// traffic here (20 principals, 80 secrets) reads the same rarely-read
 // secret again often, which is where a dropped pair would show.
 func TestLongLivedFindingsUnderFlood(t *testing.T) {
-	total := 400_000
-	if testing.Short() {
-		total = 150_000
-	}
+	// Without admission by known principal, 8 of these findings are not
+	// raised under the flood and 13 others are raised only under it.
+	const total = 120_000
 	learn := t0.Add(time.Minute)
 	cfg := Config{LearnUntil: learn, MemoryBudget: 4 << 20}
-	base := runFlood(t, cfg, newFloodOf(total, 50, 200, learn), false)
-	got := runFlood(t, cfg, newFloodOf(total, 50, 200, learn), true)
+	base := runFlood(t, cfg, newFloodOf(total, 20, 80, learn), false)
+	got := runFlood(t, cfg, newFloodOf(total, 20, 80, learn), true)
 	t.Logf("%d long-lived findings; under the flood: %d events, %d evictions, %d one-off entries dropped, %d learning evictions",
 		len(base.ids), got.events, got.stats.Evictions, got.stats.OneOffDropped, got.stats.LearningEvictions)
 	if len(base.ids) < 100 {

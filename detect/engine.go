@@ -79,11 +79,6 @@ type Engine struct {
 	lastSkewLog       time.Time
 	lastEvictLog      time.Time
 	loggedLearnEvicts uint64
-	// the last checkpoint that swept expired entries: events, newest
-	// event time and wall time then (see sweepDue)
-	sweptEvents int64
-	sweptWM     int64
-	sweptWall   time.Time
 
 	stats    Stats
 	ownStore bool
@@ -618,25 +613,6 @@ func (e *Engine) finding(det string, sev schema.Severity, ev *schema.Event, c *e
 	return f
 }
 
-// sweepDue reports whether this checkpoint also sweeps expired entries
-// from the store (examining up to sweepBatch saved entries per table): once
-// sweepEvents events, a minute of event time or sweepWall of wall time
-// have passed since the last sweep. A flood asks for checkpoints every few
-// thousand events; sweeping at each of them decoded more stored entries
-// than the flood wrote.
-func (e *Engine) sweepDue(now time.Time) bool {
-	if e.maxWM == 0 {
-		return false
-	}
-	return int64(e.stats.Events)-e.sweptEvents >= sweepEvents || e.maxWM-e.sweptWM >= int64(time.Minute) ||
-		now.Sub(e.sweptWall) >= sweepWall
-}
-
-const (
-	sweepEvents = 25_000
-	sweepWall   = 10 * time.Second
-)
-
 // Checkpoint persists, in one transaction, every dirty and spilled state
 // entry, the per-source watermarks and meta (the caller's
 // input positions; it replaces the previous meta). After a crash the engine
@@ -645,12 +621,11 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 	start := time.Now()
 	var b state.Batch
 	tabs := e.allTables()
-	sweep := e.sweepDue(start)
 	for _, t := range tabs {
 		if err := t.flush(&b); err != nil {
 			return fmt.Errorf("detect: checkpoint %s: %w", t.name(), err)
 		}
-		if sweep {
+		if e.maxWM != 0 {
 			if err := t.sweepInto(&b, e.stateNow()); err != nil {
 				return fmt.Errorf("detect: checkpoint %s: %w", t.name(), err)
 			}
@@ -715,9 +690,6 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		if n := t.expiredCount() - before; n > 0 {
 			e.m.expiredN(t.name(), n)
 		}
-	}
-	if sweep {
-		e.sweptEvents, e.sweptWM, e.sweptWall = int64(e.stats.Events), e.maxWM, start
 	}
 	if len(e.pending) == 0 {
 		e.legacySegs = nil

@@ -323,10 +323,11 @@ func (k *Kafka) Publish(ctx context.Context, topic string, recs []Record, done f
 // goroutine, and when the generation ends (rebalance, ctx) lets h
 // checkpoint and commit before the partitions are given up.
 func (k *Kafka) Consume(ctx context.Context, topic, group string, h Handler) error {
+	dialer, conns := groupDialer(k.dialer)
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                group,
 		Brokers:           k.cfg.Brokers,
-		Dialer:            k.dialer,
+		Dialer:            dialer,
 		Topics:            []string{topic},
 		StartOffset:       kafka.FirstOffset,
 		HeartbeatInterval: time.Second,
@@ -337,7 +338,7 @@ func (k *Kafka) Consume(ctx context.Context, topic, group string, h Handler) err
 	if err != nil {
 		return fmt.Errorf("kafka consumer group %s: %w", group, err)
 	}
-	defer cg.Close()
+	defer closeGroup(cg, conns, closeGrace)
 	for {
 		gen, err := cg.Next(ctx)
 		if err != nil {

@@ -102,11 +102,11 @@ func TestBacktestFromStore(t *testing.T) {
 	// the reference: two separate replays of the files, compared by id
 	oldRules := fmt.Sprintf("rules: {paths: [%q]}\n", filepath.Join(work, "v1"))
 	newRules := fmt.Sprintf("rules: {paths: [%q]}\n", filepath.Join(work, "v2")) + silence
-	oldF, stderr, code := replay(t, t.Context(), "--config", write("ref-old.yaml", oldRules), data)
+	oldF, stderr, code := replayBin(t, "--config", write("ref-old.yaml", oldRules), data)
 	if code != 0 {
 		t.Fatal(stderr)
 	}
-	newF, stderr, code := replay(t, t.Context(), "--config", write("ref-new.yaml", newRules), data)
+	newF, stderr, code := replayBin(t, "--config", write("ref-new.yaml", newRules), data)
 	if code != 0 {
 		t.Fatal(stderr)
 	}

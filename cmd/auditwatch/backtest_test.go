@@ -90,11 +90,11 @@ func TestBacktestRuleChange(t *testing.T) {
 	}
 
 	// the reference: two separate replays, compared here by finding id
-	oldF, stderr, code := replay(t, t.Context(), "--config", oldCfg, data)
+	oldF, stderr, code := replayBin(t, "--config", oldCfg, data)
 	if code != 0 {
 		t.Fatal(stderr)
 	}
-	newF, stderr, code := replay(t, t.Context(), "--config", newCfg, data)
+	newF, stderr, code := replayBin(t, "--config", newCfg, data)
 	if code != 0 {
 		t.Fatal(stderr)
 	}

@@ -258,7 +258,7 @@ func TestBaselineFromS3Archive(t *testing.T) {
 			labels = append(labels, l)
 		}
 	}
-	fs, stderr, code := replay(t, t.Context(), "--state", state, nextPath)
+	fs, stderr, code := replayBin(t, "--state", state, nextPath)
 	if code != 0 {
 		t.Fatalf("replay: exit %d: %s", code, stderr)
 	}
@@ -271,7 +271,7 @@ func TestBaselineFromS3Archive(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("baseline of the Vault half: exit %d: %s", code, errs)
 	}
-	fs, stderr, code = replay(t, t.Context(), "--state", filepath.Join(work, "vault-only"), nextPath)
+	fs, stderr, code = replayBin(t, "--state", filepath.Join(work, "vault-only"), nextPath)
 	if code != 0 {
 		t.Fatalf("replay: exit %d: %s", code, stderr)
 	}

@@ -90,14 +90,14 @@ func TestBaselineThenNoLearningPeriod(t *testing.T) {
 		}
 		return missed, unexplained
 	}
-	fs, stderr, code := replay(t, context.Background(), "--state", state, next)
+	fs, stderr, code := replayBin(t, "--state", state, next)
 	if code != 0 {
 		t.Fatalf("replay exit %d: %s", code, stderr)
 	}
 	if missed, unexplained := check(fs); missed != 0 || unexplained != 0 {
 		t.Errorf("after baseline: %d of %d anomalies missed, %d unexplained findings; want 0 and 0", missed, len(labels), unexplained)
 	}
-	cold, stderr, code := replay(t, context.Background(), next)
+	cold, stderr, code := replayBin(t, next)
 	if code != 0 {
 		t.Fatalf("cold replay exit %d: %s", code, stderr)
 	}

@@ -93,6 +93,21 @@ func benchAppendToOutput(b *testing.B, bin string, rate, seconds int) {
 			b.Fatal(err)
 		}
 	}
+	if v := os.Getenv("AUDITWATCH_BENCH_CHECKPOINT"); v != "" {
+		// Comparison only: the same run with another detect checkpoint
+		// interval (the stored block per checkpoint; docs/PERFORMANCE.md).
+		raw, err := os.ReadFile(cfgPath)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := bytes.Replace(raw, []byte("checkpoint_interval: 3s"), []byte("checkpoint_interval: "+v), 1)
+		if bytes.Equal(out, raw) {
+			b.Fatal("AUDITWATCH_BENCH_CHECKPOINT: the config has no checkpoint_interval: 3s to replace")
+		}
+		if err := os.WriteFile(cfgPath, out, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
 	m := startLiveMonitor(b, bin, work, cfgPath, metrics, in.history)
 	// Wait until the monitor is up (its metrics listener answers).
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {

@@ -75,6 +75,15 @@ func binCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
+// replayBin is replay (the test helper) through the built command: for
+// reference replays of large inputs, whose in-process run the race
+// detector would slow (replay's own tests run it in process).
+func replayBin(t *testing.T, args ...string) ([]schema.Finding, string, int) {
+	t.Helper()
+	code, out, errs := binCmd(t, append([]string{"replay"}, args...)...)
+	return parseFindings(t, []byte(out)), errs, code
+}
+
 // removeSharedBinary deletes the build (TestMain, after the tests).
 func removeSharedBinary() {
 	if built.dir != "" {
@@ -95,15 +104,17 @@ func freeAddr(t *testing.T) string {
 
 // process is a running auditwatch command.
 type process struct {
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	cmd *exec.Cmd
+	// stderr is read while the process writes it (failure messages,
+	// polls): through the writer's lock.
+	stderr *lockedWriter
 	done   chan error
 }
 
 func startAuditwatch(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(auditwatchBinary(t), args...), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	p.cmd.Stderr = &lockedWriter{w: p.stderr}
+	p := &process{cmd: exec.Command(auditwatchBinary(t), args...), stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan error, 1)}
+	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -21,11 +21,13 @@ type Config struct {
 	SettleTime duration.Duration `yaml:"settle_time"`
 	// Once reads the files present at start, then stops (backfill).
 	Once bool `yaml:"once"`
-	// Parallel is how many files are read at once (default 4; 1 reads one
-	// after another), so a slow bad file (a million invalid records) does
+	// Parallel bounds how many files are read at once (default 4; 1
+	// reads strictly one after another). Files are read one after another
+	// in name order, except that a file that turns out bad (unreadable, or
+	// 1,000 rejected records outnumbering its good ones) lets the next
+	// start beside it, so a slow bad file (a million invalid records) does
 	// not hold the good files behind it. A file starts only within
-	// Parallel positions (name order) of the oldest file still being
-	// read, which bounds how far ahead in event time the others get.
+	// Parallel positions of the oldest file still being read.
 	Parallel int `yaml:"parallel"`
 }
 

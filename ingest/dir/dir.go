@@ -1,7 +1,8 @@
 // Package dir owns the directory source: audit files (plain or gzip)
-// dropped into a folder are read once each, in name order, a few at a
-// time (Config.Parallel, within a window of that many files), so a slow
-// bad file never holds the good files behind it. It serves backfills and
+// dropped into a folder are read once each, in name order; a file that
+// turns out bad lets the next ones start beside it (up to
+// Config.Parallel, within a window of that many files), so a slow bad
+// file never holds the good files behind it. It serves backfills and
 // the quickstart. A file is taken once its size and modification time
 // have been stable for the settle time; its position (the files being
 // read and the cursor in each) and the set of finished files are
@@ -22,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"auditwatch/ingest"
@@ -242,8 +244,13 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	inflight := map[string]bool{}
+	// The files being read, with how they are going: a file that turns
+	// out bad lets the next start beside it; good files are read one
+	// after another, in name order (the identity linker needs a key's
+	// issue before its uses).
+	inflight := map[string]*fileState{}
 	finished := make(chan string, d.cfg.Parallel)
+	turnedBad := make(chan struct{}, 1)
 	stopped := func() error {
 		cancel(nil)
 		wg.Wait()
@@ -252,11 +259,14 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 		}
 		return nil
 	}
-	// wait takes one finished file off inflight; false when stopping.
+	// wait takes one finished file off inflight, or notes that one
+	// turned bad; false when stopping.
 	wait := func() bool {
 		select {
 		case rel := <-finished:
 			delete(inflight, rel)
+			return true
+		case <-turnedBad:
 			return true
 		case <-wctx.Done():
 			return false
@@ -275,7 +285,7 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 			index[c.rel] = i
 		}
 		for i, c := range files {
-			if inflight[c.rel] || pr.done(c) {
+			if inflight[c.rel] != nil || pr.done(c) {
 				continue
 			}
 			if isDigestSig(c.rel) || (d.integrity != nil && isDigest(c.rel)) {
@@ -290,18 +300,26 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 				}
 				continue
 			}
-			// The window: at most Parallel files, none further than
-			// Parallel files from the oldest still being read.
-			for len(inflight) >= d.cfg.Parallel || !d.inWindow(i, inflight, index) {
+			// A file starts when none is being read, or when every file
+			// being read has turned out bad; at most Parallel files, none
+			// further than Parallel files from the oldest still being read.
+			for !d.mayStart(i, inflight, index) {
 				if !wait() {
 					return stopped()
 				}
 			}
-			inflight[c.rel] = true
+			fs := &fileState{}
+			fs.onBad = func() {
+				select {
+				case turnedBad <- struct{}{}:
+				default:
+				}
+			}
+			inflight[c.rel] = fs
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := d.readFile(wctx, pub, c, pr); err != nil {
+				if err := d.readFile(wctx, pub, c, pr, fs); err != nil {
 					cancel(err)
 				}
 				finished <- c.rel
@@ -321,6 +339,7 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 				return stopped()
 			case rel := <-finished:
 				delete(inflight, rel)
+			case <-turnedBad:
 			case <-tick.C:
 				again = true
 			}
@@ -328,11 +347,49 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 	}
 }
 
-// inWindow reports whether the file at index i of the listing may start:
-// it is fewer than Parallel files after the oldest file being read.
-func (d *Dir) inWindow(i int, inflight map[string]bool, index map[string]int) bool {
+// badAfter is how many rejected records, outnumbering the good ones, make
+// a file bad (one that lets the next file start beside it).
+const badAfter = 1000
+
+// fileState is how the reading of one file is going.
+type fileState struct {
+	good, rejected atomic.Int64
+	bad            atomic.Bool
+	onBad          func()
+}
+
+func (f *fileState) record(ok bool) {
+	if ok {
+		f.good.Add(1)
+		return
+	}
+	if r := f.rejected.Add(1); r >= badAfter && r > f.good.Load() && !f.bad.Swap(true) {
+		f.onBad()
+	}
+}
+
+// unreadable marks the file bad at once (over a gzip cap, corrupt).
+func (f *fileState) unreadable() {
+	if !f.bad.Swap(true) {
+		f.onBad()
+	}
+}
+
+// mayStart reports whether the file at index i of the listing may start:
+// no file is being read, or every one being read is bad, fewer than
+// Parallel are, and i is fewer than Parallel files after the oldest.
+func (d *Dir) mayStart(i int, inflight map[string]*fileState, index map[string]int) bool {
+	if len(inflight) == 0 {
+		return true
+	}
+	if len(inflight) >= d.cfg.Parallel {
+		return false
+	}
 	oldest := i
-	for rel := range inflight {
+	for rel, fs := range inflight {
+		if !fs.bad.Load() {
+			return false
+		}
 		if j, ok := index[rel]; ok && j < oldest {
 			oldest = j
 		}
@@ -340,7 +397,7 @@ func (d *Dir) inWindow(i int, inflight map[string]bool, index map[string]int) bo
 	return i-oldest < d.cfg.Parallel
 }
 
-func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, pr *progress) error {
+func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, pr *progress, fs *fileState) error {
 	f, err := os.Open(c.path)
 	if err != nil {
 		d.m.Errors.WithLabelValues(d.name).Inc()
@@ -386,6 +443,7 @@ func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, p
 		switch {
 		case err == nil:
 			d.m.Records.WithLabelValues(d.name).Inc()
+			fs.record(true)
 			batch = append(batch, ev)
 			if len(batch) >= d.batch {
 				if err := emit(); err != nil {
@@ -398,6 +456,7 @@ func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, p
 			// The file's content (over a gzip cap, corrupt) or the disk:
 			// the file is rejected as a whole and the next one is read.
 			d.m.Errors.WithLabelValues(d.name).Inc()
+			fs.unreadable()
 			d.rej.Input(c.path, err)
 			for {
 				// what the reader still releases before its io.EOF
@@ -409,6 +468,7 @@ func (d *Dir) readFile(ctx context.Context, pub source.Publisher, c candidate, p
 			}
 		case source.IsRecordError(err):
 			d.m.Records.WithLabelValues(d.name).Inc()
+			fs.record(false)
 			d.rej.Record(err)
 			continue
 		default:

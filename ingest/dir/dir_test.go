@@ -101,11 +101,12 @@ func TestGzipAndResume(t *testing.T) {
 	}
 }
 
-// TestParallelResume: the scenario log split over six files, read
-// Parallel at a time, stopped at several points and resumed from the
-// checkpoint each time: every event arrives exactly once over the runs,
-// and a checkpoint in the single-file form written before files were read
-// in parallel (current/sig/cursor) resumes too.
+// TestParallelResume: the scenario log split over six files, two of them
+// starting with 1,500 invalid records (so the next file is read beside
+// them), stopped at several points and resumed from the checkpoint each
+// time: every event arrives exactly once over the runs, and a checkpoint
+// in the single-file form written before files were read in parallel
+// (current/sig/cursor) resumes too.
 func TestParallelResume(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "openbao-scenario", "audit.log"))
 	if err != nil {
@@ -116,6 +117,10 @@ func TestParallelResume(t *testing.T) {
 	const parts = 6
 	for i := range parts {
 		part := strings.Join(lines[i*len(lines)/parts:(i+1)*len(lines)/parts], "")
+		if i == 1 || i == 3 {
+			// a bad start: the file turns bad and the next starts beside it
+			part = strings.Repeat("not an audit record\n", 1500) + part
+		}
 		name := filepath.Join(folder, fmt.Sprintf("%02d.log", i))
 		if i%2 == 1 {
 			var gz bytes.Buffer
