@@ -462,7 +462,8 @@ var leading = map[int]map[string]bool{
 
 // readsOnly reports whether the condition, outside its negations (read
 // only when the rest matched), reads only fields under the given
-// top-level members, with no expression (those cost more to run).
+// top-level members, with no expression that runs without checking its
+// literals on the value first.
 func readsOnly(n node, top map[string]bool) bool {
 	switch n := n.(type) {
 	case *selNode:
@@ -505,9 +506,20 @@ func selReadsOnly(sel *selection, top map[string]bool) bool {
 			continue
 		}
 		for _, fm := range alt {
-			if len(fm.path) == 0 || !top[fm.path[0]] || fm.kind == kindFieldRef || fm.kind == kindRegex {
+			if len(fm.path) == 0 || !top[fm.path[0]] || fm.kind == kindFieldRef || (fm.kind == kindRegex && !fm.reChecked()) {
 				return false
 			}
+		}
+	}
+	return true
+}
+
+// reChecked: every expression checks its literals on the value before
+// running.
+func (fm *fieldMatcher) reChecked() bool {
+	for _, l := range fm.reLits {
+		if l == nil {
+			return false
 		}
 	}
 	return true
