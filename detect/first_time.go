@@ -160,7 +160,11 @@ func (d *firstTime) resolvable(ev *schema.Event, t int64) bool {
 }
 
 func (d *firstTime) remember(ev *schema.Event, c *evalCtx, res, key string) {
-	d.recent = append(d.recent, recentRead{Ev: *ev, Res: res, Key: key, First: c.first.UnixNano(), Late: c.late, Skew: c.skew})
+	r := recentRead{Ev: *ev, Res: res, Key: key, First: c.first.UnixNano(), Late: c.late, Skew: c.skew}
+	// Not the original record (up to a record's size limit each): a
+	// revision does not need it, and a restored read has none either.
+	r.Ev.Raw = nil
+	d.recent = append(d.recent, r)
 	d.recentDirty = true
 }
 
