@@ -38,9 +38,10 @@ type groupConns struct {
 func groupDialer(d *kafka.Dialer) (*kafka.Dialer, *groupConns) {
 	g := &groupConns{dial: d.DialFunc, conns: map[net.Conn]struct{}{}}
 	if g.dial == nil {
-		// kafka-go's own default (dialer.go), TLS and SASL still apply
+		// kafka-go's own default (dialer.go; fast fallback is the net
+		// default, DualStack is deprecated), TLS and SASL still apply
 		// on top of what DialFunc returns
-		g.dial = (&net.Dialer{LocalAddr: d.LocalAddr, DualStack: d.DualStack, FallbackDelay: d.FallbackDelay, KeepAlive: d.KeepAlive}).DialContext
+		g.dial = (&net.Dialer{LocalAddr: d.LocalAddr, FallbackDelay: d.FallbackDelay, KeepAlive: d.KeepAlive}).DialContext
 	}
 	c := *d
 	c.DialFunc = g.dialContext
