@@ -54,7 +54,9 @@ func (c *Correlator) repeat(r *Rule, ev *schema.Event, evID string, t time.Time)
 	who := burstWho(ev)
 	k := r.Key() + "\x00" + who
 	tn := t.UnixNano()
-	c.newest = max(c.newest, tn)
+	if !c.ahead(t) {
+		c.newest = max(c.newest, tn)
+	}
 	cd := int64(c.Cooldown)
 	b := c.bursts[k]
 	if b != nil && tn-b.Last <= cd && b.First-tn <= cd {
@@ -97,6 +99,20 @@ func (c *Correlator) repeat(r *Rule, ev *schema.Event, evID string, t time.Time)
 	}
 	*b = burstState{Rule: r.Key(), Who: who, Key: f.DedupeKey, Count: 1, Reported: 1, First: tn, Last: tn, IDs: []string{clip(evID)}}
 	return f, true
+}
+
+// maxAhead: a match dated more than this after the wall clock (a skewed
+// clock or a forged eventTime) does not move the horizon bursts expire by,
+// as the detector engine's watermarks ignore such events (its max_ahead
+// default); otherwise one such record would close every open burst.
+const maxAhead = time.Hour
+
+func (c *Correlator) ahead(t time.Time) bool {
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	return t.Sub(now()) > maxAhead
 }
 
 // boundBursts makes room for one more burst: over MaxGroups, the least

@@ -150,3 +150,34 @@ func TestRepeatedMatchesRestart(t *testing.T) {
 		t.Error("no restart or repeat: the test exercises nothing")
 	}
 }
+
+// A match dated far ahead of the wall clock (a skewed source) does not
+// close the open bursts: the next match of a principal within the
+// cool-down still joins its burst instead of raising a new finding.
+func TestBurstIgnoresSkewedTime(t *testing.T) {
+	set := burstSet(t)
+	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	ev := NewEvaluator(set)
+	ev.corr.Cooldown = 30 * time.Minute
+	ev.corr.Now = func() time.Time { return t0.Add(time.Hour) }
+	mk := func(i int, who string, at time.Time) schema.Event {
+		raw := fmt.Sprintf(`{"eventID":"e%d","eventTime":%q,"eventSource":"secretsmanager.amazonaws.com","eventName":"DeleteSecret","userIdentity":{"arn":%q}}`, i, at.Format(time.RFC3339), who)
+		return schema.Event{Time: at, Source: schema.SourceCloudTrail, ID: fmt.Sprintf("e%d", i), Principal: who, Action: "secretsmanager:DeleteSecret", Raw: []byte(raw)}
+	}
+	a := mk(1, "arn:aws:iam::1:user/a", t0)
+	if fs := ev.Process(&a, nil); len(fs) != 1 {
+		t.Fatalf("first match: %d findings", len(fs))
+	}
+	skewed := mk(2, "arn:aws:iam::1:user/b", t0.Add(365*24*time.Hour))
+	if fs := ev.Process(&skewed, nil); len(fs) != 1 {
+		t.Fatalf("skewed match: %d findings", len(fs))
+	}
+	if _, err := ev.corr.Snapshot(); err != nil { // expires bursts
+		t.Fatal(err)
+	}
+	again := mk(3, "arn:aws:iam::1:user/a", t0.Add(time.Minute))
+	fs := ev.Process(&again, nil)
+	if len(fs) != 1 || fs[0].Revision != 1 || fs[0].Count != 2 {
+		t.Fatalf("second match of a's burst after a skewed record: %+v (want one revision 1, count 2)", fs)
+	}
+}

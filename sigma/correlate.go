@@ -99,6 +99,9 @@ type Correlator struct {
 	Cooldown time.Duration
 	bursts   map[string]*burstState
 	newest   int64
+	// Now is the wall clock events dated ahead are judged by; nil:
+	// time.Now.
+	Now func() time.Time
 	// Evicted counts groups dropped to stay within MaxGroups; Late counts
 	// inputs older than their window; Repeated inputs seen before (a
 	// replay after a restart).
