@@ -143,12 +143,51 @@ func publishEvents(t testing.TB, k *stream.Kafka, topic string, evs []schema.Eve
 
 // instance is one detect stage consuming a group.
 type instance struct {
-	cancel    context.CancelFunc
-	done      chan error
-	processed *atomic.Int64
+	cancel context.CancelFunc
+	done   chan error
 }
 
-func startInstance(t *testing.T, k *stream.Kafka, topic, group, dir string, cfg detect.Config, sink FindingSink, processed *atomic.Int64, slow bool) *instance {
+// progress counts the events handed to detectors: every time (replays
+// of a rebuilt partition included) and each event once. Only the second
+// says the stream was handled to its end: after a rebalance the replays
+// alone can add up to the stream's length while the partitions moved are
+// still waiting for the group to settle.
+type progress struct {
+	n    atomic.Int64
+	mu   sync.Mutex
+	seen map[string]struct{}
+}
+
+func newProgress() *progress { return &progress{seen: map[string]struct{}{}} }
+
+func (p *progress) add(ev *schema.Event) int64 {
+	p.mu.Lock()
+	p.seen[ev.ID] = struct{}{}
+	p.mu.Unlock()
+	return p.n.Add(1)
+}
+
+// distinct is how many different events were processed.
+func (p *progress) distinct() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.seen)
+}
+
+// missing returns the ids of evs never processed (at most max).
+func (p *progress) missing(evs []schema.Event, max int) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for i := range evs {
+		if _, ok := p.seen[evs[i].ID]; !ok && len(out) < max {
+			out = append(out, evs[i].ID)
+		}
+	}
+	return out
+}
+
+func startInstance(t *testing.T, k *stream.Kafka, topic, group, dir string, cfg detect.Config, sink FindingSink, processed *progress, slow bool) *instance {
 	t.Helper()
 	st, err := NewDetectStage(DetectConfig{
 		Open: openEngines(t, dir, cfg), Findings: sink, Replayable: true,
@@ -158,7 +197,7 @@ func startInstance(t *testing.T, k *stream.Kafka, topic, group, dir string, cfg 
 			if ev == nil {
 				return
 			}
-			if n := processed.Add(1); slow && n%25 == 0 {
+			if n := processed.add(ev); slow && n%25 == 0 {
 				time.Sleep(time.Millisecond)
 			}
 		},
@@ -167,7 +206,7 @@ func startInstance(t *testing.T, k *stream.Kafka, topic, group, dir string, cfg 
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{cancel: cancel, done: make(chan error, 1), processed: processed}
+	in := &instance{cancel: cancel, done: make(chan error, 1)}
 	go func() { in.done <- k.Consume(ctx, topic, group, st) }()
 	return in
 }
@@ -185,9 +224,15 @@ func (in *instance) stop(t *testing.T) {
 	}
 }
 
-// settle waits until every event was processed at least once and the
-// sink has not changed for quiet (idle drains included).
-func settle(t *testing.T, c *findingCounter, processed *atomic.Int64, total int, quiet, limit time.Duration) {
+// settled reports whether every one of total distinct events was
+// processed and the sink has not changed for quiet (idle drains
+// included).
+func settled(processed *progress, total int, quietFor, quiet time.Duration) bool {
+	return processed.distinct() >= total && quietFor >= quiet
+}
+
+// settle waits until settled.
+func settle(t *testing.T, c *findingCounter, processed *progress, total int, quiet, limit time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	last, since := -1, time.Now()
@@ -196,12 +241,13 @@ func settle(t *testing.T, c *findingCounter, processed *atomic.Int64, total int,
 		if n != last {
 			last, since = n, time.Now()
 		}
-		if processed.Load() >= int64(total) && time.Since(since) >= quiet {
+		if settled(processed, total, time.Since(since), quiet) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("not settled after %v: %d of %d events processed, %d findings", limit, processed.Load(), total, last)
+	t.Fatalf("not settled after %v: %d of %d distinct events processed (%d with replays), %d findings",
+		limit, processed.distinct(), total, processed.n.Load(), last)
 }
 
 // TestDetectRebalance runs the detect stage as two instances of one
@@ -220,9 +266,9 @@ func TestDetectRebalance(t *testing.T) {
 
 	// One instance alone.
 	ref := newFindingCounter()
-	var refN atomic.Int64
-	one := startInstance(t, testKafka(t, brokers), "events", "ref", filepath.Join(work, "ref"), cfg, ref, &refN, false)
-	settle(t, ref, &refN, len(evs), 4*time.Second, 60*time.Second)
+	refN := newProgress()
+	one := startInstance(t, testKafka(t, brokers), "events", "ref", filepath.Join(work, "ref"), cfg, ref, refN, false)
+	settle(t, ref, refN, len(evs), 4*time.Second, 60*time.Second)
 	one.stop(t)
 	if ref.count() == 0 {
 		t.Fatal("the single instance raised no findings")
@@ -230,14 +276,18 @@ func TestDetectRebalance(t *testing.T) {
 
 	// Two instances with two rebalances.
 	got := newFindingCounter()
-	var n atomic.Int64
-	a := startInstance(t, testKafka(t, brokers), "events", "group", filepath.Join(work, "a"), cfg, got, &n, true)
-	waitFor(t, func() bool { return n.Load() >= int64(len(evs))/3 }, 60*time.Second)
-	b := startInstance(t, testKafka(t, brokers), "events", "group", filepath.Join(work, "b"), cfg, got, &n, true)
-	waitFor(t, func() bool { return n.Load() >= 2*int64(len(evs))/3 }, 60*time.Second)
+	n := newProgress()
+	a := startInstance(t, testKafka(t, brokers), "events", "group", filepath.Join(work, "a"), cfg, got, n, true)
+	waitFor(t, func() bool { return n.distinct() >= len(evs)/3 }, 60*time.Second)
+	b := startInstance(t, testKafka(t, brokers), "events", "group", filepath.Join(work, "b"), cfg, got, n, true)
+	waitFor(t, func() bool { return n.distinct() >= 2*len(evs)/3 }, 60*time.Second)
 	a.stop(t)
-	settle(t, got, &n, len(evs), 5*time.Second, 90*time.Second)
+	t.Logf("A stopped: %d distinct events processed, %d with replays", n.distinct(), n.n.Load())
+	settle(t, got, n, len(evs), 5*time.Second, 90*time.Second)
 	b.stop(t)
+	if miss := n.missing(evs, 5); len(miss) > 0 {
+		t.Fatalf("events never handed to a detector after the rebalances (first %d): %v", len(miss), miss)
+	}
 
 	for id, c := range got.ids {
 		if c != 1 {
@@ -255,9 +305,37 @@ func TestDetectRebalance(t *testing.T) {
 			t.Errorf("finding %s not raised by the single instance: %s %s rev %d %s", id, f.Detector, f.Principal, f.Revision, f.Summary)
 		}
 	}
-	t.Logf("%d events, %d findings (single instance %d), %d events processed with rebuilds", len(evs), len(got.ids), len(ref.ids), n.Load())
-	if n.Load() <= int64(len(evs)) {
-		t.Errorf("no partition was rebuilt (processed %d of %d): the rebalance did not move partitions mid-stream", n.Load(), len(evs))
+	t.Logf("%d events, %d findings (single instance %d), %d events processed with rebuilds", len(evs), len(got.ids), len(ref.ids), n.n.Load())
+	if n.n.Load() <= int64(len(evs)) {
+		t.Errorf("no partition was rebuilt (processed %d of %d): the rebalance did not move partitions mid-stream", n.n.Load(), len(evs))
+	}
+}
+
+// TestSettledCountsEachEventOnce: replays of rebuilt partitions add up to
+// the stream's length long before the partitions moved by the last
+// rebalance are handled (A stopped at 9,843 distinct events with 11,891
+// processed); counting them let TestDetectRebalance stop B while the
+// group was still settling (a leave cut short waits for the 10 s
+// session timeout) and report the findings of the unhandled tail as
+// missing.
+func TestSettledCountsEachEventOnce(t *testing.T) {
+	evs := []schema.Event{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}
+	p := newProgress()
+	for _, i := range []int{0, 1, 0, 1, 2} { // a and b replayed after a rebuild
+		p.add(&evs[i])
+	}
+	if settled(p, len(evs), time.Minute, 5*time.Second) {
+		t.Fatalf("settled with %d of %d events processed (%d with replays)", p.distinct(), len(evs), p.n.Load())
+	}
+	if got := p.missing(evs, 10); len(got) != 1 || got[0] != "d" {
+		t.Fatalf("missing = %v, want [d]", got)
+	}
+	p.add(&evs[3])
+	if settled(p, len(evs), time.Second, 5*time.Second) {
+		t.Fatal("settled before the sink was quiet")
+	}
+	if !settled(p, len(evs), 5*time.Second, 5*time.Second) {
+		t.Fatal("not settled with every event processed and the sink quiet")
 	}
 }
 
