@@ -1022,3 +1022,62 @@ func TestNewIncidentGoesAheadOfUpdates(t *testing.T) {
 		t.Errorf("delivery order %q, want %q (B's first alert ahead of A's updates)", got, want)
 	}
 }
+
+// TestConcurrentWritesQueueFirstAlertFirst: the alert stage writes the
+// findings of each findings-topic partition concurrently, and one
+// incident's findings (different dedupe keys) come from several
+// partitions. Whatever the interleaving, an incident's first alert is
+// queued ahead of its updates: queued after one, the update would be
+// delivered first as a top-level Slack message and the first alert would
+// start a second thread of the incident.
+func TestConcurrentWritesQueueFirstAlertFirst(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a"}
+	r, err := New(cfg, nil, prometheus.NewRegistry(), WithoutDelivery(),
+		WithOutput("a", &recorder{}), WithOutput("b", &recorder{}), WithOutput("c", &recorder{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	const rounds, writers, perBatch = 30, 4, 40
+	for round := range rounds {
+		start := make(chan struct{})
+		errs := make(chan error, writers)
+		for w := range writers {
+			fs := make([]schema.Finding, perBatch)
+			for i := range fs {
+				fs[i] = finding(fmt.Sprintf("r%d-w%d-%d", round, w, i), schema.DetectorFirstTimeAccess, schema.SeverityMedium, "u", "r")
+				fs[i].IncidentID = fmt.Sprintf("inc-%d", round)
+			}
+			go func() {
+				<-start
+				errs <- r.WriteFindings(context.Background(), fs)
+			}()
+		}
+		close(start)
+		for range writers {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	es, err := r.box.Peek("a", rounds*writers*perBatch+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != rounds*writers*perBatch {
+		t.Fatalf("queued %d alerts, want %d", len(es), rounds*writers*perBatch)
+	}
+	seen := map[string]int{}
+	for i, e := range es {
+		key := e.Alert.ThreadKey()
+		seen[key]++
+		if first := seen[key] == 1; e.Alert.Update == first {
+			t.Fatalf("queue position %d: %s (group %s, repeat %d) update=%v, but it is the group's alert number %d in the queue",
+				i, e.Alert.Finding.ID, key, e.Alert.Repeat, e.Alert.Update, seen[key])
+		}
+		if e.Alert.Repeat != seen[key] {
+			t.Fatalf("queue position %d: %s repeat %d, queued as the group's alert number %d", i, e.Alert.Finding.ID, e.Alert.Repeat, seen[key])
+		}
+	}
+}

@@ -99,6 +99,12 @@ type Router struct {
 	closeOnce sync.Once
 	cmu       sync.RWMutex
 	closed    bool
+	// qmu makes numbering findings in their groups and queueing them one
+	// step: WriteFindings runs concurrently (one call per findings-topic
+	// partition, and one incident's findings spread over partitions), and
+	// a group's first alert queued after one of its updates would be
+	// delivered after it (a second Slack thread for the incident).
+	qmu sync.Mutex
 }
 
 // Option changes how New builds the router.
@@ -281,6 +287,8 @@ func (r *Router) WriteFindings(ctx context.Context, fs []schema.Finding) error {
 		return ErrClosed
 	}
 	defer r.cmu.RUnlock()
+	r.qmu.Lock()
+	defer r.qmu.Unlock()
 	now := r.clock.Now()
 	batch := map[string][]notify.Alert{}
 	for _, f := range fs {

@@ -29,6 +29,7 @@ type firstTime struct {
 	// recent: reported first reads a late write may still explain (see
 	// resolve); saved with every checkpoint.
 	recent      []recentRead
+	recentBytes int // estimated bytes held by recent (bounded by maxRecentBytes)
 	recentDirty bool
 	pruned      int64 // engine watermark at the last pruneRecent
 }
@@ -131,16 +132,33 @@ type recentRead struct {
 	Skew  string
 }
 
-// maxRecent bounds the remembered reads; beyond it a late write no longer
-// resolves what it explains (counted as written, nothing lost).
-const maxRecent = 10_000
+// maxRecent and maxRecentBytes bound the remembered reads in number and
+// in bytes (each holds an event whose attacker-controlled fields may be
+// up to a record's size); beyond them a read is reported as usual but a
+// late write no longer resolves it (nothing lost).
+const (
+	maxRecent      = 10_000
+	maxRecentBytes = 16 << 20
+)
+
+// recentSize estimates the bytes a remembered read holds.
+func recentSize(r *recentRead) int {
+	n := 256 + len(r.Res) + len(r.Key) + len(r.Skew)
+	for _, p := range eventStrings(&r.Ev) {
+		n += len(*p)
+	}
+	for _, p := range r.Ev.Policies {
+		n += 16 + len(p)
+	}
+	return n
+}
 
 // resolvable reports whether a write explaining the reported first read
 // at t may still arrive on time: rollouts are on, the secret is one a
 // rollout action writes (Vault kv, Secrets Manager, SSM parameters), and
 // the source's watermark is not yet past t by its lateness.
 func (d *firstTime) resolvable(ev *schema.Event, t int64) bool {
-	if d.cfg.RolloutGrace <= 0 || len(d.recent) >= maxRecent {
+	if d.cfg.RolloutGrace <= 0 || len(d.recent) >= maxRecent || d.recentBytes >= maxRecentBytes {
 		return false
 	}
 	switch ev.Source {
@@ -164,7 +182,25 @@ func (d *firstTime) remember(ev *schema.Event, c *evalCtx, res, key string) {
 	// Not the original record (up to a record's size limit each): a
 	// revision does not need it, and a restored read has none either.
 	r.Ev.Raw = nil
-	d.recent = append(d.recent, r)
+	if sz := recentSize(&r); d.recentBytes+sz <= maxRecentBytes {
+		d.recent = append(d.recent, r)
+		d.recentBytes += sz
+		d.recentDirty = true
+	}
+}
+
+// setRecent replaces the remembered reads with kept (a prefix-reuse of
+// d.recent) and recounts their bytes.
+func (d *firstTime) setRecent(kept []recentRead) {
+	if len(kept) == len(d.recent) {
+		return
+	}
+	clear(d.recent[len(kept):])
+	d.recent = kept
+	d.recentBytes = 0
+	for i := range kept {
+		d.recentBytes += recentSize(&kept[i])
+	}
 	d.recentDirty = true
 }
 
@@ -177,11 +213,7 @@ func (d *firstTime) pruneRecent() {
 			kept = append(kept, r)
 		}
 	}
-	if len(kept) != len(d.recent) {
-		clear(d.recent[len(kept):])
-		d.recent = kept
-		d.recentDirty = true
-	}
+	d.setRecent(kept)
 }
 
 // resolve sends, for each reported first read of res that the write w
@@ -204,11 +236,7 @@ func (d *firstTime) resolve(w *schema.Event, res string, wt int64, out []schema.
 		}
 		kept = append(kept, r)
 	}
-	if len(kept) != len(d.recent) {
-		clear(d.recent[len(kept):])
-		d.recent = kept
-		d.recentDirty = true
-	}
+	d.setRecent(kept)
 	max := d.e.cfg.MaxEvidence
 	for i := range due {
 		r := &due[i]
@@ -286,7 +314,7 @@ func (d *firstTime) restoreRecent() error {
 	if err := json.Unmarshal(raw, &js); err != nil {
 		return fmt.Errorf("first_time_access recent reads: %w", err)
 	}
-	d.recent = d.recent[:0]
+	d.recent, d.recentBytes = d.recent[:0], 0
 	for _, j := range js {
 		r := recentRead{Res: j.Res, Key: j.Key, First: j.First, Late: j.Late, Skew: j.Skew}
 		dec := decoder{b: j.Ev}
@@ -295,6 +323,7 @@ func (d *firstTime) restoreRecent() error {
 			return fmt.Errorf("first_time_access recent reads: %w", dec.err)
 		}
 		d.recent = append(d.recent, r)
+		d.recentBytes += recentSize(&r)
 	}
 	return nil
 }

@@ -151,3 +151,53 @@ func TestRolloutNoteFromAnotherPartition(t *testing.T) {
 		t.Error("a note counted as an event")
 	}
 }
+
+// The remembered reads are bounded in bytes, not only in number: first
+// reads carrying huge attacker-chosen fields (a 256 KiB user agent each)
+// are all reported, but stop being remembered once the byte budget is
+// held, and the estimate follows prunes.
+func TestRolloutRecentBoundedInBytes(t *testing.T) {
+	cfg := testConfig(learnEnd)
+	cfg.Lateness = map[string]Duration{schema.SourceCloudTrail: Duration(15 * time.Minute), schema.SourceVault: Duration(5 * time.Second)}
+	arn := "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+	var history []schema.Event
+	for i := range 60 {
+		history = append(history, ctev(fmt.Sprint("h-", i), time.Duration(i)*2*time.Minute, "reader", "10.0.0.1", "secretsmanager:GetSecretValue", arn+"own"))
+	}
+	st := openStore(t, t.TempDir())
+	e := newEngine(t, cfg, st, nil)
+	runAll(e, history)
+	base := learnEnd.Sub(t0) + time.Hour
+	ua := string(make([]byte, 256<<10))
+	reported := 0
+	const n = 200 // 200 × 256 KiB = 50 MiB of user agents
+	for i := range n {
+		ev := ctev(fmt.Sprint("read-", i), base+time.Duration(i)*time.Millisecond, "reader", "10.0.0.1", "secretsmanager:GetSecretValue", fmt.Sprintf("%sprod/s%d", arn, i))
+		ev.UserAgent = ua
+		reported += len(ofDetector(e.Process(ev), schema.DetectorFirstTimeAccess))
+	}
+	if reported == 0 {
+		t.Fatal("no first read reported")
+	}
+	var ft *firstTime
+	for _, d := range e.dets {
+		if x, ok := d.(*firstTime); ok {
+			ft = x
+		}
+	}
+	held := 0
+	for i := range ft.recent {
+		held += recentSize(&ft.recent[i])
+	}
+	if held != ft.recentBytes || held > maxRecentBytes || len(ft.recent) == 0 || len(ft.recent) >= n {
+		t.Fatalf("remembered %d reads, %d bytes (estimate %d), budget %d", len(ft.recent), held, ft.recentBytes, maxRecentBytes)
+	}
+	// Past CloudTrail's lateness every read is forgotten and the bytes with it.
+	e.Process(ctev("tick", base+time.Hour, "reader", "10.0.0.1", "secretsmanager:GetSecretValue", arn+"own"))
+	ft.pruneRecent()
+	if len(ft.recent) != 0 || ft.recentBytes != 0 {
+		t.Fatalf("after the lateness: %d reads, %d bytes", len(ft.recent), ft.recentBytes)
+	}
+	e.Close()
+	st.Close()
+}

@@ -20,7 +20,6 @@ import (
 	"auditwatch/schema"
 	"auditwatch/sigma"
 	"auditwatch/store"
-	"auditwatch/store/chsql"
 )
 
 func init() {
@@ -215,12 +214,6 @@ func backtestStorage(newCfg, against string) (store.Config, error) {
 	return store.Config{}, fmt.Errorf("no PATH given and neither config has a storage: section to read stored events from")
 }
 
-// backtestDay is the span of one read from the store (paged within).
-const backtestDay = 24 * time.Hour
-
-// backtestPage bounds the rows of one read (below storage.query.max_result_rows).
-const backtestPage = 5000
-
 // exportStored writes the original records (the raw column) of the events
 // stored from from until to, in event-time order, one a line; an event
 // stored twice (the same row) is written once. It reports how many it wrote and how many
@@ -235,37 +228,19 @@ func exportStored(ctx context.Context, cfg store.Config, from, to time.Time, w i
 	if !ok {
 		return 0, 0, fmt.Errorf("storage backend %q keeps no events", cfg.Backend)
 	}
-	page := min(uint64(backtestPage), cfg.Query.MaxResultRows)
-	// identical rows (a block written twice) are one event
-	sql := "SELECT raw FROM " + cfg.Database + ".events" +
-		" WHERE time >= toDateTime({a:UInt32}, 'UTC') AND time < toDateTime({b:UInt32}, 'UTC')" +
-		" GROUP BY time, source, id, raw ORDER BY time, source, id, raw LIMIT {off:UInt64}, {n:UInt64}"
-	from, to = chsql.ClampTime(from), chsql.ClampTime(to)
-	for t := from; t.Before(to); t = t.Add(backtestDay) {
-		end := t.Add(backtestDay)
-		if end.After(to) {
-			end = to.Add(time.Second)
+	// a row a retried insert wrote twice is read once (store.ScanRecords)
+	err = db.ScanRecords(ctx, from, to, func(raws []string, missing int) error {
+		noRaw += missing
+		for _, raw := range raws {
+			if _, err := io.WriteString(w, strings.TrimRight(raw, "\n")+"\n"); err != nil {
+				return err
+			}
+			n++
 		}
-		for off := uint64(0); ; off += page {
-			res, err := db.Raw(ctx, sql, chsql.Params{chsql.U32("a", uint32(t.Unix())), chsql.U32("b", uint32(end.Unix())), chsql.U64("off", off), chsql.U64("n", page)})
-			if err != nil {
-				return n, noRaw, err
-			}
-			for _, row := range res.Rows {
-				raw, _ := row[0].(string)
-				if raw == "" {
-					noRaw++
-					continue
-				}
-				if _, err := io.WriteString(w, strings.TrimRight(raw, "\n")+"\n"); err != nil {
-					return n, noRaw, err
-				}
-				n++
-			}
-			if uint64(len(res.Rows)) < page {
-				break
-			}
-		}
+		return nil
+	})
+	if err != nil {
+		return n, noRaw, err
 	}
 	return n, noRaw, nil
 }
