@@ -374,7 +374,11 @@ func (s *DetectStage) drain(pt *partition) {
 	if len(fs) == 0 {
 		return
 	}
-	if s.cfg.Replayable && pt.next <= pt.suppressBelow {
+	// Below the previous owner's committed offset it had drained or
+	// raised these itself; at that offset it may have committed them
+	// still buffered (saved with its state, never released): hand them
+	// on (at worst again, with the same ids).
+	if s.cfg.Replayable && pt.next < pt.suppressBelow {
 		s.m.suppressed.Add(float64(len(fs)))
 		return
 	}
@@ -427,9 +431,9 @@ func (s *DetectStage) checkpoint(ctx context.Context, pt *partition) error {
 
 // handOnFindings writes a partition's pending findings to the findings
 // sink (nothing while a rebuilt partition is below the previous owner's
-// position).
+// position; at it, only a drain's findings can be pending).
 func (s *DetectStage) handOnFindings(ctx context.Context, pt *partition) error {
-	if len(pt.findings) == 0 || s.cfg.Replayable && pt.next <= pt.suppressBelow {
+	if len(pt.findings) == 0 || s.cfg.Replayable && pt.next < pt.suppressBelow {
 		return nil
 	}
 	if err := s.cfg.Findings.WriteFindings(ctx, pt.findings); err != nil {
