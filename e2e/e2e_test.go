@@ -188,6 +188,7 @@ http: {listen: %q}
 		}
 		if time.Now().After(deadline) {
 			dumpLogs()
+			checkLabels(t, labels, fs) // names the labels not found
 			t.Fatalf("after 300s: %d findings (every label found: %v), %d Slack posts, %d SIEM records", len(fs), allFound(labels, fs), posts, siem)
 		}
 		time.Sleep(200 * time.Millisecond)
