@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,6 +188,10 @@ http: {listen: %q}
 			break
 		}
 		if time.Now().After(deadline) {
+			for name, p := range procs {
+				t.Logf("--- %s metrics:\n%s", name, scrapeDetectMetrics(addrs[name]))
+				p.dumpStacks() // a stalled stage's goroutines, into its log
+			}
 			dumpLogs()
 			checkLabels(t, labels, fs) // names the labels not found
 			t.Fatalf("after 300s: %d findings (every label found: %v), %d Slack posts, %d SIEM records", len(fs), allFound(labels, fs), posts, siem)
@@ -617,4 +622,26 @@ func checkQueries(t *testing.T, bin, addr string, labels []gen.Label, tr truth, 
 		t.Errorf("query findings: incidents and latest revisions\n got  %v\n want %v", gotKeys, keys)
 	}
 	t.Logf("runbook queries checked: %d addresses, %d principals, %d resources, failures, %d incidents", len(ips), len(principals), len(resources), len(keys))
+}
+
+// scrapeDetectMetrics returns the auditwatch_ lines of a stage's /metrics
+// (progress counters for a failure report), or why it could not.
+func scrapeDetectMetrics(addr string) string {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "auditwatch_") && !strings.Contains(l, "_bucket{") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -118,6 +118,20 @@ func (p *proc) stop(t testing.TB) {
 	}
 }
 
+// dumpStacks asks the process for every goroutine's stack (Go writes them
+// to stderr on SIGQUIT and exits): what a stalled stage was waiting on.
+func (p *proc) dumpStacks() {
+	if _, ok := p.exited(); ok {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(10 * time.Second):
+	}
+}
+
 // waitReady polls the process's /readyz.
 func (p *proc) waitReady(t testing.TB, addr string) {
 	t.Helper()
