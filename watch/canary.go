@@ -424,7 +424,7 @@ func (c *Canary) Check(now time.Time) (out []schema.Finding, healthy bool) {
 					Count: len(l.pending), EventIDs: []string{}, DedupeKey: key, FirstTime: sent.UTC(), LastTime: now.UTC(),
 					Summary: fmt.Sprintf("pipeline blind: the %s canary read at %s did not come back within %s", l.kind, sent.UTC().Format(time.RFC3339), l.deadline),
 					Reason:  "auditwatch made a synthetic read of " + l.name + " and its audit event never arrived: the audit trail, its delivery or auditwatch's reading of it is broken",
-					Attributes: map[string]string{"kind": "canary_missed", "canary": l.kind, "stage": stage, "sent_at": sent.UTC().Format(time.RFC3339),
+					Attributes: map[string]string{"kind": "canary_missed", "canary": l.kind, "stage": stage, "sent_at": sent.UTC().Format(time.RFC3339Nano),
 						"deadline": l.deadline.String()}}
 				l.blind = &f
 				out = append(out, f)

@@ -242,18 +242,18 @@ shutdown_timeout: 10s
 	// the stop; the source's last arrival came after the last write. On a
 	// loaded machine a read sent just before the stop may itself not come
 	// back within the deadline (a true miss): then the finding names that
-	// read, and its own deadline (sent_at has whole seconds, so this is
-	// checked to within a second) is what counts.
+	// read (sent_at, RFC 3339 with fractional seconds), and its own
+	// deadline is what counts.
 	if blindAt.Sub(stoppedAt) < deadline-50*time.Millisecond {
 		b, _ := find(schema.DetectorPipelineBlind, 0)
-		sent, err := time.Parse(time.RFC3339, b.Attributes["sent_at"])
+		sent, err := time.Parse(time.RFC3339Nano, b.Attributes["sent_at"])
 		switch {
 		case err != nil:
 			t.Errorf("pipeline_blind %v after the stop, before the %v deadline (sent_at %q: %v)", blindAt.Sub(stoppedAt), deadline, b.Attributes["sent_at"], err)
-		case !sent.Before(stoppedAt.Truncate(time.Second)) || blindAt.Sub(sent) < deadline-50*time.Millisecond:
-			t.Errorf("pipeline_blind %v after the stop, before the %v deadline of the read it names (sent %s)", blindAt.Sub(stoppedAt), deadline, sent.Format(time.RFC3339))
+		case !sent.Before(stoppedAt) || blindAt.Sub(sent) < deadline-50*time.Millisecond:
+			t.Errorf("pipeline_blind %v after the stop, before the %v deadline of the read it names (sent %s)", blindAt.Sub(stoppedAt), deadline, sent.Format(time.RFC3339Nano))
 		default:
-			t.Logf("pipeline_blind names a read sent before the stop (%s): the loaded pipeline did not bring it back within %v", sent.Format(time.RFC3339), deadline)
+			t.Logf("pipeline_blind names a read sent before the stop (%s): the loaded pipeline did not bring it back within %v", sent.Format(time.RFC3339Nano), deadline)
 		}
 	}
 	if q := silentAt.Sub(fv.lastWrite()); q < minQuiet {
