@@ -30,6 +30,14 @@ func splitGenerated(t *testing.T, seed int64, events, days int) ([]byte, []byte,
 	if err != nil {
 		t.Fatal(err)
 	}
+	hist, next := splitAtLearningEnd(t, g)
+	return hist, next, g
+}
+
+// splitAtLearningEnd draws every record of g and returns those dated
+// before its learning end (the history) and the rest.
+func splitAtLearningEnd(t *testing.T, g *gen.Generator) (hist, next []byte) {
+	t.Helper()
 	var hb, nb bytes.Buffer
 	var buf []byte
 	for {
@@ -51,7 +59,7 @@ func splitGenerated(t *testing.T, seed int64, events, days int) ([]byte, []byte,
 			nb.Write(buf)
 		}
 	}
-	return hb.Bytes(), nb.Bytes(), g
+	return hb.Bytes(), nb.Bytes()
 }
 
 // labelCheck counts the labels no finding finds and the findings no

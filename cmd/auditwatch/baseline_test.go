@@ -30,28 +30,8 @@ func TestBaselineThenNoLearningPeriod(t *testing.T) {
 	}
 	dir := t.TempDir()
 	hist, next := filepath.Join(dir, "day1.log"), filepath.Join(dir, "day2.log")
-	var hb, nb bytes.Buffer
-	var buf []byte
-	for {
-		var ok bool
-		if buf, _, ok = g.Next(buf[:0]); !ok {
-			break
-		}
-		m := recordTime.FindSubmatch(buf)
-		if m == nil {
-			t.Fatalf("record without a time: %.200s", buf)
-		}
-		at, err := time.Parse(time.RFC3339Nano, string(m[1]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if at.Before(g.LearningEnd()) {
-			hb.Write(buf)
-		} else {
-			nb.Write(buf)
-		}
-	}
-	for p, b := range map[string][]byte{hist: hb.Bytes(), next: nb.Bytes()} {
+	hbytes, nbytes := splitAtLearningEnd(t, g)
+	for p, b := range map[string][]byte{hist: hbytes, next: nbytes} {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
