@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,51 +71,17 @@ shutdown_timeout: 15s
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	type result struct {
-		name string
-		code int
-		log  string
-	}
-	results := make(chan result, 3)
-	var wg sync.WaitGroup
-	for _, st := range []struct {
-		name string
-		fn   func(context.Context, []string, io.Reader, io.Writer, io.Writer) int
-		cfg  string
-	}{
-		{"ingest", runIngest, config("ingest", freeAddr(t))},
-		{"detect", runDetect, config("detect", detectAddr)},
-		{"alert", runAlert, config("alert", freeAddr(t))},
-	} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var errb lockedWriter
-			errb.w = &bytes.Buffer{}
-			code := st.fn(ctx, []string{"--config", st.cfg}, nil, io.Discard, &errb)
-			errb.mu.Lock()
-			results <- result{st.name, code, errb.w.String()}
-			errb.mu.Unlock()
-		}()
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		wg.Wait()
-		close(results)
-	}
-	defer stop()
+	run := startStages(ctx, cancel,
+		stageSpec{"ingest", runIngest, config("ingest", freeAddr(t))},
+		stageSpec{"detect", runDetect, config("detect", detectAddr)},
+		stageSpec{"alert", runAlert, config("alert", freeAddr(t))})
+	defer run.Stop()
 	waitFor := func(what string, limit time.Duration, cond func() bool) {
 		t.Helper()
 		end := time.Now().Add(limit)
 		for !cond() {
 			if time.Now().After(end) {
-				stop()
-				for r := range results {
+				for _, r := range run.Stop() {
 					t.Logf("%s exit %d:\n%s", r.name, r.code, r.log)
 				}
 				t.Fatalf("timed out after %v waiting for %s; findings %+v", limit, what, readFindings(t, findings))
@@ -153,8 +116,7 @@ shutdown_timeout: 15s
 	fv.setStopped(false)
 	waitFor("both resolved", 60*time.Second, func() bool { return blind("parser", 1) && blind("detect", 1) })
 	waitFor("heartbeat again", 30*time.Second, func() bool { return beats.Load() > b0 })
-	stop()
-	for r := range results {
+	for _, r := range run.Stop() {
 		if r.code != 0 {
 			t.Errorf("%s exit %d:\n%s", r.name, r.code, r.log)
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -122,41 +121,14 @@ shutdown_timeout: 15s
 	addrA, addrB := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	type result struct {
-		name string
-		code int
-		log  string
-	}
-	results := make(chan result, 4)
-	var wg sync.WaitGroup
-	for _, st := range []struct {
-		name string
-		fn   func(context.Context, []string, io.Reader, io.Writer, io.Writer) int
-		cfg  string
-	}{
-		{"ingest", runIngest, config("ingest", freeAddr(t))},
-		{"detect-a", runDetect, config("detect-a", addrA)},
-		{"detect-b", runDetect, config("detect-b", addrB)},
-		{"alert", runAlert, config("alert", freeAddr(t))},
-	} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var errb lockedWriter
-			errb.w = &bytes.Buffer{}
-			code := st.fn(ctx, []string{"--config", st.cfg}, nil, io.Discard, &errb)
-			errb.mu.Lock()
-			results <- result{st.name, code, errb.w.String()}
-			errb.mu.Unlock()
-		}()
-	}
-	stop := func() {
-		cancel()
-		wg.Wait()
-		close(results)
-	}
+	run := startStages(ctx, cancel,
+		stageSpec{"ingest", runIngest, config("ingest", freeAddr(t))},
+		stageSpec{"detect-a", runDetect, config("detect-a", addrA)},
+		stageSpec{"detect-b", runDetect, config("detect-b", addrB)},
+		stageSpec{"alert", runAlert, config("alert", freeAddr(t))})
+	defer run.Stop()
 	dump := func() {
-		for r := range results {
+		for _, r := range run.Stop() {
 			t.Logf("%s exit %d:\n%s", r.name, r.code, r.log)
 		}
 	}
@@ -165,7 +137,6 @@ shutdown_timeout: 15s
 		end := time.Now().Add(limit)
 		for !cond() {
 			if time.Now().After(end) {
-				stop()
 				dump()
 				t.Fatalf("timed out after %v waiting for %s", limit, what)
 			}
@@ -211,8 +182,7 @@ shutdown_timeout: 15s
 	time.Sleep(2 * time.Second) // nothing more comes
 	lcancel()
 	lwg.Wait()
-	stop()
-	for r := range results {
+	for _, r := range run.Stop() {
 		if r.code != 0 {
 			t.Errorf("%s exit %d:\n%s", r.name, r.code, r.log)
 		}
