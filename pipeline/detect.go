@@ -215,8 +215,8 @@ func eventHash(ev *schema.Event) uint64 {
 
 type detectMetrics struct {
 	events, suppressed, checkpoints, rebuilds, drains, restored prometheus.Counter
-	findings                                          *prometheus.CounterVec
-	partitions                                        prometheus.Gauge
+	findings                                                    *prometheus.CounterVec
+	partitions                                                  prometheus.Gauge
 }
 
 // NewDetectStage returns a DetectStage.
@@ -665,7 +665,7 @@ func (s *DetectStage) restoreStore(pt *partition, meta map[string][]byte) error 
 			pt.replayed[binary.LittleEndian.Uint64(raw[i:])] = struct{}{}
 		}
 		pt.replayedUntil = time.Now().Add(replayWindow)
-		s.log.Info("events taken before the restart are stored when read again, not detected again", "partition", pt.id, "events", len(pt.replayed))
+		s.log.Warn("events taken before the restart are stored when read again, not detected again", "partition", pt.id, "events", len(pt.replayed))
 	}
 	if raw := meta[MetaStoreFindings]; len(raw) > 0 {
 		var fs []schema.Finding

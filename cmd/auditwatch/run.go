@@ -100,7 +100,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 		Start: func(ctx context.Context) (err error) { sinks, closeSinks, err = d.findingSinks(ctx); return err },
 		Stop:  func(context.Context) error { closeSinks(); return nil },
 	}, lifecycle.Component{
-		Name:  "event sinks",
+		Name: "event sinks",
 		// Storage is not among them: the detect stage stores events and
 		// findings through its Store, off the detect and alert path.
 		Start: func(ctx context.Context) (err error) { events, closeEvents, err = d.eventSinks(ctx, false); return err },
