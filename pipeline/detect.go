@@ -214,9 +214,9 @@ func eventHash(ev *schema.Event) uint64 {
 }
 
 type detectMetrics struct {
-	events, suppressed, checkpoints, rebuilds, drains, restored prometheus.Counter
-	findings                                                    *prometheus.CounterVec
-	partitions                                                  prometheus.Gauge
+	events, suppressed, checkpoints, rebuilds, drains, restored, storeWait prometheus.Counter
+	findings                                                               *prometheus.CounterVec
+	partitions                                                             prometheus.Gauge
 }
 
 // NewDetectStage returns a DetectStage.
@@ -249,6 +249,8 @@ func NewDetectStage(cfg DetectConfig) (*DetectStage, error) {
 			Help: "Partitions whose detector state was rebuilt by replay on assignment."}),
 		drains: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_stage_idle_drains_total",
 			Help: "Times an idle partition's reorder buffer was released early."}),
+		storeWait: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_stage_store_wait_seconds_total",
+			Help: "Time the detect stage spent handing events and findings to the store's queue (it waits only while the queue is full)."}),
 		restored: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_stage_store_replayed_total",
 			Help: "Events read again after a restart that the detectors had taken but the store had not acknowledged: stored, not detected again."}),
 		findings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_stage_findings_total",
@@ -256,7 +258,7 @@ func NewDetectStage(cfg DetectConfig) (*DetectStage, error) {
 		partitions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_stage_partitions",
 			Help: "Partitions owned by this detect stage."}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.suppressed, m.checkpoints, m.rebuilds, m.drains, m.restored, m.findings, m.partitions} {
+	for _, c := range []prometheus.Collector{m.events, m.suppressed, m.checkpoints, m.rebuilds, m.drains, m.restored, m.storeWait, m.findings, m.partitions} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("detect stage metrics: %w", err)
 		}
@@ -531,7 +533,7 @@ func (s *DetectStage) checkpoint(ctx context.Context, pt *partition) error {
 		b := newStoreBatch()
 		b.events, b.positions, b.next, b.hashes = true, maps.Clone(pt.positions), pt.next, pt.hashes
 		pt.unacked = append(pt.unacked, b)
-		if err := s.cfg.Store.Submit(ctx, pt.events, nil, b.ack); err != nil {
+		if err := s.submit(ctx, pt.events, nil, b.ack); err != nil {
 			pt.unacked = pt.unacked[:len(pt.unacked)-1]
 			return fmt.Errorf("partition %d: store events: %w", pt.id, err)
 		}
@@ -600,11 +602,19 @@ func (s *DetectStage) submitFindings(ctx context.Context, pt *partition, fs []sc
 	b := newStoreBatch()
 	b.findings = fs
 	pt.unacked = append(pt.unacked, b)
-	if err := s.cfg.Store.Submit(ctx, nil, fs, b.ack); err != nil {
+	if err := s.submit(ctx, nil, fs, b.ack); err != nil {
 		pt.unacked = pt.unacked[:len(pt.unacked)-1]
 		return fmt.Errorf("partition %d: store findings: %w", pt.id, err)
 	}
 	return nil
+}
+
+// submit hands rows to the Store, counting the time it held the stage.
+func (s *DetectStage) submit(ctx context.Context, evs []schema.Event, fs []schema.Finding, done func()) error {
+	start := time.Now()
+	err := s.cfg.Store.Submit(ctx, evs, fs, done)
+	s.m.storeWait.Add(time.Since(start).Seconds())
+	return err
 }
 
 // storeMeta moves the acknowledged batches' position into pt.ackedPositions
