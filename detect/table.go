@@ -181,9 +181,9 @@ type table[V any] struct {
 	retain     time.Duration
 	cursor     []byte
 
-	// held: keys of unproven dirty entries a flush did not write (see
-	// flush); reconsidered at later flushes while the allowance lasts.
-	held []key
+	// held counts unproven dirty entries a flush did not write (see
+	// flush): off the dirty list, in the probationary segment.
+	held int
 	// unprovenListed counts unproven entries in the dirty list.
 	unprovenListed int
 
@@ -428,8 +428,12 @@ func (t *table[V]) use(n *node[V]) {
 		return
 	}
 	t.prob.unlink(n)
-	if n.listed && !n.proven {
-		t.unprovenListed--
+	if n.dirty && !n.proven {
+		if n.listed {
+			t.unprovenListed--
+		} else {
+			t.held--
+		}
 	}
 	n.prot, n.proven = true, true
 	t.protect.pushFront(n)
@@ -501,8 +505,12 @@ func (t *table[V]) evict() {
 		t.prob.unlink(n)
 	}
 	delete(t.m, n.k)
-	if n.listed && !n.proven {
-		t.unprovenListed--
+	if n.dirty && !n.proven {
+		if n.listed {
+			t.unprovenListed--
+		} else {
+			t.held--
+		}
 	}
 	t.add(-int64(n.size))
 	t.evictions++
@@ -609,7 +617,7 @@ func (t *table[V]) flush(b *state.Batch) error {
 				// Held: stays dirty in memory, off the list, written once
 				// used again or by a later flush with allowance left.
 				n.listed = false
-				t.held = append(t.held, k)
+				t.held++
 				continue
 			}
 			allow--
@@ -619,38 +627,20 @@ func (t *table[V]) flush(b *state.Batch) error {
 			return err
 		}
 	}
-	if allow > 0 && len(t.held) > 0 {
-		// The flood has passed (or never was): write held entries.
-		kept := t.held[:0]
-		for i, k := range t.held {
-			n := t.m[k]
-			if n == nil || !n.dirty || n.listed || n.proven {
-				continue // evicted, written or listed again since
-			}
-			if allow == 0 {
-				kept = append(kept, t.held[i:]...)
-				break
-			}
-			allow--
-			listed++
-			n.listed = true
-			t.dirty = append(t.dirty, k)
-			if err := put(k, n); err != nil {
-				return err
-			}
+	// The flood has passed (or never was): write held entries, oldest
+	// first. Unproven entries are all in the probationary segment.
+	for n := t.prob.tail; n != nil && allow > 0 && t.held > 0; n = n.prev {
+		if !n.dirty || n.listed || n.proven {
+			continue
 		}
-		clear(t.held[len(kept):])
-		t.held = kept
-	} else if len(t.held) > 2*len(t.m)+unprovenWrites {
-		// Mostly keys evicted since (dropped): forget them.
-		kept := t.held[:0]
-		for _, k := range t.held {
-			if n := t.m[k]; n != nil && n.dirty && !n.listed && !n.proven {
-				kept = append(kept, k)
-			}
+		allow--
+		listed++
+		t.held--
+		n.listed = true
+		t.dirty = append(t.dirty, n.k)
+		if err := put(n.k, n); err != nil {
+			return err
 		}
-		clear(t.held[len(kept):])
-		t.held = kept
 	}
 	t.unprovenListed = listed
 	for k, v := range t.spill {
