@@ -456,13 +456,15 @@ const (
 	// returned whole), so a catch-up is read in parts the broker answers
 	// quickly.
 	readMaxBytes = 1 << 20
-	// readLagEvery is how often an idle reader's lag gauge is refreshed
-	// from the broker's end offset.
-	readLagEvery = 10 * time.Second
 	// readErrLogEvery spaces a partition reader's error logs; every
 	// error is counted (auditwatch_stream_read_errors_total).
 	readErrLogEvery = 30 * time.Second
 )
+
+// readLagEvery is how often a reader's lag is read from the broker's end
+// offset (the gauge of a reader receiving nothing follows it; a variable
+// for the test).
+var readLagEvery = 10 * time.Second
 
 // readerErrors counts a partition reader's errors and logs the first, then
 // at most one per readErrLogEvery with the number since the last.

@@ -121,3 +121,72 @@ func TestReaderErrorsCountedLogRateLimited(t *testing.T) {
 		t.Fatalf("counted %v errors after stopping, want 100", n)
 	}
 }
+
+// The lag gauge of a reader that stopped receiving follows the broker's
+// end offset instead of keeping the value of its last record.
+func TestKafkaLagShowsAStalledReader(t *testing.T) {
+	old := readLagEvery
+	readLagEvery = 200 * time.Millisecond
+	t.Cleanup(func() { readLagEvery = old })
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "events"), kfake.ListenFn(loopbackListen))
+	if err != nil {
+		t.Fatalf("kfake cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	k := testKafka(t, c.ListenAddrs())
+	publishN(t, k, "events", "a", 30)
+
+	h := &gapHandler{offs: map[int][]int64{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- k.Consume(ctx, "events", "detect", h) }()
+	waitFor(t, "30 records", func() bool { return h.n.Load() >= 30 })
+
+	// From now on no fetch is answered (until the test ends).
+	release := make(chan struct{})
+	var sleeping sync.WaitGroup
+	var mu sync.Mutex
+	stalled := true
+	t.Cleanup(func() {
+		mu.Lock()
+		stalled = false
+		mu.Unlock()
+		close(release)
+		sleeping.Wait()
+	})
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		if !stalled {
+			mu.Unlock()
+			return nil, nil, false
+		}
+		sleeping.Add(1)
+		mu.Unlock()
+		defer sleeping.Done()
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	publishN(t, k, "events", "b", 50)
+	lag := func() float64 {
+		var sum float64
+		for p := range 3 {
+			sum += testutil.ToFloat64(k.lag.WithLabelValues("events", fmt.Sprint(p)))
+		}
+		return sum
+	}
+	guard := time.Now().Add(30 * time.Second) // a guard only
+	for lag() != 50 && time.Now().Before(guard) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := lag(); got != 50 {
+		t.Fatalf("lag gauges sum to %v with 50 records not received", got)
+	}
+	if n := h.n.Load(); n != 30 {
+		t.Fatalf("handled %d records while no fetch was answered, want 30", n)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
