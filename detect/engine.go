@@ -492,12 +492,13 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema
 	e.ctx = evalCtx{e: e, late: late, skew: skew}
 	c := &e.ctx
 	c.history = !e.cfg.LearnUntil.IsZero() && ev.Time.Before(e.cfg.LearnUntil)
-	e.m.mem.known = false
+	// Entries the detectors create for a principal known before this
+	// event, or from the history before learn_until (the baseline asked
+	// for), are admitted to the store even under a flood (table.go).
+	e.m.mem.known = c.history
 	if identity(ev) {
 		n, found := e.principals.get(e.h.sum("p", ev.Principal), true)
-		// Entries the detectors create for a principal known before this
-		// event are admitted to the store even under a flood (table.go).
-		e.m.mem.known = found
+		e.m.mem.known = found || c.history
 		t := ev.Time.UnixNano()
 		if n.v.First == 0 || t < n.v.First {
 			if n.v.First != 0 {

@@ -181,6 +181,12 @@ type table[V any] struct {
 	retain     time.Duration
 	cursor     []byte
 
+	// held counts unproven dirty entries a flush did not write (see
+	// flush): off the dirty list, in the probationary segment.
+	held int
+	// unprovenListed counts unproven entries in the dirty list.
+	unprovenListed int
+
 	oneOffDropped      uint64
 	rebuildAfterCommit bool
 	evictions          uint64
@@ -422,6 +428,13 @@ func (t *table[V]) use(n *node[V]) {
 		return
 	}
 	t.prob.unlink(n)
+	if n.dirty && !n.proven {
+		if n.listed {
+			t.unprovenListed--
+		} else {
+			t.held--
+		}
+	}
 	n.prot, n.proven = true, true
 	t.protect.pushFront(n)
 	t.balance()
@@ -447,6 +460,9 @@ func (t *table[V]) touch(n *node[V]) {
 	if !n.listed {
 		n.listed = true
 		t.dirty = append(t.dirty, n.k)
+		if !n.proven {
+			t.unprovenListed++
+		}
 	}
 }
 
@@ -489,6 +505,13 @@ func (t *table[V]) evict() {
 		t.prob.unlink(n)
 	}
 	delete(t.m, n.k)
+	if n.dirty && !n.proven {
+		if n.listed {
+			t.unprovenListed--
+		} else {
+			t.held--
+		}
+	}
 	t.add(-int64(n.size))
 	t.evictions++
 	if t.hooks != nil {
@@ -552,22 +575,28 @@ func (t *table[V]) dropSpill(k key, b []byte) {
 	t.add(-sz)
 }
 
-// flush queues every dirty and spilled entry into b. Dirty flags are
-// cleared only by committed, so a failed commit loses nothing.
+// unprovenWrites is how many unproven entries (created for a principal
+// unknown before its event, or for none, and not used since) one flush of
+// a table writes. Normal traffic brings a few new principals per
+// checkpoint, all written as before; a flood of one-off keys brings
+// thousands, and the rest wait in memory (held) until used again, until a
+// later flush has allowance left, or until evicted (then dropped, counted
+// in OneOffDropped). A flood so costs no store write per key: random
+// 128-bit keys each touch their own B+tree page, and writing them was most
+// of a flood's CPU.
+const unprovenWrites = 1_024
+
+// flush queues every dirty and spilled entry into b, except unproven
+// entries beyond unprovenWrites (all of them while the table is at its
+// share, see pressured). Dirty flags are cleared only by committed, so a
+// failed commit loses nothing.
 func (t *table[V]) flush(b *state.Batch) error {
 	t.remeasure()
-	pressured := t.pressured()
-	for _, k := range t.dirty {
-		n := t.m[k]
-		if n == nil || !n.dirty {
-			continue
-		}
-		if pressured && !n.proven {
-			// Not admitted while the table is under pressure: stays dirty
-			// in memory, off the list, written once used or changed again.
-			n.listed = false
-			continue
-		}
+	allow := unprovenWrites
+	if t.pressured() {
+		allow = 0
+	}
+	put := func(k key, n *node[V]) error {
 		v, err := t.codec.encode(&n.v)
 		if err != nil {
 			return err
@@ -575,7 +604,45 @@ func (t *table[V]) flush(b *state.Batch) error {
 		kk := k
 		b.Put(t.space, kk[:], v)
 		t.stored.insert(k)
+		return nil
 	}
+	listed := 0 // unproven entries written (and so left listed)
+	for _, k := range t.dirty {
+		n := t.m[k]
+		if n == nil || !n.dirty || !n.listed {
+			continue
+		}
+		if !n.proven {
+			if allow == 0 {
+				// Held: stays dirty in memory, off the list, written once
+				// used again or by a later flush with allowance left.
+				n.listed = false
+				t.held++
+				continue
+			}
+			allow--
+			listed++
+		}
+		if err := put(k, n); err != nil {
+			return err
+		}
+	}
+	// The flood has passed (or never was): write held entries, oldest
+	// first. Unproven entries are all in the probationary segment.
+	for n := t.prob.tail; n != nil && allow > 0 && t.held > 0; n = n.prev {
+		if !n.dirty || n.listed || n.proven {
+			continue
+		}
+		allow--
+		listed++
+		t.held--
+		n.listed = true
+		t.dirty = append(t.dirty, n.k)
+		if err := put(n.k, n); err != nil {
+			return err
+		}
+	}
+	t.unprovenListed = listed
 	for k, v := range t.spill {
 		kk := k
 		b.Put(t.space, kk[:], v)
@@ -604,6 +671,7 @@ func (t *table[V]) committed() {
 		}
 	}
 	t.dirty = t.dirty[:0]
+	t.unprovenListed = 0
 	clear(t.spill)
 	t.spillOrder = t.spillOrder[:0]
 	t.mem.spilled -= t.spillBytes
@@ -708,8 +776,14 @@ func shareBudget(limit int64, tabs []tableStats) {
 func (t *table[V]) oneOffs() uint64 { return t.oneOffDropped }
 
 // pendingWrites approximates the entries the next checkpoint writes: dirty
-// and spilled ones, less the one-off keys a pressured flush holds back.
-func (t *table[V]) pendingWrites() int { return len(t.dirty) + len(t.spill) }
+// and spilled ones, less the unproven entries a flush holds back.
+func (t *table[V]) pendingWrites() int {
+	n := len(t.dirty) + len(t.spill) - t.unprovenListed
+	if !t.pressured() {
+		n += min(t.unprovenListed, unprovenWrites)
+	}
+	return n
+}
 
 // bloom is a Bloom filter over table keys (already uniform keyed hashes:
 // two halves give the probe sequence). The zero value says "maybe" for
