@@ -118,6 +118,7 @@ func TestRunCanaryVaultWriterStops(t *testing.T) {
 	var beats atomic.Int64
 	hb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { beats.Add(1) }))
 	defer hb.Close()
+	t.Setenv("AW_TEST_HEARTBEAT_URL", hb.URL+"/ping/hb-credential")
 	var hookMu sync.Mutex
 	var hookBodies []string
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +152,7 @@ silence: {min_quiet: %s, learning_period: 2s, min_samples: 5, check_interval: 10
 canary:
   interval: 300ms
   check_interval: 100ms
-  heartbeat_url: %q
+  heartbeat_url: {env: AW_TEST_HEARTBEAT_URL}
   vault:
     address: %q
     token: {env: AW_TEST_CANARY_TOKEN}
@@ -165,7 +166,7 @@ files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 10s
-`, logPath, minQuiet, hb.URL, vsrv.URL, deadline, filepath.Join(work, "state"), hook.URL, findings, httpAddr)
+`, logPath, minQuiet, vsrv.URL, deadline, filepath.Join(work, "state"), hook.URL, findings, httpAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
