@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,10 +23,13 @@ import (
 // local servers echoing the credentials back), a query endpoint token, and
 // Vault and AWS credentials in the environment — and greps everything the
 // run produced for them (Grep). The fault tests (faultRun) and the other
-// tests that run the binary use it.
+// tests that run the binary use it. The secrets reach only the processes
+// started with Env (Start does), never the test's own environment, so
+// tests using it can run in parallel.
 type secretRun struct {
 	t       *testing.T
 	secrets []string
+	env     []string // NAME=value of the secrets' environment variables
 
 	mu       sync.Mutex
 	sent     bytes.Buffer // what the echoing servers received
@@ -66,17 +70,47 @@ func newSecretRun(t *testing.T) *secretRun {
 	}
 	closed := ln.Addr().String()
 	ln.Close()
-	t.Setenv("AW_FAULT_SLACK_WEBHOOK", "http://"+closed+"/services/T0FAULT/B0FAULT/"+faultSlackSecret)
-	t.Setenv("AW_FAULT_HEC_TOKEN", faultHECToken)
-	t.Setenv("AW_FAULT_WEBHOOK_TOKEN", faultHookBearer)
-	t.Setenv(faultQueryTokenEnv, faultQueryToken)
-	t.Setenv("VAULT_TOKEN", faultVaultToken)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", faultAWSSecret)
+	s.SetEnv("AW_FAULT_SLACK_WEBHOOK", "http://"+closed+"/services/T0FAULT/B0FAULT/"+faultSlackSecret)
+	s.SetEnv("AW_FAULT_HEC_TOKEN", faultHECToken)
+	s.SetEnv("AW_FAULT_WEBHOOK_TOKEN", faultHookBearer)
+	s.SetEnv(faultQueryTokenEnv, faultQueryToken)
+	s.SetEnv("VAULT_TOKEN", faultVaultToken)
+	s.SetEnv("AWS_SECRET_ACCESS_KEY", faultAWSSecret)
 	return s
 }
 
 // Secret adds a value the grep must not find (a test's own credential).
 func (s *secretRun) Secret(v string) { s.secrets = append(s.secrets, v) }
+
+// SetEnv sets an environment variable of the processes the run starts
+// (not of the test).
+func (s *secretRun) SetEnv(name, value string) { s.env = append(s.env, name+"="+value) }
+
+// SecretEnv sets an environment variable holding a credential: the
+// processes get it and the grep must not find it.
+func (s *secretRun) SecretEnv(name, value string) {
+	s.SetEnv(name, value)
+	s.Secret(value)
+}
+
+// Env is the environment of a process the run starts: the test's own
+// plus the secrets.
+func (s *secretRun) Env() []string { return append(os.Environ(), s.env...) }
+
+// Start starts the built binary with args and the secrets' environment.
+func (s *secretRun) Start(args ...string) *process {
+	s.t.Helper()
+	return startAuditwatchEnv(s.t, s.Env(), args...)
+}
+
+// Command is the built binary with args and the secrets' environment
+// (for a command the test runs to its end).
+func (s *secretRun) Command(args ...string) *exec.Cmd {
+	s.t.Helper()
+	cmd := exec.Command(auditwatchBinary(s.t), args...)
+	cmd.Env = s.Env()
+	return cmd
+}
 
 // OutputsYAML is the secret-bearing alert outputs, as list items of
 // alerts.outputs (indented by four spaces). They give up fast: their
