@@ -34,7 +34,7 @@ func TestCanaryOnKafka(t *testing.T) {
 	hb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { beats.Add(1) }))
 	defer hb.Close()
 	t.Setenv("AW_TEST_HEARTBEAT_URL", hb.URL+"/ping/hb-credential")
-	t.Setenv("AW_TEST_CANARY_TOKEN", "canary-token")
+	t.Setenv("AW_TEST_CANARY_TOKEN", canaryToken)
 	findings := filepath.Join(work, "findings.jsonl")
 	detectAddr := freeAddr(t)
 	config := func(name, httpAddr string) string {
