@@ -222,6 +222,21 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 	if n := count(); n != 100+unprovenWrites {
 		t.Fatalf("%d principals stored after the flood's checkpoint, want %d + %d", n, 100, unprovenWrites)
 	}
+	heldIn := func(space string) int {
+		for _, ts := range e.Stats().Tables {
+			if ts.Space == space {
+				return ts.Held
+			}
+		}
+		t.Fatalf("no table %s", space)
+		return 0
+	}
+	if h := heldIn(spacePrincipals); h != floods-unprovenWrites {
+		t.Errorf("principals held %d, want %d", h, floods-unprovenWrites)
+	}
+	if s, g := e.Stats().Held, testutil.ToFloat64(e.m.held); s < floods-unprovenWrites || float64(s) != g {
+		t.Errorf("held entries: stats %d, gauge %v", s, g)
+	}
 	const again = "flood-5999"
 	if stored(again) {
 		t.Fatalf("%s stored before it was used again", again)
@@ -249,6 +264,9 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 	}
 	if n := count(); n != 100+floods {
 		t.Fatalf("%d principals stored once the flood passed, want %d", n, 100+floods)
+	}
+	if s, g := e.Stats().Held, testutil.ToFloat64(e.m.held); s != 0 || g != 0 {
+		t.Errorf("held entries once the flood passed: stats %d, gauge %v", s, g)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)

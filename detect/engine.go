@@ -118,12 +118,16 @@ type Stats struct {
 	// OneOffDropped: unsaved entries of keys used only once, dropped when
 	// evicted under memory pressure instead of written (see table).
 	OneOffDropped uint64
-	Findings      map[string]uint64
-	Suppressed    uint64 // privileged use inside a maintenance window
-	Evictions     uint64 // sum over Tables
-	SpillDropped  uint64 // sum over Tables
-	Expired       uint64 // sum over Tables
-	Tables        []TableStats
+	// Held: unsaved entries of keys used once that checkpoints have not
+	// written yet (a flood's; see table.flush). A crash loses them: the
+	// key's next event is taken for its first.
+	Held         int
+	Findings     map[string]uint64
+	Suppressed   uint64 // privileged use inside a maintenance window
+	Evictions    uint64 // sum over Tables
+	SpillDropped uint64 // sum over Tables
+	Expired      uint64 // sum over Tables
+	Tables       []TableStats
 }
 
 // TableStats describes one bounded working set.
@@ -140,6 +144,9 @@ type TableStats struct {
 	// OneOffDropped counts unsaved entries of keys used once, dropped when
 	// evicted under memory pressure.
 	OneOffDropped uint64
+	// Held counts unsaved entries of keys used once that checkpoints have
+	// not written yet.
+	Held int
 }
 
 // clock is the saved event-time state. The fields after Sources are
@@ -685,7 +692,9 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		e.m.checkpointErrors.Inc()
 		return fmt.Errorf("detect: checkpoint: %w", err)
 	}
+	held := 0
 	for _, t := range tabs {
+		held += t.heldCount()
 		before := t.expiredCount()
 		t.committed()
 		if n := t.expiredCount() - before; n > 0 {
@@ -697,6 +706,7 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 	}
 	e.saveHKey = false
 	e.m.stateBytes.Set(float64(e.m.mem.used))
+	e.m.held.Set(float64(held))
 	if n := e.m.mem.learningEvictions - e.loggedLearnEvicts; n > 0 {
 		e.m.learningEvictions.Add(float64(n))
 		e.loggedLearnEvicts = e.m.mem.learningEvictions
@@ -793,7 +803,8 @@ func (e *Engine) Stats() Stats {
 	for _, t := range e.allTables() {
 		size, ev, sd, le, sp := t.stats()
 		ex := t.expiredCount()
-		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp, Expired: ex, OneOffDropped: t.oneOffs()})
+		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp, Expired: ex, OneOffDropped: t.oneOffs(), Held: t.heldCount()})
+		s.Held += t.heldCount()
 		s.Evictions += ev
 		s.SpillDropped += sd
 		s.Expired += ex

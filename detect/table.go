@@ -686,6 +686,7 @@ type tableStats interface {
 	name() string
 	stats() (size int, evictions, spillDropped, loadErrors uint64, spilled int)
 	oneOffs() uint64
+	heldCount() int
 	pendingWrites() int
 	expiredCount() uint64
 	flush(b *state.Batch) error
@@ -774,6 +775,8 @@ func shareBudget(limit int64, tabs []tableStats) {
 }
 
 func (t *table[V]) oneOffs() uint64 { return t.oneOffDropped }
+
+func (t *table[V]) heldCount() int { return t.held }
 
 // pendingWrites approximates the entries the next checkpoint writes: dirty
 // and spilled ones, less the unproven entries a flush holds back.
