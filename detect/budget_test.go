@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"auditwatch/schema"
 )
 
 // A flood of distinct hostile keys stays within the byte budget, churns
@@ -247,8 +249,11 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 	if n, found := crashed.principals.get(k, false); found || n != nil {
 		t.Fatalf("%s restored after a crash although it was held back", again)
 	}
-	// Used again: written at the next checkpoint, with its first sighting.
-	read("again", 300*time.Second, again)
+	// Used again (another secret): written at the next checkpoint with
+	// its first sighting, and so is what its first event created (the
+	// pair with its first secret), although the allowance goes to older
+	// held entries.
+	e.Process(vev("again", 300*time.Second, again, "10.1.2.3", "read", "secret/data/other"))
 	checkpoint()
 	if !stored(again) {
 		t.Fatalf("%s not stored after its second event", again)
@@ -257,6 +262,16 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 	n, found := reopened.principals.get(k, false)
 	if !found || time.Unix(0, n.v.First).UTC() != t0.Add(200*time.Second+5999*time.Millisecond) {
 		t.Fatalf("%s after restart: found %v, first seen %v", again, found, n)
+	}
+	// After its learning period, the restarted engine knows the pair of
+	// its first event (no finding) and reports a secret it never read.
+	late := 200*time.Second + 8*24*time.Hour
+	if fs := reopened.Process(vev("r1", late, again, "10.1.2.3", "read", "secret/data/"+again)); len(fs) != 0 {
+		t.Errorf("after a restart, the pair of %s's first event was forgotten: %v", again, fs)
+	}
+	fs := reopened.Process(vev("r2", late+time.Second, again, "10.1.2.3", "read", "secret/data/never-read"))
+	if len(fs) != 1 || fs[0].Detector != schema.DetectorFirstTimeAccess {
+		t.Errorf("a new secret after the learning period: %v, want one first_time_access finding", fs)
 	}
 	// The flood over, later checkpoints write what is still held.
 	for i := 0; i < floods/unprovenWrites+1; i++ {

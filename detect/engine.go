@@ -502,10 +502,17 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema
 	// Entries the detectors create for a principal known before this
 	// event, or from the history before learn_until (the baseline asked
 	// for), are admitted to the store even under a flood (table.go).
-	e.m.mem.known = c.history
+	e.m.mem.known, e.m.mem.owner = c.history, 0
 	if identity(ev) {
-		n, found := e.principals.get(e.h.sum("p", ev.Principal), true)
+		pk := e.h.sum("p", ev.Principal)
+		n, found := e.principals.get(pk, true)
 		e.m.mem.known = found || c.history
+		if !e.m.mem.known {
+			e.m.mem.owner = ownerOf(pk)
+		} else if e.principals.proved {
+			// Its second event: what its first created is admitted too.
+			e.m.mem.promote(ownerOf(pk))
+		}
 		t := ev.Time.UnixNano()
 		if n.v.First == 0 || t < n.v.First {
 			if n.v.First != 0 {
@@ -526,7 +533,7 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema
 	for _, d := range e.dets {
 		out = d.process(ev, c, out)
 	}
-	e.m.mem.known = false
+	e.m.mem.known, e.m.mem.owner = false, 0
 	for i := start; i < len(out); i++ {
 		e.stats.Findings[out[i].Detector]++
 		e.m.finding(out[i].Detector)
@@ -639,6 +646,8 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 			}
 		}
 	}
+	// Entries of principals that came back are proven now (flush).
+	clear(e.m.mem.promoted)
 	if len(e.pending) == 0 {
 		for _, sg := range e.legacySegs {
 			b.Delete(spaceEngine, sg.key())
