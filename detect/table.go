@@ -652,6 +652,8 @@ func (t *table[V]) flush(b *state.Batch) error {
 		return nil
 	}
 	listed := 0 // unproven entries written (and so left listed)
+	// The list keeps only what is written (committed looks those up).
+	written := t.dirty[:0]
 	for _, k := range t.dirty {
 		n := t.m[k]
 		if n == nil || !n.dirty || !n.listed {
@@ -675,7 +677,9 @@ func (t *table[V]) flush(b *state.Batch) error {
 		if err := put(k, n); err != nil {
 			return err
 		}
+		written = append(written, k)
 	}
+	t.dirty = written
 	// Held entries whose principal came back, and, the flood over (or
 	// never begun), the oldest others: written now. Unproven entries are
 	// all in the probationary segment.
