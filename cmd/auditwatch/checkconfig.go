@@ -10,6 +10,7 @@ import (
 
 	"auditwatch/identity"
 	"auditwatch/internal/configcheck"
+	"auditwatch/internal/redact"
 	"auditwatch/internal/secret"
 	"auditwatch/watch"
 )
@@ -49,6 +50,11 @@ func checkConfigMain(_ context.Context, args []string, _ io.Reader, stdout, stde
 		fmt.Fprintf(stderr, "auditwatch check-config: %v\n", err)
 		return 2
 	}
+	// A problem may quote a value written in the file, such as a URL
+	// with credentials in it: stdout passes the redaction layer too.
+	rw := redact.NewWriter(stdout)
+	defer rw.Flush()
+	stdout = rw
 	probs, err := configcheck.File(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch check-config: %v\n", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,5 +72,46 @@ canary:
 	}
 	if strings.Contains(s+errOut.String(), "hb-checkconfig-secret") {
 		t.Errorf("output holds the heartbeat URL:\n%s", s)
+	}
+}
+
+// A credential written in the file by mistake, or a URL carrying one, is
+// reported with its line and never echoed, not even its first characters.
+func TestCheckConfigNeverQuotesInlineSecrets(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct{ cfg, want string }{
+		{`alerts:
+  outputs:
+    - name: s
+      type: slack
+      slack:
+        mode: bot
+        token: xoxb-INLINE-1111111111
+        channel: "#a"
+`, ":7: alerts.outputs[0].slack.token: cannot unmarshal !!str into a secret"},
+		{`alerts:
+  outputs:
+    - name: w
+      type: webhook
+      webhook:
+        url: "ftp://user:URLPASSWORD@example.com/hook?token=URLQUERYTOKEN"
+`, ":6: alerts.outputs[0].webhook.url: must be an http(s) URL"},
+	}
+	for i, tt := range tests {
+		path := filepath.Join(dir, fmt.Sprintf("inline%d.yaml", i))
+		os.WriteFile(path, []byte(tt.cfg), 0o600)
+		var out, errOut bytes.Buffer
+		if code := checkConfig(context.Background(), []string{path}, nil, &out, &errOut); code != 1 {
+			t.Fatalf("exit %d, want 1: %s%s", code, out.String(), errOut.String())
+		}
+		s := out.String() + errOut.String()
+		if !strings.Contains(s, path+tt.want) {
+			t.Errorf("output lacks %q:\n%s", path+tt.want, s)
+		}
+		for _, v := range []string{"xoxb", "INLINE", "URLPASSWORD", "URLQUERYTOKEN"} {
+			if strings.Contains(s, v) {
+				t.Errorf("output holds %q:\n%s", v, s)
+			}
+		}
 	}
 }

@@ -336,12 +336,16 @@ type appender struct {
 	mu       sync.Mutex
 	appended map[string]time.Time // request id -> write time of its last line
 	lines    int
+	// first and last are when the first and the last chunk were written.
+	first, last time.Time
 }
 
 func newAppender() *appender { return &appender{appended: map[string]time.Time{}} }
 
-// run appends lines at rate lines/s in 10 ms steps until done or stop is
-// closed; it returns the number of lines written.
+// run appends lines at rate lines/s until done or stop is closed; it
+// returns the number of lines written. Lines go out in timed chunks (every
+// 20 ms, all lines due by then, so a late wake-up catches up in one
+// write); each line's write time is its chunk's.
 func (a *appender) run(t testing.TB, path string, lines [][]byte, rate int, stop <-chan struct{}) int {
 	out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -356,8 +360,11 @@ func (a *appender) run(t testing.TB, path string, lines [][]byte, rate int, stop
 			ids[i] = v.Request.ID
 		}
 	}
-	const step = 10 * time.Millisecond
+	const step = 20 * time.Millisecond
 	begin := time.Now()
+	a.mu.Lock()
+	a.first = begin
+	a.mu.Unlock()
 	var buf []byte
 	for i := 0; i < len(lines); {
 		select {
@@ -387,10 +394,23 @@ func (a *appender) run(t testing.TB, path string, lines [][]byte, rate int, stop
 			}
 		}
 		a.lines += due - i
+		a.last = now
 		a.mu.Unlock()
 		i = due
 	}
 	return len(lines)
+}
+
+// rate is the lines per second written between the start of run and its
+// last chunk.
+func (a *appender) rate() float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d := a.last.Sub(a.first).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(a.lines) / d
 }
 
 // appendedAt is when the latest of a finding's evidence events was
