@@ -433,13 +433,18 @@ func foldsCase(re *syntax.Regexp) bool {
 	return false
 }
 
-// reMatch runs expression i of fm on s, after checking its literals.
-func (fm *fieldMatcher) reMatch(i int, s string) bool {
+// reMatch runs expression i of fm on s, after checking its literals on
+// the value (ls: s lowercased when s is ASCII, else "").
+func (fm *fieldMatcher) reMatch(i int, s, ls string) bool {
 	if lits := fm.reLits[i]; lits != nil && (!fm.reFold[i] || isASCII(s)) {
 		found := false
 		for _, l := range lits {
-			if indexFold(s, l) >= 0 {
-				found = true
+			if ls != "" || s == "" {
+				found = strings.Contains(ls, l)
+			} else {
+				found = indexFold(s, l) >= 0
+			}
+			if found {
 				break
 			}
 		}

@@ -755,6 +755,14 @@ func skipValue(b []byte, i int) int {
 	return i
 }
 
+// lowerIfASCII is lower for an ASCII s, "" for any other.
+func (r *Record) lowerIfASCII(s string) string {
+	if !isASCII(s) {
+		return ""
+	}
+	return r.lower(s)
+}
+
 // lower returns the ASCII s lowercased: s itself when it has no upper-case
 // letter, else a copy in scratch memory valid until the next call.
 func (r *Record) lower(s string) string {
