@@ -181,3 +181,65 @@ func TestContainsLit(t *testing.T) {
 		}
 	}
 }
+
+// TestAnchorPlan: literals searched in groups sharing an anchor byte
+// (one pass per group) are found exactly when some literal is in the
+// folded text, over literals sharing bytes or not, planted in random case
+// at every position, and across rules sharing literals within a record.
+func TestAnchorPlan(t *testing.T) {
+	lits := []string{"cloudfox", "pacu_session", "stratus-red-team", "uu", "xux", "q", "zz-top", "red"}
+	s := &Set{lits: lits}
+	for _, l := range lits {
+		s.flits = append(s.flits, foldString(l))
+	}
+	rules := [][]int{{0, 1, 2}, {3, 4}, {5}, {6, 7, 2}, {0, 1, 2, 3, 4, 5, 6, 7}}
+	s.pre = rules
+	for _, pre := range rules {
+		s.plan = append(s.plan, planAnchors(pre, s.flits))
+	}
+	if g := s.plan[0]; len(g) != 1 || g[0].c != 'u' {
+		t.Errorf("cloudfox, pacu_session, stratus-red-team: plan %+v, want one pass for 'u'", g)
+	}
+	if g := s.plan[2]; len(g) != 1 || g[0].c != 'q' {
+		t.Errorf("q: plan %+v", g)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	found, missed := 0, 0
+	var p Parser
+	for n := 0; n < 5000; n++ {
+		b := []byte(strings.Repeat("u-eDx_", rng.IntN(10)))
+		for k := rng.IntN(3); k > 0; k-- {
+			l := []byte(lits[rng.IntN(len(lits))])
+			for i := range l {
+				if rng.IntN(2) == 0 && 'a' <= l[i] && l[i] <= 'z' {
+					l[i] -= 'a' - 'A'
+				}
+			}
+			if rng.IntN(3) == 0 {
+				l = l[1:] // almost
+			}
+			pos := rng.IntN(len(b) + 1)
+			b = append(b[:pos], append(l, b[pos:]...)...)
+		}
+		p.low, _ = foldAll(p.low, b)
+		p.found = make([]uint8, len(lits))
+		// the rules in random order share the per-record table
+		for _, i := range rng.Perm(len(rules)) {
+			want := false
+			for _, k := range rules[i] {
+				want = want || strings.Contains(strings.ToLower(string(b)), lits[k])
+			}
+			if got := s.holdsOne(&p, i, ""); got != want {
+				t.Fatalf("%q rule %d %v: %v, want %v", b, i, rules[i], got, want)
+			}
+			if want {
+				found++
+			} else {
+				missed++
+			}
+		}
+	}
+	if found < 1000 || missed < 1000 {
+		t.Errorf("found %d, missed %d: the texts exercise too little", found, missed)
+	}
+}

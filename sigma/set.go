@@ -38,8 +38,10 @@ type Set struct {
 	// a matching record's text holds (nil: none known, or not checked)
 	pre  [][]int
 	lits []string
-	// flits: the literals folded (foldString), as searched
+	// flits: the literals folded (foldString), as searched; plan: per
+	// single rule, its literals grouped by the byte searched for
 	flits []string
+	plan  [][]anchorGroup
 	// need2: per single rule, the values of a second field of its source
 	// (sub2) one of which its condition needs (nil: none); checked from
 	// the normalized event, for rules the index does not place
@@ -452,6 +454,12 @@ func (s *Set) buildIndex() {
 			s.pre[i] = append(s.pre[i], k)
 		}
 	}
+	s.plan = make([][]anchorGroup, len(s.single))
+	for i, pre := range s.pre {
+		if pre != nil {
+			s.plan[i] = planAnchors(pre, s.flits)
+		}
+	}
 }
 
 // leading: per source, the top-level members records begin with (as
@@ -814,7 +822,7 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 				folded = true
 			}
 			if plain {
-				if !s.holdsOne(p, pre, key) {
+				if !s.holdsOne(p, i, key) {
 					p.preStat[i].checks++
 					continue
 				}
@@ -866,25 +874,110 @@ func (p *Parser) usePre(i int) bool {
 }
 
 // holdsOne reports whether the record text (ASCII, folded in p.low) may
-// hold one of the literals in any letter case, each searched at most once
-// per record (p.found: 0 not yet, 1 found, 2 absent).
-func (s *Set) holdsOne(p *Parser, pre []int, key string) bool {
+// hold one of rule i's literals in any letter case. Each literal is
+// searched at most once per record (p.found: 0 not yet, 1 found, 2
+// absent), the literals sharing an anchor byte in one pass (planAnchors).
+func (s *Set) holdsOne(p *Parser, i int, key string) bool {
+	pre := s.pre[i]
 	for _, k := range pre {
-		switch p.found[k] {
-		case 1:
+		switch {
+		case p.found[k] == 1:
 			return true
-		case 2:
-			continue
-		}
-		lit := s.lits[k]
-		// the index key is the record's own value
-		if lit == key || containsLit(b2s(p.low), s.flits[k]) {
+		case p.found[k] == 0 && s.lits[k] == key:
+			// the index key is the record's own value
 			p.found[k] = 1
 			return true
 		}
-		p.found[k] = 2
+	}
+	text := b2s(p.low)
+	for _, g := range s.plan[i] {
+		open := false
+		for _, k := range g.lits {
+			open = open || p.found[k] == 0
+		}
+		if !open {
+			continue
+		}
+		for off := 0; off < len(text); {
+			j := strings.IndexByte(text[off:], g.c)
+			if j < 0 {
+				break
+			}
+			at := off + j
+			for n, k := range g.lits {
+				lit := s.flits[k]
+				pos := at - g.offs[n]
+				if p.found[k] == 0 && pos >= 0 && pos+len(lit) <= len(text) && text[pos:pos+len(lit)] == lit {
+					p.found[k] = 1
+					return true
+				}
+			}
+			off = at + 1
+		}
+		for _, k := range g.lits {
+			if p.found[k] == 0 {
+				p.found[k] = 2
+			}
+		}
 	}
 	return false
+}
+
+// anchorGroup is literals of a prefilter searched in one pass over the
+// text: at each occurrence of c, each literal is compared where its own
+// first c would be (offs).
+type anchorGroup struct {
+	c    byte
+	lits []int // positions in Set.lits
+	offs []int
+}
+
+// Anchor cost model: a pass over a record's text costs about what sixty
+// anchor occurrences cost (one vectorized search each, and the compares),
+// and a record is about 1,400 bytes (byteRarity counts per 10,000).
+const (
+	passCost  = 60
+	recordLen = 1400
+)
+
+// planAnchors groups literals (folded, flits) by anchor byte, greedily:
+// the byte saving most (passes it spares, less its occurrences in a
+// record) covers the literals holding it, until every literal is covered.
+// One literal alone gets its rarest byte.
+func planAnchors(pre []int, flits []string) []anchorGroup {
+	var plan []anchorGroup
+	left := append([]int(nil), pre...)
+	for len(left) > 0 {
+		best, bestScore := -1, 0
+		for c := 0; c < 256; c++ {
+			n := 0
+			for _, k := range left {
+				if strings.IndexByte(flits[k], byte(c)) >= 0 {
+					n++
+				}
+			}
+			if n == 0 {
+				continue
+			}
+			score := n*passCost*10000 - int(byteRarity[c])*recordLen
+			if best < 0 || score > bestScore {
+				best, bestScore = c, score
+			}
+		}
+		g := anchorGroup{c: byte(best)}
+		rest := left[:0]
+		for _, k := range left {
+			if o := strings.IndexByte(flits[k], byte(best)); o >= 0 {
+				g.lits = append(g.lits, k)
+				g.offs = append(g.offs, o)
+			} else {
+				rest = append(rest, k)
+			}
+		}
+		left = rest
+		plan = append(plan, g)
+	}
+	return plan
 }
 
 var errMalformed = errors.New("sigma: record: malformed JSON")
