@@ -338,10 +338,10 @@ func firstSegment(path string, buf []byte) (string, []byte) {
 
 // byteRarity: how often each byte occurs in audit records, per 10,000
 // bytes of compact JSON, measured over the public CloudTrail and Vault
-// corpus (../shared/testdata) folded as foldAll folds (so the letters are
-// counted in both cases; '_' folds to DEL). A literal is searched for by
-// its rarest byte. Bytes not listed occur less than once in 2,000;
-// upper-case letters (as in keys searched in the raw text) count as rare.
+// corpus (../shared/testdata) with the letters counted in both cases. A
+// literal is searched for by its rarest byte (a letter in both cases).
+// Bytes not listed occur less than once in 2,000; upper-case letters (as
+// in keys searched in the raw text) count as rare.
 var byteRarity = func() (r [256]uint16) {
 	for _, e := range []struct {
 		c byte
@@ -378,7 +378,6 @@ var byteRarity = func() (r [256]uint16) {
 		{'5', 127},
 		{'9', 122},
 		{'.', 119},
-		{0x7f, 110},
 		{'v', 103},
 		{'h', 88},
 		{'y', 83},
@@ -428,41 +427,21 @@ func containsLit(text, lit string) bool {
 	return false
 }
 
-// Folding for the text search: setting bit 0x20 of every byte maps each
-// ASCII upper-case letter to its lower case (and some other bytes onto
-// others: '@' to '`', '[' to '{', '_' to DEL, control bytes to
-// punctuation). A text holding a lowercase literal in any letter case
-// holds the folded literal after folding: the search is over a superset,
-// sound for a prefilter, and folding is one OR per eight bytes.
-const foldBits = 0x2020202020202020
-
-// foldAll folds b into dst (reused) and reports whether b is all ASCII.
-func foldAll(dst, b []byte) ([]byte, bool) {
-	if cap(dst) < len(b) {
-		dst = make([]byte, len(b), len(b)+len(b)/2)
-	}
-	dst = dst[:len(b)]
+// asciiText reports whether b is all ASCII, reading eight bytes at a time.
+func asciiText(b []byte) bool {
 	var high uint64
 	i := 0
+	for ; i+32 <= len(b); i += 32 {
+		high |= binary.LittleEndian.Uint64(b[i:]) | binary.LittleEndian.Uint64(b[i+8:]) |
+			binary.LittleEndian.Uint64(b[i+16:]) | binary.LittleEndian.Uint64(b[i+24:])
+	}
 	for ; i+8 <= len(b); i += 8 {
-		w := binary.LittleEndian.Uint64(b[i:])
-		high |= w
-		binary.LittleEndian.PutUint64(dst[i:], w|foldBits)
+		high |= binary.LittleEndian.Uint64(b[i:])
 	}
 	for ; i < len(b); i++ {
 		high |= uint64(b[i])
-		dst[i] = b[i] | 0x20
 	}
-	return dst, high&0x8080808080808080 == 0
-}
-
-// foldString folds a literal as foldAll folds the text.
-func foldString(s string) string {
-	b := []byte(s)
-	for i := range b {
-		b[i] |= 0x20
-	}
-	return string(b)
+	return high&0x8080808080808080 == 0
 }
 
 // foldsCase reports whether an expression matches some part case-
