@@ -55,7 +55,7 @@ type Parser struct {
 	// scratch of MatchEvent
 	cands []int
 	hits  []Hit
-	ascii uint8 // the record's text: 0 not checked, 1 all ASCII, 2 not
+	ascii uint8   // the record's text: 0 not checked, 1 all ASCII, 2 not
 	found []uint8 // per literal of the set: 0 not searched, 1 found, 2 absent
 	// per single rule of the set last used: prefilter statistics
 	preStat []preStat
