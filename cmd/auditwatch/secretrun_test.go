@@ -115,22 +115,14 @@ func (s *secretRun) Start(args ...string) *process {
 // its end; Grep reads what it printed.
 func (s *secretRun) Run(args ...string) (code int, stdout, stderr string) {
 	s.t.Helper()
-	cmd := s.Command(args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatalf("%s: %v", args[0], err)
-	}
+	code, stdout, stderr = runToEnd(s.t, s.Command(args...))
 	s.mu.Lock()
 	if s.ran == nil {
 		s.ran = map[string]string{}
 	}
-	s.ran[fmt.Sprintf("output of command %d (%s)", len(s.ran)+1, args[0])] = out.String() + errb.String()
+	s.ran[fmt.Sprintf("output of command %d (%s)", len(s.ran)+1, args[0])] = stdout + stderr
 	s.mu.Unlock()
-	return code, out.String(), errb.String()
+	return code, stdout, stderr
 }
 
 // Command is the built binary with args and the secrets' environment
