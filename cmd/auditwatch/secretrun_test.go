@@ -96,6 +96,16 @@ func (s *secretRun) SecretEnv(name, value string) {
 	s.Secret(value)
 }
 
+// SetenvInProcess sets the secrets' environment in the test itself, for
+// commands it runs in process (stages on goroutines); such a test cannot
+// run in parallel.
+func (s *secretRun) SetenvInProcess() {
+	for _, kv := range s.env {
+		k, v, _ := strings.Cut(kv, "=")
+		s.t.Setenv(k, v)
+	}
+}
+
 // Env is the environment of a process the run starts: the test's own
 // plus the secrets.
 func (s *secretRun) Env() []string { return append(os.Environ(), s.env...) }
