@@ -116,13 +116,9 @@ type process struct {
 	done   chan error
 }
 
-func startAuditwatch(t *testing.T, args ...string) *process {
-	t.Helper()
-	return startAuditwatchEnv(t, nil, args...)
-}
-
-// startAuditwatchEnv is startAuditwatch with the process's environment
-// (nil: the test's).
+// startAuditwatchEnv starts the built binary with args and the process's
+// environment (nil: the test's). Tests start it through secretRun.Start,
+// which passes the run's secrets and greps what the process logs.
 func startAuditwatchEnv(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(auditwatchBinary(t), args...), stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan error, 1)}
