@@ -431,13 +431,28 @@ func TestOutboxWriteFailureWaitsAndResumes(t *testing.T) {
 	cfg.DefaultOutputs = []string{"a"}
 	var mu sync.Mutex
 	full := true
+	failed := make(chan struct{}, 1) // a write failed on the full disk
 	hook := func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if full {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
 			return syscall.ENOSPC
 		}
 		return nil
+	}
+	// attempted waits until a write has failed on the full disk since
+	// the last call (a guard of 10 s, not a timing assertion).
+	attempted := func() {
+		t.Helper()
+		select {
+		case <-failed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no outbox write attempted on the full disk")
+		}
 	}
 	var logs strings.Builder
 	var lmu sync.Mutex
@@ -450,9 +465,15 @@ func TestOutboxWriteFailureWaitsAndResumes(t *testing.T) {
 	}
 	defer r.Close()
 	f := finding("full-1", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	// the caller's context ends once a write has failed and is retried
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := r.WriteFindings(ctx, []schema.Finding{f}); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+	go func() {
+		attempted()
+		attempted()
+		cancel()
+	}()
+	if err := r.WriteFindings(ctx, []schema.Finding{f}); err == nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("WriteFindings on a full disk = %v, want an error once the context ends", err)
 	}
 	if testutil.ToFloat64(r.m.outboxFull) != 1 {
@@ -465,8 +486,12 @@ func TestOutboxWriteFailureWaitsAndResumes(t *testing.T) {
 		t.Errorf("want one log line naming the path and the free space, got:\n%s", l)
 	}
 	done := make(chan error, 1)
+	select { // a failure signalled after the cancel
+	case <-failed:
+	default:
+	}
 	go func() { done <- r.WriteFindings(context.Background(), []schema.Finding{f}) }()
-	time.Sleep(300 * time.Millisecond)
+	attempted() // this call is waiting on the full disk too
 	mu.Lock()
 	full = false
 	mu.Unlock()
@@ -988,10 +1013,14 @@ func TestNewIncidentGoesAheadOfUpdates(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DefaultOutputs = []string{"a"}
 	hold := make(chan struct{})
+	inFlight := make(chan struct{})
 	var once sync.Once
 	a := &recorder{fail: func(al notify.Alert) error {
 		if al.Finding.ID == "a-0" {
-			once.Do(func() { <-hold })
+			once.Do(func() {
+				close(inFlight)
+				<-hold
+			})
 		}
 		return nil
 	}}
@@ -1006,7 +1035,11 @@ func TestNewIncidentGoesAheadOfUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	// a-0 is in flight (held); A's updates and then B's first alert queue.
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-inFlight:
+	case <-time.After(10 * time.Second): // a guard only
+		t.Fatal("a-0 never reached the output")
+	}
 	var later []schema.Finding
 	for i := 1; i <= 4; i++ {
 		later = append(later, inc(fmt.Sprintf("a-%d", i), "A", i))

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"auditwatch/schema"
 )
 
 // A flood of distinct hostile keys stays within the byte budget, churns
@@ -162,5 +164,126 @@ func TestLongLivedFindingsUnderFlood(t *testing.T) {
 	}
 	if d := diffFindings(base.ids, got.ids); d != "" {
 		t.Error(d)
+	}
+}
+
+// A checkpoint writes the entries of a few new principals in full (normal
+// traffic: they survive a restart), but of a flood of unknown one-off
+// principals only unprovenWrites per table: the rest stay in memory,
+// written once used again or, after the flood, by later checkpoints. A
+// crash before that loses them: the held principal's next event is its
+// first.
+func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	cfg := testConfig(time.Time{})
+	e := newEngine(t, cfg, st, nil)
+	stored := func(name string) bool {
+		t.Helper()
+		k := e.h.sum("p", name)
+		v, err := st.Get(spacePrincipals, k[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v != nil
+	}
+	count := func() int {
+		t.Helper()
+		n, err := st.Count(spacePrincipals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	checkpoint := func() {
+		t.Helper()
+		if err := e.Checkpoint(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(id string, at time.Duration, who string) {
+		e.Process(vev(id, at, who, "10.1.2.3", "read", "secret/data/"+who))
+	}
+	// Normal traffic: 100 new principals, one event each.
+	for i := 0; i < 100; i++ {
+		read(fmt.Sprint("n", i), time.Duration(i)*time.Second, fmt.Sprint("new-", i))
+	}
+	checkpoint()
+	if n := count(); n != 100 {
+		t.Fatalf("%d principals stored after normal traffic, want all 100", n)
+	}
+	// A flood: 6,000 unknown principals within one checkpoint interval.
+	const floods = 6_000
+	for j := 0; j < floods; j++ {
+		read(fmt.Sprint("f", j), 200*time.Second+time.Duration(j)*time.Millisecond, fmt.Sprint("flood-", j))
+	}
+	if e.NeedCheckpoint() {
+		t.Error("held-back one-off entries made the engine ask for a checkpoint")
+	}
+	checkpoint()
+	if n := count(); n != 100+unprovenWrites {
+		t.Fatalf("%d principals stored after the flood's checkpoint, want %d + %d", n, 100, unprovenWrites)
+	}
+	heldIn := func(space string) int {
+		for _, ts := range e.Stats().Tables {
+			if ts.Space == space {
+				return ts.Held
+			}
+		}
+		t.Fatalf("no table %s", space)
+		return 0
+	}
+	if h := heldIn(spacePrincipals); h != floods-unprovenWrites {
+		t.Errorf("principals held %d, want %d", h, floods-unprovenWrites)
+	}
+	if s, g := e.Stats().Held, testutil.ToFloat64(e.m.held); s < floods-unprovenWrites || float64(s) != g {
+		t.Errorf("held entries: stats %d, gauge %v", s, g)
+	}
+	const again = "flood-5999"
+	if stored(again) {
+		t.Fatalf("%s stored before it was used again", again)
+	}
+	// Crash now: a new engine over the same store has no trace of it.
+	crashed := newEngine(t, cfg, st, nil)
+	k := e.h.sum("p", again)
+	if n, found := crashed.principals.get(k, false); found || n != nil {
+		t.Fatalf("%s restored after a crash although it was held back", again)
+	}
+	// Used again (another secret): written at the next checkpoint with
+	// its first sighting, and so is what its first event created (the
+	// pair with its first secret), although the allowance goes to older
+	// held entries.
+	e.Process(vev("again", 300*time.Second, again, "10.1.2.3", "read", "secret/data/other"))
+	checkpoint()
+	if !stored(again) {
+		t.Fatalf("%s not stored after its second event", again)
+	}
+	reopened := newEngine(t, cfg, st, nil)
+	n, found := reopened.principals.get(k, false)
+	if !found || time.Unix(0, n.v.First).UTC() != t0.Add(200*time.Second+5999*time.Millisecond) {
+		t.Fatalf("%s after restart: found %v, first seen %v", again, found, n)
+	}
+	// After its learning period, the restarted engine knows the pair of
+	// its first event (no finding) and reports a secret it never read.
+	late := 200*time.Second + 8*24*time.Hour
+	if fs := reopened.Process(vev("r1", late, again, "10.1.2.3", "read", "secret/data/"+again)); len(fs) != 0 {
+		t.Errorf("after a restart, the pair of %s's first event was forgotten: %v", again, fs)
+	}
+	fs := reopened.Process(vev("r2", late+time.Second, again, "10.1.2.3", "read", "secret/data/never-read"))
+	if len(fs) != 1 || fs[0].Detector != schema.DetectorFirstTimeAccess {
+		t.Errorf("a new secret after the learning period: %v, want one first_time_access finding", fs)
+	}
+	// The flood over, later checkpoints write what is still held.
+	for i := 0; i < floods/unprovenWrites+1; i++ {
+		checkpoint()
+	}
+	if n := count(); n != 100+floods {
+		t.Fatalf("%d principals stored once the flood passed, want %d", n, 100+floods)
+	}
+	if s, g := e.Stats().Held, testutil.ToFloat64(e.m.held); s != 0 || g != 0 {
+		t.Errorf("held entries once the flood passed: stats %d, gauge %v", s, g)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -122,12 +122,16 @@ type Stats struct {
 	// OneOffDropped: unsaved entries of keys used only once, dropped when
 	// evicted under memory pressure instead of written (see table).
 	OneOffDropped uint64
-	Findings      map[string]uint64
-	Suppressed    uint64 // privileged use inside a maintenance window
-	Evictions     uint64 // sum over Tables
-	SpillDropped  uint64 // sum over Tables
-	Expired       uint64 // sum over Tables
-	Tables        []TableStats
+	// Held: unsaved entries of keys used once that checkpoints have not
+	// written yet (a flood's; see table.flush). A crash loses them: the
+	// key's next event is taken for its first.
+	Held         int
+	Findings     map[string]uint64
+	Suppressed   uint64 // privileged use inside a maintenance window
+	Evictions    uint64 // sum over Tables
+	SpillDropped uint64 // sum over Tables
+	Expired      uint64 // sum over Tables
+	Tables       []TableStats
 }
 
 // TableStats describes one bounded working set.
@@ -144,6 +148,9 @@ type TableStats struct {
 	// OneOffDropped counts unsaved entries of keys used once, dropped when
 	// evicted under memory pressure.
 	OneOffDropped uint64
+	// Held counts unsaved entries of keys used once that checkpoints have
+	// not written yet.
+	Held int
 }
 
 // clock is the saved event-time state. The fields after Sources are
@@ -512,12 +519,20 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema
 	e.ctx = evalCtx{e: e, late: late, skew: skew}
 	c := &e.ctx
 	c.history = !e.cfg.LearnUntil.IsZero() && ev.Time.Before(e.cfg.LearnUntil)
-	e.m.mem.known = false
+	// Entries the detectors create for a principal known before this
+	// event, or from the history before learn_until (the baseline asked
+	// for), are admitted to the store even under a flood (table.go).
+	e.m.mem.known, e.m.mem.owner = c.history, 0
 	if identity(ev) {
-		n, found := e.principals.get(e.h.sum("p", ev.Principal), true)
-		// Entries the detectors create for a principal known before this
-		// event are admitted to the store even under a flood (table.go).
-		e.m.mem.known = found
+		pk := e.h.sum("p", ev.Principal)
+		n, found := e.principals.get(pk, true)
+		e.m.mem.known = found || c.history
+		if !e.m.mem.known {
+			e.m.mem.owner = ownerOf(pk)
+		} else if e.principals.proved {
+			// Its second event: what its first created is admitted too.
+			e.m.mem.promote(ownerOf(pk))
+		}
 		t := ev.Time.UnixNano()
 		if n.v.First == 0 || t < n.v.First {
 			if n.v.First != 0 {
@@ -538,7 +553,7 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema
 	for _, d := range e.dets {
 		out = d.process(ev, c, out)
 	}
-	e.m.mem.known = false
+	e.m.mem.known, e.m.mem.owner = false, 0
 	for i := start; i < len(out); i++ {
 		e.stats.Findings[out[i].Detector]++
 		e.m.finding(out[i].Detector)
@@ -651,6 +666,8 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 			}
 		}
 	}
+	// Entries of principals that came back are proven now (flush).
+	clear(e.m.mem.promoted)
 	if len(e.pending) == 0 {
 		for _, sg := range e.legacySegs {
 			b.Delete(spaceEngine, sg.key())
@@ -704,7 +721,9 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		e.m.checkpointErrors.Inc()
 		return fmt.Errorf("detect: checkpoint: %w", err)
 	}
+	held := 0
 	for _, t := range tabs {
+		held += t.heldCount()
 		before := t.expiredCount()
 		t.committed()
 		if n := t.expiredCount() - before; n > 0 {
@@ -716,6 +735,7 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 	}
 	e.saveHKey = false
 	e.m.stateBytes.Set(float64(e.m.mem.used))
+	e.m.held.Set(float64(held))
 	if n := e.m.mem.learningEvictions - e.loggedLearnEvicts; n > 0 {
 		e.m.learningEvictions.Add(float64(n))
 		e.loggedLearnEvicts = e.m.mem.learningEvictions
@@ -812,7 +832,8 @@ func (e *Engine) Stats() Stats {
 	for _, t := range e.allTables() {
 		size, ev, sd, le, sp := t.stats()
 		ex := t.expiredCount()
-		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp, Expired: ex, OneOffDropped: t.oneOffs()})
+		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp, Expired: ex, OneOffDropped: t.oneOffs(), Held: t.heldCount()})
+		s.Held += t.heldCount()
 		s.Evictions += ev
 		s.SpillDropped += sd
 		s.Expired += ex

@@ -134,6 +134,10 @@ type node[V any] struct {
 	// store): admitted to durable state even under memory pressure.
 	proven bool
 	listed bool // in the table's dirty list
+	// owner: the principal the entry was created for while unknown
+	// (ownerOf its principals key; 0 for none or a known one). Its
+	// second event proves the entry too (memBudget.promoted).
+	owner uint64
 }
 
 // memBudget is the byte budget of an engine's tables: entries in memory
@@ -162,6 +166,39 @@ type memBudget struct {
 	// part of an established baseline, and dropping it under a flood
 	// would change its findings (a pair reported again, a group split).
 	known bool
+	// owner: ownerOf the unknown principal of the event being evaluated
+	// (0 when known or none): entries created now carry it.
+	owner uint64
+	// promoted: owners seen again since the last checkpoint (at most
+	// maxPromoted): their held entries are written at the next one.
+	promoted map[uint64]struct{}
+}
+
+// maxPromoted bounds memBudget.promoted; beyond it a principal's second
+// event still admits what it touches, but entries of its first event
+// wait for the flush allowance like any unproven entry.
+const maxPromoted = 1 << 16
+
+// ownerOf names a principal's entries by its principals-table key.
+func ownerOf(k key) uint64 { return binary.LittleEndian.Uint64(k[:8]) | 1 }
+
+// promote records that the unknown principal owner came back.
+func (m *memBudget) promote(owner uint64) {
+	if m.promoted == nil {
+		m.promoted = make(map[uint64]struct{})
+	}
+	if len(m.promoted) < maxPromoted {
+		m.promoted[owner] = struct{}{}
+	}
+}
+
+// ownerBack reports whether n's owner came back since the last checkpoint.
+func (m *memBudget) ownerBack(owner uint64) bool {
+	if owner == 0 || len(m.promoted) == 0 {
+		return false
+	}
+	_, ok := m.promoted[owner]
+	return ok
 }
 
 // table is a bounded in-memory working set over one space of the durable
@@ -203,10 +240,12 @@ type table[V any] struct {
 	// the engine's budget (setLimit).
 	bytes, limit int64
 
-	m              map[key]*node[V]
-	prob, protect  list[V] // probationary and protected segments
-	free           *node[V]
-	last           *node[V] // returned by the last get: its size is re-measured
+	m             map[key]*node[V]
+	prob, protect list[V] // probationary and protected segments
+	free          *node[V]
+	last          *node[V] // returned by the last get: its size is re-measured
+	// proved: the last get found an unproven entry in memory (now proven).
+	proved         bool
 	dirty          []key
 	spill          map[key][]byte
 	spillOrder     []key
@@ -227,6 +266,12 @@ type table[V any] struct {
 	lastActive func(v *V) int64
 	retain     time.Duration
 	cursor     []byte
+
+	// held counts unproven dirty entries a flush did not write (see
+	// flush): off the dirty list, in the probationary segment.
+	held int
+	// unprovenListed counts unproven entries in the dirty list.
+	unprovenListed int
 
 	oneOffDropped      uint64
 	rebuildAfterCommit bool
@@ -415,7 +460,9 @@ func (t *table[V]) remeasure() {
 // The returned node is valid until the next get on this table.
 func (t *table[V]) get(k key, create bool) (n *node[V], found bool) {
 	t.remeasure()
+	t.proved = false
 	if n = t.m[k]; n != nil {
+		t.proved = !n.proven
 		t.use(n)
 		t.last = n
 		return n, true
@@ -469,6 +516,13 @@ func (t *table[V]) use(n *node[V]) {
 		return
 	}
 	t.prob.unlink(n)
+	if n.dirty && !n.proven {
+		if n.listed {
+			t.unprovenListed--
+		} else {
+			t.held--
+		}
+	}
 	n.prot, n.proven = true, true
 	t.protect.pushFront(n)
 	t.balance()
@@ -494,6 +548,9 @@ func (t *table[V]) touch(n *node[V]) {
 	if !n.listed {
 		n.listed = true
 		t.dirty = append(t.dirty, n.k)
+		if !n.proven {
+			t.unprovenListed++
+		}
 	}
 }
 
@@ -512,6 +569,10 @@ func (t *table[V]) insert(k key) *node[V] {
 	}
 	n.k = k
 	n.proven = t.mem.known
+	n.owner = 0
+	if !n.proven {
+		n.owner = t.mem.owner
+	}
 	n.size = nodeOverhead
 	t.add(nodeOverhead)
 	t.m[k] = n
@@ -536,6 +597,13 @@ func (t *table[V]) evict() {
 		t.prob.unlink(n)
 	}
 	delete(t.m, n.k)
+	if n.dirty && !n.proven {
+		if n.listed {
+			t.unprovenListed--
+		} else {
+			t.held--
+		}
+	}
 	t.add(-int64(n.size))
 	t.evictions++
 	if t.hooks != nil {
@@ -599,22 +667,28 @@ func (t *table[V]) dropSpill(k key, b []byte) {
 	t.add(-sz)
 }
 
-// flush queues every dirty and spilled entry into b. Dirty flags are
-// cleared only by committed, so a failed commit loses nothing.
+// unprovenWrites is how many unproven entries (created for a principal
+// unknown before its event, or for none, and not used since) one flush of
+// a table writes. Normal traffic brings a few new principals per
+// checkpoint, all written as before; a flood of one-off keys brings
+// thousands, and the rest wait in memory (held) until used again, until a
+// later flush has allowance left, or until evicted (then dropped, counted
+// in OneOffDropped). A flood so costs no store write per key: random
+// 128-bit keys each touch their own B+tree page, and writing them was most
+// of a flood's CPU.
+const unprovenWrites = 1_024
+
+// flush queues every dirty and spilled entry into b, except unproven
+// entries beyond unprovenWrites (all of them while the table is at its
+// share, see pressured). Dirty flags are cleared only by committed, so a
+// failed commit loses nothing.
 func (t *table[V]) flush(b *state.Batch) error {
 	t.remeasure()
-	pressured := t.pressured()
-	for _, k := range t.dirty {
-		n := t.m[k]
-		if n == nil || !n.dirty {
-			continue
-		}
-		if pressured && !n.proven {
-			// Not admitted while the table is under pressure: stays dirty
-			// in memory, off the list, written once used or changed again.
-			n.listed = false
-			continue
-		}
+	allow := unprovenWrites
+	if t.pressured() {
+		allow = 0
+	}
+	put := func(k key, n *node[V]) error {
 		v, err := t.codec.encode(&n.v)
 		if err != nil {
 			return err
@@ -622,7 +696,61 @@ func (t *table[V]) flush(b *state.Batch) error {
 		kk := k
 		b.Put(t.space, kk[:], v)
 		t.stored.insert(k)
+		return nil
 	}
+	listed := 0 // unproven entries written (and so left listed)
+	// The list keeps only what is written (committed looks those up).
+	written := t.dirty[:0]
+	for _, k := range t.dirty {
+		n := t.m[k]
+		if n == nil || !n.dirty || !n.listed {
+			continue
+		}
+		if !n.proven && t.mem.ownerBack(n.owner) {
+			// Its principal came back: admitted with it.
+			n.proven = true
+		}
+		if !n.proven {
+			if allow == 0 {
+				// Held: stays dirty in memory, off the list, written once
+				// used again or by a later flush with allowance left.
+				n.listed = false
+				t.held++
+				continue
+			}
+			allow--
+			listed++
+		}
+		if err := put(k, n); err != nil {
+			return err
+		}
+		written = append(written, k)
+	}
+	t.dirty = written
+	// Held entries whose principal came back, and, the flood over (or
+	// never begun), the oldest others: written now. Unproven entries are
+	// all in the probationary segment.
+	back := len(t.mem.promoted) > 0
+	for n := t.prob.tail; n != nil && (allow > 0 || back) && t.held > 0; n = n.prev {
+		if !n.dirty || n.listed || n.proven {
+			continue
+		}
+		if t.mem.ownerBack(n.owner) {
+			n.proven = true
+		} else if allow == 0 {
+			continue
+		} else {
+			allow--
+			listed++
+		}
+		t.held--
+		n.listed = true
+		t.dirty = append(t.dirty, n.k)
+		if err := put(n.k, n); err != nil {
+			return err
+		}
+	}
+	t.unprovenListed = listed
 	for k, v := range t.spill {
 		kk := k
 		b.Put(t.space, kk[:], v)
@@ -651,6 +779,7 @@ func (t *table[V]) committed() {
 		}
 	}
 	t.dirty = t.dirty[:0]
+	t.unprovenListed = 0
 	clear(t.spill)
 	t.spillOrder = t.spillOrder[:0]
 	t.mem.spilled -= t.spillBytes
@@ -665,6 +794,7 @@ type tableStats interface {
 	name() string
 	stats() (size int, evictions, spillDropped, loadErrors uint64, spilled int)
 	oneOffs() uint64
+	heldCount() int
 	pendingWrites() int
 	expiredCount() uint64
 	flush(b *state.Batch) error
@@ -754,9 +884,17 @@ func shareBudget(limit int64, tabs []tableStats) {
 
 func (t *table[V]) oneOffs() uint64 { return t.oneOffDropped }
 
+func (t *table[V]) heldCount() int { return t.held }
+
 // pendingWrites approximates the entries the next checkpoint writes: dirty
-// and spilled ones, less the one-off keys a pressured flush holds back.
-func (t *table[V]) pendingWrites() int { return len(t.dirty) + len(t.spill) }
+// and spilled ones, less the unproven entries a flush holds back.
+func (t *table[V]) pendingWrites() int {
+	n := len(t.dirty) + len(t.spill) - t.unprovenListed
+	if !t.pressured() {
+		n += min(t.unprovenListed, unprovenWrites)
+	}
+	return n
+}
 
 // bloom is a Bloom filter over table keys (already uniform keyed hashes:
 // two halves give the probe sequence). The zero value says "maybe" for

@@ -52,13 +52,14 @@ func (c *Correlator) repeat(r *Rule, ev *schema.Event, evID string, t time.Time)
 		return single(r, ev, evID), true
 	}
 	who := burstWho(ev)
-	k := r.Key() + "\x00" + who
+	// the key in scratch memory: a lookup allocates nothing
+	c.kbuf = append(append(append(c.kbuf[:0], r.Key()...), 0), who...)
 	tn := t.UnixNano()
-	if !c.ahead(t) {
-		c.newest = max(c.newest, tn)
+	if tn > c.newest && !c.ahead(t) {
+		c.newest = tn
 	}
 	cd := int64(c.Cooldown)
-	b := c.bursts[k]
+	b := c.bursts[string(c.kbuf)]
 	if b != nil && tn-b.Last <= cd && b.First-tn <= cd {
 		id := clip(evID)
 		for _, x := range b.IDs {
@@ -95,7 +96,7 @@ func (c *Correlator) repeat(r *Rule, ev *schema.Event, evID string, t time.Time)
 	if b == nil {
 		c.boundBursts()
 		b = &burstState{}
-		c.bursts[k] = b
+		c.bursts[string(c.kbuf)] = b
 	}
 	*b = burstState{Rule: r.Key(), Who: who, Key: f.DedupeKey, Count: 1, Reported: 1, First: tn, Last: tn, IDs: []string{clip(evID)}}
 	return f, true

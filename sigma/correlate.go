@@ -99,6 +99,7 @@ type Correlator struct {
 	Cooldown time.Duration
 	bursts   map[string]*burstState
 	newest   int64
+	kbuf     []byte // scratch: a burst's key
 	// Now is the wall clock events dated ahead are judged by; nil:
 	// time.Now.
 	Now func() time.Time

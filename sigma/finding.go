@@ -111,10 +111,10 @@ func (e *Evaluator) Process(ev *schema.Event, out []schema.Finding) []schema.Fin
 		e.NoRaw.Add(1)
 		return out
 	}
-	if hits, ok := e.set.memo.get(ev.Raw); ok {
+	if hits, ok := e.set.memo.take(ev.Raw, e.hits[:0]); ok {
 		// evaluated when the record was read (Set.Wants): the record is
 		// read only for what the findings need
-		e.hits = append(e.hits[:0], hits...)
+		e.hits = hits
 		var rec *Record
 		if ev.Time.IsZero() || e.feedsAny() {
 			var err error

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"auditwatch/ingest"
@@ -87,23 +89,81 @@ func TestMatchEventAgreesWithMatch(t *testing.T) {
 	t.Logf("%d hits; %d records skipped without parsing", hitsTotal, skipped)
 }
 
-func TestLowerAll(t *testing.T) {
+func TestFoldAll(t *testing.T) {
 	var all []byte
-	for c := 0; c < 256; c++ {
+	for c := 0; c < 128; c++ {
 		all = append(all, byte(c))
 	}
-	all = append(all, "Hello, WORLD: Zz@[`{ÄÖ"...)
+	all = append(all, all...)
 	for n := 0; n <= len(all); n++ {
-		got, _ := lowerAll(nil, all[:n])
+		got, ascii := foldAll(nil, all[:n])
+		if !ascii {
+			t.Fatalf("n=%d: ASCII text reported non-ASCII", n)
+		}
 		for i, c := range all[:n] {
-			want := c
-			if c >= 'A' && c <= 'Z' {
-				want = c + 32
-			}
-			if got[i] != want {
-				t.Fatalf("n=%d byte %d (%#x): got %#x, want %#x", n, i, c, got[i], want)
+			if got[i] != c|0x20 || ('A' <= c && c <= 'Z' && got[i] != c+'a'-'A') {
+				t.Fatalf("n=%d byte %d (%#x): folded to %#x", n, i, c, got[i])
 			}
 		}
+		// one high byte anywhere is found (each position of each stride)
+		for i := 0; i < n; i++ {
+			b := append([]byte(nil), all[:n]...)
+			b[i] = 0x80 | byte(i)
+			if _, ascii := foldAll(nil, b); ascii {
+				t.Fatalf("n=%d: byte %#x at %d not found", n, b[i], i)
+			}
+		}
+	}
+}
+
+// TestFoldedSearch: the prefilter's search (folded literal in the folded
+// text) finds every literal the lowercased text holds, at every position
+// and letter case, and only rarely a text without it (folding maps a few
+// punctuation bytes onto others).
+func TestFoldedSearch(t *testing.T) {
+	lits := []string{"cloudfox", "pacu_session", "stratus-red-team", "x", "zq", "ab", "aab", "bab", "trufflehog", "_-", "q1", "{a", "@x"}
+	texts := []string{"", "a", "ab", "AB", "aAaAb", "xX", "CloudFox", "pACU_SESSION", "stratus-RED-team", "STRATUS-RED-TEA",
+		`{"userAgent":"Stratus-Red-Team_1"}`, "TruffleHog/3", "truffle hog", "zZq", "Q1", "bAbAb", "cloudfo", "loudfox", "[A", "`X"}
+	// literals planted in random case at random places
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, lit := range lits {
+		for k := 0; k < 50; k++ {
+			b := []byte(strings.Repeat("ab_-xZ.", rng.IntN(8)))
+			pos := rng.IntN(len(b) + 1)
+			l := []byte(lit)
+			for i := range l {
+				if rng.IntN(2) == 0 && 'a' <= l[i] && l[i] <= 'z' {
+					l[i] -= 'a' - 'A'
+				}
+			}
+			if rng.IntN(4) == 0 && len(l) > 1 {
+				l = l[:len(l)-1] // almost
+			}
+			texts = append(texts, string(b[:pos])+string(l)+string(b[pos:]))
+		}
+	}
+	hits, extra := 0, 0
+	for _, text := range texts {
+		folded, _ := foldAll(nil, []byte(text))
+		for _, lit := range lits {
+			want := strings.Contains(strings.ToLower(text), lit)
+			got := containsLit(string(folded), foldString(lit))
+			switch {
+			case want && !got:
+				t.Errorf("%q holds %q: not found", text, lit)
+			case got && !want:
+				extra++
+			case want:
+				hits++
+			}
+		}
+	}
+	if hits < 100 {
+		t.Errorf("only %d texts hold their literal: the test exercises little", hits)
+	}
+	// "[A" holds "{a" folded, "`X" holds "@x" folded: the superset is real
+	if extra == 0 {
+		t.Errorf("no text found holding a literal only after folding: folding is not exercised")
 	}
 }
 

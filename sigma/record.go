@@ -54,7 +54,7 @@ type Parser struct {
 	// scratch of MatchEvent
 	cands []int
 	hits  []Hit
-	low   []byte
+	low   []byte  // the record's text folded (foldAll)
 	found []uint8 // per literal of the set: 0 not searched, 1 found, 2 absent
 	// per single rule of the set last used: prefilter statistics
 	preStat []preStat

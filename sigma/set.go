@@ -2,7 +2,6 @@ package sigma
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -39,6 +38,8 @@ type Set struct {
 	// a matching record's text holds (nil: none known, or not checked)
 	pre  [][]int
 	lits []string
+	// flits: the literals folded (foldString), as searched
+	flits []string
 	// need2: per single rule, the values of a second field of its source
 	// (sub2) one of which its condition needs (nil: none); checked from
 	// the normalized event, for rules the index does not place
@@ -418,7 +419,7 @@ func (s *Set) buildIndex() {
 	// (an index key makes the others rare) and keyword rules (they read
 	// every string of the record)
 	s.pre = make([][]int, len(s.single))
-	s.lits = nil
+	s.lits, s.flits = nil, nil
 	id := map[string]int{}
 	always := map[int]bool{}
 	for _, ix := range s.idx {
@@ -446,6 +447,7 @@ func (s *Set) buildIndex() {
 				k = len(s.lits)
 				id[l] = k
 				s.lits = append(s.lits, l)
+				s.flits = append(s.flits, foldString(l))
 			}
 			s.pre[i] = append(s.pre[i], k)
 		}
@@ -784,7 +786,7 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 	}
 	key2, key2ok := secondKey(ev, p)
 	p.cands = p.cands[:0]
-	lowered, plain := false, true
+	folded, plain := false, true
 	if p.preSet != s {
 		// statistics are per set
 		p.preSet = s
@@ -807,9 +809,9 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 			continue
 		}
 		if pre := s.pre[i]; pre != nil && !s.noPrefilter && p.usePre(i) {
-			if !lowered {
-				p.low, plain = lowerAll(p.low, raw)
-				lowered = true
+			if !folded {
+				p.low, plain = foldAll(p.low, raw)
+				folded = true
 			}
 			if plain {
 				if !s.holdsOne(p, pre, key) {
@@ -863,9 +865,9 @@ func (p *Parser) usePre(i int) bool {
 	return st.checks < preTrial || st.passed*preKeep <= st.checks
 }
 
-// holdsOne reports whether the lowercased record text (p.low) holds one of
-// the literals, each searched at most once per record (p.found: 0 not yet,
-// 1 found, 2 absent).
+// holdsOne reports whether the record text (ASCII, folded in p.low) may
+// hold one of the literals in any letter case, each searched at most once
+// per record (p.found: 0 not yet, 1 found, 2 absent).
 func (s *Set) holdsOne(p *Parser, pre []int, key string) bool {
 	for _, k := range pre {
 		switch p.found[k] {
@@ -876,7 +878,7 @@ func (s *Set) holdsOne(p *Parser, pre []int, key string) bool {
 		}
 		lit := s.lits[k]
 		// the index key is the record's own value
-		if lit == key || containsLit(b2s(p.low), lit) {
+		if lit == key || containsLit(b2s(p.low), s.flits[k]) {
 			p.found[k] = 1
 			return true
 		}
@@ -946,36 +948,6 @@ func secondKey(ev *schema.Event, p *Parser) (string, bool) {
 	return b2s(p.k2buf), true
 }
 
-// lowerAll lowercases ASCII letters of b into dst (reused), eight bytes
-// at a time, and reports whether b is all ASCII.
-func lowerAll(dst, b []byte) ([]byte, bool) {
-	if cap(dst) < len(b) {
-		dst = make([]byte, len(b), len(b)+len(b)/2)
-	}
-	dst = dst[:len(b)]
-	const ones = 0x0101010101010101
-	i := 0
-	var high uint64
-	for ; i+8 <= len(b); i += 8 {
-		w := binary.LittleEndian.Uint64(b[i:])
-		high |= w
-		h := w & 0x7f7f7f7f7f7f7f7f
-		geA := h + (0x80-'A')*ones             // high bit: byte >= 'A'
-		gtZ := h + (0x80-'Z'-1)*ones           // high bit: byte > 'Z'
-		m := (geA &^ gtZ &^ w) & (0x80 * ones) // ASCII upper-case letters
-		binary.LittleEndian.PutUint64(dst[i:], w|m>>2)
-	}
-	for ; i < len(b); i++ {
-		c := b[i]
-		high |= uint64(c)
-		if c-'A' < 26 {
-			c += 'a' - 'A'
-		}
-		dst[i] = c
-	}
-	return dst, high&(0x80*ones) == 0
-}
-
 // Wants reports whether some single-event rule matches the event whose
 // original record is raw: a caller that keeps original records only for
 // such events loses no hit (correlations read only records that hit a
@@ -1000,43 +972,70 @@ func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 
 // hitMemo remembers the hits Wants found, by a seeded 64-bit hash of the
 // record's text, for the evaluator that gets the kept record (replay reads
-// and evaluates in different goroutines). Bounded: full, it starts over (a
+// and evaluates in different goroutines). An entry is taken out when the
+// evaluator gets it, so the map holds only the records between reading and
+// evaluation (the merge and reorder buffers) and stays small; a record
+// read twice before its first evaluation is evaluated again by the second.
+// Bounded: full (records read and never evaluated), it starts over (a
 // record not found is evaluated again). Empty, lookups cost nothing (run
 // keeps every record and never calls Wants).
 type hitMemo struct {
 	mu   sync.Mutex
 	n    atomic.Int64
-	m    map[uint64][]Hit
+	m    map[uint64]memoHits
 	seed maphash.Seed
 }
 
-// maxMemo bounds the remembered records (events between reading and
-// evaluation: the merge and reorder buffers).
+// memoHits holds a record's hits: one or two inline (the usual case, no
+// allocation), more in a slice.
+type memoHits struct {
+	n    int
+	one  [2]Hit
+	more []Hit
+}
+
+// maxMemo bounds the remembered records.
 const maxMemo = 1 << 16
 
-func newHitMemo() *hitMemo { return &hitMemo{m: map[uint64][]Hit{}, seed: maphash.MakeSeed()} }
+func newHitMemo() *hitMemo { return &hitMemo{m: map[uint64]memoHits{}, seed: maphash.MakeSeed()} }
 
 func (m *hitMemo) put(raw []byte, hits []Hit) {
 	h := maphash.Bytes(m.seed, raw)
-	c := append([]Hit(nil), hits...)
+	e := memoHits{n: len(hits)}
+	if len(hits) <= len(e.one) {
+		copy(e.one[:], hits)
+	} else {
+		e.more = append([]Hit(nil), hits...)
+	}
 	m.mu.Lock()
 	if len(m.m) >= maxMemo {
 		clear(m.m)
 	}
-	m.m[h] = c
+	m.m[h] = e
 	m.n.Store(int64(len(m.m)))
 	m.mu.Unlock()
 }
 
-func (m *hitMemo) get(raw []byte) ([]Hit, bool) {
+// take appends the hits remembered for raw to out and forgets them.
+func (m *hitMemo) take(raw []byte, out []Hit) ([]Hit, bool) {
 	if m.n.Load() == 0 {
-		return nil, false
+		return out, false
 	}
 	h := maphash.Bytes(m.seed, raw)
 	m.mu.Lock()
-	hits, ok := m.m[h]
+	e, ok := m.m[h]
+	if ok {
+		delete(m.m, h)
+		m.n.Store(int64(len(m.m)))
+	}
 	m.mu.Unlock()
-	return hits, ok
+	if !ok {
+		return out, false
+	}
+	if e.more != nil {
+		return append(out, e.more...), true
+	}
+	return append(out, e.one[:e.n]...), true
 }
 
 var parserPool = sync.Pool{New: func() any { return new(Parser) }}

@@ -16,13 +16,18 @@
 //   - redaction: no error of any failure mode contains a secret of the
 //     output (token, webhook URL);
 //   - batching: raw events sent in one call all arrive, in at most
-//     ceil(n/batch) requests when the output batches.
+//     ceil(n/batch) requests when the output batches;
+//   - attribution: a Sigma rule's finding reaches the peer with the rule's
+//     title and author (the Detection Rule License asks for the author
+//     wherever a match is shown), from its attributes, not only from the
+//     summary.
 //
 // A mode a peer cannot produce is named with the reason in Unsupported
 // and logged; every other check runs.
 package outputtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -207,6 +212,27 @@ func Run(t *testing.T, build func(t *testing.T) Target) {
 			}
 		}
 		tg.SetMode(Accept)
+	})
+	t.Run("attribution", func(t *testing.T) {
+		tg := build(t)
+		tg.SetMode(Accept)
+		a := notifytest.Alert()
+		a.Finding.Detector = "sigma"
+		a.Finding.Summary = "a rule matched"
+		a.Finding.Attributes = map[string]string{"rule_title": "Secret shared with an outside account",
+			"rule_id": "5f0e2c1a", "author": "Jane Q Rulewriter", "license": "DRL-1.1", "techniques": "T1098"}
+		if err := tg.Output.Notify(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+		ps := waitPayloads(tg, 1)
+		if len(ps) != 1 {
+			t.Fatalf("peer got %d payloads", len(ps))
+		}
+		for _, want := range []string{"Secret shared with an outside account", "Jane Q Rulewriter"} {
+			if !bytes.Contains(ps[0], []byte(want)) {
+				t.Errorf("payload lacks the rule's %q: %.600q", want, ps[0])
+			}
+		}
 	})
 	t.Run("batching", func(t *testing.T) {
 		tg := build(t)

@@ -33,7 +33,8 @@ func TestCanaryOnKafka(t *testing.T) {
 	var beats atomic.Int64
 	hb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { beats.Add(1) }))
 	defer hb.Close()
-	t.Setenv("AW_TEST_CANARY_TOKEN", "canary-token")
+	t.Setenv("AW_TEST_HEARTBEAT_URL", hb.URL+"/ping/hb-credential")
+	t.Setenv("AW_TEST_CANARY_TOKEN", canaryToken)
 	findings := filepath.Join(work, "findings.jsonl")
 	detectAddr := freeAddr(t)
 	config := func(name, httpAddr string) string {
@@ -56,7 +57,7 @@ silence: {enabled: false}
 canary:
   interval: 300ms
   check_interval: 100ms
-  heartbeat_url: %q
+  heartbeat_url: {env: AW_TEST_HEARTBEAT_URL}
   vault:
     address: %q
     token: {env: AW_TEST_CANARY_TOKEN}
@@ -66,7 +67,7 @@ files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 15s
-`, logPath, brokers[0], hb.URL, vsrv.URL, filepath.Join(work, "state-"+name), findings, httpAddr)), 0o644))
+`, logPath, brokers[0], vsrv.URL, filepath.Join(work, "state-"+name), findings, httpAddr)), 0o644))
 		return path
 	}
 	ctx, cancel := context.WithCancel(context.Background())

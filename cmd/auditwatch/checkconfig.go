@@ -8,8 +8,11 @@ import (
 	"io"
 	"strings"
 
+	"auditwatch/identity"
 	"auditwatch/internal/configcheck"
+	"auditwatch/internal/redact"
 	"auditwatch/internal/secret"
+	"auditwatch/watch"
 )
 
 func init() {
@@ -47,6 +50,11 @@ func checkConfigMain(_ context.Context, args []string, _ io.Reader, stdout, stde
 		fmt.Fprintf(stderr, "auditwatch check-config: %v\n", err)
 		return 2
 	}
+	// A problem may quote a value written in the file, such as a URL
+	// with credentials in it: stdout passes the redaction layer too.
+	rw := redact.NewWriter(stdout)
+	defer rw.Flush()
+	stdout = rw
 	probs, err := configcheck.File(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditwatch check-config: %v\n", err)
@@ -57,11 +65,21 @@ func checkConfigMain(_ context.Context, args []string, _ io.Reader, stdout, stde
 		// Where each secret comes from and whether it is set; never any
 		// part of its value.
 		if l, err := configcheck.Load(path); err == nil {
-			secret.Walk(l, func(p string, s secret.Secret) {
-				if !s.IsZero() {
-					fmt.Fprintf(stdout, "  %s: %s\n", strings.TrimPrefix(p, "config."), s.Describe())
+			describe := func(prefix string) func(p string, s secret.Secret) {
+				return func(p string, s secret.Secret) {
+					if !s.IsZero() {
+						fmt.Fprintf(stdout, "  %s%s: %s\n", prefix, strings.TrimPrefix(p, "config."), s.Describe())
+					}
 				}
-			})
+			}
+			secret.Walk(l, describe(""))
+			// sections the loaded config keeps undecoded (their own packages')
+			if c, err := identity.FromNode(&l.Identity); err == nil {
+				secret.Walk(c, describe("identity."))
+			}
+			if c, err := watch.DecodeCanary(&l.Canary); err == nil {
+				secret.Walk(c, describe("canary."))
+			}
 		}
 		return 0
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"auditwatch/pipeline"
 	"auditwatch/schema"
 	"auditwatch/sigma"
 )
@@ -114,6 +115,13 @@ func TestReplayRulePack(t *testing.T) {
 		a := f.Attributes
 		if a[sigma.AttrAuthor] != "auditwatch project" || a[sigma.AttrRuleTitle] == "" || !strings.Contains(f.Summary, a[sigma.AttrRuleTitle]) {
 			t.Errorf("finding without rule title and author: %+v", f)
+		}
+		// the console line (pipeline.FormatFinding) shows the summary: it
+		// names the author too
+		var line strings.Builder
+		pipeline.FormatFinding(&line, &f)
+		if !strings.Contains(line.String(), a[sigma.AttrRuleTitle]) || !strings.Contains(line.String(), "(by auditwatch project)") {
+			t.Errorf("console line without rule title and author: %s", line.String())
 		}
 		file := titleFile[a[sigma.AttrRuleTitle]]
 		if a[sigma.AttrCorrType] != "" {

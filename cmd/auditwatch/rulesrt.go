@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -72,8 +73,12 @@ type rulesRuntime struct {
 
 	loaded   prometheus.Gauge
 	reloads  *prometheus.CounterVec
-	rejected prometheus.Gauge
+	rejected *prometheus.GaugeVec
 }
+
+// maxRejectedSeries bounds the series of auditwatch_rules_rejected: the
+// first invalid rules of a rejected set, by file and line.
+const maxRejectedSeries = 8
 
 func newRulesRuntime(cfg sigma.Config, log *slog.Logger, reg prometheus.Registerer) (*rulesRuntime, error) {
 	rt := &rulesRuntime{cfg: cfg, log: log,
@@ -81,9 +86,11 @@ func newRulesRuntime(cfg sigma.Config, log *slog.Logger, reg prometheus.Register
 			Help: "Sigma rules in the running set (single-event and correlation)."}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_rules_reloads_total",
 			Help: "Sigma rule set reloads, by result (applied, rejected, unchanged)."}, []string{"result"}),
-		rejected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_rules_rejected",
-			Help: "1 while the rule files on disk hold an invalid rule (the previous set keeps running), else 0."}),
+		rejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_rules_rejected",
+			Help: "1 for each invalid rule (file, line; the first 8) while the rule files on disk are rejected and the previous set keeps running; one series with empty labels at 0 otherwise."},
+			[]string{"file", "line"}),
 	}
+	rt.rejected.WithLabelValues("", "").Set(0)
 	sum := func(pick func(u, n, l, r, e int64) int64) func() float64 {
 		return func() float64 {
 			rt.mu.Lock()
@@ -184,14 +191,18 @@ func (rt *rulesRuntime) reload(force bool) {
 	set, sig, err := rt.load()
 	if err != nil {
 		rt.reloads.WithLabelValues("rejected").Inc()
-		rt.rejected.Set(1)
+		rt.rejected.Reset()
 		var le *sigma.LoadError
-		if errors.As(err, &le) {
-			for _, p := range le.Problems {
+		if errors.As(err, &le) && len(le.Problems) > 0 {
+			for i, p := range le.Problems {
 				rt.log.Error("sigma rule set rejected; the previous set keeps running", "file", p.File, "line", p.Line, "rule", p.Rule, "reason", p.Msg)
+				if i < maxRejectedSeries {
+					rt.rejected.WithLabelValues(p.File, strconv.Itoa(p.Line)).Set(1)
+				}
 			}
 		} else {
 			rt.log.Error("sigma rule set rejected; the previous set keeps running", "err", err)
+			rt.rejected.WithLabelValues("", "").Set(1)
 		}
 		// do not retry the same broken files every tick
 		rt.mu.Lock()
@@ -199,7 +210,8 @@ func (rt *rulesRuntime) reload(force bool) {
 		rt.mu.Unlock()
 		return
 	}
-	rt.rejected.Set(0)
+	rt.rejected.Reset()
+	rt.rejected.WithLabelValues("", "").Set(0)
 	rt.mu.Lock()
 	rt.set, rt.sig = set, sig
 	for _, d := range rt.dets {

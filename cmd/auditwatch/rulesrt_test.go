@@ -79,8 +79,9 @@ func TestRulesReload(t *testing.T) {
 	if fire("EnableKey") != 1 {
 		t.Fatal("previous set not kept after a rejected reload")
 	}
-	if got := testutil.ToFloat64(rt.rejected); got != 1 {
-		t.Errorf("auditwatch_rules_rejected %v, want 1", got)
+	// the metric names the file and line of the invalid rule, in one series
+	if got := testutil.ToFloat64(rt.rejected.WithLabelValues(file, "7")); got != 1 || testutil.CollectAndCount(rt.rejected) != 1 {
+		t.Errorf("auditwatch_rules_rejected{file=%q,line=\"7\"} %v in %d series, want 1 in 1", file, got, testutil.CollectAndCount(rt.rejected))
 	}
 	if got := testutil.ToFloat64(rt.reloads.WithLabelValues("rejected")); got != 1 {
 		t.Errorf("rejected reloads %v", got)
@@ -101,5 +102,14 @@ func TestRulesReload(t *testing.T) {
 	rt.reload(false)
 	if got := testutil.ToFloat64(rt.reloads.WithLabelValues("rejected")); got != 1 {
 		t.Errorf("an unchanged broken set was reloaded again")
+	}
+	// fixed files: applied, and the metric is back to one series at 0
+	write(strings.Replace(kmsRule, "%s", "DisableKey", 1) + "\n")
+	rt.reload(false)
+	if fire("DisableKey") != 1 {
+		t.Fatal("fixed set not applied")
+	}
+	if got := testutil.ToFloat64(rt.rejected.WithLabelValues("", "")); got != 0 || testutil.CollectAndCount(rt.rejected) != 1 {
+		t.Errorf("after a fix auditwatch_rules_rejected has %d series, want one at 0 (got %v)", testutil.CollectAndCount(rt.rejected), got)
 	}
 }

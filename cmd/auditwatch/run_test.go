@@ -113,7 +113,15 @@ type process struct {
 
 func startAuditwatch(t *testing.T, args ...string) *process {
 	t.Helper()
+	return startAuditwatchEnv(t, nil, args...)
+}
+
+// startAuditwatchEnv is startAuditwatch with the process's environment
+// (nil: the test's).
+func startAuditwatchEnv(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
 	p := &process{cmd: exec.Command(auditwatchBinary(t), args...), stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan error, 1)}
+	p.cmd.Env = env
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -217,6 +225,7 @@ func waitFindings(t *testing.T, p *process, path string, want int, quiet, limit 
 // once, the same 35 findings `replay` gives; a restart adds nothing. The
 // run carries known secrets (secretRun) that appear nowhere it writes.
 func TestRunOpenBaoScenario(t *testing.T) {
+	t.Parallel()
 	root := findRoot(t)
 	scen := filepath.Join(root, "testdata", "openbao-scenario")
 	work := t.TempDir()
@@ -278,7 +287,7 @@ shutdown_timeout: 10s
 		t.Fatal(err)
 	}
 
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	p := sec.Start("run", "--config", cfgPath)
 	waitFindings(t, p, findings, 35, 3*time.Second, 60*time.Second)
 	p.stop(t)
 	places := map[string]string{"log of the first run": p.stderr.String()}
@@ -341,7 +350,7 @@ shutdown_timeout: 10s
 	}
 
 	// A restart resumes after the file: nothing new.
-	p = startAuditwatch(t, "run", "--config", cfgPath)
+	p = sec.Start("run", "--config", cfgPath)
 	time.Sleep(3 * time.Second)
 	p.stop(t)
 	if n := len(readFindings(t, findings)); n != len(fs) {

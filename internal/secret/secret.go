@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	"auditwatch/internal/redact"
 )
 
@@ -27,6 +29,59 @@ var ErrUnset = errors.New("secret is not set")
 type Secret struct {
 	Env  string `yaml:"env,omitempty" json:"env,omitempty"`
 	File string `yaml:"file,omitempty" json:"file,omitempty"`
+}
+
+// UnmarshalYAML accepts {env: NAME} and {file: PATH} (or null). A value
+// written in the config itself (`token: xoxb-…`) is refused without
+// quoting it: the decoder's own message would show its first characters.
+// Problems are *yaml.TypeError with the line, so the rest of the document
+// is still checked, and unknown keys are reported as the strict decoder
+// reports them (its KnownFields setting does not reach a custom decoder).
+func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	var out Secret
+	var errs []string
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			*s = out
+			return nil
+		}
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: cannot unmarshal %s into a secret: write {env: NAME} or {file: PATH}; a credential is never written in the config (value not shown)", n.Line, n.ShortTag())}}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if v.Kind == yaml.AliasNode && v.Alias != nil {
+				v = v.Alias
+			}
+			var dst *string
+			switch k.Value {
+			case "env":
+				dst = &out.Env
+			case "file":
+				dst = &out.File
+			default:
+				errs = append(errs, fmt.Sprintf("line %d: field %s not found in type secret.Secret", k.Line, k.Value))
+				continue
+			}
+			if v.Kind != yaml.ScalarNode {
+				errs = append(errs, fmt.Sprintf("line %d: cannot unmarshal %s into a secret's %s (want a name)", v.Line, v.ShortTag(), k.Value))
+				continue
+			}
+			if v.Tag != "!!null" {
+				*dst = v.Value
+			}
+		}
+	default:
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: cannot unmarshal %s into a secret: write {env: NAME} or {file: PATH}", n.Line, n.ShortTag())}}
+	}
+	if len(errs) > 0 {
+		return &yaml.TypeError{Errors: errs}
+	}
+	*s = out
+	return nil
 }
 
 // IsZero reports whether no source is configured.

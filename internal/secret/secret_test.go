@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestValueFromEnvAndFile(t *testing.T) {
@@ -51,5 +53,57 @@ func TestNeverPrintsValue(t *testing.T) {
 		if !strings.Contains(out, "AW_TEST_TOKEN") {
 			t.Fatalf("source not named: %s", out)
 		}
+	}
+}
+
+// A credential written in the config itself is refused without quoting
+// any of it (the decoder's own message showed its first characters);
+// the map forms decode strictly, with every problem reported by line.
+func TestYAMLNeverQuotesAnInlineValue(t *testing.T) {
+	type cfg struct {
+		Token Secret  `yaml:"token"`
+		Pass  *Secret `yaml:"pass"`
+		Other int     `yaml:"other"`
+	}
+	decode := func(doc string) (cfg, error) {
+		var c cfg
+		dec := yaml.NewDecoder(strings.NewReader(doc))
+		dec.KnownFields(true)
+		err := dec.Decode(&c)
+		return c, err
+	}
+	c, err := decode("token: {env: SLACK_BOT_TOKEN}\npass: {file: /run/secrets/p}\n")
+	if err != nil || c.Token != (Secret{Env: "SLACK_BOT_TOKEN"}) || c.Pass == nil || *c.Pass != (Secret{File: "/run/secrets/p"}) {
+		t.Fatalf("map forms: %+v, %v", c, err)
+	}
+	if c, err := decode("token: null\nother: 1\n"); err != nil || !c.Token.IsZero() || c.Other != 1 {
+		t.Fatalf("null: %+v, %v", c, err)
+	}
+	tests := []struct{ doc, want string }{
+		{"token: xoxb-INLINE-123456789\nother: x\n", "line 1: cannot unmarshal !!str into a secret"},
+		{"token: 1234567890123\n", "line 1: cannot unmarshal !!int into a secret"},
+		{"token: {env: A, value: xoxb-INLINE-123456789}\n", "line 1: field value not found in type secret.Secret"},
+		{"token:\n  file: [xoxb-INLINE-123456789]\n", "line 2: cannot unmarshal !!seq into a secret's file"},
+		{"token: [xoxb-INLINE-123456789]\n", "line 1: cannot unmarshal !!seq into a secret"},
+	}
+	for _, tt := range tests {
+		_, err := decode(tt.doc)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			t.Errorf("%q: err = %v, want a *yaml.TypeError (the rest of the document is still checked)", tt.doc, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want %q", tt.doc, err, tt.want)
+		}
+		for _, part := range []string{"xoxb", "INLINE", "123456"} {
+			if strings.Contains(err.Error(), part) {
+				t.Errorf("%q: err = %v quotes the value", tt.doc, err)
+			}
+		}
+	}
+	// the rest of the document is still decoded and checked
+	if _, err := decode("token: xoxb-INLINE-123456789\nother: x\n"); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("other problems not reported beside the secret's: %v", err)
 	}
 }
