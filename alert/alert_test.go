@@ -1114,3 +1114,92 @@ func TestConcurrentWritesQueueFirstAlertFirst(t *testing.T) {
 		}
 	}
 }
+
+// batchRecorder is an output that takes several updates of one incident
+// in one call (as Slack bot mode does), recording each call.
+type batchRecorder struct {
+	recorder
+	calls [][]string
+}
+
+func (b *batchRecorder) MaxBatch() int { return 10 }
+
+func (b *batchRecorder) Notify(ctx context.Context, a notify.Alert) error {
+	if err := b.recorder.Notify(ctx, a); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.calls = append(b.calls, []string{a.Finding.ID})
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *batchRecorder) NotifyBatch(_ context.Context, as []notify.Alert) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ids []string
+	for _, a := range as {
+		b.alerts = append(b.alerts, a)
+		ids = append(ids, a.Finding.ID)
+	}
+	b.calls = append(b.calls, ids)
+	return nil
+}
+
+// TestQueuedUpdatesOfOneIncidentShareAMessage: while an output is busy,
+// an incident's updates queue up; an output that batches (Slack bot mode)
+// gets them in one call — a new incident's first alert still goes first —
+// and each revision is delivered once and recorded in the ledger, so a
+// replay of the same findings delivers nothing.
+func TestQueuedUpdatesOfOneIncidentShareAMessage(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a"}
+	hold := make(chan struct{})
+	var once sync.Once
+	a := &batchRecorder{}
+	a.fail = func(al notify.Alert) error {
+		if al.Finding.ID == "a-0" {
+			once.Do(func() { <-hold })
+		}
+		return nil
+	}
+	r, err := New(cfg, nil, prometheus.NewRegistry(), WithOutput("a", a), WithOutput("b", &recorder{}), WithOutput("c", &recorder{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	inc := func(id, key string, rev int) schema.Finding {
+		f := finding(id, schema.DetectorAuthFailureSpike, schema.SeverityHigh, "u", "r")
+		f.DedupeKey, f.Revision = key, rev
+		return f
+	}
+	ctx := context.Background()
+	if err := r.WriteFindings(ctx, []schema.Finding{inc("a-0", "A", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // a-0 in flight (held)
+	var later []schema.Finding
+	for i := 1; i <= 4; i++ {
+		later = append(later, inc(fmt.Sprintf("a-%d", i), "A", i))
+	}
+	later = append(later, inc("b-0", "B", 0), inc("b-1", "B", 1), inc("a-5", "A", 5))
+	if err := r.WriteFindings(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	waitDrained(t, r)
+	a.mu.Lock()
+	calls := fmt.Sprint(a.calls)
+	a.mu.Unlock()
+	if want := "[[a-0] [b-0] [a-1 a-2 a-3 a-4 a-5] [b-1]]"; calls != want {
+		t.Errorf("calls %s, want %s (A's queued updates in one message, B's first alert ahead)", calls, want)
+	}
+	// A replay of every finding: the ledger has each revision.
+	if err := r.WriteFindings(ctx, append([]schema.Finding{inc("a-0", "A", 0)}, later...)); err != nil {
+		t.Fatal(err)
+	}
+	waitDrained(t, r)
+	if n := len(a.got()); n != 8 {
+		t.Errorf("%d deliveries after the replay, want the 8 revisions once each", n)
+	}
+}

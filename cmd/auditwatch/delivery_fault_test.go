@@ -210,14 +210,10 @@ func TestDeliverySlackHangAndSIGKILL(t *testing.T) {
 	slackKeys := func() map[string]int {
 		out := map[string]int{}
 		for _, m := range srv.Posts() {
-			var md struct {
-				EventPayload struct {
-					FindingID string  `json:"finding_id"`
-					Revision  float64 `json:"revision"`
-				} `json:"event_payload"`
-			}
-			if json.Unmarshal([]byte(m.Metadata), &md) == nil {
-				out[key(md.EventPayload.FindingID, int(md.EventPayload.Revision))]++
+			for _, r := range m.Revisions() {
+				id, rev, _ := strings.Cut(r, "/")
+				n, _ := strconv.Atoi(rev)
+				out[key(id, n)]++
 			}
 		}
 		return out

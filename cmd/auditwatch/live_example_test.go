@@ -428,18 +428,13 @@ func (a *appender) appendedAt(f schema.Finding) time.Time {
 }
 
 // slackPostKeys counts Slack posts per finding revision, read from the
-// message metadata Slack stores.
+// message metadata Slack stores (a post that carries several updates of
+// one incident counts for each).
 func slackPostKeys(srv *slacktest.Server) map[string]int {
 	out := map[string]int{}
 	for _, m := range srv.Posts() {
-		var md struct {
-			EventPayload struct {
-				FindingID string  `json:"finding_id"`
-				Revision  float64 `json:"revision"`
-			} `json:"event_payload"`
-		}
-		if json.Unmarshal([]byte(m.Metadata), &md) == nil && md.EventPayload.FindingID != "" {
-			out[md.EventPayload.FindingID+"/"+strconv.Itoa(int(md.EventPayload.Revision))]++
+		for _, r := range m.Revisions() {
+			out[r]++
 		}
 	}
 	return out
