@@ -35,6 +35,7 @@ type Kafka struct {
 	w      *kafka.Writer
 
 	produced, consumed, commits *prometheus.CounterVec
+	readErrors                  *prometheus.CounterVec
 	lag                         *prometheus.GaugeVec
 	// inflight bounds Publish calls not yet acknowledged (back-pressure).
 	inflight chan struct{}
@@ -189,6 +190,8 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 			Help: "Records fetched, by topic."}, []string{"topic"}),
 		commits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_stream_commits_total",
 			Help: "Offset commits, by topic."}, []string{"topic"}),
+		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_stream_read_errors_total",
+			Help: "Partition reader errors (each one reconnects and fetches the same offset again), by topic."}, []string{"topic"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_stream_lag_records",
 			Help: "Records behind the partition's end, by topic and partition."}, []string{"topic", "partition"}),
 	}
@@ -200,7 +203,7 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 		}
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{k.produced, k.consumed, k.commits, k.lag} {
+		for _, c := range []prometheus.Collector{k.produced, k.consumed, k.commits, k.readErrors, k.lag} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("kafka stream metrics: %w", err)
 			}
@@ -433,19 +436,90 @@ func (k *Kafka) generation(ctx context.Context, topic string, gen *kafka.Generat
 	return failure
 }
 
+// Partition reader timing. kafka-go's partition reader sets its
+// connection's read deadline MaxWait after it sends a fetch and asks the
+// broker to hold the fetch for MaxWait less min(1 s, MaxWait/4); an answer
+// later than the deadline is an i/o timeout, on which it closes the
+// connection and fetches the same offset again, without a backoff on the
+// answer's size and, with no ErrorLogger, silently. The readers had a
+// 100 ms MaxWait: a broker that took more than 25 ms beyond its hold to
+// answer (a loaded machine, a far broker, a large catch-up fetch) was
+// asked again and again and the partition stalled for good, with its lag
+// gauge still showing the last value (0). With 5 s an idle fetch is held
+// 4 s and its answer has 1 s; a fetch with records waiting has 5 s. The
+// wait costs nothing: a held fetch is answered as soon as a record
+// arrives, and closing a reader cuts its connections instead of waiting
+// for the held fetch (readerConns).
+const (
+	readMaxWait = 5 * time.Second
+	// readMaxBytes bounds one fetch answer (a larger first batch is still
+	// returned whole), so a catch-up is read in parts the broker answers
+	// quickly.
+	readMaxBytes = 1 << 20
+	// readErrLogEvery spaces a partition reader's error logs; every
+	// error is counted (auditwatch_stream_read_errors_total).
+	readErrLogEvery = 30 * time.Second
+)
+
+// readLagEvery is how often a reader's lag is read from the broker's end
+// offset (the gauge of a reader receiving nothing follows it; a variable
+// for the test).
+var readLagEvery = 10 * time.Second
+
+// readerErrors counts a partition reader's errors and logs the first, then
+// at most one per readErrLogEvery with the number since the last.
+type readerErrors struct {
+	k        *Kafka
+	topic    string
+	p        int
+	stopping atomic.Bool
+
+	mu      sync.Mutex
+	last    time.Time
+	skipped int
+}
+
+func (e *readerErrors) Printf(msg string, args ...any) {
+	if e.stopping.Load() {
+		return // the reader's connections are being cut on purpose
+	}
+	e.k.readErrors.WithLabelValues(e.topic).Inc()
+	e.mu.Lock()
+	now := time.Now()
+	if !e.last.IsZero() && now.Sub(e.last) < readErrLogEvery {
+		e.skipped++
+		e.mu.Unlock()
+		return
+	}
+	skipped := e.skipped
+	e.last, e.skipped = now, 0
+	e.mu.Unlock()
+	e.k.log.Warn("kafka partition reader: "+fmt.Sprintf(msg, args...), "topic", e.topic, "partition", e.p, "errors_not_logged", skipped)
+}
+
 // partition reads one partition from start until ctx ends, feeding h in
 // batches.
 func (k *Kafka) partition(ctx context.Context, topic string, p int, start int64, h Handler) error {
+	// The reader dials through its own connection set, so stopping it
+	// need not wait for a fetch the broker holds.
+	dialer, conns := groupDialer(k.dialer)
+	errs := &readerErrors{k: k, topic: topic, p: p}
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   k.cfg.Brokers,
-		Topic:     topic,
-		Partition: p,
-		Dialer:    k.dialer,
-		MinBytes:  1,
-		MaxBytes:  16 << 20,
-		MaxWait:   100 * time.Millisecond,
+		Brokers:         k.cfg.Brokers,
+		Topic:           topic,
+		Partition:       p,
+		Dialer:          dialer,
+		MinBytes:        1,
+		MaxBytes:        readMaxBytes,
+		MaxWait:         readMaxWait,
+		ReadLagInterval: readLagEvery,
+		ErrorLogger:     errs,
 	})
-	defer r.Close()
+	defer func() {
+		errs.stopping.Store(true)
+		conns.abort()
+		r.Close()
+	}()
 	if err := r.SetOffset(start); err != nil {
 		return fmt.Errorf("kafka %s/%d: seek %d: %w", topic, p, start, err)
 	}
@@ -479,6 +553,7 @@ func (k *Kafka) partition(ctx context.Context, topic string, p int, start int64,
 	consumed := k.consumed.WithLabelValues(topic)
 	tick := time.NewTicker(IdleTick)
 	defer tick.Stop()
+	lagAt := time.Now()
 	batch := make([]Record, 0, maxBatch)
 	for {
 		batch = batch[:0]
@@ -511,7 +586,15 @@ func (k *Kafka) partition(ctx context.Context, topic string, p int, start int64,
 			}
 			consumed.Add(float64(len(batch)))
 			lag.Set(float64(r.Lag()))
+			lagAt = time.Now()
 		case <-tick.C:
+			// No record: the gauge follows the broker's end offset
+			// (refreshed by the reader every readLagEvery), so a reader
+			// that stopped receiving shows its lag growing.
+			if time.Since(lagAt) >= time.Second {
+				lag.Set(float64(r.Stats().Lag))
+				lagAt = time.Now()
+			}
 		}
 		if err := h.Handle(ctx, p, batch); err != nil {
 			if ctx.Err() != nil {
