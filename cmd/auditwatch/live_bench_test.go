@@ -108,6 +108,22 @@ func benchAppendToOutput(b *testing.B, bin string, rate, seconds int) {
 			b.Fatal(err)
 		}
 	}
+	if v := os.Getenv("AUDITWATCH_BENCH_STORE_INTERVAL"); v != "" {
+		// Comparison only: the same run with another
+		// storage.batch.max_interval (how long the writer gathers events
+		// into one block; docs/PERFORMANCE.md).
+		raw, err := os.ReadFile(cfgPath)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := bytes.Replace(raw, []byte("  backend: chdb\n"), []byte("  backend: chdb\n  batch: {max_interval: "+v+"}\n"), 1)
+		if bytes.Equal(out, raw) {
+			b.Fatal("AUDITWATCH_BENCH_STORE_INTERVAL: the config has no chdb storage to set it on")
+		}
+		if err := os.WriteFile(cfgPath, out, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
 	m := startLiveMonitor(b, bin, work, cfgPath, metrics, in.history)
 	// Wait until the monitor is up (its metrics listener answers).
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
