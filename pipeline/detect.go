@@ -2,9 +2,14 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -21,7 +26,27 @@ const (
 	MetaOffset = "stream/offset"
 	// MetaSourcePrefix prefixes each source's position (embedded).
 	MetaSourcePrefix = "source/"
+	// MetaStorePending holds, with a Store, the events the detectors have
+	// taken that the store has not yet acknowledged (8-byte hashes of
+	// source and id, little endian): the input position saved beside them
+	// is from before them, so a restart reads them again, stores them and
+	// keeps them from the detectors, whose state already has them.
+	MetaStorePending = "store/pending"
+	// MetaStoreFindings holds, with a Store, the findings handed on whose
+	// storing was not yet acknowledged (a JSON array), stored again on a
+	// restart: the events that raised them are not detected again.
+	MetaStoreFindings = "store/findings"
 )
+
+// StoreSink stores events and findings without holding the detect stage:
+// Submit queues them and returns at once (waiting only while its queue is
+// full), and done runs once they and everything submitted before are
+// durable (store.Writer satisfies it). Flush writes everything queued and
+// returns when it is durable (used when the stage stops).
+type StoreSink interface {
+	Submit(ctx context.Context, evs []schema.Event, fs []schema.Finding, done func()) error
+	Flush(ctx context.Context) error
+}
 
 // OpenDetector opens the detector engine of a partition. fresh asks for
 // empty state (the partition's state is being rebuilt).
@@ -34,8 +59,20 @@ type DetectConfig struct {
 	// Findings takes the findings (alert router and sinks in one process;
 	// a findings-topic publisher on Kafka).
 	Findings FindingSink
-	// Events, optional, takes every event (storage in one process).
+	// Events, optional, takes every event at each checkpoint, before the
+	// checkpoint (events file, SIEM forwarding through the outbox).
 	Events EventSink
+	// Store, optional, stores every event and finding off the detect
+	// path: each checkpoint's events and each batch's findings (after the
+	// Findings sink took them) are submitted and the stage goes on
+	// detecting while they are written. A checkpoint saves and commits the
+	// input position only up to the events the store has acknowledged;
+	// the events taken after that position are listed in the checkpoint
+	// (MetaStorePending), so after a crash they are read again, stored,
+	// and kept from the detectors, whose saved state already has them.
+	// Nothing is lost and a slow store never holds detection or alerts
+	// (until its queue is full).
+	Store StoreSink
 	// Replayable is true on Kafka: offsets are stored in the checkpoint
 	// and a partition without matching local state is rebuilt.
 	Replayable bool
@@ -118,12 +155,68 @@ type partition struct {
 	since         int
 	last          time.Time
 	lastRecord    time.Time
+
+	// With a Store: hashes of pt.events (eventHash), the submitted
+	// batches not yet acknowledged (oldest first), the input position the
+	// last acknowledged batch reached, and the events taken before a
+	// restart that the store had not acknowledged (stored again when read
+	// again, not detected again; forgotten at replayedUntil).
+	hashes         []uint64
+	unacked        []*storeBatch
+	ackedPositions map[string][]byte
+	ackedNext      int64
+	replayed       map[uint64]struct{}
+	replayedUntil  time.Time
+}
+
+// storeBatch is one submission to the Store: a checkpoint's events with
+// the input position after them, or a batch of findings.
+type storeBatch struct {
+	events    bool
+	positions map[string][]byte
+	next      int64
+	hashes    []uint64
+	findings  []schema.Finding
+	acked     chan struct{}
+}
+
+func newStoreBatch() *storeBatch { return &storeBatch{acked: make(chan struct{})} }
+
+func (b *storeBatch) ack() { close(b.acked) }
+
+func (b *storeBatch) done() bool {
+	select {
+	case <-b.acked:
+		return true
+	default:
+		return false
+	}
+}
+
+// replayWindow is how long after a restart the events the store had not
+// acknowledged are expected back (the sources resume before them).
+const replayWindow = 2 * time.Minute
+
+// eventHash identifies an event across a restart: FNV-1a of its source
+// and id (0 for an event without id, which is not tracked).
+func eventHash(ev *schema.Event) uint64 {
+	if ev.ID == "" {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(ev.Source))
+	h.Write([]byte{0})
+	h.Write([]byte(ev.ID))
+	if v := h.Sum64(); v != 0 {
+		return v
+	}
+	return 1
 }
 
 type detectMetrics struct {
-	events, suppressed, checkpoints, rebuilds, drains prometheus.Counter
-	findings                                          *prometheus.CounterVec
-	partitions                                        prometheus.Gauge
+	events, suppressed, checkpoints, rebuilds, drains, restored, storeWait prometheus.Counter
+	findings                                                               *prometheus.CounterVec
+	partitions                                                             prometheus.Gauge
 }
 
 // NewDetectStage returns a DetectStage.
@@ -156,12 +249,16 @@ func NewDetectStage(cfg DetectConfig) (*DetectStage, error) {
 			Help: "Partitions whose detector state was rebuilt by replay on assignment."}),
 		drains: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_stage_idle_drains_total",
 			Help: "Times an idle partition's reorder buffer was released early."}),
+		storeWait: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_stage_store_wait_seconds_total",
+			Help: "Time the detect stage spent handing events and findings to the store's queue (it waits only while the queue is full)."}),
+		restored: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditwatch_detect_stage_store_replayed_total",
+			Help: "Events read again after a restart that the detectors had taken but the store had not acknowledged: stored, not detected again."}),
 		findings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_stage_findings_total",
 			Help: "Findings handed on by the detect stage, by detector."}, []string{"detector"}),
 		partitions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_stage_partitions",
 			Help: "Partitions owned by this detect stage."}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.suppressed, m.checkpoints, m.rebuilds, m.drains, m.findings, m.partitions} {
+	for _, c := range []prometheus.Collector{m.events, m.suppressed, m.checkpoints, m.rebuilds, m.drains, m.restored, m.storeWait, m.findings, m.partitions} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("detect stage metrics: %w", err)
 		}
@@ -195,9 +292,13 @@ func (s *DetectStage) open(p int, committed, oldest int64) (*partition, int64, e
 		return nil, 0, fmt.Errorf("open detector of partition %d: %w", p, err)
 	}
 	now := time.Now()
-	pt := &partition{id: p, det: det, next: -1, committed: committed, positions: map[string][]byte{}, last: now, lastRecord: now}
+	pt := &partition{id: p, det: det, next: -1, committed: committed, positions: map[string][]byte{}, last: now, lastRecord: now, ackedNext: -1}
 	meta, err := det.Meta()
 	if err != nil {
+		det.Close()
+		return nil, 0, fmt.Errorf("partition %d: %w", p, err)
+	}
+	if err := s.restoreStore(pt, meta); err != nil {
 		det.Close()
 		return nil, 0, fmt.Errorf("partition %d: %w", p, err)
 	}
@@ -207,6 +308,7 @@ func (s *DetectStage) open(p int, committed, oldest int64) (*partition, int64, e
 				pt.positions[k[len(MetaSourcePrefix):]] = v
 			}
 		}
+		pt.ackedPositions = maps.Clone(pt.positions)
 		return pt, 0, nil
 	}
 	stored := int64(-1)
@@ -219,7 +321,7 @@ func (s *DetectStage) open(p int, committed, oldest int64) (*partition, int64, e
 	case stored >= 0 && (committed < 0 || stored == committed):
 		// Local state is exactly at the group's position.
 		s.log.Info("partition state restored", "partition", p, "offset", stored)
-		pt.next = stored
+		pt.next, pt.ackedNext = stored, stored
 		return pt, stored, nil
 	case committed < 0:
 		// Nothing committed and no state: a new partition.
@@ -234,6 +336,7 @@ func (s *DetectStage) open(p int, committed, oldest int64) (*partition, int64, e
 		}
 		pt.det = det
 		pt.suppressBelow = committed
+		pt.replayed, pt.unacked = nil, nil
 		s.m.rebuilds.Inc()
 		s.log.Info("partition state rebuilt by replay", "partition", p, "from", oldest, "committed", committed, "local", stored)
 		return pt, oldest, nil
@@ -298,6 +401,20 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 			continue
 		}
 		s.m.events.Inc()
+		if pt.replayed != nil {
+			// Taken by the detectors before a restart, not stored then:
+			// store it, do not detect it again.
+			if h := eventHash(r.Event); h != 0 {
+				if _, ok := pt.replayed[h]; ok {
+					delete(pt.replayed, h)
+					s.m.restored.Inc()
+					pt.events = append(pt.events, *r.Event)
+					pt.hashes = append(pt.hashes, h)
+					pt.since++
+					continue
+				}
+			}
+		}
 		if s.cfg.Canary != nil && s.cfg.Canary(r.Event, s.cfg.Replayable && r.Offset < pt.suppressBelow) {
 			pt.since++
 			continue
@@ -316,8 +433,11 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 		if s.cfg.Observe != nil {
 			s.cfg.Observe(r.Event, fs)
 		}
-		if s.cfg.Events != nil && !(s.cfg.Replayable && r.Offset < pt.suppressBelow) {
+		if (s.cfg.Events != nil || s.cfg.Store != nil) && !(s.cfg.Replayable && r.Offset < pt.suppressBelow) {
 			pt.events = append(pt.events, *r.Event)
+			if s.cfg.Store != nil {
+				pt.hashes = append(pt.hashes, eventHash(r.Event))
+			}
 		}
 		if len(fs) > 0 {
 			if r.Offset < pt.suppressBelow {
@@ -352,7 +472,10 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 	// An engine whose unsaved evicted state has reached its memory share
 	// asks for a checkpoint early (detect.Engine.NeedCheckpoint).
 	nc, _ := pt.det.(interface{ NeedCheckpoint() bool })
-	if pt.since >= s.cfg.CheckpointEvents || (pt.since > 0 || len(pt.findings) > 0) && time.Since(pt.last) >= s.cfg.CheckpointInterval ||
+	// With a Store, an acknowledgement that came after the last
+	// checkpoint is saved at the next one even when the input is idle.
+	acked := len(pt.unacked) > 0 && pt.unacked[len(pt.unacked)-1].done()
+	if pt.since >= s.cfg.CheckpointEvents || (pt.since > 0 || len(pt.findings) > 0 || acked) && time.Since(pt.last) >= s.cfg.CheckpointInterval ||
 		pt.since > 0 && nc != nil && nc.NeedCheckpoint() {
 		return s.checkpoint(ctx, pt)
 	}
@@ -397,18 +520,38 @@ func (s *DetectStage) checkpoint(ctx context.Context, pt *partition) error {
 	if err := s.handOnFindings(ctx, pt); err != nil {
 		return err
 	}
-	if len(pt.events) > 0 {
+	if len(pt.events) > 0 && s.cfg.Events != nil {
 		if err := s.cfg.Events.WriteEvents(ctx, pt.events); err != nil {
 			return fmt.Errorf("partition %d: hand on events: %w", pt.id, err)
 		}
-		pt.events = pt.events[:0]
 	}
-	meta := make(map[string][]byte, len(pt.positions)+1)
-	for k, v := range pt.positions {
+	positions, next := pt.positions, pt.next
+	var meta map[string][]byte
+	if s.cfg.Store != nil {
+		// The events go to the store's queue; the position saved and
+		// committed is the one the store has acknowledged.
+		b := newStoreBatch()
+		b.events, b.positions, b.next, b.hashes = true, maps.Clone(pt.positions), pt.next, pt.hashes
+		pt.unacked = append(pt.unacked, b)
+		if err := s.submit(ctx, pt.events, nil, b.ack); err != nil {
+			pt.unacked = pt.unacked[:len(pt.unacked)-1]
+			return fmt.Errorf("partition %d: store events: %w", pt.id, err)
+		}
+		pt.hashes = nil
+		var err error
+		if meta, err = s.storeMeta(pt); err != nil {
+			return fmt.Errorf("partition %d: %w", pt.id, err)
+		}
+		positions, next = pt.ackedPositions, pt.ackedNext
+	} else {
+		meta = make(map[string][]byte, len(pt.positions)+1)
+	}
+	pt.events = pt.events[:0]
+	for k, v := range positions {
 		meta[MetaSourcePrefix+k] = v
 	}
-	if pt.next >= 0 {
-		meta[MetaOffset] = []byte(strconv.FormatInt(pt.next, 10))
+	if next >= 0 {
+		meta[MetaOffset] = []byte(strconv.FormatInt(next, 10))
 	}
 	if s.cfg.BeforeCheckpoint != nil {
 		if err := s.cfg.BeforeCheckpoint(); err != nil {
@@ -418,11 +561,11 @@ func (s *DetectStage) checkpoint(ctx context.Context, pt *partition) error {
 	if err := pt.det.Checkpoint(meta); err != nil {
 		return fmt.Errorf("partition %d: %w", pt.id, err)
 	}
-	if pt.next >= 0 && pt.commit != nil {
-		if err := pt.commit(ctx, pt.id, pt.next); err != nil {
-			return fmt.Errorf("partition %d: commit offset %d: %w", pt.id, pt.next, err)
+	if next >= 0 && pt.commit != nil && next != pt.committed {
+		if err := pt.commit(ctx, pt.id, next); err != nil {
+			return fmt.Errorf("partition %d: commit offset %d: %w", pt.id, next, err)
 		}
-		pt.committed = pt.next
+		pt.committed = next
 	}
 	pt.since = 0
 	s.m.checkpoints.Inc()
@@ -439,10 +582,110 @@ func (s *DetectStage) handOnFindings(ctx context.Context, pt *partition) error {
 	if err := s.cfg.Findings.WriteFindings(ctx, pt.findings); err != nil {
 		return fmt.Errorf("partition %d: hand on findings: %w", pt.id, err)
 	}
+	if s.cfg.Store != nil {
+		// Stored off the alert path, after the outbox has them; until the
+		// store acknowledges them they are in every checkpoint.
+		if err := s.submitFindings(ctx, pt, slices.Clone(pt.findings)); err != nil {
+			return err
+		}
+	}
 	for i := range pt.findings {
 		s.m.findings.WithLabelValues(pt.findings[i].Detector).Inc()
 	}
 	pt.findings = pt.findings[:0]
+	return nil
+}
+
+// submitFindings submits findings to the Store, tracked until
+// acknowledged.
+func (s *DetectStage) submitFindings(ctx context.Context, pt *partition, fs []schema.Finding) error {
+	b := newStoreBatch()
+	b.findings = fs
+	pt.unacked = append(pt.unacked, b)
+	if err := s.submit(ctx, nil, fs, b.ack); err != nil {
+		pt.unacked = pt.unacked[:len(pt.unacked)-1]
+		return fmt.Errorf("partition %d: store findings: %w", pt.id, err)
+	}
+	return nil
+}
+
+// submit hands rows to the Store, counting the time it held the stage.
+func (s *DetectStage) submit(ctx context.Context, evs []schema.Event, fs []schema.Finding, done func()) error {
+	start := time.Now()
+	err := s.cfg.Store.Submit(ctx, evs, fs, done)
+	s.m.storeWait.Add(time.Since(start).Seconds())
+	return err
+}
+
+// storeMeta moves the acknowledged batches' position into pt.ackedPositions
+// and pt.ackedNext and returns the checkpoint entries of what the store
+// has not acknowledged: the events (hashes) and the findings.
+func (s *DetectStage) storeMeta(pt *partition) (map[string][]byte, error) {
+	n := 0
+	for n < len(pt.unacked) && pt.unacked[n].done() {
+		if b := pt.unacked[n]; b.events {
+			pt.ackedPositions, pt.ackedNext = b.positions, b.next
+		}
+		n++
+	}
+	pt.unacked = append(pt.unacked[:0:0], pt.unacked[n:]...)
+	if pt.replayed != nil && time.Now().After(pt.replayedUntil) {
+		if len(pt.replayed) > 0 {
+			s.log.Warn("events the store had not acknowledged before the restart were not read again; forgotten", "partition", pt.id, "events", len(pt.replayed))
+		}
+		pt.replayed = nil
+	}
+	var pending []byte
+	var fs []schema.Finding
+	for h := range pt.replayed {
+		pending = binary.LittleEndian.AppendUint64(pending, h)
+	}
+	for _, b := range pt.unacked {
+		for _, h := range b.hashes {
+			if h != 0 {
+				pending = binary.LittleEndian.AppendUint64(pending, h)
+			}
+		}
+		fs = append(fs, b.findings...)
+	}
+	meta := map[string][]byte{}
+	if len(pending) > 0 {
+		meta[MetaStorePending] = pending
+	}
+	if len(fs) > 0 {
+		raw, err := json.Marshal(fs)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint findings not yet stored: %w", err)
+		}
+		meta[MetaStoreFindings] = raw
+	}
+	return meta, nil
+}
+
+// restoreStore reads what the store had not acknowledged before a
+// restart: the events to store again without detecting them, and the
+// findings, submitted again now.
+func (s *DetectStage) restoreStore(pt *partition, meta map[string][]byte) error {
+	if s.cfg.Store == nil {
+		return nil
+	}
+	if raw := meta[MetaStorePending]; len(raw) >= 8 {
+		pt.replayed = make(map[uint64]struct{}, len(raw)/8)
+		for i := 0; i+8 <= len(raw); i += 8 {
+			pt.replayed[binary.LittleEndian.Uint64(raw[i:])] = struct{}{}
+		}
+		pt.replayedUntil = time.Now().Add(replayWindow)
+		s.log.Warn("events taken before the restart are stored when read again, not detected again", "partition", pt.id, "events", len(pt.replayed))
+	}
+	if raw := meta[MetaStoreFindings]; len(raw) > 0 {
+		var fs []schema.Finding
+		if err := json.Unmarshal(raw, &fs); err != nil {
+			return fmt.Errorf("checkpoint findings not yet stored: %w", err)
+		}
+		if err := s.submitFindings(context.Background(), pt, fs); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -454,9 +697,17 @@ func (s *DetectStage) Revoked(ctx context.Context, parts []int) error {
 		if err != nil {
 			continue
 		}
-		if pt.since > 0 || len(pt.findings) > 0 {
+		if pt.since > 0 || len(pt.findings) > 0 || len(pt.unacked) > 0 {
 			if err := s.checkpoint(ctx, pt); err != nil {
 				errs = append(errs, err)
+			} else if s.cfg.Store != nil && len(pt.unacked) > 0 {
+				// A clean stop leaves nothing to read again: write what
+				// the store has queued, then save the position after it.
+				if err := s.cfg.Store.Flush(ctx); err != nil {
+					s.log.Warn("store not flushed at stop; the events after the saved position are read again at the next start", "partition", p, "err", err)
+				} else if err := s.checkpoint(ctx, pt); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 		if err := pt.det.Close(); err != nil {

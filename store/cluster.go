@@ -75,7 +75,7 @@ func (d *DB) migrateCluster(ctx context.Context) error {
 		for i, st := range m.Statements {
 			if !m.OncePerShard[i] {
 				for _, r := range pending {
-					if err := r.b.Exec(ctx, st); err != nil {
+					if err := execMigration(ctx, r.b, st); err != nil {
 						return fmt.Errorf("migrate: replica %s: %04d_%s statement %d: %w", r.addr, m.Version, m.Name, i+1, err)
 					}
 				}
@@ -84,7 +84,7 @@ func (d *DB) migrateCluster(ctx context.Context) error {
 			if shardDone {
 				continue
 			}
-			if err := pending[0].b.Exec(ctx, st); err != nil {
+			if err := execMigration(ctx, pending[0].b, st); err != nil {
 				return fmt.Errorf("migrate: replica %s: %04d_%s statement %d: %w", pending[0].addr, m.Version, m.Name, i+1, err)
 			}
 			if t := alterTableRE.FindStringSubmatch(st); t != nil {

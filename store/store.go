@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -201,7 +202,7 @@ func (d *DB) Migrate(ctx context.Context) error {
 			continue
 		}
 		for i, st := range m.Statements {
-			if err := d.b.Exec(ctx, st); err != nil {
+			if err := execMigration(ctx, d.b, st); err != nil {
 				return fmt.Errorf("migrate: %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
@@ -211,6 +212,21 @@ func (d *DB) Migrate(ctx context.Context) error {
 	}
 	return d.setTTL(ctx, dia, false)
 }
+
+// execMigration runs one migration statement. A migration is recorded
+// after its last statement, so a process stopped in between (killed
+// during its first start) runs it again: a column or index its ALTER adds
+// that already exists was added then, and is not an error.
+func execMigration(ctx context.Context, b backend, st string) error {
+	err := b.Exec(ctx, st)
+	if err != nil && alterAddRE.MatchString(st) && strings.Contains(err.Error(), "already exists") {
+		return nil
+	}
+	return err
+}
+
+// alterAddRE matches a migration statement that adds a column or an index.
+var alterAddRE = regexp.MustCompile(`(?i)^\s*ALTER\s+TABLE\s+\S+\s+ADD\s+(COLUMN|INDEX)\s`)
 
 func (d *DB) setTTL(ctx context.Context, dia chschema.Dialect, clustered bool) error {
 	for _, st := range chschema.TTL(dia, d.cfg.RetentionDays, clustered) {

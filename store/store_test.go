@@ -466,3 +466,63 @@ func TestUpgradeFrom0003(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateAfterInterruptedMigration: a process killed during its first
+// start leaves a migration applied in part (its ALTER added a column, the
+// migration is not recorded); the next Migrate completes it.
+func TestMigrateAfterInterruptedMigration(t *testing.T) {
+	for _, bc := range backends {
+		t.Run(bc.name, func(t *testing.T) {
+			dbSeq++
+			db := fmt.Sprintf("aw_int_%d", dbSeq)
+			st := openRW(t, bc.cfg(t, db))
+			ctx := context.Background()
+			dia := st.Dialect()
+			if _, err := prepareMigrations(ctx, st.b, dia); err != nil {
+				t.Fatal(err)
+			}
+			ms, err := chschema.Migrations(dia)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cut := -1
+			for i, m := range ms {
+				if alterAddRE.MatchString(m.Statements[0]) {
+					cut = i
+					break
+				}
+				for _, q := range m.Statements {
+					if err := st.Exec(ctx, q); err != nil {
+						t.Fatalf("%04d: %v", m.Version, err)
+					}
+				}
+				if err := st.recordMigration(ctx, st.b, dia, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if cut < 0 {
+				t.Fatal("no migration adds a column")
+			}
+			if err := st.Exec(ctx, ms[cut].Statements[0]); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Migrate(ctx); err != nil {
+				t.Fatalf("migrate after %04d was interrupted: %v", ms[cut].Version, err)
+			}
+			applied, err := prepareMigrations(ctx, st.b, dia)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(applied) != len(ms) {
+				t.Errorf("%d migrations recorded, want %d", len(applied), len(ms))
+			}
+			evs, fs := known(time.Now().UTC())
+			if err := st.InsertEvents(ctx, evs); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.InsertFindings(ctx, fs); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -42,6 +42,17 @@ type Writer struct {
 	pendEv  []schema.Event
 	pendF   []schema.Finding
 
+	// Submit's bookkeeping (under mu): rows ever added, rows ever
+	// written, the callbacks waiting for a count of them, the estimated
+	// bytes of events not yet written, and a channel closed (and
+	// replaced) after each written block.
+	addedEv, addedF     uint64
+	writtenEv, writtenF uint64
+	acks                []ack
+	queuedBytes         int
+	wrote               chan struct{}
+
+	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
 
@@ -65,6 +76,7 @@ func NewWriter(st Inserter, cfg BatchConfig, logger *slog.Logger, reg prometheus
 	w := &Writer{
 		st: st, cfg: cfg, logger: logger,
 		stop: make(chan struct{}), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), wrote: make(chan struct{}),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auditwatch_store_rows_inserted_total", Help: "Rows written to storage, by table.",
 		}, []string{"table"}),
@@ -104,6 +116,17 @@ func (w *Writer) loop() {
 		select {
 		case <-w.stop:
 			return
+		case <-w.kick:
+			w.mu.Lock()
+			due := len(w.evs) > 0 || len(w.fs) > 0
+			w.mu.Unlock()
+			if due {
+				ctx, cancel := context.WithTimeout(context.Background(), 4*w.cfg.MaxInterval.D()+10*time.Second)
+				if err := w.Flush(ctx); err != nil {
+					w.logger.Warn("storage flush failed; rows kept for retry", "err", err)
+				}
+				cancel()
+			}
 		case <-t.C:
 			w.mu.Lock()
 			due := (len(w.evs) > 0 || len(w.fs) > 0) && time.Since(w.oldest) >= w.cfg.MaxInterval.D()
@@ -131,6 +154,8 @@ func (w *Writer) Add(ctx context.Context, evs []schema.Event) error {
 		w.oldest = time.Now()
 	}
 	w.evs = append(w.evs, evs...)
+	w.addedEv += uint64(len(evs))
+	w.queuedBytes += eventsBytes(evs)
 	full := len(w.evs) >= w.cfg.MaxRows
 	w.buffered.Set(float64(len(w.evs) + len(w.fs)))
 	w.mu.Unlock()
@@ -151,6 +176,7 @@ func (w *Writer) AddFindings(ctx context.Context, fs []schema.Finding) error {
 		w.oldest = time.Now()
 	}
 	w.fs = append(w.fs, fs...)
+	w.addedF += uint64(len(fs))
 	full := len(w.fs) >= w.cfg.MaxRows
 	w.buffered.Set(float64(len(w.evs) + len(w.fs)))
 	w.mu.Unlock()
@@ -217,6 +243,7 @@ func (w *Writer) tryPending(ctx context.Context) error {
 		}
 		w.seconds.Observe(time.Since(start).Seconds())
 		w.rows.WithLabelValues("events").Add(float64(len(w.pendEv)))
+		w.written(w.pendEv, 0)
 		w.pendEv = nil
 	}
 	if len(w.pendF) > 0 {
@@ -225,9 +252,116 @@ func (w *Writer) tryPending(ctx context.Context) error {
 			return err
 		}
 		w.rows.WithLabelValues("findings").Add(float64(len(w.pendF)))
+		w.written(nil, len(w.pendF))
 		w.pendF = nil
 	}
 	return nil
+}
+
+// ack is a Submit callback waiting until this many rows are written.
+type ack struct {
+	ev, f uint64
+	done  func()
+}
+
+// maxQueuedBytes bounds the events Submit queues ahead of the store
+// (estimated by eventsBytes): beyond it, Submit waits for a block to be
+// written.
+const maxQueuedBytes = 128 << 20
+
+// eventsBytes estimates the memory evs hold: each event's original
+// record and about 512 bytes of fields.
+func eventsBytes(evs []schema.Event) int {
+	n := 0
+	for i := range evs {
+		n += len(evs[i].Raw) + 512
+	}
+	return n
+}
+
+// written counts a block written (called under flushMu) and runs the
+// Submit callbacks it completes, in submission order.
+func (w *Writer) written(evs []schema.Event, findings int) {
+	w.mu.Lock()
+	w.writtenEv += uint64(len(evs))
+	w.writtenF += uint64(findings)
+	w.queuedBytes = max(w.queuedBytes-eventsBytes(evs), 0)
+	n := 0
+	for n < len(w.acks) && w.acks[n].ev <= w.writtenEv && w.acks[n].f <= w.writtenF {
+		n++
+	}
+	due := w.acks[:n:n]
+	w.acks = w.acks[n:]
+	close(w.wrote)
+	w.wrote = make(chan struct{})
+	w.mu.Unlock()
+	for _, a := range due {
+		a.done()
+	}
+}
+
+// Submit queues events and findings to be stored and returns without
+// waiting for the store: the detect stage hands each checkpoint's events
+// over this way and goes on detecting while they are written. done (may
+// be nil) runs once they, and every row added or submitted before them,
+// are stored; it runs on the writer's goroutine and must not block. The
+// writer's loop writes what is queued once it is MaxInterval old, or at
+// once when MaxRows are queued, in blocks of up to MaxRows: when storing
+// falls behind (a slow insert, merges), what queued meanwhile goes into
+// one larger block, which costs the store less per row. A failed block is
+// retried as the same block until it is written or the writer closes.
+// Submit waits only while the events queued ahead of the store exceed
+// 128 MiB (back-pressure, until ctx ends).
+func (w *Writer) Submit(ctx context.Context, evs []schema.Event, fs []schema.Finding, done func()) error {
+	for {
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return ErrWriterClosed
+		}
+		if w.queuedBytes <= maxQueuedBytes || w.queuedBytes == 0 {
+			break
+		}
+		wrote := w.wrote
+		w.mu.Unlock()
+		w.signal()
+		select {
+		case <-wrote:
+		case <-ctx.Done():
+			return fmt.Errorf("storage queue full: %w", ctx.Err())
+		}
+	}
+	if len(w.evs) == 0 && len(w.fs) == 0 {
+		w.oldest = time.Now()
+	}
+	w.evs = append(w.evs, evs...)
+	w.fs = append(w.fs, fs...)
+	w.addedEv += uint64(len(evs))
+	w.addedF += uint64(len(fs))
+	w.queuedBytes += eventsBytes(evs)
+	w.buffered.Set(float64(len(w.evs) + len(w.fs)))
+	full := len(w.evs) >= w.cfg.MaxRows || len(w.fs) >= w.cfg.MaxRows
+	if done != nil {
+		if w.writtenEv >= w.addedEv && w.writtenF >= w.addedF {
+			w.mu.Unlock()
+			done()
+			return nil
+		}
+		w.acks = append(w.acks, ack{ev: w.addedEv, f: w.addedF, done: done})
+	}
+	w.mu.Unlock()
+	if full {
+		w.signal()
+	}
+	return nil
+}
+
+// signal asks the writer's loop to write what is queued now.
+func (w *Writer) signal() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Close flushes what is buffered (bounded by ctx) and stops the writer.

@@ -149,3 +149,89 @@ func TestWriterSinkIsDurable(t *testing.T) {
 		t.Errorf("WriteEvents returned before the block was stored: blocks %v, rows tried %d", f.blocks, f.events)
 	}
 }
+
+// gated is an Inserter whose event inserts wait until the test opens the
+// gate (a store stalled by merges), recording each block's size.
+type gated struct {
+	mu     sync.Mutex
+	gate   chan struct{}
+	blocks []int
+	fs     int
+}
+
+func (g *gated) InsertEvents(ctx context.Context, evs []schema.Event) error {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	g.mu.Lock()
+	g.blocks = append(g.blocks, len(evs))
+	g.mu.Unlock()
+	return nil
+}
+
+func (g *gated) InsertFindings(_ context.Context, fs []schema.Finding) error {
+	g.mu.Lock()
+	g.fs += len(fs)
+	g.mu.Unlock()
+	return nil
+}
+
+// TestWriterSubmitQueuesAndCoalesces: Submit returns while the store is
+// stalled; each submission's done runs only once its rows (and every row
+// before them) are written, in submission order; what queued while a
+// block was being written goes into one block.
+func TestWriterSubmitQueuesAndCoalesces(t *testing.T) {
+	g := &gated{gate: make(chan struct{})}
+	w, err := NewWriter(g, BatchConfig{MaxRows: 1000, MaxInterval: duration.Duration(time.Millisecond), RetryBackoff: duration.Duration(time.Millisecond)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	gen := chtest.NewGen(1, time.Now().Add(-time.Hour), time.Hour)
+	var mu sync.Mutex
+	var acked []int
+	ack := func(i int) func() {
+		return func() { mu.Lock(); acked = append(acked, i); mu.Unlock() }
+	}
+	if err := w.Submit(ctx, gen.Events(10), nil, ack(0)); err != nil {
+		t.Fatal(err)
+	}
+	// The loop takes the first submission into a block, which waits at
+	// the gate; the next three queue behind it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		w.mu.Lock()
+		taken := len(w.evs) == 0
+		w.mu.Unlock()
+		if taken {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer's loop never took the first submission")
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		if err := w.Submit(ctx, gen.Events(10), []schema.Finding{{ID: "f"}}, ack(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	if len(acked) != 0 {
+		t.Errorf("acknowledged %v while the store wrote nothing", acked)
+	}
+	mu.Unlock()
+	close(g.gate)
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(acked) != 4 || acked[0] != 0 || acked[1] != 1 || acked[2] != 2 || acked[3] != 3 {
+		t.Errorf("acknowledged %v, want [0 1 2 3]", acked)
+	}
+	if len(g.blocks) != 2 || g.blocks[0] != 10 || g.blocks[1] != 30 {
+		t.Errorf("blocks %v, want [10 30]: what queued behind the stalled block is one block", g.blocks)
+	}
+	if g.fs != 3 {
+		t.Errorf("%d findings stored, want 3", g.fs)
+	}
+}

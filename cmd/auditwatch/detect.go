@@ -60,7 +60,7 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		// Every event is stored (and forwarded to SIEM outputs) by the
 		// principal-keyed instance, whose topic carries all of them.
 		Name:  "event sinks",
-		Start: func(ctx context.Context) (err error) { events, closeEvents, err = d.eventSinks(ctx); return err },
+		Start: func(ctx context.Context) (err error) { events, closeEvents, err = d.eventSinks(ctx, true); return err },
 		Stop:  func(context.Context) error { closeEvents(); return nil },
 	}, {
 		// Credential linking runs in the principal-keyed instance, which

@@ -100,8 +100,10 @@ func (d *daemon) runAll(ctx context.Context) error {
 		Start: func(ctx context.Context) (err error) { sinks, closeSinks, err = d.findingSinks(ctx); return err },
 		Stop:  func(context.Context) error { closeSinks(); return nil },
 	}, lifecycle.Component{
-		Name:  "event sinks",
-		Start: func(ctx context.Context) (err error) { events, closeEvents, err = d.eventSinks(ctx); return err },
+		Name: "event sinks",
+		// Storage is not among them: the detect stage stores events and
+		// findings through its Store, off the detect and alert path.
+		Start: func(ctx context.Context) (err error) { events, closeEvents, err = d.eventSinks(ctx, false); return err },
 		Stop:  func(context.Context) error { closeEvents(); return nil },
 	}, lifecycle.Component{
 		Name: "embedded stream",
@@ -155,14 +157,19 @@ func (d *daemon) runAll(ctx context.Context) error {
 	}
 	cs = append(cs, lifecycle.Component{
 		Name: "detect stage",
-		Start: func(context.Context) (err error) {
+		Start: func(ctx context.Context) (err error) {
+			store, err := d.storeSink(ctx)
+			if err != nil {
+				return err
+			}
 			stage, err = pipeline.NewDetectStage(pipeline.DetectConfig{
 				Enrich:             enrich.hook(),
 				BeforeCheckpoint:   enrich.flushHook(),
 				Canary:             canary,
 				Open:               opener,
-				Findings:           sinks,
+				Findings:           withoutStorage(sinks),
 				Events:             events,
+				Store:              store,
 				CheckpointEvents:   cfg.State.CheckpointEvents,
 				CheckpointInterval: cfg.State.CheckpointInterval.D(),
 				IdleDrain:          cfg.State.IdleDrain.D(),
@@ -210,8 +217,9 @@ func (d *daemon) findingSinks(ctx context.Context) (pipeline.FindingSinks, func(
 	return sinks, closeAll, nil
 }
 
-// eventSinks opens the configured event sinks.
-func (d *daemon) eventSinks(ctx context.Context) (pipeline.EventSink, func(), error) {
+// eventSinks opens the configured event sinks; withStore includes
+// storage (synchronous: each write returns once stored).
+func (d *daemon) eventSinks(ctx context.Context, withStore bool) (pipeline.EventSink, func(), error) {
 	var sinks pipeline.EventSinks
 	var closers []func() error
 	closeAll := func() {
@@ -227,7 +235,7 @@ func (d *daemon) eventSinks(ctx context.Context) (pipeline.EventSink, func(), er
 		sinks = append(sinks, f)
 		closers = append(closers, f.Close)
 	}
-	more, closeMore, err := d.storeSinks(ctx)
+	more, closeMore, err := d.storeSinks(ctx, withStore)
 	if err != nil {
 		closeAll()
 		return nil, func() {}, err

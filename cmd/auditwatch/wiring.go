@@ -242,6 +242,52 @@ func (s storedFindings) WriteFindings(ctx context.Context, fs []schema.Finding) 
 	return s.w.Flush(ctx)
 }
 
+// storeSink is the storage of the detect stage in one process (nil
+// without storage): events and findings are queued to the writer and
+// stored off the detect and alert path; the stage saves its input
+// position only up to what the writer has acknowledged
+// (pipeline.DetectConfig.Store).
+func (d *daemon) storeSink(ctx context.Context) (pipeline.StoreSink, error) {
+	w, err := d.storage(ctx)
+	if err != nil || w == nil {
+		return nil, err
+	}
+	return queuedStore{w: w, strip: !d.cfg.KeepRawRecords()}, nil
+}
+
+// queuedStore is a pipeline.StoreSink over the storage writer; strip
+// drops the events' original records (raw_records: false).
+type queuedStore struct {
+	w     *store.Writer
+	strip bool
+}
+
+func (q queuedStore) Submit(ctx context.Context, evs []schema.Event, fs []schema.Finding, done func()) error {
+	if q.strip && len(evs) > 0 {
+		out := make([]schema.Event, len(evs))
+		for i := range evs {
+			out[i] = evs[i]
+			out[i].Raw = nil
+		}
+		evs = out
+	}
+	return q.w.Submit(ctx, evs, fs, done)
+}
+
+func (q queuedStore) Flush(ctx context.Context) error { return q.w.Flush(ctx) }
+
+// withoutStorage is sinks without the synchronous storage sink (the
+// detect stage stores findings through its Store, after these sinks).
+func withoutStorage(sinks pipeline.FindingSinks) pipeline.FindingSinks {
+	out := make(pipeline.FindingSinks, 0, len(sinks))
+	for _, s := range sinks {
+		if _, ok := s.(storedFindings); !ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // outputSinks opens the finding sinks beyond the findings file: storage
 // first (the record), then the alert router.
 func (d *daemon) outputSinks(ctx context.Context) (pipeline.FindingSinks, func(), error) {
@@ -264,15 +310,16 @@ func (d *daemon) outputSinks(ctx context.Context) (pipeline.FindingSinks, func()
 	return sinks, func() { d.closeRouter(); d.closeStorage() }, nil
 }
 
-// storeSinks opens the event sinks beyond the events file: storage, and
-// the alert router's raw-event outputs (SIEM) when it has any.
-func (d *daemon) storeSinks(ctx context.Context) (pipeline.EventSinks, func(), error) {
+// storeSinks opens the event sinks beyond the events file: storage (with
+// withStore), and the alert router's raw-event outputs (SIEM) when it has
+// any.
+func (d *daemon) storeSinks(ctx context.Context, withStore bool) (pipeline.EventSinks, func(), error) {
 	var sinks pipeline.EventSinks
 	w, err := d.storage(ctx)
 	if err != nil {
 		return nil, func() {}, err
 	}
-	if w != nil {
+	if w != nil && withStore {
 		sinks = append(sinks, storedEvents{w})
 	}
 	r, err := d.router()

@@ -1,0 +1,285 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"auditwatch/schema"
+	"auditwatch/stream"
+)
+
+// journal records, in order, what the stage did with findings and what
+// the store acknowledged.
+type journal struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (j *journal) add(op string) {
+	j.mu.Lock()
+	j.ops = append(j.ops, op)
+	j.mu.Unlock()
+}
+
+func (j *journal) list() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.ops)
+}
+
+// stalledStore is a StoreSink that stores nothing until released: a store
+// stalled by merges or a slow disk.
+type stalledStore struct {
+	j       *journal
+	mu      sync.Mutex
+	pending []submission
+	events  []string // ids stored, in order
+	fs      []string
+}
+
+type submission struct {
+	evs  []string
+	fs   []string
+	done func()
+}
+
+func (s *stalledStore) Submit(_ context.Context, evs []schema.Event, fs []schema.Finding, done func()) error {
+	var sub submission
+	for _, ev := range evs {
+		sub.evs = append(sub.evs, ev.ID)
+	}
+	for _, f := range fs {
+		sub.fs = append(sub.fs, f.ID)
+	}
+	sub.done = done
+	s.mu.Lock()
+	s.pending = append(s.pending, sub)
+	s.mu.Unlock()
+	return nil
+}
+
+// release stores every submission so far, in order.
+func (s *stalledStore) release() {
+	s.mu.Lock()
+	subs := s.pending
+	s.pending = nil
+	for _, sub := range subs {
+		s.events = append(s.events, sub.evs...)
+		s.fs = append(s.fs, sub.fs...)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		s.j.add(fmt.Sprintf("stored %d events %d findings", len(sub.evs), len(sub.fs)))
+		sub.done()
+	}
+}
+
+func (s *stalledStore) Flush(context.Context) error {
+	s.release()
+	return nil
+}
+
+// savedState is a detector's durable state across a restart: the meta of
+// its last checkpoint.
+type savedState struct {
+	mu   sync.Mutex
+	meta map[string][]byte
+}
+
+// recordingDetector raises one finding for each event whose id starts
+// with "bad" and saves its checkpoint meta in a savedState.
+type recordingDetector struct {
+	saved     *savedState
+	processed []string
+}
+
+func (d *recordingDetector) Process(ev schema.Event) []schema.Finding {
+	d.processed = append(d.processed, ev.ID)
+	if strings.HasPrefix(ev.ID, "bad") {
+		return []schema.Finding{{ID: "f-" + ev.ID, Detector: "test", EventIDs: []string{ev.ID}}}
+	}
+	return nil
+}
+
+func (d *recordingDetector) Checkpoint(meta map[string][]byte) error {
+	d.saved.mu.Lock()
+	d.saved.meta = maps.Clone(meta)
+	d.saved.mu.Unlock()
+	return nil
+}
+
+func (d *recordingDetector) Meta() (map[string][]byte, error) {
+	d.saved.mu.Lock()
+	defer d.saved.mu.Unlock()
+	return maps.Clone(d.saved.meta), nil
+}
+
+func (d *recordingDetector) Close() error { return nil }
+
+// journalSink is the findings sink (the alert outbox) writing to the journal.
+type journalSink struct{ j *journal }
+
+func (s journalSink) WriteFindings(_ context.Context, fs []schema.Finding) error {
+	for _, f := range fs {
+		s.j.add("finding " + f.ID)
+	}
+	return nil
+}
+
+type storeRig struct {
+	stage   *DetectStage
+	det     *recordingDetector
+	store   *stalledStore
+	j       *journal
+	commits []int64
+}
+
+func newStoreRig(t *testing.T, saved *savedState) *storeRig {
+	t.Helper()
+	j := &journal{}
+	rig := &storeRig{det: &recordingDetector{saved: saved}, store: &stalledStore{j: j}, j: j}
+	st, err := NewDetectStage(DetectConfig{
+		Open:     func(int, bool) (Detector, error) { return rig.det, nil },
+		Findings: journalSink{j}, Store: rig.store,
+		CheckpointEvents: 2, CheckpointInterval: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rig.stage = st
+	commit := func(_ context.Context, _ int, next int64) error {
+		rig.commits = append(rig.commits, next)
+		return nil
+	}
+	if _, err := st.Assigned(context.Background(), stream.Assignment{Topic: "events", Committed: map[int]int64{0: -1}, Oldest: map[int]int64{0: 0}, Commit: commit}); err != nil {
+		t.Fatal(err)
+	}
+	return rig
+}
+
+// handle hands the events of ids to the stage as records of source "s",
+// each record's position its id.
+func (r *storeRig) handle(t *testing.T, from int64, ids ...string) {
+	t.Helper()
+	recs := make([]stream.Record, len(ids))
+	for i, id := range ids {
+		recs[i] = stream.Record{Offset: from + int64(i), Source: "s", Position: []byte(id), Event: &schema.Event{ID: id, Source: schema.SourceVault}}
+	}
+	if err := r.stage.Handle(context.Background(), 0, recs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStalledStoreDoesNotHoldFindings: with the store stalled (nothing
+// acknowledged), detection goes on and every finding reaches the findings
+// sink; the input position is neither saved nor committed past what the
+// store acknowledged, and what it has not is in the checkpoint. Once the
+// store catches up, the position follows, and every event and finding is
+// stored once.
+func TestStalledStoreDoesNotHoldFindings(t *testing.T) {
+	saved := &savedState{}
+	rig := newStoreRig(t, saved)
+	rig.handle(t, 0, "e0", "bad1")
+	rig.handle(t, 2, "e2", "bad3")
+	if got := rig.j.list(); !slices.Equal(got, []string{"finding f-bad1", "finding f-bad3"}) {
+		t.Fatalf("with the store stalled: %q, want both findings handed on and nothing stored", got)
+	}
+	if len(rig.commits) != 0 {
+		t.Fatalf("committed %v while the store acknowledged nothing", rig.commits)
+	}
+	meta, _ := rig.det.Meta()
+	if _, ok := meta[MetaSourcePrefix+"s"]; ok {
+		t.Errorf("checkpoint saved the source position %q before the store acknowledged any event", meta[MetaSourcePrefix+"s"])
+	}
+	if n := len(meta[MetaStorePending]); n != 4*8 {
+		t.Errorf("checkpoint lists %d bytes of events not yet stored, want 4 hashes (32 bytes)", n)
+	}
+	var pendingFs []schema.Finding
+	if err := json.Unmarshal(meta[MetaStoreFindings], &pendingFs); err != nil || len(pendingFs) != 2 {
+		t.Errorf("checkpoint findings not yet stored: %d (%v), want 2", len(pendingFs), err)
+	}
+
+	rig.store.release()
+	rig.handle(t, 4, "e4", "e5")
+	if !slices.Equal(rig.commits, []int64{4}) {
+		t.Errorf("commits %v after the store acknowledged the first 4 events, want [4]", rig.commits)
+	}
+	meta, _ = rig.det.Meta()
+	if got := string(meta[MetaSourcePrefix+"s"]); got != "bad3" {
+		t.Errorf("saved source position %q, want the position after the last acknowledged event (bad3)", got)
+	}
+	if n := len(meta[MetaStorePending]); n != 2*8 {
+		t.Errorf("checkpoint lists %d bytes of events not yet stored, want 2 hashes", n)
+	}
+	if _, ok := meta[MetaStoreFindings]; ok {
+		t.Error("checkpoint still lists findings the store acknowledged")
+	}
+	if err := rig.stage.Revoked(context.Background(), []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rig.commits, []int64{4, 6}) {
+		t.Errorf("commits %v after a clean stop, want [4 6]", rig.commits)
+	}
+	meta, _ = rig.det.Meta()
+	if _, ok := meta[MetaStorePending]; ok || string(meta[MetaSourcePrefix+"s"]) != "e5" {
+		t.Errorf("after a clean stop: position %q, pending %d bytes; want e5 and nothing pending", meta[MetaSourcePrefix+"s"], len(meta[MetaStorePending]))
+	}
+	if want := []string{"e0", "bad1", "e2", "bad3", "e4", "e5"}; !slices.Equal(rig.store.events, want) {
+		t.Errorf("stored events %q, want %q", rig.store.events, want)
+	}
+	if want := []string{"f-bad1", "f-bad3"}; !slices.Equal(rig.store.fs, want) {
+		t.Errorf("stored findings %q, want %q", rig.store.fs, want)
+	}
+	if !slices.Equal(rig.det.processed, []string{"e0", "bad1", "e2", "bad3", "e4", "e5"}) {
+		t.Errorf("detected %q", rig.det.processed)
+	}
+}
+
+// TestStoreCrashReplaysWithoutDetectingTwice: the process dies while the
+// store has acknowledged nothing. The restarted stage resumes before the
+// unacknowledged events (the saved position), stores them when they are
+// read again without handing them to the detectors (whose saved state has
+// them), stores the findings the store had not acknowledged, and detects
+// the new events as usual.
+func TestStoreCrashReplaysWithoutDetectingTwice(t *testing.T) {
+	saved := &savedState{}
+	first := newStoreRig(t, saved)
+	first.handle(t, 0, "e0", "bad1")
+	first.handle(t, 2, "e2", "bad3")
+	// killed: no Revoked, nothing stored
+
+	second := newStoreRig(t, saved)
+	if pos := second.stage.Positions(0); len(pos) != 0 {
+		t.Fatalf("restart resumes at %q, want the beginning (nothing was stored)", pos)
+	}
+	second.handle(t, 0, "e0", "bad1")
+	second.handle(t, 2, "e2", "bad3")
+	second.handle(t, 4, "e4", "bad5")
+	if err := second.stage.Revoked(context.Background(), []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"e4", "bad5"}; !slices.Equal(second.det.processed, want) {
+		t.Errorf("after the restart the detectors took %q, want only the new events %q", second.det.processed, want)
+	}
+	if got := second.j.list(); !slices.Contains(got, "finding f-bad5") || slices.Contains(got, "finding f-bad1") || slices.Contains(got, "finding f-bad3") {
+		t.Errorf("findings after the restart: %q, want f-bad5 only", got)
+	}
+	if want := []string{"e0", "bad1", "e2", "bad3", "e4", "bad5"}; !slices.Equal(second.store.events, want) {
+		t.Errorf("stored after the restart: %q, want every event once: %q", second.store.events, want)
+	}
+	slices.Sort(second.store.fs)
+	if want := []string{"f-bad1", "f-bad3", "f-bad5"}; !slices.Equal(second.store.fs, want) {
+		t.Errorf("stored findings after the restart: %q, want %q", second.store.fs, want)
+	}
+	meta, _ := second.det.Meta()
+	if _, ok := meta[MetaStorePending]; ok {
+		t.Error("after a clean stop the checkpoint still lists events not stored")
+	}
+}
