@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"auditwatch/schema"
 )
 
 // A flood of distinct hostile keys stays within the byte budget, churns
@@ -222,6 +224,21 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 	if n := count(); n != 100+unprovenWrites {
 		t.Fatalf("%d principals stored after the flood's checkpoint, want %d + %d", n, 100, unprovenWrites)
 	}
+	heldIn := func(space string) int {
+		for _, ts := range e.Stats().Tables {
+			if ts.Space == space {
+				return ts.Held
+			}
+		}
+		t.Fatalf("no table %s", space)
+		return 0
+	}
+	if h := heldIn(spacePrincipals); h != floods-unprovenWrites {
+		t.Errorf("principals held %d, want %d", h, floods-unprovenWrites)
+	}
+	if s, g := e.Stats().Held, testutil.ToFloat64(e.m.held); s < floods-unprovenWrites || float64(s) != g {
+		t.Errorf("held entries: stats %d, gauge %v", s, g)
+	}
 	const again = "flood-5999"
 	if stored(again) {
 		t.Fatalf("%s stored before it was used again", again)
@@ -232,8 +249,11 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 	if n, found := crashed.principals.get(k, false); found || n != nil {
 		t.Fatalf("%s restored after a crash although it was held back", again)
 	}
-	// Used again: written at the next checkpoint, with its first sighting.
-	read("again", 300*time.Second, again)
+	// Used again (another secret): written at the next checkpoint with
+	// its first sighting, and so is what its first event created (the
+	// pair with its first secret), although the allowance goes to older
+	// held entries.
+	e.Process(vev("again", 300*time.Second, again, "10.1.2.3", "read", "secret/data/other"))
 	checkpoint()
 	if !stored(again) {
 		t.Fatalf("%s not stored after its second event", again)
@@ -243,12 +263,25 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 	if !found || time.Unix(0, n.v.First).UTC() != t0.Add(200*time.Second+5999*time.Millisecond) {
 		t.Fatalf("%s after restart: found %v, first seen %v", again, found, n)
 	}
+	// After its learning period, the restarted engine knows the pair of
+	// its first event (no finding) and reports a secret it never read.
+	late := 200*time.Second + 8*24*time.Hour
+	if fs := reopened.Process(vev("r1", late, again, "10.1.2.3", "read", "secret/data/"+again)); len(fs) != 0 {
+		t.Errorf("after a restart, the pair of %s's first event was forgotten: %v", again, fs)
+	}
+	fs := reopened.Process(vev("r2", late+time.Second, again, "10.1.2.3", "read", "secret/data/never-read"))
+	if len(fs) != 1 || fs[0].Detector != schema.DetectorFirstTimeAccess {
+		t.Errorf("a new secret after the learning period: %v, want one first_time_access finding", fs)
+	}
 	// The flood over, later checkpoints write what is still held.
 	for i := 0; i < floods/unprovenWrites+1; i++ {
 		checkpoint()
 	}
 	if n := count(); n != 100+floods {
 		t.Fatalf("%d principals stored once the flood passed, want %d", n, 100+floods)
+	}
+	if s, g := e.Stats().Held, testutil.ToFloat64(e.m.held); s != 0 || g != 0 {
+		t.Errorf("held entries once the flood passed: stats %d, gauge %v", s, g)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)

@@ -58,7 +58,11 @@ type Engine struct {
 	dets       []detector
 	h          hasher
 	hkey       hashKey // shared by every hasher of the engine
-	saveHKey   bool    // hkey is new: the next checkpoint stores it
+	// clockRead is the last wall-clock reading (ns) ahead used, for
+	// clockUses events since (ahead)
+	clockRead int64
+	clockUses int
+	saveHKey  bool // hkey is new: the next checkpoint stores it
 
 	// Event time: one watermark per source (the newest event time seen
 	// from it, events dated too far ahead excluded), so one late source
@@ -118,12 +122,16 @@ type Stats struct {
 	// OneOffDropped: unsaved entries of keys used only once, dropped when
 	// evicted under memory pressure instead of written (see table).
 	OneOffDropped uint64
-	Findings      map[string]uint64
-	Suppressed    uint64 // privileged use inside a maintenance window
-	Evictions     uint64 // sum over Tables
-	SpillDropped  uint64 // sum over Tables
-	Expired       uint64 // sum over Tables
-	Tables        []TableStats
+	// Held: unsaved entries of keys used once that checkpoints have not
+	// written yet (a flood's; see table.flush). A crash loses them: the
+	// key's next event is taken for its first.
+	Held         int
+	Findings     map[string]uint64
+	Suppressed   uint64 // privileged use inside a maintenance window
+	Evictions    uint64 // sum over Tables
+	SpillDropped uint64 // sum over Tables
+	Expired      uint64 // sum over Tables
+	Tables       []TableStats
 }
 
 // TableStats describes one bounded working set.
@@ -140,6 +148,9 @@ type TableStats struct {
 	// OneOffDropped counts unsaved entries of keys used once, dropped when
 	// evicted under memory pressure.
 	OneOffDropped uint64
+	// Held counts unsaved entries of keys used once that checkpoints have
+	// not written yet.
+	Held int
 }
 
 // clock is the saved event-time state. The fields after Sources are
@@ -390,7 +401,7 @@ func (e *Engine) Process(ev schema.Event) []schema.Finding {
 	t := ev.Time.UnixNano()
 	sc := e.source(ev.Source)
 	late, skew := false, ""
-	if t > e.now().UnixNano()+e.cfg.MaxAhead.D().Nanoseconds() {
+	if e.ahead(t) {
 		skew = "ahead"
 		e.stats.Ahead++
 		e.m.skewed("ahead")
@@ -479,6 +490,22 @@ func (e *Engine) Watermark(source string) time.Time {
 	return time.Time{}
 }
 
+// ahead reports whether t is more than max_ahead after the wall clock.
+// With the real clock, a reading is reused while events stay before it
+// plus max_ahead (the clock only moves on, so such an event is not ahead
+// of a newer reading either) for up to 4,096 events; an event past it
+// reads the clock again.
+func (e *Engine) ahead(t int64) bool {
+	lim := e.cfg.MaxAhead.D().Nanoseconds()
+	if e.cfg.Now == nil && e.clockUses < 4096 && e.clockRead != 0 && t <= e.clockRead+lim {
+		e.clockUses++
+		return false
+	}
+	now := e.now().UnixNano()
+	e.clockRead, e.clockUses = now, 0
+	return t > now+lim
+}
+
 // stateNow is the event time against which idle state expires: the
 // newest watermark minus the largest lateness, so that state a late event
 // may still need is kept.
@@ -495,10 +522,17 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema
 	// Entries the detectors create for a principal known before this
 	// event, or from the history before learn_until (the baseline asked
 	// for), are admitted to the store even under a flood (table.go).
-	e.m.mem.known = c.history
+	e.m.mem.known, e.m.mem.owner = c.history, 0
 	if identity(ev) {
-		n, found := e.principals.get(e.h.sum("p", ev.Principal), true)
+		pk := e.h.sum("p", ev.Principal)
+		n, found := e.principals.get(pk, true)
 		e.m.mem.known = found || c.history
+		if !e.m.mem.known {
+			e.m.mem.owner = ownerOf(pk)
+		} else if e.principals.proved {
+			// Its second event: what its first created is admitted too.
+			e.m.mem.promote(ownerOf(pk))
+		}
 		t := ev.Time.UnixNano()
 		if n.v.First == 0 || t < n.v.First {
 			if n.v.First != 0 {
@@ -519,7 +553,7 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema
 	for _, d := range e.dets {
 		out = d.process(ev, c, out)
 	}
-	e.m.mem.known = false
+	e.m.mem.known, e.m.mem.owner = false, 0
 	for i := start; i < len(out); i++ {
 		e.stats.Findings[out[i].Detector]++
 		e.m.finding(out[i].Detector)
@@ -632,6 +666,8 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 			}
 		}
 	}
+	// Entries of principals that came back are proven now (flush).
+	clear(e.m.mem.promoted)
 	if len(e.pending) == 0 {
 		for _, sg := range e.legacySegs {
 			b.Delete(spaceEngine, sg.key())
@@ -685,7 +721,9 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 		e.m.checkpointErrors.Inc()
 		return fmt.Errorf("detect: checkpoint: %w", err)
 	}
+	held := 0
 	for _, t := range tabs {
+		held += t.heldCount()
 		before := t.expiredCount()
 		t.committed()
 		if n := t.expiredCount() - before; n > 0 {
@@ -697,6 +735,7 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 	}
 	e.saveHKey = false
 	e.m.stateBytes.Set(float64(e.m.mem.used))
+	e.m.held.Set(float64(held))
 	if n := e.m.mem.learningEvictions - e.loggedLearnEvicts; n > 0 {
 		e.m.learningEvictions.Add(float64(n))
 		e.loggedLearnEvicts = e.m.mem.learningEvictions
@@ -793,7 +832,8 @@ func (e *Engine) Stats() Stats {
 	for _, t := range e.allTables() {
 		size, ev, sd, le, sp := t.stats()
 		ex := t.expiredCount()
-		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp, Expired: ex, OneOffDropped: t.oneOffs()})
+		s.Tables = append(s.Tables, TableStats{Space: t.name(), Size: size, Evictions: ev, SpillDropped: sd, LoadErrors: le, Spilled: sp, Expired: ex, OneOffDropped: t.oneOffs(), Held: t.heldCount()})
+		s.Held += t.heldCount()
 		s.Evictions += ev
 		s.SpillDropped += sd
 		s.Expired += ex

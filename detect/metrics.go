@@ -17,7 +17,7 @@ type metrics struct {
 	learningEvictions                                             prometheus.Counter
 	oneOffDrops                                                   *prometheus.CounterVec
 	oneOffBy                                                      map[string]prometheus.Counter
-	stateBytes                                                    prometheus.Gauge
+	stateBytes, held                                              prometheus.Gauge
 	mem                                                           *memBudget
 }
 
@@ -66,6 +66,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "State entries of principals still in their learning period evicted from memory because the memory budget was spent (reloaded from the store when needed)."})),
 		stateBytes: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_state_bytes",
 			Help: "Estimated bytes of detector state held in memory (tables and unsaved spill), against detectors.memory_budget."})),
+		held: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_state_held_entries",
+			Help: "Unsaved entries of keys used only once (principals unknown before their event, addresses of anonymous failures) that checkpoints hold in memory instead of writing, beyond 1,024 per table and checkpoint (a flood); a crash loses them: the key's next event counts as its first."})),
 		oneOffDrops: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_state_one_off_dropped_total",
 			Help: "Unsaved entries of keys used only once, evicted while their table was at its memory share and not written to the store (admission), by table."}, []string{"table"})),
 		oneOffBy:  map[string]prometheus.Counter{},

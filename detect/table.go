@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"time"
 
@@ -45,13 +46,59 @@ type hashKey struct {
 }
 
 // hasher builds keys without allocating. A hasher without a key (the zero
-// value) uses SHA-256, as legacy stores do.
+// value) uses SHA-256, as legacy stores do. It remembers the keys of the
+// parts it hashed last (a small direct-mapped memo): the same principal,
+// resource or pair comes back event after event, and a memo hit costs a
+// string comparison instead of a hash.
 type hasher struct {
-	buf []byte
-	k   *hashKey
+	buf  []byte
+	k    *hashKey
+	memo *[memoSlots]memoEntry
+}
+
+// memoSlots is the size of a hasher's memo.
+const (
+	memoBits  = 9
+	memoSlots = 1 << memoBits
+)
+
+// memoSeed places memo entries (a process-wide seed: slots only place
+// entries, keys never depend on it).
+var memoSeed = maphash.MakeSeed()
+
+// memoEntry is one remembered key: the parts it was computed from (n of
+// them) and the key.
+type memoEntry struct {
+	n    int
+	a, b string
+	k    key
 }
 
 func (h *hasher) sum(parts ...string) key {
+	if len(parts) == 0 || len(parts) > 2 {
+		return h.compute(parts)
+	}
+	a, b := parts[0], ""
+	if len(parts) == 2 {
+		b = parts[1]
+	}
+	if h.memo == nil {
+		h.memo = new([memoSlots]memoEntry)
+	}
+	// The slot comes from the parts' text (a fast seeded hash); a hit
+	// compares the parts themselves.
+	x := maphash.String(memoSeed, a) ^ maphash.String(memoSeed, b)*0x9e3779b97f4a7c15 ^ uint64(len(parts))
+	m := &h.memo[x>>(64-memoBits)]
+	if m.n == len(parts) && m.a == a && m.b == b {
+		return m.k
+	}
+	k := h.compute(parts)
+	*m = memoEntry{n: len(parts), a: a, b: b, k: k}
+	return k
+}
+
+// compute hashes the length-prefixed parts under the hasher's key.
+func (h *hasher) compute(parts []string) key {
 	b := h.buf[:0]
 	for _, p := range parts {
 		b = binary.AppendUvarint(b, uint64(len(p)))
@@ -87,6 +134,10 @@ type node[V any] struct {
 	// store): admitted to durable state even under memory pressure.
 	proven bool
 	listed bool // in the table's dirty list
+	// owner: the principal the entry was created for while unknown
+	// (ownerOf its principals key; 0 for none or a known one). Its
+	// second event proves the entry too (memBudget.promoted).
+	owner uint64
 }
 
 // memBudget is the byte budget of an engine's tables: entries in memory
@@ -115,6 +166,39 @@ type memBudget struct {
 	// part of an established baseline, and dropping it under a flood
 	// would change its findings (a pair reported again, a group split).
 	known bool
+	// owner: ownerOf the unknown principal of the event being evaluated
+	// (0 when known or none): entries created now carry it.
+	owner uint64
+	// promoted: owners seen again since the last checkpoint (at most
+	// maxPromoted): their held entries are written at the next one.
+	promoted map[uint64]struct{}
+}
+
+// maxPromoted bounds memBudget.promoted; beyond it a principal's second
+// event still admits what it touches, but entries of its first event
+// wait for the flush allowance like any unproven entry.
+const maxPromoted = 1 << 16
+
+// ownerOf names a principal's entries by its principals-table key.
+func ownerOf(k key) uint64 { return binary.LittleEndian.Uint64(k[:8]) | 1 }
+
+// promote records that the unknown principal owner came back.
+func (m *memBudget) promote(owner uint64) {
+	if m.promoted == nil {
+		m.promoted = make(map[uint64]struct{})
+	}
+	if len(m.promoted) < maxPromoted {
+		m.promoted[owner] = struct{}{}
+	}
+}
+
+// ownerBack reports whether n's owner came back since the last checkpoint.
+func (m *memBudget) ownerBack(owner uint64) bool {
+	if owner == 0 || len(m.promoted) == 0 {
+		return false
+	}
+	_, ok := m.promoted[owner]
+	return ok
 }
 
 // table is a bounded in-memory working set over one space of the durable
@@ -156,10 +240,12 @@ type table[V any] struct {
 	// the engine's budget (setLimit).
 	bytes, limit int64
 
-	m              map[key]*node[V]
-	prob, protect  list[V] // probationary and protected segments
-	free           *node[V]
-	last           *node[V] // returned by the last get: its size is re-measured
+	m             map[key]*node[V]
+	prob, protect list[V] // probationary and protected segments
+	free          *node[V]
+	last          *node[V] // returned by the last get: its size is re-measured
+	// proved: the last get found an unproven entry in memory (now proven).
+	proved         bool
 	dirty          []key
 	spill          map[key][]byte
 	spillOrder     []key
@@ -374,7 +460,9 @@ func (t *table[V]) remeasure() {
 // The returned node is valid until the next get on this table.
 func (t *table[V]) get(k key, create bool) (n *node[V], found bool) {
 	t.remeasure()
+	t.proved = false
 	if n = t.m[k]; n != nil {
+		t.proved = !n.proven
 		t.use(n)
 		t.last = n
 		return n, true
@@ -481,6 +569,10 @@ func (t *table[V]) insert(k key) *node[V] {
 	}
 	n.k = k
 	n.proven = t.mem.known
+	n.owner = 0
+	if !n.proven {
+		n.owner = t.mem.owner
+	}
 	n.size = nodeOverhead
 	t.add(nodeOverhead)
 	t.m[k] = n
@@ -607,10 +699,16 @@ func (t *table[V]) flush(b *state.Batch) error {
 		return nil
 	}
 	listed := 0 // unproven entries written (and so left listed)
+	// The list keeps only what is written (committed looks those up).
+	written := t.dirty[:0]
 	for _, k := range t.dirty {
 		n := t.m[k]
 		if n == nil || !n.dirty || !n.listed {
 			continue
+		}
+		if !n.proven && t.mem.ownerBack(n.owner) {
+			// Its principal came back: admitted with it.
+			n.proven = true
 		}
 		if !n.proven {
 			if allow == 0 {
@@ -626,15 +724,25 @@ func (t *table[V]) flush(b *state.Batch) error {
 		if err := put(k, n); err != nil {
 			return err
 		}
+		written = append(written, k)
 	}
-	// The flood has passed (or never was): write held entries, oldest
-	// first. Unproven entries are all in the probationary segment.
-	for n := t.prob.tail; n != nil && allow > 0 && t.held > 0; n = n.prev {
+	t.dirty = written
+	// Held entries whose principal came back, and, the flood over (or
+	// never begun), the oldest others: written now. Unproven entries are
+	// all in the probationary segment.
+	back := len(t.mem.promoted) > 0
+	for n := t.prob.tail; n != nil && (allow > 0 || back) && t.held > 0; n = n.prev {
 		if !n.dirty || n.listed || n.proven {
 			continue
 		}
-		allow--
-		listed++
+		if t.mem.ownerBack(n.owner) {
+			n.proven = true
+		} else if allow == 0 {
+			continue
+		} else {
+			allow--
+			listed++
+		}
 		t.held--
 		n.listed = true
 		t.dirty = append(t.dirty, n.k)
@@ -686,6 +794,7 @@ type tableStats interface {
 	name() string
 	stats() (size int, evictions, spillDropped, loadErrors uint64, spilled int)
 	oneOffs() uint64
+	heldCount() int
 	pendingWrites() int
 	expiredCount() uint64
 	flush(b *state.Batch) error
@@ -774,6 +883,8 @@ func shareBudget(limit int64, tabs []tableStats) {
 }
 
 func (t *table[V]) oneOffs() uint64 { return t.oneOffDropped }
+
+func (t *table[V]) heldCount() int { return t.held }
 
 // pendingWrites approximates the entries the next checkpoint writes: dirty
 // and spilled ones, less the unproven entries a flush holds back.
