@@ -30,7 +30,7 @@ type flood struct {
 	learn      time.Time
 	total, n   int
 	floods     int
-	principals int // distinct flood principals (total/2)
+	principals int  // distinct flood principals (total/2)
 	twice      bool // each flood principal sends two events in a row
 	buf        []byte
 }
