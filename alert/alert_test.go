@@ -431,13 +431,28 @@ func TestOutboxWriteFailureWaitsAndResumes(t *testing.T) {
 	cfg.DefaultOutputs = []string{"a"}
 	var mu sync.Mutex
 	full := true
+	failed := make(chan struct{}, 1) // a write failed on the full disk
 	hook := func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if full {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
 			return syscall.ENOSPC
 		}
 		return nil
+	}
+	// attempted waits until a write has failed on the full disk since
+	// the last call (a guard of 10 s, not a timing assertion).
+	attempted := func() {
+		t.Helper()
+		select {
+		case <-failed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no outbox write attempted on the full disk")
+		}
 	}
 	var logs strings.Builder
 	var lmu sync.Mutex
@@ -450,9 +465,15 @@ func TestOutboxWriteFailureWaitsAndResumes(t *testing.T) {
 	}
 	defer r.Close()
 	f := finding("full-1", schema.DetectorUnexpectedIP, schema.SeverityHigh, "u", "r")
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	// the caller's context ends once a write has failed and is retried
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := r.WriteFindings(ctx, []schema.Finding{f}); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+	go func() {
+		attempted()
+		attempted()
+		cancel()
+	}()
+	if err := r.WriteFindings(ctx, []schema.Finding{f}); err == nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("WriteFindings on a full disk = %v, want an error once the context ends", err)
 	}
 	if testutil.ToFloat64(r.m.outboxFull) != 1 {
@@ -465,8 +486,12 @@ func TestOutboxWriteFailureWaitsAndResumes(t *testing.T) {
 		t.Errorf("want one log line naming the path and the free space, got:\n%s", l)
 	}
 	done := make(chan error, 1)
+	select { // a failure signalled after the cancel
+	case <-failed:
+	default:
+	}
 	go func() { done <- r.WriteFindings(context.Background(), []schema.Finding{f}) }()
-	time.Sleep(300 * time.Millisecond)
+	attempted() // this call is waiting on the full disk too
 	mu.Lock()
 	full = false
 	mu.Unlock()
@@ -988,10 +1013,14 @@ func TestNewIncidentGoesAheadOfUpdates(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DefaultOutputs = []string{"a"}
 	hold := make(chan struct{})
+	inFlight := make(chan struct{})
 	var once sync.Once
 	a := &recorder{fail: func(al notify.Alert) error {
 		if al.Finding.ID == "a-0" {
-			once.Do(func() { <-hold })
+			once.Do(func() {
+				close(inFlight)
+				<-hold
+			})
 		}
 		return nil
 	}}
@@ -1006,7 +1035,11 @@ func TestNewIncidentGoesAheadOfUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	// a-0 is in flight (held); A's updates and then B's first alert queue.
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-inFlight:
+	case <-time.After(10 * time.Second): // a guard only
+		t.Fatal("a-0 never reached the output")
+	}
 	var later []schema.Finding
 	for i := 1; i <= 4; i++ {
 		later = append(later, inc(fmt.Sprintf("a-%d", i), "A", i))
@@ -1079,5 +1112,94 @@ func TestConcurrentWritesQueueFirstAlertFirst(t *testing.T) {
 		if e.Alert.Repeat != seen[key] {
 			t.Fatalf("queue position %d: %s repeat %d, queued as the group's alert number %d", i, e.Alert.Finding.ID, e.Alert.Repeat, seen[key])
 		}
+	}
+}
+
+// batchRecorder is an output that takes several updates of one incident
+// in one call (as Slack bot mode does), recording each call.
+type batchRecorder struct {
+	recorder
+	calls [][]string
+}
+
+func (b *batchRecorder) MaxBatch() int { return 10 }
+
+func (b *batchRecorder) Notify(ctx context.Context, a notify.Alert) error {
+	if err := b.recorder.Notify(ctx, a); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.calls = append(b.calls, []string{a.Finding.ID})
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *batchRecorder) NotifyBatch(_ context.Context, as []notify.Alert) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ids []string
+	for _, a := range as {
+		b.alerts = append(b.alerts, a)
+		ids = append(ids, a.Finding.ID)
+	}
+	b.calls = append(b.calls, ids)
+	return nil
+}
+
+// TestQueuedUpdatesOfOneIncidentShareAMessage: while an output is busy,
+// an incident's updates queue up; an output that batches (Slack bot mode)
+// gets them in one call — a new incident's first alert still goes first —
+// and each revision is delivered once and recorded in the ledger, so a
+// replay of the same findings delivers nothing.
+func TestQueuedUpdatesOfOneIncidentShareAMessage(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a"}
+	hold := make(chan struct{})
+	var once sync.Once
+	a := &batchRecorder{}
+	a.fail = func(al notify.Alert) error {
+		if al.Finding.ID == "a-0" {
+			once.Do(func() { <-hold })
+		}
+		return nil
+	}
+	r, err := New(cfg, nil, prometheus.NewRegistry(), WithOutput("a", a), WithOutput("b", &recorder{}), WithOutput("c", &recorder{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	inc := func(id, key string, rev int) schema.Finding {
+		f := finding(id, schema.DetectorAuthFailureSpike, schema.SeverityHigh, "u", "r")
+		f.DedupeKey, f.Revision = key, rev
+		return f
+	}
+	ctx := context.Background()
+	if err := r.WriteFindings(ctx, []schema.Finding{inc("a-0", "A", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // a-0 in flight (held)
+	var later []schema.Finding
+	for i := 1; i <= 4; i++ {
+		later = append(later, inc(fmt.Sprintf("a-%d", i), "A", i))
+	}
+	later = append(later, inc("b-0", "B", 0), inc("b-1", "B", 1), inc("a-5", "A", 5))
+	if err := r.WriteFindings(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	waitDrained(t, r)
+	a.mu.Lock()
+	calls := fmt.Sprint(a.calls)
+	a.mu.Unlock()
+	if want := "[[a-0] [b-0] [a-1 a-2 a-3 a-4 a-5] [b-1]]"; calls != want {
+		t.Errorf("calls %s, want %s (A's queued updates in one message, B's first alert ahead)", calls, want)
+	}
+	// A replay of every finding: the ledger has each revision.
+	if err := r.WriteFindings(ctx, append([]schema.Finding{inc("a-0", "A", 0)}, later...)); err != nil {
+		t.Fatal(err)
+	}
+	waitDrained(t, r)
+	if n := len(a.got()); n != 8 {
+		t.Errorf("%d deliveries after the replay, want the 8 revisions once each", n)
 	}
 }

@@ -103,8 +103,19 @@ func (w *worker) run(ctx context.Context) {
 			continue
 		}
 		w.set(StateDelivering)
-		for _, e := range firstAlertsFirst(es) {
-			if err := w.handle(ctx, e); err != nil {
+		ordered := firstAlertsFirst(es)
+		taken := map[uint64]bool{}
+		for i, e := range ordered {
+			if taken[e.Seq] {
+				continue
+			}
+			var err error
+			if batch := w.updates(ordered[i:], taken); len(batch) > 1 {
+				err = w.handleBatch(ctx, batch)
+			} else {
+				err = w.handle(ctx, e)
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -143,6 +154,117 @@ func firstAlertsFirst(es []outbox.Entry) []outbox.Entry {
 		}
 	}
 	return out
+}
+
+// BatchNotifier is a Notifier that can deliver several queued updates of
+// one incident in one message (Slack bot mode: one thread reply), each
+// revision still delivered once. MaxBatch is how many at once (0: none);
+// NotifyBatch makes one attempt for all of them.
+type BatchNotifier interface {
+	MaxBatch() int
+	NotifyBatch(ctx context.Context, as []notify.Alert) error
+}
+
+// updates returns es[0] and the updates of its incident queued after it
+// in es (up to the output's batch size), marking them taken, when es[0]
+// is an update and the output batches; else nil. A backlog of one
+// incident's updates then costs one message of a rate-limited output, not
+// one per update.
+func (w *worker) updates(es []outbox.Entry, taken map[uint64]bool) []outbox.Entry {
+	bn, ok := w.out.n.(BatchNotifier)
+	head := es[0]
+	if !ok || len(head.Events) > 0 || !head.Alert.Update {
+		return nil
+	}
+	limit := bn.MaxBatch()
+	if limit < 2 {
+		return nil
+	}
+	key := head.Alert.ThreadKey()
+	batch := []outbox.Entry{head}
+	for _, e := range es[1:] {
+		if len(batch) == limit {
+			break
+		}
+		if !taken[e.Seq] && len(e.Events) == 0 && e.Alert.Update && e.Alert.ThreadKey() == key {
+			batch = append(batch, e)
+		}
+	}
+	if len(batch) > 1 {
+		for _, e := range batch {
+			taken[e.Seq] = true
+		}
+	}
+	return batch
+}
+
+// handleBatch delivers several updates of one incident in one message
+// (those the ledger has not seen), records each in the ledger and
+// acknowledges each in the outbox; what fails permanently is
+// dead-lettered, each finding on its own.
+func (w *worker) handleBatch(ctx context.Context, es []outbox.Entry) error {
+	r, out := w.r, w.out
+	var todo []outbox.Entry
+	for _, e := range es {
+		f := e.Alert.Finding
+		done, _, err := r.ledger.Done(ledger.Key(out.name, f.ID, f.Revision))
+		if err != nil {
+			return fmt.Errorf("output %s: %w", out.name, err)
+		}
+		if done {
+			r.m.suppressed.WithLabelValues("duplicate").Inc()
+			if err := r.box.Ack(out.name, e.Seq); err != nil {
+				return err
+			}
+			continue
+		}
+		todo = append(todo, e)
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	as := make([]notify.Alert, len(todo))
+	for i, e := range todo {
+		as[i] = e.Alert
+	}
+	bn := out.n.(BatchNotifier)
+	start := r.clock.Now()
+	observe := r.observe(out.name)
+	attempts, err := out.retry.Do(ctx, func(ctx context.Context) error { return bn.NotifyBatch(ctx, as) }, func(at notify.Attempt) {
+		observe(at)
+		w.mu.Lock()
+		w.state, w.lastError = StateRetrying, string(at.Decision.Reason)
+		w.mu.Unlock()
+	})
+	if err != nil && (ctx.Err() != nil || notify.Classify(err).Reason == notify.ReasonCanceled) {
+		return fmt.Errorf("output %s, %d updates of %s: %w", out.name, len(as), as[0].Finding.ID, err)
+	}
+	if err == nil {
+		r.m.sent.WithLabelValues(out.name).Add(float64(len(as)))
+		r.m.latency.WithLabelValues(out.name).Observe(r.clock.Now().Sub(start).Seconds())
+		w.mu.Lock()
+		w.state, w.lastError, w.lastOK = StateDelivering, "", r.clock.Now()
+		w.mu.Unlock()
+	}
+	for _, e := range todo {
+		f := e.Alert.Finding
+		state := ledger.Delivered
+		if err != nil {
+			fc := f
+			if derr := r.deadLetter(out, err, attempts, deadletter.Record{Finding: &fc}); derr != nil {
+				return derr
+			}
+			state = ledger.DeadLettered
+		}
+		if merr := r.ledger.Mark(ledger.Key(out.name, f.ID, f.Revision), state, r.clock.Now()); merr != nil {
+			return fmt.Errorf("output %s: finding %s not recorded: %w", out.name, f.ID, merr)
+		}
+		r.m.lag.WithLabelValues(out.name).Observe(max(r.clock.Now().Sub(e.Enqueued), 0).Seconds())
+		if err := r.box.Ack(out.name, e.Seq); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *worker) sleep(ctx context.Context) {

@@ -846,3 +846,32 @@ func TestLegacyReorderBufferRestored(t *testing.T) {
 		t.Fatalf("evaluated again after restart: %+v", fs)
 	}
 }
+
+// TestAheadWithTheRealClock: with the real clock (no Config.Now) the
+// engine reuses a clock reading between events; an event dated past
+// max_ahead right after many on-time ones is still flagged, and on-time
+// events after it are not.
+func TestAheadWithTheRealClock(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	cfg := testConfig(time.Time{})
+	cfg.Now = nil
+	e := newEngine(t, cfg, st, nil)
+	now := time.Now().UTC()
+	at := func(id string, d time.Duration) schema.Event {
+		ev := vev(id, 0, "app", "10.0.0.1", "read", "secret/data/a")
+		ev.Time = now.Add(d)
+		return ev
+	}
+	for i := 0; i < 5000; i++ {
+		e.Process(at(fmt.Sprint("on", i), time.Duration(i)*time.Millisecond))
+	}
+	if s := e.Stats(); s.Ahead != 0 {
+		t.Fatalf("%d on-time events flagged ahead", s.Ahead)
+	}
+	e.Process(at("jump", e.cfg.MaxAhead.D()+time.Minute))
+	e.Process(at("after", 5*time.Second))
+	if s := e.Stats(); s.Ahead != 1 {
+		t.Fatalf("ahead = %d, want 1 (the event dated past max_ahead only)", s.Ahead)
+	}
+}

@@ -18,7 +18,9 @@ func CanonicalResource(ev *schema.Event) string { return resname.Key(ev) }
 type scope struct {
 	rules   []ScopeRule
 	actions []*globMemo // rules[i].Actions
-	mounts  []mountClass
+	// paths and resources are rules[i].Paths and .Resources, compiled
+	paths, resources []globList
+	mounts           []mountClass
 	// byAction remembers, per action, the rules whose actions match it
 	// (bounded: actions come from the log).
 	byAction map[string][]int
@@ -28,9 +30,12 @@ type scope struct {
 type mountClass struct{ path, typ string }
 
 func newScope(rules []ScopeRule, mounts map[string]string) scope {
-	s := scope{rules: rules, actions: make([]*globMemo, len(rules))}
+	s := scope{rules: rules, actions: make([]*globMemo, len(rules)),
+		paths: make([]globList, len(rules)), resources: make([]globList, len(rules))}
 	for i := range rules {
 		s.actions[i] = newGlobMemo(rules[i].Actions)
+		s.paths[i] = compileGlobs(rules[i].Paths)
+		s.resources[i] = compileGlobs(rules[i].Resources)
 	}
 	for p, t := range mounts {
 		p = strings.TrimPrefix(p, "/")
@@ -146,13 +151,13 @@ func (s *scope) match(ev *schema.Event) (string, bool) {
 		if len(r.MountTypes) > 0 && !contains(r.MountTypes, mtype) {
 			continue
 		}
-		if len(r.Paths) > 0 && (ev.Source != schema.SourceVault || !globAny(r.Paths, strings.TrimSuffix(rest, "/"))) {
+		if len(r.Paths) > 0 && (ev.Source != schema.SourceVault || !s.globs(s.paths, i, r.Paths, strings.TrimSuffix(rest, "/"))) {
 			continue
 		}
 		if !resDone {
 			res, resDone = CanonicalResource(ev), true
 		}
-		if len(r.Resources) > 0 && !globAny(r.Resources, res) {
+		if len(r.Resources) > 0 && !s.globs(s.resources, i, r.Resources, res) {
 			continue
 		}
 		if r.Exclude {
@@ -169,6 +174,66 @@ func (s *scope) match(ev *schema.Event) (string, bool) {
 		res = ev.Action + ":" + ev.Region + ":" + ev.Account
 	}
 	return res, true
+}
+
+// globs matches v against rule i's compiled list in lists (raw when the
+// scope was built without them).
+func (s *scope) globs(lists []globList, i int, raw []string, v string) bool {
+	if i < len(lists) {
+		return lists[i].any(v)
+	}
+	return globAny(raw, v)
+}
+
+// globList is a glob list compiled once: matchGlob decides per pattern
+// which of its three ways applies, which costs more than the match.
+type globList []glob
+
+type glob struct {
+	pat  string
+	kind uint8 // globExact, globPrefix (pat without its "*"), globMatch
+}
+
+const (
+	globExact = iota
+	globPrefix
+	globMatch
+)
+
+func compileGlobs(pats []string) globList {
+	l := make(globList, len(pats))
+	for i, p := range pats {
+		switch {
+		case !strings.ContainsAny(p, "*?[\\"):
+			l[i] = glob{pat: p, kind: globExact}
+		case strings.HasSuffix(p, "*") && !strings.ContainsAny(p[:len(p)-1], "*?[\\"):
+			l[i] = glob{pat: p[:len(p)-1], kind: globPrefix}
+		default:
+			l[i] = glob{pat: p, kind: globMatch}
+		}
+	}
+	return l
+}
+
+// any is globAny over the compiled list.
+func (l globList) any(s string) bool {
+	for _, g := range l {
+		switch g.kind {
+		case globExact:
+			if s == g.pat {
+				return true
+			}
+		case globPrefix:
+			if strings.HasPrefix(s, g.pat) {
+				return true
+			}
+		default:
+			if matchGlob(g.pat, s) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // globMemo answers globAny for one glob list over a small domain (actions),

@@ -79,3 +79,20 @@ func TestScopeReadsOfSecretMaterial(t *testing.T) {
 		t.Errorf("logged kv mount: %q %v", res, in)
 	}
 }
+
+// TestCompiledGlobs checks the compiled glob lists against globAny.
+func TestCompiledGlobs(t *testing.T) {
+	pats := []string{"creds/*", "config", "config/*", "sign-verbatim*", "data/*/x", "a?c", "[ab]*", "*", "", "x\\*", "arn:aws:secretsmanager:*:secret:prod/*", "bad[", "*/*"}
+	vals := []string{"", "creds/", "creds/x", "creds", "config", "config/a", "configx", "sign-verbatim", "sign-verbatim/x", "data/a/x", "data/a/b/x", "abc", "aXc", "bz", "cz", "x*", "xy", "arn:aws:secretsmanager:us-east-1:1:secret:prod/db-AbCdEf", "a/b", "bad["}
+	for i := range pats {
+		for j := i; j <= len(pats); j++ {
+			list := pats[i:j]
+			c := compileGlobs(list)
+			for _, v := range vals {
+				if got, want := c.any(v), globAny(list, v); got != want {
+					t.Errorf("globs %q on %q: compiled %v, globAny %v", list, v, got, want)
+				}
+			}
+		}
+	}
+}

@@ -3,11 +3,14 @@ package detect
 import (
 	"bytes"
 	"crypto/sha256"
-
-	"auditwatch/detect/state"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"strings"
 	"testing"
+
+	"auditwatch/detect/state"
 )
 
 // TestSipHash128Vectors checks sipHash128 against the reference
@@ -86,4 +89,48 @@ func TestHashKeyPersists(t *testing.T) {
 		t.Fatalf("legacy store key %x, want SHA-256 prefix %x", got, sha[:16])
 	}
 	st.Close()
+}
+
+// TestHasherMemo checks that the memo never answers with another parts'
+// key: every sum equals the hash computed afresh, for repeated, equal but
+// separately built, prefix-sharing and split-differently parts, under a
+// key and in legacy mode.
+func TestHasherMemo(t *testing.T) {
+	for _, hk := range []*hashKey{{k0: 1, k1: 2}, {legacy: true}, nil} {
+		h := hasher{k: hk}
+		fresh := hasher{k: hk}
+		rng := rand.New(rand.NewPCG(1, 2))
+		pool := []string{"", "a", "ab", "abc", "p", "w", "arn:aws:iam::1:user/alice", "secret/data/x"}
+		for i := 0; i < 64; i++ {
+			pool = append(pool, fmt.Sprintf("principal-%d", i))
+		}
+		for i := 0; i < 200_000; i++ {
+			n := 1 + rng.IntN(3)
+			parts := make([]string, n)
+			for j := range parts {
+				s := pool[rng.IntN(len(pool))]
+				if rng.IntN(4) == 0 {
+					s = strings.Clone(s) // same text, another string
+				}
+				parts[j] = s
+			}
+			got, want := h.sum(parts...), fresh.compute(parts)
+			if got != want {
+				t.Fatalf("sum(%q) = %x, want %x", parts, got, want)
+			}
+		}
+		// split differently: the parts, not their concatenation, decide
+		if h.sum("ab", "c") == h.sum("a", "bc") || h.sum("ab") == h.sum("a", "b") || h.sum("a", "") == h.sum("a") {
+			t.Fatal("different parts share a key")
+		}
+		// a repeated sum is answered from the memo
+		k := h.sum("p", pool[9])
+		remembered := false
+		for _, m := range h.memo {
+			remembered = remembered || m.n == 2 && m.a == "p" && m.b == pool[9] && m.k == k
+		}
+		if !remembered {
+			t.Fatal("the memo does not hold the last sum")
+		}
+	}
 }

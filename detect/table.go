@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"time"
 
@@ -45,13 +46,59 @@ type hashKey struct {
 }
 
 // hasher builds keys without allocating. A hasher without a key (the zero
-// value) uses SHA-256, as legacy stores do.
+// value) uses SHA-256, as legacy stores do. It remembers the keys of the
+// parts it hashed last (a small direct-mapped memo): the same principal,
+// resource or pair comes back event after event, and a memo hit costs a
+// string comparison instead of a hash.
 type hasher struct {
-	buf []byte
-	k   *hashKey
+	buf  []byte
+	k    *hashKey
+	memo *[memoSlots]memoEntry
+}
+
+// memoSlots is the size of a hasher's memo.
+const (
+	memoBits  = 9
+	memoSlots = 1 << memoBits
+)
+
+// memoSeed places memo entries (a process-wide seed: slots only place
+// entries, keys never depend on it).
+var memoSeed = maphash.MakeSeed()
+
+// memoEntry is one remembered key: the parts it was computed from (n of
+// them) and the key.
+type memoEntry struct {
+	n    int
+	a, b string
+	k    key
 }
 
 func (h *hasher) sum(parts ...string) key {
+	if len(parts) == 0 || len(parts) > 2 {
+		return h.compute(parts)
+	}
+	a, b := parts[0], ""
+	if len(parts) == 2 {
+		b = parts[1]
+	}
+	if h.memo == nil {
+		h.memo = new([memoSlots]memoEntry)
+	}
+	// The slot comes from the parts' text (a fast seeded hash); a hit
+	// compares the parts themselves.
+	x := maphash.String(memoSeed, a) ^ maphash.String(memoSeed, b)*0x9e3779b97f4a7c15 ^ uint64(len(parts))
+	m := &h.memo[x>>(64-memoBits)]
+	if m.n == len(parts) && m.a == a && m.b == b {
+		return m.k
+	}
+	k := h.compute(parts)
+	*m = memoEntry{n: len(parts), a: a, b: b, k: k}
+	return k
+}
+
+// compute hashes the length-prefixed parts under the hasher's key.
+func (h *hasher) compute(parts []string) key {
 	b := h.buf[:0]
 	for _, p := range parts {
 		b = binary.AppendUvarint(b, uint64(len(p)))

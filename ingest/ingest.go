@@ -76,10 +76,6 @@ type Options struct {
 	WantRaw func(ev *schema.Event, raw []byte) bool `yaml:"-"`
 }
 
-func (o *Options) keep(ev *schema.Event, raw []byte) bool {
-	return o.KeepRaw && (o.WantRaw == nil || o.WantRaw(ev, raw))
-}
-
 // DefaultOptions returns the defaults.
 func DefaultOptions() Options {
 	return Options{

@@ -44,6 +44,10 @@ type Reader struct {
 	// it cut short
 	readErrShown bool
 	evbuf        []schema.Event
+	// want is the copy of an event WantRaw is asked about: handing it
+	// the parser's own event would move that event to the heap for every
+	// record
+	want schema.Event
 	// framed turns the one-object-per-line fast path off, treeOnly its
 	// in-place Vault and CloudTrail reading (tests compare the paths)
 	framed, treeOnly bool
@@ -134,7 +138,7 @@ func (r *Reader) Next() (schema.Event, error) {
 			// CloudTrail record is read in place without building a tree.
 			if r.opts.Format != FormatCloudTrail && !r.treeOnly {
 				if en, err, ok := r.vp.ParseLine(line); ok {
-					if r.opts.keep(&en.Event, line) {
+					if r.keep(&en.Event, line) {
 						en.Event.Raw = append([]byte(nil), line...)
 					}
 					rec := r.sc.TakeLine()
@@ -159,7 +163,7 @@ func (r *Reader) Next() (schema.Event, error) {
 				// an ordinary CloudTrail record, read in place too
 				var ev schema.Event
 				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, &ev); ok {
-					if err == nil && (r.opts.keep(&ev, line) || cloudtrail.IssuesCredentials(&ev)) {
+					if err == nil && (r.keep(&ev, line) || cloudtrail.IssuesCredentials(&ev)) {
 						ev.Raw = append([]byte(nil), line...)
 					}
 					rec := r.sc.TakeLine()
@@ -297,7 +301,7 @@ func (r *Reader) cloudTrail(rec jsonx.Record, v *fastjson.Value, fb cloudtrail.F
 		r.recErr(rec, err)
 		return
 	}
-	if r.opts.keep(&ev, nil) || cloudtrail.IssuesCredentials(&ev) {
+	if r.keep(&ev, nil) || cloudtrail.IssuesCredentials(&ev) {
 		ev.Raw = v.MarshalTo(nil)
 	}
 	r.push(item{ev: ev, after: rec.End})
@@ -356,10 +360,25 @@ func (r *Reader) vaultEntry(rec jsonx.Record, v *fastjson.Value) {
 		r.recErr(rec, err)
 		return
 	}
-	if r.opts.keep(&en.Event, nil) {
+	if r.keep(&en.Event, nil) {
 		en.Event.Raw = v.MarshalTo(nil)
 	}
 	r.pairVault(rec, en)
+}
+
+// keep reports whether ev keeps its original record (Options.KeepRaw,
+// WantRaw).
+func (r *Reader) keep(ev *schema.Event, raw []byte) bool {
+	if !r.opts.KeepRaw {
+		return false
+	}
+	if r.opts.WantRaw == nil {
+		return true
+	}
+	r.want = *ev
+	ok := r.opts.WantRaw(&r.want, raw)
+	r.want = schema.Event{}
+	return ok
 }
 
 // pairVaultOne is pairVault for Next's fast path: when nothing is queued

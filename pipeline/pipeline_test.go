@@ -170,8 +170,13 @@ func TestEmbeddedRestartResumesFromCheckpoint(t *testing.T) {
 	st := &memStore{all: map[string]int{}}
 	writeEvents(t, filepath.Join(folder, "a.jsonl"), 0, 300)
 	runOnce(t, st, folder, findings, 300)
-	writeEvents(t, filepath.Join(folder, "b.jsonl"), 300, 200)
-	time.Sleep(5 * time.Millisecond)
+	b := filepath.Join(folder, "b.jsonl")
+	writeEvents(t, b, 300, 200)
+	// written a while ago: settled for the dir source at its first look
+	settled := time.Now().Add(-time.Minute)
+	if err := os.Chtimes(b, settled, settled); err != nil {
+		t.Fatal(err)
+	}
 	runOnce(t, st, folder, findings, 500)
 	if len(st.all) != 500 {
 		t.Fatalf("detector saw %d distinct events, want 500", len(st.all))

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -159,23 +160,74 @@ func TestOpenWaitsForQuery(t *testing.T) {
 	}
 	cfg := Config{Backend: BackendCHDB, Database: "aw_wait", CHDB: chdbConfigAt(dir)}
 	cfg.Query.Listen = "off"
-	holder := exec.Command(flock, "-x", dir, "sleep", "2")
+	// another process takes the lock and holds it until its stdin closes
+	holder := exec.Command(flock, "-x", dir, "sh", "-c", "echo locked; exec cat >/dev/null")
+	release, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := holder.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer holder.Wait()
-	time.Sleep(300 * time.Millisecond) // let flock take the lock
+	defer func() {
+		release.Close()
+		holder.Wait()
+	}()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "locked\n" {
+		t.Fatalf("flock holder said %q, %v", line, err)
+	}
 	ctx := context.Background()
 	if _, err := OpenQuery(ctx, Config{Backend: BackendCHDB, CHDB: chdbConfigAt(dir), Query: QueryConfig{Listen: "off"}}, nil); !errors.Is(err, ErrStoreBusy) {
 		t.Fatalf("query while another process holds the store: %v, want ErrStoreBusy", err)
 	}
-	start := time.Now()
-	st, err := Open(ctx, cfg, nil, nil)
-	if err != nil {
-		t.Fatalf("Open while a query holds the store: %v", err)
+	// Open's retries driven by hand: each one it waits for is handed over.
+	retries := make(chan chan time.Time)
+	defer func(orig func() <-chan time.Time) { lockRetry = orig }(lockRetry)
+	lockRetry = func() <-chan time.Time {
+		ch := make(chan time.Time, 1)
+		retries <- ch
+		return ch
 	}
-	defer st.Close()
-	if waited := time.Since(start); waited < time.Second {
-		t.Errorf("Open returned after %v while the lock was held for ~1.7s more", waited)
+	retry := func() chan time.Time {
+		t.Helper()
+		select {
+		case ch := <-retries:
+			return ch
+		case <-time.After(30 * time.Second): // a guard only
+			t.Fatal("Open never waited for the lock")
+			return nil
+		}
 	}
+	type result struct {
+		st  Store
+		err error
+	}
+	opened := make(chan result, 1)
+	go func() {
+		st, err := Open(ctx, cfg, nil, nil)
+		opened <- result{st, err}
+	}()
+	// Open found the lock taken and waits; after a retry it still waits.
+	retry() <- time.Time{}
+	next := retry()
+	select {
+	case r := <-opened:
+		t.Fatalf("Open returned while the lock was held: %v", r.err)
+	default:
+	}
+	// The other process ends: the next retry takes the lock.
+	release.Close()
+	if err := holder.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	next <- time.Time{}
+	r := <-opened
+	if r.err != nil {
+		t.Fatalf("Open once the lock was free: %v", r.err)
+	}
+	r.st.Close()
 }

@@ -35,6 +35,10 @@ var (
 	locks   = map[string]*dirLock{}
 )
 
+// lockRetry is the clock of lockDir's retries while the lock is taken
+// (tests drive it).
+var lockRetry = func() <-chan time.Time { return time.After(50 * time.Millisecond) }
+
 // lockDir takes the directory's lock, waiting up to wait (0: try once).
 // It returns ErrStoreBusy when the lock stays taken.
 func lockDir(ctx context.Context, dir string, wait time.Duration) (func(), error) {
@@ -70,7 +74,7 @@ func lockDir(ctx context.Context, dir string, wait time.Duration) (func(), error
 		case <-ctx.Done():
 			f.Close()
 			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-lockRetry():
 		}
 	}
 	locks[abs] = &dirLock{f: f, n: 1}

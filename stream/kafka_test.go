@@ -148,19 +148,26 @@ func TestKafkaPublishConsumeCommit(t *testing.T) {
 		}
 	}
 
-	// A new member of the group starts after the committed offsets.
-	publishN(t, k, "events", "b", 10)
+	// A new member of the group starts after the committed offsets. The
+	// new records use every key of the old ones, so each partition that
+	// holds old records gets new ones after them: an old record consumed
+	// again would arrive before the last new one (no waiting for extras).
+	publishN(t, k, "events", "b", 20)
 	h2 := newCommitHandler()
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	go func() { errc <- k.Consume(ctx2, "events", "detect", h2) }()
-	waitFor(t, "10 new records", func() bool { return h2.count() >= 10 })
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "20 new records", func() bool { return h2.count() >= 20 })
 	cancel2()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	if h2.count() != 10 {
-		t.Fatalf("after restart consumed %d, want the 10 new ones: %v", h2.count(), h2.ids)
+	for p := range h.order {
+		if len(h2.order[p]) == 0 {
+			t.Fatalf("no new record on partition %d: the check below would not cover it", p)
+		}
+	}
+	if h2.count() != 20 {
+		t.Fatalf("after restart consumed %d, want the 20 new ones: %v", h2.count(), h2.ids)
 	}
 	for _, id := range h2.ids {
 		if id[0] != 'b' {

@@ -35,10 +35,12 @@ type CanaryConfig struct {
 	CheckInterval duration.Duration `yaml:"check_interval"`
 	// HeartbeatURL is called (GET) after every canary round whose events
 	// all came back in time, never while one is missing: point an
-	// external dead man's switch at it.
-	HeartbeatURL string       `yaml:"heartbeat_url"`
-	Vault        *VaultCanary `yaml:"vault"`
-	AWS          *AWSCanary   `yaml:"aws"`
+	// external dead man's switch at it. Such a URL is a credential (who
+	// has it can keep the switch quiet), so it comes from the environment
+	// or a file like every other secret: {env: NAME} or {file: PATH}.
+	HeartbeatURL secret.Secret `yaml:"heartbeat_url"`
+	Vault        *VaultCanary  `yaml:"vault"`
+	AWS          *AWSCanary    `yaml:"aws"`
 }
 
 // VaultCanary reads a dedicated secret over Vault's HTTP API with a
@@ -100,10 +102,8 @@ func (c CanaryConfig) Validate() error {
 	if c.CheckInterval <= 0 {
 		errs = append(errs, errors.New("check_interval: must be positive"))
 	}
-	if c.HeartbeatURL != "" {
-		if u, err := url.Parse(c.HeartbeatURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, errors.New("heartbeat_url: want an http(s) URL"))
-		}
+	if err := c.HeartbeatURL.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("heartbeat_url: %w", err))
 	}
 	if v := c.Vault; v != nil {
 		if u, err := url.Parse(v.Address); err != nil || u.Scheme == "" || u.Host == "" {
@@ -127,6 +127,22 @@ func (c CanaryConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Heartbeat reads the heartbeat URL from its source ("" when none is
+// configured). Errors name the source, never the URL.
+func (c CanaryConfig) Heartbeat() (string, error) {
+	if c.HeartbeatURL.IsZero() {
+		return "", nil
+	}
+	v, err := c.HeartbeatURL.Value()
+	if err != nil {
+		return "", fmt.Errorf("heartbeat_url: %w", err)
+	}
+	if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("heartbeat_url (%s): want an http(s) URL", c.HeartbeatURL)
+	}
+	return v, nil
 }
 
 // Active reports whether any canary is configured.

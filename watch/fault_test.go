@@ -179,6 +179,7 @@ func TestFaultVaultWriterStops(t *testing.T) {
 	hb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { beats.Add(1) }))
 	defer hb.Close()
 	t.Setenv("CANARY_VAULT_TOKEN", "canary-token")
+	t.Setenv("CANARY_HEARTBEAT_URL", hb.URL)
 
 	fv.write("app-token", "secret/data/app/db") // the file exists before the tail starts
 	tail, err := filetail.New(filetail.Config{Path: logPath, PollInterval: duration.Duration(5 * time.Millisecond), IdleFlush: duration.Duration(10 * time.Millisecond), StartAt: "beginning"},
@@ -186,7 +187,7 @@ func TestFaultVaultWriterStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := watch.CanaryConfig{Interval: duration.Duration(time.Minute), HeartbeatURL: hb.URL,
+	cfg := watch.CanaryConfig{Interval: duration.Duration(time.Minute), HeartbeatURL: secret.Secret{Env: "CANARY_HEARTBEAT_URL"},
 		Vault: &watch.VaultCanary{Address: vsrv.URL, Token: secret.Secret{Env: "CANARY_VAULT_TOKEN"}}}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -195,7 +196,11 @@ func TestFaultVaultWriterStops(t *testing.T) {
 	out := &sink{clk: clk}
 	sil := watch.NewSilence(watch.SilenceConfig{})
 	can := watch.NewCanary(cfg, nil, nil)
-	r := watch.NewRunner(sil, can, cfg.HeartbeatURL, out, clk.Now, nil, nil, nil)
+	hbURL, err := cfg.Heartbeat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := watch.NewRunner(sil, can, hbURL, out, clk.Now, nil, nil, nil)
 	pub := &counter{detected: r.Detected}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

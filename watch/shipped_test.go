@@ -20,7 +20,7 @@ func TestShippedCanaryAndSilenceConfigs(t *testing.T) {
 	block := regexp.MustCompile("(?s)```yaml\n(canary:.*?)```")
 	want := map[string]func(c watch.CanaryConfig) bool{
 		"vault": func(c watch.CanaryConfig) bool {
-			return c.Vault != nil && c.Vault.Deadline.D() == 2*time.Minute && c.Interval.D() == time.Minute && c.HeartbeatURL != ""
+			return c.Vault != nil && c.Vault.Deadline.D() == 2*time.Minute && c.Interval.D() == time.Minute && !c.HeartbeatURL.IsZero()
 		},
 		"aws": func(c watch.CanaryConfig) bool {
 			return c.AWS != nil && c.AWS.Deadline.D() == 25*time.Minute && c.AWS.SecretID == "auditwatch-canary"

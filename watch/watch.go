@@ -2,15 +2,19 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"auditwatch/ingest/source"
+	"auditwatch/internal/redact"
 	"auditwatch/schema"
 )
 
@@ -41,6 +45,11 @@ type Runner struct {
 
 	mu      sync.Mutex
 	pending []schema.Finding
+
+	// failed heartbeats are logged at most once per beatLogEvery: the
+	// first at once, then a count of those since
+	beatFails  int
+	beatLogged time.Time
 
 	blind      *prometheus.GaugeVec
 	canaryEvs  prometheus.Counter
@@ -181,22 +190,57 @@ func (r *Runner) saveSilence() {
 	}
 }
 
+// beatLogEvery bounds the log lines of failed heartbeats.
+const beatLogEvery = time.Minute
+
 func (r *Runner) beat(ctx context.Context) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.Heartbeat, nil)
-	if err != nil {
-		return
-	}
-	resp, err := r.http.Do(req)
-	if err != nil {
+	if err := r.callHeartbeat(ctx); err != nil {
 		r.heartbeats.WithLabelValues("error").Inc()
-		return
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		r.heartbeats.WithLabelValues("error").Inc()
+		r.beatFailed(err)
 		return
 	}
 	r.heartbeats.WithLabelValues("ok").Inc()
+	if !r.beatLogged.IsZero() {
+		r.log.Info("heartbeat calls succeed again", "failed_since_last_line", r.beatFails)
+		r.beatFails = 0
+		r.beatLogged = time.Time{}
+	}
+}
+
+// callHeartbeat calls the heartbeat URL once. Its errors never carry the
+// URL (a credential): a transport error keeps only its cause.
+func (r *Runner) callHeartbeat(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.Heartbeat, nil)
+	if err != nil {
+		return errors.New("heartbeat request: bad URL")
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return redact.Error(fmt.Errorf("heartbeat call: %w", err))
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("heartbeat call: HTTP status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// beatFailed logs a failed heartbeat: the first of a run of failures at
+// once, then one line per beatLogEvery with how many failed since.
+func (r *Runner) beatFailed(err error) {
+	r.beatFails++
+	now := r.now()
+	if !r.beatLogged.IsZero() && now.Sub(r.beatLogged) < beatLogEvery {
+		return
+	}
+	r.log.Warn("heartbeat call failed: the dead man's switch will fire", "err", err, "failed_since_last_line", r.beatFails)
+	r.beatFails = 0
+	r.beatLogged = now
 }
 
 func (r *Runner) flush(ctx context.Context) error {

@@ -227,3 +227,67 @@ func TestUnknownChannelNamePostsByName(t *testing.T) {
 		t.Errorf("%d conversations.list calls, want the 2 pages once", srv.Lists())
 	}
 }
+
+// TestBatchExactlyOnce: queued updates of one incident go out as one
+// thread reply whose metadata lists each revision. When that post's answer
+// is lost (accepted, then the attempt times out), the retry — even with a
+// further update joined to the batch — finds the revisions already posted
+// and posts only the new one; a single-alert redelivery of a batched
+// revision is found too. Every revision is in exactly one message.
+func TestBatchExactlyOnce(t *testing.T) {
+	srv := slacktest.New(token)
+	defer srv.Close()
+	n := newBot(t, srv, notify.RealClock{})
+	defer n.Close()
+	n.cfg.MinInterval = 0
+	first := notifytest.Alert()
+	if err := attempt(n, first); err != nil {
+		t.Fatal(err)
+	}
+	upd := func(i int) notify.Alert {
+		a := first
+		a.Update, a.Repeat, a.GroupCount = true, i+1, 10*(i+1)
+		a.Finding.ID, a.Finding.Revision = fmt.Sprintf("upd-%d", i), i
+		return a
+	}
+	release := hangOnce(srv, "chat.postMessage", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err := n.NotifyBatch(ctx, []notify.Alert{upd(1), upd(2), upd(3)})
+	cancel()
+	if err == nil {
+		t.Fatal("hung batch post succeeded")
+	}
+	release()
+	if err := n.NotifyBatch(context.Background(), []notify.Alert{upd(1), upd(2), upd(3), upd(4)}); err != nil {
+		t.Fatalf("batch retry: %v", err)
+	}
+	if err := attempt(n, upd(2)); err != nil { // a redelivery of one batched revision
+		t.Fatalf("redelivery: %v", err)
+	}
+	posts := srv.Posts()
+	count := map[string]int{}
+	replies := 0
+	for _, m := range posts {
+		var md slack.SlackMetadata
+		if err := json.Unmarshal([]byte(m.Metadata), &md); err != nil {
+			t.Fatalf("metadata %s: %v", m.Metadata, err)
+		}
+		for _, r := range Revisions(md, "") {
+			count[r]++
+		}
+		if m.ThreadTS == posts[0].TS {
+			replies++
+		}
+	}
+	for i := 1; i <= 4; i++ {
+		if k := fmt.Sprintf("upd-%d/%d", i, i); count[k] != 1 {
+			t.Errorf("revision %s in %d messages, want 1", k, count[k])
+		}
+	}
+	if replies != 2 {
+		t.Errorf("%d thread replies, want 2 (the batch of three, then the fourth alone)", replies)
+	}
+	if len(posts) != 3 || !strings.Contains(posts[1].Text, "3 updates") {
+		t.Errorf("%d posts; the batched reply reads %q", len(posts), posts[min(1, len(posts)-1)].Text)
+	}
+}

@@ -82,6 +82,31 @@ func render(a notify.Alert, maxField int) message {
 	return message{Blocks: blocks, Text: text}
 }
 
+// renderBatch builds one thread reply for several queued updates of one
+// incident (bot mode, when Slack's rate limit is behind the findings):
+// the latest rendered in full, preceded by one line per update it
+// carries, each naming its finding id and revision.
+func renderBatch(as []notify.Alert, maxField int) message {
+	last := as[len(as)-1]
+	m := render(last, maxField)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d updates in one message (Slack's rate limit):", len(as))
+	var text strings.Builder
+	fmt.Fprintf(&text, "%d updates: ", len(as))
+	for i, a := range as {
+		f := a.Finding
+		fmt.Fprintf(&b, "\n• repeat %d: %s · finding %s rev %d", a.Repeat, notify.Truncate(dash(Escape(f.Summary, maxField)), 200),
+			code(Escape(f.ID, 80)), f.Revision)
+		if i > 0 {
+			text.WriteString("; ")
+		}
+		fmt.Fprintf(&text, "finding %s rev %d", Escape(f.ID, 80), f.Revision)
+	}
+	m.Blocks = append([]slack.Block{slack.NewContextBlock("", mrkdwn(b.String()))}, m.Blocks...)
+	m.Text = text.String() + " — latest: " + m.Text
+	return m
+}
+
 // renderParentUpdate is the first message of a thread once repeats came
 // in: the original alert with the running count in its title.
 func renderParentUpdate(a notify.Alert, maxField int) message {

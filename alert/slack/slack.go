@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -300,6 +301,53 @@ func (n *Notifier) metadata(a notify.Alert) slack.SlackMetadata {
 		"output": n.name, "finding_id": a.Finding.ID, "revision": a.Finding.Revision}}
 }
 
+// batchMetadata identifies every finding revision of a batched message:
+// the first as in metadata, all of them in "revisions".
+func (n *Notifier) batchMetadata(as []notify.Alert) slack.SlackMetadata {
+	md := n.metadata(as[0])
+	revs := make([]map[string]any, len(as))
+	for i, a := range as {
+		revs[i] = map[string]any{"finding_id": a.Finding.ID, "revision": a.Finding.Revision}
+	}
+	md.EventPayload["revisions"] = revs
+	return md
+}
+
+// Revisions returns the finding revisions ("id/revision") a message's
+// metadata says it carries, for output (every output when empty): one
+// for a message of one alert, each of a batched message's.
+func Revisions(md slack.SlackMetadata, output string) []string {
+	if md.EventType != MetadataEventType {
+		return nil
+	}
+	p := md.EventPayload
+	if output != "" && fmt.Sprint(p["output"]) != output {
+		return nil
+	}
+	if list, ok := p["revisions"].([]any); ok {
+		out := make([]string, 0, len(list))
+		for _, r := range list {
+			if m, ok := r.(map[string]any); ok {
+				out = append(out, fmt.Sprint(m["finding_id"])+"/"+fmt.Sprint(m["revision"]))
+			}
+		}
+		return out
+	}
+	if list, ok := p["revisions"].([]map[string]any); ok {
+		out := make([]string, 0, len(list))
+		for _, m := range list {
+			out = append(out, fmt.Sprint(m["finding_id"])+"/"+fmt.Sprint(m["revision"]))
+		}
+		return out
+	}
+	return []string{fmt.Sprint(p["finding_id"]) + "/" + fmt.Sprint(p["revision"])}
+}
+
+// revisionKey is the form Revisions returns for a.
+func revisionKey(a notify.Alert) string {
+	return a.Finding.ID + "/" + strconv.Itoa(a.Finding.Revision)
+}
+
 // lookupPages bounds the history pages one lookup reads.
 const lookupPages = 20
 
@@ -308,31 +356,32 @@ const lookupPages = 20
 // It returns the channel and ts of the message, ts empty when there is
 // none.
 func (n *Notifier) lookup(ctx context.Context, a notify.Alert, threadTS string, at time.Time) (string, string, error) {
+	want := revisionKey(a)
+	var ts string
+	channel, err := n.scan(ctx, threadTS, at, a.Finding.ID, func(m slack.Message) bool {
+		if slices.Contains(Revisions(m.Metadata, n.name), want) {
+			ts = m.Timestamp
+			return true
+		}
+		return false
+	})
+	return channel, ts, err
+}
+
+// scan reads the channel's history (or the thread's replies) since
+// shortly before at, page by page, until visit returns true or the
+// history ends. what names the alert in the log.
+func (n *Notifier) scan(ctx context.Context, threadTS string, at time.Time, what string, visit func(slack.Message) bool) (string, error) {
 	channel := n.cfg.Channel
 	if id, ok, err := n.threads.Thread(channelKey); err == nil && ok {
 		channel = id
 	}
 	oldest := at.Add(-time.Minute)
 	oldestTS := fmt.Sprintf("%d.%06d", oldest.Unix(), oldest.Nanosecond()/1000)
-	want := n.metadata(a)
-	match := func(msgs []slack.Message) string {
-		for _, m := range msgs {
-			md := m.Metadata
-			if md.EventType != MetadataEventType {
-				continue
-			}
-			p := md.EventPayload
-			if fmt.Sprint(p["output"]) == fmt.Sprint(want.EventPayload["output"]) &&
-				fmt.Sprint(p["finding_id"]) == a.Finding.ID && fmt.Sprint(p["revision"]) == strconv.Itoa(a.Finding.Revision) {
-				return m.Timestamp
-			}
-		}
-		return ""
-	}
 	cursor := ""
 	for range lookupPages {
 		if err := n.wait(ctx, otherKey(n.cfg.Channel)); err != nil {
-			return "", "", err
+			return "", err
 		}
 		var msgs []slack.Message
 		var more bool
@@ -342,26 +391,167 @@ func (n *Notifier) lookup(ctx context.Context, a notify.Alert, threadTS string, 
 			msgs, more, next, err = n.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
 				ChannelID: channel, Timestamp: threadTS, Cursor: cursor, Oldest: oldestTS, Limit: 200, IncludeAllMetadata: true})
 			if err != nil {
-				return "", "", classify("conversations.replies", err)
+				return "", classify("conversations.replies", err)
 			}
 			cursor = next
 		} else {
 			resp, err := n.api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{
 				ChannelID: channel, Cursor: cursor, Oldest: oldestTS, Limit: 200, IncludeAllMetadata: true})
 			if err != nil {
-				return "", "", classify("conversations.history", err)
+				return "", classify("conversations.history", err)
 			}
 			msgs, more, cursor = resp.Messages, resp.HasMore, resp.ResponseMetaData.NextCursor
 		}
-		if ts := match(msgs); ts != "" {
-			return channel, ts, nil
+		for _, m := range msgs {
+			if visit(m) {
+				return channel, nil
+			}
 		}
 		if !more || cursor == "" {
-			return channel, "", nil
+			return channel, nil
 		}
 	}
-	n.log.Warn("slack lookup stopped after the page limit; posting again", "finding", a.Finding.ID, "pages", lookupPages)
-	return channel, "", nil
+	n.log.Warn("slack lookup stopped after the page limit; posting again", "finding", what, "pages", lookupPages)
+	return channel, nil
+}
+
+// MaxBatch is how many queued updates of one incident the worker may hand
+// to NotifyBatch at once: 10 in bot mode, 0 (no batches) with a webhook,
+// which cannot look messages up.
+func (n *Notifier) MaxBatch() int {
+	if n.cfg.Mode != ModeBot {
+		return 0
+	}
+	return maxBatch
+}
+
+// maxBatch bounds the updates one batched reply carries.
+const maxBatch = 10
+
+// NotifyBatch posts several queued updates of one incident as one thread
+// reply (one attempt), when Slack's one post a second per channel is
+// behind the findings: one post instead of len(as), each revision still
+// posted exactly once. The message metadata lists every revision it
+// carries; the attempt of each is recorded before the post, and after an
+// earlier attempt of any of them the thread is searched, and only the
+// revisions no message carries yet are posted. The thread's first message
+// is then edited to the running count (chat.update, a separate rate
+// limit). Without a thread yet (the first alert was not posted), the batch
+// is a top-level message that starts the thread.
+func (n *Notifier) NotifyBatch(ctx context.Context, as []notify.Alert) error {
+	return redact.Error(n.notifyBatch(ctx, as))
+}
+
+func (n *Notifier) notifyBatch(ctx context.Context, as []notify.Alert) error {
+	if len(as) == 1 || n.cfg.Mode != ModeBot {
+		for _, a := range as {
+			if err := n.notifyOnce(ctx, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	key := as[0].ThreadKey()
+	ts, reply, err := n.threads.Thread(key)
+	if err != nil {
+		return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
+	}
+	threadTS := ""
+	if reply {
+		threadTS = ts
+	}
+	if err := n.resolveChannel(ctx); err != nil {
+		return err
+	}
+	var first time.Time
+	attempted := false
+	for _, a := range as {
+		at, ok, err := n.threads.Attempt(a.Finding.ID + "\x00" + strconv.Itoa(a.Finding.Revision))
+		if err != nil {
+			return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
+		}
+		if ok && (!attempted || at.Before(first)) {
+			first, attempted = at, true
+		}
+	}
+	todo := as
+	var channel, newTS string
+	if attempted {
+		// An earlier attempt may have posted some of them: post only the
+		// revisions no message of this output carries.
+		found := map[string]string{}
+		channel, err = n.scan(ctx, threadTS, first, as[0].Finding.ID, func(m slack.Message) bool {
+			for _, r := range Revisions(m.Metadata, n.name) {
+				if _, ok := found[r]; !ok {
+					found[r] = m.Timestamp
+				}
+			}
+			return false
+		})
+		switch {
+		case err != nil && notify.Classify(err).Retry:
+			return err
+		case err != nil:
+			n.log.Warn("slack message lookup failed; posting without it (configure the channel id and the history scope for exactly-once)",
+				"finding", as[0].Finding.ID, "err", notify.SanitizeLine(err.Error(), 200))
+			found = nil
+		}
+		todo = nil
+		for _, a := range as {
+			if t, ok := found[revisionKey(a)]; ok {
+				n.log.Info("slack message of an earlier attempt found; not posted again", "finding", a.Finding.ID, "revision", a.Finding.Revision)
+				if newTS == "" {
+					newTS = t
+				}
+				continue
+			}
+			todo = append(todo, a)
+		}
+	}
+	for _, a := range todo {
+		rev := a.Finding.ID + "\x00" + strconv.Itoa(a.Finding.Revision)
+		if _, ok, _ := n.threads.Attempt(rev); ok {
+			continue
+		}
+		if err := n.threads.MarkAttempt(rev, n.clock.Now()); err != nil {
+			return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
+		}
+	}
+	if len(todo) > 0 {
+		m := renderBatch(todo, n.cfg.MaxFieldChars)
+		opts := []slack.MsgOption{slack.MsgOptionBlocks(m.Blocks...), slack.MsgOptionText(m.Text, false),
+			slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl(), slack.MsgOptionMetadata(n.batchMetadata(todo))}
+		if reply {
+			opts = append(opts, slack.MsgOptionTS(ts))
+		}
+		if err := n.wait(ctx, postKey(n.cfg.Channel)); err != nil {
+			return err
+		}
+		channel, newTS, err = n.api.PostMessageContext(ctx, n.cfg.Channel, opts...)
+		if err != nil {
+			return classify("chat.postMessage", err)
+		}
+	}
+	if !reply {
+		if newTS == "" {
+			return nil
+		}
+		if err := n.threads.SetThread(key, newTS); err != nil {
+			return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: thread of a posted message: %w", err))
+		}
+		return nil
+	}
+	if *n.cfg.UpdateParent && channel != "" {
+		// Best effort, as for one reply.
+		pm := renderParentUpdate(as[len(as)-1], n.cfg.MaxFieldChars)
+		if err := n.wait(ctx, otherKey(n.cfg.Channel)); err == nil {
+			if _, _, _, err := n.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(pm.Blocks...),
+				slack.MsgOptionText(pm.Text, false)); err != nil {
+				n.log.Warn("slack parent count not updated", "err", notify.SanitizeLine(err.Error(), 200))
+			}
+		}
+	}
+	return nil
 }
 
 // postWebhook posts a to the incoming webhook. A webhook cannot thread,

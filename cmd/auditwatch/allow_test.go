@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,7 +25,8 @@ func rootUse(at time.Time, id, ip string) string {
 // up through run's query endpoint and writes the entry; `query allows`
 // lists it. The identical use an hour later (a new burst, which alerts
 // without the entry) raises nothing, while a use from another network
-// still alerts. With run stopped, allow reads the store directly.
+// still alerts. With run stopped, allow reads the store directly. The
+// runs carry known secrets (secretRun) that appear nowhere they write.
 func TestAllowWhileRunHoldsTheStore(t *testing.T) {
 	// Processes and files of its own, no environment changes: it waits
 	// on the processes, so it runs beside other parallel tests.
@@ -36,6 +35,8 @@ func TestAllowWhileRunHoldsTheStore(t *testing.T) {
 	if lib == "" {
 		testenv.Missing(t, "CHDB_LIB_PATH is not set (scripts/setup/20-clickhouse.sh exports it): libchdb.so (embedded storage) not available")
 	}
+	sec := newSecretRun(t)
+	httpAddr := freeAddr(t)
 	work := t.TempDir()
 	live := filepath.Join(work, "vault-audit.log")
 	must(t, os.WriteFile(live, nil, 0o644))
@@ -46,9 +47,10 @@ func TestAllowWhileRunHoldsTheStore(t *testing.T) {
 state: {dir: %q, checkpoint_interval: 200ms, idle_drain: 1s}
 storage: {backend: chdb, database: allowtest, chdb: {path: %q}}
 files: {findings: %q}
+http: {listen: %q}
 logging: {level: warn, format: text}
 shutdown_timeout: 10s
-`, live, filepath.Join(work, "state"), filepath.Join(work, "chdb"), findings)), 0o644))
+%s`, live, filepath.Join(work, "state"), filepath.Join(work, "chdb"), findings, httpAddr, sec.AlertsYAML(""))), 0o644))
 	appendLine := func(s string) {
 		f, err := os.OpenFile(live, os.O_APPEND|os.O_WRONLY, 0)
 		must(t, err)
@@ -56,20 +58,7 @@ shutdown_timeout: 10s
 		must(t, err)
 		must(t, f.Close())
 	}
-	cli := func(args ...string) (int, string, string) {
-		cmd := exec.Command(auditwatchBinary(t), args...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if err != nil {
-			code = -1
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			}
-		}
-		return code, out.String(), errb.String()
-	}
+	cli := sec.Run
 	allowFinding := func(id string) {
 		t.Helper()
 		// The finding reaches the store at the next checkpoint.
@@ -90,7 +79,7 @@ shutdown_timeout: 10s
 	}
 	t0 := time.Now().UTC().Add(-6 * time.Hour).Truncate(time.Second)
 
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	p := sec.Start("run", "--config", cfgPath)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("run stderr:\n%s", p.stderr)
@@ -129,6 +118,8 @@ shutdown_timeout: 10s
 	if len(fs) != 2 || fs[1].SourceIP != "203.0.113.66" {
 		t.Fatalf("after the allow entry: %d findings, want the first and the one from 203.0.113.66: %+v", len(fs), fs)
 	}
+	sec.WaitDeadLetters(work, 30*time.Second)
+	sec.ScrapeMetrics(httpAddr)
 	p.stop(t)
 
 	// With run stopped, allow opens the store itself.
@@ -137,4 +128,5 @@ shutdown_timeout: 10s
 	if code != 0 || strings.Count(out, "privileged_use") != 2 || !strings.Contains(out, "203.0.113.0/24") {
 		t.Fatalf("query allows after the second entry: exit %d: %s%s", code, out, errs)
 	}
+	sec.Grep(map[string]string{}, work, cfgPath)
 }

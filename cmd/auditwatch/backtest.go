@@ -17,6 +17,7 @@ import (
 	"auditwatch/config/duration"
 	"auditwatch/internal/configcheck"
 	"auditwatch/internal/escape"
+	"auditwatch/internal/lifecycle"
 	"auditwatch/schema"
 	"auditwatch/sigma"
 	"auditwatch/store"
@@ -59,7 +60,7 @@ type backtestReport struct {
 // maxExamples bounds the examples per rule or detector.
 const maxExamples = 3
 
-func backtestMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func backtestMain(ctx context.Context, j *lifecycle.Job, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("backtest", stderr, "--config NEW.yaml [--against CURRENT.yaml] [--since 7d|RFC3339] [--history 7d] [--format text|json] [PATH...]",
 		"Replays audit logs through both configurations — detectors, allowlists, rules: and the alerts: section's\n"+
 			"silences — each from empty state, and prints per rule and detector the findings the new config adds,\n"+
@@ -117,19 +118,34 @@ func backtestMain(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		if err != nil {
 			return fail(2, "%v", err)
 		}
-		tmp, err := os.CreateTemp("", "auditwatch-backtest-*.jsonl")
+		// The export file is the job's component: removed when the
+		// backtest ends, or when a later step fails.
+		tmp, err := jobOpen(j, "export file", func(context.Context) (*os.File, error) {
+			return os.CreateTemp("", "auditwatch-backtest-*.jsonl")
+		}, func(f *os.File) error {
+			f.Close()
+			return os.Remove(f.Name())
+		})
 		if err != nil {
 			return fail(1, "%v", err)
 		}
-		defer os.Remove(tmp.Name())
-		w := bufio.NewWriterSize(tmp, 1<<20)
-		n, noRaw, err := exportStored(ctx, scfg, from.Add(-hist), time.Now(), w)
-		if err == nil {
-			err = w.Flush()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
+		// The store is a job of its own: closed once the records are out,
+		// before the replays.
+		var n, noRaw int
+		err = subJob(ctx, "backtest export", func(ctx context.Context, j *lifecycle.Job) error {
+			st, err := jobOpen(j, "store", func(ctx context.Context) (store.Store, error) {
+				return store.OpenReadOnly(ctx, scfg, nil)
+			}, store.Store.Close)
+			if err != nil {
+				return err
+			}
+			w := bufio.NewWriterSize(tmp, 1<<20)
+			n, noRaw, err = exportStored(ctx, st, scfg.Backend, from.Add(-hist), time.Now(), w)
+			if err == nil {
+				err = w.Flush()
+			}
+			return err
+		})
 		if err != nil {
 			return fail(1, "reading stored events: %v", err)
 		}
@@ -145,13 +161,21 @@ func backtestMain(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	replayWith := func(cfg string) ([]schema.Finding, error) {
 		if cfg == "" {
 			// the defaults, not whatever config discovery would find
-			f, err := os.CreateTemp("", "auditwatch-backtest-*.yaml")
+			f, err := jobOpen(j, "defaults config", func(context.Context) (*os.File, error) {
+				f, err := os.CreateTemp("", "auditwatch-backtest-*.yaml")
+				if err != nil {
+					return nil, err
+				}
+				if _, err := f.WriteString("{}\n"); err != nil {
+					f.Close()
+					os.Remove(f.Name())
+					return nil, err
+				}
+				return f, f.Close()
+			}, func(f *os.File) error { return os.Remove(f.Name()) })
 			if err != nil {
 				return nil, err
 			}
-			defer os.Remove(f.Name())
-			f.WriteString("{}\n")
-			f.Close()
 			cfg = f.Name()
 		}
 		args := []string{"--config", cfg}
@@ -160,7 +184,9 @@ func backtestMain(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		}
 		args = append(args, inputs...)
 		var out, errb bytes.Buffer
-		code := runReplay(ctx, args, stdin, &out, &errb)
+		// each replay a job of its own: its detector state closes when
+		// it returns
+		code := runReplay(ownJob(ctx), args, stdin, &out, &errb)
 		if code == 1 || (code == 2 && !strings.Contains(errb.String(), "rejected")) {
 			return nil, fmt.Errorf("replay with %s: %s", orDefaults(cfg), strings.TrimSpace(errb.String()))
 		}
@@ -218,15 +244,10 @@ func backtestStorage(newCfg, against string) (store.Config, error) {
 // stored from from until to, in event-time order, one a line; an event
 // stored twice (the same row) is written once. It reports how many it wrote and how many
 // had no record (stored with raw_records: false).
-func exportStored(ctx context.Context, cfg store.Config, from, to time.Time, w io.Writer) (n, noRaw int, err error) {
-	st, err := store.OpenReadOnly(ctx, cfg, nil)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer st.Close()
+func exportStored(ctx context.Context, st store.Store, backend string, from, to time.Time, w io.Writer) (n, noRaw int, err error) {
 	db, ok := st.(*store.DB)
 	if !ok {
-		return 0, 0, fmt.Errorf("storage backend %q keeps no events", cfg.Backend)
+		return 0, 0, fmt.Errorf("storage backend %q keeps no events", backend)
 	}
 	// a row a retried insert wrote twice is read once (store.ScanRecords)
 	err = db.ScanRecords(ctx, from, to, func(raws []string, missing int) error {

@@ -23,6 +23,8 @@ import (
 	"auditwatch/ingest"
 	"auditwatch/ingest/s3sqs"
 	"auditwatch/internal/awscfg"
+	"auditwatch/internal/lifecycle"
+	"auditwatch/pipeline"
 	"auditwatch/schema"
 	"auditwatch/store"
 	"auditwatch/trail"
@@ -44,7 +46,7 @@ func init() {
 // s3://bucket/prefix as CloudTrail delivers it). Nothing is raised; the store remembers where
 // the history ends, so principals, pairs and networks seen in it count as
 // learned from then on, without a learning period of their own.
-func baselineMain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func baselineMain(ctx context.Context, j *lifecycle.Job, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("baseline", stderr, "[--config FILE] [--since 30d] [--state DIR] --from-store | PATH|s3://bucket/prefix...", commands["baseline"].summary)
 	configPath := configFlag(fl)
 	since := fl.String("since", "30d", "learn events this recent (Go duration or days, e.g. 30d)")
@@ -87,16 +89,21 @@ func baselineMain(ctx context.Context, args []string, _ io.Reader, stdout, stder
 			return fail(2, "%v", err)
 		}
 		dcfg.LearnUntil = now
-		st, err := state.Open(state.Config{Dir: *stateDir})
+		// the set-up opens as the job's components, stopped in reverse
+		// order when the command ends or a later one fails
+		st, err := jobOpen(j, "detector state", func(context.Context) (*state.Store, error) {
+			return state.Open(state.Config{Dir: *stateDir})
+		}, (*state.Store).Close)
 		if err != nil {
 			return fail(1, "%v", err)
 		}
-		eng, err := detect.New(dcfg, st, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
+		eng, err := jobOpen(j, "detectors", func(context.Context) (*detect.Engine, error) {
+			return detect.New(dcfg, st, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
+		}, (*detect.Engine).Close)
 		if err != nil {
-			st.Close()
 			return fail(2, "%v", err)
 		}
-		det, where = engine{Engine: eng, st: st}, *stateDir
+		det, where = eng, *stateDir
 	} else {
 		l, code := loadConfig("baseline", *configPath, stderr)
 		if l == nil {
@@ -110,13 +117,14 @@ func baselineMain(ctx context.Context, args []string, _ io.Reader, stdout, stder
 		// Everything learned is history: it raises nothing, and the store
 		// keeps this end so run treats what it saw as learned.
 		dcfg.LearnUntil = now
-		det, err = d.detectorOpenerFor("embedded", dcfg)(0, false)
+		det, err = jobOpen(j, "detector state", func(context.Context) (pipeline.Detector, error) {
+			return d.detectorOpenerFor("embedded", dcfg)(0, false)
+		}, pipeline.Detector.Close)
 		if err != nil {
 			return fail(1, "open run's detector state (is run still holding it?): %v", err)
 		}
 		where = d.stateDir("detect", "embedded", "0")
 	}
-	defer det.Close()
 	// run's source positions stay as they were.
 	meta, err := det.Meta()
 	if err != nil {
@@ -144,14 +152,22 @@ func baselineMain(ctx context.Context, args []string, _ io.Reader, stdout, stder
 	}
 	var total ingest.Stats
 	var inputs []string
+	removeDownloads := func() {}
 	if *fromStore {
-		err = baselineFromStore(ctx, *configPath, cutoff, now, learn)
+		err = baselineFromStore(ctx, j, *configPath, cutoff, now, learn)
 		inputs = []string{"store"}
 	} else {
 		var paths []string
-		var cleanup func()
-		paths, cleanup, err = fetchS3Inputs(ctx, fl.Args(), s3f)
-		defer cleanup()
+		// downloaded archives: removed when the command ends
+		paths, err = jobOpen(j, "archive downloads", func(ctx context.Context) ([]string, error) {
+			paths, cleanup, err := fetchS3Inputs(ctx, fl.Args(), s3f)
+			if err != nil {
+				cleanup()
+				return nil, err
+			}
+			removeDownloads = cleanup
+			return paths, nil
+		}, func([]string) error { removeDownloads(); return nil })
 		if err == nil {
 			inputs, err = ingest.Inputs(paths)
 		}
@@ -180,7 +196,7 @@ func baselineMain(ctx context.Context, args []string, _ io.Reader, stdout, stder
 
 // baselineFromStore hands learn the events stored between from and to
 // (the storage: section of the config at configPath), in time order.
-func baselineFromStore(ctx context.Context, configPath string, from, to time.Time, learn func(schema.Event) error) error {
+func baselineFromStore(ctx context.Context, j *lifecycle.Job, configPath string, from, to time.Time, learn func(schema.Event) error) error {
 	sf := storageFlags{config: configPath}
 	scfg, err := sf.load()
 	if err != nil {
@@ -189,11 +205,12 @@ func baselineFromStore(ctx context.Context, configPath string, from, to time.Tim
 	if scfg.Backend == store.BackendOff {
 		return errors.New("--from-store: the config has no storage: section")
 	}
-	st, err := store.OpenReadOnly(ctx, scfg, nil)
+	st, err := jobOpen(j, "store", func(ctx context.Context) (store.Store, error) {
+		return store.OpenReadOnly(ctx, scfg, nil)
+	}, store.Store.Close)
 	if err != nil {
 		return fmt.Errorf("--from-store (is run still holding the embedded store?): %w", err)
 	}
-	defer st.Close()
 	sc, ok := st.(store.EventScanner)
 	if !ok {
 		return fmt.Errorf("--from-store: the %s backend cannot read events back", scfg.Backend)

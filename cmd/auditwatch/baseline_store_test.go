@@ -113,7 +113,8 @@ func labelCheck(t *testing.T, labels []gen.Label, fs []schema.Finding) (missed, 
 // learns them into run's detector state, and the built `run` binary then
 // reads the eighth day: every injected anomaly of that day is found and
 // no finding falls outside them (no learning-period findings). On the
-// embedded store and on the ClickHouse 18.16 server.
+// embedded store and on the ClickHouse 18.16 server. Every command and
+// the run carry known secrets (secretRun) that appear nowhere they write.
 func TestBaselineFromStoreThenRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary over a week of traffic; not run with -short")
@@ -140,6 +141,8 @@ func TestBaselineFromStoreThenRun(t *testing.T) {
 }
 
 func baselineFromStoreThenRun(t *testing.T, storage string) {
+	sec := newSecretRun(t)
+	httpAddr := freeAddr(t)
 	work := t.TempDir()
 	hist, next, g := splitGenerated(t, 21, 90_000, 7)
 	histPath := filepath.Join(work, "week.log")
@@ -153,23 +156,24 @@ func baselineFromStoreThenRun(t *testing.T, storage string) {
 state: {dir: %q, checkpoint_interval: 200ms, idle_drain: 1s}
 storage: %s
 files: {findings: %q}
+http: {listen: %q}
 logging: {level: warn, format: text}
 shutdown_timeout: 10s
-`, drop, filepath.Join(work, "state"), storage, findings)), 0o644))
+%s`, drop, filepath.Join(work, "state"), storage, findings, httpAddr, sec.AlertsYAML(""))), 0o644))
 
 	// Store the week the way events reach the store offline (the built
 	// command: the in-process tests of normalize, load and baseline run
 	// under the race detector, which would slow a week's events here).
 	norm := filepath.Join(work, "week.jsonl")
-	code, evs, errs := binCmd(t, "normalize", histPath)
+	code, evs, errs := sec.Run("normalize", histPath)
 	if code != 0 {
 		t.Fatalf("normalize: exit %d: %s", code, errs)
 	}
 	must(t, os.WriteFile(norm, []byte(evs), 0o644))
-	if code, _, errs := binCmd(t, "load", "--config", cfgPath, norm); code != 0 {
+	if code, _, errs := sec.Run("load", "--config", cfgPath, norm); code != 0 {
 		t.Fatalf("load: exit %d: %s", code, errs)
 	}
-	code, out, errs := binCmd(t, "baseline", "--config", cfgPath, "--from-store", "--since", "30d")
+	code, out, errs := sec.Run("baseline", "--config", cfgPath, "--from-store", "--since", "30d")
 	if code != 0 || !strings.Contains(out, "baseline: learned ") {
 		t.Fatalf("baseline --from-store: exit %d: %s%s", code, out, errs)
 	}
@@ -185,14 +189,18 @@ shutdown_timeout: 10s
 		t.Fatalf("only %d anomalies on the next day", len(labels))
 	}
 	must(t, os.WriteFile(filepath.Join(drop, "day8.log"), next, 0o644))
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	p := sec.Start("run", "--config", cfgPath)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("run stderr:\n%s", p.stderr)
 		}
 	})
 	waitFindings(t, p, findings, len(labels), 5*time.Second, 120*time.Second)
+	sec.WaitDeadLetters(work, 60*time.Second)
+	sec.ScrapeMetrics(httpAddr)
 	p.stop(t)
+	// the normalized week is the test's input, not something the run wrote
+	sec.Grep(map[string]string{}, work, cfgPath, norm)
 	fs := readFindings(t, findings)
 	if missed, unexplained := labelCheck(t, labels, fs); missed != 0 || unexplained != 0 {
 		t.Errorf("run after baseline --from-store: %d of %d anomalies missed, %d unexplained findings (of %d); want 0 and 0",

@@ -22,6 +22,9 @@ import (
 	"auditwatch/schema"
 )
 
+// canaryToken is the canary's Vault token in the canary tests.
+const canaryToken = "canaryVaultTokenSecret8d8d8d8d"
+
 // runVault is a local server speaking Vault's HTTP API for the canary (a
 // KV read and sys/audit-hash) whose file audit device writes each read to
 // path; the device can be stopped while the server keeps answering.
@@ -50,8 +53,10 @@ func (v *runVault) write(token, p, addr string) {
 	v.seq++
 	v.last = time.Now()
 	now := v.last.UTC().Format(time.RFC3339Nano)
-	auth := map[string]any{"client_token": v.hmac(token), "accessor": v.hmac("acc-" + token), "display_name": "token-" + token,
-		"policies": []string{"default"}, "token_type": "service", "entity_id": "entity-" + token}
+	// a Vault audit device writes no token in the clear: names derive from its HMAC
+	id := v.hmac(token)[len("hmac-sha256:"):][:12]
+	auth := map[string]any{"client_token": v.hmac(token), "accessor": v.hmac("acc-" + token), "display_name": "token-" + id,
+		"policies": []string{"default"}, "token_type": "service", "entity_id": "entity-" + id}
 	req := map[string]any{"id": fmt.Sprintf("req-%d", v.seq), "operation": "read", "mount_point": "secret/", "mount_type": "kv",
 		"client_token": v.hmac(token), "path": p, "remote_address": addr, "namespace": map[string]string{"id": "root"}}
 	f, err := os.OpenFile(v.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
@@ -86,11 +91,11 @@ func (v *runVault) setStopped(s bool) {
 func (v *runVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tok := r.Header.Get("X-Vault-Token")
 	switch {
-	case r.Method == http.MethodGet && r.URL.Path == "/v1/secret/data/auditwatch-canary" && tok == "canary-token":
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/secret/data/auditwatch-canary" && tok == canaryToken:
 		v.reads.Add(1)
 		v.write(tok, "secret/data/auditwatch-canary", "127.0.0.1")
 		fmt.Fprint(w, `{"data":{"data":{"canary":"ok"}}}`)
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/sys/audit-hash/file" && tok == "canary-token":
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/sys/audit-hash/file" && tok == canaryToken:
 		var in struct{ Input string }
 		json.NewDecoder(r.Body).Decode(&in)
 		json.NewEncoder(w).Encode(map[string]string{"hash": v.hmac(in.Input)})
@@ -107,8 +112,13 @@ func (v *runVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // stage (counted there, kept from detectors) and the heartbeat is called;
 // when the device stops writing (Vault keeps serving), pipeline_blind and
 // source_silent reach the findings file and the webhook, not before their
-// deadlines; the heartbeat stops; both resolve once writing resumes.
+// deadlines; the heartbeat stops; both resolve once writing resumes. The
+// canary token, the heartbeat URL's credential and the known secrets of
+// secretRun (its failing outputs beside the webhook) appear nowhere the
+// run writes.
 func TestRunCanaryVaultWriterStops(t *testing.T) {
+	t.Parallel()
+	sec := newSecretRun(t)
 	work := t.TempDir()
 	logPath := filepath.Join(work, "vault-audit.log")
 	fv := &runVault{path: logPath}
@@ -118,6 +128,10 @@ func TestRunCanaryVaultWriterStops(t *testing.T) {
 	var beats atomic.Int64
 	hb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { beats.Add(1) }))
 	defer hb.Close()
+	const hbSecret = "hbCanaryHeartbeatSecret5a5a5a5a"
+	sec.SetEnv("AW_TEST_HEARTBEAT_URL", hb.URL+"/ping/"+hbSecret)
+	sec.Secret(hbSecret)
+	sec.SecretEnv("AW_TEST_CANARY_TOKEN", canaryToken)
 	var hookMu sync.Mutex
 	var hookBodies []string
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -151,29 +165,25 @@ silence: {min_quiet: %s, learning_period: 2s, min_samples: 5, check_interval: 10
 canary:
   interval: 300ms
   check_interval: 100ms
-  heartbeat_url: %q
+  heartbeat_url: {env: AW_TEST_HEARTBEAT_URL}
   vault:
     address: %q
     token: {env: AW_TEST_CANARY_TOKEN}
     deadline: %s
 state: {dir: %q, checkpoint_interval: 200ms, idle_drain: 500ms}
-alerts:
-  outputs:
-    - {name: hook, type: webhook, webhook: {url: %q}}
-  default_outputs: [hook]
 files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 10s
-`, logPath, minQuiet, hb.URL, vsrv.URL, deadline, filepath.Join(work, "state"), hook.URL, findings, httpAddr)
+%s`, logPath, minQuiet, vsrv.URL, deadline, filepath.Join(work, "state"), findings, httpAddr,
+		sec.AlertsYAML(fmt.Sprintf("    - {name: hook, type: webhook, webhook: {url: %q}}\n", hook.URL), "hook"))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, stderr := runCmd(t, "check-config", cfgPath); code != 0 {
-		t.Fatalf("check-config: %s", stderr)
+	if code, stdout, stderr := sec.Run("check-config", cfgPath); code != 0 || !strings.Contains(stdout, "canary.heartbeat_url: set (from env AW_TEST_HEARTBEAT_URL)") {
+		t.Fatalf("check-config: exit %d: %s%s", code, stdout, stderr)
 	}
-	t.Setenv("AW_TEST_CANARY_TOKEN", "canary-token")
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	p := sec.Start("run", "--config", cfgPath)
 
 	// application traffic every 100 ms while the device writes
 	stopApp := make(chan struct{})
@@ -293,7 +303,10 @@ shutdown_timeout: 10s
 		return hookPosts(schema.DetectorPipelineBlind) >= 2 && hookPosts(schema.DetectorSourceSilent) >= 2
 	})
 	waitFor("heartbeat again", 30*time.Second, func() bool { return beats.Load() > b0 })
+	sec.WaitDeadLetters(work, 30*time.Second)
+	sec.ScrapeMetrics(httpAddr)
 	p.stop(t)
+	sec.Grep(map[string]string{}, work, cfgPath)
 	// canary events reached no detector: the only findings are the watch's
 	for _, f := range readFindings(t, findings) {
 		if f.Detector != schema.DetectorPipelineBlind && f.Detector != schema.DetectorSourceSilent {

@@ -8,9 +8,11 @@ import (
 	"io"
 	"strings"
 
+	"auditwatch/identity"
 	"auditwatch/internal/configcheck"
 	"auditwatch/internal/redact"
 	"auditwatch/internal/secret"
+	"auditwatch/watch"
 )
 
 func init() {
@@ -63,11 +65,21 @@ func checkConfigMain(_ context.Context, args []string, _ io.Reader, stdout, stde
 		// Where each secret comes from and whether it is set; never any
 		// part of its value.
 		if l, err := configcheck.Load(path); err == nil {
-			secret.Walk(l, func(p string, s secret.Secret) {
-				if !s.IsZero() {
-					fmt.Fprintf(stdout, "  %s: %s\n", strings.TrimPrefix(p, "config."), s.Describe())
+			describe := func(prefix string) func(p string, s secret.Secret) {
+				return func(p string, s secret.Secret) {
+					if !s.IsZero() {
+						fmt.Fprintf(stdout, "  %s%s: %s\n", prefix, strings.TrimPrefix(p, "config."), s.Describe())
+					}
 				}
-			})
+			}
+			secret.Walk(l, describe(""))
+			// sections the loaded config keeps undecoded (their own packages')
+			if c, err := identity.FromNode(&l.Identity); err == nil {
+				secret.Walk(c, describe("identity."))
+			}
+			if c, err := watch.DecodeCanary(&l.Canary); err == nil {
+				secret.Walk(c, describe("canary."))
+			}
 		}
 		return 0
 	}

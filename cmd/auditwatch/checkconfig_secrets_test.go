@@ -43,6 +43,38 @@ func TestCheckConfigPrintsSecretSourcesNotValues(t *testing.T) {
 	}
 }
 
+// The sections other packages decode (identity:, canary:) have their
+// secrets described too: the canary's heartbeat URL and Vault token, the
+// audit-hash token.
+func TestCheckConfigDescribesCanaryAndIdentitySecrets(t *testing.T) {
+	const hook = "https://hc.example.com/ping/hb-checkconfig-secret-77"
+	t.Setenv("AW_CC_HEARTBEAT", hook)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "run.yaml")
+	os.WriteFile(path, []byte(`sources:
+  - {name: v, type: filetail, filetail: {path: /var/log/vault/audit.log}}
+identity:
+  audit_hash: {address: "http://127.0.0.1:8200", device: file, token: {env: AW_CC_AUDIT_HASH}}
+canary:
+  heartbeat_url: {env: AW_CC_HEARTBEAT}
+  vault: {address: "http://127.0.0.1:8200", token: {file: `+filepath.Join(dir, "missing")+`}}
+`), 0o600)
+	var out, errOut bytes.Buffer
+	if code := checkConfig(context.Background(), []string{path}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	s := out.String()
+	for _, want := range []string{"identity.audit_hash.token: NOT SET (env AW_CC_AUDIT_HASH", "canary.heartbeat_url: set (from env AW_CC_HEARTBEAT)",
+		"canary.vault.token: NOT SET (file " + filepath.Join(dir, "missing")} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s+errOut.String(), "hb-checkconfig-secret") {
+		t.Errorf("output holds the heartbeat URL:\n%s", s)
+	}
+}
+
 // A credential written in the file by mistake, or a URL carrying one, is
 // reported with its line and never echoed, not even its first characters.
 func TestCheckConfigNeverQuotesInlineSecrets(t *testing.T) {

@@ -22,11 +22,17 @@ import (
 // the request to the running process through the resend spool and prints
 // its answer; the running process delivers the finding and the event
 // batch through its own outputs. A second resend sends nothing
-// (idempotent), and the spool is left empty.
+// (idempotent), and the spool is left empty. The dead letters of the
+// secret-bearing outputs (secretRun) are resent too and fail again
+// against servers echoing the credentials: no secret appears in any log,
+// answer, dead letter or metric.
 func TestDeadletterResendWhileRunning(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary; not run with -short")
 	}
+	t.Parallel()
+	sec := newSecretRun(t)
+	httpAddr := freeAddr(t)
 	var mu sync.Mutex
 	var bodies []string
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -49,10 +55,11 @@ state: {dir: %q}
 alerts:
   outputs:
     - {name: hook, type: webhook, webhook: {url: %q}}
-  default_outputs: [hook]
+%s  default_outputs: [hook]
   event_outputs: [hook]
+http: {listen: %q}
 logging: {level: info, format: text}
-`, live, state, hook.URL)
+`, live, state, hook.URL, sec.OutputsYAML(), httpAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +82,16 @@ logging: {level: info, format: text}
 			t.Fatal(err)
 		}
 	}
+	for i, o := range sec.OutputNames() {
+		sf := f
+		sf.ID = fmt.Sprintf("f-dead-secret-%d", i)
+		if err := dl.Write(deadletter.Record{Time: now, Output: o, Reason: "retries_exhausted", Error: "HTTP 503", Attempts: 2, Finding: &sf}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dl.Close()
 
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	p := sec.Start("run", "--config", cfgPath)
 	// The running process holds the ledger once its router is open.
 	ledger := filepath.Join(state, "alert", "ledger.db")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -90,13 +104,23 @@ logging: {level: info, format: text}
 	}
 	for i, want := range []string{"resent 1 findings and 2 events", "resent 0 findings and 0 events; 0 failed again"} {
 		var out, errb bytes.Buffer
-		if code := run([]string{"deadletter", "resend", "--config", cfgPath, "--wait", "60s"}, nil, &out, &errb); code != 0 {
+		if code := run([]string{"deadletter", "resend", "--config", cfgPath, "--output", "hook", "--wait", "60s"}, nil, &out, &errb); code != 0 {
 			t.Fatalf("resend %d while running: exit %d: %s %s", i+1, code, out.String(), errb.String())
 		}
 		if !strings.Contains(errb.String(), "held by a running stage") || !strings.Contains(out.String(), want) {
 			t.Errorf("resend %d while running said %q / %q, want the running stage's answer %q", i+1, out.String(), errb.String(), want)
 		}
 	}
+	// the secret-bearing outputs' letters fail again (the built binary:
+	// their credentials are in its environment only)
+	for _, o := range sec.OutputNames() {
+		// exit 3: some failed again
+		code, out, errb := sec.Run("deadletter", "resend", "--config", cfgPath, "--output", o, "--wait", "60s")
+		if want := "resent 0 findings and 0 events; 1 failed again"; code != 3 || !strings.Contains(out, want) {
+			t.Errorf("resend of %s while running: exit %d, said %q / %q, want %q", o, code, out, errb, want)
+		}
+	}
+	sec.ScrapeMetrics(httpAddr)
 	mu.Lock()
 	got := append([]string(nil), bodies...)
 	mu.Unlock()
@@ -112,4 +136,5 @@ logging: {level: info, format: text}
 	if !strings.Contains(p.log(), "resending dead letters on request") {
 		t.Errorf("the running process did not log the resend:\n%s", p.log())
 	}
+	sec.Grep(map[string]string{}, work, cfgPath)
 }

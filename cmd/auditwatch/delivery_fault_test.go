@@ -44,6 +44,7 @@ import (
 // The Slack output's attempt timeout is config-driven (2s here) so that
 // the hang costs wall time only once.
 func TestDeliverySlackHangAndSIGKILL(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("fault test builds and kills the binary; not run with -short")
 	}
@@ -86,13 +87,11 @@ func TestDeliverySlackHangAndSIGKILL(t *testing.T) {
 		}
 		return release, accept
 	}
-	t.Setenv("AW_FAULT_SLACK_TOKEN", token)
-
 	f := newFaultRun(t, faultStream{Seed: 23, Events: 12000, Machines: 20, Humans: 8, Duration: "5h"})
 	if f.LearnUntil == "" {
 		t.Fatal("generate names no learning end")
 	}
-	f.Secret(token)
+	f.SecretEnv("AW_FAULT_SLACK_TOKEN", token)
 	// The smoke run's Slack output gives up an attempt after 2 s and
 	// posts without a rate limit, so the hang costs wall time once;
 	// AUDITWATCH_FAULT_SHIPPED=1 (make fault) keeps the shipped retry
@@ -211,14 +210,10 @@ func TestDeliverySlackHangAndSIGKILL(t *testing.T) {
 	slackKeys := func() map[string]int {
 		out := map[string]int{}
 		for _, m := range srv.Posts() {
-			var md struct {
-				EventPayload struct {
-					FindingID string  `json:"finding_id"`
-					Revision  float64 `json:"revision"`
-				} `json:"event_payload"`
-			}
-			if json.Unmarshal([]byte(m.Metadata), &md) == nil {
-				out[key(md.EventPayload.FindingID, int(md.EventPayload.Revision))]++
+			for _, r := range m.Revisions() {
+				id, rev, _ := strings.Cut(r, "/")
+				n, _ := strconv.Atoi(rev)
+				out[key(id, n)]++
 			}
 		}
 		return out

@@ -84,11 +84,14 @@ func scrapedValue(t *testing.T, body, name string) float64 {
 // the outbox path and the free space, auditwatch_alert_outbox_write_failing
 // is 1; once space is freed (and the webhook answers again) the process
 // resumes by itself and every finding of an uninterrupted replay reaches
-// the webhook (nothing lost).
+// the webhook (nothing lost). The run carries known secrets (secretRun:
+// failing outputs beside the webhook) that appear nowhere it writes, the
+// full disk's error paths included.
 func TestRunOutboxDiskFull(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary; not run with -short")
 	}
+	sec := newSecretRun(t)
 	work := t.TempDir()
 	fsDir := filepath.Join(work, "small-fs")
 	mountSmallFS(t, fsDir, 1<<20)
@@ -144,10 +147,10 @@ alerts:
   outbox_path: %q
   outputs:
     - {name: hook, type: webhook, webhook: {url: %q}}
-  default_outputs: [hook]
+%s  default_outputs: [hook, %s]
 logging: {level: info, format: text}
 http: {listen: %q}
-`, live, filepath.Join(work, "state"), learn[1], outbox, hook.URL, httpAddr)
+`, live, filepath.Join(work, "state"), learn[1], outbox, hook.URL, sec.OutputsYAML(), strings.Join(sec.OutputNames(), ", "), httpAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +159,7 @@ http: {listen: %q}
 		t.Fatalf("replay: exit %d, %d findings: %s", code, len(want), stderr)
 	}
 
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	p := sec.Start("run", "--config", cfgPath)
 	appendTo := func(b []byte) {
 		f, err := os.OpenFile(live, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -246,7 +249,10 @@ http: {listen: %q}
 	if v := scrapedValue(t, m3, "auditwatch_alert_outbox_write_failing"); v != 0 {
 		t.Errorf("auditwatch_alert_outbox_write_failing = %v after space was freed, want 0", v)
 	}
+	sec.WaitDeadLetters(work, 60*time.Second)
 	p.stop(t)
+	sec.Grep(map[string]string{"metrics while full (1)": m1, "metrics while full (2)": m2, "metrics after": m3,
+		"replay's log": stderr}, work, cfgPath)
 	d := delivered()
 	lost, dups := 0, 0
 	for k := range wantKeys {

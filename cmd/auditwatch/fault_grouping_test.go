@@ -31,6 +31,7 @@ func kvRead(w *bytes.Buffer, at time.Time, id string, p int, name string) {
 // exactly those of an uninterrupted replay: grouping and closing windows
 // lose nothing, a restart repeats nothing.
 func TestGroupingSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
 	f := newFaultRun(t, faultStream{Seed: 5, Events: 9000, Machines: 8, Humans: 2, Duration: "1h"})
 	t0 := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
 	learnEnd := t0.Add(2 * time.Hour)

@@ -17,6 +17,7 @@ import (
 // the same stream: none lost, none written twice. The run's secrets appear
 // nowhere (faultRun.GrepSecrets).
 func TestRunCorrelationsSurviveSIGKILL(t *testing.T) {
+	t.Parallel()
 	f := newFaultRun(t, faultStream{Seed: 11, Events: 15000, Machines: 24, Humans: 10, Duration: "6h"})
 	rules, err := filepath.Abs("testdata/rules-correlation")
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 // exactly its findings, none lost, none repeated), and every label must be
 // found. The run's secrets appear nowhere (faultRun.GrepSecrets).
 func TestRunSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
 	f := newFaultRun(t, faultStream{Seed: 11, Events: 15000, Machines: 24, Humans: 10, Duration: "6h", Labels: true})
 	if f.LearnUntil == "" {
 		t.Fatal("generate names no learning end")

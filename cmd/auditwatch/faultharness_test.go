@@ -235,7 +235,7 @@ func (f *faultRun) Append(chunks int) <-chan struct{} {
 // Start starts `auditwatch run` with the config.
 func (f *faultRun) Start() {
 	f.t.Helper()
-	f.p = startAuditwatch(f.t, "run", "--config", f.Config)
+	f.p = f.secretRun.Start("run", "--config", f.Config)
 	f.procs = append(f.procs, f.p)
 }
 

@@ -220,6 +220,7 @@ type liveMonitor struct {
 	cmd                *exec.Cmd
 	stderr             *lockedWriter
 	done               chan error
+	baselineLog        string // what `auditwatch baseline` printed
 }
 
 // writeExampleConfig writes deploy/run.example.yaml with only paths
@@ -261,6 +262,13 @@ func writeExampleConfig(t testing.TB, work, outputs string) (cfgPath, metrics st
 // into run's detector state) and starts `auditwatch run`.
 func startLiveMonitor(t testing.TB, bin, work, cfgPath, metrics string, history [][]byte) *liveMonitor {
 	t.Helper()
+	return startLiveMonitorEnv(t, nil, bin, work, cfgPath, metrics, history)
+}
+
+// startLiveMonitorEnv is startLiveMonitor with the processes' environment
+// (nil: the test's).
+func startLiveMonitorEnv(t testing.TB, env []string, bin, work, cfgPath, metrics string, history [][]byte) *liveMonitor {
+	t.Helper()
 	if os.Getenv("CHDB_LIB_PATH") == "" {
 		testenv.Missing(t, "CHDB_LIB_PATH is not set: libchdb.so (the example's embedded storage) not available")
 	}
@@ -274,14 +282,18 @@ func startLiveMonitor(t testing.TB, bin, work, cfgPath, metrics string, history 
 	// The recorded log is older than baseline's default 30 days soon.
 	base := exec.Command(bin, "baseline", "--config", cfgPath, "--since", "3650d", hist)
 	base.Dir = work
-	if out, err := base.CombinedOutput(); err != nil {
+	base.Env = env
+	out, err := base.CombinedOutput()
+	if err != nil {
 		t.Fatalf("auditwatch baseline: %v\n%s", err, out)
 	}
+	m.baselineLog = string(out)
 	if err := os.MkdirAll(filepath.Dir(m.audit), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	m.cmd = exec.Command(bin, "run", "--config", cfgPath)
 	m.cmd.Dir = work
+	m.cmd.Env = env
 	m.cmd.Stdout = io.Discard
 	m.cmd.Stderr = m.stderr
 	if err := m.cmd.Start(); err != nil {
@@ -321,19 +333,21 @@ func (l *lockedWriter) String() string {
 // each request's last line was written (a Vault event is complete with
 // its response).
 type appender struct {
-	mu       sync.Mutex
-	appended map[string]time.Time // request id -> write time of its last line
-	lines    int
-	// first and last are when the first and the last chunk were written.
-	first, last time.Time
+	mu     sync.Mutex
+	lineOf map[string]int // request id -> index of its last line
+	ends   []int          // chunk k wrote the lines before ends[k]
+	times  []time.Time    // when chunk k was written
+	lines  int
 }
 
-func newAppender() *appender { return &appender{appended: map[string]time.Time{}} }
+func newAppender() *appender { return &appender{} }
 
 // run appends lines at rate lines/s until done or stop is closed; it
 // returns the number of lines written. Lines go out in timed chunks (every
 // 20 ms, all lines due by then, so a late wake-up catches up in one
-// write); each line's write time is its chunk's.
+// write) of one contiguous buffer prepared before the first; each line's
+// write time is its chunk's. Nothing per line is done while appending, so
+// the appender keeps the rate on a loaded machine.
 func (a *appender) run(t testing.TB, path string, lines [][]byte, rate int, stop <-chan struct{}) int {
 	out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -341,19 +355,26 @@ func (a *appender) run(t testing.TB, path string, lines [][]byte, rate int, stop
 		return 0
 	}
 	defer out.Close()
-	ids := make([]string, len(lines))
+	lineOf := make(map[string]int, len(lines)/2)
+	offs := make([]int, len(lines)+1)
+	size := 0
+	for _, l := range lines {
+		size += len(l)
+	}
+	all := make([]byte, 0, size)
 	for i, l := range lines {
 		var v vaultLine
-		if json.Unmarshal(l, &v) == nil {
-			ids[i] = v.Request.ID
+		if json.Unmarshal(l, &v) == nil && v.Request.ID != "" {
+			lineOf[v.Request.ID] = i
 		}
+		all = append(all, l...)
+		offs[i+1] = len(all)
 	}
+	a.mu.Lock()
+	a.lineOf = lineOf
+	a.mu.Unlock()
 	const step = 20 * time.Millisecond
 	begin := time.Now()
-	a.mu.Lock()
-	a.first = begin
-	a.mu.Unlock()
-	var buf []byte
 	for i := 0; i < len(lines); {
 		select {
 		case <-stop:
@@ -366,23 +387,19 @@ func (a *appender) run(t testing.TB, path string, lines [][]byte, rate int, stop
 			time.Sleep(step)
 			continue
 		}
-		buf = buf[:0]
-		for _, l := range lines[i:due] {
-			buf = append(buf, l...)
-		}
-		if _, err := out.Write(buf); err != nil {
+		if _, err := out.Write(all[offs[i]:offs[due]]); err != nil {
 			t.Error(err)
 			return i
 		}
 		now := time.Now()
 		a.mu.Lock()
-		for _, id := range ids[i:due] {
-			if id != "" {
-				a.appended[id] = now
-			}
+		if len(a.times) == 0 {
+			a.times = append(a.times, begin)
+			a.ends = append(a.ends, 0)
 		}
-		a.lines += due - i
-		a.last = now
+		a.ends = append(a.ends, due)
+		a.times = append(a.times, now)
+		a.lines = due
 		a.mu.Unlock()
 		i = due
 	}
@@ -394,7 +411,10 @@ func (a *appender) run(t testing.TB, path string, lines [][]byte, rate int, stop
 func (a *appender) rate() float64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	d := a.last.Sub(a.first).Seconds()
+	if len(a.times) < 2 {
+		return 0
+	}
+	d := a.times[len(a.times)-1].Sub(a.times[0]).Seconds()
 	if d <= 0 {
 		return 0
 	}
@@ -408,26 +428,27 @@ func (a *appender) appendedAt(f schema.Finding) time.Time {
 	defer a.mu.Unlock()
 	var at time.Time
 	for _, id := range f.EventIDs {
-		if t, ok := a.appended[id]; ok && t.After(at) {
-			at = t
+		i, ok := a.lineOf[id]
+		if !ok {
+			continue
+		}
+		// the first chunk whose end is past line i wrote it
+		k, _ := slices.BinarySearch(a.ends, i+1)
+		if k < len(a.times) && a.times[k].After(at) {
+			at = a.times[k]
 		}
 	}
 	return at
 }
 
 // slackPostKeys counts Slack posts per finding revision, read from the
-// message metadata Slack stores.
+// message metadata Slack stores (a post that carries several updates of
+// one incident counts for each).
 func slackPostKeys(srv *slacktest.Server) map[string]int {
 	out := map[string]int{}
 	for _, m := range srv.Posts() {
-		var md struct {
-			EventPayload struct {
-				FindingID string  `json:"finding_id"`
-				Revision  float64 `json:"revision"`
-			} `json:"event_payload"`
-		}
-		if json.Unmarshal([]byte(m.Metadata), &md) == nil && md.EventPayload.FindingID != "" {
-			out[md.EventPayload.FindingID+"/"+strconv.Itoa(int(md.EventPayload.Revision))]++
+		for _, r := range m.Revisions() {
+			out[r]++
 		}
 	}
 	return out
@@ -497,25 +518,24 @@ func findingsByKey(t testing.TB, path string) (map[string]schema.Finding, int) {
 // lines/s, followed by routine traffic at the same rate. Every injected
 // anomaly must reach the findings file and Slack while appends continue;
 // at the end every finding revision is in the file once and posted to
-// Slack exactly once.
+// Slack exactly once. The bot token and the known secrets of secretRun
+// (its failing outputs beside Slack) appear nowhere the run writes.
 func TestRunExampleLiveSlack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary; not run with -short")
 	}
 	work := t.TempDir()
 	in := loadLiveInput(t, work, false, []string{"--events", "10000", "--anomaly-count", "8"}, 40000)
-	const token = "xoxb-live-example"
+	const token = "xoxb-live-example-4c0ffee7"
 	srv := slacktest.New(token)
 	defer srv.Close()
-	t.Setenv("AW_LIVE_SLACK_TOKEN", token)
-	cfgPath, metrics := writeExampleConfig(t, work, fmt.Sprintf(`alerts:
-  outputs:
-    - name: slack
+	sec := newSecretRun(t)
+	sec.SecretEnv("AW_LIVE_SLACK_TOKEN", token)
+	cfgPath, metrics := writeExampleConfig(t, work, sec.AlertsYAML(fmt.Sprintf(`    - name: slack
       type: slack
       slack: {mode: bot, token: {env: AW_LIVE_SLACK_TOKEN}, channel: "#%s", api_url: %q}
-  default_outputs: [slack]
-`, slacktest.ChannelName, srv.APIURL()))
-	m := startLiveMonitor(t, auditwatchBinary(t), work, cfgPath, metrics, in.history)
+`, slacktest.ChannelName, srv.APIURL()), "slack"))
+	m := startLiveMonitorEnv(t, sec.Env(), auditwatchBinary(t), work, cfgPath, metrics, in.history)
 	t.Logf("input: %s: %d history lines learned, %d lines with %d anomalies then %d filler lines appended at 1,000 lines/s",
 		in.what, len(in.history), len(in.rest), len(in.anomalies), len(in.filler))
 
@@ -588,7 +608,15 @@ func TestRunExampleLiveSlack(t *testing.T) {
 		}
 	}
 	time.Sleep(2 * time.Second) // a repeat would show now
+	sec.WaitDeadLetters(work, time.Minute)
+	sec.ScrapeMetrics(metrics)
 	m.stop(t)
+	var posts strings.Builder
+	for _, p := range srv.Posts() {
+		fmt.Fprintf(&posts, "%+v\n", p)
+	}
+	sec.Grep(map[string]string{"log of run": m.stderr.String(), "baseline's output": m.baselineLog,
+		"Slack posts": posts.String()}, work, cfgPath)
 	fs, fileLines := findingsByKey(t, m.findings)
 	posted := slackPostKeys(srv)
 	if fileLines != len(fs) {

@@ -30,7 +30,7 @@ type jobKey struct{}
 // is printed and makes it 1. Within a job already (the dispatcher runs
 // every non-daemon command as one), work joins it.
 func oneShot(ctx context.Context, name string, stderr io.Writer, work func(ctx context.Context, j *lifecycle.Job) int) int {
-	if j, ok := ctx.Value(jobKey{}).(*lifecycle.Job); ok {
+	if j, ok := ctx.Value(jobKey{}).(*lifecycle.Job); ok && j != nil {
 		// already a job (the dispatcher made it): the same one
 		return work(ctx, j)
 	}
@@ -48,6 +48,22 @@ func oneShot(ctx context.Context, name string, stderr io.Writer, work func(ctx c
 		}
 	}
 	return c
+}
+
+// ownJob makes a command that another's work runs (backtest's replays)
+// a job of its own, so what it opens stops when it returns rather than
+// with the calling command.
+func ownJob(ctx context.Context) context.Context {
+	return context.WithValue(ctx, jobKey{}, (*lifecycle.Job)(nil))
+}
+
+// subJob runs work within a command as a job of its own: what it opens
+// starts in order and stops in reverse order when it returns, within the
+// shutdown deadline (backtest's export closes its store before the
+// replays start).
+func subJob(ctx context.Context, name string, work func(context.Context, *lifecycle.Job) error) error {
+	m := &lifecycle.Manager{ShutdownTimeout: config.DefaultShutdownTimeout, After: jobAfter}
+	return m.RunJob(ctx, name, work)
 }
 
 // commandFunc is a subcommand's body.
@@ -76,8 +92,8 @@ func withJob(name string, body jobFunc) commandFunc {
 // The one-shot commands: every subcommand but the daemons (run, ingest,
 // detect, alert), which run their components on the manager themselves.
 var (
-	runBacktest   = asJob("backtest", backtestMain)
-	runBaseline   = asJob("baseline", baselineMain)
+	runBacktest   = withJob("backtest", backtestMain)
+	runBaseline   = withJob("baseline", baselineMain)
 	checkConfig   = asJob("check-config", checkConfigMain)
 	runDeadletter = withJob("deadletter", deadletterMain)
 	runGenerate   = asJob("generate", generateMain)
@@ -85,7 +101,7 @@ var (
 	runMigrate    = withJob("migrate", migrateMain)
 	runNormalize  = asJob("normalize", normalizeMain)
 	runQuery      = withJob("query", queryMain)
-	runReplay     = asJob("replay", replayMain)
+	runReplay     = withJob("replay", replayMain)
 	runRules      = asJob("rules", rulesMain)
 	runTrail      = asJob("trail", trailMain)
 	runVersion    = asJob("version", versionMain)

@@ -18,6 +18,7 @@ import (
 	"auditwatch/ingest"
 	"auditwatch/internal/configcheck"
 	"auditwatch/internal/escape"
+	"auditwatch/internal/lifecycle"
 	"auditwatch/schema"
 	"auditwatch/sigma"
 )
@@ -85,7 +86,7 @@ type replayPos struct {
 	Done   bool  `json:"done"`
 }
 
-func replayMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func replayMain(ctx context.Context, j *lifecycle.Job, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fl := newFlagSet("replay", stderr, "[flags] PATH...", commands["replay"].summary)
 	configPath := fl.String("config", "", "auditwatch config file (its detectors: section is used)")
 	stateDir := fl.String("state", "", "state directory (kept across runs); default a temporary store")
@@ -154,18 +155,22 @@ func replayMain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	opts.Stdin = stdin
 
 	setGoMemoryLimit(dcfg)
-	// Without --state: a temporary store, removed at exit.
-	st, err := state.Open(state.Config{Dir: *stateDir})
+	// The set-up opens as the job's components, stopped in reverse order
+	// when the replay ends or a later one fails. Without --state: a
+	// temporary store, removed at exit.
+	st, err := jobOpen(j, "detector state", func(context.Context) (*state.Store, error) {
+		return state.Open(state.Config{Dir: *stateDir})
+	}, (*state.Store).Close)
 	if err != nil {
 		return fail(1, "%v", err)
 	}
-	defer st.Close()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	eng, err := detect.New(dcfg, st, logger, nil)
+	eng, err := jobOpen(j, "detectors", func(context.Context) (*detect.Engine, error) {
+		return detect.New(dcfg, st, logger, nil)
+	}, (*detect.Engine).Close)
 	if err != nil {
 		return fail(2, "%v", err)
 	}
-	defer eng.Close()
 	var run replayEngine = eng
 	if rules != nil {
 		sd, err := sigma.NewDetector(eng, rules)
@@ -175,11 +180,12 @@ func replayMain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		sd.Configure(rcfg)
 		run = sd
 	}
-	enrich, err := replayEnrichment(*configPath, *stateDir, logger)
+	enrich, err := jobOpen(j, "enrichment", func(context.Context) (*enrichment, error) {
+		return replayEnrichment(*configPath, *stateDir, logger)
+	}, (*enrichment).Close)
 	if err != nil {
 		return fail(2, "%v", err)
 	}
-	defer enrich.Close()
 	meta, err := eng.Meta()
 	if err != nil {
 		return fail(1, "%v", err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -19,12 +18,16 @@ import (
 // credential_exfiltration finding the identity stage raises (the detect
 // stage's Enrich hook, beside the detectors) passes the correlation stage
 // like every detector's finding. Run gives every finding the incident id
-// replay gives it, and the exfiltration finding has one.
+// replay gives it, and the exfiltration finding has one. The run carries
+// known secrets (secretRun, the audit-hash token among them) that appear
+// nowhere it writes.
 func TestRunCorrelatesLinkedFindings(t *testing.T) {
+	t.Parallel()
 	fv := &it.FakeVault{}
 	srv := httptest.NewServer(fv)
 	defer srv.Close()
-	t.Setenv("AW_TEST_AUDIT_HASH_TOKEN", it.VaultToken)
+	sec := newSecretRun(t)
+	sec.SecretEnv("AW_TEST_AUDIT_HASH_TOKEN", it.VaultToken)
 	work := t.TempDir()
 	vault, ct := it.Week(func(d int) bool { return d%2 == 0 })
 	// The keys' issue reaches run before their uses (the linker sees
@@ -39,6 +42,7 @@ func TestRunCorrelatesLinkedFindings(t *testing.T) {
 	events := filepath.Join(work, "events.jsonl")
 	findings := filepath.Join(work, "findings.jsonl")
 	cfgPath := filepath.Join(work, "run.yaml")
+	httpAddr := freeAddr(t)
 	must(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`sources:
   - name: drop
     type: dir
@@ -53,13 +57,15 @@ files: {findings: %q, events: %q}
 http: {listen: %q}
 logging: {level: warn, format: text}
 shutdown_timeout: 10s
-`, drop, filepath.Join(work, "state"), srv.URL, findings, events, freeAddr(t))), 0o600))
+%s`, drop, filepath.Join(work, "state"), srv.URL, findings, events, httpAddr, sec.AlertsYAML(""))), 0o600))
 
-	want, stderr, code := replay(t, context.Background(), "--config", cfgPath, vp, cp)
+	// the built binary: the audit-hash token is in its environment only
+	code, stdout, stderr := sec.Run("replay", "--config", cfgPath, vp, cp)
 	if code != 0 {
 		t.Fatalf("replay exit %d: %s", code, stderr)
 	}
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	want := parseFindings(t, []byte(stdout))
+	p := sec.Start("run", "--config", cfgPath)
 	must(t, os.WriteFile(filepath.Join(drop, "1-vault-audit.log"), vault, 0o600))
 	vaultLines := bytes.Count(vault, []byte("\n"))
 	deadline := time.Now().Add(30 * time.Second)
@@ -82,7 +88,10 @@ shutdown_timeout: 10s
 		}
 	})
 	got := waitFindings(t, p, findings, len(want), 3*time.Second, 30*time.Second)
+	sec.WaitDeadLetters(work, 30*time.Second)
+	sec.ScrapeMetrics(httpAddr)
 	p.stop(t)
+	sec.Grep(map[string]string{}, work, cfgPath)
 
 	inc := map[string]string{}
 	for _, f := range want {

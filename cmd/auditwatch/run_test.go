@@ -63,14 +63,19 @@ func sharedBinary(tb testing.TB) string {
 // in-process tests of each command cover it under -race).
 func binCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(sharedBinary(t), args...)
+	return runToEnd(t, exec.Command(sharedBinary(t), args...))
+}
+
+// runToEnd runs cmd to its end: its exit code and what it printed.
+func runToEnd(t *testing.T, cmd *exec.Cmd) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("%s: %v", args[0], err)
+		t.Fatalf("%s: %v", cmd.Args[1], err)
 	}
 	return code, out.String(), errb.String()
 }
@@ -111,9 +116,13 @@ type process struct {
 	done   chan error
 }
 
-func startAuditwatch(t *testing.T, args ...string) *process {
+// startAuditwatchEnv starts the built binary with args and the process's
+// environment (nil: the test's). Tests start it through secretRun.Start,
+// which passes the run's secrets and greps what the process logs.
+func startAuditwatchEnv(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(auditwatchBinary(t), args...), stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan error, 1)}
+	p.cmd.Env = env
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -217,6 +226,7 @@ func waitFindings(t *testing.T, p *process, path string, want int, quiet, limit 
 // once, the same 35 findings `replay` gives; a restart adds nothing. The
 // run carries known secrets (secretRun) that appear nowhere it writes.
 func TestRunOpenBaoScenario(t *testing.T) {
+	t.Parallel()
 	root := findRoot(t)
 	scen := filepath.Join(root, "testdata", "openbao-scenario")
 	work := t.TempDir()
@@ -278,7 +288,7 @@ shutdown_timeout: 10s
 		t.Fatal(err)
 	}
 
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	p := sec.Start("run", "--config", cfgPath)
 	waitFindings(t, p, findings, 35, 3*time.Second, 60*time.Second)
 	p.stop(t)
 	places := map[string]string{"log of the first run": p.stderr.String()}
@@ -341,7 +351,7 @@ shutdown_timeout: 10s
 	}
 
 	// A restart resumes after the file: nothing new.
-	p = startAuditwatch(t, "run", "--config", cfgPath)
+	p = sec.Start("run", "--config", cfgPath)
 	time.Sleep(3 * time.Second)
 	p.stop(t)
 	if n := len(readFindings(t, findings)); n != len(fs) {

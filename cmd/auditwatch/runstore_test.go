@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,6 +24,7 @@ import (
 // secrets (secretRun: the query token, failing alert outputs' tokens) and
 // none appears in its logs, files, metrics or the queries' output.
 func TestRunStoresEventsAndFindings(t *testing.T) {
+	t.Parallel()
 	lib := os.Getenv("CHDB_LIB_PATH")
 	if lib == "" {
 		testenv.Missing(t, "CHDB_LIB_PATH is not set (scripts/setup/20-clickhouse.sh exports it): libchdb.so (embedded storage) not available")
@@ -72,7 +72,7 @@ alerts:
 	places := map[string]string{}
 	query := func(args ...string) []map[string]any {
 		t.Helper()
-		cmd := exec.Command(auditwatchBinary(t), append([]string{"query"}, args...)...)
+		cmd := sec.Command(append([]string{"query"}, args...)...)
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		err := cmd.Run()
@@ -86,7 +86,7 @@ alerts:
 		}
 		return rows
 	}
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	p := sec.Start("run", "--config", cfgPath)
 	fs := waitFindings(t, p, findings, 35, 3*time.Second, 90*time.Second)
 	since := "2026-11-27T00:00:00Z"
 	// through the running process's query endpoint (TCP, with the token)

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // secretRun gives a test that runs the binary known secret values where a
@@ -22,13 +24,18 @@ import (
 // local servers echoing the credentials back), a query endpoint token, and
 // Vault and AWS credentials in the environment — and greps everything the
 // run produced for them (Grep). The fault tests (faultRun) and the other
-// tests that run the binary use it.
+// tests that run the binary use it. The secrets reach only the processes
+// started with Env (Start does), never the test's own environment, so
+// tests using it can run in parallel.
 type secretRun struct {
 	t       *testing.T
 	secrets []string
+	env     []string // NAME=value of the secrets' environment variables
 
 	mu       sync.Mutex
-	sent     bytes.Buffer // what the echoing servers received
+	procs    []*process        // started by Start: their logs are grepped
+	ran      map[string]string // output of the commands Run ran
+	sent     bytes.Buffer      // what the echoing servers received
 	requests int
 	hecURL   string
 	hookURL  string
@@ -66,17 +73,76 @@ func newSecretRun(t *testing.T) *secretRun {
 	}
 	closed := ln.Addr().String()
 	ln.Close()
-	t.Setenv("AW_FAULT_SLACK_WEBHOOK", "http://"+closed+"/services/T0FAULT/B0FAULT/"+faultSlackSecret)
-	t.Setenv("AW_FAULT_HEC_TOKEN", faultHECToken)
-	t.Setenv("AW_FAULT_WEBHOOK_TOKEN", faultHookBearer)
-	t.Setenv(faultQueryTokenEnv, faultQueryToken)
-	t.Setenv("VAULT_TOKEN", faultVaultToken)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", faultAWSSecret)
+	s.SetEnv("AW_FAULT_SLACK_WEBHOOK", "http://"+closed+"/services/T0FAULT/B0FAULT/"+faultSlackSecret)
+	s.SetEnv("AW_FAULT_HEC_TOKEN", faultHECToken)
+	s.SetEnv("AW_FAULT_WEBHOOK_TOKEN", faultHookBearer)
+	s.SetEnv(faultQueryTokenEnv, faultQueryToken)
+	s.SetEnv("VAULT_TOKEN", faultVaultToken)
+	s.SetEnv("AWS_SECRET_ACCESS_KEY", faultAWSSecret)
 	return s
 }
 
 // Secret adds a value the grep must not find (a test's own credential).
 func (s *secretRun) Secret(v string) { s.secrets = append(s.secrets, v) }
+
+// SetEnv sets an environment variable of the processes the run starts
+// (not of the test).
+func (s *secretRun) SetEnv(name, value string) { s.env = append(s.env, name+"="+value) }
+
+// SecretEnv sets an environment variable holding a credential: the
+// processes get it and the grep must not find it.
+func (s *secretRun) SecretEnv(name, value string) {
+	s.SetEnv(name, value)
+	s.Secret(value)
+}
+
+// SetenvInProcess sets the secrets' environment in the test itself, for
+// commands it runs in process (stages on goroutines); such a test cannot
+// run in parallel.
+func (s *secretRun) SetenvInProcess() {
+	for _, kv := range s.env {
+		k, v, _ := strings.Cut(kv, "=")
+		s.t.Setenv(k, v)
+	}
+}
+
+// Env is the environment of a process the run starts: the test's own
+// plus the secrets.
+func (s *secretRun) Env() []string { return append(os.Environ(), s.env...) }
+
+// Start starts the built binary with args and the secrets' environment;
+// Grep reads its log.
+func (s *secretRun) Start(args ...string) *process {
+	s.t.Helper()
+	p := startAuditwatchEnv(s.t, s.Env(), args...)
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+	return p
+}
+
+// Run runs the built binary with args and the secrets' environment to
+// its end; Grep reads what it printed.
+func (s *secretRun) Run(args ...string) (code int, stdout, stderr string) {
+	s.t.Helper()
+	code, stdout, stderr = runToEnd(s.t, s.Command(args...))
+	s.mu.Lock()
+	if s.ran == nil {
+		s.ran = map[string]string{}
+	}
+	s.ran[fmt.Sprintf("output of command %d (%s)", len(s.ran)+1, args[0])] = stdout + stderr
+	s.mu.Unlock()
+	return code, stdout, stderr
+}
+
+// Command is the built binary with args and the secrets' environment
+// (for a command the test runs to its end).
+func (s *secretRun) Command(args ...string) *exec.Cmd {
+	s.t.Helper()
+	cmd := exec.Command(auditwatchBinary(s.t), args...)
+	cmd.Env = s.Env()
+	return cmd
+}
 
 // OutputsYAML is the secret-bearing alert outputs, as list items of
 // alerts.outputs (indented by four spaces). They give up fast: their
@@ -97,13 +163,70 @@ func (s *secretRun) OutputsYAML() string {
 `, s.hecURL, s.hookURL)
 }
 
+// AlertsYAML is a whole alerts: section: the test's own outputs (list
+// items indented by four spaces, or "") and OutputsYAML's, with all of
+// them as default outputs.
+func (s *secretRun) AlertsYAML(outputs string, names ...string) string {
+	if outputs != "" && !strings.HasSuffix(outputs, "\n") {
+		outputs += "\n"
+	}
+	names = append(append([]string(nil), names...), s.OutputNames()...)
+	return "alerts:\n  outputs:\n" + outputs + s.OutputsYAML() + "  default_outputs: [" + strings.Join(names, ", ") + "]\n"
+}
+
+// WaitDeadLetters waits (a guard of limit, not a timing assertion) until
+// every secret-bearing output has given up on a finding: its dead letter
+// is in a file under work, where Grep looks.
+func (s *secretRun) WaitDeadLetters(work string, limit time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		var all strings.Builder
+		filepath.WalkDir(work, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && strings.Contains(path, "dead-letter") {
+				b, _ := os.ReadFile(path)
+				all.Write(b)
+			}
+			return nil
+		})
+		missing := ""
+		for _, o := range s.OutputNames() {
+			if !strings.Contains(all.String(), `"`+o+`"`) {
+				missing = o
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the secret-bearing output %s has no dead letter after %v", missing, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ScrapeMetrics reads /metrics of the process serving http.listen addr;
+// Grep reads the scrape.
+func (s *secretRun) ScrapeMetrics(addr string) string {
+	s.t.Helper()
+	m := httpGet(s.t, "http://"+addr+"/metrics")
+	s.mu.Lock()
+	if s.ran == nil {
+		s.ran = map[string]string{}
+	}
+	s.ran[fmt.Sprintf("metrics scrape %d", len(s.ran)+1)] = m
+	s.mu.Unlock()
+	return m
+}
+
 // OutputNames are the names of OutputsYAML's outputs.
 func (s *secretRun) OutputNames() []string {
 	return []string{"fault-slack-webhook", "fault-hec", "fault-webhook"}
 }
 
 // Grep fails the test when a secret value appears in places (logs,
-// scrapes, outputs of the test, by name) or in any file under work except
+// scrapes, outputs of the test, by name), in the log of a process Start
+// started or the output of a command Run ran, or in any file under work except
 // skip (the config, which is input), or in a payload the echoing servers
 // received. It first checks that the faults that put credentials into
 // error paths did happen: both servers were called, every output has
@@ -113,6 +236,12 @@ func (s *secretRun) Grep(places map[string]string, work string, skip ...string) 
 	s.mu.Lock()
 	places["payloads sent"] = s.sent.String()
 	requests := s.requests
+	for i, p := range s.procs {
+		places[fmt.Sprintf("log of process %d (%s)", i+1, p.cmd.Args[1])] = p.stderr.String()
+	}
+	for k, v := range s.ran {
+		places[k] = v
+	}
 	s.mu.Unlock()
 	var dead []string
 	err := filepath.WalkDir(work, func(path string, d fs.DirEntry, err error) error {

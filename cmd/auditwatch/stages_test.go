@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -68,27 +65,11 @@ shutdown_timeout: 15s
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	type result struct {
-		name string
-		code int
-		log  string
-	}
-	results := make(chan result, 3)
-	var wg sync.WaitGroup
-	for name, fn := range map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) int{
-		"ingest": runIngest, "detect": runDetect, "alert": runAlert,
-	} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var errb lockedWriter
-			errb.w = &bytes.Buffer{}
-			code := fn(ctx, []string{"--config", cfgPath}, nil, io.Discard, &errb)
-			errb.mu.Lock()
-			results <- result{name, code, errb.w.String()}
-			errb.mu.Unlock()
-		}()
-	}
+	run := startStages(ctx, cancel,
+		stageSpec{"ingest", runIngest, cfgPath},
+		stageSpec{"detect", runDetect, cfgPath},
+		stageSpec{"alert", runAlert, cfgPath})
+	defer run.Stop()
 
 	labels := loadLabels(t, filepath.Join(scen, "labels.jsonl"))
 	explained := func(fs []schema.Finding) bool {
@@ -120,20 +101,14 @@ shutdown_timeout: 15s
 			break
 		}
 		if time.Now().After(deadline) {
-			cancel()
-			wg.Wait()
-			close(results)
-			for r := range results {
+			for _, r := range run.Stop() {
 				t.Logf("%s exit %d:\n%s", r.name, r.code, r.log)
 			}
 			t.Fatalf("after 90s %d findings, not every labelled anomaly found", len(fs))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	cancel()
-	wg.Wait()
-	close(results)
-	for r := range results {
+	for _, r := range run.Stop() {
 		if r.code != 0 {
 			t.Errorf("%s exit %d:\n%s", r.name, r.code, r.log)
 		}

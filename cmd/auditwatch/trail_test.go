@@ -88,8 +88,12 @@ func TestTrailVerifyUsage(t *testing.T) {
 
 // TestRunTrail runs `auditwatch run` with a directory source over a
 // CloudTrail copy whose log file was edited and another deleted, keys
-// from a file: the trail_integrity findings reach the findings file.
+// from a file: the trail_integrity findings reach the findings file. The
+// run carries known secrets (secretRun) that appear nowhere it writes.
 func TestRunTrail(t *testing.T) {
+	t.Parallel()
+	sec := newSecretRun(t)
+	httpAddr := freeAddr(t)
 	key := trailtest.NewKey()
 	tr := trailtest.New(key, time.Date(2026, 11, 3, 8, 0, 0, 0, time.UTC))
 	tr.Build(3)
@@ -115,13 +119,16 @@ files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 10s
-`, drop, keys, filepath.Join(work, "state"), findings, freeAddr(t))
+%s`, drop, keys, filepath.Join(work, "state"), findings, httpAddr, sec.AlertsYAML(""))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := startAuditwatch(t, "run", "--config", cfgPath)
+	p := sec.Start("run", "--config", cfgPath)
 	fs := waitFindings(t, p, findings, 2, 2*time.Second, 60*time.Second)
+	sec.WaitDeadLetters(work, 30*time.Second)
+	sec.ScrapeMetrics(httpAddr)
 	p.stop(t)
+	sec.Grep(map[string]string{}, work, cfgPath)
 	kinds := map[string]int{}
 	for _, f := range fs {
 		if f.Detector != "trail_integrity" || f.Severity != "critical" {

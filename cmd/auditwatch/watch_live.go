@@ -61,7 +61,10 @@ func (d *daemon) watchLive(ctx context.Context, pub source.Publisher, sink watch
 	if sil == nil && can == nil {
 		return pub, nil, noop, nil
 	}
-	hb := cc.HeartbeatURL
+	hb, err := cc.Heartbeat()
+	if err != nil {
+		return nil, nil, noop, fmt.Errorf("canary: %w", err)
+	}
 	if atIngest {
 		hb = ""
 	}
@@ -102,8 +105,12 @@ func (d *daemon) detectCanary(sink watch.FindingSink) (principal, byIP canaryHoo
 	if !cc.Active() {
 		return nil, nil, noop, noop, nil
 	}
+	hb, err := cc.Heartbeat()
+	if err != nil {
+		return nil, nil, noop, noop, fmt.Errorf("canary: %w", err)
+	}
 	can := watch.NewPassiveCanary(cc)
-	r := watch.NewRunner(nil, can, cc.HeartbeatURL, sink, nil, nil, d.log.With("component", "canary"), d.reg)
+	r := watch.NewRunner(nil, can, hb, sink, nil, nil, d.log.With("component", "canary"), d.reg)
 	wctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)

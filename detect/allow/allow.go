@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -203,9 +204,44 @@ func Load(path string) ([]Entry, error) {
 // maxLine bounds one entry line (principals and paths are log-supplied).
 const maxLine = 64 << 10
 
+// maxLineErrors bounds the bad lines one read reports with file and line
+// (the rest are counted), and maxErrText each one's text (a bad network
+// is quoted from the line).
+const (
+	maxLineErrors = 20
+	maxErrText    = 200
+)
+
+// lineErrors collects a read's per-line errors: the first maxLineErrors
+// with file and line, then a count.
+type lineErrors struct {
+	path string
+	errs []error
+	more int
+}
+
+func (l *lineErrors) add(n int, err error) {
+	if len(l.errs) >= maxLineErrors {
+		l.more++
+		return
+	}
+	msg := err.Error()
+	if len(msg) > maxErrText {
+		msg = strings.ToValidUTF8(msg[:maxErrText], "") + "…"
+	}
+	l.errs = append(l.errs, fmt.Errorf("%s:%d: %s", l.path, n, msg))
+}
+
+func (l *lineErrors) err() error {
+	if l.more > 0 {
+		l.errs = append(l.errs, fmt.Errorf("%s: %d more bad lines", l.path, l.more))
+	}
+	return errors.Join(l.errs...)
+}
+
 func read(r io.Reader, path string) ([]Entry, error) {
 	var out []Entry
-	var errs []error
+	errs := lineErrors{path: path}
 	br := bufio.NewReaderSize(r, maxLine+1)
 	for n := 1; ; n++ {
 		line, err := br.ReadSlice('\n')
@@ -213,7 +249,7 @@ func read(r io.Reader, path string) ([]Entry, error) {
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = br.ReadSlice('\n')
 			}
-			errs = append(errs, fmt.Errorf("%s:%d: line longer than %d bytes", path, n, maxLine))
+			errs.add(n, fmt.Errorf("line longer than %d bytes", maxLine))
 			if err != nil {
 				break
 			}
@@ -228,16 +264,16 @@ func read(r io.Reader, path string) ([]Entry, error) {
 		}
 		var e Entry
 		if err := json.Unmarshal(line, &e); err != nil {
-			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
+			errs.add(n, err)
 			continue
 		}
 		if err := e.compile(); err != nil {
-			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
+			errs.add(n, err)
 			continue
 		}
 		out = append(out, e)
 	}
-	return out, errors.Join(errs...)
+	return out, errs.err()
 }
 
 // List is the entries file as the detect stage sees it: reloaded when the

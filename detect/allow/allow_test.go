@@ -1,6 +1,7 @@
 package allow
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -207,5 +208,57 @@ func TestLongEntries(t *testing.T) {
 	}
 	if es, err := Load(path); err != nil || len(es) != 1 {
 		t.Errorf("after the refused append: %d entries, err %v", len(es), err)
+	}
+}
+
+// A file of bad lines reports the first maxLineErrors with file and line,
+// each clipped, then a count of the rest; the good entries still load.
+func TestLoadBoundsLineErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	a := finding(schema.DetectorFirstTimeAccess, "u", "", "secret/a")
+	ea, err := FromFinding(a, prefixes, t0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Append(path, ea); err != nil {
+		t.Fatal(err)
+	}
+	fh, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bad = 5000
+	for i := range bad {
+		if i%2 == 0 {
+			fh.WriteString("{not json\n")
+		} else { // a network the entry quotes back: 30 KB
+			fh.WriteString(`{"detector":"unexpected_ip","principal":"u","network":"` + strings.Repeat("9", 30000) + "\"}\n")
+		}
+	}
+	fh.Close()
+	es, err := Load(path)
+	if len(es) != 1 || es[0].Resource != "secret/a" {
+		t.Fatalf("Load kept %d entries, want the good one", len(es))
+	}
+	if err == nil {
+		t.Fatal("no error for 5000 bad lines")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != maxLineErrors+1 {
+		t.Fatalf("%d error lines, want %d then a count", len(lines), maxLineErrors+1)
+	}
+	for i, l := range lines[:maxLineErrors] {
+		if want := fmt.Sprintf("%s:%d: ", path, i+2); !strings.HasPrefix(l, want) {
+			t.Errorf("error %d %.80q: want it to start with %q", i, l, want)
+		}
+		if len(l) > len(path)+10+maxErrText+len("…") {
+			t.Errorf("error %d is %d bytes", i, len(l))
+		}
+	}
+	if want := fmt.Sprintf("%s: %d more bad lines", path, bad-maxLineErrors); lines[maxLineErrors] != want {
+		t.Errorf("last line %q, want %q", lines[maxLineErrors], want)
+	}
+	if len(err.Error()) > 8<<10 {
+		t.Errorf("error text %d bytes for %d bad lines", len(err.Error()), bad)
 	}
 }

@@ -83,6 +83,7 @@ func start(t *testing.T, path string, cp source.Checkpoints) (*collector, func()
 // fakeClock drives a tailer's polling by hand: every poll waits until
 // the test lets it go on (tick), and time stands still, so nothing is idle.
 type fakeClock struct {
+	mu    sync.Mutex
 	at    time.Time
 	waits chan chan time.Time // one per poll the tailer waits for
 }
@@ -91,7 +92,28 @@ func newFakeClock() *fakeClock {
 	return &fakeClock{at: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), waits: make(chan chan time.Time, 64)}
 }
 
-func (c *fakeClock) now() time.Time { return c.at }
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.at
+}
+
+// add moves the clock on (the file looks idle to the tailer).
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at = c.at.Add(d)
+}
+
+// poll lets the tailer's waiting poll go on and returns once it waits for
+// the next one: it has read and handed on everything there was.
+func (c *fakeClock) poll(t *testing.T) {
+	t.Helper()
+	c.waiting(t) <- time.Time{}
+	ch := c.waiting(t)
+	// put it back: the next poll or waiting call takes it
+	c.waits <- ch
+}
 
 func (c *fakeClock) after(time.Duration) <-chan time.Time {
 	ch := make(chan time.Time, 1)
@@ -323,41 +345,65 @@ func TestVaultLogWrittenInPieces(t *testing.T) {
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
 	cp := source.NewMemCheckpoints(nil)
 	tl, err := New(Config{Path: path, PollInterval: duration.Duration(5 * time.Millisecond), IdleFlush: duration.Duration(300 * time.Millisecond)}, "vault", parse, cp, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Polls driven by hand: the tailer reads after every fifth piece, so
+	// it sees lines and request/response pairs cut anywhere.
+	clock := newFakeClock()
+	tl.SetClock(clock.now, clock.after)
 	c := &collector{cp: cp}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tl.Run(ctx, c) }()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pieces, polls := 0, 0
 	for off, i := 0, 0; off < len(raw); i++ {
 		n := 1 + (i*7919)%3000
 		if off+n > len(raw) {
 			n = len(raw) - off
 		}
-		f.Write(raw[off : off+n])
+		if _, err := f.Write(raw[off : off+n]); err != nil {
+			t.Fatal(err)
+		}
 		off += n
+		pieces++
 		if i%5 == 0 {
-			time.Sleep(2 * time.Millisecond)
+			clock.poll(t)
+			polls++
 		}
 	}
-	f.Close()
+	// The whole file is written: a request whose response never came is
+	// handed on once the file is idle (past IdleFlush on the clock).
 	total := 0
 	for _, n := range want {
 		total += n
 	}
-	waitIDs(t, c, total)
-	time.Sleep(400 * time.Millisecond)
+	for i := 0; len(c.got()) < total; i++ {
+		if i == 10 {
+			t.Fatalf("after 10 idle polls %d events, want %d", len(c.got()), total)
+		}
+		clock.add(time.Second)
+		clock.poll(t)
+	}
+	// Nothing more comes, idle or not: the tailer has read everything and
+	// waits again after each of these polls.
+	for range 3 {
+		clock.poll(t)
+		clock.add(time.Second)
+		clock.poll(t)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d pieces read in %d polls", pieces, polls)
 	got := c.got()
 	counts := map[string]int{}
 	for _, id := range got {

@@ -51,7 +51,30 @@ func parseUTC(b []byte) (time.Time, bool) {
 		}
 		nsec = n
 	}
-	return time.Date(year, time.Month(month), day, hour, min, sec, nsec, time.UTC), true
+	// time.Date's normalization is most of its cost; every field is in
+	// range here, so the seconds since the epoch follow directly
+	secs := daysFromCivil(year, month, day)*86400 + int64(hour*3600+min*60+sec)
+	return time.Unix(secs, int64(nsec)).UTC(), true
+}
+
+// daysFromCivil returns the days from 1970-01-01 to year-month-day in the
+// proleptic Gregorian calendar (as time.Date counts them); the fields are
+// in range.
+func daysFromCivil(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400 // [0, 399]
+	m := int64(month)
+	mp := (m + 9) % 12 // March = 0
+	doy := (153*mp+2)/5 + int64(day) - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
 }
 
 func digits(b []byte) (int, bool) {

@@ -12,7 +12,8 @@ func check(t *testing.T, s string) {
 	if (werr == nil) != (gerr == nil) {
 		t.Fatalf("%q: error %v, time.Parse error %v", s, gerr, werr)
 	}
-	if werr == nil && (!got.Equal(want) || got.Location() != time.UTC) {
+	// the same value as time.Parse's, field for field (== on time.Time)
+	if werr == nil && (got != want.UTC() || got.Location() != time.UTC) {
 		t.Fatalf("%q: got %v, want %v in UTC", s, got, want)
 	}
 }
@@ -28,6 +29,17 @@ func TestMatchesTimeParse(t *testing.T) {
 		"2023-1-01T00:00:00Z", "+023-01-01T00:00:00Z", "2023-01-01T00:00:0aZ", "", "Z",
 	} {
 		check(t, s)
+	}
+}
+
+// TestEveryDay compares every day of years around leap rules and the
+// calendar's ends with time.Parse.
+func TestEveryDay(t *testing.T) {
+	for _, y := range []int{0, 1, 4, 99, 100, 399, 400, 1582, 1899, 1900, 1969, 1970, 1971, 1999, 2000, 2023, 2024, 2100, 2400, 9999} {
+		for d := time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() == y; d = d.AddDate(0, 0, 1) {
+			check(t, d.Format("2006-01-02")+"T23:59:59.999999999Z")
+			check(t, d.Format("2006-01-02")+"T00:00:00Z")
+		}
 	}
 }
 

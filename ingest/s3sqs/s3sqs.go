@@ -76,6 +76,9 @@ type Source struct {
 
 	integrity source.Integrity
 
+	// after is the clock of the visibility extensions (tests drive it).
+	after func(time.Duration) <-chan time.Time
+
 	mu      sync.Mutex
 	done    map[string]struct{}
 	doneFIF []string
@@ -109,7 +112,7 @@ func NewWithClients(cfg Config, name string, parse source.Parser, sq SQSAPI, s3c
 		return nil, err
 	}
 	s := &Source{cfg: cfg, name: name, parse: parse, log: b.Log, m: b.M, rej: b.Rej, sqs: sq, s3: s3c,
-		done: map[string]struct{}{},
+		done: map[string]struct{}{}, after: time.After,
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_ingest_s3sqs_messages_total",
 			Help: "SQS messages by outcome (deleted, retried, malformed)."}, []string{"source", "outcome"}),
 		objects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_ingest_s3sqs_objects_total",
@@ -358,19 +361,22 @@ func (f *inflight) finish(err error) {
 	}()
 }
 
-// extend keeps the message invisible while it is being handled.
+// SetClock replaces the wall clock of the visibility extensions (tests;
+// call before Run).
+func (s *Source) SetClock(after func(time.Duration) <-chan time.Time) { s.after = after }
+
+// extend keeps the message invisible while it is being handled: every
+// half visibility timeout it extends the timeout.
 func (f *inflight) extend(ctx context.Context) {
 	defer f.s.wg.Done()
-	every := f.s.cfg.VisibilityTimeout / 2
-	t := time.NewTicker(every.D())
-	defer t.Stop()
+	every := f.s.cfg.VisibilityTimeout.D() / 2
 	for {
 		select {
 		case <-f.stop:
 			return
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-f.s.after(every):
 		}
 		_, err := f.s.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 			QueueUrl: aws.String(f.s.cfg.QueueURL), ReceiptHandle: aws.String(f.receipt),

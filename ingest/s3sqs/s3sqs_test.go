@@ -31,16 +31,54 @@ import (
 
 // fakeSQS is one SQS queue speaking the AWS JSON 1.0 protocol the SDK
 // uses (X-Amz-Target: AmazonSQS.<Operation>), with visibility timeouts and
-// receipt handles that change on every receive.
+// receipt handles that change on every receive. Its clock stands still
+// until the test moves it (advance): a received message becomes visible
+// again only then, and a long poll returns when a message is there, the
+// clock passes its wait time or the request ends.
 type fakeSQS struct {
 	t        *testing.T
 	mu       sync.Mutex
+	at       time.Time     // the queue's clock
+	wake     chan struct{} // closed when messages or the clock change
 	msgs     []*fakeMsg
 	seq      int
-	deleted  []time.Time
+	deleted  int
+	polling  int // long polls in progress
 	extended int
 	badAuth  int
 	ops      map[string]int
+}
+
+// changed wakes the long polls (q.mu held).
+func (q *fakeSQS) changed() {
+	if q.wake != nil {
+		close(q.wake)
+	}
+	q.wake = make(chan struct{})
+}
+
+// waker is the channel closed at the next change.
+func (q *fakeSQS) waker() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.wake == nil {
+		q.wake = make(chan struct{})
+	}
+	return q.wake
+}
+
+func (q *fakeSQS) now() time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.at
+}
+
+// advance moves the queue's clock on.
+func (q *fakeSQS) advance(d time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.at = q.at.Add(d)
+	q.changed()
 }
 
 type fakeMsg struct {
@@ -54,6 +92,7 @@ func (q *fakeSQS) add(body string) {
 	defer q.mu.Unlock()
 	q.seq++
 	q.msgs = append(q.msgs, &fakeMsg{id: fmt.Sprintf("m-%d", q.seq), body: body})
+	q.changed()
 }
 
 func (q *fakeSQS) left() int {
@@ -106,17 +145,26 @@ func (q *fakeSQS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 	switch op {
 	case "ReceiveMessage":
-		deadline := time.Now().Add(time.Duration(min(in.WaitTimeSeconds, 1)) * time.Second)
+		q.mu.Lock()
+		q.polling++
+		q.mu.Unlock()
+		defer func() {
+			q.mu.Lock()
+			q.polling--
+			q.mu.Unlock()
+		}()
+		deadline := q.now().Add(time.Duration(in.WaitTimeSeconds) * time.Second)
 		for {
+			wake := q.waker()
 			out := q.receive(in.MaxNumberOfMessages, in.VisibilityTimeout)
-			if len(out) > 0 || !time.Now().Before(deadline) {
+			if len(out) > 0 || !q.now().Before(deadline) {
 				json.NewEncoder(w).Encode(map[string]any{"Messages": out})
 				return
 			}
 			select {
 			case <-r.Context().Done():
 				return
-			case <-time.After(20 * time.Millisecond):
+			case <-wake:
 			}
 		}
 	case "DeleteMessage":
@@ -125,7 +173,7 @@ func (q *fakeSQS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for i, m := range q.msgs {
 			if m.receipt == in.ReceiptHandle {
 				q.msgs = append(q.msgs[:i], q.msgs[i+1:]...)
-				q.deleted = append(q.deleted, time.Now())
+				q.deleted++
 				io.WriteString(w, "{}")
 				return
 			}
@@ -136,7 +184,7 @@ func (q *fakeSQS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer q.mu.Unlock()
 		for _, m := range q.msgs {
 			if m.receipt == in.ReceiptHandle && in.VisibilityTimeout != nil {
-				m.visibleAt = time.Now().Add(time.Duration(*in.VisibilityTimeout) * time.Second)
+				m.visibleAt = q.at.Add(time.Duration(*in.VisibilityTimeout) * time.Second)
 				q.extended++
 				io.WriteString(w, "{}")
 				return
@@ -156,7 +204,7 @@ func (q *fakeSQS) receive(max int, vis *int) []map[string]any {
 		timeout = time.Duration(*vis) * time.Second
 	}
 	var out []map[string]any
-	now := time.Now()
+	now := q.at
 	for _, m := range q.msgs {
 		if len(out) >= max || m.visibleAt.After(now) {
 			continue
@@ -218,14 +266,14 @@ func (s *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-// ackPublisher records batches and acknowledges each after delay (or
-// fails the first failN batches).
+// ackPublisher records batches and acknowledges each at once, or once
+// hold is closed (or fails the first failN batches).
 type ackPublisher struct {
 	mu    sync.Mutex
-	delay time.Duration
+	hold  chan struct{}
 	failN int
 	ids   map[string]int
-	acks  []time.Time
+	acks  int
 	wg    sync.WaitGroup
 }
 
@@ -242,9 +290,11 @@ func (p *ackPublisher) Publish(_ context.Context, b source.Batch) error {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		time.Sleep(p.delay)
+		if p.hold != nil {
+			<-p.hold
+		}
 		p.mu.Lock()
-		p.acks = append(p.acks, time.Now())
+		p.acks++
 		p.mu.Unlock()
 		if fail {
 			b.Done(errors.New("downstream refused the batch"))
@@ -253,6 +303,49 @@ func (p *ackPublisher) Publish(_ context.Context, b source.Batch) error {
 		b.Done(nil)
 	}()
 	return nil
+}
+
+func (p *ackPublisher) published() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.ids)
+}
+
+// timers is the source's visibility-extension clock driven by hand:
+// fire lets every extension that waits go on.
+type timers struct {
+	mu      sync.Mutex
+	waiting []chan time.Time
+}
+
+func (c *timers) after(time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	c.mu.Lock()
+	c.waiting = append(c.waiting, ch)
+	c.mu.Unlock()
+	return ch
+}
+
+func (c *timers) fire() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ch := range c.waiting {
+		ch <- time.Time{}
+	}
+	n := len(c.waiting)
+	c.waiting = nil
+	return n
+}
+
+// waitUntil polls cond until it holds (a guard of 20 s, not a timing
+// assertion).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 }
 
 func testdataRecords(t *testing.T) [][]byte {
@@ -345,11 +438,33 @@ func newHarness(t *testing.T, vis time.Duration) *harness {
 	return &harness{cfg: cfg, q: q, s3: st, src: src, reg: reg}
 }
 
-func (h *harness) run(t *testing.T, pub source.Publisher, until func() bool) {
+// start runs the source until the returned stop is called.
+func (h *harness) start(t *testing.T, pub source.Publisher) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.src.Run(ctx, pub) }()
+	return func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		// the cancelled long poll ends on the server too: it must not
+		// take a message the next run should receive
+		waitUntil(t, "the cancelled long poll to end", func() bool {
+			h.q.mu.Lock()
+			defer h.q.mu.Unlock()
+			return h.q.polling == 0
+		})
+	}
+}
+
+// run runs the source until until holds (polled; the harness's guard
+// bounds the wait).
+func (h *harness) run(t *testing.T, pub source.Publisher, until func() bool) {
+	t.Helper()
+	stop := h.start(t, pub)
 	guard := h.guard
 	if guard == 0 {
 		guard = 20 * time.Second
@@ -357,16 +472,12 @@ func (h *harness) run(t *testing.T, pub source.Publisher, until func() bool) {
 	deadline := time.Now().Add(guard)
 	for !until() {
 		if time.Now().After(deadline) {
-			cancel()
-			<-done
+			stop()
 			t.Fatalf("timed out; %d messages left, ops %v", h.q.left(), h.q.ops)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // TestS3SQS reads gzip and plain objects announced by direct, SNS-wrapped
@@ -388,14 +499,39 @@ func TestS3SQS(t *testing.T) {
 	h.q.add(`{"Type":"Notification","MessageId":"sns-1","Message":` + string(inner) + `}`)
 	h.q.add(`{"Event":"s3:TestEvent","Bucket":"trail"}`)
 	h.q.add(`not json at all`)
-	pub := &ackPublisher{delay: 1200 * time.Millisecond, ids: map[string]int{}}
-	h.run(t, pub, func() bool { return h.q.left() == 0 })
-	pub.wg.Wait()
-
+	clock := &timers{}
+	h.src.SetClock(clock.after)
+	pub := &ackPublisher{hold: make(chan struct{}), ids: map[string]int{}}
+	stop := h.start(t, pub)
 	want := wantIDs(t, objA, objB)
 	if len(want) < 100 {
 		t.Fatalf("only %d events in the sample", len(want))
 	}
+	// Every event is published, none acknowledged: the two messages
+	// without objects are deleted, the two with objects stay.
+	waitUntil(t, "every event published and the other messages deleted", func() bool {
+		h.q.mu.Lock()
+		defer h.q.mu.Unlock()
+		return pub.published() == len(want) && h.q.deleted == 2
+	})
+	if n := h.q.left(); n != 2 {
+		t.Fatalf("%d messages left before the acknowledgements, want the 2 with objects", n)
+	}
+	// Half a visibility timeout on: the waiting messages' visibility is
+	// extended (the queue's clock has not moved: none came back).
+	if clock.fire() == 0 {
+		t.Fatal("no visibility extension waiting while batches were pending")
+	}
+	waitUntil(t, "visibility extended", func() bool {
+		h.q.mu.Lock()
+		defer h.q.mu.Unlock()
+		return h.q.extended >= 2
+	})
+	close(pub.hold)
+	waitUntil(t, "the acknowledged messages deleted", func() bool { return h.q.left() == 0 })
+	stop()
+	pub.wg.Wait()
+
 	for id := range want {
 		if pub.ids[id] != 1 {
 			t.Errorf("event %s published %d times, want 1", id, pub.ids[id])
@@ -407,25 +543,14 @@ func TestS3SQS(t *testing.T) {
 	if n := h.s3.gets["trail/AWSLogs/123456789012/CloudTrail-Digest/eu-west-1/2023/07/10/d.json.gz"]; n != 0 {
 		t.Errorf("digest fetched %d times", n)
 	}
-	// Every deletion of an object-bearing message came after acks.
-	pub.mu.Lock()
-	firstAck := pub.acks[0]
-	pub.mu.Unlock()
 	h.q.mu.Lock()
-	deletes := len(h.q.deleted)
-	late := 0
-	for _, d := range h.q.deleted {
-		if d.After(firstAck) {
-			late++
-		}
-	}
-	extended := h.q.extended
+	deletes := h.q.deleted
 	h.q.mu.Unlock()
-	if deletes != 4 || late < 2 {
-		t.Errorf("%d deletions (%d after the first acknowledgement), want 4 with the 2 object messages after it", deletes, late)
+	if deletes != 4 {
+		t.Errorf("%d deletions, want 4", deletes)
 	}
-	if extended == 0 {
-		t.Error("visibility never extended while batches were pending")
+	if got := testutil.ToFloat64(h.src.extensions); got < 2 {
+		t.Errorf("visibility extensions metric = %v, want >= 2", got)
 	}
 	if got := testutil.ToFloat64(h.src.objects.WithLabelValues("ct", "digest")); got != 1 {
 		t.Errorf("digest objects = %v, want 1", got)
@@ -455,8 +580,21 @@ func TestS3SQSRedelivery(t *testing.T) {
 	obj := logFile(recs[:40], true)
 	h.s3.objects["trail/k.json.gz"] = obj
 	h.q.add(`{"s3Bucket":"trail","s3ObjectKey":["k.json.gz","gone-before.json.gz"]}`)
-	pub := &ackPublisher{delay: 10 * time.Millisecond, failN: 1, ids: map[string]int{}}
-	h.run(t, pub, func() bool { return h.q.left() == 0 })
+	pub := &ackPublisher{failN: 1, ids: map[string]int{}}
+	stop := h.start(t, pub)
+	waitUntil(t, "the refused message left for redelivery", func() bool {
+		return testutil.ToFloat64(h.src.messages.WithLabelValues("ct", "retried")) == 1
+	})
+	h.s3.mu.Lock()
+	reads := h.s3.gets["trail/k.json.gz"]
+	h.s3.mu.Unlock()
+	if h.q.left() != 1 || reads != 1 {
+		t.Fatalf("before its visibility timeout: %d messages, object read %d times", h.q.left(), reads)
+	}
+	// Its visibility timeout passes: it comes back and is read again.
+	h.q.advance(2 * time.Second)
+	waitUntil(t, "the redelivered message deleted", func() bool { return h.q.left() == 0 })
+	stop()
 	pub.wg.Wait()
 	want := wantIDs(t, obj)
 	for id := range want {

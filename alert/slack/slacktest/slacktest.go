@@ -45,6 +45,37 @@ type Message struct {
 	Metadata string
 }
 
+// Revisions returns the finding revisions ("id/revision") the message's
+// metadata says it carries: one for a message of one alert, each of a
+// message that carries several updates ("revisions").
+func (m Message) Revisions() []string {
+	type rev struct {
+		FindingID string  `json:"finding_id"`
+		Revision  float64 `json:"revision"`
+	}
+	var md struct {
+		EventPayload struct {
+			rev
+			Revisions []rev `json:"revisions"`
+		} `json:"event_payload"`
+	}
+	if m.Metadata == "" || json.Unmarshal([]byte(m.Metadata), &md) != nil {
+		return nil
+	}
+	key := func(r rev) string { return r.FindingID + "/" + strconv.Itoa(int(r.Revision)) }
+	if len(md.EventPayload.Revisions) > 0 {
+		out := make([]string, len(md.EventPayload.Revisions))
+		for i, r := range md.EventPayload.Revisions {
+			out[i] = key(r)
+		}
+		return out
+	}
+	if md.EventPayload.FindingID == "" {
+		return nil
+	}
+	return []string{key(md.EventPayload.rev)}
+}
+
 // Failure is an injected answer: a status code, a body and headers.
 type Failure struct {
 	Status  int
