@@ -33,8 +33,13 @@ func TestCanaryOnKafka(t *testing.T) {
 	var beats atomic.Int64
 	hb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { beats.Add(1) }))
 	defer hb.Close()
-	t.Setenv("AW_TEST_HEARTBEAT_URL", hb.URL+"/ping/hb-credential")
-	t.Setenv("AW_TEST_CANARY_TOKEN", canaryToken)
+	// the stages run in process: the secrets are the test's environment
+	sec := newSecretRun(t)
+	const hbSecret = "hbKafkaCanaryHeartbeatSecret6e6e6e6e"
+	sec.SetEnv("AW_TEST_HEARTBEAT_URL", hb.URL+"/ping/"+hbSecret)
+	sec.Secret(hbSecret)
+	sec.SecretEnv("AW_TEST_CANARY_TOKEN", canaryToken)
+	sec.SetenvInProcess()
 	findings := filepath.Join(work, "findings.jsonl")
 	detectAddr := freeAddr(t)
 	config := func(name, httpAddr string) string {
@@ -67,7 +72,7 @@ files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 15s
-`, logPath, brokers[0], vsrv.URL, filepath.Join(work, "state-"+name), findings, httpAddr)), 0o644))
+%s`, logPath, brokers[0], vsrv.URL, filepath.Join(work, "state-"+name), findings, httpAddr, sec.AlertsYAML(""))), 0o644))
 		return path
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -117,11 +122,16 @@ shutdown_timeout: 15s
 	fv.setStopped(false)
 	waitFor("both resolved", 60*time.Second, func() bool { return blind("parser", 1) && blind("detect", 1) })
 	waitFor("heartbeat again", 30*time.Second, func() bool { return beats.Load() > b0 })
+	sec.WaitDeadLetters(work, 30*time.Second)
+	sec.ScrapeMetrics(detectAddr)
+	places := map[string]string{}
 	for _, r := range run.Stop() {
 		if r.code != 0 {
 			t.Errorf("%s exit %d:\n%s", r.name, r.code, r.log)
 		}
+		places["log of the "+r.name+" stage"] = r.log
 	}
+	sec.Grep(places, work, filepath.Join(work, "ingest.yaml"), filepath.Join(work, "detect.yaml"), filepath.Join(work, "alert.yaml"))
 	for _, f := range readFindings(t, findings) {
 		if f.Detector != schema.DetectorPipelineBlind {
 			t.Errorf("finding of %s: %s", f.Detector, f.Summary)

@@ -12,6 +12,21 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// brokenIdentityState makes a state directory under dir whose identity
+// link store cannot open (its directory is a file): the enrichment's
+// set-up fails after the detector state's.
+func brokenIdentityState(t *testing.T, dir string) string {
+	t.Helper()
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "identity"), []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return state
+}
+
 // TestRunSetupFailureStopsWhatStarted: `run` opens its set-up (detector
 // state, sinks, stream, enrichment, watch, trail) as lifecycle components
 // in order; when one fails — here the enrichment, whose link store's
@@ -20,13 +35,7 @@ import (
 // lock released) and the HTTP endpoint no longer listens.
 func TestRunSetupFailureStopsWhatStarted(t *testing.T) {
 	dir := t.TempDir()
-	state := filepath.Join(dir, "state")
-	if err := os.MkdirAll(state, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(state, "identity"), []byte("not a directory"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	state := brokenIdentityState(t, dir)
 	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "run.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`sources:
@@ -63,13 +72,7 @@ logging: {level: info, format: text}
 // database file lock released).
 func TestReplaySetupFailureStopsWhatStarted(t *testing.T) {
 	dir := t.TempDir()
-	state := filepath.Join(dir, "state")
-	if err := os.MkdirAll(state, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(state, "identity"), []byte("not a directory"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	state := brokenIdentityState(t, dir)
 	in := filepath.Join(dir, "audit.log")
 	if err := os.WriteFile(in, nil, 0o644); err != nil {
 		t.Fatal(err)

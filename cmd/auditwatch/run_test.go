@@ -63,14 +63,19 @@ func sharedBinary(tb testing.TB) string {
 // in-process tests of each command cover it under -race).
 func binCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(sharedBinary(t), args...)
+	return runToEnd(t, exec.Command(sharedBinary(t), args...))
+}
+
+// runToEnd runs cmd to its end: its exit code and what it printed.
+func runToEnd(t *testing.T, cmd *exec.Cmd) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("%s: %v", args[0], err)
+		t.Fatalf("%s: %v", cmd.Args[1], err)
 	}
 	return code, out.String(), errb.String()
 }
@@ -111,13 +116,9 @@ type process struct {
 	done   chan error
 }
 
-func startAuditwatch(t *testing.T, args ...string) *process {
-	t.Helper()
-	return startAuditwatchEnv(t, nil, args...)
-}
-
-// startAuditwatchEnv is startAuditwatch with the process's environment
-// (nil: the test's).
+// startAuditwatchEnv starts the built binary with args and the process's
+// environment (nil: the test's). Tests start it through secretRun.Start,
+// which passes the run's secrets and greps what the process logs.
 func startAuditwatchEnv(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(auditwatchBinary(t), args...), stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan error, 1)}

@@ -96,6 +96,16 @@ func (s *secretRun) SecretEnv(name, value string) {
 	s.Secret(value)
 }
 
+// SetenvInProcess sets the secrets' environment in the test itself, for
+// commands it runs in process (stages on goroutines); such a test cannot
+// run in parallel.
+func (s *secretRun) SetenvInProcess() {
+	for _, kv := range s.env {
+		k, v, _ := strings.Cut(kv, "=")
+		s.t.Setenv(k, v)
+	}
+}
+
 // Env is the environment of a process the run starts: the test's own
 // plus the secrets.
 func (s *secretRun) Env() []string { return append(os.Environ(), s.env...) }
@@ -115,22 +125,14 @@ func (s *secretRun) Start(args ...string) *process {
 // its end; Grep reads what it printed.
 func (s *secretRun) Run(args ...string) (code int, stdout, stderr string) {
 	s.t.Helper()
-	cmd := s.Command(args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatalf("%s: %v", args[0], err)
-	}
+	code, stdout, stderr = runToEnd(s.t, s.Command(args...))
 	s.mu.Lock()
 	if s.ran == nil {
 		s.ran = map[string]string{}
 	}
-	s.ran[fmt.Sprintf("output of command %d (%s)", len(s.ran)+1, args[0])] = out.String() + errb.String()
+	s.ran[fmt.Sprintf("output of command %d (%s)", len(s.ran)+1, args[0])] = stdout + stderr
 	s.mu.Unlock()
-	return code, out.String(), errb.String()
+	return code, stdout, stderr
 }
 
 // Command is the built binary with args and the secrets' environment
