@@ -65,6 +65,16 @@ func (fm *fieldMatcher) match(r *Record) bool {
 			return false
 		}
 		return fm.anyValue(r, func(s string) bool {
+			if fm.anchored {
+				// equality, prefix and suffix compare folding case in
+				// place: no lowercased copy, a length settles most
+				for _, p := range fm.pats {
+					if p.matchAnchored(s) {
+						return true
+					}
+				}
+				return false
+			}
 			if isASCII(s) {
 				// lowercased once for every pattern
 				ls := r.lower(s)

@@ -263,3 +263,46 @@ detection:
 		t.Errorf("matches %d, misses %d", n[true], n[false])
 	}
 }
+
+// TestMatchAnchoredAgrees: equality, prefix and suffix compared in place
+// give what lowercasing the value first gives (ASCII values), and what
+// match gives (any value), cased or not, with ASCII and non-ASCII
+// literals and values (KELVIN SIGN, LONG S, dotted I among them).
+func TestMatchAnchoredAgrees(t *testing.T) {
+	alphabet := []string{"a", "B", "k", "K", "s", "S", "i", "I", "\u212a", "\u017f", "\u0130", "ö", "Ö", "-", "1"}
+	rng := rand.New(rand.NewPCG(9, 10))
+	word := func(n int) string {
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		return b.String()
+	}
+	n := map[bool]int{}
+	for k := 0; k < 3000; k++ {
+		lit := word(rng.IntN(4))
+		src := []string{lit, lit + "*", "*" + lit}[rng.IntN(3)]
+		p := compilePattern(src, rng.IntN(2) == 0)
+		if p.op > opSuffix {
+			continue
+		}
+		for j := 0; j < 20; j++ {
+			s := word(rng.IntN(6))
+			if rng.IntN(3) == 0 {
+				s = lit + s
+			}
+			want := p.match(s)
+			if isASCII(s) {
+				var r Record
+				want = p.matchASCII(s, r.lower(s))
+			}
+			if got := p.matchAnchored(s); got != want {
+				t.Fatalf("pattern %q (cased %v, op %d) on %q: %v, want %v", src, p.cased, p.op, s, got, want)
+			}
+			n[want]++
+		}
+	}
+	if n[true] < 1000 || n[false] < 1000 {
+		t.Errorf("matches %d, misses %d", n[true], n[false])
+	}
+}
