@@ -54,6 +54,10 @@ type fieldMatcher struct {
 	// with non-ASCII bytes is not prefiltered)
 	reLits [][]string
 	reFold []bool
+	// multi: the contains patterns searched together in an ASCII value
+	// (nil: searched one by one); rest: the other patterns
+	multi *multiContains
+	rest  []*pattern
 }
 
 const (
@@ -493,8 +497,29 @@ func compileField(k, v *yaml.Node, opt Options) (*fieldMatcher, *perr) {
 			}
 			fm.pats = append(fm.pats, compilePattern(s, fm.cased))
 		}
+		fm.splitMulti()
 	}
 	return fm, nil
+}
+
+// splitMulti gathers the matcher's "contains" patterns into one search
+// when there are enough of them (any value matching, not all).
+func (fm *fieldMatcher) splitMulti() {
+	if fm.all {
+		return
+	}
+	var lits []string
+	var rest []*pattern
+	for _, p := range fm.pats {
+		if p.op == opContains && p.lit != "" {
+			lits = append(lits, p.lit)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	if m := newMultiContains(lits); m != nil {
+		fm.multi, fm.rest = m, rest
+	}
 }
 
 func scalarValue(n *yaml.Node) value {

@@ -68,6 +68,17 @@ func (fm *fieldMatcher) match(r *Record) bool {
 			if isASCII(s) {
 				// lowercased once for every pattern
 				ls := r.lower(s)
+				if fm.multi != nil {
+					for _, p := range fm.rest {
+						if p.matchASCII(s, ls) {
+							return true
+						}
+					}
+					if fm.cased {
+						return fm.multi.in(s)
+					}
+					return fm.multi.in(ls)
+				}
 				for _, p := range fm.pats {
 					if p.matchASCII(s, ls) {
 						return true
@@ -85,15 +96,17 @@ func (fm *fieldMatcher) match(r *Record) bool {
 	case kindRegex:
 		if fm.all {
 			for i := range fm.res {
-				if !fm.anyValue(r, func(s string) bool { return fm.reMatch(i, s) }) {
+				if !fm.anyValue(r, func(s string) bool { return fm.reMatch(i, s, r.lowerIfASCII(s)) }) {
 					return false
 				}
 			}
 			return true
 		}
 		return fm.anyValue(r, func(s string) bool {
+			// lowercased once for every expression's literals
+			ls := r.lowerIfASCII(s)
 			for i := range fm.res {
-				if fm.reMatch(i, s) {
+				if fm.reMatch(i, s, ls) {
 					return true
 				}
 			}

@@ -2,6 +2,7 @@ package sigma
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -126,5 +127,77 @@ func TestHasQuoted(t *testing.T) {
 		if got := hasQuoted(c.text, c.k); got != c.want {
 			t.Errorf("hasQuoted(%s, %s) = %v", c.text, c.k, got)
 		}
+	}
+}
+
+// TestMultiContainsAgrees: a matcher's contains patterns searched together
+// (multiContains) match exactly the values they match one by one, cased
+// and not, beside equality and wildcard patterns of the same matcher.
+func TestMultiContainsAgrees(t *testing.T) {
+	rules, probs := ParseFile("multi.yml", []byte(`title: multi
+logsource: {product: aws, service: cloudtrail}
+detection:
+  folded:
+    userAgent|contains: ['sqlmap', 'NIKTO', 'nuclei', 'ab', 'b-a', 'zz']
+  cased:
+    userAgent|cased|contains: ['L2Jpbi', 'Jpbi9z', 'vYmlu', 'x']
+  mixed:
+    userAgent:
+      - '*pacu*'
+      - '*stratus*'
+      - '*ox*'
+      - '*NU*'
+      - '*cloud?ox*'
+      - 'exact'
+      - 'pre*'
+      - '*Fox_'
+  condition: folded or cased or mixed
+`), Options{})
+	if len(probs) > 0 {
+		t.Fatal(probs[0])
+	}
+	set, err := Build(rules, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	det := set.single[0].det
+	var fms []*fieldMatcher
+	for _, name := range []string{"folded", "cased", "mixed"} {
+		fm := det.sels[name].alts[0][0]
+		if fm.multi == nil {
+			t.Fatalf("%s: contains patterns not gathered", name)
+		}
+		fms = append(fms, fm)
+	}
+	alphabet := "abzxsqlmpNIKTOnucei-_L2JpbiYvF9 ?*rtfox"
+	rng := rand.New(rand.NewPCG(3, 4))
+	var p Parser
+	counts := map[bool]int{}
+	for n := 0; n < 20000; n++ {
+		b := make([]byte, rng.IntN(14))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		if n%7 == 0 {
+			b = append(b, "exact"[:rng.IntN(6)]...)
+		}
+		rec, err := p.Parse([]byte(`{"eventName":"X","userAgent":"`+string(b)+`"}`), "cloudtrail")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fm := range fms {
+			got := fm.match(rec)
+			multi := fm.multi
+			fm.multi = nil
+			want := fm.match(rec)
+			fm.multi = multi
+			if got != want {
+				t.Fatalf("%s %q: together %v, one by one %v", fm.field, b, got, want)
+			}
+			counts[got]++
+		}
+	}
+	if counts[true] < 1000 || counts[false] < 1000 {
+		t.Errorf("matches %d, misses %d: the values exercise too little", counts[true], counts[false])
 	}
 }

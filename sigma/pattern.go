@@ -222,3 +222,54 @@ func globMatch(toks []tok, s string) bool {
 		ti, si = starT+1, starS
 	}
 }
+
+// multiContains checks several "contains" literals of one matcher in one
+// pass over an ASCII value: each position is tried only against the
+// literals starting with its byte (a user-agent rule checking fourteen
+// base64 forms reads the value once instead of fourteen times).
+type multiContains struct {
+	lits  []string
+	first [256]uint8 // 1 + index into heads; 0: no literal starts with the byte
+	heads [][]uint16
+	min   int // the shortest literal's length
+}
+
+// minMulti: fewer contains literals are searched one by one.
+const minMulti = 4
+
+// newMultiContains returns nil when fewer than minMulti literals are given.
+func newMultiContains(lits []string) *multiContains {
+	if len(lits) < minMulti || len(lits) > 1<<16 {
+		return nil
+	}
+	m := &multiContains{lits: lits, min: len(lits[0])}
+	for k, l := range lits {
+		m.min = min(m.min, len(l))
+		c := l[0]
+		if m.first[c] == 0 {
+			if len(m.heads) == 255 {
+				return nil
+			}
+			m.heads = append(m.heads, nil)
+			m.first[c] = uint8(len(m.heads))
+		}
+		m.heads[m.first[c]-1] = append(m.heads[m.first[c]-1], uint16(k))
+	}
+	return m
+}
+
+// in reports whether s holds one of the literals.
+func (m *multiContains) in(s string) bool {
+	for i := 0; i+m.min <= len(s); i++ {
+		h := m.first[s[i]]
+		if h == 0 {
+			continue
+		}
+		for _, k := range m.heads[h-1] {
+			if strings.HasPrefix(s[i:], m.lits[k]) {
+				return true
+			}
+		}
+	}
+	return false
+}

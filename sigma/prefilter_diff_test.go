@@ -12,7 +12,14 @@ import (
 // wildcards, cased values, expressions (with a colon, folding case),
 // keywords, base64offset, windash, values compared with objects and
 // numbers, a second index field, negations and exists.
-const prefilterRules = `title: obj
+const prefilterRules = `title: ua
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userAgent: 'TruffleHog'
+  condition: s
+---
+title: obj
 logsource: {product: aws, service: cloudtrail}
 detection:
   s:
@@ -145,6 +152,13 @@ func TestPrefilterHostileRecords(t *testing.T) {
 		want string
 	}{
 		// an object value renders compactly: {"x":1} though written spaced
+		// a leading field behind userIdentity, prefiltered: any case, and
+		// non-ASCII text elsewhere does not hide it (no character outside
+		// ASCII lowercases to t, r, u, f, l, e, h, o or g)
+		{ct(`"userAgent":"TRUFFLEHOG"`), "ua"},
+		{ct("\"userIdentity\":{\"userName\":\"\u212a\u017f\u0130\"},\"userAgent\":\"truffleHog\""), "ua"},
+		{ct("\"userAgent\":\"truffle\u0127og\""), ""},
+		{ct(`"userAgent":"TruffleHog/3"`), ""},
 		{ct(`"requestParameters":{"x" : 1}`), "obj"},
 		{ct(`"userIdentity":{"arn":"arn:aws:sts::1:assumed-role/Admin:s"}`), "colon"},
 		// KELVIN SIGN folds to k: the text holds no "kms"
@@ -170,6 +184,9 @@ func TestPrefilterHostileRecords(t *testing.T) {
 		{schema.Event{Source: schema.SourceVault, Action: "vault:read", Resource: "secret/data/a", Raw: []byte(`{"type":"request","request":{"operation":"read","path":"secret/data/a"}}`)}, ""},
 		{schema.Event{Source: schema.SourceVault, Action: "vault:read", Resource: "secret/data/a", Raw: []byte(`{"type":"request","auth":{"policies":["root"]},"request":{"operation":"read","path":"secret/data/a"}}`)}, "vop"},
 		{schema.Event{Source: schema.SourceVault, Action: "vault:unknown", Resource: "secret/data/a", Raw: []byte(`{"type":"request","request":{"path":"secret/data/a"}}`)}, ""},
+	}
+	if s.pre[0] == nil || s.unsafe[0] {
+		t.Errorf("the userAgent rule is not prefiltered without an ASCII check: %v %v", s.pre[0], s.unsafe[0])
 	}
 	for _, c := range cases {
 		// fresh parsers each time: the prefilters are on (adaptive ones

@@ -3,11 +3,15 @@ package sigma
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"auditwatch/ingest"
 	"auditwatch/internal/testenv"
@@ -89,82 +93,64 @@ func TestMatchEventAgreesWithMatch(t *testing.T) {
 	t.Logf("%d hits; %d records skipped without parsing", hitsTotal, skipped)
 }
 
-func TestFoldAll(t *testing.T) {
+func TestASCIIText(t *testing.T) {
 	var all []byte
 	for c := 0; c < 128; c++ {
 		all = append(all, byte(c))
 	}
 	all = append(all, all...)
 	for n := 0; n <= len(all); n++ {
-		got, ascii := foldAll(nil, all[:n])
-		if !ascii {
+		if !asciiText(all[:n]) {
 			t.Fatalf("n=%d: ASCII text reported non-ASCII", n)
-		}
-		for i, c := range all[:n] {
-			if got[i] != c|0x20 || ('A' <= c && c <= 'Z' && got[i] != c+'a'-'A') {
-				t.Fatalf("n=%d byte %d (%#x): folded to %#x", n, i, c, got[i])
-			}
 		}
 		// one high byte anywhere is found (each position of each stride)
 		for i := 0; i < n; i++ {
 			b := append([]byte(nil), all[:n]...)
 			b[i] = 0x80 | byte(i)
-			if _, ascii := foldAll(nil, b); ascii {
+			if asciiText(b) {
 				t.Fatalf("n=%d: byte %#x at %d not found", n, b[i], i)
 			}
 		}
 	}
 }
 
-// TestFoldedSearch: the prefilter's search (folded literal in the folded
-// text) finds every literal the lowercased text holds, at every position
-// and letter case, and only rarely a text without it (folding maps a few
-// punctuation bytes onto others).
-func TestFoldedSearch(t *testing.T) {
-	lits := []string{"cloudfox", "pacu_session", "stratus-red-team", "x", "zq", "ab", "aab", "bab", "trufflehog", "_-", "q1", "{a", "@x"}
-	texts := []string{"", "a", "ab", "AB", "aAaAb", "xX", "CloudFox", "pACU_SESSION", "stratus-RED-team", "STRATUS-RED-TEA",
-		`{"userAgent":"Stratus-Red-Team_1"}`, "TruffleHog/3", "truffle hog", "zZq", "Q1", "bAbAb", "cloudfo", "loudfox", "[A", "`X"}
-	// literals planted in random case at random places
-	rng := rand.New(rand.NewPCG(1, 2))
-	for _, lit := range lits {
-		for k := 0; k < 50; k++ {
-			b := []byte(strings.Repeat("ab_-xZ.", rng.IntN(8)))
-			pos := rng.IntN(len(b) + 1)
-			l := []byte(lit)
-			for i := range l {
-				if rng.IntN(2) == 0 && 'a' <= l[i] && l[i] <= 'z' {
-					l[i] -= 'a' - 'A'
-				}
+// TestNonASCIILowercasing pins the fact holdsOne relies on: the only
+// non-ASCII characters that Unicode lowercasing or simple case folding
+// (regular expressions' (?i)) take to ASCII are U+0130 (to i), U+017F (to
+// s) and U+212A (to k); literals without i, k and s are searched in the
+// raw text of any record.
+func TestNonASCIILowercasing(t *testing.T) {
+	got := map[rune]bool{}
+	for r := rune(utf8.RuneSelf); r <= unicode.MaxRune; r++ {
+		for _, c := range strings.ToLower(string(r)) {
+			if c < utf8.RuneSelf {
+				got[r] = true
 			}
-			if rng.IntN(4) == 0 && len(l) > 1 {
-				l = l[:len(l)-1] // almost
-			}
-			texts = append(texts, string(b[:pos])+string(l)+string(b[pos:]))
 		}
-	}
-	hits, extra := 0, 0
-	for _, text := range texts {
-		folded, _ := foldAll(nil, []byte(text))
-		for _, lit := range lits {
-			want := strings.Contains(strings.ToLower(text), lit)
-			got := containsLit(string(folded), foldString(lit))
-			switch {
-			case want && !got:
-				t.Errorf("%q holds %q: not found", text, lit)
-			case got && !want:
-				extra++
-			case want:
-				hits++
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < utf8.RuneSelf {
+				got[r] = true
 			}
 		}
 	}
-	if hits < 100 {
-		t.Errorf("only %d texts hold their literal: the test exercises little", hits)
+	want := map[rune]bool{0x130: true, 0x17f: true, 0x212a: true}
+	if fmt.Sprint(runesOf(got)) != fmt.Sprint(runesOf(want)) {
+		t.Errorf("non-ASCII characters lowercasing or folding to ASCII: %U, want %U", runesOf(got), runesOf(want))
 	}
-	// "[A" holds "{a" folded, "`X" holds "@x" folded: the superset is real
-	if extra == 0 {
-		t.Errorf("no text found holding a literal only after folding: folding is not exercised")
+	for r := range want {
+		if !strings.ContainsAny(strings.ToLower(string(r))+string(unicode.SimpleFold(r))+string(unicode.SimpleFold(unicode.SimpleFold(r))), "iks") {
+			t.Errorf("%U does not lowercase or fold to i, k or s", r)
+		}
 	}
+}
+
+func runesOf(m map[rune]bool) []rune {
+	var out []rune
+	for r := range m {
+		out = append(out, r)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func TestContainsLit(t *testing.T) {
@@ -179,5 +165,81 @@ func TestContainsLit(t *testing.T) {
 		if got := containsLit(c.text, c.lit); got != c.want {
 			t.Errorf("containsLit(%q, %q) = %v", c.text, c.lit, got)
 		}
+	}
+}
+
+// TestAnchorPlan: literals searched in groups sharing an anchor byte
+// (one pass per group) are found exactly when some literal is in the
+// folded text, over literals sharing bytes or not, planted in random case
+// at every position, and across rules sharing literals within a record.
+func TestAnchorPlan(t *testing.T) {
+	lits := []string{"cloudfox", "pacu_session", "stratus-red-team", "uu", "xux", "q", "zz-top", "red", "k1"}
+	s := &Set{lits: lits}
+	rules := [][]int{{0, 1, 2}, {3, 4}, {5}, {6, 7, 2}, {0, 1, 2, 3, 4, 5, 6, 7}, {8}}
+	s.pre = rules
+	for _, pre := range rules {
+		s.plan = append(s.plan, planAnchors(pre, s.lits))
+		unsafe := false
+		for _, k := range pre {
+			unsafe = unsafe || strings.ContainsAny(lits[k], "iks")
+		}
+		s.unsafe = append(s.unsafe, unsafe)
+	}
+	if g := s.plan[0]; len(g) != 1 || g[0].c != 'u' {
+		t.Errorf("cloudfox, pacu_session, stratus-red-team: plan %+v, want one pass for 'u'", g)
+	}
+	if g := s.plan[2]; len(g) != 1 || g[0].c != 'q' {
+		t.Errorf("q: plan %+v", g)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	found, missed := 0, 0
+	var p Parser
+	for n := 0; n < 5000; n++ {
+		b := []byte(strings.Repeat("u-eDx_", rng.IntN(10)))
+		if rng.IntN(4) == 0 {
+			// non-ASCII: the KELVIN SIGN lowercases to k
+			b = append(b, "\u212a1"...)
+		}
+		for k := rng.IntN(3); k > 0; k-- {
+			l := []byte(lits[rng.IntN(len(lits))])
+			for i := range l {
+				if rng.IntN(2) == 0 && 'a' <= l[i] && l[i] <= 'z' {
+					l[i] -= 'a' - 'A'
+				}
+			}
+			if rng.IntN(3) == 0 {
+				l = l[1:] // almost
+			}
+			pos := rng.IntN(len(b) + 1)
+			b = append(b[:pos], append(l, b[pos:]...)...)
+		}
+		p.found = make([]uint8, len(lits))
+		p.ascii = 0
+		// the rules in random order share the per-record table
+		for _, i := range rng.Perm(len(rules)) {
+			want := false
+			for _, k := range rules[i] {
+				want = want || strings.Contains(strings.ToLower(string(b)), lits[k])
+			}
+			got, known := s.holdsOne(&p, i, b, "")
+			if !known {
+				// only a literal with i, k or s in a non-ASCII record
+				if !s.unsafe[i] || asciiText(b) {
+					t.Fatalf("%q rule %d %v: not known", b, i, rules[i])
+				}
+				got = want
+			}
+			if got != want {
+				t.Fatalf("%q rule %d %v: %v, want %v", b, i, rules[i], got, want)
+			}
+			if want {
+				found++
+			} else {
+				missed++
+			}
+		}
+	}
+	if found < 1000 || missed < 1000 {
+		t.Errorf("found %d, missed %d: the texts exercise too little", found, missed)
 	}
 }

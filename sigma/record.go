@@ -22,6 +22,7 @@ type Record struct {
 	raw  []byte          // lazy: the record's text
 	tops []topMember     // lazy: its top-level members found so far
 	scan int             // lazy: where the next member starts (-1: all found)
+	open bool            // lazy: the last member found is not yet skipped (scan unknown)
 	bad  bool            // lazy: found malformed
 	p    *Parser
 	src  int
@@ -54,7 +55,7 @@ type Parser struct {
 	// scratch of MatchEvent
 	cands []int
 	hits  []Hit
-	low   []byte  // the record's text folded (foldAll)
+	ascii uint8   // the record's text: 0 not checked, 1 all ASCII, 2 not
 	found []uint8 // per literal of the set: 0 not searched, 1 found, 2 absent
 	// per single rule of the set last used: prefilter statistics
 	preStat []preStat
@@ -155,11 +156,14 @@ func (p *Parser) parseLazy(b []byte, source string) (*Record, bool) {
 
 // firstIs reports whether the record's first member is named k.
 func (r *Record) firstIs(k string) bool {
-	if len(r.tops) == 0 && r.scan >= 0 {
+	if len(r.tops) == 0 && r.more() {
 		r.step()
 	}
 	return len(r.tops) > 0 && string(r.tops[0].key) == k
 }
+
+// more reports whether a lazy record has members not found yet.
+func (r *Record) more() bool { return r.open || r.scan >= 0 }
 
 // member returns the top-level member named k (nil if none), scanning
 // further into a lazy record as needed.
@@ -169,12 +173,18 @@ func (r *Record) member(k string) *topMember {
 			return &r.tops[i]
 		}
 	}
-	if r.scan >= 0 && !hasQuoted(b2s(r.raw[r.scan:]), k) {
-		// the text past the members found holds no such key: absent
-		// (a lazy record has no escapes)
-		return nil
+	if r.more() {
+		from := r.scan
+		if r.open {
+			from = r.tops[len(r.tops)-1].s
+		}
+		if !hasQuoted(b2s(r.raw[from:]), k) {
+			// the text past the members found holds no such key: absent
+			// (a lazy record has no escapes)
+			return nil
+		}
 	}
-	for r.scan >= 0 {
+	for r.more() {
 		m := r.step()
 		if m != nil && string(m.key) == k {
 			return m
@@ -183,13 +193,25 @@ func (r *Record) member(k string) *topMember {
 	return nil
 }
 
-// step scans the next top-level member of a lazy record.
+// step scans the next top-level member of a lazy record: its key and
+// where its value starts. The value is skipped (its end found) only when
+// the scan goes on past it or the member is parsed, so a rule reading a
+// member's first fields does not pay for the rest of it (Vault's auth).
 func (r *Record) step() *topMember {
-	b, i := r.raw, r.scan
+	b := r.raw
 	fail := func() *topMember {
-		r.scan, r.bad = -1, true
+		r.scan, r.open, r.bad = -1, false, true
 		return nil
 	}
+	if r.open {
+		if !r.close() {
+			return fail()
+		}
+		if r.scan < 0 {
+			return nil
+		}
+	}
+	i := r.scan
 	if i >= len(b) || b[i] != '"' {
 		return fail()
 	}
@@ -202,31 +224,52 @@ func (r *Record) step() *topMember {
 		return fail()
 	}
 	v := jsonx.SkipWS(b, i+1)
-	e := skipValue(b, v)
-	if e < 0 {
+	if v >= len(b) {
 		return fail()
 	}
-	i = jsonx.SkipWS(b, e)
+	r.tops = append(r.tops, topMember{key: key, s: v, e: -1})
+	r.open = true
+	r.p.tops = r.tops
+	return &r.tops[len(r.tops)-1]
+}
+
+// close ends the last member found: it finds the end of its value and
+// where the next member starts (scan; -1 after the last). false: the
+// record is malformed there.
+func (r *Record) close() bool {
+	b := r.raw
+	m := &r.tops[len(r.tops)-1]
+	r.open = false
+	if m.e < 0 {
+		if m.e = skipValue(b, m.s); m.e < 0 {
+			return false
+		}
+	}
+	i := jsonx.SkipWS(b, m.e)
 	switch {
 	case i < len(b) && b[i] == '}':
 		if jsonx.SkipWS(b, i+1) != len(b) {
-			return fail()
+			return false
 		}
 		r.scan = -1
 	case i < len(b) && b[i] == ',':
 		r.scan = jsonx.SkipWS(b, i+1)
 	default:
-		return fail()
+		return false
 	}
-	r.tops = append(r.tops, topMember{key: key, s: v, e: e})
-	r.p.tops = r.tops
-	return &r.tops[len(r.tops)-1]
+	return true
 }
 
 // value parses a lazy member on first use.
 func (r *Record) value(m *topMember) *fastjson.Value {
 	if m.v != nil {
 		return m.v
+	}
+	if m.e < 0 {
+		if m.e = skipValue(r.raw, m.s); m.e < 0 {
+			r.bad = true
+			m.e = m.s
+		}
 	}
 	p := r.p
 	if p.nsub == len(p.subs) {
@@ -753,6 +796,14 @@ func skipValue(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// lowerIfASCII is lower for an ASCII s, "" for any other.
+func (r *Record) lowerIfASCII(s string) string {
+	if !isASCII(s) {
+		return ""
+	}
+	return r.lower(s)
 }
 
 // lower returns the ASCII s lowercased: s itself when it has no upper-case

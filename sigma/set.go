@@ -38,8 +38,11 @@ type Set struct {
 	// a matching record's text holds (nil: none known, or not checked)
 	pre  [][]int
 	lits []string
-	// flits: the literals folded (foldString), as searched
-	flits []string
+	// plan: per single rule, its literals grouped by the byte searched
+	// for; unsafe: some literal of the rule holds a letter a non-ASCII
+	// character lowercases or folds to (holdsOne)
+	plan   [][]anchorGroup
+	unsafe []bool
 	// need2: per single rule, the values of a second field of its source
 	// (sub2) one of which its condition needs (nil: none); checked from
 	// the normalized event, for rules the index does not place
@@ -419,7 +422,7 @@ func (s *Set) buildIndex() {
 	// (an index key makes the others rare) and keyword rules (they read
 	// every string of the record)
 	s.pre = make([][]int, len(s.single))
-	s.lits, s.flits = nil, nil
+	s.lits = nil
 	id := map[string]int{}
 	always := map[int]bool{}
 	for _, ix := range s.idx {
@@ -431,12 +434,16 @@ func (s *Set) buildIndex() {
 		if !always[i] && !hasKeywords(r.det) {
 			continue
 		}
-		if !hasKeywords(r.det) && readsOnly(r.det.cond, leading[sourceOf(r.LogSource)]) {
+		lits := literalsOfCond(r.det.cond)
+		if src := sourceOf(r.LogSource); !hasKeywords(r.det) && readsOnly(r.det.cond, leading[src]) &&
+			(readsOnly(r.det.cond, first[src]) || !cheapPlan(lits)) {
 			// the fields lie at the start of the record: reading them
-			// costs less than searching the text
+			// costs less than searching the text, unless the rule reads
+			// past the first members (CloudTrail's userAgent lies behind
+			// the whole userIdentity object) and a pass or two for rare
+			// bytes settles it
 			continue
 		}
-		lits := literalsOfCond(r.det.cond)
 		if len(lits) > maxChecked && !hasKeywords(r.det) {
 			// more text searches than evaluating the rule costs
 			continue
@@ -447,9 +454,18 @@ func (s *Set) buildIndex() {
 				k = len(s.lits)
 				id[l] = k
 				s.lits = append(s.lits, l)
-				s.flits = append(s.flits, foldString(l))
 			}
 			s.pre[i] = append(s.pre[i], k)
+		}
+	}
+	s.plan = make([][]anchorGroup, len(s.single))
+	s.unsafe = make([]bool, len(s.single))
+	for i, pre := range s.pre {
+		if pre != nil {
+			s.plan[i] = planAnchors(pre, s.lits)
+			for _, k := range pre {
+				s.unsafe[i] = s.unsafe[i] || strings.ContainsAny(s.lits[k], "iks")
+			}
 		}
 	}
 }
@@ -461,6 +477,43 @@ var leading = map[int]map[string]bool{
 	srcCloudTrail: {"eventVersion": true, "userIdentity": true, "eventTime": true, "eventSource": true, "eventName": true, "awsRegion": true, "sourceIPAddress": true, "userAgent": true},
 	srcVault:      {"time": true, "type": true, "auth": true},
 }
+
+// first: per source, the members at the very start of a record, which
+// the lazy reader reaches without skipping anything large.
+var first = map[int]map[string]bool{
+	srcCloudTrail: {"eventVersion": true, "userIdentity": true},
+	srcVault:      {"time": true, "type": true, "auth": true},
+}
+
+// cheapPlan reports whether literals are found or ruled out in a record's
+// text by at most two passes for rare bytes, without checking the text
+// for non-ASCII bytes first (no literal with i, k or s).
+func cheapPlan(lits []string) bool {
+	if len(lits) == 0 || len(lits) > 4 {
+		return false
+	}
+	pre := make([]int, len(lits))
+	for k, l := range lits {
+		if strings.ContainsAny(l, "iks") {
+			return false
+		}
+		pre[k] = k
+	}
+	plan := planAnchors(pre, lits)
+	if len(plan) > 2 {
+		return false
+	}
+	for _, g := range plan {
+		if byteRarity[g.c] > maxCheapFreq {
+			return false
+		}
+	}
+	return true
+}
+
+// maxCheapFreq: an anchor byte occurring at most this often per 10,000
+// bytes (about 14 times in a CloudTrail record) is rare enough.
+const maxCheapFreq = 100
 
 // readsOnly reports whether the condition, outside its negations (read
 // only when the rest matched), reads only fields under the given
@@ -786,7 +839,7 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 	}
 	key2, key2ok := secondKey(ev, p)
 	p.cands = p.cands[:0]
-	folded, plain := false, true
+	p.ascii = 0
 	if p.preSet != s {
 		// statistics are per set
 		p.preSet = s
@@ -809,16 +862,12 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 			continue
 		}
 		if pre := s.pre[i]; pre != nil && !s.noPrefilter && p.usePre(i) {
-			if !folded {
-				p.low, plain = foldAll(p.low, raw)
-				folded = true
-			}
-			if plain {
-				if !s.holdsOne(p, pre, key) {
-					p.preStat[i].checks++
+			held, known := s.holdsOne(p, i, raw, key)
+			if known {
+				p.preStat[i].checks++
+				if !held {
 					continue
 				}
-				p.preStat[i].checks++
 				p.preStat[i].passed++
 			}
 		}
@@ -865,26 +914,149 @@ func (p *Parser) usePre(i int) bool {
 	return st.checks < preTrial || st.passed*preKeep <= st.checks
 }
 
-// holdsOne reports whether the record text (ASCII, folded in p.low) may
-// hold one of the literals in any letter case, each searched at most once
-// per record (p.found: 0 not yet, 1 found, 2 absent).
-func (s *Set) holdsOne(p *Parser, pre []int, key string) bool {
+// holdsOne reports whether the record's text (without escapes) may hold
+// one of rule i's literals in any letter case; known is false when the
+// text cannot tell (a literal with i, k or s in a record with non-ASCII
+// bytes: Unicode lowercasing maps U+0130 to i and U+212A to k, and case
+// folding U+017F to s; no other non-ASCII character lowercases or folds
+// to ASCII, so other literals are searched in any record). Each literal
+// is searched at most once per record (p.found: 0 not yet, 1 found, 2
+// absent), in the raw text for both cases of its anchor byte, the
+// literals sharing an anchor in one pass (planAnchors).
+func (s *Set) holdsOne(p *Parser, i int, raw []byte, key string) (held, known bool) {
+	pre := s.pre[i]
 	for _, k := range pre {
-		switch p.found[k] {
-		case 1:
-			return true
-		case 2:
+		switch {
+		case p.found[k] == 1:
+			return true, true
+		case p.found[k] == 0 && s.lits[k] == key:
+			// the index key is the record's own value
+			p.found[k] = 1
+			return true, true
+		}
+	}
+	if s.unsafe[i] {
+		if p.ascii == 0 {
+			p.ascii = 2
+			if asciiText(raw) {
+				p.ascii = 1
+			}
+		}
+		if p.ascii == 2 {
+			return true, false
+		}
+	}
+	text := b2s(raw)
+	for _, g := range s.plan[i] {
+		open := false
+		for _, k := range g.lits {
+			open = open || p.found[k] == 0
+		}
+		if !open {
 			continue
 		}
-		lit := s.lits[k]
-		// the index key is the record's own value
-		if lit == key || containsLit(b2s(p.low), s.flits[k]) {
-			p.found[k] = 1
-			return true
+		// the anchor's occurrences in either case, in order
+		c, u := g.c, g.c
+		if 'a' <= c && c <= 'z' {
+			u = c - 'a' + 'A'
 		}
-		p.found[k] = 2
+		lo, up := indexFrom(text, c, 0), -1
+		if u != c {
+			up = indexFrom(text, u, 0)
+		}
+		for lo >= 0 || up >= 0 {
+			var at int
+			if up < 0 || (lo >= 0 && lo < up) {
+				at, lo = lo, indexFrom(text, c, lo+1)
+			} else {
+				at, up = up, indexFrom(text, u, up+1)
+			}
+			for n, k := range g.lits {
+				lit := s.lits[k]
+				pos := at - g.offs[n]
+				if p.found[k] == 0 && pos >= 0 && pos+len(lit) <= len(text) && hasPrefixFold(text[pos:], lit) {
+					p.found[k] = 1
+					return true, true
+				}
+			}
+		}
+		for _, k := range g.lits {
+			if p.found[k] == 0 {
+				p.found[k] = 2
+			}
+		}
 	}
-	return false
+	return false, true
+}
+
+// indexFrom is the index of the first c in text at or after from (-1:
+// none).
+func indexFrom(text string, c byte, from int) int {
+	if from >= len(text) {
+		return -1
+	}
+	j := strings.IndexByte(text[from:], c)
+	if j < 0 {
+		return -1
+	}
+	return from + j
+}
+
+// anchorGroup is literals of a prefilter searched in one pass over the
+// text: at each occurrence of c, each literal is compared where its own
+// first c would be (offs).
+type anchorGroup struct {
+	c    byte
+	lits []int // positions in Set.lits
+	offs []int
+}
+
+// Anchor cost model: a pass over a record's text costs about what sixty
+// anchor occurrences cost (one vectorized search each, and the compares),
+// and a record is about 1,400 bytes (byteRarity counts per 10,000).
+const (
+	passCost  = 60
+	recordLen = 1400
+)
+
+// planAnchors groups literals (lowercase) by anchor byte, greedily:
+// the byte saving most (passes it spares, less its occurrences in a
+// record) covers the literals holding it, until every literal is covered.
+// One literal alone gets its rarest byte.
+func planAnchors(pre []int, lits []string) []anchorGroup {
+	var plan []anchorGroup
+	left := append([]int(nil), pre...)
+	for len(left) > 0 {
+		best, bestScore := -1, 0
+		for c := 0; c < 256; c++ {
+			n := 0
+			for _, k := range left {
+				if strings.IndexByte(lits[k], byte(c)) >= 0 {
+					n++
+				}
+			}
+			if n == 0 {
+				continue
+			}
+			score := n*passCost*10000 - int(byteRarity[c])*recordLen
+			if best < 0 || score > bestScore {
+				best, bestScore = c, score
+			}
+		}
+		g := anchorGroup{c: byte(best)}
+		rest := left[:0]
+		for _, k := range left {
+			if o := strings.IndexByte(lits[k], byte(best)); o >= 0 {
+				g.lits = append(g.lits, k)
+				g.offs = append(g.offs, o)
+			} else {
+				rest = append(rest, k)
+			}
+		}
+		left = rest
+		plan = append(plan, g)
+	}
+	return plan
 }
 
 var errMalformed = errors.New("sigma: record: malformed JSON")
