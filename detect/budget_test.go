@@ -93,11 +93,11 @@ func TestMemoryBudgetUnderFlood(t *testing.T) {
 func TestSpillBoundedWithoutCheckpoints(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	cfg := testConfig(time.Time{})
+	cfg := testConfig(t0.Add(24 * time.Hour))
 	cfg.MemoryBudget = 2 << 20
 	e := newEngine(t, cfg, st, nil)
 	for j := 0; j < 40_000; j++ {
-		// each key used twice: admitted, so its eviction spills
+		// history (before learn_until): admitted, so its eviction spills
 		e.Process(vev(fmt.Sprint("f", j), time.Duration(j)*time.Millisecond, fmt.Sprint("flood-", j), "10.0.0.1", "read", "secret/data/x"))
 		e.Process(vev(fmt.Sprint("g", j), time.Duration(j)*time.Millisecond, fmt.Sprint("flood-", j), "10.0.0.1", "read", "secret/data/x"))
 		if e.m.mem.spilled > 2*e.m.mem.spillLimit+1024 {
@@ -168,25 +168,32 @@ func TestLongLivedFindingsUnderFlood(t *testing.T) {
 }
 
 // A checkpoint writes the entries of a few new principals in full (normal
-// traffic: they survive a restart), but of a flood of unknown one-off
-// principals only unprovenWrites per table: the rest stay in memory,
-// written once used again or, after the flood, by later checkpoints. A
-// crash before that loses them: the held principal's next event is its
-// first.
+// traffic: they survive a restart), but of a flood of unknown principals
+// only unprovenWrites per table, whether each sends one event or several:
+// the rest stay in memory, written by later checkpoints once the flood
+// passes, each principal with the entries created for it. A crash before
+// that loses them: the held principal's next event is its first.
 func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 	dir := t.TempDir()
 	st := openStore(t, dir)
 	cfg := testConfig(time.Time{})
 	e := newEngine(t, cfg, st, nil)
-	stored := func(name string) bool {
+	stored := func(space string, k key) bool {
 		t.Helper()
-		k := e.h.sum("p", name)
-		v, err := st.Get(spacePrincipals, k[:])
+		v, err := st.Get(space, k[:])
 		if err != nil {
 			t.Fatal(err)
 		}
 		return v != nil
 	}
+	principal := func(name string) key { return e.h.sum("p", name) }
+	var ft *firstTime
+	for _, d := range e.dets {
+		if x, ok := d.(*firstTime); ok {
+			ft = x
+		}
+	}
+	pair := func(name string) key { return ft.h.sum(name, "secret/"+name) } // its first secret
 	count := func() int {
 		t.Helper()
 		n, err := st.Count(spacePrincipals)
@@ -201,24 +208,29 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	read := func(id string, at time.Duration, who string) {
-		e.Process(vev(id, at, who, "10.1.2.3", "read", "secret/data/"+who))
+	read := func(id string, at time.Duration, who, secret string) {
+		e.Process(vev(id, at, who, "10.1.2.3", "read", "secret/data/"+secret))
 	}
 	// Normal traffic: 100 new principals, one event each.
 	for i := 0; i < 100; i++ {
-		read(fmt.Sprint("n", i), time.Duration(i)*time.Second, fmt.Sprint("new-", i))
+		who := fmt.Sprint("new-", i)
+		read(fmt.Sprint("n", i), time.Duration(i)*time.Second, who, who)
 	}
 	checkpoint()
 	if n := count(); n != 100 {
 		t.Fatalf("%d principals stored after normal traffic, want all 100", n)
 	}
-	// A flood: 6,000 unknown principals within one checkpoint interval.
+	// A flood: 6,000 unknown principals within one checkpoint interval,
+	// each reading its own secret, then another (each key used twice).
 	const floods = 6_000
 	for j := 0; j < floods; j++ {
-		read(fmt.Sprint("f", j), 200*time.Second+time.Duration(j)*time.Millisecond, fmt.Sprint("flood-", j))
+		who := fmt.Sprint("flood-", j)
+		at := 200*time.Second + time.Duration(j)*time.Millisecond
+		read(fmt.Sprint("f", j), at, who, who)
+		read(fmt.Sprint("g", j), at, who, "other")
 	}
 	if e.NeedCheckpoint() {
-		t.Error("held-back one-off entries made the engine ask for a checkpoint")
+		t.Error("held entries made the engine ask for a checkpoint")
 	}
 	checkpoint()
 	if n := count(); n != 100+unprovenWrites {
@@ -239,39 +251,19 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 	if s, g := e.Stats().Held, testutil.ToFloat64(e.m.held); s < floods-unprovenWrites || float64(s) != g {
 		t.Errorf("held entries: stats %d, gauge %v", s, g)
 	}
-	const again = "flood-5999"
-	if stored(again) {
-		t.Fatalf("%s stored before it was used again", again)
+	// An admitted principal was saved with its pairs; the last one has
+	// nothing saved, also not the keys it used twice.
+	const admitted, held = "flood-1000", "flood-5999" // 1,000: beyond the pairs' own allowance
+	if !stored(spacePrincipals, principal(admitted)) || !stored(ft.pairs.space, pair(admitted)) {
+		t.Errorf("%s not saved with the pair of its first secret", admitted)
+	}
+	if stored(spacePrincipals, principal(held)) || stored(ft.pairs.space, pair(held)) {
+		t.Errorf("%s (its principal or its first pair) saved during the flood", held)
 	}
 	// Crash now: a new engine over the same store has no trace of it.
 	crashed := newEngine(t, cfg, st, nil)
-	k := e.h.sum("p", again)
-	if n, found := crashed.principals.get(k, false); found || n != nil {
-		t.Fatalf("%s restored after a crash although it was held back", again)
-	}
-	// Used again (another secret): written at the next checkpoint with
-	// its first sighting, and so is what its first event created (the
-	// pair with its first secret), although the allowance goes to older
-	// held entries.
-	e.Process(vev("again", 300*time.Second, again, "10.1.2.3", "read", "secret/data/other"))
-	checkpoint()
-	if !stored(again) {
-		t.Fatalf("%s not stored after its second event", again)
-	}
-	reopened := newEngine(t, cfg, st, nil)
-	n, found := reopened.principals.get(k, false)
-	if !found || time.Unix(0, n.v.First).UTC() != t0.Add(200*time.Second+5999*time.Millisecond) {
-		t.Fatalf("%s after restart: found %v, first seen %v", again, found, n)
-	}
-	// After its learning period, the restarted engine knows the pair of
-	// its first event (no finding) and reports a secret it never read.
-	late := 200*time.Second + 8*24*time.Hour
-	if fs := reopened.Process(vev("r1", late, again, "10.1.2.3", "read", "secret/data/"+again)); len(fs) != 0 {
-		t.Errorf("after a restart, the pair of %s's first event was forgotten: %v", again, fs)
-	}
-	fs := reopened.Process(vev("r2", late+time.Second, again, "10.1.2.3", "read", "secret/data/never-read"))
-	if len(fs) != 1 || fs[0].Detector != schema.DetectorFirstTimeAccess {
-		t.Errorf("a new secret after the learning period: %v, want one first_time_access finding", fs)
+	if n, found := crashed.principals.get(principal(held), false); found || n != nil {
+		t.Fatalf("%s restored after a crash although it was held", held)
 	}
 	// The flood over, later checkpoints write what is still held.
 	for i := 0; i < floods/unprovenWrites+1; i++ {
@@ -282,6 +274,22 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 	}
 	if s, g := e.Stats().Held, testutil.ToFloat64(e.m.held); s != 0 || g != 0 {
 		t.Errorf("held entries once the flood passed: stats %d, gauge %v", s, g)
+	}
+	// Restarted after its learning period: the held principal was saved
+	// with its first event (first seen then) and its first pair (no
+	// finding), and a secret it never read is reported.
+	reopened := newEngine(t, cfg, st, nil)
+	n, found := reopened.principals.get(principal(held), false)
+	if !found || n.v.First == 0 {
+		t.Fatalf("%s after restart: found %v", held, found)
+	}
+	late := time.Unix(0, n.v.First).Sub(t0) + 8*24*time.Hour
+	if fs := reopened.Process(vev("r1", late, held, "10.1.2.3", "read", "secret/data/"+held)); len(fs) != 0 {
+		t.Errorf("after a restart, the pair of %s's first event was forgotten: %v", held, fs)
+	}
+	fs := reopened.Process(vev("r2", late+time.Second, held, "10.1.2.3", "read", "secret/data/never-read"))
+	if len(fs) != 1 || fs[0].Detector != schema.DetectorFirstTimeAccess {
+		t.Errorf("a new secret after the learning period: %v, want one first_time_access finding", fs)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)

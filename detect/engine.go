@@ -526,12 +526,11 @@ func (e *Engine) evaluate(ev *schema.Event, late bool, skew string, out []schema
 	if identity(ev) {
 		pk := e.h.sum("p", ev.Principal)
 		n, found := e.principals.get(pk, true)
-		e.m.mem.known = found || c.history
+		// Known: saved (or about to be), not merely seen before: a flood
+		// that sends each principal twice is still unknown principals.
+		e.m.mem.known = found && n.proven || c.history
 		if !e.m.mem.known {
 			e.m.mem.owner = ownerOf(pk)
-		} else if e.principals.proved {
-			// Its second event: what its first created is admitted too.
-			e.m.mem.promote(ownerOf(pk))
 		}
 		t := ev.Time.UnixNano()
 		if n.v.First == 0 || t < n.v.First {
@@ -666,7 +665,7 @@ func (e *Engine) Checkpoint(meta map[string][]byte) error {
 			}
 		}
 	}
-	// Entries of principals that came back are proven now (flush).
+	// Entries of principals admitted now were proven with them (flush).
 	clear(e.m.mem.promoted)
 	if len(e.pending) == 0 {
 		for _, sg := range e.legacySegs {
@@ -865,8 +864,10 @@ func (e *Engine) newPrincipalTable() *table[principalState] {
 	c := &e.cfg
 	retain := max(c.UnexpectedIP.ForgetAfter, c.FirstTimeAccess.ForgetAfter, c.UnexpectedIP.LearningPeriod,
 		c.FirstTimeAccess.LearningPeriod, c.AccessVolumeSpike.LearningPeriod).D()
-	return newTable(spacePrincipals, e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[principalState](principalCodec{}), e.log, e.m).
+	t := newTable(spacePrincipals, e.cfg.MaxPrincipals, e.cfg.MaxSpill, e.st, codec[principalState](principalCodec{}), e.log, e.m).
 		expire(retain, func(v *principalState) int64 { return max(v.First, v.Last) })
+	t.owners = true
+	return t
 }
 
 // jsonCodec persists a value as JSON.

@@ -15,7 +15,10 @@ import (
 	"auditwatch/schema"
 )
 
-var floodEvents = flag.Int("flood-events", 10_000_000, "events of BenchmarkFlood (half distinct principals, half distinct addresses)")
+var (
+	floodEvents = flag.Int("flood-events", 10_000_000, "events of BenchmarkFlood (half distinct principals, half distinct addresses)")
+	floodTwice  = flag.Bool("flood-twice", false, "BenchmarkFlood: each flood principal sends two events in a row (its keys are used again, so admitted)")
+)
 
 // flood interleaves long-lived traffic (synth: principals with routine
 // habits, a few anomalies, learned before LearnUntil) with a flood of
@@ -27,12 +30,15 @@ type flood struct {
 	learn      time.Time
 	total, n   int
 	floods     int
-	principals int // distinct flood principals (total/2)
+	principals int  // distinct flood principals (total/2)
+	twice      bool // each flood principal sends two events in a row
 	buf        []byte
 }
 
 func newFlood(total int) *flood {
-	return newFloodOf(total, 2000, 6000, floodLearnUntil)
+	f := newFloodOf(total, 2000, 6000, floodLearnUntil)
+	f.twice = *floodTwice
+	return f
 }
 
 // newFloodOf is a flood of total events whose long-lived traffic has the
@@ -50,12 +56,15 @@ func (f *flood) next(ev *schema.Event) (long bool) {
 	}
 	j := f.floods
 	f.floods++
-	k := j % f.principals
+	k, kind := j%f.principals, j
+	if f.twice {
+		k, kind = j/2%f.principals, j/2
+	}
 	str := func(prefix string, x int) string {
 		f.buf = strconv.AppendInt(append(f.buf[:0], prefix...), int64(x), 10)
 		return string(f.buf)
 	}
-	a := uint32(j % f.principals)
+	a := uint32(k)
 	f.buf = f.buf[:0]
 	f.buf = strconv.AppendUint(append(f.buf, "11."...), uint64(a>>16&255), 10)
 	f.buf = strconv.AppendUint(append(f.buf, '.'), uint64(a>>8&255), 10)
@@ -65,7 +74,7 @@ func (f *flood) next(ev *schema.Event) (long bool) {
 		PrincipalType: "entity", Action: "vault:read", Resource: str("secret/data/flood/", j%1_000_000), Mount: "secret/", MountType: "kv",
 		Namespace: "root", SourceIP: ip, SourceIPRaw: ip, Outcome: schema.OutcomeSuccess, ReadOnly: true}
 	ev.PrincipalName = ev.Principal
-	if j%4 == 3 {
+	if kind%4 == 3 {
 		ev.Outcome, ev.FailureKind, ev.Auth, ev.Action, ev.Resource = schema.OutcomeFailure, schema.FailureInvalidCredentials, true, "vault:update", "auth/userpass/login/x"
 		ev.Principal, ev.PrincipalType = "", schema.PrincipalTypeAnonymous
 	}

@@ -130,13 +130,15 @@ type node[V any] struct {
 	size       int32 // bytes accounted for this entry
 	dirty      bool
 	prot       bool // in the protected segment
-	// proven: used again after it was created (or loaded back from the
-	// store): admitted to durable state even under memory pressure.
+	// proven: admitted to durable state: created for a principal known
+	// before its event (or in the history), loaded back from the store or
+	// spill, or written once. Other entries are written only within a
+	// flush's allowance (unprovenWrites) and dropped when evicted.
 	proven bool
 	listed bool // in the table's dirty list
 	// owner: the principal the entry was created for while unknown
-	// (ownerOf its principals key; 0 for none or a known one). Its
-	// second event proves the entry too (memBudget.promoted).
+	// (ownerOf its principals key; 0 for none or a known one): admitting
+	// that principal admits the entry too (memBudget.promoted).
 	owner uint64
 }
 
@@ -169,20 +171,20 @@ type memBudget struct {
 	// owner: ownerOf the unknown principal of the event being evaluated
 	// (0 when known or none): entries created now carry it.
 	owner uint64
-	// promoted: owners seen again since the last checkpoint (at most
-	// maxPromoted): their held entries are written at the next one.
+	// promoted: principals the running checkpoint admits (written within
+	// the principals table's allowance, at most maxPromoted): the other
+	// tables write their entries with them.
 	promoted map[uint64]struct{}
 }
 
-// maxPromoted bounds memBudget.promoted; beyond it a principal's second
-// event still admits what it touches, but entries of its first event
-// wait for the flush allowance like any unproven entry.
+// maxPromoted bounds memBudget.promoted (a checkpoint admits at most
+// unprovenWrites principals).
 const maxPromoted = 1 << 16
 
 // ownerOf names a principal's entries by its principals-table key.
 func ownerOf(k key) uint64 { return binary.LittleEndian.Uint64(k[:8]) | 1 }
 
-// promote records that the unknown principal owner came back.
+// promote records that the checkpoint admits the principal owner.
 func (m *memBudget) promote(owner uint64) {
 	if m.promoted == nil {
 		m.promoted = make(map[uint64]struct{})
@@ -192,7 +194,7 @@ func (m *memBudget) promote(owner uint64) {
 	}
 }
 
-// ownerBack reports whether n's owner came back since the last checkpoint.
+// ownerBack reports whether the running checkpoint admits owner.
 func (m *memBudget) ownerBack(owner uint64) bool {
 	if owner == 0 || len(m.promoted) == 0 {
 		return false
@@ -244,8 +246,8 @@ type table[V any] struct {
 	prob, protect list[V] // probationary and protected segments
 	free          *node[V]
 	last          *node[V] // returned by the last get: its size is re-measured
-	// proved: the last get found an unproven entry in memory (now proven).
-	proved         bool
+	// owners: the keys of this table are principals (ownerOf).
+	owners         bool
 	dirty          []key
 	spill          map[key][]byte
 	spillOrder     []key
@@ -460,9 +462,7 @@ func (t *table[V]) remeasure() {
 // The returned node is valid until the next get on this table.
 func (t *table[V]) get(k key, create bool) (n *node[V], found bool) {
 	t.remeasure()
-	t.proved = false
 	if n = t.m[k]; n != nil {
-		t.proved = !n.proven
 		t.use(n)
 		t.last = n
 		return n, true
@@ -504,9 +504,11 @@ func (t *table[V]) get(k key, create bool) (n *node[V], found bool) {
 	return n, false
 }
 
-// use records a hit: a probationary entry used again is promoted; the
-// protected segment keeps at most four fifths of the entries (its least
-// recently used goes back to probation, see balance).
+// use records a hit: a probationary entry used again is promoted to the
+// protected segment (it stays unproven: a flood that uses each key twice
+// is still a flood); the protected segment keeps at most four fifths of
+// the entries (its least recently used goes back to probation, see
+// balance).
 func (t *table[V]) use(n *node[V]) {
 	if n.prot {
 		if t.protect.head != n {
@@ -516,19 +518,9 @@ func (t *table[V]) use(n *node[V]) {
 		return
 	}
 	t.prob.unlink(n)
-	if n.dirty && !n.proven {
-		if n.listed {
-			t.unprovenListed--
-		} else {
-			t.held--
-		}
-	}
-	n.prot, n.proven = true, true
+	n.prot = true
 	t.protect.pushFront(n)
 	t.balance()
-	if n.dirty && !n.listed { // held back while unproven: admitted now
-		t.touch(n)
-	}
 }
 
 // balance keeps the protected segment at most four fifths of the entries:
@@ -544,14 +536,17 @@ func (t *table[V]) balance() {
 
 // touch marks n to be written at the next checkpoint.
 func (t *table[V]) touch(n *node[V]) {
-	n.dirty = true
 	if !n.listed {
+		if n.dirty && !n.proven {
+			t.held-- // held by a flush, changed again: listed again
+		}
 		n.listed = true
 		t.dirty = append(t.dirty, n.k)
 		if !n.proven {
 			t.unprovenListed++
 		}
 	}
+	n.dirty = true
 }
 
 func (t *table[V]) insert(k key) *node[V] {
@@ -630,12 +625,6 @@ func (t *table[V]) evict() {
 	t.free = n
 }
 
-// pressured reports that the table is at its byte share or entry bound
-// (evicting): keys used once are then kept out of the store.
-func (t *table[V]) pressured() bool {
-	return t.bytes >= t.limit-t.limit/16 || len(t.m) >= t.max-t.max/16
-}
-
 func (t *table[V]) addSpill(k key, b []byte) {
 	if old, ok := t.spill[k]; ok {
 		t.dropSpill(k, old)
@@ -668,26 +657,25 @@ func (t *table[V]) dropSpill(k key, b []byte) {
 }
 
 // unprovenWrites is how many unproven entries (created for a principal
-// unknown before its event, or for none, and not used since) one flush of
-// a table writes. Normal traffic brings a few new principals per
-// checkpoint, all written as before; a flood of one-off keys brings
-// thousands, and the rest wait in memory (held) until used again, until a
-// later flush has allowance left, or until evicted (then dropped, counted
-// in OneOffDropped). A flood so costs no store write per key: random
-// 128-bit keys each touch their own B+tree page, and writing them was most
-// of a flood's CPU.
+// unknown before its event, or for none) one flush of a table admits:
+// writes, and so proves. Normal traffic brings a few new principals per
+// checkpoint, all written as before. A flood of new keys brings thousands,
+// used once or several times: the rest wait in memory (held) for a later
+// flush with allowance left, or are dropped when evicted (counted in
+// OneOffDropped). A flood so costs no store write per key: random 128-bit
+// keys each touch their own B+tree page, and writing them was most of a
+// flood's CPU (and, through the pages a commit copies, of its memory).
+// A principal admitted by the principals table brings every held entry
+// created for it (memBudget.promoted): its pairs, networks and counters
+// are saved together, never a principal without the pairs it had.
 const unprovenWrites = 1_024
 
 // flush queues every dirty and spilled entry into b, except unproven
-// entries beyond unprovenWrites (all of them while the table is at its
-// share, see pressured). Dirty flags are cleared only by committed, so a
-// failed commit loses nothing.
+// entries beyond unprovenWrites. Dirty flags are cleared only by
+// committed, so a failed commit loses nothing.
 func (t *table[V]) flush(b *state.Batch) error {
 	t.remeasure()
 	allow := unprovenWrites
-	if t.pressured() {
-		allow = 0
-	}
 	put := func(k key, n *node[V]) error {
 		v, err := t.codec.encode(&n.v)
 		if err != nil {
@@ -698,7 +686,22 @@ func (t *table[V]) flush(b *state.Batch) error {
 		t.stored.insert(k)
 		return nil
 	}
-	listed := 0 // unproven entries written (and so left listed)
+	// admit proves n if its principal is admitted or allowance is left.
+	admit := func(n *node[V]) bool {
+		if t.mem.ownerBack(n.owner) {
+			n.proven = true
+			return true
+		}
+		if allow == 0 {
+			return false
+		}
+		allow--
+		n.proven = true
+		if t.owners {
+			t.mem.promote(ownerOf(n.k))
+		}
+		return true
+	}
 	// The list keeps only what is written (committed looks those up).
 	written := t.dirty[:0]
 	for _, k := range t.dirty {
@@ -706,20 +709,11 @@ func (t *table[V]) flush(b *state.Batch) error {
 		if n == nil || !n.dirty || !n.listed {
 			continue
 		}
-		if !n.proven && t.mem.ownerBack(n.owner) {
-			// Its principal came back: admitted with it.
-			n.proven = true
-		}
-		if !n.proven {
-			if allow == 0 {
-				// Held: stays dirty in memory, off the list, written once
-				// used again or by a later flush with allowance left.
-				n.listed = false
-				t.held++
-				continue
-			}
-			allow--
-			listed++
+		if !n.proven && !admit(n) {
+			// Held: stays dirty in memory, off the list.
+			n.listed = false
+			t.held++
+			continue
 		}
 		if err := put(k, n); err != nil {
 			return err
@@ -727,30 +721,24 @@ func (t *table[V]) flush(b *state.Batch) error {
 		written = append(written, k)
 	}
 	t.dirty = written
-	// Held entries whose principal came back, and, the flood over (or
-	// never begun), the oldest others: written now. Unproven entries are
-	// all in the probationary segment.
-	back := len(t.mem.promoted) > 0
-	for n := t.prob.tail; n != nil && (allow > 0 || back) && t.held > 0; n = n.prev {
-		if !n.dirty || n.listed || n.proven {
-			continue
-		}
-		if t.mem.ownerBack(n.owner) {
-			n.proven = true
-		} else if allow == 0 {
-			continue
-		} else {
-			allow--
-			listed++
-		}
-		t.held--
-		n.listed = true
-		t.dirty = append(t.dirty, n.k)
-		if err := put(n.k, n); err != nil {
-			return err
+	// Held entries whose principal is admitted now, and, the flood over
+	// (or never begun), the oldest others.
+	if t.held > 0 && (allow > 0 || len(t.mem.promoted) > 0) {
+		for _, l := range []*list[V]{&t.prob, &t.protect} {
+			for n := l.tail; n != nil && t.held > 0; n = n.prev {
+				if !n.dirty || n.listed || n.proven || !admit(n) {
+					continue
+				}
+				t.held--
+				n.listed = true
+				t.dirty = append(t.dirty, n.k)
+				if err := put(n.k, n); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	t.unprovenListed = listed
+	t.unprovenListed = 0
 	for k, v := range t.spill {
 		kk := k
 		b.Put(t.space, kk[:], v)
@@ -889,11 +877,7 @@ func (t *table[V]) heldCount() int { return t.held }
 // pendingWrites approximates the entries the next checkpoint writes: dirty
 // and spilled ones, less the unproven entries a flush holds back.
 func (t *table[V]) pendingWrites() int {
-	n := len(t.dirty) + len(t.spill) - t.unprovenListed
-	if !t.pressured() {
-		n += min(t.unprovenListed, unprovenWrites)
-	}
-	return n
+	return len(t.dirty) + len(t.spill) - t.unprovenListed + min(t.unprovenListed, unprovenWrites)
 }
 
 // bloom is a Bloom filter over table keys (already uniform keyed hashes:

@@ -472,10 +472,11 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 	// An engine whose unsaved evicted state has reached its memory share
 	// asks for a checkpoint early (detect.Engine.NeedCheckpoint).
 	nc, _ := pt.det.(interface{ NeedCheckpoint() bool })
-	// With a Store, an acknowledgement that came after the last
-	// checkpoint is saved at the next one even when the input is idle.
+	// With a Store, a checkpoint follows each acknowledgement of
+	// everything submitted, so the saved and committed input position
+	// (and what the sources hold until then) trails the store by moments.
 	acked := len(pt.unacked) > 0 && pt.unacked[len(pt.unacked)-1].done()
-	if pt.since >= s.cfg.CheckpointEvents || (pt.since > 0 || len(pt.findings) > 0 || acked) && time.Since(pt.last) >= s.cfg.CheckpointInterval ||
+	if pt.since >= s.cfg.CheckpointEvents || acked || (pt.since > 0 || len(pt.findings) > 0) && time.Since(pt.last) >= s.cfg.CheckpointInterval ||
 		pt.since > 0 && nc != nil && nc.NeedCheckpoint() {
 		return s.checkpoint(ctx, pt)
 	}

@@ -171,15 +171,18 @@ func (g *Ingest) Publish(ctx context.Context, b source.Batch) error {
 		failure error
 	)
 	seq := g.take(b.Source)
+	// The callbacks keep what they need, not b: its events are free once
+	// the consumer is done with them, not only at the commit.
+	src, pos, bdone := b.Source, b.Position, b.Done
 	release := func(ferr error) {
-		if ferr == nil && g.cfg.Checkpoints != nil && b.Position != nil {
-			if err := g.cfg.Checkpoints.Save(b.Source, b.Position); err != nil {
-				g.log.Error("save source checkpoint", "source", b.Source, "err", err)
+		if ferr == nil && g.cfg.Checkpoints != nil && pos != nil {
+			if err := g.cfg.Checkpoints.Save(src, pos); err != nil {
+				g.log.Error("save source checkpoint", "source", src, "err", err)
 				ferr = err
 			}
 		}
-		if b.Done != nil {
-			b.Done(ferr)
+		if bdone != nil {
+			bdone(ferr)
 		}
 	}
 	done := func(err error) {
@@ -194,7 +197,7 @@ func (g *Ingest) Publish(ctx context.Context, b source.Batch) error {
 		if !last {
 			return
 		}
-		g.finished(b.Source, seq, ferr, release)
+		g.finished(src, seq, ferr, release)
 	}
 	if len(recs) == 0 {
 		done(nil)

@@ -46,7 +46,11 @@ type BatchConfig struct {
 	// MaxRows flushes a block when this many rows are buffered (default
 	// 200,000; lower it to bound the writer's memory).
 	MaxRows int `yaml:"max_rows"`
-	// MaxInterval flushes buffered rows at least this often.
+	// MaxInterval writes buffered events at least this often (default
+	// 5s; findings within 200 ms). In `run` the detect stage queues each
+	// checkpoint's events and goes on; the writer gathers them into
+	// blocks this old, since a block costs the embedded store about the
+	// same CPU whatever its size (docs/PERFORMANCE.md).
 	MaxInterval duration.Duration `yaml:"max_interval"`
 	// RetryBackoff is the first wait before retrying a failed block (doubles, capped at 30s).
 	RetryBackoff duration.Duration `yaml:"retry_backoff"`
@@ -100,7 +104,7 @@ func (c *Config) SetDefaults() {
 		c.Batch.MaxRows = 200000
 	}
 	if c.Batch.MaxInterval == 0 {
-		c.Batch.MaxInterval = duration.Duration(time.Second)
+		c.Batch.MaxInterval = duration.Duration(5 * time.Second)
 	}
 	if c.Batch.RetryBackoff == 0 {
 		c.Batch.RetryBackoff = duration.Duration(200 * time.Millisecond)

@@ -36,7 +36,8 @@ type Writer struct {
 	mu      sync.Mutex
 	evs     []schema.Event
 	fs      []schema.Finding
-	oldest  time.Time
+	oldest  time.Time // of the buffered events
+	oldestF time.Time // of the buffered findings
 	closed  bool
 	flushMu sync.Mutex // one flush at a time; pending blocks live under it
 	pendEv  []schema.Event
@@ -110,36 +111,71 @@ func NewWriter(st Inserter, cfg BatchConfig, logger *slog.Logger, reg prometheus
 
 func (w *Writer) loop() {
 	defer close(w.done)
-	t := time.NewTicker(w.cfg.MaxInterval.D() / 4)
+	tick := min(w.cfg.MaxInterval.D()/4, 100*time.Millisecond)
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
+		var all, findings bool
 		select {
 		case <-w.stop:
 			return
 		case <-w.kick:
 			w.mu.Lock()
-			due := len(w.evs) > 0 || len(w.fs) > 0
+			all = len(w.evs) > 0 || len(w.fs) > 0
 			w.mu.Unlock()
-			if due {
-				ctx, cancel := context.WithTimeout(context.Background(), 4*w.cfg.MaxInterval.D()+10*time.Second)
-				if err := w.Flush(ctx); err != nil {
-					w.logger.Warn("storage flush failed; rows kept for retry", "err", err)
-				}
-				cancel()
-			}
 		case <-t.C:
 			w.mu.Lock()
-			due := (len(w.evs) > 0 || len(w.fs) > 0) && time.Since(w.oldest) >= w.cfg.MaxInterval.D()
+			all = len(w.evs) > 0 && time.Since(w.oldest) >= w.cfg.MaxInterval.D() ||
+				len(w.fs) > 0 && time.Since(w.oldestF) >= w.cfg.MaxInterval.D()
+			findings = len(w.fs) > 0 && time.Since(w.oldestF) >= findingsDelay
 			w.mu.Unlock()
-			if due {
-				ctx, cancel := context.WithTimeout(context.Background(), 4*w.cfg.MaxInterval.D()+10*time.Second)
-				if err := w.Flush(ctx); err != nil {
-					w.logger.Warn("storage flush failed; rows kept for retry", "err", err)
-				}
-				cancel()
-			}
+		}
+		if !all && !findings {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 4*w.cfg.MaxInterval.D()+10*time.Second)
+		var err error
+		if all {
+			err = w.Flush(ctx)
+		} else {
+			err = w.flushFindings(ctx)
+		}
+		cancel()
+		if err != nil {
+			w.logger.Warn("storage flush failed; rows kept for retry", "err", err)
 		}
 	}
+}
+
+// findingsDelay is how long the loop lets findings gather before it
+// writes them on their own (an analyst looks a finding up, e.g. with
+// `auditwatch allow`, as soon as it is alerted); events wait for
+// MaxInterval, so their blocks stay large.
+const findingsDelay = 200 * time.Millisecond
+
+// flushFindings writes the buffered findings (not the events).
+func (w *Writer) flushFindings(ctx context.Context) error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	if len(w.pendEv) > 0 {
+		// a failed events block comes first
+		return w.writePending(ctx)
+	}
+	if len(w.pendF) == 0 {
+		w.mu.Lock()
+		m := min(len(w.fs), w.cfg.MaxRows)
+		w.pendF = append([]schema.Finding(nil), w.fs[:m]...)
+		w.fs = append(w.fs[:0:0], w.fs[m:]...)
+		if len(w.fs) > 0 {
+			w.oldestF = time.Now()
+		}
+		w.buffered.Set(float64(len(w.evs) + len(w.fs)))
+		w.mu.Unlock()
+	}
+	if len(w.pendF) == 0 {
+		return nil
+	}
+	return w.writePending(ctx)
 }
 
 // Add buffers events; when a block is full it is written before Add returns
@@ -150,7 +186,7 @@ func (w *Writer) Add(ctx context.Context, evs []schema.Event) error {
 		w.mu.Unlock()
 		return ErrWriterClosed
 	}
-	if len(w.evs) == 0 && len(w.fs) == 0 {
+	if len(w.evs) == 0 {
 		w.oldest = time.Now()
 	}
 	w.evs = append(w.evs, evs...)
@@ -172,8 +208,8 @@ func (w *Writer) AddFindings(ctx context.Context, fs []schema.Finding) error {
 		w.mu.Unlock()
 		return ErrWriterClosed
 	}
-	if len(w.evs) == 0 && len(w.fs) == 0 {
-		w.oldest = time.Now()
+	if len(w.fs) == 0 {
+		w.oldestF = time.Now()
 	}
 	w.fs = append(w.fs, fs...)
 	w.addedF += uint64(len(fs))
@@ -202,8 +238,11 @@ func (w *Writer) Flush(ctx context.Context) error {
 			m := min(len(w.fs), w.cfg.MaxRows)
 			w.pendF = append([]schema.Finding(nil), w.fs[:m]...)
 			w.fs = append(w.fs[:0:0], w.fs[m:]...)
-			if len(w.evs) > 0 || len(w.fs) > 0 {
+			if len(w.evs) > 0 {
 				w.oldest = time.Now()
+			}
+			if len(w.fs) > 0 {
+				w.oldestF = time.Now()
 			}
 			w.mu.Unlock()
 		}
@@ -305,8 +344,9 @@ func (w *Writer) written(evs []schema.Event, findings int) {
 // over this way and goes on detecting while they are written. done (may
 // be nil) runs once they, and every row added or submitted before them,
 // are stored; it runs on the writer's goroutine and must not block. The
-// writer's loop writes what is queued once it is MaxInterval old, or at
-// once when MaxRows are queued, in blocks of up to MaxRows: when storing
+// writer's loop writes the queued events once they are MaxInterval old,
+// or at once when MaxRows or 32 MiB of events are queued, in blocks of up
+// to MaxRows (findings after 200 ms, on their own): when storing
 // falls behind (a slow insert, merges), what queued meanwhile goes into
 // one larger block, which costs the store less per row. A failed block is
 // retried as the same block until it is written or the writer closes.
@@ -331,8 +371,11 @@ func (w *Writer) Submit(ctx context.Context, evs []schema.Event, fs []schema.Fin
 			return fmt.Errorf("storage queue full: %w", ctx.Err())
 		}
 	}
-	if len(w.evs) == 0 && len(w.fs) == 0 {
+	if len(w.evs) == 0 && len(evs) > 0 {
 		w.oldest = time.Now()
+	}
+	if len(w.fs) == 0 && len(fs) > 0 {
+		w.oldestF = time.Now()
 	}
 	w.evs = append(w.evs, evs...)
 	w.fs = append(w.fs, fs...)
@@ -340,7 +383,9 @@ func (w *Writer) Submit(ctx context.Context, evs []schema.Event, fs []schema.Fin
 	w.addedF += uint64(len(fs))
 	w.queuedBytes += eventsBytes(evs)
 	w.buffered.Set(float64(len(w.evs) + len(w.fs)))
-	full := len(w.evs) >= w.cfg.MaxRows || len(w.fs) >= w.cfg.MaxRows
+	// A quarter of the queue's bound is written at once, so the queue has
+	// room for what comes while it is written.
+	full := len(w.evs) >= w.cfg.MaxRows || len(w.fs) >= w.cfg.MaxRows || w.queuedBytes >= maxQueuedBytes/4
 	if done != nil {
 		if w.writtenEv >= w.addedEv && w.writtenF >= w.addedF {
 			w.mu.Unlock()

@@ -235,3 +235,50 @@ func TestWriterSubmitQueuesAndCoalesces(t *testing.T) {
 		t.Errorf("%d findings stored, want 3", g.fs)
 	}
 }
+
+// TestWriterFindingsDoNotWaitForEvents: queued findings are written on
+// their own within moments, while the queued events wait for MaxInterval
+// (or Close) to make one larger block.
+func TestWriterFindingsDoNotWaitForEvents(t *testing.T) {
+	g := &gated{gate: make(chan struct{})}
+	close(g.gate)
+	w, err := NewWriter(g, BatchConfig{MaxRows: 1000, MaxInterval: duration.Duration(time.Hour), RetryBackoff: duration.Duration(time.Millisecond)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	gen := chtest.NewGen(1, time.Now().Add(-time.Hour), time.Hour)
+	if err := w.Submit(ctx, gen.Events(10), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	acked := make(chan struct{})
+	if err := w.Submit(ctx, gen.Events(10), []schema.Finding{{ID: "f1"}, {ID: "f2"}}, func() { close(acked) }); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		g.mu.Lock()
+		fs, blocks := g.fs, len(g.blocks)
+		g.mu.Unlock()
+		if fs == 2 {
+			if blocks != 0 {
+				t.Errorf("%d event blocks written before MaxInterval", blocks)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("findings not written on their own")
+		}
+	}
+	select {
+	case <-acked:
+		t.Error("acknowledged before the events submitted with the findings were stored")
+	default:
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-acked
+	if len(g.blocks) != 1 || g.blocks[0] != 20 {
+		t.Errorf("event blocks %v, want one of 20", g.blocks)
+	}
+}

@@ -219,7 +219,9 @@ func (e *Embedded) revoke(h Handler, topic string) error {
 
 func (q *queue) take(batch []Record, en entry) []Record {
 	q.mu.Lock()
-	q.pending = append(q.pending, en)
+	// Only the offset and the acknowledgement are kept until the commit:
+	// holding the event would keep its batch in memory until then.
+	q.pending = append(q.pending, entry{rec: Record{Offset: en.rec.Offset}, ack: en.ack})
 	q.mu.Unlock()
 	return append(batch, en.rec)
 }

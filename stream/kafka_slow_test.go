@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -33,33 +35,8 @@ func TestKafkaSlowBrokerStillDelivers(t *testing.T) {
 	k := testKafka(t, brokers)
 	publishN(t, k, "events", "slow", records)
 
-	// Every fetch is answered 300 ms after it arrives (on top of any
-	// hold). The delays end, and the last ones finish, before the cluster
-	// closes (kfake leaves a control sleeping at Close behind).
-	var (
-		mu       sync.Mutex
-		slow     = true
-		sleeping sync.WaitGroup
-	)
-	t.Cleanup(func() {
-		mu.Lock()
-		slow = false
-		mu.Unlock()
-		sleeping.Wait()
-	})
-	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		mu.Lock()
-		if !slow {
-			mu.Unlock()
-			return nil, nil, false
-		}
-		sleeping.Add(1)
-		mu.Unlock()
-		defer sleeping.Done()
-		c.SleepControl(func() { time.Sleep(300 * time.Millisecond) })
-		return nil, nil, false
-	})
+	// Every fetch is answered 300 ms after it arrives (on top of any hold).
+	delayFetches(t, c, 300*time.Millisecond)
 
 	h := &gapHandler{offs: map[int][]int64{}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -189,4 +166,68 @@ func TestKafkaLagShowsAStalledReader(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The library behaviour behind TestKafkaSlowBrokerStillDelivers, on
+// kafka-go's Reader alone: with MaxWait 100 ms it asks the broker to hold a
+// fetch 75 ms and gives up reading the answer 100 ms after sending it. A
+// broker answering 300 ms late is never read: the reader reconnects and
+// asks for the same offset again and again, returns no message and no
+// error.
+func TestKafkaGoReaderDropsLateFetchAnswers(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "events"), kfake.ListenFn(loopbackListen))
+	if err != nil {
+		t.Fatalf("kfake cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	publishN(t, testKafka(t, brokers), "events", "late", 10)
+	delayFetches(t, c, 300*time.Millisecond)
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: "events", Partition: 0, MinBytes: 1, MaxBytes: 1 << 20,
+		MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	m, err := r.FetchMessage(ctx)
+	if err == nil {
+		t.Fatalf("kafka-go read offset %d through fetch answers 300 ms late with MaxWait 100 ms: the library changed, revisit readMaxWait", m.Offset)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("FetchMessage: %v, want only our deadline", err)
+	}
+	if st := r.Stats(); st.Dials < 2 {
+		t.Fatalf("reader dialled %d times in 3 s, want a reconnect after each late answer", st.Dials)
+	}
+}
+
+// delayFetches makes c answer every fetch d after it arrives (on top of any
+// hold) until the test ends; the delays end, and the last ones finish,
+// before the cluster closes (kfake leaves a control sleeping at Close
+// behind).
+func delayFetches(t *testing.T, c *kfake.Cluster, d time.Duration) {
+	var (
+		mu       sync.Mutex
+		slow     = true
+		sleeping sync.WaitGroup
+	)
+	t.Cleanup(func() {
+		mu.Lock()
+		slow = false
+		mu.Unlock()
+		sleeping.Wait()
+	})
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		if !slow {
+			mu.Unlock()
+			return nil, nil, false
+		}
+		sleeping.Add(1)
+		mu.Unlock()
+		defer sleeping.Done()
+		c.SleepControl(func() { time.Sleep(d) })
+		return nil, nil, false
+	})
 }
