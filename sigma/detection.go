@@ -58,6 +58,9 @@ type fieldMatcher struct {
 	// (nil: searched one by one); rest: the other patterns
 	multi *multiContains
 	rest  []*pattern
+	// anchored: every pattern is an equality, prefix or suffix (compared
+	// in place, matchAnchored), and the matcher takes any value
+	anchored bool
 }
 
 const (
@@ -507,6 +510,10 @@ func compileField(k, v *yaml.Node, opt Options) (*fieldMatcher, *perr) {
 func (fm *fieldMatcher) splitMulti() {
 	if fm.all {
 		return
+	}
+	fm.anchored = len(fm.pats) > 0
+	for _, p := range fm.pats {
+		fm.anchored = fm.anchored && p.op <= opSuffix
 	}
 	var lits []string
 	var rest []*pattern

@@ -65,6 +65,16 @@ func (fm *fieldMatcher) match(r *Record) bool {
 			return false
 		}
 		return fm.anyValue(r, func(s string) bool {
+			if fm.anchored {
+				// equality, prefix and suffix compare folding case in
+				// place: no lowercased copy, a length settles most
+				for _, p := range fm.pats {
+					if p.matchAnchored(s) {
+						return true
+					}
+				}
+				return false
+			}
 			if isASCII(s) {
 				// lowercased once for every pattern
 				ls := r.lower(s)
@@ -144,6 +154,11 @@ func (fm *fieldMatcher) match(r *Record) bool {
 		}
 		return fm.anyValue(r, func(s string) bool {
 			if fm.timeOf != timeNone {
+				if y, ok := leadingYear(s); ok && fm.timeOf == timeYear && !check(float64(y)) {
+					// every layout parseTime accepts starts with the
+					// year: no valid time with this one matches
+					return false
+				}
 				t, ok := parseTime(s)
 				if !ok {
 					return false
@@ -241,6 +256,23 @@ func parseTime(s string) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// leadingYear reads the four-digit year a time written as parseTime's
+// layouts write it starts with ("2026-…"), without parsing the rest.
+func leadingYear(s string) (int, bool) {
+	if len(s) < 5 || s[4] != '-' {
+		return 0, false
+	}
+	y := 0
+	for i := 0; i < 4; i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		y = y*10 + int(c-'0')
+	}
+	return y, true
 }
 
 func timePart(t time.Time, part int) int {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A lazy record (its text walked member by member) gives every path the
@@ -199,5 +200,109 @@ detection:
 	}
 	if counts[true] < 1000 || counts[false] < 1000 {
 		t.Errorf("matches %d, misses %d: the values exercise too little", counts[true], counts[false])
+	}
+}
+
+// TestLeadingYearShortcut: a year comparison settled from the leading
+// digits gives what parsing the whole time gives, for valid times in every
+// layout, invalid ones and other strings.
+func TestLeadingYearShortcut(t *testing.T) {
+	rules, probs := ParseFile("year.yml", []byte(`title: y
+logsource: {product: aws, service: cloudtrail}
+detection:
+  lt:
+    eventTime|year|lt: 2013
+  gte:
+    eventTime|year|gte: 2013
+  eq:
+    eventTime|year: 2012
+  condition: lt or gte or eq
+`), Options{})
+	if len(probs) > 0 {
+		t.Fatal(probs[0])
+	}
+	set, err := Build(rules, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	det := set.single[0].det
+	ref := map[string]func(int) bool{
+		"lt":  func(y int) bool { return y < 2013 },
+		"gte": func(y int) bool { return y >= 2013 },
+		"eq":  func(y int) bool { return y == 2012 },
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	var p Parser
+	n := map[bool]int{}
+	for k := 0; k < 5000; k++ {
+		y := 1990 + rng.IntN(50)
+		ts := time.Date(y, time.Month(1+rng.IntN(12)), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60), rng.IntN(1e9), time.FixedZone("", 3600*(rng.IntN(27)-13)))
+		s := ts.Format(timeLayouts[rng.IntN(len(timeLayouts))])
+		switch rng.IntN(5) {
+		case 0:
+			s = s[:rng.IntN(len(s)+1)] // cut short: mostly invalid
+		case 1:
+			s = fmt.Sprintf("%04d-13-40", y) // invalid month and day
+		case 2:
+			s = strings.Replace(s, "-", "/", 1)
+		}
+		rec, err := p.Parse([]byte(`{"eventName":"X","eventTime":"`+s+`"}`), "cloudtrail")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt, ok := parseTime(s)
+		for name, f := range ref {
+			want := ok && f(pt.Year())
+			if got := det.sels[name].eval(rec); got != want {
+				t.Fatalf("%s %q: %v, want %v", name, s, got, want)
+			}
+			n[want]++
+		}
+	}
+	if n[true] < 1000 || n[false] < 1000 {
+		t.Errorf("matches %d, misses %d", n[true], n[false])
+	}
+}
+
+// TestMatchAnchoredAgrees: equality, prefix and suffix compared in place
+// give what lowercasing the value first gives (ASCII values), and what
+// match gives (any value), cased or not, with ASCII and non-ASCII
+// literals and values (KELVIN SIGN, LONG S, dotted I among them).
+func TestMatchAnchoredAgrees(t *testing.T) {
+	alphabet := []string{"a", "B", "k", "K", "s", "S", "i", "I", "\u212a", "\u017f", "\u0130", "ö", "Ö", "-", "1"}
+	rng := rand.New(rand.NewPCG(9, 10))
+	word := func(n int) string {
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		return b.String()
+	}
+	n := map[bool]int{}
+	for k := 0; k < 3000; k++ {
+		lit := word(rng.IntN(4))
+		src := []string{lit, lit + "*", "*" + lit}[rng.IntN(3)]
+		p := compilePattern(src, rng.IntN(2) == 0)
+		if p.op > opSuffix {
+			continue
+		}
+		for j := 0; j < 20; j++ {
+			s := word(rng.IntN(6))
+			if rng.IntN(3) == 0 {
+				s = lit + s
+			}
+			want := p.match(s)
+			if isASCII(s) {
+				var r Record
+				want = p.matchASCII(s, r.lower(s))
+			}
+			if got := p.matchAnchored(s); got != want {
+				t.Fatalf("pattern %q (cased %v, op %d) on %q: %v, want %v", src, p.cased, p.op, s, got, want)
+			}
+			n[want]++
+		}
+	}
+	if n[true] < 1000 || n[false] < 1000 {
+		t.Errorf("matches %d, misses %d", n[true], n[false])
 	}
 }

@@ -21,6 +21,8 @@ type pattern struct {
 	op    int
 	lit   string // the literal for the simple ops (lowercased unless cased)
 	cased bool
+	// asciiLit: lit is ASCII
+	asciiLit bool
 	// glob: tokens; a token is a literal, or "*" / "?" with wild set
 	toks []tok
 }
@@ -69,6 +71,7 @@ func compilePattern(src string, cased bool) *pattern {
 		}
 	}
 	p := &pattern{cased: cased, op: opGlob, toks: toks}
+	defer func() { p.asciiLit = isASCII(p.lit) }()
 	lit := func(t tok) bool { return !t.star && !t.one }
 	switch {
 	case len(toks) == 0:
@@ -272,4 +275,35 @@ func (m *multiContains) in(s string) bool {
 		}
 	}
 	return false
+}
+
+// matchAnchored is match for the anchored ops (equal, prefix, suffix) on
+// any value: an ASCII literal is compared with the value's bytes folding
+// ASCII case, which is what lowercasing gives when the value is ASCII; a
+// value that is not, or a literal that is not, takes match.
+func (p *pattern) matchAnchored(s string) bool {
+	if !isASCII(s) || !p.asciiLit {
+		return p.match(s)
+	}
+	lit := p.lit
+	switch p.op {
+	case opEqual:
+		if len(s) != len(lit) {
+			return false
+		}
+	case opPrefix:
+		if len(s) < len(lit) {
+			return false
+		}
+		s = s[:len(lit)]
+	case opSuffix:
+		if len(s) < len(lit) {
+			return false
+		}
+		s = s[len(s)-len(lit):]
+	}
+	if p.cased {
+		return s == lit
+	}
+	return hasPrefixFold(s, lit)
 }

@@ -36,6 +36,10 @@ type Config struct {
 	// message a second per channel; beyond them it answers 429 with
 	// Retry-After, which the retries honour).
 	Burst int `yaml:"burst"`
+	// MaxBatch is how many queued updates of one incident one thread reply
+	// may carry when the rate limit is behind the findings (bot mode;
+	// default 10, 1 posts each update on its own).
+	MaxBatch int `yaml:"max_batch"`
 	// UpdateParent edits the thread's first message with the running count
 	// when a repeat is posted (ModeBot).
 	UpdateParent *bool `yaml:"update_parent"`
@@ -56,6 +60,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Burst == 0 {
 		c.Burst = 10
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 10
 	}
 	if c.UpdateParent == nil {
 		t := true
@@ -104,6 +111,9 @@ func (c Config) Validate(path string) error {
 	}
 	if c.MinInterval < 0 {
 		bad("min_interval", "must not be negative, got %s", c.MinInterval)
+	}
+	if c.MaxBatch < 0 || c.MaxBatch > 20 {
+		bad("max_batch", "must be between 1 and 20, got %d", c.MaxBatch)
 	}
 	if c.Burst < 0 || c.Burst > 1000 {
 		bad("burst", "must be between 1 and 1000, got %d", c.Burst)

@@ -416,17 +416,14 @@ func (n *Notifier) scan(ctx context.Context, threadTS string, at time.Time, what
 }
 
 // MaxBatch is how many queued updates of one incident the worker may hand
-// to NotifyBatch at once: 10 in bot mode, 0 (no batches) with a webhook,
-// which cannot look messages up.
+// to NotifyBatch at once: max_batch (10) in bot mode, 0 (no batches) with
+// a webhook, which cannot look messages up.
 func (n *Notifier) MaxBatch() int {
 	if n.cfg.Mode != ModeBot {
 		return 0
 	}
-	return maxBatch
+	return n.cfg.MaxBatch
 }
-
-// maxBatch bounds the updates one batched reply carries.
-const maxBatch = 10
 
 // NotifyBatch posts several queued updates of one incident as one thread
 // reply (one attempt), when Slack's one post a second per channel is

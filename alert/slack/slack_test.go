@@ -317,12 +317,13 @@ func TestRunbook(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := Config{Mode: "carrier-pigeon", APIURL: "ftp://x", MinInterval: -1, MaxFieldChars: 5}
+	c := Config{Mode: "carrier-pigeon", APIURL: "ftp://x", MinInterval: -1, MaxFieldChars: 5, MaxBatch: 50}
 	err := c.Validate("alerts.outputs[0].slack")
 	if err == nil {
 		t.Fatal("Validate accepted a bad config")
 	}
-	for _, want := range []string{"alerts.outputs[0].slack.mode", "alerts.outputs[0].slack.api_url", "alerts.outputs[0].slack.min_interval", "alerts.outputs[0].slack.max_field_chars"} {
+	for _, want := range []string{"alerts.outputs[0].slack.mode", "alerts.outputs[0].slack.api_url", "alerts.outputs[0].slack.min_interval",
+		"alerts.outputs[0].slack.max_field_chars", "alerts.outputs[0].slack.max_batch"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error lacks %s: %v", want, err)
 		}

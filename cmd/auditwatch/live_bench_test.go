@@ -67,6 +67,12 @@ func benchAppendToOutput(b *testing.B, bin string, rate, seconds int) {
 	anomalies := max(seconds/3, 2)
 	in := loadLiveInput(b, work, true, []string{"--events", strconv.Itoa(events), "--anomaly-count", strconv.Itoa(anomalies)}, 0)
 	rs := syslogtest.Start(b)
+	// Comparison only: AUDITWATCH_BENCH_SLACK_BATCH=1 posts every update
+	// on its own (the shipped max_batch is 10).
+	slackExtra := ""
+	if v := os.Getenv("AUDITWATCH_BENCH_SLACK_BATCH"); v != "" {
+		slackExtra = ", max_batch: " + v
+	}
 	const token = "xoxb-bench"
 	srv := slacktest.New(token)
 	defer srv.Close()
@@ -75,12 +81,12 @@ func benchAppendToOutput(b *testing.B, bin string, rate, seconds int) {
   outputs:
     - name: slack
       type: slack
-      slack: {mode: bot, token: {env: AW_BENCH_SLACK_TOKEN}, channel: %s, api_url: %q}
+      slack: {mode: bot, token: {env: AW_BENCH_SLACK_TOKEN}, channel: %s, api_url: %q%s}
     - name: siem
       type: syslog
       syslog: {address: %q}
   default_outputs: [slack, siem]
-`, slacktest.ChannelID, srv.APIURL(), rs.TCPAddr)
+`, slacktest.ChannelID, srv.APIURL(), slackExtra, rs.TCPAddr)
 	cfgPath, metrics := writeExampleConfig(b, work, outputs)
 	if os.Getenv("AUDITWATCH_BENCH_NO_STORAGE") != "" {
 		// Diagnosis only: the same run without the embedded store, to see
@@ -103,6 +109,22 @@ func benchAppendToOutput(b *testing.B, bin string, rate, seconds int) {
 		out := bytes.Replace(raw, []byte("checkpoint_interval: 3s"), []byte("checkpoint_interval: "+v), 1)
 		if bytes.Equal(out, raw) {
 			b.Fatal("AUDITWATCH_BENCH_CHECKPOINT: the config has no checkpoint_interval: 3s to replace")
+		}
+		if err := os.WriteFile(cfgPath, out, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if v := os.Getenv("AUDITWATCH_BENCH_STORE_INTERVAL"); v != "" {
+		// Comparison only: the same run with another
+		// storage.batch.max_interval (how long the writer gathers events
+		// into one block; docs/PERFORMANCE.md).
+		raw, err := os.ReadFile(cfgPath)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := bytes.Replace(raw, []byte("  backend: chdb\n"), []byte("  backend: chdb\n  batch: {max_interval: "+v+"}\n"), 1)
+		if bytes.Equal(out, raw) {
+			b.Fatal("AUDITWATCH_BENCH_STORE_INTERVAL: the config has no chdb storage to set it on")
 		}
 		if err := os.WriteFile(cfgPath, out, 0o644); err != nil {
 			b.Fatal(err)
