@@ -21,6 +21,10 @@ type scope struct {
 	// paths and resources are rules[i].Paths and .Resources, compiled
 	paths, resources []globList
 	mounts           []mountClass
+	// arns remembers the canonical names of Secrets Manager ARNs
+	// (resname.Key builds a new string for each suffixed ARN); bounded,
+	// cleared when full
+	arns map[string]string
 	// byAction remembers, per action, the rules whose actions match it
 	// (bounded: actions come from the log).
 	byAction map[string][]int
@@ -126,6 +130,23 @@ func (s *scope) rulesFor(action string) []int {
 	return idx
 }
 
+// canonical is CanonicalResource, remembering the names of Secrets
+// Manager ARNs (which depend on the ARN alone).
+func (s *scope) canonical(ev *schema.Event) string {
+	if ev.Source != schema.SourceCloudTrail || !strings.HasPrefix(ev.Resource, "arn:") || !strings.HasPrefix(ev.Action, "secretsmanager:") {
+		return CanonicalResource(ev)
+	}
+	if k, ok := s.arns[ev.Resource]; ok {
+		return k
+	}
+	k := CanonicalResource(ev)
+	if s.arns == nil || len(s.arns) >= globMemoMax {
+		s.arns = make(map[string]string)
+	}
+	s.arns[ev.Resource] = k
+	return k
+}
+
 // match returns the canonical resource and whether ev is in scope.
 func (s *scope) match(ev *schema.Event) (string, bool) {
 	if ServiceInvoked(ev) {
@@ -155,7 +176,7 @@ func (s *scope) match(ev *schema.Event) (string, bool) {
 			continue
 		}
 		if !resDone {
-			res, resDone = CanonicalResource(ev), true
+			res, resDone = s.canonical(ev), true
 		}
 		if len(r.Resources) > 0 && !s.globs(s.resources, i, r.Resources, res) {
 			continue

@@ -96,3 +96,25 @@ func TestCompiledGlobs(t *testing.T) {
 		}
 	}
 }
+
+// TestCanonicalMemo: the scope's remembered names equal CanonicalResource
+// for ARNs, names and other actions, asked twice.
+func TestCanonicalMemo(t *testing.T) {
+	s := newScope(DefaultScope(), DefaultVaultMounts())
+	evs := []schema.Event{
+		{Source: schema.SourceCloudTrail, Action: "secretsmanager:GetSecretValue", Resource: "arn:aws:secretsmanager:us-east-1:1:secret:prod/db-AbCdEf", Region: "us-east-1", Account: "1"},
+		{Source: schema.SourceCloudTrail, Action: "secretsmanager:GetSecretValue", Resource: "arn:aws:secretsmanager:us-east-1:1:secret:prod/db", Region: "us-east-1", Account: "1"},
+		{Source: schema.SourceCloudTrail, Action: "secretsmanager:GetSecretValue", Resource: "prod/db", Region: "eu-west-1", Account: "2"},
+		{Source: schema.SourceCloudTrail, Action: "secretsmanager:GetSecretValue", Resource: "prod/db", Region: "us-east-1", Account: "1"},
+		{Source: schema.SourceCloudTrail, Action: "kms:Decrypt", Resource: "arn:aws:kms:us-east-1:1:key/abc"},
+		{Source: schema.SourceCloudTrail, Action: "kms:Decrypt", Resource: "arn:aws:secretsmanager:us-east-1:1:secret:prod/db-AbCdEf"},
+		vaultAt("read", "secret/data/app/db", "secret/", "kv"),
+	}
+	for round := 0; round < 2; round++ {
+		for i := range evs {
+			if got, want := s.canonical(&evs[i]), CanonicalResource(&evs[i]); got != want {
+				t.Errorf("round %d, %s %s: %q, want %q", round, evs[i].Action, evs[i].Resource, got, want)
+			}
+		}
+	}
+}

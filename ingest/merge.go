@@ -76,9 +76,11 @@ type Merger struct {
 }
 
 type mergeHead struct {
-	t   int64
-	ev  schema.Event
-	in  int
+	t  int64
+	in int
+	// ev is the input's next event, held in place (an event is large:
+	// the heap moves this pointer, not the event)
+	ev  *schema.Event
 	src Source
 }
 
@@ -120,16 +122,32 @@ func (m *Merger) Next() (schema.Event, int, error) {
 				return schema.Event{}, i, err
 			}
 			m.live++
-			m.pull(i, src)
+			m.pull(i, src, new(schema.Event))
 			continue
 		}
 		if len(m.heads) == 0 {
 			return schema.Event{}, -1, io.EOF
 		}
 		h := m.popHead()
-		m.pull(h.in, h.src)
-		return h.ev, h.in, nil
+		ev := *h.ev
+		m.pull(h.in, h.src, h.ev)
+		return ev, h.in, nil
 	}
+}
+
+// NextInto is Next writing the event into *dst, without the copies
+// returning it by value takes.
+func (m *Merger) NextInto(dst *schema.Event) (int, error) {
+	if len(m.queue) > 0 || m.live < m.window && m.next < m.n || len(m.heads) == 0 {
+		// an error, an input to open or the end: Next's way
+		ev, in, err := m.Next()
+		*dst = ev
+		return in, err
+	}
+	h := m.popHead()
+	*dst = *h.ev
+	m.pull(h.in, h.src, h.ev)
+	return h.in, nil
 }
 
 // Ended returns the inputs that have ended since the last call: every
@@ -143,11 +161,12 @@ func (m *Merger) Ended() []int {
 // pull reads input i's next event into the heap, queueing the record
 // errors before it; at its end the input is closed (if it is an
 // io.Closer) and reported by Ended.
-func (m *Merger) pull(i int, src Source) {
+func (m *Merger) pull(i int, src Source, slot *schema.Event) {
 	for {
-		ev, err := src.Next()
+		var err error
+		*slot, err = src.Next()
 		if err == nil {
-			m.pushHead(mergeHead{t: ev.Time.UnixNano(), ev: ev, in: i, src: src})
+			m.pushHead(mergeHead{t: slot.Time.UnixNano(), ev: slot, in: i, src: src})
 			return
 		}
 		var re *RecordError

@@ -64,45 +64,55 @@ func TestMergerOrdersByEventTime(t *testing.T) {
 		{"no inputs", nil, 0, "", 0},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var open, peak int
-			var closed []int
-			m := NewMerger(len(c.inputs), c.window, func(i int) (Source, error) {
-				open++
-				peak = max(peak, open)
-				return &sliceSource{evs: c.inputs[i], open: &open, peak: &peak, closed: &closed, n: i}, nil
+		for _, into := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/into=%v", c.name, into), func(t *testing.T) {
+				var open, peak int
+				var closed []int
+				m := NewMerger(len(c.inputs), c.window, func(i int) (Source, error) {
+					open++
+					peak = max(peak, open)
+					return &sliceSource{evs: c.inputs[i], open: &open, peak: &peak, closed: &closed, n: i}, nil
+				})
+				var got []string
+				var ended []int
+				for {
+					var ev schema.Event
+					var in int
+					var err error
+					if into {
+						ev.ID = "stale" // NextInto overwrites what is there
+						in, err = m.NextInto(&ev)
+					} else {
+						ev, in, err = m.Next()
+					}
+					ended = append(ended, m.Ended()...)
+					if err == io.EOF {
+						break
+					}
+					var re *RecordError
+					if errors.As(err, &re) {
+						got = append(got, fmt.Sprintf("!%d", in))
+						continue
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !strings.HasPrefix(ev.ID, string(rune('a'+in))) {
+						t.Errorf("event %s reported from input %d", ev.ID, in)
+					}
+					got = append(got, ev.ID)
+				}
+				if s := strings.Join(got, " "); s != c.want {
+					t.Errorf("merged %q, want %q", s, c.want)
+				}
+				if peak != c.peak {
+					t.Errorf("%d inputs open at once, want %d", peak, c.peak)
+				}
+				if open != 0 || len(closed) != len(c.inputs) || len(ended) != len(c.inputs) {
+					t.Errorf("%d still open, %d closed, %d ended of %d", open, len(closed), len(ended), len(c.inputs))
+				}
 			})
-			var got []string
-			var ended []int
-			for {
-				ev, in, err := m.Next()
-				ended = append(ended, m.Ended()...)
-				if err == io.EOF {
-					break
-				}
-				var re *RecordError
-				if errors.As(err, &re) {
-					got = append(got, fmt.Sprintf("!%d", in))
-					continue
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !strings.HasPrefix(ev.ID, string(rune('a'+in))) {
-					t.Errorf("event %s reported from input %d", ev.ID, in)
-				}
-				got = append(got, ev.ID)
-			}
-			if s := strings.Join(got, " "); s != c.want {
-				t.Errorf("merged %q, want %q", s, c.want)
-			}
-			if peak != c.peak {
-				t.Errorf("%d inputs open at once, want %d", peak, c.peak)
-			}
-			if open != 0 || len(closed) != len(c.inputs) || len(ended) != len(c.inputs) {
-				t.Errorf("%d still open, %d closed, %d ended of %d", open, len(closed), len(ended), len(c.inputs))
-			}
-		})
+		}
 	}
 }
 

@@ -442,8 +442,20 @@ func readMerged(ctx context.Context, inputs []string, opts ingest.Options, pos m
 		for _, i := range ended {
 			batch = append(batch, mergedItem{name: todo[i], done: true})
 		}
-		ev, i, err := m.Next()
+		// the event is read straight into its place in the batch (an
+		// event is large; copies of it were a tenth of replay's cost)
+		if len(batch) < cap(batch) {
+			batch = batch[:len(batch)+1]
+		} else {
+			batch = append(batch, mergedItem{})
+		}
+		it := &batch[len(batch)-1]
+		i, err := m.NextInto(&it.ev)
 		ended = append(ended[:0], m.Ended()...)
+		if err != nil {
+			*it = mergedItem{}
+			batch = batch[:len(batch)-1]
+		}
 		if err == io.EOF {
 			break
 		}
@@ -458,7 +470,7 @@ func readMerged(ctx context.Context, inputs []string, opts ingest.Options, pos m
 			}
 			return err
 		}
-		batch = append(batch, mergedItem{name: todo[i], ev: ev})
+		it.name, it.done = todo[i], false
 		if len(batch) >= mergedBatch {
 			if err := send(); err != nil {
 				return err

@@ -182,6 +182,9 @@ func (s *Scanner) TakeLine() Record {
 	start, end := s.pos, s.lineEnd
 	s.lineEnd = -1
 	s.countLines(start)
+	// the line holds no newline (PeekLineDeep ended it at the first):
+	// the next count starts after it
+	s.linePos = end
 	s.num++
 	s.pos = end
 	return Record{Data: s.buf[start:end], Kind: KindValue, Offset: s.base + int64(start), End: s.base + int64(end), Line: s.line, Num: s.num}
