@@ -435,8 +435,10 @@ func readMerged(ctx context.Context, inputs []string, opts ingest.Options, pos m
 	}
 	var ended []int
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
+		if len(batch)%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
 		// inputs whose last event was handed over are done
 		for _, i := range ended {

@@ -49,7 +49,7 @@ func (p *Pairer) Add(en Entry, offset int64, out []schema.Event) []schema.Event 
 			prev := p.noID
 			p.noID = nil
 			if en.Response && prev.en.KMIP == en.KMIP && prev.en.Event.ID == en.Event.ID {
-				return append(out, Merge(prev.en, en))
+				return append(out, Merge(&prev.en, &en))
 			}
 			p.Unpaired++
 			out = append(out, prev.en.Event)
@@ -92,7 +92,7 @@ func (p *Pairer) Add(en Entry, offset int64, out []schema.Event) []schema.Event 
 	if req, ok := p.byID[id]; ok {
 		req.done = true
 		delete(p.byID, id)
-		out = append(out, Merge(req.en, en))
+		out = append(out, Merge(&req.en, &en))
 		p.trim() // may recycle req
 		return out
 	}
@@ -193,7 +193,7 @@ func (p *Pairer) Flush(out []schema.Event) []schema.Event {
 // Merge makes one event of a request entry and its response entry: the
 // response's view (outcome, identity of a login) at the request's time,
 // with anything only the request entry carried filled in.
-func Merge(req, resp Entry) schema.Event {
+func Merge(req, resp *Entry) schema.Event {
 	ev := resp.Event
 	r := &req.Event
 	ev.Time = r.Time
