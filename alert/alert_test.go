@@ -1005,6 +1005,43 @@ func (h *hungEvents) SendEvents(ctx context.Context, evs []schema.Event) error {
 
 func (h *hungEvents) count() int { return int(h.n.Load()) }
 
+// incidentFinding is revision rev of finding id in incident key.
+func incidentFinding(id, key string, rev int) schema.Finding {
+	f := finding(id, schema.DetectorAuthFailureSpike, schema.SeverityHigh, "u", "r")
+	f.DedupeKey, f.Revision = key, rev
+	return f
+}
+
+// queueBehindHeld writes incident A's first alert a-0, waits until the
+// output holds it (inFlight closes), queues A's updates a-1…a-4, B's
+// first alert and update and a-5 behind it, releases the output (closes
+// hold) and waits until every queue is drained. It returns every finding
+// written.
+func queueBehindHeld(t *testing.T, r *Router, inFlight, hold chan struct{}) []schema.Finding {
+	t.Helper()
+	ctx := context.Background()
+	all := []schema.Finding{incidentFinding("a-0", "A", 0)}
+	if err := r.WriteFindings(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inFlight:
+	case <-time.After(10 * time.Second): // a guard only
+		t.Fatal("a-0 never reached the output")
+	}
+	var later []schema.Finding
+	for i := 1; i <= 4; i++ {
+		later = append(later, incidentFinding(fmt.Sprintf("a-%d", i), "A", i))
+	}
+	later = append(later, incidentFinding("b-0", "B", 0), incidentFinding("b-1", "B", 1), incidentFinding("a-5", "A", 5))
+	if err := r.WriteFindings(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	waitDrained(t, r)
+	return append(all, later...)
+}
+
 // TestNewIncidentGoesAheadOfUpdates: while an output is busy, a new
 // incident's first alert queued behind another incident's updates is
 // delivered before them; each incident's updates keep their order and
@@ -1025,31 +1062,7 @@ func TestNewIncidentGoesAheadOfUpdates(t *testing.T) {
 		return nil
 	}}
 	r, _ := newTestRouter(t, cfg, notify.RealClock{}, map[string]*recorder{"a": a, "b": {}, "c": {}})
-	inc := func(id, key string, rev int) schema.Finding {
-		f := finding(id, schema.DetectorAuthFailureSpike, schema.SeverityHigh, "u", "r")
-		f.DedupeKey, f.Revision = key, rev
-		return f
-	}
-	ctx := context.Background()
-	if err := r.WriteFindings(ctx, []schema.Finding{inc("a-0", "A", 0)}); err != nil {
-		t.Fatal(err)
-	}
-	// a-0 is in flight (held); A's updates and then B's first alert queue.
-	select {
-	case <-inFlight:
-	case <-time.After(10 * time.Second): // a guard only
-		t.Fatal("a-0 never reached the output")
-	}
-	var later []schema.Finding
-	for i := 1; i <= 4; i++ {
-		later = append(later, inc(fmt.Sprintf("a-%d", i), "A", i))
-	}
-	later = append(later, inc("b-0", "B", 0), inc("b-1", "B", 1), inc("a-5", "A", 5))
-	if err := r.WriteFindings(ctx, later); err != nil {
-		t.Fatal(err)
-	}
-	close(hold)
-	waitDrained(t, r)
+	queueBehindHeld(t, r, inFlight, hold)
 	got := strings.Join(a.ids(), " ")
 	if want := "a-0 b-0 a-1 a-2 a-3 a-4 b-1 a-5"; got != want {
 		t.Errorf("delivery order %q, want %q (B's first alert ahead of A's updates)", got, want)
@@ -1154,12 +1167,15 @@ func (b *batchRecorder) NotifyBatch(_ context.Context, as []notify.Alert) error 
 func TestQueuedUpdatesOfOneIncidentShareAMessage(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DefaultOutputs = []string{"a"}
-	hold := make(chan struct{})
+	hold, inFlight := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	a := &batchRecorder{}
 	a.fail = func(al notify.Alert) error {
 		if al.Finding.ID == "a-0" {
-			once.Do(func() { <-hold })
+			once.Do(func() {
+				close(inFlight)
+				<-hold
+			})
 		}
 		return nil
 	}
@@ -1168,26 +1184,7 @@ func TestQueuedUpdatesOfOneIncidentShareAMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Close() })
-	inc := func(id, key string, rev int) schema.Finding {
-		f := finding(id, schema.DetectorAuthFailureSpike, schema.SeverityHigh, "u", "r")
-		f.DedupeKey, f.Revision = key, rev
-		return f
-	}
-	ctx := context.Background()
-	if err := r.WriteFindings(ctx, []schema.Finding{inc("a-0", "A", 0)}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond) // a-0 in flight (held)
-	var later []schema.Finding
-	for i := 1; i <= 4; i++ {
-		later = append(later, inc(fmt.Sprintf("a-%d", i), "A", i))
-	}
-	later = append(later, inc("b-0", "B", 0), inc("b-1", "B", 1), inc("a-5", "A", 5))
-	if err := r.WriteFindings(ctx, later); err != nil {
-		t.Fatal(err)
-	}
-	close(hold)
-	waitDrained(t, r)
+	all := queueBehindHeld(t, r, inFlight, hold)
 	a.mu.Lock()
 	calls := fmt.Sprint(a.calls)
 	a.mu.Unlock()
@@ -1195,7 +1192,7 @@ func TestQueuedUpdatesOfOneIncidentShareAMessage(t *testing.T) {
 		t.Errorf("calls %s, want %s (A's queued updates in one message, B's first alert ahead)", calls, want)
 	}
 	// A replay of every finding: the ledger has each revision.
-	if err := r.WriteFindings(ctx, append([]schema.Finding{inc("a-0", "A", 0)}, later...)); err != nil {
+	if err := r.WriteFindings(context.Background(), all); err != nil {
 		t.Fatal(err)
 	}
 	waitDrained(t, r)

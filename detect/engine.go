@@ -119,12 +119,13 @@ type Stats struct {
 	// principals evicted from memory while still learning.
 	StateBytes        int64
 	LearningEvictions uint64
-	// OneOffDropped: unsaved entries of keys used only once, dropped when
-	// evicted under memory pressure instead of written (see table).
+	// OneOffDropped: unsaved entries of new keys (principals not saved
+	// before their event, or none) dropped when evicted before a
+	// checkpoint admitted them (see table).
 	OneOffDropped uint64
-	// Held: unsaved entries of keys used once that checkpoints have not
-	// written yet (a flood's; see table.flush). A crash loses them: the
-	// key's next event is taken for its first.
+	// Held: unsaved entries of new keys that checkpoints have not written
+	// yet (a flood's; see table.flush). A crash loses them: such a
+	// principal's next event is taken for its first.
 	Held         int
 	Findings     map[string]uint64
 	Suppressed   uint64 // privileged use inside a maintenance window
@@ -145,11 +146,11 @@ type TableStats struct {
 	// Expired counts saved entries deleted after idling past their
 	// retention (forget_after, cool-downs): disk stays bounded too.
 	Expired uint64
-	// OneOffDropped counts unsaved entries of keys used once, dropped when
-	// evicted under memory pressure.
+	// OneOffDropped counts unsaved entries of new keys dropped when
+	// evicted before a checkpoint admitted them.
 	OneOffDropped uint64
-	// Held counts unsaved entries of keys used once that checkpoints have
-	// not written yet.
+	// Held counts unsaved entries of new keys that checkpoints have not
+	// written yet.
 	Held int
 }
 

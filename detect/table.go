@@ -159,11 +159,12 @@ type memBudget struct {
 	// learning (their baseline will be reloaded from the store, but a
 	// flood is crowding out new principals).
 	learningEvictions uint64
-	// oneOffDropped: unsaved entries of keys used once, evicted under
-	// memory pressure and not written to the store (admission).
+	// oneOffDropped: unproven entries evicted before a checkpoint
+	// admitted them, not written to the store (admission).
 	oneOffDropped uint64
-	// known: the principal of the event being evaluated was known before
-	// it (in memory or in the store). Entries created for it are admitted
+	// known: the principal of the event being evaluated was saved before
+	// it (proven: in the store or admitted, or from the history). Entries
+	// created for it are admitted
 	// at once: a long-lived principal's new pair, group or counter is
 	// part of an established baseline, and dropping it under a flood
 	// would change its findings (a pair reported again, a group split).
@@ -219,16 +220,17 @@ func (m *memBudget) ownerBack(owner uint64) bool {
 // counted, and so is every spilled entry dropped because the spill
 // exceeded twice its byte budget before a checkpoint.
 //
-// Admission (TinyLFU's doorkeeper, with the store as the ghost list):
-// while a table is at its share, an entry created and never used again is
-// not written to the store: evicted, its state is dropped (counted in
-// OneOffDropped); at a checkpoint it stays unsaved in memory. A flood of
-// one-off keys so costs memory churn, not a store write per key. Entries
-// created for a principal known before the event (memBudget.known) are
-// admitted at once, so an established principal's state is never dropped
-// and its findings do not depend on a flood. The price, only under
-// pressure and only for keys of unknown principals (or none): such a key
-// that returns later starts afresh (a new principal relearns).
+// Admission (with the store as the ghost list): entries created for a
+// principal saved before the event (memBudget.known) are admitted at
+// once, so an established principal's state is never dropped and its
+// findings do not depend on a flood. Other entries (new principals, or
+// none) are written at most unprovenWrites per table and checkpoint, a
+// principal with its entries (see flush); the rest stay unsaved in
+// memory and are dropped when evicted (counted in OneOffDropped). A flood
+// of new keys, used once or more, so costs memory churn, not a store
+// write per key. The price, only under a flood and only for such keys: a
+// key that returns after its eviction starts afresh (a new principal
+// relearns), and a crash loses what was held.
 type table[V any] struct {
 	space    string
 	max      int
@@ -610,9 +612,9 @@ func (t *table[V]) evict() {
 	}
 	if n.dirty {
 		if !n.proven {
-			// Admission: under memory pressure a key used once (a flood
-			// of one-off principals, addresses, resources) is not worth a
-			// store write; its state is dropped and counted.
+			// Admission: an entry no checkpoint admitted (a flood's
+			// principals, addresses, resources) is not worth a store
+			// write; its state is dropped and counted.
 			t.oneOffDropped++
 			t.mem.oneOffDropped++
 			if t.hooks != nil {
@@ -670,12 +672,28 @@ func (t *table[V]) dropSpill(k key, b []byte) {
 // are saved together, never a principal without the pairs it had.
 const unprovenWrites = 1_024
 
+// pressuredWrites replaces unprovenWrites while the table is at its share
+// (see pressured): a sustained flood keeps it there, and writing 1,024
+// new keys per table and checkpoint grew the store by hundreds of MiB
+// over 10M events (its mapped pages in RSS, its commits in CPU). New
+// principals of normal traffic come far slower than that.
+const pressuredWrites = 64
+
+// pressured reports that the table is at its byte share or entry bound
+// (evicting).
+func (t *table[V]) pressured() bool {
+	return t.bytes >= t.limit-t.limit/16 || len(t.m) >= t.max-t.max/16
+}
+
 // flush queues every dirty and spilled entry into b, except unproven
 // entries beyond unprovenWrites. Dirty flags are cleared only by
 // committed, so a failed commit loses nothing.
 func (t *table[V]) flush(b *state.Batch) error {
 	t.remeasure()
-	allow := unprovenWrites
+	allow, pressured := unprovenWrites, t.pressured()
+	if pressured {
+		allow = pressuredWrites
+	}
 	put := func(k key, n *node[V]) error {
 		v, err := t.codec.encode(&n.v)
 		if err != nil {
@@ -722,8 +740,11 @@ func (t *table[V]) flush(b *state.Batch) error {
 	}
 	t.dirty = written
 	// Held entries whose principal is admitted now, and, the flood over
-	// (or never begun), the oldest others.
-	if t.held > 0 && (allow > 0 || len(t.mem.promoted) > 0) {
+	// (or never begun), the oldest others. A walk visits the whole table:
+	// not at every checkpoint of a flood that keeps the table full (an
+	// admitted principal's entries of this interval were written above;
+	// older ones wait for the flood to pass).
+	if t.held > 0 && (allow > 0 || len(t.mem.promoted) > 0 && !pressured) {
 		for _, l := range []*list[V]{&t.prob, &t.protect} {
 			for n := l.tail; n != nil && t.held > 0; n = n.prev {
 				if !n.dirty || n.listed || n.proven || !admit(n) {
@@ -877,7 +898,11 @@ func (t *table[V]) heldCount() int { return t.held }
 // pendingWrites approximates the entries the next checkpoint writes: dirty
 // and spilled ones, less the unproven entries a flush holds back.
 func (t *table[V]) pendingWrites() int {
-	return len(t.dirty) + len(t.spill) - t.unprovenListed + min(t.unprovenListed, unprovenWrites)
+	allow := unprovenWrites
+	if t.pressured() {
+		allow = pressuredWrites
+	}
+	return len(t.dirty) + len(t.spill) - t.unprovenListed + min(t.unprovenListed, allow)
 }
 
 // bloom is a Bloom filter over table keys (already uniform keyed hashes:

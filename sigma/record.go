@@ -30,7 +30,10 @@ type Record struct {
 	lbuf []byte // scratch for lowercased values
 	// found: paths resolved in a lazy record
 	found []foundPath
-	time  time.Time
+	// objs, objMembers: objects read member by member (rawGet)
+	objs       []objScan
+	objMembers []objMember
+	time       time.Time
 	// timeDone: time was read
 	timeDone bool
 }
@@ -129,7 +132,7 @@ func (p *Parser) parseLazy(b []byte, source string) (*Record, bool) {
 		return nil, false
 	}
 	r := &p.rec
-	*r = Record{raw: b, tops: p.tops, buf: r.buf[:0], lbuf: r.lbuf[:0], found: r.found[:0], p: p, scan: jsonx.SkipWS(b, i+1)}
+	*r = Record{raw: b, tops: p.tops, buf: r.buf[:0], lbuf: r.lbuf[:0], found: r.found[:0], objs: r.objs[:0], objMembers: r.objMembers[:0], p: p, scan: jsonx.SkipWS(b, i+1)}
 	if r.scan < len(b) && b[r.scan] == '}' {
 		if jsonx.SkipWS(b, r.scan+1) != len(b) {
 			return nil, false
@@ -465,23 +468,86 @@ func (r *Record) rawVisit(i int, path []string, all bool, f func(string, bool) b
 }
 
 // rawGet finds the first member named key of the object at i (the index
-// of its value, -1 if none).
+// of its value, -1 if none). The members passed on the way are remembered
+// (objMembers), so that looking up a sibling later (userIdentity's type,
+// then arn, then sessionContext) resumes where the scan stopped.
 func (r *Record) rawGet(i int, key string) int {
-	b := r.raw
-	found := -1
-	end := jsonx.Object(b, i, 2, func(k []byte, _ bool, v int) int {
-		if string(k) == key {
-			found = v
-			return -1 // stop: found
-		}
-		return skipValue(b, v)
-	})
-	if end < 0 && found < 0 {
-		if jsonx.Object(b, i, 2, func(_ []byte, _ bool, v int) int { return skipValue(b, v) }) < 0 {
-			r.bad = true
+	st := -1
+	for n := range r.objs {
+		if r.objs[n].at == i {
+			st = n
+			break
 		}
 	}
-	return found
+	if st < 0 {
+		next := jsonx.SkipWS(r.raw, i+1)
+		if next < len(r.raw) && r.raw[next] == '}' {
+			next = -1
+		}
+		r.objs = append(r.objs, objScan{at: i, next: next})
+		st = len(r.objs) - 1
+	}
+	for _, m := range r.objMembers {
+		if m.obj == i && string(m.key) == key {
+			return m.v
+		}
+	}
+	for r.objs[st].next >= 0 {
+		k, v, next, ok := r.scanMember(r.objs[st].next)
+		if !ok {
+			r.bad = true
+			r.objs[st].next = -1
+			return -1
+		}
+		r.objMembers = append(r.objMembers, objMember{obj: i, key: k, v: v})
+		r.objs[st].next = next
+		if string(k) == key {
+			return v
+		}
+	}
+	return -1
+}
+
+// objScan is an object of a lazy record being read member by member: the
+// index of its '{' and of the next member's key (-1: all read).
+type objScan struct{ at, next int }
+
+// objMember is a member of an object read so far: the object's index, the
+// key, and the index of the value.
+type objMember struct {
+	obj int
+	key []byte
+	v   int
+}
+
+// scanMember reads the member whose key starts at i, in an object of a
+// lazy record: its key, where its value starts, and where the next
+// member's key starts (-1 after the last).
+func (r *Record) scanMember(i int) (key []byte, v, next int, ok bool) {
+	b := r.raw
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, 0, false
+	}
+	end := skipValue(b, i)
+	if end < 0 {
+		return nil, 0, 0, false
+	}
+	key = b[i+1 : end-1]
+	if i = jsonx.SkipWS(b, end); i >= len(b) || b[i] != ':' {
+		return nil, 0, 0, false
+	}
+	v = jsonx.SkipWS(b, i+1)
+	e := skipValue(b, v)
+	if e < 0 {
+		return nil, 0, 0, false
+	}
+	switch i = jsonx.SkipWS(b, e); {
+	case i < len(b) && b[i] == '}':
+		return key, v, -1, true
+	case i < len(b) && b[i] == ',':
+		return key, v, jsonx.SkipWS(b, i+1), true
+	}
+	return nil, 0, 0, false
 }
 
 // rawElems calls f with the start of each element of the array at i until

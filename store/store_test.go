@@ -375,18 +375,8 @@ func TestLoadConfigFile(t *testing.T) {
 func TestUpgradeFrom0003(t *testing.T) {
 	for _, bc := range backends {
 		t.Run(bc.name, func(t *testing.T) {
-			dbSeq++
-			db := fmt.Sprintf("aw_up_%d", dbSeq)
-			st := openRW(t, bc.cfg(t, db))
+			db, st, dia, ms := unmigrated(t, bc, "aw_up")
 			ctx := context.Background()
-			dia := st.Dialect()
-			if _, err := prepareMigrations(ctx, st.b, dia); err != nil {
-				t.Fatal(err)
-			}
-			ms, err := chschema.Migrations(dia)
-			if err != nil {
-				t.Fatal(err)
-			}
 			for _, m := range ms[:3] {
 				for _, q := range m.Statements {
 					if err := st.Exec(ctx, q); err != nil {
@@ -467,24 +457,32 @@ func TestUpgradeFrom0003(t *testing.T) {
 	}
 }
 
+// unmigrated opens a new database of bc named after prefix with only the
+// migrations table, and returns the migrations its dialect has.
+func unmigrated(t *testing.T, bc backendCase, prefix string) (string, *DB, chschema.Dialect, []chschema.Migration) {
+	t.Helper()
+	dbSeq++
+	db := fmt.Sprintf("%s_%d", prefix, dbSeq)
+	st := openRW(t, bc.cfg(t, db))
+	dia := st.Dialect()
+	if _, err := prepareMigrations(context.Background(), st.b, dia); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := chschema.Migrations(dia)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, st, dia, ms
+}
+
 // TestMigrateAfterInterruptedMigration: a process killed during its first
 // start leaves a migration applied in part (its ALTER added a column, the
 // migration is not recorded); the next Migrate completes it.
 func TestMigrateAfterInterruptedMigration(t *testing.T) {
 	for _, bc := range backends {
 		t.Run(bc.name, func(t *testing.T) {
-			dbSeq++
-			db := fmt.Sprintf("aw_int_%d", dbSeq)
-			st := openRW(t, bc.cfg(t, db))
+			_, st, dia, ms := unmigrated(t, bc, "aw_int")
 			ctx := context.Background()
-			dia := st.Dialect()
-			if _, err := prepareMigrations(ctx, st.b, dia); err != nil {
-				t.Fatal(err)
-			}
-			ms, err := chschema.Migrations(dia)
-			if err != nil {
-				t.Fatal(err)
-			}
 			cut := -1
 			for i, m := range ms {
 				if alterAddRE.MatchString(m.Statements[0]) {

@@ -177,23 +177,8 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 		return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
 	}
 	if newTS == "" {
-		m := render(a, n.cfg.MaxFieldChars)
-		opts := []slack.MsgOption{slack.MsgOptionBlocks(m.Blocks...), slack.MsgOptionText(m.Text, false),
-			slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl(), slack.MsgOptionMetadata(n.metadata(a))}
-		if reply {
-			opts = append(opts, slack.MsgOptionTS(ts))
-		}
-		if err := n.wait(ctx, postKey(n.cfg.Channel)); err != nil {
+		if channel, newTS, err = n.post(ctx, render(a, n.cfg.MaxFieldChars), n.metadata(a), threadTS); err != nil {
 			return err
-		}
-		channel, newTS, err = n.api.PostMessageContext(ctx, n.cfg.Channel, opts...)
-		if err != nil {
-			return classify("chat.postMessage", err)
-		}
-		if channel != "" && channel != n.cfg.Channel {
-			if err := n.threads.SetThread(channelKey, channel); err != nil {
-				n.log.Warn("slack channel id not recorded", "err", err)
-			}
 		}
 	}
 	if !reply {
@@ -204,18 +189,48 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 		}
 		return nil
 	}
-	if *n.cfg.UpdateParent {
-		// Best effort: the reply is posted; failing here must not make the
-		// worker retry the reply.
-		pm := renderParentUpdate(a, n.cfg.MaxFieldChars)
-		if err := n.wait(ctx, otherKey(n.cfg.Channel)); err == nil {
-			if _, _, _, err := n.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(pm.Blocks...),
-				slack.MsgOptionText(pm.Text, false)); err != nil {
-				n.log.Warn("slack parent count not updated", "err", notify.SanitizeLine(err.Error(), 200))
-			}
+	n.updateParent(ctx, channel, ts, a)
+	return nil
+}
+
+// post posts m with its metadata md at the channel's post rate, as a reply
+// in the thread threadTS when set, and records the channel id Slack
+// answers with (for the history lookups).
+func (n *Notifier) post(ctx context.Context, m message, md slack.SlackMetadata, threadTS string) (channel, ts string, err error) {
+	opts := []slack.MsgOption{slack.MsgOptionBlocks(m.Blocks...), slack.MsgOptionText(m.Text, false),
+		slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl(), slack.MsgOptionMetadata(md)}
+	if threadTS != "" {
+		opts = append(opts, slack.MsgOptionTS(threadTS))
+	}
+	if err := n.wait(ctx, postKey(n.cfg.Channel)); err != nil {
+		return "", "", err
+	}
+	channel, ts, err = n.api.PostMessageContext(ctx, n.cfg.Channel, opts...)
+	if err != nil {
+		return "", "", classify("chat.postMessage", err)
+	}
+	if channel != "" && channel != n.cfg.Channel {
+		if err := n.threads.SetThread(channelKey, channel); err != nil {
+			n.log.Warn("slack channel id not recorded", "err", err)
 		}
 	}
-	return nil
+	return channel, ts, nil
+}
+
+// updateParent edits the thread's first message (channel, ts) to the
+// running count of a's incident (update_parent). Best effort: the reply is
+// posted, and failing here must not make the worker retry it.
+func (n *Notifier) updateParent(ctx context.Context, channel, ts string, a notify.Alert) {
+	if !*n.cfg.UpdateParent || channel == "" {
+		return
+	}
+	pm := renderParentUpdate(a, n.cfg.MaxFieldChars)
+	if err := n.wait(ctx, otherKey(n.cfg.Channel)); err == nil {
+		if _, _, _, err := n.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(pm.Blocks...),
+			slack.MsgOptionText(pm.Text, false)); err != nil {
+			n.log.Warn("slack parent count not updated", "err", notify.SanitizeLine(err.Error(), 200))
+		}
+	}
 }
 
 // listPages bounds the conversations.list pages one resolution reads.
@@ -515,18 +530,8 @@ func (n *Notifier) notifyBatch(ctx context.Context, as []notify.Alert) error {
 		}
 	}
 	if len(todo) > 0 {
-		m := renderBatch(todo, n.cfg.MaxFieldChars)
-		opts := []slack.MsgOption{slack.MsgOptionBlocks(m.Blocks...), slack.MsgOptionText(m.Text, false),
-			slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl(), slack.MsgOptionMetadata(n.batchMetadata(todo))}
-		if reply {
-			opts = append(opts, slack.MsgOptionTS(ts))
-		}
-		if err := n.wait(ctx, postKey(n.cfg.Channel)); err != nil {
+		if channel, newTS, err = n.post(ctx, renderBatch(todo, n.cfg.MaxFieldChars), n.batchMetadata(todo), threadTS); err != nil {
 			return err
-		}
-		channel, newTS, err = n.api.PostMessageContext(ctx, n.cfg.Channel, opts...)
-		if err != nil {
-			return classify("chat.postMessage", err)
 		}
 	}
 	if !reply {
@@ -538,16 +543,7 @@ func (n *Notifier) notifyBatch(ctx context.Context, as []notify.Alert) error {
 		}
 		return nil
 	}
-	if *n.cfg.UpdateParent && channel != "" {
-		// Best effort, as for one reply.
-		pm := renderParentUpdate(as[len(as)-1], n.cfg.MaxFieldChars)
-		if err := n.wait(ctx, otherKey(n.cfg.Channel)); err == nil {
-			if _, _, _, err := n.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionBlocks(pm.Blocks...),
-				slack.MsgOptionText(pm.Text, false)); err != nil {
-				n.log.Warn("slack parent count not updated", "err", notify.SanitizeLine(err.Error(), 200))
-			}
-		}
-	}
+	n.updateParent(ctx, channel, ts, as[len(as)-1])
 	return nil
 }
 

@@ -82,13 +82,26 @@ func TestHostileInput(t *testing.T) {
 	// The good file is read while the hostile ones are still being worked
 	// through; the deadline is a guard only.
 	deadline := time.Now().Add(5 * time.Minute)
+	var goodAt, mixedAt time.Duration // when each file's good events were all in
 	for pub.count("good") < want["good"] || pub.count("mixed") < want["mixed"] {
 		if time.Now().After(deadline) {
 			break
 		}
+		if goodAt == 0 && pub.count("good") >= want["good"] {
+			goodAt = time.Since(start)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("good events in %v", time.Since(start))
+	mixedAt = time.Since(start)
+	if goodAt == 0 && pub.count("good") >= want["good"] {
+		goodAt = mixedAt
+	}
+	t.Logf("good file's events in %v, the mixed file's (after 1M invalid records) in %v", goodAt, mixedAt)
+	// The hostile files never delay the good one: it is read while they
+	// are still being worked through.
+	if goodAt == 0 || goodAt >= mixedAt {
+		t.Errorf("the good file's events came at %v, not before the mixed file's last good events (%v)", goodAt, mixedAt)
+	}
 	// Give the bombs' readers a moment to reach their caps, then stop.
 	for env.Rejected("bomb") == 0 {
 		if time.Now().After(deadline) {

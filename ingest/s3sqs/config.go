@@ -28,6 +28,10 @@ type Config struct {
 	MaxMessages int `yaml:"max_messages"`
 	// BatchSize caps events per batch.
 	BatchSize int `yaml:"batch_size"`
+	// Parallel bounds how many messages (their objects) are read at once
+	// (default 4), so a slow or hostile object does not hold the good
+	// objects of the other messages behind it. SQS gives no order anyway.
+	Parallel int `yaml:"parallel"`
 }
 
 // SetDefaults fills unset fields.
@@ -43,6 +47,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 512
+	}
+	if c.Parallel == 0 {
+		c.Parallel = 4
 	}
 }
 
@@ -66,6 +73,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize <= 0 {
 		errs = append(errs, errors.New("batch_size: must be positive"))
+	}
+	if c.Parallel < 1 || c.Parallel > 64 {
+		errs = append(errs, errors.New("parallel: must be within 1..64"))
 	}
 	return errors.Join(errs...)
 }

@@ -270,7 +270,29 @@ func ParseNotification(body string) ([]Object, error) {
 func (s *Source) Run(ctx context.Context, pub source.Publisher) error {
 	defer s.rej.Close()
 	defer s.wg.Wait()
+	// Up to Parallel messages are handled at once: a slow or hostile
+	// object (a million bad records, a bomb up to its cap) holds only its
+	// own slot, never the good objects of the other messages. Objects are
+	// parsed side by side; their batches are published one at a time.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	slots := make(chan struct{}, max(1, s.cfg.Parallel))
+	var handlers sync.WaitGroup
+	var failOnce sync.Once
+	var failed error
+	fail := func(err error) {
+		failOnce.Do(func() { failed = err; cancel() })
+	}
+	pub = &serialPublisher{next: pub}
 	for ctx.Err() == nil {
+		// receive only when a slot is free, so no message waits
+		// received but unread longer than it must
+		select {
+		case slots <- struct{}{}:
+			<-slots
+		case <-ctx.Done():
+			continue
+		}
 		out, err := s.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(s.cfg.QueueURL),
 			MaxNumberOfMessages:         int32(s.cfg.MaxMessages),
@@ -280,13 +302,12 @@ func (s *Source) Run(ctx context.Context, pub source.Publisher) error {
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				break
 			}
 			s.m.Errors.WithLabelValues(s.name).Inc()
 			s.log.Error("receive messages", "err", err)
 			select {
 			case <-ctx.Done():
-				return nil
 			case <-time.After(time.Second):
 			}
 			continue
@@ -299,12 +320,41 @@ func (s *Source) Run(ctx context.Context, pub source.Publisher) error {
 			fs[i] = s.track(ctx, msg)
 		}
 		for i, msg := range out.Messages {
-			if err := s.handle(ctx, pub, msg, fs[i]); err != nil {
-				return err
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				// not handled: stop its visibility extension; it is
+				// redelivered
+				fs[i].finish(ctx.Err())
+				continue
 			}
+			handlers.Add(1)
+			go func() {
+				defer handlers.Done()
+				defer func() { <-slots }()
+				if err := s.handle(ctx, pub, msg, fs[i]); err != nil {
+					fail(err)
+				}
+			}()
 		}
 	}
-	return nil
+	// a handler's error (it cancelled ctx) is the result; a stop from the
+	// caller is not an error
+	handlers.Wait()
+	return failed
+}
+
+// serialPublisher publishes one batch at a time for the objects read side
+// by side.
+type serialPublisher struct {
+	mu   sync.Mutex
+	next source.Publisher
+}
+
+func (p *serialPublisher) Publish(ctx context.Context, b source.Batch) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.next.Publish(ctx, b)
 }
 
 // inflight tracks one message until its batches are all acknowledged.

@@ -659,3 +659,21 @@ func FuzzParseNotification(f *testing.F) {
 		}
 	})
 }
+
+// parallel defaults to 4 and is bounded.
+func TestConfigParallel(t *testing.T) {
+	c := Config{QueueURL: "https://sqs.eu-west-1.amazonaws.com/123456789012/cloudtrail"}
+	c.SetDefaults()
+	if c.Parallel != 4 {
+		t.Errorf("default parallel %d, want 4", c.Parallel)
+	}
+	if err := c.Validate(); err != nil && strings.Contains(err.Error(), "parallel") {
+		t.Errorf("default parallel refused: %v", err)
+	}
+	for _, p := range []int{-1, 65} {
+		c.Parallel = p
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "parallel: must be within 1..64") {
+			t.Errorf("parallel %d: %v", p, err)
+		}
+	}
+}
