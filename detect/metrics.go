@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stateBytes: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_state_bytes",
 			Help: "Estimated bytes of detector state held in memory (tables and unsaved spill), against detectors.memory_budget."})),
 		held: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_state_held_entries",
-			Help: "Unsaved entries of new keys (principals not saved before their event, addresses of anonymous failures) that checkpoints hold in memory instead of writing, beyond 1,024 per table and checkpoint (a flood); a crash loses them: such a principal's next event counts as its first."})),
+			Help: "Unsaved entries of new keys (principals not saved before their event, addresses of anonymous failures) that checkpoints hold in memory instead of writing, beyond 1,024 per table and checkpoint, 64 while the table is full (a flood); a crash loses them: such a principal's next event counts as its first."})),
 		oneOffDrops: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_detect_state_one_off_dropped_total",
 			Help: "Unsaved entries of new keys (principals not saved before their event, or none) evicted before a checkpoint admitted them, not written to the store (admission), by table."}, []string{"table"})),
 		oneOffBy:  map[string]prometheus.Counter{},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,12 +21,14 @@ import (
 var (
 	refFields = []string{"a", "b", "n.c", "arr", "num"}
 	refValues = []string{"foo", "Foo", "FOO", "bar", "foobar", "xfoo", "", "fo*", "*oo", "b?r", "f\\*o", "42", "7"}
-	refRecVal = []string{"foo", "Foo", "bar", "foobar", "xfoo", "barfoo", "", "f*o", "fxo", "42", "7", "b r"}
+	refRecVal = []string{"foo", "Foo", "bar", "foobar", "xfoo", "barfoo", "", "f*o", "fxo", "42", "7", "b r",
+		"10.1.2.3", "192.168.7.1:443", "::ffff:10.9.9.9", "2001:db8::5", "10.1.2"}
+	refCIDRs = []string{"10.0.0.0/8", "192.168.0.0/16", "2001:db8::/32", "0.0.0.0/0"}
 )
 
 type refMatcher struct {
 	field string
-	mod   string // "", contains, startswith, endswith, re, exists, gt, lt, neq
+	mod   string // "", contains, startswith, endswith, re, exists, gt, lt, neq, cidr, fieldref
 	cased bool
 	all   bool
 	null  bool
@@ -55,8 +58,15 @@ func genRule(r *rand.Rand) refRule {
 				continue
 			}
 			used[m.field] = true
-			m.mod = []string{"", "", "contains", "startswith", "endswith", "re", "exists", "gt", "lt", "neq"}[r.IntN(10)]
+			m.mod = []string{"", "", "contains", "startswith", "endswith", "re", "exists", "gt", "lt", "neq", "cidr", "fieldref"}[r.IntN(12)]
 			switch m.mod {
+			case "cidr":
+				for k := 1 + r.IntN(2); k > 0; k-- {
+					m.vals = append(m.vals, refCIDRs[r.IntN(len(refCIDRs))])
+				}
+			case "fieldref":
+				m.vals = []string{refFields[r.IntN(len(refFields))]}
+				m.cased = r.IntN(4) == 0
 			case "exists":
 				m.vals = []string{[]string{"true", "false"}[r.IntN(2)]}
 			case "gt", "lt":
@@ -245,6 +255,38 @@ func refEvalMatcher(m refMatcher, rec map[string]any) bool {
 	switch m.mod {
 	case "exists":
 		return present == (m.vals[0] == "true")
+	case "cidr":
+		// a value is an address (or address:port); IPv4-mapped IPv6
+		// addresses count as IPv4
+		return anyText(func(s string) bool {
+			a, err := netip.ParseAddr(strings.TrimSpace(s))
+			if err != nil {
+				ap, err := netip.ParseAddrPort(s)
+				if err != nil {
+					return false
+				}
+				a = ap.Addr()
+			}
+			for _, c := range m.vals {
+				if netip.MustParsePrefix(c).Contains(a.Unmap()) {
+					return true
+				}
+			}
+			return false
+		})
+	case "fieldref":
+		// equal to a (non-null) value of the other field, case-insensitive
+		// unless cased
+		refVals, _ := refLookup(rec, m.vals[0])
+		return anyText(func(s string) bool {
+			for _, v := range refVals {
+				o, ok := refText(v)
+				if ok && (s == o || !m.cased && strings.EqualFold(s, o)) {
+					return true
+				}
+			}
+			return false
+		})
 	case "gt", "lt":
 		n, _ := strconv.ParseFloat(m.vals[0], 64)
 		return anyText(func(s string) bool {
@@ -364,6 +406,7 @@ func TestDifferential(t *testing.T) {
 		rules = 100
 	}
 	fired, silent := 0, 0
+	modHit, modMiss := map[string]int{}, map[string]int{}
 	for i := 0; i < rules; i++ {
 		rule := genRule(r)
 		src := rule.yaml()
@@ -383,6 +426,15 @@ func TestDifferential(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := rule.eval(rec)
+			for _, sel := range rule.sels {
+				for _, m := range sel {
+					if refEvalMatcher(m, rec) {
+						modHit[m.mod]++
+					} else {
+						modMiss[m.mod]++
+					}
+				}
+			}
 			got := len(set.Match(pr, nil)) > 0
 			if got != want {
 				t.Fatalf("rule:\n%s\nrecord %s: engine %v, reference %v", src, b, got, want)
@@ -407,4 +459,11 @@ func TestDifferential(t *testing.T) {
 	if fired < rules || silent < rules {
 		t.Errorf("%d matches, %d non-matches: the generator is lopsided", fired, silent)
 	}
+	// and both outcomes of every modifier it generates
+	for _, mod := range []string{"", "contains", "startswith", "endswith", "re", "exists", "gt", "lt", "neq", "cidr", "fieldref"} {
+		if modHit[mod] == 0 || modMiss[mod] == 0 {
+			t.Errorf("modifier %q: %d matching and %d non-matching values generated, want both", mod, modHit[mod], modMiss[mod])
+		}
+	}
+	t.Logf("matcher outcomes (match/no match): %v / %v", modHit, modMiss)
 }

@@ -83,6 +83,7 @@ func TestModifiersAndConditions(t *testing.T) {
 		{"fieldref", "sel:\n  requestParameters.userName|fieldref: responseElements.accessKey.userName\ncondition: sel", true},
 		{"fieldref endswith", "sel:\n  userIdentity.arn|fieldref|endswith: requestParameters.userName\ncondition: sel", true},
 		{"fieldref neq", "sel:\n  userIdentity.arn|fieldref|neq: requestParameters.userName\ncondition: sel", true},
+		{"fieldref cased", "sel:\n  userIdentity.arn|fieldref|endswith|cased: requestParameters.userName\ncondition: sel", false},
 		{"base64 contains", "sel:\n  b64|base64|contains: 'xxpowershell -enc'\ncondition: sel", false},
 		{"base64offset contains", "sel:\n  b64|base64offset|contains: 'powershell'\ncondition: sel", true},
 		{"utf16le base64offset", "sel:\n  utf|utf16le|base64offset|contains: 'cmd'\ncondition: sel", true},

@@ -403,6 +403,9 @@ func (m *monitor) answer(tb testing.TB, args []string, cols []string) ([]string,
 // same query's JSON must equal the model's answer from the input events
 // and the findings file.
 func TestRunbookWhileRunning(t *testing.T) {
+	// The binary, its store and ports of its own, no environment changes:
+	// it runs beside the other parallel tests.
+	t.Parallel()
 	m := startMonitor(t)
 	// A query issued while run is starting must not take the store from it.
 	early, _, _ := m.exec("query", "failures", "--since", "2026-11-28T00:00:00Z")
