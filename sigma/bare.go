@@ -2,7 +2,6 @@ package sigma
 
 import (
 	"hash/maphash"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +30,7 @@ import (
 // bareOK reports whether the findings of hits on ev need only ev's
 // normalized fields.
 func (s *Set) bareOK(ev *schema.Event, hits []Hit) bool {
-	if ev.Source != schema.SourceCloudTrail || ev.ID == "" || ev.Time.IsZero() || strings.HasPrefix(ev.Action, "sts:") {
+	if !bareEvent(ev) {
 		return false
 	}
 	for _, h := range hits {
@@ -42,13 +41,25 @@ func (s *Set) bareOK(ev *schema.Event, hits []Hit) bool {
 	return true
 }
 
+// bareEvent: the event is one whose hits may go without its record.
+func bareEvent(ev *schema.Event) bool {
+	return ev.Source == schema.SourceCloudTrail && ev.ID != "" && !ev.Time.IsZero() && !strings.HasPrefix(ev.Action, "sts:")
+}
+
 // bareMemo holds the hits of records Wants let go, by a seeded hash of
 // the event fields that name the record and that nothing between the
 // reader and the evaluator rewrites (enrichment sets the network context
 // and may link the principal: neither is part of the key). An entry
 // counts the pending events of its identity; the evaluator takes one.
 // Unlike hitMemo it never starts over (a dropped entry would be a lost
-// hit): full, Wants keeps records again.
+// hit): full, Wants keeps records again. Two pending records of one
+// identity (one record read twice) with the same hits share an entry;
+// with other hits the second keeps its record. Only a record forged with
+// another's id, time, action, resource, account and address and no hit
+// can take the entry first: the finding is then raised at that event,
+// whose fields in the finding are the same but for the principal.
+// Pending entries belong to the Set: a rule reload drops them (replay,
+// the only caller of Wants, loads its rules once).
 type bareMemo struct {
 	mu   sync.Mutex
 	n    atomic.Int64
@@ -63,17 +74,16 @@ type bareHits struct {
 
 func newBareMemo() *bareMemo { return &bareMemo{m: map[uint64]*bareHits{}, seed: maphash.MakeSeed()} }
 
+// bareKey is what the key hashes, by the map hasher (maphash.Comparable:
+// the strings in place, no copy): the event's id and time and the fields
+// of a finding that nothing after the reader rewrites.
+type bareKey struct {
+	id, action, resource, account, ip string
+	t                                 int64
+}
+
 func (m *bareMemo) key(ev *schema.Event) uint64 {
-	var h maphash.Hash
-	h.SetSeed(m.seed)
-	var tb [20]byte
-	for _, f := range [...]string{ev.Source, ev.ID, ev.Action, ev.Resource, ev.Account, ev.Region,
-		ev.SourceIPRaw, ev.UserAgent, ev.AccessKey, ev.Session, ev.Outcome, ev.Error} {
-		h.WriteString(f)
-		h.WriteByte(0)
-	}
-	h.Write(strconv.AppendInt(tb[:0], ev.Time.UnixNano(), 10))
-	return h.Sum64()
+	return maphash.Comparable(m.seed, bareKey{ev.ID, ev.Action, ev.Resource, ev.Account, ev.SourceIPRaw, ev.Time.UnixNano()})
 }
 
 // put remembers hits for ev; false when it cannot (the record must be
@@ -107,7 +117,7 @@ func (m *bareMemo) put(ev *schema.Event, hits []Hit) bool {
 // take appends the hits remembered for ev to out and counts one pending
 // event of its identity as handled.
 func (m *bareMemo) take(ev *schema.Event, out []Hit) ([]Hit, bool) {
-	if m.n.Load() == 0 {
+	if m.n.Load() == 0 || !bareEvent(ev) {
 		return out, false
 	}
 	k := m.key(ev)
