@@ -22,9 +22,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cpu() { # CPU seconds (user+sys) of the command after $1, its stdout to $1
-	local out=$1
+	local out=$1 TIMEFORMAT='%U %S'
 	shift
-	/usr/bin/time -o "$work/t" -f "%U %S" "$@" >"$out" 2>/dev/null
+	{ time "$@" >"$out" 2>/dev/null; } 2>"$work/t"
 	awk '{print $1+$2}' "$work/t"
 }
 
@@ -38,8 +38,8 @@ for r in $(seq "$ROUNDS"); do
 		p=$(cpu "$work/findings.jsonl" env "${env[@]}" "$BIN" replay --learn-until "$LEARN" "$FILE")
 		sort "$work/findings.jsonl" | sha256sum | cut -c1-16 >>"$work/sums"
 		echo "round $r, GC $s: normalize $n s, replay $p s ($(wc -l <"$work/findings.jsonl") findings), load $(cut -d' ' -f1 /proc/loadavg)"
-		norm[$s]=$(echo "${norm[$s]} + $n" | bc)
-		rep[$s]=$(echo "${rep[$s]} + $p" | bc)
+		norm[$s]=$(awk -v a="${norm[$s]}" -v b="$n" 'BEGIN {print a + b}')
+		rep[$s]=$(awk -v a="${rep[$s]}" -v b="$p" 'BEGIN {print a + b}')
 	done
 done
 if [ "$(sort -u "$work/sums" | wc -l)" != 1 ]; then
@@ -47,7 +47,8 @@ if [ "$(sort -u "$work/sums" | wc -l)" != 1 ]; then
 	exit 1
 fi
 for s in shipped 400 100; do
-	printf 'GC %-7s normalize %6.2f s  replay %6.2f s  replay/normalize %.3f  normalize %.0f events/CPU-s  replay %.0f events/CPU-s\n' \
-		"$s" "${norm[$s]}" "${rep[$s]}" "$(echo "${norm[$s]} / ${rep[$s]}" | bc -l)" \
-		"$(echo "$EVENTS * $ROUNDS / ${norm[$s]}" | bc -l)" "$(echo "$EVENTS * $ROUNDS / ${rep[$s]}" | bc -l)"
+	awk -v s="$s" -v n="${norm[$s]}" -v p="${rep[$s]}" -v ev="$EVENTS" -v r="$ROUNDS" 'BEGIN {
+		printf "GC %-7s normalize %6.2f s  replay %6.2f s  replay/normalize %.3f  normalize %.0f events/CPU-s  replay %.0f events/CPU-s\n",
+			s, n, p, n / p, ev * r / n, ev * r / p
+	}'
 done
