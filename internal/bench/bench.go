@@ -960,10 +960,12 @@ type Memory struct {
 // the storage blocks in flight (up to storage.batch.max_interval of
 // events, read at collections some 5-10 s apart under GOGC 400: 18-59 MiB
 // over a 90 s run at 1,000 events/s), chDB between its inserts and merges
-// (227-386 MiB in the same run). Keeping each event (about 2 KB) grows the
-// live heap by only some 10 MiB in 20 s, within that swing, and the
-// collector's readings come 5-10 s apart: a 20 s smoke run catches leaks
-// of several KiB per event (16 KiB: +239 MiB), a long soak smaller ones.
+// (227-386 MiB in the same run). The collector's readings come 5-10 s
+// apart, so a 20 s smoke run catches only leaks of many KiB per event
+// (16 KiB per event: live heap +239 MiB, fails; 4 KiB per event: +22 MiB,
+// as the last reading was 12 s old, passes); a long soak catches smaller
+// ones (keeping every event, about 2.4 KiB each: +101 MiB over the second
+// half of a 90 s run, fails, while its RSS fell by 15 MiB).
 func SoakMemory(dc detect.Config) Memory {
 	return Memory{Budget: float64(dc.MemoryBudget), LiveGrowth: 48 << 20, OtherGrowth: 160 << 20}
 }
