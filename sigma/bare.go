@@ -63,7 +63,7 @@ func bareEvent(ev *schema.Event) bool {
 type bareMemo struct {
 	mu   sync.Mutex
 	n    atomic.Int64
-	m    map[uint64]*bareHits
+	m    map[uint64]bareHits
 	seed maphash.Seed
 }
 
@@ -72,7 +72,7 @@ type bareHits struct {
 	hits    memoHits
 }
 
-func newBareMemo() *bareMemo { return &bareMemo{m: map[uint64]*bareHits{}, seed: maphash.MakeSeed()} }
+func newBareMemo() *bareMemo { return &bareMemo{m: map[uint64]bareHits{}, seed: maphash.MakeSeed()} }
 
 // bareKey is what the key hashes, by the map hasher (maphash.Comparable:
 // the strings in place, no copy): the event's id and time and the fields
@@ -93,17 +93,18 @@ func (m *bareMemo) put(ev *schema.Event, hits []Hit) bool {
 	k := m.key(ev)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e := m.m[k]; e != nil {
+	if e, ok := m.m[k]; ok {
 		if !e.hits.equal(hits) {
 			return false
 		}
 		e.pending++
+		m.m[k] = e
 		return true
 	}
 	if len(m.m) >= maxMemo {
 		return false
 	}
-	e := &bareHits{pending: 1, hits: memoHits{n: len(hits)}}
+	e := bareHits{pending: 1, hits: memoHits{n: len(hits)}}
 	if len(hits) <= len(e.hits.one) {
 		copy(e.hits.one[:], hits)
 	} else {
@@ -123,13 +124,15 @@ func (m *bareMemo) take(ev *schema.Event, out []Hit) ([]Hit, bool) {
 	k := m.key(ev)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := m.m[k]
-	if e == nil {
+	e, ok := m.m[k]
+	if !ok {
 		return out, false
 	}
 	if e.pending--; e.pending == 0 {
 		delete(m.m, k)
 		m.n.Store(int64(len(m.m)))
+	} else {
+		m.m[k] = e
 	}
 	return e.hits.appendTo(out), true
 }
