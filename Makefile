@@ -114,6 +114,13 @@ soak: build chdb
 bench-run-replay: build
 	scripts/bench-run-replay.sh
 
+# `replay` against `normalize` on `make bench-data`'s file, one core each,
+# CPU seconds under the shipped and two equal collector settings, their
+# ratio and events per CPU-second (scripts/bench-replay-normalize.sh).
+.PHONY: bench-replay-normalize
+bench-replay-normalize: build
+	scripts/bench-replay-normalize.sh
+
 # Detection quality on generated traffic (docs/DETECTION.md): per-detector
 # recall, unexplained findings per 1,000 requests, incidents per episode,
 # over SCORE_SEEDS with SCORE_EVENTS requests each; fails below target.

@@ -261,9 +261,23 @@ func TestNormalTrafficIsQuiet(t *testing.T) {
 	}
 }
 
+// recordID is a CloudTrail record's eventID (one field decoded, not the
+// whole record as ctEv does).
+func recordID(t testing.TB, rec []byte) string {
+	t.Helper()
+	var r struct {
+		EventID string `json:"eventID"`
+	}
+	if err := json.Unmarshal(rec, &r); err != nil || r.EventID == "" {
+		t.Fatalf("record without eventID (%v): %s", err, rec)
+	}
+	return r.EventID
+}
+
 func TestS3Output(t *testing.T) {
 	cfg := small(4)
 	cfg.CloudTrailShare = 1
+	cfg.Events = 4_500 // the fewest this population allows; objects per account, region and interval still number many
 	ref := generate(t, cfg)
 	g, err := New(cfg)
 	if err != nil {
@@ -277,7 +291,7 @@ func TestS3Output(t *testing.T) {
 	name := regexp.MustCompile(`^AWSLogs/(\d{12})/CloudTrail/([a-z0-9-]+)/\d{4}/\d{2}/\d{2}/(\d{12})_CloudTrail_([a-z0-9-]+)_\d{8}T\d{4}Z_[A-Za-z0-9]{16}\.json\.gz$`)
 	want := map[string]bool{}
 	for _, l := range lines(ref.ct) {
-		want[ctEv(t, l).id] = true
+		want[recordID(t, l)] = true
 	}
 	files, got := 0, 0
 	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
@@ -304,9 +318,9 @@ func TestS3Output(t *testing.T) {
 		}
 		files++
 		for _, r := range doc.Records {
-			e := ctEv(t, r)
-			if !want[e.id] {
-				t.Errorf("%s: record %s not in the line output", rel, e.id)
+			id := recordID(t, r)
+			if !want[id] {
+				t.Errorf("%s: record %s not in the line output", rel, id)
 			}
 			if !strings.Contains(string(r), `"recipientAccountId":"`+m[1]+`"`) {
 				t.Errorf("%s: record of another account", rel)
@@ -319,7 +333,7 @@ func TestS3Output(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got != len(want) || files != s3.Files() || files < 2 {
-		t.Fatalf("%d records in %d objects (writer says %d), want %d records", got, files, s3.Files(), len(want))
+		t.Fatalf("%d records in %d objects (writer says %d), want %d records in 2 or more", got, files, s3.Files(), len(want))
 	}
 }
 

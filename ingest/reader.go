@@ -145,7 +145,7 @@ func (r *Reader) Next() (schema.Event, error) {
 					r.stats.Records++
 					if err != nil {
 						r.recErr(rec, err)
-					} else if ev, ok := r.pairVaultOne(rec, en); ok {
+					} else if ev, ok := r.pairVaultOne(rec, &en); ok {
 						return ev, nil
 					}
 					if r.qhead >= len(r.queue) {
@@ -363,7 +363,7 @@ func (r *Reader) vaultEntry(rec jsonx.Record, v *fastjson.Value) {
 	if r.keep(&en.Event, nil) {
 		en.Event.Raw = v.MarshalTo(nil)
 	}
-	r.pairVault(rec, en)
+	r.pairVault(rec, &en)
 }
 
 // keep reports whether ev keeps its original record (Options.KeepRaw,
@@ -385,12 +385,12 @@ func (r *Reader) keep(ev *schema.Event, raw []byte) bool {
 // and the entry completes exactly one event, it returns that event
 // (consumed, as Next would return it from the queue) instead of queueing
 // it.
-func (r *Reader) pairVaultOne(rec jsonx.Record, en vault.Entry) (schema.Event, bool) {
+func (r *Reader) pairVaultOne(rec jsonx.Record, en *vault.Entry) (schema.Event, bool) {
 	if r.qhead < len(r.queue) {
 		r.pairVault(rec, en)
 		return schema.Event{}, false
 	}
-	r.evbuf = r.pair.Add(en, rec.Offset, r.evbuf[:0])
+	r.evbuf = r.pair.AddRef(en, rec.Offset, r.evbuf[:0])
 	if len(r.evbuf) != 1 {
 		r.queueEvents(rec)
 		return schema.Event{}, false
@@ -404,8 +404,8 @@ func (r *Reader) pairVaultOne(rec jsonx.Record, en vault.Entry) (schema.Event, b
 
 // pairVault hands a parsed entry to the pairer and queues what it
 // completes.
-func (r *Reader) pairVault(rec jsonx.Record, en vault.Entry) {
-	r.evbuf = r.pair.Add(en, rec.Offset, r.evbuf[:0])
+func (r *Reader) pairVault(rec jsonx.Record, en *vault.Entry) {
+	r.evbuf = r.pair.AddRef(en, rec.Offset, r.evbuf[:0])
 	r.queueEvents(rec)
 }
 

@@ -106,13 +106,10 @@ func (d *Detector) swap() {
 // Process evaluates the rules, then runs the engine.
 func (d *Detector) Process(ev schema.Event) []schema.Finding {
 	d.swap()
-	var out []schema.Finding
-	if len(ev.Raw) > 0 {
-		out = d.ev.Process(&ev, nil)
-		ev.Raw = nil
-	} else {
-		d.ev.NoRaw.Add(1)
-	}
+	// an event without its record counts as such, unless Wants let the
+	// record go because the event alone makes its findings
+	out := d.ev.Process(&ev, nil)
+	ev.Raw = nil
 	fs := d.inner.Process(ev)
 	if len(out) == 0 {
 		return fs

@@ -108,6 +108,12 @@ func (e *Evaluator) Correlator() *Correlator { return e.corr }
 // Process evaluates ev (its Raw record) and appends the findings to out.
 func (e *Evaluator) Process(ev *schema.Event, out []schema.Finding) []schema.Finding {
 	if len(ev.Raw) == 0 {
+		if hits, ok := e.set.bare.take(ev, e.hits[:0]); ok {
+			// matched when read (Set.Wants), the findings made of the
+			// event alone (bareOK): the record was not kept
+			e.hits = hits
+			return e.emit(ev, nil, out)
+		}
 		e.NoRaw.Add(1)
 		return out
 	}

@@ -51,6 +51,8 @@ type Set struct {
 	noPrefilter bool
 	// memo: hits found by Wants, for Evaluator.Process
 	memo *hitMemo
+	// bare: hits of records Wants let go uncopied, for Evaluator.Process
+	bare *bareMemo
 }
 
 type index struct {
@@ -247,7 +249,7 @@ func Check(paths []string, opt Options) (*Set, *Result, error) {
 }
 
 func build(rules []*Rule, skipped []*Problem) (*Set, []*Problem) {
-	s := &Set{Problems: skipped, feeds: map[*Rule][]*Rule{}, memo: newHitMemo()}
+	s := &Set{Problems: skipped, feeds: map[*Rule][]*Rule{}, memo: newHitMemo(), bare: newBareMemo()}
 	byRef := map[string]*Rule{}
 	dup := map[string]bool{}
 	var invalids []*Problem
@@ -1120,11 +1122,14 @@ func secondKey(ev *schema.Event, p *Parser) (string, bool) {
 	return b2s(p.k2buf), true
 }
 
-// Wants reports whether some single-event rule matches the event whose
-// original record is raw: a caller that keeps original records only for
-// such events loses no hit (correlations read only records that hit a
-// rule). With raw nil it answers from the normalized fields alone (the
-// index). Safe for concurrent use.
+// Wants reports whether the caller must keep the original record raw of
+// ev for the evaluator: some single-event rule matches it and its
+// findings need the record (correlations read only records that hit a
+// rule). A hit whose findings are made of the event alone (bareOK) is
+// remembered by the event's identity instead and Wants says no: the
+// evaluator finds it when the event reaches it without a record. With raw
+// nil it answers from the normalized fields alone (the index). Safe for
+// concurrent use.
 func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 	if len(raw) == 0 {
 		return s.mayMatch(ev)
@@ -1135,6 +1140,11 @@ func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 	hits, _, err := s.MatchEvent(&e, p, p.hits[:0])
 	p.hits = hits[:0]
 	if err == nil && len(hits) > 0 {
+		if s.bareOK(ev, hits) && s.bare.put(ev, hits) {
+			// the findings need only the event's fields: the record
+			// is not copied, kept or hashed
+			return false
+		}
 		// the evaluation of the kept record need not run again
 		s.memo.put(raw, hits)
 	}

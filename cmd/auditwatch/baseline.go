@@ -172,8 +172,8 @@ func baselineMain(ctx context.Context, j *lifecycle.Job, args []string, _ io.Rea
 			inputs, err = ingest.Inputs(paths)
 		}
 		if err == nil {
-			err = replayMerged(ctx, inputs, opts, map[string]replayPos{}, stderr, &total, func(_ string, ev schema.Event) error {
-				return learn(ev)
+			err = replayMerged(ctx, inputs, opts, map[string]replayPos{}, stderr, &total, func(_ string, ev *schema.Event) error {
+				return learn(*ev)
 			})
 		}
 	}

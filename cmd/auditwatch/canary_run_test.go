@@ -76,12 +76,6 @@ func (v *runVault) write(token, p, addr string) {
 	f.Write(b)
 }
 
-func (v *runVault) lastWrite() time.Time {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.last
-}
-
 func (v *runVault) setStopped(s bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()

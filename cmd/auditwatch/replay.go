@@ -262,11 +262,11 @@ func replayMain(ctx context.Context, j *lifecycle.Job, args []string, stdin io.R
 	var total ingest.Stats
 	inputs, err := ingest.Inputs(paths)
 	if err == nil {
-		err = replayMerged(ctx, inputs, opts, pos, stderr, &total, func(name string, ev schema.Event) error {
-			if err := emit(enrich.Enrich(ctx, &ev, nil)); err != nil {
+		err = replayMerged(ctx, inputs, opts, pos, stderr, &total, func(name string, ev *schema.Event) error {
+			if err := emit(enrich.Enrich(ctx, ev, nil)); err != nil {
 				return err
 			}
-			if err := emit(run.Process(ev)); err != nil {
+			if err := emit(run.Process(*ev)); err != nil {
 				return err
 			}
 			p := pos[name]
@@ -332,7 +332,7 @@ func (s *replaySource) Close() error {
 // skipped; an interrupted input resumes after the events it already gave.
 // Each input is marked done in pos once all its events were processed.
 func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos map[string]replayPos, stderr io.Writer,
-	total *ingest.Stats, process func(name string, ev schema.Event) error) error {
+	total *ingest.Stats, process func(name string, ev *schema.Event) error) error {
 	// Parsing runs on its own goroutine, handing events over in batches:
 	// with a second core, detection overlaps parsing instead of adding to
 	// it. The reader works on its own copy of the positions; an input's
@@ -370,7 +370,9 @@ func replayMerged(ctx context.Context, inputs []string, opts ingest.Options, pos
 				pos[it.name] = p
 				continue
 			}
-			if err := process(it.name, it.ev); err != nil {
+			// process may change the event (enrichment): it is the
+			// batch's copy, dropped after
+			if err := process(it.name, &it.ev); err != nil {
 				procErr = err
 				cancel()
 			}
@@ -435,8 +437,10 @@ func readMerged(ctx context.Context, inputs []string, opts ingest.Options, pos m
 	}
 	var ended []int
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
+		if len(batch)%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
 		// inputs whose last event was handed over are done
 		for _, i := range ended {

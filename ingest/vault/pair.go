@@ -44,12 +44,18 @@ func NewPairer(max int) *Pairer {
 // Add takes the entry that started at stream offset offset and appends the
 // events it completes to out.
 func (p *Pairer) Add(en Entry, offset int64, out []schema.Event) []schema.Event {
+	return p.AddRef(&en, offset, out)
+}
+
+// AddRef is Add without copying the entry in (an entry is large); the
+// Pairer keeps a copy of what it holds, not en.
+func (p *Pairer) AddRef(en *Entry, offset int64, out []schema.Event) []schema.Event {
 	if !en.HasID {
 		if p.noID != nil {
 			prev := p.noID
 			p.noID = nil
 			if en.Response && prev.en.KMIP == en.KMIP && prev.en.Event.ID == en.Event.ID {
-				return append(out, Merge(prev.en, en))
+				return append(out, Merge(&prev.en, en))
 			}
 			p.Unpaired++
 			out = append(out, prev.en.Event)
@@ -57,7 +63,7 @@ func (p *Pairer) Add(en Entry, offset int64, out []schema.Event) []schema.Event 
 		if en.Response {
 			return append(out, en.Event)
 		}
-		p.noID = &pending{en: en, offset: offset}
+		p.noID = &pending{en: *en, offset: offset}
 		return out
 	}
 	if p.noID != nil {
@@ -84,7 +90,7 @@ func (p *Pairer) Add(en Entry, offset int64, out []schema.Event) []schema.Event 
 			out = append(out, old.en.Event)
 		}
 		pe := p.newPending()
-		pe.en, pe.offset = en, offset
+		pe.en, pe.offset = *en, offset
 		p.byID[id] = pe
 		p.fifo = append(p.fifo, pe)
 		return out
@@ -92,7 +98,7 @@ func (p *Pairer) Add(en Entry, offset int64, out []schema.Event) []schema.Event 
 	if req, ok := p.byID[id]; ok {
 		req.done = true
 		delete(p.byID, id)
-		out = append(out, Merge(req.en, en))
+		out = append(out, Merge(&req.en, en))
 		p.trim() // may recycle req
 		return out
 	}
@@ -193,7 +199,7 @@ func (p *Pairer) Flush(out []schema.Event) []schema.Event {
 // Merge makes one event of a request entry and its response entry: the
 // response's view (outcome, identity of a login) at the request's time,
 // with anything only the request entry carried filled in.
-func Merge(req, resp Entry) schema.Event {
+func Merge(req, resp *Entry) schema.Event {
 	ev := resp.Event
 	r := &req.Event
 	ev.Time = r.Time

@@ -11,12 +11,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"auditwatch/detect"
 )
 
 // TestBenchSmoke runs a short soak: the harness drives `auditwatch run`
 // (a separate process, built from ../../cmd/auditwatch) at 1,000 events/s for 20 s from a live
-// generated stream. No event may be lost, the pipeline must keep up, and
-// memory and goroutines must not grow from the first quarter to the end.
+// generated stream. No event may be lost, the pipeline must keep up, the
+// Go runtime's memory must stay within the shipped memory budget, and the
+// live Go heap and the memory outside Go (chDB) must not grow from the
+// second quarter to the last (SoakMemory), nor the goroutines over the
+// second half.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak smoke test runs for about 30 s; not run with -short")
@@ -59,10 +64,17 @@ func TestBenchSmoke(t *testing.T) {
 			t.Fatalf("sample at %v has no go_goroutines or process_resident_memory_bytes: %+v", s.Elapsed, s)
 		}
 	}
-	g := r.Growth()
-	if grow := g.To.RSSBytes - g.From.RSSBytes; grow > 96<<20 {
-		t.Errorf("RSS grew by %.0f MiB from %v to the end (%.0f → %.0f MiB)", grow/(1<<20), g.From.Elapsed, g.From.RSSBytes/(1<<20), g.To.RSSBytes/(1<<20))
+	if last := r.Samples[len(r.Samples)-1]; last.HeapLiveBytes == 0 || last.GoBytes == 0 {
+		t.Fatalf("the last sample has no go_gc_heap_live_bytes or go_memstats_sys_bytes: %+v", last)
 	}
+	// The shipped memory budget bounds the Go runtime's memory; the live
+	// heap and the chDB engine's memory must level off after warm-up.
+	var dc detect.Config
+	dc.SetDefaults()
+	for _, msg := range r.CheckMemory(SoakMemory(dc)) {
+		t.Error(msg)
+	}
+	g := r.Growth()
 	if g.To.Goroutines > g.From.Goroutines+10 {
 		t.Errorf("goroutines grew from %.0f to %.0f", g.From.Goroutines, g.To.Goroutines)
 	}
@@ -74,6 +86,11 @@ func TestBenchSmoke(t *testing.T) {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
+	}
+	for _, s := range r.Samples {
+		t.Logf("t=%v RSS %.0f MiB: Go runtime %.0f (live heap %.0f, goal %.0f, limit %.0f), outside Go %.0f; store queue %.0f rows; load %.1f",
+			s.Elapsed.Round(time.Second), s.RSSBytes/(1<<20), s.GoBytes/(1<<20), s.HeapLiveBytes/(1<<20), s.HeapGoalBytes/(1<<20),
+			s.GoMemLimitBytes/(1<<20), (s.RSSBytes-s.GoBytes)/(1<<20), s.StoreBufferedRows, s.Load1)
 	}
 	t.Logf("throughput %.0f events/s, catch-up %v, RSS %.0f → %.0f MiB, goroutines %.0f → %.0f",
 		r.Throughput, r.CatchUp, g.From.RSSBytes/(1<<20), g.To.RSSBytes/(1<<20), g.From.Goroutines, g.To.Goroutines)
@@ -181,4 +198,41 @@ func FuzzScrapeMetrics(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCheckMemory: a heap swinging up to its GOGC goal within the budget
+// passes; a growing live heap, Go memory above the budget, or memory
+// outside Go growing each fail.
+func TestCheckMemory(t *testing.T) {
+	const mb = 1 << 20
+	var dc detect.Config
+	dc.SetDefaults()
+	run := func(live, goMem, other func(i int) float64) *Result {
+		r := &Result{Duration: 20 * time.Second}
+		for i := 0; i <= 10; i++ {
+			g := goMem(i)
+			r.Samples = append(r.Samples, benchSample{Elapsed: time.Duration(i) * 2 * time.Second, HeapLiveBytes: live(i), GoBytes: g, RSSBytes: g + other(i)})
+		}
+		return r
+	}
+	flat := func(v float64) func(int) float64 { return func(int) float64 { return v } }
+	// What the 03:22 CI failure looked like: Go memory climbing to the
+	// heap goal, live heap and chDB level.
+	gcSwing := func(i int) float64 { return float64(14+22*i) * mb }
+	for _, tc := range []struct {
+		name            string
+		live, gm, other func(int) float64
+		want            string
+	}{
+		{"heap goal swing", func(i int) float64 { return float64(30+(i%3)*6) * mb }, gcSwing, func(i int) float64 { return float64(240+(i%2)*40) * mb }, ""},
+		{"chdb merging at the end", flat(30 * mb), gcSwing, func(i int) float64 { return float64(250+170*(i/10)) * mb }, ""},
+		{"leak", func(i int) float64 { return float64(30+20*i) * mb }, gcSwing, flat(250 * mb), "live Go heap grew by 60.0 MiB: at most 130.0 MiB in the second quarter, at least 190.0 MiB in the last"},
+		{"over budget", flat(30 * mb), func(i int) float64 { return float64(400+20*i) * mb }, flat(250 * mb), "above the memory budget of 512.0 MiB"},
+		{"chdb growth", flat(30 * mb), flat(100 * mb), func(i int) float64 { return float64(250+60*i) * mb }, "outside the Go runtime (chDB) grew by 180.0 MiB"},
+	} {
+		got := strings.Join(run(tc.live, tc.gm, tc.other).CheckMemory(SoakMemory(dc)), "\n")
+		if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: CheckMemory = %q, want %q", tc.name, got, tc.want)
+		}
+	}
 }

@@ -1,0 +1,118 @@
+package sigma
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"auditwatch/ingest/cloudtrail"
+	"auditwatch/internal/testenv"
+	"auditwatch/schema"
+)
+
+func sameRules(a, b []Hit) bool {
+	return slices.EqualFunc(a, b, func(x, y Hit) bool { return x == y })
+}
+
+// TestBareHitsAgree: replay's path, where a record is kept only when
+// Wants says so and the other hits travel by the event's identity, raises
+// the same findings, in the same order, as evaluating every event's
+// original record; and most hits of generated traffic travel without
+// their record.
+func TestBareHitsAgree(t *testing.T) {
+	paths := []string{filepath.Join(testenv.RepoRoot(t), "rules")}
+	if dir, ok := testenv.LookupSharedTestdata(t); ok {
+		paths = append(paths, filepath.Join(dir, "sigma", "cloudtrail"))
+	}
+	set, err := Load(paths, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := benchRecords(t, 8000)
+	for _, r := range set.single {
+		for _, want := range []bool{true, false} {
+			b, _ := json.Marshal(buildRecord(t, r, want))
+			lines = append(lines, b)
+		}
+	}
+	evs := events(t, lines)
+	// a record read twice (two inputs holding it) is pending twice
+	evs = append(evs, evs[len(evs)/2:len(evs)/2+500]...)
+	var p Parser
+	run := func(wants bool) (fs []schema.Finding, bare, kept int) {
+		e := NewEvaluator(set)
+		e.corr.Cooldown, e.corr.MaxGroups = 30*time.Minute, 100000
+		e.corr.Now = func() time.Time { return time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC) }
+		in := make([]schema.Event, len(evs))
+		for i, ev := range evs {
+			in[i] = ev
+			if !wants {
+				continue
+			}
+			// all read before any is evaluated, as replay's buffers do
+			hits, _, err := set.MatchEvent(&ev, &p, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !set.Wants(&ev, ev.Raw) {
+				in[i].Raw = nil
+				if len(hits) > 0 {
+					bare++
+				}
+			} else {
+				kept++
+			}
+		}
+		for i := range in {
+			fs = e.Process(&in[i], fs)
+		}
+		return fs, bare, kept
+	}
+	want, _, _ := run(false)
+	got, bare, kept := run(true)
+	if set.bare.n.Load() != 0 {
+		t.Errorf("%d identities still pending after every event was evaluated", set.bare.n.Load())
+	}
+	a, _ := json.Marshal(want)
+	b, _ := json.Marshal(got)
+	if string(a) != string(b) {
+		t.Fatalf("findings differ: %d with every record, %d with Wants", len(want), len(got))
+	}
+	if len(want) < 50 {
+		t.Fatalf("only %d findings: the test exercises little", len(want))
+	}
+	if bare == 0 || kept == 0 {
+		t.Fatalf("%d events without their record, %d kept: both paths must be exercised", bare, kept)
+	}
+	t.Logf("%d findings; %d records kept, %d with hits let go", len(want), kept, bare)
+}
+
+// TestBareSkipsCredentialCalls: the reader keeps the record of every STS
+// call that issues credentials whatever Wants says; such a record must
+// not also be remembered by identity (it would be evaluated twice).
+func TestBareSkipsCredentialCalls(t *testing.T) {
+	set, err := Load([]string{filepath.Join(testenv.RepoRoot(t), "rules")}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"sts:AssumeRole", "sts:AssumeRoleWithSAML", "sts:AssumeRoleWithWebIdentity", "sts:GetFederationToken", "sts:GetSessionToken", "sts:GetCallerIdentity", "s3:GetObject"} {
+		ev := schema.Event{Source: schema.SourceCloudTrail, Action: a, Outcome: schema.OutcomeSuccess, ID: "x", Time: time.Unix(1, 0)}
+		if cloudtrail.IssuesCredentials(&ev) && set.bareOK(&ev, nil) {
+			t.Errorf("%s: the reader keeps its record, but it would be remembered without it", a)
+		}
+		if a == "s3:GetObject" && !set.bareOK(&ev, nil) {
+			t.Errorf("%s: an ordinary call is always kept", a)
+		}
+	}
+	for _, ev := range []schema.Event{
+		{Source: schema.SourceVault, ID: "x", Time: time.Unix(1, 0), Action: "vault:read"},
+		{Source: schema.SourceCloudTrail, Time: time.Unix(1, 0), Action: "s3:GetObject"},
+		{Source: schema.SourceCloudTrail, ID: "x", Action: "s3:GetObject"},
+	} {
+		if set.bareOK(&ev, nil) {
+			t.Errorf("%+v: needs its record (Vault pairing, no id, no time)", ev)
+		}
+	}
+}
