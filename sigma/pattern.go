@@ -91,12 +91,38 @@ func compilePattern(src string, cased bool) *pattern {
 }
 
 func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if word(s, i)&highBits != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
 			return false
 		}
 	}
 	return true
+}
+
+// highBits has the top bit of each byte of a word.
+const highBits = 0x8080808080808080
+
+// word is the 8 bytes of s from i (little-endian; the compiler makes it
+// one load).
+func word(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// upperBits has the top bit of each byte of w, all of whose bytes are
+// ASCII (below 0x80), that is an upper-case letter: adding 0x80-'A' sets
+// it for bytes from 'A' up, adding 0x80-'Z'-1 for bytes past 'Z' (no
+// byte carries into the next).
+func upperBits(w uint64) uint64 {
+	const ones = 0x0101010101010101
+	return (w + ones*(0x80-'A')) &^ (w + ones*(0x80-'Z'-1)) & highBits
 }
 
 func lowerASCII(c byte) byte {

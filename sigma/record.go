@@ -876,6 +876,13 @@ func (r *Record) lowerIfASCII(s string) string {
 // letter, else a copy in scratch memory valid until the next call.
 func (r *Record) lower(s string) string {
 	i := 0
+	// a word at a time while the bytes are ASCII without upper case
+	for i+8 <= len(s) {
+		if w := word(s, i); w&highBits != 0 || upperBits(w) != 0 {
+			break
+		}
+		i += 8
+	}
 	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
 		i++
 	}

@@ -822,6 +822,13 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 	}
 	raw := ev.Raw
 	ix := &s.idx[src]
+	if src != srcNone && len(ix.always) == 0 && len(ix.byVal) == 0 {
+		// no rule reads this source (SigmaHQ's CloudTrail rules on a
+		// Vault record): nothing to match, and the record's text is not
+		// searched for escapes nor read (a record no rule reads is not
+		// checked for being malformed, escapes or not)
+		return out, nil, nil
+	}
 	key, keyed := "", src != srcNone
 	if keyed && ix.byVal != nil {
 		key, keyed = eventKey(ev, ix.name, p)
