@@ -46,18 +46,22 @@ func bareEvent(ev *schema.Event) bool {
 	return ev.Source == schema.SourceCloudTrail && ev.ID != "" && !ev.Time.IsZero() && !strings.HasPrefix(ev.Action, "sts:")
 }
 
-// bareMemo holds the hits of records Wants let go, by a seeded hash of
-// the event fields that name the record and that nothing between the
-// reader and the evaluator rewrites (enrichment sets the network context
-// and may link the principal: neither is part of the key). An entry
+// bareMemo holds the hits of records Wants let go, by the event fields
+// that name the record and that nothing between the reader and the
+// evaluator rewrites (enrichment sets the network context and may link
+// the principal: neither is part of the identity). The map is keyed by a
+// seeded hash of the event's id and time (unique per record in practice)
+// and an entry holds the whole identity, compared in full: two records
+// whose id and time agree but not the rest never share an entry. An entry
 // counts the pending events of its identity; the evaluator takes one.
 // Unlike hitMemo it never starts over (a dropped entry would be a lost
 // hit): full, Wants keeps records again. Two pending records of one
 // identity (one record read twice) with the same hits share an entry;
-// with other hits the second keeps its record. Only a record forged with
-// another's id, time, action, resource, account and address and no hit
-// can take the entry first: the finding is then raised at that event,
-// whose fields in the finding are the same but for the principal.
+// with other hits, or another identity under the same key, the second
+// keeps its record. Only a record forged with another's id, time, action,
+// resource, account and address and no hit can take the entry first: the
+// finding is then raised at that event, whose fields in the finding are
+// the same but for the principal.
 // Pending entries belong to the Set: a rule reload drops them (replay,
 // the only caller of Wants, loads its rules once).
 type bareMemo struct {
@@ -68,33 +72,41 @@ type bareMemo struct {
 }
 
 type bareHits struct {
+	id      bareID
 	pending int
 	hits    memoHits
 }
 
-func newBareMemo() *bareMemo { return &bareMemo{m: map[uint64]bareHits{}, seed: maphash.MakeSeed()} }
-
-// bareKey is what the key hashes, by the map hasher (maphash.Comparable:
-// the strings in place, no copy): the event's id and time and the fields
+// bareID is a record's identity: the event's id and time and the fields
 // of a finding that nothing after the reader rewrites.
-type bareKey struct {
+type bareID struct {
 	id, action, resource, account, ip string
 	t                                 int64
 }
 
-func (m *bareMemo) key(ev *schema.Event) uint64 {
-	return maphash.Comparable(m.seed, bareKey{ev.ID, ev.Action, ev.Resource, ev.Account, ev.SourceIPRaw, ev.Time.UnixNano()})
+func newBareMemo() *bareMemo { return &bareMemo{m: map[uint64]bareHits{}, seed: maphash.MakeSeed()} }
+
+// bareKey is what the map key hashes (by the map hasher: the id in place,
+// no copy).
+type bareKey struct {
+	id string
+	t  int64
+}
+
+func (m *bareMemo) key(ev *schema.Event) (uint64, bareID) {
+	t := ev.Time.UnixNano()
+	return maphash.Comparable(m.seed, bareKey{ev.ID, t}), bareID{ev.ID, ev.Action, ev.Resource, ev.Account, ev.SourceIPRaw, t}
 }
 
 // put remembers hits for ev; false when it cannot (the record must be
-// kept): the memo is full, or another pending record of the same
-// identity had other hits.
+// kept): the memo is full, or another pending record under the same key
+// had another identity or other hits.
 func (m *bareMemo) put(ev *schema.Event, hits []Hit) bool {
-	k := m.key(ev)
+	k, id := m.key(ev)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e, ok := m.m[k]; ok {
-		if !e.hits.equal(hits) {
+		if e.id != id || !e.hits.equal(hits) {
 			return false
 		}
 		e.pending++
@@ -104,7 +116,7 @@ func (m *bareMemo) put(ev *schema.Event, hits []Hit) bool {
 	if len(m.m) >= maxMemo {
 		return false
 	}
-	e := bareHits{pending: 1, hits: memoHits{n: len(hits)}}
+	e := bareHits{id: id, pending: 1, hits: memoHits{n: len(hits)}}
 	if len(hits) <= len(e.hits.one) {
 		copy(e.hits.one[:], hits)
 	} else {
@@ -121,11 +133,11 @@ func (m *bareMemo) take(ev *schema.Event, out []Hit) ([]Hit, bool) {
 	if m.n.Load() == 0 || !bareEvent(ev) {
 		return out, false
 	}
-	k := m.key(ev)
+	k, id := m.key(ev)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.m[k]
-	if !ok {
+	if !ok || e.id != id {
 		return out, false
 	}
 	if e.pending--; e.pending == 0 {

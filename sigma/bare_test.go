@@ -1,6 +1,7 @@
 package sigma
 
 import (
+	"cmp"
 	"encoding/json"
 	"path/filepath"
 	"slices"
@@ -114,5 +115,48 @@ func TestBareSkipsCredentialCalls(t *testing.T) {
 		if set.bareOK(&ev, nil) {
 			t.Errorf("%+v: needs its record (Vault pairing, no id, no time)", ev)
 		}
+	}
+}
+
+// TestBareIdentityInFull: records under one key (the same id and time)
+// share an entry only when their whole identity and hits agree; a record
+// of another identity under that key keeps its record, and an event of
+// another identity does not take the entry.
+func TestBareIdentityInFull(t *testing.T) {
+	m := newBareMemo()
+	r1, r2 := &Rule{Title: "a"}, &Rule{Title: "b"}
+	ev := schema.Event{Source: schema.SourceCloudTrail, ID: "e1", Time: time.Unix(5, 0), Action: "s3:GetObject", Resource: "b/k", Account: "1", SourceIPRaw: "10.0.0.1"}
+	hits := []Hit{{Rule: r1, Standalone: true}}
+	for i := 0; i < 2; i++ {
+		if !m.put(&ev, hits) {
+			t.Fatalf("put %d: the same record read twice is not remembered", i)
+		}
+	}
+	if m.put(&ev, []Hit{{Rule: r2, Standalone: true}}) {
+		t.Fatal("a pending identity took other hits")
+	}
+	for _, other := range []schema.Event{
+		{Action: "s3:PutObject"}, {Resource: "b/other"}, {Account: "2"}, {SourceIPRaw: "10.0.0.2"},
+	} {
+		o := ev
+		o.Action = cmp.Or(other.Action, ev.Action)
+		o.Resource = cmp.Or(other.Resource, ev.Resource)
+		o.Account = cmp.Or(other.Account, ev.Account)
+		o.SourceIPRaw = cmp.Or(other.SourceIPRaw, ev.SourceIPRaw)
+		if m.put(&o, hits) {
+			t.Errorf("%+v: shares the entry of another identity under the same id and time", other)
+		}
+		if got, ok := m.take(&o, nil); ok {
+			t.Errorf("%+v: took another identity's hits %v", other, got)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		got, ok := m.take(&ev, nil)
+		if !ok || len(got) != 1 || got[0].Rule != r1 {
+			t.Fatalf("take %d: %v %v", i, got, ok)
+		}
+	}
+	if _, ok := m.take(&ev, nil); ok || m.n.Load() != 0 {
+		t.Fatalf("an identity taken more often than read (%d entries left)", m.n.Load())
 	}
 }

@@ -18,8 +18,14 @@ func TestLazyRecordAgreesWithTree(t *testing.T) {
 		` { "a" : { "b" : [ { "c" : 1 } , { "c" : "x y" } ] , "e" : [ ] } , "dup" : 1 , "dup" : 2 , "r" : [ {"s":[{"t":"nested"}]} ] } `,
 		`{"userIdentity":{"type":"AssumedRole","sessionContext":{"sessionIssuer":{"type":"Role","arn":"arn:aws:iam::1:role/r"}}},"eventName":"X","requestParameters":{"layers":["l1","l2"],"policy":{"Statement":[{"Effect":"Allow"}]}}}`,
 		`{"a":1,"bad":{"x":[1,2}}`,
+		// a member read, then a later sibling: the first one's value
+		// (braces and brackets in strings) is skipped only then
+		`{"u":{"a":{"x":"}{","y":[1,{"z":"]"}]},"b":"B","c":{"d":1},"e":[{"f":"F"}]},"w":1}`,
+		`{"u":{"a":{"x":1},"b" 2}}`,
+		`{"u":{"a":{"x":1},"b":{"d":1}`,
 	}
 	paths := []string{"a", "a.b", "a.b.c", "a.b.d", "a.e", "a.f", "a.f.z", "g.h", "g.h.i", "g", "j", "k", "l", "m", "n", "o.p.q", "o", "dup", "r.s.t", "r.s", "x",
+		"u.a.x", "u.b", "u.a.y.z", "u.c.d", "u.e.f", "u.zz", "w",
 		"userIdentity.type", "userIdentity.sessionContext.sessionIssuer.type", "requestParameters.layers", "requestParameters.policy", "requestParameters.policy.Statement.Effect", "bad.x", "bad"}
 	var lazy, full Parser
 	for _, text := range records {

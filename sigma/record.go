@@ -493,14 +493,27 @@ func (r *Record) rawGet(i int, key string) int {
 		}
 	}
 	for r.objs[st].next >= 0 {
-		k, v, next, ok := r.scanMember(r.objs[st].next)
+		o := &r.objs[st]
+		if o.open {
+			// the value of the member found last: skipped only now that
+			// the scan goes past it (userIdentity's sessionContext, the
+			// last member read, is not skipped to be read)
+			o.open = false
+			if o.next = r.afterValue(o.next); o.next == -2 {
+				r.bad = true
+				o.next = -1
+				return -1
+			}
+			continue
+		}
+		k, v, ok := r.scanKey(o.next)
 		if !ok {
 			r.bad = true
-			r.objs[st].next = -1
+			o.next = -1
 			return -1
 		}
 		r.objMembers = append(r.objMembers, objMember{obj: i, key: k, v: v})
-		r.objs[st].next = next
+		o.next, o.open = v, true
 		if string(k) == key {
 			return v
 		}
@@ -509,8 +522,52 @@ func (r *Record) rawGet(i int, key string) int {
 }
 
 // objScan is an object of a lazy record being read member by member: the
-// index of its '{' and of the next member's key (-1: all read).
-type objScan struct{ at, next int }
+// index of its '{' and of the next member's key (-1: all read); when
+// open, next is the value of the member found last, not yet skipped.
+type objScan struct {
+	at, next int
+	open     bool
+}
+
+// scanKey reads the key of the member starting at i, in an object of a
+// lazy record, and where its value starts.
+func (r *Record) scanKey(i int) (key []byte, v int, ok bool) {
+	b := r.raw
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	end := skipValue(b, i)
+	if end < 0 {
+		return nil, 0, false
+	}
+	key = b[i+1 : end-1]
+	if i = jsonx.SkipWS(b, end); i >= len(b) || b[i] != ':' {
+		return nil, 0, false
+	}
+	v = jsonx.SkipWS(b, i+1)
+	if v >= len(b) {
+		return nil, 0, false
+	}
+	return key, v, true
+}
+
+// afterValue skips the member value at v, in an object of a lazy record:
+// where the next member's key starts, -1 after the last, -2 when
+// malformed.
+func (r *Record) afterValue(v int) int {
+	b := r.raw
+	e := skipValue(b, v)
+	if e < 0 {
+		return -2
+	}
+	switch i := jsonx.SkipWS(b, e); {
+	case i < len(b) && b[i] == '}':
+		return -1
+	case i < len(b) && b[i] == ',':
+		return jsonx.SkipWS(b, i+1)
+	}
+	return -2
+}
 
 // objMember is a member of an object read so far: the object's index, the
 // key, and the index of the value.
@@ -518,36 +575,6 @@ type objMember struct {
 	obj int
 	key []byte
 	v   int
-}
-
-// scanMember reads the member whose key starts at i, in an object of a
-// lazy record: its key, where its value starts, and where the next
-// member's key starts (-1 after the last).
-func (r *Record) scanMember(i int) (key []byte, v, next int, ok bool) {
-	b := r.raw
-	if i >= len(b) || b[i] != '"' {
-		return nil, 0, 0, false
-	}
-	end := skipValue(b, i)
-	if end < 0 {
-		return nil, 0, 0, false
-	}
-	key = b[i+1 : end-1]
-	if i = jsonx.SkipWS(b, end); i >= len(b) || b[i] != ':' {
-		return nil, 0, 0, false
-	}
-	v = jsonx.SkipWS(b, i+1)
-	e := skipValue(b, v)
-	if e < 0 {
-		return nil, 0, 0, false
-	}
-	switch i = jsonx.SkipWS(b, e); {
-	case i < len(b) && b[i] == '}':
-		return key, v, -1, true
-	case i < len(b) && b[i] == ',':
-		return key, v, jsonx.SkipWS(b, i+1), true
-	}
-	return nil, 0, 0, false
 }
 
 // rawElems calls f with the start of each element of the array at i until
