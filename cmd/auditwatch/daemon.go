@@ -277,7 +277,7 @@ func buildSources(l *configcheck.Loaded, cp source.Checkpoints, log *slog.Logger
 	var out []source.Source
 	var errs []error
 	for i, sc := range cfg.Sources {
-		parse, err := parserFor(sc.Format, keepRaw(cfg))
+		parse, err := parserFor(sc.Format, keepRaw(l))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sources[%d] %s: %w", i, sc.Name, err))
 			continue

@@ -18,9 +18,12 @@ import (
 
 	"auditwatch/config"
 	"auditwatch/incident"
+	"auditwatch/internal/configcheck"
 	"auditwatch/pipeline"
 	"auditwatch/schema"
 	"auditwatch/sigma"
+	"auditwatch/store"
+	"auditwatch/stream"
 )
 
 // rulesConfig decodes the rules: section (zero Config when absent).
@@ -33,9 +36,13 @@ func rulesConfig(cfg *config.Config) (sigma.Config, error) {
 }
 
 // keepRaw reports whether sources must keep each event's original record:
-// raw_records (the default) stores it, Sigma rules read it.
-func keepRaw(cfg *config.Config) bool {
-	if cfg.KeepRawRecords() {
+// raw_records (the default) stores it where something stores events, Sigma
+// rules read it. Without a store (storage off or absent, embedded stream)
+// nothing reads it, and copying every record was most of what `run` did
+// beyond `replay`.
+func keepRaw(l *configcheck.Loaded) bool {
+	cfg := l.Config
+	if cfg.KeepRawRecords() && rawStored(l) {
 		return true
 	}
 	if cfg.Rules.Kind == 0 {
@@ -43,6 +50,16 @@ func keepRaw(cfg *config.Config) bool {
 	}
 	c, err := rulesConfig(cfg)
 	return err == nil && c.Enabled()
+}
+
+// rawStored reports whether events leave the process or are stored: on
+// Kafka the events topic carries the record to whatever stores it; on the
+// embedded stream only this process's store does.
+func rawStored(l *configcheck.Loaded) bool {
+	if l.Config.Stream.Type == stream.TypeKafka {
+		return true
+	}
+	return l.Storage != nil && l.Storage.Backend != store.BackendOff
 }
 
 // stripRaw drops the original records before an event sink (raw_records:
