@@ -128,15 +128,15 @@ func TestBacktestFromStore(t *testing.T) {
 
 	backends := []struct {
 		name    string
-		storage func(db string) (string, store.Config)
+		storage func(t *testing.T, db string) (string, store.Config)
 	}{
-		{"chdb", func(db string) (string, store.Config) {
+		{"chdb", func(t *testing.T, db string) (string, store.Config) {
 			path := chtest.CHDBPath(t)
 			c := store.Config{Backend: store.BackendCHDB, Database: db}
 			c.CHDB.Path = path
 			return fmt.Sprintf("storage: {backend: chdb, database: %s, chdb: {path: %q}}\n", db, path), c
 		}},
-		{"clickhouse-server", func(db string) (string, store.Config) {
+		{"clickhouse-server", func(t *testing.T, db string) (string, store.Config) {
 			srv := chtest.StartServer(t)
 			c := store.Config{Backend: store.BackendClickHouse, Database: db}
 			c.ClickHouse.Addr = []string{srv.Addr}
@@ -145,7 +145,7 @@ func TestBacktestFromStore(t *testing.T) {
 	}
 	for _, bc := range backends {
 		t.Run(bc.name, func(t *testing.T) {
-			storage, scfg := bc.storage("backtest_week")
+			storage, scfg := bc.storage(t, "backtest_week")
 			stored := storeWeek(t, scfg, data)
 			oldCfg := write(bc.name+"/old.yaml", oldRules+storage)
 			newCfg := write(bc.name+"/new.yaml", newRules+storage)
