@@ -87,14 +87,7 @@ func TestGroupingSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("the uninterrupted replay names %d pairs, want %d", len(rp), len(want))
 	}
 
-	appended := f.Append(120)
-	f.Start()
-	kills := f.KillRandomly(10, 200*time.Millisecond, 900*time.Millisecond, nil)
-	<-appended
-	f.WaitUntil(40*time.Second, func() bool { return len(readFindings(t, f.Findings)) >= len(ref) })
-	time.Sleep(3 * time.Second) // anything extra would show now
-	f.Stop(nil)
-	got := readFindings(t, f.Findings)
+	got, kills := f.KilledRun(120, 10, 200*time.Millisecond, 900*time.Millisecond, 40*time.Second, 3*time.Second, len(ref), nil)
 	t.Logf("%d kills; %d findings (replay %d); %d new pairs", kills, len(got), len(ref), len(want))
 	assertSameFindings(t, got, ref)
 	gp := pairs(got)

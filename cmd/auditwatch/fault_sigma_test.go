@@ -47,14 +47,7 @@ func TestRunCorrelationsSurviveSIGKILL(t *testing.T) {
 		t.Fatalf("the reference replay raised %d correlation findings: too few to test", corr)
 	}
 
-	appended := f.Append(200)
-	f.Start()
-	kills := f.KillRandomly(8, 200*time.Millisecond, 1000*time.Millisecond, nil)
-	<-appended
-	f.WaitUntil(40*time.Second, func() bool { return len(sigmaOnly(readFindings(t, f.Findings))) >= len(want) })
-	time.Sleep(3 * time.Second)
-	f.Stop(nil)
-	got := sigmaOnly(readFindings(t, f.Findings))
+	got, kills := f.KilledRun(200, 8, 200*time.Millisecond, 1000*time.Millisecond, 40*time.Second, 3*time.Second, len(want), sigmaOnly)
 	t.Logf("%d kills; %d Sigma findings (replay %d, %d of them correlations)", kills, len(got), len(want), corr)
 	assertSameFindings(t, got, want)
 }

@@ -41,14 +41,7 @@ func TestRunStoresEveryEventAcrossSIGKILL(t *testing.T) {
 	if len(want) == 0 {
 		t.Fatal("replay raised no findings")
 	}
-	appended := f.Append(150)
-	f.Start()
-	kills := f.KillRandomly(6, 500*time.Millisecond, 1500*time.Millisecond, nil)
-	<-appended
-	f.WaitUntil(60*time.Second, func() bool { return len(readFindings(t, f.Findings)) >= len(want) })
-	time.Sleep(3 * time.Second) // anything extra would show now
-	f.Stop(nil)
-	got := readFindings(t, f.Findings)
+	got, kills := f.KilledRun(150, 6, 500*time.Millisecond, 1500*time.Millisecond, 60*time.Second, 3*time.Second, len(want), nil)
 	t.Logf("%d kills; %d findings (replay %d)", kills, len(got), len(want))
 	assertSameFindings(t, got, want)
 	// The kills found events taken but not yet stored (the case under

@@ -40,15 +40,8 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 
 	// Append the stream in random-sized chunks (cutting lines anywhere)
 	// over about 15 s while the pipeline is killed and restarted.
-	appended := f.Append(300)
-	f.Start()
-	kills := f.KillRandomly(12, 200*time.Millisecond, 1300*time.Millisecond, nil)
-	<-appended
-	// Let it catch up and drain, then stop it cleanly.
-	f.WaitUntil(40*time.Second, func() bool { return len(readFindings(t, f.Findings)) >= len(want) })
-	time.Sleep(5 * time.Second) // anything extra would show now
-	f.Stop(nil)
-	got := readFindings(t, f.Findings)
+	// Then let it catch up and drain, and stop it cleanly.
+	got, kills := f.KilledRun(300, 12, 200*time.Millisecond, 1300*time.Millisecond, 40*time.Second, 5*time.Second, len(want), nil)
 	t.Logf("%d kills; %d findings (replay %d); input %d bytes", kills, len(got), len(want), len(f.Raw))
 
 	// No finding written twice; exactly the replay's findings.

@@ -258,6 +258,26 @@ func (f *faultRun) KillRandomly(n int, min, spread time.Duration, more func() bo
 
 // WaitUntil polls done every 200 ms until it holds or limit passes (a
 // guard, not a timing assertion); it reports whether done held.
+// KilledRun is the body of a SIGKILL test: it appends the stream in
+// chunks while the process is started and killed (kills times, min plus
+// up to spread apart), waits up to catchUp for keep(findings) to reach
+// want findings, leaves settle for any extra finding to show, stops the
+// process (Stop's secret grep included) and returns keep(findings) and
+// the number of kills. keep nil keeps every finding.
+func (f *faultRun) KilledRun(chunks, kills int, min, spread, catchUp, settle time.Duration, want int, keep func([]schema.Finding) []schema.Finding) ([]schema.Finding, int) {
+	if keep == nil {
+		keep = func(fs []schema.Finding) []schema.Finding { return fs }
+	}
+	appended := f.Append(chunks)
+	f.Start()
+	killed := f.KillRandomly(kills, min, spread, nil)
+	<-appended
+	f.WaitUntil(catchUp, func() bool { return len(keep(readFindings(f.t, f.Findings))) >= want })
+	time.Sleep(settle) // anything extra would show now
+	f.Stop(nil)
+	return keep(readFindings(f.t, f.Findings)), killed
+}
+
 func (f *faultRun) WaitUntil(limit time.Duration, done func() bool) bool {
 	deadline := time.Now().Add(limit)
 	for !done() {
