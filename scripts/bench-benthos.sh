@@ -64,7 +64,7 @@ declare -A sum
 for n in "${names[@]}"; do sum[$n]=0; done
 
 lines=$(wc -l <"$FILE")
-echo "file $FILE ($lines lines), main $(git rev-parse --short HEAD), $(nproc) cores, $(date -u +%FT%TZ)"
+echo "file $FILE ($lines lines), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo +changes), $(nproc) cores, $(date -u +%FT%TZ)"
 for r in $(seq "$ROUNDS"); do
 	for c in $BENTHOS_CONFIGS; do
 		n="benthos:$(basename "$c" .yaml)"
