@@ -100,6 +100,10 @@ type Correlator struct {
 	bursts   map[string]*burstState
 	newest   int64
 	kbuf     []byte // scratch: a burst's key
+	// clock: the wall clock as last read (Now nil), and the matches
+	// judged against it since (ahead)
+	clock     time.Time
+	clockUsed int
 	// Now is the wall clock events dated ahead are judged by; nil:
 	// time.Now.
 	Now func() time.Time
