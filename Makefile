@@ -121,6 +121,15 @@ bench-run-replay: build
 bench-replay-normalize: build
 	scripts/bench-replay-normalize.sh
 
+# Benthos side by side (scripts/bench-benthos.sh): Benthos 4.60's
+# parse+extract+filter pipeline (bench/benthos, its own Go module, built
+# into bin/benthos-bench; the auditwatch module never builds it) against
+# normalize, replay and replay with SigmaHQ's CloudTrail rules, one core
+# each, same file, same run: CPU seconds, events per CPU-s, ratios.
+.PHONY: bench-benthos
+bench-benthos: build
+	scripts/bench-benthos.sh
+
 # Detection quality on generated traffic (docs/DETECTION.md): per-detector
 # recall, unexplained findings per 1,000 requests, incidents per episode,
 # over SCORE_SEEDS with SCORE_EVENTS requests each; fails below target.
