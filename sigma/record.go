@@ -819,6 +819,18 @@ func number(s string) (float64, bool) {
 	return f, err == nil
 }
 
+// fieldView is Field without copying: the text is valid until the
+// record's memory is reused.
+func (r *Record) fieldView(path []string) (string, bool) {
+	var out string
+	var ok bool
+	r.each(path, false, func(s string, null bool) bool {
+		out, ok = s, !null
+		return true
+	})
+	return out, ok
+}
+
 // Field returns the first value at a dotted path as text ("" and false
 // when absent or null). Correlation group-by and value_count use it.
 func (r *Record) Field(path []string) (string, bool) {

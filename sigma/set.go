@@ -343,6 +343,13 @@ func build(rules []*Rule, skipped []*Problem) (*Set, []*Problem) {
 		if cc.Field != "" {
 			cc.field = strings.Split(cc.Field, ".")
 		}
+		// per input: its group-by paths and value_count field (aliases
+		// resolved), split once
+		cc.inPaths, cc.inField = nil, nil
+		for _, t := range cc.rules {
+			cc.inPaths = append(cc.inPaths, cc.groupFields(t))
+			cc.inField = append(cc.inField, fieldPath(cc, t))
+		}
 	}
 	for _, r := range s.Rules {
 		if r.det != nil {
