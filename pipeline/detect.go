@@ -704,7 +704,7 @@ func (s *DetectStage) Revoked(ctx context.Context, parts []int) error {
 			} else if s.cfg.Store != nil && len(pt.unacked) > 0 {
 				// A clean stop leaves nothing to read again: write what
 				// the store has queued, then save the position after it.
-				if err := s.cfg.Store.Flush(ctx); err != nil {
+				if err := flushBounded(ctx, s.cfg.Store); err != nil {
 					s.log.Warn("store not flushed at stop; the events after the saved position are read again at the next start", "partition", p, "err", err)
 				} else if err := s.checkpoint(ctx, pt); err != nil {
 					errs = append(errs, err)

@@ -1,13 +1,17 @@
 package vault
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fastjson"
 
 	"auditwatch/ingest/intern"
+	"auditwatch/ingest/jsonx"
 )
 
 // compareLine checks ParseLine against fastjson + Parse on one record and
@@ -123,4 +127,140 @@ func TestBodyRevokeLease(t *testing.T) {
 			t.Errorf("%s: reference lease %q (%v)", tc.path, ref.Event.LeaseID, err)
 		}
 	}
+}
+
+// authMemoCase is a request entry with auth block a (and request id id).
+func authMemoEntry(typ, id, a string) []byte {
+	return []byte(`{"time":"2026-01-05T00:00:00.1Z","type":"` + typ + `","auth":` + a + `,"request":{"id":"` + id + `","operation":"read","path":"secret/data/x","remote_address":"10.0.0.1"}}`)
+}
+
+// The auth memo: an auth block read before is taken from the memo (its
+// fields point into the memo's copy), and every entry still parses
+// exactly as Parse does and as a parser that never saw the block before.
+func TestAuthMemo(t *testing.T) {
+	tok := "hmac-sha256:817d9897bc4d7fbdcbdab2fb9880c661ea655411257ad9d184820b8949d8761c"
+	base := `{"client_token":"` + tok + `","accessor":"hmac-sha256:e67b","display_name":"approle","policies":["default","api-3"],"token_policies":["default","api-3"],"metadata":{"role_name":"api-3"},"entity_id":"c83e","token_ttl":3600}`
+	same := func(s string) string { return s }
+	for _, tc := range []struct {
+		name string
+		next func(string) string // the second entry's auth block from the first's
+		hit  bool
+	}{
+		{"identical", same, true},
+		{"one byte differs", func(s string) string { return strings.Replace(s, `"api-3"]`, `"api-4"]`, 1) }, false},
+		{"entity differs", func(s string) string { return strings.Replace(s, `"c83e"`, `"c83f"`, 1) }, false},
+		{"member added", func(s string) string { return strings.Replace(s, `,"token_ttl"`, `,"x":1,"token_ttl"`, 1) }, false},
+		{"longer number", func(s string) string { return strings.Replace(s, `3600}`, `36000}`, 1) }, false},
+		{"escaped", func(s string) string { return strings.Replace(s, `"approle"`, `"app\u0072ole"`, 1) }, false},
+		{"policy objects", func(s string) string {
+			return strings.Replace(strings.Replace(s, `["default","api-3"]`, `[1,{"a":2}]`, 1), `["default","api-3"]`, `[]`, 1)
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			line := Parser{Strings: intern.New(64, 0), Now: fixedNow}
+			general := Parser{Strings: intern.New(64, 0), Now: fixedNow}
+			first := authMemoEntry("request", "r1", base)
+			if !compareLine(t, &line, &general, first) {
+				t.Fatal("fast path declined the first entry")
+			}
+			a2 := tc.next(base)
+			for i, in := range [][]byte{authMemoEntry("response", "r1", a2), authMemoEntry("request", "r2", a2)} {
+				// read the block alone where it sits: from the memo or not
+				v := bytes.Index(in, []byte(`"auth":`)) + len(`"auth":`)
+				var a rawAuth
+				end := line.lineAuthMemo(in, v, 2, &a)
+				if tc.name == "escaped" {
+					if end >= 0 {
+						t.Fatalf("an escaped block read: %d", end)
+					}
+				} else {
+					if end != v+len(a2) {
+						t.Fatalf("block ends at %d, want %d", end, v+len(a2))
+					}
+					fromMemo := false
+					for _, m := range line.authMemo {
+						if len(m.text) > 0 && len(a.clientToken) > 0 && &a.clientToken[0] == &m.text[len(`{"client_token":"`)] {
+							fromMemo = true
+						}
+					}
+					wantHit := tc.hit || i > 0 // the second one was kept by the first
+					if fromMemo != wantHit {
+						t.Fatalf("entry %d: from the memo %v, want %v", i, fromMemo, wantHit)
+					}
+					if string(a.clientToken) != tok || (len(a2) == len(base) && a2 == base && string(a.entityID) != "c83e") {
+						t.Fatalf("fields %q %q", a.clientToken, a.entityID)
+					}
+				}
+				fresh := Parser{Strings: intern.New(64, 0), Now: fixedNow}
+				want, werr, wok := fresh.ParseLine(in)
+				got, gerr, gok := line.ParseLine(in)
+				if gok != wok || (gerr == nil) != (werr == nil) || !reflect.DeepEqual(got, want) {
+					t.Fatalf("entry %d: after the memo %+v %v %v, fresh %+v %v %v", i, got, gerr, gok, want, werr, wok)
+				}
+				if gok {
+					compareLine(t, &line, &general, in)
+				}
+			}
+			// at another depth the block is read again: at the lexer's
+			// limit its policies array is one level too deep
+			in := authMemoEntry("request", "r3", a2)
+			v := bytes.Index(in, []byte(`"auth":`)) + len(`"auth":`)
+			var deep, plain rawAuth
+			if got, want := line.lineAuthMemo(in, v, jsonx.MaxLexDepth, &deep), line.lineAuth(in, v, jsonx.MaxLexDepth, &plain); got != -1 || want != -1 {
+				t.Fatalf("at depth %d: %d, lineAuth %d (want -1)", jsonx.MaxLexDepth, got, want)
+			}
+		})
+	}
+}
+
+// Blocks sharing a memo slot replace each other and still read right;
+// blocks shorter than the key or longer than the bound are never kept.
+func TestAuthMemoSlotsAndBounds(t *testing.T) {
+	line := Parser{Strings: intern.New(64, 0), Now: fixedNow}
+	general := Parser{Strings: intern.New(64, 0), Now: fixedNow}
+	var blocks []string
+	for i := range 3 * authMemoSlots {
+		blocks = append(blocks, fmt.Sprintf(`{"client_token":"hmac-sha256:%064x","entity_id":"e%d","policies":["p%d"]}`, i, i, i))
+	}
+	blocks = append(blocks, `{"entity_id":"short"}`, `{"entity_id":"long","x":"`+strings.Repeat("y", maxAuthMemo)+`"}`)
+	for round := range 3 {
+		for i, a := range blocks {
+			in := authMemoEntry("request", fmt.Sprintf("r%d-%d", round, i), a)
+			if !compareLine(t, &line, &general, in) {
+				t.Fatalf("fast path declined block %d", i)
+			}
+		}
+	}
+	for _, m := range line.authMemo {
+		if len(m.text) > maxAuthMemo || (len(m.text) > 0 && len(m.text) < authMemoKey) {
+			t.Fatalf("kept a block of %d bytes", len(m.text))
+		}
+		if cap(m.text) > 2*maxAuthMemo {
+			t.Fatalf("a slot holds %d bytes", cap(m.text))
+		}
+	}
+}
+
+// FuzzParseLineAuthMemo: an entry read after another one (whose auth
+// block the memo may hold) reads exactly as with a new parser, and as
+// Parse when the fast path takes it.
+func FuzzParseLineAuthMemo(f *testing.F) {
+	a := `{"client_token":"hmac-sha256:817d9897bc4d7fbdcbdab2fb9880c661ea655411257ad9d184820b8949d8761c","policies":["a",1],"token_policies":["b"],"metadata":{"username":"u"},"entity_id":"e"}`
+	f.Add(authMemoEntry("request", "r1", a), authMemoEntry("response", "r1", a))
+	f.Add(authMemoEntry("request", "r1", a), authMemoEntry("response", "r1", strings.Replace(a, `"e"`, `"f"`, 1)))
+	f.Add(authMemoEntry("request", "r1", a), []byte(`{"type":"response","auth":`+a[:len(a)-1]+`,"x":[1,2]},"request":{"id":"r1"}}`))
+	f.Fuzz(func(t *testing.T, prev, in []byte) {
+		line := Parser{Strings: intern.New(16, 8), Now: fixedNow, MaxDepth: 8}
+		general := Parser{Strings: intern.New(16, 8), Now: fixedNow}
+		fresh := Parser{Strings: intern.New(16, 8), Now: fixedNow, MaxDepth: 8}
+		line.ParseLine(prev)
+		got, gerr, gok := line.ParseLine(in)
+		want, werr, wok := fresh.ParseLine(in)
+		if gok != wok || (gerr == nil) != (werr == nil) || (gerr != nil && gerr.Error() != werr.Error()) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("after %s\n%s\nwith the memo %+v %v %v\nnew parser    %+v %v %v", prev, in, got, gerr, gok, want, werr, wok)
+		}
+		if gok {
+			compareLine(t, &line, &general, in)
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash/maphash"
 	"strings"
 	"time"
 
@@ -95,6 +96,10 @@ type Parser struct {
 	lastID string
 	// lastPolicies is the last policy list made
 	lastPolicies []string
+	// authMemo holds top-level auth blocks ParseLine read (see
+	// lineAuthMemo), made on first use
+	authMemo *[authMemoSlots]authMemo
+	authSeed maphash.Seed
 }
 
 // samePolicies reports whether pol names the policies of lastPolicies.
