@@ -1,7 +1,6 @@
 package sigma
 
 import (
-	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,81 +48,130 @@ func bareEvent(ev *schema.Event) bool {
 // bareMemo holds the hits of records Wants let go, by the event fields
 // that name the record and that nothing between the reader and the
 // evaluator rewrites (enrichment sets the network context and may link
-// the principal: neither is part of the identity). The map is keyed by a
-// seeded hash of the event's id and time (unique per record in practice)
+// the principal: neither is part of the identity). The map is keyed by the
+// event's id (unique per record in practice; the map hashes it in place)
 // and an entry holds the whole identity, compared in full: two records
-// whose id and time agree but not the rest never share an entry. An entry
-// counts the pending events of its identity; the evaluator takes one.
+// whose id agrees but not the rest never share an entry. An entry counts
+// the pending events of its identity; the evaluator takes one.
 // Unlike hitMemo it never starts over (a dropped entry would be a lost
 // hit): full, Wants keeps records again. Two pending records of one
 // identity (one record read twice) with the same hits share an entry;
-// with other hits, or another identity under the same key, the second
+// with other hits, or another identity under the same id, the second
 // keeps its record. Only a record forged with another's id, time, action,
 // resource, account and address and no hit can take the entry first: the
 // finding is then raised at that event, whose fields in the finding are
 // the same but for the principal.
 // Pending entries belong to the Set: a rule reload drops them (replay,
 // the only caller of Wants, loads its rules once).
+//
+// The reader puts and the evaluator takes at the same time, from two
+// goroutines: the entries are spread over shards by the id, each with its
+// own lock, so that the two rarely wait for each other (the evaluator
+// takes what the reader put a few hundred records before).
 type bareMemo struct {
-	mu   sync.Mutex
-	n    atomic.Int64
-	m    map[uint64]bareHits
-	seed maphash.Seed
+	// n counts the pending entries of every shard
+	n      atomic.Int64
+	shards [bareShards]bareShard
 }
 
+// bareShards: shards of a bareMemo (a power of two).
+const bareShards = 32
+
+type bareShard struct {
+	mu sync.Mutex
+	m  map[string]bareHits
+	_  [48]byte // a shard per cache line
+}
+
+// bareHits is an entry: 128 bytes at most, so that the map takes its
+// fast path for string keys.
 type bareHits struct {
-	id      bareID
-	pending int
-	hits    memoHits
+	id         bareID
+	pending, n int32
+	one        [2]Hit
+	more       *[]Hit // more than two hits
 }
 
-// bareID is a record's identity: the event's id and time and the fields
-// of a finding that nothing after the reader rewrites.
+func (e *bareHits) appendTo(out []Hit) []Hit {
+	if e.more != nil {
+		return append(out, *e.more...)
+	}
+	return append(out, e.one[:e.n]...)
+}
+
+func (e *bareHits) equal(hits []Hit) bool {
+	if int(e.n) != len(hits) {
+		return false
+	}
+	have := e.one[:min(e.n, 2)]
+	if e.more != nil {
+		have = *e.more
+	}
+	for i := range hits {
+		if have[i] != hits[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// bareID is a record's identity beside its id: the event's time and the
+// fields of a finding that nothing after the reader rewrites.
 type bareID struct {
-	id, action, resource, account, ip string
-	t                                 int64
+	action, resource, account, ip string
+	t                             int64
 }
 
-func newBareMemo() *bareMemo { return &bareMemo{m: map[uint64]bareHits{}, seed: maphash.MakeSeed()} }
-
-// bareKey is what the map key hashes (by the map hasher: the id in place,
-// no copy).
-type bareKey struct {
-	id string
-	t  int64
+func newBareMemo() *bareMemo {
+	m := &bareMemo{}
+	for i := range m.shards {
+		m.shards[i].m = map[string]bareHits{}
+	}
+	return m
 }
 
-func (m *bareMemo) key(ev *schema.Event) (uint64, bareID) {
-	t := ev.Time.UnixNano()
-	return maphash.Comparable(m.seed, bareKey{ev.ID, t}), bareID{ev.ID, ev.Action, ev.Resource, ev.Account, ev.SourceIPRaw, t}
+func idOf(ev *schema.Event) bareID {
+	return bareID{ev.Action, ev.Resource, ev.Account, ev.SourceIPRaw, ev.Time.UnixNano()}
+}
+
+// shard picks the id's shard from its last bytes (ids end in random
+// hex digits; any spread is correct, a poor one only waits more).
+func (m *bareMemo) shard(id string) *bareShard {
+	h := uint(len(id))
+	for i := max(0, len(id)-4); i < len(id); i++ {
+		h = h*31 + uint(id[i])
+	}
+	return &m.shards[h%bareShards]
 }
 
 // put remembers hits for ev; false when it cannot (the record must be
-// kept): the memo is full, or another pending record under the same key
+// kept): the memo is full, or another pending record under the same id
 // had another identity or other hits.
 func (m *bareMemo) put(ev *schema.Event, hits []Hit) bool {
-	k, id := m.key(ev)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e, ok := m.m[k]; ok {
-		if e.id != id || !e.hits.equal(hits) {
+	id := idOf(ev)
+	sh := m.shard(ev.ID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e, ok := sh.m[ev.ID]; ok {
+		if e.id != id || !e.equal(hits) {
 			return false
 		}
 		e.pending++
-		m.m[k] = e
+		sh.m[ev.ID] = e
 		return true
 	}
-	if len(m.m) >= maxMemo {
+	if len(sh.m) >= maxMemo/bareShards {
 		return false
 	}
-	e := bareHits{id: id, pending: 1, hits: memoHits{n: len(hits)}}
-	if len(hits) <= len(e.hits.one) {
-		copy(e.hits.one[:], hits)
+	e := bareHits{id: id, pending: 1, n: int32(len(hits))}
+	if len(hits) <= len(e.one) {
+		copy(e.one[:], hits)
 	} else {
-		e.hits.more = append([]Hit(nil), hits...)
+		more := append([]Hit(nil), hits...)
+		e.more = &more
 	}
-	m.m[k] = e
-	m.n.Store(int64(len(m.m)))
+	sh.m[ev.ID] = e
+	m.n.Add(1)
 	return true
 }
 
@@ -133,41 +181,19 @@ func (m *bareMemo) take(ev *schema.Event, out []Hit) ([]Hit, bool) {
 	if m.n.Load() == 0 || !bareEvent(ev) {
 		return out, false
 	}
-	k, id := m.key(ev)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.m[k]
+	id := idOf(ev)
+	sh := m.shard(ev.ID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.m[ev.ID]
 	if !ok || e.id != id {
 		return out, false
 	}
 	if e.pending--; e.pending == 0 {
-		delete(m.m, k)
-		m.n.Store(int64(len(m.m)))
+		delete(sh.m, ev.ID)
+		m.n.Add(-1)
 	} else {
-		m.m[k] = e
+		sh.m[ev.ID] = e
 	}
-	return e.hits.appendTo(out), true
-}
-
-func (e *memoHits) appendTo(out []Hit) []Hit {
-	if e.more != nil {
-		return append(out, e.more...)
-	}
-	return append(out, e.one[:e.n]...)
-}
-
-func (e *memoHits) equal(hits []Hit) bool {
-	if e.n != len(hits) {
-		return false
-	}
-	have := e.more
-	if have == nil {
-		have = e.one[:e.n]
-	}
-	for i := range hits {
-		if have[i] != hits[i] {
-			return false
-		}
-	}
-	return true
+	return e.appendTo(out), true
 }

@@ -108,13 +108,24 @@ func (c *Correlator) repeat(r *Rule, ev *schema.Event, evID string, t time.Time)
 // default); otherwise one such record would close every open burst.
 const maxAhead = time.Hour
 
+// The wall clock only moves on: a time within maxAhead of an earlier
+// reading is within it of now, so the clock is read again only when the
+// last reading would call t ahead, or after clockReuse matches (a clock
+// set back is noticed within them). A Now set (tests) is called each time.
 func (c *Correlator) ahead(t time.Time) bool {
-	now := time.Now
 	if c.Now != nil {
-		now = c.Now
+		return t.Sub(c.Now()) > maxAhead
 	}
-	return t.Sub(now()) > maxAhead
+	if c.clockUsed > 0 && c.clockUsed < clockReuse && t.Sub(c.clock) <= maxAhead {
+		c.clockUsed++
+		return false
+	}
+	c.clock, c.clockUsed = time.Now(), 1
+	return t.Sub(c.clock) > maxAhead
 }
+
+// clockReuse bounds the matches judged against one reading of the clock.
+const clockReuse = 4096
 
 // boundBursts makes room for one more burst: over MaxGroups, the least
 // recently matched eighth is dropped (counted as evicted).

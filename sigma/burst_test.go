@@ -181,3 +181,37 @@ func TestBurstIgnoresSkewedTime(t *testing.T) {
 		t.Fatalf("second match of a's burst after a skewed record: %+v (want one revision 1, count 2)", fs)
 	}
 }
+
+// With the real clock, a reading is reused only while it settles the
+// question: a match within the hour after it is not ahead, one later than
+// that reads the clock again, and after clockReuse matches the clock is
+// read again in any case.
+func TestAheadReusesClock(t *testing.T) {
+	c := NewCorrelator(burstSet(t))
+	now := time.Now()
+	for i := 0; i < 3; i++ {
+		if c.ahead(now) || c.ahead(now.Add(-24*time.Hour)) {
+			t.Fatal("a match dated now is ahead of the clock")
+		}
+	}
+	first := c.clock
+	if first.IsZero() || c.clockUsed != 6 {
+		t.Fatalf("clock %v read, used %d times: want one reading for six matches", first, c.clockUsed)
+	}
+	if !c.ahead(now.Add(2 * maxAhead)) {
+		t.Fatal("a match dated two hours ahead is not ahead")
+	}
+	if c.clockUsed != 1 {
+		t.Fatalf("the clock was not read again for a match the last reading called ahead (used %d)", c.clockUsed)
+	}
+	for i := 1; i < clockReuse; i++ {
+		c.ahead(now)
+	}
+	if c.clockUsed != clockReuse {
+		t.Fatalf("used %d times, want %d", c.clockUsed, clockReuse)
+	}
+	c.ahead(now)
+	if c.clockUsed != 1 {
+		t.Fatalf("the clock was not read again after %d matches", clockReuse)
+	}
+}

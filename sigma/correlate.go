@@ -3,6 +3,7 @@ package sigma
 import (
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,6 +72,54 @@ type groupState struct {
 	Ev    []evRef  `json:"e,omitempty"`
 	Seen  []string `json:"s,omitempty"`
 	Last  int64    `json:"l"`
+	// seenH: a hash of each key in Seen (seenHash), compared before the
+	// key; rebuilt when it does not match Seen (after a restore)
+	seenH []uint64
+}
+
+// seenSeed seeds seenHash.
+var seenSeed = maphash.MakeSeed()
+
+// seenHash hashes an input key (the input's index and event id) without
+// building it.
+func seenHash(in int, eventID string) uint64 {
+	return maphash.String(seenSeed, eventID) ^ uint64(in+1)*0x9e3779b97f4a7c15
+}
+
+// seenBefore reports whether the input key is among the group's latest
+// (a repeat), and remembers it when it is not.
+func (g *groupState) seenBefore(in int, eventID string) bool {
+	if len(g.seenH) != len(g.Seen) {
+		g.seenH = g.seenH[:0]
+		for _, k := range g.Seen {
+			n, id, _ := strings.Cut(k, ":")
+			i, _ := strconv.Atoi(n)
+			g.seenH = append(g.seenH, seenHash(i, id))
+		}
+	}
+	h := seenHash(in, eventID)
+	key := ""
+	for i, x := range g.seenH {
+		if x != h {
+			continue
+		}
+		if key == "" {
+			key = strconv.Itoa(in) + ":" + eventID
+		}
+		if g.Seen[i] == key {
+			return true
+		}
+	}
+	if key == "" {
+		key = strconv.Itoa(in) + ":" + eventID
+	}
+	g.Seen = append(g.Seen, key)
+	g.seenH = append(g.seenH, h)
+	if len(g.Seen) > maxSeen {
+		g.Seen = g.Seen[len(g.Seen)-maxSeen:]
+		g.seenH = g.seenH[len(g.seenH)-maxSeen:]
+	}
+	return false
 }
 
 type evRef struct {
@@ -100,6 +149,12 @@ type Correlator struct {
 	bursts   map[string]*burstState
 	newest   int64
 	kbuf     []byte // scratch: a burst's key
+	gkey     []byte // scratch: a correlation group's key
+	goffs    []int  // scratch: where its values lie in gkey
+	// clock: the wall clock as last read (Now nil), and the matches
+	// judged against it since (ahead)
+	clock     time.Time
+	clockUsed int
 	// Now is the wall clock events dated ahead are judged by; nil:
 	// time.Now.
 	Now func() time.Time
@@ -146,46 +201,69 @@ func (c *Correlator) feed(r *Rule, f Fields, t time.Time, eventID string, out *[
 
 func (c *Correlator) one(cr *Rule, in int, inRule *Rule, f Fields, t time.Time, eventID string) (Firing, bool) {
 	corr := cr.Correlation
-	paths := corr.groupFields(inRule)
-	group := make([]string, len(paths))
+	var paths [][]string
+	var valuePath []string
+	if in < len(corr.inPaths) && corr.rules[in] == inRule {
+		paths, valuePath = corr.inPaths[in], corr.inField[in]
+	} else {
+		paths, valuePath = corr.groupFields(inRule), fieldPath(corr, inRule)
+	}
+	// the group's key in scratch memory (a group found allocates
+	// nothing), and where each value lies in it
+	rec, _ := f.(*Record)
+	c.gkey = append(append(c.gkey[:0], cr.Key()...), 0)
+	c.goffs = c.goffs[:0]
 	for i, p := range paths {
-		v, ok := f.Field(p)
+		var v string
+		var ok bool
+		if rec != nil {
+			v, ok = rec.fieldView(p)
+		} else {
+			v, ok = f.Field(p)
+		}
 		if !ok {
 			// an input without the group-by field takes no part
 			return Firing{}, false
 		}
-		group[i] = v
+		if i > 0 {
+			c.gkey = append(c.gkey, 0)
+		}
+		c.goffs = append(c.goffs, len(c.gkey))
+		c.gkey = append(c.gkey, v...)
+	}
+	groupValue := func(i int) string {
+		end := len(c.gkey)
+		if i+1 < len(c.goffs) {
+			end = c.goffs[i+1] - 1
+		}
+		return string(c.gkey[c.goffs[i]:end])
 	}
 	ref := evRef{ID: eventID, T: t.UnixNano(), In: in}
 	if corr.Type == CorrValueCount {
-		v, ok := f.Field(fieldPath(corr, inRule))
+		v, ok := f.Field(valuePath)
 		if !ok {
 			return Firing{}, false
 		}
 		ref.V = v
 	}
-	key := cr.Key() + "\x00" + strings.Join(group, "\x00")
-	g := c.groups[key]
+	g := c.groups[string(c.gkey)]
 	if g == nil {
+		group := make([]string, len(paths))
+		for i := range group {
+			group[i] = groupValue(i)
+		}
 		c.bound()
 		g = &groupState{Rule: cr.Key(), Group: group}
-		c.groups[key] = g
+		c.groups[string(c.gkey)] = g
 	}
 	span := int64(corr.Timespan)
 	if ref.T < g.Last-span {
 		c.Late.Add(1)
 		return Firing{}, false
 	}
-	seenKey := strconv.Itoa(in) + ":" + eventID
-	for _, k := range g.Seen {
-		if k == seenKey {
-			c.Repeated.Add(1)
-			return Firing{}, false
-		}
-	}
-	g.Seen = append(g.Seen, seenKey)
-	if len(g.Seen) > maxSeen {
-		g.Seen = g.Seen[len(g.Seen)-maxSeen:]
+	if g.seenBefore(in, eventID) {
+		c.Repeated.Add(1)
+		return Firing{}, false
 	}
 	g.Last = max(g.Last, ref.T)
 	from := g.Last - span
@@ -286,7 +364,7 @@ func (c *Correlator) one(cr *Rule, in int, inRule *Rule, f Fields, t time.Time, 
 	g.Ev = nil
 	fr := Firing{Rule: cr, Group: map[string]string{}, First: time.Unix(0, first).UTC(), Last: time.Unix(0, ref.T).UTC(), Count: count, EventIDs: ids}
 	for i, name := range corr.GroupBy {
-		fr.Group[name] = group[i]
+		fr.Group[name] = groupValue(i)
 	}
 	return fr, true
 }

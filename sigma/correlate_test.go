@@ -129,3 +129,30 @@ func TestCorrelationRestartEquivalence(t *testing.T) {
 		t.Error("no input was repeated: the test exercises nothing")
 	}
 }
+
+// seenBefore finds an input key among the group's latest 128, by hash and
+// then by the key itself: after a restore (keys only), and when hashes
+// agree but keys do not.
+func TestSeenBefore(t *testing.T) {
+	var g groupState
+	if g.seenBefore(0, "a") || !g.seenBefore(0, "a") {
+		t.Fatal("a key is not remembered")
+	}
+	if g.seenBefore(1, "a") || !g.seenBefore(1, "a") || g.seenBefore(0, "a:b") {
+		t.Fatal("keys of other inputs or ids are taken for a repeat")
+	}
+	restored := groupState{Seen: append([]string(nil), g.Seen...)}
+	if !restored.seenBefore(1, "a") || !restored.seenBefore(0, "a:b") || restored.seenBefore(2, "a") {
+		t.Fatalf("after a restore: %v", restored.Seen)
+	}
+	forged := groupState{Seen: []string{"0:x", "0:y"}, seenH: []uint64{seenHash(0, "z"), seenHash(0, "z")}}
+	if forged.seenBefore(0, "z") || !forged.seenBefore(0, "z") {
+		t.Fatal("equal hashes settle a repeat without the key")
+	}
+	for i := 0; i < maxSeen; i++ {
+		g.seenBefore(0, fmt.Sprint("k", i))
+	}
+	if len(g.Seen) != maxSeen || len(g.seenH) != maxSeen || g.seenBefore(0, "a") {
+		t.Fatalf("%d keys, %d hashes kept; the oldest must be forgotten", len(g.Seen), len(g.seenH))
+	}
+}

@@ -34,6 +34,9 @@ type Correlation struct {
 	rules   []*Rule // resolved
 	groupBy [][]string
 	field   []string
+	// per input (as rules): the group-by paths and value_count's field
+	inPaths [][][]string
+	inField [][]string
 }
 
 // CountCond is one comparison of a correlation condition.

@@ -36,7 +36,25 @@ type Record struct {
 	time       time.Time
 	// timeDone: time was read
 	timeDone bool
+	// ua: a lazy CloudTrail record's userAgent, as the reader normalized
+	// it ("": read from the text; see uaField)
+	ua string
 }
+
+// uaField is the CloudTrail field a lazy record may be given (Record.ua).
+//
+// Set.Wants gives a lazy CloudTrail record the event's
+// UserAgent, and each serves the path userAgent from it without reading
+// the text (it lies behind the whole userIdentity object). Wants is handed
+// the event the reader normalized from the very record (replay's
+// ingest.Options.WantRaw), and the reader gives a record (not nil) only
+// when it read it in place: one object, no escapes, no duplicated
+// userAgent, no envelope member (cloudtrail.Parser.ParseLine). The event's
+// UserAgent is then the text of the record's userAgent when that is a
+// string, and empty when it is absent, empty or not a string: an empty one
+// is read from the text. TestServedUserAgentAgrees and FuzzServedUserAgent
+// check this against the reader.
+const uaField = "userAgent"
 
 type topMember struct {
 	key  []byte
@@ -339,6 +357,8 @@ func (r *Record) each(path []string, all bool, f func(s string, null bool) bool)
 	rest := path
 	if r.v != nil {
 		v = r.v
+	} else if r.ua != "" && len(path) == 1 && path[0] == uaField {
+		return f(r.ua, false)
 	} else {
 		// a path through objects only is resolved once per record, for
 		// every rule that reads it
@@ -797,6 +817,18 @@ func b2s(b []byte) string {
 func number(s string) (float64, bool) {
 	f, err := strconv.ParseFloat(s, 64)
 	return f, err == nil
+}
+
+// fieldView is Field without copying: the text is valid until the
+// record's memory is reused.
+func (r *Record) fieldView(path []string) (string, bool) {
+	var out string
+	var ok bool
+	r.each(path, false, func(s string, null bool) bool {
+		out, ok = s, !null
+		return true
+	})
+	return out, ok
 }
 
 // Field returns the first value at a dotted path as text ("" and false

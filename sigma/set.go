@@ -43,6 +43,10 @@ type Set struct {
 	// character lowercases or folds to (holdsOne)
 	plan   [][]anchorGroup
 	unsafe []bool
+	// uaOnly: per single rule, every field it reads is userAgent (a
+	// CloudTrail record's user agent, which the reader's normalized event
+	// gives: servedUA)
+	uaOnly []bool
 	// need2: per single rule, the values of a second field of its source
 	// (sub2) one of which its condition needs (nil: none); checked from
 	// the normalized event, for rules the index does not place
@@ -339,6 +343,13 @@ func build(rules []*Rule, skipped []*Problem) (*Set, []*Problem) {
 		if cc.Field != "" {
 			cc.field = strings.Split(cc.Field, ".")
 		}
+		// per input: its group-by paths and value_count field (aliases
+		// resolved), split once
+		cc.inPaths, cc.inField = nil, nil
+		for _, t := range cc.rules {
+			cc.inPaths = append(cc.inPaths, cc.groupFields(t))
+			cc.inField = append(cc.inField, fieldPath(cc, t))
+		}
 	}
 	for _, r := range s.Rules {
 		if r.det != nil {
@@ -462,6 +473,10 @@ func (s *Set) buildIndex() {
 	}
 	s.plan = make([][]anchorGroup, len(s.single))
 	s.unsafe = make([]bool, len(s.single))
+	s.uaOnly = make([]bool, len(s.single))
+	for i, r := range s.single {
+		s.uaOnly[i] = sourceOf(r.LogSource) == srcCloudTrail && readsOnlyUA(r.det)
+	}
 	for i, pre := range s.pre {
 		if pre != nil {
 			s.plan[i] = planAnchors(pre, s.lits)
@@ -621,6 +636,24 @@ func (s *Set) indexRules() {
 }
 
 // hasKeywords reports whether a detection has keyword selections.
+// readsOnlyUA reports whether every field a detection reads (in any of
+// its selections) is the top-level userAgent.
+func readsOnlyUA(d *detection) bool {
+	for _, sel := range d.sels {
+		if sel.keywords != nil {
+			return false
+		}
+		for _, alt := range sel.alts {
+			for _, fm := range alt {
+				if len(fm.path) != 1 || fm.path[0] != uaField || fm.kind == kindFieldRef {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
 func hasKeywords(d *detection) bool {
 	for _, sel := range d.sels {
 		if sel.keywords != nil {
@@ -813,6 +846,13 @@ func SortProblems(ps []*Problem) { sortProblems(ps) }
 // the record's text lacks, and parses the record only when some rule is
 // left. rec is nil when nothing needed parsing.
 func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, rec *Record, err error) {
+	return s.matchEvent(ev, p, out, false)
+}
+
+// matchEvent is MatchEvent; with servedUA, ev is the event the reader
+// normalized from ev.Raw itself (Wants): a CloudTrail record's userAgent
+// is then read from ev.UserAgent when that is not empty (see servedUA).
+func (s *Set) matchEvent(ev *schema.Event, p *Parser, out []Hit, servedUA bool) (hits []Hit, rec *Record, err error) {
 	src := srcNone
 	switch ev.Source {
 	case schema.SourceCloudTrail:
@@ -859,6 +899,10 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 	} else {
 		clear(p.found[:len(s.lits)])
 	}
+	ua := ""
+	if servedUA && src == srcCloudTrail {
+		ua = ev.UserAgent
+	}
 	a, c := ix.always, cand
 	for len(a) > 0 || len(c) > 0 {
 		var i int
@@ -868,6 +912,12 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 			i, c = c[0], c[1:]
 		}
 		if need := s.need2[i]; need != nil && key2ok && !s.noPrefilter && !slices.Contains(need, key2) {
+			continue
+		}
+		if ua != "" && s.uaOnly[i] {
+			// evaluated on the event's user agent: cheaper than any
+			// search of the record's text
+			p.cands = append(p.cands, i)
 			continue
 		}
 		if pre := s.pre[i]; pre != nil && !s.noPrefilter && p.usePre(i) {
@@ -890,6 +940,8 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 		if rec, err = p.Parse(raw, ev.Source); err != nil {
 			return out, nil, err
 		}
+	} else {
+		rec.ua = ua
 	}
 	n := len(out)
 	for _, i := range p.cands {
@@ -1143,8 +1195,8 @@ func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 	}
 	p := parserPool.Get().(*Parser)
 	defer parserPool.Put(p)
-	e := schema.Event{Source: ev.Source, Action: ev.Action, Resource: ev.Resource, Raw: raw}
-	hits, _, err := s.MatchEvent(&e, p, p.hits[:0])
+	e := schema.Event{Source: ev.Source, Action: ev.Action, Resource: ev.Resource, UserAgent: ev.UserAgent, Raw: raw}
+	hits, _, err := s.matchEvent(&e, p, p.hits[:0], true)
 	p.hits = hits[:0]
 	if err == nil && len(hits) > 0 {
 		if s.bareOK(ev, hits) && s.bare.put(ev, hits) {

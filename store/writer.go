@@ -39,9 +39,12 @@ type Writer struct {
 	oldest  time.Time // of the buffered events
 	oldestF time.Time // of the buffered findings
 	closed  bool
-	flushMu sync.Mutex // one flush at a time; pending blocks live under it
-	pendEv  []schema.Event
-	pendF   []schema.Finding
+	// flushing is held by the one flush at a time (a channel so that a
+	// caller waiting for it gives up when its ctx ends); pending blocks
+	// live under it.
+	flushing chan struct{}
+	pendEv   []schema.Event
+	pendF    []schema.Finding
 
 	// Submit's bookkeeping (under mu): rows ever added, rows ever
 	// written, the callbacks waiting for a count of them, the estimated
@@ -52,10 +55,15 @@ type Writer struct {
 	acks                []ack
 	queuedBytes         int
 	wrote               chan struct{}
+	lastWrite           time.Time
 
 	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
+	// loopCtx bounds the loop's own flushes; Close cancels it so that a
+	// stalled store does not hold Close beyond its ctx.
+	loopCtx    context.Context
+	cancelLoop context.CancelFunc
 
 	rows     *prometheus.CounterVec
 	failures *prometheus.CounterVec
@@ -78,6 +86,7 @@ func NewWriter(st Inserter, cfg BatchConfig, logger *slog.Logger, reg prometheus
 		st: st, cfg: cfg, logger: logger,
 		stop: make(chan struct{}), done: make(chan struct{}),
 		kick: make(chan struct{}, 1), wrote: make(chan struct{}),
+		flushing: make(chan struct{}, 1),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auditwatch_store_rows_inserted_total", Help: "Rows written to storage, by table.",
 		}, []string{"table"}),
@@ -105,6 +114,7 @@ func NewWriter(st Inserter, cfg BatchConfig, logger *slog.Logger, reg prometheus
 			}
 		}
 	}
+	w.loopCtx, w.cancelLoop = context.WithCancel(context.Background())
 	go w.loop()
 	return w, nil
 }
@@ -133,7 +143,7 @@ func (w *Writer) loop() {
 		if !all && !findings {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 4*w.cfg.MaxInterval.D()+10*time.Second)
+		ctx, cancel := context.WithTimeout(w.loopCtx, 4*w.cfg.MaxInterval.D()+10*time.Second)
 		var err error
 		if all {
 			err = w.Flush(ctx)
@@ -141,7 +151,7 @@ func (w *Writer) loop() {
 			err = w.flushFindings(ctx)
 		}
 		cancel()
-		if err != nil {
+		if err != nil && w.loopCtx.Err() == nil {
 			w.logger.Warn("storage flush failed; rows kept for retry", "err", err)
 		}
 	}
@@ -155,8 +165,10 @@ const findingsDelay = 200 * time.Millisecond
 
 // flushFindings writes the buffered findings (not the events).
 func (w *Writer) flushFindings(ctx context.Context) error {
-	w.flushMu.Lock()
-	defer w.flushMu.Unlock()
+	if err := w.lockFlush(ctx); err != nil {
+		return err
+	}
+	defer w.unlockFlush()
 	if len(w.pendEv) > 0 {
 		// a failed events block comes first
 		return w.writePending(ctx)
@@ -227,8 +239,10 @@ func (w *Writer) AddFindings(ctx context.Context, fs []schema.Finding) error {
 // when every row added before the call is stored; on error the rows stay
 // buffered for the next Flush.
 func (w *Writer) Flush(ctx context.Context) error {
-	w.flushMu.Lock()
-	defer w.flushMu.Unlock()
+	if err := w.lockFlush(ctx); err != nil {
+		return err
+	}
+	defer w.unlockFlush()
 	for {
 		if len(w.pendEv) == 0 && len(w.pendF) == 0 {
 			w.mu.Lock()
@@ -255,6 +269,18 @@ func (w *Writer) Flush(ctx context.Context) error {
 		}
 	}
 }
+
+// lockFlush waits for the flush in progress, if any, until ctx ends.
+func (w *Writer) lockFlush(ctx context.Context) error {
+	select {
+	case w.flushing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("storage flush: waiting for the flush in progress: %w", ctx.Err())
+	}
+}
+
+func (w *Writer) unlockFlush() { <-w.flushing }
 
 func (w *Writer) writePending(ctx context.Context) error {
 	backoff := w.cfg.RetryBackoff.D()
@@ -318,12 +344,13 @@ func eventsBytes(evs []schema.Event) int {
 	return n
 }
 
-// written counts a block written (called under flushMu) and runs the
+// written counts a block written (called under flushing) and runs the
 // Submit callbacks it completes, in submission order.
 func (w *Writer) written(evs []schema.Event, findings int) {
 	w.mu.Lock()
 	w.writtenEv += uint64(len(evs))
 	w.writtenF += uint64(findings)
+	w.lastWrite = time.Now()
 	w.queuedBytes = max(w.queuedBytes-eventsBytes(evs), 0)
 	n := 0
 	for n < len(w.acks) && w.acks[n].ev <= w.writtenEv && w.acks[n].f <= w.writtenF {
@@ -401,6 +428,15 @@ func (w *Writer) Submit(ctx context.Context, evs []schema.Event, fs []schema.Fin
 	return nil
 }
 
+// Backlog is what the writer holds and has not written: events and
+// findings added or submitted and not yet stored, and when a block was
+// last written (zero before the first): /readyz detail.
+func (w *Writer) Backlog() (events, findings uint64, lastWrite time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.addedEv - w.writtenEv, w.addedF - w.writtenF, w.lastWrite
+}
+
 // signal asks the writer's loop to write what is queued now.
 func (w *Writer) signal() {
 	select {
@@ -419,6 +455,7 @@ func (w *Writer) Close(ctx context.Context) error {
 	w.closed = true
 	w.mu.Unlock()
 	close(w.stop)
+	w.cancelLoop()
 	<-w.done
 	return w.Flush(ctx)
 }

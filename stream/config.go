@@ -52,7 +52,12 @@ type KafkaConfig struct {
 	// alert stages.
 	DetectGroup string `yaml:"detect_group"`
 	AlertGroup  string `yaml:"alert_group"`
-	ClientID    string `yaml:"client_id"`
+	// FindingsStoreGroup is the consumer group with which the alert stage
+	// stores the findings topic (storage: section), at its own pace and
+	// apart from the alert outputs' group, so a slow store holds only
+	// itself. Default: <alert_group>-store.
+	FindingsStoreGroup string `yaml:"findings_store_group"`
+	ClientID           string `yaml:"client_id"`
 	// BatchSize and BatchTimeout bound a producer batch.
 	BatchSize    int               `yaml:"batch_size"`
 	BatchTimeout duration.Duration `yaml:"batch_timeout"`
@@ -95,6 +100,9 @@ func (c *Config) SetDefaults() {
 	}
 	if k.AlertGroup == "" {
 		k.AlertGroup = "auditwatch-alert"
+	}
+	if k.FindingsStoreGroup == "" {
+		k.FindingsStoreGroup = k.AlertGroup + "-store"
 	}
 	if k.ClientID == "" {
 		k.ClientID = "auditwatch"
@@ -142,10 +150,13 @@ func (k KafkaConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("brokers[%d]: want host:port, got %q", i, b))
 		}
 	}
-	for _, f := range []struct{ name, v string }{{"events_topic", k.EventsTopic}, {"events_by_ip_topic", k.EventsByIPTopic}, {"findings_topic", k.FindingsTopic}, {"detect_group", k.DetectGroup}, {"alert_group", k.AlertGroup}} {
+	for _, f := range []struct{ name, v string }{{"events_topic", k.EventsTopic}, {"events_by_ip_topic", k.EventsByIPTopic}, {"findings_topic", k.FindingsTopic}, {"detect_group", k.DetectGroup}, {"alert_group", k.AlertGroup}, {"findings_store_group", k.FindingsStoreGroup}} {
 		if f.v == "" {
 			errs = append(errs, fmt.Errorf("%s: required", f.name))
 		}
+	}
+	if k.FindingsStoreGroup != "" && k.FindingsStoreGroup == k.AlertGroup {
+		errs = append(errs, fmt.Errorf("findings_store_group: must differ from alert_group (%q): storing keeps its own position on the findings topic", k.AlertGroup))
 	}
 	if k.BatchSize <= 0 {
 		errs = append(errs, errors.New("batch_size: must be positive"))

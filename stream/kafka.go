@@ -193,7 +193,7 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditwatch_stream_read_errors_total",
 			Help: "Partition reader errors (each one reconnects and fetches the same offset again), by topic."}, []string{"topic"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_stream_lag_records",
-			Help: "Records behind the partition's end, by topic and partition."}, []string{"topic", "partition"}),
+			Help: "Records behind the partition's end, by topic, consumer group and partition."}, []string{"topic", "group", "partition"}),
 	}
 	k.w.Completion = func(msgs []kafka.Message, err error) {
 		for i := range msgs {
@@ -359,13 +359,13 @@ func (k *Kafka) Consume(ctx context.Context, topic, group string, h Handler) err
 			}
 			continue
 		}
-		if err := k.generation(ctx, topic, gen, h); err != nil {
+		if err := k.generation(ctx, topic, group, gen, h); err != nil {
 			return err
 		}
 	}
 }
 
-func (k *Kafka) generation(ctx context.Context, topic string, gen *kafka.Generation, h Handler) error {
+func (k *Kafka) generation(ctx context.Context, topic, group string, gen *kafka.Generation, h Handler) error {
 	assigned := gen.Assignments[topic]
 	if len(assigned) == 0 {
 		// Nothing for us in this generation: wait for the next.
@@ -421,7 +421,7 @@ func (k *Kafka) generation(ctx context.Context, topic string, gen *kafka.Generat
 			defer cancel()
 			stop := context.AfterFunc(ctx, cancel)
 			defer stop()
-			if err := k.partition(pctx, topic, p, start, h); err != nil {
+			if err := k.partition(pctx, topic, group, p, start, h); err != nil {
 				errOnce.Do(func() { failure = err })
 			}
 			// Checkpoint and commit before the partition goes.
@@ -499,7 +499,7 @@ func (e *readerErrors) Printf(msg string, args ...any) {
 
 // partition reads one partition from start until ctx ends, feeding h in
 // batches.
-func (k *Kafka) partition(ctx context.Context, topic string, p int, start int64, h Handler) error {
+func (k *Kafka) partition(ctx context.Context, topic, group string, p int, start int64, h Handler) error {
 	// The reader dials through its own connection set, so stopping it
 	// need not wait for a fetch the broker holds.
 	dialer, conns := groupDialer(k.dialer)
@@ -549,7 +549,7 @@ func (k *Kafka) partition(ctx context.Context, topic string, p int, start int64,
 		for range msgs {
 		}
 	}()
-	lag := k.lag.WithLabelValues(topic, strconv.Itoa(p))
+	lag := k.lag.WithLabelValues(topic, group, strconv.Itoa(p))
 	consumed := k.consumed.WithLabelValues(topic)
 	tick := time.NewTicker(IdleTick)
 	defer tick.Stop()

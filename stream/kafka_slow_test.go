@@ -148,7 +148,7 @@ func TestKafkaLagShowsAStalledReader(t *testing.T) {
 	lag := func() float64 {
 		var sum float64
 		for p := range 3 {
-			sum += testutil.ToFloat64(k.lag.WithLabelValues("events", fmt.Sprint(p)))
+			sum += testutil.ToFloat64(k.lag.WithLabelValues("events", "detect", fmt.Sprint(p)))
 		}
 		return sum
 	}

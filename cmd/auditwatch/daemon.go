@@ -57,6 +57,12 @@ type daemon struct {
 	storeW                *store.Writer
 	storeQS               *store.QueryServer
 	storeErr              error
+
+	// storeStages are the store consumers (Kafka stages), listed in
+	// /readyz.
+	statusMu     sync.Mutex
+	storeStages  []interface{ WriteStatus(io.Writer) }
+	storeStatusW *store.Writer // the writer, once opened
 }
 
 // newDaemon parses `--config FILE`, loads the config through the one
@@ -176,6 +182,7 @@ func (d *daemon) httpComponent() lifecycle.Component {
 				}
 				io.WriteString(w, "ready\n")
 				d.writeAlertStatus(w)
+				d.writeStoreStatus(w)
 			})
 			var err error
 			if ln, err = net.Listen("tcp", d.cfg.HTTP.Listen); err != nil {

@@ -41,6 +41,7 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		k                       *stream.Kafka
 		sink                    pipeline.FindingsPublisher
 		events                  pipeline.EventSink
+		storeSink               pipeline.StoreSink
 		enrich                  *enrichment
 		canaryPrincipal         canaryHook
 		canaryByIP              canaryHook
@@ -59,9 +60,29 @@ func (d *daemon) runDetect(ctx context.Context) error {
 	}, {
 		// Every event is stored (and forwarded to SIEM outputs) by the
 		// principal-keyed instance, whose topic carries all of them.
-		Name:  "event sinks",
-		Start: func(ctx context.Context) (err error) { events, closeEvents, err = d.eventSinks(ctx, true); return err },
-		Stop:  func(context.Context) error { closeEvents(); return nil },
+		// Storage is off the detect path: events are queued to the
+		// store's writer, the instance goes on detecting and publishing
+		// findings, and it commits its offsets only up to what the store
+		// acknowledged (pipeline.DetectConfig.Store). The events stored
+		// are the enriched ones (network, linked Vault identity), which a
+		// reader of the raw topic could not reproduce. Findings are
+		// stored by the alert stage from the findings topic.
+		Name: "event sinks",
+		Start: func(ctx context.Context) (err error) {
+			if events, closeEvents, err = d.eventSinks(ctx); err != nil {
+				return err
+			}
+			s, err := d.storeSink(ctx)
+			if err != nil {
+				closeEvents()
+				return err
+			}
+			if s != nil {
+				storeSink = eventsOnly{s}
+			}
+			return nil
+		},
+		Stop: func(context.Context) error { closeEvents(); return nil },
 	}, {
 		// Credential linking runs in the principal-keyed instance, which
 		// sees every event (the by-IP topic carries failures only).
@@ -107,12 +128,13 @@ func (d *daemon) runDetect(ctx context.Context) error {
 			continue
 		}
 		var ev pipeline.EventSink
+		var st pipeline.StoreSink
 		var hook func(context.Context, *schema.Event, []schema.Finding) []schema.Finding
 		var flush func() error
 		canary := canaryByIP
 		open := d.detectorOpenerFor(r.role, c)
 		if r.role == rolePrincipal {
-			ev = events
+			ev, st = events, storeSink
 			hook = enrich.hook()
 			flush = enrich.flushHook()
 			canary = canaryPrincipal
@@ -128,6 +150,7 @@ func (d *daemon) runDetect(ctx context.Context) error {
 			Open:               open,
 			Findings:           sink,
 			Events:             ev,
+			Store:              st,
 			Replayable:         true,
 			CheckpointEvents:   d.cfg.State.CheckpointEvents,
 			CheckpointInterval: d.cfg.State.CheckpointInterval.D(),
@@ -147,6 +170,14 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		}})
 	}
 	return d.runComponents(ctx, cs...)
+}
+
+// eventsOnly is a StoreSink that stores events and leaves findings to the
+// alert stage, which stores them from the findings topic.
+type eventsOnly struct{ pipeline.StoreSink }
+
+func (e eventsOnly) Submit(ctx context.Context, evs []schema.Event, _ []schema.Finding, done func()) error {
+	return e.StoreSink.Submit(ctx, evs, nil, done)
 }
 
 // disarmOnRevoke disarms the passive canary when partitions are given up

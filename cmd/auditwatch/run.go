@@ -103,7 +103,7 @@ func (d *daemon) runAll(ctx context.Context) error {
 		Name: "event sinks",
 		// Storage is not among them: the detect stage stores events and
 		// findings through its Store, off the detect and alert path.
-		Start: func(ctx context.Context) (err error) { events, closeEvents, err = d.eventSinks(ctx, false); return err },
+		Start: func(ctx context.Context) (err error) { events, closeEvents, err = d.eventSinks(ctx); return err },
 		Stop:  func(context.Context) error { closeEvents(); return nil },
 	}, lifecycle.Component{
 		Name: "embedded stream",
@@ -217,9 +217,9 @@ func (d *daemon) findingSinks(ctx context.Context) (pipeline.FindingSinks, func(
 	return sinks, closeAll, nil
 }
 
-// eventSinks opens the configured event sinks; withStore includes
-// storage (synchronous: each write returns once stored).
-func (d *daemon) eventSinks(ctx context.Context, withStore bool) (pipeline.EventSink, func(), error) {
+// eventSinks opens the configured event sinks (events file, SIEM
+// outputs); storage is not one of them (the detect stage's Store).
+func (d *daemon) eventSinks(ctx context.Context) (pipeline.EventSink, func(), error) {
 	var sinks pipeline.EventSinks
 	var closers []func() error
 	closeAll := func() {
@@ -235,7 +235,7 @@ func (d *daemon) eventSinks(ctx context.Context, withStore bool) (pipeline.Event
 		sinks = append(sinks, f)
 		closers = append(closers, f.Close)
 	}
-	more, closeMore, err := d.storeSinks(ctx, withStore)
+	more, closeMore, err := d.storeSinks(ctx)
 	if err != nil {
 		closeAll()
 		return nil, func() {}, err

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"strings"
 	"sync"
 )
 
@@ -62,4 +64,26 @@ func (r *stageRun) Stop() []stageResult {
 		}
 	})
 	return r.out
+}
+
+// kafkaStreamYAML is the stream: section of the Kafka stage tests: the
+// in-process broker, the test topics (events, events-by-ip, findings),
+// 5 ms producer batches and the given commit interval; extra lines (other
+// stream.kafka keys, e.g. "links_topic: links") follow.
+func kafkaStreamYAML(broker, commitInterval string, extra ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `stream:
+  type: kafka
+  kafka:
+    brokers: [%q]
+    events_topic: events
+    events_by_ip_topic: events-by-ip
+    findings_topic: findings
+    batch_timeout: 5ms
+    commit_interval: %s
+`, broker, commitInterval)
+	for _, l := range extra {
+		fmt.Fprintf(&b, "    %s\n", l)
+	}
+	return b.String()
 }

@@ -196,6 +196,9 @@ func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
 			return
 		}
 		d.storeDB, d.storeW, d.storeQS = st, w, qs
+		d.statusMu.Lock()
+		d.storeStatusW = w
+		d.statusMu.Unlock()
 	})
 	return d.storeW, d.storeErr
 }
@@ -204,7 +207,12 @@ func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
 func (d *daemon) closeStorage() {
 	d.storeClose.Do(func() {
 		if d.storeW != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout.D())
+			// A third of the shutdown time: a stalled store must not keep
+			// the process past its shutdown_timeout (an insert under way
+			// may overrun its context by the client's read timeout; what
+			// the store had not acknowledged is read and stored again at
+			// the next start).
+			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout.D()/3)
 			defer cancel()
 			if d.storeQS != nil {
 				if err := d.storeQS.Close(ctx); err != nil {
@@ -221,18 +229,10 @@ func (d *daemon) closeStorage() {
 	})
 }
 
-// storedEvents and storedFindings take rows durably: added to the
-// writer's block, then flushed (the detect stage calls them once per
-// checkpoint, so blocks stay large).
-type storedEvents struct{ w *store.Writer }
-
-func (s storedEvents) WriteEvents(ctx context.Context, evs []schema.Event) error {
-	if err := s.w.Add(ctx, evs); err != nil {
-		return err
-	}
-	return s.w.Flush(ctx)
-}
-
+// storedFindings takes findings durably: added to the writer's block,
+// then flushed. Only the one-process sinks list it; the detect stages
+// store through a StoreSink and the alert stage through its store
+// consumer (withoutStorage drops it).
 type storedFindings struct{ w *store.Writer }
 
 func (s storedFindings) WriteFindings(ctx context.Context, fs []schema.Finding) error {
@@ -310,17 +310,14 @@ func (d *daemon) outputSinks(ctx context.Context) (pipeline.FindingSinks, func()
 	return sinks, func() { d.closeRouter(); d.closeStorage() }, nil
 }
 
-// storeSinks opens the event sinks beyond the events file: storage (with
-// withStore), and the alert router's raw-event outputs (SIEM) when it has
-// any.
-func (d *daemon) storeSinks(ctx context.Context, withStore bool) (pipeline.EventSinks, func(), error) {
+// storeSinks opens the event sinks beyond the events file: the alert
+// router's raw-event outputs (SIEM) when it has any. It opens storage too
+// (closed with the sinks), which the detect stage stores events through
+// off its path (storeSink).
+func (d *daemon) storeSinks(ctx context.Context) (pipeline.EventSinks, func(), error) {
 	var sinks pipeline.EventSinks
-	w, err := d.storage(ctx)
-	if err != nil {
+	if _, err := d.storage(ctx); err != nil {
 		return nil, func() {}, err
-	}
-	if w != nil && withStore {
-		sinks = append(sinks, storedEvents{w})
 	}
 	r, err := d.router()
 	if err != nil {
