@@ -55,6 +55,7 @@ type Writer struct {
 	acks                []ack
 	queuedBytes         int
 	wrote               chan struct{}
+	lastWrite           time.Time
 
 	kick chan struct{}
 	stop chan struct{}
@@ -349,6 +350,7 @@ func (w *Writer) written(evs []schema.Event, findings int) {
 	w.mu.Lock()
 	w.writtenEv += uint64(len(evs))
 	w.writtenF += uint64(findings)
+	w.lastWrite = time.Now()
 	w.queuedBytes = max(w.queuedBytes-eventsBytes(evs), 0)
 	n := 0
 	for n < len(w.acks) && w.acks[n].ev <= w.writtenEv && w.acks[n].f <= w.writtenF {
@@ -424,6 +426,15 @@ func (w *Writer) Submit(ctx context.Context, evs []schema.Event, fs []schema.Fin
 		w.signal()
 	}
 	return nil
+}
+
+// Backlog is what the writer holds and has not written: events and
+// findings added or submitted and not yet stored, and when a block was
+// last written (zero before the first): /readyz detail.
+func (w *Writer) Backlog() (events, findings uint64, lastWrite time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.addedEv - w.writtenEv, w.addedF - w.writtenF, w.lastWrite
 }
 
 // signal asks the writer's loop to write what is queued now.

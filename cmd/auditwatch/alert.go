@@ -113,7 +113,16 @@ func (d *daemon) addStoreStatus(st interface{ WriteStatus(io.Writer) }) {
 func (d *daemon) writeStoreStatus(w io.Writer) {
 	d.statusMu.Lock()
 	sts := d.storeStages
+	wr := d.storeStatusW
 	d.statusMu.Unlock()
+	if wr != nil {
+		evs, fs, last := wr.Backlog()
+		fmt.Fprintf(w, "store writer: events waiting %d, findings waiting %d", evs, fs)
+		if !last.IsZero() {
+			fmt.Fprintf(w, ", last block written %s ago", time.Since(last).Round(time.Millisecond))
+		}
+		fmt.Fprintln(w)
+	}
 	for _, st := range sts {
 		st.WriteStatus(w)
 	}

@@ -76,14 +76,7 @@ func TestAlertStageSlowOutputHoldsOnlyItself(t *testing.T) {
 	work := t.TempDir()
 	httpAddr := freeAddr(t)
 	cfgPath := filepath.Join(work, "alert.yaml")
-	cfg := fmt.Sprintf(`stream:
-  type: kafka
-  kafka:
-    brokers: [%q]
-    findings_topic: findings
-    batch_timeout: 5ms
-    commit_interval: 200ms
-state: {dir: %q}
+	cfg := fmt.Sprintf(`%sstate: {dir: %q}
 alerts:
   outputs:
     - {name: slow, type: webhook, webhook: {url: %q}}
@@ -92,7 +85,7 @@ alerts:
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 5s
-`, brokers[0], filepath.Join(work, "state"), slowSrv.URL, fastSrv.URL, httpAddr)
+`, kafkaStreamYAML(brokers[0], "200ms"), filepath.Join(work, "state"), slowSrv.URL, fastSrv.URL, httpAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

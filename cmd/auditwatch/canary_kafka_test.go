@@ -49,16 +49,7 @@ func TestCanaryOnKafka(t *testing.T) {
     type: filetail
     format: vault
     filetail: {path: %q, poll_interval: 50ms, start_at: beginning}
-stream:
-  type: kafka
-  kafka:
-    brokers: [%q]
-    events_topic: events
-    events_by_ip_topic: events-by-ip
-    findings_topic: findings
-    batch_timeout: 5ms
-    commit_interval: 100ms
-silence: {enabled: false}
+%ssilence: {enabled: false}
 canary:
   interval: 300ms
   check_interval: 100ms
@@ -72,7 +63,7 @@ files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 15s
-%s`, logPath, brokers[0], vsrv.URL, filepath.Join(work, "state-"+name), findings, httpAddr, sec.AlertsYAML(""))), 0o644))
+%s`, logPath, kafkaStreamYAML(brokers[0], "100ms"), vsrv.URL, filepath.Join(work, "state-"+name), findings, httpAddr, sec.AlertsYAML(""))), 0o644))
 		return path
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -60,8 +60,9 @@ type daemon struct {
 
 	// storeStages are the store consumers (Kafka stages), listed in
 	// /readyz.
-	statusMu    sync.Mutex
-	storeStages []interface{ WriteStatus(io.Writer) }
+	statusMu     sync.Mutex
+	storeStages  []interface{ WriteStatus(io.Writer) }
+	storeStatusW *store.Writer // the writer, once opened
 }
 
 // newDaemon parses `--config FILE`, loads the config through the one

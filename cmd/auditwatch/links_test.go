@@ -95,17 +95,7 @@ func TestDetectInstancesShareLinks(t *testing.T) {
     type: dir
     format: cloudtrail
     dir: {path: %q, poll_interval: 100ms, settle_time: 50ms}
-stream:
-  type: kafka
-  kafka:
-    brokers: [%q]
-    events_topic: events
-    events_by_ip_topic: events-by-ip
-    findings_topic: findings
-    links_topic: links
-    batch_timeout: 5ms
-    commit_interval: 100ms
-identity:
+%sidentity:
   audit_hash:
     address: %q
     device: file
@@ -115,7 +105,7 @@ files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 15s
-`, vdrop, cdrop, brokers[0], vsrv.URL, filepath.Join(work, "state-"+name), findings, httpAddr)), 0o644))
+`, vdrop, cdrop, kafkaStreamYAML(brokers[0], "100ms", "links_topic: links"), vsrv.URL, filepath.Join(work, "state-"+name), findings, httpAddr)), 0o644))
 		return path
 	}
 	addrA, addrB := freeAddr(t), freeAddr(t)

@@ -78,22 +78,13 @@ func TestSigmaRulesOnKafkaStages(t *testing.T) {
     type: dir
     format: cloudtrail
     dir: {path: %q, poll_interval: 100ms, settle_time: 50ms}
-stream:
-  type: kafka
-  kafka:
-    brokers: [%q]
-    events_topic: events
-    events_by_ip_topic: events-by-ip
-    findings_topic: findings
-    batch_timeout: 5ms
-    commit_interval: 100ms
-rules: {paths: [%q]}
+%srules: {paths: [%q]}
 state: {dir: %q, checkpoint_interval: 100ms}
 files: {findings: %q}
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 15s
-`, drop, brokers[0], rulesDir, filepath.Join(work, "state-"+name), findings, httpAddr)), 0o644))
+`, drop, kafkaStreamYAML(brokers[0], "100ms"), rulesDir, filepath.Join(work, "state-"+name), findings, httpAddr)), 0o644))
 		return path
 	}
 

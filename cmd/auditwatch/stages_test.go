@@ -40,16 +40,7 @@ func TestStageCommandsOnKafka(t *testing.T) {
     type: dir
     format: vault
     dir: {path: %q, poll_interval: 200ms, settle_time: 100ms}
-stream:
-  type: kafka
-  kafka:
-    brokers: [%q]
-    events_topic: events
-    events_by_ip_topic: events-by-ip
-    findings_topic: findings
-    batch_timeout: 5ms
-    commit_interval: 200ms
-state: {dir: %q, checkpoint_interval: 200ms, idle_drain: 1s}
+%sstate: {dir: %q, checkpoint_interval: 200ms, idle_drain: 1s}
 detectors:
   learn_until: %s
   unexpected_ip: {learning_period: 1m}
@@ -58,7 +49,7 @@ detectors:
 files: {findings: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 15s
-`, drop, brokers[0], filepath.Join(work, "state"), scenarioLearnUntil, findings)
+`, drop, kafkaStreamYAML(brokers[0], "200ms"), filepath.Join(work, "state"), scenarioLearnUntil, findings)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -72,42 +63,11 @@ shutdown_timeout: 15s
 	defer run.Stop()
 
 	labels := loadLabels(t, filepath.Join(scen, "labels.jsonl"))
-	explained := func(fs []schema.Finding) bool {
-		for _, l := range labels {
-			if !l.Anomaly {
-				continue
-			}
-			ok := false
-			for _, f := range fs {
-				if f.Detector == labelDetector[l.Kind] && l.explains(f) {
-					ok = true
-				}
-			}
-			if !ok {
-				return false
-			}
+	waitScenarioFindings(t, findings, labels, func() {
+		for _, r := range run.Stop() {
+			t.Logf("%s exit %d:\n%s", r.name, r.code, r.log)
 		}
-		return true
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	var fs []schema.Finding
-	stableSince := time.Now()
-	for {
-		cur := readFindings(t, findings)
-		if len(cur) != len(fs) {
-			fs, stableSince = cur, time.Now()
-		}
-		if explained(fs) && time.Since(stableSince) > 3*time.Second {
-			break
-		}
-		if time.Now().After(deadline) {
-			for _, r := range run.Stop() {
-				t.Logf("%s exit %d:\n%s", r.name, r.code, r.log)
-			}
-			t.Fatalf("after 90s %d findings, not every labelled anomaly found", len(fs))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	})
 	for _, r := range run.Stop() {
 		if r.code != 0 {
 			t.Errorf("%s exit %d:\n%s", r.name, r.code, r.log)
@@ -116,7 +76,7 @@ shutdown_timeout: 15s
 			t.Errorf("%s did not stop cleanly:\n%s", r.name, r.log)
 		}
 	}
-	fs = readFindings(t, findings)
+	fs := readFindings(t, findings)
 	ids := map[string]int{}
 	for _, f := range fs {
 		ids[f.ID]++
@@ -147,4 +107,44 @@ shutdown_timeout: 15s
 		t.Error("no IP-keyed auth_failure_spike finding for 203.0.113.200")
 	}
 	t.Logf("%d findings", len(fs))
+}
+
+// waitScenarioFindings waits (up to 90 s) until the findings file
+// explains every labelled anomaly of the OpenBao scenario and has not
+// changed for 3 s, and returns its findings; on timeout it calls dump
+// and fails the test.
+func waitScenarioFindings(t *testing.T, findings string, labels []label, dump func()) []schema.Finding {
+	t.Helper()
+	explained := func(fs []schema.Finding) bool {
+		for _, l := range labels {
+			if !l.Anomaly {
+				continue
+			}
+			ok := false
+			for _, f := range fs {
+				if f.Detector == labelDetector[l.Kind] && l.explains(f) {
+					ok = true
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
+	var fs []schema.Finding
+	stableSince := time.Now()
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		cur := readFindings(t, findings)
+		if len(cur) != len(fs) {
+			fs, stableSince = cur, time.Now()
+		}
+		if explained(fs) && time.Since(stableSince) > 3*time.Second {
+			return fs
+		}
+		if time.Now().After(deadline) {
+			dump()
+			t.Fatalf("after 90s %d findings, not every labelled anomaly found", len(fs))
+		}
+	}
 }

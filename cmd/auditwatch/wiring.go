@@ -196,6 +196,9 @@ func (d *daemon) storage(ctx context.Context) (*store.Writer, error) {
 			return
 		}
 		d.storeDB, d.storeW, d.storeQS = st, w, qs
+		d.statusMu.Lock()
+		d.storeStatusW = w
+		d.statusMu.Unlock()
 	})
 	return d.storeW, d.storeErr
 }
