@@ -17,6 +17,7 @@ import (
 
 	"auditwatch/ingest/intern"
 	"auditwatch/ingest/ipaddr"
+	"auditwatch/ingest/jsonx"
 	"auditwatch/ingest/rfc3339"
 	"auditwatch/schema"
 )
@@ -88,6 +89,9 @@ type Parser struct {
 	// Strings, if set, shares strings that repeat across records.
 	Strings *intern.Table
 	scratch []byte
+	// identityMemo holds userIdentity blocks ParseLine read (see
+	// lineIdentityMemo)
+	identityMemo jsonx.Memo[rawIdentity]
 }
 
 // recordFields are the top-level fields a record is normalized from, read

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"hash/maphash"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"auditwatch/ingest/intern"
 	"auditwatch/ingest/ipaddr"
+	"auditwatch/ingest/jsonx"
 	"auditwatch/ingest/rfc3339"
 	"auditwatch/schema"
 )
@@ -97,9 +97,8 @@ type Parser struct {
 	// lastPolicies is the last policy list made
 	lastPolicies []string
 	// authMemo holds top-level auth blocks ParseLine read (see
-	// lineAuthMemo), made on first use
-	authMemo *[authMemoSlots]authMemo
-	authSeed maphash.Seed
+	// lineAuthMemo)
+	authMemo jsonx.Memo[authMemo]
 }
 
 // samePolicies reports whether pol names the policies of lastPolicies.
