@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -36,6 +37,10 @@ const (
 	// storing was not yet acknowledged (a JSON array), stored again on a
 	// restart: the events that raised them are not detected again.
 	MetaStoreFindings = "store/findings"
+	// MetaStoreUntil is how far the input must be read again before the
+	// events of MetaStorePending that have not come back can be forgotten
+	// (JSON storeUntil).
+	MetaStoreUntil = "store/until"
 )
 
 // StoreSink stores events and findings without holding the detect stage:
@@ -160,13 +165,29 @@ type partition struct {
 	// batches not yet acknowledged (oldest first), the input position the
 	// last acknowledged batch reached, and the events taken before a
 	// restart that the store had not acknowledged (stored again when read
-	// again, not detected again; forgotten at replayedUntil).
+	// again, not detected again), kept until the input is read again up
+	// to replayUntil.
 	hashes         []uint64
 	unacked        []*storeBatch
 	ackedPositions map[string][]byte
 	ackedNext      int64
 	replayed       map[uint64]struct{}
-	replayedUntil  time.Time
+	replayUntil    storeUntil
+	// replayClock: a checkpoint written before MetaStoreUntil existed
+	// carries no bound; its events are forgotten at this time.
+	replayClock time.Time
+}
+
+// storeUntil is the input position up to which the events the store had
+// not acknowledged are read again after a restart: the offset after them
+// (Kafka) or, for each source with such events, the position the source
+// had reached when they were taken (the embedded stream; a source's
+// records carry the position after them, so reading that position again
+// means every event before it came back). Sources left in Positions have
+// not been read that far yet.
+type storeUntil struct {
+	Next      int64             `json:"next,omitempty"`
+	Positions map[string][]byte `json:"positions,omitempty"`
 }
 
 // storeBatch is one submission to the Store: a checkpoint's events with
@@ -193,20 +214,30 @@ func (b *storeBatch) done() bool {
 	}
 }
 
-// replayWindow is how long after a restart the events the store had not
-// acknowledged are expected back (the sources resume before them).
-const replayWindow = 2 * time.Minute
+// legacyReplayWindow is how long after a restart the events listed by a
+// checkpoint without MetaStoreUntil are expected back.
+const legacyReplayWindow = 2 * time.Minute
 
 // eventHash identifies an event across a restart: FNV-1a of its source
-// and id (0 for an event without id, which is not tracked).
+// and id or, for an event without id (normalized JSON lines may have
+// none; the audit parsers always set one), of its source, time, principal,
+// action, resource, address, outcome and original record, which a record
+// read again gives again. It is never 0.
 func eventHash(ev *schema.Event) uint64 {
-	if ev.ID == "" {
-		return 0
-	}
 	h := fnv.New64a()
 	h.Write([]byte(ev.Source))
 	h.Write([]byte{0})
-	h.Write([]byte(ev.ID))
+	if ev.ID != "" {
+		h.Write([]byte(ev.ID))
+	} else {
+		h.Write([]byte{1})
+		h.Write(binary.LittleEndian.AppendUint64(nil, uint64(ev.Time.UnixNano())))
+		for _, f := range []string{ev.Principal, ev.Action, ev.Resource, ev.SourceIP, ev.Outcome} {
+			h.Write([]byte(f))
+			h.Write([]byte{0})
+		}
+		h.Write(ev.Raw)
+	}
 	if v := h.Sum64(); v != 0 {
 		return v
 	}
@@ -336,7 +367,7 @@ func (s *DetectStage) open(p int, committed, oldest int64) (*partition, int64, e
 		}
 		pt.det = det
 		pt.suppressBelow = committed
-		pt.replayed, pt.unacked = nil, nil
+		pt.replayed, pt.unacked, pt.replayUntil, pt.replayClock = nil, nil, storeUntil{}, time.Time{}
 		s.m.rebuilds.Inc()
 		s.log.Info("partition state rebuilt by replay", "partition", p, "from", oldest, "committed", committed, "local", stored)
 		return pt, oldest, nil
@@ -378,8 +409,16 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 	}
 	for i := range recs {
 		r := &recs[i]
+		if pt.replayed != nil && s.replayReached(pt, r.Offset) {
+			// Everything taken before the restart has been read again:
+			// this record and those after it are new.
+			s.forgetReplayed(pt)
+		}
 		if r.Source != "" {
 			pt.positions[r.Source] = r.Position
+			if u, ok := pt.replayUntil.Positions[r.Source]; ok && bytes.Equal(u, r.Position) {
+				delete(pt.replayUntil.Positions, r.Source)
+			}
 		}
 		pt.next = r.Offset + 1
 		if r.Event == nil {
@@ -404,15 +443,14 @@ func (s *DetectStage) Handle(ctx context.Context, p int, recs []stream.Record) e
 		if pt.replayed != nil {
 			// Taken by the detectors before a restart, not stored then:
 			// store it, do not detect it again.
-			if h := eventHash(r.Event); h != 0 {
-				if _, ok := pt.replayed[h]; ok {
-					delete(pt.replayed, h)
-					s.m.restored.Inc()
-					pt.events = append(pt.events, *r.Event)
-					pt.hashes = append(pt.hashes, h)
-					pt.since++
-					continue
-				}
+			h := eventHash(r.Event)
+			if _, ok := pt.replayed[h]; ok {
+				delete(pt.replayed, h)
+				s.m.restored.Inc()
+				pt.events = append(pt.events, *r.Event)
+				pt.hashes = append(pt.hashes, h)
+				pt.since++
+				continue
 			}
 		}
 		if s.cfg.Canary != nil && s.cfg.Canary(r.Event, s.cfg.Replayable && r.Offset < pt.suppressBelow) {
@@ -630,12 +668,7 @@ func (s *DetectStage) storeMeta(pt *partition) (map[string][]byte, error) {
 		n++
 	}
 	pt.unacked = append(pt.unacked[:0:0], pt.unacked[n:]...)
-	if pt.replayed != nil && time.Now().After(pt.replayedUntil) {
-		if len(pt.replayed) > 0 {
-			s.log.Warn("events the store had not acknowledged before the restart were not read again; forgotten", "partition", pt.id, "events", len(pt.replayed))
-		}
-		pt.replayed = nil
-	}
+	s.forgetReplayed(pt)
 	var pending []byte
 	var fs []schema.Finding
 	for h := range pt.replayed {
@@ -652,6 +685,11 @@ func (s *DetectStage) storeMeta(pt *partition) (map[string][]byte, error) {
 	meta := map[string][]byte{}
 	if len(pending) > 0 {
 		meta[MetaStorePending] = pending
+		raw, err := json.Marshal(s.until(pt))
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint store bound: %w", err)
+		}
+		meta[MetaStoreUntil] = raw
 	}
 	if len(fs) > 0 {
 		raw, err := json.Marshal(fs)
@@ -661,6 +699,56 @@ func (s *DetectStage) storeMeta(pt *partition) (map[string][]byte, error) {
 		meta[MetaStoreFindings] = raw
 	}
 	return meta, nil
+}
+
+// forgetReplayed drops the events listed before a restart once the input
+// has been read again past them (those not back by then never will be:
+// a source that lost them, a rebuilt partition).
+func (s *DetectStage) forgetReplayed(pt *partition) {
+	if pt.replayed == nil || !s.replayReached(pt, pt.next) {
+		return
+	}
+	if len(pt.replayed) > 0 {
+		s.log.Warn("events the store had not acknowledged before the restart were not read again up to where they had been taken; forgotten", "partition", pt.id, "events", len(pt.replayed))
+	}
+	pt.replayed, pt.replayUntil, pt.replayClock = nil, storeUntil{}, time.Time{}
+}
+
+// replayReached reports whether the input has been read again past the
+// events listed before the restart, with the next record at offset:
+// Kafka, offset at or past the bound; the embedded stream, every source
+// read again up to its bound position (by earlier records).
+func (s *DetectStage) replayReached(pt *partition, offset int64) bool {
+	switch {
+	case !pt.replayClock.IsZero():
+		return time.Now().After(pt.replayClock)
+	case s.cfg.Replayable:
+		return offset >= pt.replayUntil.Next
+	default:
+		return len(pt.replayUntil.Positions) == 0
+	}
+}
+
+// until is the bound of the events a checkpoint lists as not stored: the
+// input position reached now, for each source whose position is past the
+// acknowledged one, and the restored bound of sources not yet read that
+// far again.
+func (s *DetectStage) until(pt *partition) storeUntil {
+	u := storeUntil{Next: max(pt.next, pt.replayUntil.Next)}
+	if s.cfg.Replayable {
+		return u
+	}
+	u.Positions = maps.Clone(pt.replayUntil.Positions)
+	for src, pos := range pt.positions {
+		if _, kept := u.Positions[src]; kept || bytes.Equal(pos, pt.ackedPositions[src]) {
+			continue
+		}
+		if u.Positions == nil {
+			u.Positions = map[string][]byte{}
+		}
+		u.Positions[src] = pos
+	}
+	return u
 }
 
 // restoreStore reads what the store had not acknowledged before a
@@ -675,7 +763,13 @@ func (s *DetectStage) restoreStore(pt *partition, meta map[string][]byte) error 
 		for i := 0; i+8 <= len(raw); i += 8 {
 			pt.replayed[binary.LittleEndian.Uint64(raw[i:])] = struct{}{}
 		}
-		pt.replayedUntil = time.Now().Add(replayWindow)
+		if raw, ok := meta[MetaStoreUntil]; ok {
+			if err := json.Unmarshal(raw, &pt.replayUntil); err != nil {
+				return fmt.Errorf("checkpoint store bound: %w", err)
+			}
+		} else {
+			pt.replayClock = time.Now().Add(legacyReplayWindow)
+		}
 		s.log.Warn("events taken before the restart are stored when read again, not detected again", "partition", pt.id, "events", len(pt.replayed))
 	}
 	if raw := meta[MetaStoreFindings]; len(raw) > 0 {

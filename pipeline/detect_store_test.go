@@ -283,3 +283,121 @@ func TestStoreCrashReplaysWithoutDetectingTwice(t *testing.T) {
 		t.Error("after a clean stop the checkpoint still lists events not stored")
 	}
 }
+
+// TestStoreReplayKeptUntilTheSourcePassesIt: the events the store had not
+// acknowledged before a crash are kept from the detectors, without a time
+// limit, until the source has been read again up to the position it had
+// reached when they were taken (checkpoint MetaStoreUntil); past it, what
+// did not come back is forgotten and later events are detected as usual.
+func TestStoreReplayKeptUntilTheSourcePassesIt(t *testing.T) {
+	saved := &savedState{}
+	first := newStoreRig(t, saved)
+	first.handle(t, 0, "e0", "bad1")
+	first.handle(t, 2, "e2", "bad3")
+	// killed
+	meta, _ := first.det.Meta()
+	var u storeUntil
+	if err := json.Unmarshal(meta[MetaStoreUntil], &u); err != nil || string(u.Positions["s"]) != "bad3" {
+		t.Fatalf("checkpoint bound %s (%v), want source s up to bad3", meta[MetaStoreUntil], err)
+	}
+
+	second := newStoreRig(t, saved)
+	second.handle(t, 0, "e0", "bad1")
+	// Read again up to bad1 only: e2 and bad3 are still expected back,
+	// and the checkpoint keeps them and the bound.
+	pt, _ := second.stage.part(0)
+	if len(pt.replayed) != 2 {
+		t.Fatalf("after reading again up to bad1, %d events still expected back, want 2 (e2, bad3)", len(pt.replayed))
+	}
+	meta, _ = second.det.Meta()
+	if err := json.Unmarshal(meta[MetaStoreUntil], &u); err != nil || string(u.Positions["s"]) != "bad3" {
+		t.Errorf("checkpoint after a partial re-read: bound %s (%v), want s up to bad3", meta[MetaStoreUntil], err)
+	}
+	// A second crash here, then the source comes back with a different
+	// record at bad3's position (the file was rewritten): the bound is
+	// reached, the rest is forgotten, and a later bad3 is detected.
+	third := newStoreRig(t, saved)
+	third.handle(t, 0, "e0", "bad1")
+	pt, _ = third.stage.part(0)
+	if len(pt.replayed) != 2 {
+		t.Fatalf("after a second crash %d events expected back, want 2", len(pt.replayed))
+	}
+	recs := []stream.Record{{Offset: 2, Source: "s", Position: []byte("bad3"), Event: &schema.Event{ID: "other", Source: schema.SourceVault}}}
+	if err := third.stage.Handle(context.Background(), 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	third.handle(t, 3, "e2")
+	if err := third.stage.Revoked(context.Background(), []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"other", "e2"}; !slices.Equal(third.det.processed, want) {
+		t.Errorf("detected after the bound was reached: %q, want %q", third.det.processed, want)
+	}
+	if pt.replayed != nil {
+		t.Errorf("%d events still expected back past the bound", len(pt.replayed))
+	}
+	meta, _ = third.det.Meta()
+	if _, ok := meta[MetaStoreUntil]; ok {
+		t.Error("checkpoint keeps a bound with nothing pending")
+	}
+}
+
+// TestStoreReplayEventsWithoutID: events without an id (normalized JSON
+// lines may carry none) are recognised when read again after a crash by
+// a hash of their content, so they are stored and not detected twice;
+// events that differ in any of the hashed fields are not confused.
+func TestStoreReplayEventsWithoutID(t *testing.T) {
+	at := time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
+	base := schema.Event{Source: schema.SourceVault, Time: at, Principal: "p", Action: "read", Resource: "secret/a", SourceIP: "10.0.0.1", Outcome: schema.OutcomeSuccess, Raw: []byte(`{"x":1}`)}
+	variants := []func(*schema.Event){
+		func(e *schema.Event) { e.Time = e.Time.Add(time.Nanosecond) },
+		func(e *schema.Event) { e.Principal = "q" },
+		func(e *schema.Event) { e.Action = "list" },
+		func(e *schema.Event) { e.Resource = "secret/b" },
+		func(e *schema.Event) { e.SourceIP = "10.0.0.2" },
+		func(e *schema.Event) { e.Outcome = schema.OutcomeFailure },
+		func(e *schema.Event) { e.Raw = []byte(`{"x":2}`) },
+		func(e *schema.Event) { e.Source = schema.SourceCloudTrail },
+		func(e *schema.Event) { e.ID = "id" },
+	}
+	seen := map[uint64]int{eventHash(&base): -1}
+	same := base
+	same.Raw = []byte(`{"x":1}`)
+	if eventHash(&same) != eventHash(&base) {
+		t.Error("the same content hashes differently")
+	}
+	for i, v := range variants {
+		e := base
+		v(&e)
+		h := eventHash(&e)
+		if j, dup := seen[h]; dup {
+			t.Errorf("variant %d hashes like %d", i, j)
+		}
+		seen[h] = i
+	}
+
+	saved := &savedState{}
+	noID := func(action string, off int64) stream.Record {
+		e := base
+		e.Action = action
+		return stream.Record{Offset: off, Source: "s", Position: []byte(action), Event: &e}
+	}
+	first := newStoreRig(t, saved)
+	if err := first.stage.Handle(context.Background(), 0, []stream.Record{noID("a", 0), noID("b", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	// killed before the store acknowledged anything
+	second := newStoreRig(t, saved)
+	if err := second.stage.Handle(context.Background(), 0, []stream.Record{noID("a", 0), noID("b", 1), noID("c", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.stage.Revoked(context.Background(), []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(second.det.processed); n != 1 {
+		t.Errorf("after the restart the detectors took %d events without id, want 1 (only the new one)", n)
+	}
+	if n := len(second.store.events); n != 3 {
+		t.Errorf("stored %d events after the restart, want 3", n)
+	}
+}

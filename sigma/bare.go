@@ -18,13 +18,14 @@ import (
 // finds them by the same identity when the event (without a record)
 // reaches it.
 //
-// A record keeps its copy (the earlier path: memo by the record's text)
-// when its hits need more than the event: a hit feeding a correlation
-// (which reads the record's fields), an event without time or id (the
-// finding's time and id come from the record), a Vault entry (the event
-// is completed by pairing after Wants), an STS call (the reader keeps
-// those records anyway, see cloudtrail.IssuesCredentials), or a second
-// pending record of the same identity with other hits.
+// A record whose hit feeds a correlation (which reads the record's
+// fields) keeps its copy, its hits remembered by the same identity; the
+// evaluator finds them by the event that carries the record. The other
+// records kept are remembered by their text (hitMemo): an event without
+// time or id (the finding's time and id come from the record), a Vault
+// entry (the event is completed by pairing after Wants), an STS call (the
+// reader keeps those records anyway, see cloudtrail.IssuesCredentials),
+// and a second pending record of the same identity with other hits.
 
 // bareOK reports whether the findings of hits on ev need only ev's
 // normalized fields.

@@ -117,7 +117,11 @@ func (e *Evaluator) Process(ev *schema.Event, out []schema.Finding) []schema.Fin
 		e.NoRaw.Add(1)
 		return out
 	}
-	if hits, ok := e.set.memo.take(ev.Raw, e.hits[:0]); ok {
+	hits, ok := e.set.bare.take(ev, e.hits[:0])
+	if !ok {
+		hits, ok = e.set.memo.take(ev.Raw, e.hits[:0])
+	}
+	if ok {
 		// evaluated when the record was read (Set.Wants): the record is
 		// read only for what the findings need
 		e.hits = hits

@@ -1199,10 +1199,12 @@ func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 	hits, _, err := s.matchEvent(&e, p, p.hits[:0], true)
 	p.hits = hits[:0]
 	if err == nil && len(hits) > 0 {
-		if s.bareOK(ev, hits) && s.bare.put(ev, hits) {
-			// the findings need only the event's fields: the record
-			// is not copied, kept or hashed
-			return false
+		if bareEvent(ev) && s.bare.put(ev, hits) {
+			// remembered by the event's identity, not by a hash of the
+			// record's text; when the findings need only the event's
+			// fields (no hit feeds a correlation), the record is not
+			// even copied or kept
+			return !s.bareOK(ev, hits)
 		}
 		// the evaluation of the kept record need not run again
 		s.memo.put(raw, hits)

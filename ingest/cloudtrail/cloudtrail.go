@@ -17,6 +17,7 @@ import (
 
 	"auditwatch/ingest/intern"
 	"auditwatch/ingest/ipaddr"
+	"auditwatch/ingest/jsonx"
 	"auditwatch/ingest/rfc3339"
 	"auditwatch/schema"
 )
@@ -88,6 +89,11 @@ type Parser struct {
 	// Strings, if set, shares strings that repeat across records.
 	Strings *intern.Table
 	scratch []byte
+	// identityMemo holds userIdentity blocks ParseLine read (see
+	// lineIdentityMemo)
+	identityMemo jsonx.Memo[rawIdentity]
+	// ips remembers the canonical form of recent addresses
+	ips ipaddr.Memo
 }
 
 // recordFields are the top-level fields a record is normalized from, read
@@ -313,8 +319,7 @@ func (p *Parser) normalize(r *raw, fb Fallback, ev *schema.Event) error {
 	}
 
 	ev.SourceIPRaw = p.Strings.Bytes(r.sourceIPAddress)
-	ev.SourceIP, ev.SourceIsService = ipaddr.Canonical(ev.SourceIPRaw)
-	ev.SourceIP = p.Strings.String(ev.SourceIP)
+	ev.SourceIP, ev.SourceIsService = p.ips.Canonical(ev.SourceIPRaw, p.Strings.String)
 
 	ev.Resource = p.resource(r)
 	ev.ReadOnly = r.readOnly

@@ -92,7 +92,7 @@ func (p *Parser) ParseLine(b []byte, fb Fallback, ev *schema.Event) (err error, 
 				return jsonx.Skip(b, v, 2)
 			}
 			r.ui.object = true
-			return lineIdentity(b, v, &r.ui)
+			return p.lineIdentityMemo(b, v, &r.ui)
 		case 1 << 13:
 			if b[v] != '{' {
 				return jsonx.Skip(b, v, 2)
@@ -303,4 +303,32 @@ func lineResources(b []byte, v int, r *raw) int {
 		}
 		return end
 	})
+}
+
+// lineIdentityMemo is lineIdentity with a memo. A principal's records
+// repeat its userIdentity block byte for byte for as long as its session
+// lasts. A block kept in the memo stands in for reading it again (see
+// jsonx.Memo); its fields point into the memo's copy (bytes equal to the
+// record's) and are read before the next ParseLine, the only place a
+// block is kept.
+func (p *Parser) lineIdentityMemo(b []byte, v int, ui *rawIdentity) int {
+	const depth = 2 // lineIdentity's, always
+	if m, end, ok := p.identityMemo.Lookup(b, v, depth); ok {
+		obj := ui.object // the caller's, not the block's
+		*ui = *m
+		ui.object = obj
+		return end
+	}
+	end := lineIdentity(b, v, ui)
+	text, m, ok := p.identityMemo.Store(b, v, end, depth)
+	if !ok {
+		return end
+	}
+	at := func(f []byte) []byte { return jsonx.Rebase(b, v, text, f) }
+	*m = rawIdentity{
+		typ: at(ui.typ), arn: at(ui.arn), accountID: at(ui.accountID), accessKeyID: at(ui.accessKeyID),
+		userName: at(ui.userName), invokedBy: at(ui.invokedBy), principalID: at(ui.principalID),
+		issuerARN: at(ui.issuerARN), issuerUserName: at(ui.issuerUserName),
+	}
+	return end
 }

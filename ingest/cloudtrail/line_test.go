@@ -1,12 +1,16 @@
 package cloudtrail
 
 import (
+	"bytes"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fastjson"
 
 	"auditwatch/ingest/intern"
+	"auditwatch/ingest/jsonx"
 	"auditwatch/schema"
 )
 
@@ -116,5 +120,123 @@ func FuzzParseLine(f *testing.F) {
 	general := Parser{Strings: intern.New(16, 8)}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		compareLine(t, &line, &general, in, Fallback{Now: fixedNow, Region: "r", Account: "a"})
+	})
+}
+
+// identityRecord is a record with userIdentity block ui.
+func identityRecord(id, ui string) []byte {
+	return []byte(`{"eventVersion":"1.09","userIdentity":` + ui + `,"eventTime":"2026-01-05T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","awsRegion":"us-east-1","sourceIPAddress":"10.10.0.29","eventID":"` + id + `","readOnly":true,"recipientAccountId":"892208155241"}`)
+}
+
+// The identity memo: a userIdentity block read before is taken from the
+// memo (its fields point into the memo's copy), and every record still
+// parses exactly as Parse does and as a parser that never saw the block.
+func TestIdentityMemo(t *testing.T) {
+	base := `{"type":"AssumedRole","principalId":"AROAE4QVLRJ5LWEXCGXBJ:i-0e75aefee291763f6","arn":"arn:aws:sts::892208155241:assumed-role/svc-2/i-0e75aefee291763f6","accountId":"892208155241","accessKeyId":"ASIANH7ONDO4VCVDIC4L","sessionContext":{"sessionIssuer":{"type":"Role","arn":"arn:aws:iam::892208155241:role/svc-2","userName":"svc-2"},"attributes":{"creationDate":"2026-01-05T00:00:00Z","mfaAuthenticated":"false"}}}`
+	fb := Fallback{Now: fixedNow}
+	for _, tc := range []struct {
+		name string
+		next func(string) string // the second record's block from the first's
+		hit  bool
+	}{
+		{"identical", func(s string) string { return s }, true},
+		{"issuer differs", func(s string) string { return strings.Replace(s, `role/svc-2"`, `role/svc-3"`, 1) }, false},
+		{"session time differs", func(s string) string { return strings.Replace(s, `00:00:00Z"`, `00:00:01Z"`, 1) }, false},
+		{"member added", func(s string) string { return strings.Replace(s, `,"accountId"`, `,"x":[1,{}],"accountId"`, 1) }, false},
+		{"escaped", func(s string) string { return strings.Replace(s, `"svc-2"}`, `"svc\u002d2"}`, 1) }, false},
+		{"duplicate", func(s string) string { return strings.Replace(s, `,"accountId"`, `,"arn":"x","accountId"`, 1) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			line := Parser{Strings: intern.New(64, 0)}
+			general := Parser{Strings: intern.New(64, 0)}
+			if !compareLine(t, &line, &general, identityRecord("e1", base), fb) {
+				t.Fatal("fast path declined the first record")
+			}
+			ui2 := tc.next(base)
+			for i, in := range [][]byte{identityRecord("e2", ui2), identityRecord("e3", ui2)} {
+				// read the block alone where it sits: from the memo or not
+				v := bytes.Index(in, []byte(`"userIdentity":`)) + len(`"userIdentity":`)
+				_, _, fromMemo := line.identityMemo.Lookup(in, v, 2)
+				ui := rawIdentity{object: true}
+				end := line.lineIdentityMemo(in, v, &ui)
+				if tc.name == "escaped" || tc.name == "duplicate" {
+					if end >= 0 || fromMemo {
+						t.Fatalf("block read: %d, from the memo %v", end, fromMemo)
+					}
+				} else {
+					if end != v+len(ui2) {
+						t.Fatalf("block ends at %d, want %d", end, v+len(ui2))
+					}
+					if want := tc.hit || i > 0; fromMemo != want { // the second one was kept by the first
+						t.Fatalf("record %d: from the memo %v, want %v", i, fromMemo, want)
+					}
+					plain := rawIdentity{object: true}
+					lineIdentity(in, v, &plain)
+					if !reflect.DeepEqual(ui, plain) {
+						t.Fatalf("record %d: %+v, lineIdentity %+v", i, ui, plain)
+					}
+				}
+				fresh := Parser{Strings: intern.New(64, 0)}
+				var got, want schema.Event
+				werr, wok := fresh.ParseLine(in, fb, &want)
+				gerr, gok := line.ParseLine(in, fb, &got)
+				if gok != wok || (gerr == nil) != (werr == nil) || !reflect.DeepEqual(got, want) {
+					t.Fatalf("record %d: after the memo %+v %v %v, fresh %+v %v %v", i, got, gerr, gok, want, werr, wok)
+				}
+				if gok {
+					compareLine(t, &line, &general, in, fb)
+				} else if tc.name != "escaped" && tc.name != "duplicate" {
+					t.Fatalf("record %d declined", i)
+				}
+			}
+		})
+	}
+}
+
+// More blocks than the memo holds, in turn: every record still reads
+// right; blocks shorter than the memo's key or longer than its bound too.
+func TestIdentityMemoTurnover(t *testing.T) {
+	line := Parser{Strings: intern.New(64, 0)}
+	general := Parser{Strings: intern.New(64, 0)}
+	var blocks []string
+	for i := range 3 * jsonx.MemoSets * jsonx.MemoWays {
+		blocks = append(blocks, fmt.Sprintf(`{"type":"IAMUser","principalId":"AIDA%016d","arn":"arn:aws:iam::1:user/u%d","userName":"u%d"}`, i, i, i))
+	}
+	blocks = append(blocks, `{"type":"Root"}`, `{"type":"IAMUser","userName":"long","x":"`+strings.Repeat("y", jsonx.MaxMemoBlock)+`"}`)
+	fb := Fallback{Now: fixedNow}
+	for round := range 3 {
+		for i, ui := range blocks {
+			for _, id := range []string{"a", "b"} { // the second from the memo when kept
+				if !compareLine(t, &line, &general, identityRecord(fmt.Sprintf("r%d-%d%s", round, i, id), ui), fb) {
+					t.Fatalf("fast path declined block %d", i)
+				}
+			}
+		}
+	}
+}
+
+// FuzzParseLineIdentityMemo: a record read after another one (whose
+// userIdentity block the memo may hold) reads exactly as with a new
+// parser, and as Parse when the fast path takes it.
+func FuzzParseLineIdentityMemo(f *testing.F) {
+	ui := `{"type":"AssumedRole","principalId":"AROAE4QVLRJ5LWEXCGXBJ:i-0e75aefee291763f6","arn":"arn:aws:sts::1:assumed-role/r/s","sessionContext":{"sessionIssuer":{"arn":"arn:aws:iam::1:role/r","userName":"r"}}}`
+	f.Add(identityRecord("e1", ui), identityRecord("e2", ui))
+	f.Add(identityRecord("e1", ui), identityRecord("e2", strings.Replace(ui, `role/r"`, `role/q"`, 1)))
+	f.Add(identityRecord("e1", ui), []byte(`{"eventID":"e2","eventName":"X","userIdentity":`+ui[:len(ui)-1]+`,"userName":"x"}}`))
+	fb := Fallback{Now: fixedNow, Region: "r", Account: "a"}
+	f.Fuzz(func(t *testing.T, prev, in []byte) {
+		line := Parser{Strings: intern.New(16, 8)}
+		general := Parser{Strings: intern.New(16, 8)}
+		fresh := Parser{Strings: intern.New(16, 8)}
+		var ev, got, want schema.Event
+		line.ParseLine(prev, fb, &ev)
+		gerr, gok := line.ParseLine(in, fb, &got)
+		werr, wok := fresh.ParseLine(in, fb, &want)
+		if gok != wok || (gerr == nil) != (werr == nil) || (gerr != nil && gerr.Error() != werr.Error()) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("after %s\n%s\nwith the memo %+v %v %v\nnew parser    %+v %v %v", prev, in, got, gerr, gok, want, werr, wok)
+		}
+		if gok {
+			compareLine(t, &line, &general, in, fb)
+		}
 	})
 }

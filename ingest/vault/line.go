@@ -1,8 +1,6 @@
 package vault
 
 import (
-	"hash/maphash"
-
 	"auditwatch/ingest/jsonx"
 )
 
@@ -371,64 +369,31 @@ func (p *Parser) lineAuth(b []byte, v, depth int, a *rawAuth) int {
 	return end
 }
 
-// The auth memo: a direct-mapped table of authMemoSlots auth blocks, each
-// found by a hash of its first authMemoKey bytes (the client token's
-// HMAC, in Vault's order) and kept only when at most maxAuthMemo bytes
-// long (larger and smaller ones are read every time). 64 slots of 2 KiB
-// bound it at 128 KiB per parser.
-const (
-	authMemoSlots = 64
-	authMemoKey   = 64
-	maxAuthMemo   = 2 << 10
-)
-
-// authMemo is one remembered top-level auth block: its JSON text, the
-// depth it was read at and what lineAuth made of it, with every slice
-// pointing into text instead of the record.
+// authMemo is what lineAuth read from an auth block kept in the parser's
+// jsonx.Memo, its slices pointing into the kept text.
 type authMemo struct {
-	text  []byte
-	depth int
-	auth  rawAuth
-	pol   [][]byte
+	auth rawAuth
+	pol  [][]byte
 }
 
 // lineAuthMemo is lineAuth for the entry's top-level auth block. Auth
 // blocks repeat byte for byte: a response entry carries its request
 // entry's, and a client's requests carry the same one while its token
-// lives. When the bytes at b[v] start with a remembered block read at the
-// same depth, they are that block (a JSON value ends where its text ends,
-// whatever follows), so lineAuth would read the same fields from them and
-// end at the same place: the remembered result stands in for it. Its
-// fields point into the memo's copy (bytes equal to the record's) and are
-// read before the next ParseLine, the only place a slot is replaced.
+// lives. A block kept in the memo stands in for reading it again (see
+// jsonx.Memo); its fields point into the memo's copy (bytes equal to the
+// record's) and are read before the next ParseLine, the only place a
+// block is kept.
 func (p *Parser) lineAuthMemo(b []byte, v, depth int, a *rawAuth) int {
-	if len(b)-v < authMemoKey {
-		return p.lineAuth(b, v, depth, a)
-	}
-	if p.authMemo == nil {
-		p.authMemo = new([authMemoSlots]authMemo)
-		p.authSeed = maphash.MakeSeed()
-	}
-	m := &p.authMemo[maphash.Bytes(p.authSeed, b[v:v+authMemoKey])%authMemoSlots]
-	if n := len(m.text); n > 0 && m.depth == depth && len(b)-v >= n && string(b[v:v+n]) == string(m.text) {
+	if m, end, ok := p.authMemo.Lookup(b, v, depth); ok {
 		*a = m.auth
-		return v + n
-	}
-	end := p.lineAuth(b, v, depth, a)
-	if end-v < authMemoKey || end-v > maxAuthMemo {
-		// refused (end < 0), or not kept
 		return end
 	}
-	m.text = append(m.text[:0], b[v:end]...)
-	m.depth = depth
-	// a field b[x:y] (never a three-index slice) has capacity cap(b)-x
-	at := func(f []byte) []byte {
-		if f == nil {
-			return nil
-		}
-		x := cap(b) - cap(f) - v
-		return m.text[x : x+len(f) : x+len(f)]
+	end := p.lineAuth(b, v, depth, a)
+	text, m, ok := p.authMemo.Store(b, v, end, depth)
+	if !ok {
+		return end
 	}
+	at := func(f []byte) []byte { return jsonx.Rebase(b, v, text, f) }
 	m.auth = rawAuth{
 		entityID: at(a.entityID), displayName: at(a.displayName), accessor: at(a.accessor), clientToken: at(a.clientToken),
 		nPolicies: a.nPolicies, username: at(a.username), roleName: at(a.roleName),
@@ -438,6 +403,9 @@ func (p *Parser) lineAuthMemo(b []byte, v, depth int, a *rawAuth) int {
 		m.pol = append(m.pol, at(s))
 	}
 	if a.polStr != nil {
+		if m.pol == nil {
+			m.pol = [][]byte{} // an empty list read is not a missing one
+		}
 		m.auth.polStr = m.pol[:len(m.pol):len(m.pol)]
 	}
 	return end

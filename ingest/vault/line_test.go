@@ -167,28 +167,24 @@ func TestAuthMemo(t *testing.T) {
 			for i, in := range [][]byte{authMemoEntry("response", "r1", a2), authMemoEntry("request", "r2", a2)} {
 				// read the block alone where it sits: from the memo or not
 				v := bytes.Index(in, []byte(`"auth":`)) + len(`"auth":`)
+				_, _, fromMemo := line.authMemo.Lookup(in, v, 2)
 				var a rawAuth
 				end := line.lineAuthMemo(in, v, 2, &a)
 				if tc.name == "escaped" {
-					if end >= 0 {
-						t.Fatalf("an escaped block read: %d", end)
+					if end >= 0 || fromMemo {
+						t.Fatalf("an escaped block read: %d, from the memo %v", end, fromMemo)
 					}
 				} else {
 					if end != v+len(a2) {
 						t.Fatalf("block ends at %d, want %d", end, v+len(a2))
 					}
-					fromMemo := false
-					for _, m := range line.authMemo {
-						if len(m.text) > 0 && len(a.clientToken) > 0 && &a.clientToken[0] == &m.text[len(`{"client_token":"`)] {
-							fromMemo = true
-						}
+					if want := tc.hit || i > 0; fromMemo != want { // the second one was kept by the first
+						t.Fatalf("entry %d: from the memo %v, want %v", i, fromMemo, want)
 					}
-					wantHit := tc.hit || i > 0 // the second one was kept by the first
-					if fromMemo != wantHit {
-						t.Fatalf("entry %d: from the memo %v, want %v", i, fromMemo, wantHit)
-					}
-					if string(a.clientToken) != tok || (len(a2) == len(base) && a2 == base && string(a.entityID) != "c83e") {
-						t.Fatalf("fields %q %q", a.clientToken, a.entityID)
+					var plain rawAuth
+					line.lineAuth(in, v, 2, &plain)
+					if !reflect.DeepEqual(a, plain) {
+						t.Fatalf("entry %d: %+v, lineAuth %+v", i, a, plain)
 					}
 				}
 				fresh := Parser{Strings: intern.New(64, 0), Now: fixedNow}
@@ -213,30 +209,26 @@ func TestAuthMemo(t *testing.T) {
 	}
 }
 
-// Blocks sharing a memo slot replace each other and still read right;
-// blocks shorter than the key or longer than the bound are never kept.
-func TestAuthMemoSlotsAndBounds(t *testing.T) {
+// More blocks than the memo holds, in turn: every entry still reads
+// right; blocks shorter than the memo's key or longer than its bound too.
+func TestAuthMemoTurnover(t *testing.T) {
 	line := Parser{Strings: intern.New(64, 0), Now: fixedNow}
 	general := Parser{Strings: intern.New(64, 0), Now: fixedNow}
 	var blocks []string
-	for i := range 3 * authMemoSlots {
+	for i := range 3 * jsonx.MemoSets * jsonx.MemoWays {
 		blocks = append(blocks, fmt.Sprintf(`{"client_token":"hmac-sha256:%064x","entity_id":"e%d","policies":["p%d"]}`, i, i, i))
 	}
-	blocks = append(blocks, `{"entity_id":"short"}`, `{"entity_id":"long","x":"`+strings.Repeat("y", maxAuthMemo)+`"}`)
+	blocks = append(blocks, `{"entity_id":"short"}`, `{"entity_id":"long","x":"`+strings.Repeat("y", jsonx.MaxMemoBlock)+`"}`)
 	for round := range 3 {
 		for i, a := range blocks {
 			in := authMemoEntry("request", fmt.Sprintf("r%d-%d", round, i), a)
 			if !compareLine(t, &line, &general, in) {
 				t.Fatalf("fast path declined block %d", i)
 			}
-		}
-	}
-	for _, m := range line.authMemo {
-		if len(m.text) > maxAuthMemo || (len(m.text) > 0 && len(m.text) < authMemoKey) {
-			t.Fatalf("kept a block of %d bytes", len(m.text))
-		}
-		if cap(m.text) > 2*maxAuthMemo {
-			t.Fatalf("a slot holds %d bytes", cap(m.text))
+			// and again, from the memo when it was kept
+			if !compareLine(t, &line, &general, authMemoEntry("response", fmt.Sprintf("r%d-%d", round, i), a)) {
+				t.Fatalf("fast path declined block %d", i)
+			}
 		}
 	}
 }

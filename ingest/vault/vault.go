@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"hash/maphash"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"auditwatch/ingest/intern"
 	"auditwatch/ingest/ipaddr"
+	"auditwatch/ingest/jsonx"
 	"auditwatch/ingest/rfc3339"
 	"auditwatch/schema"
 )
@@ -97,9 +97,10 @@ type Parser struct {
 	// lastPolicies is the last policy list made
 	lastPolicies []string
 	// authMemo holds top-level auth blocks ParseLine read (see
-	// lineAuthMemo), made on first use
-	authMemo *[authMemoSlots]authMemo
-	authSeed maphash.Seed
+	// lineAuthMemo)
+	authMemo jsonx.Memo[authMemo]
+	// ips remembers the canonical form of recent addresses
+	ips ipaddr.Memo
 }
 
 // samePolicies reports whether pol names the policies of lastPolicies.
@@ -484,7 +485,7 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 		// a request and its response entry (and a client's next
 		// requests) name the same address: canonicalize it once
 		p.lastRemote = ev.SourceIPRaw
-		p.lastIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
+		p.lastIP, _ = p.ips.Canonical(ev.SourceIPRaw, nil)
 	}
 	ev.SourceIP = p.lastIP
 	ev.UserAgent = p.s(slUA, r.ua)
