@@ -6,7 +6,10 @@
 # same run, one core each (GOMAXPROCS=1), alternated ROUNDS times (default
 # 2). Benthos runs once per config in BENTHOS_CONFIGS (default: config.yaml,
 # the fair equivalent of normalize, and config-minimal.yaml, a plain field
-# copy that does less than normalize; see bench/benthos/README.md).
+# copy that does less than normalize; see bench/benthos/README.md). An entry
+# CONFIG@N runs Benthos with GOGC=N (replay sets GOGC 400 itself; Benthos
+# runs Go's default, 100, unless told), e.g.
+# BENTHOS_CONFIGS="bench/benthos/config.yaml bench/benthos/config.yaml@400".
 #
 # Prints for every run its CPU seconds (user+sys) and the 1-minute load
 # average when it started; then per command the summed CPU seconds, events
@@ -49,8 +52,13 @@ cpu() { # CPU seconds (user+sys) of the command after $2; stdout to $1, stderr t
 load() { cut -d' ' -f1 /proc/loadavg; }
 add() { awk -v a="$1" -v b="$2" 'BEGIN {print a + b}'; }
 
+bname() { # the name of a BENTHOS_CONFIGS entry: benthos:config, benthos:config@gogc400
+	local c=${1%@*} g=
+	[ "$c" = "$1" ] || g="@gogc${1##*@}"
+	echo "benthos:$(basename "$c" .yaml)$g"
+}
 names=()
-for c in $BENTHOS_CONFIGS; do names+=("benthos:$(basename "$c" .yaml)"); done
+for c in $BENTHOS_CONFIGS; do names+=("$(bname "$c")"); done
 names+=(normalize replay)
 rules=()
 if [ -d "$SIGMA" ]; then
@@ -67,9 +75,11 @@ lines=$(wc -l <"$FILE")
 echo "file $FILE ($lines lines), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo +changes), $(nproc) cores, $(date -u +%FT%TZ)"
 for r in $(seq "$ROUNDS"); do
 	for c in $BENTHOS_CONFIGS; do
-		n="benthos:$(basename "$c" .yaml)"
+		n=$(bname "$c")
+		env=(GOMAXPROCS=1)
+		[ "${c%@*}" = "$c" ] || env+=(GOGC="${c##*@}")
 		l=$(load)
-		s=$(cpu /dev/null "$work/b.err" env GOMAXPROCS=1 "$RUNNER" -config "$c" "$FILE")
+		s=$(cpu /dev/null "$work/b.err" env "${env[@]}" "$RUNNER" -config "${c%@*}" "$FILE")
 		line=$(grep '^benthos: [0-9]* events' "$work/b.err") || { cat "$work/b.err" >&2; exit 1; }
 		ev=$(awk '{print $2}' <<<"$line")
 		echo "$n:$ev" >>"$work/benthos-events"
@@ -129,7 +139,7 @@ for n in "${names[@]}"; do
 	}'
 done
 for c in $BENTHOS_CONFIGS; do
-	b="benthos:$(basename "$c" .yaml)"
+	b=$(bname "$c")
 	for n in replay replay-rules normalize; do
 		[ -n "${sum[$n]:-}" ] || continue
 		rounds=""
