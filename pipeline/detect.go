@@ -78,6 +78,9 @@ type DetectConfig struct {
 	// Nothing is lost and a slow store never holds detection or alerts
 	// (until its queue is full).
 	Store StoreSink
+	// StoreEventsOnly leaves findings out of the Store (the Kafka detect
+	// stage: the alert stage stores them from the findings topic).
+	StoreEventsOnly bool
 	// Replayable is true on Kafka: offsets are stored in the checkpoint
 	// and a partition without matching local state is rebuilt.
 	Replayable bool
@@ -621,7 +624,7 @@ func (s *DetectStage) handOnFindings(ctx context.Context, pt *partition) error {
 	if err := s.cfg.Findings.WriteFindings(ctx, pt.findings); err != nil {
 		return fmt.Errorf("partition %d: hand on findings: %w", pt.id, err)
 	}
-	if s.cfg.Store != nil {
+	if s.cfg.Store != nil && !s.cfg.StoreEventsOnly {
 		// Stored off the alert path, after the outbox has them; until the
 		// store acknowledges them they are in every checkpoint.
 		if err := s.submitFindings(ctx, pt, slices.Clone(pt.findings)); err != nil {
