@@ -60,11 +60,11 @@ if [ -d "$SIGMA" ]; then
 else
 	echo "no $SIGMA: replay --rules not measured"
 fi
-declare -A sum
+declare -A sum per # per: CPU seconds of command:round
 for n in "${names[@]}"; do sum[$n]=0; done
 
 lines=$(wc -l <"$FILE")
-echo "file $FILE ($lines lines), main $(git rev-parse --short HEAD), $(nproc) cores, $(date -u +%FT%TZ)"
+echo "file $FILE ($lines lines), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo +changes), $(nproc) cores, $(date -u +%FT%TZ)"
 for r in $(seq "$ROUNDS"); do
 	for c in $BENTHOS_CONFIGS; do
 		n="benthos:$(basename "$c" .yaml)"
@@ -75,18 +75,21 @@ for r in $(seq "$ROUNDS"); do
 		echo "$n:$ev" >>"$work/benthos-events"
 		echo "round $r: $n $s s, load $l; $line"
 		sum[$n]=$(add "${sum[$n]}" "$s")
+		per[$n:$r]=$s
 	done
 	l=$(load)
 	s=$(cpu /dev/null "$work/n.err" env GOMAXPROCS=1 "$BIN" normalize "$FILE")
 	nline=$(grep '^normalize: .* inputs' "$work/n.err")
 	echo "round $r: normalize $s s, load $l; $nline"
 	sum[normalize]=$(add "${sum[normalize]}" "$s")
+	per[normalize:$r]=$s
 
 	l=$(load)
 	s=$(cpu "$work/findings.jsonl" /dev/null env GOMAXPROCS=1 "$BIN" replay --learn-until "$LEARN" "$FILE")
 	sort "$work/findings.jsonl" | sha256sum | cut -c1-16 >>"$work/sums"
 	echo "round $r: replay $s s, load $l; $(wc -l <"$work/findings.jsonl") findings"
 	sum[replay]=$(add "${sum[replay]}" "$s")
+	per[replay:$r]=$s
 
 	if [ ${#rules[@]} -gt 0 ]; then
 		l=$(load)
@@ -94,6 +97,7 @@ for r in $(seq "$ROUNDS"); do
 		sort "$work/rfindings.jsonl" | sha256sum | cut -c1-16 >>"$work/rsums"
 		echo "round $r: replay-rules $s s, load $l; $(wc -l <"$work/rfindings.jsonl") findings"
 		sum[replay-rules]=$(add "${sum[replay-rules]}" "$s")
+		per[replay-rules:$r]=$s
 	fi
 done
 
@@ -128,8 +132,12 @@ for c in $BENTHOS_CONFIGS; do
 	b="benthos:$(basename "$c" .yaml)"
 	for n in replay replay-rules normalize; do
 		[ -n "${sum[$n]:-}" ] || continue
-		awk -v n="$n" -v b="$b" -v bs="${sum[$b]}" -v s="${sum[$n]}" 'BEGIN {
-			printf "%-13s ÷ %-24s %6.2fx\n", n, b, bs / s
+		rounds=""
+		for r in $(seq "$ROUNDS"); do
+			rounds+=$(awk -v bs="${per[$b:$r]}" -v s="${per[$n:$r]}" 'BEGIN {printf " %.2f", bs / s}')
+		done
+		awk -v n="$n" -v b="$b" -v bs="${sum[$b]}" -v s="${sum[$n]}" -v rr="$rounds" 'BEGIN {
+			printf "%-13s ÷ %-24s %6.2fx  (rounds:%s)\n", n, b, bs / s, rr
 		}'
 	done
 done

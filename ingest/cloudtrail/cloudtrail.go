@@ -92,6 +92,8 @@ type Parser struct {
 	// identityMemo holds userIdentity blocks ParseLine read (see
 	// lineIdentityMemo)
 	identityMemo jsonx.Memo[rawIdentity]
+	// ips remembers the canonical form of recent addresses
+	ips ipaddr.Memo
 }
 
 // recordFields are the top-level fields a record is normalized from, read
@@ -317,8 +319,7 @@ func (p *Parser) normalize(r *raw, fb Fallback, ev *schema.Event) error {
 	}
 
 	ev.SourceIPRaw = p.Strings.Bytes(r.sourceIPAddress)
-	ev.SourceIP, ev.SourceIsService = ipaddr.Canonical(ev.SourceIPRaw)
-	ev.SourceIP = p.Strings.String(ev.SourceIP)
+	ev.SourceIP, ev.SourceIsService = p.ips.Canonical(ev.SourceIPRaw, p.Strings.String)
 
 	ev.Resource = p.resource(r)
 	ev.ReadOnly = r.readOnly

@@ -97,3 +97,39 @@ func parseLeadingZeroIPv4(s string) (netip.Addr, bool) {
 	}
 	return netip.AddrFrom4(oct), true
 }
+
+// memoSlots is the size of a Memo.
+const memoSlots = 64
+
+// Memo remembers the canonical form of the last addresses it was asked
+// about, for a parser that sees the same clients again and again: a
+// direct-mapped table of memoSlots raw addresses, each found by its length
+// and last eight bytes (where addresses differ). The zero Memo is ready to
+// use. Not safe for concurrent use.
+type Memo struct {
+	slots [memoSlots]struct {
+		raw, ip   string
+		isService bool
+	}
+}
+
+// Canonical is the package's Canonical, remembered. keep, if not nil,
+// turns a new result's ip into the string to hand out (and remember).
+func (m *Memo) Canonical(raw string, keep func(string) string) (ip string, isService bool) {
+	var x uint64
+	n := len(raw)
+	for i := max(0, n-8); i < n; i++ {
+		x = x<<8 | uint64(raw[i])
+	}
+	x ^= uint64(n) << 56
+	e := &m.slots[(x*0x9e3779b97f4a7c15)>>(64-6)]
+	if e.raw == raw && raw != "" {
+		return e.ip, e.isService
+	}
+	ip, isService = Canonical(raw)
+	if keep != nil {
+		ip = keep(ip)
+	}
+	e.raw, e.ip, e.isService = raw, ip, isService
+	return ip, isService
+}

@@ -1,6 +1,7 @@
 package ipaddr
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 )
@@ -44,8 +45,14 @@ func FuzzCanonical(f *testing.F) {
 	for _, s := range []string{"10.0.0.1", "06.237.252.245", "[::1]:80", "a, b", "AWS Internal", "1.2.3.4:5", "::ffff:1.2.3.4"} {
 		f.Add(s)
 	}
+	var m Memo // shared by every input: earlier ones are remembered
 	f.Fuzz(func(t *testing.T, raw string) {
 		ip, svc := Canonical(raw)
+		for range 2 {
+			if mip, msvc := m.Canonical(raw, nil); mip != ip || msvc != svc {
+				t.Fatalf("%q: remembered %q, %v; Canonical %q, %v", raw, mip, msvc, ip, svc)
+			}
+		}
 		if ip == "" {
 			return
 		}
@@ -63,4 +70,33 @@ func FuzzCanonical(f *testing.F) {
 			t.Fatalf("not idempotent: %q -> %q -> %q", raw, ip, again)
 		}
 	})
+}
+
+// The memo gives Canonical's answers, for addresses sharing a slot too,
+// and hands out what keep makes of a new result.
+func TestMemo(t *testing.T) {
+	var m Memo
+	kept := 0
+	keep := func(s string) string { kept++; return s }
+	var raws []string
+	for i := range 300 {
+		raws = append(raws, fmt.Sprintf("10.0.%d.%d", i/256, i%256), fmt.Sprintf("[fd00::%x]:8200", i), fmt.Sprintf("0%d.1.2.3:44", i%10))
+	}
+	raws = append(raws, "", "AWS Internal", "s3.amazonaws.com", "x")
+	for round := range 3 {
+		for _, raw := range raws {
+			ip, svc := Canonical(raw)
+			if mip, msvc := m.Canonical(raw, keep); mip != ip || msvc != svc {
+				t.Fatalf("round %d, %q: remembered %q, %v; Canonical %q, %v", round, raw, mip, msvc, ip, svc)
+			}
+		}
+	}
+	// the same address again is not worked out again
+	kept = 0
+	for range 10 {
+		m.Canonical("192.0.2.55", keep)
+	}
+	if kept != 1 {
+		t.Fatalf("worked out %d times", kept)
+	}
 }

@@ -99,6 +99,8 @@ type Parser struct {
 	// authMemo holds top-level auth blocks ParseLine read (see
 	// lineAuthMemo)
 	authMemo jsonx.Memo[authMemo]
+	// ips remembers the canonical form of recent addresses
+	ips ipaddr.Memo
 }
 
 // samePolicies reports whether pol names the policies of lastPolicies.
@@ -483,7 +485,7 @@ func (p *Parser) normalize(en Entry, r *raw, v, req *fastjson.Value) (Entry, err
 		// a request and its response entry (and a client's next
 		// requests) name the same address: canonicalize it once
 		p.lastRemote = ev.SourceIPRaw
-		p.lastIP, _ = ipaddr.Canonical(ev.SourceIPRaw)
+		p.lastIP, _ = p.ips.Canonical(ev.SourceIPRaw, nil)
 	}
 	ev.SourceIP = p.lastIP
 	ev.UserAgent = p.s(slUA, r.ua)
