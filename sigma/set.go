@@ -45,7 +45,7 @@ type Set struct {
 	unsafe []bool
 	// uaOnly: per single rule, every field it reads is userAgent (a
 	// CloudTrail record's user agent, which the reader's normalized event
-	// gives: servedUA)
+	// gives Wants: see uaField)
 	uaOnly []bool
 	// need2: per single rule, the values of a second field of its source
 	// (sub2) one of which its condition needs (nil: none); checked from
@@ -635,7 +635,6 @@ func (s *Set) indexRules() {
 	}
 }
 
-// hasKeywords reports whether a detection has keyword selections.
 // readsOnlyUA reports whether every field a detection reads (in any of
 // its selections) is the top-level userAgent.
 func readsOnlyUA(d *detection) bool {
@@ -654,6 +653,7 @@ func readsOnlyUA(d *detection) bool {
 	return true
 }
 
+// hasKeywords reports whether a detection has keyword selections.
 func hasKeywords(d *detection) bool {
 	for _, sel := range d.sels {
 		if sel.keywords != nil {
@@ -851,7 +851,7 @@ func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, re
 
 // matchEvent is MatchEvent; with servedUA, ev is the event the reader
 // normalized from ev.Raw itself (Wants): a CloudTrail record's userAgent
-// is then read from ev.UserAgent when that is not empty (see servedUA).
+// is then read from ev.UserAgent when that is not empty (see uaField).
 func (s *Set) matchEvent(ev *schema.Event, p *Parser, out []Hit, servedUA bool) (hits []Hit, rec *Record, err error) {
 	src := srcNone
 	switch ev.Source {
@@ -1186,9 +1186,12 @@ func secondKey(ev *schema.Event, p *Parser) (string, bool) {
 // findings need the record (correlations read only records that hit a
 // rule). A hit whose findings are made of the event alone (bareOK) is
 // remembered by the event's identity instead and Wants says no: the
-// evaluator finds it when the event reaches it without a record. With raw
-// nil it answers from the normalized fields alone (the index). Safe for
-// concurrent use.
+// evaluator finds it when the event reaches it without a record (the hits
+// of a CloudTrail record that feeds a correlation are remembered so too,
+// and the record kept). With raw
+// nil it answers from the normalized fields alone (the index). ev must be
+// the event the reader normalized from raw itself: a CloudTrail record's
+// userAgent is read from it (see uaField). Safe for concurrent use.
 func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 	if len(raw) == 0 {
 		return s.mayMatch(ev)
