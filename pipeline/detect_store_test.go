@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"auditwatch/schema"
 	"auditwatch/stream"
 )
@@ -213,6 +215,9 @@ func TestStalledStoreDoesNotHoldFindings(t *testing.T) {
 	if n := len(meta[MetaStorePending]); n != 4*8 {
 		t.Errorf("checkpoint lists %d bytes of events not yet stored, want 4 hashes (32 bytes)", n)
 	}
+	if v := testutil.ToFloat64(rig.stage.m.unstored); v != 4 {
+		t.Errorf("auditwatch_detect_stage_store_pending_events = %v, want 4", v)
+	}
 	var pendingFs []schema.Finding
 	if err := json.Unmarshal(meta[MetaStoreFindings], &pendingFs); err != nil || len(pendingFs) != 2 {
 		t.Errorf("checkpoint findings not yet stored: %d (%v), want 2", len(pendingFs), err)
@@ -230,6 +235,9 @@ func TestStalledStoreDoesNotHoldFindings(t *testing.T) {
 	if n := len(meta[MetaStorePending]); n != 2*8 {
 		t.Errorf("checkpoint lists %d bytes of events not yet stored, want 2 hashes", n)
 	}
+	if v := testutil.ToFloat64(rig.stage.m.unstored); v != 2 {
+		t.Errorf("auditwatch_detect_stage_store_pending_events = %v, want 2", v)
+	}
 	if _, ok := meta[MetaStoreFindings]; ok {
 		t.Error("checkpoint still lists findings the store acknowledged")
 	}
@@ -238,6 +246,9 @@ func TestStalledStoreDoesNotHoldFindings(t *testing.T) {
 	}
 	if !slices.Equal(rig.commits, []int64{4, 6}) {
 		t.Errorf("commits %v after a clean stop, want [4 6]", rig.commits)
+	}
+	if v := testutil.ToFloat64(rig.stage.m.unstored); v != 0 {
+		t.Errorf("auditwatch_detect_stage_store_pending_events = %v after a clean stop, want 0", v)
 	}
 	meta, _ = rig.det.Meta()
 	if _, ok := meta[MetaStorePending]; ok || string(meta[MetaSourcePrefix+"s"]) != "e5" {
