@@ -277,6 +277,7 @@ func checkStagePorts(t *testing.T, where string, cfgs stageConfigs) (metrics, so
 			{"findings_topic", k.FindingsTopic, defaults.Kafka.FindingsTopic},
 			{"detect_group", k.DetectGroup, defaults.Kafka.DetectGroup},
 			{"alert_group", k.AlertGroup, defaults.Kafka.AlertGroup},
+			{"findings_store_group", k.FindingsStoreGroup, defaults.Kafka.FindingsStoreGroup},
 		} {
 			if f[1] != f[2] {
 				t.Errorf("%s %s: stream.kafka.%s %q, the code's default is %q", where, stage, f[0], f[1], f[2])

@@ -78,6 +78,9 @@ type DetectConfig struct {
 	// Nothing is lost and a slow store never holds detection or alerts
 	// (until its queue is full).
 	Store StoreSink
+	// StoreEventsOnly leaves findings out of the Store (the Kafka detect
+	// stage: the alert stage stores them from the findings topic).
+	StoreEventsOnly bool
 	// Replayable is true on Kafka: offsets are stored in the checkpoint
 	// and a partition without matching local state is rebuilt.
 	Replayable bool
@@ -176,6 +179,9 @@ type partition struct {
 	// replayClock: a checkpoint written before MetaStoreUntil existed
 	// carries no bound; its events are forgotten at this time.
 	replayClock time.Time
+	// unstored is the count of events this partition's last checkpoint
+	// listed as not stored (its share of the unstored gauge).
+	unstored int
 }
 
 // storeUntil is the input position up to which the events the store had
@@ -248,6 +254,7 @@ type detectMetrics struct {
 	events, suppressed, checkpoints, rebuilds, drains, restored, storeWait prometheus.Counter
 	findings                                                               *prometheus.CounterVec
 	partitions                                                             prometheus.Gauge
+	unstored                                                               prometheus.Gauge
 }
 
 // NewDetectStage returns a DetectStage.
@@ -288,8 +295,10 @@ func NewDetectStage(cfg DetectConfig) (*DetectStage, error) {
 			Help: "Findings handed on by the detect stage, by detector."}, []string{"detector"}),
 		partitions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_stage_partitions",
 			Help: "Partitions owned by this detect stage."}),
+		unstored: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditwatch_detect_stage_store_pending_events",
+			Help: "Events taken by the detect stage that the store has not acknowledged, as of the last checkpoint (its input position waits before them)."}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.suppressed, m.checkpoints, m.rebuilds, m.drains, m.restored, m.storeWait, m.findings, m.partitions} {
+	for _, c := range []prometheus.Collector{m.events, m.suppressed, m.checkpoints, m.rebuilds, m.drains, m.restored, m.storeWait, m.findings, m.partitions, m.unstored} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("detect stage metrics: %w", err)
 		}
@@ -621,7 +630,7 @@ func (s *DetectStage) handOnFindings(ctx context.Context, pt *partition) error {
 	if err := s.cfg.Findings.WriteFindings(ctx, pt.findings); err != nil {
 		return fmt.Errorf("partition %d: hand on findings: %w", pt.id, err)
 	}
-	if s.cfg.Store != nil {
+	if s.cfg.Store != nil && !s.cfg.StoreEventsOnly {
 		// Stored off the alert path, after the outbox has them; until the
 		// store acknowledges them they are in every checkpoint.
 		if err := s.submitFindings(ctx, pt, slices.Clone(pt.findings)); err != nil {
@@ -682,6 +691,8 @@ func (s *DetectStage) storeMeta(pt *partition) (map[string][]byte, error) {
 		}
 		fs = append(fs, b.findings...)
 	}
+	s.m.unstored.Add(float64(len(pending)/8 - pt.unstored))
+	pt.unstored = len(pending) / 8
 	meta := map[string][]byte{}
 	if len(pending) > 0 {
 		meta[MetaStorePending] = pending
@@ -812,6 +823,7 @@ func (s *DetectStage) Revoked(ctx context.Context, parts []int) error {
 		delete(s.parts, p)
 		s.mu.Unlock()
 		s.m.partitions.Dec()
+		s.m.unstored.Sub(float64(pt.unstored))
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"auditwatch/schema"
 	"auditwatch/stream"
 )
@@ -141,15 +143,19 @@ type storeRig struct {
 	commits []int64
 }
 
-func newStoreRig(t *testing.T, saved *savedState) *storeRig {
+func newStoreRig(t *testing.T, saved *savedState, opts ...func(*DetectConfig)) *storeRig {
 	t.Helper()
 	j := &journal{}
 	rig := &storeRig{det: &recordingDetector{saved: saved}, store: &stalledStore{j: j}, j: j}
-	st, err := NewDetectStage(DetectConfig{
+	cfg := DetectConfig{
 		Open:     func(int, bool) (Detector, error) { return rig.det, nil },
 		Findings: journalSink{j}, Store: rig.store,
 		CheckpointEvents: 2, CheckpointInterval: time.Hour,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	st, err := NewDetectStage(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +164,15 @@ func newStoreRig(t *testing.T, saved *savedState) *storeRig {
 		rig.commits = append(rig.commits, next)
 		return nil
 	}
-	if _, err := st.Assigned(context.Background(), stream.Assignment{Topic: "events", Committed: map[int]int64{0: -1}, Oldest: map[int]int64{0: 0}, Commit: commit}); err != nil {
+	// The group's committed offset is the last one this rig's
+	// predecessor committed (what a Kafka group would hand over).
+	committed := int64(-1)
+	if m, _ := rig.det.Meta(); m != nil {
+		if v, ok := m[MetaOffset]; ok {
+			fmt.Sscan(string(v), &committed)
+		}
+	}
+	if _, err := st.Assigned(context.Background(), stream.Assignment{Topic: "events", Committed: map[int]int64{0: committed}, Oldest: map[int]int64{0: 0}, Commit: commit}); err != nil {
 		t.Fatal(err)
 	}
 	return rig
@@ -201,6 +215,9 @@ func TestStalledStoreDoesNotHoldFindings(t *testing.T) {
 	if n := len(meta[MetaStorePending]); n != 4*8 {
 		t.Errorf("checkpoint lists %d bytes of events not yet stored, want 4 hashes (32 bytes)", n)
 	}
+	if v := testutil.ToFloat64(rig.stage.m.unstored); v != 4 {
+		t.Errorf("auditwatch_detect_stage_store_pending_events = %v, want 4", v)
+	}
 	var pendingFs []schema.Finding
 	if err := json.Unmarshal(meta[MetaStoreFindings], &pendingFs); err != nil || len(pendingFs) != 2 {
 		t.Errorf("checkpoint findings not yet stored: %d (%v), want 2", len(pendingFs), err)
@@ -218,6 +235,9 @@ func TestStalledStoreDoesNotHoldFindings(t *testing.T) {
 	if n := len(meta[MetaStorePending]); n != 2*8 {
 		t.Errorf("checkpoint lists %d bytes of events not yet stored, want 2 hashes", n)
 	}
+	if v := testutil.ToFloat64(rig.stage.m.unstored); v != 2 {
+		t.Errorf("auditwatch_detect_stage_store_pending_events = %v, want 2", v)
+	}
 	if _, ok := meta[MetaStoreFindings]; ok {
 		t.Error("checkpoint still lists findings the store acknowledged")
 	}
@@ -226,6 +246,9 @@ func TestStalledStoreDoesNotHoldFindings(t *testing.T) {
 	}
 	if !slices.Equal(rig.commits, []int64{4, 6}) {
 		t.Errorf("commits %v after a clean stop, want [4 6]", rig.commits)
+	}
+	if v := testutil.ToFloat64(rig.stage.m.unstored); v != 0 {
+		t.Errorf("auditwatch_detect_stage_store_pending_events = %v after a clean stop, want 0", v)
 	}
 	meta, _ = rig.det.Meta()
 	if _, ok := meta[MetaStorePending]; ok || string(meta[MetaSourcePrefix+"s"]) != "e5" {
@@ -399,5 +422,51 @@ func TestStoreReplayEventsWithoutID(t *testing.T) {
 	}
 	if n := len(second.store.events); n != 3 {
 		t.Errorf("stored %d events after the restart, want 3", n)
+	}
+}
+
+// TestStoreReplayKafkaOffsetBound: on Kafka the events the store had not
+// acknowledged are recognised until the partition is read again up to the
+// offset after them (checkpoint bound next); records from that offset on
+// are detected. With StoreEventsOnly (the Kafka detect stage: findings
+// are stored from the findings topic) no finding goes to the store or
+// into the checkpoint.
+func TestStoreReplayKafkaOffsetBound(t *testing.T) {
+	kafka := func(c *DetectConfig) { c.Replayable, c.StoreEventsOnly = true, true }
+	saved := &savedState{}
+	first := newStoreRig(t, saved, kafka)
+	first.handle(t, 0, "e0", "bad1")
+	first.store.release()
+	first.handle(t, 2, "e2", "bad3") // checkpoint: e2, bad3 not acknowledged
+	first.handle(t, 4, "e4")         // taken after the checkpoint: not listed
+	// killed
+	meta, _ := first.det.Meta()
+	var u storeUntil
+	if err := json.Unmarshal(meta[MetaStoreUntil], &u); err != nil || u.Next != 4 {
+		t.Fatalf("checkpoint bound %s (%v), want next 4", meta[MetaStoreUntil], err)
+	}
+	if _, ok := meta[MetaStoreFindings]; ok {
+		t.Error("checkpoint lists findings although the stage stores events only")
+	}
+	if string(meta[MetaOffset]) != "2" || !slices.Equal(first.commits, []int64{2}) {
+		t.Fatalf("saved offset %s, commits %v; want 2 (what the store acknowledged)", meta[MetaOffset], first.commits)
+	}
+
+	second := newStoreRig(t, saved, kafka)
+	second.handle(t, 2, "e2", "bad3", "e4", "bad5")
+	if err := second.stage.Revoked(context.Background(), []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"e4", "bad5"}; !slices.Equal(second.det.processed, want) {
+		t.Errorf("after the restart the detectors took %q, want %q (from the bound offset 4 on)", second.det.processed, want)
+	}
+	if want := []string{"e2", "bad3", "e4", "bad5"}; !slices.Equal(second.store.events, want) {
+		t.Errorf("stored after the restart %q, want %q", second.store.events, want)
+	}
+	if len(second.store.fs) != 0 || len(first.store.fs) != 0 {
+		t.Errorf("findings went to the store: %q %q", first.store.fs, second.store.fs)
+	}
+	if got := second.j.list(); !slices.Contains(got, "finding f-bad5") || slices.Contains(got, "finding f-bad3") {
+		t.Errorf("findings after the restart %q, want f-bad5 and not f-bad3", got)
 	}
 }

@@ -70,9 +70,23 @@ func bareEvent(ev *schema.Event) bool {
 // own lock, so that the two rarely wait for each other (the evaluator
 // takes what the reader put a few hundred records before).
 type bareMemo struct {
-	// n counts the pending entries of every shard
-	n      atomic.Int64
+	// used: something was put (set once: run, which never calls Wants,
+	// takes nothing; a count both goroutines update would be one more
+	// cache line moving between them per hit)
+	used   atomic.Bool
 	shards [bareShards]bareShard
+}
+
+// pending counts the entries not taken yet.
+func (m *bareMemo) pending() int {
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // bareShards: shards of a bareMemo (a power of two).
@@ -172,14 +186,16 @@ func (m *bareMemo) put(ev *schema.Event, hits []Hit) bool {
 		e.more = &more
 	}
 	sh.m[ev.ID] = e
-	m.n.Add(1)
+	if !m.used.Load() {
+		m.used.Store(true)
+	}
 	return true
 }
 
 // take appends the hits remembered for ev to out and counts one pending
 // event of its identity as handled.
 func (m *bareMemo) take(ev *schema.Event, out []Hit) ([]Hit, bool) {
-	if m.n.Load() == 0 || !bareEvent(ev) {
+	if !m.used.Load() || !bareEvent(ev) {
 		return out, false
 	}
 	id := idOf(ev)
@@ -192,7 +208,6 @@ func (m *bareMemo) take(ev *schema.Event, out []Hit) ([]Hit, bool) {
 	}
 	if e.pending--; e.pending == 0 {
 		delete(sh.m, ev.ID)
-		m.n.Add(-1)
 	} else {
 		sh.m[ev.ID] = e
 	}

@@ -91,8 +91,8 @@ detection:
 	}
 	want, _, _ := run(false)
 	got, bare, kept := run(true)
-	if set.bare.n.Load() != 0 {
-		t.Errorf("%d identities still pending after every event was evaluated", set.bare.n.Load())
+	if set.bare.pending() != 0 {
+		t.Errorf("%d identities still pending after every event was evaluated", set.bare.pending())
 	}
 	a, _ := json.Marshal(want)
 	b, _ := json.Marshal(got)
@@ -174,7 +174,7 @@ func TestBareIdentityInFull(t *testing.T) {
 			t.Fatalf("take %d: %v %v", i, got, ok)
 		}
 	}
-	if _, ok := m.take(&ev, nil); ok || m.n.Load() != 0 {
-		t.Fatalf("an identity taken more often than read (%d entries left)", m.n.Load())
+	if _, ok := m.take(&ev, nil); ok || m.pending() != 0 {
+		t.Fatalf("an identity taken more often than read (%d entries left)", m.pending())
 	}
 }

@@ -116,7 +116,7 @@ func checkServed(t *testing.T, s *Set, w wanted) bool {
 	t.Helper()
 	var p1, p2, p3 Parser
 	e := schema.Event{Source: w.ev.Source, Action: w.ev.Action, Resource: w.ev.Resource, UserAgent: w.ev.UserAgent, Raw: w.raw}
-	got, _, err1 := s.matchEvent(&e, &p1, nil, true)
+	got, _, err1 := s.matchEvent(&e, e.Raw, &p1, nil, true)
 	var want []Hit
 	rec, err2 := p2.Parse(w.raw, w.ev.Source)
 	if err2 == nil {
@@ -211,7 +211,7 @@ func TestServedUserAgentAgrees(t *testing.T) {
 		}
 		var p Parser
 		e := schema.Event{Source: w.ev.Source, Action: w.ev.Action, Resource: w.ev.Resource, UserAgent: w.ev.UserAgent, Raw: w.raw}
-		h, _, _ := s.matchEvent(&e, &p, nil, true)
+		h, _, _ := s.matchEvent(&e, e.Raw, &p, nil, true)
 		hits += len(h)
 	}
 	if served < 1000 || hits == 0 {

@@ -45,7 +45,7 @@ type Set struct {
 	unsafe []bool
 	// uaOnly: per single rule, every field it reads is userAgent (a
 	// CloudTrail record's user agent, which the reader's normalized event
-	// gives: servedUA)
+	// gives Wants: see uaField)
 	uaOnly []bool
 	// need2: per single rule, the values of a second field of its source
 	// (sub2) one of which its condition needs (nil: none); checked from
@@ -57,6 +57,8 @@ type Set struct {
 	memo *hitMemo
 	// bare: hits of records Wants let go uncopied, for Evaluator.Process
 	bare *bareMemo
+	// parser: a Parser for Wants
+	parser atomic.Pointer[Parser]
 }
 
 type index struct {
@@ -635,7 +637,6 @@ func (s *Set) indexRules() {
 	}
 }
 
-// hasKeywords reports whether a detection has keyword selections.
 // readsOnlyUA reports whether every field a detection reads (in any of
 // its selections) is the top-level userAgent.
 func readsOnlyUA(d *detection) bool {
@@ -654,6 +655,7 @@ func readsOnlyUA(d *detection) bool {
 	return true
 }
 
+// hasKeywords reports whether a detection has keyword selections.
 func hasKeywords(d *detection) bool {
 	for _, sel := range d.sels {
 		if sel.keywords != nil {
@@ -846,13 +848,13 @@ func SortProblems(ps []*Problem) { sortProblems(ps) }
 // the record's text lacks, and parses the record only when some rule is
 // left. rec is nil when nothing needed parsing.
 func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, rec *Record, err error) {
-	return s.matchEvent(ev, p, out, false)
+	return s.matchEvent(ev, ev.Raw, p, out, false)
 }
 
-// matchEvent is MatchEvent; with servedUA, ev is the event the reader
-// normalized from ev.Raw itself (Wants): a CloudTrail record's userAgent
-// is then read from ev.UserAgent when that is not empty (see servedUA).
-func (s *Set) matchEvent(ev *schema.Event, p *Parser, out []Hit, servedUA bool) (hits []Hit, rec *Record, err error) {
+// matchEvent is MatchEvent for ev's record raw; with servedUA, ev is the
+// event the reader normalized from raw itself (Wants): a CloudTrail record's userAgent
+// is then read from ev.UserAgent when that is not empty (see uaField).
+func (s *Set) matchEvent(ev *schema.Event, raw []byte, p *Parser, out []Hit, servedUA bool) (hits []Hit, rec *Record, err error) {
 	src := srcNone
 	switch ev.Source {
 	case schema.SourceCloudTrail:
@@ -860,7 +862,6 @@ func (s *Set) matchEvent(ev *schema.Event, p *Parser, out []Hit, servedUA bool) 
 	case schema.SourceVault:
 		src = srcVault
 	}
-	raw := ev.Raw
 	ix := &s.idx[src]
 	if src != srcNone && len(ix.always) == 0 && len(ix.byVal) == 0 {
 		// no rule reads this source (SigmaHQ's CloudTrail rules on a
@@ -1186,17 +1187,28 @@ func secondKey(ev *schema.Event, p *Parser) (string, bool) {
 // findings need the record (correlations read only records that hit a
 // rule). A hit whose findings are made of the event alone (bareOK) is
 // remembered by the event's identity instead and Wants says no: the
-// evaluator finds it when the event reaches it without a record. With raw
-// nil it answers from the normalized fields alone (the index). Safe for
-// concurrent use.
+// evaluator finds it when the event reaches it without a record (the hits
+// of a CloudTrail record that feeds a correlation are remembered so too,
+// and the record kept). With raw
+// nil it answers from the normalized fields alone (the index). ev must be
+// the event the reader normalized from raw itself: a CloudTrail record's
+// userAgent is read from it (see uaField). Safe for concurrent use.
 func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 	if len(raw) == 0 {
 		return s.mayMatch(ev)
 	}
-	p := parserPool.Get().(*Parser)
-	defer parserPool.Put(p)
-	e := schema.Event{Source: ev.Source, Action: ev.Action, Resource: ev.Resource, UserAgent: ev.UserAgent, Raw: raw}
-	hits, _, err := s.matchEvent(&e, p, p.hits[:0], true)
+	// the parser of the last call (one reader: it stays in that core's
+	// cache), else one from the pool
+	p := s.parser.Swap(nil)
+	if p == nil {
+		p = parserPool.Get().(*Parser)
+	}
+	defer func() {
+		if !s.parser.CompareAndSwap(nil, p) {
+			parserPool.Put(p)
+		}
+	}()
+	hits, _, err := s.matchEvent(ev, raw, p, p.hits[:0], true)
 	p.hits = hits[:0]
 	if err == nil && len(hits) > 0 {
 		if bareEvent(ev) && s.bare.put(ev, hits) {

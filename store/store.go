@@ -197,12 +197,16 @@ func (d *DB) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+migrations:
 	for _, m := range ms {
 		if applied[uint64(m.Version)] {
 			continue
 		}
 		for i, st := range m.Statements {
 			if err := execMigration(ctx, d.b, st); err != nil {
+				if d.migratedElsewhere(ctx, dia, m.Version) {
+					continue migrations
+				}
 				return fmt.Errorf("migrate: %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
@@ -212,6 +216,33 @@ func (d *DB) Migrate(ctx context.Context) error {
 	}
 	return d.setTTL(ctx, dia, false)
 }
+
+// migratedElsewhere reports whether another process records version as
+// applied within migrateWait: stages starting together against one
+// server migrate concurrently, and a statement of one fails on what the
+// other's has already changed (a table renamed, a column added).
+func (d *DB) migratedElsewhere(ctx context.Context, dia chschema.Dialect, version int) bool {
+	deadline := time.Now().Add(migrateWait)
+	for {
+		applied, err := prepareMigrations(ctx, d.b, dia)
+		if err == nil && applied[uint64(version)] {
+			d.logger.Info("migration applied by another process", "version", version)
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// migrateWait is how long a failed migration statement waits for another
+// process to record the migration.
+const migrateWait = 30 * time.Second
 
 // execMigration runs one migration statement. A migration is recorded
 // after its last statement, so a process stopped in between (killed

@@ -77,9 +77,7 @@ func (d *daemon) runDetect(ctx context.Context) error {
 				closeEvents()
 				return err
 			}
-			if s != nil {
-				storeSink = eventsOnly{s}
-			}
+			storeSink = s
 			return nil
 		},
 		Stop: func(context.Context) error { closeEvents(); return nil },
@@ -151,6 +149,7 @@ func (d *daemon) runDetect(ctx context.Context) error {
 			Findings:           sink,
 			Events:             ev,
 			Store:              st,
+			StoreEventsOnly:    true,
 			Replayable:         true,
 			CheckpointEvents:   d.cfg.State.CheckpointEvents,
 			CheckpointInterval: d.cfg.State.CheckpointInterval.D(),
@@ -170,14 +169,6 @@ func (d *daemon) runDetect(ctx context.Context) error {
 		}})
 	}
 	return d.runComponents(ctx, cs...)
-}
-
-// eventsOnly is a StoreSink that stores events and leaves findings to the
-// alert stage, which stores them from the findings topic.
-type eventsOnly struct{ pipeline.StoreSink }
-
-func (e eventsOnly) Submit(ctx context.Context, evs []schema.Event, _ []schema.Finding, done func()) error {
-	return e.StoreSink.Submit(ctx, evs, nil, done)
 }
 
 // disarmOnRevoke disarms the passive canary when partitions are given up

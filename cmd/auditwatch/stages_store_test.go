@@ -71,6 +71,9 @@ func TestKafkaStagesStalledStore(t *testing.T) {
 	} else if n, _ := strconv.Atoi(m[1]); n == 0 {
 		t.Errorf("detect /readyz shows no event waiting for a stalled store:\n%s", ready)
 	}
+	if v := scrapedValue(t, httpGet(t, "http://"+r.Addrs["detect"]+"/metrics"), `auditwatch_detect_stage_store_pending_events{instance="principal"}`); v == 0 {
+		t.Error("detect metrics show no event pending for a stalled store")
+	}
 	metrics := httpGet(t, "http://"+r.Addrs["alert"]+"/metrics")
 	if !regexp.MustCompile(`auditwatch_stream_lag_records\{group="auditwatch-alert-store",partition="\d+",topic="findings"\}`).MatchString(metrics) {
 		t.Errorf("no lag gauge of the findings store group in the alert stage's metrics")
