@@ -900,9 +900,9 @@ func (s *Set) matchEvent(ev *schema.Event, raw []byte, p *Parser, out []Hit, ser
 	} else {
 		clear(p.found[:len(s.lits)])
 	}
-	ua := ""
+	ua, uit := "", ""
 	if servedUA && src == srcCloudTrail {
-		ua = ev.UserAgent
+		ua, uit = ev.UserAgent, servedType(ev)
 	}
 	a, c := ix.always, cand
 	for len(a) > 0 || len(c) > 0 {
@@ -942,7 +942,7 @@ func (s *Set) matchEvent(ev *schema.Event, raw []byte, p *Parser, out []Hit, ser
 			return out, nil, err
 		}
 	} else {
-		rec.ua = ua
+		rec.ua, rec.uit = ua, uit
 	}
 	n := len(out)
 	for _, i := range p.cands {
