@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
+	"math/bits"
 	"time"
 
 	"auditwatch/detect/state"
@@ -62,9 +62,29 @@ const (
 	memoSlots = 1 << memoBits
 )
 
-// memoSeed places memo entries (a process-wide seed: slots only place
-// entries, keys never depend on it).
-var memoSeed = maphash.MakeSeed()
+// memoHash places a part in the memo: its length and its first and last
+// eight bytes (all of a shorter part), where principals, resources and
+// addresses differ. Slots only place entries (a hit compares the parts
+// themselves), and keys never depend on them.
+func memoHash(s string) uint64 {
+	n := len(s)
+	var x uint64
+	if n >= 8 {
+		x = load64(s) ^ bits.RotateLeft64(load64(s[n-8:]), 31)
+	} else {
+		for i := 0; i < n; i++ {
+			x = x<<8 | uint64(s[i])
+		}
+	}
+	return (x ^ uint64(n)<<56) * 0x9e3779b97f4a7c15
+}
+
+// load64 reads s[:8] little-endian (one load).
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
 
 // memoEntry is one remembered key: the parts it was computed from (n of
 // them) and the key.
@@ -87,8 +107,11 @@ func (h *hasher) sum(parts ...string) key {
 	}
 	// The slot comes from the parts' text (a fast seeded hash); a hit
 	// compares the parts themselves.
-	x := maphash.String(memoSeed, a) ^ maphash.String(memoSeed, b)*0x9e3779b97f4a7c15 ^ uint64(len(parts))
-	m := &h.memo[x>>(64-memoBits)]
+	x := memoHash(a)
+	if len(parts) == 2 {
+		x = bits.RotateLeft64(x, 17) ^ memoHash(b) ^ 1
+	}
+	m := &h.memo[(x*0x9e3779b97f4a7c15)>>(64-memoBits)]
 	if m.n == len(parts) && m.a == a && m.b == b {
 		return m.k
 	}

@@ -54,15 +54,20 @@ func fixedOptions() Options {
 // errors, offsets and stats as framing every record.
 func TestLineFastPathMatchesFraming(t *testing.T) {
 	cases := map[string]string{
-		"lines":           goodCT + "\n" + goodCT + "\r\n\n  " + goodCT + "  \n",
-		"no final nl":     goodCT + "\n" + goodCT,
-		"two per line":    goodCT + goodCT + "\n" + goodCT,
-		"trailing comma":  goodCT + ",\n" + goodCT,
-		"bad json":        `{"eventName":"X",}` + "\n" + `{"eventName" "X"}` + "\n" + goodCT,
-		"open object":     `{"eventName":"X","a":{"b":1}` + "\n}\n" + goodCT,
-		"pretty":          "{\n  \"eventName\": \"X\",\n  \"eventSource\": \"s3.amazonaws.com\"\n}\n" + goodCT,
-		"string nl":       `{"eventName":"X","a":"b` + "\n" + goodCT,
-		"deep":            `{"eventName":"X","a":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + "}\n" + goodCT,
+		"lines":          goodCT + "\n" + goodCT + "\r\n\n  " + goodCT + "  \n",
+		"no final nl":    goodCT + "\n" + goodCT,
+		"two per line":   goodCT + goodCT + "\n" + goodCT,
+		"trailing comma": goodCT + ",\n" + goodCT,
+		"bad json":       `{"eventName":"X",}` + "\n" + `{"eventName" "X"}` + "\n" + goodCT,
+		"open object":    `{"eventName":"X","a":{"b":1}` + "\n}\n" + goodCT,
+		"pretty":         "{\n  \"eventName\": \"X\",\n  \"eventSource\": \"s3.amazonaws.com\"\n}\n" + goodCT,
+		"string nl":      `{"eventName":"X","a":"b` + "\n" + goodCT,
+		"deep":           `{"eventName":"X","a":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + "}\n" + goodCT,
+		// in-place CloudTrail records at, over and far under the depth
+		// limit (64), the last with more brackets than the limit
+		"ct at limit":     `{"eventID":"d1","eventName":"X","a":` + strings.Repeat("[", 63) + strings.Repeat("]", 63) + "}\n" + goodCT,
+		"ct over limit":   `{"eventID":"d2","eventName":"X","a":` + strings.Repeat("[", 64) + strings.Repeat("]", 64) + "}\n" + goodCT,
+		"ct many shallow": `{"eventID":"d3","eventName":"X","a":[` + strings.Repeat("[],{},", 40) + `{"b":[{}]}]}` + "\n" + goodCT,
 		"brackets in str": `{"eventName":"X","eventSource":"s3.amazonaws.com","a":"` + strings.Repeat("{", 70) + `"}` + "\n",
 		"huge":            `{"eventName":"X","a":"` + strings.Repeat("x", 2<<20) + `"}` + "\n" + goodCT,
 		"container":       `{"Records":[` + goodCT + `,` + goodCT + `]}` + "\n" + goodCT,

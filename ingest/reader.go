@@ -66,7 +66,7 @@ func NewReader(r io.Reader, name string, opts Options) *Reader {
 		sc:   jsonx.NewScanner(src, jsonx.Limits{MaxRecordBytes: opts.MaxRecordBytes, MaxDepth: opts.MaxDepth}),
 		pair: vault.NewPairer(opts.MaxPending),
 		vp:   vault.Parser{Strings: strs, Now: opts.Now, MaxDepth: opts.MaxDepth},
-		cp:   cloudtrail.Parser{Strings: strs},
+		cp:   cloudtrail.Parser{Strings: strs, MaxDepth: opts.MaxDepth},
 		strs: strs,
 	}
 }
@@ -154,12 +154,9 @@ func (r *Reader) Next() (schema.Event, error) {
 					continue
 				}
 			}
-			// the Vault reader refuses records nested beyond the limit
-			// itself; the others need the line checked first
-			if !r.sc.DepthOK(line) {
-				line = nil
-			}
-			if line != nil && r.opts.Format != FormatVault && !r.treeOnly {
+			// the in-place readers refuse records nested beyond the
+			// limit themselves; the tree parser needs the line checked
+			if r.opts.Format != FormatVault && !r.treeOnly {
 				// an ordinary CloudTrail record, read in place too
 				var ev schema.Event
 				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, &ev); ok {
@@ -184,6 +181,9 @@ func (r *Reader) Next() (schema.Event, error) {
 					}
 					continue
 				}
+			}
+			if !r.sc.DepthOK(line) {
+				line = nil
 			}
 			if line != nil {
 				if v, err := r.p.ParseBytes(line); err == nil {

@@ -6,7 +6,10 @@
 # same run, one core each (GOMAXPROCS=1), alternated ROUNDS times (default
 # 2). Benthos runs once per config in BENTHOS_CONFIGS (default: config.yaml,
 # the fair equivalent of normalize, and config-minimal.yaml, a plain field
-# copy that does less than normalize; see bench/benthos/README.md).
+# copy that does less than normalize; see bench/benthos/README.md). An entry
+# CONFIG@N runs Benthos with GOGC=N (replay sets GOGC 400 itself; Benthos
+# runs Go's default, 100, unless told), e.g.
+# BENTHOS_CONFIGS="bench/benthos/config.yaml bench/benthos/config.yaml@400".
 #
 # Prints for every run its CPU seconds (user+sys) and the 1-minute load
 # average when it started; then per command the summed CPU seconds, events
@@ -16,7 +19,13 @@
 # run emitted the same number of events, and that it equals normalize's
 # events less the Vault requests normalize saw without a response (Benthos
 # keeps a request's response entry; a request with no response is dropped),
-# and that every replay gave the same findings.
+# and that every replay gave the same findings. Before timing, it runs both
+# normalize and Benthos (config.yaml) on the first CHECK_LINES lines
+# (default 100,000; 0 skips) and compares their events field by field
+# (benthos-bench -compare): only the known differences are allowed (Vault
+# `time`: normalize keeps the request entry's; `source_ip`: normalize
+# canonicalises IPv6 addresses; events of Vault requests without a
+# response).
 #
 #   make bench-benthos [FILE=bin/bench-1m.log] [ROUNDS=2]
 set -euo pipefail
@@ -27,6 +36,7 @@ FILE=${FILE:-bin/bench-1m.log}
 LEARN=${LEARN:-2026-01-05T04:48:00Z}
 ROUNDS=${ROUNDS:-2}
 SIGMA=${SIGMA:-../shared/testdata/sigma/cloudtrail}
+CHECK_LINES=${CHECK_LINES:-100000}
 BENTHOS_CONFIGS=${BENTHOS_CONFIGS:-bench/benthos/config.yaml bench/benthos/config-minimal.yaml}
 [ -f "$FILE" ] || { echo "no $FILE: run make bench-data (or pass FILE=...)" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "no $BIN: run make build" >&2; exit 2; }
@@ -49,8 +59,28 @@ cpu() { # CPU seconds (user+sys) of the command after $2; stdout to $1, stderr t
 load() { cut -d' ' -f1 /proc/loadavg; }
 add() { awk -v a="$1" -v b="$2" 'BEGIN {print a + b}'; }
 
+bname() { # the name of a BENTHOS_CONFIGS entry: benthos:config, benthos:config@gogc400
+	local c=${1%@*} g=
+	[ "$c" = "$1" ] || g="@gogc${1##*@}"
+	echo "benthos:$(basename "$c" .yaml)$g"
+}
+if [ "$CHECK_LINES" -gt 0 ]; then
+	head -n "$CHECK_LINES" "$FILE" >"$work/check.log"
+	"$BIN" normalize "$work/check.log" >"$work/check-n.jsonl" 2>"$work/check-n.err" || true
+	"$RUNNER" -config bench/benthos/config.yaml "$work/check.log" >"$work/check-b.jsonl" 2>/dev/null
+	unp=$(sed -nE 's/.* ([0-9]+) vault requests without response.*/\1/p' "$work/check-n.err")
+	"$RUNNER" -compare "$work/check-n.jsonl" "$work/check-b.jsonl" >"$work/check" || true
+	sed -e "s/^compare:/check, first $CHECK_LINES lines:/" -e "s#$work/##g" "$work/check"
+	bad=$(grep ' differs in ' "$work/check" | grep -v -e '^compare: time ' -e '^compare: source_ip ' || true)
+	miss=$(sed -nE 's/.* ([0-9]+) of the first missing.*/\1/p' "$work/check")
+	if [ ! -s "$work/check-n.jsonl" ] || [ ! -s "$work/check-b.jsonl" ] || [ -n "$bad" ] || [ "${miss:-1}" -gt "${unp:-0}" ]; then
+		echo "check failed: no events, or Benthos's events differ from normalize's beyond the known differences (${miss:-?} missing, ${unp:-?} Vault requests without a response)" >&2
+		exit 1
+	fi
+fi
+
 names=()
-for c in $BENTHOS_CONFIGS; do names+=("benthos:$(basename "$c" .yaml)"); done
+for c in $BENTHOS_CONFIGS; do names+=("$(bname "$c")"); done
 names+=(normalize replay)
 rules=()
 if [ -d "$SIGMA" ]; then
@@ -67,9 +97,11 @@ lines=$(wc -l <"$FILE")
 echo "file $FILE ($lines lines), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo +changes), $(nproc) cores, $(date -u +%FT%TZ)"
 for r in $(seq "$ROUNDS"); do
 	for c in $BENTHOS_CONFIGS; do
-		n="benthos:$(basename "$c" .yaml)"
+		n=$(bname "$c")
+		env=(GOMAXPROCS=1)
+		[ "${c%@*}" = "$c" ] || env+=(GOGC="${c##*@}")
 		l=$(load)
-		s=$(cpu /dev/null "$work/b.err" env GOMAXPROCS=1 "$RUNNER" -config "$c" "$FILE")
+		s=$(cpu /dev/null "$work/b.err" env "${env[@]}" "$RUNNER" -config "${c%@*}" "$FILE")
 		line=$(grep '^benthos: [0-9]* events' "$work/b.err") || { cat "$work/b.err" >&2; exit 1; }
 		ev=$(awk '{print $2}' <<<"$line")
 		echo "$n:$ev" >>"$work/benthos-events"
@@ -129,7 +161,7 @@ for n in "${names[@]}"; do
 	}'
 done
 for c in $BENTHOS_CONFIGS; do
-	b="benthos:$(basename "$c" .yaml)"
+	b=$(bname "$c")
 	for n in replay replay-rules normalize; do
 		[ -n "${sum[$n]:-}" ] || continue
 		rounds=""

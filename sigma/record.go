@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"auditwatch/ingest/jsonx"
+	"auditwatch/schema"
 )
 
 // Record is one original audit record, read by every rule. It is either
@@ -39,6 +40,9 @@ type Record struct {
 	// ua: a lazy CloudTrail record's userAgent, as the reader normalized
 	// it ("": read from the text; see uaField)
 	ua string
+	// uit: a lazy CloudTrail record's userIdentity.type, as the reader
+	// normalized it ("": read from the text; see servedType)
+	uit string
 }
 
 // uaField is the CloudTrail field a lazy record may be given (Record.ua).
@@ -55,6 +59,35 @@ type Record struct {
 // is read from the text. TestServedUserAgentAgrees and FuzzServedUserAgent
 // check this against the reader.
 const uaField = "userAgent"
+
+// uiField is the CloudTrail object whose member type a lazy record may be
+// given (Record.uit, from the event's PrincipalType: see servedType).
+const uiField = "userIdentity"
+
+// servedType is the record's userIdentity.type as the event the reader
+// normalized from it (under uaField's contract) gives it exactly, or ""
+// when the event cannot tell (the text is read then). The reader sets
+// PrincipalType to that member's text when userIdentity is an object and
+// type a non-empty string; it sets it otherwise only in two cases, both
+// told apart here: "anonymous" (a hidden user name: never served) and
+// "AWSService" for a record with no type and no arn but an invokedBy
+// (served only when the event has no InvokedBy). An absent, empty or
+// non-string type, or a userIdentity that is not an object, gives "".
+// TestServedTypeAgrees and FuzzServedUserAgent check this against the
+// reader.
+func servedType(ev *schema.Event) string {
+	switch t := ev.PrincipalType; t {
+	case schema.PrincipalTypeAnonymous:
+		return ""
+	case "AWSService":
+		if ev.InvokedBy != "" {
+			return ""
+		}
+		return t
+	default:
+		return t
+	}
+}
 
 type topMember struct {
 	key  []byte
@@ -359,6 +392,8 @@ func (r *Record) each(path []string, all bool, f func(s string, null bool) bool)
 		v = r.v
 	} else if r.ua != "" && len(path) == 1 && path[0] == uaField {
 		return f(r.ua, false)
+	} else if r.uit != "" && len(path) == 2 && path[1] == "type" && path[0] == uiField {
+		return f(r.uit, false)
 	} else {
 		// a path through objects only is resolved once per record, for
 		// every rule that reads it

@@ -58,8 +58,55 @@ detection:
   condition: s and not f
 `
 
-// servedSet is the pack, SigmaHQ's rules when ../shared is there, and
-// uaRules.
+// typeRules read userIdentity.type, alone or with other fields.
+const typeRules = `title: type-eq
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.type: Root
+  condition: s
+---
+title: type-cased
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.type|cased: AWSService
+  condition: s
+---
+title: type-null
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.type: null
+  condition: s
+---
+title: type-absent
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.type|exists: false
+  condition: s
+---
+title: type-re-issuer
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.type|re: '^[Aa]ssumed'
+    userIdentity.sessionContext.sessionIssuer.type: Role
+  condition: s
+---
+title: type-not-iam
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    eventSource: sts.amazonaws.com
+  f:
+    userIdentity.type|startswith: iam
+  condition: s and not f
+`
+
+// servedSet is the pack, SigmaHQ's rules when ../shared is there,
+// uaRules and typeRules.
 func servedSet(t testing.TB) *Set {
 	paths := []string{filepath.Join(testenv.RepoRoot(t), "rules")}
 	if dir, ok := testenv.LookupSharedTestdata(t); ok {
@@ -71,9 +118,11 @@ func servedSet(t testing.TB) *Set {
 	}
 	res := ParseFiles(files, Options{})
 	rules, probs := ParseFile("ua.yml", []byte(uaRules), Options{})
-	if len(probs) > 0 || len(res.Invalid) > 0 {
-		t.Fatal(probs, res.Invalid)
+	trules, tprobs := ParseFile("type.yml", []byte(typeRules), Options{})
+	if len(probs) > 0 || len(tprobs) > 0 || len(res.Invalid) > 0 {
+		t.Fatal(probs, tprobs, res.Invalid)
 	}
+	rules = append(rules, trules...)
 	s, err := Build(append(res.Rules, rules...), res.Unsupported)
 	if err != nil {
 		t.Fatal(err)
@@ -108,15 +157,23 @@ func readWanted(t testing.TB, lines [][]byte) []wanted {
 	}
 }
 
-// checkServed: the hits of a record read with the event's user agent
-// (Wants' way) are those of the record parsed whole, and a lazy record
-// without escapes whose event has a user agent holds exactly that value
-// at userAgent. It reports whether the user agent was served.
-func checkServed(t *testing.T, s *Set, w wanted) bool {
+// servedEvent is what matchEvent reads of the reader's event.
+func servedEvent(w wanted) schema.Event {
+	return schema.Event{Source: w.ev.Source, Action: w.ev.Action, Resource: w.ev.Resource, UserAgent: w.ev.UserAgent,
+		PrincipalType: w.ev.PrincipalType, InvokedBy: w.ev.InvokedBy, Raw: w.raw}
+}
+
+// checkServed: the hits of a record read with the event's user agent and
+// principal type (Wants' way) are those of the record parsed whole, and a
+// lazy record without escapes whose event has a user agent holds exactly
+// that value at userAgent, and one whose event gives its type (servedType)
+// exactly that value at userIdentity.type. It reports whether the user
+// agent and the type were served.
+func checkServed(t *testing.T, s *Set, w wanted) (ua, typ bool) {
 	t.Helper()
 	var p1, p2, p3 Parser
-	e := schema.Event{Source: w.ev.Source, Action: w.ev.Action, Resource: w.ev.Resource, UserAgent: w.ev.UserAgent, Raw: w.raw}
-	got, _, err1 := s.matchEvent(&e, &p1, nil, true)
+	e := servedEvent(w)
+	got, _, err1 := s.matchEvent(&e, e.Raw, &p1, nil, true)
 	var want []Hit
 	rec, err2 := p2.Parse(w.raw, w.ev.Source)
 	if err2 == nil {
@@ -128,27 +185,37 @@ func checkServed(t *testing.T, s *Set, w wanted) bool {
 	if err1 == nil && !sameRules(got, want) {
 		t.Fatalf("%s (user agent %q): hits %v served, %v parsed whole", w.raw, w.ev.UserAgent, got, want)
 	}
-	if w.ev.Source != schema.SourceCloudTrail || w.ev.UserAgent == "" || bytes.IndexByte(w.raw, '\\') >= 0 {
-		return false
+	if w.ev.Source != schema.SourceCloudTrail || bytes.IndexByte(w.raw, '\\') >= 0 {
+		return false, false
 	}
 	lazy, ok := p3.parseLazy(w.raw, w.ev.Source)
 	if !ok {
 		t.Fatalf("%s: read in place by the reader, but not lazily", w.raw)
 	}
-	for _, all := range []bool{false, true} {
-		var vals []string
-		lazy.each([]string{uaField}, all, func(v string, null bool) bool {
-			if null {
-				v = "<null>"
+	for _, c := range []struct {
+		path  []string
+		value string
+		ok    *bool
+	}{{[]string{uaField}, w.ev.UserAgent, &ua}, {[]string{uiField, "type"}, servedType(&w.ev), &typ}} {
+		if c.value == "" {
+			continue
+		}
+		*c.ok = true
+		for _, all := range []bool{false, true} {
+			var vals []string
+			lazy.each(c.path, all, func(v string, null bool) bool {
+				if null {
+					v = "<null>"
+				}
+				vals = append(vals, v)
+				return false
+			})
+			if len(vals) != 1 || vals[0] != c.value {
+				t.Fatalf("%s: the event gives %q, the record's %v is %q", w.raw, c.value, c.path, vals)
 			}
-			vals = append(vals, v)
-			return false
-		})
-		if len(vals) != 1 || vals[0] != w.ev.UserAgent {
-			t.Fatalf("%s: the event's user agent is %q, the record's userAgent %q", w.raw, w.ev.UserAgent, vals)
 		}
 	}
-	return true
+	return ua, typ
 }
 
 // TestServedUserAgentAgrees: Wants reads a CloudTrail record's userAgent
@@ -206,12 +273,12 @@ func TestServedUserAgentAgrees(t *testing.T) {
 	lines = append(lines, []byte(`{"version":"0","id":"x","detail-type":"AWS API Call via CloudTrail","source":"aws.sts","detail":{"eventVersion":"1.09","eventTime":"2026-01-01T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","eventID":"e-21","userAgent":"TruffleHog"},"userAgent":"aws-cli/2"}`))
 	served, hits := 0, 0
 	for _, w := range readWanted(t, lines) {
-		if checkServed(t, s, w) {
+		if ua, _ := checkServed(t, s, w); ua {
 			served++
 		}
 		var p Parser
-		e := schema.Event{Source: w.ev.Source, Action: w.ev.Action, Resource: w.ev.Resource, UserAgent: w.ev.UserAgent, Raw: w.raw}
-		h, _, _ := s.matchEvent(&e, &p, nil, true)
+		e := servedEvent(w)
+		h, _, _ := s.matchEvent(&e, e.Raw, &p, nil, true)
 		hits += len(h)
 	}
 	if served < 1000 || hits == 0 {
@@ -220,7 +287,8 @@ func TestServedUserAgentAgrees(t *testing.T) {
 }
 
 // FuzzServedUserAgent: for any line, every record the reader hands Wants
-// gives the same hits read with the event's user agent as parsed whole.
+// gives the same hits read with the event's user agent and principal type
+// as parsed whole.
 func FuzzServedUserAgent(f *testing.F) {
 	f.Add([]byte(`{"eventVersion":"1.09","eventName":"GetCallerIdentity","eventID":"a","userAgent":"TruffleHog","userAgent":"x"}`))
 	f.Add([]byte(`{"eventVersion":"1.09","eventName":"X","eventID":"a","userIdentity":{"userAgent":"TruffleHog"},"userAgent":"aws-cli/2"}`))
@@ -228,10 +296,90 @@ func FuzzServedUserAgent(f *testing.F) {
 	f.Add([]byte(`{"eventVersion":"1","eventName":"X","eventID":"a","detail-type":"t","detail":{"eventName":"Y","eventID":"b","userAgent":"TruffleHog"},"userAgent":"z"}`))
 	f.Add([]byte("{\"eventName\":\"X\",\"eventID\":\"a\",\"userAgent\":\"\u212Amstool\"}"))
 	f.Add([]byte(`{"Records":[{"eventName":"X","eventID":"a","userAgent":"Boto3/1"},{"eventName":"X","eventID":"b","UserAgent":"TruffleHog"}]}`))
+	f.Add([]byte(`{"eventName":"X","eventID":"a","userIdentity":{"type":"Root","type":"IAMUser"}}`))
+	f.Add([]byte(`{"eventName":"X","eventID":"a","userIdentity":{"invokedBy":"s3.amazonaws.com","accountId":"1"}}`))
+	f.Add([]byte(`{"eventName":"X","eventID":"a","userIdentity":{"type":"AssumedRole","sessionContext":{"sessionIssuer":{"type":"Role"}}}}`))
+	f.Add([]byte(`{"eventName":"X","eventID":"a","userIdentity":[{"type":"Root"}],"userIdentity.type":"Root"}`))
 	s := servedSet(f)
 	f.Fuzz(func(t *testing.T, line []byte) {
 		for _, w := range readWanted(t, [][]byte{line}) {
 			checkServed(t, s, w)
 		}
 	})
+}
+
+// TestServedTypeAgrees: Wants reads a CloudTrail record's
+// userIdentity.type from the event's PrincipalType where that is exact
+// (servedType). Over generated traffic, records built for every rule, and
+// hostile records (the type duplicated, nested elsewhere, of another type,
+// null, empty, absent, escaped, in another letter case, in a userIdentity
+// that is not an object or is duplicated, in a dotted top-level key, the
+// reader's own "AWSService" and "anonymous"), every record the reader
+// hands Wants gives the same hits as parsed whole.
+func TestServedTypeAgrees(t *testing.T) {
+	s := servedSet(t)
+	lines := benchRecords(t, 8000)
+	for _, r := range s.single {
+		for _, want := range []bool{true, false} {
+			b, err := json.Marshal(buildRecord(t, r, want))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, b)
+		}
+	}
+	head := `{"eventVersion":"1.09","eventTime":"2026-01-01T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","eventID":"t-`
+	for _, body := range []string{
+		`1","userIdentity":{"type":"Root","arn":"arn:aws:iam::1:root"}`,
+		`2","userIdentity":{"type":"Root","type":"IAMUser"}`,
+		`3","userIdentity":{"type":"IAMUser"},"userIdentity":{"type":"Root"}`,
+		`4","userIdentity":{"type":7}`,
+		`5","userIdentity":{"type":null}`,
+		`6","userIdentity":{"type":""}`,
+		`7","userIdentity":{"arn":"x"}`,
+		`8","userIdentity":{"type":"R\u006fot"}`,
+		`9","userIdentity":{"t\u0079pe":"Root"}`,
+		`10","userIdentity":{"type":"root"}`,
+		`11","userIdentity":[{"type":"Root"}]`,
+		`12","userIdentity":"Root"`,
+		`13","userIdentity.type":"Root"`,
+		`14","userIdentity":{"type":"IAMUser"},"userIdentity.type":"Root"`,
+		`15","userIdentity":{"accountId":"1","invokedBy":"s3.amazonaws.com"}`,
+		`16","userIdentity":{"type":"AWSService","invokedBy":"s3.amazonaws.com"}`,
+		`17","userIdentity":{"type":"AWSService"}`,
+		`18","userIdentity":{"type":"IAMUser","userName":"HIDDEN_DUE_TO_SECURITY_REASONS"}`,
+		`19","userIdentity":{"userName":"HIDDEN_DUE_TO_SECURITY_REASONS"}`,
+		`20","userIdentity":{"type":"anonymous"}`,
+		`21","userIdentity":{"sessionContext":{"type":"Root"},"type":"AssumedRole"}`,
+		`22","userIdentity":{"type":"AssumedRole","sessionContext":{"sessionIssuer":{"type":"Role"}}}`,
+		`23","userIdentity":{"type":{"x":"Root"}}`,
+		`24","userIdentity":{"type":["Root"]}`,
+		`25","userIdentity":{"type" : "Root" }`,
+		`26","userIdentity":{"Type":"Root","type":"IAMUser"}`,
+		"27\",\"userIdentity\":{\"type\":\"\u212Aoot\"}",
+		`28","userIdentity":null`,
+		`29","userIdentity":{}`,
+		`30","userIdentity":{"type":"AssumedRole"},"userIdentity.sessionContext.sessionIssuer.type":"Role"`,
+	} {
+		lines = append(lines, []byte(head+body+"}"))
+	}
+	lines = append(lines, []byte(`{"version":"0","id":"x","detail-type":"AWS API Call via CloudTrail","source":"aws.sts","detail":{"eventVersion":"1.09","eventTime":"2026-01-01T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","eventID":"t-31","userIdentity":{"type":"Root"}},"userIdentity":{"type":"IAMUser"}}`))
+	served, hits, roots := 0, 0, 0
+	for _, w := range readWanted(t, lines) {
+		if _, typ := checkServed(t, s, w); typ {
+			served++
+		}
+		var p Parser
+		e := servedEvent(w)
+		h, _, _ := s.matchEvent(&e, e.Raw, &p, nil, true)
+		hits += len(h)
+		for _, x := range h {
+			if x.Rule.Title == "type-eq" {
+				roots++
+			}
+		}
+	}
+	if served < 1000 || hits == 0 || roots < 3 {
+		t.Fatalf("%d records served their type, %d hits, %d of type-eq: the test exercises nothing", served, hits, roots)
+	}
 }

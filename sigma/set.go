@@ -57,6 +57,8 @@ type Set struct {
 	memo *hitMemo
 	// bare: hits of records Wants let go uncopied, for Evaluator.Process
 	bare *bareMemo
+	// parser: a Parser for Wants
+	parser atomic.Pointer[Parser]
 }
 
 type index struct {
@@ -846,13 +848,13 @@ func SortProblems(ps []*Problem) { sortProblems(ps) }
 // the record's text lacks, and parses the record only when some rule is
 // left. rec is nil when nothing needed parsing.
 func (s *Set) MatchEvent(ev *schema.Event, p *Parser, out []Hit) (hits []Hit, rec *Record, err error) {
-	return s.matchEvent(ev, p, out, false)
+	return s.matchEvent(ev, ev.Raw, p, out, false)
 }
 
-// matchEvent is MatchEvent; with servedUA, ev is the event the reader
-// normalized from ev.Raw itself (Wants): a CloudTrail record's userAgent
+// matchEvent is MatchEvent for ev's record raw; with servedUA, ev is the
+// event the reader normalized from raw itself (Wants): a CloudTrail record's userAgent
 // is then read from ev.UserAgent when that is not empty (see uaField).
-func (s *Set) matchEvent(ev *schema.Event, p *Parser, out []Hit, servedUA bool) (hits []Hit, rec *Record, err error) {
+func (s *Set) matchEvent(ev *schema.Event, raw []byte, p *Parser, out []Hit, servedUA bool) (hits []Hit, rec *Record, err error) {
 	src := srcNone
 	switch ev.Source {
 	case schema.SourceCloudTrail:
@@ -860,7 +862,6 @@ func (s *Set) matchEvent(ev *schema.Event, p *Parser, out []Hit, servedUA bool) 
 	case schema.SourceVault:
 		src = srcVault
 	}
-	raw := ev.Raw
 	ix := &s.idx[src]
 	if src != srcNone && len(ix.always) == 0 && len(ix.byVal) == 0 {
 		// no rule reads this source (SigmaHQ's CloudTrail rules on a
@@ -899,9 +900,9 @@ func (s *Set) matchEvent(ev *schema.Event, p *Parser, out []Hit, servedUA bool) 
 	} else {
 		clear(p.found[:len(s.lits)])
 	}
-	ua := ""
+	ua, uit := "", ""
 	if servedUA && src == srcCloudTrail {
-		ua = ev.UserAgent
+		ua, uit = ev.UserAgent, servedType(ev)
 	}
 	a, c := ix.always, cand
 	for len(a) > 0 || len(c) > 0 {
@@ -941,7 +942,7 @@ func (s *Set) matchEvent(ev *schema.Event, p *Parser, out []Hit, servedUA bool) 
 			return out, nil, err
 		}
 	} else {
-		rec.ua = ua
+		rec.ua, rec.uit = ua, uit
 	}
 	n := len(out)
 	for _, i := range p.cands {
@@ -1196,10 +1197,18 @@ func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 	if len(raw) == 0 {
 		return s.mayMatch(ev)
 	}
-	p := parserPool.Get().(*Parser)
-	defer parserPool.Put(p)
-	e := schema.Event{Source: ev.Source, Action: ev.Action, Resource: ev.Resource, UserAgent: ev.UserAgent, Raw: raw}
-	hits, _, err := s.matchEvent(&e, p, p.hits[:0], true)
+	// the parser of the last call (one reader: it stays in that core's
+	// cache), else one from the pool
+	p := s.parser.Swap(nil)
+	if p == nil {
+		p = parserPool.Get().(*Parser)
+	}
+	defer func() {
+		if !s.parser.CompareAndSwap(nil, p) {
+			parserPool.Put(p)
+		}
+	}()
+	hits, _, err := s.matchEvent(ev, raw, p, p.hits[:0], true)
 	p.hits = hits[:0]
 	if err == nil && len(hits) > 0 {
 		if bareEvent(ev) && s.bare.put(ev, hits) {

@@ -37,11 +37,28 @@ var defaultConfig []byte
 func main() {
 	cfgPath := flag.String("config", "", "Benthos config with input and pipeline sections (default: the embedded config.yaml)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	cmp := flag.Bool("compare", false, "compare two files of events, normalize's and Benthos's: benthos-bench -compare A B")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: benthos-bench [-config F] FILE")
+		fmt.Fprintln(os.Stderr, "usage: benthos-bench [-config F] [-cpuprofile P] FILE")
+		fmt.Fprintln(os.Stderr, "       benthos-bench -compare NORMALIZED.jsonl BENTHOS.jsonl")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *cmp {
+		if flag.NArg() != 2 {
+			flag.Usage()
+			os.Exit(2)
+		}
+		n, err := compare(flag.Arg(0), flag.Arg(1), os.Stdout)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "compare: %v\n", err)
+			os.Exit(2)
+		}
+		if n > 0 {
+			os.Exit(1)
+		}
+		return
+	}
 	if flag.NArg() != 1 {
 		flag.Usage()
 		os.Exit(2)

@@ -234,7 +234,20 @@ func replayMain(ctx context.Context, j *lifecycle.Job, args []string, stdin io.R
 		}
 		return nil
 	}
+	// Events processed of the current input, not yet added to pos (a map
+	// update per event cost more than the counting).
+	var curName string
+	var curEvents int64
+	flushCount := func() {
+		if curEvents > 0 {
+			p := pos[curName]
+			p.Events += curEvents
+			pos[curName] = p
+			curEvents = 0
+		}
+	}
 	checkpoint := func() error {
+		flushCount()
 		// Findings are out before the state that no longer raises them is saved.
 		if err := out.Flush(); err != nil {
 			return fmt.Errorf("write output: %w", err)
@@ -269,9 +282,11 @@ func replayMain(ctx context.Context, j *lifecycle.Job, args []string, stdin io.R
 			if err := emit(run.Process(*ev)); err != nil {
 				return err
 			}
-			p := pos[name]
-			p.Events++
-			pos[name] = p
+			if name != curName {
+				flushCount()
+				curName = name
+			}
+			curEvents++
 			sinceCkpt++
 			if sinceCkpt >= int64(*every) || eng.NeedCheckpoint() {
 				return checkpoint()

@@ -88,7 +88,10 @@ func Parse(v *fastjson.Value, fb Fallback, ev *schema.Event) error {
 type Parser struct {
 	// Strings, if set, shares strings that repeat across records.
 	Strings *intern.Table
-	scratch []byte
+	// MaxDepth, if set, is the nesting depth beyond which ParseLine
+	// declines a record.
+	MaxDepth int
+	scratch  []byte
 	// identityMemo holds userIdentity blocks ParseLine read (see
 	// lineIdentityMemo)
 	identityMemo jsonx.Memo[rawIdentity]

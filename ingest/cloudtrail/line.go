@@ -18,11 +18,20 @@ import (
 // accept as JSON): the caller then parses the record with fastjson and
 // calls Parse, which gives the definitive result. When ok, the result is
 // exactly Parse's.
+//
+// With MaxDepth set, ParseLine also declines records nested deeper than
+// MaxDepth (the caller need not count brackets first).
 func (p *Parser) ParseLine(b []byte, fb Fallback, ev *schema.Event) (err error, ok bool) {
+	// the lexer refuses depths beyond jsonx.MaxLexDepth: start counting
+	// so that it does beyond MaxDepth
+	d0 := 0
+	if p.MaxDepth > 0 && p.MaxDepth < jsonx.MaxLexDepth {
+		d0 = jsonx.MaxLexDepth - p.MaxDepth
+	}
 	var r raw
 	var eventTime, pEventTime []byte
 	var seen uint32
-	end := jsonx.Object(b, 0, 1, func(key []byte, esc bool, v int) int {
+	end := jsonx.Object(b, 0, d0+1, func(key []byte, esc bool, v int) int {
 		if esc {
 			return -1
 		}
@@ -65,51 +74,51 @@ func (p *Parser) ParseLine(b []byte, fb Fallback, ev *schema.Event) (err error, 
 			// the reader treats objects with these keys as envelopes
 			return -1
 		default:
-			return jsonx.Skip(b, v, 2)
+			return jsonx.Skip(b, v, d0+2)
 		}
 		if seen&bit != 0 {
 			return -1
 		}
 		seen |= bit
 		if dst != nil {
-			return lineString(b, v, 2, dst)
+			return lineString(b, v, d0+2, dst)
 		}
 		switch bit {
 		case 1 << 11:
 			switch b[v] {
 			case 't':
 				r.readOnly = true
-				return jsonx.Skip(b, v, 2)
+				return jsonx.Skip(b, v, d0+2)
 			case '"':
 				var s []byte
-				end := lineString(b, v, 2, &s)
+				end := lineString(b, v, d0+2, &s)
 				r.readOnly = strings.EqualFold(string(s), "true")
 				return end
 			}
-			return jsonx.Skip(b, v, 2)
+			return jsonx.Skip(b, v, d0+2)
 		case 1 << 12:
 			if b[v] != '{' {
-				return jsonx.Skip(b, v, 2)
+				return jsonx.Skip(b, v, d0+2)
 			}
 			r.ui.object = true
-			return p.lineIdentityMemo(b, v, &r.ui)
+			return p.lineIdentityMemo(b, v, d0, &r.ui)
 		case 1 << 13:
 			if b[v] != '{' {
-				return jsonx.Skip(b, v, 2)
+				return jsonx.Skip(b, v, d0+2)
 			}
 			r.rpObject = true
-			return lineRequestParameters(b, v, &r)
+			return lineRequestParameters(b, v, d0, &r)
 		case 1 << 14:
 			if b[v] != '[' {
-				return jsonx.Skip(b, v, 2)
+				return jsonx.Skip(b, v, d0+2)
 			}
-			return lineResources(b, v, &r)
+			return lineResources(b, v, d0, &r)
 		default:
 			if b[v] != '{' {
-				return jsonx.Skip(b, v, 2)
+				return jsonx.Skip(b, v, d0+2)
 			}
 			var seen uint8
-			return jsonx.Object(b, v, 2, func(key []byte, esc bool, v int) int {
+			return jsonx.Object(b, v, d0+2, func(key []byte, esc bool, v int) int {
 				if esc {
 					return -1
 				}
@@ -119,10 +128,10 @@ func (p *Parser) ParseLine(b []byte, fb Fallback, ev *schema.Event) (err error, 
 							return -1
 						}
 						seen |= 1 << i
-						return lineString(b, v, 3, &r.resp[i])
+						return lineString(b, v, d0+3, &r.resp[i])
 					}
 				}
-				return jsonx.Skip(b, v, 3)
+				return jsonx.Skip(b, v, d0+3)
 			})
 		}
 	})
@@ -152,9 +161,9 @@ func lineString(b []byte, v, depth int, dst *[]byte) int {
 }
 
 // lineIdentity reads the userIdentity object at b[v] (depth 2).
-func lineIdentity(b []byte, v int, ui *rawIdentity) int {
+func lineIdentity(b []byte, v, d0 int, ui *rawIdentity) int {
 	var seen uint16
-	return jsonx.Object(b, v, 2, func(key []byte, esc bool, v int) int {
+	return jsonx.Object(b, v, d0+2, func(key []byte, esc bool, v int) int {
 		if esc {
 			return -1
 		}
@@ -178,35 +187,35 @@ func lineIdentity(b []byte, v int, ui *rawIdentity) int {
 		case "sessionContext":
 			bit = 1 << 7
 		default:
-			return jsonx.Skip(b, v, 3)
+			return jsonx.Skip(b, v, d0+3)
 		}
 		if seen&bit != 0 {
 			return -1
 		}
 		seen |= bit
 		if dst != nil {
-			return lineString(b, v, 3, dst)
+			return lineString(b, v, d0+3, dst)
 		}
 		if b[v] != '{' {
-			return jsonx.Skip(b, v, 3)
+			return jsonx.Skip(b, v, d0+3)
 		}
 		var issuerSeen bool
-		return jsonx.Object(b, v, 3, func(key []byte, esc bool, v int) int {
+		return jsonx.Object(b, v, d0+3, func(key []byte, esc bool, v int) int {
 			if esc {
 				return -1
 			}
 			if string(key) != "sessionIssuer" {
-				return jsonx.Skip(b, v, 4)
+				return jsonx.Skip(b, v, d0+4)
 			}
 			if issuerSeen {
 				return -1
 			}
 			issuerSeen = true
 			if b[v] != '{' {
-				return jsonx.Skip(b, v, 4)
+				return jsonx.Skip(b, v, d0+4)
 			}
 			var arnSeen, nameSeen bool
-			return jsonx.Object(b, v, 4, func(key []byte, esc bool, v int) int {
+			return jsonx.Object(b, v, d0+4, func(key []byte, esc bool, v int) int {
 				if esc {
 					return -1
 				}
@@ -216,15 +225,15 @@ func lineIdentity(b []byte, v int, ui *rawIdentity) int {
 						return -1
 					}
 					arnSeen = true
-					return lineString(b, v, 5, &ui.issuerARN)
+					return lineString(b, v, d0+5, &ui.issuerARN)
 				case "userName":
 					if nameSeen {
 						return -1
 					}
 					nameSeen = true
-					return lineString(b, v, 5, &ui.issuerUserName)
+					return lineString(b, v, d0+5, &ui.issuerUserName)
 				}
-				return jsonx.Skip(b, v, 5)
+				return jsonx.Skip(b, v, d0+5)
 			})
 		})
 	})
@@ -232,9 +241,9 @@ func lineIdentity(b []byte, v int, ui *rawIdentity) int {
 
 // lineRequestParameters reads the requestParameters object at b[v]
 // (depth 2).
-func lineRequestParameters(b []byte, v int, r *raw) int {
+func lineRequestParameters(b []byte, v, d0 int, r *raw) int {
 	var seen uint32
-	return jsonx.Object(b, v, 2, func(key []byte, esc bool, v int) int {
+	return jsonx.Object(b, v, d0+2, func(key []byte, esc bool, v int) int {
 		if esc {
 			return -1
 		}
@@ -244,20 +253,20 @@ func lineRequestParameters(b []byte, v int, r *raw) int {
 				return -1
 			}
 			seen |= 1
-			return lineString(b, v, 3, &r.rpSecretID)
+			return lineString(b, v, d0+3, &r.rpSecretID)
 		case "secretIdList":
 			if seen&2 != 0 {
 				return -1
 			}
 			seen |= 2
 			if b[v] != '[' {
-				return jsonx.Skip(b, v, 3)
+				return jsonx.Skip(b, v, d0+3)
 			}
-			return jsonx.Array(b, v, 3, func(n, e int) int {
+			return jsonx.Array(b, v, d0+3, func(n, e int) int {
 				if n == 0 {
-					return lineString(b, e, 4, &r.rpSecretIDList)
+					return lineString(b, e, d0+4, &r.rpSecretIDList)
 				}
-				return jsonx.Skip(b, e, 4)
+				return jsonx.Skip(b, e, d0+4)
 			})
 		}
 		for i, k := range resourceKeys[1:] {
@@ -267,33 +276,33 @@ func lineRequestParameters(b []byte, v int, r *raw) int {
 					return -1
 				}
 				seen |= bit
-				return lineString(b, v, 3, &r.rpKeys[i])
+				return lineString(b, v, d0+3, &r.rpKeys[i])
 			}
 		}
-		return jsonx.Skip(b, v, 3)
+		return jsonx.Skip(b, v, d0+3)
 	})
 }
 
 // lineResources reads the ARNs of the resources array at b[v] (depth 2).
-func lineResources(b []byte, v int, r *raw) int {
-	return jsonx.Array(b, v, 2, func(n, e int) int {
+func lineResources(b []byte, v, d0 int, r *raw) int {
+	return jsonx.Array(b, v, d0+2, func(n, e int) int {
 		if b[e] != '{' {
-			return jsonx.Skip(b, e, 3)
+			return jsonx.Skip(b, e, d0+3)
 		}
 		var arn []byte
 		var arnSeen bool
-		end := jsonx.Object(b, e, 3, func(key []byte, esc bool, v int) int {
+		end := jsonx.Object(b, e, d0+3, func(key []byte, esc bool, v int) int {
 			if esc {
 				return -1
 			}
 			if string(key) != "ARN" {
-				return jsonx.Skip(b, v, 4)
+				return jsonx.Skip(b, v, d0+4)
 			}
 			if arnSeen {
 				return -1
 			}
 			arnSeen = true
-			return lineString(b, v, 4, &arn)
+			return lineString(b, v, d0+4, &arn)
 		})
 		if r.resSecretARN == nil && bytes.Contains(arn, []byte(":secret:")) {
 			r.resSecretARN = arn
@@ -311,15 +320,15 @@ func lineResources(b []byte, v int, r *raw) int {
 // jsonx.Memo); its fields point into the memo's copy (bytes equal to the
 // record's) and are read before the next ParseLine, the only place a
 // block is kept.
-func (p *Parser) lineIdentityMemo(b []byte, v int, ui *rawIdentity) int {
-	const depth = 2 // lineIdentity's, always
+func (p *Parser) lineIdentityMemo(b []byte, v, d0 int, ui *rawIdentity) int {
+	depth := d0 + 2 // lineIdentity's
 	if m, end, ok := p.identityMemo.Lookup(b, v, depth); ok {
 		obj := ui.object // the caller's, not the block's
 		*ui = *m
 		ui.object = obj
 		return end
 	}
-	end := lineIdentity(b, v, ui)
+	end := lineIdentity(b, v, d0, ui)
 	text, m, ok := p.identityMemo.Store(b, v, end, depth)
 	if !ok {
 		return end

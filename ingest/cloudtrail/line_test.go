@@ -158,7 +158,7 @@ func TestIdentityMemo(t *testing.T) {
 				v := bytes.Index(in, []byte(`"userIdentity":`)) + len(`"userIdentity":`)
 				_, _, fromMemo := line.identityMemo.Lookup(in, v, 2)
 				ui := rawIdentity{object: true}
-				end := line.lineIdentityMemo(in, v, &ui)
+				end := line.lineIdentityMemo(in, v, 0, &ui)
 				if tc.name == "escaped" || tc.name == "duplicate" {
 					if end >= 0 || fromMemo {
 						t.Fatalf("block read: %d, from the memo %v", end, fromMemo)
@@ -171,7 +171,7 @@ func TestIdentityMemo(t *testing.T) {
 						t.Fatalf("record %d: from the memo %v, want %v", i, fromMemo, want)
 					}
 					plain := rawIdentity{object: true}
-					lineIdentity(in, v, &plain)
+					lineIdentity(in, v, 0, &plain)
 					if !reflect.DeepEqual(ui, plain) {
 						t.Fatalf("record %d: %+v, lineIdentity %+v", i, ui, plain)
 					}
