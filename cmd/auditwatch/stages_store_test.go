@@ -55,7 +55,7 @@ func TestKafkaStagesStalledStore(t *testing.T) {
 	run := r.Start("ingest", "detect", "alert")
 	stall(true)
 	must(t, os.WriteFile(filepath.Join(r.Drop, "audit.log"), r.Raw, 0o644))
-	waitScenarioFindings(t, r.Findings, r.Labels, func() { dumpStages(t, run) })
+	waitScenarioFindings(t, 90*time.Second, r.Findings, r.Labels, func() { dumpStages(t, run) })
 	// The findings are held for the store by the store consumer only.
 	ready := httpGet(t, "http://"+r.Addrs["alert"]+"/readyz")
 	m := regexp.MustCompile(`store findings: partitions \d+, records waiting for the store (\d+)`).FindStringSubmatch(ready)
@@ -163,7 +163,9 @@ func TestKafkaDetectStoresAcrossSIGKILL(t *testing.T) {
 		start()
 	}
 	<-written
-	waitScenarioFindings(t, r.Findings, r.Labels, func() {
+	// A SIGKILLed member keeps its partitions until its session times
+	// out (10 s), so each kill can hold the group that long.
+	waitScenarioFindings(t, 180*time.Second, r.Findings, r.Labels, func() {
 		dumpStages(t, run)
 		t.Logf("detect:\n%s", procs[len(procs)-1].stderr)
 	})
@@ -332,7 +334,8 @@ func (r *storedStages) WaitStored(input map[string]bool) (missingEv, missingF, r
 }
 
 // CheckCollapsed checks that the events table holds one row per input
-// event once repeats are merged away (a block stored again after a
+// event, and the findings table one per revision, once repeats are merged
+// away (a block stored again after a
 // restart is the only source of repeats; the runbook queries count
 // distinct ids in any case).
 func (r *storedStages) CheckCollapsed(input map[string]bool) {
@@ -343,6 +346,11 @@ func (r *storedStages) CheckCollapsed(input map[string]bool) {
 	}
 	if distinct != strconv.Itoa(len(input)) || total != distinct {
 		r.t.Errorf("events FINAL: %s rows for %s distinct events, want %d each", total, distinct, len(input))
+	}
+	for _, row := range r.Rows("SELECT toString(uniqExact(id, revision)), toString(count()) FROM kstore.findings FINAL") {
+		if row[0] != row[1] {
+			r.t.Errorf("findings FINAL: %v rows for %v distinct revisions", row[1], row[0])
+		}
 	}
 }
 

@@ -63,7 +63,7 @@ shutdown_timeout: 15s
 	defer run.Stop()
 
 	labels := loadLabels(t, filepath.Join(scen, "labels.jsonl"))
-	waitScenarioFindings(t, findings, labels, func() {
+	waitScenarioFindings(t, 90*time.Second, findings, labels, func() {
 		for _, r := range run.Stop() {
 			t.Logf("%s exit %d:\n%s", r.name, r.code, r.log)
 		}
@@ -109,11 +109,11 @@ shutdown_timeout: 15s
 	t.Logf("%d findings", len(fs))
 }
 
-// waitScenarioFindings waits (up to 90 s) until the findings file
-// explains every labelled anomaly of the OpenBao scenario and has not
+// waitScenarioFindings waits (up to limit, a guard) until the findings
+// file explains every labelled anomaly of the OpenBao scenario and has not
 // changed for 3 s, and returns its findings; on timeout it calls dump
 // and fails the test.
-func waitScenarioFindings(t *testing.T, findings string, labels []label, dump func()) []schema.Finding {
+func waitScenarioFindings(t *testing.T, limit time.Duration, findings string, labels []label, dump func()) []schema.Finding {
 	t.Helper()
 	explained := func(fs []schema.Finding) bool {
 		for _, l := range labels {
@@ -134,7 +134,7 @@ func waitScenarioFindings(t *testing.T, findings string, labels []label, dump fu
 	}
 	var fs []schema.Finding
 	stableSince := time.Now()
-	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(limit); ; time.Sleep(200 * time.Millisecond) {
 		cur := readFindings(t, findings)
 		if len(cur) != len(fs) {
 			fs, stableSince = cur, time.Now()
@@ -144,7 +144,7 @@ func waitScenarioFindings(t *testing.T, findings string, labels []label, dump fu
 		}
 		if time.Now().After(deadline) {
 			dump()
-			t.Fatalf("after 90s %d findings, not every labelled anomaly found", len(fs))
+			t.Fatalf("after %v %d findings, not every labelled anomaly found", limit, len(fs))
 		}
 	}
 }
