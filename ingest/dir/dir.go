@@ -132,6 +132,12 @@ func isDigestSig(rel string) bool {
 	return strings.HasSuffix(rel, ".sig") && isDigest(strings.TrimSuffix(rel, ".sig"))
 }
 
+// exists reports whether a file is at path.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
 // readDigest hands a digest file and its sibling signature to the hook.
 func (d *Dir) readDigest(ctx context.Context, digestPath string) {
 	f, err := os.Open(digestPath)
@@ -289,6 +295,14 @@ func (d *Dir) Run(ctx context.Context, pub source.Publisher) error {
 				continue
 			}
 			if isDigestSig(c.rel) || (d.integrity != nil && isDigest(c.rel)) {
+				// A signature that came before its digest waits for it:
+				// the digest, when it arrives, is read with it (and the
+				// signature then hands it over again, as one that comes
+				// after does). Reading it now would log and count an
+				// error for a digest that is only not there yet.
+				if isDigestSig(c.rel) && !exists(strings.TrimSuffix(c.path, ".sig")) {
+					continue
+				}
 				// A digest (or its signature, which makes the digest
 				// checked again) goes to the integrity hook, not the parser.
 				if d.integrity != nil {
