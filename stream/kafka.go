@@ -37,6 +37,11 @@ type Kafka struct {
 	produced, consumed, commits *prometheus.CounterVec
 	readErrors                  *prometheus.CounterVec
 	lag                         *prometheus.GaugeVec
+	// partsRead and topicParts: the partitions this process reads per
+	// group, and the topic's partition count. Summed over a group's live
+	// processes, partsRead below topicParts is a partition no live member
+	// reads (the lag gauge lists only partitions someone reads).
+	partsRead, topicParts *prometheus.GaugeVec
 	// inflight bounds Publish calls not yet acknowledged (back-pressure).
 	inflight chan struct{}
 
@@ -194,6 +199,10 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 			Help: "Partition reader errors (each one reconnects and fetches the same offset again), by topic."}, []string{"topic"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_stream_lag_records",
 			Help: "Records behind the partition's end, by topic, consumer group and partition."}, []string{"topic", "group", "partition"}),
+		partsRead: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_stream_partitions_read",
+			Help: "Partitions of the topic this process reads for the consumer group now (0 during a rebalance); summed over the group's processes, less than auditwatch_stream_topic_partitions means partitions no live member reads."}, []string{"topic", "group"}),
+		topicParts: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditwatch_stream_topic_partitions",
+			Help: "Partitions of the topic, as last looked up by a consumer."}, []string{"topic"}),
 	}
 	k.w.Completion = func(msgs []kafka.Message, err error) {
 		for i := range msgs {
@@ -203,7 +212,7 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger, reg prometheus.Registerer) (
 		}
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{k.produced, k.consumed, k.commits, k.readErrors, k.lag} {
+		for _, c := range []prometheus.Collector{k.produced, k.consumed, k.commits, k.readErrors, k.lag, k.partsRead, k.topicParts} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("kafka stream metrics: %w", err)
 			}
@@ -342,6 +351,8 @@ func (k *Kafka) Consume(ctx context.Context, topic, group string, h Handler) err
 		return fmt.Errorf("kafka consumer group %s: %w", group, err)
 	}
 	defer closeGroup(cg, conns, closeGrace)
+	read := k.partsRead.WithLabelValues(topic, group)
+	defer read.Set(0)
 	for {
 		gen, err := cg.Next(ctx)
 		if err != nil {
@@ -367,6 +378,12 @@ func (k *Kafka) Consume(ctx context.Context, topic, group string, h Handler) err
 
 func (k *Kafka) generation(ctx context.Context, topic, group string, gen *kafka.Generation, h Handler) error {
 	assigned := gen.Assignments[topic]
+	read := k.partsRead.WithLabelValues(topic, group)
+	read.Set(float64(len(assigned)))
+	defer read.Set(0)
+	if n, err := k.partitions(ctx, topic); err == nil {
+		k.topicParts.WithLabelValues(topic).Set(float64(n))
+	}
 	if len(assigned) == 0 {
 		// Nothing for us in this generation: wait for the next.
 		wait := make(chan struct{})

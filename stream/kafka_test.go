@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"auditwatch/config/duration"
@@ -130,9 +131,20 @@ func TestKafkaPublishConsumeCommit(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- k.Consume(ctx, "events", "detect", h) }()
 	waitFor(t, "1000 records", func() bool { return h.count() >= 1000 })
+	// The only member reads every partition of the topic; the gauges
+	// that show partitions no live member reads say so.
+	if n := testutil.ToFloat64(k.partsRead.WithLabelValues("events", "detect")); n != 4 {
+		t.Errorf("partitions read %v, want 4", n)
+	}
+	if n := testutil.ToFloat64(k.topicParts.WithLabelValues("events")); n != 4 {
+		t.Errorf("topic partitions %v, want 4", n)
+	}
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(k.partsRead.WithLabelValues("events", "detect")); n != 0 {
+		t.Errorf("partitions read after the member left %v, want 0", n)
 	}
 	if h.count() != 1000 {
 		t.Fatalf("consumed %d, want 1000", h.count())
