@@ -149,7 +149,11 @@ func TestRunCanaryVaultWriterStops(t *testing.T) {
 	findings := filepath.Join(work, "findings.jsonl")
 	httpAddr := freeAddr(t)
 	cfgPath := filepath.Join(work, "run.yaml")
-	const deadline, minQuiet = 1500 * time.Millisecond, 2 * time.Second
+	// The deadline and min quiet are far above a scheduling stall of the
+	// child under CI's parallel race-built tests on 2 cores (a 1.5 s
+	// deadline and 2 s min quiet were missed there once: a 3 s stall
+	// while the device wrote raised both, which is what they are for).
+	const deadline, minQuiet = 5 * time.Second, 8 * time.Second
 	cfg := fmt.Sprintf(`sources:
   - name: vault-file
     type: filetail
