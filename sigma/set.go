@@ -57,6 +57,8 @@ type Set struct {
 	memo *hitMemo
 	// bare: hits of records Wants let go uncopied, for Evaluator.Process
 	bare *bareMemo
+	// marks: hits Wants writes on the event itself
+	marks marks
 	// parser: a Parser for Wants
 	parser atomic.Pointer[Parser]
 }
@@ -359,6 +361,7 @@ func build(rules []*Rule, skipped []*Problem) (*Set, []*Problem) {
 		}
 	}
 	s.buildIndex()
+	s.marks = newMarks(s)
 	return s, invalids
 }
 
@@ -1186,6 +1189,9 @@ func secondKey(ev *schema.Event, p *Parser) (string, bool) {
 // ev for the evaluator: some single-event rule matches it and its
 // findings need the record (correlations read only records that hit a
 // rule). A hit whose findings are made of the event alone (bareOK) is
+// written on the event itself (ev.Mark, see marks), which the caller
+// hands on with the event, and Wants says no; when the hits cannot be
+// written so, they are
 // remembered by the event's identity instead and Wants says no: the
 // evaluator finds it when the event reaches it without a record (the hits
 // of a CloudTrail record that feeds a correlation are remembered so too,
@@ -1211,6 +1217,14 @@ func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 	hits, _, err := s.matchEvent(ev, raw, p, p.hits[:0], true)
 	p.hits = hits[:0]
 	if err == nil && len(hits) > 0 {
+		if bareEvent(ev) && s.bareOK(ev, hits) {
+			if bits, ok := s.marks.encode(hits); ok {
+				// carried by the event to the evaluator: no record, no
+				// shared map
+				ev.Mark = schema.Mark{Owner: s.marks.owner, Bits: bits}
+				return false
+			}
+		}
 		if bareEvent(ev) && s.bare.put(ev, hits) {
 			// remembered by the event's identity, not by a hash of the
 			// record's text; when the findings need only the event's
