@@ -151,7 +151,7 @@ type Correlator struct {
 	kbuf     []byte // scratch: a burst's key
 	gkey     []byte // scratch: a correlation group's key
 	goffs    []int  // scratch: where its values lie in gkey
-	// clock: the wall clock as last read (Now nil), and the matches
+	// clock: the wall clock as last read (Now nil) plus maxAhead, and the matches
 	// judged against it since (ahead)
 	clock     time.Time
 	clockUsed int

@@ -1217,7 +1217,8 @@ func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 	hits, _, err := s.matchEvent(ev, raw, p, p.hits[:0], true)
 	p.hits = hits[:0]
 	if err == nil && len(hits) > 0 {
-		if bareEvent(ev) && s.bareOK(ev, hits) {
+		if bareEvent(ev) {
+			// (encoded, every hit's rule feeds no correlation: bareOK)
 			if bits, ok := s.marks.encode(hits); ok {
 				// carried by the event to the evaluator: no record, no
 				// shared map
