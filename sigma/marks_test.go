@@ -111,7 +111,7 @@ func TestMarksRoundTrip(t *testing.T) {
 }
 
 // TestReaderCarriesMarks: replay's way end to end, where ingest.Reader
-// asks Wants about each record and hands on the event with the mark Wants
+// asks Wants (or a Wanter) about each record and hands on the event with the mark it
 // wrote, raises the same findings as evaluating every event's record;
 // records sharing one id (matching and not) take no hits of each other.
 func TestReaderCarriesMarks(t *testing.T) {
@@ -131,14 +131,12 @@ func TestReaderCarriesMarks(t *testing.T) {
 	}
 	// records read twice
 	lines = append(lines, lines[len(lines)/3:len(lines)/3+300]...)
-	read := func(wants bool) []schema.Event {
+	read := func(want func(*schema.Event, []byte) bool) []schema.Event {
 		opts := ingest.DefaultOptions()
 		opts.KeepRaw = true
 		// (built records without a time get this one, in both reads)
 		opts.Now = func() time.Time { return time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC) }
-		if wants {
-			opts.WantRaw = s.Wants
-		}
+		opts.WantRaw = want
 		r := ingest.NewReader(bytes.NewReader(append(bytes.Join(lines, []byte("\n")), '\n')), "test", opts)
 		var out []schema.Event
 		for {
@@ -161,42 +159,47 @@ func TestReaderCarriesMarks(t *testing.T) {
 		}
 		return fs
 	}
-	all, wanted := read(false), read(true)
-	if len(all) != len(wanted) {
-		t.Fatalf("%d events read keeping every record, %d with Wants", len(all), len(wanted))
-	}
-	marked, kept := 0, 0
-	for i, ev := range wanted {
-		if all[i].Mark != (schema.Mark{}) {
-			t.Fatalf("event %d marked without Wants", i)
-		}
-		if ev.Mark != (schema.Mark{}) {
-			marked++
-			if len(ev.Raw) != 0 {
-				t.Errorf("event %d: marked, and its record kept too", i)
-			}
-		}
-		if len(ev.Raw) != 0 {
-			kept++
-		}
-	}
-	want, got := eval(all), eval(wanted)
+	all := read(nil)
+	want := eval(all)
 	a, _ := json.Marshal(want)
-	b, _ := json.Marshal(got)
-	if string(a) != string(b) {
-		for i := range min(len(want), len(got)) {
-			if x, y := fmt.Sprint(want[i]), fmt.Sprint(got[i]); x != y {
-				t.Errorf("finding %d:\n%s\n%s", i, x, y)
-				break
+	// replay's way (a Parser of the reader's own), and Wants' shared one
+	for name, wantRaw := range map[string]func(*schema.Event, []byte) bool{"Wanter": s.Wanter(), "Wants": s.Wants} {
+		wanted := read(wantRaw)
+		if len(all) != len(wanted) {
+			t.Fatalf("%s: %d events read keeping every record, %d with it", name, len(all), len(wanted))
+		}
+		marked, kept := 0, 0
+		for i, ev := range wanted {
+			if all[i].Mark != (schema.Mark{}) {
+				t.Fatalf("event %d marked without Wants", i)
+			}
+			if ev.Mark != (schema.Mark{}) {
+				marked++
+				if len(ev.Raw) != 0 {
+					t.Errorf("%s: event %d: marked, and its record kept too", name, i)
+				}
+			}
+			if len(ev.Raw) != 0 {
+				kept++
 			}
 		}
-		t.Fatalf("findings differ: %d with every record, %d with Wants and marks", len(want), len(got))
+		got := eval(wanted)
+		b, _ := json.Marshal(got)
+		if string(a) != string(b) {
+			for i := range min(len(want), len(got)) {
+				if x, y := fmt.Sprint(want[i]), fmt.Sprint(got[i]); x != y {
+					t.Errorf("finding %d:\n%s\n%s", i, x, y)
+					break
+				}
+			}
+			t.Fatalf("%s: findings differ: %d with every record, %d with marks", name, len(want), len(got))
+		}
+		if len(want) < 50 || marked < 1000 || kept == 0 {
+			t.Fatalf("%s: %d findings, %d events marked, %d records kept: the test exercises little", name, len(want), marked, kept)
+		}
+		if s.bare.pending() != 0 {
+			t.Errorf("%s: %d identities still pending", name, s.bare.pending())
+		}
+		t.Logf("%s: %d events, %d findings, %d marked, %d records kept", name, len(all), len(want), marked, kept)
 	}
-	if len(want) < 50 || marked < 1000 || kept == 0 {
-		t.Fatalf("%d findings, %d events marked, %d records kept: the test exercises little", len(want), marked, kept)
-	}
-	if s.bare.pending() != 0 {
-		t.Errorf("%d identities still pending", s.bare.pending())
-	}
-	t.Logf("%d events, %d findings, %d marked, %d records kept", len(all), len(want), marked, kept)
 }

@@ -1214,6 +1214,25 @@ func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 			parserPool.Put(p)
 		}
 	}()
+	return s.wants(ev, raw, p)
+}
+
+// Wanter returns Wants with a Parser of its own, for one reader: not safe
+// for concurrent use (one goroutine at a time, as ingest.Reader and
+// Merger read), and it spares Wants' taking and giving back a shared
+// Parser per record.
+func (s *Set) Wanter() func(ev *schema.Event, raw []byte) bool {
+	p := new(Parser)
+	return func(ev *schema.Event, raw []byte) bool {
+		if len(raw) == 0 {
+			return s.mayMatch(ev)
+		}
+		return s.wants(ev, raw, p)
+	}
+}
+
+// wants is Wants for a record's text, with the caller's Parser.
+func (s *Set) wants(ev *schema.Event, raw []byte, p *Parser) bool {
 	hits, _, err := s.matchEvent(ev, raw, p, p.hits[:0], true)
 	p.hits = hits[:0]
 	if err == nil && len(hits) > 0 {
