@@ -160,8 +160,8 @@ type Event struct {
 }
 
 // Mark: see Event.Mark. Owner names the one that set it (zero: none); Bits
-// is the owner's.
-type Mark struct{ Owner, Bits uint64 }
+// and More are the owner's.
+type Mark struct{ Owner, Bits, More uint64 }
 
 // Where describes where the source address is, " (BR, AS64511 Example
 // Ltda)", from the network context fields; "" without them.

@@ -85,7 +85,10 @@ func (c *Correlator) repeat(r *Rule, ev *schema.Event, evID string, t time.Time)
 				b.fp = append(b.fp, idPrint(x))
 			}
 		}
-		fp := idPrint(id)
+		fp := c.print
+		if !c.printed {
+			fp = idPrint(id)
+		}
 		for i, x := range b.fp {
 			if x == fp && b.IDs[i] == id {
 				// delivered again (a replay after a restart): counted once
@@ -125,7 +128,11 @@ func (c *Correlator) repeat(r *Rule, ev *schema.Event, evID string, t time.Time)
 		c.bursts[string(c.kbuf)] = b
 	}
 	id := clip(evID)
-	*b = burstState{Rule: r.Key(), Who: who, Key: f.DedupeKey, Count: 1, Reported: 1, First: tn, Last: tn, IDs: []string{id}, fp: []uint64{idPrint(id)}}
+	fp := c.print
+	if !c.printed {
+		fp = idPrint(id)
+	}
+	*b = burstState{Rule: r.Key(), Who: who, Key: f.DedupeKey, Count: 1, Reported: 1, First: tn, Last: tn, IDs: []string{id}, fp: []uint64{fp}}
 	return f, true
 }
 

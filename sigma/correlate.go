@@ -155,6 +155,10 @@ type Correlator struct {
 	// judged against it since (ahead)
 	clock     time.Time
 	clockUsed int
+	// print: idPrint of the event's id when printed (the Evaluator has
+	// it from the event's mark: the id's text is not read again)
+	print   uint64
+	printed bool
 	// Now is the wall clock events dated ahead are judged by; nil:
 	// time.Now.
 	Now func() time.Time

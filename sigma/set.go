@@ -1241,7 +1241,9 @@ func (s *Set) wants(ev *schema.Event, raw []byte, p *Parser) bool {
 			if bits, ok := s.marks.encode(hits); ok {
 				// carried by the event to the evaluator: no record, no
 				// shared map
-				ev.Mark = schema.Mark{Owner: s.marks.owner, Bits: bits}
+				// (with the print of its id, read here where the id's
+				// text was just written, for the burst it joins)
+				ev.Mark = schema.Mark{Owner: s.marks.owner, Bits: bits, More: idPrint(clip(ev.ID))}
 				return false
 			}
 		}
