@@ -72,7 +72,8 @@ type Options struct {
 	// WantRaw, when set with KeepRaw, keeps the record only for events it
 	// accepts (replay keeps records only where a rule matches them). raw
 	// is the record's text, valid only during the call (nil when the
-	// record was read as a tree).
+	// record was read as a tree). Of ev, WantRaw may set only Mark, which
+	// the event then carries.
 	WantRaw func(ev *schema.Event, raw []byte) bool `yaml:"-"`
 }
 

@@ -377,6 +377,8 @@ func (r *Reader) keep(ev *schema.Event, raw []byte) bool {
 	}
 	r.want = *ev
 	ok := r.opts.WantRaw(&r.want, raw)
+	// the one field WantRaw may set: what it found, for the event's consumer
+	ev.Mark = r.want.Mark
 	r.want = schema.Event{}
 	return ok
 }

@@ -151,7 +151,17 @@ type Event struct {
 	// form; the stream carries it compressed and storage keeps it in the
 	// raw column.
 	Raw []byte `json:"-"`
+
+	// Mark is what a hook of the reader (ingest.Options.WantRaw) left on
+	// the event for a later stage of the same process: replay's rules put
+	// there the rules a record matched when read, so that the record need
+	// not be kept. Zero when none; never serialized nor stored.
+	Mark Mark `json:"-"`
 }
+
+// Mark: see Event.Mark. Owner names the one that set it (zero: none); Bits
+// and More are the owner's.
+type Mark struct{ Owner, Bits, More uint64 }
 
 // Where describes where the source address is, " (BR, AS64511 Example
 // Ltda)", from the network context fields; "" without them.

@@ -1,6 +1,7 @@
 package sigma
 
 import (
+	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,4 +213,79 @@ func (m *bareMemo) take(ev *schema.Event, out []Hit) ([]Hit, bool) {
 		sh.m[ev.ID] = e
 	}
 	return e.appendTo(out), true
+}
+
+// Hits written on the event (schema.Event.Mark): the common hit (SigmaHQ's
+// AssumeRole rule matches most CloudTrail records) goes from Wants to the
+// evaluator with the event itself, so nothing is shared between the reader
+// and the evaluator and nothing is looked up by the event's identity. The
+// mark names the Set (an owner number no other Set in the process has) and
+// the hits as bits: bit p is hits[p] of the Set's marks. It is written only
+// when it gives back exactly the hits Wants found (each hit one of the
+// first 64 marked rules, in load order, none twice; else the hits go to
+// bareMemo as before). Each event carries its own hits: records sharing an
+// id cannot take each other's, and a rule reload (another Set, another
+// owner) ignores the marks of the old one, as it drops bareMemo's entries.
+
+// marks is a Set's table of the rules whose hits may be written on events.
+type marks struct {
+	owner uint64
+	// hits: bit position → the hit (CloudTrail single rules that feed no
+	// correlation, in load order, at most 64)
+	// (a rule's bit is in the rule itself, markPos, valid while
+	// markOwner is this owner)
+	hits []Hit
+}
+
+// markOwners numbers the Sets (from 1: owner 0 is no mark).
+var markOwners atomic.Uint64
+
+func newMarks(s *Set) marks {
+	m := marks{owner: markOwners.Add(1)}
+	for _, r := range s.single {
+		if len(m.hits) == 64 {
+			break
+		}
+		if sourceOf(r.LogSource) != srcCloudTrail || len(s.feeds[r]) > 0 {
+			continue
+		}
+		r.markOwner, r.markPos = m.owner, uint8(len(m.hits))
+		m.hits = append(m.hits, Hit{Rule: r, Standalone: !r.referenced || r.generated})
+	}
+	return m
+}
+
+// encode writes hits as bits; false when decode would not give them back
+// exactly.
+func (m *marks) encode(hits []Hit) (uint64, bool) {
+	var b uint64
+	last := -1
+	for _, h := range hits {
+		if h.Rule == nil || h.Rule.markOwner != m.owner {
+			return 0, false
+		}
+		p := h.Rule.markPos
+		if int(p) <= last || int(p) >= len(m.hits) || m.hits[p] != h {
+			return 0, false
+		}
+		b |= 1 << p
+		last = int(p)
+	}
+	return b, b != 0
+}
+
+// decode appends the hits of mk to out; false when mk is not this Set's.
+func (m *marks) decode(mk schema.Mark, out []Hit) ([]Hit, bool) {
+	if mk.Owner == 0 || mk.Owner != m.owner || mk.Bits == 0 {
+		return out, false
+	}
+	n := len(out)
+	for b := mk.Bits; b != 0; b &= b - 1 {
+		p := bits.TrailingZeros64(b)
+		if p >= len(m.hits) {
+			return out[:n], false
+		}
+		out = append(out, m.hits[p])
+	}
+	return out, true
 }

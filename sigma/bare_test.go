@@ -60,7 +60,7 @@ detection:
 	// a record read twice (two inputs holding it) is pending twice
 	evs = append(evs, evs[len(evs)/2:len(evs)/2+500]...)
 	var p Parser
-	run := func(wants bool) (fs []schema.Finding, bare, kept int) {
+	run := func(wants bool) (fs []schema.Finding, bare, kept, marked int) {
 		e := NewEvaluator(set)
 		e.corr.Cooldown, e.corr.MaxGroups = 30*time.Minute, 100000
 		e.corr.Now = func() time.Time { return time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC) }
@@ -75,7 +75,13 @@ detection:
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !set.Wants(&ev, ev.Raw) {
+			keep := set.Wants(&ev, ev.Raw)
+			// the event carries what Wants wrote on it, as the reader's do
+			in[i].Mark = ev.Mark
+			if ev.Mark.Owner != 0 {
+				marked++
+			}
+			if !keep {
 				in[i].Raw = nil
 				if len(hits) > 0 {
 					bare++
@@ -87,25 +93,34 @@ detection:
 		for i := range in {
 			fs = e.Process(&in[i], fs)
 		}
-		return fs, bare, kept
+		return fs, bare, kept, marked
 	}
-	want, _, _ := run(false)
-	got, bare, kept := run(true)
-	if set.bare.pending() != 0 {
-		t.Errorf("%d identities still pending after every event was evaluated", set.bare.pending())
-	}
+	want, _, _, _ := run(false)
 	a, _ := json.Marshal(want)
-	b, _ := json.Marshal(got)
-	if string(a) != string(b) {
-		t.Fatalf("findings differ: %d with every record, %d with Wants", len(want), len(got))
-	}
 	if len(want) < 50 {
 		t.Fatalf("only %d findings: the test exercises little", len(want))
 	}
-	if bare == 0 || kept == 0 {
-		t.Fatalf("%d events without their record, %d kept: both paths must be exercised", bare, kept)
+	// with the hits written on the events (marks), then without (every
+	// hit let go is remembered by the event's identity)
+	saved := set.marks
+	for _, withMarks := range []bool{true, false} {
+		if !withMarks {
+			set.marks = marks{}
+		}
+		got, bare, kept, marked := run(true)
+		if set.bare.pending() != 0 {
+			t.Errorf("%d identities still pending after every event was evaluated", set.bare.pending())
+		}
+		b, _ := json.Marshal(got)
+		if string(a) != string(b) {
+			t.Fatalf("marks %v: findings differ: %d with every record, %d with Wants", withMarks, len(want), len(got))
+		}
+		if bare == 0 || kept == 0 || (marked == 0) == withMarks {
+			t.Fatalf("marks %v: %d events without their record (%d with their hits written on them), %d kept: every path must be exercised", withMarks, bare, marked, kept)
+		}
+		t.Logf("marks %v: %d findings; %d records kept, %d with hits let go (%d of them marked)", withMarks, len(want), kept, bare, marked)
 	}
-	t.Logf("%d findings; %d records kept, %d with hits let go", len(want), kept, bare)
+	set.marks = saved
 }
 
 // TestBareSkipsCredentialCalls: the reader keeps the record of every STS

@@ -31,6 +31,22 @@ type burstState struct {
 	First    int64    `json:"f"`
 	Last     int64    `json:"l"`
 	IDs      []string `json:"i,omitempty"` // bounded evidence
+	// fp: a fingerprint of each of IDs, in the same order (idPrint); the
+	// repeat check compares them first, as the ids' text lies scattered
+	// in memory. Not in snapshots: rebuilt when it does not match IDs.
+	fp []uint64
+}
+
+// idPrint is a fingerprint of an event id: its length and last eight
+// bytes (ids of one burst mostly differ there). Equal ids have equal
+// prints; equal prints are compared in full.
+func idPrint(id string) uint64 {
+	n := len(id)
+	var v uint64
+	for i := max(0, n-8); i < n; i++ {
+		v = v<<8 | uint64(id[i])
+	}
+	return v ^ uint64(n)*0x9E3779B97F4A7C15
 }
 
 func burstWho(ev *schema.Event) string {
@@ -62,10 +78,19 @@ func (c *Correlator) repeat(r *Rule, ev *schema.Event, evID string, t time.Time)
 	b := c.bursts[string(c.kbuf)]
 	if b != nil && tn-b.Last <= cd && b.First-tn <= cd {
 		id := clip(evID)
-		for _, x := range b.IDs {
-			// (the last byte first: ids of one burst mostly differ
-			// there, and the full compare is a call)
-			if len(x) == len(id) && (len(x) == 0 || x[len(x)-1] == id[len(id)-1]) && x == id {
+		if len(b.fp) != len(b.IDs) {
+			// (restored from a snapshot)
+			b.fp = b.fp[:0]
+			for _, x := range b.IDs {
+				b.fp = append(b.fp, idPrint(x))
+			}
+		}
+		fp := c.print
+		if !c.printed {
+			fp = idPrint(id)
+		}
+		for i, x := range b.fp {
+			if x == fp && b.IDs[i] == id {
 				// delivered again (a replay after a restart): counted once
 				c.Repeated.Add(1)
 				return schema.Finding{}, false
@@ -76,8 +101,10 @@ func (c *Correlator) repeat(r *Rule, ev *schema.Event, evID string, t time.Time)
 		// the latest ids: evidence, and what a repeat is recognized by
 		if len(b.IDs) == maxEvidence {
 			b.IDs = append(b.IDs[:0], b.IDs[1:]...)
+			b.fp = append(b.fp[:0], b.fp[1:]...)
 		}
 		b.IDs = append(b.IDs, id)
+		b.fp = append(b.fp, fp)
 		if b.Count < 2*b.Reported {
 			return schema.Finding{}, false
 		}
@@ -100,7 +127,12 @@ func (c *Correlator) repeat(r *Rule, ev *schema.Event, evID string, t time.Time)
 		b = &burstState{}
 		c.bursts[string(c.kbuf)] = b
 	}
-	*b = burstState{Rule: r.Key(), Who: who, Key: f.DedupeKey, Count: 1, Reported: 1, First: tn, Last: tn, IDs: []string{clip(evID)}}
+	id := clip(evID)
+	fp := c.print
+	if !c.printed {
+		fp = idPrint(id)
+	}
+	*b = burstState{Rule: r.Key(), Who: who, Key: f.DedupeKey, Count: 1, Reported: 1, First: tn, Last: tn, IDs: []string{id}, fp: []uint64{fp}}
 	return f, true
 }
 
@@ -118,12 +150,15 @@ func (c *Correlator) ahead(t time.Time) bool {
 	if c.Now != nil {
 		return t.Sub(c.Now()) > maxAhead
 	}
-	if c.clockUsed > 0 && c.clockUsed < clockReuse && t.Sub(c.clock) <= maxAhead {
+	// (c.clock is kept as the reading plus maxAhead: t.Sub(reading) <=
+	// maxAhead is !t.After(c.clock), and After is cheaper than Sub)
+	if c.clockUsed > 0 && c.clockUsed < clockReuse && !t.After(c.clock) {
 		c.clockUsed++
 		return false
 	}
-	c.clock, c.clockUsed = time.Now(), 1
-	return t.Sub(c.clock) > maxAhead
+	now := time.Now()
+	c.clock, c.clockUsed = now.Round(0).Add(maxAhead), 1
+	return t.Sub(now) > maxAhead
 }
 
 // clockReuse bounds the matches judged against one reading of the clock.

@@ -215,3 +215,38 @@ func TestAheadReusesClock(t *testing.T) {
 		t.Fatalf("the clock was not read again after %d matches", clockReuse)
 	}
 }
+
+// A burst's repeat check compares id prints first: ids whose prints agree
+// (same length and last eight bytes) but not their text are not repeats,
+// and an id delivered again is one, whatever its place in the evidence.
+func TestBurstIDPrints(t *testing.T) {
+	set := burstSet(t)
+	r := set.single[0]
+	c := NewCorrelator(set)
+	c.Cooldown = time.Hour
+	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	ev := schema.Event{Time: t0, Source: schema.SourceCloudTrail, Principal: "arn:aws:iam::1:user/u", Action: "secretsmanager:DeleteSecret"}
+	var ids []string
+	for i := range maxEvidence {
+		ids = append(ids, fmt.Sprintf("%c-same-suffix", 'a'+i))
+	}
+	for i, id := range ids {
+		if idPrint(id) != idPrint(ids[0]) {
+			t.Fatalf("%q and %q: prints differ, the test needs them equal", id, ids[0])
+		}
+		c.repeat(r, &ev, id, t0.Add(time.Duration(i)*time.Second))
+	}
+	b := c.bursts[r.Key()+"\x00"+ev.Principal]
+	if b == nil || b.Count != maxEvidence || c.Repeated.Load() != 0 {
+		t.Fatalf("ids with equal prints: burst %+v, %d counted as repeats", b, c.Repeated.Load())
+	}
+	for i, id := range []string{ids[0], ids[maxEvidence/2], ids[maxEvidence-1]} {
+		c.repeat(r, &ev, id, t0)
+		if c.Repeated.Load() != int64(i+1) || b.Count != maxEvidence {
+			t.Fatalf("%q delivered again: %d repeats, count %d", id, c.Repeated.Load(), b.Count)
+		}
+	}
+	if idPrint("x") == idPrint("xx") || idPrint("abc-1") == idPrint("abc-2") {
+		t.Error("prints of ids that differ in length or last byte agree")
+	}
+}

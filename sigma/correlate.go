@@ -151,10 +151,14 @@ type Correlator struct {
 	kbuf     []byte // scratch: a burst's key
 	gkey     []byte // scratch: a correlation group's key
 	goffs    []int  // scratch: where its values lie in gkey
-	// clock: the wall clock as last read (Now nil), and the matches
+	// clock: the wall clock as last read (Now nil) plus maxAhead, and the matches
 	// judged against it since (ahead)
 	clock     time.Time
 	clockUsed int
+	// print: idPrint of the event's id when printed (the Evaluator has
+	// it from the event's mark: the id's text is not read again)
+	print   uint64
+	printed bool
 	// Now is the wall clock events dated ahead are judged by; nil:
 	// time.Now.
 	Now func() time.Time

@@ -107,6 +107,16 @@ func (e *Evaluator) Correlator() *Correlator { return e.corr }
 
 // Process evaluates ev (its Raw record) and appends the findings to out.
 func (e *Evaluator) Process(ev *schema.Event, out []schema.Finding) []schema.Finding {
+	if hits, ok := e.set.marks.decode(ev.Mark, e.hits[:0]); ok {
+		// matched when read (Set.Wants), the hits written on the event,
+		// the findings made of the event alone (bareOK), the print of
+		// its id with them
+		e.hits = hits
+		e.corr.print, e.corr.printed = ev.Mark.More, true
+		out = e.emit(ev, nil, out)
+		e.corr.printed = false
+		return out
+	}
 	if len(ev.Raw) == 0 {
 		if hits, ok := e.set.bare.take(ev, e.hits[:0]); ok {
 			// matched when read (Set.Wants), the findings made of the

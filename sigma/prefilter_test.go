@@ -57,7 +57,7 @@ func TestMatchEventAgreesWithMatch(t *testing.T) {
 		}
 	}
 	var p1, p2 Parser
-	hitsTotal, skipped := 0, 0
+	hitsTotal, skipped, markedTotal := 0, 0, 0
 	for _, ev := range events(t, lines) {
 		rec, err := p1.Parse(ev.Raw, ev.Source)
 		if err != nil {
@@ -74,11 +74,22 @@ func TestMatchEventAgreesWithMatch(t *testing.T) {
 		if len(want) > 0 && !set.Wants(&ev, nil) {
 			t.Fatalf("%s: %d hits, but Wants (index) says no rule can match", ev.Raw, len(want))
 		}
-		// a hit keeps the record, or is remembered by the event, or
-		// both when a hit feeds a correlation (which reads the record)
+		// a hit keeps the record, or is written on the event (its
+		// mark), or is remembered by the event, or both kept and
+		// remembered when a hit feeds a correlation (which reads the
+		// record)
 		w := set.Wants(&ev, ev.Raw)
 		bare, inBare := set.bare.take(&ev, nil)
-		if w && inBare && set.bareOK(&ev, want) || !w && !inBare && len(want) > 0 || (w || inBare) && len(want) == 0 {
+		marked, isMarked := set.marks.decode(ev.Mark, nil)
+		if isMarked && (w || inBare || !set.bareOK(&ev, want) || !sameRules(marked, want)) {
+			t.Fatalf("%s: hits %v written on the event, Match %v; Wants says %v, remembered by the event %v", ev.Raw, marked, want, w, inBare)
+		}
+		if !isMarked && ev.Mark != (schema.Mark{}) {
+			t.Fatalf("%s: a mark %v that is not the set's", ev.Raw, ev.Mark)
+		}
+		if isMarked {
+			markedTotal++
+		} else if w && inBare && set.bareOK(&ev, want) || !w && !inBare && len(want) > 0 || (w || inBare) && len(want) == 0 {
 			t.Fatalf("%s: %d hits, but Wants (record) says %v, remembered by the event %v", ev.Raw, len(want), w, inBare)
 		}
 		if w && !inBare {
@@ -98,10 +109,10 @@ func TestMatchEventAgreesWithMatch(t *testing.T) {
 		}
 		hitsTotal += len(want)
 	}
-	if hitsTotal == 0 {
-		t.Errorf("%d hits: the test exercises nothing", hitsTotal)
+	if hitsTotal == 0 || markedTotal == 0 {
+		t.Errorf("%d hits, %d records with their hits written on the event: the test exercises little", hitsTotal, markedTotal)
 	}
-	t.Logf("%d hits; %d records skipped without parsing", hitsTotal, skipped)
+	t.Logf("%d hits (%d records marked); %d records skipped without parsing", hitsTotal, markedTotal, skipped)
 }
 
 func TestASCIIText(t *testing.T) {

@@ -51,12 +51,16 @@ type Set struct {
 	// (sub2) one of which its condition needs (nil: none); checked from
 	// the normalized event, for rules the index does not place
 	need2 [][]string
+	// hot: per single rule, what matchEvent reads of it side by side
+	hot []hotRule
 	// noPrefilter evaluates every candidate (differential tests)
 	noPrefilter bool
 	// memo: hits found by Wants, for Evaluator.Process
 	memo *hitMemo
 	// bare: hits of records Wants let go uncopied, for Evaluator.Process
 	bare *bareMemo
+	// marks: hits Wants writes on the event itself
+	marks marks
 	// parser: a Parser for Wants
 	parser atomic.Pointer[Parser]
 }
@@ -359,6 +363,7 @@ func build(rules []*Rule, skipped []*Problem) (*Set, []*Problem) {
 		}
 	}
 	s.buildIndex()
+	s.marks = newMarks(s)
 	return s, invalids
 }
 
@@ -487,6 +492,21 @@ func (s *Set) buildIndex() {
 			}
 		}
 	}
+	s.hot = make([]hotRule, len(s.single))
+	for i, r := range s.single {
+		s.hot[i] = hotRule{need2: s.need2[i], pre: s.pre[i] != nil, uaOnly: s.uaOnly[i], r: r, det: r.det, cond: r.det.cond}
+	}
+}
+
+// hotRule is what matchEvent reads of a candidate rule for every record,
+// side by side in one array (need2, pre, uaOnly and the rule's condition),
+// rather than from five places in memory.
+type hotRule struct {
+	need2       []string
+	pre, uaOnly bool
+	r           *Rule
+	det         *detection
+	cond        node
 }
 
 // leading: per source, the top-level members records begin with (as
@@ -912,16 +932,17 @@ func (s *Set) matchEvent(ev *schema.Event, raw []byte, p *Parser, out []Hit, ser
 		} else {
 			i, c = c[0], c[1:]
 		}
-		if need := s.need2[i]; need != nil && key2ok && !s.noPrefilter && !slices.Contains(need, key2) {
+		h := &s.hot[i]
+		if need := h.need2; need != nil && key2ok && !s.noPrefilter && !slices.Contains(need, key2) {
 			continue
 		}
-		if ua != "" && s.uaOnly[i] {
+		if ua != "" && h.uaOnly {
 			// evaluated on the event's user agent: cheaper than any
 			// search of the record's text
 			p.cands = append(p.cands, i)
 			continue
 		}
-		if pre := s.pre[i]; pre != nil && !s.noPrefilter && p.usePre(i) {
+		if h.pre && !s.noPrefilter && p.usePre(i) {
 			held, known := s.holdsOne(p, i, raw, key)
 			if known {
 				p.preStat[i].checks++
@@ -946,8 +967,8 @@ func (s *Set) matchEvent(ev *schema.Event, raw []byte, p *Parser, out []Hit, ser
 	}
 	n := len(out)
 	for _, i := range p.cands {
-		r := s.single[i]
-		if r.det.cond.eval(rec, r.det) {
+		if h := &s.hot[i]; h.cond.eval(rec, h.det) {
+			r := h.r
 			out = append(out, Hit{Rule: r, Standalone: !r.referenced || r.generated})
 		}
 	}
@@ -1186,6 +1207,9 @@ func secondKey(ev *schema.Event, p *Parser) (string, bool) {
 // ev for the evaluator: some single-event rule matches it and its
 // findings need the record (correlations read only records that hit a
 // rule). A hit whose findings are made of the event alone (bareOK) is
+// written on the event itself (ev.Mark, see marks), which the caller
+// hands on with the event, and Wants says no; when the hits cannot be
+// written so, they are
 // remembered by the event's identity instead and Wants says no: the
 // evaluator finds it when the event reaches it without a record (the hits
 // of a CloudTrail record that feeds a correlation are remembered so too,
@@ -1208,9 +1232,39 @@ func (s *Set) Wants(ev *schema.Event, raw []byte) bool {
 			parserPool.Put(p)
 		}
 	}()
+	return s.wants(ev, raw, p)
+}
+
+// Wanter returns Wants with a Parser of its own, for one reader: not safe
+// for concurrent use (one goroutine at a time, as ingest.Reader and
+// Merger read), and it spares Wants' taking and giving back a shared
+// Parser per record.
+func (s *Set) Wanter() func(ev *schema.Event, raw []byte) bool {
+	p := new(Parser)
+	return func(ev *schema.Event, raw []byte) bool {
+		if len(raw) == 0 {
+			return s.mayMatch(ev)
+		}
+		return s.wants(ev, raw, p)
+	}
+}
+
+// wants is Wants for a record's text, with the caller's Parser.
+func (s *Set) wants(ev *schema.Event, raw []byte, p *Parser) bool {
 	hits, _, err := s.matchEvent(ev, raw, p, p.hits[:0], true)
 	p.hits = hits[:0]
 	if err == nil && len(hits) > 0 {
+		if bareEvent(ev) {
+			// (encoded, every hit's rule feeds no correlation: bareOK)
+			if bits, ok := s.marks.encode(hits); ok {
+				// carried by the event to the evaluator: no record, no
+				// shared map
+				// (with the print of its id, read here where the id's
+				// text was just written, for the burst it joins)
+				ev.Mark = schema.Mark{Owner: s.marks.owner, Bits: bits, More: idPrint(clip(ev.ID))}
+				return false
+			}
+		}
 		if bareEvent(ev) && s.bare.put(ev, hits) {
 			// remembered by the event's identity, not by a hash of the
 			// record's text; when the findings need only the event's

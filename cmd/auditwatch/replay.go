@@ -136,8 +136,9 @@ func replayMain(ctx context.Context, j *lifecycle.Job, args []string, stdin io.R
 			fmt.Fprintf(stderr, "replay: rule skipped: %s\n", escape.String(escape.Terminal, p.Error()))
 		}
 		opts.KeepRaw = true
-		// only where a rule may read it: the rest would be garbage
-		opts.WantRaw = rules.Wants
+		// only where a rule may read it: the rest would be garbage (the
+		// inputs are read by one goroutine, readMerged's)
+		opts.WantRaw = rules.Wanter()
 	}
 	if *learnUntil != "" {
 		t, err := time.Parse(time.RFC3339Nano, *learnUntil)
