@@ -22,6 +22,9 @@ type kafkaLatency struct {
 	revs     map[string]bool // finding revisions raised
 	stored   int             // of revs, stored (storage on)
 	appended float64         // events/s the appender kept
+	// CPU time over the appends and until detect took them all: the
+	// stages (this process) and the ClickHouse server.
+	cpu, serverCPU time.Duration
 }
 
 // runKafkaStagesLatency runs `ingest`, `detect` and `alert` in process on
@@ -40,8 +43,10 @@ func runKafkaStagesLatency(tb testing.TB, in liveInput, storage bool, rate int) 
 	audit := filepath.Join(work, "vault-audit.log")
 	findings := filepath.Join(work, "findings.jsonl")
 	storeYAML := ""
+	serverPID := 0
 	if storage {
 		srv := chtest.StartServer(tb)
+		serverPID = srv.PID
 		storeYAML = fmt.Sprintf("storage: {backend: clickhouse, database: kbench, clickhouse: {addr: [%q]}}\n", srv.Addr)
 	}
 	base := fmt.Sprintf(`sources:
@@ -104,12 +109,20 @@ files: {findings: %q}
 	stop, polled := make(chan struct{}), make(chan struct{})
 	go func() { defer close(polled); pollOutputs(tb, &arr, findings, nil, "", stop) }()
 	app := newAppender()
+	cpu0, scpu0 := procCPU(tb, os.Getpid()), time.Duration(0)
+	if serverPID != 0 {
+		scpu0 = procCPU(tb, serverPID)
+	}
 	n := app.run(tb, audit, in.rest, 2*rate, nil)
 	waitTaken((len(in.history)+n)/2, "all")
+	cpu, scpu := procCPU(tb, os.Getpid())-cpu0, time.Duration(0)
+	if serverPID != 0 {
+		scpu = procCPU(tb, serverPID) - scpu0
+	}
 	time.Sleep(2 * time.Second) // the last events' findings reach the file
 	close(stop)
 	<-polled
-	out := kafkaLatency{revs: map[string]bool{}, appended: app.rate() / 2}
+	out := kafkaLatency{revs: map[string]bool{}, appended: app.rate() / 2, cpu: cpu, serverCPU: scpu}
 	fs, _ := findingsByKey(tb, findings)
 	for k, f := range fs {
 		out.revs[k] = true
@@ -179,6 +192,7 @@ func BenchmarkKafkaStagesStoreLatency(b *testing.B) {
 	for range b.N {
 		in := kafkaLatencyInput(b, rate, seconds)
 		lat := map[bool][]time.Duration{}
+		cpu := map[bool]time.Duration{}
 		for round := range 2 {
 			for _, storage := range []bool{round == 1, round == 0} {
 				r := runKafkaStagesLatency(b, in, storage, rate)
@@ -188,8 +202,9 @@ func BenchmarkKafkaStagesStoreLatency(b *testing.B) {
 				if storage && r.stored < len(r.revs) {
 					b.Errorf("storage on: %d of %d finding revisions stored", r.stored, len(r.revs))
 				}
-				b.Logf("round %d storage %-5v: %.0f events/s appended, %d finding revisions, append→file p50 %.0f ms p99 %.0f ms max %.0f ms",
-					round+1, storage, r.appended, len(r.lat), ms(pct(r.lat, 0.5)), ms(pct(r.lat, 0.99)), ms(r.lat[len(r.lat)-1]))
+				b.Logf("round %d storage %-5v: %.0f events/s appended, %d finding revisions, append→file p50 %.0f ms p99 %.0f ms max %.0f ms; CPU stages %.1f s, ClickHouse server %.1f s",
+					round+1, storage, r.appended, len(r.lat), ms(pct(r.lat, 0.5)), ms(pct(r.lat, 0.99)), ms(r.lat[len(r.lat)-1]), r.cpu.Seconds(), r.serverCPU.Seconds())
+				cpu[storage] += r.cpu
 				if r.appended < 0.95*float64(rate) {
 					b.Errorf("storage %v: the appender kept %.0f events/s of %d", storage, r.appended, rate)
 				}
@@ -204,8 +219,9 @@ func BenchmarkKafkaStagesStoreLatency(b *testing.B) {
 			b.ReportMetric(ms(pct(d, 0.99)), "store_"+name+"_p99_ms")
 		}
 		on, off := lat[true], lat[false]
-		b.Logf("storage on ÷ off: p50 %.2fx, p99 %.2fx (%d and %d samples)",
-			float64(pct(on, 0.5))/float64(max(pct(off, 0.5), time.Millisecond)), float64(pct(on, 0.99))/float64(max(pct(off, 0.99), time.Millisecond)), len(on), len(off))
+		b.Logf("storage on ÷ off: p50 %.2fx, p99 %.2fx (%d and %d samples); stages' CPU %.2fx",
+			float64(pct(on, 0.5))/float64(max(pct(off, 0.5), time.Millisecond)), float64(pct(on, 0.99))/float64(max(pct(off, 0.99), time.Millisecond)), len(on), len(off),
+			cpu[true].Seconds()/max(cpu[false].Seconds(), 0.01))
 	}
 }
 
