@@ -23,7 +23,8 @@ type kafkaLatency struct {
 	stored   int             // of revs, stored (storage on)
 	appended float64         // events/s the appender kept
 	// CPU time over the appends and until detect took them all: the
-	// stages (this process) and the ClickHouse server.
+	// test process (the three stages, kfake, the appender and the poller)
+	// and the ClickHouse server.
 	cpu, serverCPU time.Duration
 }
 
@@ -202,7 +203,7 @@ func BenchmarkKafkaStagesStoreLatency(b *testing.B) {
 				if storage && r.stored < len(r.revs) {
 					b.Errorf("storage on: %d of %d finding revisions stored", r.stored, len(r.revs))
 				}
-				b.Logf("round %d storage %-5v: %.0f events/s appended, %d finding revisions, append→file p50 %.0f ms p99 %.0f ms max %.0f ms; CPU stages %.1f s, ClickHouse server %.1f s",
+				b.Logf("round %d storage %-5v: %.0f events/s appended, %d finding revisions, append→file p50 %.0f ms p99 %.0f ms max %.0f ms; CPU of this process (stages, kfake, appender, poller) %.1f s, ClickHouse server %.1f s",
 					round+1, storage, r.appended, len(r.lat), ms(pct(r.lat, 0.5)), ms(pct(r.lat, 0.99)), ms(r.lat[len(r.lat)-1]), r.cpu.Seconds(), r.serverCPU.Seconds())
 				cpu[storage] += r.cpu
 				if r.appended < 0.95*float64(rate) {
@@ -219,7 +220,7 @@ func BenchmarkKafkaStagesStoreLatency(b *testing.B) {
 			b.ReportMetric(ms(pct(d, 0.99)), "store_"+name+"_p99_ms")
 		}
 		on, off := lat[true], lat[false]
-		b.Logf("storage on ÷ off: p50 %.2fx, p99 %.2fx (%d and %d samples); stages' CPU %.2fx",
+		b.Logf("storage on ÷ off: p50 %.2fx, p99 %.2fx (%d and %d samples); this process's CPU %.2fx",
 			float64(pct(on, 0.5))/float64(max(pct(off, 0.5), time.Millisecond)), float64(pct(on, 0.99))/float64(max(pct(off, 0.99), time.Millisecond)), len(on), len(off),
 			cpu[true].Seconds()/max(cpu[false].Seconds(), 0.01))
 	}
