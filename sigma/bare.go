@@ -232,15 +232,16 @@ type marks struct {
 	owner uint64
 	// hits: bit position → the hit (CloudTrail single rules that feed no
 	// correlation, in load order, at most 64)
+	// (a rule's bit is in the rule itself, markPos, valid while
+	// markOwner is this owner)
 	hits []Hit
-	pos  map[*Rule]uint8
 }
 
 // markOwners numbers the Sets (from 1: owner 0 is no mark).
 var markOwners atomic.Uint64
 
 func newMarks(s *Set) marks {
-	m := marks{owner: markOwners.Add(1), pos: map[*Rule]uint8{}}
+	m := marks{owner: markOwners.Add(1)}
 	for _, r := range s.single {
 		if len(m.hits) == 64 {
 			break
@@ -248,7 +249,7 @@ func newMarks(s *Set) marks {
 		if sourceOf(r.LogSource) != srcCloudTrail || len(s.feeds[r]) > 0 {
 			continue
 		}
-		m.pos[r] = uint8(len(m.hits))
+		r.markOwner, r.markPos = m.owner, uint8(len(m.hits))
 		m.hits = append(m.hits, Hit{Rule: r, Standalone: !r.referenced || r.generated})
 	}
 	return m
@@ -260,8 +261,11 @@ func (m *marks) encode(hits []Hit) (uint64, bool) {
 	var b uint64
 	last := -1
 	for _, h := range hits {
-		p, ok := m.pos[h.Rule]
-		if !ok || int(p) <= last || m.hits[p] != h {
+		if h.Rule == nil || h.Rule.markOwner != m.owner {
+			return 0, false
+		}
+		p := h.Rule.markPos
+		if int(p) <= last || int(p) >= len(m.hits) || m.hits[p] != h {
 			return 0, false
 		}
 		b |= 1 << p

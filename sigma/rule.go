@@ -79,6 +79,10 @@ type Rule struct {
 	// none of them asks to generate it: it then raises no findings itself.
 	referenced bool
 	generated  bool
+	// markOwner, markPos: the rule's bit in the marks of the Set built
+	// last with it (see marks)
+	markOwner uint64
+	markPos   uint8
 }
 
 // IsCorrelation reports whether r is a correlation rule.

@@ -51,6 +51,8 @@ type Set struct {
 	// (sub2) one of which its condition needs (nil: none); checked from
 	// the normalized event, for rules the index does not place
 	need2 [][]string
+	// hot: per single rule, what matchEvent reads of it side by side
+	hot []hotRule
 	// noPrefilter evaluates every candidate (differential tests)
 	noPrefilter bool
 	// memo: hits found by Wants, for Evaluator.Process
@@ -490,6 +492,21 @@ func (s *Set) buildIndex() {
 			}
 		}
 	}
+	s.hot = make([]hotRule, len(s.single))
+	for i, r := range s.single {
+		s.hot[i] = hotRule{need2: s.need2[i], pre: s.pre[i] != nil, uaOnly: s.uaOnly[i], r: r, det: r.det, cond: r.det.cond}
+	}
+}
+
+// hotRule is what matchEvent reads of a candidate rule for every record,
+// side by side in one array (need2, pre, uaOnly and the rule's condition),
+// rather than from five places in memory.
+type hotRule struct {
+	need2       []string
+	pre, uaOnly bool
+	r           *Rule
+	det         *detection
+	cond        node
 }
 
 // leading: per source, the top-level members records begin with (as
@@ -915,16 +932,17 @@ func (s *Set) matchEvent(ev *schema.Event, raw []byte, p *Parser, out []Hit, ser
 		} else {
 			i, c = c[0], c[1:]
 		}
-		if need := s.need2[i]; need != nil && key2ok && !s.noPrefilter && !slices.Contains(need, key2) {
+		h := &s.hot[i]
+		if need := h.need2; need != nil && key2ok && !s.noPrefilter && !slices.Contains(need, key2) {
 			continue
 		}
-		if ua != "" && s.uaOnly[i] {
+		if ua != "" && h.uaOnly {
 			// evaluated on the event's user agent: cheaper than any
 			// search of the record's text
 			p.cands = append(p.cands, i)
 			continue
 		}
-		if pre := s.pre[i]; pre != nil && !s.noPrefilter && p.usePre(i) {
+		if h.pre && !s.noPrefilter && p.usePre(i) {
 			held, known := s.holdsOne(p, i, raw, key)
 			if known {
 				p.preStat[i].checks++
@@ -949,8 +967,8 @@ func (s *Set) matchEvent(ev *schema.Event, raw []byte, p *Parser, out []Hit, ser
 	}
 	n := len(out)
 	for _, i := range p.cands {
-		r := s.single[i]
-		if r.det.cond.eval(rec, r.det) {
+		if h := &s.hot[i]; h.cond.eval(rec, h.det) {
+			r := h.r
 			out = append(out, Hit{Rule: r, Standalone: !r.referenced || r.generated})
 		}
 	}
