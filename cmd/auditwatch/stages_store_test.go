@@ -202,12 +202,13 @@ type storedStages struct {
 	Labels   []label
 	Cfgs     map[string]string
 	Addrs    map[string]string
+	Brokers  []string
 	db       *store.DB
 }
 
 func newStoredStages(t *testing.T) *storedStages {
 	brokers := kafkatest.NewCluster(t, 3, "events", "events-by-ip", "findings")
-	r := &storedStages{t: t, srv: chtest.StartServer(t), Cfgs: map[string]string{}, Addrs: map[string]string{}}
+	r := &storedStages{t: t, srv: chtest.StartServer(t), Cfgs: map[string]string{}, Addrs: map[string]string{}, Brokers: brokers}
 	scen := filepath.Join(findRoot(t), "testdata", "openbao-scenario")
 	work := t.TempDir()
 	r.Drop = filepath.Join(work, "drop")
