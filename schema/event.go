@@ -157,7 +157,24 @@ type Event struct {
 	// there the rules a record matched when read, so that the record need
 	// not be kept. Zero when none; never serialized nor stored.
 	Mark Mark `json:"-"`
+
+	// Spans locates values in the text of the record the event was
+	// normalized from, where the reader read them in place (see Spans).
+	// Zero when not read so; never serialized nor stored.
+	Spans Spans `json:"-"`
 }
+
+// Spans: see Event.Spans. For a CloudTrail record read in place (one
+// object, no escapes in the keys and strings read, no duplicated
+// userIdentity, arn, sessionContext or sessionIssuer): IdentityARN is the
+// string userIdentity.arn and IssuerType the string
+// userIdentity.sessionContext.sessionIssuer.type (served only when not
+// duplicated and without escapes).
+type Spans struct{ IdentityARN, IssuerType Span }
+
+// Span is a string value's text (without its quotes) in a record's text:
+// Len bytes from Off. Off 0 (where no string can start): none.
+type Span struct{ Off, Len uint32 }
 
 // Mark: see Event.Mark. Owner names the one that set it (zero: none); Bits
 // and More are the owner's.

@@ -43,6 +43,10 @@ type Record struct {
 	// uit: a lazy CloudTrail record's userIdentity.type, as the reader
 	// normalized it ("": read from the text; see servedType)
 	uit string
+	// spans: where the reader located a lazy CloudTrail record's
+	// userIdentity.arn and sessionContext.sessionIssuer.type in raw (see
+	// servedSpan)
+	spans schema.Spans
 }
 
 // uaField is the CloudTrail field a lazy record may be given (Record.ua).
@@ -87,6 +91,33 @@ func servedType(ev *schema.Event) string {
 	default:
 		return t
 	}
+}
+
+// servedSpan is the string at path when the reader located it in the
+// record's text (Record.spans, from the event's schema.Spans): the
+// userIdentity.arn and userIdentity.sessionContext.sessionIssuer.type of a
+// CloudTrail record cloudtrail.Parser.ParseLine read in place (under
+// uaField's contract: one object, no escapes, no duplicated userIdentity,
+// arn, sessionContext or sessionIssuer, no envelope member; a duplicated
+// type is not located). Those objects' keys have no escapes, and a key is
+// looked up before any dotted form of it (rawFind), so the path's value is
+// exactly that string. ok is false when not located: the text is read
+// then. TestServedSpansAgree and FuzzServedUserAgent check this against
+// the reader.
+func (r *Record) servedSpan(path []string) (string, bool) {
+	var sp schema.Span
+	switch {
+	case r.spans == schema.Spans{}:
+		return "", false
+	case len(path) == 2 && path[1] == "arn" && path[0] == uiField:
+		sp = r.spans.IdentityARN
+	case len(path) == 4 && path[3] == "type" && path[2] == "sessionIssuer" && path[1] == "sessionContext" && path[0] == uiField:
+		sp = r.spans.IssuerType
+	}
+	if sp.Off == 0 || uint64(sp.Off)+uint64(sp.Len) > uint64(len(r.raw)) {
+		return "", false
+	}
+	return b2s(r.raw[sp.Off : sp.Off+sp.Len]), true
 }
 
 type topMember struct {
@@ -394,6 +425,8 @@ func (r *Record) each(path []string, all bool, f func(s string, null bool) bool)
 		return f(r.ua, false)
 	} else if r.uit != "" && len(path) == 2 && path[1] == "type" && path[0] == uiField {
 		return f(r.uit, false)
+	} else if s, ok := r.servedSpan(path); ok {
+		return f(s, false)
 	} else {
 		// a path through objects only is resolved once per record, for
 		// every rule that reads it

@@ -105,6 +105,76 @@ detection:
   condition: s and not f
 `
 
+// spanRules read userIdentity.arn and the session issuer's type, alone
+// or with other fields.
+const spanRules = `title: arn-re
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.arn|re: '.+:assumed-role/aws:.+'
+  f:
+    eventSource: ssm.amazonaws.com
+  condition: s and not f
+---
+title: arn-null
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.arn: null
+  condition: s
+---
+title: arn-empty
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.arn: ''
+  condition: s
+---
+title: arn-absent
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.arn|exists: false
+  condition: s
+---
+title: arn-cased
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.arn|cased|contains: ':assumed-role/'
+  condition: s
+---
+title: issuer-eq
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.sessionContext.sessionIssuer.type: Role
+  condition: s
+---
+title: issuer-null
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.sessionContext.sessionIssuer.type: null
+  condition: s
+---
+title: issuer-absent
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.sessionContext.sessionIssuer.type|exists: false
+  condition: s
+---
+title: issuer-not-arn
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s:
+    userIdentity.arn|startswith: 'arn:aws:sts'
+  f:
+    userIdentity.sessionContext.sessionIssuer.type|cased: Role
+  condition: s and not f
+`
+
 // servedSet is the pack, SigmaHQ's rules when ../shared is there,
 // uaRules and typeRules.
 func servedSet(t testing.TB) *Set {
@@ -119,10 +189,11 @@ func servedSet(t testing.TB) *Set {
 	res := ParseFiles(files, Options{})
 	rules, probs := ParseFile("ua.yml", []byte(uaRules), Options{})
 	trules, tprobs := ParseFile("type.yml", []byte(typeRules), Options{})
-	if len(probs) > 0 || len(tprobs) > 0 || len(res.Invalid) > 0 {
-		t.Fatal(probs, tprobs, res.Invalid)
+	srules, sprobs := ParseFile("span.yml", []byte(spanRules), Options{})
+	if len(probs) > 0 || len(tprobs) > 0 || len(sprobs) > 0 || len(res.Invalid) > 0 {
+		t.Fatal(probs, tprobs, sprobs, res.Invalid)
 	}
-	rules = append(rules, trules...)
+	rules = append(append(rules, trules...), srules...)
 	s, err := Build(append(res.Rules, rules...), res.Unsupported)
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +231,7 @@ func readWanted(t testing.TB, lines [][]byte) []wanted {
 // servedEvent is what matchEvent reads of the reader's event.
 func servedEvent(w wanted) schema.Event {
 	return schema.Event{Source: w.ev.Source, Action: w.ev.Action, Resource: w.ev.Resource, UserAgent: w.ev.UserAgent,
-		PrincipalType: w.ev.PrincipalType, InvokedBy: w.ev.InvokedBy, Raw: w.raw}
+		PrincipalType: w.ev.PrincipalType, InvokedBy: w.ev.InvokedBy, Spans: w.ev.Spans, Raw: w.raw}
 }
 
 // checkServed: the hits of a record read with the event's user agent and
@@ -170,6 +241,22 @@ func servedEvent(w wanted) schema.Event {
 // exactly that value at userIdentity.type. It reports whether the user
 // agent and the type were served.
 func checkServed(t *testing.T, s *Set, w wanted) (ua, typ bool) {
+	ua, typ, _, _ = checkServedAll(t, s, w)
+	return ua, typ
+}
+
+// spanText is the text a span locates in raw ("", false: none).
+func spanText(raw []byte, sp schema.Span) (string, bool) {
+	if sp.Off == 0 {
+		return "", false
+	}
+	return string(raw[sp.Off : sp.Off+sp.Len]), true
+}
+
+// checkServedAll is checkServed, which also checks the strings the
+// reader located (schema.Spans: userIdentity.arn and the session issuer's
+// type) and reports whether each was served.
+func checkServedAll(t *testing.T, s *Set, w wanted) (ua, typ, arn, issuer bool) {
 	t.Helper()
 	var p1, p2, p3 Parser
 	e := servedEvent(w)
@@ -186,7 +273,7 @@ func checkServed(t *testing.T, s *Set, w wanted) (ua, typ bool) {
 		t.Fatalf("%s (user agent %q): hits %v served, %v parsed whole", w.raw, w.ev.UserAgent, got, want)
 	}
 	if w.ev.Source != schema.SourceCloudTrail || bytes.IndexByte(w.raw, '\\') >= 0 {
-		return false, false
+		return
 	}
 	lazy, ok := p3.parseLazy(w.raw, w.ev.Source)
 	if !ok {
@@ -196,8 +283,23 @@ func checkServed(t *testing.T, s *Set, w wanted) (ua, typ bool) {
 		path  []string
 		value string
 		ok    *bool
-	}{{[]string{uaField}, w.ev.UserAgent, &ua}, {[]string{uiField, "type"}, servedType(&w.ev), &typ}} {
-		if c.value == "" {
+		span  bool // a located string: "" is a value too
+	}{
+		{[]string{uaField}, w.ev.UserAgent, &ua, false},
+		{[]string{uiField, "type"}, servedType(&w.ev), &typ, false},
+		{[]string{uiField, "arn"}, "", &arn, true},
+		{[]string{uiField, "sessionContext", "sessionIssuer", "type"}, "", &issuer, true},
+	} {
+		if c.span {
+			sp := w.ev.Spans.IdentityARN
+			if len(c.path) == 4 {
+				sp = w.ev.Spans.IssuerType
+			}
+			var ok bool
+			if c.value, ok = spanText(w.raw, sp); !ok {
+				continue
+			}
+		} else if c.value == "" {
 			continue
 		}
 		*c.ok = true
@@ -215,7 +317,7 @@ func checkServed(t *testing.T, s *Set, w wanted) (ua, typ bool) {
 			}
 		}
 	}
-	return ua, typ
+	return ua, typ, arn, issuer
 }
 
 // TestServedUserAgentAgrees: Wants reads a CloudTrail record's userAgent
@@ -287,8 +389,9 @@ func TestServedUserAgentAgrees(t *testing.T) {
 }
 
 // FuzzServedUserAgent: for any line, every record the reader hands Wants
-// gives the same hits read with the event's user agent and principal type
-// as parsed whole.
+// gives the same hits read with the event's user agent, principal type
+// and located strings (schema.Spans) as parsed whole, and each served
+// value is the record's.
 func FuzzServedUserAgent(f *testing.F) {
 	f.Add([]byte(`{"eventVersion":"1.09","eventName":"GetCallerIdentity","eventID":"a","userAgent":"TruffleHog","userAgent":"x"}`))
 	f.Add([]byte(`{"eventVersion":"1.09","eventName":"X","eventID":"a","userIdentity":{"userAgent":"TruffleHog"},"userAgent":"aws-cli/2"}`))
@@ -300,6 +403,9 @@ func FuzzServedUserAgent(f *testing.F) {
 	f.Add([]byte(`{"eventName":"X","eventID":"a","userIdentity":{"invokedBy":"s3.amazonaws.com","accountId":"1"}}`))
 	f.Add([]byte(`{"eventName":"X","eventID":"a","userIdentity":{"type":"AssumedRole","sessionContext":{"sessionIssuer":{"type":"Role"}}}}`))
 	f.Add([]byte(`{"eventName":"X","eventID":"a","userIdentity":[{"type":"Root"}],"userIdentity.type":"Root"}`))
+	f.Add([]byte(`{"eventName":"X","eventID":"a","userIdentity":{"arn":"arn:aws:sts::1:assumed-role/aws:x/i","sessionContext":{"sessionIssuer":{"type":"Role","type":"Root"}}}}`))
+	f.Add([]byte(`{"eventName":"X","eventID":"a","userIdentity":{"sessionContext":{"sessionIssuer.type":"Role","sessionIssuer":{"type":7}}},"userIdentity.arn":"a"}`))
+	f.Add([]byte(`{"eventName":"X","eventID":"a","userIdentity":{"arn":"","sessionContext":{"sessionIssuer":{"type":""}}}}`))
 	s := servedSet(f)
 	f.Fuzz(func(t *testing.T, line []byte) {
 		for _, w := range readWanted(t, [][]byte{line}) {
@@ -381,5 +487,97 @@ func TestServedTypeAgrees(t *testing.T) {
 	}
 	if served < 1000 || hits == 0 || roots < 3 {
 		t.Fatalf("%d records served their type, %d hits, %d of type-eq: the test exercises nothing", served, hits, roots)
+	}
+}
+
+// TestServedSpansAgree: Wants reads a CloudTrail record's
+// userIdentity.arn and userIdentity.sessionContext.sessionIssuer.type
+// where the reader located them (schema.Spans, servedSpan). Over generated
+// traffic, records built for every rule, and hostile records (either one
+// duplicated, nested elsewhere, of another type, null, empty, escaped in
+// its value or key, in another letter case, non-ASCII, in dotted keys at
+// any level, in objects duplicated or of another type, inside an
+// envelope), every record the reader hands Wants gives the same hits as
+// parsed whole, and a located string is exactly what the record's text
+// holds at its path.
+func TestServedSpansAgree(t *testing.T) {
+	s := servedSet(t)
+	lines := benchRecords(t, 8000)
+	for _, r := range s.single {
+		for _, want := range []bool{true, false} {
+			b, err := json.Marshal(buildRecord(t, r, want))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, b)
+		}
+	}
+	head := `{"eventVersion":"1.09","eventTime":"2026-01-01T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","eventID":"s-`
+	ar := `"arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1"`
+	for _, body := range []string{
+		`1","userIdentity":{"type":"AssumedRole","arn":` + ar + `}`,
+		`2","userIdentity":{"arn":"x","arn":` + ar + `}`,
+		`3","userIdentity":{"arn":"x"},"userIdentity":{"arn":` + ar + `}`,
+		`4","userIdentity":{"arn":7}`,
+		`5","userIdentity":{"arn":null}`,
+		`6","userIdentity":{"arn":""}`,
+		`7","userIdentity":{"arn":[` + ar + `]}`,
+		`8","userIdentity":{"arn":{"x":` + ar + `}}`,
+		`9","userIdentity":{"arn":"arn:aws:sts::1:assumed-role\/aws:x/i"}`,
+		`10","userIdentity":{"a\u0072n":` + ar + `}`,
+		`11","userIdentity":{"type":"IAMUser"},"userIdentity.arn":` + ar,
+		`12","userIdentity":{"arn":"x"},"userIdentity.arn":` + ar,
+		`13","userIdentity":{"sessionContext":{"arn":` + ar + `}}`,
+		`14","userIdentity":{"type":"AssumedRole","arn":` + ar + `,"sessionContext":{"sessionIssuer":{"type":"Role","arn":"arn:aws:iam::1:role/r"}}}`,
+		`15","userIdentity":{"sessionContext":{"sessionIssuer":{"type":"Role","type":"Root"}}}`,
+		`16","userIdentity":{"sessionContext":{"sessionIssuer":{"type":"Root","type":"Role"}}}`,
+		`17","userIdentity":{"sessionContext":{"sessionIssuer":{"type":"R\u006fle"}}}`,
+		`18","userIdentity":{"sessionContext":{"sessionIssuer":{"type":7}}}`,
+		`19","userIdentity":{"sessionContext":{"sessionIssuer":{"type":null}}}`,
+		`20","userIdentity":{"sessionContext":{"sessionIssuer":{"type":""}}}`,
+		`21","userIdentity":{"sessionContext":{"sessionIssuer":{"type":["Role"]}}}`,
+		`22","userIdentity":{"sessionContext":{"sessionIssuer":{"type":{"type":"Role"}}}}`,
+		`23","userIdentity":{"sessionContext":{"sessionIssuer":{"type":"Root"},"sessionIssuer":{"type":"Role"}}}`,
+		`24","userIdentity":{"sessionContext":{"sessionIssuer":{"type":"Root"}},"sessionContext":{"sessionIssuer":{"type":"Role"}}}`,
+		`25","userIdentity":{"sessionContext.sessionIssuer":{"type":"Role"}}`,
+		`26","userIdentity":{"sessionContext":{"sessionIssuer.type":"Role"}}`,
+		`27","userIdentity":{"sessionContext":{"sessionIssuer":{"type":"Root"},"sessionIssuer.type":"Role"}}`,
+		`28","userIdentity":{"sessionContext":{"sessionIssuer":[{"type":"Role"}]}}`,
+		`29","userIdentity":{"sessionContext":[{"sessionIssuer":{"type":"Role"}}]}`,
+		`30","userIdentity":{"sessionContext":{"sessionIssuer":{"Type":"Role","type":"role"}}}`,
+		"31\",\"userIdentity\":{\"arn\":\"arn:aws:sts::1:assumed-role/aws:\u212A/i\",\"sessionContext\":{\"sessionIssuer\":{\"type\":\"\u212Aole\"}}}",
+		`32","userIdentity" : { "arn" : ` + ar + ` , "sessionContext" : { "sessionIssuer" : { "type" : "Role" } } }`,
+		`33","userIdentity":{"type":"AssumedRole"},"userIdentity.sessionContext.sessionIssuer.type":"Role"`,
+		`34","userIdentity":{"sessionContext":{"attributes":{"type":"Role","arn":"a"},"sessionIssuer":{"userName":"u","arn":"b","type":"Role"}},"arn":` + ar + `}`,
+		`35","userIdentity":{"sessionContext":null,"arn":null}`,
+		`36","userIdentity":"x","userIdentity.arn":` + ar,
+	} {
+		lines = append(lines, []byte(head+body+"}"))
+	}
+	lines = append(lines, []byte(`{"version":"0","id":"x","detail-type":"AWS API Call via CloudTrail","source":"aws.sts","detail":{"eventVersion":"1.09","eventTime":"2026-01-01T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","eventID":"s-37","userIdentity":{"arn":`+ar+`}},"userIdentity":{"arn":"x","sessionContext":{"sessionIssuer":{"type":"Role"}}}}`))
+	arns, issuers, hits := 0, 0, map[string]int{}
+	for _, w := range readWanted(t, lines) {
+		if _, _, arn, issuer := checkServedAll(t, s, w); arn || issuer {
+			if arn {
+				arns++
+			}
+			if issuer {
+				issuers++
+			}
+		}
+		var p Parser
+		e := servedEvent(w)
+		h, _, _ := s.matchEvent(&e, e.Raw, &p, nil, true)
+		for _, x := range h {
+			hits[x.Rule.Title]++
+		}
+	}
+	for _, r := range []string{"arn-re", "arn-null", "arn-empty", "arn-absent", "arn-cased", "issuer-eq", "issuer-null", "issuer-absent", "issuer-not-arn"} {
+		if hits[r] == 0 {
+			t.Errorf("rule %s hit nothing: the test does not exercise it", r)
+		}
+	}
+	if arns < 1000 || issuers < 1000 {
+		t.Fatalf("%d records served their arn, %d their issuer's type: the test exercises nothing", arns, issuers)
 	}
 }

@@ -920,9 +920,9 @@ func (s *Set) matchEvent(ev *schema.Event, raw []byte, p *Parser, out []Hit, ser
 	} else {
 		clear(p.found[:len(s.lits)])
 	}
-	ua, uit := "", ""
+	ua, uit, spans := "", "", schema.Spans{}
 	if servedUA && src == srcCloudTrail {
-		ua, uit = ev.UserAgent, servedType(ev)
+		ua, uit, spans = ev.UserAgent, servedType(ev), ev.Spans
 	}
 	a, c := ix.always, cand
 	for len(a) > 0 || len(c) > 0 {
@@ -963,7 +963,7 @@ func (s *Set) matchEvent(ev *schema.Event, raw []byte, p *Parser, out []Hit, ser
 			return out, nil, err
 		}
 	} else {
-		rec.ua, rec.uit = ua, uit
+		rec.ua, rec.uit, rec.spans = ua, uit, spans
 	}
 	n := len(out)
 	for _, i := range p.cands {

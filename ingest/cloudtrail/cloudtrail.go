@@ -200,6 +200,12 @@ type rawIdentity struct {
 	object bool // userIdentity is an object
 	typ, arn, accountID, accessKeyID, userName, invokedBy, principalID,
 	issuerARN, issuerUserName []byte
+	// read in place only (lineIdentity): sessionContext.sessionIssuer.type
+	// when a string without escapes, not duplicated (nil otherwise); and
+	// where it and arn start, from the block's start (0: none; see
+	// schema.Spans)
+	issuerType          []byte
+	arnAt, issuerTypeAt int
 }
 
 // signinKeys are the responseElements fields sign-in events report their

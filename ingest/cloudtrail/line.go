@@ -2,6 +2,7 @@ package cloudtrail
 
 import (
 	"bytes"
+	"math"
 	"strings"
 
 	"auditwatch/ingest/jsonx"
@@ -31,6 +32,7 @@ func (p *Parser) ParseLine(b []byte, fb Fallback, ev *schema.Event) (err error, 
 	var r raw
 	var eventTime, pEventTime []byte
 	var seen uint32
+	uiAt := 0 // where the userIdentity object starts
 	end := jsonx.Object(b, 0, d0+1, func(key []byte, esc bool, v int) int {
 		if esc {
 			return -1
@@ -101,6 +103,7 @@ func (p *Parser) ParseLine(b []byte, fb Fallback, ev *schema.Event) (err error, 
 				return jsonx.Skip(b, v, d0+2)
 			}
 			r.ui.object = true
+			uiAt = v
 			return p.lineIdentityMemo(b, v, d0, &r.ui)
 		case 1 << 13:
 			if b[v] != '{' {
@@ -142,7 +145,23 @@ func (p *Parser) ParseLine(b []byte, fb Fallback, ev *schema.Event) (err error, 
 	if !r.hasTime {
 		r.time, r.hasTime = parseTime(pEventTime)
 	}
-	return p.normalize(&r, fb, ev), true
+	err = p.normalize(&r, fb, ev)
+	if uiAt > 0 && len(b) <= math.MaxUint32 {
+		ev.Spans = schema.Spans{
+			IdentityARN: span(uiAt, r.ui.arnAt, len(r.ui.arn)),
+			IssuerType:  span(uiAt, r.ui.issuerTypeAt, len(r.ui.issuerType)),
+		}
+	}
+	return err, true
+}
+
+// span is the schema.Span of a string read in place at rel (0: none) from
+// the start at of the block it lies in.
+func span(at, rel, n int) schema.Span {
+	if rel == 0 {
+		return schema.Span{}
+	}
+	return schema.Span{Off: uint32(at + rel), Len: uint32(n)}
 }
 
 // lineString reads the value at b[v] into *dst when it is a string
@@ -162,6 +181,21 @@ func lineString(b []byte, v, depth int, dst *[]byte) int {
 
 // lineIdentity reads the userIdentity object at b[v] (depth 2).
 func lineIdentity(b []byte, v, d0 int, ui *rawIdentity) int {
+	end := lineIdentityFields(b, v, d0, ui)
+	// where the strings read in place start, from the block's start (a
+	// slice f of b starts at cap(b)-cap(f))
+	at := func(f []byte) int {
+		if f == nil {
+			return 0
+		}
+		return cap(b) - cap(f) - v
+	}
+	ui.arnAt, ui.issuerTypeAt = at(ui.arn), at(ui.issuerType)
+	return end
+}
+
+// lineIdentityFields is lineIdentity's reading of the fields.
+func lineIdentityFields(b []byte, v, d0 int, ui *rawIdentity) int {
 	var seen uint16
 	return jsonx.Object(b, v, d0+2, func(key []byte, esc bool, v int) int {
 		if esc {
@@ -215,11 +249,27 @@ func lineIdentity(b []byte, v, d0 int, ui *rawIdentity) int {
 				return jsonx.Skip(b, v, d0+4)
 			}
 			var arnSeen, nameSeen bool
+			typeN := 0
 			return jsonx.Object(b, v, d0+4, func(key []byte, esc bool, v int) int {
 				if esc {
 					return -1
 				}
 				switch string(key) {
+				case "type":
+					// read for the reader's hook only (schema.Spans): a
+					// duplicated, escaped or non-string type is no reason
+					// to decline the record
+					typeN++
+					ui.issuerType = nil
+					if b[v] == '"' {
+						if end, esc := jsonx.String(b, v); end >= 0 {
+							if typeN == 1 && !esc {
+								ui.issuerType = b[v+1 : end-1]
+							}
+							return end
+						}
+					}
+					return jsonx.Skip(b, v, d0+5)
 				case "arn":
 					if arnSeen {
 						return -1
@@ -338,6 +388,7 @@ func (p *Parser) lineIdentityMemo(b []byte, v, d0 int, ui *rawIdentity) int {
 		typ: at(ui.typ), arn: at(ui.arn), accountID: at(ui.accountID), accessKeyID: at(ui.accessKeyID),
 		userName: at(ui.userName), invokedBy: at(ui.invokedBy), principalID: at(ui.principalID),
 		issuerARN: at(ui.issuerARN), issuerUserName: at(ui.issuerUserName),
+		issuerType: at(ui.issuerType), arnAt: ui.arnAt, issuerTypeAt: ui.issuerTypeAt,
 	}
 	return end
 }

@@ -35,6 +35,28 @@ func compareLine(t *testing.T, line, general *Parser, in []byte, fb Fallback) bo
 			t.Fatalf("%s\nParseLine took a record with the envelope key %q", in, k)
 		}
 	}
+	// the spans hold exactly the strings Parse reads there; arn is always
+	// located (an escaped or duplicated one is declined)
+	sp := got.Spans
+	got.Spans = schema.Spans{}
+	for _, c := range []struct {
+		s    schema.Span
+		v    *fastjson.Value
+		must bool
+	}{
+		{sp.IdentityARN, v.Get("userIdentity", "arn"), true},
+		{sp.IssuerType, v.Get("userIdentity", "sessionContext", "sessionIssuer", "type"), false},
+	} {
+		if c.s.Off == 0 {
+			if c.must && gerr == nil && c.v != nil && c.v.Type() == fastjson.TypeString && v.Get("userIdentity").Type() == fastjson.TypeObject {
+				t.Fatalf("%s\nuserIdentity.arn %s not located", in, c.v)
+			}
+			continue
+		}
+		if c.v == nil || c.v.Type() != fastjson.TypeString || int(c.s.Off+c.s.Len) > len(in) || string(in[c.s.Off:c.s.Off+c.s.Len]) != string(c.v.GetStringBytes()) {
+			t.Fatalf("%s\nspan %+v, Parse reads %v", in, c.s, c.v)
+		}
+	}
 	var want schema.Event
 	werr := general.Parse(v, fb, &want)
 	if (gerr == nil) != (werr == nil) || (gerr != nil && gerr.Error() != werr.Error()) {
@@ -239,4 +261,46 @@ func FuzzParseLineIdentityMemo(f *testing.F) {
 			compareLine(t, &line, &general, in, fb)
 		}
 	})
+}
+
+// ParseLine locates userIdentity.arn and the session issuer's type where
+// they are plain strings, read in place or from the identity memo, and
+// nowhere else.
+func TestParseLineSpans(t *testing.T) {
+	long := `"principalId":"AROAE4QVLRJ5LWEXCGXBJ:i-0e75aefee291763f6",`
+	for _, c := range []struct {
+		ui        string
+		arn, typ  string // "": no span
+		duplicate bool
+	}{
+		{ui: `{` + long + `"arn":"arn:aws:sts::1:assumed-role/r/s","sessionContext":{"sessionIssuer":{"type":"Role","arn":"x"}}}`, arn: "arn:aws:sts::1:assumed-role/r/s", typ: "Role"},
+		{ui: `{` + long + `"arn":"","sessionContext":{"sessionIssuer":{"type":""}}}`, arn: "", typ: ""},
+		{ui: `{` + long + `"arn":"a","sessionContext":{"sessionIssuer":{"type":"Role","type":"Root"}}}`, arn: "a", duplicate: true},
+		{ui: `{` + long + `"arn":"a","sessionContext":{"sessionIssuer":{"type":"R\u006fle"}}}`, arn: "a", duplicate: true},
+		{ui: `{` + long + `"arn":"a","sessionContext":{"sessionIssuer":{"type":7}}}`, arn: "a", duplicate: true},
+		{ui: `{` + long + `"arn":"a","sessionContext":{"type":"Role","sessionIssuer":"Role"}}`, arn: "a", duplicate: true},
+		{ui: `{` + long + `"arn":null,"sessionContext.sessionIssuer.type":"Role"}`, duplicate: true},
+	} {
+		line := Parser{Strings: intern.New(64, 0)}
+		for _, id := range []string{"a", "b"} { // the second from the memo
+			in := identityRecord(id, c.ui)
+			var ev schema.Event
+			if err, ok := line.ParseLine(in, Fallback{Now: fixedNow}, &ev); !ok || err != nil {
+				t.Fatalf("%s: declined (%v)", in, err)
+			}
+			get := func(s schema.Span) (string, bool) {
+				if s.Off == 0 {
+					return "", false
+				}
+				return string(in[s.Off : s.Off+s.Len]), true
+			}
+			arn, arnOK := get(ev.Spans.IdentityARN)
+			typ, typOK := get(ev.Spans.IssuerType)
+			wantARN := !strings.Contains(c.ui, `"arn":null`)
+			wantTyp := !c.duplicate
+			if arnOK != wantARN || arn != c.arn || typOK != wantTyp || typ != c.typ {
+				t.Fatalf("%s: arn %q %v, issuer type %q %v; want %q %v, %q %v", in, arn, arnOK, typ, typOK, c.arn, wantARN, c.typ, wantTyp)
+			}
+		}
+	}
 }
