@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func runKafkaStagesLatency(tb testing.TB, in liveInput, storage bool, rate int) 
 detectors:
   learn_until: %s
 files: {findings: %q}
-%slogging: {level: warn, format: text}
+%slogging: {level: info, format: text}
 `, audit, kafkaStreamYAML(brokers[0], "1s"), filepath.Join(work, "state"), in.restStart.Format(time.RFC3339Nano), findings, storeYAML)
 	cfgs, addrs := map[string]string{}, map[string]string{}
 	for _, st := range []string{"ingest", "detect", "alert"} {
@@ -103,9 +104,32 @@ files: {findings: %q}
 		return v
 	}
 	waitTaken := func(n int, what string) {
-		for deadline := time.Now().Add(5 * time.Minute); taken() < float64(n); time.Sleep(100 * time.Millisecond) {
+		for deadline := time.Now().Add(3 * time.Minute); taken() < float64(n); time.Sleep(100 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				tb.Fatalf("storage %v: detect took %.0f of %d events (%s) in 5 minutes", storage, taken(), n, what)
+				// What the stages show, then their logs (the deferred
+				// stop prints them on a non-zero exit only).
+				var dump strings.Builder
+				for _, st := range []string{"ingest", "detect"} {
+					for _, page := range []string{"/readyz", "/metrics"} {
+						resp, err := http.Get("http://" + addrs[st] + page)
+						if err != nil {
+							continue
+						}
+						body, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						for _, l := range strings.Split(string(body), "\n") {
+							if page == "/readyz" || strings.Contains(l, "partitions") || strings.Contains(l, "lag") || strings.Contains(l, "store") || strings.Contains(l, "events_total") {
+								if !strings.HasPrefix(l, "#") {
+									fmt.Fprintf(&dump, "%s%s: %s\n", st, page, l)
+								}
+							}
+						}
+					}
+				}
+				for _, res := range run.Stop() {
+					fmt.Fprintf(&dump, "%s exit %d:\n%s\n", res.name, res.code, res.log)
+				}
+				tb.Fatalf("storage %v: detect took %.0f of %d events (%s) in 3 minutes\n%s", storage, taken(), n, what, dump.String())
 			}
 		}
 	}
