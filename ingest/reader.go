@@ -48,6 +48,9 @@ type Reader struct {
 	// the parser's own event would move that event to the heap for every
 	// record
 	want schema.Event
+	// ct is the event an in-place CloudTrail record is read into: the
+	// reader's own, so that WantRaw is handed it without a copy
+	ct schema.Event
 	// framed turns the one-object-per-line fast path off, treeOnly its
 	// in-place Vault and CloudTrail reading (tests compare the paths)
 	framed, treeOnly bool
@@ -158,9 +161,10 @@ func (r *Reader) Next() (schema.Event, error) {
 			// limit themselves; the tree parser needs the line checked
 			if r.opts.Format != FormatVault && !r.treeOnly {
 				// an ordinary CloudTrail record, read in place too
-				var ev schema.Event
-				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, &ev); ok {
-					if err == nil && (r.keep(&ev, line) || cloudtrail.IssuesCredentials(&ev)) {
+				ev := &r.ct
+				*ev = schema.Event{}
+				if err, ok := r.cp.ParseLine(line, cloudtrail.Fallback{Now: r.opts.Now}, ev); ok {
+					if err == nil && (r.keepOwn(ev, line) || cloudtrail.IssuesCredentials(ev)) {
 						ev.Raw = append([]byte(nil), line...)
 					}
 					rec := r.sc.TakeLine()
@@ -172,9 +176,9 @@ func (r *Reader) Next() (schema.Event, error) {
 						// the round trip through the queue
 						r.safe = rec.End
 						r.stats.Events++
-						return ev, nil
+						return *ev, nil
 					} else {
-						r.push(item{ev: ev, after: rec.End})
+						r.push(item{ev: *ev, after: rec.End})
 					}
 					if r.qhead >= len(r.queue) {
 						r.safe = rec.End
@@ -381,6 +385,18 @@ func (r *Reader) keep(ev *schema.Event, raw []byte) bool {
 	ev.Mark = r.want.Mark
 	r.want = schema.Event{}
 	return ok
+}
+
+// keepOwn is keep for an event the reader owns (r.ct): WantRaw is handed
+// it itself.
+func (r *Reader) keepOwn(ev *schema.Event, raw []byte) bool {
+	if !r.opts.KeepRaw {
+		return false
+	}
+	if r.opts.WantRaw == nil {
+		return true
+	}
+	return r.opts.WantRaw(ev, raw)
 }
 
 // pairVaultOne is pairVault for Next's fast path: when nothing is queued

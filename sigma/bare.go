@@ -255,13 +255,17 @@ func newMarks(s *Set) marks {
 	return m
 }
 
+// has reports whether r has a bit in these marks (then it feeds no
+// correlation of the Set).
+func (m *marks) has(r *Rule) bool { return m.owner != 0 && r.markOwner == m.owner }
+
 // encode writes hits as bits; false when decode would not give them back
 // exactly.
 func (m *marks) encode(hits []Hit) (uint64, bool) {
 	var b uint64
 	last := -1
 	for _, h := range hits {
-		if h.Rule == nil || h.Rule.markOwner != m.owner {
+		if h.Rule == nil || !m.has(h.Rule) {
 			return 0, false
 		}
 		p := h.Rule.markPos

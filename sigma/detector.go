@@ -87,6 +87,10 @@ func (d *Detector) Rules() *Set { return d.ev.set }
 func (d *Detector) Evaluator() *Evaluator { return d.ev }
 
 func (d *Detector) swap() {
+	// (a load first: a swap per event is a locked instruction)
+	if d.pending.Load() == nil {
+		return
+	}
 	s := d.pending.Swap(nil)
 	if s == nil {
 		return

@@ -194,7 +194,9 @@ func (e *Evaluator) emit(ev *schema.Event, rec *Record, out []schema.Finding) []
 				out = append(out, f)
 			}
 		}
-		if len(e.set.feeds[h.Rule]) > 0 {
+		// (a rule with a bit in this set's marks feeds nothing: no map
+		// lookup for the common hit)
+		if !e.set.marks.has(h.Rule) && len(e.set.feeds[h.Rule]) > 0 {
 			for _, fr := range e.corr.Feed(h.Rule, rec, t, evID) {
 				if !fr.Rule.referenced || fr.Rule.generated {
 					out = append(out, correlated(&fr, ev))

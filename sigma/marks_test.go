@@ -41,6 +41,15 @@ func TestMarksRoundTrip(t *testing.T) {
 			t.Fatalf("%s: marked, but not a standalone CloudTrail rule that feeds nothing", h.Rule.Title)
 		}
 	}
+	var none marks
+	for _, r := range s.single {
+		if m.has(r) && len(s.feeds[r]) > 0 {
+			t.Errorf("%s: has a bit, and feeds a correlation", r.Title)
+		}
+		if none.has(r) {
+			t.Errorf("%s: has a bit in empty marks", r.Title)
+		}
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 2000 {
 		var hits []Hit
