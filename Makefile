@@ -154,3 +154,10 @@ fault:
 .PHONY: bench-delivery
 bench-delivery:
 	$(GO) test -run='^$$' -bench=BenchmarkAppendToOutput -benchtime=1x -timeout=30m ./cmd/auditwatch
+
+# Append→findings file latency through the Kafka stages (ingest, detect,
+# alert on kfake) with storage on (ClickHouse 18.16 server) against none,
+# alternating in one run. CI runs TestKafkaStagesStoreLatencySmoke.
+.PHONY: bench-kafka-store
+bench-kafka-store:
+	$(GO) test -run='^$$' -bench=BenchmarkKafkaStagesStoreLatency -benchtime=1x -timeout=30m ./cmd/auditwatch
