@@ -14,6 +14,7 @@ import (
 // is made of the normalized event alone: the rule id, the event's time,
 // id, principal, action, resource, address and account (single, repeat).
 // For such a hit Wants tells the reader not to keep the record, and
+// writes the hits on the event itself (marks, below), or when it cannot,
 // remembers the hits by the event's identity instead: no copy of the
 // record, nothing for the collector, no hash of its text. The evaluator
 // finds them by the same identity when the event (without a record)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,7 +18,23 @@ import (
 
 func markedSet(t *testing.T) *Set {
 	t.Helper()
-	paths := []string{filepath.Join(testenv.RepoRoot(t), "rules")}
+	// a frequent single-event rule of the test's own, so that many hits
+	// are marked on a clone without ../shared too (SigmaHQ's AssumeRole
+	// rule does that when the corpus is present)
+	own := filepath.Join(t.TempDir(), "assumed_role_calls.yml")
+	if err := os.WriteFile(own, []byte(`title: Call made by an assumed role (marks test)
+id: 0c8e9a1d-5b6f-4f0e-8a57-3d2c1b0a9f11
+status: test
+level: low
+logsource: {product: aws, service: cloudtrail}
+detection:
+  selection:
+    userIdentity.type: AssumedRole
+  condition: selection
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{filepath.Join(testenv.RepoRoot(t), "rules"), own}
 	if dir, ok := testenv.LookupSharedTestdata(t); ok {
 		paths = append(paths, filepath.Join(dir, "sigma", "cloudtrail"))
 	}
