@@ -39,13 +39,18 @@ type Ledger struct {
 	mu       sync.Mutex
 	sent     map[string]byte
 	threads  map[string]string
-	attempts map[string]time.Time
+	attempts map[string]attempt
+}
+
+type attempt struct {
+	at    time.Time
+	where string
 }
 
 // Open opens (creating) the ledger at path, dropping delivery keys older
 // than retention. An empty path gives an in-memory ledger.
 func Open(path string, retention time.Duration, now time.Time) (*Ledger, error) {
-	l := &Ledger{sent: map[string]byte{}, threads: map[string]string{}, attempts: map[string]time.Time{}}
+	l := &Ledger{sent: map[string]byte{}, threads: map[string]string{}, attempts: map[string]attempt{}}
 	if path == "" {
 		return l, nil
 	}
@@ -76,7 +81,7 @@ func Open(path string, retention time.Duration, now time.Time) (*Ledger, error) 
 		}
 		c = tx.Bucket(bucketAttempts).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if len(v) == 8 && int64(binary.BigEndian.Uint64(v))/1e9 < cutoff {
+			if len(v) >= 8 && int64(binary.BigEndian.Uint64(v[:8]))/1e9 < cutoff {
 				if err := c.Delete(); err != nil {
 					return err
 				}
@@ -187,40 +192,57 @@ func (l *Ledger) SetThread(key, ts string) error {
 	return nil
 }
 
-// Attempt returns when a post of key was first attempted, if one was: an
-// output that cannot tell whether an attempt reached its peer (a timeout)
-// looks the message up before posting again.
-func (l *Ledger) Attempt(key string) (time.Time, bool, error) {
+// UnknownPlace is the place Attempt gives for a record written before
+// places were kept (8 bytes: the time alone).
+const UnknownPlace = "?"
+
+// Attempt returns when a post of key was first attempted, and where (the
+// output's reference of the place, e.g. a Slack thread ts, "" for none),
+// if one was: an output that cannot tell whether an attempt reached its
+// peer (a timeout) looks the message up there before posting again.
+func (l *Ledger) Attempt(key string) (time.Time, string, bool, error) {
 	if l.db == nil {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		at, ok := l.attempts[key]
-		return at, ok, nil
+		a, ok := l.attempts[key]
+		return a.at, a.where, ok, nil
 	}
 	var at time.Time
+	var where string
 	var ok bool
 	err := l.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketAttempts).Get([]byte(key)); len(v) == 8 {
-			at, ok = time.Unix(0, int64(binary.BigEndian.Uint64(v))), true
+		v := tx.Bucket(bucketAttempts).Get([]byte(key))
+		switch {
+		case len(v) == 8:
+			at, where, ok = time.Unix(0, int64(binary.BigEndian.Uint64(v))), UnknownPlace, true
+		case len(v) > 8 && v[8] == attemptPlaced:
+			at, where, ok = time.Unix(0, int64(binary.BigEndian.Uint64(v))), string(v[9:]), true
 		}
 		return nil
 	})
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("alert ledger: %w", err)
+		return time.Time{}, "", false, fmt.Errorf("alert ledger: %w", err)
 	}
-	return at, ok, nil
+	return at, where, ok, nil
 }
 
-// MarkAttempt records, durably, that a post of key is about to be made.
-func (l *Ledger) MarkAttempt(key string, at time.Time) error {
+// attemptPlaced marks an attempt record that carries its place: the time
+// (8 bytes), this byte, the place.
+const attemptPlaced byte = 1
+
+// MarkAttempt records, durably, that a post of key is about to be made at
+// where (replacing an earlier record of key).
+func (l *Ledger) MarkAttempt(key string, at time.Time, where string) error {
 	if l.db == nil {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		l.attempts[key] = at
+		l.attempts[key] = attempt{at, where}
 		return nil
 	}
-	v := make([]byte, 8)
+	v := make([]byte, 9, 9+len(where))
 	binary.BigEndian.PutUint64(v, uint64(at.UnixNano()))
+	v[8] = attemptPlaced
+	v = append(v, where...)
 	if err := l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketAttempts).Put([]byte(key), v) }); err != nil {
 		return fmt.Errorf("alert ledger: %w", err)
 	}
@@ -243,12 +265,14 @@ func (t *Threads) Thread(key string) (string, bool, error) { return t.l.Thread(t
 // SetThread stores the thread reference of key.
 func (t *Threads) SetThread(key, ts string) error { return t.l.SetThread(t.scope+key, ts) }
 
-// Attempt returns when a post of key was first attempted.
-func (t *Threads) Attempt(key string) (time.Time, bool, error) { return t.l.Attempt(t.scope + key) }
+// Attempt returns when and where a post of key was attempted.
+func (t *Threads) Attempt(key string) (time.Time, string, bool, error) {
+	return t.l.Attempt(t.scope + key)
+}
 
-// MarkAttempt records that a post of key is about to be made.
-func (t *Threads) MarkAttempt(key string, at time.Time) error {
-	return t.l.MarkAttempt(t.scope+key, at)
+// MarkAttempt records that a post of key is about to be made at where.
+func (t *Threads) MarkAttempt(key string, at time.Time, where string) error {
+	return t.l.MarkAttempt(t.scope+key, at, where)
 }
 
 // Close closes the file.

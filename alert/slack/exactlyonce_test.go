@@ -291,3 +291,105 @@ func TestBatchExactlyOnce(t *testing.T) {
 		t.Errorf("%d posts; the batched reply reads %q", len(posts), posts[min(1, len(posts)-1)].Text)
 	}
 }
+
+// TestExactlyOnceAfterTheThreadMoved: a batch of updates is posted into
+// the incident's thread, and the process dies after recording only some of
+// them as delivered; before the rest are delivered again, a new top-level
+// message of the same incident moves its thread. The redelivered revisions
+// must be found where their attempt was made (the old thread), not looked
+// for in the new one and posted twice — one at a time and in a batch.
+func TestExactlyOnceAfterTheThreadMoved(t *testing.T) {
+	for _, batched := range []bool{false, true} {
+		srv := slacktest.New(token)
+		n := newBot(t, srv, notify.RealClock{})
+		n.cfg.MinInterval = 0
+		first := notifytest.Alert()
+		if err := attempt(n, first); err != nil {
+			t.Fatal(err)
+		}
+		upd := func(i int) notify.Alert {
+			a := first
+			a.Update, a.Repeat, a.GroupCount = true, i+1, 10*(i+1)
+			a.Finding.ID, a.Finding.Revision = fmt.Sprintf("upd-%d", i), 1
+			return a
+		}
+		if err := n.NotifyBatch(context.Background(), []notify.Alert{upd(1), upd(2)}); err != nil {
+			t.Fatal(err)
+		}
+		oldThread, _, _ := n.threads.Thread(first.ThreadKey())
+		again := first
+		again.Finding.ID = "new-top-level"
+		if err := attempt(n, again); err != nil {
+			t.Fatal(err)
+		}
+		if ts, _, _ := n.threads.Thread(first.ThreadKey()); ts == oldThread {
+			t.Fatalf("batched=%v: the thread did not move (%s)", batched, ts)
+		}
+		// upd-2 was posted but not recorded as delivered: delivered again.
+		var err error
+		if batched {
+			err = n.NotifyBatch(context.Background(), []notify.Alert{upd(2), upd(3)})
+		} else {
+			err = attempt(n, upd(2))
+		}
+		if err != nil {
+			t.Fatalf("batched=%v: redelivery: %v", batched, err)
+		}
+		count := map[string]int{}
+		for _, m := range srv.Posts() {
+			var md slack.SlackMetadata
+			if err := json.Unmarshal([]byte(m.Metadata), &md); err != nil {
+				t.Fatalf("metadata %s: %v", m.Metadata, err)
+			}
+			for _, r := range Revisions(md, "") {
+				count[r]++
+			}
+		}
+		if count["upd-2/1"] != 1 {
+			t.Errorf("batched=%v: upd-2/1 in %d messages, want 1", batched, count["upd-2/1"])
+		}
+		if batched && count["upd-3/1"] != 1 {
+			t.Errorf("batched=%v: upd-3/1 in %d messages, want 1", batched, count["upd-3/1"])
+		}
+		// The attempt of a revision posted anew records its new place.
+		if batched {
+			newThread, _, _ := n.threads.Thread(first.ThreadKey())
+			if _, where, ok, _ := n.threads.Attempt("upd-3\x001"); !ok || where != newThread {
+				t.Errorf("upd-3's attempt recorded at %q (%v), want the new thread %s", where, ok, newThread)
+			}
+		}
+		n.Close()
+		srv.Close()
+	}
+}
+
+// TestUnknownAttemptPlaceSearchesTheCurrentThread: a journal record that
+// does not say where its attempt went (written before places were kept)
+// is looked up in the current thread, as before.
+func TestUnknownAttemptPlaceSearchesTheCurrentThread(t *testing.T) {
+	srv := slacktest.New(token)
+	defer srv.Close()
+	n := newBot(t, srv, notify.RealClock{})
+	defer n.Close()
+	n.cfg.MinInterval = 0
+	first := notifytest.Alert()
+	if err := attempt(n, first); err != nil {
+		t.Fatal(err)
+	}
+	up := first
+	up.Update, up.Repeat, up.GroupCount = true, 2, 2
+	up.Finding.ID, up.Finding.Revision = "legacy", 1
+	if err := attempt(n, up); err != nil {
+		t.Fatal(err)
+	}
+	at, _, _, _ := n.threads.Attempt("legacy\x001")
+	if err := n.threads.MarkAttempt("legacy\x001", at, UnknownPlace); err != nil {
+		t.Fatal(err)
+	}
+	if err := attempt(n, up); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(srv.Posts()); got != 2 {
+		t.Errorf("%d posts, want 2 (the legacy attempt's reply found in the thread)", got)
+	}
+}

@@ -10,12 +10,13 @@
 // Bot mode posts each finding revision at most once, across crashes and
 // timeouts: every message carries Slack message metadata (event type
 // "auditwatch_finding" with the output, finding id and revision); before a
-// post the attempt is recorded in the journal, after it the message ts;
-// and when an earlier attempt of the same revision exists (a timeout, a
-// crash between the post and its record), the channel history
-// (conversations.history, or conversations.replies for a thread reply,
-// with include_all_metadata) is searched for that metadata before posting
-// again. The channel should be configured as a channel id (C…): Slack's
+// post the attempt is recorded in the journal with where it goes (the
+// thread, or top level), after it the message ts; and when an earlier
+// attempt of the same revision exists (a timeout, a crash between the post
+// and its record), the place of that attempt (conversations.history, or
+// conversations.replies for a thread reply, with include_all_metadata) is
+// searched for that metadata before posting again — where the attempt
+// went, even if the incident's thread has moved since. The channel should be configured as a channel id (C…): Slack's
 // history methods take ids only. Webhook mode cannot look messages up and
 // is at-least-once; every message names the finding id and revision.
 package slack
@@ -38,13 +39,32 @@ import (
 	"auditwatch/internal/redact"
 )
 
-// Journal persists, per output, the thread timestamp of each incident and
-// when each finding revision's post was first attempted.
+// Journal persists, per output, the thread timestamp of each incident and,
+// for each finding revision, when its post was first attempted and where:
+// the thread ts it replied in, "" for a top-level message. An incident's
+// thread can move (a new top-level message of the same incident) between
+// an ambiguous attempt and its retry, so the retry looks where the attempt
+// went, not where the thread is now. A journal that does not know where
+// (a record written before places were kept) answers UnknownPlace.
 type Journal interface {
 	Thread(key string) (ts string, ok bool, err error)
 	SetThread(key, ts string) error
-	Attempt(key string) (at time.Time, ok bool, err error)
-	MarkAttempt(key string, at time.Time) error
+	Attempt(key string) (at time.Time, where string, ok bool, err error)
+	MarkAttempt(key string, at time.Time, where string) error
+}
+
+// UnknownPlace is the place of an attempt whose journal record does not
+// say where it was made; the current thread is searched then (a Slack ts
+// is digits and a dot, so it never reads "?").
+const UnknownPlace = "?"
+
+// attemptPlace is where to look for the message of an earlier attempt
+// recorded at where, when the post would now go to threadTS.
+func attemptPlace(where, threadTS string) string {
+	if where == UnknownPlace {
+		return threadTS
+	}
+	return where
 }
 
 // MetadataEventType is the event_type of the message metadata every bot
@@ -96,7 +116,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Notifier, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Notifier{cfg: cfg, log: logger, clock: notify.RealClock{}, http: &http.Client{Timeout: 30 * time.Second},
-		threads: &memThreads{m: map[string]string{}, at: map[string]time.Time{}}, next: map[string]time.Time{}, name: "slack"}
+		threads: &memThreads{m: map[string]string{}, at: map[string]memAttempt{}}, next: map[string]time.Time{}, name: "slack"}
 	for _, o := range opts {
 		o(n)
 	}
@@ -151,14 +171,15 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 		return err
 	}
 	rev := a.Finding.ID + "\x00" + strconv.Itoa(a.Finding.Revision)
-	at, attempted, err := n.threads.Attempt(rev)
+	at, where, attempted, err := n.threads.Attempt(rev)
 	if err != nil {
 		return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
 	}
 	var channel, newTS string
 	if attempted {
-		// An earlier attempt may have posted: look before posting again.
-		channel, newTS, err = n.lookup(ctx, a, threadTS, at)
+		// An earlier attempt may have posted: look where it was made
+		// before posting again.
+		channel, newTS, err = n.lookup(ctx, a, attemptPlace(where, threadTS), at)
 		switch {
 		case err != nil && notify.Classify(err).Retry:
 			return err
@@ -173,8 +194,13 @@ func (n *Notifier) notifyOnce(ctx context.Context, a notify.Alert) error {
 		if newTS != "" {
 			n.log.Info("slack message of an earlier attempt found; not posted again", "finding", a.Finding.ID, "revision", a.Finding.Revision)
 		}
-	} else if err := n.threads.MarkAttempt(rev, n.clock.Now()); err != nil {
-		return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
+	}
+	if newTS == "" && (!attempted || where != threadTS) {
+		// First attempt, or the post now goes elsewhere than the earlier
+		// attempt (not found there): record where before posting.
+		if err := n.threads.MarkAttempt(rev, n.clock.Now(), threadTS); err != nil {
+			return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
+		}
 	}
 	if newTS == "" {
 		if channel, newTS, err = n.post(ctx, render(a, n.cfg.MaxFieldChars), n.metadata(a), threadTS); err != nil {
@@ -475,31 +501,51 @@ func (n *Notifier) notifyBatch(ctx context.Context, as []notify.Alert) error {
 	if err := n.resolveChannel(ctx); err != nil {
 		return err
 	}
-	var first time.Time
-	attempted := false
+	// Where earlier attempts of these revisions were made (the thread may
+	// have moved since), each place with its earliest attempt.
+	places := map[string]time.Time{}
 	for _, a := range as {
-		at, ok, err := n.threads.Attempt(a.Finding.ID + "\x00" + strconv.Itoa(a.Finding.Revision))
+		at, where, ok, err := n.threads.Attempt(a.Finding.ID + "\x00" + strconv.Itoa(a.Finding.Revision))
 		if err != nil {
 			return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
 		}
-		if ok && (!attempted || at.Before(first)) {
-			first, attempted = at, true
+		if !ok {
+			continue
+		}
+		p := attemptPlace(where, threadTS)
+		if first, seen := places[p]; !seen || at.Before(first) {
+			places[p] = at
 		}
 	}
 	todo := as
 	var channel, newTS string
-	if attempted {
+	if len(places) > 0 {
 		// An earlier attempt may have posted some of them: post only the
 		// revisions no message of this output carries.
-		found := map[string]string{}
-		channel, err = n.scan(ctx, threadTS, first, as[0].Finding.ID, func(m slack.Message) bool {
-			for _, r := range Revisions(m.Metadata, n.name) {
-				if _, ok := found[r]; !ok {
-					found[r] = m.Timestamp
+		found := map[string]string{} // revision → ts of a top-level message carrying it ("" in a thread)
+		order := make([]string, 0, len(places))
+		for p := range places {
+			order = append(order, p)
+		}
+		slices.Sort(order)
+		for _, p := range order {
+			var c string
+			c, err = n.scan(ctx, p, places[p], as[0].Finding.ID, func(m slack.Message) bool {
+				for _, r := range Revisions(m.Metadata, n.name) {
+					if _, ok := found[r]; !ok {
+						found[r] = ""
+						if p == "" {
+							found[r] = m.Timestamp
+						}
+					}
 				}
+				return false
+			})
+			if err != nil {
+				break
 			}
-			return false
-		})
+			channel = c
+		}
 		switch {
 		case err != nil && notify.Classify(err).Retry:
 			return err
@@ -522,10 +568,10 @@ func (n *Notifier) notifyBatch(ctx context.Context, as []notify.Alert) error {
 	}
 	for _, a := range todo {
 		rev := a.Finding.ID + "\x00" + strconv.Itoa(a.Finding.Revision)
-		if _, ok, _ := n.threads.Attempt(rev); ok {
+		if _, where, ok, _ := n.threads.Attempt(rev); ok && where == threadTS {
 			continue
 		}
-		if err := n.threads.MarkAttempt(rev, n.clock.Now()); err != nil {
+		if err := n.threads.MarkAttempt(rev, n.clock.Now(), threadTS); err != nil {
 			return notify.Retryable(notify.ReasonUnavailable, 0, fmt.Errorf("slack journal: %w", err))
 		}
 	}
@@ -646,20 +692,25 @@ func (n *Notifier) Close() error {
 type memThreads struct {
 	mu sync.Mutex
 	m  map[string]string
-	at map[string]time.Time
+	at map[string]memAttempt
 }
 
-func (t *memThreads) Attempt(key string) (time.Time, bool, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	at, ok := t.at[key]
-	return at, ok, nil
+type memAttempt struct {
+	at    time.Time
+	where string
 }
 
-func (t *memThreads) MarkAttempt(key string, at time.Time) error {
+func (t *memThreads) Attempt(key string) (time.Time, string, bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.at[key] = at
+	a, ok := t.at[key]
+	return a.at, a.where, ok, nil
+}
+
+func (t *memThreads) MarkAttempt(key string, at time.Time, where string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.at[key] = memAttempt{at, where}
 	return nil
 }
 
