@@ -1200,3 +1200,55 @@ func TestQueuedUpdatesOfOneIncidentShareAMessage(t *testing.T) {
 		t.Errorf("%d deliveries after the replay, want the 8 revisions once each", n)
 	}
 }
+
+// TestBatchPostsARevisionQueuedTwiceOnce: the outbox is written at least
+// once (after a restart, findings not yet checkpointed are written again),
+// so one revision can be queued twice behind a busy output; a batch that
+// picks both copies delivers the revision once and acknowledges both.
+func TestBatchPostsARevisionQueuedTwiceOnce(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultOutputs = []string{"a"}
+	hold, inFlight := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	a := &batchRecorder{}
+	a.fail = func(al notify.Alert) error {
+		if al.Finding.ID == "a-0" {
+			once.Do(func() {
+				close(inFlight)
+				<-hold
+			})
+		}
+		return nil
+	}
+	r, err := New(cfg, nil, prometheus.NewRegistry(), WithOutput("a", a), WithOutput("b", &recorder{}), WithOutput("c", &recorder{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	ctx := context.Background()
+	if err := r.WriteFindings(ctx, []schema.Finding{incidentFinding("a-0", "A", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inFlight:
+	case <-time.After(10 * time.Second): // a guard only
+		t.Fatal("a-0 never reached the output")
+	}
+	later := []schema.Finding{incidentFinding("a-1", "A", 1), incidentFinding("a-2", "A", 2)}
+	for range 2 {
+		if err := r.WriteFindings(ctx, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(hold)
+	waitDrained(t, r)
+	a.mu.Lock()
+	calls := fmt.Sprint(a.calls)
+	a.mu.Unlock()
+	if want := "[[a-0] [a-1 a-2]]"; calls != want {
+		t.Errorf("calls %s, want %s (each queued revision once, in one message)", calls, want)
+	}
+	if got := testutil.ToFloat64(r.m.suppressed.WithLabelValues("duplicate")); got != 2 {
+		t.Errorf("suppressed duplicates %v, want 2 (the second copies)", got)
+	}
+}

@@ -204,10 +204,20 @@ func (w *worker) updates(es []outbox.Entry, taken map[uint64]bool) []outbox.Entr
 // dead-lettered, each finding on its own.
 func (w *worker) handleBatch(ctx context.Context, es []outbox.Entry) error {
 	r, out := w.r, w.out
-	var todo []outbox.Entry
+	var todo, repeats []outbox.Entry
+	inBatch := map[string]bool{}
 	for _, e := range es {
 		f := e.Alert.Finding
-		done, _, err := r.ledger.Done(ledger.Key(out.name, f.ID, f.Revision))
+		key := ledger.Key(out.name, f.ID, f.Revision)
+		if inBatch[key] {
+			// The outbox is written at least once: after a restart the
+			// same revision can be queued twice, and both copies can be
+			// picked for one batch. It is posted once; the copy is
+			// acknowledged with it.
+			repeats = append(repeats, e)
+			continue
+		}
+		done, _, err := r.ledger.Done(key)
 		if err != nil {
 			return fmt.Errorf("output %s: %w", out.name, err)
 		}
@@ -218,6 +228,7 @@ func (w *worker) handleBatch(ctx context.Context, es []outbox.Entry) error {
 			}
 			continue
 		}
+		inBatch[key] = true
 		todo = append(todo, e)
 	}
 	if len(todo) == 0 {
@@ -260,6 +271,12 @@ func (w *worker) handleBatch(ctx context.Context, es []outbox.Entry) error {
 			return fmt.Errorf("output %s: finding %s not recorded: %w", out.name, f.ID, merr)
 		}
 		r.m.lag.WithLabelValues(out.name).Observe(max(r.clock.Now().Sub(e.Enqueued), 0).Seconds())
+		if err := r.box.Ack(out.name, e.Seq); err != nil {
+			return err
+		}
+	}
+	for _, e := range repeats { // recorded in the ledger with their first copy
+		r.m.suppressed.WithLabelValues("duplicate").Inc()
 		if err := r.box.Ack(out.name, e.Seq); err != nil {
 			return err
 		}

@@ -393,3 +393,32 @@ func TestUnknownAttemptPlaceSearchesTheCurrentThread(t *testing.T) {
 		t.Errorf("%d posts, want 2 (the legacy attempt's reply found in the thread)", got)
 	}
 }
+
+// TestBatchRevisionHandedTwicePostedOnce: a batch naming one revision
+// twice posts it once.
+func TestBatchRevisionHandedTwicePostedOnce(t *testing.T) {
+	srv := slacktest.New(token)
+	defer srv.Close()
+	n := newBot(t, srv, notify.RealClock{})
+	defer n.Close()
+	n.cfg.MinInterval = 0
+	first := notifytest.Alert()
+	if err := attempt(n, first); err != nil {
+		t.Fatal(err)
+	}
+	up := first
+	up.Update, up.Repeat, up.GroupCount = true, 2, 2
+	up.Finding.ID, up.Finding.Revision = "twice", 1
+	other := up
+	other.Finding.ID = "once"
+	if err := n.NotifyBatch(context.Background(), []notify.Alert{up, other, up}); err != nil {
+		t.Fatal(err)
+	}
+	posts := srv.Posts()
+	if len(posts) != 2 {
+		t.Fatalf("%d posts, want 2", len(posts))
+	}
+	if got := posts[1].Revisions(); len(got) != 2 {
+		t.Errorf("batch message carries %v, want each revision once", got)
+	}
+}

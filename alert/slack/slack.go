@@ -481,6 +481,16 @@ func (n *Notifier) NotifyBatch(ctx context.Context, as []notify.Alert) error {
 }
 
 func (n *Notifier) notifyBatch(ctx context.Context, as []notify.Alert) error {
+	// A revision handed twice is posted once.
+	seen := make(map[string]bool, len(as))
+	uniq := as[:0:0]
+	for _, a := range as {
+		if k := revisionKey(a); !seen[k] {
+			seen[k] = true
+			uniq = append(uniq, a)
+		}
+	}
+	as = uniq
 	if len(as) == 1 || n.cfg.Mode != ModeBot {
 		for _, a := range as {
 			if err := n.notifyOnce(ctx, a); err != nil {

@@ -240,6 +240,20 @@ func TestDeliverySlackHangAndSIGKILL(t *testing.T) {
 		if n > 1 {
 			dups++
 			t.Errorf("finding %s posted to Slack %d times", k, n)
+			// where: each message carrying it, and what the processes logged of it
+			id, _, _ := strings.Cut(k, "/")
+			for _, m := range srv.Posts() {
+				if slices.Contains(m.Revisions(), k) {
+					t.Logf("  message ts %s thread %q revisions %v", m.TS, m.ThreadTS, m.Revisions())
+				}
+			}
+			for i, p := range f.procs {
+				for _, line := range strings.Split(p.stderr.String(), "\n") {
+					if strings.Contains(line, id) || strings.Contains(line, "slack") && strings.Contains(line, "WARN") {
+						t.Logf("  process %d: %s", i+1, line)
+					}
+				}
+			}
 		}
 		if !wantKeys[k] {
 			t.Errorf("Slack post of %s, which the uninterrupted replay did not raise", k)
