@@ -1159,12 +1159,11 @@ func (b *batchRecorder) NotifyBatch(_ context.Context, as []notify.Alert) error 
 	return nil
 }
 
-// TestQueuedUpdatesOfOneIncidentShareAMessage: while an output is busy,
-// an incident's updates queue up; an output that batches (Slack bot mode)
-// gets them in one call — a new incident's first alert still goes first —
-// and each revision is delivered once and recorded in the ledger, so a
-// replay of the same findings delivers nothing.
-func TestQueuedUpdatesOfOneIncidentShareAMessage(t *testing.T) {
+// batchRouterHeldAtA0 is a router whose output "a" batches and holds the
+// delivery of finding a-0 (inFlight closed once it is held) until hold is
+// closed.
+func batchRouterHeldAtA0(t *testing.T) (*Router, *batchRecorder, chan struct{}, chan struct{}) {
+	t.Helper()
 	cfg := testConfig(t)
 	cfg.DefaultOutputs = []string{"a"}
 	hold, inFlight := make(chan struct{}), make(chan struct{})
@@ -1184,6 +1183,16 @@ func TestQueuedUpdatesOfOneIncidentShareAMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Close() })
+	return r, a, inFlight, hold
+}
+
+// TestQueuedUpdatesOfOneIncidentShareAMessage: while an output is busy,
+// an incident's updates queue up; an output that batches (Slack bot mode)
+// gets them in one call — a new incident's first alert still goes first —
+// and each revision is delivered once and recorded in the ledger, so a
+// replay of the same findings delivers nothing.
+func TestQueuedUpdatesOfOneIncidentShareAMessage(t *testing.T) {
+	r, a, inFlight, hold := batchRouterHeldAtA0(t)
 	all := queueBehindHeld(t, r, inFlight, hold)
 	a.mu.Lock()
 	calls := fmt.Sprint(a.calls)
@@ -1206,25 +1215,7 @@ func TestQueuedUpdatesOfOneIncidentShareAMessage(t *testing.T) {
 // so one revision can be queued twice behind a busy output; a batch that
 // picks both copies delivers the revision once and acknowledges both.
 func TestBatchPostsARevisionQueuedTwiceOnce(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.DefaultOutputs = []string{"a"}
-	hold, inFlight := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	a := &batchRecorder{}
-	a.fail = func(al notify.Alert) error {
-		if al.Finding.ID == "a-0" {
-			once.Do(func() {
-				close(inFlight)
-				<-hold
-			})
-		}
-		return nil
-	}
-	r, err := New(cfg, nil, prometheus.NewRegistry(), WithOutput("a", a), WithOutput("b", &recorder{}), WithOutput("c", &recorder{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
+	r, a, inFlight, hold := batchRouterHeldAtA0(t)
 	ctx := context.Background()
 	if err := r.WriteFindings(ctx, []schema.Finding{incidentFinding("a-0", "A", 0)}); err != nil {
 		t.Fatal(err)

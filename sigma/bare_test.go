@@ -3,7 +3,6 @@ package sigma
 import (
 	"cmp"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -24,31 +23,7 @@ func sameRules(a, b []Hit) bool {
 // original record; and most hits of generated traffic travel without
 // their record.
 func TestBareHitsAgree(t *testing.T) {
-	// a frequent single-event rule of the test's own, so the record-free
-	// path carries many hits on a clone without ../shared too (SigmaHQ's
-	// AssumeRole rule does that when the corpus is present)
-	own := filepath.Join(t.TempDir(), "assumed_role_calls.yml")
-	if err := os.WriteFile(own, []byte(`title: Call made by an assumed role (test)
-id: 7d0e3c52-4f0a-4a55-9f38-2b1b8c6e0a11
-status: test
-level: low
-author: auditwatch tests
-logsource: {product: aws, service: cloudtrail}
-detection:
-  selection:
-    userIdentity.type: AssumedRole
-  condition: selection
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	paths := []string{filepath.Join(testenv.RepoRoot(t), "rules"), own}
-	if dir, ok := testenv.LookupSharedTestdata(t); ok {
-		paths = append(paths, filepath.Join(dir, "sigma", "cloudtrail"))
-	}
-	set, err := Load(paths, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := markedSet(t) // with a frequent rule: many hits travel without their record
 	lines := benchRecords(t, 8000)
 	for _, r := range set.single {
 		for _, want := range []bool{true, false} {

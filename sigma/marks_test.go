@@ -16,16 +16,19 @@ import (
 	"auditwatch/schema"
 )
 
+// markedSet is the pack of rules/, SigmaHQ's CloudTrail rules when
+// ../shared is there, and a frequent single-event rule of the test's own,
+// so that many hits are marked (or travel without their record) on a clone
+// without ../shared too (SigmaHQ's AssumeRole rule does that when the
+// corpus is present).
 func markedSet(t *testing.T) *Set {
 	t.Helper()
-	// a frequent single-event rule of the test's own, so that many hits
-	// are marked on a clone without ../shared too (SigmaHQ's AssumeRole
-	// rule does that when the corpus is present)
 	own := filepath.Join(t.TempDir(), "assumed_role_calls.yml")
-	if err := os.WriteFile(own, []byte(`title: Call made by an assumed role (marks test)
-id: 0c8e9a1d-5b6f-4f0e-8a57-3d2c1b0a9f11
+	if err := os.WriteFile(own, []byte(`title: Call made by an assumed role (test)
+id: 7d0e3c52-4f0a-4a55-9f38-2b1b8c6e0a11
 status: test
 level: low
+author: auditwatch tests
 logsource: {product: aws, service: cloudtrail}
 detection:
   selection:

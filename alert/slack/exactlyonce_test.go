@@ -235,15 +235,7 @@ func TestUnknownChannelNamePostsByName(t *testing.T) {
 // and posts only the new one; a single-alert redelivery of a batched
 // revision is found too. Every revision is in exactly one message.
 func TestBatchExactlyOnce(t *testing.T) {
-	srv := slacktest.New(token)
-	defer srv.Close()
-	n := newBot(t, srv, notify.RealClock{})
-	defer n.Close()
-	n.cfg.MinInterval = 0
-	first := notifytest.Alert()
-	if err := attempt(n, first); err != nil {
-		t.Fatal(err)
-	}
+	srv, n, first := startedThread(t)
 	upd := func(i int) notify.Alert {
 		a := first
 		a.Update, a.Repeat, a.GroupCount = true, i+1, 10*(i+1)
@@ -300,19 +292,8 @@ func TestBatchExactlyOnce(t *testing.T) {
 // for in the new one and posted twice — one at a time and in a batch.
 func TestExactlyOnceAfterTheThreadMoved(t *testing.T) {
 	for _, batched := range []bool{false, true} {
-		srv := slacktest.New(token)
-		n := newBot(t, srv, notify.RealClock{})
-		n.cfg.MinInterval = 0
-		first := notifytest.Alert()
-		if err := attempt(n, first); err != nil {
-			t.Fatal(err)
-		}
-		upd := func(i int) notify.Alert {
-			a := first
-			a.Update, a.Repeat, a.GroupCount = true, i+1, 10*(i+1)
-			a.Finding.ID, a.Finding.Revision = fmt.Sprintf("upd-%d", i), 1
-			return a
-		}
+		srv, n, first := startedThread(t)
+		upd := func(i int) notify.Alert { return update(first, fmt.Sprintf("upd-%d", i), i+1) }
 		if err := n.NotifyBatch(context.Background(), []notify.Alert{upd(1), upd(2)}); err != nil {
 			t.Fatal(err)
 		}
@@ -358,8 +339,6 @@ func TestExactlyOnceAfterTheThreadMoved(t *testing.T) {
 				t.Errorf("upd-3's attempt recorded at %q (%v), want the new thread %s", where, ok, newThread)
 			}
 		}
-		n.Close()
-		srv.Close()
 	}
 }
 
@@ -367,18 +346,8 @@ func TestExactlyOnceAfterTheThreadMoved(t *testing.T) {
 // does not say where its attempt went (written before places were kept)
 // is looked up in the current thread, as before.
 func TestUnknownAttemptPlaceSearchesTheCurrentThread(t *testing.T) {
-	srv := slacktest.New(token)
-	defer srv.Close()
-	n := newBot(t, srv, notify.RealClock{})
-	defer n.Close()
-	n.cfg.MinInterval = 0
-	first := notifytest.Alert()
-	if err := attempt(n, first); err != nil {
-		t.Fatal(err)
-	}
-	up := first
-	up.Update, up.Repeat, up.GroupCount = true, 2, 2
-	up.Finding.ID, up.Finding.Revision = "legacy", 1
+	srv, n, first := startedThread(t)
+	up := update(first, "legacy", 1)
 	if err := attempt(n, up); err != nil {
 		t.Fatal(err)
 	}
@@ -397,18 +366,8 @@ func TestUnknownAttemptPlaceSearchesTheCurrentThread(t *testing.T) {
 // TestBatchRevisionHandedTwicePostedOnce: a batch naming one revision
 // twice posts it once.
 func TestBatchRevisionHandedTwicePostedOnce(t *testing.T) {
-	srv := slacktest.New(token)
-	defer srv.Close()
-	n := newBot(t, srv, notify.RealClock{})
-	defer n.Close()
-	n.cfg.MinInterval = 0
-	first := notifytest.Alert()
-	if err := attempt(n, first); err != nil {
-		t.Fatal(err)
-	}
-	up := first
-	up.Update, up.Repeat, up.GroupCount = true, 2, 2
-	up.Finding.ID, up.Finding.Revision = "twice", 1
+	srv, n, first := startedThread(t)
+	up := update(first, "twice", 1)
 	other := up
 	other.Finding.ID = "once"
 	if err := n.NotifyBatch(context.Background(), []notify.Alert{up, other, up}); err != nil {
@@ -421,4 +380,29 @@ func TestBatchRevisionHandedTwicePostedOnce(t *testing.T) {
 	if got := posts[1].Revisions(); len(got) != 2 {
 		t.Errorf("batch message carries %v, want each revision once", got)
 	}
+}
+
+// startedThread starts a fake Slack and a bot-mode output without a rate
+// limit, and posts a first alert, which starts its incident's thread.
+func startedThread(t *testing.T) (*slacktest.Server, *Notifier, notify.Alert) {
+	t.Helper()
+	srv := slacktest.New(token)
+	t.Cleanup(srv.Close)
+	n := newBot(t, srv, notify.RealClock{})
+	t.Cleanup(func() { _ = n.Close() })
+	n.cfg.MinInterval = 0
+	first := notifytest.Alert()
+	if err := attempt(n, first); err != nil {
+		t.Fatal(err)
+	}
+	return srv, n, first
+}
+
+// update is repeat number repeat of first's incident, as revision 1 of the
+// finding id.
+func update(first notify.Alert, id string, repeat int) notify.Alert {
+	a := first
+	a.Update, a.Repeat, a.GroupCount = true, repeat, 10*repeat
+	a.Finding.ID, a.Finding.Revision = id, 1
+	return a
 }

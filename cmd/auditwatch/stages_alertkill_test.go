@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -94,20 +93,7 @@ func TestKafkaAlertStoresAcrossSIGKILL(t *testing.T) {
 	go func() { defer rwg.Done(); k.Consume(rctx, "findings", "test-reference", ref) }()
 	defer func() { rcancel(); rwg.Wait() }()
 
-	stalled := false
-	stall := func(on bool) {
-		sig := syscall.SIGCONT
-		if on {
-			sig = syscall.SIGSTOP
-		}
-		must(t, syscall.Kill(r.srv.PID, sig))
-		stalled = on
-	}
-	t.Cleanup(func() {
-		if stalled {
-			syscall.Kill(r.srv.PID, syscall.SIGCONT)
-		}
-	})
+	stall := r.stallStore()
 
 	addr := r.Addrs["alert"]
 	var procs []*process

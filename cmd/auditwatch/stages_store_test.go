@@ -35,20 +35,7 @@ import (
 // tables hold each event once after collapsing repeats.
 func TestKafkaStagesStalledStore(t *testing.T) {
 	r := newStoredStages(t)
-	stalled := false
-	stall := func(on bool) {
-		sig := syscall.SIGCONT
-		if on {
-			sig = syscall.SIGSTOP
-		}
-		must(t, syscall.Kill(r.srv.PID, sig))
-		stalled = on
-	}
-	t.Cleanup(func() {
-		if stalled {
-			syscall.Kill(r.srv.PID, syscall.SIGCONT)
-		}
-	})
+	stall := r.stallStore()
 
 	// Phase 1: the store stalls before any event arrives. Every labelled
 	// anomaly reaches the findings file although nothing can be stored.
@@ -193,6 +180,25 @@ func TestKafkaDetectStoresAcrossSIGKILL(t *testing.T) {
 // starting together would migrate concurrently), the OpenBao scenario
 // with its labels, and one config per stage (a dir source over Drop,
 // the shipped storage settings, an http.listen each).
+// stallStore returns a switch that stops (SIGSTOP) or resumes the
+// ClickHouse server; the server is resumed when the test ends.
+func (r *storedStages) stallStore() func(on bool) {
+	stalled := false
+	r.t.Cleanup(func() {
+		if stalled {
+			_ = syscall.Kill(r.srv.PID, syscall.SIGCONT)
+		}
+	})
+	return func(on bool) {
+		sig := syscall.SIGCONT
+		if on {
+			sig = syscall.SIGSTOP
+		}
+		must(r.t, syscall.Kill(r.srv.PID, sig))
+		stalled = on
+	}
+}
+
 type storedStages struct {
 	t        *testing.T
 	srv      *chtest.Server
