@@ -337,16 +337,7 @@ func TestServedUserAgentAgrees(t *testing.T) {
 	if n < 6 {
 		t.Fatalf("%d rules read only userAgent, want the test's 6 and more", n)
 	}
-	lines := benchRecords(t, 8000)
-	for _, r := range s.single {
-		for _, want := range []bool{true, false} {
-			b, err := json.Marshal(buildRecord(t, r, want))
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, b)
-		}
-	}
+	lines := servedInput(t, s)
 	head := `{"eventVersion":"1.09","eventTime":"2026-01-01T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","eventID":"e-`
 	for _, body := range []string{
 		`1","userIdentity":{"type":"IAMUser","userAgent":"TruffleHog"},"userAgent":"aws-cli/2"`,
@@ -424,16 +415,7 @@ func FuzzServedUserAgent(f *testing.F) {
 // hands Wants gives the same hits as parsed whole.
 func TestServedTypeAgrees(t *testing.T) {
 	s := servedSet(t)
-	lines := benchRecords(t, 8000)
-	for _, r := range s.single {
-		for _, want := range []bool{true, false} {
-			b, err := json.Marshal(buildRecord(t, r, want))
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, b)
-		}
-	}
+	lines := servedInput(t, s)
 	head := `{"eventVersion":"1.09","eventTime":"2026-01-01T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","eventID":"t-`
 	for _, body := range []string{
 		`1","userIdentity":{"type":"Root","arn":"arn:aws:iam::1:root"}`,
@@ -502,16 +484,7 @@ func TestServedTypeAgrees(t *testing.T) {
 // holds at its path.
 func TestServedSpansAgree(t *testing.T) {
 	s := servedSet(t)
-	lines := benchRecords(t, 8000)
-	for _, r := range s.single {
-		for _, want := range []bool{true, false} {
-			b, err := json.Marshal(buildRecord(t, r, want))
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, b)
-		}
-	}
+	lines := servedInput(t, s)
 	head := `{"eventVersion":"1.09","eventTime":"2026-01-01T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","eventID":"s-`
 	ar := `"arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1"`
 	for _, body := range []string{
@@ -580,4 +553,21 @@ func TestServedSpansAgree(t *testing.T) {
 	if arns < 1000 || issuers < 1000 {
 		t.Fatalf("%d records served their arn, %d their issuer's type: the test exercises nothing", arns, issuers)
 	}
+}
+
+// servedInput is generated traffic plus, for each single-event rule of s,
+// a record built to match it and one built not to.
+func servedInput(t *testing.T, s *Set) [][]byte {
+	t.Helper()
+	lines := benchRecords(t, 8000)
+	for _, r := range s.single {
+		for _, want := range []bool{true, false} {
+			b, err := json.Marshal(buildRecord(t, r, want))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, b)
+		}
+	}
+	return lines
 }
