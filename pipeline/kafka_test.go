@@ -188,11 +188,17 @@ func (p *progress) missing(evs []schema.Event, max int) []string {
 }
 
 // lateAssign is a DetectStage that takes its partitions late once
-// delay is set: the group settling slowly after a member left (a leave
-// cut short waits for the session timeout).
+// delay is set (the group settling slowly after a member left: a leave
+// cut short waits for the session timeout) and records when it was
+// first given partitions.
 type lateAssign struct {
 	*DetectStage
-	delay *atomic.Int64
+	*assignHook
+}
+
+type assignHook struct {
+	delay atomic.Int64
+	given atomic.Bool // was assigned at least one partition
 }
 
 func (l lateAssign) Assigned(ctx context.Context, a stream.Assignment) (map[int]int64, error) {
@@ -202,10 +208,15 @@ func (l lateAssign) Assigned(ctx context.Context, a stream.Assignment) (map[int]
 		case <-ctx.Done():
 		}
 	}
+	if len(a.Committed) > 0 {
+		l.given.Store(true)
+	}
 	return l.DetectStage.Assigned(ctx, a)
 }
 
-func startInstance(t *testing.T, k *stream.Kafka, topic, group, dir string, cfg detect.Config, sink FindingSink, processed *progress, slow bool, assignDelay *atomic.Int64) *instance {
+// startInstance runs one detect instance; pace (nil: none) is slept after
+// each event, given the number processed so far by every instance.
+func startInstance(t *testing.T, k *stream.Kafka, topic, group, dir string, cfg detect.Config, sink FindingSink, processed *progress, pace func(n int64) time.Duration, hook *assignHook) *instance {
 	t.Helper()
 	st, err := NewDetectStage(DetectConfig{
 		Open: openEngines(t, dir, cfg), Findings: sink, Replayable: true,
@@ -215,8 +226,11 @@ func startInstance(t *testing.T, k *stream.Kafka, topic, group, dir string, cfg 
 			if ev == nil {
 				return
 			}
-			if n := processed.add(ev); slow && n%25 == 0 {
-				time.Sleep(time.Millisecond)
+			n := processed.add(ev)
+			if pace != nil {
+				if d := pace(n); d > 0 {
+					time.Sleep(d)
+				}
 			}
 		},
 	})
@@ -226,8 +240,8 @@ func startInstance(t *testing.T, k *stream.Kafka, topic, group, dir string, cfg 
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{cancel: cancel, done: make(chan error, 1)}
 	var h stream.Handler = st
-	if assignDelay != nil {
-		h = lateAssign{st, assignDelay}
+	if hook != nil {
+		h = lateAssign{st, hook}
 	}
 	go func() { in.done <- k.Consume(ctx, topic, group, h) }()
 	return in
@@ -282,39 +296,52 @@ func TestDetectRebalance(t *testing.T) {
 	brokers := kafkatest.NewCluster(t, 4, "events")
 	evs, learnEnd := generated(t, 21, 12000)
 	k := testKafka(t, brokers)
-	publishEvents(t, k, "events", evs)
 	cfg := detect.Config{LearnUntil: learnEnd}
 	work := t.TempDir()
-
-	// One instance alone.
-	ref := newFindingCounter()
-	refN := newProgress()
-	one := startInstance(t, testKafka(t, brokers), "events", "ref", filepath.Join(work, "ref"), cfg, ref, refN, false, nil)
-	settle(t, ref, refN, len(evs), 4*time.Second, 60*time.Second)
-	one.stop(t)
-	if ref.count() == 0 {
-		t.Fatal("the single instance raised no findings")
+	slow := func(done int64) time.Duration {
+		if done%25 == 0 {
+			return time.Millisecond
+		}
+		return 0
 	}
 
-	// Two instances with two rebalances.
+	// Two instances with two rebalances. The stream is published in two
+	// parts: B joins once A has handled the first third, and the rest is
+	// published only when B holds partitions, so the join always moves
+	// partitions mid-stream (CI saw A handle all 12,000 events before the
+	// group took B in, and nothing was rebuilt).
 	got := newFindingCounter()
 	n := newProgress()
-	var bDelay atomic.Int64
-	a := startInstance(t, testKafka(t, brokers), "events", "group", filepath.Join(work, "a"), cfg, got, n, true, nil)
-	waitFor(t, func() bool { return n.n.Load() >= int64(len(evs))/3 }, 60*time.Second)
-	b := startInstance(t, testKafka(t, brokers), "events", "group", filepath.Join(work, "b"), cfg, got, n, true, &bDelay)
+	var bHook assignHook
+	third := len(evs) / 3
+	publishEvents(t, k, "events", evs[:third])
+	a := startInstance(t, testKafka(t, brokers), "events", "group", filepath.Join(work, "a"), cfg, got, n, slow, nil)
+	waitFor(t, func() bool { return n.distinct() >= third }, 60*time.Second)
+	b := startInstance(t, testKafka(t, brokers), "events", "group", filepath.Join(work, "b"), cfg, got, n, slow, &bHook)
+	waitFor(t, bHook.given.Load, 60*time.Second)
+	publishEvents(t, k, "events", evs[third:])
 	waitFor(t, func() bool { return n.n.Load() >= 2*int64(len(evs))/3 }, 60*time.Second)
 	// B takes A's partitions only 8 s after A left, longer than the quiet
 	// period settle waits for (a group settling slowly: with the replays
 	// counted as progress, the test stopped B before it handled them and
 	// 71 of 205 findings were reported missing).
-	bDelay.Store(int64(8 * time.Second))
+	bHook.delay.Store(int64(8 * time.Second))
 	a.stop(t)
 	t.Logf("A stopped: %d distinct events processed, %d with replays", n.distinct(), n.n.Load())
 	settle(t, got, n, len(evs), 5*time.Second, 90*time.Second)
 	b.stop(t)
 	if miss := n.missing(evs, 5); len(miss) > 0 {
 		t.Fatalf("events never handed to a detector after the rebalances (first %d): %v", len(miss), miss)
+	}
+
+	// One instance alone, on the whole stream.
+	ref := newFindingCounter()
+	refN := newProgress()
+	one := startInstance(t, testKafka(t, brokers), "events", "ref", filepath.Join(work, "ref"), cfg, ref, refN, nil, nil)
+	settle(t, ref, refN, len(evs), 4*time.Second, 60*time.Second)
+	one.stop(t)
+	if ref.count() == 0 {
+		t.Fatal("the single instance raised no findings")
 	}
 
 	for id, c := range got.ids {
