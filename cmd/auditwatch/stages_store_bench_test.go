@@ -9,15 +9,43 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"auditwatch/detect"
 	"auditwatch/internal/kafkatest"
 	"auditwatch/store/chtest"
 )
+
+// harnessHeap is what the process holds besides the detect stage: the
+// test's input and appender, kfake's in-memory log, and the ingest and
+// alert stages (about 270 MB live in a heap profile of a storage-on
+// run).
+const harnessHeap = 1 << 30
+
+// stagesMemoryLimit gives the process the Go memory limit and collector
+// target the detect stage sets for itself (setGoMemoryLimit, shipped
+// defaults) plus harnessHeap. Deployed, each stage is its own process
+// and the limit covers detect's heap alone; given to this whole process,
+// it also had to hold the harness, and with storage on the collector ran
+// 1,213 times in 34 s (the live heap at the limit), 9x the process CPU
+// of storage off. GOMEMLIMIT set here keeps the stages from lowering it.
+func stagesMemoryLimit(tb testing.TB) {
+	var d detect.Config
+	d.SetDefaults()
+	limit := d.GoMemoryLimit() + harnessHeap
+	tb.Setenv("GOMEMLIMIT", strconv.FormatInt(limit, 10))
+	prevLimit := debug.SetMemoryLimit(limit)
+	prevGC := debug.SetGCPercent(gcPercent)
+	tb.Cleanup(func() {
+		debug.SetMemoryLimit(prevLimit)
+		debug.SetGCPercent(prevGC)
+	})
+}
 
 // kafkaLatency is one run of the Kafka stages under appends.
 type kafkaLatency struct {
@@ -44,6 +72,7 @@ type kafkaLatency struct {
 // evidence event to its first appearance in the findings file (polled
 // every 10 ms).
 func runKafkaStagesLatency(tb testing.TB, in liveInput, storage bool, rate int) kafkaLatency {
+	stagesMemoryLimit(tb)
 	work := tb.TempDir()
 	brokers := kafkatest.NewCluster(tb, 3, "events", "events-by-ip", "findings")
 	audit := filepath.Join(work, "vault-audit.log")
