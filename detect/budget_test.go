@@ -306,3 +306,86 @@ func TestFloodOneOffsHeldBackFromTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Engines sharing a Pool hold the pool's bytes together, not each: three
+// engines flooded at once stay within one state budget, and when two
+// close, the third grows into the whole budget.
+func TestPoolSharesTheBudget(t *testing.T) {
+	cfg := testConfig(t0.Add(time.Minute))
+	cfg.MemoryBudget = 4 << 20
+	total := cfg.StateBudget()
+	pool := NewPool(total)
+	engines := make([]*Engine, 3)
+	for i := range engines {
+		st := openStore(t, t.TempDir())
+		defer st.Close()
+		e, err := New(cfg, st, nil, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.SharePool(pool)
+		engines[i] = e
+	}
+	if pool.Engines() != 3 {
+		t.Fatalf("pool counts %d engines, want 3", pool.Engines())
+	}
+	flood := func(e *Engine, name string, n int) {
+		t.Helper()
+		for j := 0; j < n; j++ {
+			at := 2*time.Minute + time.Duration(j)*time.Millisecond
+			e.Process(vev(fmt.Sprint(name, j), at, fmt.Sprint(name, "-flood-", j), fmt.Sprintf("11.%d.%d.%d", j>>16&255, j>>8&255, j&255), "read", fmt.Sprint("secret/data/", name, "/", j)))
+			if e.NeedCheckpoint() {
+				if err := e.Checkpoint(nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	used := func() (sum int64) {
+		for _, e := range engines {
+			if e != nil {
+				sum += e.m.mem.used
+			}
+		}
+		return sum
+	}
+	var peak int64
+	for round := 0; round < 30; round++ {
+		for i, e := range engines {
+			flood(e, fmt.Sprintf("e%d-r%d", i, round), 1000)
+			peak = max(peak, used())
+		}
+	}
+	if peak > total+total/50 {
+		t.Errorf("three engines sharing %d bytes peaked at %d together", total, peak)
+	}
+	for i, e := range engines {
+		if e.m.mem.used < total/3/2 {
+			t.Errorf("engine %d holds %d bytes after the flood: its share (%d) was never reached", i, e.m.mem.used, total/3)
+		}
+		if s := e.Stats(); s.Evictions == 0 {
+			t.Errorf("engine %d never evicted: the shared bound was not exercised", i)
+		}
+	}
+	for _, i := range []int{1, 2} {
+		if err := engines[i].Close(); err != nil {
+			t.Fatal(err)
+		}
+		engines[i] = nil
+	}
+	if pool.Engines() != 1 {
+		t.Fatalf("pool counts %d engines after two closed, want 1", pool.Engines())
+	}
+	last := engines[0]
+	peak = 0
+	for round := 0; round < 30; round++ {
+		flood(last, fmt.Sprintf("alone-r%d", round), 1000)
+		peak = max(peak, last.m.mem.used)
+	}
+	if peak <= total/3+total/50 {
+		t.Errorf("the engine left alone peaked at %d bytes: it did not grow past its old share %d into the pool's %d", peak, total/3, total)
+	}
+	if peak > total+total/50 {
+		t.Errorf("the engine left alone peaked at %d bytes, pool %d", peak, total)
+	}
+}

@@ -165,8 +165,8 @@ func (c *Config) SetDefaults() {
 // StateBudget is the bytes detector state (every table and its unsaved
 // spill) may hold in memory: two fifths of MemoryBudget, the rest being
 // the Go heap's own headroom (garbage between collections), stacks and
-// the store's buffers. The budget is per engine (one per stream
-// partition).
+// the store's buffers. An engine alone holds all of it; engines of one
+// process (one per stream partition) share it through a Pool.
 func (c Config) StateBudget() int64 { return int64(c.MemoryBudget) * 2 / 5 }
 
 // GoMemoryLimit is the soft limit for the Go runtime (debug.SetMemoryLimit)

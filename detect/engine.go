@@ -54,10 +54,14 @@ type Engine struct {
 
 	principals *table[principalState]
 	tabs       []tableStats // every table (principals and the detectors')
-	scope      scope
-	dets       []detector
-	h          hasher
-	hkey       hashKey // shared by every hasher of the engine
+	// pool, when set, is the process's state budget this engine shares
+	// (SharePool); poolVer is the pool version its limits follow.
+	pool    *Pool
+	poolVer uint64
+	scope   scope
+	dets    []detector
+	h       hasher
+	hkey    hashKey // shared by every hasher of the engine
 	// clockRead is the last wall-clock reading (ns) ahead used, for
 	// clockUses events since (ahead)
 	clockRead int64
@@ -393,6 +397,9 @@ func (e *Engine) Config() Config { return e.cfg }
 // (time_skew=ahead|behind) and counted; an event dated ahead never moves
 // the watermark.
 func (e *Engine) Process(ev schema.Event) []schema.Finding {
+	if e.pool != nil && e.pool.ver.Load() != e.poolVer {
+		e.reshare()
+	}
 	var out []schema.Finding
 	if len(e.pending) > 0 {
 		out = e.evaluatePending(out)
@@ -788,6 +795,10 @@ func (e *Engine) Meta() (map[string][]byte, error) {
 // checkpointed is replayed after a restart. A store passed to New stays
 // open (its owner closes it); one opened by Open is closed.
 func (e *Engine) Close() error {
+	if e.pool != nil {
+		e.pool.leave()
+		e.pool = nil
+	}
 	if e.ownStore {
 		return e.st.Close()
 	}

@@ -22,6 +22,7 @@ import (
 
 	"auditwatch/alert"
 	"auditwatch/config"
+	"auditwatch/detect"
 	"auditwatch/ingest/dir"
 	"auditwatch/ingest/filetail"
 	"auditwatch/ingest/lookup"
@@ -47,6 +48,11 @@ type daemon struct {
 	stderr io.Writer
 	// stdout is set by commands that print for a person (console findings).
 	stdout io.Writer
+
+	// statePool is the detectors' state budget every engine of the
+	// process shares (statePoolFor).
+	poolOnce  sync.Once
+	statePool *detect.Pool
 
 	routerOnce, routerClose sync.Once
 	routerV                 *alert.Router

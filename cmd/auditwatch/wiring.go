@@ -100,8 +100,18 @@ func (d *daemon) detectorOpenerFor(key string, dcfg detect.Config) pipeline.Open
 			st.Close()
 			return nil, err
 		}
+		eng.SharePool(d.statePoolFor(dcfg))
 		return correlated(d.allowing(engine{Engine: eng, st: st}), dcfg)
 	}
+}
+
+// statePoolFor is the process's detector-state budget (dcfg's
+// StateBudget, the same for every role): the engines of every partition
+// and role share it, as the process shares the one Go memory limit
+// setGoMemoryLimit draws from the same budget.
+func (d *daemon) statePoolFor(dcfg detect.Config) *detect.Pool {
+	d.poolOnce.Do(func() { d.statePool = detect.NewPool(dcfg.StateBudget()) })
+	return d.statePool
 }
 
 // correlated puts the incident correlation stage behind a partition's
