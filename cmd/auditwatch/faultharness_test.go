@@ -150,14 +150,18 @@ func newFaultRun(t *testing.T, s faultStream) *faultRun {
 	return f
 }
 
-// WriteConfig writes the run config.
+// WriteConfig writes the run config. The tail keeps the shipped
+// idle_flush (2 s): with 500 ms, a stall of the appender under load could
+// release a request entry before its response was written, and the
+// request and its response became two events (one dated by the
+// response), whose findings the uninterrupted replay never raises.
 func (f *faultRun) WriteConfig(c faultConfig) {
 	f.t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, `sources:
   - name: live
     type: filetail
-    filetail: {path: %q, poll_interval: 50ms, idle_flush: 500ms}
+    filetail: {path: %q, poll_interval: 50ms}
 state: {dir: %q`, f.Live, f.State)
 	if c.State != "" {
 		b.WriteString(", " + c.State)
@@ -338,6 +342,12 @@ func (f *faultRun) GrepSecrets(extra map[string]string) {
 
 // assertSameFindings checks got holds each finding of want exactly once
 // and nothing else, naming at most five of each kind of difference.
+// findingEvidence is what tells two findings of one rule and group apart:
+// their time, evidence and attributes.
+func findingEvidence(f schema.Finding) string {
+	return fmt.Sprintf("time %s evidence %v attributes %v", f.Time.Format(time.RFC3339Nano), f.EventIDs, f.Attributes)
+}
+
 func assertSameFindings(t *testing.T, got, want []schema.Finding) {
 	t.Helper()
 	count := map[string]int{}
@@ -358,7 +368,7 @@ func assertSameFindings(t *testing.T, got, want []schema.Finding) {
 		wantIDs[f.ID] = true
 		if count[f.ID] == 0 {
 			if missing++; missing <= 5 {
-				t.Errorf("missing finding %s: %s %s rev %d %s", f.ID, f.Detector, f.Principal, f.Revision, f.Summary)
+				t.Errorf("missing finding %s: %s %s rev %d %s; %s", f.ID, f.Detector, f.Principal, f.Revision, f.Summary, findingEvidence(f))
 			}
 		}
 	}
@@ -366,7 +376,7 @@ func assertSameFindings(t *testing.T, got, want []schema.Finding) {
 	for _, f := range got {
 		if !wantIDs[f.ID] {
 			if extra++; extra <= 5 {
-				t.Errorf("finding %s not in the uninterrupted replay: %s %s rev %d %s", f.ID, f.Detector, f.Principal, f.Revision, f.Summary)
+				t.Errorf("finding %s not in the uninterrupted replay: %s %s rev %d %s; %s", f.ID, f.Detector, f.Principal, f.Revision, f.Summary, findingEvidence(f))
 			}
 		}
 	}

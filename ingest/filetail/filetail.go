@@ -311,10 +311,17 @@ func (fw *follow) Read(p []byte) (int, error) {
 		}
 		// At the end of the data: hand on what is ready, then look around.
 		if fw.waiting != nil {
+			handing := fw.t.now()
 			if err := fw.waiting(); err != nil {
 				fw.err, fw.end = err, endStopped
 				continue
 			}
+			// Time spent handing on (a full stream holds the publish) is
+			// not time the file was idle: it may have grown meanwhile.
+			// Counted, it released request entries whose responses were
+			// already written as request-only events, and the responses
+			// after them as events of their own.
+			idleSince = idleSince.Add(fw.t.now().Sub(handing))
 		}
 		switch {
 		case fw.ctx.Err() != nil:

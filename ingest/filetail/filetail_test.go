@@ -418,3 +418,83 @@ func TestVaultLogWrittenInPieces(t *testing.T) {
 		t.Errorf("got %d events, want %d", len(got), total)
 	}
 }
+
+// blockingPublisher is a Publisher whose first publish is held (a full
+// stream) while the clock moves past IdleFlush and the file grows.
+type blockingPublisher struct {
+	collector
+	clock *fakeClock
+	once  sync.Once
+	grow  func()
+	times map[string][]time.Time
+}
+
+func (p *blockingPublisher) Publish(ctx context.Context, b source.Batch) error {
+	if len(b.Events) > 0 {
+		p.once.Do(func() {
+			p.grow()
+			p.clock.add(time.Second)
+		})
+	}
+	p.mu.Lock()
+	for _, ev := range b.Events {
+		p.times[ev.ID] = append(p.times[ev.ID], ev.Time)
+	}
+	p.mu.Unlock()
+	return p.collector.Publish(ctx, b)
+}
+
+// A request entry read just before the tailer waits on a full stream is
+// paired with its response written meanwhile: the wait is not idle time
+// (it was, and the request went on alone, its response after it as a
+// second event with the same id, dated by the response).
+func TestHandingOnIsNotIdle(t *testing.T) {
+	vaultLine := func(typ, id, at string) string {
+		return fmt.Sprintf(`{"time":%q,"type":%q,"auth":{"client_token":"hmac-sha256:aa","accessor":"hmac-sha256:bb","display_name":"approle","policies":["default"],"token_type":"service"},"request":{"id":%q,"operation":"read","path":"secret/data/app","remote_address":"10.0.0.7","client_token":"hmac-sha256:aa"}%s}`+"\n",
+			at, typ, id, map[bool]string{true: `,"response":{"mount_type":"kv"}`}[typ == "response"])
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	first := vaultLine("request", "first", "2026-11-28T00:00:00.000Z") + vaultLine("response", "first", "2026-11-28T00:00:00.010Z") +
+		vaultLine("request", "split", "2026-11-28T00:00:01.000Z")
+	if err := os.WriteFile(path, []byte(first), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cp := source.NewMemCheckpoints(nil)
+	tl, err := New(Config{Path: path, PollInterval: duration.Duration(10 * time.Millisecond), IdleFlush: duration.Duration(500 * time.Millisecond)}, "vault", source.AuditParser(ingest.DefaultOptions()), cp, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newFakeClock()
+	tl.SetClock(clock.now, clock.after)
+	p := &blockingPublisher{collector: collector{cp: cp}, clock: clock, times: map[string][]time.Time{}, grow: func() {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		if _, err := f.WriteString(vaultLine("response", "split", "2026-11-28T00:00:01.020Z")); err != nil {
+			t.Error(err)
+		}
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tl.Run(ctx, p) }()
+	for i := 0; i < 5; i++ {
+		clock.poll(t)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := time.Date(2026, 11, 28, 0, 0, 1, 0, time.UTC)
+	if got := p.times["split"]; len(got) != 1 || !got[0].Equal(want) {
+		t.Fatalf("events of the split request: %v, want one dated by its request (%v); all: %v", got, want, p.ids)
+	}
+	if got := p.times["first"]; len(got) != 1 {
+		t.Fatalf("events of the first request: %v, want one", got)
+	}
+}
