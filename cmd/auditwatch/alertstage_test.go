@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -75,8 +74,7 @@ func TestAlertStageSlowOutputHoldsOnlyItself(t *testing.T) {
 
 	work := t.TempDir()
 	httpAddr := freeAddr(t)
-	cfgPath := filepath.Join(work, "alert.yaml")
-	cfg := fmt.Sprintf(`%sstate: {dir: %q}
+	d, cfgPath := configuredDaemon(t, "test", filepath.Join(work, "alert.yaml"), fmt.Sprintf(`%sstate: {dir: %q}
 alerts:
   outputs:
     - {name: slow, type: webhook, webhook: {url: %q}}
@@ -85,16 +83,8 @@ alerts:
 http: {listen: %q}
 logging: {level: info, format: text}
 shutdown_timeout: 5s
-`, kafkaStreamYAML(brokers[0], "200ms"), filepath.Join(work, "state"), slowSrv.URL, fastSrv.URL, httpAddr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`, kafkaStreamYAML(brokers[0], "200ms"), filepath.Join(work, "state"), slowSrv.URL, fastSrv.URL, httpAddr))
 	// Publish the findings as the detect stage does.
-	var errb bytes.Buffer
-	d, code := newDaemon("test", []string{"--config", cfgPath}, &errb)
-	if d == nil {
-		t.Fatalf("config: exit %d: %s", code, errb.String())
-	}
 	k, err := d.kafkaStream()
 	if err != nil {
 		t.Fatal(err)

@@ -10,22 +10,28 @@ import (
 	"auditwatch/pipeline"
 )
 
+// configuredDaemon writes cfg to path and loads it as command name does.
+func configuredDaemon(t *testing.T, name, path, cfg string) (*daemon, string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	d, code := newDaemon(name, []string{"--config", path}, &errb)
+	if d == nil {
+		t.Fatalf("config %s: exit %d: %s", path, code, errb.String())
+	}
+	return d, path
+}
+
 // A detect process holds one engine per owned partition of each events
 // topic; they share the detectors' state budget (detect.Pool) instead of
 // each taking all of it, and closing an engine through the wrappers the
 // stage sees (incident correlation, allow rules) gives its share back.
 func TestDetectEnginesShareOneBudget(t *testing.T) {
 	work := t.TempDir()
-	cfgPath := filepath.Join(work, "detect.yaml")
-	cfg := fmt.Sprintf("%sstate: {dir: %q}\n", kafkaStreamYAML("127.0.0.1:1", "1s"), filepath.Join(work, "state"))
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var errb bytes.Buffer
-	d, code := newDaemon("detect", []string{"--config", cfgPath}, &errb)
-	if d == nil {
-		t.Fatalf("config: exit %d: %s", code, errb.String())
-	}
+	d, _ := configuredDaemon(t, "detect", filepath.Join(work, "detect.yaml"),
+		fmt.Sprintf("%sstate: {dir: %q}\n", kafkaStreamYAML("127.0.0.1:1", "1s"), filepath.Join(work, "state")))
 	dcfg := d.conf.Detectors
 	var dets []pipeline.Detector
 	for _, role := range []string{rolePrincipal, roleByIP} {
